@@ -1,0 +1,40 @@
+# Thin wrapper over CMake/CTest. `make demo` and `make test` are the README's two commands.
+BUILD    ?= build
+PREFIX   ?= /usr/local
+JOBS     ?= $(shell nproc)
+CMAKEFLAGS ?=
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps configure test demo bench fuzz install man-lint clean
+
+all: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+deps:
+	@sh share/llmkit/install-deps.sh
+
+configure: deps
+	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKEFLAGS)
+
+test: all
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+demo: all
+	sh share/llmkit/demo/run-demo.sh $(BUILD)/bin
+
+bench: all
+	sh bench/run-all.sh $(BUILD)/bin
+
+fuzz: deps
+	@test -f $(BUILD)-fuzz/CMakeCache.txt || CC=clang CXX=clang++ cmake -S . -B $(BUILD)-fuzz -DLLMKIT_FUZZ=ON -DLLMKIT_CUDA=OFF -DBUILD_TESTING=OFF
+	cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz-targets
+	sh tests/fuzz/run-fuzz.sh $(BUILD)-fuzz/bin $(FUZZ_SECONDS)
+
+install: all
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+man-lint: deps
+	mandoc -Tlint -W warning man/man1/*.1 man/man5/*.5 man/man7/*.7
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-fuzz

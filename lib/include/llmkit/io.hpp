@@ -1,0 +1,97 @@
+// Byte streams in and out of files or stdin/stdout, with transparent compression:
+// zstd and gzip are detected by magic on read; zstd is written with a .zst name or on request.
+// Output files are atomic: written under a temporary name in the same directory, fsynced and
+// renamed by commit(); a file that is not committed is removed, so a partial file never
+// appears under the final name.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace llmkit {
+
+enum class Compression { none, zstd, gzip };
+
+class InputStream {
+ public:
+  virtual ~InputStream() = default;
+  // Reads up to n decompressed bytes; returns 0 only at end of stream. Throws Error on I/O
+  // or decompression failure (naming the file).
+  virtual size_t read(char* buf, size_t n) = 0;
+  // Compressed bytes consumed so far (what the progress line counts against the file size).
+  virtual uint64_t raw_bytes_read() const = 0;
+  const std::string& name() const { return name_; }
+  Compression compression() const { return compression_; }
+
+ protected:
+  std::string name_;
+  Compression compression_ = Compression::none;
+};
+
+// Opens `path` ("-" or "" is stdin). Compression is detected from the first bytes.
+// [begin, end) restricts reading to a byte range of an uncompressed file (see LineReader for
+// line alignment); a range on a compressed file or on stdin is an Error.
+std::unique_ptr<InputStream> open_input(const std::string& path, uint64_t begin = 0,
+                                        uint64_t end = UINT64_MAX);
+
+// Size of a regular file, 0 for stdin or when unknown.
+uint64_t file_size(const std::string& path);
+bool is_directory(const std::string& path);
+// Detects compression from a path's magic bytes (reads 4 bytes).
+Compression sniff_compression(const std::string& path);
+
+// Reads lines (without the trailing '\n'; a trailing '\r' is kept) from a stream.
+// With a byte range [begin, end) on an uncompressed file, a line belongs to the range holding
+// its first byte, so ranges that tile a file yield every line exactly once.
+class LineReader {
+ public:
+  explicit LineReader(std::unique_ptr<InputStream> in, size_t max_line_bytes = 64 << 20,
+                      uint64_t begin = 0, uint64_t end = UINT64_MAX);
+  // Returns false at end. A line longer than max_line_bytes is skipped up to its newline and
+  // reported by `too_long` (line is then empty).
+  bool next(std::string_view& line, bool& too_long);
+  // 1-based number of the line last returned. With begin > 0 the count of earlier lines is
+  // computed on first call (a scan of [0, begin)), so errors can name the true line.
+  uint64_t line_number();
+  const std::string& name() const { return in_->name(); }
+  uint64_t raw_bytes_read() const { return in_->raw_bytes_read(); }
+
+ private:
+  bool fill();
+  std::unique_ptr<InputStream> in_;
+  std::vector<char> buf_;
+  size_t pos_ = 0, len_ = 0;
+  size_t max_line_;
+  uint64_t begin_, end_, offset_;  // offset_: file offset of buf_[pos_]
+  uint64_t line_in_range_ = 0;
+  int64_t lines_before_ = -1;
+  bool eof_ = false;
+  std::string long_line_;
+};
+
+class OutputStream {
+ public:
+  // path "-" or "": stdout (refused with an Error if zstd is off and stdout is a terminal and
+  // binary is true). Otherwise an atomic file. zstd: compress; defaults to a .zst suffix check.
+  static std::unique_ptr<OutputStream> open(const std::string& path, bool zstd, bool binary = false,
+                                            int zstd_level = 3);
+  virtual ~OutputStream() = default;
+  virtual void write(std::string_view data) = 0;
+  // Flushes, fsyncs and renames into place. Without commit() the temporary file is removed.
+  virtual void commit() = 0;
+  virtual uint64_t bytes_written() const = 0;  // bytes on disk (compressed)
+  const std::string& name() const { return name_; }
+
+ protected:
+  std::string name_;
+};
+
+bool has_suffix(std::string_view s, std::string_view suffix);
+
+// Whole-file helpers for small files (configs, fixtures).
+std::string read_file(const std::string& path);
+void write_file_atomic(const std::string& path, std::string_view data);
+
+}  // namespace llmkit

@@ -1,0 +1,45 @@
+// Logging to stderr, and progress reporting. stdout is data only, so nothing here touches it.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace llmkit {
+
+enum class LogLevel { error = 0, warn = 1, info = 2, debug = 3 };
+
+void set_program_name(const std::string& name);
+const std::string& program_name();
+void set_log_level(LogLevel level);
+LogLevel log_level();
+inline bool log_enabled(LogLevel l) { return static_cast<int>(l) <= static_cast<int>(log_level()); }
+
+// "llm-x: message" on stderr when the level is enabled. Thread-safe (one write per line).
+void log_msg(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+#define LLMKIT_WARN(...) ::llmkit::log_msg(::llmkit::LogLevel::warn, __VA_ARGS__)
+#define LLMKIT_INFO(...) ::llmkit::log_msg(::llmkit::LogLevel::info, __VA_ARGS__)
+#define LLMKIT_DEBUG(...) ::llmkit::log_msg(::llmkit::LogLevel::debug, __VA_ARGS__)
+
+// Human-readable sizes and rates for logs: "1.5 MB", "12.3 MB/s".
+std::string human_bytes(double bytes);
+
+// Progress of a streaming job. On a terminal: a live line redrawn at most 4 times a second
+// (items, bytes, rate, ETA when the total is known). Elsewhere: one log line every `interval`.
+// Call update() from one thread as often as you like; it is cheap when nothing is due.
+class Progress {
+ public:
+  Progress(std::string what, uint64_t total_bytes = 0, double interval_seconds = 5.0);
+  ~Progress();
+  void update(uint64_t items, uint64_t bytes);
+  void finish();  // final line; called by the destructor if not before
+
+ private:
+  void draw(bool final);
+  std::string what_;
+  uint64_t total_bytes_, items_ = 0, bytes_ = 0;
+  double interval_;
+  bool tty_, finished_ = false;
+  std::chrono::steady_clock::time_point start_, last_;
+};
+
+}  // namespace llmkit

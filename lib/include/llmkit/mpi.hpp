@@ -1,0 +1,51 @@
+// MPI when launched by mpirun/srun, one process otherwise (MPI_Init is not even called then, so a
+// plain run costs nothing and needs no MPI runtime). Work splitting across ranks lives here too.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace llmkit {
+
+class Comm {
+ public:
+  // The world communicator. Initialises MPI on first use when the environment says we run
+  // under a launcher (OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_SIZE).
+  static Comm& world();
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  bool mpi() const { return mpi_; }
+  void barrier();
+  int64_t allreduce_sum(int64_t v);
+  int64_t allreduce_max(int64_t v);
+  // Rank 0 receives every rank's string, in rank order; other ranks get an empty vector.
+  std::vector<std::string> gather(const std::string& mine);
+  void abort(int code);  // MPI_Abort under MPI, otherwise nothing
+  void finalize();
+
+ private:
+  Comm();
+  int rank_ = 0, size_ = 1;
+  bool mpi_ = false;
+};
+
+// A piece of work: a whole file, or the byte range [begin, end) of an uncompressed file.
+struct InputPart {
+  std::string path;
+  uint64_t begin = 0, end = UINT64_MAX;
+  bool whole = true;
+};
+
+// Splits inputs across ranks by bytes: the files are laid end to end and cut into `size` equal
+// ranges; a splittable file (plain JSONL) is cut inside at line boundaries (by LineReader), any
+// other file goes whole to the rank whose range holds its first byte. Order is preserved, so
+// concatenating the ranks' outputs in rank order gives the 1-rank output.
+std::vector<InputPart> split_inputs(const std::vector<std::string>& paths, int rank, int size,
+                                    const std::function<bool(const std::string&)>& splittable);
+
+// Output name of a rank's part: with one rank, `out` itself; otherwise for a directory
+// DIR/part-RRRRR<ext>, for a file "NAME.jsonl.zst" -> "NAME-RRRRR.jsonl.zst".
+std::string rank_output_path(const std::string& out, const std::string& ext, int rank, int size);
+
+}  // namespace llmkit
