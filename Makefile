@@ -14,7 +14,7 @@ deps:
 	@sh share/llmkit/install-deps.sh
 
 configure: deps
-	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKEFLAGS)
+	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) -G Ninja -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKEFLAGS)
 
 test: all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900

@@ -44,7 +44,8 @@ Compression sniff_compression(const std::string& path);
 
 // Reads lines (without the trailing '\n'; a trailing '\r' is kept) from a stream.
 // With a byte range [begin, end) on an uncompressed file, a line belongs to the range holding
-// its first byte, so ranges that tile a file yield every line exactly once.
+// its first byte, so ranges that tile a file yield every line exactly once. For begin > 0 the
+// stream must be opened at begin-1 (open_lines() does this).
 class LineReader {
  public:
   explicit LineReader(std::unique_ptr<InputStream> in, size_t max_line_bytes = 64 << 20,
@@ -67,9 +68,14 @@ class LineReader {
   uint64_t begin_, end_, offset_;  // offset_: file offset of buf_[pos_]
   uint64_t line_in_range_ = 0;
   int64_t lines_before_ = -1;
+  bool skip_partial_;
   bool eof_ = false;
-  std::string long_line_;
 };
+
+// Opens `path` and returns a reader over the lines that start in [begin, end).
+std::unique_ptr<LineReader> open_lines(const std::string& path, uint64_t begin = 0,
+                                       uint64_t end = UINT64_MAX,
+                                       size_t max_line_bytes = 64 << 20);
 
 class OutputStream {
  public:

@@ -14,6 +14,7 @@ struct Document {
   std::string text;  // the text field, unescaped
   std::string id;    // "id" as a string (numbers keep their JSON spelling); "" if absent
   bool has_id = false;
+  size_t invalid_utf8 = 0;  // bytes of invalid UTF-8 in the line, replaced by U+FFFD
   std::string raw;   // the original line
   // Top-level fields of `raw`: raw key (with quotes) and raw value, in order.
   std::vector<std::pair<std::string_view, std::string_view>> fields;
@@ -51,5 +52,11 @@ void serialize_document(const Document& doc, const JsonlOptions& opts, std::stri
 // Appends s as a JSON string literal. Invalid UTF-8 bytes become U+FFFD so the output is always
 // valid JSON; returns the number of bytes so replaced.
 size_t append_json_string(std::string& out, std::string_view s);
+
+// True if s is valid UTF-8 (vectorised check).
+bool valid_utf8(std::string_view s);
+
+// Appends s to out with every invalid UTF-8 byte replaced by U+FFFD; returns how many.
+size_t repair_utf8(std::string_view s, std::string& out);
 
 }  // namespace llmkit

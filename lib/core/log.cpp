@@ -1,0 +1,93 @@
+#include "llmkit/log.hpp"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+
+namespace llmkit {
+namespace {
+std::string g_program = "llmkit";
+LogLevel g_level = LogLevel::info;
+}  // namespace
+
+void set_program_name(const std::string& name) { g_program = name; }
+const std::string& program_name() { return g_program; }
+void set_log_level(LogLevel level) { g_level = level; }
+LogLevel log_level() { return g_level; }
+
+void log_msg(LogLevel level, const char* fmt, ...) {
+  if (!log_enabled(level)) return;
+  char body[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(body, sizeof body, fmt, ap);
+  va_end(ap);
+  const char* tag = level == LogLevel::warn ? "warning: " : "";
+  // One write() per line so lines from threads or ranks do not interleave mid-line.
+  std::string line = g_program + ": " + tag + body + "\n";
+  ssize_t ignored = ::write(2, line.data(), line.size());
+  (void)ignored;
+}
+
+std::string human_bytes(double bytes) {
+  const char* units[] = {"B", "kB", "MB", "GB", "TB", "PB"};
+  int u = 0;
+  while (std::fabs(bytes) >= 1000 && u < 5) {
+    bytes /= 1000;
+    ++u;
+  }
+  char buf[32];
+  snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
+  return buf;
+}
+
+Progress::Progress(std::string what, uint64_t total_bytes, double interval_seconds)
+    : what_(std::move(what)), total_bytes_(total_bytes), interval_(interval_seconds) {
+  tty_ = isatty(2) && log_enabled(LogLevel::info);
+  start_ = last_ = std::chrono::steady_clock::now();
+}
+
+Progress::~Progress() { finish(); }
+
+void Progress::update(uint64_t items, uint64_t bytes) {
+  items_ = items;
+  bytes_ = bytes;
+  auto now = std::chrono::steady_clock::now();
+  double since = std::chrono::duration<double>(now - last_).count();
+  if (since < (tty_ ? 0.25 : interval_)) return;
+  last_ = now;
+  draw(false);
+}
+
+void Progress::finish() {
+  if (finished_) return;
+  finished_ = true;
+  draw(true);
+}
+
+void Progress::draw(bool final) {
+  if (!log_enabled(LogLevel::info)) return;
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  if (final && !tty_ && secs < interval_) return;  // short runs need no progress line
+  double rate = secs > 0 ? bytes_ / secs : 0;
+  char line[256];
+  int n = snprintf(line, sizeof line, "%s: %llu items, %s, %s/s", what_.c_str(),
+                   (unsigned long long)items_, human_bytes(bytes_).c_str(),
+                   human_bytes(rate).c_str());
+  if (total_bytes_ > 0 && !final && rate > 0 && bytes_ < total_bytes_) {
+    double eta = (total_bytes_ - bytes_) / rate;
+    snprintf(line + n, sizeof line - n, ", %.0f%%, ETA %dm%02ds", 100.0 * bytes_ / total_bytes_,
+             int(eta) / 60, int(eta) % 60);
+  } else if (final) {
+    snprintf(line + n, sizeof line - n, ", %.1f s", secs);
+  }
+  std::string out = tty_ ? "\r\033[K" + program_name() + ": " + line + (final ? "\n" : "")
+                         : program_name() + ": " + line + "\n";
+  ssize_t ignored = ::write(2, out.data(), out.size());
+  (void)ignored;
+}
+
+}  // namespace llmkit

@@ -1,0 +1,54 @@
+// llm-clean's pipeline as a library: extraction, repair, language id, quality rules, PII.
+// The command parses options into a CleanConfig and calls run_clean().
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llmkit/docsource.hpp"
+#include "llmkit/html.hpp"
+#include "llmkit/pii.hpp"
+#include "llmkit/quality.hpp"
+#include "llmkit/unicode.hpp"
+
+namespace llmkit {
+
+struct CleanConfig {
+  SourceConfig source;
+  bool extract = true;  // HTML inputs: main content only (off: all visible text)
+  text::ExtractConfig extract_cfg;
+  bool repair = true;
+  text::RepairConfig repair_cfg;
+  bool langid = true;
+  std::vector<std::string> keep_langs;  // empty: keep every language
+  double min_lang_score = 0.65;         // with keep_langs: drop below this score
+  bool quality = true;
+  text::QualityConfig quality_cfg;
+  bool pii = true;
+  text::PiiConfig pii_cfg;
+  size_t min_chars = 1;  // documents shorter than this after cleaning are dropped ("empty")
+
+  std::string output;    // "" or "-": stdout; a directory or a file (per-rank parts under MPI)
+  bool zstd = false;
+  std::string rejected;  // "" or a file (per-rank parts under MPI) for dropped documents
+  size_t batch_docs = 2048;
+  size_t batch_bytes = 16 << 20;
+};
+
+// What happened to one document. Thread-safe given a shared const Cleaner.
+class Cleaner {
+ public:
+  explicit Cleaner(const CleanConfig& cfg);
+  ~Cleaner();
+  // Cleans `sd` in place. Returns "" to keep it, else the drop reason "stage:rule".
+  std::string clean(SourceDoc& sd, Stats& stats) const;
+
+ private:
+  const CleanConfig& cfg_;
+  std::unique_ptr<text::PiiRedactor> pii_;
+};
+
+// Runs the whole command on this rank's share of `inputs`; fills `stats` (not yet reduced).
+void run_clean(const std::vector<std::string>& inputs, const CleanConfig& cfg, Stats& stats);
+
+}  // namespace llmkit

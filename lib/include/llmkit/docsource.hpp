@@ -1,0 +1,62 @@
+// Documents from the inputs every data command takes: JSONL(.zst/.gz) files, HTML files, WARC
+// and WET files (.warc, .warc.gz), directories of those, or stdin. Reads this rank's share of
+// the inputs in order, in batches, and reports malformed lines as "FILE:LINE: reason" (the first
+// few in full, then a count) while counting them in the stats.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llmkit/jsonl.hpp"
+#include "llmkit/mpi.hpp"
+#include "llmkit/stats.hpp"
+
+namespace llmkit {
+
+enum class InputFormat { detect, jsonl, html, warc };
+InputFormat parse_input_format(const std::string& name);  // throws UsageError
+
+struct SourceConfig {
+  InputFormat format = InputFormat::detect;
+  JsonlOptions jsonl;
+  size_t max_line_bytes = 64 << 20;  // longer JSONL lines, larger HTML files: skipped, counted
+  int report_limit = 10;             // malformed lines reported in full on stderr
+  bool strict = false;               // a malformed line is an Error instead of a counted skip
+};
+
+// A document as it comes from an input. For HTML (files or WARC records) doc.text holds the
+// page bytes and `html` is set: the main text is extracted later, in parallel.
+struct SourceDoc {
+  Document doc;
+  bool html = false;
+  std::string charset;  // charset hint from the HTTP Content-Type, if any
+  std::string where;    // "FILE:LINE" or "FILE@OFFSET" for messages
+};
+
+// Expands directories (recursively, sorted) into the files in them with a known extension.
+std::vector<std::string> expand_inputs(const std::vector<std::string>& args);
+
+class DocumentSource {
+ public:
+  DocumentSource(std::vector<InputPart> parts, SourceConfig cfg, Stats& stats);
+  ~DocumentSource();
+  // Appends up to max_docs documents (or about max_bytes of text) to `batch`; false at the end.
+  bool next_batch(std::vector<SourceDoc>& batch, size_t max_docs, size_t max_bytes);
+  uint64_t bytes_read() const;  // raw (compressed) bytes consumed, for progress
+  uint64_t total_bytes() const { return total_bytes_; }
+
+ private:
+  struct Reader;
+  bool open_next();
+  void report_malformed(const std::string& where, const std::string& reason);
+  std::vector<InputPart> parts_;
+  size_t next_part_ = 0;
+  SourceConfig cfg_;
+  Stats& stats_;
+  std::unique_ptr<Reader> reader_;
+  uint64_t total_bytes_ = 0, done_bytes_ = 0;
+  int64_t reported_ = 0;
+};
+
+}  // namespace llmkit

@@ -1,0 +1,267 @@
+#include "llmkit/docsource.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+
+#include "llmkit/error.hpp"
+#include "llmkit/io.hpp"
+#include "llmkit/log.hpp"
+#include "llmkit/warc.hpp"
+
+namespace llmkit {
+namespace {
+
+bool ends_with_any(const std::string& s, std::initializer_list<const char*> suffixes) {
+  for (const char* suf : suffixes)
+    if (has_suffix(s, suf)) return true;
+  return false;
+}
+
+InputFormat format_from_name(const std::string& path) {
+  if (ends_with_any(path, {".html", ".htm", ".xhtml"})) return InputFormat::html;
+  if (ends_with_any(path, {".warc", ".warc.gz", ".warc.zst", ".wet", ".wet.gz", ".wet.zst"}))
+    return InputFormat::warc;
+  if (ends_with_any(path, {".jsonl", ".jsonl.zst", ".jsonl.gz", ".json", ".json.zst", ".json.gz",
+                           ".ndjson", ".ndjson.zst", ".ndjson.gz"}))
+    return InputFormat::jsonl;
+  return InputFormat::detect;
+}
+
+InputFormat format_from_bytes(std::string_view head) {
+  size_t i = 0;
+  while (i < head.size() && std::isspace(static_cast<unsigned char>(head[i]))) ++i;
+  head.remove_prefix(i);
+  if (head.substr(0, 5) == "WARC/") return InputFormat::warc;
+  if (!head.empty() && head[0] == '{') return InputFormat::jsonl;
+  if (!head.empty() && head[0] == '<') return InputFormat::html;
+  return InputFormat::jsonl;  // let the JSONL reader report what is wrong, line by line
+}
+
+// An input stream whose first bytes were already read for format detection.
+class PrefixedStream : public InputStream {
+ public:
+  PrefixedStream(std::unique_ptr<InputStream> in, std::string prefix)
+      : in_(std::move(in)), prefix_(std::move(prefix)) {
+    name_ = in_->name();
+    compression_ = in_->compression();
+  }
+  size_t read(char* buf, size_t n) override {
+    if (pos_ < prefix_.size()) {
+      size_t k = std::min(n, prefix_.size() - pos_);
+      std::memcpy(buf, prefix_.data() + pos_, k);
+      pos_ += k;
+      return k;
+    }
+    return in_->read(buf, n);
+  }
+  uint64_t raw_bytes_read() const override { return in_->raw_bytes_read(); }
+
+ private:
+  std::unique_ptr<InputStream> in_;
+  std::string prefix_;
+  size_t pos_ = 0;
+};
+
+std::string read_head(InputStream& in, size_t n) {
+  std::string head(n, '\0');
+  size_t got = 0;
+  while (got < n) {
+    size_t r = in.read(head.data() + got, n - got);
+    if (r == 0) break;
+    got += r;
+  }
+  head.resize(got);
+  return head;
+}
+
+}  // namespace
+
+InputFormat parse_input_format(const std::string& name) {
+  if (name == "auto" || name == "detect") return InputFormat::detect;
+  if (name == "jsonl") return InputFormat::jsonl;
+  if (name == "html") return InputFormat::html;
+  if (name == "warc" || name == "wet") return InputFormat::warc;
+  throw UsageError("unknown input format '" + name + "' (use auto, jsonl, html or warc)");
+}
+
+std::vector<std::string> expand_inputs(const std::vector<std::string>& args) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> out;
+  for (const auto& a : args) {
+    if (a == "-" || !is_directory(a)) {
+      out.push_back(a);
+      continue;
+    }
+    std::vector<std::string> found;
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(a, fs::directory_options::follow_directory_symlink, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_regular_file(ec) && format_from_name(it->path().string()) != InputFormat::detect)
+        found.push_back(it->path().string());
+    }
+    if (ec) throw Error(a, errno_message("cannot list directory", ec.value()));
+    std::sort(found.begin(), found.end());  // a stable order, whatever the file system says
+    out.insert(out.end(), found.begin(), found.end());
+  }
+  return out;
+}
+
+// One open input: JSONL lines, a single HTML page, or WARC records.
+struct DocumentSource::Reader {
+  InputFormat format;
+  std::string path;
+  std::unique_ptr<LineReader> lines;  // jsonl
+  JsonlParser parser;
+  std::unique_ptr<InputStream> stream;  // html, warc
+  std::unique_ptr<WarcReader> warc;
+  int64_t warc_skipped_seen = 0;
+  bool html_done = false;
+  explicit Reader(const JsonlOptions& o) : parser(o) {}
+  uint64_t bytes() const {
+    if (lines) return lines->raw_bytes_read();
+    return stream ? stream->raw_bytes_read() : 0;
+  }
+};
+
+DocumentSource::DocumentSource(std::vector<InputPart> parts, SourceConfig cfg, Stats& stats)
+    : parts_(std::move(parts)), cfg_(std::move(cfg)), stats_(stats) {
+  for (const auto& p : parts_) {
+    uint64_t size = file_size(p.path);
+    total_bytes_ += p.whole ? size : std::min(p.end, size) - p.begin;
+  }
+}
+
+DocumentSource::~DocumentSource() = default;
+
+uint64_t DocumentSource::bytes_read() const { return done_bytes_ + (reader_ ? reader_->bytes() : 0); }
+
+void DocumentSource::report_malformed(const std::string& where, const std::string& reason) {
+  stats_.drop("malformed:" + reason);
+  if (cfg_.strict) throw Error(where, "malformed input: " + reason + " (--strict)");
+  if (reported_ < cfg_.report_limit)
+    LLMKIT_WARN("%s: skipped: %s", where.c_str(), reason.c_str());
+  else if (reported_ == cfg_.report_limit)
+    LLMKIT_WARN("further malformed input is counted in the stats but not reported (-v shows all)");
+  ++reported_;
+  if (reported_ > cfg_.report_limit && log_enabled(LogLevel::debug))
+    LLMKIT_DEBUG("%s: skipped: %s", where.c_str(), reason.c_str());
+}
+
+bool DocumentSource::open_next() {
+  if (reader_) {
+    done_bytes_ += reader_->bytes();
+    reader_.reset();
+  }
+  if (next_part_ >= parts_.size()) return false;
+  const InputPart& part = parts_[next_part_++];
+  auto r = std::make_unique<Reader>(cfg_.jsonl);
+  r->path = part.path;
+  InputFormat fmt = cfg_.format;
+  if (fmt == InputFormat::detect) fmt = format_from_name(part.path);
+  if (!part.whole) {
+    // Byte ranges are only handed out for plain JSONL (see split_inputs' splittable test).
+    r->format = InputFormat::jsonl;
+    r->lines = open_lines(part.path, part.begin, part.end, cfg_.max_line_bytes);
+  } else {
+    auto in = open_input(part.path);
+    if (fmt == InputFormat::detect) {
+      std::string head = read_head(*in, 512);
+      fmt = format_from_bytes(head);
+      in = std::make_unique<PrefixedStream>(std::move(in), std::move(head));
+    }
+    r->format = fmt;
+    if (fmt == InputFormat::jsonl)
+      r->lines = std::make_unique<LineReader>(std::move(in), cfg_.max_line_bytes);
+    else
+      r->stream = std::move(in);
+    if (fmt == InputFormat::warc)
+      r->warc = std::make_unique<WarcReader>(*r->stream, r->stream->name(), cfg_.max_line_bytes);
+  }
+  stats_.add("files_in");
+  reader_ = std::move(r);
+  return true;
+}
+
+bool DocumentSource::next_batch(std::vector<SourceDoc>& batch, size_t max_docs, size_t max_bytes) {
+  size_t bytes = 0, added = 0;
+  while (added < max_docs && bytes < max_bytes) {
+    if (!reader_ && !open_next()) break;
+    Reader& r = *reader_;
+    SourceDoc sd;
+    bool got = false;
+    if (r.format == InputFormat::jsonl) {
+      std::string_view line;
+      bool too_long = false;
+      while (r.lines->next(line, too_long)) {
+        std::string where = r.lines->name() + ":" + std::to_string(r.lines->line_number());
+        if (too_long) {
+          report_malformed(where, "line_too_long");
+          continue;
+        }
+        if (line.empty() || line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+        std::string err = r.parser.parse(line, sd.doc);
+        if (!err.empty()) {
+          report_malformed(where, err);
+          continue;
+        }
+        if (sd.doc.invalid_utf8) stats_.add("invalid_utf8_bytes", sd.doc.invalid_utf8);
+        sd.where = std::move(where);
+        got = true;
+        break;
+      }
+    } else if (r.format == InputFormat::html) {
+      if (!r.html_done) {
+        r.html_done = true;
+        std::string page = read_head(*r.stream, cfg_.max_line_bytes + 1);
+        if (page.size() > cfg_.max_line_bytes) {
+          report_malformed(r.stream->name(), "too_large");
+        } else {
+          sd.doc.text = std::move(page);
+          sd.doc.set_string("id", r.path);
+          sd.doc.id = r.path;
+          sd.html = true;
+          sd.where = r.stream->name();
+          got = true;
+        }
+      }
+    } else {
+      WarcRecord rec;
+      while (r.warc->next(rec)) {
+        if (r.warc->skipped() > r.warc_skipped_seen) {
+          r.warc_skipped_seen = r.warc->skipped();
+          report_malformed(r.stream->name(), "warc_record: " + r.warc->last_error());
+        }
+        bool html = text::is_html_document(rec);
+        if (!html && !text::is_text_document(rec)) {
+          stats_.add("warc_records_ignored");
+          continue;
+        }
+        sd.doc.text = std::move(rec.payload);
+        sd.doc.id = rec.record_id;
+        sd.doc.set_string("id", rec.record_id);
+        sd.doc.set_string("url", rec.target_uri);
+        if (!rec.date.empty()) sd.doc.set_string("date", rec.date);
+        sd.html = html;
+        sd.charset = rec.http_content_type;
+        sd.where = r.stream->name() + "@" + std::to_string(rec.offset);
+        got = true;
+        break;
+      }
+      if (!got && r.warc->skipped() > r.warc_skipped_seen) {
+        r.warc_skipped_seen = r.warc->skipped();
+        report_malformed(r.stream->name(), "warc_record: " + r.warc->last_error());
+      }
+    }
+    if (!got) {  // this input is exhausted: on to the next (open_next counts its bytes)
+      if (!open_next()) break;
+      continue;
+    }
+    bytes += sd.doc.text.size();
+    ++added;
+    batch.push_back(std::move(sd));
+  }
+  return added > 0;
+}
+
+}  // namespace llmkit

@@ -1,0 +1,162 @@
+// datatrove's C4QualityFilter (src/datatrove/pipeline/filters/c4_filters.py) with
+// split_paragraph=True: lines are judged one by one, bad lines are removed, and a few findings
+// drop the whole document.
+#include <unicode/brkiter.h>
+#include <unicode/locid.h>
+#include <unicode/uchar.h>
+#include <unicode/utext.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "quality_rules.hpp"
+
+namespace llmkit::text {
+namespace {
+
+struct LineWords {
+  size_t count = 0;
+  size_t longest = 0;  // code points
+};
+
+// datatrove counts words with line.split(). llmkit: for zh/ja/ko that would make a whole
+// sentence one "word" (no spaces), so every line would fall under min_words_per_line and a long
+// paragraph over max_word_length; those languages count ICU words instead (split_words).
+LineWords count_line_words(std::string_view line, std::string_view lang) {
+  LineWords lw;
+  if (is_cjk_language(lang)) {
+    for (std::string_view w : split_words(line, lang)) {
+      ++lw.count;
+      lw.longest = std::max(lw.longest, count_code_points(w));
+    }
+    return lw;
+  }
+  size_t run = 0;
+  for (size_t i = 0; i < line.size();) {
+    if (py_isspace(next_code_point(line, i))) {
+      run = 0;
+      continue;
+    }
+    if (run++ == 0) ++lw.count;
+    lw.longest = std::max(lw.longest, run);
+  }
+  return lw;
+}
+
+// Length of a citation at `at` (which holds '['), 0 if none: CITATION_REGEX =
+// r"\[\d*]|\[edit]|\[citation needed]" (\d: any Unicode decimal digit, as in Python 3).
+size_t citation_length(std::string_view s, size_t at) {
+  for (std::string_view literal : {std::string_view("[edit]"), std::string_view("[citation needed]")})
+    if (s.substr(at, literal.size()) == literal) return literal.size();
+  size_t i = at + 1;
+  while (i < s.size()) {
+    size_t j = i;
+    char32_t c = next_code_point(s, j);
+    if (c == ']') return j - at;
+    if (u_charType(static_cast<UChar32>(c)) != U_DECIMAL_DIGIT_NUMBER) return 0;
+    i = j;
+  }
+  return 0;
+}
+
+std::string remove_citations(std::string_view line) {
+  std::string out;
+  out.reserve(line.size());
+  for (size_t i = 0; i < line.size();) {
+    size_t len = line[i] == '[' ? citation_length(line, i) : 0;
+    if (len) {
+      i += len;
+    } else {
+      out += line[i++];
+    }
+  }
+  return out;
+}
+
+// datatrove: line.endswith(END_PUNCTUATION) and not line.endswith("..."),
+// END_PUNCTUATION = (".", "?", "!", '"', "'"); plus CJK sentence ends for zh/ja/ko.
+bool has_terminal_punct(std::string_view line, bool cjk) {
+  if (line.size() >= 3 && line.substr(line.size() - 3) == "...") return false;
+  char32_t last = last_code_point(line);
+  if (last == '.' || last == '?' || last == '!' || last == '"' || last == '\'') return true;
+  return cjk && ends_sentence(last, true);
+}
+
+std::string ascii_lower(std::string_view s) {
+  // Python's str.lower() would also fold non-ASCII letters; the phrases searched for are
+  // ASCII, and only U+212A KELVIN SIGN lowers to one of their letters, so ASCII folding suffices.
+  std::string out(s);
+  for (char& ch : out)
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+  return out;
+}
+
+bool mentions_policy(std::string_view lower) {
+  static const std::string_view kPolicy[] = {"terms of use", "privacy policy", "cookie policy",
+                                              "uses cookies", "use of cookies", "use cookies"};
+  for (std::string_view p : kPolicy)
+    if (lower.find(p) != std::string_view::npos) return true;
+  return false;
+}
+
+// Sentences in a kept line. datatrove uses its language's sent_tokenize (NLTK punkt in the
+// FineWeb release, spaCy's sentencizer now). llmkit: ICU sentence segmentation with the CLDR
+// abbreviation list ("en@ss=standard"), so "Mr. Smith" does not end a sentence; CJK 。！？
+// are sentence ends in ICU's rules for every locale.
+size_t count_sentences(std::string_view line) {
+  thread_local std::unique_ptr<icu::BreakIterator> it;
+  if (!it) {
+    UErrorCode status = U_ZERO_ERROR;
+    it.reset(icu::BreakIterator::createSentenceInstance(icu::Locale("en@ss=standard"), status));
+    if (U_FAILURE(status)) it.reset();
+  }
+  if (!it) return line.empty() ? 0 : 1;
+  UErrorCode status = U_ZERO_ERROR;
+  UText* ut = utext_openUTF8(nullptr, line.data(), static_cast<int64_t>(line.size()), &status);
+  if (U_FAILURE(status)) return 1;
+  it->setText(ut, status);
+  size_t n = 0;
+  if (U_SUCCESS(status)) {
+    int32_t start = it->first();
+    for (int32_t end = it->next(); end != icu::BreakIterator::DONE; start = end, end = it->next())
+      n += !py_strip(line.substr(size_t(start), size_t(end - start))).empty();
+  }
+  it->setText(icu::UnicodeString());
+  utext_close(ut);
+  return n;
+}
+
+}  // namespace
+
+std::string c4_quality(std::string& text, std::string_view lang, const QualityConfig& cfg, bool& changed) {
+  const bool cjk = is_cjk_language(lang);
+  std::string kept;
+  kept.reserve(text.size());
+  bool any_kept = false;
+  double num_sentences = 0;
+  for (std::string_view raw : py_splitlines(text)) {
+    std::string_view stripped = py_strip(raw);
+    LineWords words = count_line_words(stripped, lang);  // counted before citations go
+    if (cfg.max_word_length != -1 && double(words.longest) > cfg.max_word_length) continue;
+    std::string line = cfg.remove_citations ? remove_citations(stripped) : std::string(stripped);
+    if (cfg.filter_no_terminal_punct && !has_terminal_punct(line, cjk)) continue;
+    if (double(words.count) < cfg.min_words_per_line) continue;
+    std::string lower = ascii_lower(line);
+    if (cfg.filter_lorem_ipsum && lower.find("lorem ipsum") != std::string::npos) return "lorem_ipsum";
+    if (cfg.filter_javascript && lower.find("javascript") != std::string::npos) continue;
+    if (cfg.filter_curly_bracket && line.find('{') != std::string::npos) return "curly_bracket";
+    if (cfg.filter_policy && mentions_policy(lower)) continue;
+    // Only "enough or not" matters, so stop segmenting once there are enough.
+    if (num_sentences < cfg.min_num_sentences) num_sentences += double(count_sentences(line));
+    if (any_kept) kept += '\n';
+    kept += line;
+    any_kept = true;
+  }
+  if (num_sentences < cfg.min_num_sentences) return "too_few_sentences";
+  std::string_view result = py_strip(kept);  // "\n".join(kept_lines).strip()
+  changed = result != text;
+  if (changed) text = std::string(result);
+  return "";
+}
+
+}  // namespace llmkit::text

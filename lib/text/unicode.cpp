@@ -1,0 +1,169 @@
+#include "llmkit/unicode.hpp"
+
+#include <unicode/bytestream.h>
+#include <unicode/normalizer2.h>
+
+#include "llmkit/jsonl.hpp"
+
+namespace llmkit::text {
+
+size_t utf8_length(std::string_view s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+size_t strip_ansi_escapes(std::string& text) {
+  if (text.find('\x1b') == std::string::npos) return 0;
+  size_t removed = 0, w = 0;
+  for (size_t i = 0; i < text.size();) {
+    if (text[i] != '\x1b') {
+      text[w++] = text[i++];
+      continue;
+    }
+    ++removed;
+    ++i;
+    if (i >= text.size()) break;
+    char kind = text[i++];
+    if (kind == '[') {  // CSI: parameters and intermediates, then a final byte 0x40..0x7E
+      while (i < text.size() && !(text[i] >= 0x40 && text[i] <= 0x7E)) ++i;
+      if (i < text.size()) ++i;
+    } else if (kind == ']' || kind == 'P' || kind == '_' || kind == '^') {
+      // OSC/DCS/APC/PM: up to BEL or ST (ESC \).
+      while (i < text.size() && text[i] != '\a' && !(text[i] == '\x1b' && i + 1 < text.size() && text[i + 1] == '\\')) ++i;
+      if (i < text.size()) i += text[i] == '\a' ? 1 : 2;
+    } else if (kind >= 0x20 && kind <= 0x2F) {  // nF: intermediates then a final byte
+      while (i < text.size() && text[i] >= 0x20 && text[i] <= 0x2F) ++i;
+      if (i < text.size()) ++i;
+    }
+    // Any other kind is a two-byte sequence, already consumed.
+  }
+  text.resize(w);
+  return removed;
+}
+
+size_t strip_control_chars(std::string& text) {
+  size_t removed = 0, w = 0;
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c == '\r') {  // \r\n -> \n, lone \r -> \n
+      text[w++] = '\n';
+      i += (i + 1 < n && text[i + 1] == '\n') ? 2 : 1;
+      continue;
+    }
+    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7F) {
+      ++removed;
+      ++i;
+      continue;
+    }
+    // C1 controls U+0080..U+009F are C2 80..C2 9F; BOM/ZWNBSP U+FEFF is EF BB BF.
+    if (c == 0xC2 && i + 1 < n && static_cast<unsigned char>(text[i + 1]) < 0xA0) {
+      ++removed;
+      i += 2;
+      continue;
+    }
+    if (c == 0xEF && i + 2 < n && static_cast<unsigned char>(text[i + 1]) == 0xBB &&
+        static_cast<unsigned char>(text[i + 2]) == 0xBF) {
+      ++removed;
+      i += 3;
+      continue;
+    }
+    text[w++] = text[i++];
+  }
+  text.resize(w);
+  return removed;
+}
+
+bool normalize_unicode(std::string& text, Normalization form) {
+  if (form == Normalization::none) return false;
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::Normalizer2* norm = form == Normalization::nfc ? icu::Normalizer2::getNFCInstance(status)
+                                                            : icu::Normalizer2::getNFKCInstance(status);
+  if (U_FAILURE(status)) return false;
+  // Pure ASCII is already in every normalisation form: skip ICU entirely (the common case).
+  bool ascii = true;
+  for (unsigned char c : text)
+    if (c >= 0x80) {
+      ascii = false;
+      break;
+    }
+  if (ascii) return false;
+  icu::StringPiece sp(text.data(), static_cast<int32_t>(text.size()));
+  if (norm->isNormalizedUTF8(sp, status) && U_SUCCESS(status)) return false;
+  status = U_ZERO_ERROR;
+  std::string out;
+  out.reserve(text.size());
+  icu::StringByteSink<std::string> sink(&out);
+  norm->normalizeUTF8(0, sp, sink, nullptr, status);
+  if (U_FAILURE(status)) return false;
+  bool changed = out != text;
+  text.swap(out);
+  return changed;
+}
+
+namespace {
+// Length of a Unicode blank (other than ' ' and '\t') starting at p, else 0:
+// U+00A0, U+1680, U+2000..U+200A, U+202F, U+205F, U+3000.
+size_t unicode_blank_len(const unsigned char* p, size_t left) {
+  if (left >= 2 && p[0] == 0xC2 && p[1] == 0xA0) return 2;
+  if (left < 3) return 0;
+  if (p[0] == 0xE1 && p[1] == 0x9A && p[2] == 0x80) return 3;
+  if (p[0] == 0xE2 && p[1] == 0x80 && (p[2] <= 0x8A || p[2] == 0xAF)) return 3;
+  if (p[0] == 0xE2 && p[1] == 0x81 && p[2] == 0x9F) return 3;
+  if (p[0] == 0xE3 && p[1] == 0x80 && p[2] == 0x80) return 3;
+  return 0;
+}
+}  // namespace
+
+void normalize_whitespace(std::string& text) {
+  // One pass: blanks collapse to one space, lines are trimmed, runs of empty lines become one
+  // empty line (the paragraph separator), and the document is trimmed.
+  std::string out;
+  out.reserve(text.size());
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  bool pending_space = false;
+  int pending_newlines = 0;
+  for (size_t i = 0; i < n;) {
+    unsigned char c = p[i];
+    if (c == '\n') {
+      pending_space = false;
+      ++pending_newlines;
+      ++i;
+      continue;
+    }
+    size_t blank = (c == ' ' || c == '\t' || c == '\v' || c == '\f') ? 1 : unicode_blank_len(p + i, n - i);
+    if (blank) {
+      pending_space = true;
+      i += blank;
+      continue;
+    }
+    if (!out.empty()) {
+      if (pending_newlines > 0)
+        out.append(pending_newlines >= 2 ? "\n\n" : "\n");
+      else if (pending_space)
+        out.push_back(' ');
+    }
+    pending_space = false;
+    pending_newlines = 0;
+    out.push_back(static_cast<char>(c));
+    ++i;
+  }
+  text.swap(out);
+}
+
+void repair_text(std::string& text, const RepairConfig& cfg, RepairCounts& counts) {
+  if (!valid_utf8(text)) {
+    std::string fixed;
+    fixed.reserve(text.size() + 16);
+    counts.invalid_utf8 += static_cast<int64_t>(repair_utf8(text, fixed));
+    text.swap(fixed);
+  }
+  if (cfg.strip_ansi) counts.ansi_escapes += static_cast<int64_t>(strip_ansi_escapes(text));
+  if (cfg.strip_control) counts.control_chars += static_cast<int64_t>(strip_control_chars(text));
+  if (normalize_unicode(text, cfg.normalization)) ++counts.normalized;
+  if (cfg.normalize_whitespace) normalize_whitespace(text);
+}
+
+}  // namespace llmkit::text

@@ -1,0 +1,355 @@
+// Word segmentation and text primitives for the quality rules; see llmkit/words.hpp.
+#include "llmkit/words.hpp"
+
+#include <unicode/brkiter.h>
+#include <unicode/locid.h>
+#include <unicode/uchar.h>
+#include <unicode/uscript.h>
+#include <unicode/utext.h>
+#include <unicode/utf8.h>
+
+#include <algorithm>
+#include <memory>
+
+namespace llmkit::text {
+
+// ---- UTF-8 -------------------------------------------------------------------------------
+
+char32_t next_code_point(std::string_view s, size_t& i) {
+  UChar32 c;
+  int32_t pos = 0;
+  // U8_NEXT needs an int32 length; decode from a window so huge texts work too.
+  size_t window = std::min<size_t>(s.size() - i, 4);
+  U8_NEXT(reinterpret_cast<const uint8_t*>(s.data() + i), pos, static_cast<int32_t>(window), c);
+  i += static_cast<size_t>(pos);
+  return c < 0 ? U'\uFFFD' : static_cast<char32_t>(c);
+}
+
+char32_t last_code_point(std::string_view s) {
+  if (s.empty()) return 0;
+  size_t start = s.size() - 1;
+  // Step back over at most 3 continuation bytes to the lead byte.
+  while (start > 0 && s.size() - start < 4 && (static_cast<uint8_t>(s[start]) & 0xC0) == 0x80) --start;
+  size_t i = start;
+  char32_t c = next_code_point(s, i);
+  return i == s.size() ? c : U'\uFFFD';
+}
+
+size_t count_code_points(std::string_view s) {
+  size_t n = 0;
+  for (size_t i = 0; i < s.size();) {
+    next_code_point(s, i);
+    ++n;
+  }
+  return n;
+}
+
+// ---- Python string semantics -----------------------------------------------------------
+
+bool py_isspace(char32_t c) {
+  // Python's str.isspace(): bidi class WS, B or S, or category Zs.
+  if (c <= 0x20) return c == 0x20 || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F);
+  switch (c) {
+    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029:
+    case 0x202F: case 0x205F: case 0x3000:
+      return true;
+    default:
+      return c >= 0x2000 && c <= 0x200A;
+  }
+}
+
+std::string_view py_lstrip(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t j = i;
+    if (!py_isspace(next_code_point(s, j))) break;
+    i = j;
+  }
+  return s.substr(i);
+}
+
+std::string_view py_rstrip(std::string_view s) {
+  while (!s.empty()) {
+    char32_t c = last_code_point(s);
+    if (!py_isspace(c)) break;
+    size_t start = s.size() - 1;
+    while (start > 0 && (static_cast<uint8_t>(s[start]) & 0xC0) == 0x80) --start;
+    s = s.substr(0, start);
+  }
+  return s;
+}
+
+std::string_view py_strip(std::string_view s) { return py_rstrip(py_lstrip(s)); }
+
+std::vector<std::string_view> py_splitlines(std::string_view s) {
+  std::vector<std::string_view> lines;
+  size_t start = 0, i = 0;
+  while (i < s.size()) {
+    size_t at = i;
+    char32_t c = next_code_point(s, i);
+    bool brk = c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D ||
+               c == 0x1E || c == 0x85 || c == 0x2028 || c == 0x2029;
+    if (!brk) continue;
+    lines.push_back(s.substr(start, at - start));
+    if (c == '\r' && i < s.size() && s[i] == '\n') ++i;
+    start = i;
+  }
+  if (start < s.size()) lines.push_back(s.substr(start));
+  return lines;
+}
+
+std::vector<std::string_view> split_on_newline_runs(std::string_view s, size_t min_run) {
+  std::vector<std::string_view> parts;
+  size_t start = 0, i = 0;
+  while (i < s.size()) {
+    if (s[i] != '\n') {
+      ++i;
+      continue;
+    }
+    size_t run_end = i;
+    while (run_end < s.size() && s[run_end] == '\n') ++run_end;
+    if (run_end - i >= min_run || min_run == 0) {
+      // min_run 0 means "every '\n' separates", like str.split("\n").
+      size_t stop = min_run == 0 ? i + 1 : run_end;
+      parts.push_back(s.substr(start, i - start));
+      start = stop;
+      i = stop;
+    } else {
+      i = run_end;
+    }
+  }
+  parts.push_back(s.substr(start));
+  return parts;
+}
+
+// ---- character classes ------------------------------------------------------------------
+
+bool is_datatrove_punctuation(char32_t c) {
+  // datatrove PUNCTUATION: the literal string below plus chr(0..8), chr(11..12), chr(13..31),
+  // chr(127..159). Note '１' (fullwidth one) really is in datatrove's string.
+  static const std::u32string kPunct =
+      U"!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»";
+  if (c <= 8 || c == 11 || c == 12 || (c >= 13 && c <= 31) || (c >= 127 && c <= 159)) return true;
+  return kPunct.find(c) != std::u32string::npos || is_terminal_punctuation(c);
+}
+
+bool is_terminal_punctuation(char32_t c) {
+  return c == '"' || c == U'”' || u_hasBinaryProperty(static_cast<UChar32>(c), UCHAR_S_TERM);
+}
+
+bool is_alpha(char32_t c) { return u_isalpha(static_cast<UChar32>(c)) != 0; }
+
+bool is_cjk_language(std::string_view lang) {
+  auto base = lang.substr(0, lang.find_first_of("-_"));
+  return base == "zh" || base == "ja" || base == "ko";
+}
+
+std::string effective_language(std::string_view text, std::string_view lang) {
+  if (!lang.empty()) return std::string(lang);
+  size_t han = 0, kana = 0, hangul = 0, other_letters = 0;
+  std::string_view head = text.substr(0, 65536);
+  for (size_t i = 0; i < head.size();) {
+    char32_t c = next_code_point(head, i);
+    if (!u_isalpha(static_cast<UChar32>(c))) continue;
+    UErrorCode status = U_ZERO_ERROR;
+    UScriptCode script = uscript_getScript(static_cast<UChar32>(c), &status);
+    if (script == USCRIPT_HAN) ++han;
+    else if (script == USCRIPT_HIRAGANA || script == USCRIPT_KATAKANA) ++kana;
+    else if (script == USCRIPT_HANGUL) ++hangul;
+    else ++other_letters;
+  }
+  size_t cjk = han + kana + hangul;
+  if (cjk <= other_letters) return "";
+  if (hangul * 2 > cjk) return "ko";
+  // Japanese prose is roughly 40% kana; Chinese has none. 10% keeps kanji-heavy headlines "ja".
+  return kana * 10 > cjk ? "ja" : "zh";
+}
+
+// ---- ICU segmentation -------------------------------------------------------------------
+
+namespace {
+
+// One BreakIterator per thread: creating one loads rule and dictionary data (~100 µs), far
+// more than segmenting a typical document, and ICU iterators are not safe to share.
+icu::BreakIterator* thread_word_iterator() {
+  thread_local std::unique_ptr<icu::BreakIterator> it;
+  if (!it) {
+    UErrorCode status = U_ZERO_ERROR;
+    it.reset(icu::BreakIterator::createWordInstance(icu::Locale::getRoot(), status));
+    if (U_FAILURE(status)) it.reset();
+  }
+  return it.get();
+}
+
+bool all_space(std::string_view s) {
+  for (size_t i = 0; i < s.size();)
+    if (!py_isspace(next_code_point(s, i))) return false;
+  return true;
+}
+
+std::vector<std::string_view> split_icu(std::string_view text) {
+  std::vector<std::string_view> words;
+  icu::BreakIterator* it = thread_word_iterator();
+  if (!it) return words;
+  UErrorCode status = U_ZERO_ERROR;
+  // A UTF-8 UText lets ICU work on our bytes in place; its native indexes are byte offsets.
+  UText* ut = utext_openUTF8(nullptr, text.data(), static_cast<int64_t>(text.size()), &status);
+  if (U_FAILURE(status)) return words;
+  it->setText(ut, status);
+  if (U_SUCCESS(status)) {
+    int32_t start = it->first();
+    for (int32_t end = it->next(); end != icu::BreakIterator::DONE; start = end, end = it->next()) {
+      std::string_view seg = text.substr(static_cast<size_t>(start), static_cast<size_t>(end - start));
+      if (!all_space(seg)) words.push_back(seg);
+    }
+  }
+  // Detach the iterator from the text before the UText goes away.
+  it->setText(icu::UnicodeString());
+  utext_close(ut);
+  return words;
+}
+
+// ---- the non-CJK tokenizer (see the comment on split_words in words.hpp) -----------------
+
+// Punctuation or symbol (Unicode P* or S*): split off either end of a whitespace chunk.
+bool is_edge_punct(char32_t c) {
+  return (U_MASK(u_charType(static_cast<UChar32>(c))) & (U_GC_P_MASK | U_GC_S_MASK)) != 0;
+}
+
+// Split off wherever it stands inside a chunk (NLTK splits these everywhere).
+bool is_always_split(char32_t c) {
+  if (c < 0x80) return c != 0 && std::string_view("?!\"()[]{}<>;@#$%&").find(static_cast<char>(c)) != std::string_view::npos;
+  if (c == U'’') return false;  // the apostrophe of "don’t"
+  switch (u_charType(static_cast<UChar32>(c))) {
+    case U_START_PUNCTUATION: case U_END_PUNCTUATION: case U_INITIAL_PUNCTUATION:
+    case U_FINAL_PUNCTUATION: case U_OTHER_PUNCTUATION:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Byte length of an English clitic ending `w` (n't 's 'm 'd 're 've 'll, with ' or ’), 0 if none
+// or if nothing would be left before it.
+size_t clitic_length(std::string_view w) {
+  static const char* const kClitics[] = {"n't", "'s", "'m", "'d", "'re", "'ve", "'ll"};
+  for (const char* clitic : kClitics) {
+    for (std::string_view apostrophe : {std::string_view("'"), std::string_view("’")}) {
+      std::string suffix(clitic);
+      suffix.replace(suffix.find('\''), 1, apostrophe);
+      if (w.size() <= suffix.size()) continue;
+      std::string_view tail = w.substr(w.size() - suffix.size());
+      bool same = true;
+      for (size_t k = 0; k < suffix.size() && same; ++k) {
+        char a = tail[k], b = suffix[k];
+        same = a == b || (a >= 'A' && a <= 'Z' && a - 'A' + 'a' == b);
+      }
+      if (same) return suffix.size();
+    }
+  }
+  return 0;
+}
+
+void emit_word(std::string_view w, std::vector<std::string_view>& out) {
+  if (w.empty()) return;
+  size_t clitic = clitic_length(w);
+  if (clitic == 0) {
+    out.push_back(w);
+    return;
+  }
+  out.push_back(w.substr(0, w.size() - clitic));
+  out.push_back(w.substr(w.size() - clitic));
+}
+
+// End of a run of `c` starting at `at` when c is '.' or '-' ("..." and "--" are one word).
+size_t run_end(std::string_view s, size_t at, size_t after_first, char32_t c) {
+  if (c != '.' && c != '-') return after_first;
+  size_t end = at;
+  while (end < s.size() && static_cast<char32_t>(s[end]) == c) ++end;
+  return end;
+}
+
+// The part of a chunk left once its leading and trailing punctuation is split off.
+void split_core(std::string_view core, std::vector<std::string_view>& out) {
+  size_t piece = 0;
+  for (size_t i = 0; i < core.size();) {
+    size_t at = i;
+    char32_t c = next_code_point(core, i);
+    bool split = is_always_split(c);
+    size_t end = i;
+    if (c == ',' || c == ':') {
+      size_t j = i;
+      split = i >= core.size() || !u_isdigit(static_cast<UChar32>(next_code_point(core, j)));
+    } else if ((c == '.' || c == '-') && i < core.size() && static_cast<char32_t>(core[i]) == c) {
+      split = true;
+      end = run_end(core, at, i, c);
+    }
+    if (!split) continue;
+    emit_word(core.substr(piece, at - piece), out);
+    out.push_back(core.substr(at, end - at));
+    piece = i = end;
+  }
+  emit_word(core.substr(piece), out);
+}
+
+// Start of the code point that ends at `end`.
+size_t prev_boundary(std::string_view s, size_t end) {
+  size_t start = end - 1;
+  while (start > 0 && end - start < 4 && (static_cast<uint8_t>(s[start]) & 0xC0) == 0x80) --start;
+  return start;
+}
+
+void split_chunk(std::string_view chunk, std::vector<std::string_view>& out) {
+  size_t b = 0, e = chunk.size();
+  while (b < e) {  // leading punctuation
+    size_t j = b;
+    char32_t c = next_code_point(chunk.substr(0, e), j);
+    if (!is_edge_punct(c)) break;
+    j = std::min(run_end(chunk.substr(0, e), b, j, c), e);
+    out.push_back(chunk.substr(b, j - b));
+    b = j;
+  }
+  std::vector<std::string_view> tail;
+  while (e > b) {  // trailing punctuation, collected right to left
+    size_t start = std::max(prev_boundary(chunk, e), b);
+    size_t j = start;
+    char32_t c = next_code_point(chunk.substr(0, e), j);
+    if (!is_edge_punct(c)) break;
+    if (c == '.' || c == '-') {
+      while (start > b && static_cast<char32_t>(chunk[start - 1]) == c) --start;
+      // Keep the final '.' of "U.S." and "e.g.": NLTK splits only sentence-final periods.
+      if (c == '.' && e - start == 1 && chunk.substr(b, start - b).find('.') != std::string_view::npos)
+        break;
+    }
+    tail.push_back(chunk.substr(start, e - start));
+    e = start;
+  }
+  split_core(chunk.substr(b, e - b), out);
+  out.insert(out.end(), tail.rbegin(), tail.rend());
+}
+
+std::vector<std::string_view> split_latin(std::string_view text) {
+  std::vector<std::string_view> words;
+  size_t chunk_start = std::string_view::npos;
+  for (size_t i = 0; i < text.size();) {
+    size_t at = i;
+    bool space = py_isspace(next_code_point(text, i));
+    if (space && chunk_start != std::string_view::npos) {
+      split_chunk(text.substr(chunk_start, at - chunk_start), words);
+      chunk_start = std::string_view::npos;
+    } else if (!space && chunk_start == std::string_view::npos) {
+      chunk_start = at;
+    }
+  }
+  if (chunk_start != std::string_view::npos) split_chunk(text.substr(chunk_start), words);
+  return words;
+}
+
+}  // namespace
+
+std::vector<std::string_view> split_words(std::string_view text, std::string_view lang) {
+  std::string eff = effective_language(text, lang);
+  return is_cjk_language(eff) ? split_icu(text) : split_latin(text);
+}
+
+}  // namespace llmkit::text

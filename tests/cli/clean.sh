@@ -1,0 +1,95 @@
+# CLI tests of llm-clean: exit codes, stdout, stderr, files, on fixtures and bad input.
+. "$(dirname "$0")/lib.sh"
+
+# --help, --version, usage errors
+run llm-clean --help
+expect_rc 0; expect_out_contains "Usage: llm-clean"; expect_out_contains "--lang"; expect_err_empty
+run llm-clean --version
+expect_rc 0; expect_out_contains "llm-clean (llmkit) "
+run llm-clean --no-such-option
+expect_rc 2; expect_err_contains "llm-clean: unknown option '--no-such-option'"; expect_out_empty
+run llm-clean --threads
+expect_rc 2; expect_err_contains "needs a value"
+run llm-clean --threads x
+expect_rc 2; expect_err_contains "not an integer"
+run llm-clean -P nosuch.param=1
+expect_rc 2; expect_err_contains "unknown parameter 'nosuch.param'"
+run llm-clean does-not-exist.jsonl
+expect_rc 1; expect_err_contains "llm-clean: does-not-exist.jsonl: cannot open: No such file or directory"
+
+# --list-params shows the published thresholds, -P changes them
+run llm-clean --list-params
+expect_rc 0; expect_out_contains "gopher_quality.min_doc_words"; expect_out_contains "fineweb.line_punct_thr"
+run llm-clean --list-params -P gopher_quality.min_doc_words=77
+expect_out_contains "77"
+
+# The sample: good English and Chinese kept, spam and short dropped, PII redacted.
+run llm-clean --stats stats.json --rejected rej.jsonl -o out.jsonl "$DATA/jsonl/sample.jsonl"
+expect_rc 0 "sample"
+expect_out_empty
+ids=$(jsonl out.jsonl 'd["id"]' | tr '\n' ' ')
+expect_eq "$ids" "en-1 en-2 zh-1 pii-1 en-3 " "kept ids"
+expect_eq "$(jsonl rej.jsonl 'd["id"]+"="+d["drop_reason"]' | tr '\n' ' ' | sed 's/=[a-z0-9_]*:[a-z0-9_]*//g')" "spam-1 short-1 " "rejected ids"
+expect_eq "$(jsonl out.jsonl 'd["lang"]' | sort -u | tr '\n' ' ')" "en zh " "lang fields"
+expect_eq "$(jsonl out.jsonl 'json.dumps(d.get("meta"))' | head -1)" '{"n": 1, "tags": ["a", "b"]}' "unknown field kept"
+grep -q '"meta":{"n": 1, "tags": \["a", "b"\]}' out.jsonl && ok || fail "meta not byte-for-byte"
+expect_eq "$(jsonl out.jsonl '"<EMAIL>" in d["text"] and "<PHONE>" in d["text"]' | sed -n 4p)" "True" "PII redacted"
+grep -q "librarian@example.org" out.jsonl && fail "e-mail leaked" || ok
+expect_eq "$(json stats.json 'j["counters"]["docs_in"], j["counters"]["docs_out"], j["dropped_total"]')" "(7, 5, 2)" "stats counts"
+expect_eq "$(json stats.json 'j["peak_rss_bytes"] > 0 and j["wall_seconds"] >= 0')" "True" "stats rss"
+
+# Same result from stdin to stdout, and with threads.
+run_in "$DATA/jsonl/sample.jsonl" llm-clean --threads 2
+expect_rc 0; cmp -s "$T/out" out.jsonl && ok || fail "stdin/stdout output differs from -o output"
+
+# --lang keeps only the listed languages.
+run llm-clean --lang zh "$DATA/jsonl/sample.jsonl"
+expect_rc 0; expect_eq "$(grep -c . "$T/out")" "1" "--lang zh keeps one"; expect_out_contains '"id": "zh-1"'
+
+# Malformed lines: skipped, reported with file:line, counted; --strict fails and writes nothing.
+run llm-clean --stats bad.json -o bad.jsonl "$DATA/jsonl/malformed.jsonl"
+expect_rc 0 "malformed"
+expect_err_contains "malformed.jsonl:2: skipped: invalid_json"
+expect_err_contains "malformed.jsonl:3: skipped: not_object"
+expect_err_contains "malformed.jsonl:4: skipped: missing_text"
+expect_err_contains "malformed.jsonl:5: skipped: text_not_string"
+expect_eq "$(grep -c . bad.jsonl)" "2" "good lines around bad ones survive"
+expect_eq "$(json bad.json 'j["drops"]["malformed:invalid_json"], j["drops"]["malformed:not_object"]')" "(1, 1)" "malformed counted"
+run llm-clean --strict -o strict.jsonl "$DATA/jsonl/malformed.jsonl"
+expect_rc 1 "--strict"; expect_err_contains "malformed.jsonl:2: malformed input: invalid_json"
+expect_no_file strict.jsonl
+[ -z "$(ls -A | grep '^\.strict')" ] && ok || fail "temporary file left behind"
+
+# Garbage and empty input: no crash.
+head -c 100000 /dev/urandom > garbage.jsonl
+run llm-clean --format jsonl garbage.jsonl
+expect_rc 0 "garbage"
+: > empty.jsonl
+run llm-clean empty.jsonl
+expect_rc 0 "empty"; expect_out_empty
+printf 'x\0y\0\0{"text":"\0"}\n' > nul.jsonl
+run llm-clean nul.jsonl
+expect_rc 0 "NULs"
+
+# zstd output by name; reading it back gives the same documents.
+run llm-clean -o out.jsonl.zst "$DATA/jsonl/sample.jsonl"
+expect_rc 0
+expect_eq "$(head -c 4 out.jsonl.zst | od -An -tx1 | tr -d ' ')" "28b52ffd" "zstd magic"
+run llm-clean --no-quality --no-pii --no-repair --no-langid out.jsonl.zst
+cmp -s "$T/out" out.jsonl && ok || fail "zstd round trip"
+
+# Binary (zstd) output is never written to a terminal - checked by name only here; stages off.
+run llm-clean --no-langid "$DATA/jsonl/sample.jsonl"
+expect_out_lacks '"lang"'
+
+# A stop signal leaves no partial output and exits non-zero.
+mkfifo slow.jsonl
+( head -3 "$DATA/jsonl/sample.jsonl"; sleep 30 ) > slow.jsonl &
+writer=$!
+llm-clean -o killed.jsonl slow.jsonl 2>"$T/err" &
+pid=$!
+sleep 1; kill -TERM $pid; wait $pid; rc=$?
+kill $writer 2>/dev/null
+expect_rc 1 "SIGTERM"; expect_no_file killed.jsonl; expect_err_contains "stopped by signal 15"
+
+finish

@@ -1,0 +1,52 @@
+# Helpers for CLI tests: source this file. Each test runs commands from $LLMKIT_BIN in a
+# scratch directory and checks exit status, stdout and stderr.
+set -u
+BIN=${LLMKIT_BIN:?LLMKIT_BIN must point at the build's bin directory}
+SRC=${LLMKIT_SRC:?LLMKIT_SRC must point at the source tree}
+DATA=$SRC/tests/data
+T=$(mktemp -d /tmp/llmkit-cli-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+cd "$T"
+PATH=$BIN:$PATH
+failures=0
+checks=0
+
+# run CMD...: runs it with stdout in $T/out, stderr in $T/err, status in $rc.
+run() {
+  "$@" >"$T/out" 2>"$T/err" </dev/null
+  rc=$?
+}
+# run_in FILE CMD...: the same with stdin from FILE.
+run_in() {
+  local input=$1
+  shift
+  "$@" >"$T/out" 2>"$T/err" <"$input"
+  rc=$?
+}
+fail() {
+  echo "FAIL: $*" >&2
+  echo "--- stdout:" >&2; head -c 2000 "$T/out" >&2 2>/dev/null
+  echo "--- stderr:" >&2; head -c 2000 "$T/err" >&2 2>/dev/null
+  failures=$((failures + 1))
+}
+ok() { checks=$((checks + 1)); }
+expect_rc() { if [ "$rc" -eq "$1" ]; then ok; else fail "${2:-} expected exit $1, got $rc"; fi; }
+expect_out_contains() { if grep -qF -- "$1" "$T/out"; then ok; else fail "stdout lacks '$1'"; fi; }
+expect_out_lacks() { if grep -qF -- "$1" "$T/out"; then fail "stdout has '$1'"; else ok; fi; }
+expect_err_contains() { if grep -qF -- "$1" "$T/err"; then ok; else fail "stderr lacks '$1'"; fi; }
+expect_err_empty() { if [ ! -s "$T/err" ]; then ok; else fail "stderr not empty"; fi; }
+expect_out_empty() { if [ ! -s "$T/out" ]; then ok; else fail "stdout not empty"; fi; }
+expect_eq() { if [ "$1" = "$2" ]; then ok; else fail "${3:-value}: expected '$2', got '$1'"; fi; }
+expect_file() { if [ -f "$1" ]; then ok; else fail "missing file $1"; fi; }
+expect_no_file() { if [ -e "$1" ]; then fail "file $1 should not exist"; else ok; fi; }
+# json FILE EXPR: evaluates a Python expression on the parsed JSON document `j`.
+json() { python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"; }
+# jsonl_field FILE EXPR: one line per document, EXPR over `d`.
+jsonl() { python3 -c "import json,sys
+for l in open(sys.argv[1], encoding='utf-8'):
+    d=json.loads(l); print($2)" "$1"; }
+finish() {
+  echo "$checks checks, $failures failures"
+  [ "$failures" -eq 0 ]
+  exit $?
+}
