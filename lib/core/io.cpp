@@ -279,6 +279,7 @@ bool LineReader::next(std::string_view& line, bool& too_long) {
         size_t n = nl - (buf_.data() + pos_);
         offset_ += n + 1;
         ++line_in_range_;
+        if (n > max_line_) too_long = true;
         if (too_long) {
           pos_ += n + 1;
           line = {};
@@ -308,7 +309,8 @@ bool LineReader::next(std::string_view& line, bool& too_long) {
         size_t n = len_ - pos_;
         offset_ += n;
         ++line_in_range_;
-        line = std::string_view(buf_.data() + pos_, n);
+        too_long = n > max_line_;
+        line = too_long ? std::string_view() : std::string_view(buf_.data() + pos_, n);
         pos_ = len_;
         return true;
       }
@@ -324,7 +326,10 @@ uint64_t LineReader::line_number() {
       // Count the newlines before our range once, only when a message needs the number.
       auto in = open_input(in_->name() == "<stdin>" ? "-" : in_->name());
       std::vector<char> tmp(kChunk);
-      uint64_t left = begin_;
+      // Lines before ours: the newlines before byte begin-1, plus the one that ended the
+      // partial line skipped at the start (see skip_partial_).
+      uint64_t left = begin_ - 1;
+      lines_before_ = 1;
       while (left > 0) {
         size_t r = in->read(tmp.data(), std::min<uint64_t>(left, tmp.size()));
         if (r == 0) break;

@@ -21,8 +21,8 @@ std::string Cleaner::clean(SourceDoc& sd, Stats& stats) const {
   stats.add("text_bytes_in", static_cast<int64_t>(doc.text.size()));
   if (sd.html) {
     std::string utf8 = text::to_utf8(doc.text, sd.charset);
-    text::ExtractConfig ec = cfg_.extract_cfg;
-    text::Extracted ex = cfg_.extract ? text::extract_main_text(utf8, ec) : text::extract_all_text(utf8);
+    text::Extracted ex = text::extract_main_text(utf8, cfg_.extract_cfg);
+    if (ex.truncated) stats.add("html_truncated");
     doc.text = std::move(ex.text);
     if (!ex.title.empty()) doc.set_string("title", ex.title);
     stats.add("html_extracted");

@@ -114,7 +114,7 @@ struct DocumentSource::Reader {
   std::unique_ptr<LineReader> lines;  // jsonl
   JsonlParser parser;
   std::unique_ptr<InputStream> stream;  // html, warc
-  std::unique_ptr<WarcReader> warc;
+  std::unique_ptr<text::WarcReader> warc;
   int64_t warc_skipped_seen = 0;
   bool html_done = false;
   explicit Reader(const JsonlOptions& o) : parser(o) {}
@@ -176,7 +176,7 @@ bool DocumentSource::open_next() {
     else
       r->stream = std::move(in);
     if (fmt == InputFormat::warc)
-      r->warc = std::make_unique<WarcReader>(*r->stream, r->stream->name(), cfg_.max_line_bytes);
+      r->warc = std::make_unique<text::WarcReader>(*r->stream, r->stream->name(), cfg_.max_line_bytes);
   }
   stats_.add("files_in");
   reader_ = std::move(r);
@@ -226,7 +226,7 @@ bool DocumentSource::next_batch(std::vector<SourceDoc>& batch, size_t max_docs, 
         }
       }
     } else {
-      WarcRecord rec;
+      text::WarcRecord rec;
       while (r.warc->next(rec)) {
         if (r.warc->skipped() > r.warc_skipped_seen) {
           r.warc_skipped_seen = r.warc->skipped();

@@ -101,7 +101,8 @@ bool mentions_policy(std::string_view lower) {
 
 // Sentences in a kept line. datatrove uses its language's sent_tokenize (NLTK punkt in the
 // FineWeb release, spaCy's sentencizer now). llmkit: ICU sentence segmentation with the CLDR
-// abbreviation list ("en@ss=standard"), so "Mr. Smith" does not end a sentence; CJK 。！？
+// abbreviation list ("en@ss=standard"), so "Mr. Smith" does not end a sentence (CLDR's list
+// is short: it has "Mr." but not "Dr."); CJK 。！？
 // are sentence ends in ICU's rules for every locale.
 size_t count_sentences(std::string_view line) {
   thread_local std::unique_ptr<icu::BreakIterator> it;
@@ -132,10 +133,16 @@ std::string c4_quality(std::string& text, std::string_view lang, const QualityCo
   const bool cjk = is_cjk_language(lang);
   std::string kept;
   kept.reserve(text.size());
-  bool any_kept = false;
+  bool any_kept = false, blank_before = false;
   double num_sentences = 0;
   for (std::string_view raw : py_splitlines(text)) {
     std::string_view stripped = py_strip(raw);
+    // llmkit: a blank line is a paragraph break and stays one (datatrove drops it with the
+    // lines under min_words_per_line, merging every paragraph of the document).
+    if (stripped.empty()) {
+      blank_before = any_kept;
+      continue;
+    }
     LineWords words = count_line_words(stripped, lang);  // counted before citations go
     if (cfg.max_word_length != -1 && double(words.longest) > cfg.max_word_length) continue;
     std::string line = cfg.remove_citations ? remove_citations(stripped) : std::string(stripped);
@@ -148,7 +155,8 @@ std::string c4_quality(std::string& text, std::string_view lang, const QualityCo
     if (cfg.filter_policy && mentions_policy(lower)) continue;
     // Only "enough or not" matters, so stop segmenting once there are enough.
     if (num_sentences < cfg.min_num_sentences) num_sentences += double(count_sentences(line));
-    if (any_kept) kept += '\n';
+    if (any_kept) kept += blank_before ? "\n\n" : "\n";
+    blank_before = false;
     kept += line;
     any_kept = true;
   }

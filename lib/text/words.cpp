@@ -181,12 +181,6 @@ icu::BreakIterator* thread_word_iterator() {
   return it.get();
 }
 
-bool all_space(std::string_view s) {
-  for (size_t i = 0; i < s.size();)
-    if (!py_isspace(next_code_point(s, i))) return false;
-  return true;
-}
-
 std::vector<std::string_view> split_icu(std::string_view text) {
   std::vector<std::string_view> words;
   icu::BreakIterator* it = thread_word_iterator();
@@ -199,8 +193,9 @@ std::vector<std::string_view> split_icu(std::string_view text) {
   if (U_SUCCESS(status)) {
     int32_t start = it->first();
     for (int32_t end = it->next(); end != icu::BreakIterator::DONE; start = end, end = it->next()) {
-      std::string_view seg = text.substr(static_cast<size_t>(start), static_cast<size_t>(end - start));
-      if (!all_space(seg)) words.push_back(seg);
+      // Trimmed: ICU keeps a combining mark with the space before it (rule WB4), " \u0301".
+      std::string_view seg = py_strip(text.substr(static_cast<size_t>(start), static_cast<size_t>(end - start)));
+      if (!seg.empty()) words.push_back(seg);
     }
   }
   // Detach the iterator from the text before the UText goes away.

@@ -1,7 +1,7 @@
 # Helpers for CLI tests: source this file. Each test runs commands from $LLMKIT_BIN in a
 # scratch directory and checks exit status, stdout and stderr.
 set -u
-BIN=${LLMKIT_BIN:?LLMKIT_BIN must point at the build's bin directory}
+BIN=${LLMKIT_BIN:?LLMKIT_BIN must point at the build bin directory}
 SRC=${LLMKIT_SRC:?LLMKIT_SRC must point at the source tree}
 DATA=$SRC/tests/data
 T=$(mktemp -d /tmp/llmkit-cli-XXXXXX)

@@ -67,7 +67,7 @@ TEST_CASE("line numbers count lines before the range", "[io]") {
   CHECK(r->line_number() == 3);
 }
 
-TEST_CASE("over-long lines are reported and skipped, the next line survives", "[io]") {
+TEST_CASE("over-long lines are reported and skipped and the next line survives", "[io]") {
   TempDir d;
   std::string big(5000, 'y');
   write_file_atomic(d.file("a.txt"), "short\n" + big + "\nafter\n" + big);

@@ -69,7 +69,4 @@ Extracted extract_main_text(std::string_view html, const ExtractConfig& cfg = {}
 std::string to_utf8(std::string_view bytes, std::string_view charset_hint,
                     std::string* charset_used = nullptr);
 
-// True when `s` is valid UTF-8 (no overlongs, surrogates or code points above U+10FFFF).
-bool is_valid_utf8(std::string_view s);
-
 }  // namespace llmkit::text

@@ -27,9 +27,10 @@ struct QualityConfig {
   // GopherQualityFilter. 0 disables a rule, as in datatrove.
   double min_doc_words = 50, max_doc_words = 100000;
   double min_avg_word_length = 3, max_avg_word_length = 10;
-  // llmkit: zh/ja/ko words from ICU segmentation average 1.5–2.5 characters, so the English
-  // 3–10 range would reject all of them; these bounds apply instead for those languages.
-  double cjk_min_avg_word_length = 1.2, cjk_max_avg_word_length = 4;
+  // llmkit: ICU words of zh/ja prose average about 1.7 characters (ko about 3.2), so the
+  // English 3–10 range would reject nearly all of them; these bounds apply to zh/ja/ko instead.
+  // Random hanzi segment into single characters (mean 1.0) and fall under the lower bound.
+  double cjk_min_avg_word_length = 1.2, cjk_max_avg_word_length = 5;
   double max_symbol_word_ratio = 0.1;
   double max_bullet_lines_ratio = 0.9, max_ellipsis_lines_ratio = 0.3;
   double max_non_alpha_words_ratio = 0.8;  // min fraction of words with a letter (datatrove's name)

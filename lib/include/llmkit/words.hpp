@@ -12,9 +12,9 @@ namespace llmkit::text {
 // Splits `text` into words. All returned views point into `text`.
 //
 // zh/ja/ko (and, when `lang` is "", text in which CJK characters dominate): ICU word
-// segmentation (icu::BreakIterator::createWordInstance), keeping every segment that is not
-// pure whitespace, so punctuation marks come back as words of their own, as datatrove's
-// spaCy/jieba tokenizers return them.
+// segmentation (icu::BreakIterator::createWordInstance); each segment is trimmed of whitespace
+// and kept unless nothing is left, so punctuation marks come back as words of their own, as
+// datatrove's spaCy/jieba tokenizers return them.
 //
 // Other languages: an approximation of the English word tokenizer datatrove uses (NLTK's
 // Treebank word_tokenize in the FineWeb release, spaCy's English tokenizer now); both split

@@ -1,0 +1,577 @@
+// Quality rules of llm-clean (lib/text/quality*.cpp, lib/text/words.cpp): each rule just inside
+// and just outside its published threshold, the word splitter, CJK handling, parameters.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "llmkit/params.hpp"
+#include "llmkit/quality.hpp"
+
+using namespace llmkit::text;
+
+namespace {
+
+// A word no other call with another i returns (for i < 16^len): base-16 digits of i written
+// with the letters k..z, which never spell a stop word or the a..j test phrases.
+std::string uword(size_t i, size_t len = 5) {
+  std::string w;
+  for (size_t k = 0; k < len; ++k, i /= 16) w += static_cast<char>('k' + i % 16);
+  return w;
+}
+
+struct WordGen {
+  size_t next = 0;
+  std::string operator()(size_t len = 5) { return uword(next++, len); }
+  std::string words(size_t n) {  // n unique words separated by spaces
+    std::string t;
+    for (size_t i = 0; i < n; ++i) t += (i ? " " : "") + (*this)();
+    return t;
+  }
+  std::string text_of_len(size_t len) {  // unique words filling exactly len characters
+    std::string t;
+    for (;;) {
+      size_t left = len - t.size() - (t.empty() ? 0 : 1);
+      if (!t.empty()) t += ' ';
+      if (left <= 10) {
+        t += (*this)(left);
+        return t;
+      }
+      t += (*this)(5);
+    }
+  }
+};
+
+std::string join(const std::vector<std::string>& parts, const std::string& sep) {
+  std::string t;
+  for (size_t i = 0; i < parts.size(); ++i) t += (i ? sep : "") + parts[i];
+  return t;
+}
+
+QualityConfig only(bool repetition, bool quality, bool c4, bool fineweb) {
+  QualityConfig cfg;
+  cfg.gopher_repetition = repetition;
+  cfg.gopher_quality = quality;
+  cfg.c4 = c4;
+  cfg.fineweb = fineweb;
+  return cfg;
+}
+
+std::string check(std::string text, const QualityConfig& cfg, std::string_view lang = "en") {
+  return check_quality(text, lang, cfg);
+}
+
+void set(QualityConfig& cfg, const std::string& assignment) {
+  llmkit::set_param(quality_params(cfg), assignment);
+}
+
+// Gopher repetition alone, with every n-gram rule but `keep` ("top_2_grams", "dup_5_grams"...)
+// set to 1, a share no document exceeds.
+QualityConfig only_ngram_rule(const std::string& keep) {
+  QualityConfig cfg = only(true, false, false, false);
+  for (const auto& p : quality_params(cfg)) {
+    bool ngram = p.name.size() > 6 && p.name.compare(p.name.size() - 6, 6, "_grams") == 0;
+    if (ngram && p.name != "gopher_repetition." + keep) *p.value = 1;
+  }
+  return cfg;
+}
+
+const char* kEnglish =
+    "The history of the city goes back more than two thousand years, to a small settlement on the banks of the river.\n"
+    "Over the centuries it grew into an important center of trade, and merchants from many countries came to sell "
+    "their goods in its markets.\n"
+    "During the nineteenth century the arrival of the railway changed the life of the city completely, bringing new "
+    "industries and thousands of workers.\n"
+    "Today the old town is a popular destination for visitors, who come to see the cathedral, the castle and the "
+    "narrow streets of the medieval quarter.\n"
+    "The local university, founded in 1820, has a long tradition of research in medicine and engineering, and it "
+    "attracts students from all over the world.\n"
+    "In the summer, the city hosts a music festival that lasts for two weeks and fills the squares with concerts, "
+    "dancers and street performers.";
+
+const char* kChinese =
+    "北京大学是中国近代第一所国立综合性大学，创办于1898年，初名京师大学堂。它是中国近代最早以“大学”身份和名称建立的学校，其成立标志着中国近代高等教育的开端。\n"
+    "学校的校园位于北京西北郊的海淀区，占地面积很大，环境优美。未名湖和博雅塔是校园里最有名的景点，每年都有许多游客前来参观。\n"
+    "在一百多年的发展过程中，北京大学培养了大量优秀的人才。许多著名的学者、作家和科学家都曾经在这里学习或者工作，他们为国家的发展做出了重要的贡献。\n"
+    "今天，学校设有人文、社会科学、理学、信息与工程、医学等多个学部，开设了上百个本科专业。学生们可以根据自己的兴趣选择课程，也可以参加各种社团活动。\n"
+    "学校非常重视国际交流与合作，和世界上许多著名大学建立了长期的合作关系。每年都有大量的留学生来到这里学习汉语和中国文化，同时也有很多中国学生到国外去进修。";
+
+}  // namespace
+
+// ---- words -------------------------------------------------------------------------------------
+
+TEST_CASE("split_words splits punctuation and clitics off English words", "[quality]") {
+  std::vector<std::string_view> expected = {"Hello", ",", "world", "!", "I", "do", "n't", "know", "...", "(",
+                                            "U.S.", ")", "1,000", "a", ",", "b", "well-known", "end", "."};
+  CHECK(split_words("Hello, world! I don't know... (U.S.) 1,000 a,b well-known end.", "en") == expected);
+  CHECK(split_words("  \n\t ", "en").empty());
+}
+
+TEST_CASE("split_words uses ICU segmentation for Chinese", "[quality]") {
+  auto words = split_words("我们今天去北京大学", "zh");
+  REQUIRE(words.size() >= 3);
+  REQUIRE(words.size() <= 6);
+  CHECK(words.front() == "我们");
+  CHECK(words[1] == "今天");
+  size_t multi = 0;
+  for (auto w : words) multi += count_code_points(w) >= 2;
+  CHECK(multi >= 3);
+  // Unknown language: CJK characters dominate, so the same segmentation applies.
+  CHECK(split_words("我们今天去北京大学", "") == words);
+  // Punctuation marks are words of their own; spaces are not words.
+  auto punct = split_words("你好，世界。 再见", "zh");
+  CHECK(std::find(punct.begin(), punct.end(), "，") != punct.end());
+  CHECK(std::find(punct.begin(), punct.end(), "。") != punct.end());
+  CHECK(std::find(punct.begin(), punct.end(), " ") == punct.end());
+}
+
+TEST_CASE("effective_language detects CJK text when the language is unknown", "[quality]") {
+  CHECK(effective_language(kChinese, "") == "zh");
+  CHECK(effective_language("東京大学は日本の国立大学である。", "") == "ja");
+  CHECK(effective_language("서울대학교는 대한민국의 국립 대학교이다.", "") == "ko");
+  CHECK(effective_language(kEnglish, "") == "");
+  CHECK(effective_language(kChinese, "de") == "de");
+}
+
+// ---- Gopher quality ----------------------------------------------------------------------------
+
+namespace {
+// n words that are not punctuation, two of them stop words, then a final '.'.
+std::string gopher_doc(size_t n) {
+  WordGen g;
+  return "the and " + g.words(n - 2) + ".";
+}
+}  // namespace
+
+TEST_CASE("gopher_quality: document length in words", "[quality]") {
+  QualityConfig cfg = only(false, true, false, false);
+  CHECK(check(gopher_doc(50), cfg) == "");
+  CHECK(check(gopher_doc(49), cfg) == "gopher_quality:short_doc");
+  CHECK(check(gopher_doc(100000), cfg) == "");
+  CHECK(check(gopher_doc(100001), cfg) == "gopher_quality:long_doc");
+  set(cfg, "gopher_quality.max_doc_words=60");
+  CHECK(check(gopher_doc(60), cfg) == "");
+  CHECK(check(gopher_doc(61), cfg) == "gopher_quality:long_doc");
+}
+
+TEST_CASE("gopher_quality: mean word length between 3 and 10", "[quality]") {
+  QualityConfig cfg = only(false, true, false, false);
+  set(cfg, "gopher_quality.min_stop_words=0");
+  std::vector<std::string> words(50, "abc");
+  CHECK(check(join(words, " "), cfg) == "");
+  words[0] = "ab";
+  CHECK(check(join(words, " "), cfg) == "gopher_quality:mean_word_length");
+  words.assign(50, "abcdefghij");
+  CHECK(check(join(words, " "), cfg) == "");
+  words[0] = "abcdefghijk";
+  CHECK(check(join(words, " "), cfg) == "gopher_quality:mean_word_length");
+}
+
+TEST_CASE("gopher_quality: '#' and ellipses per word at most 0.1", "[quality]") {
+  QualityConfig cfg = only(false, true, false, false);
+  std::string body = gopher_doc(89);  // 89 words + "." = 90 words in all
+  auto with = [&](const std::string& sym, int n) {
+    std::string t;
+    for (int i = 0; i < n; ++i) t += sym + " ";
+    return t + body;
+  };
+  CHECK(check(with("#", 10), cfg) == "");  // 10 / 100
+  CHECK(check(with("#", 11), cfg) == "gopher_quality:too_many_hashes");
+  CHECK(check(with("...", 10), cfg) == "");
+  CHECK(check(with("...", 11), cfg) == "gopher_quality:too_many_ellipsis");
+  CHECK(check(with("…", 11), cfg) == "gopher_quality:too_many_ellipsis");
+}
+
+TEST_CASE("gopher_quality: at most 90% bullet lines, 30% ellipsis-ended lines", "[quality]") {
+  QualityConfig cfg = only(false, true, false, false);
+  auto lines = [](int bullets, const std::string& bullet, int ellipses) {
+    WordGen g;
+    std::vector<std::string> out;
+    for (int i = 0; i < 10; ++i)
+      out.push_back((i < bullets ? bullet + " " : "") + (i == 0 ? "the and " : "") + g.words(6) +
+                    (i < ellipses ? "..." : ""));
+    return join(out, "\n");
+  };
+  CHECK(check(lines(9, "•", 0), cfg) == "");
+  CHECK(check(lines(10, "•", 0), cfg) == "gopher_quality:too_many_bullets");
+  CHECK(check(lines(10, "-", 0), cfg) == "gopher_quality:too_many_bullets");
+  CHECK(check(lines(0, "", 3), cfg) == "");
+  CHECK(check(lines(0, "", 4), cfg) == "gopher_quality:too_many_end_ellipsis");
+}
+
+TEST_CASE("gopher_quality: at least 80% of words have a letter", "[quality]") {
+  QualityConfig cfg = only(false, true, false, false);
+  auto doc = [](size_t alpha, size_t numbers) {
+    std::string t = gopher_doc(alpha);
+    t.pop_back();  // no final "." so that alpha + numbers is every word
+    for (size_t i = 0; i < numbers; ++i) t += " 12345";
+    return t;
+  };
+  CHECK(check(doc(80, 20), cfg) == "");
+  CHECK(check(doc(79, 21), cfg) == "gopher_quality:below_alpha_threshold");
+}
+
+TEST_CASE("gopher_quality: at least 2 stop words, matched case-sensitively", "[quality]") {
+  QualityConfig cfg = only(false, true, false, false);
+  WordGen g;
+  std::string rest = g.words(60) + ".";
+  CHECK(check("the and " + rest, cfg) == "");
+  CHECK(check("the " + rest, cfg) == "gopher_quality:too_few_stop_words");
+  CHECK(check("The and " + rest, cfg) == "gopher_quality:too_few_stop_words");
+  // The English list does not apply to another known language.
+  CHECK(check("the " + rest, cfg, "de") == "");
+}
+
+TEST_CASE("gopher_quality on Chinese uses ICU words and CJK bounds", "[quality]") {
+  QualityConfig cfg = only(false, true, false, false);
+  CHECK(check(kChinese, cfg, "zh") == "");
+  CHECK(check(kChinese, cfg, "") == "");
+  QualityConfig strict = cfg;
+  set(strict, "gopher_quality.cjk_min_avg_word_length=2");  // ICU words here average ~1.7
+  CHECK(check(kChinese, strict, "zh") == "gopher_quality:mean_word_length");
+  QualityConfig many_stops = cfg;
+  set(many_stops, "gopher_quality.min_stop_words=1000");
+  CHECK(check(kChinese, many_stops, "zh") == "gopher_quality:too_few_stop_words");
+  // Korean has no stop-word rule.
+  std::string korean;
+  for (int i = 0; i < 10; ++i) korean += "서울대학교는 대한민국 서울특별시 관악구에 있는 국립 대학교이다. ";
+  CHECK(check(korean, many_stops, "ko") == "");
+}
+
+// ---- Gopher repetition ---------------------------------------------------------------------------
+
+TEST_CASE("gopher_repetition: duplicate paragraphs and lines by count (0.3)", "[quality]") {
+  QualityConfig cfg = only(true, false, false, false);
+  auto doc = [](int repeats, const std::string& sep) {
+    WordGen g;
+    std::vector<std::string> parts;
+    for (int i = 0; i < 6; ++i) {
+      parts.push_back(g.words(8));
+      if (i < repeats) parts.push_back("x");  // "x" repeats-1 times a duplicate
+    }
+    if (repeats > 6) parts.push_back("x");
+    return join(parts, sep);
+  };
+  CHECK(check(doc(4, "\n\n"), cfg) == "");  // 3 duplicates of 10 paragraphs
+  CHECK(check(doc(5, "\n\n"), cfg) == "gopher_repetition:dup_para_frac");  // 4 of 11
+  CHECK(check(doc(4, "\n"), cfg) == "");
+  CHECK(check(doc(5, "\n"), cfg) == "gopher_repetition:dup_line_frac");
+  set(cfg, "gopher_repetition.dup_line_frac=0");  // 0 turns the rule off
+  CHECK(check(doc(5, "\n"), cfg) == "");
+}
+
+TEST_CASE("gopher_repetition: characters in duplicate paragraphs and lines (0.2)", "[quality]") {
+  QualityConfig cfg = only_ngram_rule("none");  // the repeat would also trip the n-gram rules
+  // [U1, U2, U3, R, R] with |R| = 40: 40 / (u + 80 + separators) = 0.2 exactly at u = 3*40 - separators.
+  auto doc = [](size_t unique_chars, const std::string& sep) {
+    WordGen g;
+    std::string repeated = g.text_of_len(40);
+    size_t third = unique_chars / 3;
+    return join({g.text_of_len(third), g.text_of_len(third), g.text_of_len(unique_chars - 2 * third), repeated, repeated}, sep);
+  };
+  CHECK(check(doc(112, "\n\n"), cfg) == "");
+  CHECK(check(doc(111, "\n\n"), cfg) == "gopher_repetition:dup_para_char_frac");
+  CHECK(check(doc(116, "\n"), cfg) == "");
+  CHECK(check(doc(115, "\n"), cfg) == "gopher_repetition:dup_line_char_frac");
+}
+
+TEST_CASE("gopher_repetition: top 2/3/4-gram share 0.20/0.18/0.16", "[quality]") {
+  struct Case {
+    size_t n;
+    std::string phrase;
+    int count;
+    size_t length;  // text length at which the share equals the threshold
+  };
+  for (const Case& c : {Case{2, "xx yy", 4, 100}, Case{3, "aa bb ccc", 2, 100}, Case{4, "aa bb cc ddd", 2, 150}}) {
+    std::string rule = "top_" + std::to_string(c.n) + "_grams";
+    QualityConfig cfg = only_ngram_rule(rule);
+    REQUIRE(double(c.phrase.size() * c.count) / double(c.length) == cfg.top_n_grams[c.n - 2]);
+    auto doc = [&](size_t length) {
+      WordGen g;
+      std::string t;
+      for (int i = 0; i < c.count; ++i) t += (i ? " " : "") + c.phrase + " " + g.words(2);
+      return t + " " + g.text_of_len(length - t.size() - 1);
+    };
+    std::string reason = "gopher_repetition:top_" + std::to_string(c.n) + "_gram";
+    CHECK(check(doc(c.length), cfg) == "");
+    CHECK(check(doc(c.length - 1), cfg) == reason);
+  }
+}
+
+TEST_CASE("gopher_repetition: duplicated 5..10-gram share 0.15..0.10", "[quality]") {
+  // A phrase of n words of the given lengths, twice: the second copy's letters (no spaces,
+  // as datatrove's find_all_duplicate joins with "") are the duplicated characters.
+  const std::vector<std::vector<size_t>> lengths = {
+      {3, 3, 3, 3, 3}, {2, 2, 2, 2, 3, 3}, {4, 4, 4, 4, 4, 3, 3}, {3, 3, 3, 3, 3, 3, 3, 3},
+      {3, 3, 3, 3, 2, 2, 2, 2, 2}, {3, 3, 3, 3, 3, 3, 3, 3, 3, 3}};
+  for (const auto& lens : lengths) {
+    size_t n = lens.size(), letters = 0;
+    std::string phrase;
+    for (size_t j = 0; j < n; ++j) {
+      phrase += (j ? " " : "") + std::string(lens[j], static_cast<char>('a' + j));
+      letters += lens[j];
+    }
+    QualityConfig cfg = only_ngram_rule("dup_" + std::to_string(n) + "_grams");
+    double frac = cfg.dup_n_grams[n - 5];
+    size_t length = static_cast<size_t>(double(letters) / frac + 0.5);
+    REQUIRE(double(letters) / double(length) == frac);
+    auto doc = [&](size_t len) {
+      WordGen g;
+      std::string t = phrase + " " + g.words(3) + " " + phrase + " " + g.words(3);
+      return t + " " + g.text_of_len(len - t.size() - 1);
+    };
+    CHECK(check(doc(length), cfg) == "");
+    CHECK(check(doc(length - 1), cfg) == "gopher_repetition:duplicated_" + std::to_string(n) + "_n_grams");
+  }
+}
+
+TEST_CASE("gopher_repetition: a repeated n-gram is skipped past, as in find_all_duplicate", "[quality]") {
+  // "aaa bbb ccc ddd eee" three times: the walk counts the 2nd and 3rd copies (30 letters) and
+  // jumps over the overlapping repeats; counting every repeated position would give 90.
+  QualityConfig cfg = only_ngram_rule("dup_5_grams");
+  std::string phrase = "aaa bbb ccc ddd eee";
+  auto doc = [&](size_t len) {
+    WordGen g;
+    std::string t = phrase + " " + phrase + " " + phrase + " " + g.words(3);
+    return t + " " + g.text_of_len(len - t.size() - 1);
+  };
+  CHECK(check(doc(200), cfg) == "");  // 30 / 200 = 0.15
+  CHECK(check(doc(199), cfg) == "gopher_repetition:duplicated_5_n_grams");
+}
+
+// ---- C4 --------------------------------------------------------------------------------------------
+
+TEST_CASE("c4: at least 5 sentences after line removal", "[quality]") {
+  QualityConfig cfg = only(false, false, true, false);
+  std::vector<std::string> lines = {"This is the first sentence.", "Here is the second one.", "A third line follows.",
+                                    "The fourth line is here.", "And this is the fifth."};
+  CHECK(check(join(lines, "\n"), cfg) == "");
+  CHECK(check(join({lines.begin(), lines.end() - 1}, "\n"), cfg) == "c4:too_few_sentences");
+  // Sentences, not lines, are counted (ICU sentence segmentation, abbreviations known).
+  CHECK(check("One is here. Two is here. Three is here. Four is here. Five is here.", cfg) == "");
+  CHECK(check("Mr. Smith came here. Two is here. Three is here. Four is here.", cfg) == "c4:too_few_sentences");
+  set(cfg, "c4.min_num_sentences=-1");
+  CHECK(check("A single short line.", cfg) == "");
+}
+
+TEST_CASE("c4: bad lines are removed from the text", "[quality]") {
+  QualityConfig cfg = only(false, false, true, false);
+  std::string long_word_1000(1000, 'a'), long_word_1001(1001, 'a');
+  std::string text = join({"The first line is kept.",
+                           "Two words.",
+                           "Please enable JavaScript to view this page.",
+                           "This site uses cookies to improve your experience.",
+                           "Read our Privacy Policy for details.",
+                           "A line with a citation[1] and [edit] marks[citation needed].",
+                           "Long " + long_word_1000 + " word kept.",
+                           "Long " + long_word_1001 + " word dropped.",
+                           "   Indented line gets stripped.   ",
+                           "a line without terminal punctuation",
+                           "More sentences follow here. And here. And here too."},
+                          "\n");
+  std::string expected = join({"The first line is kept.", "A line with a citation and  marks.",
+                               "Long " + long_word_1000 + " word kept.", "Indented line gets stripped.",
+                               "a line without terminal punctuation",
+                               "More sentences follow here. And here. And here too."},
+                              "\n");
+  std::string t = text;
+  REQUIRE(check_quality(t, "en", cfg) == "");
+  CHECK(t == expected);
+
+  // The FineWeb pipeline keeps lines without terminal punctuation; C4's own default drops them.
+  set(cfg, "c4.filter_no_terminal_punct=1");
+  t = text + "\nThis line trails off...";
+  REQUIRE(check_quality(t, "en", cfg) == "");
+  CHECK(t.find("without terminal punctuation") == std::string::npos);
+  CHECK(t.find("trails off") == std::string::npos);
+  CHECK(t.find("The first line is kept.") == 0);
+}
+
+TEST_CASE("c4: lorem ipsum and curly brackets drop the document", "[quality]") {
+  QualityConfig cfg = only(false, false, true, false);
+  std::string good = "This is the first sentence.\nHere is the second one.\nA third line follows.\n"
+                     "The fourth line is here.\nAnd this is the fifth.";
+  CHECK(check(good + "\nLorem ipsum dolor sit amet.", cfg) == "c4:lorem_ipsum");
+  CHECK(check(good + "\nThe value is {x} here.", cfg) == "c4:curly_bracket");
+  // As in datatrove, only lines that survive the earlier line rules are looked at.
+  CHECK(check(good + "\n{x}", cfg) == "");
+  set(cfg, "c4.filter_curly_bracket=0");
+  CHECK(check(good + "\nThe value is {x} here.", cfg) == "");
+}
+
+TEST_CASE("c4 on Chinese counts ICU words per line and 。 as a sentence end", "[quality]") {
+  QualityConfig cfg = only(false, false, true, false);
+  std::string t = kChinese;
+  CHECK(check_quality(t, "zh", cfg) == "");
+  CHECK(t == kChinese);  // every line has enough words: nothing removed
+}
+
+// ---- FineWeb -----------------------------------------------------------------------------------------
+
+TEST_CASE("fineweb: at least 12% of lines end in terminal punctuation", "[quality]") {
+  QualityConfig cfg = only(false, false, false, true);
+  auto doc = [](int lines, int with_punct) {
+    WordGen g;
+    std::vector<std::string> out;
+    for (int i = 0; i < lines; ++i) out.push_back(g.words(8) + (i < with_punct ? "." : ""));
+    return join(out, "\n");
+  };
+  CHECK(check(doc(25, 3), cfg) == "");  // 0.12
+  CHECK(check(doc(26, 3), cfg) == "fineweb:line_punct_ratio");
+  CHECK(check(doc(25, 0), cfg) == "fineweb:line_punct_ratio");
+  set(cfg, "fineweb.line_punct_exclude_zero=1");
+  CHECK(check(doc(25, 0), cfg) == "");
+}
+
+TEST_CASE("fineweb: at most 67% short lines", "[quality]") {
+  QualityConfig cfg = only(false, false, false, true);
+  auto doc = [](int short_lines) {
+    WordGen g;
+    std::vector<std::string> out;
+    for (int i = 0; i < 100; ++i) out.push_back(g.words(i < short_lines ? 3 : 8) + ".");
+    return join(out, "\n");
+  };
+  CHECK(check(doc(67), cfg) == "");
+  CHECK(check(doc(68), cfg) == "fineweb:short_line_ratio");
+  set(cfg, "fineweb.short_line_length=10");  // 3-word lines (18 characters) are no longer short
+  CHECK(check(doc(68), cfg) == "");
+}
+
+TEST_CASE("fineweb: characters in duplicate lines at most 1%", "[quality]") {
+  QualityConfig cfg = only(false, false, false, true);
+  auto doc = [](size_t unique_chars) {  // unique lines of 80 characters, a 40-character line twice
+    WordGen g;
+    std::string repeated = g.text_of_len(39) + ".";
+    std::vector<std::string> out = {repeated};
+    for (size_t left = unique_chars; left > 0;) {
+      size_t len = std::min<size_t>(left, 80);
+      out.push_back(g.text_of_len(len - 1) + ".");
+      left -= len;
+    }
+    out.push_back(repeated);
+    return join(out, "\n");
+  };
+  CHECK(check(doc(3920), cfg) == "");  // 40 / 4000
+  CHECK(check(doc(3919), cfg) == "fineweb:char_dup_ratio");
+}
+
+TEST_CASE("fineweb: at most 0.3 newlines per word", "[quality]") {
+  QualityConfig cfg = only(false, false, false, true);
+  auto doc = [](int lines) {  // 3 words a line ("word word ."), each line over 30 characters
+    WordGen g;
+    std::vector<std::string> out;
+    for (int i = 0; i < lines; ++i) out.push_back(g(15) + " " + g(15) + ".");
+    return join(out, "\n");
+  };
+  CHECK(check(doc(10), cfg) == "");  // 9 / 30
+  CHECK(check(doc(11), cfg) == "fineweb:list_ratio");  // 10 / 33
+  CHECK(check("\n \n\t\n", cfg) == "fineweb:empty");
+}
+
+TEST_CASE("fineweb: CJK sentence ends count as terminal punctuation", "[quality]") {
+  QualityConfig cfg = only(false, false, false, true);
+  CHECK(check(kChinese, cfg, "zh") == "");
+  std::string quoted = join({"他说：「我们今天上午先去北京大学参观未名湖和博雅塔，然后一起吃晚饭。」",
+                             "她回答：「好的，我们在学校东门见面吧，记得带上相机和学生证。」",
+                             "老师说：「参观的时候请大家注意安全，不要在校园里大声喧哗。」",
+                             "同学们说：「我们一定会遵守规定，也会把看到的东西记在笔记本上。」",
+                             "最后他说：「明天早上八点在学校门口集合，请大家不要迟到。」"},
+                            "\n");
+  CHECK(check(quoted, cfg, "zh") == "");
+  CHECK(check(quoted, cfg, "en") == "fineweb:line_punct_ratio");  // 」 ends a sentence only in CJK text
+}
+
+// ---- the pipeline ------------------------------------------------------------------------------------
+
+TEST_CASE("check_quality keeps good English and Chinese documents", "[quality]") {
+  QualityConfig cfg;
+  CHECK(check(kEnglish, cfg, "en") == "");
+  CHECK(check(kEnglish, cfg, "") == "");
+  CHECK(check(kChinese, cfg, "zh") == "");
+  CHECK(check(kChinese, cfg, "") == "");
+}
+
+TEST_CASE("check_quality applies the stages in FineWeb's order", "[quality]") {
+  QualityConfig cfg;
+  // Repeated lines (gopher_repetition) in a short document (gopher_quality): repetition first.
+  CHECK(check("same line.\nsame line.\nsame line.", cfg) == "gopher_repetition:dup_line_frac");
+  cfg.gopher_repetition = false;
+  CHECK(check("same line.\nsame line.\nsame line.", cfg) == "gopher_quality:short_doc");
+  // C4 removes a line, and the document goes on to FineWeb without it.
+  cfg = QualityConfig();
+  std::string t = std::string(kEnglish) + "\nPlease enable JavaScript in your browser to see this page.";
+  REQUIRE(check_quality(t, "en", cfg) == "");
+  CHECK(t == kEnglish);
+}
+
+TEST_CASE("quality_params exposes every threshold under datatrove's names", "[quality]") {
+  QualityConfig cfg;
+  auto params = quality_params(cfg);
+  std::vector<std::string> names;
+  for (const auto& p : params) names.push_back(p.name);
+  for (const char* name : {"gopher_repetition.dup_line_frac", "gopher_repetition.dup_para_char_frac",
+                           "gopher_repetition.top_2_grams", "gopher_repetition.dup_10_grams",
+                           "gopher_quality.min_doc_words", "gopher_quality.max_non_alpha_words_ratio",
+                           "gopher_quality.min_stop_words", "c4.min_num_sentences", "c4.filter_no_terminal_punct",
+                           "c4.max_word_length", "fineweb.line_punct_thr", "fineweb.new_line_ratio"})
+    CHECK(std::count(names.begin(), names.end(), name) == 1);
+  CHECK(params.size() == 39);
+  set(cfg, "fineweb.line_punct_thr=0.5");
+  CHECK(cfg.line_punct_thr == 0.5);
+  set(cfg, "gopher_repetition.dup_7_grams=0.25");
+  CHECK(cfg.dup_n_grams[2] == 0.25);
+  CHECK_THROWS(set(cfg, "fineweb.no_such_parameter=1"));
+}
+
+TEST_CASE("check_quality gives the same answers from many threads", "[quality]") {
+  QualityConfig cfg;
+  const std::vector<std::pair<std::string, std::string>> docs = {
+      {kEnglish, "en"}, {kChinese, "zh"}, {kChinese, ""}, {"same line.\nsame line.", "en"}};
+  std::vector<std::string> expected;
+  for (const auto& [text, lang] : docs) expected.push_back(check(text, cfg, lang));
+  std::vector<int> mismatches(8, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 20; ++round)
+        for (size_t d = 0; d < docs.size(); ++d)
+          mismatches[t] += check(docs[d].first, cfg, docs[d].second) != expected[d];
+    });
+  for (auto& th : threads) th.join();
+  for (int m : mismatches) CHECK(m == 0);
+}
+
+TEST_CASE("bad input: empty text, invalid UTF-8, random bytes", "[quality]") {
+  QualityConfig cfg;
+  CHECK(check("", cfg) == "gopher_quality:short_doc");
+  CHECK(check("", only(false, false, false, true)) == "fineweb:empty");
+  // Invalid bytes inside words leave a good document good.
+  std::string damaged = kEnglish;
+  damaged.insert(damaged.find("history") + 3, "\xff\xfe");
+  damaged.insert(damaged.find("university") + 2, "\xc3");
+  CHECK(check(damaged, cfg) == "");
+  // Any bytes: words are non-empty, in order, inside the text, and hold no whitespace.
+  uint32_t state = 12345;
+  for (int round = 0; round < 300; ++round) {
+    std::string bytes;
+    for (int i = 0; i < 200; ++i) {
+      state = state * 1664525u + 1013904223u;
+      bytes += static_cast<char>(round % 2 ? state >> 24 : " \n.,'a\xe4\xb8\xad#-"[(state >> 24) % 12]);
+    }
+    for (const char* lang : {"en", "zh"}) {
+      size_t pos = 0;
+      bool ok = true;
+      for (std::string_view w : split_words(bytes, lang)) {
+        ok = ok && !w.empty() && w.data() >= bytes.data() + pos && w.data() + w.size() <= bytes.data() + bytes.size() &&
+             w.find_first_of(" \n") == std::string_view::npos;
+        pos = static_cast<size_t>(w.data() + w.size() - bytes.data());
+      }
+      CHECK(ok);
+    }
+    std::string t = bytes;
+    check_quality(t, "", cfg);  // must not crash; text stays valid for the next stage
+    CHECK(t.size() <= bytes.size());
+  }
+}
