@@ -39,7 +39,7 @@ int clean_main(int argc, char** argv) {
   bool no_extract = false, no_repair = false, no_langid = false, no_quality = false, no_pii = false;
   bool no_gq = false, no_gr = false, no_c4 = false, no_fw = false, list_params = false;
   std::vector<std::string> params;
-  auto qparams = text::quality_params(cfg.quality_cfg);
+  auto qparams = clean_params(cfg);
 
   OptionParser op("llm-clean", "llm-clean [OPTIONS] [INPUT...]",
                   "Extracts, repairs, identifies the language of, filters and redacts documents.\n"
@@ -60,7 +60,8 @@ int clean_main(int argc, char** argv) {
            [&](const std::string& v) { cfg.source.max_line_bytes = parse_bytes(v, "--max-line-bytes"); },
            "longest JSONL line or HTML page accepted (default 64M)");
   op.section("Stages (all on by default)");
-  op.flag("no-extract", 0, &no_extract, "HTML: keep all visible text, not only the main content");
+  op.flag("no-extract", 0, &no_extract,
+          "HTML: skip the block rules (link density, short blocks) of main-text extraction");
   op.flag("no-repair", 0, &no_repair, "skip Unicode, control character and whitespace repair");
   op.value("normalize", 0, "FORM", [&](const std::string& v) {
              if (v == "nfc") cfg.repair_cfg.normalization = text::Normalization::nfc;
@@ -71,16 +72,14 @@ int clean_main(int argc, char** argv) {
   op.flag("no-langid", 0, &no_langid, "skip language identification (no \"lang\" field)");
   op.value("lang", 0, "LIST", [&](const std::string& v) { cfg.keep_langs = split_list(v); },
            "keep only these languages, e.g. en,zh (default: all)");
-  op.number("lang-min-score", 0, "X", &cfg.min_lang_score,
-            "with --lang, drop documents whose lang_score is below X (default 0.65)");
   op.flag("no-quality", 0, &no_quality, "skip every quality rule");
   op.flag("no-gopher-quality", 0, &no_gq, "skip the Gopher quality rules");
   op.flag("no-gopher-repetition", 0, &no_gr, "skip the Gopher repetition rules");
   op.flag("no-c4", 0, &no_c4, "skip the C4 rules");
   op.flag("no-fineweb", 0, &no_fw, "skip the FineWeb rules");
   op.value("param", 'P', "NAME=VALUE", [&](const std::string& v) { params.push_back(v); },
-           "set a rule threshold (repeatable; see --list-params)");
-  op.flag("list-params", 0, &list_params, "print every rule threshold with its value and exit");
+           "set a threshold (repeatable), e.g. -P langid.min_score=0.8");
+  op.flag("list-params", 0, &list_params, "print every threshold with its value and exit");
   op.flag("no-pii", 0, &no_pii, "skip PII redaction");
   op.value("pii", 0, "LIST", [&](const std::string& v) { set_pii_types(cfg.pii_cfg, v); },
            "redact these: email,ip,phone,cn_id,card (default all)");

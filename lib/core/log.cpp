@@ -74,8 +74,8 @@ void Progress::draw(bool final) {
   if (final && !tty_ && secs < interval_) return;  // short runs need no progress line
   double rate = secs > 0 ? bytes_ / secs : 0;
   char line[256];
-  int n = snprintf(line, sizeof line, "%s: %llu items, %s, %s/s", what_.c_str(),
-                   (unsigned long long)items_, human_bytes(bytes_).c_str(),
+  int n = snprintf(line, sizeof line, "%llu %s, %s, %s/s", (unsigned long long)items_,
+                   what_.c_str(), human_bytes(bytes_).c_str(),
                    human_bytes(rate).c_str());
   if (total_bytes_ > 0 && !final && rate > 0 && bytes_ < total_bytes_) {
     double eta = (total_bytes_ - bytes_) / rate;

@@ -12,6 +12,10 @@
 namespace llmkit {
 namespace {
 volatile std::sig_atomic_t g_stop_signal = 0;
+volatile std::sig_atomic_t g_stop_internal = 0;
+constexpr int kInterruptSignal = SIGUSR2;
+
+void on_interrupt(int) {}  // only there to make a blocked system call return EINTR
 
 void on_stop_signal(int sig) {
   if (g_stop_signal != 0) {
@@ -23,10 +27,20 @@ void on_stop_signal(int sig) {
 }
 }  // namespace
 
-bool stop_requested() { return g_stop_signal != 0; }
+bool stop_requested() { return g_stop_signal != 0 || g_stop_internal != 0; }
 int stop_signal() { return g_stop_signal; }
 
+void request_stop(int sig) {
+  if (sig != 0)
+    g_stop_signal = sig;
+  else
+    g_stop_internal = 1;
+}
+
+void interrupt_thread(pthread_t thread) { pthread_kill(thread, kInterruptSignal); }
+
 void throw_if_stopped() {
+  if (g_stop_internal != 0 && g_stop_signal == 0) throw Error("", "stopped after an error");
   if (g_stop_signal != 0)
     throw Error("", "stopped by signal " + std::to_string(g_stop_signal) +
                         "; no partial output was left");
@@ -39,6 +53,10 @@ int run_tool(const char* name, int argc, char** argv,
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
   for (int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaction(sig, &sa, nullptr);
+  struct sigaction si {};
+  si.sa_handler = on_interrupt;  // no SA_RESTART: the blocked call must return
+  sigemptyset(&si.sa_mask);
+  sigaction(kInterruptSignal, &si, nullptr);
   std::signal(SIGPIPE, SIG_IGN);  // a closed pipe becomes EPIPE from write(), reported as an Error
 
   int code = kExitOk;

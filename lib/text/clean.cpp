@@ -2,16 +2,45 @@
 
 #include <omp.h>
 
+#include <atomic>
+
 #include "llmkit/error.hpp"
 #include "llmkit/io.hpp"
 #include "llmkit/langid.hpp"
 #include "llmkit/log.hpp"
+#include "llmkit/prefetch.hpp"
 #include "llmkit/tool.hpp"
 
 namespace llmkit {
 
-Cleaner::Cleaner(const CleanConfig& cfg) : cfg_(cfg) {
+std::vector<Param> clean_params(CleanConfig& cfg) {
+  std::vector<Param> params = {
+      {"extract.max_link_density", &cfg.max_link_density,
+       "HTML blocks with a larger share of link text are boilerplate"},
+      {"extract.min_block_chars", &cfg.min_block_chars,
+       "HTML blocks this long (CJK characters count 3) are good on their own"},
+      {"extract.short_block_chars", &cfg.short_block_chars,
+       "shorter HTML blocks are kept only between good blocks"},
+      {"langid.max_bytes", &cfg.lang_max_bytes, "bytes of each document CLD2 reads"},
+      {"langid.min_score", &cfg.min_lang_score, "with --lang, the lowest lang_score kept"},
+  };
+  for (auto& p : text::quality_params(cfg.quality_cfg)) params.push_back(p);
+  return params;
+}
+
+Cleaner::Cleaner(const CleanConfig& cfg) : cfg_(cfg), extract_cfg_(cfg.extract_cfg) {
   if (cfg.pii) pii_ = std::make_unique<text::PiiRedactor>(cfg.pii_cfg);
+  if (cfg.extract) {
+    extract_cfg_.max_link_density = cfg.max_link_density;
+    extract_cfg_.min_block_chars = static_cast<size_t>(cfg.min_block_chars);
+    extract_cfg_.short_block_chars = static_cast<size_t>(cfg.short_block_chars);
+  } else {
+    // Every block is good: only the element-level removal (script, nav, ...) remains.
+    extract_cfg_.max_link_density = 1.0;
+    extract_cfg_.min_block_chars = 0;
+    extract_cfg_.short_block_chars = 0;
+    extract_cfg_.keep_tables = true;
+  }
 }
 
 Cleaner::~Cleaner() = default;
@@ -21,7 +50,7 @@ std::string Cleaner::clean(SourceDoc& sd, Stats& stats) const {
   stats.add("text_bytes_in", static_cast<int64_t>(doc.text.size()));
   if (sd.html) {
     std::string utf8 = text::to_utf8(doc.text, sd.charset);
-    text::Extracted ex = text::extract_main_text(utf8, cfg_.extract_cfg);
+    text::Extracted ex = text::extract_main_text(utf8, extract_cfg_);
     if (ex.truncated) stats.add("html_truncated");
     doc.text = std::move(ex.text);
     if (!ex.title.empty()) doc.set_string("title", ex.title);
@@ -38,7 +67,7 @@ std::string Cleaner::clean(SourceDoc& sd, Stats& stats) const {
   if (doc.text.size() < cfg_.min_chars) return sd.html ? "extract:empty" : "repair:empty";
   std::string lang;
   if (cfg_.langid) {
-    text::LangResult lr = text::detect_language(doc.text);
+    text::LangResult lr = text::detect_language(doc.text, static_cast<size_t>(cfg_.lang_max_bytes));
     lang = lr.code;
     doc.set_string("lang", lr.code);
     doc.set_number("lang_score", lr.score);
@@ -95,45 +124,61 @@ void run_clean(const std::vector<std::string>& inputs, const CleanConfig& cfg, S
   std::unique_ptr<OutputStream> rejected;
   if (!cfg.rejected.empty()) rejected = open_rank_output(cfg.rejected, cfg.zstd, comm);
 
-  Progress progress("llm-clean", source.total_bytes());
+  Progress progress("documents", source.total_bytes());
+  // The next batch is read on a second thread while this one is cleaned; parsing, cleaning and
+  // serialising run on all threads; only reading lines and writing bytes are serial.
   std::vector<SourceDoc> batch;
-  std::vector<std::string> reasons;
-  std::string buf;
+  std::atomic<uint64_t> bytes_read{0};
+  Prefetch<std::vector<SourceDoc>> reader([&](std::vector<SourceDoc>& next) {
+    next.clear();
+    bool more = source.next_batch(next, cfg.batch_docs, cfg.batch_bytes);
+    bytes_read = source.bytes_read();
+    return more;
+  });
+  std::vector<std::string> reasons, lines;
+  std::string buf, rejected_buf;
   int64_t docs_in = 0, docs_out = 0;
-  const int threads = omp_get_max_threads();
-  std::vector<Stats> thread_stats(threads);
+  std::vector<Stats> thread_stats(omp_get_max_threads());
   while (true) {
     throw_if_stopped();
-    batch.clear();
-    if (!source.next_batch(batch, cfg.batch_docs, cfg.batch_bytes)) break;
+    if (!reader.get(batch)) break;
     reasons.assign(batch.size(), std::string());
+    lines.assign(batch.size(), std::string());
 #pragma omp parallel for schedule(dynamic, 8)
-    for (size_t i = 0; i < batch.size(); ++i)
-      reasons[i] = cleaner.clean(batch[i], thread_stats[omp_get_thread_num()]);
-    buf.clear();
-    std::string rejected_buf;
     for (size_t i = 0; i < batch.size(); ++i) {
+      SourceDoc& sd = batch[i];
+      sd.parse_pending(cfg.source.jsonl);
+      if (!sd.ok()) continue;
+      reasons[i] = cleaner.clean(sd, thread_stats[omp_get_thread_num()]);
+      if (!reasons[i].empty()) {
+        if (!rejected) continue;
+        sd.doc.set_string("drop_reason", reasons[i]);
+      }
+      serialize_document(sd.doc, cfg.source.jsonl, lines[i]);
+    }
+    source.settle(batch);  // malformed lines: reported and counted in order
+    buf.clear();
+    rejected_buf.clear();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (!batch[i].ok()) continue;
       ++docs_in;
       if (reasons[i].empty()) {
         ++docs_out;
-        serialize_document(batch[i].doc, cfg.source.jsonl, buf);
+        buf += lines[i];
       } else {
         stats.drop(reasons[i]);
-        if (rejected) {
-          batch[i].doc.set_string("drop_reason", reasons[i]);
-          serialize_document(batch[i].doc, cfg.source.jsonl, rejected_buf);
-        }
+        rejected_buf += lines[i];
       }
     }
     out->write(buf);
     if (rejected) rejected->write(rejected_buf);
     stats.add("bytes_out", static_cast<int64_t>(buf.size()));
-    progress.update(docs_in, source.bytes_read());
+    progress.update(docs_in, bytes_read);
   }
   for (auto& ts : thread_stats) stats.merge(ts);
   stats.add("docs_in", docs_in);
   stats.add("docs_out", docs_out);
-  stats.add("bytes_in", static_cast<int64_t>(source.bytes_read()));
+  stats.add("bytes_in", static_cast<int64_t>(bytes_read.load()));
   out->commit();
   if (rejected) rejected->commit();
   progress.finish();

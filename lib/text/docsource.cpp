@@ -63,15 +63,15 @@ class PrefixedStream : public InputStream {
   size_t pos_ = 0;
 };
 
+// Reads up to n bytes, growing the buffer as data arrives (n may be a large limit).
 std::string read_head(InputStream& in, size_t n) {
-  std::string head(n, '\0');
-  size_t got = 0;
-  while (got < n) {
-    size_t r = in.read(head.data() + got, n - got);
+  std::string head;
+  char buf[65536];
+  while (head.size() < n) {
+    size_t r = in.read(buf, std::min(sizeof buf, n - head.size()));
     if (r == 0) break;
-    got += r;
+    head.append(buf, r);
   }
-  head.resize(got);
   return head;
 }
 
@@ -112,12 +112,10 @@ struct DocumentSource::Reader {
   InputFormat format;
   std::string path;
   std::unique_ptr<LineReader> lines;  // jsonl
-  JsonlParser parser;
   std::unique_ptr<InputStream> stream;  // html, warc
   std::unique_ptr<text::WarcReader> warc;
   int64_t warc_skipped_seen = 0;
   bool html_done = false;
-  explicit Reader(const JsonlOptions& o) : parser(o) {}
   uint64_t bytes() const {
     if (lines) return lines->raw_bytes_read();
     return stream ? stream->raw_bytes_read() : 0;
@@ -155,7 +153,7 @@ bool DocumentSource::open_next() {
   }
   if (next_part_ >= parts_.size()) return false;
   const InputPart& part = parts_[next_part_++];
-  auto r = std::make_unique<Reader>(cfg_.jsonl);
+  auto r = std::make_unique<Reader>();
   r->path = part.path;
   InputFormat fmt = cfg_.format;
   if (fmt == InputFormat::detect) fmt = format_from_name(part.path);
@@ -194,19 +192,13 @@ bool DocumentSource::next_batch(std::vector<SourceDoc>& batch, size_t max_docs, 
       std::string_view line;
       bool too_long = false;
       while (r.lines->next(line, too_long)) {
-        std::string where = r.lines->name() + ":" + std::to_string(r.lines->line_number());
-        if (too_long) {
-          report_malformed(where, "line_too_long");
-          continue;
-        }
-        if (line.empty() || line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-        std::string err = r.parser.parse(line, sd.doc);
-        if (!err.empty()) {
-          report_malformed(where, err);
-          continue;
-        }
-        if (sd.doc.invalid_utf8) stats_.add("invalid_utf8_bytes", sd.doc.invalid_utf8);
-        sd.where = std::move(where);
+        if (!too_long && line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+        sd.where = r.lines->name() + ":" + std::to_string(r.lines->line_number());
+        if (too_long)
+          sd.error = "line_too_long";
+        else
+          sd.doc.raw.assign(line.data(), line.size());
+        sd.pending_parse = !too_long;
         got = true;
         break;
       }
@@ -257,11 +249,36 @@ bool DocumentSource::next_batch(std::vector<SourceDoc>& batch, size_t max_docs, 
       if (!open_next()) break;
       continue;
     }
-    bytes += sd.doc.text.size();
+    bytes += sd.doc.text.size() + sd.doc.raw.size();
     ++added;
     batch.push_back(std::move(sd));
   }
   return added > 0;
+}
+
+
+void SourceDoc::parse_pending(const JsonlOptions& opts) {
+  if (!pending_parse) return;
+  pending_parse = false;
+  // One parser per thread and text field: simdjson parsers keep their buffers between lines.
+  thread_local std::unique_ptr<JsonlParser> parser;
+  thread_local std::string parser_field;
+  if (!parser || parser_field != opts.text_field) {
+    parser = std::make_unique<JsonlParser>(opts);
+    parser_field = opts.text_field;
+  }
+  std::string line = std::move(doc.raw);
+  error = parser->parse(line, doc);
+}
+
+void DocumentSource::settle(std::vector<SourceDoc>& batch) {
+  for (auto& sd : batch) {
+    if (sd.pending_parse) sd.parse_pending(cfg_.jsonl);
+    if (!sd.error.empty())
+      report_malformed(sd.where, sd.error);
+    else if (sd.doc.invalid_utf8)
+      stats_.add("invalid_utf8_bytes", static_cast<int64_t>(sd.doc.invalid_utf8));
+  }
 }
 
 }  // namespace llmkit

@@ -1,6 +1,10 @@
-// Private to lib/text/quality*.cpp: the stages of check_quality and the helpers they share.
+// Private to lib/text/quality*.cpp and words.cpp: the stages of check_quality and the helpers
+// they share, including allocation-free variants of the words.hpp splitters and the ASCII
+// character-class table that gives the hot loops their fast path.
 #pragma once
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -8,6 +12,34 @@
 #include "llmkit/quality.hpp"
 
 namespace llmkit::text {
+
+// ---- ASCII fast path (words.cpp) ------------------------------------------------------------
+// Classes of the 128 ASCII code points, computed at start-up from the same (slow) functions
+// that classify every other code point, so the fast path cannot disagree with them.
+namespace ascii {
+enum : uint8_t {
+  kSpace = 1,      // py_isspace
+  kPunct = 2,      // is_datatrove_punctuation
+  kTerminal = 4,   // is_terminal_punctuation
+  kAlpha = 8,      // is_alpha
+  kEdge = 16,      // P* or S*: split off either end of a chunk (split_words)
+  kSplit = 32,     // split off anywhere inside a chunk (split_words)
+  kDigit = 64,     // u_isdigit
+  kLineBreak = 128 // a py_splitlines break
+};
+extern const std::array<uint8_t, 128> kClass;
+inline bool is(unsigned char b, uint8_t cls) { return b < 0x80 && (kClass[b] & cls); }
+}  // namespace ascii
+
+// Code points in s (count_code_points), fast over ASCII runs.
+size_t count_code_points_fast(std::string_view s);
+
+// The words.hpp splitters writing into `out` (cleared first), so callers can reuse its capacity.
+void split_words_into(std::string_view text, std::string_view lang, std::vector<std::string_view>& out);
+void py_splitlines_into(std::string_view s, std::vector<std::string_view>& out);
+void split_on_newline_runs_into(std::string_view s, size_t min_run, std::vector<std::string_view>& out);
+
+// ---- shared by the stages (quality.cpp) -------------------------------------------------------
 
 struct DupCount {
   size_t elements = 0, chars = 0;

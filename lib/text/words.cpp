@@ -9,13 +9,16 @@
 #include <unicode/utf8.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
+
+#include "quality_rules.hpp"
 
 namespace llmkit::text {
 
 // ---- UTF-8 -------------------------------------------------------------------------------
 
-char32_t next_code_point(std::string_view s, size_t& i) {
+char32_t next_code_point_multibyte(std::string_view s, size_t& i) {
   UChar32 c;
   int32_t pos = 0;
   // U8_NEXT needs an int32 length; decode from a window so huge texts work too.
@@ -27,6 +30,7 @@ char32_t next_code_point(std::string_view s, size_t& i) {
 
 char32_t last_code_point(std::string_view s) {
   if (s.empty()) return 0;
+  if (static_cast<unsigned char>(s.back()) < 0x80) return static_cast<unsigned char>(s.back());
   size_t start = s.size() - 1;
   // Step back over at most 3 continuation bytes to the lead byte.
   while (start > 0 && s.size() - start < 4 && (static_cast<uint8_t>(s[start]) & 0xC0) == 0x80) --start;
@@ -35,18 +39,31 @@ char32_t last_code_point(std::string_view s) {
   return i == s.size() ? c : U'\uFFFD';
 }
 
-size_t count_code_points(std::string_view s) {
-  size_t n = 0;
-  for (size_t i = 0; i < s.size();) {
+size_t count_code_points_fast(std::string_view s) {
+  size_t n = 0, i = 0;
+  const char* p = s.data();
+  while (i < s.size()) {
+    // Eight ASCII bytes at a time, then one code point.
+    while (i + 8 <= s.size()) {
+      uint64_t v;
+      std::memcpy(&v, p + i, 8);
+      if (v & 0x8080808080808080ull) break;
+      i += 8;
+      n += 8;
+    }
+    if (i >= s.size()) break;
     next_code_point(s, i);
     ++n;
   }
   return n;
 }
 
+size_t count_code_points(std::string_view s) { return count_code_points_fast(s); }
+
 // ---- Python string semantics -----------------------------------------------------------
 
-bool py_isspace(char32_t c) {
+namespace {
+bool py_isspace_any(char32_t c) {
   // Python's str.isspace(): bidi class WS, B or S, or category Zs.
   if (c <= 0x20) return c == 0x20 || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F);
   switch (c) {
@@ -57,12 +74,21 @@ bool py_isspace(char32_t c) {
       return c >= 0x2000 && c <= 0x200A;
   }
 }
+}  // namespace
+
+bool py_isspace(char32_t c) { return py_isspace_any(c); }
 
 std::string_view py_lstrip(std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
+    unsigned char b = static_cast<unsigned char>(s[i]);
+    if (b < 0x80) {
+      if (!(ascii::kClass[b] & ascii::kSpace)) break;
+      ++i;
+      continue;
+    }
     size_t j = i;
-    if (!py_isspace(next_code_point(s, j))) break;
+    if (!py_isspace_any(next_code_point_multibyte(s, j))) break;
     i = j;
   }
   return s.substr(i);
@@ -70,8 +96,14 @@ std::string_view py_lstrip(std::string_view s) {
 
 std::string_view py_rstrip(std::string_view s) {
   while (!s.empty()) {
+    unsigned char b = static_cast<unsigned char>(s.back());
+    if (b < 0x80) {
+      if (!(ascii::kClass[b] & ascii::kSpace)) break;
+      s.remove_suffix(1);
+      continue;
+    }
     char32_t c = last_code_point(s);
-    if (!py_isspace(c)) break;
+    if (!py_isspace_any(c)) break;
     size_t start = s.size() - 1;
     while (start > 0 && (static_cast<uint8_t>(s[start]) & 0xC0) == 0x80) --start;
     s = s.substr(0, start);
@@ -81,31 +113,42 @@ std::string_view py_rstrip(std::string_view s) {
 
 std::string_view py_strip(std::string_view s) { return py_rstrip(py_lstrip(s)); }
 
-std::vector<std::string_view> py_splitlines(std::string_view s) {
-  std::vector<std::string_view> lines;
+void py_splitlines_into(std::string_view s, std::vector<std::string_view>& lines) {
+  lines.clear();
   size_t start = 0, i = 0;
-  while (i < s.size()) {
+  const size_t n = s.size();
+  while (i < n) {
     size_t at = i;
-    char32_t c = next_code_point(s, i);
-    bool brk = c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D ||
-               c == 0x1E || c == 0x85 || c == 0x2028 || c == 0x2029;
-    if (!brk) continue;
+    unsigned char b = static_cast<unsigned char>(s[i]);
+    char32_t c;
+    if (b < 0x80) {
+      ++i;
+      if (!(ascii::kClass[b] & ascii::kLineBreak)) continue;
+      c = b;
+    } else {
+      c = next_code_point_multibyte(s, i);
+      if (c != 0x85 && c != 0x2028 && c != 0x2029) continue;
+    }
     lines.push_back(s.substr(start, at - start));
-    if (c == '\r' && i < s.size() && s[i] == '\n') ++i;
+    if (c == '\r' && i < n && s[i] == '\n') ++i;
     start = i;
   }
-  if (start < s.size()) lines.push_back(s.substr(start));
+  if (start < n) lines.push_back(s.substr(start));
+}
+
+std::vector<std::string_view> py_splitlines(std::string_view s) {
+  std::vector<std::string_view> lines;
+  py_splitlines_into(s, lines);
   return lines;
 }
 
-std::vector<std::string_view> split_on_newline_runs(std::string_view s, size_t min_run) {
-  std::vector<std::string_view> parts;
+void split_on_newline_runs_into(std::string_view s, size_t min_run, std::vector<std::string_view>& parts) {
+  parts.clear();
   size_t start = 0, i = 0;
   while (i < s.size()) {
-    if (s[i] != '\n') {
-      ++i;
-      continue;
-    }
+    const void* nl = std::memchr(s.data() + i, '\n', s.size() - i);
+    if (!nl) break;
+    i = static_cast<size_t>(static_cast<const char*>(nl) - s.data());
     size_t run_end = i;
     while (run_end < s.size() && s[run_end] == '\n') ++run_end;
     if (run_end - i >= min_run || min_run == 0) {
@@ -119,6 +162,11 @@ std::vector<std::string_view> split_on_newline_runs(std::string_view s, size_t m
     }
   }
   parts.push_back(s.substr(start));
+}
+
+std::vector<std::string_view> split_on_newline_runs(std::string_view s, size_t min_run) {
+  std::vector<std::string_view> parts;
+  split_on_newline_runs_into(s, min_run, parts);
   return parts;
 }
 

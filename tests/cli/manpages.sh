@@ -12,8 +12,8 @@ for src in "$SRC"/tools/llm-*.cpp; do
   ok
   run "$BIN/$cmd" --help
   expect_rc 0 "$cmd --help"
-  # roff writes "--name" as "\-\-name"; compare on the unescaped text.
-  sed 's/\\-/-/g; s/\\f[BIRP]//g' "$page" > page.txt
+  # Compare with the page as a reader sees it (mdoc writes --name as "Fl \-name").
+  mandoc -Tascii "$page" | col -b > page.txt
   for opt in $(grep -oE -- '--[a-z0-9][a-z0-9-]*' "$T/out" | sort -u); do
     if grep -qE -- "${opt}([^a-z0-9-]|$)" page.txt; then ok; else fail "$cmd: $opt is in --help but not in man/man1/$cmd.1"; fi
   done

@@ -15,13 +15,17 @@ namespace llmkit {
 
 struct CleanConfig {
   SourceConfig source;
-  bool extract = true;  // HTML inputs: main content only (off: all visible text)
+  bool extract = true;  // HTML: the block rules (link density, short blocks) on; off keeps
+                        // every text block outside script/style/nav/footer/aside and the like
   text::ExtractConfig extract_cfg;
+  // Extraction thresholds as parameters (-P extract.NAME=V); copied into extract_cfg.
+  double max_link_density = 0.5, min_block_chars = 60, short_block_chars = 20;
   bool repair = true;
   text::RepairConfig repair_cfg;
   bool langid = true;
   std::vector<std::string> keep_langs;  // empty: keep every language
   double min_lang_score = 0.65;         // with keep_langs: drop below this score
+  double lang_max_bytes = 4096;         // CLD2 reads at most this much of each document
   bool quality = true;
   text::QualityConfig quality_cfg;
   bool pii = true;
@@ -35,16 +39,21 @@ struct CleanConfig {
   size_t batch_bytes = 16 << 20;
 };
 
+// Every tunable threshold of the command, for -P NAME=VALUE and --list-params: extraction,
+// language id and the quality rules. The Params point into `cfg`.
+std::vector<Param> clean_params(CleanConfig& cfg);
+
 // What happened to one document. Thread-safe given a shared const Cleaner.
 class Cleaner {
  public:
-  explicit Cleaner(const CleanConfig& cfg);
+  explicit Cleaner(const CleanConfig& cfg);  // cfg must outlive the Cleaner
   ~Cleaner();
   // Cleans `sd` in place. Returns "" to keep it, else the drop reason "stage:rule".
   std::string clean(SourceDoc& sd, Stats& stats) const;
 
  private:
   const CleanConfig& cfg_;
+  text::ExtractConfig extract_cfg_;
   std::unique_ptr<text::PiiRedactor> pii_;
 };
 

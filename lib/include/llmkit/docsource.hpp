@@ -25,13 +25,21 @@ struct SourceConfig {
   bool strict = false;               // a malformed line is an Error instead of a counted skip
 };
 
-// A document as it comes from an input. For HTML (files or WARC records) doc.text holds the
-// page bytes and `html` is set: the main text is extracted later, in parallel.
+// A document as it comes from an input. JSONL lines arrive unparsed (doc.raw holds the line)
+// so that parsing can run in parallel: call parse_pending() on each, from any thread, then
+// DocumentSource::settle() on the batch, in order, from one thread. For HTML (files or WARC
+// records) doc.text holds the page bytes and `html` is set: the main text is extracted later.
 struct SourceDoc {
   Document doc;
+  bool pending_parse = false;  // JSONL line not parsed yet
+  std::string error;           // after parse_pending(): why the line is malformed, "" if fine
   bool html = false;
   std::string charset;  // charset hint from the HTTP Content-Type, if any
   std::string where;    // "FILE:LINE" or "FILE@OFFSET" for messages
+
+  // Parses a pending JSONL line with the calling thread's parser. Thread-safe.
+  void parse_pending(const JsonlOptions& opts);
+  bool ok() const { return error.empty() && !pending_parse; }
 };
 
 // Expands directories (recursively, sorted) into the files in them with a known extension.
@@ -43,6 +51,9 @@ class DocumentSource {
   ~DocumentSource();
   // Appends up to max_docs documents (or about max_bytes of text) to `batch`; false at the end.
   bool next_batch(std::vector<SourceDoc>& batch, size_t max_docs, size_t max_bytes);
+  // After parse_pending() on every document of a batch: reports and counts the malformed ones,
+  // in input order (with --strict, throws at the first). Documents with !ok() are to be skipped.
+  void settle(std::vector<SourceDoc>& batch);
   uint64_t bytes_read() const;  // raw (compressed) bytes consumed, for progress
   uint64_t total_bytes() const { return total_bytes_; }
 

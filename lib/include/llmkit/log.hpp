@@ -25,7 +25,8 @@ std::string human_bytes(double bytes);
 
 // Progress of a streaming job. On a terminal: a live line redrawn at most 4 times a second
 // (items, bytes, rate, ETA when the total is known). Elsewhere: one log line every `interval`.
-// Call update() from one thread as often as you like; it is cheap when nothing is due.
+// `what` names the items ("documents"). Call update() from one thread as often as you like;
+// it is cheap when nothing is due.
 class Progress {
  public:
   Progress(std::string what, uint64_t total_bytes = 0, double interval_seconds = 5.0);

@@ -35,6 +35,7 @@ class WarcReader {
   // only when the stream does not start with a WARC record (not a WARC file at all).
   bool next(WarcRecord& rec);
   int64_t skipped() const { return skipped_; }
+  // The latest skip as "NAME:OFFSET: reason" (OFFSET: the record's byte offset).
   const std::string& last_error() const { return last_error_; }
 
  private:

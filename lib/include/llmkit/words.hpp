@@ -44,7 +44,15 @@ bool is_cjk_language(std::string_view lang);
 std::string effective_language(std::string_view text, std::string_view lang);
 
 // UTF-8 helpers. Invalid bytes decode to U+FFFD and count as one code point each.
-char32_t next_code_point(std::string_view s, size_t& i);  // decodes at i, advances i
+char32_t next_code_point_multibyte(std::string_view s, size_t& i);  // next_code_point's slow path
+inline char32_t next_code_point(std::string_view s, size_t& i) {    // decodes at i, advances i
+  unsigned char b = static_cast<unsigned char>(s[i]);
+  if (b < 0x80) {
+    ++i;
+    return b;
+  }
+  return next_code_point_multibyte(s, i);
+}
 char32_t last_code_point(std::string_view s);            // 0 when s is empty
 size_t count_code_points(std::string_view s);
 
