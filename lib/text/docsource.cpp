@@ -146,6 +146,18 @@ void DocumentSource::report_malformed(const std::string& where, const std::strin
     LLMKIT_DEBUG("%s: skipped: %s", where.c_str(), reason.c_str());
 }
 
+void DocumentSource::report_warc_skip(Reader& r) {
+  // last_error() reads "NAME:OFFSET: reason": split it into place and reason.
+  r.warc_skipped_seen = r.warc->skipped();
+  const std::string& msg = r.warc->last_error();
+  size_t sep = msg.find(": ", r.stream->name().size());
+  std::string where = sep == std::string::npos ? r.stream->name() : msg.substr(0, sep);
+  std::string why = sep == std::string::npos ? msg : msg.substr(sep + 2);
+  stats_.drop("malformed:warc_record");
+  if (cfg_.strict) throw Error(where, "malformed WARC record: " + why + " (--strict)");
+  if (reported_++ < cfg_.report_limit) LLMKIT_WARN("%s: skipped WARC record: %s", where.c_str(), why.c_str());
+}
+
 bool DocumentSource::open_next() {
   if (reader_) {
     done_bytes_ += reader_->bytes();
@@ -220,10 +232,7 @@ bool DocumentSource::next_batch(std::vector<SourceDoc>& batch, size_t max_docs, 
     } else {
       text::WarcRecord rec;
       while (r.warc->next(rec)) {
-        if (r.warc->skipped() > r.warc_skipped_seen) {
-          r.warc_skipped_seen = r.warc->skipped();
-          report_malformed(r.stream->name(), "warc_record: " + r.warc->last_error());
-        }
+        if (r.warc->skipped() > r.warc_skipped_seen) report_warc_skip(r);
         bool html = text::is_html_document(rec);
         if (!html && !text::is_text_document(rec)) {
           stats_.add("warc_records_ignored");
@@ -240,10 +249,7 @@ bool DocumentSource::next_batch(std::vector<SourceDoc>& batch, size_t max_docs, 
         got = true;
         break;
       }
-      if (!got && r.warc->skipped() > r.warc_skipped_seen) {
-        r.warc_skipped_seen = r.warc->skipped();
-        report_malformed(r.stream->name(), "warc_record: " + r.warc->last_error());
-      }
+      if (!got && r.warc->skipped() > r.warc_skipped_seen) report_warc_skip(r);
     }
     if (!got) {  // this input is exhausted: on to the next (open_next counts its bytes)
       if (!open_next()) break;

@@ -2,30 +2,113 @@
 // The C4 stage is in quality_c4.cpp, FineWeb's in quality_fineweb.cpp.
 #include "llmkit/quality.hpp"
 
+// xxHash inlined: the hashes here are of short words and lines, where a call costs as much.
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <unordered_map>
-#include <unordered_set>
+#include <cstring>
 
 #include "quality_rules.hpp"
 
 namespace llmkit::text {
+
+namespace {
+
+// An open-addressing hash table of (64-bit key, 32-bit value) that is reused from one document
+// to the next: reset() makes it empty in O(1) by moving to a new generation, so no memory is
+// allocated or cleared per document once it has grown to the largest size needed.
+class ReusedTable {
+ public:
+  struct Slot {
+    uint64_t key;
+    uint32_t value;
+    uint32_t generation;
+  };
+
+  // Empty, with room for `n` entries at a load of at most 1/2.
+  void reset(size_t n) {
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    if (cap > slots_.size()) {
+      slots_.assign(cap, Slot{0, 0, 0});
+      generation_ = 0;
+    }
+    mask_ = cap - 1;
+    if (++generation_ == 0) {  // wrapped: old stamps could look current
+      std::fill(slots_.begin(), slots_.end(), Slot{0, 0, 0});
+      generation_ = 1;
+    }
+  }
+
+  // The slot holding `key` (hashed as `hash`) if `same(slot)` finds it, else the free slot
+  // where it goes (generation != current, so `is_new` says which).
+  template <class Same>
+  Slot& find(uint64_t hash, Same&& same, bool& is_new) {
+    for (size_t at = hash & mask_;; at = (at + 1) & mask_) {
+      Slot& s = slots_[at];
+      if (s.generation != generation_) {
+        s.generation = generation_;
+        is_new = true;
+        return s;
+      }
+      if (same(s)) {
+        is_new = false;
+        return s;
+      }
+    }
+  }
+
+ private:
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+  uint32_t generation_ = 0;
+};
+
+uint64_t mix64(uint64_t x) {  // a bijective finaliser (splitmix64), so distinct keys stay distinct
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return x;
+}
+
+uint64_t hash_bytes(std::string_view s) { return XXH3_64bits(s.data(), s.size()); }
+
+// a == b, without a call to memcmp for the short strings that words are.
+bool same_bytes(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  if (a.size() > 16) return a == b;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i] != b[i]) return false;
+  return true;
+}
+
+}  // namespace
 
 // ---- shared helpers (quality_rules.hpp) ---------------------------------------------------
 
 DupCount find_duplicates(const std::vector<std::string_view>& items) {
   // datatrove gopher_repetition_filter.find_duplicates: every repeat of an element already
   // seen counts once, with its length in characters.
+  thread_local ReusedTable seen;
+  seen.reset(items.size());
   DupCount dup;
-  std::unordered_set<std::string_view> seen;
-  seen.reserve(items.size());
-  for (std::string_view item : items)
-    if (!seen.insert(item).second) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    std::string_view item = items[i];
+    uint64_t h = hash_bytes(item);
+    bool is_new;
+    auto& slot = seen.find(h, [&](const ReusedTable::Slot& s) { return s.key == h && items[s.value] == item; }, is_new);
+    if (is_new) {
+      slot.key = h;
+      slot.value = static_cast<uint32_t>(i);
+    } else {
       ++dup.elements;
-      dup.chars += count_code_points(item);
+      dup.chars += count_code_points_fast(item);
     }
+  }
   return dup;
 }
 
@@ -48,62 +131,153 @@ bool ends_sentence(char32_t c, bool cjk) {
 
 namespace {
 
-// Words as ids, so an n-gram is a run of uint32 that hashes without building a string.
-struct NgramIndex {
-  std::vector<uint32_t> ids;
-  std::vector<size_t> chars_before;  // chars_before[i] = code points in words[0..i)
-
-  explicit NgramIndex(const std::vector<std::string_view>& words) {
-    std::unordered_map<std::string_view, uint32_t> vocab;
-    vocab.reserve(words.size());
-    ids.reserve(words.size());
-    chars_before.assign(1, 0);
-    for (std::string_view w : words) {
-      ids.push_back(vocab.try_emplace(w, static_cast<uint32_t>(vocab.size())).first->second);
-      chars_before.push_back(chars_before.back() + count_code_points(w));
+// The n-grams of a document as ids: equal ids for equal word sequences. Words get ids in
+// order of first occurrence; the n-gram at i then gets the id of the pair (id of the
+// (n-1)-gram at i, id of word i+n-1), so each n costs one pass with a table of integer pairs
+// and no n-gram is ever hashed or compared as bytes. An n-gram whose (n-1)-gram prefix occurs
+// once occurs once too, so only the positions of repeated (n-1)-grams ("active") are looked
+// at; the others hold an n-gram that occurs once and needs no id.
+class NgramIndex {
+ public:
+  explicit NgramIndex(const std::vector<std::string_view>& words) : words_(words), s_(scratch()) {
+    const size_t n = words.size();
+    s_.ids.resize(n);
+    s_.word_ids.resize(n);
+    s_.chars_before.resize(n + 1);
+    s_.counts.resize(n);
+    s_.firsts.resize(n);
+    s_.chars_before[0] = 0;
+    s_.vocab.clear();
+    s_.vocab_chars.clear();
+    s_.table.reset(n);
+    for (size_t i = 0; i < n; ++i) {
+      std::string_view w = words[i];
+      uint64_t h = hash_bytes(w);
+      bool is_new;
+      auto& slot = s_.table.find(h, [&](const ReusedTable::Slot& e) { return e.key == h && same_bytes(s_.vocab[e.value], w); }, is_new);
+      if (is_new) {
+        slot.key = h;
+        slot.value = static_cast<uint32_t>(s_.vocab.size());
+        s_.counts[slot.value] = 0;
+        s_.firsts[slot.value] = static_cast<uint32_t>(i);
+        s_.vocab.push_back(w);
+        s_.vocab_chars.push_back(count_code_points_fast(w));  // once per distinct word
+      }
+      s_.ids[i] = s_.word_ids[i] = slot.value;
+      ++s_.counts[slot.value];
+      s_.chars_before[i + 1] = s_.chars_before[i] + s_.vocab_chars[slot.value];
     }
+    distinct_ = s_.vocab.size();
+    s_.active.clear();
+    for (size_t i = 0; i < n; ++i)
+      if (s_.counts[s_.ids[i]] > 1) s_.active.push_back(static_cast<uint32_t>(i));
   }
-  size_t size() const { return ids.size(); }
-  uint64_t hash(size_t i, size_t n) const { return XXH3_64bits(&ids[i], n * sizeof(uint32_t)); }
-  size_t chars(size_t i, size_t n) const { return chars_before[i + n] - chars_before[i]; }
+
+  size_t size() const { return words_.size(); }
+  size_t chars(size_t i, size_t n) const { return s_.chars_before[i + n] - s_.chars_before[i]; }
+
+  // Moves to n-grams for n = current + 1.
+  void grow() {
+    const size_t n = ++n_;
+    const size_t m = size() >= n ? size() - n + 1 : 0;
+    uint32_t* ids = s_.ids.data();
+    const uint32_t* word_ids = s_.word_ids.data();
+    uint32_t* counts = s_.counts.data();
+    uint32_t* firsts = s_.firsts.data();
+    uint32_t* active = s_.active.data();
+    size_t n_active = s_.active.size();
+    while (n_active > 0 && active[n_active - 1] >= m) --n_active;  // no n-gram starts there
+    s_.table.reset(n_active);
+    uint32_t next = 0;
+    for (size_t k = 0; k < n_active; ++k) {
+      uint32_t i = active[k];
+      uint64_t key = (uint64_t(ids[i]) << 32) | word_ids[i + n - 1];
+      bool is_new;
+      auto& slot = s_.table.find(mix64(key), [&](const ReusedTable::Slot& e) { return e.key == key; }, is_new);
+      if (is_new) {
+        slot.key = key;
+        slot.value = next;
+        counts[next] = 0;
+        firsts[next] = i;
+        ++next;
+      }
+      ids[i] = slot.value;
+      ++counts[slot.value];
+    }
+    // Keep the positions whose n-gram repeats.
+    size_t kept = 0;
+    for (size_t k = 0; k < n_active; ++k)
+      if (counts[ids[active[k]]] > 1) active[kept++] = active[k];
+    s_.active.resize(kept);
+    distinct_ = next;
+  }
+
+  size_t n() const { return n_; }
+  size_t distinct() const { return distinct_; }  // ids at this n (of active positions)
+  const std::vector<uint32_t>& repeated_positions() const { return s_.active; }  // ascending
+  const uint32_t* ids() const { return s_.ids.data(); }        // of each repeated position
+  const uint32_t* counts() const { return s_.counts.data(); }  // of each id
+  const uint32_t* firsts() const { return s_.firsts.data(); }  // of each id
+
+ private:
+  // Reused from document to document (one index per thread at a time). counts and firsts are
+  // indexed by id, ids by position.
+  struct Scratch {
+    std::vector<uint32_t> word_ids, ids, counts, firsts, active;
+    std::vector<size_t> chars_before;  // code points in words[0..i)
+    std::vector<std::string_view> vocab;  // of each word id
+    std::vector<size_t> vocab_chars;      // code points of each word id
+    ReusedTable table;
+  };
+  static Scratch& scratch() {
+    thread_local Scratch s;
+    return s;
+  }
+
+  const std::vector<std::string_view>& words_;
+  Scratch& s_;
+  size_t n_ = 1, distinct_ = 0;
 };
 
 // datatrove find_top_duplicate(get_n_grams(words, n)): characters of the most frequent n-gram
 // (" ".join of its words, so n-1 spaces) times its count. Counter.most_common(1) breaks ties
-// by first occurrence; so do we.
-size_t top_ngram_chars(const NgramIndex& ix, size_t n) {
-  struct Seen {
-    uint32_t count;
-    size_t first;
-  };
-  std::unordered_map<uint64_t, Seen> seen;
-  seen.reserve(ix.size());
-  size_t best_count = 0, best_first = 0;
-  for (size_t i = 0; i + n <= ix.size(); ++i) {
-    Seen& s = seen.try_emplace(ix.hash(i, n), Seen{0, i}).first->second;
-    ++s.count;
-    if (s.count > best_count || (s.count == best_count && s.first < best_first)) {
-      best_count = s.count;
-      best_first = s.first;
-    }
-  }
-  return (ix.chars(best_first, n) + n - 1) * best_count;
+// by first occurrence; so do we: ids are numbered in order of first occurrence, so the first
+// id with the highest count; when nothing repeats, the first n-gram.
+size_t top_ngram_chars(const NgramIndex& ix) {
+  const size_t n = ix.n();
+  if (ix.repeated_positions().empty()) return ix.chars(0, n) + n - 1;
+  const uint32_t* counts = ix.counts();
+  size_t best = 0;
+  for (size_t id = 1; id < ix.distinct(); ++id)
+    if (counts[id] > counts[best]) best = id;
+  return (ix.chars(ix.firsts()[best], n) + n - 1) * counts[best];
 }
 
 // datatrove find_all_duplicate(words, n): walk the words; an n-gram seen before adds its
 // characters ("".join, no spaces) and the walk jumps past it, so overlapping repeats of a
 // repeated span are not counted twice; a new n-gram is remembered and the walk steps by one.
+// Only the positions of repeated n-grams can do anything but step by one, so the walk visits
+// those alone, skipping the ones it has jumped past.
 // llmkit: n-grams are compared as word sequences; datatrove compares the joined strings,
 // so it also takes ["ab", "c"] for a repeat of ["a", "bc"].
-size_t all_duplicate_chars(const NgramIndex& ix, size_t n) {
-  std::unordered_set<uint64_t> unique;
-  unique.reserve(ix.size());
-  size_t repeated = 0;
-  for (size_t idx = 0; idx + n <= ix.size();) {
-    if (!unique.insert(ix.hash(idx, n)).second) {
+size_t all_duplicate_chars(const NgramIndex& ix) {
+  const auto& positions = ix.repeated_positions();
+  if (positions.empty()) return 0;
+  const uint32_t* ids = ix.ids();
+  const size_t n = ix.n();
+  thread_local std::vector<uint8_t> seen_buffer;
+  seen_buffer.assign(ix.distinct(), 0);
+  uint8_t* seen = seen_buffer.data();
+  size_t repeated = 0, idx = 0;
+  for (uint32_t p : positions) {
+    if (p < idx) continue;  // jumped past
+    idx = p;
+    uint32_t id = ids[idx];
+    if (seen[id]) {
       repeated += ix.chars(idx, n);
       idx += n;
     } else {
+      seen[id] = 1;
       ++idx;
     }
   }
@@ -112,19 +286,20 @@ size_t all_duplicate_chars(const NgramIndex& ix, size_t n) {
 
 std::string gopher_repetition(std::string_view text, const std::vector<std::string_view>& words,
                               const QualityConfig& cfg) {
-  double text_chars = static_cast<double>(count_code_points(text));
+  double text_chars = static_cast<double>(count_code_points_fast(text));
   if (text_chars == 0) return "";  // datatrove divides by len(text); the quality rules drop it
 
-  auto paragraphs = split_on_newline_runs(py_strip(text), 2);  // re.split(r"\n{2,}", text.strip())
-  DupCount para = find_duplicates(paragraphs);
-  if (cfg.dup_para_frac && double(para.elements) / double(paragraphs.size()) > cfg.dup_para_frac)
+  thread_local std::vector<std::string_view> parts;
+  split_on_newline_runs_into(py_strip(text), 2, parts);  // re.split(r"\n{2,}", text.strip())
+  DupCount para = find_duplicates(parts);
+  if (cfg.dup_para_frac && double(para.elements) / double(parts.size()) > cfg.dup_para_frac)
     return "dup_para_frac";
   if (cfg.dup_para_char_frac && double(para.chars) / text_chars > cfg.dup_para_char_frac)
     return "dup_para_char_frac";
 
-  auto lines = split_on_newline_runs(text, 1);  // re.split("\n+", text)
-  DupCount line = find_duplicates(lines);
-  if (cfg.dup_line_frac && double(line.elements) / double(lines.size()) > cfg.dup_line_frac)
+  split_on_newline_runs_into(text, 1, parts);  // re.split("\n+", text)
+  DupCount line = find_duplicates(parts);
+  if (cfg.dup_line_frac && double(line.elements) / double(parts.size()) > cfg.dup_line_frac)
     return "dup_line_frac";
   if (cfg.dup_line_char_frac && double(line.chars) / text_chars > cfg.dup_line_char_frac)
     return "dup_line_char_frac";
@@ -132,13 +307,15 @@ std::string gopher_repetition(std::string_view text, const std::vector<std::stri
   NgramIndex ix(words);
   for (size_t k = 0; k < 3; ++k) {
     size_t n = k + 2;
+    ix.grow();
     if (ix.size() < n) continue;  // no n-grams
-    if (double(top_ngram_chars(ix, n)) / text_chars > cfg.top_n_grams[k])
+    if (double(top_ngram_chars(ix)) / text_chars > cfg.top_n_grams[k])
       return "top_" + std::to_string(n) + "_gram";
   }
   for (size_t k = 0; k < 6; ++k) {
     size_t n = k + 5;
-    if (double(all_duplicate_chars(ix, n)) / text_chars > cfg.dup_n_grams[k])
+    ix.grow();
+    if (double(all_duplicate_chars(ix)) / text_chars > cfg.dup_n_grams[k])
       return "duplicated_" + std::to_string(n) + "_n_grams";
   }
   return "";
@@ -172,26 +349,63 @@ bool ends_with(std::string_view s, std::string_view p) {
   return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
 }
 
-bool has_non_punctuation(std::string_view w) {
-  for (size_t i = 0; i < w.size();)
-    if (!is_datatrove_punctuation(next_code_point(w, i))) return true;
-  return false;
+// What gopher_quality needs of one word: whether some character is not punctuation, its
+// length in characters, whether some character is a letter.
+struct WordStats {
+  bool non_punct = false, alpha = false;
+  size_t chars = 0;
+};
+
+WordStats word_stats(std::string_view w) {
+  WordStats st;
+  size_t i = 0;
+  const size_t n = w.size();
+  uint8_t any_class = 0, all_class = 0xFF;
+  while (i < n) {
+    unsigned char b = static_cast<unsigned char>(w[i]);
+    if (b < 0x80) {
+      uint8_t k = ascii::kClass[b];
+      any_class |= k;
+      all_class &= k;
+      ++i;
+      ++st.chars;
+      continue;
+    }
+    char32_t c = next_code_point_multibyte(w, i);
+    ++st.chars;
+    if (!st.non_punct && !is_datatrove_punctuation(c)) st.non_punct = true;
+    if (!st.alpha && is_alpha(c)) st.alpha = true;
+  }
+  if (st.chars > 0 && !(all_class & ascii::kPunct)) st.non_punct = true;  // an ASCII non-punctuation
+  if (any_class & ascii::kAlpha) st.alpha = true;
+  return st;
 }
 
-bool has_alpha(std::string_view w) {
-  for (size_t i = 0; i < w.size();)
-    if (is_alpha(next_code_point(w, i))) return true;
+bool starts_with_bullet(std::string_view line) {
+  // starts_with(py_lstrip(line), "•" or "-"), without stripping every line.
+  for (size_t i = 0; i < line.size();) {
+    unsigned char b = static_cast<unsigned char>(line[i]);
+    if (b < 0x80) {
+      if (!(ascii::kClass[b] & ascii::kSpace)) return b == '-';
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    if (!py_isspace(next_code_point_multibyte(line, j))) return starts_with(line.substr(i), "•");
+    i = j;
+  }
   return false;
 }
 
 // The line rules: bullets (lines starting with • or -) and lines ending with an ellipsis.
 std::string gopher_line_rules(std::string_view text, const QualityConfig& cfg) {
-  auto lines = py_splitlines(text);
+  thread_local std::vector<std::string_view> lines;
+  py_splitlines_into(text, lines);
   if (lines.empty()) return "";  // datatrove divides by len(lines)
   size_t bullets = 0, ellipsis_ends = 0;
   for (std::string_view line : lines) {
-    std::string_view head = py_lstrip(line), tail = py_rstrip(line);
-    bullets += starts_with(head, "•") || starts_with(head, "-");
+    std::string_view tail = py_rstrip(line);
+    bullets += starts_with_bullet(line);
     ellipsis_ends += ends_with(tail, "...") || ends_with(tail, "…");
   }
   double n = static_cast<double>(lines.size());
@@ -204,13 +418,17 @@ std::string gopher_line_rules(std::string_view text, const QualityConfig& cfg) {
 
 std::string gopher_quality(std::string_view text, const std::vector<std::string_view>& words,
                            std::string_view lang, const QualityConfig& cfg) {
-  // Word counts and the mean length use the words that are not all punctuation.
-  size_t n_real = 0, real_chars = 0;
-  for (std::string_view w : words)
-    if (has_non_punctuation(w)) {
+  // Word counts and the mean length use the words that are not all punctuation; the alpha
+  // ratio counts words with a letter. One pass over the words computes both.
+  size_t n_real = 0, real_chars = 0, alpha_words = 0;
+  for (std::string_view w : words) {
+    WordStats st = word_stats(w);
+    if (st.non_punct) {
       ++n_real;
-      real_chars += count_code_points(w);
+      real_chars += st.chars;
     }
+    alpha_words += st.alpha;
+  }
   if (cfg.min_doc_words && double(n_real) < cfg.min_doc_words) return "short_doc";
   if (cfg.max_doc_words && double(n_real) > cfg.max_doc_words) return "long_doc";
 
@@ -234,14 +452,15 @@ std::string gopher_quality(std::string_view text, const std::vector<std::string_
 
   if (std::string r = gopher_line_rules(text, cfg); !r.empty()) return r;
 
-  size_t alpha_words = std::count_if(words.begin(), words.end(), has_alpha);
   if (cfg.max_non_alpha_words_ratio && double(alpha_words) / n_words < cfg.max_non_alpha_words_ratio)
     return "below_alpha_threshold";
 
   const auto* stop_words = stop_words_for(lang);
   if (cfg.min_stop_words && stop_words) {
+    size_t longest = 0;
+    for (std::string_view s : *stop_words) longest = std::max(longest, s.size());
     size_t hits = std::count_if(words.begin(), words.end(), [&](std::string_view w) {
-      return std::find(stop_words->begin(), stop_words->end(), w) != stop_words->end();
+      return w.size() <= longest && std::find(stop_words->begin(), stop_words->end(), w) != stop_words->end();
     });
     // llmkit: "too_few_stop_words"; datatrove calls this reason gopher_enough_stop_words.
     if (double(hits) < cfg.min_stop_words) return "too_few_stop_words";
@@ -258,10 +477,12 @@ std::string check_quality(std::string& text, std::string_view lang, const Qualit
   // the text for CJK again on every call.
   std::string eff = effective_language(text, lang);
   std::string seg_lang = eff.empty() ? "und" : eff;
-  std::vector<std::string_view> words;
+  // The words are split once and shared by the stages (views into `text`, in a buffer reused
+  // from document to document).
+  thread_local std::vector<std::string_view> words;
   bool have_words = false;
   auto get_words = [&]() -> const std::vector<std::string_view>& {
-    if (!have_words) words = split_words(text, seg_lang);
+    if (!have_words) split_words_into(text, seg_lang, words);
     have_words = true;
     return words;
   };

@@ -33,7 +33,15 @@ LineWords count_line_words(std::string_view line, std::string_view lang) {
   }
   size_t run = 0;
   for (size_t i = 0; i < line.size();) {
-    if (py_isspace(next_code_point(line, i))) {
+    unsigned char b = static_cast<unsigned char>(line[i]);
+    bool space;
+    if (b < 0x80) {
+      space = ascii::kClass[b] & ascii::kSpace;
+      ++i;
+    } else {
+      space = py_isspace(next_code_point_multibyte(line, i));
+    }
+    if (space) {
       run = 0;
       continue;
     }
@@ -59,18 +67,20 @@ size_t citation_length(std::string_view s, size_t at) {
   return 0;
 }
 
-std::string remove_citations(std::string_view line) {
-  std::string out;
-  out.reserve(line.size());
-  for (size_t i = 0; i < line.size();) {
+// `line` without its citations: `line` itself when it has none, else a view of `buffer`.
+std::string_view remove_citations(std::string_view line, std::string& buffer) {
+  size_t at = line.find('[');
+  if (at == std::string_view::npos) return line;
+  buffer.assign(line.substr(0, at));
+  for (size_t i = at; i < line.size();) {
     size_t len = line[i] == '[' ? citation_length(line, i) : 0;
     if (len) {
       i += len;
     } else {
-      out += line[i++];
+      buffer += line[i++];
     }
   }
-  return out;
+  return buffer;
 }
 
 // datatrove: line.endswith(END_PUNCTUATION) and not line.endswith("..."),
@@ -82,13 +92,12 @@ bool has_terminal_punct(std::string_view line, bool cjk) {
   return cjk && ends_sentence(last, true);
 }
 
-std::string ascii_lower(std::string_view s) {
+void ascii_lower(std::string_view s, std::string& out) {
   // Python's str.lower() would also fold non-ASCII letters; the phrases searched for are
   // ASCII, and only U+212A KELVIN SIGN lowers to one of their letters, so ASCII folding suffices.
-  std::string out(s);
+  out.assign(s);
   for (char& ch : out)
     if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
-  return out;
 }
 
 bool mentions_policy(std::string_view lower) {
@@ -131,11 +140,14 @@ size_t count_sentences(std::string_view line) {
 
 std::string c4_quality(std::string& text, std::string_view lang, const QualityConfig& cfg, bool& changed) {
   const bool cjk = is_cjk_language(lang);
-  std::string kept;
-  kept.reserve(text.size());
+  // Buffers reused from document to document.
+  thread_local std::string kept, cited, lower;
+  thread_local std::vector<std::string_view> lines;
+  kept.clear();
   bool any_kept = false, blank_before = false;
   double num_sentences = 0;
-  for (std::string_view raw : py_splitlines(text)) {
+  py_splitlines_into(text, lines);
+  for (std::string_view raw : lines) {
     std::string_view stripped = py_strip(raw);
     // llmkit: a blank line is a paragraph break and stays one (datatrove drops it with the
     // lines under min_words_per_line, merging every paragraph of the document).
@@ -145,13 +157,13 @@ std::string c4_quality(std::string& text, std::string_view lang, const QualityCo
     }
     LineWords words = count_line_words(stripped, lang);  // counted before citations go
     if (cfg.max_word_length != -1 && double(words.longest) > cfg.max_word_length) continue;
-    std::string line = cfg.remove_citations ? remove_citations(stripped) : std::string(stripped);
+    std::string_view line = cfg.remove_citations ? remove_citations(stripped, cited) : stripped;
     if (cfg.filter_no_terminal_punct && !has_terminal_punct(line, cjk)) continue;
     if (double(words.count) < cfg.min_words_per_line) continue;
-    std::string lower = ascii_lower(line);
+    ascii_lower(line, lower);
     if (cfg.filter_lorem_ipsum && lower.find("lorem ipsum") != std::string::npos) return "lorem_ipsum";
     if (cfg.filter_javascript && lower.find("javascript") != std::string::npos) continue;
-    if (cfg.filter_curly_bracket && line.find('{') != std::string::npos) return "curly_bracket";
+    if (cfg.filter_curly_bracket && line.find('{') != std::string_view::npos) return "curly_bracket";
     if (cfg.filter_policy && mentions_policy(lower)) continue;
     // Only "enough or not" matters, so stop segmenting once there are enough.
     if (num_sentences < cfg.min_num_sentences) num_sentences += double(count_sentences(line));
@@ -163,7 +175,7 @@ std::string c4_quality(std::string& text, std::string_view lang, const QualityCo
   if (num_sentences < cfg.min_num_sentences) return "too_few_sentences";
   std::string_view result = py_strip(kept);  // "\n".join(kept_lines).strip()
   changed = result != text;
-  if (changed) text = std::string(result);
+  if (changed) text.assign(result);
   return "";
 }
 

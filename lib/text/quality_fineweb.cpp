@@ -1,15 +1,34 @@
 // datatrove's FineWebQualityFilter (src/datatrove/pipeline/filters/fineweb_quality_filter.py),
 // as in datatrove's current code: empty lines are ignored, TERMINAL_PUNCTUATION ends a line,
 // and the comparisons are strict.
+#include <algorithm>
+
 #include "quality_rules.hpp"
 
 namespace llmkit::text {
 
+namespace {
+// py_strip(line).empty() without stripping: every character is whitespace.
+bool is_blank(std::string_view line) {
+  for (size_t i = 0; i < line.size();) {
+    unsigned char b = static_cast<unsigned char>(line[i]);
+    if (b < 0x80) {
+      if (!(ascii::kClass[b] & ascii::kSpace)) return false;
+      ++i;
+    } else if (!py_isspace(next_code_point_multibyte(line, i))) {
+      return false;
+    }
+  }
+  return true;
+}
+}  // namespace
+
 std::string fineweb_quality(std::string_view text, const std::vector<std::string_view>& words,
                             std::string_view lang, const QualityConfig& cfg) {
-  std::vector<std::string_view> lines;  // text.split("\n") without the blank ones
-  for (std::string_view line : split_on_newline_runs(text, 0))
-    if (!py_strip(line).empty()) lines.push_back(line);
+  thread_local std::vector<std::string_view> lines;  // text.split("\n") without the blank ones
+  split_on_newline_runs_into(text, 0, lines);
+  const size_t newlines = lines.size() - 1;  // count_substring(text, "\n")
+  lines.erase(std::remove_if(lines.begin(), lines.end(), is_blank), lines.end());
   if (lines.empty()) return "empty";
   const double n_lines = static_cast<double>(lines.size());
   const bool cjk = is_cjk_language(lang);
@@ -18,15 +37,14 @@ std::string fineweb_quality(std::string_view text, const std::vector<std::string
   size_t punct_ends = 0, short_lines = 0;
   for (std::string_view line : lines) {
     punct_ends += ends_sentence(last_code_point(line), cjk);
-    short_lines += double(count_code_points(line)) <= cfg.short_line_length;
+    short_lines += double(count_code_points_fast(line)) <= cfg.short_line_length;
   }
   double ratio = double(punct_ends) / n_lines;
   if (ratio < cfg.line_punct_thr && !(ratio == 0 && cfg.line_punct_exclude_zero))
     return "line_punct_ratio";
   if (double(short_lines) / n_lines > cfg.short_line_thr) return "short_line_ratio";
 
-  size_t newlines = count_substring(text, "\n");
-  double chars_without_newlines = double(count_code_points(text) - newlines);
+  double chars_without_newlines = double(count_code_points_fast(text) - newlines);
   if (double(find_duplicates(lines).chars) / chars_without_newlines > cfg.char_duplicates_ratio)
     return "char_dup_ratio";
 

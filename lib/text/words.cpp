@@ -172,20 +172,72 @@ std::vector<std::string_view> split_on_newline_runs(std::string_view s, size_t m
 
 // ---- character classes ------------------------------------------------------------------
 
-bool is_datatrove_punctuation(char32_t c) {
-  // datatrove PUNCTUATION: the literal string below plus chr(0..8), chr(11..12), chr(13..31),
-  // chr(127..159). Note '１' (fullwidth one) really is in datatrove's string.
-  static const std::u32string kPunct =
-      U"!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»";
-  if (c <= 8 || c == 11 || c == 12 || (c >= 13 && c <= 31) || (c >= 127 && c <= 159)) return true;
-  return kPunct.find(c) != std::u32string::npos || is_terminal_punctuation(c);
-}
+namespace {
 
-bool is_terminal_punctuation(char32_t c) {
+bool is_terminal_punctuation_any(char32_t c) {
   return c == '"' || c == U'”' || u_hasBinaryProperty(static_cast<UChar32>(c), UCHAR_S_TERM);
 }
 
-bool is_alpha(char32_t c) { return u_isalpha(static_cast<UChar32>(c)) != 0; }
+bool is_datatrove_punctuation_any(char32_t c) {
+  // datatrove PUNCTUATION: the literal string below plus chr(0..8), chr(11..12), chr(13..31),
+  // chr(127..159). Note '１' (fullwidth one) really is in datatrove's string.
+  static constexpr std::u32string_view kPunct =
+      U"!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»";
+  if (c <= 8 || c == 11 || c == 12 || (c >= 13 && c <= 31) || (c >= 127 && c <= 159)) return true;
+  return kPunct.find(c) != std::u32string_view::npos || is_terminal_punctuation_any(c);
+}
+
+// Punctuation or symbol (Unicode P* or S*): split off either end of a whitespace chunk.
+bool is_edge_punct_any(char32_t c) {
+  return (U_MASK(u_charType(static_cast<UChar32>(c))) & (U_GC_P_MASK | U_GC_S_MASK)) != 0;
+}
+
+// Split off wherever it stands inside a chunk (NLTK splits these everywhere).
+bool is_always_split_any(char32_t c) {
+  if (c < 0x80) return c != 0 && std::string_view("?!\"()[]{}<>;@#$%&").find(static_cast<char>(c)) != std::string_view::npos;
+  if (c == U'’') return false;  // the apostrophe of "don’t"
+  switch (u_charType(static_cast<UChar32>(c))) {
+    case U_START_PUNCTUATION: case U_END_PUNCTUATION: case U_INITIAL_PUNCTUATION:
+    case U_FINAL_PUNCTUATION: case U_OTHER_PUNCTUATION:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::array<uint8_t, 128> make_ascii_classes() {
+  std::array<uint8_t, 128> t{};
+  for (char32_t c = 0; c < 128; ++c) {
+    uint8_t k = 0;
+    if (py_isspace_any(c)) k |= ascii::kSpace;
+    if (is_datatrove_punctuation_any(c)) k |= ascii::kPunct;
+    if (is_terminal_punctuation_any(c)) k |= ascii::kTerminal;
+    if (u_isalpha(static_cast<UChar32>(c))) k |= ascii::kAlpha;
+    if (is_edge_punct_any(c)) k |= ascii::kEdge;
+    if (is_always_split_any(c)) k |= ascii::kSplit;
+    if (u_isdigit(static_cast<UChar32>(c))) k |= ascii::kDigit;
+    if (c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D || c == 0x1E)
+      k |= ascii::kLineBreak;
+    t[c] = k;
+  }
+  return t;
+}
+
+}  // namespace
+
+const std::array<uint8_t, 128> ascii::kClass = make_ascii_classes();
+
+bool is_datatrove_punctuation(char32_t c) {
+  return c < 0x80 ? (ascii::kClass[c] & ascii::kPunct) != 0 : is_datatrove_punctuation_any(c);
+}
+
+bool is_terminal_punctuation(char32_t c) {
+  return c < 0x80 ? (ascii::kClass[c] & ascii::kTerminal) != 0 : is_terminal_punctuation_any(c);
+}
+
+bool is_alpha(char32_t c) {
+  return c < 0x80 ? (ascii::kClass[c] & ascii::kAlpha) != 0 : u_isalpha(static_cast<UChar32>(c)) != 0;
+}
 
 bool is_cjk_language(std::string_view lang) {
   auto base = lang.substr(0, lang.find_first_of("-_"));
@@ -197,6 +249,11 @@ std::string effective_language(std::string_view text, std::string_view lang) {
   size_t han = 0, kana = 0, hangul = 0, other_letters = 0;
   std::string_view head = text.substr(0, 65536);
   for (size_t i = 0; i < head.size();) {
+    if (unsigned char b = static_cast<unsigned char>(head[i]); b < 0x80) {  // ASCII letters are Latin
+      ++i;
+      other_letters += (ascii::kClass[b] & ascii::kAlpha) != 0;
+      continue;
+    }
     char32_t c = next_code_point(head, i);
     if (!u_isalpha(static_cast<UChar32>(c))) continue;
     UErrorCode status = U_ZERO_ERROR;
@@ -229,14 +286,13 @@ icu::BreakIterator* thread_word_iterator() {
   return it.get();
 }
 
-std::vector<std::string_view> split_icu(std::string_view text) {
-  std::vector<std::string_view> words;
+void split_icu(std::string_view text, std::vector<std::string_view>& words) {
   icu::BreakIterator* it = thread_word_iterator();
-  if (!it) return words;
+  if (!it) return;
   UErrorCode status = U_ZERO_ERROR;
   // A UTF-8 UText lets ICU work on our bytes in place; its native indexes are byte offsets.
   UText* ut = utext_openUTF8(nullptr, text.data(), static_cast<int64_t>(text.size()), &status);
-  if (U_FAILURE(status)) return words;
+  if (U_FAILURE(status)) return;
   it->setText(ut, status);
   if (U_SUCCESS(status)) {
     int32_t start = it->first();
@@ -249,46 +305,39 @@ std::vector<std::string_view> split_icu(std::string_view text) {
   // Detach the iterator from the text before the UText goes away.
   it->setText(icu::UnicodeString());
   utext_close(ut);
-  return words;
 }
 
 // ---- the non-CJK tokenizer (see the comment on split_words in words.hpp) -----------------
 
-// Punctuation or symbol (Unicode P* or S*): split off either end of a whitespace chunk.
 bool is_edge_punct(char32_t c) {
-  return (U_MASK(u_charType(static_cast<UChar32>(c))) & (U_GC_P_MASK | U_GC_S_MASK)) != 0;
+  return c < 0x80 ? (ascii::kClass[c] & ascii::kEdge) != 0 : is_edge_punct_any(c);
 }
 
-// Split off wherever it stands inside a chunk (NLTK splits these everywhere).
 bool is_always_split(char32_t c) {
-  if (c < 0x80) return c != 0 && std::string_view("?!\"()[]{}<>;@#$%&").find(static_cast<char>(c)) != std::string_view::npos;
-  if (c == U'’') return false;  // the apostrophe of "don’t"
-  switch (u_charType(static_cast<UChar32>(c))) {
-    case U_START_PUNCTUATION: case U_END_PUNCTUATION: case U_INITIAL_PUNCTUATION:
-    case U_FINAL_PUNCTUATION: case U_OTHER_PUNCTUATION:
-      return true;
-    default:
-      return false;
-  }
+  return c < 0x80 ? (ascii::kClass[c] & ascii::kSplit) != 0 : is_always_split_any(c);
 }
 
 // Byte length of an English clitic ending `w` (n't 's 'm 'd 're 've 'll, with ' or ’), 0 if none
 // or if nothing would be left before it.
 size_t clitic_length(std::string_view w) {
-  static const char* const kClitics[] = {"n't", "'s", "'m", "'d", "'re", "'ve", "'ll"};
-  for (const char* clitic : kClitics) {
-    for (std::string_view apostrophe : {std::string_view("'"), std::string_view("’")}) {
-      std::string suffix(clitic);
-      suffix.replace(suffix.find('\''), 1, apostrophe);
-      if (w.size() <= suffix.size()) continue;
-      std::string_view tail = w.substr(w.size() - suffix.size());
-      bool same = true;
-      for (size_t k = 0; k < suffix.size() && same; ++k) {
-        char a = tail[k], b = suffix[k];
-        same = a == b || (a >= 'A' && a <= 'Z' && a - 'A' + 'a' == b);
-      }
-      if (same) return suffix.size();
+  // Every clitic ends in one of these letters (matched case-insensitively): most words are
+  // rejected here.
+  if (w.size() < 3) return 0;
+  char last = w.back();
+  if (last >= 'A' && last <= 'Z') last = static_cast<char>(last - 'A' + 'a');
+  if (last != 't' && last != 's' && last != 'm' && last != 'd' && last != 'e' && last != 'l') return 0;
+  // In the order of the clitics, each with ' then ’.
+  static constexpr std::string_view kSuffixes[] = {"n't", "n’t", "'s",  "’s",  "'m",  "’m",  "'d",
+                                                   "’d",  "'re", "’re", "'ve", "’ve", "'ll", "’ll"};
+  for (std::string_view suffix : kSuffixes) {
+    if (w.size() <= suffix.size()) continue;
+    std::string_view tail = w.substr(w.size() - suffix.size());
+    bool same = true;
+    for (size_t k = 0; k < suffix.size() && same; ++k) {
+      char a = tail[k], b = suffix[k];
+      same = a == b || (a >= 'A' && a <= 'Z' && a - 'A' + 'a' == b);
     }
+    if (same) return suffix.size();
   }
   return 0;
 }
@@ -321,8 +370,13 @@ void split_core(std::string_view core, std::vector<std::string_view>& out) {
     bool split = is_always_split(c);
     size_t end = i;
     if (c == ',' || c == ':') {
-      size_t j = i;
-      split = i >= core.size() || !u_isdigit(static_cast<UChar32>(next_code_point(core, j)));
+      if (i >= core.size()) {
+        split = true;
+      } else {
+        size_t j = i;
+        char32_t d = next_code_point(core, j);
+        split = d < 0x80 ? !(ascii::kClass[d] & ascii::kDigit) : !u_isdigit(static_cast<UChar32>(d));
+      }
     } else if ((c == '.' || c == '-') && i < core.size() && static_cast<char32_t>(core[i]) == c) {
       split = true;
       end = run_end(core, at, i, c);
@@ -352,8 +406,12 @@ void split_chunk(std::string_view chunk, std::vector<std::string_view>& out) {
     out.push_back(chunk.substr(b, j - b));
     b = j;
   }
-  std::vector<std::string_view> tail;
-  while (e > b) {  // trailing punctuation, collected right to left
+  // Trailing punctuation is found right to left and emitted left to right, after the core:
+  // its pieces are contiguous, so only their starts need keeping.
+  thread_local std::vector<size_t> tail_starts;
+  tail_starts.clear();
+  const size_t chunk_end = e;
+  while (e > b) {
     size_t start = std::max(prev_boundary(chunk, e), b);
     size_t j = start;
     char32_t c = next_code_point(chunk.substr(0, e), j);
@@ -364,35 +422,72 @@ void split_chunk(std::string_view chunk, std::vector<std::string_view>& out) {
       if (c == '.' && e - start == 1 && chunk.substr(b, start - b).find('.') != std::string_view::npos)
         break;
     }
-    tail.push_back(chunk.substr(start, e - start));
+    tail_starts.push_back(start);
     e = start;
   }
   split_core(chunk.substr(b, e - b), out);
-  out.insert(out.end(), tail.rbegin(), tail.rend());
+  for (size_t k = tail_starts.size(); k-- > 0;) {
+    size_t end = k == 0 ? chunk_end : tail_starts[k - 1];
+    out.push_back(chunk.substr(tail_starts[k], end - tail_starts[k]));
+  }
 }
 
-std::vector<std::string_view> split_latin(std::string_view text) {
-  std::vector<std::string_view> words;
-  size_t chunk_start = std::string_view::npos;
-  for (size_t i = 0; i < text.size();) {
-    size_t at = i;
-    bool space = py_isspace(next_code_point(text, i));
-    if (space && chunk_start != std::string_view::npos) {
-      split_chunk(text.substr(chunk_start, at - chunk_start), words);
-      chunk_start = std::string_view::npos;
-    } else if (!space && chunk_start == std::string_view::npos) {
-      chunk_start = at;
+void split_latin(std::string_view text, std::vector<std::string_view>& words) {
+  const size_t n = text.size();
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  size_t i = 0;
+  for (;;) {
+    // Skip whitespace to the start of a chunk.
+    for (;;) {
+      if (i >= n) return;
+      if (p[i] < 0x80) {
+        if (!(ascii::kClass[p[i]] & ascii::kSpace)) break;
+        ++i;
+      } else {
+        size_t j = i;
+        if (!py_isspace_any(next_code_point_multibyte(text, j))) break;
+        i = j;
+      }
     }
+    // The chunk runs to the next whitespace. One of ASCII letters and digits only (most
+    // words) is a word as it stands: no punctuation to split off, no apostrophe of a clitic.
+    size_t start = i;
+    bool plain = true;
+    while (i < n) {
+      if (p[i] < 0x80) {
+        uint8_t k = ascii::kClass[p[i]];
+        if (k & ascii::kSpace) break;
+        plain = plain && (k & (ascii::kAlpha | ascii::kDigit));
+        ++i;
+      } else {
+        size_t j = i;
+        if (py_isspace_any(next_code_point_multibyte(text, j))) break;
+        plain = false;
+        i = j;
+      }
+    }
+    if (plain)
+      words.push_back(text.substr(start, i - start));
+    else
+      split_chunk(text.substr(start, i - start), words);
   }
-  if (chunk_start != std::string_view::npos) split_chunk(text.substr(chunk_start), words);
-  return words;
 }
 
 }  // namespace
 
-std::vector<std::string_view> split_words(std::string_view text, std::string_view lang) {
+void split_words_into(std::string_view text, std::string_view lang, std::vector<std::string_view>& out) {
+  out.clear();
   std::string eff = effective_language(text, lang);
-  return is_cjk_language(eff) ? split_icu(text) : split_latin(text);
+  if (is_cjk_language(eff))
+    split_icu(text, out);
+  else
+    split_latin(text, out);
+}
+
+std::vector<std::string_view> split_words(std::string_view text, std::string_view lang) {
+  std::vector<std::string_view> words;
+  split_words_into(text, lang, words);
+  return words;
 }
 
 }  // namespace llmkit::text

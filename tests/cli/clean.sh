@@ -83,6 +83,24 @@ cmp -s "$T/out" out.jsonl && ok || fail "zstd round trip"
 run llm-clean --no-langid "$DATA/jsonl/sample.jsonl"
 expect_out_lacks '"lang"'
 
+# HTML and WARC inputs: main text, metadata fields, charsets, damaged records.
+run llm-clean --no-quality "$DATA/html/article.html" "$DATA/html/gbk.html" "$DATA/html/cp1252.html"
+expect_rc 0 "html"
+expect_eq "$(jsonl "$T/out" 'd["id"].split("/")[-1]' | tr '\n' ' ')" "article.html gbk.html cp1252.html " "html ids"
+expect_eq "$(jsonl "$T/out" '"title" in d and "\ufffd" not in d["text"]' | sort -u)" "True" "titles, clean charsets"
+run llm-clean --no-quality --stats w.json "$DATA/warc/sample.warc.gz"
+expect_rc 0 "warc.gz"
+expect_eq "$(jsonl "$T/out" 'd["url"]' | head -1)" "http://example.com/tide-mills" "WARC target URI"
+expect_out_lacks "Subscribe to our newsletter"
+expect_eq "$(json w.json 'j["counters"]["docs_in"] > 0 and j["counters"]["warc_records_ignored"] > 0')" "True" "WARC records read and ignored"
+run llm-clean --no-quality "$DATA/warc/damaged.warc"
+expect_rc 0 "damaged warc"; expect_err_contains "damaged.warc:431: skipped WARC record: bad Content-Length"
+run llm-clean --strict --no-quality "$DATA/warc/truncated.warc"
+expect_rc 1 "truncated warc, --strict"; expect_err_contains "truncated record"
+cat "$DATA/warc/sample.warc.gz" | head -c 3000 > cut.warc.gz
+run llm-clean cut.warc.gz
+expect_rc 1 "cut gzip"; expect_err_contains "cut.warc.gz: truncated gzip stream"
+
 # A stop signal leaves no partial output and exits non-zero.
 mkfifo slow.jsonl
 ( head -3 "$DATA/jsonl/sample.jsonl"; sleep 30 ) > slow.jsonl &

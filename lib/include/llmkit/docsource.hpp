@@ -61,6 +61,7 @@ class DocumentSource {
   struct Reader;
   bool open_next();
   void report_malformed(const std::string& where, const std::string& reason);
+  void report_warc_skip(Reader& r);
   std::vector<InputPart> parts_;
   size_t next_part_ = 0;
   SourceConfig cfg_;

@@ -27,8 +27,9 @@ class Prefetch {
   // Waits for the step in flight (rethrowing its exception) and swaps what it produced into
   // `out`; if it produced something, the next step starts at once.
   bool get(T& out) {
-    bool more = result_.get();
+    result_.wait();
     thread_.join();
+    bool more = result_.get();  // rethrows the producer's exception
     std::swap(out, slot_);
     if (more) start();
     return more;
