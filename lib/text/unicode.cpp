@@ -1,5 +1,8 @@
 #include "llmkit/unicode.hpp"
 
+#include <array>
+#include <cstring>
+
 #include <unicode/bytestream.h>
 #include <unicode/normalizer2.h>
 
@@ -42,17 +45,31 @@ size_t strip_ansi_escapes(std::string& text) {
   return removed;
 }
 
+namespace {
+// Bytes that may start something strip_control_chars() removes or rewrites.
+bool control_lead(unsigned char c) {
+  return (c < 0x20 && c != '\n' && c != '\t') || c == 0x7F || c == 0xC2 || c == 0xEF;
+}
+}  // namespace
+
 size_t strip_control_chars(std::string& text) {
-  size_t removed = 0, w = 0;
+  // Fast path: most documents have nothing to remove; find the first candidate byte.
   const size_t n = text.size();
-  for (size_t i = 0; i < n;) {
+  size_t i = 0;
+  while (i < n && !control_lead(static_cast<unsigned char>(text[i]))) ++i;
+  size_t removed = 0, w = i;
+  while (i < n) {
     unsigned char c = static_cast<unsigned char>(text[i]);
+    if (!control_lead(c)) {
+      text[w++] = text[i++];
+      continue;
+    }
     if (c == '\r') {  // \r\n -> \n, lone \r -> \n
       text[w++] = '\n';
       i += (i + 1 < n && text[i + 1] == '\n') ? 2 : 1;
       continue;
     }
-    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7F) {
+    if (c < 0x20 || c == 0x7F) {
       ++removed;
       ++i;
       continue;
@@ -117,12 +134,18 @@ size_t unicode_blank_len(const unsigned char* p, size_t left) {
 }  // namespace
 
 void normalize_whitespace(std::string& text) {
-  // One pass: blanks collapse to one space, lines are trimmed, runs of empty lines become one
-  // empty line (the paragraph separator), and the document is trimmed.
-  std::string out;
-  out.reserve(text.size());
-  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  // One pass, in place (the output is never longer): blanks collapse to one space, lines are
+  // trimmed, runs of empty lines become one empty line (the paragraph separator), and the
+  // document is trimmed. Plain bytes between blanks are copied as runs.
+  static const auto special = [] {
+    std::array<bool, 256> t{};
+    for (unsigned char c : {' ', '\n', '\t', '\v', '\f', '\r'}) t[c] = true;
+    for (unsigned char c : {0xC2, 0xE1, 0xE2, 0xE3}) t[c] = true;  // may start a Unicode blank
+    return t;
+  }();
+  auto* p = reinterpret_cast<unsigned char*>(text.data());
   const size_t n = text.size();
+  size_t w = 0;
   bool pending_space = false;
   int pending_newlines = 0;
   for (size_t i = 0; i < n;) {
@@ -133,24 +156,32 @@ void normalize_whitespace(std::string& text) {
       ++i;
       continue;
     }
-    size_t blank = (c == ' ' || c == '\t' || c == '\v' || c == '\f') ? 1 : unicode_blank_len(p + i, n - i);
+    size_t blank = (c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r')
+                       ? 1
+                       : (special[c] ? unicode_blank_len(p + i, n - i) : 0);
     if (blank) {
       pending_space = true;
       i += blank;
       continue;
     }
-    if (!out.empty()) {
-      if (pending_newlines > 0)
-        out.append(pending_newlines >= 2 ? "\n\n" : "\n");
-      else if (pending_space)
-        out.push_back(' ');
+    if (w > 0) {
+      if (pending_newlines > 0) {
+        p[w++] = '\n';
+        if (pending_newlines >= 2) p[w++] = '\n';
+      } else if (pending_space) {
+        p[w++] = ' ';
+      }
     }
     pending_space = false;
     pending_newlines = 0;
-    out.push_back(static_cast<char>(c));
-    ++i;
+    // Copy the run up to the next byte that may be whitespace.
+    size_t j = i + 1;
+    while (j < n && !special[p[j]]) ++j;
+    if (w != i) std::memmove(p + w, p + i, j - i);
+    w += j - i;
+    i = j;
   }
-  text.swap(out);
+  text.resize(w);
 }
 
 void repair_text(std::string& text, const RepairConfig& cfg, RepairCounts& counts) {
