@@ -207,19 +207,25 @@ void serialize_document(const Document& doc, const JsonlOptions& opts, std::stri
 
 bool valid_utf8(std::string_view s) { return simdjson::validate_utf8(s.data(), s.size()); }
 
+namespace {
+// Appends the UTF-8 sequence at s[i] (or U+FFFD for an invalid byte) and advances i; returns 1
+// when a byte was replaced.
+size_t append_utf8_sequence(std::string& out, std::string_view s, size_t& i) {
+  size_t n = utf8_seq_len(s, i);
+  if (n == 0) {
+    out.append("\xEF\xBF\xBD");
+    ++i;
+    return 1;
+  }
+  out.append(s.data() + i, n);
+  i += n;
+  return 0;
+}
+}  // namespace
+
 size_t repair_utf8(std::string_view s, std::string& out) {
   size_t replaced = 0;
-  for (size_t i = 0; i < s.size();) {
-    size_t n = utf8_seq_len(s, i);
-    if (n == 0) {
-      out.append("\xEF\xBF\xBD");
-      ++replaced;
-      ++i;
-    } else {
-      out.append(s.data() + i, n);
-      i += n;
-    }
-  }
+  for (size_t i = 0; i < s.size();) replaced += append_utf8_sequence(out, s, i);
   return replaced;
 }
 
@@ -241,15 +247,7 @@ size_t append_json_string(std::string& out, std::string_view s) {
     if (i >= s.size()) break;
     unsigned char c = static_cast<unsigned char>(s[i]);
     if (c >= 0x80) {
-      size_t n = utf8_seq_len(s, i);
-      if (n == 0) {
-        out.append("\xEF\xBF\xBD");
-        ++replaced;
-        ++i;
-      } else {
-        out.append(s.data() + i, n);
-        i += n;
-      }
+      replaced += append_utf8_sequence(out, s, i);
       continue;
     }
     switch (c) {
