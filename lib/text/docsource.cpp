@@ -97,8 +97,12 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& args) {
     std::error_code ec;
     for (auto it = fs::recursive_directory_iterator(a, fs::directory_options::follow_directory_symlink, ec);
          !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (it->is_regular_file(ec) && format_from_name(it->path().string()) != InputFormat::detect)
-        found.push_back(it->path().string());
+      // In a directory, ".json" files are usually single JSON documents (configs, indexes),
+      // not JSONL: only the unambiguous names are taken. Named on the command line, they count.
+      std::string p = it->path().string();
+      bool json_only = ends_with_any(p, {".json", ".json.zst", ".json.gz"});
+      if (it->is_regular_file(ec) && !json_only && format_from_name(p) != InputFormat::detect)
+        found.push_back(p);
     }
     if (ec) throw Error(a, errno_message("cannot list directory", ec.value()));
     std::sort(found.begin(), found.end());  // a stable order, whatever the file system says
