@@ -103,7 +103,7 @@ expect_rc 1 "cut gzip"; expect_err_contains "cut.warc.gz: truncated gzip stream"
 
 # A stop signal leaves no partial output and exits non-zero.
 mkfifo slow.jsonl
-( head -3 "$DATA/jsonl/sample.jsonl"; sleep 30 ) > slow.jsonl &
+( head -3 "$DATA/jsonl/sample.jsonl"; exec sleep 30 ) > slow.jsonl 2>/dev/null &
 writer=$!
 llm-clean -o killed.jsonl slow.jsonl 2>"$T/err" &
 pid=$!

@@ -27,7 +27,10 @@ class Prefetch {
   // Waits for the step in flight (rethrowing its exception) and swaps what it produced into
   // `out`; if it produced something, the next step starts at once.
   bool get(T& out) {
-    result_.wait();
+    // A stop signal may land on this thread while the producer sits in a blocking read:
+    // pass it on, so the producer sees the stop and returns.
+    while (result_.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready)
+      if (stop_requested()) interrupt_thread(thread_.native_handle());
     thread_.join();
     bool more = result_.get();  // rethrows the producer's exception
     std::swap(out, slot_);
