@@ -175,6 +175,7 @@ void run_clean(const std::vector<std::string>& inputs, const CleanConfig& cfg, S
     stats.add("bytes_out", static_cast<int64_t>(buf.size()));
     progress.update(docs_in, bytes_read);
   }
+  source.finish();
   for (auto& ts : thread_stats) stats.merge(ts);
   stats.add("docs_in", docs_in);
   stats.add("docs_out", docs_out);

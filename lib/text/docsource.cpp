@@ -136,30 +136,39 @@ DocumentSource::DocumentSource(std::vector<InputPart> parts, SourceConfig cfg, S
 
 DocumentSource::~DocumentSource() = default;
 
-uint64_t DocumentSource::bytes_read() const { return done_bytes_ + (reader_ ? reader_->bytes() : 0); }
-
-void DocumentSource::report_malformed(const std::string& where, const std::string& reason) {
-  stats_.drop("malformed:" + reason);
-  if (cfg_.strict) throw Error(where, "malformed input: " + reason + " (--strict)");
-  if (reported_ < cfg_.report_limit)
-    LLMKIT_WARN("%s: skipped: %s", where.c_str(), reason.c_str());
-  else if (reported_ == cfg_.report_limit)
-    LLMKIT_WARN("further malformed input is counted in the stats but not reported (-v shows all)");
-  ++reported_;
-  if (reported_ > cfg_.report_limit && log_enabled(LogLevel::debug))
-    LLMKIT_DEBUG("%s: skipped: %s", where.c_str(), reason.c_str());
+void DocumentSource::finish() {
+  stats_.merge(reader_stats_);
+  reader_stats_ = Stats();
 }
 
-void DocumentSource::report_warc_skip(Reader& r) {
+uint64_t DocumentSource::bytes_read() const { return done_bytes_ + (reader_ ? reader_->bytes() : 0); }
+
+void DocumentSource::report_malformed(const std::string& where, const std::string& reason,
+                                      const std::string& detail) {
+  stats_.drop("malformed:" + reason);
+  std::string what = detail.empty() ? reason : reason + ": " + detail;
+  if (cfg_.strict) throw Error(where, "malformed input: " + what + " (--strict)");
+  if (reported_ < cfg_.report_limit)
+    LLMKIT_WARN("%s: skipped: %s", where.c_str(), what.c_str());
+  else if (reported_ == cfg_.report_limit)
+    LLMKIT_WARN("further malformed input is counted in the stats but not reported (-v shows all)");
+  else if (log_enabled(LogLevel::debug))
+    LLMKIT_DEBUG("%s: skipped: %s", where.c_str(), what.c_str());
+  ++reported_;
+}
+
+// Called on the reading thread: the skip travels in the batch as a document in error, to be
+// reported and counted by settle() on the consuming thread, in order.
+void DocumentSource::defer_warc_skip(Reader& r, std::vector<SourceDoc>& batch) {
   // last_error() reads "NAME:OFFSET: reason": split it into place and reason.
   r.warc_skipped_seen = r.warc->skipped();
   const std::string& msg = r.warc->last_error();
   size_t sep = msg.find(": ", r.stream->name().size());
-  std::string where = sep == std::string::npos ? r.stream->name() : msg.substr(0, sep);
-  std::string why = sep == std::string::npos ? msg : msg.substr(sep + 2);
-  stats_.drop("malformed:warc_record");
-  if (cfg_.strict) throw Error(where, "malformed WARC record: " + why + " (--strict)");
-  if (reported_++ < cfg_.report_limit) LLMKIT_WARN("%s: skipped WARC record: %s", where.c_str(), why.c_str());
+  SourceDoc sd;
+  sd.where = sep == std::string::npos ? r.stream->name() : msg.substr(0, sep);
+  sd.error = "warc_record";
+  sd.detail = sep == std::string::npos ? msg : msg.substr(sep + 2);
+  batch.push_back(std::move(sd));
 }
 
 bool DocumentSource::open_next() {
@@ -192,12 +201,13 @@ bool DocumentSource::open_next() {
     if (fmt == InputFormat::warc)
       r->warc = std::make_unique<text::WarcReader>(*r->stream, r->stream->name(), cfg_.max_line_bytes);
   }
-  stats_.add("files_in");
+  reader_stats_.add("files_in");
   reader_ = std::move(r);
   return true;
 }
 
 bool DocumentSource::next_batch(std::vector<SourceDoc>& batch, size_t max_docs, size_t max_bytes) {
+  const size_t start = batch.size();  // deferred errors are entries of the batch too
   size_t bytes = 0, added = 0;
   while (added < max_docs && bytes < max_bytes) {
     if (!reader_ && !open_next()) break;
@@ -223,7 +233,9 @@ bool DocumentSource::next_batch(std::vector<SourceDoc>& batch, size_t max_docs, 
         r.html_done = true;
         std::string page = read_head(*r.stream, cfg_.max_line_bytes + 1);
         if (page.size() > cfg_.max_line_bytes) {
-          report_malformed(r.stream->name(), "too_large");
+          sd.where = r.stream->name();
+          sd.error = "too_large";
+          got = true;
         } else {
           sd.doc.text = std::move(page);
           sd.doc.set_string("id", r.path);
@@ -236,10 +248,10 @@ bool DocumentSource::next_batch(std::vector<SourceDoc>& batch, size_t max_docs, 
     } else {
       text::WarcRecord rec;
       while (r.warc->next(rec)) {
-        if (r.warc->skipped() > r.warc_skipped_seen) report_warc_skip(r);
+        if (r.warc->skipped() > r.warc_skipped_seen) defer_warc_skip(r, batch);
         bool html = text::is_html_document(rec);
         if (!html && !text::is_text_document(rec)) {
-          stats_.add("warc_records_ignored");
+          reader_stats_.add("warc_records_ignored");
           continue;
         }
         sd.doc.text = std::move(rec.payload);
@@ -253,7 +265,7 @@ bool DocumentSource::next_batch(std::vector<SourceDoc>& batch, size_t max_docs, 
         got = true;
         break;
       }
-      if (!got && r.warc->skipped() > r.warc_skipped_seen) report_warc_skip(r);
+      if (!got && r.warc->skipped() > r.warc_skipped_seen) defer_warc_skip(r, batch);
     }
     if (!got) {  // this input is exhausted: on to the next (open_next counts its bytes)
       if (!open_next()) break;
@@ -263,7 +275,7 @@ bool DocumentSource::next_batch(std::vector<SourceDoc>& batch, size_t max_docs, 
     ++added;
     batch.push_back(std::move(sd));
   }
-  return added > 0;
+  return batch.size() > start;
 }
 
 
@@ -285,7 +297,7 @@ void DocumentSource::settle(std::vector<SourceDoc>& batch) {
   for (auto& sd : batch) {
     if (sd.pending_parse) sd.parse_pending(cfg_.jsonl);
     if (!sd.error.empty())
-      report_malformed(sd.where, sd.error);
+      report_malformed(sd.where, sd.error, sd.detail);
     else if (sd.doc.invalid_utf8)
       stats_.add("invalid_utf8_bytes", static_cast<int64_t>(sd.doc.invalid_utf8));
   }

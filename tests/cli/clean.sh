@@ -94,7 +94,7 @@ expect_eq "$(jsonl "$T/out" 'd["url"]' | head -1)" "http://example.com/tide-mill
 expect_out_lacks "Subscribe to our newsletter"
 expect_eq "$(json w.json 'j["counters"]["docs_in"] > 0 and j["counters"]["warc_records_ignored"] > 0')" "True" "WARC records read and ignored"
 run llm-clean --no-quality "$DATA/warc/damaged.warc"
-expect_rc 0 "damaged warc"; expect_err_contains "damaged.warc:431: skipped WARC record: bad Content-Length"
+expect_rc 0 "damaged warc"; expect_err_contains "damaged.warc:431: skipped: warc_record: bad Content-Length"
 run llm-clean --strict --no-quality "$DATA/warc/truncated.warc"
 expect_rc 1 "truncated warc, --strict"; expect_err_contains "truncated record"
 cat "$DATA/warc/sample.warc.gz" | head -c 3000 > cut.warc.gz

@@ -2,6 +2,8 @@
 // and WET files (.warc, .warc.gz), directories of those, or stdin. Reads this rank's share of
 // the inputs in order, in batches, and reports malformed lines as "FILE:LINE: reason" (the first
 // few in full, then a count) while counting them in the stats.
+// Threads: next_batch() may run on a reading thread while settle() runs on the consuming one;
+// only settle() and finish() touch the Stats given to the constructor.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -32,7 +34,8 @@ struct SourceConfig {
 struct SourceDoc {
   Document doc;
   bool pending_parse = false;  // JSONL line not parsed yet
-  std::string error;           // after parse_pending(): why the line is malformed, "" if fine
+  std::string error;           // why the input is malformed ("invalid_json", ...), "" if fine
+  std::string detail;          // more about the error, for the message
   bool html = false;
   std::string charset;  // charset hint from the HTTP Content-Type, if any
   std::string where;    // "FILE:LINE" or "FILE@OFFSET" for messages
@@ -54,18 +57,22 @@ class DocumentSource {
   // After parse_pending() on every document of a batch: reports and counts the malformed ones,
   // in input order (with --strict, throws at the first). Documents with !ok() are to be skipped.
   void settle(std::vector<SourceDoc>& batch);
+  // After the last batch: adds the reading side's counts (files, ignored records) to the stats.
+  void finish();
   uint64_t bytes_read() const;  // raw (compressed) bytes consumed, for progress
   uint64_t total_bytes() const { return total_bytes_; }
 
  private:
   struct Reader;
   bool open_next();
-  void report_malformed(const std::string& where, const std::string& reason);
-  void report_warc_skip(Reader& r);
+  void report_malformed(const std::string& where, const std::string& reason,
+                        const std::string& detail = "");
+  void defer_warc_skip(Reader& r, std::vector<SourceDoc>& batch);
   std::vector<InputPart> parts_;
   size_t next_part_ = 0;
   SourceConfig cfg_;
-  Stats& stats_;
+  Stats& stats_;        // consuming thread only
+  Stats reader_stats_;  // reading thread only, merged by finish()
   std::unique_ptr<Reader> reader_;
   uint64_t total_bytes_ = 0, done_bytes_ = 0;
   int64_t reported_ = 0;
