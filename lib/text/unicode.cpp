@@ -174,9 +174,17 @@ void normalize_whitespace(std::string& text) {
     }
     pending_space = false;
     pending_newlines = 0;
-    // Copy the run up to the next byte that may be whitespace.
+    // Copy the run up to the next byte that may be whitespace; a single space between two
+    // plain bytes (the common case) stays inside the run.
     size_t j = i + 1;
-    while (j < n && !special[p[j]]) ++j;
+    for (;;) {
+      while (j < n && !special[p[j]]) ++j;
+      if (j + 1 < n && p[j] == ' ' && !special[p[j + 1]]) {
+        j += 2;
+        continue;
+      }
+      break;
+    }
     if (w != i) std::memmove(p + w, p + i, j - i);
     w += j - i;
     i = j;
