@@ -33,6 +33,10 @@ TEST_CASE("whitespace is normalised: blanks, trimmed lines, one blank line", "[u
   std::string s = "  \n\n a  \t b \xC2\xA0 c  \n  d\n\n\n\n e \xE3\x80\x80 f\n\n";
   normalize_whitespace(s);
   CHECK(s == "a b c\nd\n\ne f");
+  // Single spaces next to other blanks, at line ends and before non-ASCII letters.
+  std::string t = "one two \tthree \xC2\xA0" "four five \nsix \xC3\xA9t\xC3\xA9 x";
+  normalize_whitespace(t);
+  CHECK(t == "one two three four five\nsix \xC3\xA9t\xC3\xA9 x");
 }
 
 TEST_CASE("repair_text fixes invalid UTF-8 and counts every change", "[unicode]") {
