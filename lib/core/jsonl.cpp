@@ -56,7 +56,6 @@ size_t utf8_seq_len(std::string_view s, size_t i) {
 
 struct JsonlParser::Impl {
   simdjson::dom::parser parser;
-  simdjson::padded_string buffer;
 };
 
 JsonlParser::JsonlParser(JsonlOptions opts) : impl_(std::make_unique<Impl>()), opts_(std::move(opts)) {
@@ -123,9 +122,10 @@ std::string JsonlParser::parse(std::string_view line, Document& doc) {
   doc.id.clear();
   doc.has_id = false;
   doc.invalid_utf8 = 0;
-  doc.raw.assign(line.data(), line.size());
+  if (line.data() != doc.raw.data()) doc.raw.assign(line.data(), line.size());
   // Padding for simdjson's vectorised reads.
   doc.raw.reserve(line.size() + simdjson::SIMDJSON_PADDING);
+  line = doc.raw;  // the reserve may have moved the bytes that `line` pointed at
   simdjson::dom::element root;
   auto err = impl_->parser.parse(doc.raw.data(), doc.raw.size(), false).get(root);
   if (err == simdjson::UTF8_ERROR) {

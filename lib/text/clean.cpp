@@ -96,11 +96,6 @@ std::string Cleaner::clean(SourceDoc& sd, Stats& stats) const {
 
 namespace {
 
-bool plain_jsonl(const std::string& path) {
-  return path != "-" && sniff_compression(path) == Compression::none &&
-         (has_suffix(path, ".jsonl") || has_suffix(path, ".json") || has_suffix(path, ".ndjson"));
-}
-
 std::unique_ptr<OutputStream> open_rank_output(const std::string& path, bool zstd, Comm& comm) {
   if (path.empty() || path == "-") {
     if (comm.size() > 1)
@@ -117,7 +112,7 @@ void run_clean(const std::vector<std::string>& inputs, const CleanConfig& cfg, S
   Comm& comm = Comm::world();
   std::vector<std::string> files = expand_inputs(inputs.empty() ? std::vector<std::string>{"-"} : inputs);
   if (files.empty()) throw Error(inputs.empty() ? "" : inputs[0], "no input files found");
-  auto parts = split_inputs(files, comm.rank(), comm.size(), plain_jsonl);
+  auto parts = split_inputs(files, comm.rank(), comm.size(), splittable_input);
   DocumentSource source(parts, cfg.source, stats);
   Cleaner cleaner(cfg);
   auto out = open_rank_output(cfg.output, cfg.zstd, comm);

@@ -77,6 +77,11 @@ std::string read_head(InputStream& in, size_t n) {
 
 }  // namespace
 
+bool splittable_input(const std::string& path) {
+  return path != "-" && format_from_name(path) == InputFormat::jsonl &&
+         sniff_compression(path) == Compression::none;
+}
+
 InputFormat parse_input_format(const std::string& name) {
   if (name == "auto" || name == "detect") return InputFormat::detect;
   if (name == "jsonl") return InputFormat::jsonl;
@@ -289,8 +294,7 @@ void SourceDoc::parse_pending(const JsonlOptions& opts) {
     parser = std::make_unique<JsonlParser>(opts);
     parser_field = opts.text_field;
   }
-  std::string line = std::move(doc.raw);
-  error = parser->parse(line, doc);
+  error = parser->parse(doc.raw, doc);  // parses in place, no copy of the line
 }
 
 void DocumentSource::settle(std::vector<SourceDoc>& batch) {

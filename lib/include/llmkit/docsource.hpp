@@ -45,6 +45,9 @@ struct SourceDoc {
   bool ok() const { return error.empty() && !pending_parse; }
 };
 
+// True for a plain (uncompressed) JSONL file, which ranks may split by byte ranges.
+bool splittable_input(const std::string& path);
+
 // Expands directories (recursively, sorted) into the files in them with a known extension.
 std::vector<std::string> expand_inputs(const std::vector<std::string>& args);
 

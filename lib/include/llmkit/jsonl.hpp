@@ -31,7 +31,7 @@ struct JsonlOptions {
   size_t max_depth = 64;
 };
 
-// Parses one line. On success fills `doc` and returns "". On failure returns the reason, one of
+// Parses one line (which may be doc.raw itself: it is then not copied). On success fills `doc` and returns "". On failure returns the reason, one of
 // "invalid_json", "not_object", "missing_text", "text_not_string", "too_deep".
 class JsonlParser {
  public:
