@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
 
 #include "llmkit/error.hpp"
@@ -73,6 +74,39 @@ std::vector<std::string> Comm::gather(const std::string& mine) {
   std::vector<std::string> out;
   if (rank_ == 0)
     for (int r = 0; r < size_; ++r) out.push_back(all.substr(displs[r], lens[r]));
+  return out;
+}
+
+std::vector<int64_t> Comm::allgather(int64_t v) {
+  if (!mpi_) return {v};
+  std::vector<int64_t> all(size_);
+  MPI_Allgather(&v, 1, MPI_INT64_T, all.data(), 1, MPI_INT64_T, MPI_COMM_WORLD);
+  return all;
+}
+
+std::vector<std::string> Comm::alltoallv(const std::vector<std::string>& send) {
+  if (!mpi_) return {send.at(0)};
+  std::vector<int> send_counts(size_), recv_counts(size_), send_displs(size_), recv_displs(size_);
+  std::string send_buf;
+  for (int r = 0; r < size_; ++r) {
+    if (send[r].size() > static_cast<size_t>(INT32_MAX))
+      throw Error("", "MPI message of " + std::to_string(send[r].size()) + " bytes is too large");
+    send_displs[r] = static_cast<int>(send_buf.size());
+    send_counts[r] = static_cast<int>(send[r].size());
+    send_buf += send[r];
+  }
+  MPI_Alltoall(send_counts.data(), 1, MPI_INT, recv_counts.data(), 1, MPI_INT, MPI_COMM_WORLD);
+  int64_t total = 0;
+  for (int r = 0; r < size_; ++r) {
+    recv_displs[r] = static_cast<int>(total);
+    total += recv_counts[r];
+  }
+  if (total > INT32_MAX) throw Error("", "MPI exchange of " + std::to_string(total) + " bytes is too large");
+  std::string recv_buf(static_cast<size_t>(total), '\0');
+  MPI_Alltoallv(send_buf.data(), send_counts.data(), send_displs.data(), MPI_CHAR, recv_buf.data(),
+                recv_counts.data(), recv_displs.data(), MPI_CHAR, MPI_COMM_WORLD);
+  std::vector<std::string> out(size_);
+  for (int r = 0; r < size_; ++r) out[r] = recv_buf.substr(recv_displs[r], recv_counts[r]);
   return out;
 }
 

@@ -94,20 +94,6 @@ std::string Cleaner::clean(SourceDoc& sd, Stats& stats) const {
   return "";
 }
 
-namespace {
-
-std::unique_ptr<OutputStream> open_rank_output(const std::string& path, bool zstd, Comm& comm) {
-  if (path.empty() || path == "-") {
-    if (comm.size() > 1)
-      throw UsageError("with " + std::to_string(comm.size()) + " MPI ranks, give -o FILE or -o DIR");
-    return OutputStream::open("-", zstd);
-  }
-  std::string ext = zstd ? ".jsonl.zst" : ".jsonl";
-  return OutputStream::open(rank_output_path(path, ext, comm.rank(), comm.size()), zstd);
-}
-
-}  // namespace
-
 void run_clean(const std::vector<std::string>& inputs, const CleanConfig& cfg, Stats& stats) {
   Comm& comm = Comm::world();
   std::vector<std::string> files = expand_inputs(inputs.empty() ? std::vector<std::string>{"-"} : inputs);
@@ -120,61 +106,48 @@ void run_clean(const std::vector<std::string>& inputs, const CleanConfig& cfg, S
   if (!cfg.rejected.empty()) rejected = open_rank_output(cfg.rejected, cfg.zstd, comm);
 
   Progress progress("documents", source.total_bytes());
-  // The next batch is read on a second thread while this one is cleaned; parsing, cleaning and
-  // serialising run on all threads; only reading lines and writing bytes are serial.
-  std::vector<SourceDoc> batch;
-  std::atomic<uint64_t> bytes_read{0};
-  Prefetch<std::vector<SourceDoc>> reader([&](std::vector<SourceDoc>& next) {
-    next.clear();
-    bool more = source.next_batch(next, cfg.batch_docs, cfg.batch_bytes);
-    bytes_read = source.bytes_read();
-    return more;
-  });
+  // Parsing, cleaning and serialising run on all threads; only writing bytes is serial.
   std::vector<std::string> reasons, lines;
   std::string buf, rejected_buf;
   int64_t docs_in = 0, docs_out = 0;
   std::vector<Stats> thread_stats(omp_get_max_threads());
-  while (true) {
-    throw_if_stopped();
-    if (!reader.get(batch)) break;
-    reasons.assign(batch.size(), std::string());
-    lines.assign(batch.size(), std::string());
-#pragma omp parallel for schedule(dynamic, 8)
-    for (size_t i = 0; i < batch.size(); ++i) {
-      SourceDoc& sd = batch[i];
-      sd.parse_pending(cfg.source.jsonl);
-      if (!sd.ok()) continue;
-      reasons[i] = cleaner.clean(sd, thread_stats[omp_get_thread_num()]);
-      if (!reasons[i].empty()) {
-        if (!rejected) continue;
-        sd.doc.set_string("drop_reason", reasons[i]);
-      }
-      serialize_document(sd.doc, cfg.source.jsonl, lines[i]);
-    }
-    source.settle(batch);  // malformed lines: reported and counted in order
-    buf.clear();
-    rejected_buf.clear();
-    for (size_t i = 0; i < batch.size(); ++i) {
-      if (!batch[i].ok()) continue;
-      ++docs_in;
-      if (reasons[i].empty()) {
-        ++docs_out;
-        buf += lines[i];
-      } else {
-        stats.drop(reasons[i]);
-        rejected_buf += lines[i];
-      }
-    }
-    out->write(buf);
-    if (rejected) rejected->write(rejected_buf);
-    stats.add("bytes_out", static_cast<int64_t>(buf.size()));
-    progress.update(docs_in, bytes_read);
-  }
+  for_each_batch(
+      source, cfg.source.jsonl, {cfg.batch_docs, cfg.batch_bytes}, progress,
+      [&](size_t n) {
+        reasons.assign(n, std::string());
+        lines.assign(n, std::string());
+      },
+      [&](size_t i, SourceDoc& sd, int thread) {
+        reasons[i] = cleaner.clean(sd, thread_stats[thread]);
+        if (!reasons[i].empty()) {
+          if (!rejected) return;
+          sd.doc.set_string("drop_reason", reasons[i]);
+        }
+        serialize_document(sd.doc, cfg.source.jsonl, lines[i]);
+      },
+      [&](std::vector<SourceDoc>& batch) {
+        buf.clear();
+        rejected_buf.clear();
+        for (size_t i = 0; i < batch.size(); ++i) {
+          if (!batch[i].ok()) continue;
+          ++docs_in;
+          if (reasons[i].empty()) {
+            ++docs_out;
+            buf += lines[i];
+          } else {
+            stats.drop(reasons[i]);
+            rejected_buf += lines[i];
+          }
+        }
+        out->write(buf);
+        if (rejected) rejected->write(rejected_buf);
+        stats.add("bytes_out", static_cast<int64_t>(buf.size()));
+      });
   source.finish();
   for (auto& ts : thread_stats) stats.merge(ts);
   stats.add("docs_in", docs_in);
   stats.add("docs_out", docs_out);
-  stats.add("bytes_in", static_cast<int64_t>(bytes_read.load()));
+  stats.add("bytes_in", static_cast<int64_t>(source.bytes_read()));
   out->commit();
   if (rejected) rejected->commit();
   progress.finish();

@@ -1,12 +1,17 @@
 #include "llmkit/docsource.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 
 #include "llmkit/error.hpp"
 #include "llmkit/io.hpp"
 #include "llmkit/log.hpp"
+#include "llmkit/prefetch.hpp"
+#include "llmkit/tool.hpp"
 #include "llmkit/warc.hpp"
 
 namespace llmkit {
@@ -305,6 +310,46 @@ void DocumentSource::settle(std::vector<SourceDoc>& batch) {
     else if (sd.doc.invalid_utf8)
       stats_.add("invalid_utf8_bytes", static_cast<int64_t>(sd.doc.invalid_utf8));
   }
+}
+
+void for_each_batch(DocumentSource& source, const JsonlOptions& jsonl, BatchLimits limits,
+                    Progress& progress, const std::function<void(size_t)>& begin_batch,
+                    const std::function<void(size_t, SourceDoc&, int)>& per_doc,
+                    const std::function<void(std::vector<SourceDoc>&)>& end_batch) {
+  std::atomic<uint64_t> bytes_read{0};
+  Prefetch<std::vector<SourceDoc>> reader([&](std::vector<SourceDoc>& next) {
+    next.clear();
+    bool more = source.next_batch(next, limits.docs, limits.bytes);
+    bytes_read = source.bytes_read();
+    return more;
+  });
+  std::vector<SourceDoc> batch;
+  uint64_t docs = 0;
+  while (true) {
+    throw_if_stopped();
+    if (!reader.get(batch)) break;
+    begin_batch(batch.size());
+#pragma omp parallel for schedule(dynamic, 8)
+    for (size_t i = 0; i < batch.size(); ++i) {
+      SourceDoc& sd = batch[i];
+      sd.parse_pending(jsonl);
+      if (sd.ok()) per_doc(i, sd, omp_get_thread_num());
+    }
+    source.settle(batch);
+    for (const auto& sd : batch) docs += sd.ok();
+    end_batch(batch);
+    progress.update(docs, bytes_read);
+  }
+}
+
+std::unique_ptr<OutputStream> open_rank_output(const std::string& path, bool zstd, Comm& comm) {
+  if (path.empty() || path == "-") {
+    if (comm.size() > 1)
+      throw UsageError("with " + std::to_string(comm.size()) + " MPI ranks, give -o FILE or -o DIR");
+    return OutputStream::open("-", zstd);
+  }
+  std::string ext = zstd ? ".jsonl.zst" : ".jsonl";
+  return OutputStream::open(rank_output_path(path, ext, comm.rank(), comm.size()), zstd);
 }
 
 }  // namespace llmkit

@@ -6,11 +6,14 @@
 // only settle() and finish() touch the Stats given to the constructor.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "llmkit/io.hpp"
 #include "llmkit/jsonl.hpp"
+#include "llmkit/log.hpp"
 #include "llmkit/mpi.hpp"
 #include "llmkit/stats.hpp"
 
@@ -80,5 +83,24 @@ class DocumentSource {
   uint64_t total_bytes_ = 0, done_bytes_ = 0;
   int64_t reported_ = 0;
 };
+
+// The documents of a source, batch by batch, as every data command reads them: the next batch is
+// read on a second thread while this one is worked on; begin_batch(size) is called first (to
+// size per-document results), then each document is parsed and handed to
+// per_doc(index, doc, thread) in parallel (OpenMP) when it is well formed; then the batch is
+// settled (malformed lines reported in order) and given to end_batch on this thread, in input
+// order. Progress counts the well-formed documents. Stops at a signal (throw_if_stopped).
+struct BatchLimits {
+  size_t docs = 2048;
+  size_t bytes = 16 << 20;
+};
+void for_each_batch(DocumentSource& source, const JsonlOptions& jsonl, BatchLimits limits,
+                    Progress& progress, const std::function<void(size_t)>& begin_batch,
+                    const std::function<void(size_t, SourceDoc&, int)>& per_doc,
+                    const std::function<void(std::vector<SourceDoc>&)>& end_batch);
+
+// The output stream of this rank: stdout for "-" or "" (one rank only, else a UsageError),
+// otherwise `path` or its per-rank part (rank_output_path) with a .jsonl or .jsonl.zst suffix.
+std::unique_ptr<OutputStream> open_rank_output(const std::string& path, bool zstd, Comm& comm);
 
 }  // namespace llmkit

@@ -21,6 +21,11 @@ class Comm {
   int64_t allreduce_max(int64_t v);
   // Rank 0 receives every rank's string, in rank order; other ranks get an empty vector.
   std::vector<std::string> gather(const std::string& mine);
+  // Every rank's value, in rank order, on every rank.
+  std::vector<int64_t> allgather(int64_t v);
+  // send[r] goes to rank r; returns what each rank sent here, indexed by source rank.
+  // Each message must be under 2 GiB.
+  std::vector<std::string> alltoallv(const std::vector<std::string>& send);
   void abort(int code);  // MPI_Abort under MPI, otherwise nothing
   void finalize();
 
