@@ -46,6 +46,7 @@ nlohmann::json Stats::to_json(const std::string& program) const {
   j["ranks"] = ranks_;
   j["counters"] = counters_;
   j["drops"] = drops_;
+  if (!derived_.empty()) j["derived"] = derived_;
   j["dropped_total"] = dropped_total();
   j["wall_seconds"] = wall;
   j["peak_rss_bytes"] = peak_rss_max_ >= 0 ? peak_rss_max_ : peak_rss_bytes();

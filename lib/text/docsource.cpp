@@ -198,6 +198,7 @@ bool DocumentSource::open_next() {
     r->lines = open_lines(part.path, part.begin, part.end, cfg_.max_line_bytes);
   } else {
     auto in = open_input(part.path);
+    if (!part.label.empty()) in->set_name(part.label);
     if (fmt == InputFormat::detect) {
       std::string head = read_head(*in, 512);
       fmt = format_from_bytes(head);

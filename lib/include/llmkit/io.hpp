@@ -23,6 +23,7 @@ class InputStream {
   // Compressed bytes consumed so far (what the progress line counts against the file size).
   virtual uint64_t raw_bytes_read() const = 0;
   const std::string& name() const { return name_; }
+  void set_name(std::string name) { name_ = std::move(name); }  // for messages
   Compression compression() const { return compression_; }
 
  protected:

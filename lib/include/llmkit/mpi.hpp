@@ -40,6 +40,7 @@ struct InputPart {
   std::string path;
   uint64_t begin = 0, end = UINT64_MAX;
   bool whole = true;
+  std::string label;  // name in messages when not the path (a copy of stdin, say)
 };
 
 // Splits inputs across ranks by bytes: the files are laid end to end and cut into `size` equal

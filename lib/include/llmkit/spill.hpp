@@ -33,6 +33,7 @@ class TempFile {
   void append(const void* data, size_t n);  // throws Error ("no space left...") on failure
   void read_at(uint64_t offset, void* out, size_t n) const;
   uint64_t size() const { return size_; }
+  int fd() const { return fd_; }
 
  private:
   int fd_ = -1;
@@ -156,7 +157,7 @@ class ExternalSorter {
   void spill() {
     if (!file_) file_ = std::make_unique<TempFile>(dir_, what_);
     sort_buffer();
-    runs_.push_back({file_->size(), buf_.size()});
+    runs_.push_back(Run{file_->size(), buf_.size(), 0, {}, 0});
     file_->append(buf_.data(), buf_.size() * sizeof(T));
     buf_.clear();
   }

@@ -23,8 +23,11 @@ class Stats {
   const std::map<std::string, int64_t>& counters() const { return counters_; }
   const std::map<std::string, int64_t>& drops() const { return drops_; }
   void merge(const Stats& other);
+  // A figure derived from the reduced counters (a rate, a ratio), set after reduce() on rank 0;
+  // written under "derived".
+  void set_derived(const std::string& name, double value) { derived_[name] = value; }
 
-  // {"program":..., "ranks":N, "counters":{...}, "drops":{...}, "wall_seconds":x,
+  // {"program":..., "ranks":N, "counters":{...}, "drops":{...}, "derived":{...}, "wall_seconds":x,
   //  "peak_rss_bytes":max over ranks, "peak_rss_bytes_total": sum over ranks}
   nlohmann::json to_json(const std::string& program) const;
   // Sums every rank's stats onto rank 0 (collective; a no-op with one process).
@@ -34,6 +37,7 @@ class Stats {
 
  private:
   std::map<std::string, int64_t> counters_, drops_;
+  std::map<std::string, double> derived_;
   std::chrono::steady_clock::time_point start_;
   int ranks_ = 1;
   int64_t peak_rss_max_ = -1, peak_rss_sum_ = -1;
