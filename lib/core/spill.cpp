@@ -26,7 +26,8 @@ std::string temp_dir(const std::string& dir) {
   return env && *env ? env : "/tmp";
 }
 
-TempFile::TempFile(const std::string& dir, std::string what) : dir_(dir), what_(std::move(what)) {
+TempFile::TempFile(const std::string& dir, std::string what, bool spill)
+    : dir_(dir), what_(std::move(what)), spill_(spill) {
 #ifdef O_TMPFILE
   fd_ = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 #endif
@@ -63,7 +64,7 @@ void TempFile::append(const void* data, size_t n) {
     left -= static_cast<size_t>(w);
     size_ += static_cast<uint64_t>(w);
   }
-  g_spilled += n;
+  if (spill_) g_spilled += n;
 }
 
 void TempFile::read_at(uint64_t offset, void* out, size_t n) const {

@@ -273,7 +273,7 @@ class Forest {
 // Shingle sets of some of this rank's documents, in a temporary file.
 class ShingleStore {
  public:
-  explicit ShingleStore(const std::string& dir) : file_(dir, "shingle sets") {}
+  explicit ShingleStore(const std::string& dir) : file_(dir, "shingle sets", false) {}
   void put(uint64_t ordinal, const std::vector<uint64_t>& sh) {
     index_.push_back({ordinal, file_.size(), sh.size()});
     file_.append(sh.data(), sh.size() * sizeof(uint64_t));
@@ -845,7 +845,8 @@ void Deduper::run() {
 // temporary file first, read by path through /proc/self/fd (the file has no name).
 std::unique_ptr<TempFile> spool_input(const std::string& tmp, const std::string& path,
                                       std::string& copy_path) {
-  auto file = std::make_unique<TempFile>(tmp, "a copy of " + (path == "-" ? std::string("stdin") : path));
+  auto file = std::make_unique<TempFile>(
+      tmp, "a copy of " + (path == "-" ? std::string("stdin") : path), false);
   auto in = open_input(path);
   std::vector<char> buf(1 << 20);
   for (size_t n; (n = in->read(buf.data(), buf.size())) > 0;) file->append(buf.data(), n);

@@ -23,10 +23,11 @@ namespace llmkit {
 // The directory for temporary files: `dir` if set, else $TMPDIR, else /tmp.
 std::string temp_dir(const std::string& dir);
 
-// A temporary file unlinked at creation (O_TMPFILE where the file system has it).
+// A temporary file unlinked at creation (O_TMPFILE where the file system has it). Its bytes
+// count in spilled_bytes_total() unless `spill` is false (a working file, not an overflow).
 class TempFile {
  public:
-  TempFile(const std::string& dir, std::string what);
+  TempFile(const std::string& dir, std::string what, bool spill = true);
   ~TempFile();
   TempFile(const TempFile&) = delete;
   TempFile& operator=(const TempFile&) = delete;
@@ -39,9 +40,10 @@ class TempFile {
   int fd_ = -1;
   uint64_t size_ = 0;
   std::string dir_, what_;
+  bool spill_;
 };
 
-// Total bytes written to temporary files by this process (for --stats).
+// Bytes that did not fit in memory and went to temporary files, in this process (for --stats).
 uint64_t spilled_bytes_total();
 
 // Records appended in memory, the excess written to a TempFile, then read back once, in
