@@ -589,9 +589,51 @@ void Deduper::shingle_pass(const std::vector<uint64_t>& needed) {
 // Returns the pairs with similarity >= min_sim among those whose b is here.
 std::vector<Edge> Deduper::verify(const std::vector<PairRec>& pairs, double min_sim) {
   const int size = comm_.size();
+  std::vector<Edge> edges;
+  // Jaccard of a's set with each b's (b here), on all threads; edges in a stable order.
+  auto compare = [&](const std::vector<std::pair<const std::vector<uint64_t>*, std::vector<Node>>>& work,
+                     const std::vector<Node>& as) {
+    std::vector<std::vector<Edge>> found(work.size());
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t w = 0; w < work.size(); ++w) {
+      thread_local std::vector<uint64_t> set_b;
+      for (const Node& b : work[w].second) {
+        if (!store_->get(doc_ordinal(b.doc), set_b))
+          throw Error("", "internal: no shingle set for a document in a candidate pair");
+        double sim = text::jaccard(*work[w].first, set_b);
+        if (sim >= min_sim) found[w].push_back({as[w], b, sim});
+      }
+    }
+    for (auto& f : found) edges.insert(edges.end(), f.begin(), f.end());
+  };
+  std::vector<std::vector<uint64_t>> sets;
+  std::vector<std::pair<const std::vector<uint64_t>*, std::vector<Node>>> work;
+  std::vector<Node> as;
+  if (size == 1) {  // everything is here: no messages, groups of 256 documents at a time
+    for (size_t i = 0; i < pairs.size();) {
+      sets.clear();
+      work.clear();
+      as.clear();
+      sets.reserve(256);
+      while (i < pairs.size() && sets.size() < 256) {
+        sets.emplace_back();
+        if (!store_->get(doc_ordinal(pairs[i].a.doc), sets.back()))
+          throw Error("", "internal: no shingle set for a document in a candidate pair");
+        std::vector<Node> bs;
+        size_t j = i;
+        for (; j < pairs.size() && pairs[j].a == pairs[i].a; ++j) bs.push_back(pairs[j].b);
+        work.emplace_back(&sets.back(), std::move(bs));
+        as.push_back(pairs[i].a);
+        i = j;
+      }
+      compare(work, as);
+    }
+    return edges;
+  }
   std::vector<Spool> out;
-  for (int r = 0; r < size; ++r) out.emplace_back(tmp_, budget(0.2) / size, 0, "shingle sets in transit");
-  std::vector<uint64_t> set_a, set_b;
+  const size_t share = std::min<size_t>(budget(0.2) / size, 64 << 20);
+  for (int r = 0; r < size; ++r) out.emplace_back(tmp_, share, 0, "shingle sets in transit");
+  std::vector<uint64_t> set_a;
   std::vector<std::vector<Node>> by_rank(size);
   std::string msg;
   for (size_t i = 0; i < pairs.size();) {
@@ -615,27 +657,28 @@ std::vector<Edge> Deduper::verify(const std::vector<PairRec>& pairs, double min_
     }
     i = j;
   }
-  std::vector<Edge> edges;
-  std::vector<Node> bs;
   exchange(comm_, out, 32 << 20, [&](int, const std::string& chunk) {
+    sets.clear();
+    work.clear();
+    as.clear();
+    size_t records = 0;
+    for_each_record(chunk, [&](const char*, size_t) { ++records; });
+    sets.reserve(records);  // work points into sets
     for_each_record(chunk, [&](const char* p, size_t) {
       Node a;
       uint64_t nb, ns;
       std::memcpy(&a, p, sizeof a);
       std::memcpy(&nb, p + sizeof a, 8);
-      bs.resize(nb);
+      std::vector<Node> bs(nb);
       std::memcpy(bs.data(), p + sizeof a + 8, nb * sizeof(Node));
       const char* q = p + sizeof a + 8 + nb * sizeof(Node);
       std::memcpy(&ns, q, 8);
-      set_a.resize(ns);
-      std::memcpy(set_a.data(), q + 8, ns * 8);
-      for (const Node& b : bs) {
-        if (!store_->get(doc_ordinal(b.doc), set_b))
-          throw Error("", "internal: no shingle set for a document in a candidate pair");
-        double sim = text::jaccard(set_a, set_b);
-        if (sim >= min_sim) edges.push_back({a, b, sim});
-      }
+      sets.emplace_back(ns);
+      std::memcpy(sets.back().data(), q + 8, ns * 8);
+      work.emplace_back(&sets.back(), std::move(bs));
+      as.push_back(a);
     });
+    compare(work, as);
   });
   return edges;
 }

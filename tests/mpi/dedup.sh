@@ -11,9 +11,9 @@ import json, random
 rng = random.Random(11)
 vocab = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 8)))
          for _ in range(5000)]
-originals = [" ".join(rng.choice(vocab) for _ in range(rng.randint(80, 300))) for _ in range(400)]
+originals = [" ".join(rng.choice(vocab) for _ in range(rng.randint(80, 300))) for _ in range(1200)]
 docs = [{"id": "o%d" % i, "text": t} for i, t in enumerate(originals)]
-for i in range(600):
+for i in range(1800):
     src = rng.randrange(len(originals))
     w = originals[src].split()
     for _ in range(rng.choice([0, 0, 1, 2, 4, 30])):
@@ -23,11 +23,11 @@ for i in range(600):
 rng.shuffle(docs)
 docs.insert(500, {"id": "empty", "text": ""})
 with open("a.jsonl", "w") as f:
-    for d in docs[:700]: f.write(json.dumps(d) + "\n")
+    for d in docs[:2100]: f.write(json.dumps(d) + "\n")
 with open("b.jsonl", "w") as f:
-    for d in docs[700:850]: f.write(json.dumps(d) + "\n")
+    for d in docs[2100:2550]: f.write(json.dumps(d) + "\n")
 with open("c.jsonl", "w") as f:
-    for d in docs[850:]: f.write(json.dumps(d) + "\n")
+    for d in docs[2550:]: f.write(json.dumps(d) + "\n")
 PY
 zstd -q --rm b.jsonl -o b.jsonl.zst
 inputs="a.jsonl b.jsonl.zst c.jsonl"
