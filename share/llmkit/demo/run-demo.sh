@@ -36,4 +36,24 @@ if docs:
     print(f"\nsample document {d['id']} ({len(d['text'])} characters):")
     print("  " + d["text"][:600].replace("\n", "\n  "))
 PY
-printf "\noutputs in %s/: clean.jsonl.zst, rejected.jsonl.zst, clean.stats.json\n" "$work"
+
+echo
+echo "== llm-dedup: exact and near duplicates (the manual has pages that repeat one another)"
+llm-dedup --lines 20 --clusters "$work/clusters.jsonl" --stats "$work/dedup.stats.json" \
+  -o "$work/dedup.jsonl.zst" "$work/clean.jsonl.zst"
+python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+st = json.load(open(f"{work}/dedup.stats.json"))
+c, d = st["counters"], st["drops"]
+print(f"documents: {c['docs_in']} in, {c['docs_out']} kept: {d.get('exact_duplicate', 0)} exact and "
+      f"{d.get('near_duplicate', 0)} near duplicates removed; {c.get('lines_removed', 0)} lines found "
+      f"in 20+ documents removed ({st['wall_seconds']:.1f} s)")
+rows = [json.loads(l) for l in open(f"{work}/clusters.jsonl")]
+ids = {r["doc"]: r["id"] for r in rows}
+removed = [r for r in rows if not r["kept"]][:5]
+for r in removed:
+    sim = "exact" if r["exact"] else f"J={r['similarity']:.2f}"
+    print(f"  {r['id']}  duplicate of  {ids.get(r['cluster'], r['cluster'])}  ({sim})")
+PY
+printf "\noutputs in %s/: clean.jsonl.zst, rejected.jsonl.zst, dedup.jsonl.zst, clusters.jsonl, *.stats.json\n" "$work"
