@@ -155,6 +155,18 @@ expect_eq "$(json spill.json 'j["counters"]["spilled_bytes"] > 1000000')" "True"
 expect_eq "$(wc -l < big-out.jsonl)" "6000" "all distinct documents kept"
 expect_eq "$(ls -A tmp | wc -l)" "0" "no temporary files left"
 
+# A full --tmp file system: a clear error naming it (where this test may mount a small tmpfs).
+mkdir full
+if mount -t tmpfs -o size=64k tmpfs full 2>/dev/null; then
+  run llm-dedup --mem 1M --tmp full -o full-out.jsonl big.jsonl
+  expect_rc 1 "full --tmp"
+  expect_err_contains "full: writing"
+  expect_err_contains "No space left on device"
+  expect_no_file full-out.jsonl
+  expect_eq "$(ls -A full | wc -l)" "0" "nothing left on the full file system"
+  umount full
+fi
+
 # A killed run leaves no output and no temporary files: here killed while it copies a stalled
 # standard input (the read is interrupted), with part of the input already in its copy.
 mkfifo stall
