@@ -46,19 +46,9 @@ int clean_main(int argc, char** argv) {
                   "INPUT: JSONL(.zst/.gz) documents, HTML files, WARC/WET files (.warc, .warc.gz),\n"
                   "or directories of them; none or '-' reads stdin. Writes JSONL documents.");
   op.section("Input and output");
-  op.string("output", 'o', "PATH", &cfg.output,
-            "output file or directory (default stdout; per-rank parts under MPI)");
-  op.flag("zstd", 0, &cfg.zstd, "compress the output with zstd (implied by a .zst name)");
-  op.value("format", 0, "FMT", [&](const std::string& v) { cfg.source.format = parse_input_format(v); },
-           "input format: auto (default), jsonl, html, warc");
-  op.string("text-field", 0, "NAME", &cfg.source.jsonl.text_field,
-            "JSONL field holding the text (default \"text\")");
+  add_document_options(op, cfg.source, cfg.output, cfg.zstd, true);
   op.string("rejected", 0, "FILE", &cfg.rejected,
             "write dropped documents here with their \"drop_reason\"");
-  op.flag("strict", 0, &cfg.source.strict, "stop with exit 1 at the first malformed input line");
-  op.value("max-line-bytes", 0, "SIZE",
-           [&](const std::string& v) { cfg.source.max_line_bytes = parse_bytes(v, "--max-line-bytes"); },
-           "longest JSONL line or HTML page accepted (default 64M)");
   op.section("Stages (all on by default)");
   op.flag("no-extract", 0, &no_extract,
           "HTML: skip the block rules (link density, short blocks) of main-text extraction");

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "llmkit/dedup.hpp"
+#include "llmkit/docsource.hpp"
 #include "llmkit/error.hpp"
 #include "llmkit/log.hpp"
 #include "llmkit/mpi.hpp"
@@ -27,18 +28,10 @@ int dedup_main(int argc, char** argv) {
                   "directories of them; none or '-' reads stdin. Writes the surviving documents\n"
                   "unchanged, in input order.");
   op.section("Input and output");
-  op.string("output", 'o', "PATH", &cfg.output,
-            "output file or directory (default stdout; per-rank parts under MPI)");
-  op.flag("zstd", 0, &cfg.zstd, "compress the output with zstd (implied by a .zst name)");
-  op.string("text-field", 0, "NAME", &cfg.source.jsonl.text_field,
-            "JSONL field holding the text (default \"text\")");
+  add_document_options(op, cfg.source, cfg.output, cfg.zstd, false);
   op.string("clusters", 0, "FILE", &cfg.clusters,
             "write one JSONL row per document in a duplicate cluster: doc, id, cluster,\n"
             "similarity to the kept document, kept, exact");
-  op.flag("strict", 0, &cfg.source.strict, "stop with exit 1 at the first malformed input line");
-  op.value("max-line-bytes", 0, "SIZE",
-           [&](const std::string& v) { cfg.source.max_line_bytes = parse_bytes(v, "--max-line-bytes"); },
-           "longest JSONL line accepted (default 64M)");
   op.section("Exact duplicates");
   op.flag("no-exact", 0, &no_exact, "skip exact dedup");
   op.value("normalize", 0, "MODE", [&](const std::string& v) {

@@ -75,10 +75,13 @@ void OptionParser::print_usage(std::FILE* out) const {
     std::string left = o.short_name ? std::string("  -") + o.short_name + ", " : "      ";
     left += "--" + o.long_name;
     if (!o.metavar.empty()) left += " " + o.metavar;
+    std::string help = o.help;  // continuation lines line up under the first
+    for (size_t at = help.find('\n'); at != std::string::npos; at = help.find('\n', at + 29))
+      help.insert(at + 1, 28, ' ');
     if (left.size() < 28)
-      std::fprintf(out, "%-28s%s\n", left.c_str(), o.help.c_str());
+      std::fprintf(out, "%-28s%s\n", left.c_str(), help.c_str());
     else
-      std::fprintf(out, "%s\n%-28s%s\n", left.c_str(), "", o.help.c_str());
+      std::fprintf(out, "%s\n%-28s%s\n", left.c_str(), "", help.c_str());
   }
   if (!epilog_.empty()) std::fprintf(out, "\n%s\n", epilog_.c_str());
 }

@@ -10,6 +10,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <tuple>
@@ -594,16 +595,20 @@ std::vector<Edge> Deduper::verify(const std::vector<PairRec>& pairs, double min_
   auto compare = [&](const std::vector<std::pair<const std::vector<uint64_t>*, std::vector<Node>>>& work,
                      const std::vector<Node>& as) {
     std::vector<std::vector<Edge>> found(work.size());
+    std::atomic<bool> missing{false};
 #pragma omp parallel for schedule(dynamic, 1)
     for (size_t w = 0; w < work.size(); ++w) {
       thread_local std::vector<uint64_t> set_b;
       for (const Node& b : work[w].second) {
-        if (!store_->get(doc_ordinal(b.doc), set_b))
-          throw Error("", "internal: no shingle set for a document in a candidate pair");
+        if (!store_->get(doc_ordinal(b.doc), set_b)) {
+          missing = true;
+          continue;
+        }
         double sim = text::jaccard(*work[w].first, set_b);
         if (sim >= min_sim) found[w].push_back({as[w], b, sim});
       }
     }
+    if (missing) throw Error("", "internal: no shingle set for a document in a candidate pair");
     for (auto& f : found) edges.insert(edges.end(), f.begin(), f.end());
   };
   std::vector<std::vector<uint64_t>> sets;

@@ -10,6 +10,7 @@
 #include "llmkit/error.hpp"
 #include "llmkit/io.hpp"
 #include "llmkit/log.hpp"
+#include "llmkit/options.hpp"
 #include "llmkit/prefetch.hpp"
 #include "llmkit/tool.hpp"
 #include "llmkit/warc.hpp"
@@ -341,6 +342,23 @@ void for_each_batch(DocumentSource& source, const JsonlOptions& jsonl, BatchLimi
     end_batch(batch);
     progress.update(docs, bytes_read);
   }
+}
+
+void add_document_options(OptionParser& op, SourceConfig& source, std::string& output, bool& zstd,
+                          bool format) {
+  op.string("output", 'o', "PATH", &output,
+            "output file or directory (default stdout; per-rank parts under MPI)");
+  op.flag("zstd", 0, &zstd, "compress the output with zstd (implied by a .zst name)");
+  if (format)
+    op.value("format", 0, "FMT", [&source](const std::string& v) { source.format = parse_input_format(v); },
+             "input format: auto (default), jsonl, html, warc");
+  op.string("text-field", 0, "NAME", &source.jsonl.text_field,
+            "JSONL field holding the text (default \"text\")");
+  op.flag("strict", 0, &source.strict, "stop with exit 1 at the first malformed input line");
+  op.value("max-line-bytes", 0, "SIZE",
+           [&source](const std::string& v) { source.max_line_bytes = parse_bytes(v, "--max-line-bytes"); },
+           format ? "longest JSONL line or HTML page accepted (default 64M)"
+                  : "longest JSONL line accepted (default 64M)");
 }
 
 std::unique_ptr<OutputStream> open_rank_output(const std::string& path, bool zstd, Comm& comm) {

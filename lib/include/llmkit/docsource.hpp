@@ -99,6 +99,13 @@ void for_each_batch(DocumentSource& source, const JsonlOptions& jsonl, BatchLimi
                     const std::function<void(size_t, SourceDoc&, int)>& per_doc,
                     const std::function<void(std::vector<SourceDoc>&)>& end_batch);
 
+class OptionParser;
+// The input and output options of every data command, in its "Input and output" section:
+// -o/--output, --zstd, --text-field, --strict, --max-line-bytes (and, when `format` is true,
+// --format for commands that read HTML and WARC too).
+void add_document_options(OptionParser& op, SourceConfig& source, std::string& output, bool& zstd,
+                          bool format);
+
 // The output stream of this rank: stdout for "-" or "" (one rank only, else a UsageError),
 // otherwise `path` or its per-rank part (rank_output_path) with a .jsonl or .jsonl.zst suffix.
 std::unique_ptr<OutputStream> open_rank_output(const std::string& path, bool zstd, Comm& comm);
