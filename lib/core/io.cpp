@@ -408,6 +408,18 @@ class FdOutput : public OutputStream {
     }
     buf_.append(data);
   }
+  void write_at(uint64_t offset, std::string_view data) override {
+    if (cs_ || tmp_.empty()) throw Error(name_, "cannot rewrite a compressed or streamed output");
+    flush_buffer(false);
+    if (offset + data.size() > written_) throw Error(name_, "write_at past the end of the output");
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t w = ::pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) throw Error(name_, errno_message("write failed", w < 0 ? errno : EIO));
+      done += static_cast<size_t>(w);
+    }
+  }
   void commit() override {
     flush_buffer(true);
     if (tmp_.empty()) return;

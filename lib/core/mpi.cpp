@@ -142,13 +142,13 @@ std::vector<InputPart> split_inputs(const std::vector<std::string>& paths, int r
     offset = end;
     bool owns_start = (start >= lo && start < hi) || (last && start >= hi);
     if (size == 1 || !splittable(paths[i]) || sizes[i] == 0) {
-      if (owns_start) parts.push_back({paths[i], 0, UINT64_MAX, true});
+      if (owns_start) parts.push_back({paths[i], 0, UINT64_MAX, true, ""});
       continue;
     }
     uint64_t b = std::max(start, lo), e = last ? end : std::min(end, hi);
     if (b >= e) continue;
-    InputPart part{paths[i], b - start, e - start, false};
-    if (part.begin == 0 && e == end) part = {paths[i], 0, UINT64_MAX, true};
+    InputPart part{paths[i], b - start, e - start, false, ""};
+    if (part.begin == 0 && e == end) part = {paths[i], 0, UINT64_MAX, true, ""};
     parts.push_back(part);
   }
   return parts;

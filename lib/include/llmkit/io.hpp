@@ -86,6 +86,9 @@ class OutputStream {
                                             int zstd_level = 3);
   virtual ~OutputStream() = default;
   virtual void write(std::string_view data) = 0;
+  // Overwrites bytes already written (a header filled in at the end). Uncompressed files only;
+  // an Error otherwise.
+  virtual void write_at(uint64_t offset, std::string_view data) = 0;
   // Flushes, fsyncs and renames into place. Without commit() the temporary file is removed.
   virtual void commit() = 0;
   virtual uint64_t bytes_written() const = 0;  // bytes on disk (compressed)
