@@ -2,6 +2,7 @@
 // files), decoding, shard inspection and tokenizer statistics.
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <sstream>
@@ -79,6 +80,9 @@ int train_main(int argc, char** argv) {
   if (!(cfg.character_coverage > 0 && cfg.character_coverage <= 1))
     throw UsageError("--character-coverage must be in (0, 1]");
   if (cfg.sample < 0) throw UsageError("--sample must be 0 or more");
+  static const char* rules[] = {"identity", "nfkc", "nmt_nfkc", "nfkc_cf", "nmt_nfkc_cf"};
+  if (std::find(std::begin(rules), std::end(rules), cfg.normalization) == std::end(rules))
+    throw UsageError("--normalization: use identity, nfkc, nmt_nfkc, nfkc_cf or nmt_nfkc_cf");
   cfg.specials = split_list(specials);
   cfg.byte_fallback = !no_byte_fallback;
   cfg.split_digits = !no_split_digits;
@@ -243,9 +247,11 @@ int inspect_main(int argc, char** argv) {
       const bool llmc = i.format == ShardInfo::Format::llmc;
       const char* verdict = no_verify || llmc ? (llmc ? "none in format" : "not checked") : "ok";
       if (json) {
-        std::printf("{\"file\":\"%s\",\"format\":\"%s\",\"version\":%u,\"dtype\":\"u%u\",\"vocab_size\":%llu,"
+        std::string file;
+        append_json_string(file, path);
+        std::printf("{\"file\":%s,\"format\":\"%s\",\"version\":%u,\"dtype\":\"u%u\",\"vocab_size\":%llu,"
                     "\"tokens\":%llu,\"documents\":%llu,\"tokenizer_hash\":\"%016llx\",\"checksum\":\"%s\"}\n",
-                    path.c_str(), llmc ? "llmc" : "llmkit", i.version, i.token_bytes * 8,
+                    file.c_str(), llmc ? "llmc" : "llmkit", i.version, i.token_bytes * 8,
                     static_cast<unsigned long long>(i.vocab_size), static_cast<unsigned long long>(i.tokens),
                     static_cast<unsigned long long>(i.documents), static_cast<unsigned long long>(i.tokenizer_hash),
                     verdict);
@@ -263,7 +269,9 @@ int inspect_main(int argc, char** argv) {
     }
   }
   std::fflush(stdout);
-  if (bad) throw Error("", std::to_string(bad) + " of " + std::to_string(shards.size()) + " shards damaged");
+  if (bad)
+    throw Error("", std::to_string(bad) + " of " + std::to_string(shards.size()) +
+                        " shards damaged or not shards");
   return 0;
 }
 

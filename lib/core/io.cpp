@@ -359,6 +359,10 @@ void write_all(int fd, const char* p, size_t n, const std::string& name) {
         throw_if_stopped();
         continue;
       }
+      // The reader of a pipe went away (`| head`): stop quietly with the status a process
+      // killed by SIGPIPE has (128 + 13), as other Unix tools do; outputs not committed are
+      // removed on the way out.
+      if (errno == EPIPE && fd == 1) throw ExitRequest{141};
       throw Error(name, errno_message("write failed", errno));
     }
     p += w;

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <map>
 
 #include "llmkit/error.hpp"
@@ -203,6 +204,15 @@ void make_dir(const std::string& dir) {
   if (!is_directory(dir)) throw Error(dir, "not a directory");
 }
 
+// Shards of an earlier run would be read with the new ones (in name order): refuse them.
+void refuse_old_shards(const std::string& dir) {
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind("train-", 0) == 0 || name.rfind("val-", 0) == 0)
+      throw Error(dir, "already holds shards (" + name + "): give an empty or new directory");
+  }
+}
+
 }  // namespace
 
 void run_encode(const std::vector<std::string>& inputs, const EncodeConfig& cfg, Stats& stats) {
@@ -231,7 +241,11 @@ void run_encode(const std::vector<std::string>& inputs, const EncodeConfig& cfg,
     ids_out = open_rank_output(cfg.output, false, comm);
   } else {
     if (cfg.output.empty() || cfg.output == "-") throw UsageError("encode: give -o DIR for the shards");
-    make_dir(cfg.output);
+    if (comm.rank() == 0) {
+      make_dir(cfg.output);
+      refuse_old_shards(cfg.output);
+    }
+    comm.barrier();
     train = std::make_unique<SplitWriter>(cfg, tok, "train", bytes, comm);
     val = std::make_unique<SplitWriter>(cfg, tok, "val", bytes, comm);
   }
@@ -385,8 +399,10 @@ void run_tok_stats(const std::vector<std::string>& inputs, const TokStatsConfig&
     out += line;
     bool first = true;
     for (const auto& [lang, lc] : by_lang) {
-      snprintf(line, sizeof line, "%s\"%s\":{\"documents\":%lld,\"tokens\":%lld,\"fertility\":%.4f,\"unit\":\"%s\"}",
-               first ? "" : ",", lang.c_str(), static_cast<long long>(lc.docs),
+      if (!first) out += ',';
+      append_json_string(out, lang);
+      snprintf(line, sizeof line, ":{\"documents\":%lld,\"tokens\":%lld,\"fertility\":%.4f,\"unit\":\"%s\"}",
+               static_cast<long long>(lc.docs),
                static_cast<long long>(lc.tokens),
                static_cast<double>(lc.tokens) / std::max<double>(1, static_cast<double>(lc.units)),
                text::is_cjk_language(lang) ? "character" : "word");

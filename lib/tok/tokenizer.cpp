@@ -4,6 +4,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <unordered_map>
 
 #include "llmkit/error.hpp"
@@ -147,6 +148,12 @@ uint64_t count_lines(const std::vector<InputPart>& parts, const TrainConfig& cfg
   return it.lines();
 }
 
+std::string format_double(double v) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
 std::string join(const std::vector<std::string>& v) {
   std::string out;
   for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
@@ -181,7 +188,7 @@ void train_tokenizer(const std::vector<std::string>& inputs, const TrainConfig& 
   std::unordered_map<std::string, std::string> args = {
       {"vocab_size", std::to_string(cfg.vocab_size)},
       {"model_type", cfg.model_type},
-      {"character_coverage", std::to_string(cfg.character_coverage)},
+      {"character_coverage", format_double(cfg.character_coverage)},
       {"byte_fallback", cfg.byte_fallback ? "true" : "false"},
       {"normalization_rule_name", cfg.normalization},
       {"remove_extra_whitespaces", "false"},
@@ -198,7 +205,8 @@ void train_tokenizer(const std::vector<std::string>& inputs, const TrainConfig& 
   };
   if (!cfg.specials.empty()) args["user_defined_symbols"] = join(cfg.specials);
   sentencepiece::SetRandomGeneratorSeed(static_cast<unsigned>(cfg.seed ^ (cfg.seed >> 32)));
-  sentencepiece::logging::SetMinLogLevel(log_enabled(LogLevel::debug) ? 0 : 1);
+  // SentencePiece's own log: its INFO lines with -v -v, its warnings unless -q.
+  sentencepiece::logging::SetMinLogLevel(log_enabled(LogLevel::debug) ? 0 : log_enabled(LogLevel::info) ? 1 : 2);
 
   LineIterator it(parts, cfg, stats, rate);
   std::string model;
