@@ -56,4 +56,18 @@ for r in removed:
     sim = "exact" if r["exact"] else f"J={r['similarity']:.2f}"
     print(f"  {r['id']}  duplicate of  {ids.get(r['cluster'], r['cluster'])}  ({sim})")
 PY
-printf "\noutputs in %s/: clean.jsonl.zst, rejected.jsonl.zst, dedup.jsonl.zst, clusters.jsonl, *.stats.json\n" "$work"
+
+echo
+echo "== llm-tok: a 4000-piece BPE tokenizer trained on the deduplicated text, then shards"
+rm -rf "$work/shards"
+llm-tok train -q -o "$work/tok.model" --vocab-size 4000 --special '<|im_start|>,<|im_end|>' \
+  --stats "$work/train.stats.json" "$work/dedup.jsonl.zst"
+llm-tok encode -q -m "$work/tok.model" --val-fraction 0.05 --stats "$work/encode.stats.json" \
+  -o "$work/shards" "$work/dedup.jsonl.zst"
+llm-tok inspect -m "$work/tok.model" "$work"/shards/*.tok
+llm-tok stats -m "$work/tok.model" "$work/dedup.jsonl.zst" | sed -n '1,4p'
+echo "first val document, decoded:"
+llm-tok decode -m "$work/tok.model" --doc 0 "$work/shards/val-00000.tok" | cut -c1-300
+
+printf "\noutputs in %s/: clean.jsonl.zst, rejected.jsonl.zst, dedup.jsonl.zst, clusters.jsonl,\n" "$work"
+printf "tok.model, shards/, *.stats.json\n"
