@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <exception>
 #include <cstring>
 #include <filesystem>
 
@@ -331,12 +332,23 @@ void for_each_batch(DocumentSource& source, const JsonlOptions& jsonl, BatchLimi
     throw_if_stopped();
     if (!reader.get(batch)) break;
     begin_batch(batch.size());
+    // An exception may not leave an OpenMP loop: the first one is kept and rethrown after it.
+    std::exception_ptr failure;
+    std::atomic<bool> failed{false};
 #pragma omp parallel for schedule(dynamic, 8)
     for (size_t i = 0; i < batch.size(); ++i) {
-      SourceDoc& sd = batch[i];
-      sd.parse_pending(jsonl);
-      if (sd.ok()) per_doc(i, sd, omp_get_thread_num());
+      if (failed) continue;
+      try {
+        SourceDoc& sd = batch[i];
+        sd.parse_pending(jsonl);
+        if (sd.ok()) per_doc(i, sd, omp_get_thread_num());
+      } catch (...) {
+#pragma omp critical(llmkit_batch_failure)
+        if (!failure) failure = std::current_exception();
+        failed = true;
+      }
     }
+    if (failure) std::rethrow_exception(failure);
     source.settle(batch);
     for (const auto& sd : batch) docs += sd.ok();
     end_batch(batch);
