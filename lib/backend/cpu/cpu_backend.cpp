@@ -1,0 +1,450 @@
+// The CPU backend: fp32, OpenBLAS sgemm for every matmul (including attention's blocks),
+// OpenMP over rows elsewhere. See llmkit/backend.hpp for the operations' contracts.
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "llmkit/backend.hpp"
+#include "llmkit/error.hpp"
+
+namespace llmkit {
+
+namespace {
+
+constexpr int kQueryBlock = 64;  // attention: queries per sgemm block
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+
+  float* alloc(size_t n) override {
+    float* p = static_cast<float*>(std::aligned_alloc(64, std::max<size_t>(64, (n * 4 + 63) / 64 * 64)));
+    if (!p) throw Error("", "out of memory allocating " + std::to_string(n * 4) + " bytes");
+    std::memset(p, 0, n * 4);
+    return p;
+  }
+  void release(float* p) override { std::free(p); }
+  void zero(float* p, size_t n) override { std::memset(p, 0, n * sizeof(float)); }
+  void upload(float* dst, const float* host, size_t n) override { std::memcpy(dst, host, n * 4); }
+  void download(float* host, const float* src, size_t n) override { std::memcpy(host, src, n * 4); }
+
+  // ---- Embedding ----
+
+  void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
+                         int B, int T, int C) override {
+#pragma omp parallel for
+    for (int n = 0; n < B * T; ++n) {
+      const float* e = wte + static_cast<size_t>(tokens[n]) * C;
+      float* o = out + static_cast<size_t>(n) * C;
+      if (wpe) {
+        const float* p = wpe + static_cast<size_t>(n % T) * C;
+        for (int c = 0; c < C; ++c) o[c] = e[c] + p[c];
+      } else {
+        std::memcpy(o, e, C * sizeof(float));
+      }
+    }
+  }
+
+  void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
+                          int B, int T, int C) override {
+    // Rows of dwte may repeat: split the channels across threads instead of the rows.
+#pragma omp parallel
+    {
+      int nt = omp_get_num_threads(), id = omp_get_thread_num();
+      int c0 = C * id / nt, c1 = C * (id + 1) / nt;
+      for (int n = 0; n < B * T; ++n) {
+        const float* d = dout + static_cast<size_t>(n) * C;
+        float* w = dwte + static_cast<size_t>(tokens[n]) * C;
+        for (int c = c0; c < c1; ++c) w[c] += d[c];
+        if (dwpe) {
+          float* p = dwpe + static_cast<size_t>(n % T) * C;
+          for (int c = c0; c < c1; ++c) p[c] += d[c];
+        }
+      }
+    }
+  }
+
+  // ---- Norms ----
+
+  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int C,
+                       float eps) override {
+#pragma omp parallel for
+    for (int n = 0; n < N; ++n) {
+      const float* x = inp + static_cast<size_t>(n) * C;
+      float* o = out + static_cast<size_t>(n) * C;
+      double ss = 0;
+      for (int c = 0; c < C; ++c) ss += static_cast<double>(x[c]) * x[c];
+      float r = 1.0f / std::sqrt(static_cast<float>(ss / C) + eps);
+      for (int c = 0; c < C; ++c) o[c] = x[c] * r * w[c];
+      rstd[n] = r;
+    }
+  }
+
+  void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp,
+                        const float* w, const float* rstd, int N, int C) override {
+    // dx = r * (w*dy) - r^3 * x * mean(x * w*dy)
+#pragma omp parallel for
+    for (int n = 0; n < N; ++n) {
+      const float* x = inp + static_cast<size_t>(n) * C;
+      const float* dy = dout + static_cast<size_t>(n) * C;
+      float* dx = dinp + static_cast<size_t>(n) * C;
+      float r = rstd[n];
+      double dot = 0;
+      for (int c = 0; c < C; ++c) dot += static_cast<double>(x[c]) * w[c] * dy[c];
+      float k = static_cast<float>(dot / C) * r * r * r;
+      for (int c = 0; c < C; ++c) dx[c] += r * w[c] * dy[c] - k * x[c];
+    }
+    column_reduce(dw, N, C, [&](int n, int c) {
+      return dout[static_cast<size_t>(n) * C + c] * inp[static_cast<size_t>(n) * C + c] * rstd[n];
+    });
+  }
+
+  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w,
+                         const float* b, int N, int C, float eps) override {
+#pragma omp parallel for
+    for (int n = 0; n < N; ++n) {
+      const float* x = inp + static_cast<size_t>(n) * C;
+      float* o = out + static_cast<size_t>(n) * C;
+      double s = 0;
+      for (int c = 0; c < C; ++c) s += x[c];
+      float m = static_cast<float>(s / C);
+      double v = 0;
+      for (int c = 0; c < C; ++c) v += static_cast<double>(x[c] - m) * (x[c] - m);
+      float r = 1.0f / std::sqrt(static_cast<float>(v / C) + eps);
+      for (int c = 0; c < C; ++c) o[c] = (x[c] - m) * r * w[c] + b[c];
+      mean[n] = m;
+      rstd[n] = r;
+    }
+  }
+
+  void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
+                          const float* w, const float* mean, const float* rstd, int N,
+                          int C) override {
+#pragma omp parallel for
+    for (int n = 0; n < N; ++n) {
+      const float* x = inp + static_cast<size_t>(n) * C;
+      const float* dy = dout + static_cast<size_t>(n) * C;
+      float* dx = dinp + static_cast<size_t>(n) * C;
+      float m = mean[n], r = rstd[n];
+      double dnorm_mean = 0, dnorm_norm_mean = 0;
+      for (int c = 0; c < C; ++c) {
+        float norm = (x[c] - m) * r, dnorm = w[c] * dy[c];
+        dnorm_mean += dnorm;
+        dnorm_norm_mean += static_cast<double>(dnorm) * norm;
+      }
+      float a = static_cast<float>(dnorm_mean / C), bb = static_cast<float>(dnorm_norm_mean / C);
+      for (int c = 0; c < C; ++c) {
+        float norm = (x[c] - m) * r;
+        dx[c] += r * (w[c] * dy[c] - a - norm * bb);
+      }
+    }
+    column_reduce(dw, N, C, [&](int n, int c) {
+      return dout[static_cast<size_t>(n) * C + c] * (inp[static_cast<size_t>(n) * C + c] - mean[n]) * rstd[n];
+    });
+    column_reduce(db, N, C, [&](int n, int c) { return dout[static_cast<size_t>(n) * C + c]; });
+  }
+
+  // ---- Matmul ----
+
+  void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int N, int C,
+                      int OC) override {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
+    if (bias) {
+#pragma omp parallel for
+      for (int n = 0; n < N; ++n)
+        for (int o = 0; o < OC; ++o) out[static_cast<size_t>(n) * OC + o] += bias[o];
+    }
+  }
+
+  void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp,
+                       const float* w, int N, int C, int OC) override {
+    if (dinp)  // [N, OC] @ [OC, C]
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);
+    if (dw)  // [OC, N] @ [N, C]
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+    if (dbias) column_reduce(dbias, N, OC, [&](int n, int o) { return dout[static_cast<size_t>(n) * OC + o]; });
+  }
+
+  // ---- RoPE ----
+
+  void rope_forward(float* x, int B, int T, int heads, int hd, float theta) override {
+    rope(x, B, T, heads, hd, theta, 1.0f);
+  }
+  void rope_backward(float* dx, int B, int T, int heads, int hd, float theta) override {
+    rope(dx, B, T, heads, hd, theta, -1.0f);
+  }
+
+  // ---- Attention ----
+
+  void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                         int B, int T, int NH, int KV, int hd) override {
+    check_heads(NH, KV);
+    const int blocks = (T + kQueryBlock - 1) / kQueryBlock, group = NH / KV;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    const int qs = NH * hd, ks = KV * hd;  // row strides
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int bh = 0; bh < B * NH; ++bh) {
+      for (int blk = 0; blk < blocks; ++blk) {
+        const int b = bh / NH, h = bh % NH, g = h / group;
+        const int t0 = blk * kQueryBlock, t1 = std::min(T, t0 + kQueryBlock), rows = t1 - t0;
+        thread_local std::vector<float> S;
+        S.resize(static_cast<size_t>(kQueryBlock) * T);
+        const float* Q = q + (static_cast<size_t>(b) * T + t0) * qs + h * hd;
+        const float* K = k + static_cast<size_t>(b) * T * ks + g * hd;
+        const float* V = v + static_cast<size_t>(b) * T * ks + g * hd;
+        // S[rows, t1] = scale * Q K^T over the keys a query of this block can see at most.
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, t1, hd, scale, Q, qs, K, ks, 0.0f,
+                    S.data(), t1);
+        for (int r = 0; r < rows; ++r) {
+          float* s = S.data() + static_cast<size_t>(r) * t1;
+          const int last = t0 + r;  // causal: keys 0..last
+          float m = -INFINITY;
+          for (int j = 0; j <= last; ++j) m = std::max(m, s[j]);
+          double sum = 0;
+          for (int j = 0; j <= last; ++j) {
+            s[j] = std::exp(s[j] - m);
+            sum += s[j];
+          }
+          const float inv = static_cast<float>(1.0 / sum);
+          for (int j = 0; j <= last; ++j) s[j] *= inv;
+          for (int j = last + 1; j < t1; ++j) s[j] = 0.0f;
+          lse[(static_cast<size_t>(b) * NH + h) * T + t0 + r] = m + static_cast<float>(std::log(sum));
+        }
+        // out[rows, hd] = P V
+        float* O = out + (static_cast<size_t>(b) * T + t0) * qs + h * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, t1, 1.0f, S.data(), t1, V, ks,
+                    0.0f, O, qs);
+      }
+    }
+  }
+
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                          const float* k, const float* v, const float* out, const float* lse, int B,
+                          int T, int NH, int KV, int hd) override {
+    check_heads(NH, KV);
+    const int blocks = (T + kQueryBlock - 1) / kQueryBlock, group = NH / KV;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    const int qs = NH * hd, ks = KV * hd;
+    // A thread owns one (batch, kv head): every query head of the group and every block adds
+    // into the same dk, dv rows, so nothing is shared between threads.
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int b = 0; b < B; ++b) {
+      for (int g = 0; g < KV; ++g) {
+        float* dK = dk + static_cast<size_t>(b) * T * ks + g * hd;
+        float* dV = dv + static_cast<size_t>(b) * T * ks + g * hd;
+        for (int t = 0; t < T; ++t) {
+          std::memset(dK + static_cast<size_t>(t) * ks, 0, hd * sizeof(float));
+          std::memset(dV + static_cast<size_t>(t) * ks, 0, hd * sizeof(float));
+        }
+        const float* K = k + static_cast<size_t>(b) * T * ks + g * hd;
+        const float* V = v + static_cast<size_t>(b) * T * ks + g * hd;
+        thread_local std::vector<float> P, dP;
+        P.resize(static_cast<size_t>(kQueryBlock) * T);
+        dP.resize(static_cast<size_t>(kQueryBlock) * T);
+        for (int h = g * group; h < (g + 1) * group; ++h) {
+          for (int blk = 0; blk < blocks; ++blk) {
+            const int t0 = blk * kQueryBlock, t1 = std::min(T, t0 + kQueryBlock), rows = t1 - t0;
+            const size_t row0 = (static_cast<size_t>(b) * T + t0) * qs + h * hd;
+            const float* Q = q + row0;
+            const float* dO = dout + row0;
+            const float* O = out + row0;
+            float* dQ = dq + row0;
+            const float* L = lse + (static_cast<size_t>(b) * NH + h) * T + t0;
+            // P = exp(scale * Q K^T - lse), causal
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, t1, hd, scale, Q, qs, K, ks, 0.0f,
+                        P.data(), t1);
+            // dP = dO V^T
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, t1, hd, 1.0f, dO, qs, V, ks, 0.0f,
+                        dP.data(), t1);
+            for (int r = 0; r < rows; ++r) {
+              float* p = P.data() + static_cast<size_t>(r) * t1;
+              float* dp = dP.data() + static_cast<size_t>(r) * t1;
+              const int last = t0 + r;
+              float D = 0;  // rowsum(dO * O) = rowsum(dP * P)
+              for (int d = 0; d < hd; ++d) D += dO[static_cast<size_t>(r) * qs + d] * O[static_cast<size_t>(r) * qs + d];
+              for (int j = 0; j <= last; ++j) {
+                p[j] = std::exp(p[j] - L[r]);
+                dp[j] = p[j] * (dp[j] - D);  // dS
+              }
+              for (int j = last + 1; j < t1; ++j) p[j] = dp[j] = 0.0f;
+            }
+            // dQ = scale * dS K (overwrite); dK += scale * dS^T Q; dV += P^T dO
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, t1, scale, dP.data(), t1, K, ks,
+                        0.0f, dQ, qs);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t1, hd, rows, scale, dP.data(), t1, Q, qs,
+                        1.0f, dK, ks);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t1, hd, rows, 1.0f, P.data(), t1, dO, qs,
+                        1.0f, dV, ks);
+          }
+        }
+      }
+    }
+  }
+
+  // ---- Activations, elementwise ----
+
+  void swiglu_forward(float* out, const float* gate, const float* up, size_t n) override {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; ++i) {
+      float g = gate[i];
+      out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+  }
+  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                       size_t n) override {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; ++i) {
+      float g = gate[i], s = 1.0f / (1.0f + std::exp(-g)), silu = g * s;
+      dup[i] = dout[i] * silu;
+      dgate[i] = dout[i] * up[i] * (s + silu * (1.0f - s));
+    }
+  }
+
+  void gelu_forward(float* out, const float* inp, size_t n) override {
+    const float k = std::sqrt(2.0f / static_cast<float>(M_PI));
+#pragma omp parallel for
+    for (size_t i = 0; i < n; ++i) {
+      float x = inp[i];
+      out[i] = 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
+    }
+  }
+  void gelu_backward(float* dinp, const float* dout, const float* inp, size_t n) override {
+    const float k = std::sqrt(2.0f / static_cast<float>(M_PI));
+#pragma omp parallel for
+    for (size_t i = 0; i < n; ++i) {
+      float x = inp[i], u = k * (x + 0.044715f * x * x * x), t = std::tanh(u);
+      float du = k * (1.0f + 3.0f * 0.044715f * x * x);
+      dinp[i] = dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
+    }
+  }
+
+  void add(float* out, const float* a, const float* b, size_t n) override {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+  }
+  void accumulate(float* dst, const float* src, size_t n) override {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; ++i) dst[i] += src[i];
+  }
+  void scale(float* x, float s, size_t n) override {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; ++i) x[i] *= s;
+  }
+
+  // ---- Cross-entropy ----
+
+  void crossentropy_forward(float* logp, const float* logits, const int32_t* targets, int N, int V,
+                            int Vp) override {
+#pragma omp parallel for
+    for (int n = 0; n < N; ++n) {
+      if (targets[n] < 0) {
+        logp[n] = 0.0f;
+        continue;
+      }
+      const float* l = logits + static_cast<size_t>(n) * Vp;
+      logp[n] = l[targets[n]] - log_sum_exp(l, V);
+    }
+  }
+
+  void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets,
+                             const float* dlogp, int N, int V, int Vp) override {
+#pragma omp parallel for
+    for (int n = 0; n < N; ++n) {
+      const float* l = logits + static_cast<size_t>(n) * Vp;
+      float* d = dlogits + static_cast<size_t>(n) * Vp;
+      const float c = targets[n] < 0 ? 0.0f : dlogp[n];
+      if (c == 0.0f) {
+        std::memset(d, 0, static_cast<size_t>(Vp) * sizeof(float));
+        continue;
+      }
+      const float lse = log_sum_exp(l, V);
+      for (int j = 0; j < V; ++j) d[j] = -c * std::exp(l[j] - lse);  // reads l[j] before writing d[j]
+      for (int j = V; j < Vp; ++j) d[j] = 0.0f;
+      d[targets[n]] += c;
+    }
+  }
+
+  // ---- Optimizer ----
+
+  void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1, float beta2,
+             float eps, float weight_decay, int64_t t) override {
+    const float c1 = 1.0f - static_cast<float>(std::pow(beta1, static_cast<double>(t)));
+    const float c2 = 1.0f - static_cast<float>(std::pow(beta2, static_cast<double>(t)));
+#pragma omp parallel for
+    for (size_t i = 0; i < n; ++i) {
+      float gi = g[i];
+      float mi = m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
+      float vi = v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+      p[i] -= lr * ((mi / c1) / (std::sqrt(vi / c2) + eps) + weight_decay * p[i]);
+    }
+  }
+
+  double sum_squares(const float* x, size_t n) override {
+    double s = 0;
+#pragma omp parallel for reduction(+ : s)
+    for (size_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
+    return s;
+  }
+
+ private:
+  static void check_heads(int NH, int KV) {
+    if (KV <= 0 || NH % KV != 0)
+      throw Error("", "attention: " + std::to_string(NH) + " heads are not a multiple of " +
+                          std::to_string(KV) + " key/value heads");
+  }
+
+  static float log_sum_exp(const float* l, int V) {
+    float m = -INFINITY;
+    for (int j = 0; j < V; ++j) m = std::max(m, l[j]);
+    double s = 0;
+    for (int j = 0; j < V; ++j) s += std::exp(l[j] - m);
+    return m + static_cast<float>(std::log(s));
+  }
+
+  // out[c] += sum over n of f(n, c), the channels split across threads (deterministic: each
+  // channel's sum runs in row order on one thread).
+  template <class F>
+  static void column_reduce(float* out, int N, int C, F f) {
+    if (!out) return;
+#pragma omp parallel
+    {
+      int nt = omp_get_num_threads(), id = omp_get_thread_num();
+      int c0 = C * id / nt, c1 = C * (id + 1) / nt;
+      std::vector<double> acc(static_cast<size_t>(std::max(0, c1 - c0)), 0.0);
+      for (int n = 0; n < N; ++n)
+        for (int c = c0; c < c1; ++c) acc[static_cast<size_t>(c - c0)] += f(n, c);
+      for (int c = c0; c < c1; ++c) out[c] += static_cast<float>(acc[static_cast<size_t>(c - c0)]);
+    }
+  }
+
+  static void rope(float* x, int B, int T, int heads, int hd, float theta, float sign) {
+    const int half = hd / 2;
+    std::vector<float> freq(static_cast<size_t>(half));
+    for (int i = 0; i < half; ++i)
+      freq[static_cast<size_t>(i)] = std::pow(theta, -2.0f * static_cast<float>(i) / static_cast<float>(hd));
+#pragma omp parallel for
+    for (int n = 0; n < B * T; ++n) {
+      const int t = n % T;
+      for (int h = 0; h < heads; ++h) {
+        float* row = x + (static_cast<size_t>(n) * heads + h) * hd;
+        for (int i = 0; i < half; ++i) {
+          float a = static_cast<float>(t) * freq[static_cast<size_t>(i)];
+          float c = std::cos(a), s = sign * std::sin(a);
+          float x1 = row[i], x2 = row[i + half];
+          row[i] = x1 * c - x2 * s;
+          row[i + half] = x2 * c + x1 * s;
+        }
+      }
+    }
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace llmkit

@@ -1,0 +1,102 @@
+// The operations of a decoder-only transformer, forward and backward, one function per
+// operation (llm.c style), behind an interface that the CPU backend (lib/backend/cpu) and the
+// CUDA backend implement. Pointers are the backend's memory (host memory on the CPU, device
+// memory on CUDA); shapes are given in each call. fp32 throughout on the CPU.
+//
+// Conventions: N = B*T rows (token positions), C channels. Every backward that produces a
+// parameter gradient ACCUMULATES into it (+=), so micro-batches add up; input gradients are
+// accumulated too (+=) unless the comment says "overwrites". Linear weights are [out, in]
+// (PyTorch's nn.Linear layout). Attention tensors are [B, T, heads, head_dim].
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+namespace llmkit {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // Memory, in floats.
+  virtual float* alloc(size_t n) = 0;  // zeroed
+  virtual void release(float* p) = 0;
+  virtual void zero(float* p, size_t n) = 0;
+  virtual void upload(float* dst, const float* host, size_t n) = 0;
+  virtual void download(float* host, const float* src, size_t n) = 0;
+
+  // out[n] = wte[tokens[n]] (+ wpe[n % T] when wpe is not null).
+  virtual void embedding_forward(float* out, const int32_t* tokens, const float* wte,
+                                 const float* wpe, int B, int T, int C) = 0;
+  // dwte[tokens[n]] += dout[n]; dwpe[t] += dout[n] when dwpe is not null.
+  virtual void embedding_backward(float* dwte, float* dwpe, const float* dout,
+                                  const int32_t* tokens, int B, int T, int C) = 0;
+
+  // RMSNorm: out = inp / rms(inp) * w; rstd[n] = 1 / sqrt(mean(inp^2) + eps) kept for backward.
+  virtual void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N,
+                               int C, float eps) = 0;
+  virtual void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp,
+                                const float* w, const float* rstd, int N, int C) = 0;
+  // LayerNorm with weight and bias; mean and rstd kept for backward.
+  virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                                 const float* w, const float* b, int N, int C, float eps) = 0;
+  virtual void layernorm_backward(float* dinp, float* dw, float* db, const float* dout,
+                                  const float* inp, const float* w, const float* mean,
+                                  const float* rstd, int N, int C) = 0;
+
+  // out[N, OC] = inp[N, C] @ w[OC, C]^T (+ bias[OC]); out is overwritten.
+  virtual void matmul_forward(float* out, const float* inp, const float* w, const float* bias,
+                              int N, int C, int OC) = 0;
+  // dinp += dout @ w; dw += dout^T @ inp; dbias += column sums. Null pointers are skipped
+  // (a frozen weight pays nothing for its gradient).
+  virtual void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout,
+                               const float* inp, const float* w, int N, int C, int OC) = 0;
+
+  // Rotary position embedding in place on x[B, T, heads, hd] (pairs (i, i + hd/2), position t,
+  // frequency theta^(-2i/hd), as Llama in Hugging Face). Backward rotates gradients back.
+  virtual void rope_forward(float* x, int B, int T, int heads, int hd, float theta) = 0;
+  virtual void rope_backward(float* dx, int B, int T, int heads, int hd, float theta) = 0;
+
+  // Causal self-attention with grouped-query heads: q[B,T,NH,hd], k and v [B,T,KV,hd],
+  // out[B,T,NH,hd]; lse[B,NH,T] (log-sum-exp of each query's scaled scores) kept for backward,
+  // which recomputes the probabilities instead of storing them. dq, dk, dv are overwritten.
+  virtual void attention_forward(float* out, float* lse, const float* q, const float* k,
+                                 const float* v, int B, int T, int NH, int KV, int hd) = 0;
+  virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout,
+                                  const float* q, const float* k, const float* v,
+                                  const float* out, const float* lse, int B, int T, int NH,
+                                  int KV, int hd) = 0;
+
+  // SwiGLU: out = silu(gate) * up, elementwise over n values; dgate, dup overwritten.
+  virtual void swiglu_forward(float* out, const float* gate, const float* up, size_t n) = 0;
+  virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                               const float* up, size_t n) = 0;
+  // GELU, tanh approximation (GPT-2's gelu_new); dinp overwritten.
+  virtual void gelu_forward(float* out, const float* inp, size_t n) = 0;
+  virtual void gelu_backward(float* dinp, const float* dout, const float* inp, size_t n) = 0;
+
+  virtual void add(float* out, const float* a, const float* b, size_t n) = 0;  // out = a + b
+  virtual void accumulate(float* dst, const float* src, size_t n) = 0;         // dst += src
+  virtual void scale(float* x, float s, size_t n) = 0;                         // x *= s
+
+  // Cross-entropy over the first V of Vp columns of logits[N, Vp]: logp[n] = log softmax of
+  // the target's logit; targets < 0 are ignored (logp 0).
+  virtual void crossentropy_forward(float* logp, const float* logits, const int32_t* targets,
+                                    int N, int V, int Vp) = 0;
+  // dlogits[n, v] = dlogp[n] * (onehot(target)[v] - softmax[v]) given d(loss)/d(logp[n]), the
+  // entry point of every objective (mean cross-entropy: dlogp = -1/count; SFT masks: 0 on
+  // prompt tokens; DPO and PPO: their own coefficients). May be called with dlogits == logits.
+  // Overwrites dlogits; padded columns and ignored rows get 0.
+  virtual void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets,
+                                     const float* dlogp, int N, int V, int Vp) = 0;
+
+  // Decoupled AdamW on n values; t is the 1-based step for bias correction.
+  virtual void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr,
+                     float beta1, float beta2, float eps, float weight_decay, int64_t t) = 0;
+  virtual double sum_squares(const float* x, size_t n) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend();
+
+}  // namespace llmkit

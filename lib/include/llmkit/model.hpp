@@ -1,0 +1,117 @@
+// Decoder-only transformers (lib/model/model.cpp): the Llama and GPT-2 families, configured by
+// a Hugging Face-style config.json, with explicit forward and backward passes over a Backend.
+//
+// Parameters live in one buffer, gradients in another of the same layout, so that optimizers,
+// all-reduces and checkpoints see flat arrays. Embedding rows are padded to a multiple of 64
+// (padded_vocab); the padding rows stay zero and get no gradient.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llmkit/backend.hpp"
+
+namespace llmkit {
+
+struct ModelConfig {
+  enum class Family { llama, gpt2 } family = Family::llama;
+  int vocab_size = 0;
+  int dim = 0;        // hidden size
+  int layers = 0;
+  int heads = 0;
+  int kv_heads = 0;   // = heads without grouped-query attention
+  int ffn_dim = 0;    // intermediate size (GPT-2: 4 * dim)
+  int max_seq = 0;    // max_position_embeddings / n_positions
+  float norm_eps = 1e-5f;
+  float rope_theta = 10000.0f;
+  bool tied_embeddings = true;
+
+  int head_dim() const { return dim / heads; }
+  int padded_vocab() const { return (vocab_size + 63) / 64 * 64; }
+  // Parses a Hugging Face config.json (LlamaForCausalLM or GPT2LMHeadModel); Error naming
+  // `where` on anything missing or inconsistent.
+  static ModelConfig from_json(const std::string& json, const std::string& where);
+  // A preset name from share/llmkit/models (llama-tiny, llama-25m, gpt2-124m, llama-125m) or a
+  // path to a config.json.
+  static ModelConfig load(const std::string& name_or_path);
+  std::string to_json() const;  // Hugging Face config.json
+  void validate(const std::string& where) const;
+};
+
+// One parameter tensor: its name (Hugging Face's for Llama; llmkit's own for GPT-2, whose
+// Conv1D and fused-qkv layout is converted when checkpoints are read and written), shape as
+// stored, offset in the flat buffer, and whether weight decay applies (matrices only).
+struct ParamSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  size_t offset = 0, size = 0;
+  bool decay = false;
+};
+
+class Model {
+ public:
+  Model(const ModelConfig& cfg, Backend& backend);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  Backend& backend() { return be_; }
+  const std::vector<ParamSpec>& params() const { return specs_; }
+  const ParamSpec& param(const std::string& name) const;
+  size_t num_params() const { return total_; }  // padding rows included
+  size_t num_params_unpadded() const;            // what a checkpoint holds
+  float* weights() { return w_; }
+  float* grads() { return g_; }
+
+  // GPT-2-style initialisation: N(0, 0.02), residual projections N(0, 0.02/sqrt(2 layers)),
+  // norm weights 1, biases 0. Deterministic for a seed.
+  void init(uint64_t seed);
+
+  // Forward over tokens[B*T] (each row a sequence starting at position 0). With targets
+  // (same shape, < 0 ignored) it also computes each target's log-probability, logp().
+  void forward(const int32_t* tokens, const int32_t* targets, int B, int T);
+  const float* logits() const { return acts_.logits; }  // [B*T, padded_vocab]
+  std::vector<float> logp() const;                      // [B*T], after forward with targets
+  // Mean negative log-likelihood over the targets >= 0 of the last forward.
+  double mean_loss() const;
+
+  // Backward from d(loss)/d(logp) per token (host array of B*T): the entry point of every
+  // objective. Gradients accumulate into grads(); call zero_grad() between steps.
+  void backward(const float* dlogp);
+  // Backward of mean_loss() scaled by `scale` (1/accumulation steps and the like).
+  void backward_mean(float scale = 1.0f);
+  void zero_grad();
+
+  // FLOPs of one forward+backward over B*T tokens: 6 * matmul params * tokens plus attention.
+  double flops_per_step(int B, int T) const;
+  // Bytes of activations this model holds for B x T.
+  size_t activation_bytes(int B, int T) const;
+
+ private:
+  struct Layer;
+  struct Acts {
+    float* logits = nullptr;
+    float* buf = nullptr;
+    size_t floats = 0;
+  };
+  void build_specs();
+  void ensure_acts(int B, int T);
+  float* w(const std::string& name);
+
+  ModelConfig cfg_;
+  Backend& be_;
+  std::vector<ParamSpec> specs_;
+  size_t total_ = 0;
+  float* w_ = nullptr;
+  float* g_ = nullptr;
+  Acts acts_;
+  std::vector<Layer> layers_;
+  struct Top;
+  std::unique_ptr<Top> top_;
+  int B_ = 0, T_ = 0, cap_tokens_ = 0;
+  std::vector<int32_t> tokens_, targets_;
+};
+
+}  // namespace llmkit

@@ -1,0 +1,573 @@
+// Decoder-only transformers: configuration, parameters, forward and backward; see model.hpp.
+#include "llmkit/model.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "llmkit/error.hpp"
+#include "llmkit/io.hpp"
+
+namespace llmkit {
+
+// ---- Configuration ---------------------------------------------------------------------------
+
+namespace {
+
+template <class T>
+T get_or(const nlohmann::json& j, const char* key, T fallback) {
+  auto it = j.find(key);
+  return it == j.end() || it->is_null() ? fallback : it->get<T>();
+}
+
+}  // namespace
+
+ModelConfig ModelConfig::from_json(const std::string& text, const std::string& where) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const std::exception& e) {
+    throw Error(where, std::string("invalid JSON: ") + e.what());
+  }
+  ModelConfig c;
+  try {
+    std::string type = get_or<std::string>(j, "model_type", "");
+    if (type == "llama" || type == "mistral") {
+      c.family = Family::llama;
+      c.vocab_size = j.at("vocab_size").get<int>();
+      c.dim = j.at("hidden_size").get<int>();
+      c.layers = j.at("num_hidden_layers").get<int>();
+      c.heads = j.at("num_attention_heads").get<int>();
+      c.kv_heads = get_or<int>(j, "num_key_value_heads", c.heads);
+      c.ffn_dim = j.at("intermediate_size").get<int>();
+      c.max_seq = get_or<int>(j, "max_position_embeddings", 2048);
+      c.norm_eps = get_or<float>(j, "rms_norm_eps", 1e-5f);
+      c.rope_theta = get_or<float>(j, "rope_theta", 10000.0f);
+      c.tied_embeddings = get_or<bool>(j, "tie_word_embeddings", false);
+    } else if (type == "gpt2") {
+      c.family = Family::gpt2;
+      c.vocab_size = j.at("vocab_size").get<int>();
+      c.dim = j.at("n_embd").get<int>();
+      c.layers = j.at("n_layer").get<int>();
+      c.heads = j.at("n_head").get<int>();
+      c.kv_heads = c.heads;
+      c.ffn_dim = get_or<int>(j, "n_inner", 4 * c.dim);
+      c.max_seq = get_or<int>(j, "n_positions", 1024);
+      c.norm_eps = get_or<float>(j, "layer_norm_epsilon", 1e-5f);
+      c.tied_embeddings = true;
+    } else {
+      throw Error(where, "model_type '" + type + "' is not supported (llama, gpt2)");
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(where, std::string("config: ") + e.what());
+  }
+  c.validate(where);
+  return c;
+}
+
+void ModelConfig::validate(const std::string& where) const {
+  auto bad = [&](const std::string& what) { throw Error(where, "config: " + what); };
+  if (vocab_size < 1 || dim < 1 || layers < 1 || heads < 1 || kv_heads < 1 || ffn_dim < 1 || max_seq < 1)
+    bad("sizes must be positive");
+  if (dim % heads) bad("hidden size " + std::to_string(dim) + " is not a multiple of " + std::to_string(heads) + " heads");
+  if (heads % kv_heads) bad(std::to_string(heads) + " heads are not a multiple of " + std::to_string(kv_heads) + " key/value heads");
+  if (family == Family::llama && head_dim() % 2) bad("RoPE needs an even head size");
+}
+
+ModelConfig ModelConfig::load(const std::string& name_or_path) {
+  std::string path = name_or_path;
+  if (!has_suffix(path, ".json") && path.find('/') == std::string::npos) {
+    // A preset: next to the binary's share directory, or in the source tree.
+    for (const std::string& dir : {std::string(LLMKIT_DATADIR) + "/models/", std::string(LLMKIT_SRCDIR) + "/share/llmkit/models/"}) {
+      if (file_size(dir + path + ".json") > 0) {
+        path = dir + path + ".json";
+        break;
+      }
+    }
+    if (path == name_or_path)
+      throw Error(name_or_path, "no such model preset (llama-tiny, llama-25m, gpt2-124m, llama-125m) or config.json");
+  } else if (is_directory(path)) {
+    path += "/config.json";
+  }
+  return from_json(read_file(path), path);
+}
+
+std::string ModelConfig::to_json() const {
+  nlohmann::ordered_json j;
+  if (family == Family::llama) {
+    j["architectures"] = {"LlamaForCausalLM"};
+    j["model_type"] = "llama";
+    j["vocab_size"] = vocab_size;
+    j["hidden_size"] = dim;
+    j["intermediate_size"] = ffn_dim;
+    j["num_hidden_layers"] = layers;
+    j["num_attention_heads"] = heads;
+    j["num_key_value_heads"] = kv_heads;
+    j["max_position_embeddings"] = max_seq;
+    j["rms_norm_eps"] = norm_eps;
+    j["rope_theta"] = rope_theta;
+    j["tie_word_embeddings"] = tied_embeddings;
+    j["hidden_act"] = "silu";
+  } else {
+    j["architectures"] = {"GPT2LMHeadModel"};
+    j["model_type"] = "gpt2";
+    j["vocab_size"] = vocab_size;
+    j["n_embd"] = dim;
+    j["n_layer"] = layers;
+    j["n_head"] = heads;
+    j["n_inner"] = ffn_dim;
+    j["n_positions"] = max_seq;
+    j["layer_norm_epsilon"] = norm_eps;
+    j["activation_function"] = "gelu_new";
+    j["tie_word_embeddings"] = true;
+  }
+  j["torch_dtype"] = "float32";
+  return j.dump(2) + "\n";
+}
+
+// ---- Parameters ----------------------------------------------------------------------------------
+
+struct Model::Layer {
+  // weights
+  float *norm1_w = nullptr, *norm1_b = nullptr, *wq = nullptr, *wk = nullptr, *wv = nullptr, *wo = nullptr;
+  float *bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr;
+  float *norm2_w = nullptr, *norm2_b = nullptr, *w1 = nullptr, *w3 = nullptr, *w2 = nullptr, *b1 = nullptr, *b2 = nullptr;
+  // gradients, same order
+  float *d_norm1_w = nullptr, *d_norm1_b = nullptr, *dwq = nullptr, *dwk = nullptr, *dwv = nullptr, *dwo = nullptr;
+  float *dbq = nullptr, *dbk = nullptr, *dbv = nullptr, *dbo = nullptr;
+  float *d_norm2_w = nullptr, *d_norm2_b = nullptr, *dw1 = nullptr, *dw3 = nullptr, *dw2 = nullptr, *db1 = nullptr, *db2 = nullptr;
+  // activations
+  float *x = nullptr, *h1 = nullptr, *mean1 = nullptr, *rstd1 = nullptr, *q = nullptr, *k = nullptr, *v = nullptr;
+  float *att = nullptr, *lse = nullptr, *xmid = nullptr, *h2 = nullptr, *mean2 = nullptr, *rstd2 = nullptr;
+  float *f1 = nullptr, *f3 = nullptr, *act = nullptr;  // llama: gate, up, silu(gate)*up; gpt2: fc, -, gelu(fc)
+};
+
+struct Model::Top {
+  float *wte = nullptr, *wpe = nullptr, *normf_w = nullptr, *normf_b = nullptr, *lm = nullptr;
+  float *dwte = nullptr, *dwpe = nullptr, *d_normf_w = nullptr, *d_normf_b = nullptr, *dlm = nullptr;
+  // activations and scratch
+  float *xf = nullptr, *hf = nullptr, *meanf = nullptr, *rstdf = nullptr, *logp = nullptr;
+  float *tmp = nullptr, *dres = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
+  float *datt = nullptr, *df1 = nullptr, *df3 = nullptr, *dact = nullptr, *dlogp = nullptr;
+};
+
+void Model::build_specs() {
+  const ModelConfig& c = cfg_;
+  const int64_t C = c.dim, V = c.padded_vocab(), F = c.ffn_dim, hd = c.head_dim();
+  const int64_t QC = c.heads * hd, KC = c.kv_heads * hd;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, bool decay) {
+    size_t n = 1;
+    for (int64_t d : shape) n *= static_cast<size_t>(d);
+    specs_.push_back({name, std::move(shape), total_, n, decay});
+    total_ += (n + 15) / 16 * 16;  // 64-byte aligned tensors
+  };
+  const bool llama = c.family == ModelConfig::Family::llama;
+  if (llama) add("model.embed_tokens.weight", {V, C}, false);
+  else {
+    add("wte", {V, C}, false);
+    add("wpe", {c.max_seq, C}, false);
+  }
+  for (int l = 0; l < c.layers; ++l) {
+    std::string p = llama ? "model.layers." + std::to_string(l) + "." : "h." + std::to_string(l) + ".";
+    if (llama) {
+      add(p + "input_layernorm.weight", {C}, false);
+      add(p + "self_attn.q_proj.weight", {QC, C}, true);
+      add(p + "self_attn.k_proj.weight", {KC, C}, true);
+      add(p + "self_attn.v_proj.weight", {KC, C}, true);
+      add(p + "self_attn.o_proj.weight", {C, QC}, true);
+      add(p + "post_attention_layernorm.weight", {C}, false);
+      add(p + "mlp.gate_proj.weight", {F, C}, true);
+      add(p + "mlp.up_proj.weight", {F, C}, true);
+      add(p + "mlp.down_proj.weight", {C, F}, true);
+    } else {
+      add(p + "ln_1.weight", {C}, false);
+      add(p + "ln_1.bias", {C}, false);
+      add(p + "attn.q.weight", {C, C}, true);
+      add(p + "attn.k.weight", {C, C}, true);
+      add(p + "attn.v.weight", {C, C}, true);
+      add(p + "attn.q.bias", {C}, false);
+      add(p + "attn.k.bias", {C}, false);
+      add(p + "attn.v.bias", {C}, false);
+      add(p + "attn.c_proj.weight", {C, C}, true);
+      add(p + "attn.c_proj.bias", {C}, false);
+      add(p + "ln_2.weight", {C}, false);
+      add(p + "ln_2.bias", {C}, false);
+      add(p + "mlp.c_fc.weight", {F, C}, true);
+      add(p + "mlp.c_fc.bias", {F}, false);
+      add(p + "mlp.c_proj.weight", {C, F}, true);
+      add(p + "mlp.c_proj.bias", {C}, false);
+    }
+  }
+  if (llama) {
+    add("model.norm.weight", {C}, false);
+    if (!c.tied_embeddings) add("lm_head.weight", {V, C}, true);
+  } else {
+    add("ln_f.weight", {C}, false);
+    add("ln_f.bias", {C}, false);
+  }
+}
+
+const ParamSpec& Model::param(const std::string& name) const {
+  for (const auto& s : specs_)
+    if (s.name == name) return s;
+  throw Error("", "model has no parameter " + name);
+}
+
+float* Model::w(const std::string& name) { return w_ + param(name).offset; }
+
+Model::Model(const ModelConfig& cfg, Backend& backend) : cfg_(cfg), be_(backend), top_(std::make_unique<Top>()) {
+  cfg_.validate("model config");
+  build_specs();
+  w_ = be_.alloc(total_);
+  g_ = be_.alloc(total_);
+  const bool llama = cfg_.family == ModelConfig::Family::llama;
+  auto grad = [&](float* p) { return p ? g_ + (p - w_) : nullptr; };
+  layers_.resize(static_cast<size_t>(cfg_.layers));
+  for (int l = 0; l < cfg_.layers; ++l) {
+    Layer& L = layers_[static_cast<size_t>(l)];
+    if (llama) {
+      std::string p = "model.layers." + std::to_string(l) + ".";
+      L.norm1_w = w(p + "input_layernorm.weight");
+      L.wq = w(p + "self_attn.q_proj.weight");
+      L.wk = w(p + "self_attn.k_proj.weight");
+      L.wv = w(p + "self_attn.v_proj.weight");
+      L.wo = w(p + "self_attn.o_proj.weight");
+      L.norm2_w = w(p + "post_attention_layernorm.weight");
+      L.w1 = w(p + "mlp.gate_proj.weight");
+      L.w3 = w(p + "mlp.up_proj.weight");
+      L.w2 = w(p + "mlp.down_proj.weight");
+    } else {
+      std::string p = "h." + std::to_string(l) + ".";
+      L.norm1_w = w(p + "ln_1.weight");
+      L.norm1_b = w(p + "ln_1.bias");
+      L.wq = w(p + "attn.q.weight");
+      L.wk = w(p + "attn.k.weight");
+      L.wv = w(p + "attn.v.weight");
+      L.bq = w(p + "attn.q.bias");
+      L.bk = w(p + "attn.k.bias");
+      L.bv = w(p + "attn.v.bias");
+      L.wo = w(p + "attn.c_proj.weight");
+      L.bo = w(p + "attn.c_proj.bias");
+      L.norm2_w = w(p + "ln_2.weight");
+      L.norm2_b = w(p + "ln_2.bias");
+      L.w1 = w(p + "mlp.c_fc.weight");
+      L.b1 = w(p + "mlp.c_fc.bias");
+      L.w2 = w(p + "mlp.c_proj.weight");
+      L.b2 = w(p + "mlp.c_proj.bias");
+    }
+    L.d_norm1_w = grad(L.norm1_w), L.d_norm1_b = grad(L.norm1_b);
+    L.dwq = grad(L.wq), L.dwk = grad(L.wk), L.dwv = grad(L.wv), L.dwo = grad(L.wo);
+    L.dbq = grad(L.bq), L.dbk = grad(L.bk), L.dbv = grad(L.bv), L.dbo = grad(L.bo);
+    L.d_norm2_w = grad(L.norm2_w), L.d_norm2_b = grad(L.norm2_b);
+    L.dw1 = grad(L.w1), L.dw3 = grad(L.w3), L.dw2 = grad(L.w2), L.db1 = grad(L.b1), L.db2 = grad(L.b2);
+  }
+  Top& t = *top_;
+  if (llama) {
+    t.wte = w("model.embed_tokens.weight");
+    t.normf_w = w("model.norm.weight");
+    t.lm = cfg_.tied_embeddings ? t.wte : w("lm_head.weight");
+  } else {
+    t.wte = w("wte");
+    t.wpe = w("wpe");
+    t.normf_w = w("ln_f.weight");
+    t.normf_b = w("ln_f.bias");
+    t.lm = t.wte;
+  }
+  t.dwte = grad(t.wte), t.dwpe = grad(t.wpe), t.d_normf_w = grad(t.normf_w), t.d_normf_b = grad(t.normf_b);
+  t.dlm = grad(t.lm);
+}
+
+Model::~Model() {
+  if (acts_.buf) be_.release(acts_.buf);
+  be_.release(w_);
+  be_.release(g_);
+}
+
+size_t Model::num_params_unpadded() const {
+  size_t n = 0;
+  for (const auto& s : specs_) {
+    size_t rows = s.shape[0] == cfg_.padded_vocab() && (s.name.find("embed") != std::string::npos ||
+                                                         s.name == "wte" || s.name == "lm_head.weight")
+                      ? static_cast<size_t>(cfg_.vocab_size)
+                      : static_cast<size_t>(s.shape[0]);
+    n += s.size / static_cast<size_t>(s.shape[0]) * rows;
+  }
+  return n;
+}
+
+namespace {
+// Standard normal values from a seeded 64-bit generator (Box-Muller), the same on every platform.
+class Normal {
+ public:
+  explicit Normal(uint64_t seed) : rng_(seed) {}
+  float next() {
+    if (have_) {
+      have_ = false;
+      return spare_;
+    }
+    double u1 = (static_cast<double>(rng_() >> 11) + 0.5) / 9007199254740992.0;
+    double u2 = static_cast<double>(rng_() >> 11) / 9007199254740992.0;
+    double r = std::sqrt(-2.0 * std::log(u1)), a = 2.0 * M_PI * u2;
+    spare_ = static_cast<float>(r * std::sin(a));
+    have_ = true;
+    return static_cast<float>(r * std::cos(a));
+  }
+
+ private:
+  std::mt19937_64 rng_;
+  float spare_ = 0;
+  bool have_ = false;
+};
+}  // namespace
+
+void Model::init(uint64_t seed) {
+  std::vector<float> host(total_, 0.0f);
+  const float resid_std = 0.02f / std::sqrt(2.0f * static_cast<float>(cfg_.layers));
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    const ParamSpec& s = specs_[i];
+    float* p = host.data() + s.offset;
+    Normal normal(seed * 1000003ull + i);  // one stream per tensor: adding one changes no other
+    const bool is_norm_w = s.shape.size() == 1 && s.name.find(".bias") == std::string::npos;
+    if (s.shape.size() == 1) {
+      for (size_t k = 0; k < s.size; ++k) p[k] = is_norm_w ? 1.0f : 0.0f;
+      continue;
+    }
+    const bool resid = s.name.find("o_proj") != std::string::npos || s.name.find("down_proj") != std::string::npos ||
+                       s.name.find("c_proj.weight") != std::string::npos;
+    const float std = resid ? resid_std : 0.02f;
+    size_t rows = static_cast<size_t>(s.shape[0]), cols = s.size / rows;
+    bool vocab_rows = s.name == "wte" || s.name == "lm_head.weight" || s.name == "model.embed_tokens.weight";
+    size_t live = vocab_rows ? static_cast<size_t>(cfg_.vocab_size) : rows;
+    for (size_t k = 0; k < live * cols; ++k) p[k] = normal.next() * std;
+  }
+  be_.upload(w_, host.data(), total_);
+  zero_grad();
+}
+
+void Model::zero_grad() { be_.zero(g_, total_); }
+
+// ---- Activations ---------------------------------------------------------------------------------
+
+size_t Model::activation_bytes(int B, int T) const {
+  const size_t N = static_cast<size_t>(B) * T, C = cfg_.dim, F = cfg_.ffn_dim;
+  const size_t QC = static_cast<size_t>(cfg_.heads) * cfg_.head_dim(), KC = static_cast<size_t>(cfg_.kv_heads) * cfg_.head_dim();
+  const size_t per_layer = N * (4 * C + 2 * QC + 2 * KC + 3 * F + 4) + static_cast<size_t>(B) * cfg_.heads * T;
+  const size_t top = N * (2 * C + 2 + 1 + static_cast<size_t>(cfg_.padded_vocab()));
+  const size_t scratch = N * (C + C + QC + 2 * KC + std::max(F, QC) + 2 * F + 1);
+  return 4 * (per_layer * cfg_.layers + top + scratch);
+}
+
+void Model::ensure_acts(int B, int T) {
+  if (T > cfg_.max_seq) throw Error("", "sequence length " + std::to_string(T) + " is above the model's " + std::to_string(cfg_.max_seq));
+  B_ = B;
+  T_ = T;
+  const int tokens = B * T;
+  if (tokens <= cap_tokens_ && acts_.buf) {
+    // Same capacity: the pointers stay, but lse and per-(B,T) layouts depend on B and T only
+    // through N, which fits.
+  } else {
+    if (acts_.buf) be_.release(acts_.buf);
+    acts_.floats = activation_bytes(B, T) / 4;
+    acts_.buf = be_.alloc(acts_.floats);
+    cap_tokens_ = tokens;
+  }
+  // Carve (again: layouts depend on N = B*T only, and lse on B*NH*T = N*NH).
+  const size_t N = static_cast<size_t>(cap_tokens_), C = cfg_.dim, F = cfg_.ffn_dim;
+  const size_t QC = static_cast<size_t>(cfg_.heads) * cfg_.head_dim(), KC = static_cast<size_t>(cfg_.kv_heads) * cfg_.head_dim();
+  float* p = acts_.buf;
+  auto take = [&](size_t n) {
+    float* r = p;
+    p += n;
+    return r;
+  };
+  for (Layer& L : layers_) {
+    L.x = take(N * C);
+    L.h1 = take(N * C);
+    L.mean1 = take(N);
+    L.rstd1 = take(N);
+    L.q = take(N * QC);
+    L.k = take(N * KC);
+    L.v = take(N * KC);
+    L.att = take(N * QC);
+    L.lse = take(N * cfg_.heads);
+    L.xmid = take(N * C);
+    L.h2 = take(N * C);
+    L.mean2 = take(N);
+    L.rstd2 = take(N);
+    L.f1 = take(N * F);
+    L.f3 = take(N * F);
+    L.act = take(N * F);
+  }
+  Top& t = *top_;
+  t.xf = take(N * C);
+  t.hf = take(N * C);
+  t.meanf = take(N);
+  t.rstdf = take(N);
+  t.logp = take(N);
+  acts_.logits = take(N * static_cast<size_t>(cfg_.padded_vocab()));
+  t.tmp = take(N * C);
+  t.dres = take(N * C);
+  t.dq = take(N * QC);
+  t.dk = take(N * KC);
+  t.dv = take(N * KC);
+  t.datt = take(N * std::max(F, QC));  // d(mlp act) [N, F], then d(attention out) [N, QC]
+  t.df1 = take(N * F);
+  t.df3 = take(N * F);
+  t.dlogp = take(N);
+  if (static_cast<size_t>(p - acts_.buf) > acts_.floats) throw Error("", "internal: activation layout overflow");
+}
+
+// ---- Forward ---------------------------------------------------------------------------------------
+
+void Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T) {
+  ensure_acts(B, T);
+  const ModelConfig& c = cfg_;
+  const int N = B * T, C = c.dim, F = c.ffn_dim, hd = c.head_dim(), NH = c.heads, KV = c.kv_heads;
+  const int V = c.vocab_size, Vp = c.padded_vocab();
+  const bool llama = c.family == ModelConfig::Family::llama;
+  for (int n = 0; n < N; ++n)
+    if (tokens[n] < 0 || tokens[n] >= V)
+      throw Error("", "token id " + std::to_string(tokens[n]) + " outside the vocabulary of " + std::to_string(V));
+  tokens_.assign(tokens, tokens + N);
+  if (targets) targets_.assign(targets, targets + N);
+  else targets_.assign(static_cast<size_t>(N), -1);
+  Top& t = *top_;
+  Backend& be = be_;
+
+  be.embedding_forward(layers_.empty() ? t.xf : layers_[0].x, tokens_.data(), t.wte, t.wpe, B, T, C);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    Layer& L = layers_[l];
+    float* out = l + 1 < layers_.size() ? layers_[l + 1].x : t.xf;
+    if (llama) be.rmsnorm_forward(L.h1, L.rstd1, L.x, L.norm1_w, N, C, c.norm_eps);
+    else be.layernorm_forward(L.h1, L.mean1, L.rstd1, L.x, L.norm1_w, L.norm1_b, N, C, c.norm_eps);
+    be.matmul_forward(L.q, L.h1, L.wq, L.bq, N, C, NH * hd);
+    be.matmul_forward(L.k, L.h1, L.wk, L.bk, N, C, KV * hd);
+    be.matmul_forward(L.v, L.h1, L.wv, L.bv, N, C, KV * hd);
+    if (llama) {
+      be.rope_forward(L.q, B, T, NH, hd, c.rope_theta);
+      be.rope_forward(L.k, B, T, KV, hd, c.rope_theta);
+    }
+    be.attention_forward(L.att, L.lse, L.q, L.k, L.v, B, T, NH, KV, hd);
+    be.matmul_forward(t.tmp, L.att, L.wo, L.bo, N, NH * hd, C);
+    be.add(L.xmid, L.x, t.tmp, static_cast<size_t>(N) * C);
+    if (llama) {
+      be.rmsnorm_forward(L.h2, L.rstd2, L.xmid, L.norm2_w, N, C, c.norm_eps);
+      be.matmul_forward(L.f1, L.h2, L.w1, nullptr, N, C, F);
+      be.matmul_forward(L.f3, L.h2, L.w3, nullptr, N, C, F);
+      be.swiglu_forward(L.act, L.f1, L.f3, static_cast<size_t>(N) * F);
+    } else {
+      be.layernorm_forward(L.h2, L.mean2, L.rstd2, L.xmid, L.norm2_w, L.norm2_b, N, C, c.norm_eps);
+      be.matmul_forward(L.f1, L.h2, L.w1, L.b1, N, C, F);
+      be.gelu_forward(L.act, L.f1, static_cast<size_t>(N) * F);
+    }
+    be.matmul_forward(t.tmp, L.act, L.w2, L.b2, N, F, C);
+    be.add(out, L.xmid, t.tmp, static_cast<size_t>(N) * C);
+  }
+  if (llama) be.rmsnorm_forward(t.hf, t.rstdf, t.xf, t.normf_w, N, C, c.norm_eps);
+  else be.layernorm_forward(t.hf, t.meanf, t.rstdf, t.xf, t.normf_w, t.normf_b, N, C, c.norm_eps);
+  be.matmul_forward(acts_.logits, t.hf, t.lm, nullptr, N, C, Vp);
+  if (targets) be.crossentropy_forward(t.logp, acts_.logits, targets_.data(), N, V, Vp);
+}
+
+std::vector<float> Model::logp() const {
+  std::vector<float> out(static_cast<size_t>(B_) * T_);
+  be_.download(out.data(), top_->logp, out.size());
+  return out;
+}
+
+double Model::mean_loss() const {
+  std::vector<float> lp = logp();
+  double sum = 0;
+  size_t count = 0;
+  for (size_t i = 0; i < lp.size(); ++i)
+    if (targets_[i] >= 0) {
+      sum -= lp[i];
+      ++count;
+    }
+  return count ? sum / static_cast<double>(count) : 0.0;
+}
+
+// ---- Backward --------------------------------------------------------------------------------------
+
+void Model::backward_mean(float scale) {
+  const size_t N = static_cast<size_t>(B_) * T_;
+  size_t count = 0;
+  for (size_t i = 0; i < N; ++i) count += targets_[i] >= 0;
+  std::vector<float> dlogp(N, 0.0f);
+  if (count)
+    for (size_t i = 0; i < N; ++i)
+      if (targets_[i] >= 0) dlogp[i] = -scale / static_cast<float>(count);
+  backward(dlogp.data());
+}
+
+void Model::backward(const float* dlogp_host) {
+  const ModelConfig& c = cfg_;
+  const int B = B_, T = T_, N = B * T, C = c.dim, F = c.ffn_dim, hd = c.head_dim(), NH = c.heads, KV = c.kv_heads;
+  const int V = c.vocab_size, Vp = c.padded_vocab();
+  const bool llama = c.family == ModelConfig::Family::llama;
+  Top& t = *top_;
+  Backend& be = be_;
+  const size_t NC = static_cast<size_t>(N) * C;
+
+  be.upload(t.dlogp, dlogp_host, static_cast<size_t>(N));
+  // The logits become their gradient in place (the forward's logits are not needed again).
+  be.crossentropy_backward(acts_.logits, acts_.logits, targets_.data(), t.dlogp, N, V, Vp);
+  be.zero(t.tmp, NC);
+  be.matmul_backward(t.tmp, t.dlm, nullptr, acts_.logits, t.hf, t.lm, N, C, Vp);
+  be.zero(t.dres, NC);
+  if (llama) be.rmsnorm_backward(t.dres, t.d_normf_w, t.tmp, t.xf, t.normf_w, t.rstdf, N, C);
+  else be.layernorm_backward(t.dres, t.d_normf_w, t.d_normf_b, t.tmp, t.xf, t.normf_w, t.meanf, t.rstdf, N, C);
+
+  for (size_t li = layers_.size(); li-- > 0;) {
+    Layer& L = layers_[li];
+    // MLP: out = xmid + mlp(norm2(xmid)); dres flows to xmid unchanged plus through the MLP.
+    float* dact = t.datt;
+    be.zero(dact, static_cast<size_t>(N) * F);
+    be.matmul_backward(dact, L.dw2, L.db2, t.dres, L.act, L.w2, N, F, C);
+    be.zero(t.tmp, NC);
+    if (llama) {
+      be.swiglu_backward(t.df1, t.df3, dact, L.f1, L.f3, static_cast<size_t>(N) * F);
+      be.matmul_backward(t.tmp, L.dw1, nullptr, t.df1, L.h2, L.w1, N, C, F);
+      be.matmul_backward(t.tmp, L.dw3, nullptr, t.df3, L.h2, L.w3, N, C, F);
+      be.rmsnorm_backward(t.dres, L.d_norm2_w, t.tmp, L.xmid, L.norm2_w, L.rstd2, N, C);
+    } else {
+      be.gelu_backward(t.df1, dact, L.f1, static_cast<size_t>(N) * F);
+      be.matmul_backward(t.tmp, L.dw1, L.db1, t.df1, L.h2, L.w1, N, C, F);
+      be.layernorm_backward(t.dres, L.d_norm2_w, L.d_norm2_b, t.tmp, L.xmid, L.norm2_w, L.mean2, L.rstd2, N, C);
+    }
+    // Attention: xmid = x + o_proj(attention(norm1(x))).
+    float* datt = t.datt;
+    be.zero(datt, static_cast<size_t>(N) * NH * hd);
+    be.matmul_backward(datt, L.dwo, L.dbo, t.dres, L.att, L.wo, N, NH * hd, C);
+    be.attention_backward(t.dq, t.dk, t.dv, datt, L.q, L.k, L.v, L.att, L.lse, B, T, NH, KV, hd);
+    if (llama) {
+      be.rope_backward(t.dq, B, T, NH, hd, c.rope_theta);
+      be.rope_backward(t.dk, B, T, KV, hd, c.rope_theta);
+    }
+    be.zero(t.tmp, NC);
+    be.matmul_backward(t.tmp, L.dwq, L.dbq, t.dq, L.h1, L.wq, N, C, NH * hd);
+    be.matmul_backward(t.tmp, L.dwk, L.dbk, t.dk, L.h1, L.wk, N, C, KV * hd);
+    be.matmul_backward(t.tmp, L.dwv, L.dbv, t.dv, L.h1, L.wv, N, C, KV * hd);
+    if (llama) be.rmsnorm_backward(t.dres, L.d_norm1_w, t.tmp, L.x, L.norm1_w, L.rstd1, N, C);
+    else be.layernorm_backward(t.dres, L.d_norm1_w, L.d_norm1_b, t.tmp, L.x, L.norm1_w, L.mean1, L.rstd1, N, C);
+  }
+  be.embedding_backward(t.dwte, t.dwpe, t.dres, tokens_.data(), B, T, C);
+}
+
+// ---- Cost ------------------------------------------------------------------------------------------
+
+double Model::flops_per_step(int B, int T) const {
+  const double C = cfg_.dim, F = cfg_.ffn_dim, L = cfg_.layers, hd = cfg_.head_dim();
+  const double QC = cfg_.heads * hd, KC = cfg_.kv_heads * hd;
+  const double ffn_mats = cfg_.family == ModelConfig::Family::llama ? 3 : 2;
+  const double matmul_params = L * (C * QC + 2 * C * KC + QC * C + ffn_mats * C * F) + C * cfg_.padded_vocab();
+  const double tokens = static_cast<double>(B) * T;
+  // attention: QK^T and PV, forward 2 * 2 * T * T/2 * QC per sequence and layer (causal), x3 with backward
+  const double attn = 3.0 * 2.0 * 2.0 * L * QC * static_cast<double>(T) * T / 2.0 * B;
+  return 6.0 * matmul_params * tokens + attn;
+}
+
+}  // namespace llmkit

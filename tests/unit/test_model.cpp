@@ -1,0 +1,140 @@
+// The transformer (lib/model/model.cpp) on the CPU backend: configs, the whole model's gradient
+// against finite differences (both families), loss at initialisation, overfitting one batch.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "llmkit/backend.hpp"
+#include "llmkit/error.hpp"
+#include "llmkit/model.hpp"
+
+using namespace llmkit;
+
+namespace {
+
+ModelConfig tiny(ModelConfig::Family family) {
+  ModelConfig c;
+  c.family = family;
+  c.vocab_size = 37;
+  c.dim = 16;
+  c.layers = 2;
+  c.heads = 4;
+  c.kv_heads = family == ModelConfig::Family::llama ? 2 : 4;
+  c.ffn_dim = family == ModelConfig::Family::llama ? 24 : 64;
+  c.max_seq = 16;
+  c.tied_embeddings = family != ModelConfig::Family::llama;  // Llama untied: lm_head checked too
+  return c;
+}
+
+std::vector<int32_t> random_tokens(int n, int vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (auto& x : t) x = static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab));
+  return t;
+}
+
+double loss_of(Model& m, const std::vector<int32_t>& tok, const std::vector<int32_t>& tgt, int B, int T) {
+  m.forward(tok.data(), tgt.data(), B, T);
+  return m.mean_loss();
+}
+
+}  // namespace
+
+TEST_CASE("Configs parse from Hugging Face config.json and are checked", "[model]") {
+  ModelConfig c = ModelConfig::from_json(
+      R"({"model_type":"llama","vocab_size":100,"hidden_size":32,"intermediate_size":64,
+          "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2})", "x.json");
+  CHECK(c.family == ModelConfig::Family::llama);
+  CHECK(c.kv_heads == 2);
+  CHECK(c.padded_vocab() == 128);
+  ModelConfig back = ModelConfig::from_json(c.to_json(), "back");
+  CHECK(back.dim == 32);
+  CHECK(back.ffn_dim == 64);
+  ModelConfig g = ModelConfig::from_json(R"({"model_type":"gpt2","vocab_size":50257,"n_embd":768,
+      "n_layer":12,"n_head":12,"n_positions":1024})", "g.json");
+  CHECK(g.ffn_dim == 3072);
+  CHECK_THROWS_WITH(ModelConfig::from_json(R"({"model_type":"llama","vocab_size":100,"hidden_size":30,
+      "intermediate_size":64,"num_hidden_layers":2,"num_attention_heads":4})", "bad.json"),
+      Catch::Contains("not a multiple"));
+  CHECK_THROWS_WITH(ModelConfig::from_json(R"({"model_type":"bert"})", "b.json"), Catch::Contains("not supported"));
+  CHECK_THROWS_WITH(ModelConfig::from_json("{", "c.json"), Catch::Contains("invalid JSON"));
+  for (const char* preset : {"llama-tiny", "llama-25m", "gpt2-124m", "llama-125m"}) CHECK_NOTHROW(ModelConfig::load(preset));
+  CHECK_THROWS_WITH(ModelConfig::load("llama-7t"), Catch::Contains("no such model preset"));
+}
+
+TEST_CASE("Presets have the advertised sizes", "[model]") {
+  auto be = make_cpu_backend();
+  Model gpt2(ModelConfig::load("gpt2-124m"), *be);
+  CHECK(gpt2.num_params_unpadded() == 124439808);  // GPT-2 small as Hugging Face counts it
+}
+
+TEST_CASE("The whole model's gradient matches finite differences", "[model]") {
+  for (auto family : {ModelConfig::Family::llama, ModelConfig::Family::gpt2}) {
+    auto be = make_cpu_backend();
+    Model m(tiny(family), *be);
+    m.init(3);
+    const int B = 2, T = 7;
+    auto tok = random_tokens(B * T, 37, 1), tgt = random_tokens(B * T, 37, 2);
+    tgt[3] = -1;  // an ignored position
+    m.zero_grad();
+    m.forward(tok.data(), tgt.data(), B, T);
+    m.backward_mean();
+    std::vector<float> grad(m.grads(), m.grads() + m.num_params());
+    std::mt19937_64 rng(9);
+    int checked = 0;
+    for (const ParamSpec& s : m.params()) {
+      for (int k = 0; k < 3; ++k) {
+        size_t live = s.size;
+        if (s.shape[0] == m.config().padded_vocab()) live = static_cast<size_t>(m.config().vocab_size) * (s.size / static_cast<size_t>(s.shape[0]));
+        size_t i = s.offset + rng() % live;
+        float saved = m.weights()[i];
+        const float eps = 1e-2f;
+        m.weights()[i] = saved + eps;
+        double up = loss_of(m, tok, tgt, B, T);
+        m.weights()[i] = saved - eps;
+        double down = loss_of(m, tok, tgt, B, T);
+        m.weights()[i] = saved;
+        double numeric = (up - down) / (2.0 * eps);
+        INFO(s.name << " index " << i - s.offset << ": analytic " << grad[i] << " numeric " << numeric);
+        CHECK(std::abs(grad[i] - numeric) <= 2e-3 + 2e-2 * std::abs(numeric));
+        ++checked;
+      }
+    }
+    CHECK(checked > 40);
+  }
+}
+
+TEST_CASE("Loss at initialisation is about ln(vocab); one batch is overfitted", "[model]") {
+  auto be = make_cpu_backend();
+  ModelConfig c = tiny(ModelConfig::Family::llama);
+  c.vocab_size = 200;
+  Model m(c, *be);
+  m.init(1);
+  const int B = 2, T = 16;
+  auto tok = random_tokens(B * T + 1, 200, 5);
+  std::vector<int32_t> in(tok.begin(), tok.begin() + B * T), tgt(tok.begin() + 1, tok.end());
+  double first = loss_of(m, in, tgt, B, T);
+  CHECK(std::abs(first - std::log(200.0)) < 0.1);
+  std::vector<float> mom(m.num_params(), 0.0f), var(m.num_params(), 0.0f);
+  double last = first;
+  for (int step = 1; step <= 150; ++step) {
+    m.zero_grad();
+    m.forward(in.data(), tgt.data(), B, T);
+    last = m.mean_loss();
+    m.backward_mean();
+    be->adamw(m.weights(), m.grads(), mom.data(), var.data(), m.num_params(), 1e-2f, 0.9f, 0.95f, 1e-8f, 0.0f, step);
+  }
+  INFO("loss " << first << " -> " << last);
+  CHECK(last < 0.2);
+}
+
+TEST_CASE("Tokens outside the vocabulary and sequences past max_seq are errors", "[model]") {
+  auto be = make_cpu_backend();
+  Model m(tiny(ModelConfig::Family::gpt2), *be);
+  std::vector<int32_t> bad = {1, 2, 40};
+  CHECK_THROWS_WITH(m.forward(bad.data(), nullptr, 1, 3), Catch::Contains("outside the vocabulary"));
+  std::vector<int32_t> longer(17, 1);
+  CHECK_THROWS_WITH(m.forward(longer.data(), nullptr, 1, 17), Catch::Contains("above the model"));
+}
