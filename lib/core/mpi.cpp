@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdint>
 #include <cstdlib>
@@ -75,6 +76,22 @@ std::vector<std::string> Comm::gather(const std::string& mine) {
   if (rank_ == 0)
     for (int r = 0; r < size_; ++r) out.push_back(all.substr(displs[r], lens[r]));
   return out;
+}
+
+double Comm::allreduce_sum_double(double v) {
+  if (!mpi_) return v;
+  double out = 0;
+  MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  return out;
+}
+
+void Comm::allreduce_sum(float* data, size_t n) {
+  if (!mpi_) return;
+  constexpr size_t kBucket = size_t{1} << 24;
+  for (size_t at = 0; at < n; at += kBucket) {
+    int count = static_cast<int>(std::min(kBucket, n - at));
+    MPI_Allreduce(MPI_IN_PLACE, data + at, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+  }
 }
 
 std::vector<int64_t> Comm::allgather(int64_t v) {

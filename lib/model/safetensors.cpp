@@ -432,6 +432,7 @@ void SafetensorsFile::read_f32(const std::string& name, float* out, size_t count
   if (n != count)
     throw Error(path_, "tensor " + name + ": " + std::to_string(n) + " elements, expected " +
                            std::to_string(count));
+  if (n == 0) return;
   const unsigned char* p = e.data;
   switch (e.dtype) {
     case DType::f32:

@@ -19,6 +19,9 @@ class Comm {
   void barrier();
   int64_t allreduce_sum(int64_t v);
   int64_t allreduce_max(int64_t v);
+  double allreduce_sum_double(double v);
+  // In place, in buckets of at most 16M floats (so each MPI call stays bounded).
+  void allreduce_sum(float* data, size_t n);
   // Rank 0 receives every rank's string, in rank order; other ranks get an empty vector.
   std::vector<std::string> gather(const std::string& mine);
   // Every rank's value, in rank order, on every rank.

@@ -74,9 +74,10 @@ class SafetensorsFile {
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 
-  // data points into the mapping: valid while the file object lives. It is 8-byte aligned only
-  // when the writer padded the header (llmkit and the reference writer do); read_f32 copies
-  // and does not care.
+  // data points into the mapping: valid while the file object lives. The buffer starts 8-byte
+  // aligned when the writer padded the header (llmkit and the reference writer do), and a tensor
+  // is aligned when the sizes before it keep it so (write_safetensors keeps the order given, so
+  // an odd-sized U8 tensor misaligns what follows it). read_f32 copies and does not care.
   struct Entry {
     DType dtype;
     std::vector<int64_t> shape;

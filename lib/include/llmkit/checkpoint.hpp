@@ -1,0 +1,44 @@
+// Checkpoints (man5/llmkit-checkpoint.5): OUT/step-NNNNNNNN/ holding config.json,
+// model.safetensors with Hugging Face tensor names (LlamaForCausalLM / GPT2LMHeadModel),
+// the tokenizer model, optimizer.safetensors (AdamW moments) and trainer_state.json. A
+// checkpoint directory is written under a temporary name and renamed whole; OUT/latest names
+// the newest complete one and is replaced last.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "llmkit/model.hpp"
+
+namespace llmkit {
+
+struct TrainerState {
+  int64_t step = 0;          // optimizer steps done
+  uint64_t cursor = 0;       // sequences of the shuffled order consumed
+  uint64_t tokens_seen = 0;  // target tokens trained on
+  int world_size = 1;
+  uint64_t seed = 0;
+  int seq_len = 0;
+  int64_t batch_sequences = 0;  // global batch
+  std::string to_json() const;
+  static TrainerState from_json(const std::string& json, const std::string& where);
+};
+
+// Model weights with Hugging Face names and layouts (GPT-2's Conv1D [in, out] weights and
+// fused c_attn converted), embeddings trimmed to vocab_size rows. dtype "F32" or "BF16".
+void save_model(const std::string& path, Model& model, const std::string& dtype = "F32");
+// Reads Hugging Face-named weights (Llama, or GPT-2 with or without the "transformer."
+// prefix) into the model, checking every shape; a missing or misshapen tensor is an Error
+// naming the file and the tensor.
+void load_model(const std::string& path, Model& model);
+
+// Writes OUT/step-NNNNNNNN/ and then OUT/latest; removes all but the newest `keep` (0: keep all).
+// `moments` are AdamW's m and v, each num_params() floats in the model's layout (host memory).
+std::string save_checkpoint(const std::string& out, Model& model, const float* m, const float* v,
+                            const TrainerState& state, const std::string& tokenizer, int keep);
+// The newest complete checkpoint directory under OUT ("" when there is none).
+std::string latest_checkpoint(const std::string& out);
+// Loads weights, moments (when m and v are given) and state from a checkpoint directory.
+TrainerState load_checkpoint(const std::string& dir, Model& model, float* m, float* v);
+
+}  // namespace llmkit

@@ -1,0 +1,269 @@
+// Checkpoints: Hugging Face-named safetensors, moments, trainer state; see checkpoint.hpp.
+#include "llmkit/checkpoint.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "llmkit/error.hpp"
+#include "llmkit/io.hpp"
+#include "llmkit/safetensors.hpp"
+
+namespace llmkit {
+
+namespace fs = std::filesystem;
+
+// ---- Trainer state ---------------------------------------------------------------------------------
+
+std::string TrainerState::to_json() const {
+  nlohmann::ordered_json j;
+  j["step"] = step;
+  j["cursor"] = cursor;
+  j["tokens_seen"] = tokens_seen;
+  j["world_size"] = world_size;
+  j["seed"] = seed;
+  j["seq_len"] = seq_len;
+  j["batch_sequences"] = batch_sequences;
+  return j.dump(2) + "\n";
+}
+
+TrainerState TrainerState::from_json(const std::string& text, const std::string& where) {
+  TrainerState s;
+  try {
+    auto j = nlohmann::json::parse(text);
+    s.step = j.at("step").get<int64_t>();
+    s.cursor = j.at("cursor").get<uint64_t>();
+    s.tokens_seen = j.at("tokens_seen").get<uint64_t>();
+    s.world_size = j.at("world_size").get<int>();
+    s.seed = j.at("seed").get<uint64_t>();
+    s.seq_len = j.at("seq_len").get<int>();
+    s.batch_sequences = j.at("batch_sequences").get<int64_t>();
+  } catch (const std::exception& e) {
+    throw Error(where, std::string("damaged trainer state: ") + e.what());
+  }
+  return s;
+}
+
+// ---- Hugging Face names ------------------------------------------------------------------------------
+
+namespace {
+
+// One Hugging Face tensor and how it maps onto the model's parameters: `parts` are internal
+// tensors concatenated along the output dimension; `transpose` for GPT-2's Conv1D [in, out];
+// `rows` trims padded vocabulary rows.
+struct HfTensor {
+  std::string name;
+  std::vector<std::string> parts;
+  bool transpose = false;
+  int64_t rows = -1;
+};
+
+std::vector<HfTensor> hf_layout(const Model& m) {
+  const ModelConfig& c = m.config();
+  std::vector<HfTensor> out;
+  if (c.family == ModelConfig::Family::llama) {
+    for (const auto& s : m.params()) {
+      HfTensor t{s.name, {s.name}, false, -1};
+      if (s.name == "model.embed_tokens.weight" || s.name == "lm_head.weight") t.rows = c.vocab_size;
+      out.push_back(t);
+    }
+    return out;
+  }
+  out.push_back({"transformer.wte.weight", {"wte"}, false, c.vocab_size});
+  out.push_back({"transformer.wpe.weight", {"wpe"}, false, -1});
+  for (int l = 0; l < c.layers; ++l) {
+    std::string p = "h." + std::to_string(l) + ".", hf = "transformer." + p;
+    out.push_back({hf + "ln_1.weight", {p + "ln_1.weight"}});
+    out.push_back({hf + "ln_1.bias", {p + "ln_1.bias"}});
+    out.push_back({hf + "attn.c_attn.weight", {p + "attn.q.weight", p + "attn.k.weight", p + "attn.v.weight"}, true});
+    out.push_back({hf + "attn.c_attn.bias", {p + "attn.q.bias", p + "attn.k.bias", p + "attn.v.bias"}});
+    out.push_back({hf + "attn.c_proj.weight", {p + "attn.c_proj.weight"}, true});
+    out.push_back({hf + "attn.c_proj.bias", {p + "attn.c_proj.bias"}});
+    out.push_back({hf + "ln_2.weight", {p + "ln_2.weight"}});
+    out.push_back({hf + "ln_2.bias", {p + "ln_2.bias"}});
+    out.push_back({hf + "mlp.c_fc.weight", {p + "mlp.c_fc.weight"}, true});
+    out.push_back({hf + "mlp.c_fc.bias", {p + "mlp.c_fc.bias"}});
+    out.push_back({hf + "mlp.c_proj.weight", {p + "mlp.c_proj.weight"}, true});
+    out.push_back({hf + "mlp.c_proj.bias", {p + "mlp.c_proj.bias"}});
+  }
+  out.push_back({"transformer.ln_f.weight", {"ln_f.weight"}});
+  out.push_back({"transformer.ln_f.bias", {"ln_f.bias"}});
+  return out;
+}
+
+// The Hugging Face tensor's values (row-major in its own shape) gathered from the model.
+std::vector<float> gather(const Model& m, const std::vector<float>& host, const HfTensor& t,
+                          std::vector<int64_t>& shape) {
+  std::vector<const ParamSpec*> parts;
+  int64_t out_rows = 0, cols = 0;
+  for (const auto& name : t.parts) {
+    parts.push_back(&m.param(name));
+    const ParamSpec& s = *parts.back();
+    int64_t rows = t.rows >= 0 ? t.rows : s.shape[0];
+    out_rows += rows;
+    cols = s.shape.size() > 1 ? s.shape[1] : 0;
+  }
+  std::vector<float> v;
+  if (cols == 0) {  // vectors
+    for (const ParamSpec* s : parts) v.insert(v.end(), host.begin() + s->offset, host.begin() + s->offset + s->size);
+    shape = {static_cast<int64_t>(v.size())};
+    return v;
+  }
+  v.resize(static_cast<size_t>(out_rows * cols));
+  int64_t r0 = 0;
+  for (const ParamSpec* s : parts) {
+    int64_t rows = t.rows >= 0 ? t.rows : s->shape[0];
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        float x = host[s->offset + static_cast<size_t>(r * cols + c)];
+        if (t.transpose) v[static_cast<size_t>(c * out_rows + r0 + r)] = x;  // [in, out]
+        else v[static_cast<size_t>((r0 + r) * cols + c)] = x;
+      }
+    r0 += rows;
+  }
+  shape = t.transpose ? std::vector<int64_t>{cols, out_rows} : std::vector<int64_t>{out_rows, cols};
+  return v;
+}
+
+void scatter(const Model& m, std::vector<float>& host, const HfTensor& t, const std::vector<float>& v) {
+  int64_t out_rows = 0, cols = 0;
+  for (const auto& name : t.parts) {
+    const ParamSpec& s = m.param(name);
+    out_rows += t.rows >= 0 ? t.rows : s.shape[0];
+    cols = s.shape.size() > 1 ? s.shape[1] : 0;
+  }
+  if (cols == 0) {
+    size_t at = 0;
+    for (const auto& name : t.parts) {
+      const ParamSpec& s = m.param(name);
+      std::copy(v.begin() + static_cast<long>(at), v.begin() + static_cast<long>(at + s.size), host.begin() + static_cast<long>(s.offset));
+      at += s.size;
+    }
+    return;
+  }
+  int64_t r0 = 0;
+  for (const auto& name : t.parts) {
+    const ParamSpec& s = m.param(name);
+    int64_t rows = t.rows >= 0 ? t.rows : s.shape[0];
+    std::fill(host.begin() + static_cast<long>(s.offset), host.begin() + static_cast<long>(s.offset + s.size), 0.0f);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        host[s.offset + static_cast<size_t>(r * cols + c)] =
+            t.transpose ? v[static_cast<size_t>(c * out_rows + r0 + r)] : v[static_cast<size_t>((r0 + r) * cols + c)];
+    r0 += rows;
+  }
+}
+
+void fsync_dir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+std::string step_name(int64_t step) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "step-%08lld", static_cast<long long>(step));
+  return buf;
+}
+
+}  // namespace
+
+void save_model(const std::string& path, Model& m, const std::string& dtype) {
+  std::vector<float> host(m.num_params());
+  m.backend().download(host.data(), m.weights(), host.size());
+  std::vector<std::vector<float>> data;
+  std::vector<TensorView> views;
+  auto layout = hf_layout(m);
+  data.reserve(layout.size());
+  for (const auto& t : layout) {
+    std::vector<int64_t> shape;
+    data.push_back(gather(m, host, t, shape));
+    views.push_back({t.name, DType::f32, shape, data.back().data()});
+  }
+  std::map<std::string, std::string> meta = {{"format", "pt"}};
+  write_safetensors_f32(path, views, dtype == "BF16" ? DType::bf16 : DType::f32, meta);
+}
+
+void load_model(const std::string& path, Model& m) {
+  SafetensorsFile f(path);
+  std::vector<float> host(m.num_params(), 0.0f);
+  for (const auto& t : hf_layout(m)) {
+    std::string name = t.name;
+    if (!f.has(name) && name.rfind("transformer.", 0) == 0 && f.has(name.substr(12))) name = name.substr(12);
+    if (!f.has(name)) throw Error(path, "tensor " + t.name + " is missing");
+    std::vector<int64_t> shape;
+    std::vector<float> expect = gather(m, host, t, shape);  // for the shape only
+    std::vector<float> v(expect.size());
+    f.read_f32(name, v.data(), v.size(), shape);
+    scatter(m, host, t, v);
+  }
+  m.backend().upload(m.weights(), host.data(), host.size());
+}
+
+std::string save_checkpoint(const std::string& out, Model& m, const float* mom, const float* var,
+                            const TrainerState& state, const std::string& tokenizer, int keep) {
+  fs::create_directories(out);
+  const std::string name = step_name(state.step), final_dir = out + "/" + name, tmp = out + "/." + name + ".tmp";
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  write_file_atomic(tmp + "/config.json", m.config().to_json());
+  save_model(tmp + "/model.safetensors", m);
+  if (mom && var) {
+    std::vector<TensorView> views;
+    for (const auto& s : m.params()) {
+      views.push_back({"m." + s.name, DType::f32, s.shape, mom + s.offset});
+      views.push_back({"v." + s.name, DType::f32, s.shape, var + s.offset});
+    }
+    write_safetensors(tmp + "/optimizer.safetensors", views);
+  }
+  if (!tokenizer.empty()) write_file_atomic(tmp + "/tokenizer.model", read_file(tokenizer));
+  write_file_atomic(tmp + "/trainer_state.json", state.to_json());
+  fsync_dir(tmp);
+  fs::remove_all(final_dir);
+  fs::rename(tmp, final_dir);
+  fsync_dir(out);
+  write_file_atomic(out + "/latest", name + "\n");
+  if (keep > 0) {
+    std::vector<std::string> steps;
+    for (const auto& e : fs::directory_iterator(out)) {
+      std::string n = e.path().filename().string();
+      if (e.is_directory() && n.rfind("step-", 0) == 0) steps.push_back(n);
+    }
+    std::sort(steps.begin(), steps.end());
+    for (size_t i = 0; i + static_cast<size_t>(keep) < steps.size(); ++i)
+      if (steps[i] != name) fs::remove_all(out + "/" + steps[i]);
+  }
+  return final_dir;
+}
+
+std::string latest_checkpoint(const std::string& out) {
+  std::string latest = out + "/latest";
+  if (file_size(latest) == 0) return "";
+  std::string name = read_file(latest);
+  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  std::string dir = out + "/" + name;
+  if (!is_directory(dir)) throw Error(latest, "names " + name + ", which is not there");
+  return dir;
+}
+
+TrainerState load_checkpoint(const std::string& dir, Model& m, float* mom, float* var) {
+  load_model(dir + "/model.safetensors", m);
+  if (mom && var) {
+    SafetensorsFile f(dir + "/optimizer.safetensors");
+    for (const auto& s : m.params()) {
+      f.read_f32("m." + s.name, mom + s.offset, s.size, s.shape);
+      f.read_f32("v." + s.name, var + s.offset, s.size, s.shape);
+    }
+  }
+  return TrainerState::from_json(read_file(dir + "/trainer_state.json"), dir + "/trainer_state.json");
+}
+
+}  // namespace llmkit

@@ -1,0 +1,302 @@
+// llm-pretrain's training loop; see llmkit/pretrain.hpp.
+#include "llmkit/pretrain.hpp"
+
+#include <cblas.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "llmkit/checkpoint.hpp"
+#include "llmkit/data.hpp"
+#include "llmkit/error.hpp"
+#include "llmkit/io.hpp"
+#include "llmkit/log.hpp"
+#include "llmkit/model.hpp"
+#include "llmkit/mpi.hpp"
+#include "llmkit/stats.hpp"
+#include "llmkit/tool.hpp"
+
+namespace llmkit {
+
+double learning_rate(const PretrainConfig& c, int64_t step) {
+  const double min_lr = c.lr * c.min_lr_frac;
+  if (step < c.warmup) return c.lr * static_cast<double>(step + 1) / static_cast<double>(c.warmup);
+  if (c.schedule == "constant") return c.lr;
+  const double span = static_cast<double>(std::max<int64_t>(1, c.steps - c.warmup));
+  const double progress = std::min(1.0, static_cast<double>(step - c.warmup) / span);
+  if (c.schedule == "linear") return c.lr - (c.lr - min_lr) * progress;
+  if (c.schedule == "wsd") {  // warmup, stable, then a linear decay over the last fraction
+    const int64_t decay_start = c.steps - static_cast<int64_t>(c.wsd_decay_frac * static_cast<double>(c.steps));
+    if (step < decay_start) return c.lr;
+    const double p = static_cast<double>(step - decay_start) / static_cast<double>(std::max<int64_t>(1, c.steps - decay_start));
+    return c.lr - (c.lr - min_lr) * std::min(1.0, p);
+  }
+  return min_lr + 0.5 * (c.lr - min_lr) * (1.0 + std::cos(M_PI * progress));  // cosine
+}
+
+double measure_sgemm_flops() {
+  const int n = 1024;
+  std::vector<float> a(static_cast<size_t>(n) * n, 0.5f), b(a), c(a.size());
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+  double best = 0;
+  for (int r = 0; r < 3; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, 2.0 * n * n * static_cast<double>(n) / s);
+  }
+  return best;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The training run of one rank.
+class Trainer {
+ public:
+  explicit Trainer(const PretrainConfig& cfg) : cfg_(cfg), comm_(Comm::world()), be_(make_cpu_backend()) {}
+  ~Trainer() {
+    if (metrics_fd_ >= 0) ::close(metrics_fd_);
+  }
+  int run();
+
+ private:
+  void setup();
+  double train_step();
+  double evaluate();
+  void save(bool final);
+  void log_metrics(const std::string& line);
+
+  const PretrainConfig& cfg_;
+  Comm& comm_;
+  std::unique_ptr<Backend> be_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<TokenData> train_, val_;
+  std::vector<float> m_, v_;
+  TrainerState state_;
+  int64_t accum_ = 1, per_rank_ = 0;
+  int metrics_fd_ = -1;
+  void open_metrics(int64_t resumed_step);
+  double peak_flops_ = 0;
+  int bad_in_row_ = 0;
+};
+
+void Trainer::setup() {
+  const int R = comm_.size();
+  if (cfg_.out.empty()) throw UsageError("--out DIR is required");
+  if (cfg_.train.empty()) throw UsageError("--train SHARDS is required");
+  ModelConfig mc = ModelConfig::load(cfg_.init.empty() || !is_directory(cfg_.init) ? cfg_.model : cfg_.init);
+  train_ = std::make_unique<TokenData>(expand_shard_patterns(cfg_.train), cfg_.seq_len, cfg_.verify_shards);
+  if (!cfg_.val.empty()) val_ = std::make_unique<TokenData>(expand_shard_patterns(cfg_.val), cfg_.seq_len, cfg_.verify_shards);
+  // The vocabulary comes from the shards when the model does not fix it by its weights.
+  if (cfg_.init.empty() && train_->vocab_size() > 0) mc.vocab_size = static_cast<int>(train_->vocab_size());
+  if (train_->vocab_size() > static_cast<uint64_t>(mc.vocab_size))
+    throw Error(train_->paths()[0], "vocabulary of " + std::to_string(train_->vocab_size()) +
+                                        " is larger than the model's " + std::to_string(mc.vocab_size));
+  if (cfg_.seq_len > mc.max_seq) mc.max_seq = cfg_.seq_len;
+  model_ = std::make_unique<Model>(mc, *be_);
+
+  const int64_t global = (cfg_.batch_tokens > 0 ? cfg_.batch_tokens : static_cast<int64_t>(cfg_.seq_len) * cfg_.micro_batch * R) / cfg_.seq_len;
+  if (global * cfg_.seq_len != (cfg_.batch_tokens > 0 ? cfg_.batch_tokens : global * cfg_.seq_len) ||
+      global % (static_cast<int64_t>(cfg_.micro_batch) * R) != 0)
+    throw UsageError("--batch-tokens must be a multiple of seq-len x micro-batch x ranks (" +
+                     std::to_string(static_cast<int64_t>(cfg_.seq_len) * cfg_.micro_batch * R) + ")");
+  per_rank_ = global / R;
+  accum_ = per_rank_ / cfg_.micro_batch;
+  state_.world_size = R;
+  state_.seed = cfg_.seed;
+  state_.seq_len = cfg_.seq_len;
+  state_.batch_sequences = global;
+
+  m_.assign(model_->num_params(), 0.0f);
+  v_.assign(model_->num_params(), 0.0f);
+  std::string resume_dir = cfg_.resume ? latest_checkpoint(cfg_.out) : "";
+  if (!cfg_.resume && !latest_checkpoint(cfg_.out).empty())
+    throw Error(cfg_.out, "holds a run already: give --resume to continue it, or another --out");
+  if (comm_.rank() == 0) std::filesystem::create_directories(cfg_.out);
+  comm_.barrier();
+  if (!resume_dir.empty()) {
+    TrainerState s = load_checkpoint(resume_dir, *model_, m_.data(), v_.data());
+    if (s.seq_len != cfg_.seq_len || s.batch_sequences != global)
+      throw Error(resume_dir, "was trained with seq-len " + std::to_string(s.seq_len) + " and " +
+                                  std::to_string(s.batch_sequences) + " sequences per batch; give the same");
+    if (s.world_size != R)
+      LLMKIT_INFO("resuming a %d-rank run on %d ranks: the batches are the same sequences", s.world_size, R);
+    state_.step = s.step;
+    state_.cursor = s.cursor;
+    state_.tokens_seen = s.tokens_seen;
+    if (comm_.rank() == 0) LLMKIT_INFO("resumed from %s at step %lld", resume_dir.c_str(), static_cast<long long>(s.step));
+  } else if (!cfg_.init.empty()) {
+    load_model(is_directory(cfg_.init) ? cfg_.init + "/model.safetensors" : cfg_.init, *model_);
+  } else {
+    model_->init(cfg_.seed);
+  }
+  if (comm_.rank() == 0) {
+    LLMKIT_INFO("%s: %.2fM parameters, %llu training tokens, global batch %lld x %d tokens (%lld micro-batches of %d per rank, %d rank%s)",
+                (!cfg_.init.empty() && is_directory(cfg_.init) ? cfg_.init : cfg_.model).c_str(),
+                static_cast<double>(model_->num_params_unpadded()) / 1e6,
+                static_cast<unsigned long long>(train_->tokens()), static_cast<long long>(global), cfg_.seq_len,
+                static_cast<long long>(accum_), cfg_.micro_batch, R, R > 1 ? "s" : "");
+  }
+  open_metrics(state_.step);
+  peak_flops_ = measure_sgemm_flops();
+}
+
+// Appends a line to OUT/metrics.jsonl with one write(), so a killed run leaves whole lines.
+void Trainer::log_metrics(const std::string& line) {
+  if (comm_.rank() != 0) return;
+  std::string l = line + "\n";
+  if (::write(metrics_fd_, l.data(), l.size()) != static_cast<ssize_t>(l.size()))
+    throw Error(cfg_.out + "/metrics.jsonl", errno_message("write failed", errno));
+}
+
+// The metrics of steps after the checkpoint a run resumes from are dropped: they are redone.
+void Trainer::open_metrics(int64_t resumed_step) {
+  if (comm_.rank() != 0) return;
+  const std::string path = cfg_.out + "/metrics.jsonl";
+  std::string kept;
+  if (resumed_step > 0 && file_size(path) > 0) {
+    std::string all = read_file(path);
+    for (size_t b = 0; b < all.size();) {
+      size_t e = all.find('\n', b);
+      if (e == std::string::npos) break;  // a partial last line
+      std::string l = all.substr(b, e - b);
+      size_t k = l.find("\"step\":");
+      if (k != std::string::npos && std::stoll(l.substr(k + 7)) <= resumed_step) kept += l + "\n";
+      b = e + 1;
+    }
+  }
+  write_file_atomic(path, kept);
+  metrics_fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (metrics_fd_ < 0) throw Error(path, errno_message("cannot open", errno));
+}
+
+double Trainer::train_step() {
+  const int B = cfg_.micro_batch, T = cfg_.seq_len;
+  std::vector<int32_t> in(static_cast<size_t>(B) * T), tgt(in.size());
+  model_->zero_grad();
+  double loss = 0;
+  const uint64_t base = state_.cursor + static_cast<uint64_t>(comm_.rank()) * static_cast<uint64_t>(per_rank_);
+  for (int64_t a = 0; a < accum_; ++a) {
+    for (int b = 0; b < B; ++b)
+      train_->shuffled(base + static_cast<uint64_t>(a * B + b), cfg_.seed, in.data() + static_cast<size_t>(b) * T,
+                       tgt.data() + static_cast<size_t>(b) * T);
+    model_->forward(in.data(), tgt.data(), B, T);
+    loss += model_->mean_loss() / static_cast<double>(accum_);
+    model_->backward_mean(1.0f / static_cast<float>(accum_));
+  }
+  if (comm_.size() > 1) {
+    comm_.allreduce_sum(model_->grads(), model_->num_params());
+    be_->scale(model_->grads(), 1.0f / static_cast<float>(comm_.size()), model_->num_params());
+    loss = comm_.allreduce_sum_double(loss) / comm_.size();
+  }
+  return loss;
+}
+
+double Trainer::evaluate() {
+  if (!val_) return NAN;
+  const int B = cfg_.micro_batch, T = cfg_.seq_len, R = comm_.size();
+  const uint64_t windows = std::min<uint64_t>(val_->windows(), static_cast<uint64_t>(cfg_.eval_batches) * B);
+  std::vector<int32_t> in(static_cast<size_t>(B) * T), tgt(in.size());
+  double sum = 0, count = 0;
+  for (uint64_t w0 = static_cast<uint64_t>(comm_.rank()) * B; w0 < windows; w0 += static_cast<uint64_t>(R) * B) {
+    int rows = static_cast<int>(std::min<uint64_t>(B, windows - w0));
+    for (int b = 0; b < rows; ++b)
+      val_->window(w0 + static_cast<uint64_t>(b), in.data() + static_cast<size_t>(b) * T, tgt.data() + static_cast<size_t>(b) * T);
+    model_->forward(in.data(), tgt.data(), rows, T);
+    sum += model_->mean_loss() * rows;
+    count += rows;
+  }
+  if (R > 1) {
+    sum = comm_.allreduce_sum_double(sum);
+    count = comm_.allreduce_sum_double(count);
+  }
+  return count > 0 ? sum / count : NAN;
+}
+
+void Trainer::save(bool final) {
+  if (comm_.rank() == 0) {
+    std::string dir = save_checkpoint(cfg_.out, *model_, m_.data(), v_.data(), state_, cfg_.tokenizer, cfg_.keep);
+    LLMKIT_INFO("saved %s%s", dir.c_str(), final ? "" : "");
+  }
+  comm_.barrier();
+}
+
+int Trainer::run() {
+  setup();
+  const int T = cfg_.seq_len;
+  const double flops = model_->flops_per_step(cfg_.micro_batch, T) * static_cast<double>(accum_);
+  char line[512];
+  while (state_.step < cfg_.steps) {
+    if (stop_requested()) {
+      save(false);
+      if (comm_.rank() == 0)
+        LLMKIT_WARN("stopped by signal %d at step %lld; the checkpoint is saved, --resume continues",
+                    stop_signal(), static_cast<long long>(state_.step));
+      return 1;
+    }
+    auto t0 = Clock::now();
+    double loss = train_step();
+    double norm = std::sqrt(be_->sum_squares(model_->grads(), model_->num_params()));
+    const int64_t step = state_.step;
+    state_.cursor += static_cast<uint64_t>(state_.batch_sequences);
+    if (!std::isfinite(loss) || !std::isfinite(norm)) {
+      ++bad_in_row_;
+      if (comm_.rank() == 0)
+        LLMKIT_WARN("step %lld: loss %g, gradient norm %g: step skipped", static_cast<long long>(step + 1), loss, norm);
+      if (bad_in_row_ >= cfg_.max_bad_steps)
+        throw Error("", std::to_string(bad_in_row_) + " steps in a row with a non-finite loss or gradient: giving up (lower --lr?)");
+      ++state_.step;
+      continue;
+    }
+    bad_in_row_ = 0;
+    if (cfg_.clip > 0 && norm > cfg_.clip) be_->scale(model_->grads(), static_cast<float>(cfg_.clip / norm), model_->num_params());
+    const double lr = learning_rate(cfg_, step);
+    for (const ParamSpec& s : model_->params())
+      be_->adamw(model_->weights() + s.offset, model_->grads() + s.offset, m_.data() + s.offset, v_.data() + s.offset, s.size,
+                 static_cast<float>(lr), static_cast<float>(cfg_.beta1), static_cast<float>(cfg_.beta2),
+                 static_cast<float>(cfg_.eps), s.decay ? static_cast<float>(cfg_.weight_decay) : 0.0f, step + 1);
+    ++state_.step;
+    const uint64_t tokens = static_cast<uint64_t>(state_.batch_sequences) * static_cast<uint64_t>(T);
+    state_.tokens_seen += tokens;
+    double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    double tps = static_cast<double>(tokens) / secs;
+    double mfu = flops / secs / peak_flops_;
+    snprintf(line, sizeof line,
+             "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens\":%llu,\"tokens_per_sec\":%.1f,"
+             "\"mfu\":%.4f,\"peak_rss\":%lld}",
+             static_cast<long long>(state_.step), loss, lr, norm, static_cast<unsigned long long>(state_.tokens_seen), tps, mfu,
+             static_cast<long long>(peak_rss_bytes()));
+    log_metrics(line);
+    if (comm_.rank() == 0)
+      LLMKIT_INFO("step %5lld/%lld  loss %.4f  lr %.3g  norm %.3f  %.0f tok/s  mfu %.1f%%  %.0f ms",
+                  static_cast<long long>(state_.step), static_cast<long long>(cfg_.steps), loss, lr, norm, tps, 100 * mfu,
+                  secs * 1000);
+    if (val_ && cfg_.eval_every > 0 && (state_.step % cfg_.eval_every == 0 || state_.step == cfg_.steps)) {
+      double vl = evaluate();
+      snprintf(line, sizeof line, "{\"step\":%lld,\"val_loss\":%.6f}", static_cast<long long>(state_.step), vl);
+      log_metrics(line);
+      if (comm_.rank() == 0) LLMKIT_INFO("step %5lld  val_loss %.4f", static_cast<long long>(state_.step), vl);
+    }
+    if (cfg_.stop_at > 0 && state_.step == cfg_.stop_at && state_.step < cfg_.steps) {
+      save(false);
+      if (comm_.rank() == 0) LLMKIT_INFO("stopped at step %lld (--stop-at); --resume continues", static_cast<long long>(state_.step));
+      return 0;
+    }
+    if (cfg_.save_every > 0 && state_.step % cfg_.save_every == 0 && state_.step < cfg_.steps) save(false);
+  }
+  save(true);
+  return 0;
+}
+
+}  // namespace
+
+int run_pretrain(const PretrainConfig& cfg) { return Trainer(cfg).run(); }
+
+}  // namespace llmkit

@@ -1,0 +1,94 @@
+# llm-pretrain end to end on shards made by llm-tok: loss falls, metrics and checkpoints as
+# documented (safetensors read by a reader written from the spec, Hugging Face names), a run
+# killed with SIGKILL and resumed gives bit-identical losses, bad input is refused.
+. "$(dirname "$0")/lib.sh"
+
+python3 - <<'PY'
+import json, random
+rng = random.Random(3)
+words = ["the", "model", "learns", "to", "predict", "next", "token", "from", "data", "and", "text", "of", "a", "shard"]
+with open("docs.jsonl", "w") as f:
+    for i in range(400):
+        f.write(json.dumps({"id": i, "text": " ".join(rng.choice(words) for _ in range(rng.randint(20, 80)))}) + "\n")
+PY
+run llm-tok train -o tok.model --vocab-size 300 docs.jsonl
+expect_rc 0 "tokenizer"
+run llm-tok encode -m tok.model --val-fraction 0.1 -o shards docs.jsonl
+expect_rc 0 "shards"
+
+common="--model llama-tiny --train shards/train-*.tok --val shards/val-00000.tok --seq-len 32 --micro-batch 4 --batch-tokens 256 --lr 3e-3 --warmup 2 --eval-every 4 --threads 2"
+run llm-pretrain $common --tokenizer tok.model --steps 12 --out a
+expect_rc 0 "train 12 steps"
+expect_eq "$(wc -l < a/metrics.jsonl)" "15" "12 step lines and 3 eval lines"
+expect_eq "$(python3 -c "
+import json
+rows = [json.loads(l) for l in open('a/metrics.jsonl')]
+steps = [r for r in rows if 'loss' in r]
+keys = set(steps[0])
+print(sorted(keys) == sorted(['step','loss','lr','grad_norm','tokens','tokens_per_sec','mfu','peak_rss']),
+      abs(steps[0]['loss'] - __import__('math').log(300)) < 0.3, steps[-1]['loss'] < steps[0]['loss'] - 1,
+      steps[-1]['tokens'] == 12 * 256, [r['step'] for r in rows if 'val_loss' in r])")" \
+  "True True True True [4, 8, 12]" "metrics"
+expect_eq "$(cat a/latest)" "step-00000012" "latest"
+expect_eq "$(ls a/step-00000012 | tr '\n' ' ')" "config.json model.safetensors optimizer.safetensors tokenizer.model trainer_state.json " "checkpoint files"
+cmp -s tok.model a/step-00000012/tokenizer.model && ok || fail "tokenizer copied"
+# The safetensors header, read as the spec says: u64 length, JSON, Hugging Face names and shapes.
+expect_eq "$(python3 - a/step-00000012/model.safetensors <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n, = struct.unpack_from("<Q", b, 0)
+h = json.loads(b[8:8 + n])
+h.pop("__metadata__", None)
+print(h["model.embed_tokens.weight"]["shape"], h["model.layers.3.self_attn.k_proj.weight"]["shape"],
+      h["model.layers.0.mlp.down_proj.weight"]["shape"], h["model.norm.weight"]["dtype"], len(h),
+      max(v["data_offsets"][1] for v in h.values()) == len(b) - 8 - n)
+PY
+)" "[300, 128] [64, 128] [128, 352] F32 38 True" "model.safetensors"
+expect_eq "$(json a/step-00000012/trainer_state.json 'j["step"], j["cursor"], j["tokens_seen"], j["world_size"]')" "12 96 3072 1" "trainer state"
+expect_eq "$(json a/step-00000012/config.json 'j["architectures"][0], j["vocab_size"], j["num_key_value_heads"]')" "LlamaForCausalLM 300 2" "config.json"
+
+# Killed with SIGKILL after step 7 of 40 and resumed: the same losses and weights, bit for bit.
+run llm-pretrain $common --steps 40 --out full
+expect_rc 0 "uninterrupted 40 steps"
+llm-pretrain $common --steps 40 --save-every 3 --out b 2>/dev/null &
+pid=$!
+for i in $(seq 1 1000); do
+  [ -f b/metrics.jsonl ] && [ "$(grep -c '"loss"' b/metrics.jsonl)" -ge 7 ] && break
+  sleep 0.005
+done
+kill -KILL $pid 2>/dev/null
+wait $pid 2>/dev/null
+case "$(cat b/latest 2>/dev/null)" in
+  step-0000000[3-9]|step-0000001[0-9]) ok ;;
+  *) fail "the run was not killed midway (latest: $(cat b/latest 2>/dev/null))" ;;
+esac
+run llm-pretrain $common --steps 40 --save-every 3 --out b --resume
+expect_rc 0 "resume"
+expect_err_contains "resumed from"
+losses() { python3 -c "import json,sys; print(' '.join(str(json.loads(l).get('loss', json.loads(l).get('val_loss'))) for l in open(sys.argv[1])))" "$1"; }
+expect_eq "$(losses b/metrics.jsonl)" "$(losses full/metrics.jsonl)" "losses after kill -9 and --resume"
+cmp -s full/step-00000040/model.safetensors b/step-00000040/model.safetensors && ok || fail "final weights differ after resume"
+
+# Refusals.
+run llm-pretrain $common --steps 2 --out a
+expect_rc 1 "an existing run without --resume"
+expect_err_contains "holds a run already"
+run llm-pretrain $common --steps 2 --out c --batch-tokens 100
+expect_rc 2 "batch not a multiple"
+run llm-pretrain --train 'nothing-*.tok' --out d
+expect_rc 1 "no shards"
+expect_err_contains "nothing-*.tok: no token shard matches"
+cp shards/train-00000.tok bad.tok
+python3 -c "b=bytearray(open('bad.tok','rb').read()); b[300]^=4; open('bad.tok','wb').write(b)"
+run llm-pretrain --train bad.tok --out e --steps 1
+expect_rc 1 "damaged shard"
+expect_err_contains "bad.tok: damaged shard"
+run llm-pretrain --model gpt2-124m --init a/step-00000012/model.safetensors --train shards/train-00000.tok --out f --steps 1
+expect_rc 1 "init from a checkpoint of another shape"
+expect_err_contains "model.safetensors: tensor transformer.wte.weight is missing"
+run llm-pretrain --init a/step-00000012 $common --steps 14 --out h
+expect_rc 0 "init from a checkpoint directory (its config.json)"
+expect_eq "$(python3 -c "import json; print(json.loads(open('h/metrics.jsonl').readline())['loss'] < 5)")" "True" "starts from the trained weights"
+run llm-pretrain $common --schedule sideways --out g
+expect_rc 2 "--schedule"
+finish

@@ -1,0 +1,92 @@
+// llm-pretrain: trains a decoder-only transformer (Llama or GPT-2 shape) from scratch on token
+// shards, data parallel over MPI ranks, with checkpoints and resumption.
+#include <sstream>
+
+#include "llmkit/error.hpp"
+#include "llmkit/options.hpp"
+#include "llmkit/pretrain.hpp"
+#include "llmkit/tool.hpp"
+
+using namespace llmkit;
+
+namespace {
+
+int pretrain_main(int argc, char** argv) {
+  PretrainConfig cfg;
+  int64_t seq = cfg.seq_len, micro = cfg.micro_batch, keep = cfg.keep, bad = cfg.max_bad_steps;
+  bool no_verify = false;
+  OptionParser op("llm-pretrain", "llm-pretrain --train SHARDS --out DIR [OPTIONS]",
+                  "Trains a decoder-only transformer from scratch on token shards (llm-tok encode, or\n"
+                  "llm.c .bin files), data parallel over MPI ranks, writing OUT/metrics.jsonl and\n"
+                  "checkpoints OUT/step-NNNNNNNN/ (Hugging Face safetensors).");
+  op.section("Model and data");
+  op.string("model", 0, "NAME|FILE", &cfg.model,
+            "llama-tiny (default), llama-25m, gpt2-124m, llama-125m, or a config.json");
+  op.value("train", 0, "SHARDS", [&](const std::string& v) { cfg.train.push_back(v); },
+           "training shards: paths or quoted glob patterns (repeatable)");
+  op.value("val", 0, "SHARDS", [&](const std::string& v) { cfg.val.push_back(v); },
+           "validation shards (repeatable)");
+  op.string("tokenizer", 0, "MODEL", &cfg.tokenizer, "SentencePiece model copied into every checkpoint");
+  op.string("out", 'o', "DIR", &cfg.out, "run directory: metrics.jsonl, step-NNNNNNNN/, latest");
+  op.string("init", 0, "PATH", &cfg.init,
+            "start from these weights: a checkpoint directory or a model.safetensors");
+  op.flag("resume", 0, &cfg.resume, "continue from OUT's latest checkpoint");
+  op.flag("no-verify", 0, &no_verify, "skip the shards' payload checksums at start");
+  op.section("Batch");
+  op.integer("seq-len", 0, "T", &seq, "tokens per sequence (default 256)");
+  op.integer("micro-batch", 0, "B", &micro, "sequences per forward pass and rank (default 8)");
+  op.integer("batch-tokens", 0, "N", &cfg.batch_tokens,
+             "tokens per optimizer step over all ranks; gradient accumulation makes up the\n"
+             "rest (default seq-len x micro-batch x ranks)");
+  op.section("Optimizer and schedule");
+  op.number("lr", 0, "LR", &cfg.lr, "peak learning rate (default 3e-4)");
+  op.integer("warmup", 0, "STEPS", &cfg.warmup, "linear warmup steps (default 100)");
+  op.integer("steps", 0, "N", &cfg.steps, "optimizer steps (default 1000)");
+  op.string("schedule", 0, "NAME", &cfg.schedule, "after warmup: cosine (default), linear, constant, wsd");
+  op.number("min-lr-frac", 0, "F", &cfg.min_lr_frac, "final learning rate as a fraction of --lr (default 0.1)");
+  op.number("weight-decay", 0, "W", &cfg.weight_decay,
+            "AdamW decoupled weight decay on matrices; none on norms, biases, embeddings (default 0.1)");
+  op.number("beta1", 0, "B1", &cfg.beta1, "AdamW beta1 (default 0.9)");
+  op.number("beta2", 0, "B2", &cfg.beta2, "AdamW beta2 (default 0.95)");
+  op.number("eps", 0, "E", &cfg.eps, "AdamW epsilon (default 1e-8)");
+  op.number("clip", 0, "NORM", &cfg.clip, "clip the global gradient norm to this (default 1.0; 0: off)");
+  op.integer("max-bad-steps", 0, "N", &bad, "give up after N steps in a row with NaN/inf (default 5)");
+  op.section("Evaluation and checkpoints");
+  op.integer("eval-every", 0, "N", &cfg.eval_every, "validation loss every N steps (default 100)");
+  op.integer("eval-batches", 0, "N", &cfg.eval_batches, "micro-batches of validation windows (default 8)");
+  op.integer("save-every", 0, "N", &cfg.save_every, "checkpoint every N steps (default: only at the end)");
+  op.integer("keep", 0, "N", &keep, "keep the newest N checkpoints (default 0: all)");
+  op.integer("stop-at", 0, "STEP", &cfg.stop_at,
+             "save a checkpoint and exit 0 after this step, the schedule still that of --steps\n"
+             "(--resume continues)");
+  op.epilog(
+      "Signals: SIGTERM, SIGINT and SIGUSR1 (Slurm's --signal=USR1@120) save a checkpoint and\n"
+      "exit 1; --resume continues from it.\n\n"
+      "Exit status: 0 done, 1 runtime error or stopped by a signal, 2 usage error. See\n"
+      "llm-pretrain(1).\n\n"
+      "Example:\n"
+      "  llm-pretrain --model llama-tiny --train 'shards/train-*.tok' --val shards/val-00000.tok \\\n"
+      "    --out runs/r1 --seq-len 256 --micro-batch 8 --batch-tokens 16384 --steps 2000");
+  std::vector<std::string> rest = op.parse(argc, argv);
+  if (!rest.empty()) throw UsageError("unexpected argument '" + rest[0] + "' (shards go after --train)");
+  if (seq < 1 || seq > 1 << 20) throw UsageError("--seq-len must be in 1..1048576");
+  if (micro < 1) throw UsageError("--micro-batch must be at least 1");
+  if (cfg.steps < 1) throw UsageError("--steps must be at least 1");
+  if (cfg.warmup < 0) throw UsageError("--warmup must be 0 or more");
+  if (!(cfg.lr > 0)) throw UsageError("--lr must be positive");
+  if (cfg.schedule != "cosine" && cfg.schedule != "linear" && cfg.schedule != "constant" && cfg.schedule != "wsd")
+    throw UsageError("--schedule: use cosine, linear, constant or wsd");
+  if (!(cfg.beta1 >= 0 && cfg.beta1 < 1 && cfg.beta2 >= 0 && cfg.beta2 < 1)) throw UsageError("--beta1/--beta2 must be in [0, 1)");
+  if (cfg.batch_tokens < 0) throw UsageError("--batch-tokens must be positive");
+  cfg.seq_len = static_cast<int>(seq);
+  cfg.micro_batch = static_cast<int>(micro);
+  cfg.keep = static_cast<int>(keep);
+  cfg.max_bad_steps = static_cast<int>(bad);
+  cfg.seed = op.common().seed;
+  cfg.verify_shards = !no_verify;
+  return run_pretrain(cfg);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run_tool("llm-pretrain", argc, argv, pretrain_main); }
