@@ -256,12 +256,13 @@ int Trainer::run() {
       continue;
     }
     bad_in_row_ = 0;
-    if (cfg_.clip > 0 && norm > cfg_.clip) be_->scale(model_->grads(), static_cast<float>(cfg_.clip / norm), model_->num_params());
+    const float clip_scale = cfg_.clip > 0 && norm > cfg_.clip ? static_cast<float>(cfg_.clip / norm) : 1.0f;
     const double lr = learning_rate(cfg_, step);
     for (const ParamSpec& s : model_->params())
       be_->adamw(model_->weights() + s.offset, model_->grads() + s.offset, m_.data() + s.offset, v_.data() + s.offset, s.size,
                  static_cast<float>(lr), static_cast<float>(cfg_.beta1), static_cast<float>(cfg_.beta2),
-                 static_cast<float>(cfg_.eps), s.decay ? static_cast<float>(cfg_.weight_decay) : 0.0f, step + 1);
+                 static_cast<float>(cfg_.eps), s.decay ? static_cast<float>(cfg_.weight_decay) : 0.0f, step + 1,
+                 clip_scale);
     ++state_.step;
     const uint64_t tokens = static_cast<uint64_t>(state_.batch_sequences) * static_cast<uint64_t>(T);
     state_.tokens_seen += tokens;

@@ -17,6 +17,35 @@ namespace {
 
 constexpr int kQueryBlock = 64;  // attention: queries per sgemm block
 
+// e^x in plain arithmetic (no library call), so that loops over it vectorise on any x86-64:
+// x = n ln2 + r with |r| <= ln2/2 (Cody-Waite, two parts of ln2), e^r by its Taylor series to
+// degree 7 (relative error below 2e-7 on that range), 2^n put into the exponent bits. Inputs
+// are clamped to the range where the result is a normal float (0 below, FLT_MAX-ish above).
+inline float fast_exp(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  float n = (x * 1.44269504088896341f + shifter) - shifter;
+  float r = x - n * 0.693145751953125f;
+  r = r - n * 1.428606765330187e-06f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  int32_t bits;
+  std::memcpy(&bits, &p, 4);
+  bits += static_cast<int32_t>(n) << 23;
+  std::memcpy(&p, &bits, 4);
+  return p;
+}
+
+// tanh through fast_exp: 1 - 2 / (e^(2u) + 1); absolute error about 1e-7.
+inline float fast_tanh(float u) { return 1.0f - 2.0f / (fast_exp(2.0f * u) + 1.0f); }
+
 class CpuBackend final : public Backend {
  public:
   const char* name() const override { return "cpu"; }
@@ -203,16 +232,18 @@ class CpuBackend final : public Backend {
           float* s = S.data() + static_cast<size_t>(r) * t1;
           const int last = t0 + r;  // causal: keys 0..last
           float m = -INFINITY;
+#pragma omp simd reduction(max : m)
           for (int j = 0; j <= last; ++j) m = std::max(m, s[j]);
-          double sum = 0;
+          float sum = 0;
+#pragma omp simd reduction(+ : sum)
           for (int j = 0; j <= last; ++j) {
-            s[j] = std::exp(s[j] - m);
+            s[j] = fast_exp(s[j] - m);
             sum += s[j];
           }
-          const float inv = static_cast<float>(1.0 / sum);
+          const float inv = 1.0f / sum;
           for (int j = 0; j <= last; ++j) s[j] *= inv;
           for (int j = last + 1; j < t1; ++j) s[j] = 0.0f;
-          lse[(static_cast<size_t>(b) * NH + h) * T + t0 + r] = m + static_cast<float>(std::log(sum));
+          lse[(static_cast<size_t>(b) * NH + h) * T + t0 + r] = m + std::log(sum);
         }
         // out[rows, hd] = P V
         float* O = out + (static_cast<size_t>(b) * T + t0) * qs + h * hd;
@@ -266,8 +297,10 @@ class CpuBackend final : public Backend {
               const int last = t0 + r;
               float D = 0;  // rowsum(dO * O) = rowsum(dP * P)
               for (int d = 0; d < hd; ++d) D += dO[static_cast<size_t>(r) * qs + d] * O[static_cast<size_t>(r) * qs + d];
+              const float l = L[r];
+#pragma omp simd
               for (int j = 0; j <= last; ++j) {
-                p[j] = std::exp(p[j] - L[r]);
+                p[j] = fast_exp(p[j] - l);
                 dp[j] = p[j] * (dp[j] - D);  // dS
               }
               for (int j = last + 1; j < t1; ++j) p[j] = dp[j] = 0.0f;
@@ -288,17 +321,17 @@ class CpuBackend final : public Backend {
   // ---- Activations, elementwise ----
 
   void swiglu_forward(float* out, const float* gate, const float* up, size_t n) override {
-#pragma omp parallel for
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; ++i) {
       float g = gate[i];
-      out[i] = g / (1.0f + std::exp(-g)) * up[i];
+      out[i] = g / (1.0f + fast_exp(-g)) * up[i];
     }
   }
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
                        size_t n) override {
-#pragma omp parallel for
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; ++i) {
-      float g = gate[i], s = 1.0f / (1.0f + std::exp(-g)), silu = g * s;
+      float g = gate[i], s = 1.0f / (1.0f + fast_exp(-g)), silu = g * s;
       dup[i] = dout[i] * silu;
       dgate[i] = dout[i] * up[i] * (s + silu * (1.0f - s));
     }
@@ -306,17 +339,17 @@ class CpuBackend final : public Backend {
 
   void gelu_forward(float* out, const float* inp, size_t n) override {
     const float k = std::sqrt(2.0f / static_cast<float>(M_PI));
-#pragma omp parallel for
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; ++i) {
       float x = inp[i];
-      out[i] = 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
+      out[i] = 0.5f * x * (1.0f + fast_tanh(k * (x + 0.044715f * x * x * x)));
     }
   }
   void gelu_backward(float* dinp, const float* dout, const float* inp, size_t n) override {
     const float k = std::sqrt(2.0f / static_cast<float>(M_PI));
-#pragma omp parallel for
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; ++i) {
-      float x = inp[i], u = k * (x + 0.044715f * x * x * x), t = std::tanh(u);
+      float x = inp[i], u = k * (x + 0.044715f * x * x * x), t = fast_tanh(u);
       float du = k * (1.0f + 3.0f * 0.044715f * x * x);
       dinp[i] = dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
     }
@@ -362,7 +395,8 @@ class CpuBackend final : public Backend {
         continue;
       }
       const float lse = log_sum_exp(l, V);
-      for (int j = 0; j < V; ++j) d[j] = -c * std::exp(l[j] - lse);  // reads l[j] before writing d[j]
+#pragma omp simd
+      for (int j = 0; j < V; ++j) d[j] = -c * fast_exp(l[j] - lse);  // reads l[j] before writing d[j]
       for (int j = V; j < Vp; ++j) d[j] = 0.0f;
       d[targets[n]] += c;
     }
@@ -371,12 +405,12 @@ class CpuBackend final : public Backend {
   // ---- Optimizer ----
 
   void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1, float beta2,
-             float eps, float weight_decay, int64_t t) override {
+             float eps, float weight_decay, int64_t t, float grad_scale) override {
     const float c1 = 1.0f - static_cast<float>(std::pow(beta1, static_cast<double>(t)));
     const float c2 = 1.0f - static_cast<float>(std::pow(beta2, static_cast<double>(t)));
-#pragma omp parallel for
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; ++i) {
-      float gi = g[i];
+      float gi = g[i] * grad_scale;
       float mi = m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
       float vi = v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
       p[i] -= lr * ((mi / c1) / (std::sqrt(vi / c2) + eps) + weight_decay * p[i]);
@@ -384,9 +418,20 @@ class CpuBackend final : public Backend {
   }
 
   double sum_squares(const float* x, size_t n) override {
+    // Float sums over blocks of 4096 (vectorised), added up in double: exact enough for a norm,
+    // and the same result for any thread count (the blocks are fixed).
+    constexpr size_t kBlock = 4096;
+    const size_t blocks = (n + kBlock - 1) / kBlock;
     double s = 0;
-#pragma omp parallel for reduction(+ : s)
-    for (size_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
+#pragma omp parallel for reduction(+ : s) schedule(static)
+    for (size_t b = 0; b < blocks; ++b) {
+      const float* p = x + b * kBlock;
+      const size_t len = std::min(kBlock, n - b * kBlock);
+      float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+      for (size_t i = 0; i < len; ++i) acc += p[i] * p[i];
+      s += acc;
+    }
     return s;
   }
 
@@ -399,10 +444,12 @@ class CpuBackend final : public Backend {
 
   static float log_sum_exp(const float* l, int V) {
     float m = -INFINITY;
+#pragma omp simd reduction(max : m)
     for (int j = 0; j < V; ++j) m = std::max(m, l[j]);
-    double s = 0;
-    for (int j = 0; j < V; ++j) s += std::exp(l[j] - m);
-    return m + static_cast<float>(std::log(s));
+    float s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int j = 0; j < V; ++j) s += fast_exp(l[j] - m);
+    return m + std::log(s);
   }
 
   // out[c] += sum over n of f(n, c), the channels split across threads (deterministic: each

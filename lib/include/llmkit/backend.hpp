@@ -91,9 +91,11 @@ class Backend {
   virtual void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets,
                                      const float* dlogp, int N, int V, int Vp) = 0;
 
-  // Decoupled AdamW on n values; t is the 1-based step for bias correction.
+  // Decoupled AdamW on n values; t is the 1-based step for bias correction; the gradient is
+  // multiplied by grad_scale first (global-norm clipping without a pass of its own).
   virtual void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr,
-                     float beta1, float beta2, float eps, float weight_decay, int64_t t) = 0;
+                     float beta1, float beta2, float eps, float weight_decay, int64_t t,
+                     float grad_scale = 1.0f) = 0;
   virtual double sum_squares(const float* x, size_t n) = 0;
 };
 
