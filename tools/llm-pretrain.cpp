@@ -78,6 +78,9 @@ int pretrain_main(int argc, char** argv) {
     throw UsageError("--schedule: use cosine, linear, constant or wsd");
   if (!(cfg.beta1 >= 0 && cfg.beta1 < 1 && cfg.beta2 >= 0 && cfg.beta2 < 1)) throw UsageError("--beta1/--beta2 must be in [0, 1)");
   if (cfg.batch_tokens < 0) throw UsageError("--batch-tokens must be positive");
+  if (cfg.eval_batches < 1) throw UsageError("--eval-batches must be at least 1");
+  if (cfg.eval_every < 0 || cfg.save_every < 0 || cfg.stop_at < 0 || keep < 0 || bad < 1)
+    throw UsageError("--eval-every, --save-every, --stop-at and --keep must be 0 or more, --max-bad-steps 1 or more");
   cfg.seq_len = static_cast<int>(seq);
   cfg.micro_batch = static_cast<int>(micro);
   cfg.keep = static_cast<int>(keep);

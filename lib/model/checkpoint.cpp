@@ -97,38 +97,42 @@ std::vector<HfTensor> hf_layout(const Model& m) {
   return out;
 }
 
-// The Hugging Face tensor's values (row-major in its own shape) gathered from the model.
-std::vector<float> gather(const Model& m, const std::vector<float>& host, const HfTensor& t,
-                          std::vector<int64_t>& shape) {
+// The Hugging Face tensor's values (row-major in its own shape): a pointer into the model's
+// host memory when the tensor is one parameter in the same layout (its first rows), otherwise
+// gathered into `storage`.
+const float* gather(const Model& m, const float* host, const HfTensor& t, std::vector<int64_t>& shape,
+                    std::vector<float>& storage) {
   std::vector<const ParamSpec*> parts;
   int64_t out_rows = 0, cols = 0;
   for (const auto& name : t.parts) {
     parts.push_back(&m.param(name));
     const ParamSpec& s = *parts.back();
-    int64_t rows = t.rows >= 0 ? t.rows : s.shape[0];
-    out_rows += rows;
+    out_rows += t.rows >= 0 ? t.rows : s.shape[0];
     cols = s.shape.size() > 1 ? s.shape[1] : 0;
   }
-  std::vector<float> v;
+  storage.clear();
   if (cols == 0) {  // vectors
-    for (const ParamSpec* s : parts) v.insert(v.end(), host.begin() + s->offset, host.begin() + s->offset + s->size);
-    shape = {static_cast<int64_t>(v.size())};
-    return v;
+    shape = {0};
+    for (const ParamSpec* s : parts) shape[0] += static_cast<int64_t>(s->size);
+    if (parts.size() == 1) return host + parts[0]->offset;
+    for (const ParamSpec* s : parts) storage.insert(storage.end(), host + s->offset, host + s->offset + s->size);
+    return storage.data();
   }
-  v.resize(static_cast<size_t>(out_rows * cols));
+  shape = t.transpose ? std::vector<int64_t>{cols, out_rows} : std::vector<int64_t>{out_rows, cols};
+  if (parts.size() == 1 && !t.transpose) return host + parts[0]->offset;
+  storage.resize(static_cast<size_t>(out_rows * cols));
   int64_t r0 = 0;
   for (const ParamSpec* s : parts) {
     int64_t rows = t.rows >= 0 ? t.rows : s->shape[0];
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < cols; ++c) {
         float x = host[s->offset + static_cast<size_t>(r * cols + c)];
-        if (t.transpose) v[static_cast<size_t>(c * out_rows + r0 + r)] = x;  // [in, out]
-        else v[static_cast<size_t>((r0 + r) * cols + c)] = x;
+        if (t.transpose) storage[static_cast<size_t>(c * out_rows + r0 + r)] = x;  // [in, out]
+        else storage[static_cast<size_t>((r0 + r) * cols + c)] = x;
       }
     r0 += rows;
   }
-  shape = t.transpose ? std::vector<int64_t>{cols, out_rows} : std::vector<int64_t>{out_rows, cols};
-  return v;
+  return storage.data();
 }
 
 void scatter(const Model& m, std::vector<float>& host, const HfTensor& t, const std::vector<float>& v) {
@@ -177,16 +181,21 @@ std::string step_name(int64_t step) {
 }  // namespace
 
 void save_model(const std::string& path, Model& m, const std::string& dtype) {
-  std::vector<float> host(m.num_params());
-  m.backend().download(host.data(), m.weights(), host.size());
-  std::vector<std::vector<float>> data;
-  std::vector<TensorView> views;
+  // Host memory: the model's own on the CPU, a copy otherwise.
+  std::vector<float> copy;
+  const float* host = m.backend().host_view(m.weights());
+  if (!host) {
+    copy.resize(m.num_params());
+    m.backend().download(copy.data(), m.weights(), copy.size());
+    host = copy.data();
+  }
   auto layout = hf_layout(m);
-  data.reserve(layout.size());
-  for (const auto& t : layout) {
+  std::vector<std::vector<float>> storage(layout.size());  // only converted tensors hold data
+  std::vector<TensorView> views;
+  for (size_t i = 0; i < layout.size(); ++i) {
     std::vector<int64_t> shape;
-    data.push_back(gather(m, host, t, shape));
-    views.push_back({t.name, DType::f32, shape, data.back().data()});
+    const float* data = gather(m, host, layout[i], shape, storage[i]);
+    views.push_back({layout[i].name, DType::f32, shape, data});
   }
   std::map<std::string, std::string> meta = {{"format", "pt"}};
   write_safetensors_f32(path, views, dtype == "BF16" ? DType::bf16 : DType::f32, meta);
@@ -200,8 +209,11 @@ void load_model(const std::string& path, Model& m) {
     if (!f.has(name) && name.rfind("transformer.", 0) == 0 && f.has(name.substr(12))) name = name.substr(12);
     if (!f.has(name)) throw Error(path, "tensor " + t.name + " is missing");
     std::vector<int64_t> shape;
-    std::vector<float> expect = gather(m, host, t, shape);  // for the shape only
-    std::vector<float> v(expect.size());
+    std::vector<float> scratch;
+    gather(m, host.data(), t, shape, scratch);  // for the shape
+    size_t count = 1;
+    for (int64_t d : shape) count *= static_cast<size_t>(d);
+    std::vector<float> v(count);
     f.read_f32(name, v.data(), v.size(), shape);
     scatter(m, host, t, v);
   }
@@ -212,6 +224,12 @@ std::string save_checkpoint(const std::string& out, Model& m, const float* mom, 
                             const TrainerState& state, const std::string& tokenizer, int keep) {
   fs::create_directories(out);
   const std::string name = step_name(state.step), final_dir = out + "/" + name, tmp = out + "/." + name + ".tmp";
+  // A complete checkpoint of this step is already there (a finished run resumed, a signal before
+  // the first step): training is deterministic, so it holds this very state; keep it.
+  if (is_directory(final_dir) && file_size(final_dir + "/trainer_state.json") > 0) {
+    write_file_atomic(out + "/latest", name + "\n");
+    return final_dir;
+  }
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   write_file_atomic(tmp + "/config.json", m.config().to_json());

@@ -324,26 +324,30 @@ class Normal {
 }  // namespace
 
 void Model::init(uint64_t seed) {
-  std::vector<float> host(total_, 0.0f);
   const float resid_std = 0.02f / std::sqrt(2.0f * static_cast<float>(cfg_.layers));
+  float* direct = be_.host_view(w_);
+  std::vector<float> staging;
   for (size_t i = 0; i < specs_.size(); ++i) {
     const ParamSpec& s = specs_[i];
-    float* p = host.data() + s.offset;
+    // Written in place on the CPU; elsewhere through one tensor-sized staging buffer.
+    if (!direct) staging.assign(s.size, 0.0f);
+    float* p = direct ? direct + s.offset : staging.data();
+    std::fill(p, p + s.size, 0.0f);
     Normal normal(seed * 1000003ull + i);  // one stream per tensor: adding one changes no other
     const bool is_norm_w = s.shape.size() == 1 && s.name.find(".bias") == std::string::npos;
     if (s.shape.size() == 1) {
-      for (size_t k = 0; k < s.size; ++k) p[k] = is_norm_w ? 1.0f : 0.0f;
-      continue;
+      if (is_norm_w) std::fill(p, p + s.size, 1.0f);
+    } else {
+      const bool resid = s.name.find("o_proj") != std::string::npos || s.name.find("down_proj") != std::string::npos ||
+                         s.name.find("c_proj.weight") != std::string::npos;
+      const float std = resid ? resid_std : 0.02f;
+      size_t rows = static_cast<size_t>(s.shape[0]), cols = s.size / rows;
+      bool vocab_rows = s.name == "wte" || s.name == "lm_head.weight" || s.name == "model.embed_tokens.weight";
+      size_t live = vocab_rows ? static_cast<size_t>(cfg_.vocab_size) : rows;
+      for (size_t k = 0; k < live * cols; ++k) p[k] = normal.next() * std;
     }
-    const bool resid = s.name.find("o_proj") != std::string::npos || s.name.find("down_proj") != std::string::npos ||
-                       s.name.find("c_proj.weight") != std::string::npos;
-    const float std = resid ? resid_std : 0.02f;
-    size_t rows = static_cast<size_t>(s.shape[0]), cols = s.size / rows;
-    bool vocab_rows = s.name == "wte" || s.name == "lm_head.weight" || s.name == "model.embed_tokens.weight";
-    size_t live = vocab_rows ? static_cast<size_t>(cfg_.vocab_size) : rows;
-    for (size_t k = 0; k < live * cols; ++k) p[k] = normal.next() * std;
+    if (!direct) be_.upload(w_ + s.offset, staging.data(), s.size);
   }
-  be_.upload(w_, host.data(), total_);
   zero_grad();
 }
 

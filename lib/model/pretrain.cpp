@@ -91,11 +91,18 @@ void Trainer::setup() {
   const int R = comm_.size();
   if (cfg_.out.empty()) throw UsageError("--out DIR is required");
   if (cfg_.train.empty()) throw UsageError("--train SHARDS is required");
-  ModelConfig mc = ModelConfig::load(cfg_.init.empty() || !is_directory(cfg_.init) ? cfg_.model : cfg_.init);
+  // A resumed run's model is the checkpoint's; otherwise --init's directory or --model.
+  std::string resume_dir = cfg_.resume ? latest_checkpoint(cfg_.out) : "";
+  if (!cfg_.resume && !latest_checkpoint(cfg_.out).empty())
+    throw Error(cfg_.out, "holds a run already: give --resume to continue it, or another --out");
+  ModelConfig mc = ModelConfig::load(!resume_dir.empty() ? resume_dir
+                                     : !cfg_.init.empty() && is_directory(cfg_.init) ? cfg_.init
+                                                                                      : cfg_.model);
   train_ = std::make_unique<TokenData>(expand_shard_patterns(cfg_.train), cfg_.seq_len, cfg_.verify_shards);
   if (!cfg_.val.empty()) val_ = std::make_unique<TokenData>(expand_shard_patterns(cfg_.val), cfg_.seq_len, cfg_.verify_shards);
   // The vocabulary comes from the shards when the model does not fix it by its weights.
-  if (cfg_.init.empty() && train_->vocab_size() > 0) mc.vocab_size = static_cast<int>(train_->vocab_size());
+  if (cfg_.init.empty() && resume_dir.empty() && train_->vocab_size() > 0)
+    mc.vocab_size = static_cast<int>(train_->vocab_size());
   if (train_->vocab_size() > static_cast<uint64_t>(mc.vocab_size))
     throw Error(train_->paths()[0], "vocabulary of " + std::to_string(train_->vocab_size()) +
                                         " is larger than the model's " + std::to_string(mc.vocab_size));
@@ -116,17 +123,23 @@ void Trainer::setup() {
 
   m_.assign(model_->num_params(), 0.0f);
   v_.assign(model_->num_params(), 0.0f);
-  std::string resume_dir = cfg_.resume ? latest_checkpoint(cfg_.out) : "";
-  if (!cfg_.resume && !latest_checkpoint(cfg_.out).empty())
-    throw Error(cfg_.out, "holds a run already: give --resume to continue it, or another --out");
-  if (comm_.rank() == 0) std::filesystem::create_directories(cfg_.out);
+  if (comm_.rank() == 0) {
+    std::filesystem::create_directories(cfg_.out);
+    // Temporary checkpoint directories of a save that was killed are of no use.
+    for (const auto& e : std::filesystem::directory_iterator(cfg_.out)) {
+      std::string n = e.path().filename().string();
+      if (n.rfind(".step-", 0) == 0 && has_suffix(n, ".tmp")) std::filesystem::remove_all(e.path());
+    }
+  }
   comm_.barrier();
   if (!resume_dir.empty()) {
     TrainerState s = load_checkpoint(resume_dir, *model_, m_.data(), v_.data());
+    if (s.seed != cfg_.seed)
+      throw Error(resume_dir, "was trained with --seed " + std::to_string(s.seed) + " (the data order); give the same");
     if (s.seq_len != cfg_.seq_len || s.batch_sequences != global)
       throw Error(resume_dir, "was trained with seq-len " + std::to_string(s.seq_len) + " and " +
                                   std::to_string(s.batch_sequences) + " sequences per batch; give the same");
-    if (s.world_size != R)
+    if (s.world_size != R && comm_.rank() == 0)
       LLMKIT_INFO("resuming a %d-rank run on %d ranks: the batches are the same sequences", s.world_size, R);
     state_.step = s.step;
     state_.cursor = s.cursor;
@@ -223,7 +236,7 @@ double Trainer::evaluate() {
 void Trainer::save(bool final) {
   if (comm_.rank() == 0) {
     std::string dir = save_checkpoint(cfg_.out, *model_, m_.data(), v_.data(), state_, cfg_.tokenizer, cfg_.keep);
-    LLMKIT_INFO("saved %s%s", dir.c_str(), final ? "" : "");
+    LLMKIT_INFO("saved %s%s", dir.c_str(), final ? " (final)" : "");
   }
   comm_.barrier();
 }
@@ -234,11 +247,13 @@ int Trainer::run() {
   const double flops = model_->flops_per_step(cfg_.micro_batch, T) * static_cast<double>(accum_);
   char line[512];
   while (state_.step < cfg_.steps) {
-    if (stop_requested()) {
+    // Every rank stops at the same step (a signal may reach the ranks at different times).
+    const bool stop = comm_.size() > 1 ? comm_.allreduce_max(stop_requested() ? 1 : 0) > 0 : stop_requested();
+    if (stop) {
       save(false);
       if (comm_.rank() == 0)
         LLMKIT_WARN("stopped by signal %d at step %lld; the checkpoint is saved, --resume continues",
-                    stop_signal(), static_cast<long long>(state_.step));
+                    std::max(stop_signal(), 0), static_cast<long long>(state_.step));
       return 1;
     }
     auto t0 = Clock::now();

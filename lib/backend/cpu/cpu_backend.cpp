@@ -60,6 +60,7 @@ class CpuBackend final : public Backend {
   void zero(float* p, size_t n) override { std::memset(p, 0, n * sizeof(float)); }
   void upload(float* dst, const float* host, size_t n) override { std::memcpy(dst, host, n * 4); }
   void download(float* host, const float* src, size_t n) override { std::memcpy(host, src, n * 4); }
+  float* host_view(float* p) override { return p; }
 
   // ---- Embedding ----
 

@@ -25,6 +25,9 @@ class Backend {
   virtual void zero(float* p, size_t n) = 0;
   virtual void upload(float* dst, const float* host, size_t n) = 0;
   virtual void download(float* host, const float* src, size_t n) = 0;
+  // The backend's memory as host memory when it is that (the CPU), else nullptr: callers then
+  // read and write it in place instead of copying.
+  virtual float* host_view(float* p) { (void)p; return nullptr; }
 
   // out[n] = wte[tokens[n]] (+ wpe[n % T] when wpe is not null).
   virtual void embedding_forward(float* out, const int32_t* tokens, const float* wte,
