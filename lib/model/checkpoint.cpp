@@ -220,6 +220,103 @@ void load_model(const std::string& path, Model& m) {
   m.backend().upload(m.weights(), host.data(), host.size());
 }
 
+// ---- llm.c GPT-2 checkpoints ------------------------------------------------------------------------
+
+namespace {
+constexpr int32_t kLlmcModelMagic = 20240326;
+
+std::vector<int32_t> llmc_header(const std::string& path) {
+  auto in = open_input(path);
+  std::vector<int32_t> h(256, 0);
+  size_t got = 0;
+  char* p = reinterpret_cast<char*>(h.data());
+  while (got < 1024) {
+    size_t r = in->read(p + got, 1024 - got);
+    if (r == 0) break;
+    got += r;
+  }
+  if (got < 1024) h[0] = 0;
+  return h;
+}
+}  // namespace
+
+bool is_llmc_checkpoint(const std::string& path) {
+  return !is_directory(path) && file_size(path) >= 1024 && llmc_header(path)[0] == kLlmcModelMagic;
+}
+
+ModelConfig llmc_config(const std::string& path) {
+  std::vector<int32_t> h = llmc_header(path);
+  if (h[0] != kLlmcModelMagic) throw Error(path, "not an llm.c GPT-2 checkpoint (magic)");
+  if (h[1] != 3)
+    throw Error(path, "llm.c checkpoint version " + std::to_string(h[1]) + ": only version 3 (fp32) is read");
+  ModelConfig c;
+  c.family = ModelConfig::Family::gpt2;
+  c.max_seq = h[2];
+  c.vocab_size = h[3];
+  c.layers = h[4];
+  c.heads = c.kv_heads = h[5];
+  c.dim = h[6];
+  c.ffn_dim = 4 * c.dim;
+  c.tied_embeddings = true;
+  c.validate(path);
+  if (h[7] < c.vocab_size) throw Error(path, "padded vocabulary below the vocabulary");
+  return c;
+}
+
+void load_llmc(const std::string& path, Model& m) {
+  const ModelConfig c = llmc_config(path);
+  const ModelConfig& mc = m.config();
+  if (mc.family != ModelConfig::Family::gpt2 || mc.dim != c.dim || mc.layers != c.layers || mc.heads != c.heads ||
+      mc.vocab_size != c.vocab_size || mc.max_seq < c.max_seq)
+    throw Error(path, "the model to load into does not have this checkpoint's shape");
+  const int64_t C = c.dim, L = c.layers, maxT = c.max_seq, Vp = llmc_header(path)[7];
+  const int64_t sizes[16] = {Vp * C, maxT * C, L * C, L * C, L * 3 * C * C, L * 3 * C, L * C * C, L * C,
+                             L * C, L * C, L * 4 * C * C, L * 4 * C, L * C * 4 * C, L * C, C, C};
+  int64_t total = 0;
+  for (int64_t n : sizes) total += n;
+  if (file_size(path) != static_cast<uint64_t>(1024 + 4 * total))
+    throw Error(path, "is " + std::to_string(file_size(path)) + " bytes; the header says " +
+                          std::to_string(1024 + 4 * total) + " (truncated?)");
+  std::string bytes = read_file(path);
+  const float* p = reinterpret_cast<const float*>(bytes.data() + 1024);
+  std::vector<float> host(m.num_params(), 0.0f);
+  auto put = [&](const std::string& name, const float* src, int64_t rows, int64_t cols) {
+    const ParamSpec& s = m.param(name);
+    std::copy(src, src + rows * cols, host.begin() + static_cast<long>(s.offset));
+  };
+  const float* t[16];
+  for (int i = 0; i < 16; ++i) {
+    t[i] = p;
+    p += sizes[i];
+  }
+  put("wte", t[0], c.vocab_size, C);  // llm.c pads to Vp rows; ours are padded too, zero beyond V
+  put("wpe", t[1], maxT, C);
+  for (int64_t l = 0; l < L; ++l) {
+    const std::string h = "h." + std::to_string(l) + ".";
+    put(h + "ln_1.weight", t[2] + l * C, 1, C);
+    put(h + "ln_1.bias", t[3] + l * C, 1, C);
+    const float* qkv = t[4] + l * 3 * C * C;  // [3C, C]: q rows, then k, then v
+    put(h + "attn.q.weight", qkv, C, C);
+    put(h + "attn.k.weight", qkv + C * C, C, C);
+    put(h + "attn.v.weight", qkv + 2 * C * C, C, C);
+    const float* qkvb = t[5] + l * 3 * C;
+    put(h + "attn.q.bias", qkvb, 1, C);
+    put(h + "attn.k.bias", qkvb + C, 1, C);
+    put(h + "attn.v.bias", qkvb + 2 * C, 1, C);
+    put(h + "attn.c_proj.weight", t[6] + l * C * C, C, C);
+    put(h + "attn.c_proj.bias", t[7] + l * C, 1, C);
+    put(h + "ln_2.weight", t[8] + l * C, 1, C);
+    put(h + "ln_2.bias", t[9] + l * C, 1, C);
+    put(h + "mlp.c_fc.weight", t[10] + l * 4 * C * C, 4 * C, C);
+    put(h + "mlp.c_fc.bias", t[11] + l * 4 * C, 1, 4 * C);
+    put(h + "mlp.c_proj.weight", t[12] + l * C * 4 * C, C, 4 * C);
+    put(h + "mlp.c_proj.bias", t[13] + l * C, 1, C);
+  }
+  put("ln_f.weight", t[14], 1, C);
+  put("ln_f.bias", t[15], 1, C);
+  m.backend().upload(m.weights(), host.data(), host.size());
+}
+
 std::string save_checkpoint(const std::string& out, Model& m, const float* mom, const float* var,
                             const TrainerState& state, const std::string& tokenizer, int keep) {
   fs::create_directories(out);

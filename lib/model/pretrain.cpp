@@ -95,9 +95,11 @@ void Trainer::setup() {
   std::string resume_dir = cfg_.resume ? latest_checkpoint(cfg_.out) : "";
   if (!cfg_.resume && !latest_checkpoint(cfg_.out).empty())
     throw Error(cfg_.out, "holds a run already: give --resume to continue it, or another --out");
-  ModelConfig mc = ModelConfig::load(!resume_dir.empty() ? resume_dir
-                                     : !cfg_.init.empty() && is_directory(cfg_.init) ? cfg_.init
-                                                                                      : cfg_.model);
+  const bool llmc_init = resume_dir.empty() && !cfg_.init.empty() && is_llmc_checkpoint(cfg_.init);
+  ModelConfig mc = llmc_init ? llmc_config(cfg_.init)
+                   : ModelConfig::load(!resume_dir.empty() ? resume_dir
+                                       : !cfg_.init.empty() && is_directory(cfg_.init) ? cfg_.init
+                                                                                        : cfg_.model);
   train_ = std::make_unique<TokenData>(expand_shard_patterns(cfg_.train), cfg_.seq_len, cfg_.verify_shards);
   if (!cfg_.val.empty()) val_ = std::make_unique<TokenData>(expand_shard_patterns(cfg_.val), cfg_.seq_len, cfg_.verify_shards);
   // The vocabulary comes from the shards when the model does not fix it by its weights.
@@ -106,7 +108,8 @@ void Trainer::setup() {
   if (train_->vocab_size() > static_cast<uint64_t>(mc.vocab_size))
     throw Error(train_->paths()[0], "vocabulary of " + std::to_string(train_->vocab_size()) +
                                         " is larger than the model's " + std::to_string(mc.vocab_size));
-  if (cfg_.seq_len > mc.max_seq) mc.max_seq = cfg_.seq_len;
+  // RoPE has no table: a Llama trains at any length. GPT-2's learned positions stop at max_seq.
+  if (cfg_.seq_len > mc.max_seq && mc.family == ModelConfig::Family::llama) mc.max_seq = cfg_.seq_len;
   model_ = std::make_unique<Model>(mc, *be_);
 
   const int64_t global = (cfg_.batch_tokens > 0 ? cfg_.batch_tokens : static_cast<int64_t>(cfg_.seq_len) * cfg_.micro_batch * R) / cfg_.seq_len;
@@ -145,6 +148,8 @@ void Trainer::setup() {
     state_.cursor = s.cursor;
     state_.tokens_seen = s.tokens_seen;
     if (comm_.rank() == 0) LLMKIT_INFO("resumed from %s at step %lld", resume_dir.c_str(), static_cast<long long>(s.step));
+  } else if (llmc_init) {
+    load_llmc(cfg_.init, *model_);
   } else if (!cfg_.init.empty()) {
     load_model(is_directory(cfg_.init) ? cfg_.init + "/model.safetensors" : cfg_.init, *model_);
   } else {

@@ -32,6 +32,13 @@ void save_model(const std::string& path, Model& model, const std::string& dtype 
 // naming the file and the tensor.
 void load_model(const std::string& path, Model& model);
 
+// llm.c's GPT-2 checkpoints (gpt2_124M.bin: 256 int32 header, magic 20240326, version 3 = fp32
+// weights; maxT, V, L, NH, C, padded V; then the tensors in llm.c's order): true when `path`
+// is one; its model configuration; its weights read into a GPT-2 model of that configuration.
+bool is_llmc_checkpoint(const std::string& path);
+ModelConfig llmc_config(const std::string& path);
+void load_llmc(const std::string& path, Model& model);
+
 // Writes OUT/step-NNNNNNNN/ and then OUT/latest; removes all but the newest `keep` (0: keep all).
 // `moments` are AdamW's m and v, each num_params() floats in the model's layout (host memory).
 std::string save_checkpoint(const std::string& out, Model& model, const float* m, const float* v,
