@@ -15,6 +15,7 @@ int pretrain_main(int argc, char** argv) {
   PretrainConfig cfg;
   int64_t seq = cfg.seq_len, micro = cfg.micro_batch, keep = cfg.keep, bad = cfg.max_bad_steps;
   bool no_verify = false;
+  std::string plot;
   OptionParser op("llm-pretrain", "llm-pretrain --train SHARDS --out DIR [OPTIONS]",
                   "Trains a decoder-only transformer from scratch on token shards (llm-tok encode, or\n"
                   "llm.c .bin files), data parallel over MPI ranks, writing OUT/metrics.jsonl and\n"
@@ -56,6 +57,11 @@ int pretrain_main(int argc, char** argv) {
   op.integer("eval-batches", 0, "N", &cfg.eval_batches, "micro-batches of validation windows (default 8)");
   op.integer("save-every", 0, "N", &cfg.save_every, "checkpoint every N steps (default: only at the end)");
   op.integer("keep", 0, "N", &keep, "keep the newest N checkpoints (default 0: all)");
+  op.integer("sample-every", 0, "N", &cfg.sample_every,
+             "every N steps print a continuation the model samples after 8 tokens of validation\n"
+             "data (decoded with --tokenizer when given)");
+  op.string("plot", 0, "RUN", &plot,
+            "draw RUN/metrics.jsonl into RUN/loss.png with gnuplot and exit (no training)");
   op.integer("stop-at", 0, "STEP", &cfg.stop_at,
              "save a checkpoint and exit 0 after this step, the schedule still that of --steps\n"
              "(--resume continues)");
@@ -68,6 +74,10 @@ int pretrain_main(int argc, char** argv) {
       "  llm-pretrain --model llama-tiny --train 'shards/train-*.tok' --val shards/val-00000.tok \\\n"
       "    --out runs/r1 --seq-len 256 --micro-batch 8 --batch-tokens 16384 --steps 2000");
   std::vector<std::string> rest = op.parse(argc, argv);
+  if (!plot.empty()) {
+    plot_metrics(plot);
+    return 0;
+  }
   if (!rest.empty()) throw UsageError("unexpected argument '" + rest[0] + "' (shards go after --train)");
   if (seq < 1 || seq > 1 << 20) throw UsageError("--seq-len must be in 1..1048576");
   if (micro < 1) throw UsageError("--micro-batch must be at least 1");
@@ -79,7 +89,7 @@ int pretrain_main(int argc, char** argv) {
   if (!(cfg.beta1 >= 0 && cfg.beta1 < 1 && cfg.beta2 >= 0 && cfg.beta2 < 1)) throw UsageError("--beta1/--beta2 must be in [0, 1)");
   if (cfg.batch_tokens < 0) throw UsageError("--batch-tokens must be positive");
   if (cfg.eval_batches < 1) throw UsageError("--eval-batches must be at least 1");
-  if (cfg.eval_every < 0 || cfg.save_every < 0 || cfg.stop_at < 0 || keep < 0 || bad < 1)
+  if (cfg.eval_every < 0 || cfg.save_every < 0 || cfg.stop_at < 0 || cfg.sample_every < 0 || keep < 0 || bad < 1)
     throw UsageError("--eval-every, --save-every, --stop-at and --keep must be 0 or more, --max-bad-steps 1 or more");
   cfg.seq_len = static_cast<int>(seq);
   cfg.micro_batch = static_cast<int>(micro);

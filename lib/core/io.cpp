@@ -490,4 +490,12 @@ void write_file_atomic(const std::string& path, std::string_view data) {
   out->commit();
 }
 
+std::string data_file(const std::string& relative) {
+  for (const std::string& dir : {std::string(LLMKIT_DATADIR), std::string(LLMKIT_SRCDIR) + "/share/llmkit"}) {
+    std::string path = dir + "/" + relative;
+    if (file_size(path) > 0) return path;
+  }
+  throw Error(relative, "not found in " + std::string(LLMKIT_DATADIR) + " (is llmkit installed?)");
+}
+
 }  // namespace llmkit

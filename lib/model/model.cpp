@@ -79,16 +79,12 @@ void ModelConfig::validate(const std::string& where) const {
 
 ModelConfig ModelConfig::load(const std::string& name_or_path) {
   std::string path = name_or_path;
-  if (!has_suffix(path, ".json") && path.find('/') == std::string::npos) {
-    // A preset: next to the binary's share directory, or in the source tree.
-    for (const std::string& dir : {std::string(LLMKIT_DATADIR) + "/models/", std::string(LLMKIT_SRCDIR) + "/share/llmkit/models/"}) {
-      if (file_size(dir + path + ".json") > 0) {
-        path = dir + path + ".json";
-        break;
-      }
-    }
-    if (path == name_or_path)
+  if (!has_suffix(path, ".json") && path.find('/') == std::string::npos && !is_directory(path)) {
+    try {
+      path = data_file("models/" + path + ".json");
+    } catch (const Error&) {
       throw Error(name_or_path, "no such model preset (llama-tiny, llama-25m, gpt2-124m, llama-125m) or config.json");
+    }
   } else if (is_directory(path)) {
     path += "/config.json";
   }

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <chrono>
+#include <random>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -19,6 +21,7 @@
 #include "llmkit/model.hpp"
 #include "llmkit/mpi.hpp"
 #include "llmkit/stats.hpp"
+#include "llmkit/tok.hpp"
 #include "llmkit/tool.hpp"
 
 namespace llmkit {
@@ -53,6 +56,24 @@ double measure_sgemm_flops() {
   return best;
 }
 
+void plot_metrics(const std::string& run) {
+  const std::string metrics = run + "/metrics.jsonl", png = run + "/loss.png";
+  if (file_size(metrics) == 0) throw Error(metrics, "no metrics to plot");
+  for (const std::string& s : {metrics, png})
+    if (s.find('\'') != std::string::npos) throw UsageError("--plot: a path with a quote");
+  std::string cmd = "gnuplot -e \"metrics='" + metrics + "'; output='" + png + "'\" '" +
+                    data_file("plot-metrics.gp") + "' 2>&1";
+  FILE* gp = popen(cmd.c_str(), "r");
+  if (!gp) throw Error("gnuplot", errno_message("cannot run gnuplot", errno));
+  std::string out;
+  char buf[256];
+  while (fgets(buf, sizeof buf, gp)) out += buf;
+  int rc = pclose(gp);
+  if (rc != 0)
+    throw Error("gnuplot", (rc >> 8) == 127 ? "not found (Debian: apt-get install gnuplot-nox)" : "failed: " + out);
+  LLMKIT_INFO("wrote %s", png.c_str());
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -70,6 +91,7 @@ class Trainer {
   void setup();
   double train_step();
   double evaluate();
+  void sample();
   void save(bool final);
   void log_metrics(const std::string& line);
 
@@ -78,6 +100,7 @@ class Trainer {
   std::unique_ptr<Backend> be_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<TokenData> train_, val_;
+  std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<float> m_, v_;
   TrainerState state_;
   int64_t accum_ = 1, per_rank_ = 0;
@@ -162,6 +185,11 @@ void Trainer::setup() {
                 static_cast<unsigned long long>(train_->tokens()), static_cast<long long>(global), cfg_.seq_len,
                 static_cast<long long>(accum_), cfg_.micro_batch, R, R > 1 ? "s" : "");
   }
+  if (!cfg_.tokenizer.empty()) {
+    tokenizer_ = std::make_unique<Tokenizer>(cfg_.tokenizer);
+    if (train_->tokenizer_hash() && train_->tokenizer_hash() != tokenizer_->hash())
+      throw Error(cfg_.tokenizer, "is not the tokenizer the shards were made with");
+  }
   open_metrics(state_.step);
   peak_flops_ = measure_sgemm_flops();
 }
@@ -238,6 +266,43 @@ double Trainer::evaluate() {
   return count > 0 ? sum / count : NAN;
 }
 
+// A continuation of the first validation (else training) window's first 8 tokens, sampled at
+// temperature 1 from the top 40 tokens, seeded by the step: how the model writes at this point.
+// Recomputes the whole sequence per token (the KV-cached engine belongs to inference).
+void Trainer::sample() {
+  if (comm_.rank() != 0) return;
+  const TokenData& d = val_ ? *val_ : *train_;
+  std::vector<int32_t> in(static_cast<size_t>(cfg_.seq_len)), tgt(in.size());
+  d.window(0, in.data(), tgt.data());
+  const int prompt = std::min(8, cfg_.seq_len);
+  std::vector<int32_t> seq(in.begin(), in.begin() + prompt);
+  std::mt19937_64 rng(cfg_.seed * 7919 + static_cast<uint64_t>(state_.step));
+  const int V = model_->config().vocab_size, Vp = model_->config().padded_vocab();
+  while (static_cast<int64_t>(seq.size()) < prompt + cfg_.sample_tokens &&
+         static_cast<int>(seq.size()) < model_->config().max_seq) {
+    model_->forward(seq.data(), nullptr, 1, static_cast<int>(seq.size()));
+    const float* l = model_->logits() + (seq.size() - 1) * static_cast<size_t>(Vp);
+    std::vector<int> order(static_cast<size_t>(V));
+    for (int i = 0; i < V; ++i) order[static_cast<size_t>(i)] = i;
+    const int k = std::min(40, V);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int a, int b) { return l[a] > l[b]; });
+    std::vector<double> p(static_cast<size_t>(k));
+    for (int i = 0; i < k; ++i) p[static_cast<size_t>(i)] = std::exp(static_cast<double>(l[order[static_cast<size_t>(i)]] - l[order[0]]));
+    std::discrete_distribution<int> pick(p.begin(), p.end());
+    seq.push_back(order[static_cast<size_t>(pick(rng))]);
+  }
+  std::string text;
+  if (tokenizer_) {
+    std::vector<uint32_t> ids(seq.begin(), seq.end());
+    text = tokenizer_->decode(ids.data(), prompt) + " |> " + tokenizer_->decode(ids.data() + prompt, ids.size() - prompt);
+  } else {
+    for (size_t i = 0; i < seq.size(); ++i) text += (i ? " " : "") + std::to_string(seq[i]) + (static_cast<int>(i) + 1 == prompt ? " |>" : "");
+  }
+  for (char& c : text)
+    if (c == '\n') c = ' ';
+  LLMKIT_INFO("step %5lld  sample: %s", static_cast<long long>(state_.step), text.c_str());
+}
+
 void Trainer::save(bool final) {
   if (comm_.rank() == 0) {
     std::string dir = save_checkpoint(cfg_.out, *model_, m_.data(), v_.data(), state_, cfg_.tokenizer, cfg_.keep);
@@ -305,6 +370,7 @@ int Trainer::run() {
       log_metrics(line);
       if (comm_.rank() == 0) LLMKIT_INFO("step %5lld  val_loss %.4f", static_cast<long long>(state_.step), vl);
     }
+    if (cfg_.sample_every > 0 && state_.step % cfg_.sample_every == 0) sample();
     if (cfg_.stop_at > 0 && state_.step == cfg_.stop_at && state_.step < cfg_.steps) {
       save(false);
       if (comm_.rank() == 0) LLMKIT_INFO("stopped at step %lld (--stop-at); --resume continues", static_cast<long long>(state_.step));

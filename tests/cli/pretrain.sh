@@ -69,6 +69,18 @@ losses() { python3 -c "import json,sys; print(' '.join(str(json.loads(l).get('lo
 expect_eq "$(losses b/metrics.jsonl)" "$(losses full/metrics.jsonl)" "losses after kill -9 and --resume"
 cmp -s full/step-00000040/model.safetensors b/step-00000040/model.safetensors && ok || fail "final weights differ after resume"
 
+# Samples and the loss plot.
+run llm-pretrain $common --tokenizer tok.model --steps 4 --sample-every 2 --out s
+expect_rc 0 "--sample-every"
+expect_eq "$(grep -c 'sample: .* |> ' "$T/err")" "2" "a sample every 2 steps"
+if command -v gnuplot >/dev/null; then
+  run llm-pretrain --plot s
+  expect_rc 0 "--plot"
+  expect_eq "$(head -c 4 s/loss.png | od -An -c | tr -d ' ')" "211PNG" "loss.png"
+fi
+run llm-pretrain --plot nowhere
+expect_rc 1 "--plot without metrics"
+
 # Refusals.
 run llm-pretrain $common --steps 2 --out a
 expect_rc 1 "an existing run without --resume"

@@ -100,6 +100,10 @@ class OutputStream {
 
 bool has_suffix(std::string_view s, std::string_view suffix);
 
+// A file shipped in share/llmkit (model presets, gnuplot scripts): the installed copy, else the
+// source tree's (a build run in place). Error when neither exists.
+std::string data_file(const std::string& relative);
+
 // Whole-file helpers for small files (configs, fixtures).
 std::string read_file(const std::string& path);
 void write_file_atomic(const std::string& path, std::string_view data);

@@ -25,6 +25,7 @@ struct PretrainConfig {
   std::string schedule = "cosine";  // cosine, linear, constant, wsd
   double wsd_decay_frac = 0.2;      // wsd: the last fraction of steps decays linearly
   double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, clip = 1.0;
+  int64_t sample_tokens = 32;  // --sample-every: tokens generated after a prompt from the data
   int64_t stop_at = 0;  // save and exit 0 after this step (a time slice of a longer run)
   int64_t eval_every = 100, eval_batches = 8, save_every = 0, sample_every = 0;
   int keep = 0;
@@ -38,6 +39,9 @@ double learning_rate(const PretrainConfig& cfg, int64_t step);
 
 // Runs training; returns 0 at the end, 1 when stopped by a signal after saving a checkpoint.
 int run_pretrain(const PretrainConfig& cfg);
+
+// Draws RUN/metrics.jsonl into RUN/loss.png with share/llmkit/plot-metrics.gp (gnuplot).
+void plot_metrics(const std::string& run);
 
 // Measured sgemm rate of this process (FLOP/s), the denominator of MFU.
 double measure_sgemm_flops();
