@@ -142,8 +142,9 @@ struct Model::Layer {
 };
 
 struct Model::Top {
-  float *wte = nullptr, *wpe = nullptr, *normf_w = nullptr, *normf_b = nullptr, *lm = nullptr;
-  float *dwte = nullptr, *dwpe = nullptr, *d_normf_w = nullptr, *d_normf_b = nullptr, *dlm = nullptr;
+  float *wte = nullptr, *wpe = nullptr, *normf_w = nullptr, *normf_b = nullptr, *lm = nullptr, *score = nullptr;
+  float *dwte = nullptr, *dwpe = nullptr, *d_normf_w = nullptr, *d_normf_b = nullptr, *dlm = nullptr, *dscore = nullptr;
+  float *values = nullptr, *dvalues = nullptr;
   // activations and scratch
   float *xf = nullptr, *hf = nullptr, *meanf = nullptr, *rstdf = nullptr, *logp = nullptr;
   float *tmp = nullptr, *dres = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
@@ -204,6 +205,7 @@ void Model::build_specs() {
     add("ln_f.weight", {C}, false);
     add("ln_f.bias", {C}, false);
   }
+  if (opts_.scalar_head) add("score.weight", {1, C}, true);
 }
 
 const ParamSpec& Model::param(const std::string& name) const {
@@ -214,13 +216,26 @@ const ParamSpec& Model::param(const std::string& name) const {
 
 float* Model::w(const std::string& name) { return w_ + param(name).offset; }
 
-Model::Model(const ModelConfig& cfg, Backend& backend) : cfg_(cfg), be_(backend), top_(std::make_unique<Top>()) {
+Model::Model(const ModelConfig& cfg, Backend& backend, ModelOptions options)
+    : cfg_(cfg), opts_(options), be_(backend), top_(std::make_unique<Top>()) {
   cfg_.validate("model config");
   build_specs();
+  frozen_.assign(specs_.size(), false);
   w_ = be_.alloc(total_);
   g_ = be_.alloc(total_);
+  bind();
+}
+
+void Model::bind() {
   const bool llama = cfg_.family == ModelConfig::Family::llama;
-  auto grad = [&](float* p) { return p ? g_ + (p - w_) : nullptr; };
+  // A frozen tensor's gradient pointer is null: every backward op then skips it.
+  auto grad = [&](float* p) -> float* {
+    if (!p) return nullptr;
+    size_t off = static_cast<size_t>(p - w_);
+    for (size_t i = 0; i < specs_.size(); ++i)
+      if (specs_[i].offset == off) return frozen_[i] ? nullptr : g_ + off;
+    return g_ + off;
+  };
   layers_.resize(static_cast<size_t>(cfg_.layers));
   for (int l = 0; l < cfg_.layers; ++l) {
     Layer& L = layers_[static_cast<size_t>(l)];
@@ -274,6 +289,21 @@ Model::Model(const ModelConfig& cfg, Backend& backend) : cfg_(cfg), be_(backend)
   }
   t.dwte = grad(t.wte), t.dwpe = grad(t.wpe), t.d_normf_w = grad(t.normf_w), t.d_normf_b = grad(t.normf_b);
   t.dlm = grad(t.lm);
+  if (opts_.scalar_head) {
+    t.score = w("score.weight");
+    t.dscore = grad(t.score);
+  }
+}
+
+void Model::freeze(const std::function<bool(const std::string&)>& frozen) {
+  for (size_t i = 0; i < specs_.size(); ++i) frozen_[i] = frozen(specs_[i].name);
+  bind();
+}
+
+bool Model::is_frozen(const std::string& name) const {
+  for (size_t i = 0; i < specs_.size(); ++i)
+    if (specs_[i].name == name) return frozen_[i];
+  throw Error("", "model has no parameter " + name);
 }
 
 Model::~Model() {
@@ -355,7 +385,7 @@ size_t Model::activation_bytes(int B, int T) const {
   const size_t N = static_cast<size_t>(B) * T, C = cfg_.dim, F = cfg_.ffn_dim;
   const size_t QC = static_cast<size_t>(cfg_.heads) * cfg_.head_dim(), KC = static_cast<size_t>(cfg_.kv_heads) * cfg_.head_dim();
   const size_t per_layer = N * (4 * C + 2 * QC + 2 * KC + 3 * F + 4) + static_cast<size_t>(B) * cfg_.heads * T;
-  const size_t top = N * (2 * C + 2 + 1 + static_cast<size_t>(cfg_.padded_vocab()));
+  const size_t top = N * (2 * C + 2 + 3 + static_cast<size_t>(cfg_.padded_vocab()));
   const size_t scratch = N * (C + C + QC + 2 * KC + std::max(F, QC) + 2 * F + 1);
   return 4 * (per_layer * cfg_.layers + top + scratch);
 }
@@ -407,6 +437,8 @@ void Model::ensure_acts(int B, int T) {
   t.meanf = take(N);
   t.rstdf = take(N);
   t.logp = take(N);
+  t.values = take(N);
+  t.dvalues = take(N);
   acts_.logits = take(N * static_cast<size_t>(cfg_.padded_vocab()));
   t.tmp = take(N * C);
   t.dres = take(N * C);
@@ -470,6 +502,14 @@ void Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T)
   else be.layernorm_forward(t.hf, t.meanf, t.rstdf, t.xf, t.normf_w, t.normf_b, N, C, c.norm_eps);
   be.matmul_forward(acts_.logits, t.hf, t.lm, nullptr, N, C, Vp);
   if (targets) be.crossentropy_forward(t.logp, acts_.logits, targets_.data(), N, V, Vp);
+  if (t.score) be.matmul_forward(t.values, t.hf, t.score, nullptr, N, C, 1);
+}
+
+std::vector<float> Model::values() const {
+  if (!top_->score) throw Error("", "the model has no scalar head");
+  std::vector<float> out(static_cast<size_t>(B_) * T_);
+  be_.download(out.data(), top_->values, out.size());
+  return out;
 }
 
 std::vector<float> Model::logp() const {
@@ -503,7 +543,7 @@ void Model::backward_mean(float scale) {
   backward(dlogp.data());
 }
 
-void Model::backward(const float* dlogp_host) {
+void Model::backward(const float* dlogp_host, const float* dvalue_host) {
   const ModelConfig& c = cfg_;
   const int B = B_, T = T_, N = B * T, C = c.dim, F = c.ffn_dim, hd = c.head_dim(), NH = c.heads, KV = c.kv_heads;
   const int V = c.vocab_size, Vp = c.padded_vocab();
@@ -512,11 +552,18 @@ void Model::backward(const float* dlogp_host) {
   Backend& be = be_;
   const size_t NC = static_cast<size_t>(N) * C;
 
-  be.upload(t.dlogp, dlogp_host, static_cast<size_t>(N));
-  // The logits become their gradient in place (the forward's logits are not needed again).
-  be.crossentropy_backward(acts_.logits, acts_.logits, targets_.data(), t.dlogp, N, V, Vp);
-  be.zero(t.tmp, NC);
-  be.matmul_backward(t.tmp, t.dlm, nullptr, acts_.logits, t.hf, t.lm, N, C, Vp);
+  be.zero(t.tmp, NC);  // d(final hidden state)
+  if (dlogp_host) {
+    be.upload(t.dlogp, dlogp_host, static_cast<size_t>(N));
+    // The logits become their gradient in place (the forward's logits are not needed again).
+    be.crossentropy_backward(acts_.logits, acts_.logits, targets_.data(), t.dlogp, N, V, Vp);
+    be.matmul_backward(t.tmp, t.dlm, nullptr, acts_.logits, t.hf, t.lm, N, C, Vp);
+  }
+  if (dvalue_host) {
+    if (!t.score) throw Error("", "backward: the model has no scalar head");
+    be.upload(t.dvalues, dvalue_host, static_cast<size_t>(N));
+    be.matmul_backward(t.tmp, t.dscore, nullptr, t.dvalues, t.hf, t.score, N, C, 1);
+  }
   be.zero(t.dres, NC);
   if (llama) be.rmsnorm_backward(t.dres, t.d_normf_w, t.tmp, t.xf, t.normf_w, t.rstdf, N, C);
   else be.layernorm_backward(t.dres, t.d_normf_w, t.d_normf_b, t.tmp, t.xf, t.normf_w, t.meanf, t.rstdf, N, C);

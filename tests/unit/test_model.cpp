@@ -138,3 +138,84 @@ TEST_CASE("Tokens outside the vocabulary and sequences past max_seq are errors",
   std::vector<int32_t> longer(17, 1);
   CHECK_THROWS_WITH(m.forward(longer.data(), nullptr, 1, 17), Catch::Contains("above the model"));
 }
+
+TEST_CASE("The scalar head's gradient matches finite differences; the LM head can be left out", "[model]") {
+  auto be = make_cpu_backend();
+  Model m(tiny(ModelConfig::Family::llama), *be, ModelOptions{true});
+  m.init(4);
+  const int B = 2, T = 5;
+  auto tok = random_tokens(B * T, 37, 11);
+  std::vector<float> R(static_cast<size_t>(B * T));
+  for (size_t i = 0; i < R.size(); ++i) R[i] = 0.1f * static_cast<float>(i % 7) - 0.3f;
+  auto objective = [&] {
+    m.forward(tok.data(), nullptr, B, T);
+    auto v = m.values();
+    double s = 0;
+    for (size_t i = 0; i < v.size(); ++i) s += static_cast<double>(v[i]) * R[i];
+    return s;
+  };
+  m.zero_grad();
+  objective();
+  m.backward(nullptr, R.data());
+  std::vector<float> grad(m.grads(), m.grads() + m.num_params());
+  for (const char* name : {"score.weight", "model.layers.1.mlp.up_proj.weight", "model.norm.weight", "model.embed_tokens.weight"}) {
+    const ParamSpec& s = m.param(name);
+    for (size_t k : {size_t{0}, size_t{3}, s.size / 5}) {
+      size_t i = s.offset + k;
+      float saved = m.weights()[i];
+      m.weights()[i] = saved + 1e-2f;
+      double up = objective();
+      m.weights()[i] = saved - 1e-2f;
+      double down = objective();
+      m.weights()[i] = saved;
+      double numeric = (up - down) / 2e-2;
+      INFO(name << "[" << k << "] analytic " << grad[i] << " numeric " << numeric);
+      CHECK(std::abs(grad[i] - numeric) <= 2e-3 + 2e-2 * std::abs(numeric));
+    }
+  }
+  // No LM-head gradient was asked for: lm_head gets none.
+  const ParamSpec& lm = m.param("lm_head.weight");
+  double lm_sq = 0;
+  for (size_t i = 0; i < lm.size; ++i) lm_sq += grad[lm.offset + i] * grad[lm.offset + i];
+  CHECK(lm_sq == 0.0);
+  Model plain(tiny(ModelConfig::Family::llama), *be);
+  CHECK_THROWS_WITH(plain.values(), Catch::Contains("no scalar head"));
+}
+
+TEST_CASE("Frozen parameters get no gradient and leave the others' unchanged", "[model]") {
+  for (auto family : {ModelConfig::Family::llama, ModelConfig::Family::gpt2}) {
+    auto be = make_cpu_backend();
+    Model a(tiny(family), *be), b(tiny(family), *be);
+    a.init(2);
+    b.init(2);
+    auto frozen = [](const std::string& n) {
+      return n.find("layers.0.") != std::string::npos || n.find("h.0.") != std::string::npos ||
+             n == "model.embed_tokens.weight" || n == "wpe";
+    };
+    b.freeze(frozen);
+    const int B = 2, T = 6;
+    auto tok = random_tokens(B * T, 37, 3), tgt = random_tokens(B * T, 37, 4);
+    for (Model* m : {&a, &b}) {
+      m->zero_grad();
+      m->forward(tok.data(), tgt.data(), B, T);
+      m->backward_mean();
+    }
+    CHECK(a.mean_loss() == b.mean_loss());
+    int frozen_count = 0;
+    for (const ParamSpec& s : a.params()) {
+      const bool f = frozen(s.name);
+      frozen_count += f;
+      CHECK(b.is_frozen(s.name) == f);
+      double diff = 0, norm_b = 0;
+      for (size_t i = 0; i < s.size; ++i) {
+        diff += std::abs(a.grads()[s.offset + i] - b.grads()[s.offset + i]);
+        norm_b += std::abs(b.grads()[s.offset + i]);
+      }
+      INFO(s.name);
+      // Tied GPT-2 embeddings still get the LM head's gradient when only the lookup is frozen.
+      if (f && s.name != "wte") CHECK(norm_b == 0.0);
+      if (!f) CHECK(diff == 0.0);
+    }
+    CHECK(frozen_count > 5);
+  }
+}

@@ -81,6 +81,7 @@ class CpuBackend final : public Backend {
 
   void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
                           int B, int T, int C) override {
+    if (!dwte && !dwpe) return;
     // Rows of dwte may repeat: split the channels across threads instead of the rows.
 #pragma omp parallel
     {
@@ -88,8 +89,10 @@ class CpuBackend final : public Backend {
       int c0 = C * id / nt, c1 = C * (id + 1) / nt;
       for (int n = 0; n < B * T; ++n) {
         const float* d = dout + static_cast<size_t>(n) * C;
-        float* w = dwte + static_cast<size_t>(tokens[n]) * C;
-        for (int c = c0; c < c1; ++c) w[c] += d[c];
+        if (dwte) {
+          float* w = dwte + static_cast<size_t>(tokens[n]) * C;
+          for (int c = c0; c < c1; ++c) w[c] += d[c];
+        }
         if (dwpe) {
           float* p = dwpe + static_cast<size_t>(n % T) * C;
           for (int c = c0; c < c1; ++c) p[c] += d[c];

@@ -32,7 +32,7 @@ class Backend {
   // out[n] = wte[tokens[n]] (+ wpe[n % T] when wpe is not null).
   virtual void embedding_forward(float* out, const int32_t* tokens, const float* wte,
                                  const float* wpe, int B, int T, int C) = 0;
-  // dwte[tokens[n]] += dout[n]; dwpe[t] += dout[n] when dwpe is not null.
+  // dwte[tokens[n]] += dout[n]; dwpe[t] += dout[n]; a null gradient is skipped.
   virtual void embedding_backward(float* dwte, float* dwpe, const float* dout,
                                   const int32_t* tokens, int B, int T, int C) = 0;
 

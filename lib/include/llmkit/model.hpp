@@ -6,6 +6,7 @@
 // (padded_vocab); the padding rows stay zero and get no gradient.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,9 +50,15 @@ struct ParamSpec {
   bool decay = false;
 };
 
+struct ModelOptions {
+  // A scalar head on the final hidden state, "score.weight" [1, dim] as Hugging Face's
+  // *ForSequenceClassification names it: a reward model's score, PPO's value head.
+  bool scalar_head = false;
+};
+
 class Model {
  public:
-  Model(const ModelConfig& cfg, Backend& backend);
+  Model(const ModelConfig& cfg, Backend& backend, ModelOptions options = {});
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -73,16 +80,23 @@ class Model {
   // (same shape, < 0 ignored) it also computes each target's log-probability, logp().
   void forward(const int32_t* tokens, const int32_t* targets, int B, int T);
   const float* logits() const { return acts_.logits; }  // [B*T, padded_vocab]
+  // With a scalar head: its value at every position [B*T], after forward (host array).
+  std::vector<float> values() const;
   std::vector<float> logp() const;                      // [B*T], after forward with targets
   // Mean negative log-likelihood over the targets >= 0 of the last forward.
   double mean_loss() const;
 
-  // Backward from d(loss)/d(logp) per token (host array of B*T): the entry point of every
-  // objective. Gradients accumulate into grads(); call zero_grad() between steps.
-  void backward(const float* dlogp);
+  // Backward from d(loss)/d(logp) per token and, with a scalar head, d(loss)/d(value) per
+  // position (host arrays of B*T; either may be null): the entry point of every objective.
+  // Gradients accumulate into grads(); call zero_grad() between steps.
+  void backward(const float* dlogp, const float* dvalue = nullptr);
   // Backward of mean_loss() scaled by `scale` (1/accumulation steps and the like).
   void backward_mean(float scale = 1.0f);
   void zero_grad();
+  // Frozen parameters get no gradient, and the backward pass skips computing it (a reference
+  // model, a base under LoRA adapters). Applies to the tensors whose name `frozen` accepts.
+  void freeze(const std::function<bool(const std::string&)>& frozen);
+  bool is_frozen(const std::string& name) const;
 
   // FLOPs of one forward+backward over B*T tokens: 6 * matmul params * tokens plus attention.
   double flops_per_step(int B, int T) const;
@@ -100,8 +114,11 @@ class Model {
   void ensure_acts(int B, int T);
   float* w(const std::string& name);
 
+  void bind();  // sets the per-layer weight and gradient pointers
   ModelConfig cfg_;
+  ModelOptions opts_;
   Backend& be_;
+  std::vector<bool> frozen_;  // per ParamSpec
   std::vector<ParamSpec> specs_;
   size_t total_ = 0;
   float* w_ = nullptr;
