@@ -3,6 +3,8 @@
 #include <sstream>
 
 #include "llmkit/error.hpp"
+#include "llmkit/mpi.hpp"
+#include "llmkit/stats.hpp"
 #include "llmkit/options.hpp"
 #include "llmkit/pretrain.hpp"
 #include "llmkit/tool.hpp"
@@ -97,7 +99,11 @@ int pretrain_main(int argc, char** argv) {
   cfg.max_bad_steps = static_cast<int>(bad);
   cfg.seed = op.common().seed;
   cfg.verify_shards = !no_verify;
-  return run_pretrain(cfg);
+  Stats stats;
+  int rc = run_pretrain(cfg, stats);
+  // Every rank counted the same steps: rank 0's counts are the run's.
+  stats.write(op.common().stats_file, "llm-pretrain", Comm::world());
+  return rc;
 }
 
 }  // namespace

@@ -81,7 +81,8 @@ using Clock = std::chrono::steady_clock;
 // The training run of one rank.
 class Trainer {
  public:
-  explicit Trainer(const PretrainConfig& cfg) : cfg_(cfg), comm_(Comm::world()), be_(make_cpu_backend()) {}
+  Trainer(const PretrainConfig& cfg, Stats& stats)
+      : cfg_(cfg), comm_(Comm::world()), stats_(stats), be_(make_cpu_backend()) {}
   ~Trainer() {
     if (metrics_fd_ >= 0) ::close(metrics_fd_);
   }
@@ -97,6 +98,7 @@ class Trainer {
 
   const PretrainConfig& cfg_;
   Comm& comm_;
+  Stats& stats_;
   std::unique_ptr<Backend> be_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<TokenData> train_, val_;
@@ -304,6 +306,7 @@ void Trainer::sample() {
 }
 
 void Trainer::save(bool final) {
+  stats_.add("checkpoints");
   if (comm_.rank() == 0) {
     std::string dir = save_checkpoint(cfg_.out, *model_, m_.data(), v_.data(), state_, cfg_.tokenizer, cfg_.keep);
     LLMKIT_INFO("saved %s%s", dir.c_str(), final ? " (final)" : "");
@@ -333,6 +336,7 @@ int Trainer::run() {
     state_.cursor += static_cast<uint64_t>(state_.batch_sequences);
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       ++bad_in_row_;
+      stats_.add("steps_skipped");
       if (comm_.rank() == 0)
         LLMKIT_WARN("step %lld: loss %g, gradient norm %g: step skipped", static_cast<long long>(step + 1), loss, norm);
       if (bad_in_row_ >= cfg_.max_bad_steps)
@@ -351,6 +355,8 @@ int Trainer::run() {
     ++state_.step;
     const uint64_t tokens = static_cast<uint64_t>(state_.batch_sequences) * static_cast<uint64_t>(T);
     state_.tokens_seen += tokens;
+    stats_.add("steps");
+    stats_.add("tokens", static_cast<int64_t>(tokens));
     double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     double tps = static_cast<double>(tokens) / secs;
     double mfu = flops / secs / peak_flops_;
@@ -384,6 +390,6 @@ int Trainer::run() {
 
 }  // namespace
 
-int run_pretrain(const PretrainConfig& cfg) { return Trainer(cfg).run(); }
+int run_pretrain(const PretrainConfig& cfg, Stats& stats) { return Trainer(cfg, stats).run(); }
 
 }  // namespace llmkit

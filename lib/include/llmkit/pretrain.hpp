@@ -37,8 +37,10 @@ struct PretrainConfig {
 // Learning rate at `step` (0-based) for the schedule.
 double learning_rate(const PretrainConfig& cfg, int64_t step);
 
+class Stats;
 // Runs training; returns 0 at the end, 1 when stopped by a signal after saving a checkpoint.
-int run_pretrain(const PretrainConfig& cfg);
+// Counts steps, tokens, skipped (non-finite) steps and checkpoints in `stats`.
+int run_pretrain(const PretrainConfig& cfg, Stats& stats);
 
 // Draws RUN/metrics.jsonl into RUN/loss.png with share/llmkit/plot-metrics.gp (gnuplot).
 void plot_metrics(const std::string& run);
