@@ -394,13 +394,16 @@ void Model::ensure_acts(int B, int T) {
   if (T > cfg_.max_seq) throw Error("", "sequence length " + std::to_string(T) + " is above the model's " + std::to_string(cfg_.max_seq));
   B_ = B;
   T_ = T;
-  const int tokens = B * T;
+  ensure_rows(B * T);
+}
+
+void Model::ensure_rows(int tokens) {
   if (tokens <= cap_tokens_ && acts_.buf) {
     // Same capacity: the pointers stay, but lse and per-(B,T) layouts depend on B and T only
     // through N, which fits.
   } else {
     if (acts_.buf) be_.release(acts_.buf);
-    acts_.floats = activation_bytes(B, T) / 4;
+    acts_.floats = activation_bytes(1, tokens) / 4;
     acts_.buf = be_.alloc(acts_.floats);
     cap_tokens_ = tokens;
   }
@@ -602,6 +605,92 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host) {
     else be.layernorm_backward(t.dres, L.d_norm1_w, L.d_norm1_b, t.tmp, L.x, L.norm1_w, L.mean1, L.rstd1, N, C);
   }
   be.embedding_backward(t.dwte, t.dwpe, t.dres, tokens_.data(), B, T, C);
+}
+
+// ---- Inference ---------------------------------------------------------------------------------------
+
+KVCache::KVCache(Backend& be, int layers, int slots, int max_len, int kv_dim)
+    : be_(be), slots_(slots), max_len_(max_len), kv_dim_(kv_dim) {
+  size_t n = static_cast<size_t>(layers) * slots * static_cast<size_t>(max_len) * kv_dim;
+  k_ = be_.alloc(n);
+  v_ = be_.alloc(n);
+}
+
+KVCache::~KVCache() {
+  be_.release(k_);
+  be_.release(v_);
+}
+
+void Model::forward_cached(const int32_t* tokens, int rows, const std::vector<CacheSegment>& segments,
+                           KVCache& cache) {
+  const ModelConfig& c = cfg_;
+  const int N = rows, C = c.dim, F = c.ffn_dim, hd = c.head_dim(), NH = c.heads, KV = c.kv_heads;
+  const int V = c.vocab_size, Vp = c.padded_vocab(), kvd = KV * hd;
+  const bool llama = c.family == ModelConfig::Family::llama;
+  std::vector<int32_t> pos(static_cast<size_t>(N), -1);
+  for (const CacheSegment& s : segments) {
+    if (s.slot < 0 || s.slot >= cache.slots() || s.start < 0 || s.count < 0 || s.row < 0 || s.row + s.count > N)
+      throw Error("", "forward_cached: a segment outside the batch or the cache");
+    if (s.start + s.count > cache.max_len() || s.start + s.count > c.max_seq)
+      throw Error("", "sequence of " + std::to_string(s.start + s.count) + " tokens is above the context of " +
+                          std::to_string(std::min(cache.max_len(), c.max_seq)));
+    for (int i = 0; i < s.count; ++i) pos[static_cast<size_t>(s.row + i)] = s.start + i;
+  }
+  for (int n = 0; n < N; ++n) {
+    if (pos[static_cast<size_t>(n)] < 0) throw Error("", "forward_cached: a row belongs to no segment");
+    if (tokens[n] < 0 || tokens[n] >= V)
+      throw Error("", "token id " + std::to_string(tokens[n]) + " outside the vocabulary of " + std::to_string(V));
+  }
+  B_ = 1;
+  T_ = N;
+  ensure_rows(N);
+  tokens_.assign(tokens, tokens + N);
+  targets_.assign(static_cast<size_t>(N), -1);
+  Top& t = *top_;
+  Backend& be = be_;
+  // Every layer works in layer 0's buffers: nothing is kept for a backward pass.
+  Layer& L0 = layers_.at(0);
+  float* x = L0.x;
+  be.embedding_at(x, tokens_.data(), pos.data(), t.wte, t.wpe, N, C);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    Layer& L = layers_[l];
+    if (llama) be.rmsnorm_forward(L0.h1, L0.rstd1, x, L.norm1_w, N, C, c.norm_eps);
+    else be.layernorm_forward(L0.h1, L0.mean1, L0.rstd1, x, L.norm1_w, L.norm1_b, N, C, c.norm_eps);
+    be.matmul_forward(L0.q, L0.h1, L.wq, L.bq, N, C, NH * hd);
+    be.matmul_forward(L0.k, L0.h1, L.wk, L.bk, N, C, kvd);
+    be.matmul_forward(L0.v, L0.h1, L.wv, L.bv, N, C, kvd);
+    if (llama) {
+      be.rope_at(L0.q, pos.data(), N, NH, hd, c.rope_theta);
+      be.rope_at(L0.k, pos.data(), N, KV, hd, c.rope_theta);
+    }
+    for (const CacheSegment& s : segments) {
+      float* kc = cache.k(static_cast<int>(l), s.slot);
+      float* vc = cache.v(static_cast<int>(l), s.slot);
+      be.copy(kc + static_cast<size_t>(s.start) * kvd, L0.k + static_cast<size_t>(s.row) * kvd, static_cast<size_t>(s.count) * kvd);
+      be.copy(vc + static_cast<size_t>(s.start) * kvd, L0.v + static_cast<size_t>(s.row) * kvd, static_cast<size_t>(s.count) * kvd);
+      if (s.count > 0)
+        be.attention_cached(L0.att + static_cast<size_t>(s.row) * NH * hd, L0.q + static_cast<size_t>(s.row) * NH * hd,
+                            kc, vc, s.start, s.count, NH, KV, hd);
+    }
+    be.matmul_forward(t.tmp, L0.att, L.wo, L.bo, N, NH * hd, C);
+    be.add(L0.xmid, x, t.tmp, static_cast<size_t>(N) * C);
+    if (llama) {
+      be.rmsnorm_forward(L0.h2, L0.rstd2, L0.xmid, L.norm2_w, N, C, c.norm_eps);
+      be.matmul_forward(L0.f1, L0.h2, L.w1, nullptr, N, C, F);
+      be.matmul_forward(L0.f3, L0.h2, L.w3, nullptr, N, C, F);
+      be.swiglu_forward(L0.act, L0.f1, L0.f3, static_cast<size_t>(N) * F);
+    } else {
+      be.layernorm_forward(L0.h2, L0.mean2, L0.rstd2, L0.xmid, L.norm2_w, L.norm2_b, N, C, c.norm_eps);
+      be.matmul_forward(L0.f1, L0.h2, L.w1, L.b1, N, C, F);
+      be.gelu_forward(L0.act, L0.f1, static_cast<size_t>(N) * F);
+    }
+    be.matmul_forward(t.tmp, L0.act, L.w2, L.b2, N, F, C);
+    be.add(x, L0.xmid, t.tmp, static_cast<size_t>(N) * C);
+  }
+  if (llama) be.rmsnorm_forward(t.hf, t.rstdf, x, t.normf_w, N, C, c.norm_eps);
+  else be.layernorm_forward(t.hf, t.meanf, t.rstdf, x, t.normf_w, t.normf_b, N, C, c.norm_eps);
+  be.matmul_forward(acts_.logits, t.hf, t.lm, nullptr, N, C, Vp);
+  if (t.score) be.matmul_forward(t.values, t.hf, t.score, nullptr, N, C, 1);
 }
 
 // ---- Cost ------------------------------------------------------------------------------------------

@@ -211,7 +211,67 @@ class CpuBackend final : public Backend {
     rope(dx, B, T, heads, hd, theta, -1.0f);
   }
 
+  void embedding_at(float* out, const int32_t* tokens, const int32_t* pos, const float* wte, const float* wpe,
+                    int N, int C) override {
+#pragma omp parallel for
+    for (int n = 0; n < N; ++n) {
+      const float* e = wte + static_cast<size_t>(tokens[n]) * C;
+      float* o = out + static_cast<size_t>(n) * C;
+      if (wpe) {
+        const float* p = wpe + static_cast<size_t>(pos[n]) * C;
+        for (int c = 0; c < C; ++c) o[c] = e[c] + p[c];
+      } else {
+        std::memcpy(o, e, C * sizeof(float));
+      }
+    }
+  }
+  void copy(float* dst, const float* src, size_t n) override { std::memcpy(dst, src, n * sizeof(float)); }
+
+  void rope_at(float* x, const int32_t* pos, int N, int heads, int hd, float theta) override {
+    const int half = hd / 2;
+    std::vector<float> freq(static_cast<size_t>(half));
+    for (int i = 0; i < half; ++i)
+      freq[static_cast<size_t>(i)] = std::pow(theta, -2.0f * static_cast<float>(i) / static_cast<float>(hd));
+#pragma omp parallel for
+    for (int n = 0; n < N; ++n)
+      for (int h = 0; h < heads; ++h) rotate(x + (static_cast<size_t>(n) * heads + h) * hd, pos[n], freq.data(), half, 1.0f);
+  }
+
   // ---- Attention ----
+
+  void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache, int start,
+                        int rows, int NH, int KV, int hd) override {
+    check_heads(NH, KV);
+    const int group = NH / KV, keys = start + rows;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    const int qs = NH * hd, ks = KV * hd;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int h = 0; h < NH; ++h) {
+      const int g = h / group;
+      thread_local std::vector<float> S;
+      S.resize(static_cast<size_t>(rows) * keys);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, hd, scale, q + h * hd, qs, k_cache + g * hd, ks,
+                  0.0f, S.data(), keys);
+      for (int r = 0; r < rows; ++r) {
+        float* s = S.data() + static_cast<size_t>(r) * keys;
+        const int last = start + r;
+        float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+        for (int j = 0; j <= last; ++j) m = std::max(m, s[j]);
+        float sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j <= last; ++j) {
+          s[j] = fast_exp(s[j] - m);
+          sum += s[j];
+        }
+        const float inv = 1.0f / sum;
+        for (int j = 0; j <= last; ++j) s[j] *= inv;
+        for (int j = last + 1; j < keys; ++j) s[j] = 0.0f;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, keys, 1.0f, S.data(), keys, v_cache + g * hd, ks,
+                  0.0f, out + h * hd, qs);
+    }
+  }
 
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                          int B, int T, int NH, int KV, int hd) override {
@@ -478,18 +538,18 @@ class CpuBackend final : public Backend {
     for (int i = 0; i < half; ++i)
       freq[static_cast<size_t>(i)] = std::pow(theta, -2.0f * static_cast<float>(i) / static_cast<float>(hd));
 #pragma omp parallel for
-    for (int n = 0; n < B * T; ++n) {
-      const int t = n % T;
-      for (int h = 0; h < heads; ++h) {
-        float* row = x + (static_cast<size_t>(n) * heads + h) * hd;
-        for (int i = 0; i < half; ++i) {
-          float a = static_cast<float>(t) * freq[static_cast<size_t>(i)];
-          float c = std::cos(a), s = sign * std::sin(a);
-          float x1 = row[i], x2 = row[i + half];
-          row[i] = x1 * c - x2 * s;
-          row[i + half] = x2 * c + x1 * s;
-        }
-      }
+    for (int n = 0; n < B * T; ++n)
+      for (int h = 0; h < heads; ++h) rotate(x + (static_cast<size_t>(n) * heads + h) * hd, n % T, freq.data(), half, sign);
+  }
+
+  // One head's row rotated by position t (sign -1: the inverse rotation).
+  static void rotate(float* row, int t, const float* freq, int half, float sign) {
+    for (int i = 0; i < half; ++i) {
+      float a = static_cast<float>(t) * freq[i];
+      float c = std::cos(a), s = sign * std::sin(a);
+      float x1 = row[i], x2 = row[i + half];
+      row[i] = x1 * c - x2 * s;
+      row[i + half] = x2 * c + x1 * s;
     }
   }
 };

@@ -61,6 +61,19 @@ class Backend {
   virtual void rope_forward(float* x, int B, int T, int heads, int hd, float theta) = 0;
   virtual void rope_backward(float* dx, int B, int T, int heads, int hd, float theta) = 0;
 
+  // Inference with a KV cache. Embedding with explicit positions (GPT-2's learned ones).
+  virtual void embedding_at(float* out, const int32_t* tokens, const int32_t* pos, const float* wte,
+                            const float* wpe, int N, int C) = 0;
+  virtual void copy(float* dst, const float* src, size_t n) = 0;
+  // RoPE at explicit positions pos[n] on x[N, heads, hd].
+  virtual void rope_at(float* x, const int32_t* pos, int N, int heads, int hd, float theta) = 0;
+  // Attention of `rows` new queries q[rows, NH, hd] at positions start..start+rows-1 against
+  // the keys and values cached for positions 0..start+rows-1, k_cache and v_cache
+  // [max_len, KV, hd] (the new rows already written at their positions); causal.
+  virtual void attention_cached(float* out, const float* q, const float* k_cache,
+                                const float* v_cache, int start, int rows, int NH, int KV,
+                                int hd) = 0;
+
   // Causal self-attention with grouped-query heads: q[B,T,NH,hd], k and v [B,T,KV,hd],
   // out[B,T,NH,hd]; lse[B,NH,T] (log-sum-exp of each query's scaled scores) kept for backward,
   // which recomputes the probabilities instead of storing them. dq, dk, dv are overwritten.

@@ -50,6 +50,34 @@ struct ParamSpec {
   bool decay = false;
 };
 
+// Keys and values of earlier positions, per layer, for `slots` sequences of up to max_len
+// positions each: inference appends to a sequence without recomputing its past.
+class KVCache {
+ public:
+  KVCache(Backend& be, int layers, int slots, int max_len, int kv_dim);
+  ~KVCache();
+  KVCache(const KVCache&) = delete;
+  KVCache& operator=(const KVCache&) = delete;
+  float* k(int layer, int slot) { return k_ + offset(layer, slot); }
+  float* v(int layer, int slot) { return v_ + offset(layer, slot); }
+  int slots() const { return slots_; }
+  int max_len() const { return max_len_; }
+
+ private:
+  size_t offset(int layer, int slot) const {
+    return (static_cast<size_t>(layer) * slots_ + slot) * static_cast<size_t>(max_len_) * kv_dim_;
+  }
+  Backend& be_;
+  int slots_, max_len_, kv_dim_;
+  float *k_ = nullptr, *v_ = nullptr;
+};
+
+// New tokens of one sequence in a cached forward: rows [row, row + count) of the batch, at
+// positions start..start+count-1 of cache slot `slot`.
+struct CacheSegment {
+  int slot = 0, start = 0, count = 0, row = 0;
+};
+
 struct ModelOptions {
   // A scalar head on the final hidden state, "score.weight" [1, dim] as Hugging Face's
   // *ForSequenceClassification names it: a reward model's score, PPO's value head.
@@ -80,6 +108,12 @@ class Model {
   // (same shape, < 0 ignored) it also computes each target's log-probability, logp().
   void forward(const int32_t* tokens, const int32_t* targets, int B, int T);
   const float* logits() const { return acts_.logits; }  // [B*T, padded_vocab]
+
+  // Inference: runs new tokens (rows of several sequences, each continuing its cache slot)
+  // through the model, writing their keys and values into the cache; logits() then holds one
+  // row per new token. No activations are kept for a backward pass.
+  void forward_cached(const int32_t* tokens, int rows, const std::vector<CacheSegment>& segments,
+                      KVCache& cache);
   // With a scalar head: its value at every position [B*T], after forward (host array).
   std::vector<float> values() const;
   std::vector<float> logp() const;                      // [B*T], after forward with targets
@@ -112,6 +146,7 @@ class Model {
   };
   void build_specs();
   void ensure_acts(int B, int T);
+  void ensure_rows(int rows);
   float* w(const std::string& name);
 
   void bind();  // sets the per-layer weight and gradient pointers

@@ -1,0 +1,70 @@
+// The inference engine (lib/model/engine.cpp): many sequences of different lengths at once
+// over a KV cache, batched prefill and decode, log-likelihoods of continuations, sampling
+// (greedy, temperature, top-k, top-p, min-p, repetition penalty, seeded), stop sequences and
+// token limits. llm-eval scores with it; llm-ppo and llm-serve generate with it.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "llmkit/model.hpp"
+
+namespace llmkit {
+
+class Tokenizer;
+
+struct SamplingParams {
+  double temperature = 0.0;  // 0: greedy
+  int top_k = 0;             // 0: off
+  double top_p = 1.0;
+  double min_p = 0.0;
+  double repetition_penalty = 1.0;  // > 1 discourages tokens already in the sequence (CTRL)
+  uint64_t seed = 0;
+  int max_tokens = 128;
+  std::vector<std::string> stop;  // the text ends before the first of these (needs a tokenizer)
+  bool stop_at_eos = true;
+};
+
+struct Generation {
+  std::vector<int32_t> tokens;  // generated (</s> excluded; a stop sequence's tokens included)
+  std::string text;             // decoded (with a tokenizer), cut before a stop sequence
+  std::string finish;           // "stop" (a stop sequence), "eos", "length"
+};
+
+struct ScoredContinuation {
+  double logprob = 0;   // sum of log p(continuation token | everything before it)
+  bool greedy = false;  // every continuation token is the argmax (lm-evaluation-harness's is_greedy)
+  int tokens = 0;
+};
+
+class Engine {
+ public:
+  // max_batch sequences at a time, each up to max_len tokens (at most the model's context).
+  Engine(Model& model, const Tokenizer* tokenizer, int max_batch, int max_len);
+  ~Engine();
+
+  // Scores (context, continuation) pairs in batches: one cached forward pass per batch.
+  std::vector<ScoredContinuation> score(
+      const std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>& requests);
+
+  // Continues each prompt: batched prefill, then one decode step for all live sequences at a
+  // time; a sequence leaves the batch when it stops. Prompts longer than the room left are
+  // cut from the left. Deterministic for a seed (each sequence has its own generator).
+  std::vector<Generation> generate(const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& params);
+
+  // One token from a row of logits (the vocabulary's first V columns), given the sequence so far.
+  int32_t sample(const float* logits, const std::vector<int32_t>& history, const SamplingParams& params,
+                 std::mt19937_64& rng) const;
+
+  int max_len() const { return max_len_; }
+
+ private:
+  Model& model_;
+  const Tokenizer* tok_;
+  int max_batch_, max_len_;
+  std::unique_ptr<KVCache> cache_;
+};
+
+}  // namespace llmkit

@@ -1,0 +1,199 @@
+// The inference engine; see llmkit/engine.hpp.
+#include "llmkit/engine.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "llmkit/error.hpp"
+#include "llmkit/tok.hpp"
+#include "llmkit/tool.hpp"
+
+namespace llmkit {
+
+Engine::Engine(Model& model, const Tokenizer* tokenizer, int max_batch, int max_len)
+    : model_(model), tok_(tokenizer), max_batch_(std::max(1, max_batch)),
+      max_len_(std::min(max_len, model.config().max_seq)) {
+  const ModelConfig& c = model.config();
+  cache_ = std::make_unique<KVCache>(model.backend(), c.layers, max_batch_, max_len_, c.kv_heads * c.head_dim());
+}
+
+Engine::~Engine() = default;
+
+std::vector<ScoredContinuation> Engine::score(
+    const std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>& requests) {
+  std::vector<ScoredContinuation> out(requests.size());
+  const int V = model_.config().vocab_size, Vp = model_.config().padded_vocab();
+  for (size_t b0 = 0; b0 < requests.size(); b0 += static_cast<size_t>(max_batch_)) {
+    throw_if_stopped();
+    const size_t b1 = std::min(requests.size(), b0 + static_cast<size_t>(max_batch_));
+    std::vector<int32_t> rows;
+    std::vector<CacheSegment> segs;
+    std::vector<int> cont_start;  // row of each request's first continuation token
+    std::vector<int> first_kept;  // index in the continuation of the first token scored
+    for (size_t r = b0; r < b1; ++r) {
+      const auto& [ctx, cont] = requests[r];
+      if (cont.empty()) throw Error("", "score: an empty continuation");
+      // Context then continuation, the last token not fed (nothing after it to predict); cut
+      // from the left to fit the context window, as lm-evaluation-harness does.
+      std::vector<int32_t> seq(ctx);
+      seq.insert(seq.end(), cont.begin(), cont.end());
+      if (ctx.empty()) throw Error("", "score: an empty context (give at least one token, e.g. <s>)");
+      int keep = std::min<int>(static_cast<int>(seq.size()) - 1, max_len_);
+      int drop = static_cast<int>(seq.size()) - 1 - keep;
+      segs.push_back({static_cast<int>(r - b0), 0, keep, static_cast<int>(rows.size())});
+      cont_start.push_back(static_cast<int>(rows.size()) + static_cast<int>(ctx.size()) - 1 - drop);
+      first_kept.push_back(std::max(0, drop - static_cast<int>(ctx.size()) + 1));
+      rows.insert(rows.end(), seq.begin() + drop, seq.end() - 1);
+    }
+    model_.forward_cached(rows.data(), static_cast<int>(rows.size()), segs, *cache_);
+    const float* logits = model_.logits();
+    for (size_t r = b0; r < b1; ++r) {
+      const auto& cont = requests[r].second;
+      ScoredContinuation& sc = out[r];
+      sc.greedy = true;
+      for (size_t i = static_cast<size_t>(first_kept[r - b0]); i < cont.size(); ++i) {
+        const int row = cont_start[r - b0] + static_cast<int>(i);
+        const float* l = logits + static_cast<size_t>(row) * Vp;
+        float m = l[0];
+        int arg = 0;
+        for (int j = 1; j < V; ++j)
+          if (l[j] > m) m = l[j], arg = j;
+        double s = 0;
+        for (int j = 0; j < V; ++j) s += std::exp(static_cast<double>(l[j] - m));
+        sc.logprob += static_cast<double>(l[cont[i]] - m) - std::log(s);
+        sc.greedy = sc.greedy && arg == cont[i];
+        ++sc.tokens;
+      }
+    }
+  }
+  return out;
+}
+
+int32_t Engine::sample(const float* logits, const std::vector<int32_t>& history, const SamplingParams& p,
+                       std::mt19937_64& rng) const {
+  const int V = model_.config().vocab_size;
+  std::vector<double> l(logits, logits + V);
+  if (p.repetition_penalty != 1.0) {
+    std::vector<char> seen(static_cast<size_t>(V), 0);
+    for (int32_t t : history)
+      if (t >= 0 && t < V && !seen[static_cast<size_t>(t)]) {
+        seen[static_cast<size_t>(t)] = 1;
+        double& x = l[static_cast<size_t>(t)];
+        x = x > 0 ? x / p.repetition_penalty : x * p.repetition_penalty;
+      }
+  }
+  if (p.temperature <= 0) return static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
+  const double m = *std::max_element(l.begin(), l.end());
+  std::vector<int> idx(static_cast<size_t>(V));
+  std::iota(idx.begin(), idx.end(), 0);
+  std::vector<double> prob(static_cast<size_t>(V));
+  for (int j = 0; j < V; ++j) prob[static_cast<size_t>(j)] = std::exp((l[static_cast<size_t>(j)] - m) / p.temperature);
+  // Most likely first; ties by id, so the order (and the draw) is reproducible.
+  std::sort(idx.begin(), idx.end(), [&](int a, int b) {
+    return prob[static_cast<size_t>(a)] != prob[static_cast<size_t>(b)] ? prob[static_cast<size_t>(a)] > prob[static_cast<size_t>(b)] : a < b;
+  });
+  size_t keep = static_cast<size_t>(V);
+  if (p.top_k > 0) keep = std::min(keep, static_cast<size_t>(p.top_k));
+  double total = 0;
+  for (size_t i = 0; i < keep; ++i) total += prob[static_cast<size_t>(idx[i])];
+  if (p.min_p > 0) {  // relative to the most likely token
+    const double floor = p.min_p * prob[static_cast<size_t>(idx[0])];
+    size_t k = 1;
+    while (k < keep && prob[static_cast<size_t>(idx[k])] >= floor) ++k;
+    keep = k;
+  }
+  if (p.top_p < 1.0) {  // the smallest head whose mass reaches top_p
+    double t = 0, all = 0;
+    for (size_t i = 0; i < keep; ++i) all += prob[static_cast<size_t>(idx[i])];
+    size_t k = 0;
+    while (k < keep && t < p.top_p * all) t += prob[static_cast<size_t>(idx[k++])];
+    keep = std::max<size_t>(1, k);
+  }
+  total = 0;
+  for (size_t i = 0; i < keep; ++i) total += prob[static_cast<size_t>(idx[i])];
+  const double u = static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0) * total;
+  double acc = 0;
+  for (size_t i = 0; i < keep; ++i) {
+    acc += prob[static_cast<size_t>(idx[i])];
+    if (u < acc) return idx[i];
+  }
+  return idx[keep - 1];
+}
+
+std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& p) {
+  if (!p.stop.empty() && !tok_) throw Error("", "stop sequences need a tokenizer");
+  const int Vp = model_.config().padded_vocab();
+  const int eos = tok_ ? tok_->eos_id() : -1;
+  std::vector<Generation> out(prompts.size());
+  for (size_t b0 = 0; b0 < prompts.size(); b0 += static_cast<size_t>(max_batch_)) {
+    const size_t b1 = std::min(prompts.size(), b0 + static_cast<size_t>(max_batch_));
+    struct Live {
+      size_t req;
+      int slot, len;
+      std::vector<int32_t> history;
+      std::mt19937_64 rng;
+    };
+    std::vector<Live> live;
+    std::vector<int32_t> rows;
+    std::vector<CacheSegment> segs;
+    const int room = std::max(1, max_len_ - p.max_tokens);
+    for (size_t r = b0; r < b1; ++r) {
+      const auto& pr = prompts[r];
+      if (pr.empty()) throw Error("", "generate: an empty prompt");
+      const int keep = std::min<int>(static_cast<int>(pr.size()), room);
+      std::vector<int32_t> hist(pr.end() - keep, pr.end());
+      segs.push_back({static_cast<int>(r - b0), 0, keep, static_cast<int>(rows.size())});
+      rows.insert(rows.end(), hist.begin(), hist.end());
+      live.push_back({r, static_cast<int>(r - b0), keep, hist, std::mt19937_64(p.seed * 0x9E3779B97F4A7C15ull + r)});
+    }
+    model_.forward_cached(rows.data(), static_cast<int>(rows.size()), segs, *cache_);
+    std::vector<int> last_row;
+    for (const auto& s : segs) last_row.push_back(s.row + s.count - 1);
+    while (!live.empty()) {
+      throw_if_stopped();
+      std::vector<Live> next;
+      std::vector<int32_t> step_tokens;
+      std::vector<CacheSegment> step_segs;
+      for (size_t i = 0; i < live.size(); ++i) {
+        Live& s = live[i];
+        Generation& g = out[s.req];
+        int32_t t = sample(model_.logits() + static_cast<size_t>(last_row[i]) * Vp, s.history, p, s.rng);
+        if (p.stop_at_eos && t == eos) {
+          g.finish = "eos";
+          continue;
+        }
+        g.tokens.push_back(t);
+        s.history.push_back(t);
+        if (tok_) {
+          std::vector<uint32_t> ids(g.tokens.begin(), g.tokens.end());
+          g.text = tok_->decode(ids.data(), ids.size());
+          size_t cut = std::string::npos;
+          for (const auto& stop : p.stop)
+            if (!stop.empty()) cut = std::min(cut, g.text.find(stop));
+          if (cut != std::string::npos) {
+            g.text.resize(cut);
+            g.finish = "stop";
+            continue;
+          }
+        }
+        if (static_cast<int>(g.tokens.size()) >= p.max_tokens || s.len + 1 >= max_len_) {
+          g.finish = "length";
+          continue;
+        }
+        step_segs.push_back({s.slot, s.len, 1, static_cast<int>(step_tokens.size())});
+        step_tokens.push_back(t);
+        ++s.len;
+        next.push_back(std::move(s));
+      }
+      live = std::move(next);
+      if (live.empty()) break;
+      model_.forward_cached(step_tokens.data(), static_cast<int>(step_tokens.size()), step_segs, *cache_);
+      last_row.clear();
+      for (size_t i = 0; i < live.size(); ++i) last_row.push_back(static_cast<int>(i));
+    }
+  }
+  return out;
+}
+
+}  // namespace llmkit
