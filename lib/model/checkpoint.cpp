@@ -381,4 +381,29 @@ TrainerState load_checkpoint(const std::string& dir, Model& m, float* mom, float
   return TrainerState::from_json(read_file(dir + "/trainer_state.json"), dir + "/trainer_state.json");
 }
 
+LoadedModel open_model(const std::string& path, Backend& be, ModelOptions options) {
+  LoadedModel lm;
+  std::string dir = path;
+  if (is_directory(path) && file_size(path + "/config.json") == 0 && file_size(path + "/latest") > 0)
+    dir = latest_checkpoint(path);  // a run directory
+  if (is_directory(dir)) {
+    lm.model = std::make_unique<Model>(ModelConfig::load(dir), be, options);
+    load_model(dir + "/model.safetensors", *lm.model);
+    if (file_size(dir + "/tokenizer.model") > 0) lm.tokenizer = dir + "/tokenizer.model";
+  } else if (is_llmc_checkpoint(path)) {
+    lm.model = std::make_unique<Model>(llmc_config(path), be, options);
+    load_llmc(path, *lm.model);
+  } else if (has_suffix(path, ".safetensors")) {
+    std::string parent = fs::path(path).parent_path().string();
+    if (parent.empty()) parent = ".";
+    lm.model = std::make_unique<Model>(ModelConfig::load(parent), be, options);
+    load_model(path, *lm.model);
+    if (file_size(parent + "/tokenizer.model") > 0) lm.tokenizer = parent + "/tokenizer.model";
+  } else {
+    throw Error(path, "not a checkpoint directory, a run directory, a .safetensors file or an llm.c GPT-2 file");
+  }
+  lm.source = dir;
+  return lm;
+}
+
 }  // namespace llmkit

@@ -5,6 +5,7 @@
 // the newest complete one and is replaced last.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -47,5 +48,15 @@ std::string save_checkpoint(const std::string& out, Model& model, const float* m
 std::string latest_checkpoint(const std::string& out);
 // Loads weights, moments (when m and v are given) and state from a checkpoint directory.
 TrainerState load_checkpoint(const std::string& dir, Model& model, float* m, float* v);
+
+// A model to run: a checkpoint directory (config.json, model.safetensors, tokenizer.model when
+// there), a run directory (its latest checkpoint), a model.safetensors with config.json beside
+// it, or an llm.c GPT-2 file. `tokenizer` is the path of the tokenizer found, "" if none.
+struct LoadedModel {
+  std::unique_ptr<Model> model;
+  std::string tokenizer;
+  std::string source;  // the checkpoint directory or file read
+};
+LoadedModel open_model(const std::string& path, Backend& backend, ModelOptions options = {});
 
 }  // namespace llmkit

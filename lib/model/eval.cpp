@@ -1,0 +1,610 @@
+// llm-eval: perplexity, multiple choice, generation; see llmkit/eval.hpp.
+#include "llmkit/eval.hpp"
+
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+
+#include "llmkit/checkpoint.hpp"
+#include "llmkit/engine.hpp"
+#include "llmkit/error.hpp"
+#include "llmkit/io.hpp"
+#include "llmkit/log.hpp"
+#include "llmkit/mpi.hpp"
+#include "llmkit/shard.hpp"
+#include "llmkit/tok.hpp"
+#include "llmkit/tool.hpp"
+
+namespace llmkit {
+
+// ---- Prompts ---------------------------------------------------------------------------------------
+
+namespace {
+template <class Ex, class Ctx, class Ans>
+std::string assemble(const std::string& description, const std::vector<const Ex*>& shots, const std::string& context,
+                     Ctx ctx_of, Ans answer_of) {
+  std::string s = description;
+  for (const Ex* shot : shots) s += ctx_of(*shot) + " " + answer_of(*shot) + "\n\n";
+  return s + context;
+}
+}  // namespace
+
+std::string mc_context(const McExample& ex, const std::vector<const McExample*>& shots) {
+  return assemble(ex.description, shots, ex.context, [](const McExample& e) { return e.context; },
+                  [](const McExample& e) { return e.choices.at(static_cast<size_t>(e.gold)); });
+}
+
+std::string gen_context(const GenExample& ex, const std::vector<const GenExample*>& shots) {
+  return assemble(ex.description, shots, ex.prompt, [](const GenExample& e) { return e.prompt; },
+                  [](const GenExample& e) { return e.answer; });
+}
+
+std::vector<size_t> choose_shots(size_t i, size_t n, int k, uint64_t seed) {
+  std::vector<size_t> out;
+  if (k <= 0 || n <= 1) return out;
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + i + 1);
+  std::vector<size_t> pool;
+  for (size_t j = 0; j < n; ++j)
+    if (j != i) pool.push_back(j);
+  for (size_t t = 0; t < pool.size() && static_cast<int>(out.size()) < k; ++t) {  // partial Fisher-Yates
+    size_t r = t + static_cast<size_t>(rng() % (pool.size() - t));
+    std::swap(pool[t], pool[r]);
+    out.push_back(pool[t]);
+  }
+  return out;
+}
+
+std::pair<int, int> mc_predict(const std::vector<double>& ll, const std::vector<std::string>& choices) {
+  if (ll.empty() || ll.size() != choices.size()) throw Error("", "mc_predict: one log-likelihood per choice");
+  int best = 0, best_norm = 0;
+  for (size_t c = 1; c < ll.size(); ++c) {
+    if (ll[c] > ll[static_cast<size_t>(best)]) best = static_cast<int>(c);
+    auto norm = [&](size_t k) { return ll[k] / static_cast<double>(std::max<size_t>(1, choices[k].size())); };
+    if (norm(c) > norm(static_cast<size_t>(best_norm))) best_norm = static_cast<int>(c);
+  }
+  return {best, best_norm};
+}
+
+// ---- GSM8K extraction ----------------------------------------------------------------------------
+
+std::string extract_regex(const std::string& text, const std::string& regex) {
+  RE2::Options quiet;
+  quiet.set_log_errors(false);
+  RE2 re(regex, quiet);
+  if (!re.ok()) throw UsageError("--regex: " + re.error());
+  re2::StringPiece in(text), group;
+  if (re.NumberOfCapturingGroups() == 0) {
+    re2::StringPiece whole;
+    RE2 wrapped("(" + regex + ")", quiet);
+    return RE2::PartialMatch(in, wrapped, &whole) ? std::string(whole) : "[invalid]";
+  }
+  return RE2::PartialMatch(in, re, &group) ? std::string(group) : "[invalid]";
+}
+
+std::string extract_strict(const std::string& text) { return extract_regex(text, R"(#### (\-?[0-9\.\,]+))"); }
+
+std::string extract_flexible(const std::string& text) {
+  static const RE2 re(R"((-?[$0-9.,]{2,})|(-?[0-9]+))");
+  re2::StringPiece in(text), a, b;
+  std::string last = "[invalid]";
+  while (RE2::FindAndConsume(&in, re, &a, &b)) last = !a.empty() ? std::string(a) : std::string(b);
+  return last;
+}
+
+std::string normalize_answer(const std::string& s) {
+  std::string t = s;
+  static const RE2 upto_hashes(R"((?s).*#### )");
+  RE2::GlobalReplace(&t, upto_hashes, "");
+  static const RE2 commas(","), dollars(R"(\$)"), final_dot(R"(\.$)");
+  RE2::GlobalReplace(&t, commas, "");
+  RE2::GlobalReplace(&t, dollars, "");
+  RE2::GlobalReplace(&t, final_dot, "");
+  for (char& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return t;
+}
+
+// ---- The run -------------------------------------------------------------------------------------
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Metric {
+  double value = 0, stderr_ = NAN;
+};
+
+// Mean and its standard error (sample standard deviation / sqrt(n)), as lm-evaluation-harness.
+Metric mean_stderr(const std::vector<double>& xs) {
+  Metric m;
+  if (xs.empty()) return m;
+  double s = 0;
+  for (double x : xs) s += x;
+  m.value = s / static_cast<double>(xs.size());
+  if (xs.size() > 1) {
+    double v = 0;
+    for (double x : xs) v += (x - m.value) * (x - m.value);
+    m.stderr_ = std::sqrt(v / static_cast<double>(xs.size() - 1) / static_cast<double>(xs.size()));
+  }
+  return m;
+}
+
+nlohmann::json metric_json(const Metric& m) {
+  nlohmann::json j;
+  j["value"] = m.value;
+  j["stderr"] = std::isnan(m.stderr_) ? nlohmann::json(nullptr) : nlohmann::json(m.stderr_);
+  return j;
+}
+
+std::vector<nlohmann::json> read_rows(const std::vector<std::string>& inputs, const std::string& what) {
+  std::vector<nlohmann::json> rows;
+  for (const auto& path : inputs) {
+    auto lines = open_lines(path);
+    std::string_view line;
+    bool too_long = false;
+    while (lines->next(line, too_long)) {
+      if (too_long) throw Error(path + ":" + std::to_string(lines->line_number()), "line too long");
+      if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      try {
+        rows.push_back(nlohmann::json::parse(line));
+      } catch (const std::exception& e) {
+        throw Error(path + ":" + std::to_string(lines->line_number()), std::string("invalid JSON: ") + e.what());
+      }
+      if (!rows.back().is_object())
+        throw Error(path + ":" + std::to_string(lines->line_number()), what + " rows are JSON objects");
+      rows.back()["__where"] = path + ":" + std::to_string(lines->line_number());
+    }
+  }
+  return rows;
+}
+
+McExample mc_from(const nlohmann::json& j, const std::string& where) {
+  McExample e;
+  try {
+    e.context = j.at("context").get<std::string>();
+    e.choices = j.at("choices").get<std::vector<std::string>>();
+    e.gold = j.at("gold").get<int>();
+    if (j.contains("id")) e.id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
+    if (j.contains("description")) e.description = j["description"].get<std::string>();
+    if (j.contains("fewshot"))
+      for (const auto& s : j["fewshot"]) e.fewshot.push_back(mc_from(s, where));
+  } catch (const nlohmann::json::exception& ex) {
+    throw Error(where, std::string("not a multiple-choice row {context, choices, gold}: ") + ex.what());
+  }
+  if (e.choices.empty() || e.gold < 0 || e.gold >= static_cast<int>(e.choices.size()))
+    throw Error(where, "gold " + std::to_string(e.gold) + " is not an index of the " + std::to_string(e.choices.size()) + " choices");
+  return e;
+}
+
+GenExample gen_from(const nlohmann::json& j, const std::string& where) {
+  GenExample e;
+  try {
+    e.prompt = j.at("prompt").get<std::string>();
+    e.answer = j.at("answer").get<std::string>();
+    if (j.contains("id")) e.id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
+    if (j.contains("description")) e.description = j["description"].get<std::string>();
+    if (j.contains("fewshot"))
+      for (const auto& s : j["fewshot"]) e.fewshot.push_back(gen_from(s, where));
+  } catch (const nlohmann::json::exception& ex) {
+    throw Error(where, std::string("not a generative row {prompt, answer}: ") + ex.what());
+  }
+  return e;
+}
+
+class Evaluator {
+ public:
+  Evaluator(const EvalConfig& cfg) : cfg_(cfg), comm_(Comm::world()), be_(make_cpu_backend()) {}
+  nlohmann::json run(const std::string& kind, const std::vector<std::string>& inputs);
+
+ private:
+  void load(bool need_tokenizer);
+  // Examples of this rank: contiguous blocks of batch_size, dealt round-robin, so a batch holds
+  // the same examples whatever the rank count.
+  bool mine(size_t i) const {
+    return static_cast<int>((i / static_cast<size_t>(cfg_.batch_size)) % static_cast<size_t>(comm_.size())) == comm_.rank();
+  }
+  std::vector<int32_t> encode(const std::string& s) const {
+    std::vector<uint32_t> ids;
+    tok_->encode(s, ids);
+    return std::vector<int32_t>(ids.begin(), ids.end());
+  }
+  std::pair<std::vector<int32_t>, std::vector<int32_t>> encode_pair(std::string context, std::string cont) const;
+  int32_t doc_start() const { return tok_->eos_id() >= 0 ? tok_->eos_id() : tok_->bos_id(); }
+  void log_sample(const nlohmann::json& j);
+  nlohmann::json finish(nlohmann::json report);
+
+  nlohmann::json ppl_shards(const std::vector<std::string>& inputs);
+  nlohmann::json ppl_text(const std::vector<std::string>& inputs);
+  nlohmann::json mc(const std::vector<std::string>& inputs);
+  nlohmann::json gen(const std::vector<std::string>& inputs);
+
+  const EvalConfig& cfg_;
+  Comm& comm_;
+  std::unique_ptr<Backend> be_;
+  LoadedModel lm_;
+  std::unique_ptr<Tokenizer> tok_;
+  std::vector<std::pair<size_t, std::string>> samples_;  // (example index, JSON line) of this rank
+  Clock::time_point t0_ = Clock::now();
+  double tokens_ = 0;
+};
+
+void Evaluator::load(bool need_tokenizer) {
+  lm_ = open_model(cfg_.model, *be_);
+  std::string tp = !cfg_.tokenizer.empty() ? cfg_.tokenizer : lm_.tokenizer;
+  if (!tp.empty()) {
+    tok_ = std::make_unique<Tokenizer>(tp);
+    if (tok_->vocab_size() > static_cast<uint64_t>(lm_.model->config().vocab_size))
+      throw Error(tp, "vocabulary of " + std::to_string(tok_->vocab_size()) + " is larger than the model's " +
+                          std::to_string(lm_.model->config().vocab_size));
+  } else if (need_tokenizer) {
+    throw Error(cfg_.model, "has no tokenizer.model: give --tokenizer");
+  }
+}
+
+// lm-evaluation-harness's encode_pair: the context's trailing spaces move to the continuation,
+// the pair is encoded whole and split after the context's own tokens (so merges across the
+// boundary count for the continuation). The context starts after a document separator.
+std::pair<std::vector<int32_t>, std::vector<int32_t>> Evaluator::encode_pair(std::string context, std::string cont) const {
+  size_t keep = context.find_last_not_of(' ');
+  keep = keep == std::string::npos ? 0 : keep + 1;
+  cont = context.substr(keep) + cont;
+  context.resize(keep);
+  std::vector<int32_t> whole = encode(context + cont), ctx = encode(context);
+  std::vector<int32_t> c(whole.begin() + static_cast<long>(std::min(ctx.size(), whole.size())), whole.end());
+  ctx.insert(ctx.begin(), doc_start());
+  return {ctx, c};
+}
+
+void Evaluator::log_sample(const nlohmann::json& j) {
+  if (cfg_.log_samples.empty()) return;
+  samples_.emplace_back(j.value("index", size_t{0}), j.dump() + "\n");
+}
+
+nlohmann::json Evaluator::finish(nlohmann::json report) {
+  // Per-example logs, gathered on rank 0 in example order.
+  if (!cfg_.log_samples.empty()) {
+    std::string mine;
+    for (const auto& [i, line] : samples_) mine += std::to_string(i) + "\t" + line;
+    auto all = comm_.gather(mine);
+    if (comm_.rank() == 0) {
+      std::vector<std::pair<size_t, std::string>> rows;
+      for (const auto& part : all)
+        for (size_t b = 0; b < part.size();) {
+          size_t tab = part.find('\t', b), e = part.find('\n', b);
+          rows.emplace_back(std::stoull(part.substr(b, tab - b)), part.substr(tab + 1, e - tab));
+          b = e + 1;
+        }
+      std::sort(rows.begin(), rows.end());
+      std::string text;
+      for (const auto& r : rows) text += r.second;
+      write_file_atomic(cfg_.log_samples, text);
+    }
+  }
+  double secs = std::chrono::duration<double>(Clock::now() - t0_).count();
+  double tokens = comm_.allreduce_sum_double(tokens_);
+  report["model"] = lm_.source;
+  report["wall_seconds"] = secs;
+  report["tokens_per_sec"] = tokens / std::max(secs, 1e-9);
+  report["ranks"] = comm_.size();
+  return comm_.rank() == 0 ? report : nlohmann::json();
+}
+
+// ---- ppl on token shards ----
+
+nlohmann::json Evaluator::ppl_shards(const std::vector<std::string>& inputs) {
+  load(false);
+  Model& m = *lm_.model;
+  const int T = cfg_.seq_len > 0 ? cfg_.seq_len : std::min(m.config().max_seq, 1024);
+  const int S = cfg_.stride > 0 ? cfg_.stride : T;
+  if (S > T) throw UsageError("--stride must be at most --seq-len");
+  // Windows over each shard: inputs [start, start+T), targets shifted by one; with a stride
+  // below T only the last S targets of a window count (the first window counts all).
+  struct Window {
+    size_t shard;
+    uint64_t start;
+    int score_from;
+  };
+  std::vector<std::unique_ptr<ShardReader>> shards;
+  std::vector<Window> windows;
+  uint64_t budget = cfg_.max_tokens > 0 ? static_cast<uint64_t>(cfg_.max_tokens) : UINT64_MAX, counted = 0;
+  for (const auto& p : inputs) {
+    shards.push_back(std::make_unique<ShardReader>(p, cfg_.verify));
+    const ShardReader& r = *shards.back();
+    if (r.info().vocab_size > static_cast<uint64_t>(m.config().vocab_size))
+      throw Error(p, "vocabulary of " + std::to_string(r.info().vocab_size) + " is larger than the model's " +
+                         std::to_string(m.config().vocab_size));
+    if (tok_ && r.info().tokenizer_hash && r.info().tokenizer_hash != tok_->hash())
+      throw Error(p, "made with another tokenizer than " + tok_->path());
+    for (uint64_t start = 0; start + static_cast<uint64_t>(T) + 1 <= r.size() && counted < budget; start += static_cast<uint64_t>(S)) {
+      int from = start == 0 ? 0 : T - S;
+      windows.push_back({shards.size() - 1, start, from});
+      counted += static_cast<uint64_t>(T - from);
+      if (cfg_.limit > 0 && static_cast<int64_t>(windows.size()) >= cfg_.limit) break;
+    }
+  }
+  if (windows.empty()) throw Error(inputs[0], "no window of " + std::to_string(T + 1) + " tokens");
+  const int B = cfg_.batch_size;
+  std::vector<int32_t> in(static_cast<size_t>(B) * T), tgt(in.size());
+  std::vector<uint32_t> buf(static_cast<size_t>(T) + 1);
+  double sum = 0, count = 0;
+  for (size_t w0 = 0; w0 < windows.size(); w0 += static_cast<size_t>(B)) {
+    if (!mine(w0)) continue;
+    throw_if_stopped();
+    const int rows = static_cast<int>(std::min<size_t>(static_cast<size_t>(B), windows.size() - w0));
+    for (int b = 0; b < rows; ++b) {
+      const Window& w = windows[w0 + static_cast<size_t>(b)];
+      shards[w.shard]->read(w.start, buf.size(), buf.data());
+      for (int t = 0; t < T; ++t) {
+        in[static_cast<size_t>(b) * T + t] = static_cast<int32_t>(buf[static_cast<size_t>(t)]);
+        tgt[static_cast<size_t>(b) * T + t] = t >= w.score_from ? static_cast<int32_t>(buf[static_cast<size_t>(t) + 1]) : -1;
+      }
+    }
+    m.forward(in.data(), tgt.data(), rows, T);
+    for (float lp : m.logp()) sum -= lp;  // ignored targets have logp 0
+    for (int i = 0; i < rows * T; ++i) count += tgt[static_cast<size_t>(i)] >= 0;
+    tokens_ += rows * T;
+  }
+  sum = comm_.allreduce_sum_double(sum);
+  count = comm_.allreduce_sum_double(count);
+  nlohmann::json r;
+  r["task"] = inputs.size() == 1 ? inputs[0] : std::to_string(inputs.size()) + " shards";
+  r["type"] = "ppl";
+  r["examples"] = windows.size();
+  r["tokens"] = count;
+  r["seq_len"] = T;
+  r["stride"] = S;
+  r["metrics"]["loss"] = metric_json({sum / count, NAN});
+  r["metrics"]["ppl"] = metric_json({std::exp(sum / count), NAN});
+  return finish(r);
+}
+
+// ---- ppl on text (JSONL documents) ----
+
+nlohmann::json Evaluator::ppl_text(const std::vector<std::string>& inputs) {
+  load(true);
+  Model& m = *lm_.model;
+  const int T = cfg_.seq_len > 0 ? cfg_.seq_len : std::min(m.config().max_seq, 1024);
+  auto rows = read_rows(inputs, "text");
+  if (cfg_.limit > 0 && static_cast<int64_t>(rows.size()) > cfg_.limit) rows.resize(static_cast<size_t>(cfg_.limit));
+  double nll = 0, tokens = 0, words = 0, bytes = 0;
+  std::vector<int32_t> in(static_cast<size_t>(T)), tgt(in.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (!mine(i)) continue;
+    throw_if_stopped();
+    const std::string where = rows[i]["__where"];
+    const auto it = rows[i].find(cfg_.source.jsonl.text_field);
+    if (it == rows[i].end() || !it->is_string()) throw Error(where, "no \"" + cfg_.source.jsonl.text_field + "\" string");
+    const std::string text = it->get<std::string>();
+    // The document after a separator token; disjoint windows of T predictions, each with the
+    // tokens before it as far as the window reaches (lm-evaluation-harness's rolling loglikelihood).
+    std::vector<int32_t> seq = encode(text);
+    seq.insert(seq.begin(), doc_start());
+    double doc_nll = 0;
+    for (size_t start = 0; start + 1 < seq.size(); start += static_cast<size_t>(T)) {
+      const size_t n = std::min(static_cast<size_t>(T), seq.size() - 1 - start);
+      for (size_t t = 0; t < n; ++t) {
+        in[t] = seq[start + t];
+        tgt[t] = seq[start + t + 1];
+      }
+      m.forward(in.data(), tgt.data(), 1, static_cast<int>(n));
+      for (float lp : m.logp()) doc_nll -= lp;
+      tokens += static_cast<double>(n);
+      tokens_ += static_cast<double>(n);
+    }
+    nll += doc_nll;
+    double w = 0;
+    for (size_t b = 0; b < text.size();) {  // whitespace-separated words, as re.split(r"\s+")
+      size_t e = text.find_first_of(" \t\n\r\f\v", b);
+      if (e == std::string::npos) e = text.size();
+      if (e > b) ++w;
+      b = e + 1;
+    }
+    words += w;
+    bytes += static_cast<double>(text.size());
+    nlohmann::json s = {{"index", i}, {"nll", doc_nll}, {"words", w}, {"bytes", text.size()}};
+    if (rows[i].contains("id")) s["id"] = rows[i]["id"];
+    log_sample(s);
+  }
+  nll = comm_.allreduce_sum_double(nll);
+  tokens = comm_.allreduce_sum_double(tokens);
+  words = comm_.allreduce_sum_double(words);
+  bytes = comm_.allreduce_sum_double(bytes);
+  nlohmann::json r;
+  r["task"] = inputs.size() == 1 ? inputs[0] : std::to_string(inputs.size()) + " files";
+  r["type"] = "ppl";
+  r["examples"] = rows.size();
+  r["tokens"] = tokens;
+  r["seq_len"] = T;
+  r["metrics"]["loss"] = metric_json({nll / tokens, NAN});
+  r["metrics"]["ppl"] = metric_json({std::exp(nll / tokens), NAN});
+  r["metrics"]["word_perplexity"] = metric_json({std::exp(nll / std::max(words, 1.0)), NAN});
+  r["metrics"]["byte_perplexity"] = metric_json({std::exp(nll / std::max(bytes, 1.0)), NAN});
+  r["metrics"]["bits_per_byte"] = metric_json({nll / std::max(bytes, 1.0) / std::log(2.0), NAN});
+  return finish(r);
+}
+
+// ---- multiple choice ----
+
+nlohmann::json Evaluator::mc(const std::vector<std::string>& inputs) {
+  load(true);
+  auto rows = read_rows(inputs, "multiple-choice");
+  std::vector<McExample> ex;
+  for (const auto& r : rows) ex.push_back(mc_from(r, r["__where"]));
+  if (cfg_.limit > 0 && static_cast<int64_t>(ex.size()) > cfg_.limit) ex.resize(static_cast<size_t>(cfg_.limit));
+  Engine engine(*lm_.model, tok_.get(), cfg_.batch_size * 4, lm_.model->config().max_seq);
+  std::vector<double> acc, acc_norm;
+  for (size_t b0 = 0; b0 < ex.size(); b0 += static_cast<size_t>(cfg_.batch_size)) {
+    if (!mine(b0)) continue;
+    throw_if_stopped();
+    const size_t b1 = std::min(ex.size(), b0 + static_cast<size_t>(cfg_.batch_size));
+    std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> reqs;
+    std::vector<std::string> contexts;
+    for (size_t i = b0; i < b1; ++i) {
+      std::vector<const McExample*> shots;
+      if (!ex[i].fewshot.empty()) {
+        for (int k = 0; k < std::min<int>(cfg_.num_fewshot, static_cast<int>(ex[i].fewshot.size())); ++k) shots.push_back(&ex[i].fewshot[static_cast<size_t>(k)]);
+      } else {
+        for (size_t j : choose_shots(i, ex.size(), cfg_.num_fewshot, cfg_.seed)) shots.push_back(&ex[j]);
+      }
+      contexts.push_back(mc_context(ex[i], shots));
+      for (const auto& c : ex[i].choices) reqs.push_back(encode_pair(contexts.back(), " " + c));
+    }
+    auto scores = engine.score(reqs);
+    size_t at = 0;
+    for (size_t i = b0; i < b1; ++i) {
+      const McExample& e = ex[i];
+      std::vector<double> ll;
+      for (size_t c = 0; c < e.choices.size(); ++c, ++at) {
+        ll.push_back(scores[at].logprob);
+        tokens_ += static_cast<double>(reqs[at].first.size() + reqs[at].second.size());
+      }
+      const auto [pred, pred_norm] = mc_predict(ll, e.choices);
+      acc.push_back(pred == e.gold);
+      acc_norm.push_back(pred_norm == e.gold);
+      nlohmann::json s = {{"index", i}, {"context", contexts[i - b0]}, {"choices", e.choices}, {"loglikelihoods", ll},
+                          {"prediction", pred}, {"prediction_norm", pred_norm}, {"gold", e.gold}, {"correct", pred == e.gold}};
+      if (!e.id.empty()) s["id"] = e.id;
+      log_sample(s);
+    }
+  }
+  // Every rank's 0/1 outcomes to rank 0, in example order (the mean and its error need all).
+  auto gather = [&](const std::vector<double>& xs) {
+    std::string mine;
+    for (double x : xs) mine += x > 0.5 ? '1' : '0';
+    std::vector<double> all;
+    for (const auto& part : comm_.gather(mine))
+      for (char ch : part) all.push_back(ch == '1');
+    return all;
+  };
+  auto all_acc = gather(acc), all_norm = gather(acc_norm);
+  nlohmann::json r;
+  r["task"] = inputs.size() == 1 ? inputs[0] : std::to_string(inputs.size()) + " files";
+  r["type"] = "mc";
+  r["examples"] = ex.size();
+  r["num_fewshot"] = cfg_.num_fewshot;
+  r["metrics"]["acc"] = metric_json(mean_stderr(all_acc));
+  r["metrics"]["acc_norm"] = metric_json(mean_stderr(all_norm));
+  return finish(r);
+}
+
+// ---- generation ----
+
+nlohmann::json Evaluator::gen(const std::vector<std::string>& inputs) {
+  load(true);
+  auto rows = read_rows(inputs, "generative");
+  std::vector<GenExample> ex;
+  for (const auto& r : rows) ex.push_back(gen_from(r, r["__where"]));
+  if (cfg_.limit > 0 && static_cast<int64_t>(ex.size()) > cfg_.limit) ex.resize(static_cast<size_t>(cfg_.limit));
+  Engine engine(*lm_.model, tok_.get(), cfg_.batch_size, lm_.model->config().max_seq);
+  SamplingParams p;
+  p.max_tokens = cfg_.max_gen_tokens;
+  p.stop = cfg_.until;
+  std::vector<double> strict, flexible, custom;
+  for (size_t b0 = 0; b0 < ex.size(); b0 += static_cast<size_t>(cfg_.batch_size)) {
+    if (!mine(b0)) continue;
+    throw_if_stopped();
+    const size_t b1 = std::min(ex.size(), b0 + static_cast<size_t>(cfg_.batch_size));
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<std::string> contexts;
+    for (size_t i = b0; i < b1; ++i) {
+      std::vector<const GenExample*> shots;
+      if (!ex[i].fewshot.empty()) {
+        for (int k = 0; k < std::min<int>(cfg_.num_fewshot, static_cast<int>(ex[i].fewshot.size())); ++k) shots.push_back(&ex[i].fewshot[static_cast<size_t>(k)]);
+      } else {
+        for (size_t j : choose_shots(i, ex.size(), cfg_.num_fewshot, cfg_.seed)) shots.push_back(&ex[j]);
+      }
+      contexts.push_back(gen_context(ex[i], shots));
+      std::vector<int32_t> pr = encode(contexts.back());
+      pr.insert(pr.begin(), doc_start());
+      prompts.push_back(pr);
+    }
+    auto gens = engine.generate(prompts, p);
+    for (size_t i = b0; i < b1; ++i) {
+      const Generation& g = gens[i - b0];
+      tokens_ += static_cast<double>(prompts[i - b0].size() + g.tokens.size());
+      const std::string gold = normalize_answer(ex[i].answer);
+      const std::string s = extract_strict(g.text), f = extract_flexible(g.text);
+      strict.push_back(normalize_answer(s) == gold);
+      flexible.push_back(normalize_answer(f) == gold);
+      nlohmann::json j = {{"index", i}, {"prompt", contexts[i - b0]}, {"generation", g.text}, {"finish", g.finish},
+                          {"answer", ex[i].answer}, {"strict", s}, {"flexible", f},
+                          {"correct_strict", strict.back() > 0.5}, {"correct_flexible", flexible.back() > 0.5}};
+      if (!cfg_.regex.empty()) {
+        const std::string c = extract_regex(g.text, cfg_.regex);
+        custom.push_back(normalize_answer(c) == gold);
+        j["custom"] = c;
+        j["correct_custom"] = custom.back() > 0.5;
+      }
+      if (!ex[i].id.empty()) j["id"] = ex[i].id;
+      log_sample(j);
+    }
+  }
+  auto gather = [&](const std::vector<double>& xs) {
+    std::string mine;
+    for (double x : xs) mine += x > 0.5 ? '1' : '0';
+    std::vector<double> all;
+    for (const auto& part : comm_.gather(mine))
+      for (char ch : part) all.push_back(ch == '1');
+    return all;
+  };
+  nlohmann::json r;
+  r["task"] = inputs.size() == 1 ? inputs[0] : std::to_string(inputs.size()) + " files";
+  r["type"] = "gen";
+  r["examples"] = ex.size();
+  r["num_fewshot"] = cfg_.num_fewshot;
+  r["metrics"]["exact_match,strict-match"] = metric_json(mean_stderr(gather(strict)));
+  r["metrics"]["exact_match,flexible-extract"] = metric_json(mean_stderr(gather(flexible)));
+  if (!cfg_.regex.empty()) r["metrics"]["exact_match,custom"] = metric_json(mean_stderr(gather(custom)));
+  return finish(r);
+}
+
+nlohmann::json Evaluator::run(const std::string& kind, const std::vector<std::string>& inputs) {
+  if (inputs.empty()) throw UsageError(kind + ": give an input file");
+  if (cfg_.batch_size < 1) throw UsageError("--batch-size must be at least 1");
+  if (kind == "ppl") {
+    bool shards = true;
+    for (const auto& p : inputs) {
+      char head[8] = {};
+      FILE* f = std::fopen(p.c_str(), "rb");
+      if (!f) throw Error(p, errno_message("cannot open", errno));
+      size_t n = std::fread(head, 1, 8, f);
+      std::fclose(f);
+      uint32_t magic = 0;
+      std::memcpy(&magic, head, 4);
+      shards = shards && ((n == 8 && std::memcmp(head, "LLMKTOK", 8) == 0) || magic == 20240520 || magic == 20240801);
+    }
+    return shards ? ppl_shards(inputs) : ppl_text(inputs);
+  }
+  if (kind == "mc") return mc(inputs);
+  if (kind == "gen") return gen(inputs);
+  throw UsageError("unknown task type '" + kind + "' (ppl, mc, gen)");
+}
+
+}  // namespace
+
+nlohmann::json run_eval(const std::string& kind, const std::vector<std::string>& inputs, const EvalConfig& cfg) {
+  return Evaluator(cfg).run(kind, inputs);
+}
+
+std::string report_text(const nlohmann::json& r) {
+  std::string out;
+  char line[256];
+  snprintf(line, sizeof line, "%s: %s (%s), %lld examples\n", r.value("type", "").c_str(), r.value("task", "").c_str(),
+           r.value("model", "").c_str(), static_cast<long long>(r.value("examples", 0)));
+  out += line;
+  for (const auto& [name, m] : r["metrics"].items()) {
+    if (m["stderr"].is_null()) snprintf(line, sizeof line, "  %-30s %10.4f\n", name.c_str(), m["value"].get<double>());
+    else snprintf(line, sizeof line, "  %-30s %10.4f  ± %.4f\n", name.c_str(), m["value"].get<double>(), m["stderr"].get<double>());
+    out += line;
+  }
+  snprintf(line, sizeof line, "  %.1f s, %.0f tokens/s\n", r.value("wall_seconds", 0.0), r.value("tokens_per_sec", 0.0));
+  out += line;
+  return out;
+}
+
+}  // namespace llmkit

@@ -1,0 +1,86 @@
+# llm-eval end to end on a model trained here: ppl on a shard equals the val_loss llm-pretrain
+# logged, ppl on text, mc and gen reports and sample logs, bad input.
+. "$(dirname "$0")/lib.sh"
+
+python3 - <<'PY'
+import json, random
+rng = random.Random(5)
+words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "its", "home", "one", "two", "three"]
+with open("docs.jsonl", "w") as f:
+    for i in range(300):
+        f.write(json.dumps({"id": i, "text": " ".join(rng.choice(words) for _ in range(rng.randint(20, 60)))}) + "\n")
+with open("mc.jsonl", "w") as f:
+    for i in range(6):
+        f.write(json.dumps({"id": "q%d" % i, "context": "the cat sat on the", "choices": ["mat", "zebra crossing lights"], "gold": 0}) + "\n")
+with open("gen.jsonl", "w") as f:
+    for i in range(3):
+        f.write(json.dumps({"prompt": "the cat sat on", "answer": "#### %d" % i}) + "\n")
+PY
+run llm-tok train -o tok.model --vocab-size 300 docs.jsonl
+run llm-tok encode -m tok.model --val-fraction 0.2 -o shards docs.jsonl
+expect_rc 0 "shards"
+run llm-pretrain --train 'shards/train-*.tok' --val shards/val-00000.tok --tokenizer tok.model --out run \
+  --seq-len 32 --micro-batch 4 --steps 30 --eval-every 30 --eval-batches 3 --lr 3e-3 --warmup 3
+expect_rc 0 "train"
+
+# The loss on the val shard over the windows llm-pretrain evaluated: exactly its val_loss.
+run llm-eval ppl --model run --seq-len 32 --batch-size 4 --max-tokens $((3 * 4 * 32)) shards/val-00000.tok
+expect_rc 0 "ppl on a shard"
+cp "$T/out" ppl.json
+expect_eq "$(python3 -c "
+import json, math
+r = json.load(open('ppl.json'))
+v = [json.loads(l)['val_loss'] for l in open('run/metrics.jsonl') if 'val_loss' in l][-1]
+m = r['metrics']
+print(abs(m['loss']['value'] - v) < 1e-5, abs(m['ppl']['value'] - math.exp(m['loss']['value'])) < 1e-9, r['tokens'], r['examples'], r['type'])")" \
+  "True True 384.0 12 ppl" "ppl equals llm-pretrain's val_loss"
+run llm-eval ppl --model run/step-00000030 --seq-len 32 --stride 16 --max-tokens 200 shards/val-00000.tok
+expect_rc 0 "sliding windows"
+
+# ppl on text: loss, bits per byte, word perplexity, consistent with each other.
+run llm-eval ppl --model run --limit 20 --log-samples ppl.log docs.jsonl
+expect_rc 0 "ppl on JSONL"
+cp "$T/out" text.json
+expect_eq "$(python3 -c "
+import json, math
+r = json.load(open('text.json')); m = {k: v['value'] for k, v in r['metrics'].items()}
+rows = [json.loads(l) for l in open('ppl.log')]
+nll = sum(x['nll'] for x in rows); b = sum(x['bytes'] for x in rows); w = sum(x['words'] for x in rows)
+print(len(rows), abs(m['bits_per_byte'] - nll / b / math.log(2)) < 1e-9, abs(m['word_perplexity'] - math.exp(nll / w)) < 1e-6)")" \
+  "20 True True" "text metrics"
+
+# Multiple choice: report fields, per-example log.
+run llm-eval mc --model run --log-samples mc.log --num-fewshot 2 mc.jsonl
+expect_rc 0 "mc"
+cp "$T/out" mc.json
+expect_eq "$(json mc.json 'j["type"], j["examples"], j["num_fewshot"], sorted(j["metrics"]), j["metrics"]["acc"]["value"] >= 0')" \
+  "mc 6 2 ['acc', 'acc_norm'] True" "mc report"
+expect_eq "$(jsonl mc.log 'd["id"], len(d["loglikelihoods"]), d["gold"], d["context"].count("the cat sat on the mat")')" \
+  "$(printf 'q0 2 0 2\nq1 2 0 2\nq2 2 0 2\nq3 2 0 2\nq4 2 0 2\nq5 2 0 2')" "mc log with two shots"
+run llm-eval mc --model run --format text mc.jsonl
+expect_out_contains "acc_norm"
+
+# Generation with stop sequences.
+run llm-eval gen --model run --until '\n' --until mat --max-gen-tokens 8 --log-samples gen.log gen.jsonl
+expect_rc 0 "gen"
+expect_eq "$(jsonl gen.log 'd["finish"] in ("stop", "eos", "length"), "mat" not in d["generation"]' | sort -u)" "True True" "stops"
+cp "$T/out" gen.json
+expect_eq "$(json gen.json 'sorted(j["metrics"])')" "['exact_match,flexible-extract', 'exact_match,strict-match']" "gen metrics"
+
+# Bad input.
+run llm-eval mc --model run docs.jsonl
+expect_rc 1 "docs are not mc rows"
+expect_err_contains "docs.jsonl:1: not a multiple-choice row"
+printf '{"context": "x", "choices": ["a"], "gold": 3}\n' > badgold.jsonl
+run llm-eval mc --model run badgold.jsonl
+expect_rc 1 "gold out of range"
+expect_err_contains "gold 3 is not an index"
+run llm-eval ppl --model nowhere shards/val-00000.tok
+expect_rc 1 "no model"
+run llm-eval gen --model run --regex '(' gen.jsonl
+expect_rc 2 "bad --regex"
+run llm-eval frobnicate --model run x
+expect_rc 2 "unknown task type"
+run llm-eval ppl shards/val-00000.tok
+expect_rc 2 "no --model"
+finish
