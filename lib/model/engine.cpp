@@ -48,6 +48,8 @@ std::vector<ScoredContinuation> Engine::score(
     }
     model_.forward_cached(rows.data(), static_cast<int>(rows.size()), segs, *cache_);
     const float* logits = model_.logits();
+    // Log-softmax of each continuation row, on all threads (rows of V columns each).
+#pragma omp parallel for schedule(dynamic, 1)
     for (size_t r = b0; r < b1; ++r) {
       const auto& cont = requests[r].second;
       ScoredContinuation& sc = out[r];

@@ -36,6 +36,8 @@ same file).
 
 Output, one object per line in input order:
   {"id": "hellaswag-0", "context": ..., "choices": [...], "gold": 3, "fewshot": [...]}
+Then: llm-eval mc --model RUN hellaswag.jsonl   (with shots: add --num-fewshot K; llm-eval uses
+the first K of each row's "fewshot" and none without --num-fewshot.)
 """
 
 import argparse
@@ -43,6 +45,7 @@ import json
 import re
 import sys
 
+sys.dont_write_bytecode = True  # keep the share directory clean of __pycache__
 from _common import InputError, ShotPicker, add_fewshot_options, check_fewshot_options, \
     field, main, read_jsonl, same_file, string_list
 
