@@ -38,9 +38,11 @@ def read_jsonl(path):
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
-                raise InputError(f"{where(path, n)}: invalid JSON: {e.msg} (column {e.colno})") from None
+                raise InputError(f"{where(path, n)}: invalid JSON: {e.msg} "
+                                 f"(column {e.colno})") from None
             if not isinstance(obj, dict):
-                raise InputError(f"{where(path, n)}: expected a JSON object, got {type(obj).__name__}")
+                raise InputError(f"{where(path, n)}: expected a JSON object, "
+                                 f"got {type(obj).__name__}")
             yield n, obj
 
 
@@ -182,5 +184,6 @@ def main(prog, convert, args):
             out.abandon()
         raise
     dest = "standard output" if args.output == "-" else args.output
-    print(f"{prog}: {out.count} examples written to {dest}{extra or ''}", file=sys.stderr)
+    noun = "example" if out.count == 1 else "examples"
+    print(f"{prog}: {out.count} {noun} written to {dest}{extra or ''}", file=sys.stderr)
     return 0

@@ -34,8 +34,8 @@ lm_eval/tasks/mmlu/_generate_configs.py; output_type multiple_choice):
             (fewshot_split: dev, fewshot_config sampler: first_n); lm-eval renders each shot as
             context + " " + letter, shots joined by "\n\n" (fewshot_delimiter), as llm-eval does.
             lm-eval's first_n refuses K above the dev split's size (5); so does this script.
-lm-eval's `mmlu` group reports accuracy weighted by subject size, i.e. the mean over all
-questions, which is llm-eval's accuracy over the converted file.
+lm-eval's `mmlu` group (default/_mmlu.yaml, weight_by_size: True) reports accuracy weighted by
+subject size, i.e. the mean over all questions: llm-eval's accuracy over the whole converted file.
 
 Output, one object per line:
   {"id": "mmlu-anatomy-0", "context": ..., "choices": ["A", "B", "C", "D"], "gold": 1,
