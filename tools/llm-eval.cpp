@@ -76,15 +76,19 @@ int eval_main(int argc, char** argv) {
   cfg.max_gen_tokens = static_cast<int>(max_gen);
   cfg.seed = op.common().seed;
   cfg.verify = !no_verify;
+  Stats stats;
   nlohmann::json report = run_eval(kind, args, cfg);
   Comm& comm = Comm::world();
+  if (comm.rank() == 0) {
+    stats.add("examples", report.value("examples", int64_t{0}));
+    stats.add("tokens", static_cast<int64_t>(report.value("tokens_per_sec", 0.0) * report.value("wall_seconds", 0.0)));
+  }
   if (comm.rank() == 0) {
     std::string text = format == "json" ? report.dump(2) + "\n" : report_text(report);
     auto out = OutputStream::open(output, false);
     out->write(text);
     out->commit();
   }
-  Stats stats;
   stats.write(op.common().stats_file, "llm-eval", comm);
   return 0;
 }

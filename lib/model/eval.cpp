@@ -20,6 +20,7 @@
 #include "llmkit/shard.hpp"
 #include "llmkit/tok.hpp"
 #include "llmkit/tool.hpp"
+#include "llmkit/words.hpp"
 
 namespace llmkit {
 
@@ -65,7 +66,8 @@ std::pair<int, int> mc_predict(const std::vector<double>& ll, const std::vector<
   int best = 0, best_norm = 0;
   for (size_t c = 1; c < ll.size(); ++c) {
     if (ll[c] > ll[static_cast<size_t>(best)]) best = static_cast<int>(c);
-    auto norm = [&](size_t k) { return ll[k] / static_cast<double>(std::max<size_t>(1, choices[k].size())); };
+    // Length in characters (code points), as Python's len() in lm-evaluation-harness.
+    auto norm = [&](size_t k) { return ll[k] / static_cast<double>(std::max<size_t>(1, text::count_code_points(choices[k]))); };
     if (norm(c) > norm(static_cast<size_t>(best_norm))) best_norm = static_cast<int>(c);
   }
   return {best, best_norm};
@@ -313,6 +315,7 @@ nlohmann::json Evaluator::ppl_shards(const std::vector<std::string>& inputs) {
   std::vector<Window> windows;
   uint64_t budget = cfg_.max_tokens > 0 ? static_cast<uint64_t>(cfg_.max_tokens) : UINT64_MAX, counted = 0;
   for (const auto& p : inputs) {
+    if (cfg_.limit > 0 && static_cast<int64_t>(windows.size()) >= cfg_.limit) break;
     shards.push_back(std::make_unique<ShardReader>(p, cfg_.verify));
     const ShardReader& r = *shards.back();
     if (r.info().vocab_size > static_cast<uint64_t>(m.config().vocab_size))
@@ -380,8 +383,9 @@ nlohmann::json Evaluator::ppl_text(const std::vector<std::string>& inputs) {
     const auto it = rows[i].find(cfg_.source.jsonl.text_field);
     if (it == rows[i].end() || !it->is_string()) throw Error(where, "no \"" + cfg_.source.jsonl.text_field + "\" string");
     const std::string text = it->get<std::string>();
-    // The document after a separator token; disjoint windows of T predictions, each with the
-    // tokens before it as far as the window reaches (lm-evaluation-harness's rolling loglikelihood).
+    // The document after a separator token, in disjoint windows of T predictions; each window
+    // sees only its own tokens (lm-evaluation-harness's rolling windows give the last, partial
+    // one the tokens before it as context too).
     std::vector<int32_t> seq = encode(text);
     seq.insert(seq.begin(), doc_start());
     double doc_nll = 0;
@@ -397,12 +401,15 @@ nlohmann::json Evaluator::ppl_text(const std::vector<std::string>& inputs) {
       tokens_ += static_cast<double>(n);
     }
     nll += doc_nll;
-    double w = 0;
-    for (size_t b = 0; b < text.size();) {  // whitespace-separated words, as re.split(r"\s+")
+    // Words as lm-evaluation-harness counts them, len(re.split(r"\s+", text)): one more than
+    // the runs of whitespace (so blanks at either end add an empty "word", as there).
+    double w = 1;
+    for (size_t b = 0; b < text.size();) {
       size_t e = text.find_first_of(" \t\n\r\f\v", b);
-      if (e == std::string::npos) e = text.size();
-      if (e > b) ++w;
-      b = e + 1;
+      if (e == std::string::npos) break;
+      ++w;
+      b = text.find_first_not_of(" \t\n\r\f\v", e);
+      if (b == std::string::npos) break;
     }
     words += w;
     bytes += static_cast<double>(text.size());

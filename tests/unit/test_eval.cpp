@@ -19,6 +19,10 @@ TEST_CASE("acc takes the summed log-likelihood, acc_norm the one per character",
   CHECK(a2 == 1);
   CHECK(n2 == 1);
   CHECK_THROWS_AS(mc_predict({-1.0}, {"a", "b"}), Error);
+  // Length in characters, not bytes: "ééé" is 3 long (6 bytes), "abcd" 4.
+  auto [a3, n3] = mc_predict({-3.3, -4.0}, {"\xC3\xA9\xC3\xA9\xC3\xA9", "abcd"});
+  CHECK(a3 == 0);
+  CHECK(n3 == 1);  // -1.1 per character against -1.0
 }
 
 TEST_CASE("GSM8K strict and flexible extraction, as lm-evaluation-harness", "[eval]") {
