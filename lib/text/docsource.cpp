@@ -380,6 +380,12 @@ std::unique_ptr<OutputStream> open_rank_output(const std::string& path, bool zst
     return OutputStream::open("-", zstd);
   }
   std::string ext = zstd ? ".jsonl.zst" : ".jsonl";
+  // "DIR/" names a directory of parts: made when missing (by every rank; it may be shared).
+  if (path.back() == '/') {
+    std::error_code ec;
+    std::filesystem::create_directories(path, ec);
+    if (ec && !is_directory(path)) throw Error(path, "cannot create the directory: " + ec.message());
+  }
   return OutputStream::open(rank_output_path(path, ext, comm.rank(), comm.size()), zstd);
 }
 

@@ -9,7 +9,8 @@ libsimdjson-dev nlohmann-json3-dev libxxhash-dev libzstd-dev zlib1g-dev
 libicu-dev libre2-dev libcld2-dev libgumbo-dev libsentencepiece-dev sentencepiece
 libopenblas-openmp-dev
 catch2 libopenmpi-dev openmpi-bin
-mandoc bsdextrautils python3.11-doc zstd gnuplot-nox"
+mandoc bsdextrautils python3.11-doc zstd gnuplot-nox
+slurm-wlm munge"
 
 missing=""
 for p in $PKGS; do
