@@ -198,6 +198,30 @@ GenExample gen_from(const nlohmann::json& j, const std::string& where) {
   return e;
 }
 
+// The shots of example i: the first k of its own "fewshot", else k others of the task.
+template <class Ex>
+std::vector<const Ex*> shots_for(const std::vector<Ex>& ex, size_t i, int k, uint64_t seed) {
+  std::vector<const Ex*> shots;
+  if (!ex[i].fewshot.empty()) {
+    for (int j = 0; j < std::min<int>(k, static_cast<int>(ex[i].fewshot.size())); ++j)
+      shots.push_back(&ex[i].fewshot[static_cast<size_t>(j)]);
+  } else {
+    for (size_t j : choose_shots(i, ex.size(), k, seed)) shots.push_back(&ex[j]);
+  }
+  return shots;
+}
+
+// Every rank's 0/1 outcomes on rank 0, in rank order (ranks hold blocks of examples in turn,
+// and the mean and its error do not depend on the order).
+std::vector<double> gather_outcomes(Comm& comm, const std::vector<double>& xs) {
+  std::string mine;
+  for (double x : xs) mine += x > 0.5 ? '1' : '0';
+  std::vector<double> all;
+  for (const auto& part : comm.gather(mine))
+    for (char ch : part) all.push_back(ch == '1');
+  return all;
+}
+
 class Evaluator {
  public:
   Evaluator(const EvalConfig& cfg) : cfg_(cfg), comm_(Comm::world()), be_(make_cpu_backend()) {}
@@ -452,13 +476,7 @@ nlohmann::json Evaluator::mc(const std::vector<std::string>& inputs) {
     std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> reqs;
     std::vector<std::string> contexts;
     for (size_t i = b0; i < b1; ++i) {
-      std::vector<const McExample*> shots;
-      if (!ex[i].fewshot.empty()) {
-        for (int k = 0; k < std::min<int>(cfg_.num_fewshot, static_cast<int>(ex[i].fewshot.size())); ++k) shots.push_back(&ex[i].fewshot[static_cast<size_t>(k)]);
-      } else {
-        for (size_t j : choose_shots(i, ex.size(), cfg_.num_fewshot, cfg_.seed)) shots.push_back(&ex[j]);
-      }
-      contexts.push_back(mc_context(ex[i], shots));
+      contexts.push_back(mc_context(ex[i], shots_for(ex, i, cfg_.num_fewshot, cfg_.seed)));
       for (const auto& c : ex[i].choices) reqs.push_back(encode_pair(contexts.back(), " " + c));
     }
     auto scores = engine.score(reqs);
@@ -479,16 +497,7 @@ nlohmann::json Evaluator::mc(const std::vector<std::string>& inputs) {
       log_sample(s);
     }
   }
-  // Every rank's 0/1 outcomes to rank 0, in example order (the mean and its error need all).
-  auto gather = [&](const std::vector<double>& xs) {
-    std::string mine;
-    for (double x : xs) mine += x > 0.5 ? '1' : '0';
-    std::vector<double> all;
-    for (const auto& part : comm_.gather(mine))
-      for (char ch : part) all.push_back(ch == '1');
-    return all;
-  };
-  auto all_acc = gather(acc), all_norm = gather(acc_norm);
+  auto all_acc = gather_outcomes(comm_, acc), all_norm = gather_outcomes(comm_, acc_norm);
   nlohmann::json r;
   r["task"] = inputs.size() == 1 ? inputs[0] : std::to_string(inputs.size()) + " files";
   r["type"] = "mc";
@@ -519,13 +528,7 @@ nlohmann::json Evaluator::gen(const std::vector<std::string>& inputs) {
     std::vector<std::vector<int32_t>> prompts;
     std::vector<std::string> contexts;
     for (size_t i = b0; i < b1; ++i) {
-      std::vector<const GenExample*> shots;
-      if (!ex[i].fewshot.empty()) {
-        for (int k = 0; k < std::min<int>(cfg_.num_fewshot, static_cast<int>(ex[i].fewshot.size())); ++k) shots.push_back(&ex[i].fewshot[static_cast<size_t>(k)]);
-      } else {
-        for (size_t j : choose_shots(i, ex.size(), cfg_.num_fewshot, cfg_.seed)) shots.push_back(&ex[j]);
-      }
-      contexts.push_back(gen_context(ex[i], shots));
+      contexts.push_back(gen_context(ex[i], shots_for(ex, i, cfg_.num_fewshot, cfg_.seed)));
       std::vector<int32_t> pr = encode(contexts.back());
       pr.insert(pr.begin(), doc_start());
       prompts.push_back(pr);
@@ -551,22 +554,15 @@ nlohmann::json Evaluator::gen(const std::vector<std::string>& inputs) {
       log_sample(j);
     }
   }
-  auto gather = [&](const std::vector<double>& xs) {
-    std::string mine;
-    for (double x : xs) mine += x > 0.5 ? '1' : '0';
-    std::vector<double> all;
-    for (const auto& part : comm_.gather(mine))
-      for (char ch : part) all.push_back(ch == '1');
-    return all;
-  };
   nlohmann::json r;
   r["task"] = inputs.size() == 1 ? inputs[0] : std::to_string(inputs.size()) + " files";
   r["type"] = "gen";
   r["examples"] = ex.size();
   r["num_fewshot"] = cfg_.num_fewshot;
-  r["metrics"]["exact_match,strict-match"] = metric_json(mean_stderr(gather(strict)));
-  r["metrics"]["exact_match,flexible-extract"] = metric_json(mean_stderr(gather(flexible)));
-  if (!cfg_.regex.empty()) r["metrics"]["exact_match,custom"] = metric_json(mean_stderr(gather(custom)));
+  r["metrics"]["exact_match,strict-match"] = metric_json(mean_stderr(gather_outcomes(comm_, strict)));
+  r["metrics"]["exact_match,flexible-extract"] = metric_json(mean_stderr(gather_outcomes(comm_, flexible)));
+  if (!cfg_.regex.empty())
+    r["metrics"]["exact_match,custom"] = metric_json(mean_stderr(gather_outcomes(comm_, custom)));
   return finish(r);
 }
 

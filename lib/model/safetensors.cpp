@@ -1,10 +1,6 @@
 // safetensors files: writer and memory-mapped reader; see llmkit/safetensors.hpp for the layout.
 #include "llmkit/safetensors.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
@@ -295,41 +291,12 @@ struct SafetensorsFile::Span {
   const std::string* name;
 };
 
-SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  map_file();
-  try {
-    parse_header();
-  } catch (...) {
-    if (map_) ::munmap(const_cast<unsigned char*>(map_), map_size_);
-    map_ = nullptr;
-    throw;
-  }
+SafetensorsFile::SafetensorsFile(const std::string& path)
+    : path_(path), file_(std::make_unique<MappedFile>(path)), map_(file_->data()), map_size_(file_->size()) {
+  parse_header();
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (map_) ::munmap(const_cast<unsigned char*>(map_), map_size_);
-}
-
-void SafetensorsFile::map_file() {
-  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(path_, errno_message("cannot open", errno));
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error(path_, "not a regular file");
-  }
-  map_size_ = static_cast<size_t>(st.st_size);
-  if (map_size_ > 0) {
-    void* m = ::mmap(nullptr, map_size_, PROT_READ, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED) {
-      int err = errno;
-      ::close(fd);
-      throw Error(path_, errno_message("cannot map", err));
-    }
-    map_ = static_cast<const unsigned char*>(m);
-  }
-  ::close(fd);
-}
+SafetensorsFile::~SafetensorsFile() = default;
 
 void SafetensorsFile::parse_header() {
   if (map_size_ < 8)

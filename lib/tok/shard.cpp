@@ -1,10 +1,6 @@
 // Token shards: writer and memory-mapped reader; see llmkit/shard.hpp for the layout.
 #include "llmkit/shard.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include <cerrno>
@@ -110,44 +106,18 @@ void ShardWriter::finish() {
 
 // ---- Reader ----------------------------------------------------------------------------------
 
-ShardReader::ShardReader(const std::string& path, bool verify) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(path, errno_message("cannot open", errno));
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error(path, "not a regular file");
-  }
-  map_size_ = static_cast<size_t>(st.st_size);
-  if (map_size_ > 0) {
-    void* m = ::mmap(nullptr, map_size_, PROT_READ, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED) {
-      int err = errno;
-      ::close(fd);
-      throw Error(path, errno_message("cannot map", err));
-    }
-    map_ = static_cast<const unsigned char*>(m);
-  }
-  ::close(fd);
-  try {
-    if (map_size_ >= 8 && std::memcmp(map_, kMagic, 8) == 0) parse_llmkit();
-    else if (map_size_ >= 4 && (get_le<uint32_t>(map_) == kLlmcMagic16 || get_le<uint32_t>(map_) == kLlmcMagic32))
-      parse_llmc();
-    else
-      throw Error(path, "not a token shard (no llmkit or llm.c magic)");
-    if (verify && info_.format == ShardInfo::Format::llmkit && !checksum_ok())
-      throw Error(path, "damaged shard: the payload checksum does not match (bytes changed "
-                        "after writing)");
-  } catch (...) {
-    if (map_) ::munmap(const_cast<unsigned char*>(map_), map_size_);
-    map_ = nullptr;
-    throw;
-  }
+ShardReader::ShardReader(const std::string& path, bool verify)
+    : path_(path), file_(std::make_unique<MappedFile>(path)), map_(file_->data()), map_size_(file_->size()) {
+  if (map_size_ >= 8 && std::memcmp(map_, kMagic, 8) == 0) parse_llmkit();
+  else if (map_size_ >= 4 && (get_le<uint32_t>(map_) == kLlmcMagic16 || get_le<uint32_t>(map_) == kLlmcMagic32))
+    parse_llmc();
+  else
+    throw Error(path, "not a token shard (no llmkit or llm.c magic)");
+  if (verify && info_.format == ShardInfo::Format::llmkit && !checksum_ok())
+    throw Error(path, "damaged shard: the payload checksum does not match (bytes changed after writing)");
 }
 
-ShardReader::~ShardReader() {
-  if (map_) ::munmap(const_cast<unsigned char*>(map_), map_size_);
-}
+ShardReader::~ShardReader() = default;
 
 void ShardReader::parse_llmkit() {
   auto damaged = [&](const std::string& what) { return Error(path_, "damaged shard: " + what); };

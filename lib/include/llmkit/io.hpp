@@ -100,6 +100,22 @@ class OutputStream {
 
 bool has_suffix(std::string_view s, std::string_view suffix);
 
+// A whole file mapped read-only (mmap), unmapped by the destructor; errors name the file.
+// Readers of binary formats (shards, safetensors) parse and check it in place.
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  const unsigned char* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  const unsigned char* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 // A file shipped in share/llmkit (model presets, gnuplot scripts): the installed copy, else the
 // source tree's (a build run in place). Error when neither exists.
 std::string data_file(const std::string& relative);

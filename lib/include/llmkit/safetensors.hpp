@@ -23,11 +23,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
 namespace llmkit {
+
+class MappedFile;
 
 enum class DType { f32, f16, bf16, i32, i64, u8 };
 
@@ -96,13 +99,13 @@ class SafetensorsFile {
 
  private:
   struct Span;
-  void map_file();
   void parse_header();
   void add_tensor(const std::string& name, const nlohmann::json& entry,
                   std::vector<Span>& spans);
   void check_tiling(std::vector<Span>& spans);
   std::string path_;
-  const unsigned char* map_ = nullptr;
+  std::unique_ptr<MappedFile> file_;
+  const unsigned char* map_ = nullptr;  // file_'s bytes
   size_t map_size_ = 0;
   uint64_t header_bytes_ = 0;
   uint64_t buffer_bytes_ = 0;

@@ -26,6 +26,7 @@
 namespace llmkit {
 
 class OutputStream;
+class MappedFile;
 
 constexpr uint32_t kShardVersion = 1;
 constexpr size_t kShardHeaderBytes = 128;
@@ -100,7 +101,8 @@ class ShardReader {
   void parse_llmc();
   std::string path_;
   ShardInfo info_;
-  const unsigned char* map_ = nullptr;
+  std::unique_ptr<MappedFile> file_;
+  const unsigned char* map_ = nullptr;  // file_'s bytes
   size_t map_size_ = 0;
   const unsigned char* tokens_ = nullptr;
   const uint64_t* index_ = nullptr;
