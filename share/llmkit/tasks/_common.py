@@ -167,6 +167,42 @@ class Output:
                 pass
 
 
+def convert_jsonl(convert_doc):
+    """The convert(args, out) of a converter whose input and few-shot source are JSONL files of
+    documents that convert_doc(obj, "FILE:LINE") turns into llm-eval rows."""
+    def convert(args, out):
+        docs = list(read_jsonl(args.input))
+        picker, pool = None, []
+        if args.num_fewshot:
+            raw = list(read_jsonl(args.fewshot_from))
+            pool = [convert_doc(o, f"{args.fewshot_from}:{n}") for n, o in raw]
+            picker = ShotPicker([o for _, o in raw], args.num_fewshot, args.fewshot_seed,
+                                same_file(args.input, args.fewshot_from), args.fewshot_from)
+        for i, (n, obj) in enumerate(docs):
+            ex = {"id": f"{args.id_prefix}-{i}"}
+            ex.update(convert_doc(obj, f"{args.input}:{n}"))
+            if picker:
+                ex["fewshot"] = [pool[j] for j in picker.shots(obj)]
+            out.write(ex)
+        return f" ({args.num_fewshot}-shot)" if args.num_fewshot else ""
+    return convert
+
+
+def jsonl_arguments(prog, description, input_help, fewshot_what, id_prefix, argv):
+    """The command line of a JSONL converter: IN.jsonl, -o, the few-shot options, --id-prefix."""
+    import argparse
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("input", metavar="IN.jsonl", help=input_help)
+    p.add_argument("-o", "--output", required=True, metavar="OUT.jsonl",
+                   help="output JSONL (\"-\": standard output)")
+    add_fewshot_options(p, fewshot_what)
+    p.add_argument("--id-prefix", default=id_prefix, metavar="NAME",
+                   help=f"ids are NAME-0, NAME-1, ... (default {id_prefix})")
+    args = p.parse_args(argv)
+    check_fewshot_options(p, args)
+    return args
+
+
 def main(prog, convert, args):
     """Runs convert(args, output) -> summary suffix; prints errors (exit 1) and the summary."""
     out = None

@@ -41,12 +41,10 @@ Then: llm-eval mc --model RUN arc_challenge.jsonl   (with shots: add --num-fewsh
 uses the first K of each row's "fewshot" and none without --num-fewshot.)
 """
 
-import argparse
 import sys
 
 sys.dont_write_bytecode = True  # keep the share directory clean of __pycache__
-from _common import InputError, ShotPicker, add_fewshot_options, check_fewshot_options, \
-    field, main, read_jsonl, same_file
+from _common import InputError, convert_jsonl, field, jsonl_arguments, main
 
 
 def as_label(v, loc, what):
@@ -98,39 +96,14 @@ def convert_doc(obj, loc):
             "gold": labels.index(key)}
 
 
-def convert(args, out):
-    docs = list(read_jsonl(args.input))
-    picker, pool = None, []
-    if args.num_fewshot:
-        raw = list(read_jsonl(args.fewshot_from))
-        pool = [convert_doc(o, f"{args.fewshot_from}:{n}") for n, o in raw]
-        picker = ShotPicker([o for _, o in raw], args.num_fewshot, args.fewshot_seed,
-                            same_file(args.input, args.fewshot_from), args.fewshot_from)
-    for i, (n, obj) in enumerate(docs):
-        ex = {"id": f"{args.id_prefix}-{i}"}
-        ex.update(convert_doc(obj, f"{args.input}:{n}"))
-        if picker:
-            ex["fewshot"] = [pool[j] for j in picker.shots(obj)]
-        out.write(ex)
-    return f" ({args.num_fewshot}-shot)" if args.num_fewshot else ""
-
-
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        prog="arc.py",
-        description="Convert ARC JSONL (ARC-V1-Feb2018: ARC-Challenge-Test.jsonl, "
-                    "ARC-Easy-Test.jsonl) to llm-eval's multiple-choice JSONL, formatted as "
-                    "lm-evaluation-harness's arc_easy / arc_challenge tasks.")
-    p.add_argument("input", metavar="IN.jsonl", help="ARC JSONL (e.g. ARC-Challenge-Test.jsonl)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.jsonl",
-                   help="output JSONL (\"-\": standard output)")
-    add_fewshot_options(p, "ARC JSONL, e.g. ARC-Challenge-Train.jsonl")
-    p.add_argument("--id-prefix", default="arc", metavar="NAME",
-                   help="ids are NAME-0, NAME-1, ... (default arc)")
-    args = p.parse_args(argv)
-    check_fewshot_options(p, args)
-    return args
+    return jsonl_arguments(
+        "arc.py",
+        "Convert ARC JSONL (ARC-V1-Feb2018: ARC-Challenge-Test.jsonl, "
+        "ARC-Easy-Test.jsonl) to llm-eval's multiple-choice JSONL, formatted as "
+        "lm-evaluation-harness's arc_easy / arc_challenge tasks.",
+        "ARC JSONL (e.g. ARC-Challenge-Test.jsonl)", "ARC JSONL, e.g. ARC-Challenge-Train.jsonl", "arc", argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main("arc.py", convert, parse_args(sys.argv[1:])))
+    sys.exit(main("arc.py", convert_jsonl(convert_doc), parse_args(sys.argv[1:])))

@@ -41,12 +41,10 @@ Then: llm-eval gen --model RUN --num-fewshot 5 --until Question: --until '</s>' 
 (llm-eval uses the first --num-fewshot of each row's "fewshot", and none without that option.)
 """
 
-import argparse
 import sys
 
 sys.dont_write_bytecode = True  # keep the share directory clean of __pycache__
-from _common import InputError, ShotPicker, add_fewshot_options, check_fewshot_options, \
-    field, main, read_jsonl, same_file
+from _common import InputError, convert_jsonl, field, jsonl_arguments, main
 
 
 def convert_doc(obj, loc):
@@ -57,38 +55,13 @@ def convert_doc(obj, loc):
     return {"prompt": "Question: " + question + "\nAnswer:", "answer": answer}
 
 
-def convert(args, out):
-    docs = list(read_jsonl(args.input))
-    picker, pool = None, []
-    if args.num_fewshot:
-        raw = list(read_jsonl(args.fewshot_from))
-        pool = [convert_doc(o, f"{args.fewshot_from}:{n}") for n, o in raw]
-        picker = ShotPicker([o for _, o in raw], args.num_fewshot, args.fewshot_seed,
-                            same_file(args.input, args.fewshot_from), args.fewshot_from)
-    for i, (n, obj) in enumerate(docs):
-        ex = {"id": f"{args.id_prefix}-{i}"}
-        ex.update(convert_doc(obj, f"{args.input}:{n}"))
-        if picker:
-            ex["fewshot"] = [pool[j] for j in picker.shots(obj)]
-        out.write(ex)
-    return f" ({args.num_fewshot}-shot)" if args.num_fewshot else ""
-
-
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        prog="gsm8k.py",
-        description="Convert GSM8K JSONL (openai/grade-school-math test.jsonl) to llm-eval's "
-                    "generative JSONL, formatted as lm-evaluation-harness's gsm8k task.")
-    p.add_argument("input", metavar="IN.jsonl", help="GSM8K JSONL (e.g. test.jsonl)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.jsonl",
-                   help="output JSONL (\"-\": standard output)")
-    add_fewshot_options(p, "GSM8K JSONL, normally train.jsonl")
-    p.add_argument("--id-prefix", default="gsm8k", metavar="NAME",
-                   help="ids are NAME-0, NAME-1, ... (default gsm8k)")
-    args = p.parse_args(argv)
-    check_fewshot_options(p, args)
-    return args
+    return jsonl_arguments(
+        "gsm8k.py",
+        "Convert GSM8K JSONL (openai/grade-school-math test.jsonl) to llm-eval's "
+        "generative JSONL, formatted as lm-evaluation-harness's gsm8k task.",
+        "GSM8K JSONL (e.g. test.jsonl)", "GSM8K JSONL, normally train.jsonl", "gsm8k", argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main("gsm8k.py", convert, parse_args(sys.argv[1:])))
+    sys.exit(main("gsm8k.py", convert_jsonl(convert_doc), parse_args(sys.argv[1:])))

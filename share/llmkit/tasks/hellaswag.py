@@ -40,14 +40,12 @@ Then: llm-eval mc --model RUN hellaswag.jsonl   (with shots: add --num-fewshot K
 the first K of each row's "fewshot" and none without --num-fewshot.)
 """
 
-import argparse
 import json
 import re
 import sys
 
 sys.dont_write_bytecode = True  # keep the share directory clean of __pycache__
-from _common import InputError, ShotPicker, add_fewshot_options, check_fewshot_options, \
-    field, main, read_jsonl, same_file, string_list
+from _common import InputError, convert_jsonl, field, jsonl_arguments, main, string_list
 
 
 def preprocess(text):
@@ -82,39 +80,14 @@ def convert_doc(obj, loc):
             "gold": gold}
 
 
-def convert(args, out):
-    docs = list(read_jsonl(args.input))
-    picker, pool = None, []
-    if args.num_fewshot:
-        raw = list(read_jsonl(args.fewshot_from))
-        pool = [convert_doc(o, f"{args.fewshot_from}:{n}") for n, o in raw]
-        picker = ShotPicker([o for _, o in raw], args.num_fewshot, args.fewshot_seed,
-                            same_file(args.input, args.fewshot_from), args.fewshot_from)
-    for i, (n, obj) in enumerate(docs):
-        ex = {"id": f"{args.id_prefix}-{i}"}
-        ex.update(convert_doc(obj, f"{args.input}:{n}"))
-        if picker:
-            ex["fewshot"] = [pool[j] for j in picker.shots(obj)]
-        out.write(ex)
-    return f" ({args.num_fewshot}-shot)" if args.num_fewshot else ""
-
-
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        prog="hellaswag.py",
-        description="Convert HellaSwag JSONL (rowanz/hellaswag data/hellaswag_val.jsonl) to "
-                    "llm-eval's multiple-choice JSONL, formatted as lm-evaluation-harness's "
-                    "hellaswag task.")
-    p.add_argument("input", metavar="IN.jsonl", help="HellaSwag JSONL (e.g. hellaswag_val.jsonl)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.jsonl",
-                   help="output JSONL (\"-\": standard output)")
-    add_fewshot_options(p, "HellaSwag JSONL, e.g. hellaswag_train.jsonl")
-    p.add_argument("--id-prefix", default="hellaswag", metavar="NAME",
-                   help="ids are NAME-0, NAME-1, ... (default hellaswag)")
-    args = p.parse_args(argv)
-    check_fewshot_options(p, args)
-    return args
+    return jsonl_arguments(
+        "hellaswag.py",
+        "Convert HellaSwag JSONL (rowanz/hellaswag data/hellaswag_val.jsonl) to "
+        "llm-eval's multiple-choice JSONL, formatted as lm-evaluation-harness's "
+        "hellaswag task.",
+        "HellaSwag JSONL (e.g. hellaswag_val.jsonl)", "HellaSwag JSONL, e.g. hellaswag_train.jsonl", "hellaswag", argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main("hellaswag.py", convert, parse_args(sys.argv[1:])))
+    sys.exit(main("hellaswag.py", convert_jsonl(convert_doc), parse_args(sys.argv[1:])))
