@@ -244,9 +244,7 @@ class CpuBackend final : public Backend {
 
   void rope_at(float* x, const int32_t* pos, int N, int heads, int hd, float theta) override {
     const int half = hd / 2;
-    std::vector<float> freq(static_cast<size_t>(half));
-    for (int i = 0; i < half; ++i)
-      freq[static_cast<size_t>(i)] = std::pow(theta, -2.0f * static_cast<float>(i) / static_cast<float>(hd));
+    const std::vector<float> freq = rope_frequencies(hd, theta);
 #pragma omp parallel for
     for (int n = 0; n < N; ++n)
       for (int h = 0; h < heads; ++h) rotate(x + (static_cast<size_t>(n) * heads + h) * hd, pos[n], freq.data(), half, 1.0f);
@@ -257,35 +255,12 @@ class CpuBackend final : public Backend {
   void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache, int start,
                         int rows, int NH, int KV, int hd) override {
     check_heads(NH, KV);
-    const int group = NH / KV, keys = start + rows;
+    const int group = NH / KV;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    const int qs = NH * hd, ks = KV * hd;
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int h = 0; h < NH; ++h) {
-      const int g = h / group;
-      thread_local std::vector<float> S;
-      S.resize(static_cast<size_t>(rows) * keys);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, hd, scale, q + h * hd, qs, k_cache + g * hd, ks,
-                  0.0f, S.data(), keys);
-      for (int r = 0; r < rows; ++r) {
-        float* s = S.data() + static_cast<size_t>(r) * keys;
-        const int last = start + r;
-        float m = -INFINITY;
-#pragma omp simd reduction(max : m)
-        for (int j = 0; j <= last; ++j) m = std::max(m, s[j]);
-        float sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j <= last; ++j) {
-          s[j] = fast_exp(s[j] - m);
-          sum += s[j];
-        }
-        const float inv = 1.0f / sum;
-        for (int j = 0; j <= last; ++j) s[j] *= inv;
-        for (int j = last + 1; j < keys; ++j) s[j] = 0.0f;
-      }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, keys, 1.0f, S.data(), keys, v_cache + g * hd, ks,
-                  0.0f, out + h * hd, qs);
-    }
+    for (int h = 0; h < NH; ++h)
+      attend(out + h * hd, nullptr, q + h * hd, NH * hd, k_cache + (h / group) * hd, v_cache + (h / group) * hd,
+             KV * hd, start, rows, hd, scale);
   }
 
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
@@ -298,36 +273,10 @@ class CpuBackend final : public Backend {
     for (int bh = 0; bh < B * NH; ++bh) {
       for (int blk = 0; blk < blocks; ++blk) {
         const int b = bh / NH, h = bh % NH, g = h / group;
-        const int t0 = blk * kQueryBlock, t1 = std::min(T, t0 + kQueryBlock), rows = t1 - t0;
-        thread_local std::vector<float> S;
-        S.resize(static_cast<size_t>(kQueryBlock) * T);
-        const float* Q = q + (static_cast<size_t>(b) * T + t0) * qs + h * hd;
-        const float* K = k + static_cast<size_t>(b) * T * ks + g * hd;
-        const float* V = v + static_cast<size_t>(b) * T * ks + g * hd;
-        // S[rows, t1] = scale * Q K^T over the keys a query of this block can see at most.
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, t1, hd, scale, Q, qs, K, ks, 0.0f,
-                    S.data(), t1);
-        for (int r = 0; r < rows; ++r) {
-          float* s = S.data() + static_cast<size_t>(r) * t1;
-          const int last = t0 + r;  // causal: keys 0..last
-          float m = -INFINITY;
-#pragma omp simd reduction(max : m)
-          for (int j = 0; j <= last; ++j) m = std::max(m, s[j]);
-          float sum = 0;
-#pragma omp simd reduction(+ : sum)
-          for (int j = 0; j <= last; ++j) {
-            s[j] = fast_exp(s[j] - m);
-            sum += s[j];
-          }
-          const float inv = 1.0f / sum;
-          for (int j = 0; j <= last; ++j) s[j] *= inv;
-          for (int j = last + 1; j < t1; ++j) s[j] = 0.0f;
-          lse[(static_cast<size_t>(b) * NH + h) * T + t0 + r] = m + std::log(sum);
-        }
-        // out[rows, hd] = P V
-        float* O = out + (static_cast<size_t>(b) * T + t0) * qs + h * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, t1, 1.0f, S.data(), t1, V, ks,
-                    0.0f, O, qs);
+        const int t0 = blk * kQueryBlock, rows = std::min(T, t0 + kQueryBlock) - t0;
+        const size_t q0 = (static_cast<size_t>(b) * T + t0) * qs + h * hd, kv0 = static_cast<size_t>(b) * T * ks + g * hd;
+        attend(out + q0, lse + (static_cast<size_t>(b) * NH + h) * T + t0, q + q0, qs, k + kv0, v + kv0, ks, t0, rows, hd,
+               scale);
       }
     }
   }
@@ -515,6 +464,35 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // One head's queries at positions start..start+rows-1 (rows of Q, stride qs) against keys and
+  // values 0..start+rows-1 (stride ks), causal: S = scale Q K^T by sgemm over only the keys the
+  // block can see, a softmax per row (its log-sum-exp to lse when not null), out = P V.
+  static void attend(float* out, float* lse, const float* Q, int qs, const float* K, const float* V, int ks,
+                     int start, int rows, int hd, float scale) {
+    const int keys = start + rows;
+    thread_local std::vector<float> S;
+    S.resize(static_cast<size_t>(rows) * keys);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, hd, scale, Q, qs, K, ks, 0.0f, S.data(), keys);
+    for (int r = 0; r < rows; ++r) {
+      float* s = S.data() + static_cast<size_t>(r) * keys;
+      const int last = start + r;
+      float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+      for (int j = 0; j <= last; ++j) m = std::max(m, s[j]);
+      float sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int j = 0; j <= last; ++j) {
+        s[j] = fast_exp(s[j] - m);
+        sum += s[j];
+      }
+      const float inv = 1.0f / sum;
+      for (int j = 0; j <= last; ++j) s[j] *= inv;
+      for (int j = last + 1; j < keys; ++j) s[j] = 0.0f;
+      if (lse) lse[r] = m + std::log(sum);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, keys, 1.0f, S.data(), keys, V, ks, 0.0f, out, qs);
+  }
+
   static void check_heads(int NH, int KV) {
     if (KV <= 0 || NH % KV != 0)
       throw Error("", "attention: " + std::to_string(NH) + " heads are not a multiple of " +
@@ -549,12 +527,18 @@ class CpuBackend final : public Backend {
 
   static void rope(float* x, int B, int T, int heads, int hd, float theta, float sign) {
     const int half = hd / 2;
-    std::vector<float> freq(static_cast<size_t>(half));
-    for (int i = 0; i < half; ++i)
-      freq[static_cast<size_t>(i)] = std::pow(theta, -2.0f * static_cast<float>(i) / static_cast<float>(hd));
+    const std::vector<float> freq = rope_frequencies(hd, theta);
 #pragma omp parallel for
     for (int n = 0; n < B * T; ++n)
       for (int h = 0; h < heads; ++h) rotate(x + (static_cast<size_t>(n) * heads + h) * hd, n % T, freq.data(), half, sign);
+  }
+
+  // theta^(-2i/hd) for i < hd/2: the rotation rate of each pair.
+  static std::vector<float> rope_frequencies(int hd, float theta) {
+    std::vector<float> freq(static_cast<size_t>(hd / 2));
+    for (int i = 0; i < hd / 2; ++i)
+      freq[static_cast<size_t>(i)] = std::pow(theta, -2.0f * static_cast<float>(i) / static_cast<float>(hd));
+    return freq;
   }
 
   // One head's row rotated by position t (sign -1: the inverse rotation).
