@@ -1,6 +1,5 @@
 // llm-clean: HTML/WARC/JSONL in, clean JSONL documents out.
 #include <cstdio>
-#include <sstream>
 
 #include "llmkit/clean.hpp"
 #include "llmkit/error.hpp"
@@ -12,14 +11,6 @@
 using namespace llmkit;
 
 namespace {
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 void set_pii_types(text::PiiConfig& p, const std::string& list) {
   p.email = p.ip = p.phone = p.cn_id = p.card = false;

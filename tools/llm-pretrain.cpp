@@ -1,6 +1,5 @@
 // llm-pretrain: trains a decoder-only transformer (Llama or GPT-2 shape) from scratch on token
 // shards, data parallel over MPI ranks, with checkpoints and resumption.
-#include <sstream>
 
 #include "llmkit/error.hpp"
 #include "llmkit/mpi.hpp"

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <sstream>
 
 #include "llmkit/error.hpp"
 #include "llmkit/io.hpp"
@@ -32,14 +31,6 @@ const char* kSubcommands =
 const char* kEpilog =
     "Exit status: 0 success, 1 runtime or data error (a damaged shard, a model that is not a\n"
     "SentencePiece model, a shard from another tokenizer), 2 usage error. See llm-tok(1).";
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 void add_input_options(OptionParser& op, SourceConfig& src) {
   op.string("text-field", 0, "NAME", &src.jsonl.text_field, "JSONL field holding the text (default \"text\")");

@@ -13,6 +13,17 @@
 
 namespace llmkit {
 
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  for (size_t b = 0; b <= s.size();) {
+    size_t e = s.find(',', b);
+    if (e == std::string::npos) e = s.size();
+    if (e > b) out.push_back(s.substr(b, e - b));
+    b = e + 1;
+  }
+  return out;
+}
+
 OptionParser::OptionParser(std::string program, std::string synopsis, std::string summary)
     : program_(std::move(program)), synopsis_(std::move(synopsis)), summary_(std::move(summary)) {
   set_program_name(program_);

@@ -60,15 +60,7 @@ class LlmcSink : public DocSink {
     out_->write(std::string(1024, '\0'));
   }
   void add(const uint32_t* ids, size_t n) override {
-    buf_.resize(n * bytes_);
-    for (size_t i = 0; i < n; ++i) {
-      if (bytes_ == 2) {
-        uint16_t v = static_cast<uint16_t>(ids[i]);
-        std::memcpy(&buf_[2 * i], &v, 2);
-      } else {
-        std::memcpy(&buf_[4 * i], &ids[i], 4);
-      }
-    }
+    pack_tokens(ids, n, bytes_, buf_);
     out_->write(buf_);
     tokens_ += n;
     if (tokens_ > INT32_MAX) throw Error(path_, "llm.c files hold at most 2^31-1 tokens: lower --shard-tokens");
@@ -99,16 +91,7 @@ class MegatronSink : public DocSink {
   }
   void add(const uint32_t* ids, size_t n) override {
     if (n > INT32_MAX) throw Error(prefix_ + ".bin", "a document longer than 2^31-1 tokens");
-    buf_.resize(n * bytes_);
-    for (size_t i = 0; i < n; ++i) {
-      if (bytes_ == 2) {
-        uint16_t v = static_cast<uint16_t>(ids[i]);
-        std::memcpy(&buf_[2 * i], &v, 2);
-      } else {
-        int32_t v = static_cast<int32_t>(ids[i]);
-        std::memcpy(&buf_[4 * i], &v, 4);
-      }
-    }
+    pack_tokens(ids, n, bytes_, buf_);  // int32 in Megatron's terms: the same bytes below 2^31
     pointers_.push_back(static_cast<int64_t>(offset_));
     sizes_.push_back(static_cast<int32_t>(n));
     bin_->write(buf_);

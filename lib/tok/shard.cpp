@@ -32,6 +32,15 @@ T get_le(const unsigned char* p) {
 
 }  // namespace
 
+void pack_tokens(const uint32_t* ids, size_t n, uint32_t token_bytes, std::string& out) {
+  out.resize(n * token_bytes);
+  unsigned char* p = reinterpret_cast<unsigned char*>(out.data());
+  if (token_bytes == 2)
+    for (size_t i = 0; i < n; ++i) put_le<uint16_t>(p + 2 * i, static_cast<uint16_t>(ids[i]));
+  else
+    for (size_t i = 0; i < n; ++i) put_le<uint32_t>(p + 4 * i, ids[i]);
+}
+
 uint32_t token_bytes_for(uint64_t vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
 
 // ---- Writer ----------------------------------------------------------------------------------
@@ -67,14 +76,11 @@ void ShardWriter::put(const void* data, size_t n) {
 }
 
 void ShardWriter::add_document(const uint32_t* ids, size_t n) {
-  buf_.resize(n * info_.token_bytes);
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < n; ++i)
     if (ids[i] >= info_.vocab_size)
       throw Error(path_, "token id " + std::to_string(ids[i]) + " is outside the vocabulary of " +
                              std::to_string(info_.vocab_size));
-    if (info_.token_bytes == 2) put_le<uint16_t>(reinterpret_cast<unsigned char*>(&buf_[2 * i]), static_cast<uint16_t>(ids[i]));
-    else put_le<uint32_t>(reinterpret_cast<unsigned char*>(&buf_[4 * i]), ids[i]);
-  }
+  pack_tokens(ids, n, info_.token_bytes, buf_);
   put(buf_.data(), buf_.size());
   info_.tokens += n;
   ends_.push_back(info_.tokens);

@@ -16,6 +16,9 @@ struct CommonOptions {
   std::string stats_file;
 };
 
+// "a,b,,c" -> {"a", "b", "c"}: the comma lists options take (--lang en,zh, --special ...).
+std::vector<std::string> split_list(const std::string& s);
+
 class OptionParser {
  public:
   // synopsis: the lines after "Usage:", e.g. "llm-clean [OPTIONS] [INPUT...]".

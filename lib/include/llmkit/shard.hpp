@@ -43,6 +43,10 @@ struct ShardInfo {
   uint64_t tokenizer_hash = 0;
 };
 
+// The ids as little-endian u16 (token_bytes 2) or u32 (4) into `out` (resized): the token
+// layout of llmkit shards, llm.c files and Megatron .bin files alike.
+void pack_tokens(const uint32_t* ids, size_t n, uint32_t token_bytes, std::string& out);
+
 // The dtype a vocabulary needs: 2 bytes up to 65536 ids, else 4.
 uint32_t token_bytes_for(uint64_t vocab_size);
 
