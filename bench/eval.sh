@@ -28,14 +28,16 @@ for kind in mc gen; do
   for b in 1 16; do
     extra=""
     [ $kind = gen ] && extra="--max-gen-tokens 32"
-    "$bin/llm-eval" $kind --model run --batch-size $b $extra -o r-$kind-$b.json $kind.jsonl
+    /usr/bin/time -f %M -o rss-$kind-$b "$bin/llm-eval" $kind --model run --batch-size $b $extra -o r-$kind-$b.json $kind.jsonl
   done
   python3 - "$kind" <<'PY'
 import json, sys
 k = sys.argv[1]
 a, b = (json.load(open(f"r-{k}-{n}.json")) for n in (1, 16))
 for n, r in ((1, a), (16, b)):
-    print(f"llm-eval {k} --batch-size {n:2d}: {r['examples'] / r['wall_seconds']:7.1f} examples/s, {r['tokens_per_sec']:8.0f} tokens/s")
+    rss = int(open(f"rss-{k}-{n}").read().split()[-1]) / 1024
+    print(f"llm-eval {k} --batch-size {n:2d}: {r['examples'] / r['wall_seconds']:7.1f} examples/s, "
+          f"{r['tokens_per_sec']:8.0f} tokens/s, peak RSS {rss:.0f} MiB")
 print(f"  batched / unbatched: {a['wall_seconds'] / b['wall_seconds']:.2f}x")
 PY
 done

@@ -1,7 +1,8 @@
 #!/bin/sh
 # llm-pretrain speed and memory on the CPU: the measured sgemm peak, then tokens/s, step time and
 # MFU (model FLOPs / step time / sgemm peak) for llama-tiny, llama-25m and gpt2-124m, and peak
-# RSS against parameters + gradients + AdamW moments + activations.
+# RSS against parameters + gradients + AdamW moments + activations, and where a gpt2-124m step's
+# time goes.
 # llm.c's CPU trainer (train_gpt2.c) is not on this machine (no network); the figure for
 # it on these machines, 7.3 s per step at B=4, T=64 for GPT-2 124M, is the reference used.
 # Usage: pretrain.sh BIN_DIR     LLMKIT_BENCH_STEPS (default 6): steps per model (first excluded).
@@ -52,3 +53,4 @@ run gpt2-124m 256 4
 # Memory model for gpt2-124m, B=4, T=64: 4 bytes x (parameters x 4 [weights, gradients, m, v])
 # plus activations, against the peak RSS measured above.
 "$bin/sgemm_peak" --memory gpt2-124m 4 64
+"$bin/sgemm_peak" --breakdown gpt2-124m 4 64

@@ -167,7 +167,7 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
         }
         g.tokens.push_back(t);
         s.history.push_back(t);
-        if (tok_) {
+        if (!p.stop.empty()) {  // the text so far, to look for a stop sequence
           std::vector<uint32_t> ids(g.tokens.begin(), g.tokens.end());
           g.text = tok_->decode(ids.data(), ids.size());
           size_t cut = std::string::npos;
@@ -195,6 +195,12 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
       for (size_t i = 0; i < live.size(); ++i) last_row.push_back(static_cast<int>(i));
     }
   }
+  if (tok_)  // the text of the sequences not already decoded and cut at a stop sequence
+    for (Generation& g : out)
+      if (g.finish != "stop") {
+        std::vector<uint32_t> ids(g.tokens.begin(), g.tokens.end());
+        g.text = tok_->decode(ids.data(), ids.size());
+      }
   return out;
 }
 
