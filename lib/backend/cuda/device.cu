@@ -1,17 +1,18 @@
-// CUDA device queries and memory; see llmkit/cuda.hpp.
-#include <cuda_runtime.h>
+// CUDA device queries, error checks and the scratch arena; see common.cuh and llmkit/cuda.hpp.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
 
+#include "common.cuh"
 #include "llmkit/cuda.hpp"
 #include "llmkit/error.hpp"
 
 namespace llmkit {
 
-namespace {
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw Error("cuda", std::string(what) + ": " + cudaGetErrorString(e));
-}
-}  // namespace
-
+#if defined(__CUDACC__)
 int cuda_device_count() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {
@@ -23,25 +24,93 @@ int cuda_device_count() {
 
 std::string cuda_device_name(int device) {
   cudaDeviceProp p;
-  check(cudaGetDeviceProperties(&p, device), "cudaGetDeviceProperties");
+  LLMKIT_CUDA_NS::check(cudaGetDeviceProperties(&p, device), "cudaGetDeviceProperties");
   return p.name;
 }
+#endif
 
-namespace cuda {
+namespace LLMKIT_CUDA_NS {
 
-float* alloc(size_t n) {
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw Error("cuda", std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+void check_launch(const char* what) {
+  static const bool sync = [] {
+    const char* s = std::getenv("LLMKIT_CUDA_SYNC");
+    return s && *s && std::strcmp(s, "0") != 0;
+  }();
+  check(cudaGetLastError(), what);
+  if (sync) check(cudaDeviceSynchronize(), what);
+}
+
+namespace {
+std::mutex g_alloc_mu;
+std::unordered_map<void*, size_t> g_sizes;
+size_t g_in_use = 0, g_peak = 0;
+}  // namespace
+
+void* device_alloc(size_t bytes) {
   void* p = nullptr;
-  check(cudaMalloc(&p, n * sizeof(float)), "cudaMalloc");
-  check(cudaMemset(p, 0, n * sizeof(float)), "cudaMemset");
-  return static_cast<float*>(p);
-}
-void release(float* p) { cudaFree(p); }
-void upload(float* dst, const float* host, size_t n) {
-  check(cudaMemcpy(dst, host, n * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy to device");
-}
-void download(float* host, const float* src, size_t n) {
-  check(cudaMemcpy(host, src, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy to host");
+  check(cudaMalloc(&p, std::max<size_t>(bytes, 256)), "cudaMalloc");
+  std::lock_guard<std::mutex> lock(g_alloc_mu);
+  g_sizes[p] = bytes;
+  g_in_use += bytes;
+  g_peak = std::max(g_peak, g_in_use);
+  return p;
 }
 
-}  // namespace cuda
+void device_free(void* p) {
+  if (!p) return;
+  {
+    std::lock_guard<std::mutex> lock(g_alloc_mu);
+    auto it = g_sizes.find(p);
+    if (it != g_sizes.end()) {
+      g_in_use -= it->second;
+      g_sizes.erase(it);
+    }
+  }
+  cudaFree(p);
+}
+
+size_t bytes_in_use() { return g_in_use; }
+size_t peak_bytes() { return g_peak; }
+
+namespace {
+struct Arena {
+  float* p = nullptr;
+  size_t floats = 0;
+  std::vector<int32_t> last;  // upload_ints: what the slot holds
+};
+Arena arenas[static_cast<int>(Slot::count)];
+}  // namespace
+
+float* scratch(Slot slot, size_t floats) {
+  Arena& a = arenas[static_cast<int>(slot)];
+  if (floats > a.floats) {
+    if (a.p) {
+      check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");  // kernels may still read the old one
+      device_free(a.p);
+    }
+    a.p = nullptr;
+    a.floats = 0;
+    a.last.clear();
+    const size_t n = floats + floats / 4;  // room to grow
+    a.p = static_cast<float*>(device_alloc(n * sizeof(float)));
+    a.floats = n;
+  }
+  return a.p;
+}
+
+int32_t* upload_ints(Slot slot, const int32_t* host, size_t n) {
+  static_assert(sizeof(int32_t) == sizeof(float));
+  Arena& a = arenas[static_cast<int>(slot)];
+  int32_t* dev = reinterpret_cast<int32_t*>(scratch(slot, n));
+  if (a.last.size() == n && std::memcmp(a.last.data(), host, n * sizeof(int32_t)) == 0) return dev;
+  check(cudaMemcpy(dev, host, n * sizeof(int32_t), cudaMemcpyHostToDevice), "cudaMemcpy (indices)");
+  a.last.assign(host, host + n);
+  return dev;
+}
+
+}  // namespace LLMKIT_CUDA_NS
 }  // namespace llmkit

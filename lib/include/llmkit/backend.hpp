@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 namespace llmkit {
 
@@ -113,8 +114,16 @@ class Backend {
                      float beta1, float beta2, float eps, float weight_decay, int64_t t,
                      float grad_scale = 1.0f) = 0;
   virtual double sum_squares(const float* x, size_t n) = 0;
+
+  // Most bytes of device memory held so far (0 where memory is the host's: see peak RSS).
+  virtual size_t peak_memory() const { return 0; }
 };
 
 std::unique_ptr<Backend> make_cpu_backend();
+
+// The backend a command's --device names: "cpu"; "cuda" (GPU number local_rank modulo the GPUs
+// visible, one rank per GPU); "cuda:N"; "auto" (cuda when a GPU is visible, else cpu).
+// `precision` sets the GPU's matmul compute type: bf16, tf32 or fp32 (the CPU computes in fp32).
+std::unique_ptr<Backend> make_backend(const std::string& device, const std::string& precision = "bf16", int local_rank = 0);
 
 }  // namespace llmkit

@@ -1,0 +1,249 @@
+// Causal self-attention with grouped-query heads, by tensor-core GEMMs (gemm(), cuBLASLt) on
+// the scores of a chunk of sequences, and small kernels for the causal softmax and its
+// backward. Heads are first permuted to [B, heads, T, hd], so that the `group` query heads that
+// share a key/value head form one [group*T, hd] matrix: one strided-batched GEMM per product
+// covers every (sequence, kv head), and dK, dV sum over the group inside the GEMM.
+//
+// The scores of a chunk are materialised ([chunk, NH, T, T] floats, at most kScoreBudget) and
+// the backward recomputes them from Q, K and the log-sum-exp instead of keeping them (what flash
+// attention keeps too). The masked half of each score matrix is computed and discarded: the
+// price of using the GEMM library instead of a fused kernel.
+#include <algorithm>
+#include <cmath>
+
+#include "kernels.cuh"
+
+namespace llmkit::LLMKIT_CUDA_NS {
+
+namespace {
+
+constexpr unsigned kThreads = 256;
+constexpr size_t kScoreBudget = size_t{1} << 28;  // floats of scores per chunk (1 GiB)
+
+// [B, T, H, hd] <-> [B, H, T, hd]
+__global__ void permute_kernel(float* out, const float* in, int B, int T, int H, int hd, bool to_heads) {
+  const size_t total = static_cast<size_t>(B) * T * H * hd;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    // i indexes the [B, T, H, hd] tensor
+    const int d = static_cast<int>(i % hd);
+    const int h = static_cast<int>(i / hd % H);
+    const int t = static_cast<int>(i / (static_cast<size_t>(hd) * H) % T);
+    const size_t b = i / (static_cast<size_t>(hd) * H * T);
+    const size_t j = ((b * H + h) * T + t) * hd + d;
+    if (to_heads) out[j] = in[i];
+    else out[i] = in[j];
+  }
+}
+
+// One warp per row of scores s[rows, T] (row r is query position r % T): the causal softmax in
+// place (0 beyond the diagonal) and its log-sum-exp.
+__global__ void softmax_kernel(float* s, float* lse, size_t rows, int T) {
+  const size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / 32) + threadIdx.x / 32;
+  if (row >= rows) return;  // whole warps leave together
+  const int lane = threadIdx.x % 32, last = static_cast<int>(row % T);
+  float* x = s + row * T;
+  float m = -INFINITY;
+  for (int j = lane; j <= last; j += 32) m = fmaxf(m, x[j]);
+  m = warp_max(m);
+  float sum = 0.0f;
+  for (int j = lane; j <= last; j += 32) sum += __expf(x[j] - m);
+  sum = warp_sum(sum);
+  const float inv = 1.0f / sum;
+  for (int j = lane; j < T; j += 32) x[j] = j <= last ? __expf(x[j] - m) * inv : 0.0f;
+  if (lane == 0) lse[row] = m + logf(sum);
+}
+
+// D[(b, h, t)] = sum over d of dout * out, rows in [B, T, H, hd] order written to [B, H, T].
+__global__ void rowdot_kernel(float* D, const float* dout, const float* out, int B, int T, int H, int hd) {
+  const size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / 32) + threadIdx.x / 32;  // (b, t, h)
+  if (row >= static_cast<size_t>(B) * T * H) return;
+  const int lane = threadIdx.x % 32;
+  float s = 0.0f;
+  for (int d = lane; d < hd; d += 32) s += dout[row * hd + d] * out[row * hd + d];
+  s = warp_sum(s);
+  const int h = static_cast<int>(row % H), t = static_cast<int>(row / H % T);
+  const size_t b = row / (static_cast<size_t>(H) * T);
+  if (lane == 0) D[(b * H + h) * T + t] = s;
+}
+
+// From the recomputed scores s and dP = dO V^T: s becomes P = exp(s - lse), dp becomes
+// dS = P * (dP - D); both 0 beyond the diagonal.
+__global__ void softmax_backward_kernel(float* s, float* dp, const float* lse, const float* D, size_t rows, int T) {
+  const size_t total = rows * T;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const size_t row = i / T;
+    const int j = static_cast<int>(i % T), last = static_cast<int>(row % T);
+    if (j <= last) {
+      const float p = __expf(s[i] - lse[row]);
+      s[i] = p;
+      dp[i] = p * (dp[i] - D[row]);
+    } else {
+      s[i] = 0.0f;
+      dp[i] = 0.0f;
+    }
+  }
+}
+
+void permute(float* out, const float* in, int B, int T, int H, int hd, bool to_heads) {
+  const size_t n = static_cast<size_t>(B) * T * H * hd;
+  if (!n) return;
+  LLMKIT_LAUNCH(permute_kernel, blocks_for(n, kThreads), kThreads, 0, out, in, B, T, H, hd, to_heads);
+  check_launch("attention (permute)");
+}
+
+void check_heads(int NH, int KV) {
+  if (KV <= 0 || NH % KV != 0)
+    throw Error("", "attention: " + std::to_string(NH) + " heads are not a multiple of " + std::to_string(KV) +
+                        " key/value heads");
+}
+
+int chunk_sequences(int B, int T, int NH) {
+  const size_t per_sequence = static_cast<size_t>(NH) * T * T;
+  return static_cast<int>(std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(B), kScoreBudget / per_sequence)));
+}
+
+// S = scale * Q K^T for every (sequence, kv head) of the chunk: [group*T, hd] x [T, hd]^T.
+void scores(float* S, const float* qp, const float* kp, int Bc, int T, int KV, int group, int hd, float scale) {
+  gemm(false, true, group * T, T, hd, scale, qp, hd, static_cast<int64_t>(group) * T * hd, kp, hd, static_cast<int64_t>(T) * hd,
+       0.0f, S, T, static_cast<int64_t>(group) * T * T, Bc * KV);
+}
+
+}  // namespace
+
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int T, int NH, int KV,
+                       int hd) {
+  check_heads(NH, KV);
+  if (B <= 0 || T <= 0) return;
+  const int group = NH / KV, chunk = chunk_sequences(B, T, NH);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const size_t qn = static_cast<size_t>(chunk) * T * NH * hd, kn = static_cast<size_t>(chunk) * T * KV * hd;
+  float* qp = scratch(Slot::attn_q, qn);
+  float* kp = scratch(Slot::attn_k, kn);
+  float* vp = scratch(Slot::attn_v, kn);
+  float* op = scratch(Slot::attn_o, qn);
+  float* S = scratch(Slot::attn_s, static_cast<size_t>(chunk) * NH * T * T);
+  for (int b0 = 0; b0 < B; b0 += chunk) {
+    const int Bc = std::min(chunk, B - b0);
+    const size_t q0 = static_cast<size_t>(b0) * T * NH * hd, k0 = static_cast<size_t>(b0) * T * KV * hd;
+    permute(qp, q + q0, Bc, T, NH, hd, true);
+    permute(kp, k + k0, Bc, T, KV, hd, true);
+    permute(vp, v + k0, Bc, T, KV, hd, true);
+    scores(S, qp, kp, Bc, T, KV, group, hd, scale);
+    const size_t rows = static_cast<size_t>(Bc) * NH * T;
+    LLMKIT_LAUNCH(softmax_kernel, blocks_for(rows, kThreads / 32), kThreads, 0, S, lse + static_cast<size_t>(b0) * NH * T, rows, T);
+    check_launch("attention (softmax)");
+    // O = P V: [group*T, T] x [T, hd]
+    gemm(false, false, group * T, hd, T, 1.0f, S, T, static_cast<int64_t>(group) * T * T, vp, hd, static_cast<int64_t>(T) * hd,
+         0.0f, op, hd, static_cast<int64_t>(group) * T * hd, Bc * KV);
+    permute(out + q0, op, Bc, T, NH, hd, false);
+  }
+}
+
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+                        const float* out, const float* lse, int B, int T, int NH, int KV, int hd) {
+  check_heads(NH, KV);
+  if (B <= 0 || T <= 0) return;
+  const int group = NH / KV, chunk = chunk_sequences(B, T, NH);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const size_t qn = static_cast<size_t>(chunk) * T * NH * hd, kn = static_cast<size_t>(chunk) * T * KV * hd;
+  float* qp = scratch(Slot::attn_q, qn);
+  float* kp = scratch(Slot::attn_k, kn);
+  float* vp = scratch(Slot::attn_v, kn);
+  float* dop = scratch(Slot::attn_do, qn);
+  float* dqp = scratch(Slot::attn_o, qn);
+  float* dkp = scratch(Slot::attn_dk, kn);
+  float* dvp = scratch(Slot::attn_dv, kn);
+  float* S = scratch(Slot::attn_s, static_cast<size_t>(chunk) * NH * T * T);
+  float* dP = scratch(Slot::attn_dp, static_cast<size_t>(chunk) * NH * T * T);
+  float* D = scratch(Slot::attn_rows, static_cast<size_t>(chunk) * NH * T);
+  const int64_t sq = static_cast<int64_t>(group) * T * hd, sk = static_cast<int64_t>(T) * hd, ss = static_cast<int64_t>(group) * T * T;
+  for (int b0 = 0; b0 < B; b0 += chunk) {
+    const int Bc = std::min(chunk, B - b0);
+    const size_t q0 = static_cast<size_t>(b0) * T * NH * hd, k0 = static_cast<size_t>(b0) * T * KV * hd;
+    const size_t rows = static_cast<size_t>(Bc) * NH * T;
+    permute(qp, q + q0, Bc, T, NH, hd, true);
+    permute(kp, k + k0, Bc, T, KV, hd, true);
+    permute(vp, v + k0, Bc, T, KV, hd, true);
+    permute(dop, dout + q0, Bc, T, NH, hd, true);
+    LLMKIT_LAUNCH(rowdot_kernel, blocks_for(rows, kThreads / 32), kThreads, 0, D, dout + q0, out + q0, Bc, T, NH, hd);
+    check_launch("attention backward (rowsum)");
+    scores(S, qp, kp, Bc, T, KV, group, hd, scale);
+    // dP = dO V^T
+    gemm(false, true, group * T, T, hd, 1.0f, dop, hd, sq, vp, hd, sk, 0.0f, dP, T, ss, Bc * KV);
+    LLMKIT_LAUNCH(softmax_backward_kernel, blocks_for(rows * T, kThreads), kThreads, 0, S, dP,
+                  lse + static_cast<size_t>(b0) * NH * T, static_cast<const float*>(D), rows, T);
+    check_launch("attention backward (softmax)");
+    // dQ = scale dS K; dK = scale dS^T Q (summing the group); dV = P^T dO
+    gemm(false, false, group * T, hd, T, scale, dP, T, ss, kp, hd, sk, 0.0f, dqp, hd, sq, Bc * KV);
+    gemm(true, false, T, hd, group * T, scale, dP, T, ss, qp, hd, sq, 0.0f, dkp, hd, sk, Bc * KV);
+    gemm(true, false, T, hd, group * T, 1.0f, S, T, ss, dop, hd, sq, 0.0f, dvp, hd, sk, Bc * KV);
+    permute(dq + q0, dqp, Bc, T, NH, hd, false);
+    permute(dk + k0, dkp, Bc, T, KV, hd, false);
+    permute(dv + k0, dvp, Bc, T, KV, hd, false);
+  }
+}
+
+// ---- Inference against a KV cache ----
+
+namespace {
+
+constexpr unsigned kCachedThreads = 128;
+constexpr int kMaxCachedKeys = 50 * 1024;  // scores in shared memory: 200 KiB
+
+// Block (row r, head h): scores of query r against keys 0..start+r in shared memory, softmax,
+// then out = P V with one output channel per thread.
+__global__ void attention_cached_kernel(float* out, const float* q, const float* kc, const float* vc, int start, int NH, int KV,
+                                        int hd, float scale) {
+  LLMKIT_DYNAMIC_SHARED(float, s);
+  const int r = blockIdx.x, h = blockIdx.y, g = h / (NH / KV), keys = start + r + 1;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  const float* qr = q + (static_cast<size_t>(r) * NH + h) * hd;
+  for (int j = warp; j < keys; j += warps) {
+    const float* kr = kc + (static_cast<size_t>(j) * KV + g) * hd;
+    float dot = 0.0f;
+    for (int d = lane; d < hd; d += 32) dot += qr[d] * kr[d];
+    dot = warp_sum(dot);
+    if (lane == 0) s[j] = dot * scale;
+  }
+  __syncthreads();
+  float m = -INFINITY;
+  for (int j = threadIdx.x; j < keys; j += blockDim.x) m = fmaxf(m, s[j]);
+  m = block_max(m);
+  float sum = 0.0f;
+  for (int j = threadIdx.x; j < keys; j += blockDim.x) {
+    s[j] = __expf(s[j] - m);
+    sum += s[j];
+  }
+  sum = block_sum(sum);  // its barriers also publish s
+  const float inv = 1.0f / sum;
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float acc = 0.0f;
+    for (int j = 0; j < keys; ++j) acc += s[j] * vc[(static_cast<size_t>(j) * KV + g) * hd + d];
+    out[(static_cast<size_t>(r) * NH + h) * hd + d] = acc * inv;
+  }
+}
+
+}  // namespace
+
+void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache, int start, int rows, int NH,
+                      int KV, int hd) {
+  check_heads(NH, KV);
+  if (rows <= 0) return;
+  const int keys = start + rows;
+  if (keys > kMaxCachedKeys)
+    throw Error("", "cached attention over " + std::to_string(keys) + " positions: the CUDA backend takes up to " +
+                        std::to_string(kMaxCachedKeys));
+  const size_t smem = static_cast<size_t>(keys) * sizeof(float);
+#if defined(__CUDACC__)
+  static bool raised = [] {
+    return cudaFuncSetAttribute(attention_cached_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                kMaxCachedKeys * static_cast<int>(sizeof(float))) == cudaSuccess;
+  }();
+  (void)raised;
+#endif
+  LLMKIT_LAUNCH(attention_cached_kernel, dim3(static_cast<unsigned>(rows), static_cast<unsigned>(NH)), kCachedThreads, smem, out,
+                q, k_cache, v_cache, start, NH, KV, hd, 1.0f / std::sqrt(static_cast<float>(hd)));
+  check_launch("attention_cached");
+}
+
+}  // namespace llmkit::LLMKIT_CUDA_NS

@@ -1,0 +1,93 @@
+// What every CUDA kernel file includes. The same sources build two ways:
+//  - by nvcc into llmkit_cuda (namespace llmkit::cuda), the GPU backend;
+//  - by the C++ compiler against the emulator (emu.hpp) into llmkit_cuda_emu (namespace
+//    llmkit::cuda_emu), which the tests run on machines without a GPU.
+// Kernels are launched with LLMKIT_LAUNCH(kernel, grid, block, shared_bytes, args...), which is
+// `kernel<<<grid, block, shared_bytes>>>(args...)` on the GPU.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "llmkit/error.hpp"
+
+#if defined(__CUDACC__)
+#include <cuda_runtime.h>
+#define LLMKIT_CUDA_NS cuda
+#define LLMKIT_LAUNCH(kernel, grid, block, smem, ...) kernel<<<(grid), (block), (smem)>>>(__VA_ARGS__)
+#define LLMKIT_DYNAMIC_SHARED(type, name) \
+  extern __shared__ float4 llmkit_dynamic_smem_[]; \
+  type* name = reinterpret_cast<type*>(llmkit_dynamic_smem_)
+#else
+#include "emu.hpp"
+#define LLMKIT_CUDA_NS cuda_emu
+#define LLMKIT_LAUNCH(kernel, grid, block, smem, ...) \
+  ::llmkit::emu::launch(dim3(grid), dim3(block), (smem), [&] { kernel(__VA_ARGS__); })
+#define LLMKIT_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::llmkit::emu::dynamic_shared())
+#endif
+
+namespace llmkit::LLMKIT_CUDA_NS {
+
+// Throws llmkit::Error naming `what` when a CUDA call failed.
+void check(cudaError_t e, const char* what);
+// After a launch: the launch error, and with LLMKIT_CUDA_SYNC=1 the kernel's own (each launch
+// then waits for its kernel: for finding which kernel faulted, not for speed).
+void check_launch(const char* what);
+
+// Device memory, counted: what llmkit holds now and at most (scratch included).
+void* device_alloc(size_t bytes);
+void device_free(void* p);
+size_t bytes_in_use();
+size_t peak_bytes();
+
+inline unsigned blocks_for(size_t n, unsigned threads) {
+  size_t b = (n + threads - 1) / threads;
+  return static_cast<unsigned>(b < 65535u * 16 ? (b ? b : 1) : 65535u * 16);  // grid-stride loops cover the rest
+}
+
+// Device scratch memory by slot, grown on demand and kept (no cudaMalloc in the steady state).
+// All kernels run on one stream, so an operation may reuse a slot as soon as it is called.
+enum class Slot {
+  partial, tokens, targets, positions, index, index_run, index_token,
+  attn_s, attn_dp, attn_q, attn_k, attn_v, attn_o, attn_do, attn_dk, attn_dv, attn_rows, count
+};
+float* scratch(Slot slot, size_t floats);
+// Uploads n int32 host values into the slot (skipped when they equal the last upload there).
+int32_t* upload_ints(Slot slot, const int32_t* host, size_t n);
+
+}  // namespace llmkit::LLMKIT_CUDA_NS
+
+namespace llmkit::LLMKIT_CUDA_NS {
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the block's threads, every thread gets it. blockDim.x a multiple of 32, at most 1024.
+__device__ __forceinline__ float block_sum(float v) {
+  __shared__ float partial[32];
+  v = warp_sum(v);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  v = warp_sum(lane < warps ? partial[lane] : 0.0f);
+  __syncthreads();  // partial is reused by the next call
+  return v;
+}
+__device__ __forceinline__ float block_max(float v) {
+  __shared__ float partial[32];
+  v = warp_max(v);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  v = warp_max(lane < warps ? partial[lane] : -INFINITY);
+  __syncthreads();
+  return v;
+}
+
+}  // namespace llmkit::LLMKIT_CUDA_NS

@@ -1,0 +1,69 @@
+// The host functions that launch the CUDA kernels, one file each in lib/backend/cuda. Pointers
+// are device memory; each has the contract of the Backend operation of the same name
+// (llmkit/backend.hpp) unless its comment says otherwise. All run on the default stream and
+// return without waiting for the kernel.
+#pragma once
+#include "common.cuh"
+
+namespace llmkit::LLMKIT_CUDA_NS {
+
+// Matmul precision: the compute type of every GEMM (fp32 accumulation in all three).
+enum class Precision { bf16, tf32, fp32 };
+void set_precision(Precision p);
+Precision precision();
+
+// Row-major C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b] for b < batch, op(X) = X^T when
+// trans; A is M x K after op, B is K x N after op; strides are between batches (elements). With
+// bias (length N, batch 1 only) C += bias broadcast over rows.
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, int64_t stride_a,
+          const float* B, int ldb, int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c, int batch,
+          const float* bias = nullptr);
+
+// out[c] += sum over rows n of x[n, c] (fixed order: the result is the same on every run).
+void column_sum(float* out, const float* x, int N, int C);
+// sum of squares, reduced in a fixed order, in double on the host.
+double sum_squares(const float* x, size_t n);
+
+void embedding_forward(float* out, const int32_t* tokens_dev, const float* wte, const float* wpe, int B, int T, int C);
+void embedding_at(float* out, const int32_t* tokens_dev, const int32_t* pos_dev, const float* wte, const float* wpe, int N,
+                  int C);
+// dwte rows by token: order[i] are the rows sorted by token, tokens[i] their tokens, run[u] the
+// start of the u-th distinct token's rows in order (runs + 1 entries). dwpe[t] += sum over b.
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* order_dev, const int32_t* run_dev,
+                        const int32_t* run_token_dev, int runs, int B, int T, int C);
+
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int C, float eps);
+void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, const float* rstd, int N,
+                      int C);
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b, int N, int C,
+                       float eps);
+void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
+                        const float* mean, const float* rstd, int N, int C);
+
+// RoPE in place on x[N, heads, hd]; position of row n: pos_dev[n], or n % T when pos_dev is null.
+// sign -1 rotates back (the backward).
+void rope(float* x, const int32_t* pos_dev, int N, int T, int heads, int hd, float theta, float sign);
+
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int T, int NH, int KV,
+                       int hd);
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+                        const float* out, const float* lse, int B, int T, int NH, int KV, int hd);
+void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache, int start, int rows, int NH,
+                      int KV, int hd);
+
+void swiglu_forward(float* out, const float* gate, const float* up, size_t n);
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, size_t n);
+void gelu_forward(float* out, const float* inp, size_t n);
+void gelu_backward(float* dinp, const float* dout, const float* inp, size_t n);
+void add(float* out, const float* a, const float* b, size_t n);
+void accumulate(float* dst, const float* src, size_t n);
+void scale(float* x, float s, size_t n);
+
+void crossentropy_forward(float* logp, const float* logits, const int32_t* targets_dev, int N, int V, int Vp);
+void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets_dev, const float* dlogp, int N, int V,
+                           int Vp);
+
+void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1, float beta2, float eps,
+           float weight_decay, float c1, float c2, float grad_scale);
+
+}  // namespace llmkit::LLMKIT_CUDA_NS

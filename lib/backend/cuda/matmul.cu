@@ -1,0 +1,144 @@
+// Every GEMM of the CUDA backend, through cuBLASLt: fp32 operands in memory, the compute type
+// by precision (bf16: tensor cores with the inputs rounded to bf16, CUBLAS_COMPUTE_32F_FAST_16BF;
+// tf32; fp32), fp32 accumulation, the bias added by the epilogue. Row-major products are
+// computed as their column-major transposes (C^T = B^T A^T), so no data is moved.
+//
+// Algorithms come from cuBLASLt's heuristic once per shape and are cached, with a fixed
+// workspace, on one stream: cuBLAS then gives bit-identical results on every run on GPUs of the
+// same architecture and SM count (its documented reproducibility; nothing here sets the atomics
+// mode that would break it).
+#include <cublasLt.h>
+
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "kernels.cuh"
+
+namespace llmkit::LLMKIT_CUDA_NS {
+
+namespace {
+
+constexpr size_t kWorkspaceBytes = 32u << 20;
+Precision g_precision = Precision::bf16;
+
+void check_lt(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) throw Error("cublasLt", std::string(what) + " failed with status " + std::to_string(static_cast<int>(s)));
+}
+
+cublasComputeType_t compute_type(Precision p) {
+  switch (p) {
+    case Precision::bf16: return CUBLAS_COMPUTE_32F_FAST_16BF;
+    case Precision::tf32: return CUBLAS_COMPUTE_32F_FAST_TF32;
+    default: return CUBLAS_COMPUTE_32F;
+  }
+}
+
+struct Plan {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo;
+};
+
+using Key = std::tuple<bool, bool, int, int, int, int, int, int, int64_t, int64_t, int64_t, int, bool, int>;
+
+class Lt {
+ public:
+  static Lt& get() {
+    static Lt lt;
+    return lt;
+  }
+  void run(const Key& key, const float* alpha, const float* A, const float* B, const float* beta, float* C, const float* bias) {
+    Plan& p = plan(key);
+    if (bias) check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)), "bias pointer");
+    check_lt(cublasLtMatmul(handle_, p.op, alpha, B, p.a, A, p.b, beta, C, p.c, C, p.c, &p.algo, workspace_, kWorkspaceBytes, 0),
+             "cublasLtMatmul");
+  }
+
+ private:
+  Lt() {
+    check_lt(cublasLtCreate(&handle_), "cublasLtCreate");
+    check(cudaMalloc(&workspace_, kWorkspaceBytes), "cudaMalloc (cuBLASLt workspace)");
+  }
+
+  static cublasLtMatrixLayout_t layout(int rows, int cols, int ld, int batch, int64_t stride) {
+    cublasLtMatrixLayout_t l;
+    check_lt(cublasLtMatrixLayoutCreate(&l, CUDA_R_32F, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols), ld), "layout");
+    if (batch > 1) {
+      check_lt(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(batch)), "batch count");
+      check_lt(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)), "batch stride");
+    }
+    return l;
+  }
+
+  // Column-major: D[N x M] = op(B)^T-side operand [N x K] times op(A)^T-side operand [K x M].
+  Plan& plan(const Key& key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = plans_.find(key);
+    if (it != plans_.end()) return it->second;
+    // (plain copies: nvcc's C++17 lambdas cannot capture structured bindings)
+    const bool ta = std::get<0>(key), tb = std::get<1>(key), has_bias = std::get<12>(key);
+    const int M = std::get<2>(key), N = std::get<3>(key), K = std::get<4>(key), lda = std::get<5>(key), ldb = std::get<6>(key),
+              ldc = std::get<7>(key), batch = std::get<11>(key), prec = std::get<13>(key);
+    const int64_t sa = std::get<8>(key), sb = std::get<9>(key), sc = std::get<10>(key);
+    Plan p;
+    auto try_compute = [&](cublasComputeType_t ct) -> bool {
+      check_lt(cublasLtMatmulDescCreate(&p.op, ct, CUDA_R_32F), "cublasLtMatmulDescCreate");
+      cublasOperation_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+      check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)), "transa");
+      check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)), "transb");
+      if (has_bias) {
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)), "epilogue");
+        cudaDataType_t bt = CUDA_R_32F;
+        check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)), "bias type");
+      }
+      // The first operand is B (row-major K x N, or N x K when transposed), seen column-major.
+      p.a = tb ? layout(K, N, ldb, batch, sb) : layout(N, K, ldb, batch, sb);
+      p.b = ta ? layout(M, K, lda, batch, sa) : layout(K, M, lda, batch, sa);
+      p.c = layout(N, M, ldc, batch, sc);
+      cublasLtMatmulPreference_t pref;
+      check_lt(cublasLtMatmulPreferenceCreate(&pref), "preference");
+      size_t ws = kWorkspaceBytes;
+      check_lt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)), "workspace");
+      cublasLtMatmulHeuristicResult_t h;
+      int found = 0;
+      cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(handle_, p.op, p.a, p.b, p.c, p.c, pref, 1, &h, &found);
+      cublasLtMatmulPreferenceDestroy(pref);
+      if (s == CUBLAS_STATUS_SUCCESS && found > 0) {
+        p.algo = h.algo;
+        return true;
+      }
+      cublasLtMatmulDescDestroy(p.op);
+      cublasLtMatrixLayoutDestroy(p.a);
+      cublasLtMatrixLayoutDestroy(p.b);
+      cublasLtMatrixLayoutDestroy(p.c);
+      return false;
+    };
+    // The precision asked for, else plain fp32 (cuBLASLt offers every shape there).
+    if (!try_compute(compute_type(static_cast<Precision>(prec))) && !try_compute(CUBLAS_COMPUTE_32F))
+      throw Error("cublasLt", "no algorithm for a " + std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) + " matmul");
+    return plans_.emplace(key, p).first->second;
+  }
+
+  cublasLtHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  std::mutex mu_;
+  std::map<Key, Plan> plans_;
+};
+
+}  // namespace
+
+void set_precision(Precision p) { g_precision = p; }
+Precision precision() { return g_precision; }
+
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, int64_t stride_a, const float* B,
+          int ldb, int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c, int batch, const float* bias) {
+  if (M <= 0 || N <= 0 || batch <= 0) return;
+  if (bias && batch != 1) throw Error("", "internal: a batched matmul with a bias");
+  Key key{trans_a, trans_b, M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, batch, bias != nullptr, static_cast<int>(g_precision)};
+  Lt::get().run(key, &alpha, A, B, &beta, C, bias);
+  check_launch("matmul");
+}
+
+}  // namespace llmkit::LLMKIT_CUDA_NS
