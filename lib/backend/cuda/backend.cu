@@ -165,6 +165,7 @@ class CudaBackend final : public Backend {
   }
   double sum_squares(const float* x, size_t n) override { return LLMKIT_CUDA_NS::sum_squares(x, n); }
   size_t peak_memory() const override { return peak_bytes(); }
+  void synchronize() override { check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
 
  private:
   // The GEMMs' compute type is set per call: backends of different precision may coexist.

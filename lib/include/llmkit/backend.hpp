@@ -115,6 +115,9 @@ class Backend {
                      float grad_scale = 1.0f) = 0;
   virtual double sum_squares(const float* x, size_t n) = 0;
 
+  // Waits until the operations called so far have finished (timing; a no-op on the CPU, whose
+  // operations return finished).
+  virtual void synchronize() {}
   // Most bytes of device memory held so far (0 where memory is the host's: see peak RSS).
   virtual size_t peak_memory() const { return 0; }
 };
