@@ -384,8 +384,9 @@ void Model::zero_grad() { be_.zero(g_, total_); }
 size_t Model::activation_bytes(int B, int T) const {
   const size_t N = static_cast<size_t>(B) * T, C = cfg_.dim, F = cfg_.ffn_dim;
   const size_t QC = static_cast<size_t>(cfg_.heads) * cfg_.head_dim(), KC = static_cast<size_t>(cfg_.kv_heads) * cfg_.head_dim();
-  const size_t per_layer = N * (4 * C + 2 * QC + 2 * KC + 3 * F + 4) + static_cast<size_t>(B) * cfg_.heads * T;
-  const size_t top = N * (2 * C + 2 + 3 + static_cast<size_t>(cfg_.padded_vocab()));
+  const size_t mlp = N * 3 * F;  // f1, f3, act: per layer, or once with recompute_mlp
+  const size_t per_layer = N * (4 * C + 2 * QC + 2 * KC + 4) + static_cast<size_t>(B) * cfg_.heads * T + (opts_.recompute_mlp ? 0 : mlp);
+  const size_t top = N * (2 * C + 2 + 3 + static_cast<size_t>(cfg_.padded_vocab())) + (opts_.recompute_mlp ? mlp : 0);
   const size_t scratch = N * (C + C + QC + 2 * KC + std::max(F, QC) + 2 * F + 1);
   return 4 * (per_layer * cfg_.layers + top + scratch);
 }
@@ -416,6 +417,12 @@ void Model::ensure_rows(int tokens) {
     p += n;
     return r;
   };
+  float *shared_f1 = nullptr, *shared_f3 = nullptr, *shared_act = nullptr;
+  if (opts_.recompute_mlp) {
+    shared_f1 = take(N * F);
+    shared_f3 = take(N * F);
+    shared_act = take(N * F);
+  }
   for (Layer& L : layers_) {
     L.x = take(N * C);
     L.h1 = take(N * C);
@@ -430,9 +437,9 @@ void Model::ensure_rows(int tokens) {
     L.h2 = take(N * C);
     L.mean2 = take(N);
     L.rstd2 = take(N);
-    L.f1 = take(N * F);
-    L.f3 = take(N * F);
-    L.act = take(N * F);
+    L.f1 = shared_f1 ? shared_f1 : take(N * F);
+    L.f3 = shared_f3 ? shared_f3 : take(N * F);
+    L.act = shared_act ? shared_act : take(N * F);
   }
   Top& t = *top_;
   t.xf = take(N * C);
@@ -574,6 +581,17 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host) {
   for (size_t li = layers_.size(); li-- > 0;) {
     Layer& L = layers_[li];
     // MLP: out = xmid + mlp(norm2(xmid)); dres flows to xmid unchanged plus through the MLP.
+    // Recomputed MLP activations: the forward left the last layer's in the shared buffers.
+    if (opts_.recompute_mlp && li + 1 < layers_.size()) {
+      if (llama) {
+        be.matmul_forward(L.f1, L.h2, L.w1, nullptr, N, C, F);
+        be.matmul_forward(L.f3, L.h2, L.w3, nullptr, N, C, F);
+        be.swiglu_forward(L.act, L.f1, L.f3, static_cast<size_t>(N) * F);
+      } else {
+        be.matmul_forward(L.f1, L.h2, L.w1, L.b1, N, C, F);
+        be.gelu_forward(L.act, L.f1, static_cast<size_t>(N) * F);
+      }
+    }
     float* dact = t.datt;
     be.zero(dact, static_cast<size_t>(N) * F);
     be.matmul_backward(dact, L.dw2, L.db2, t.dres, L.act, L.w2, N, F, C);

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <tuple>
 #include <memory>
 #include <random>
@@ -22,7 +23,12 @@
 
 #include "llmkit/backend.hpp"
 #include "llmkit/cuda.hpp"
+#include "llmkit/error.hpp"
 #include "llmkit/model.hpp"
+
+#ifdef LLMKIT_TEST_EMULATED
+#include "emu.hpp"
+#endif
 
 using namespace llmkit;
 
@@ -287,6 +293,47 @@ void test_model(Backend& cpu, Backend& gpu, const std::string& json, const char*
   for (float* p : {m2, v2}) gpu.release(p);
 }
 
+#ifdef LLMKIT_TEST_EMULATED
+// The emulator itself: a barrier that some threads skip and a shuffle that some lanes skip are
+// errors, and barriers order shared-memory writes before reads in either thread order.
+void test_emulator() {
+  auto expect_error = [](const char* what, const std::function<void()>& body) {
+    bool thrown = false;
+    try {
+      emu::launch(dim3(2), dim3(64), 0, body);
+    } catch (const Error& e) {
+      thrown = e.where() == "cuda emulator";
+    }
+    ++checks;
+    std::printf("emulator: %-48s %s\n", what, thrown ? "ok (reported)" : "FAILED (not reported)");
+    failures += !thrown;
+  };
+  expect_error("a thread returns before __syncthreads", [] {
+    if (threadIdx.x == 5) return;
+    __syncthreads();
+  });
+  expect_error("a barrier only half the block reaches", [] {
+    if (threadIdx.x < 32) __syncthreads();
+  });
+  expect_error("a shuffle some lanes skip", [] {
+    if (threadIdx.x % 32 < 16) (void)__shfl_xor_sync(0xffffffffu, 1.0f, 1);
+  });
+  std::vector<int> out(2 * 64, -1);
+  emu::launch(dim3(2), dim3(64), 64 * sizeof(int), [&] {
+    int* s = static_cast<int*>(emu::dynamic_shared());
+    s[threadIdx.x] = static_cast<int>(blockIdx.x * 1000 + threadIdx.x);
+    __syncthreads();
+    out[blockIdx.x * 64 + threadIdx.x] = s[63 - threadIdx.x] + __shfl_xor_sync(0xffffffffu, static_cast<int>(threadIdx.x), 3);
+  });
+  bool ok = true;
+  for (int b = 0; b < 2; ++b)
+    for (int t = 0; t < 64; ++t) ok &= out[static_cast<size_t>(b * 64 + t)] == b * 1000 + 63 - t + (t ^ 3);
+  ++checks;
+  std::printf("emulator: %-48s %s\n", "shared memory after a barrier, shuffles", ok ? "ok" : "FAILED");
+  failures += !ok;
+}
+#endif
+
 const char* kLlama = R"({"model_type": "llama", "vocab_size": 97, "hidden_size": 48, "intermediate_size": 88,
   "num_hidden_layers": 2, "num_attention_heads": 6, "num_key_value_heads": 2, "max_position_embeddings": 64,
   "tie_word_embeddings": false})";
@@ -298,6 +345,7 @@ int main(int argc, char** argv) {
   quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
 #ifdef LLMKIT_TEST_EMULATED
   std::printf("the CUDA kernels on the CPU emulator%s\n", std::getenv("LLMKIT_EMU_REVERSE") ? ", threads in reverse order" : "");
+  test_emulator();
   auto gpu = make_emulated_cuda_backend("fp32");
   auto gpu_bf16 = make_emulated_cuda_backend("bf16");
 #else

@@ -1,8 +1,6 @@
 // The CUDA emulator's launcher, barriers, shuffles and runtime; see emu.hpp.
 #include "emu.hpp"
 
-#include <ucontext.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -10,6 +8,45 @@
 #include <vector>
 
 #include "llmkit/error.hpp"
+
+// Switching between fibers: the callee-saved registers and the floating-point control words go
+// on the current stack, the stack pointer into *from; then `to`'s are restored. No system call
+// (glibc's swapcontext makes one per switch to save the signal mask: most of the emulator's
+// time). System V x86-64 ABI.
+#if !defined(__x86_64__)
+#error "the CUDA emulator's fiber switch is written for x86-64"
+#endif
+extern "C" void llmkit_emu_switch(void** from, void* to);
+asm(R"(
+.text
+.globl llmkit_emu_switch
+.type llmkit_emu_switch,@function
+llmkit_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+.size llmkit_emu_switch, .-llmkit_emu_switch
+.section .note.GNU-stack,"",@progbits
+.text
+)");
 
 namespace llmkit::emu {
 
@@ -24,7 +61,7 @@ constexpr size_t kStackBytes = 64 * 1024;
 enum class Wait { none, block, warp };
 
 struct Fiber {
-  ucontext_t ctx;
+  void* sp = nullptr;  // saved stack pointer while switched out
   uint3 tid;
   int linear = 0;
   bool done = false;
@@ -41,7 +78,7 @@ struct Launch {
   const std::function<void()>* body = nullptr;
   std::vector<Fiber> fibers;
   std::vector<std::unique_ptr<char[]>> stacks;
-  ucontext_t scheduler;
+  void* scheduler = nullptr;
   int current = 0;
   int threads = 0;
   Barrier block_barrier;
@@ -59,6 +96,12 @@ void fail(const std::string& what) {
   if (L.error.empty()) L.error = what;
 }
 
+void yield() {
+  Launch& L = *tl_launch;
+  llmkit_emu_switch(&L.fibers[static_cast<size_t>(L.current)].sp, L.scheduler);
+}
+
+// A fiber's first frame; it never returns: the scheduler does not switch to a finished fiber.
 void fiber_main() {
   Launch& L = *tl_launch;
   (*L.body)();
@@ -66,12 +109,22 @@ void fiber_main() {
   f.done = true;
   ++L.progress;
   if (L.block_barrier.arrived > 0) fail("a thread returned while others wait at __syncthreads()");
-  // Returning resumes the scheduler through uc_link.
+  yield();
+  std::abort();
 }
 
-void yield() {
-  Launch& L = *tl_launch;
-  swapcontext(&L.fibers[static_cast<size_t>(L.current)].ctx, &L.scheduler);
+// A new fiber's stack as llmkit_emu_switch leaves a switched-out one: control words, six
+// registers, then fiber_main as the return address (and a null one above it, where a call
+// would have put its return address, keeping the ABI's 16-byte alignment at entry).
+void* initial_stack(char* base, size_t bytes) {
+  auto top = reinterpret_cast<uintptr_t>(base + bytes) & ~uintptr_t{15};
+  auto* w = reinterpret_cast<uint64_t*>(top) - 9;
+  uint32_t csr[2] = {0x1f80u, 0x037fu};  // default MXCSR, x87 control word
+  std::memcpy(&w[0], csr, 8);
+  for (int i = 1; i <= 6; ++i) w[i] = 0;
+  w[7] = reinterpret_cast<uint64_t>(&fiber_main);
+  w[8] = 0;
+  return w;
 }
 
 int warp_size_of(const Launch& L, int warp) { return std::min(32, L.threads - warp * 32); }
@@ -149,11 +202,7 @@ void launch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, const std::funct
           f.linear = i;
           f.tid = {static_cast<unsigned>(i) % block.x, static_cast<unsigned>(i) / block.x % block.y,
                    static_cast<unsigned>(i) / (block.x * block.y)};
-          getcontext(&f.ctx);
-          f.ctx.uc_stack.ss_sp = L.stacks[static_cast<size_t>(i)].get();
-          f.ctx.uc_stack.ss_size = kStackBytes;
-          f.ctx.uc_link = &L.scheduler;
-          makecontext(&f.ctx, fiber_main, 0);
+          f.sp = initial_stack(L.stacks[static_cast<size_t>(i)].get(), kStackBytes);
         }
         L.block_barrier = Barrier();
         for (auto& b : L.warp_barriers) b = Barrier();
@@ -167,7 +216,7 @@ void launch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, const std::funct
             if (f.done) continue;
             L.current = i;
             tl_thread = &f.tid;
-            swapcontext(&L.scheduler, &f.ctx);
+            llmkit_emu_switch(&L.scheduler, f.sp);
             if (f.done) --remaining;
           }
           if (remaining > 0 && L.progress == before)

@@ -2,7 +2,7 @@
 // tiling, block and warp reductions, barriers) is tested where there is no GPU: in CI and on
 // the development machines. The kernel sources are compiled a second time by the C++ compiler
 // with this header instead of the CUDA headers (see common.cuh); a launch runs the blocks one
-// after another, and the threads of a block as fibers (ucontext) that switch at __syncthreads()
+// after another, and the threads of a block as fibers that switch at __syncthreads()
 // and at warp shuffles, so barrier semantics hold exactly.
 //
 // It checks what it can: a thread that returns while others wait at a barrier, a barrier that

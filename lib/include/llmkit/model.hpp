@@ -82,6 +82,11 @@ struct ModelOptions {
   // A scalar head on the final hidden state, "score.weight" [1, dim] as Hugging Face's
   // *ForSequenceClassification names it: a reward model's score, PPO's value head.
   bool scalar_head = false;
+  // Activation recomputation for the MLP: the gate/up (fc) outputs and the activation, 3 x ffn
+  // floats per token and layer and the largest part of the activations, are kept for one layer
+  // only and recomputed in the backward pass from the stored norm output (two of the three MLP
+  // matmuls again: about a quarter more FLOPs for the MLP's forward). Gradients are identical.
+  bool recompute_mlp = false;
 };
 
 class Model {
