@@ -14,7 +14,7 @@ namespace {
 
 int pretrain_main(int argc, char** argv) {
   PretrainConfig cfg;
-  int64_t seq = cfg.seq_len, micro = cfg.micro_batch, keep = cfg.keep, bad = cfg.max_bad_steps;
+  int64_t seq = cfg.seq_len, micro = cfg.micro_batch, keep = cfg.keep, bad = cfg.max_bad_steps, zero = cfg.zero;
   bool no_verify = false;
   std::string plot;
   OptionParser op("llm-pretrain", "llm-pretrain --train SHARDS --out DIR [OPTIONS]",
@@ -52,6 +52,9 @@ int pretrain_main(int argc, char** argv) {
   op.number("beta2", 0, "B2", &cfg.beta2, "AdamW beta2 (default 0.95)");
   op.number("eps", 0, "E", &cfg.eps, "AdamW epsilon (default 1e-8)");
   op.number("clip", 0, "NORM", &cfg.clip, "clip the global gradient norm to this (default 1.0; 0: off)");
+  op.integer("zero", 0, "0|1", &zero,
+             "1: ZeRO-1, each MPI rank keeps and updates AdamW's moments of its\n"
+             "segment of the parameters only (default 0: every rank all of them)");
   op.integer("max-bad-steps", 0, "N", &bad, "give up after N steps in a row with NaN/inf (default 5)");
   op.section("Evaluation and checkpoints");
   op.integer("eval-every", 0, "N", &cfg.eval_every, "validation loss every N steps (default 100)");
@@ -92,7 +95,9 @@ int pretrain_main(int argc, char** argv) {
   if (cfg.eval_batches < 1) throw UsageError("--eval-batches must be at least 1");
   if (cfg.eval_every < 0 || cfg.save_every < 0 || cfg.stop_at < 0 || cfg.sample_every < 0 || keep < 0 || bad < 1)
     throw UsageError("--eval-every, --save-every, --stop-at and --keep must be 0 or more, --max-bad-steps 1 or more");
+  if (zero != 0 && zero != 1) throw UsageError("--zero must be 0 or 1");
   cfg.seq_len = static_cast<int>(seq);
+  cfg.zero = static_cast<int>(zero);
   cfg.micro_batch = static_cast<int>(micro);
   cfg.keep = static_cast<int>(keep);
   cfg.max_bad_steps = static_cast<int>(bad);

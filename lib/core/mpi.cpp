@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 
 #include "llmkit/error.hpp"
 #include "llmkit/io.hpp"
@@ -85,12 +86,117 @@ double Comm::allreduce_sum_double(double v) {
   return out;
 }
 
-void Comm::allreduce_sum(float* data, size_t n) {
+void Comm::allreduce_sum(float* data, size_t n, size_t bucket) {
   if (!mpi_) return;
-  constexpr size_t kBucket = size_t{1} << 24;
-  for (size_t at = 0; at < n; at += kBucket) {
-    int count = static_cast<int>(std::min(kBucket, n - at));
+  bucket = std::clamp<size_t>(bucket, 1, INT32_MAX);
+  for (size_t at = 0; at < n; at += bucket) {
+    int count = static_cast<int>(std::min(bucket, n - at));
     MPI_Allreduce(MPI_IN_PLACE, data + at, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+  }
+}
+
+namespace {
+
+// The collectives on a buffer of per-rank segments go in rounds: round k moves the k-th piece
+// (up to bucket / ranks floats) of every rank's segment. So a round holds at most `bucket`
+// floats, its counts and displacements fit an int, and every rank takes part in every round
+// (windows over the buffer would leave most ranks idle while one segment is reduced). A round's
+// pieces are packed end to end in a staging buffer, except when there is one round: the pieces
+// are then the segments themselves, already end to end in the caller's buffer.
+class Rounds {
+ public:
+  Rounds(const std::vector<size_t>& counts, int ranks, size_t bucket) : counts_(counts) {
+    if (counts.size() != static_cast<size_t>(ranks))
+      throw Error("", "a collective over " + std::to_string(counts.size()) + " segments on " +
+                          std::to_string(ranks) + " ranks");
+    size_t longest = 0;
+    for (size_t c : counts) {
+      offsets_.push_back(total_);
+      total_ += c;
+      longest = std::max(longest, c);
+    }
+    piece_ = std::max<size_t>(1, std::clamp<size_t>(bucket, 1, INT32_MAX) / counts.size());
+    rounds_ = (longest + piece_ - 1) / piece_;
+  }
+  size_t rounds() const { return rounds_; }
+  bool staged() const { return rounds_ > 1; }
+  size_t stage_size() const { return staged() ? std::min(total_, piece_ * counts_.size()) : 0; }
+  // Where the pieces of round k start within their segments, and rank r's in the buffer.
+  size_t within(size_t k) const { return k * piece_; }
+  size_t source(int r, size_t k) const { return offsets_[static_cast<size_t>(r)] + within(k); }
+  // Round k's piece lengths and their places in the packed buffer.
+  void round(size_t k, std::vector<int>& counts, std::vector<int>& displs) const {
+    counts.resize(counts_.size());
+    displs.resize(counts_.size());
+    int at = 0;
+    const size_t done = within(k);
+    for (size_t r = 0; r < counts_.size(); ++r) {
+      counts[r] = static_cast<int>(counts_[r] > done ? std::min(piece_, counts_[r] - done) : 0);
+      displs[r] = at;
+      at += counts[r];
+    }
+  }
+
+ private:
+  std::vector<size_t> counts_, offsets_;
+  size_t total_ = 0, piece_ = 1, rounds_ = 0;
+};
+
+// A piece of a round (its length an MPI count); the two may overlap or be the same.
+void copy_piece(float* dst, const float* src, int n) {
+  if (n > 0 && dst != src) std::memmove(dst, src, static_cast<size_t>(n) * sizeof(float));
+}
+
+}  // namespace
+
+void Comm::reduce_scatter_sum(float* data, const std::vector<size_t>& counts, size_t bucket) {
+  const Rounds plan(counts, size_, bucket);
+  if (!mpi_) return;
+  std::vector<float> stage(plan.stage_size());
+  std::vector<int> n, displs;
+  for (size_t k = 0; k < plan.rounds(); ++k) {
+    plan.round(k, n, displs);
+    float* packed = plan.staged() ? stage.data() : data;
+    if (plan.staged())
+      for (int r = 0; r < size_; ++r) copy_piece(packed + displs[r], data + plan.source(r, k), n[r]);
+    // In place, MPI leaves this rank's sum at the start of the buffer: move it to its piece.
+    MPI_Reduce_scatter(MPI_IN_PLACE, packed, n.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    copy_piece(data + plan.source(rank_, k), packed, n[rank_]);
+  }
+}
+
+void Comm::allgatherv(float* data, const std::vector<size_t>& counts, size_t bucket) {
+  const Rounds plan(counts, size_, bucket);
+  if (!mpi_) return;
+  std::vector<float> stage(plan.stage_size());
+  std::vector<int> n, displs;
+  for (size_t k = 0; k < plan.rounds(); ++k) {
+    plan.round(k, n, displs);
+    float* packed = plan.staged() ? stage.data() : data;
+    if (plan.staged()) copy_piece(packed + displs[rank_], data + plan.source(rank_, k), n[rank_]);
+    // In place, each rank's contribution is already where it goes in the buffer.
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, packed, n.data(), displs.data(), MPI_FLOAT,
+                   MPI_COMM_WORLD);
+    if (plan.staged())
+      for (int r = 0; r < size_; ++r)
+        if (r != rank_) copy_piece(data + plan.source(r, k), packed + displs[r], n[r]);
+  }
+}
+
+void Comm::gatherv(const float* mine, float* all, const std::vector<size_t>& counts, size_t bucket) {
+  const Rounds plan(counts, size_, bucket);
+  if (!mpi_) {
+    if (counts[0] > 0 && all != mine) std::memcpy(all, mine, counts[0] * sizeof(float));
+    return;
+  }
+  std::vector<float> stage(rank_ == 0 ? plan.stage_size() : 0);
+  std::vector<int> n, displs;
+  for (size_t k = 0; k < plan.rounds(); ++k) {
+    plan.round(k, n, displs);
+    float* packed = rank_ != 0 ? nullptr : plan.staged() ? stage.data() : all;
+    MPI_Gatherv(mine + plan.within(k), n[rank_], MPI_FLOAT, packed, n.data(), displs.data(), MPI_FLOAT, 0, MPI_COMM_WORLD);
+    if (rank_ == 0 && plan.staged())
+      for (int r = 0; r < size_; ++r) copy_piece(all + plan.source(r, k), packed + displs[r], n[r]);
   }
 }
 

@@ -371,14 +371,28 @@ std::string latest_checkpoint(const std::string& out) {
 
 TrainerState load_checkpoint(const std::string& dir, Model& m, float* mom, float* var) {
   load_model(dir + "/model.safetensors", m);
-  if (mom && var) {
-    SafetensorsFile f(dir + "/optimizer.safetensors");
-    for (const auto& s : m.params()) {
-      f.read_f32("m." + s.name, mom + s.offset, s.size, s.shape);
-      f.read_f32("v." + s.name, var + s.offset, s.size, s.shape);
+  if (mom && var) load_moments(dir, m, 0, m.num_params(), mom, var);
+  return TrainerState::from_json(read_file(dir + "/trainer_state.json"), dir + "/trainer_state.json");
+}
+
+void load_moments(const std::string& dir, const Model& m, size_t begin, size_t end, float* mom,
+                  float* var) {
+  SafetensorsFile f(dir + "/optimizer.safetensors");
+  std::vector<float> whole;  // a tensor that the range cuts
+  for (const auto& s : m.params()) {
+    const size_t b = std::max(begin, s.offset), e = std::min(end, s.offset + s.size);
+    if (b >= e) continue;
+    for (auto [prefix, out] : {std::pair{"m.", mom}, std::pair{"v.", var}}) {
+      if (b == s.offset && e == s.offset + s.size) {
+        f.read_f32(prefix + s.name, out + (b - begin), s.size, s.shape);
+        continue;
+      }
+      whole.resize(s.size);
+      f.read_f32(prefix + s.name, whole.data(), s.size, s.shape);
+      std::copy(whole.begin() + static_cast<ptrdiff_t>(b - s.offset),
+                whole.begin() + static_cast<ptrdiff_t>(e - s.offset), out + (b - begin));
     }
   }
-  return TrainerState::from_json(read_file(dir + "/trainer_state.json"), dir + "/trainer_state.json");
 }
 
 LoadedModel open_model(const std::string& path, Backend& be, ModelOptions options) {

@@ -20,6 +20,7 @@
 #include "llmkit/log.hpp"
 #include "llmkit/model.hpp"
 #include "llmkit/mpi.hpp"
+#include "llmkit/parallel.hpp"
 #include "llmkit/stats.hpp"
 #include "llmkit/tok.hpp"
 #include "llmkit/tool.hpp"
@@ -85,12 +86,21 @@ class Trainer {
       : cfg_(cfg), comm_(Comm::world()), stats_(stats), be_(make_cpu_backend()) {}
   ~Trainer() {
     if (metrics_fd_ >= 0) ::close(metrics_fd_);
+    for (float* p : {m_, v_})
+      if (p) be_->release(p);
   }
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
   int run();
 
  private:
   void setup();
+  void setup_optimizer();
+  void load_optimizer_state(const std::string& dir);
   double train_step();
+  void reduce_gradients();
+  double gradient_norm();
+  void optimizer_step(double lr, float clip_scale, int64_t t);
   double evaluate();
   void sample();
   void save(bool final);
@@ -103,7 +113,14 @@ class Trainer {
   std::unique_ptr<Model> model_;
   std::unique_ptr<TokenData> train_, val_;
   std::unique_ptr<Tokenizer> tokenizer_;
-  std::vector<float> m_, v_;
+  std::unique_ptr<Collectives> coll_;
+  // The part of the flat parameter buffer whose AdamW state this rank keeps and updates,
+  // [lo_, hi_): with ZeRO-1 over several ranks its segment (counts_ has every rank's), else all.
+  bool sharded_ = false;
+  std::vector<size_t> counts_;
+  size_t lo_ = 0, hi_ = 0;
+  float* m_ = nullptr;  // AdamW's moments of [lo_, hi_), in the backend's memory
+  float* v_ = nullptr;
   TrainerState state_;
   int64_t accum_ = 1, per_rank_ = 0;
   int metrics_fd_ = -1;
@@ -149,8 +166,7 @@ void Trainer::setup() {
   state_.seq_len = cfg_.seq_len;
   state_.batch_sequences = global;
 
-  m_.assign(model_->num_params(), 0.0f);
-  v_.assign(model_->num_params(), 0.0f);
+  setup_optimizer();
   if (comm_.rank() == 0) {
     std::filesystem::create_directories(cfg_.out);
     // Temporary checkpoint directories of a save that was killed are of no use.
@@ -161,7 +177,8 @@ void Trainer::setup() {
   }
   comm_.barrier();
   if (!resume_dir.empty()) {
-    TrainerState s = load_checkpoint(resume_dir, *model_, m_.data(), v_.data());
+    TrainerState s = load_checkpoint(resume_dir, *model_, nullptr, nullptr);
+    load_optimizer_state(resume_dir);
     if (s.seed != cfg_.seed)
       throw Error(resume_dir, "was trained with --seed " + std::to_string(s.seed) + " (the data order); give the same");
     if (s.seq_len != cfg_.seq_len || s.batch_sequences != global)
@@ -186,6 +203,12 @@ void Trainer::setup() {
                 static_cast<double>(model_->num_params_unpadded()) / 1e6,
                 static_cast<unsigned long long>(train_->tokens()), static_cast<long long>(global), cfg_.seq_len,
                 static_cast<long long>(accum_), cfg_.micro_batch, R, R > 1 ? "s" : "");
+    const size_t largest = *std::max_element(counts_.begin(), counts_.end());
+    const double mib = 2.0 * sizeof(float) * static_cast<double>(largest) / (1 << 20);
+    if (sharded_)
+      LLMKIT_INFO("optimizer state: %.2f MiB per rank (ZeRO-1 over %d ranks)", mib, R);
+    else
+      LLMKIT_INFO("optimizer state: %.2f MiB per rank (not sharded)", mib);
   }
   if (!cfg_.tokenizer.empty()) {
     tokenizer_ = std::make_unique<Tokenizer>(cfg_.tokenizer);
@@ -194,6 +217,31 @@ void Trainer::setup() {
   }
   open_metrics(state_.step);
   peak_flops_ = measure_sgemm_flops();
+}
+
+// AdamW's moments, zero at first. With ZeRO-1 over several ranks a rank keeps those of its
+// segment only: 8 bytes per parameter divided by the ranks instead of 8 bytes per parameter.
+void Trainer::setup_optimizer() {
+  const size_t n = model_->num_params();
+  const int R = comm_.size();
+  coll_ = make_mpi_collectives(comm_);
+  sharded_ = cfg_.zero == 1 && R > 1;
+  counts_ = sharded_ ? segment_counts(n, R) : std::vector<size_t>{n};
+  lo_ = 0;
+  for (int r = 0; sharded_ && r < comm_.rank(); ++r) lo_ += counts_[static_cast<size_t>(r)];
+  hi_ = lo_ + counts_[sharded_ ? static_cast<size_t>(comm_.rank()) : 0];
+  m_ = be_->alloc(hi_ - lo_);
+  v_ = be_->alloc(hi_ - lo_);
+}
+
+// This rank's part of a checkpoint's moments: checkpoints hold all of them, whatever the
+// sharding and the number of ranks they were saved with.
+void Trainer::load_optimizer_state(const std::string& dir) {
+  const size_t n = hi_ - lo_;
+  std::vector<float> m(n), v(n);
+  load_moments(dir, *model_, lo_, hi_, m.data(), v.data());
+  be_->upload(m_, m.data(), n);
+  be_->upload(v_, v.data(), n);
 }
 
 // Appends a line to OUT/metrics.jsonl with one write(), so a killed run leaves whole lines.
@@ -239,12 +287,44 @@ double Trainer::train_step() {
     loss += model_->mean_loss() / static_cast<double>(accum_);
     model_->backward_mean(1.0f / static_cast<float>(accum_));
   }
-  if (comm_.size() > 1) {
-    comm_.allreduce_sum(model_->grads(), model_->num_params());
-    be_->scale(model_->grads(), 1.0f / static_cast<float>(comm_.size()), model_->num_params());
-    loss = comm_.allreduce_sum_double(loss) / comm_.size();
-  }
+  reduce_gradients();
+  if (comm_.size() > 1) loss = comm_.allreduce_sum_double(loss) / comm_.size();
   return loss;
+}
+
+// The mean of the ranks' gradients: everywhere, or with ZeRO-1 on this rank's segment only, the
+// part its optimizer reads (the rest of the buffer is left unspecified).
+void Trainer::reduce_gradients() {
+  const int R = comm_.size();
+  if (R == 1) return;
+  float* g = model_->grads();
+  if (sharded_)
+    coll_->reduce_scatter_sum(g, counts_);
+  else
+    coll_->allreduce_sum(g, model_->num_params());
+  be_->scale(g + lo_, 1.0f / static_cast<float>(R), hi_ - lo_);
+}
+
+// The norm of the whole gradient; with ZeRO-1 from the sums of squares of every rank's segment.
+double Trainer::gradient_norm() {
+  double squares = be_->sum_squares(model_->grads() + lo_, hi_ - lo_);
+  if (sharded_) squares = comm_.allreduce_sum_double(squares);
+  return std::sqrt(squares);
+}
+
+// AdamW on this rank's part of the parameters, tensor by tensor (weight decay is per tensor),
+// for the 1-based step t; with ZeRO-1 the updated segments then go to every rank.
+void Trainer::optimizer_step(double lr, float clip_scale, int64_t t) {
+  float* w = model_->weights();
+  const float* g = model_->grads();
+  for (const ParamSpec& s : model_->params()) {
+    const size_t b = std::max(s.offset, lo_), e = std::min(s.offset + s.size, hi_);
+    if (b >= e) continue;
+    be_->adamw(w + b, g + b, m_ + (b - lo_), v_ + (b - lo_), e - b, static_cast<float>(lr),
+               static_cast<float>(cfg_.beta1), static_cast<float>(cfg_.beta2), static_cast<float>(cfg_.eps),
+               s.decay ? static_cast<float>(cfg_.weight_decay) : 0.0f, t, clip_scale);
+  }
+  if (sharded_) coll_->all_gather(w, counts_);
 }
 
 double Trainer::evaluate() {
@@ -280,10 +360,11 @@ void Trainer::sample() {
   std::vector<int32_t> seq(in.begin(), in.begin() + prompt);
   std::mt19937_64 rng(cfg_.seed * 7919 + static_cast<uint64_t>(state_.step));
   const int V = model_->config().vocab_size, Vp = model_->config().padded_vocab();
+  std::vector<float> l(static_cast<size_t>(Vp));  // the last position's logits, on the host
   while (static_cast<int64_t>(seq.size()) < prompt + cfg_.sample_tokens &&
          static_cast<int>(seq.size()) < model_->config().max_seq) {
     model_->forward(seq.data(), nullptr, 1, static_cast<int>(seq.size()));
-    const float* l = model_->logits() + (seq.size() - 1) * static_cast<size_t>(Vp);
+    be_->download(l.data(), model_->logits() + (seq.size() - 1) * static_cast<size_t>(Vp), l.size());
     std::vector<int> order(static_cast<size_t>(V));
     for (int i = 0; i < V; ++i) order[static_cast<size_t>(i)] = i;
     const int k = std::min(40, V);
@@ -305,10 +386,36 @@ void Trainer::sample() {
   LLMKIT_INFO("step %5lld  sample: %s", static_cast<long long>(state_.step), text.c_str());
 }
 
+// A backend array on the host: in place when the backend's memory is the host's, else copied.
+const float* on_host(Backend& be, float* p, size_t n, std::vector<float>& copy) {
+  if (const float* h = be.host_view(p)) return h;
+  copy.resize(n);
+  be.download(copy.data(), p, n);
+  return copy.data();
+}
+
+// Rank 0 writes the checkpoint. It holds all the moments, in the same layout whatever the
+// sharding: with ZeRO-1 the segments are gathered to it first.
 void Trainer::save(bool final) {
   stats_.add("checkpoints");
-  if (comm_.rank() == 0) {
-    std::string dir = save_checkpoint(cfg_.out, *model_, m_.data(), v_.data(), state_, cfg_.tokenizer, cfg_.keep);
+  const bool root = comm_.rank() == 0;
+  std::vector<float> m_copy, v_copy, m_all, v_all;
+  const float* m = nullptr;
+  const float* v = nullptr;
+  if (root || sharded_) {
+    m = on_host(*be_, m_, hi_ - lo_, m_copy);
+    v = on_host(*be_, v_, hi_ - lo_, v_copy);
+  }
+  if (sharded_) {
+    m_all.resize(root ? model_->num_params() : 0);
+    v_all.resize(m_all.size());
+    comm_.gatherv(m, m_all.data(), counts_);
+    comm_.gatherv(v, v_all.data(), counts_);
+    m = m_all.data();
+    v = v_all.data();
+  }
+  if (root) {
+    std::string dir = save_checkpoint(cfg_.out, *model_, m, v, state_, cfg_.tokenizer, cfg_.keep);
     LLMKIT_INFO("saved %s%s", dir.c_str(), final ? " (final)" : "");
   }
   comm_.barrier();
@@ -331,7 +438,7 @@ int Trainer::run() {
     }
     auto t0 = Clock::now();
     double loss = train_step();
-    double norm = std::sqrt(be_->sum_squares(model_->grads(), model_->num_params()));
+    double norm = gradient_norm();
     const int64_t step = state_.step;
     state_.cursor += static_cast<uint64_t>(state_.batch_sequences);
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
@@ -347,11 +454,7 @@ int Trainer::run() {
     bad_in_row_ = 0;
     const float clip_scale = cfg_.clip > 0 && norm > cfg_.clip ? static_cast<float>(cfg_.clip / norm) : 1.0f;
     const double lr = learning_rate(cfg_, step);
-    for (const ParamSpec& s : model_->params())
-      be_->adamw(model_->weights() + s.offset, model_->grads() + s.offset, m_.data() + s.offset, v_.data() + s.offset, s.size,
-                 static_cast<float>(lr), static_cast<float>(cfg_.beta1), static_cast<float>(cfg_.beta2),
-                 static_cast<float>(cfg_.eps), s.decay ? static_cast<float>(cfg_.weight_decay) : 0.0f, step + 1,
-                 clip_scale);
+    optimizer_step(lr, clip_scale, step + 1);
     ++state_.step;
     const uint64_t tokens = static_cast<uint64_t>(state_.batch_sequences) * static_cast<uint64_t>(T);
     state_.tokens_seen += tokens;

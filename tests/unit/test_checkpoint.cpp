@@ -183,3 +183,30 @@ TEST_CASE("Trainer state round-trips through trainer_state.json", "[checkpoint]"
   CHECK(t.world_size == 3);
   CHECK_THROWS_WITH(TrainerState::from_json("{\"step\": 1}", "state.json"), Catch::Contains("damaged trainer state"));
 }
+
+TEST_CASE("load_moments reads any range of the moments, cutting tensors where it must", "[checkpoint]") {
+  auto be = make_cpu_backend();
+  Model model(small(ModelConfig::Family::llama), *be);
+  model.init(3);
+  const size_t n = model.num_params();
+  std::vector<float> m(n), v(n);
+  for (size_t i = 0; i < n; ++i) {
+    m[i] = static_cast<float>(i);
+    v[i] = -static_cast<float>(i) - 0.5f;
+  }
+  const std::string out = tmp("moments");
+  TrainerState state;
+  state.step = 1;
+  const std::string dir = save_checkpoint(out, model, m.data(), v.data(), state, "", 0);
+  // Ranges that start and end inside tensors, at their edges, the whole, and an empty one.
+  const size_t cut = model.params()[1].offset + 5;
+  for (auto [begin, end] : {std::pair{size_t{0}, n}, std::pair{cut, n - 3}, std::pair{size_t{64}, size_t{128}},
+                            std::pair{cut, cut}}) {
+    INFO("range " << begin << ".." << end);
+    std::vector<float> gm(end - begin, 9.0f), gv(end - begin, 9.0f);
+    load_moments(dir, model, begin, end, gm.data(), gv.data());
+    CHECK(gm == std::vector<float>(m.begin() + static_cast<ptrdiff_t>(begin), m.begin() + static_cast<ptrdiff_t>(end)));
+    CHECK(gv == std::vector<float>(v.begin() + static_cast<ptrdiff_t>(begin), v.begin() + static_cast<ptrdiff_t>(end)));
+  }
+  std::filesystem::remove_all(out);
+}

@@ -48,6 +48,11 @@ std::string save_checkpoint(const std::string& out, Model& model, const float* m
 std::string latest_checkpoint(const std::string& out);
 // Loads weights, moments (when m and v are given) and state from a checkpoint directory.
 TrainerState load_checkpoint(const std::string& dir, Model& model, float* m, float* v);
+// AdamW's m and v for the range [begin, end) of the model's flat buffer, from a checkpoint
+// directory's optimizer.safetensors into host arrays of end - begin floats each: what a rank
+// that holds a segment of the optimizer state (ZeRO-1) needs, without the whole of it.
+void load_moments(const std::string& dir, const Model& model, size_t begin, size_t end, float* m,
+                  float* v);
 
 // A model to run: a checkpoint directory (config.json, model.safetensors, tokenizer.model when
 // there), a run directory (its latest checkpoint), a model.safetensors with config.json beside

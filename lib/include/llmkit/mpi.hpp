@@ -20,8 +20,21 @@ class Comm {
   int64_t allreduce_sum(int64_t v);
   int64_t allreduce_max(int64_t v);
   double allreduce_sum_double(double v);
-  // In place, in buckets of at most 16M floats (so each MPI call stays bounded).
-  void allreduce_sum(float* data, size_t n);
+  // Floats per MPI call in the collectives on float buffers: 16M (2^24), so each call's counts
+  // and displacements fit an int and MPI's own scratch space stays bounded.
+  static constexpr size_t kBucket = size_t{1} << 24;
+  // In place, in buckets of at most `bucket` floats.
+  void allreduce_sum(float* data, size_t n, size_t bucket = kBucket);
+  // Collectives on a buffer of segments, one per rank in rank order, counts[r] floats for rank r
+  // (a count may be 0). In place: afterwards rank r's segment holds the sum over all ranks of
+  // that segment, and the rest of `data` is unspecified.
+  void reduce_scatter_sum(float* data, const std::vector<size_t>& counts, size_t bucket = kBucket);
+  // In place: every rank's segment copied to all ranks.
+  void allgatherv(float* data, const std::vector<size_t>& counts, size_t bucket = kBucket);
+  // Rank r sends its counts[r] floats from `mine`; rank 0 receives every segment into `all`
+  // (sum(counts) floats), which other ranks may pass as null.
+  void gatherv(const float* mine, float* all, const std::vector<size_t>& counts,
+               size_t bucket = kBucket);
   // Rank 0 receives every rank's string, in rank order; other ranks get an empty vector.
   std::vector<std::string> gather(const std::string& mine);
   // Every rank's value, in rank order, on every rank.

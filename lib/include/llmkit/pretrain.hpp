@@ -1,6 +1,7 @@
-// llm-pretrain's training loop (lib/model/pretrain.cpp): data-parallel over MPI ranks, AdamW
-// with warmup and a decay schedule, gradient accumulation to a fixed global batch, metrics,
-// evaluation, checkpoints and resumption.
+// llm-pretrain's training loop (lib/model/pretrain.cpp): data-parallel over MPI ranks (the
+// optimizer state optionally sharded over them, ZeRO-1), AdamW with warmup and a decay
+// schedule, gradient accumulation to a fixed global batch, metrics, evaluation, checkpoints and
+// resumption.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -32,6 +33,9 @@ struct PretrainConfig {
   int max_bad_steps = 5;  // NaN/inf steps in a row before giving up
   uint64_t seed = 0;
   bool verify_shards = true;
+  // 1: ZeRO-1, each rank keeps AdamW's moments of its segment of the parameters only (and
+  // updates only those weights); 0: every rank keeps all of them. Checkpoints are the same.
+  int zero = 0;
 };
 
 // Learning rate at `step` (0-based) for the schedule.

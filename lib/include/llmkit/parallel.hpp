@@ -1,0 +1,36 @@
+// Collectives over the data-parallel ranks, behind one interface so that the training loop is
+// the same on the CPU (MPI on host memory) and on GPUs (NCCL on device memory), and the ZeRO-1
+// split of the flat parameter buffer into per-rank segments.
+#pragma once
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+namespace llmkit {
+
+class Comm;
+
+// Collectives over the data-parallel ranks, on the memory of the backend that trains (host
+// memory for the CPU backend and MPI; device memory for CUDA and NCCL).
+class Collectives {
+ public:
+  virtual ~Collectives() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual void allreduce_sum(float* buf, size_t n) = 0;
+  // buf holds sum(counts) values on every rank; afterwards rank r's segment (its offset is the
+  // sum of the counts before r) holds the sum over all ranks of that segment. The rest of buf is unspecified.
+  virtual void reduce_scatter_sum(float* buf, const std::vector<size_t>& counts) = 0;
+  // Each rank's segment of buf, as above, copied to every rank (in place).
+  virtual void all_gather(float* buf, const std::vector<size_t>& counts) = 0;
+};
+
+// MPI collectives on host memory through `comm` (one rank: no MPI call, buffers left as they are).
+std::unique_ptr<Collectives> make_mpi_collectives(Comm& comm);
+
+// ZeRO-1's segments of a flat buffer of n floats over `ranks` ranks: contiguous, in rank order,
+// the boundaries rounded down to multiples of 64 floats (aligned vector loads on every segment),
+// the last rank taking the rest. A segment may be empty when n < 64 x ranks.
+std::vector<size_t> segment_counts(size_t n, int ranks);
+
+}  // namespace llmkit
