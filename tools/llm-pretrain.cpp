@@ -1,5 +1,5 @@
 // llm-pretrain: trains a decoder-only transformer (Llama or GPT-2 shape) from scratch on token
-// shards, data parallel over MPI ranks, with checkpoints and resumption.
+// shards, data parallel over MPI ranks (NCCL between GPUs), with checkpoints and resumption.
 
 #include "llmkit/error.hpp"
 #include "llmkit/mpi.hpp"
@@ -56,6 +56,19 @@ int pretrain_main(int argc, char** argv) {
              "1: ZeRO-1, each MPI rank keeps and updates AdamW's moments of its\n"
              "segment of the parameters only (default 0: every rank all of them)");
   op.integer("max-bad-steps", 0, "N", &bad, "give up after N steps in a row with NaN/inf (default 5)");
+  op.section("Device");
+  op.string("device", 0, "DEV", &cfg.device,
+            "auto (default: cuda when a GPU is visible, else cpu), cpu, cuda (GPU number\n"
+            "local rank modulo the GPUs visible: one MPI rank per GPU), cuda:N");
+  op.string("precision", 0, "P", &cfg.precision,
+            "GPU matmuls: bf16 (default: bf16 tensor cores, fp32 accumulation), tf32, fp32;\n"
+            "weights, optimizer state and other operations stay fp32");
+  op.flag("recompute", 0, &cfg.recompute,
+          "recompute the MLP's activations in the backward pass instead of keeping them\n"
+          "(less memory: 3 x ffn floats per token and layer; 10 to 15% more FLOPs)");
+  op.number("peak-tflops", 0, "X", &cfg.peak_tflops,
+            "the device's peak TFLOP/s, MFU's denominator (default: the known bf16 peak of\n"
+            "the GPU; on the CPU, a measured sgemm)");
   op.section("Evaluation and checkpoints");
   op.integer("eval-every", 0, "N", &cfg.eval_every, "validation loss every N steps (default 100)");
   op.integer("eval-batches", 0, "N", &cfg.eval_batches, "micro-batches of validation windows (default 8)");
@@ -96,6 +109,9 @@ int pretrain_main(int argc, char** argv) {
   if (cfg.eval_every < 0 || cfg.save_every < 0 || cfg.stop_at < 0 || cfg.sample_every < 0 || keep < 0 || bad < 1)
     throw UsageError("--eval-every, --save-every, --stop-at and --keep must be 0 or more, --max-bad-steps 1 or more");
   if (zero != 0 && zero != 1) throw UsageError("--zero must be 0 or 1");
+  if (cfg.precision != "bf16" && cfg.precision != "tf32" && cfg.precision != "fp32")
+    throw UsageError("--precision must be bf16, tf32 or fp32");
+  if (cfg.peak_tflops < 0) throw UsageError("--peak-tflops must be positive");
   cfg.seq_len = static_cast<int>(seq);
   cfg.zero = static_cast<int>(zero);
   cfg.micro_batch = static_cast<int>(micro);

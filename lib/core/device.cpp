@@ -6,6 +6,7 @@
 #include "llmkit/backend.hpp"
 #include "llmkit/cuda.hpp"
 #include "llmkit/error.hpp"
+#include "llmkit/parallel.hpp"
 
 namespace llmkit {
 
@@ -15,6 +16,9 @@ std::string cuda_device_name(int) { return ""; }
 bool cuda_built() { return false; }
 std::unique_ptr<Backend> make_cuda_backend(int, const std::string&) {
   throw Error("cuda", "this llmkit was built without CUDA (no nvcc found at build time, or LLMKIT_CUDA=OFF)");
+}
+std::unique_ptr<Collectives> make_nccl_collectives(Comm&) {
+  throw Error("nccl", "this llmkit was built without CUDA (no nvcc found at build time, or LLMKIT_CUDA=OFF)");
 }
 #else
 bool cuda_built() { return true; }

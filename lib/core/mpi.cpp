@@ -38,6 +38,16 @@ Comm::Comm() {
   mpi_ = true;
 }
 
+int Comm::local_rank() {
+  if (!mpi_) return 0;
+  MPI_Comm node;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node);
+  int r = 0;
+  MPI_Comm_rank(node, &r);
+  MPI_Comm_free(&node);
+  return r;
+}
+
 void Comm::barrier() {
   if (mpi_) MPI_Barrier(MPI_COMM_WORLD);
 }

@@ -57,6 +57,16 @@ double measure_sgemm_flops() {
   return best;
 }
 
+double gpu_peak_flops(const std::string& name) {
+  auto has = [&](const char* s) { return name.find(s) != std::string::npos; };
+  if (has("H100") && (has("PCIe") || has("PCIE"))) return 756e12;
+  if (has("H100") || has("H200") || has("GH200")) return 989e12;  // SXM: HBM3/HBM3e, 700 W
+  if (has("A100")) return 312e12;
+  if (has("L40S")) return 362e12;
+  if (has("A10G") || has("A10")) return 125e12;
+  return 0;
+}
+
 void plot_metrics(const std::string& run) {
   const std::string metrics = run + "/metrics.jsonl", png = run + "/loss.png";
   if (file_size(metrics) == 0) throw Error(metrics, "no metrics to plot");
@@ -83,7 +93,8 @@ using Clock = std::chrono::steady_clock;
 class Trainer {
  public:
   Trainer(const PretrainConfig& cfg, Stats& stats)
-      : cfg_(cfg), comm_(Comm::world()), stats_(stats), be_(make_cpu_backend()) {}
+      : cfg_(cfg), comm_(Comm::world()), stats_(stats),
+        be_(make_backend(cfg.device, cfg.precision, comm_.local_rank())) {}
   ~Trainer() {
     if (metrics_fd_ >= 0) ::close(metrics_fd_);
     for (float* p : {m_, v_})
@@ -127,6 +138,7 @@ class Trainer {
   void open_metrics(int64_t resumed_step);
   double peak_flops_ = 0;
   int bad_in_row_ = 0;
+  std::string device_name_;
 };
 
 void Trainer::setup() {
@@ -152,7 +164,9 @@ void Trainer::setup() {
                                         " is larger than the model's " + std::to_string(mc.vocab_size));
   // RoPE has no table: a Llama trains at any length. GPT-2's learned positions stop at max_seq.
   if (cfg_.seq_len > mc.max_seq && mc.family == ModelConfig::Family::llama) mc.max_seq = cfg_.seq_len;
-  model_ = std::make_unique<Model>(mc, *be_);
+  ModelOptions options;
+  options.recompute_mlp = cfg_.recompute;
+  model_ = std::make_unique<Model>(mc, *be_, options);
 
   const int64_t global = (cfg_.batch_tokens > 0 ? cfg_.batch_tokens : static_cast<int64_t>(cfg_.seq_len) * cfg_.micro_batch * R) / cfg_.seq_len;
   if (global * cfg_.seq_len != (cfg_.batch_tokens > 0 ? cfg_.batch_tokens : global * cfg_.seq_len) ||
@@ -216,7 +230,13 @@ void Trainer::setup() {
       throw Error(cfg_.tokenizer, "is not the tokenizer the shards were made with");
   }
   open_metrics(state_.step);
-  peak_flops_ = measure_sgemm_flops();
+  const bool gpu = std::string(be_->name()) == "cuda";
+  device_name_ = be_->device_name();
+  peak_flops_ = cfg_.peak_tflops > 0 ? cfg_.peak_tflops * 1e12 : gpu ? gpu_peak_flops(device_name_) : measure_sgemm_flops();
+  if (comm_.rank() == 0) {
+    LLMKIT_INFO("device: %s%s%s", gpu ? device_name_.c_str() : "cpu", gpu ? ", matmuls in " : "", gpu ? cfg_.precision.c_str() : "");
+    if (peak_flops_ <= 0) LLMKIT_WARN("the peak FLOP/s of %s is not known: give --peak-tflops for MFU", device_name_.c_str());
+  }
 }
 
 // AdamW's moments, zero at first. With ZeRO-1 over several ranks a rank keeps those of its
@@ -224,7 +244,8 @@ void Trainer::setup() {
 void Trainer::setup_optimizer() {
   const size_t n = model_->num_params();
   const int R = comm_.size();
-  coll_ = make_mpi_collectives(comm_);
+  // NCCL between GPUs; MPI between CPUs (and for one rank, where nothing is exchanged).
+  coll_ = std::string(be_->name()) == "cuda" && R > 1 ? make_nccl_collectives(comm_) : make_mpi_collectives(comm_);
   sharded_ = cfg_.zero == 1 && R > 1;
   counts_ = sharded_ ? segment_counts(n, R) : std::vector<size_t>{n};
   lo_ = 0;
@@ -460,14 +481,17 @@ int Trainer::run() {
     state_.tokens_seen += tokens;
     stats_.add("steps");
     stats_.add("tokens", static_cast<int64_t>(tokens));
+    be_->synchronize();  // a GPU's step ends when its queued kernels do
     double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     double tps = static_cast<double>(tokens) / secs;
-    double mfu = flops / secs / peak_flops_;
+    double mfu = peak_flops_ > 0 ? flops / secs / peak_flops_ : 0.0;
+    const size_t device_mem = be_->peak_memory();
     snprintf(line, sizeof line,
              "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens\":%llu,\"tokens_per_sec\":%.1f,"
-             "\"mfu\":%.4f,\"peak_rss\":%lld}",
+             "\"mfu\":%.4f,\"peak_rss\":%lld%s}",
              static_cast<long long>(state_.step), loss, lr, norm, static_cast<unsigned long long>(state_.tokens_seen), tps, mfu,
-             static_cast<long long>(peak_rss_bytes()));
+             static_cast<long long>(peak_rss_bytes()),
+             device_mem ? (",\"peak_device_mem\":" + std::to_string(device_mem)).c_str() : "");
     log_metrics(line);
     if (comm_.rank() == 0)
       LLMKIT_INFO("step %5lld/%lld  loss %.4f  lr %.3g  norm %.3f  %.0f tok/s  mfu %.1f%%  %.0f ms",

@@ -103,4 +103,22 @@ expect_rc 0 "init from a checkpoint directory (its config.json)"
 expect_eq "$(python3 -c "import json; print(json.loads(open('h/metrics.jsonl').readline())['loss'] < 5)")" "True" "starts from the trained weights"
 run llm-pretrain $common --schedule sideways --out g
 expect_rc 2 "--schedule"
+
+# Devices: recomputing the MLP changes nothing but memory; a GPU asked for where there is none
+# is a clear error; auto falls back to the CPU.
+run llm-pretrain $common --steps 6 --out r0 --device cpu
+expect_rc 0 "--device cpu"
+run llm-pretrain $common --steps 6 --out r1 --device auto --recompute
+expect_rc 0 "--device auto --recompute"
+expect_eq "$(losses r1/metrics.jsonl)" "$(losses r0/metrics.jsonl)" "--recompute: the same losses"
+cmp -s r0/step-00000006/model.safetensors r1/step-00000006/model.safetensors || fail "--recompute: other weights"
+if ! nvidia-smi >/dev/null 2>&1; then
+  run llm-pretrain $common --steps 1 --out r2 --device cuda
+  expect_rc 1 "--device cuda without a GPU"
+  expect_err_contains "cuda:"
+fi
+run llm-pretrain $common --steps 1 --out r3 --device tpu
+expect_rc 2 "--device tpu"
+run llm-pretrain $common --steps 1 --out r4 --precision fp8
+expect_rc 2 "--precision fp8"
 finish

@@ -24,8 +24,17 @@ Precision parse_precision(const std::string& p) {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(Precision p) : precision_(p) {}
+  explicit CudaBackend(Precision p) : precision_(p) {
+#if defined(__CUDACC__)
+    int device = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    device_name_ = cuda_device_name(device);
+#else
+    device_name_ = "the CUDA emulator";
+#endif
+  }
   const char* name() const override { return "cuda"; }
+  std::string device_name() const override { return device_name_; }
 
   float* alloc(size_t n) override {
     float* p = static_cast<float*>(device_alloc(n * sizeof(float)));
@@ -170,6 +179,7 @@ class CudaBackend final : public Backend {
  private:
   // The GEMMs' compute type is set per call: backends of different precision may coexist.
   Precision precision_;
+  std::string device_name_;
 };
 
 }  // namespace

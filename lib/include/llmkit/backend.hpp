@@ -19,6 +19,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
+  // The device in words ("cpu", "NVIDIA H100 80GB HBM3").
+  virtual std::string device_name() const { return name(); }
 
   // Memory, in floats.
   virtual float* alloc(size_t n) = 0;  // zeroed

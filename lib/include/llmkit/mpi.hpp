@@ -16,6 +16,8 @@ class Comm {
   int rank() const { return rank_; }
   int size() const { return size_; }
   bool mpi() const { return mpi_; }
+  // This rank's number among the ranks on its node (MPI_COMM_TYPE_SHARED): which GPU it takes.
+  int local_rank();
   void barrier();
   int64_t allreduce_sum(int64_t v);
   int64_t allreduce_max(int64_t v);

@@ -27,6 +27,9 @@ class Collectives {
 
 // MPI collectives on host memory through `comm` (one rank: no MPI call, buffers left as they are).
 std::unique_ptr<Collectives> make_mpi_collectives(Comm& comm);
+// NCCL collectives on the device memory of the GPU this process uses, over the ranks of `comm`
+// (MPI bootstraps NCCL: rank 0's ncclUniqueId is broadcast). Error in a build without CUDA.
+std::unique_ptr<Collectives> make_nccl_collectives(Comm& comm);
 
 // ZeRO-1's segments of a flat buffer of n floats over `ranks` ranks: contiguous, in rank order,
 // the boundaries rounded down to multiples of 64 floats (aligned vector loads on every segment),

@@ -33,6 +33,10 @@ struct PretrainConfig {
   int max_bad_steps = 5;  // NaN/inf steps in a row before giving up
   uint64_t seed = 0;
   bool verify_shards = true;
+  std::string device = "auto";     // cpu, cuda, cuda:N, auto (make_backend)
+  std::string precision = "bf16";  // the GPU's matmul compute type
+  bool recompute = false;          // recompute the MLP's activations in the backward pass
+  double peak_tflops = 0;          // MFU's denominator; 0: known GPU's bf16 peak, or measured on the CPU
   // 1: ZeRO-1, each rank keeps AdamW's moments of its segment of the parameters only (and
   // updates only those weights); 0: every rank keeps all of them. Checkpoints are the same.
   int zero = 0;
@@ -49,7 +53,10 @@ int run_pretrain(const PretrainConfig& cfg, Stats& stats);
 // Draws RUN/metrics.jsonl into RUN/loss.png with share/llmkit/plot-metrics.gp (gnuplot).
 void plot_metrics(const std::string& run);
 
-// Measured sgemm rate of this process (FLOP/s), the denominator of MFU.
+// Measured sgemm rate of this process (FLOP/s), the denominator of MFU on the CPU.
 double measure_sgemm_flops();
+// Dense bf16 tensor-core peak of a GPU by its name (FLOP/s; 0 when not known): the
+// denominator of MFU on a GPU, as llm.c and the PaLM paper count it.
+double gpu_peak_flops(const std::string& device_name);
 
 }  // namespace llmkit

@@ -1,0 +1,441 @@
+// cuda_kernels: every operation of the CUDA backend timed at the shapes of one training step
+// of a model, as llm.c's dev/cuda does for its kernels: time per call (median of --reps calls,
+// each timed with std::chrono around the call and be.synchronize()), the rate it achieves
+// (GB/s of the bytes the operation must read and write, or TFLOP/s for the matmuls and
+// attention) against the GPU's peak, then the step these add up to, as tokens/s and MFU.
+//
+// The step estimate is the sum of the per-operation medians over the calls one step makes
+// (Model::forward, Model::backward, then llm-pretrain's gradient norm, AdamW and zero_grad):
+// launch gaps between operations and host work outside the backend are not in it, so
+// llm-pretrain's measured tokens/s on the same GPU should come out somewhat below it.
+//
+// Each timed call includes its launch and the synchronize round trip (a few us), so operations
+// that take under ~20 us show a lower rate than their kernels reach.
+//
+// Without a GPU it exits 77; --emulated runs the same kernels on the CPU emulator
+// (make_emulated_cuda_backend) at small shapes, to check that this program runs to the end.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "llmkit/backend.hpp"
+#include "llmkit/cuda.hpp"
+#include "llmkit/error.hpp"
+#include "llmkit/model.hpp"
+#include "llmkit/options.hpp"
+#include "llmkit/tool.hpp"
+
+using namespace llmkit;
+
+namespace {
+
+constexpr const char* kSynopsis =
+    "cuda_kernels [--model NAME|CONFIG] [--batch B] [--seq T] [--precision bf16|tf32|fp32] [--reps R]\n"
+    "                    [--only NAME] [--peak-tflops X] [--peak-gbs Y] [--emulated]";
+constexpr int kExitNoDevice = 77;  // CTest's and bench/cuda.sh's "skipped"
+
+// H100 SXM dense tensor-core peaks by the matmuls' compute type (NVIDIA's datasheet, without
+// sparsity; fp32 is the CUDA cores' rate), and its HBM3 bandwidth.
+double default_peak_tflops(const std::string& precision) {
+  if (precision == "bf16") return 989.0;
+  if (precision == "tf32") return 494.5;
+  return 66.9;
+}
+constexpr double kDefaultPeakGBs = 3350.0;
+
+struct Dims {
+  int B, T, N, C, F, NH, KV, hd, QC, KC, V, Vp, L;
+  bool llama;
+  Dims(const ModelConfig& c, int batch, int seq)
+      : B(batch), T(seq), N(batch * seq), C(c.dim), F(c.ffn_dim), NH(c.heads), KV(c.kv_heads), hd(c.head_dim()),
+        QC(c.heads * c.head_dim()), KC(c.kv_heads * c.head_dim()), V(c.vocab_size), Vp(c.padded_vocab()), L(c.layers),
+        llama(c.family == ModelConfig::Family::llama) {}
+  size_t nc() const { return static_cast<size_t>(N) * C; }
+  size_t nf() const { return static_cast<size_t>(N) * F; }
+};
+
+// Device memory of the benchmark, released with it. "Random" buffers hold values uniform in
+// [-1, 1): the scale of real activations, and no kernel takes a shortcut on zeros.
+class Arena {
+ public:
+  Arena(Backend& be, uint64_t seed) : be_(be), pattern_(size_t{1} << 20) {
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (float& x : pattern_) x = u(rng);
+  }
+  ~Arena() {
+    for (float* p : held_) be_.release(p);
+  }
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  float* zeros(size_t n) {
+    held_.push_back(be_.alloc(n));
+    return held_.back();
+  }
+  // The pattern repeats every 2^20 values: enough for timing, and the logits (400M values at
+  // gpt2-124m, B=8, T=1024) need no host copy of their own.
+  float* random(size_t n) {
+    float* p = zeros(n);
+    for (size_t at = 0; at < n; at += pattern_.size()) be_.upload(p + at, pattern_.data(), std::min(pattern_.size(), n - at));
+    return p;
+  }
+  float* constant(size_t n, float value) {
+    float* p = zeros(n);
+    const std::vector<float> host(n, value);
+    be_.upload(p, host.data(), n);
+    return p;
+  }
+
+ private:
+  Backend& be_;
+  std::vector<float> pattern_;
+  std::vector<float*> held_;
+};
+
+// One operation as a training step calls it, and how often: `layer` times in each layer's
+// forward+backward, `top` times outside the layers (embedding, final norm, head, loss), `optim`
+// times in the optimizer step. Rated by bytes (memory-bound) or flops (matmuls, attention).
+struct Op {
+  std::string name, shape;
+  int layer = 0, top = 0, optim = 0;
+  double bytes = 0, flops = 0;
+  std::function<void()> run;
+};
+
+std::string dims(std::initializer_list<std::pair<const char*, long long>> d) {
+  std::string s;
+  for (const auto& [k, v] : d) s += (s.empty() ? "" : " ") + std::string(k) + "=" + std::to_string(v);
+  return s;
+}
+
+// What the ops read and write: a model's activations, weights and gradients at one layer's
+// shapes (one buffer per role; every layer has the same shapes).
+struct Tensors {
+  float *x, *h, *y, *dx, *dy;                     // [N, C]: input, normed, output, their gradients
+  float *mean, *rstd, *norm_w, *norm_b, *dnorm_w, *dnorm_b;
+  float *q, *k, *v, *att, *lse, *dq, *dk, *dv, *datt;
+  float *f1, *f3, *act, *df1, *df3, *dact;        // [N, F]
+  float *logits, *logp, *dlogp;
+  float *wte, *wpe, *dwte, *dwpe;                 // wte is also the head (same shape when untied)
+  float *wq, *wk, *wv, *wo, *w1, *w3, *w2, *dw;   // dw: one gradient buffer of the largest weight
+  float *bq, *bk, *bv, *bo, *b1, *b2, *dbias;     // GPT-2's biases; null for Llama
+  std::vector<int32_t> tokens, targets;
+
+  Tensors(Arena& a, const Dims& d, uint64_t seed) {
+    const size_t N = static_cast<size_t>(d.N), C = static_cast<size_t>(d.C), F = static_cast<size_t>(d.F);
+    const size_t QC = static_cast<size_t>(d.QC), KC = static_cast<size_t>(d.KC), Vp = static_cast<size_t>(d.Vp);
+    x = a.random(N * C), h = a.random(N * C), y = a.random(N * C), dx = a.random(N * C), dy = a.random(N * C);
+    mean = a.random(N), rstd = a.random(N), norm_w = a.random(C), norm_b = a.random(C);
+    dnorm_w = a.zeros(C), dnorm_b = a.zeros(C);
+    q = a.random(N * QC), k = a.random(N * KC), v = a.random(N * KC), att = a.random(N * QC);
+    lse = a.random(N * static_cast<size_t>(d.NH));
+    dq = a.zeros(N * QC), dk = a.zeros(N * KC), dv = a.zeros(N * KC), datt = a.random(N * QC);
+    f1 = a.random(N * F), f3 = a.random(N * F), act = a.random(N * F);
+    df1 = a.zeros(N * F), df3 = a.zeros(N * F), dact = a.random(N * F);
+    // d(loss)/d(logp) of the mean loss, as Model::backward_mean gives it: a row with 0 there
+    // would skip the softmax (crossentropy_backward only clears it).
+    logits = a.random(N * Vp), logp = a.zeros(N), dlogp = a.constant(N, -1.0f / static_cast<float>(N));
+    wte = a.random(Vp * C), dwte = a.zeros(Vp * C);
+    wpe = d.llama ? nullptr : a.random(static_cast<size_t>(d.T) * C);
+    dwpe = d.llama ? nullptr : a.zeros(static_cast<size_t>(d.T) * C);
+    wq = a.random(QC * C), wk = a.random(KC * C), wv = a.random(KC * C), wo = a.random(C * QC);
+    w1 = a.random(F * C), w3 = d.llama ? a.random(F * C) : nullptr, w2 = a.random(C * F);
+    dw = a.zeros(std::max(Vp * C, std::max(F * C, QC * C)));
+    const bool bias = !d.llama;
+    bq = bias ? a.random(QC) : nullptr, bk = bias ? a.random(KC) : nullptr, bv = bias ? a.random(KC) : nullptr;
+    bo = bias ? a.random(C) : nullptr, b1 = bias ? a.random(F) : nullptr, b2 = bias ? a.random(C) : nullptr;
+    dbias = bias ? a.zeros(std::max(F, QC)) : nullptr;
+    std::mt19937 rng(static_cast<uint32_t>(seed));
+    tokens.resize(N), targets.resize(N);
+    for (auto& t : tokens) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(d.V));
+    for (auto& t : targets) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(d.V));
+  }
+};
+
+// Bytes are 4 per float and per int32 throughout: the formulas below count values.
+// A matmul out[N, OC] = inp[N, C] w[OC, C]^T: forward 2*N*C*OC flops, backward 4*N*C*OC (dinp
+// and dw; the bias's column sum is not counted).
+Op matmul_fwd(Backend& be, const std::string& what, float* out, const float* inp, const float* w, const float* bias, int N, int C,
+              int OC, int layer, int top) {
+  return {"matmul_forward " + what, dims({{"N", N}, {"C", C}, {"OC", OC}}), layer, top, 0, 0, 2.0 * N * C * OC,
+          [&be, out, inp, w, bias, N, C, OC] { be.matmul_forward(out, inp, w, bias, N, C, OC); }};
+}
+Op matmul_bwd(Backend& be, const std::string& what, float* dinp, float* dw, float* dbias, const float* dout, const float* inp,
+              const float* w, int N, int C, int OC, int layer, int top) {
+  return {"matmul_backward " + what, dims({{"N", N}, {"C", C}, {"OC", OC}}), layer, top, 0, 0, 4.0 * N * C * OC,
+          [=, &be] { be.matmul_backward(dinp, dw, dbias, dout, inp, w, N, C, OC); }};
+}
+
+void add_forward(std::vector<Op>& ops, Backend& be, const Dims& d, Tensors& t, float eps, float theta) {
+  const int B = d.B, T = d.T, N = d.N, C = d.C, F = d.F, NH = d.NH, KV = d.KV, hd = d.hd, V = d.V, Vp = d.Vp;
+  const size_t d_nc = d.nc(), d_nf = d.nf();  // values in [N, C] and [N, F]
+  const double nc = static_cast<double>(d_nc), nf = static_cast<double>(d_nf);
+  const std::string nxc = dims({{"N", N}, {"C", C}});
+  // reads tokens N, wte rows N*C (+ wpe T*C), writes N*C
+  ops.push_back({"embedding_forward", dims({{"B", B}, {"T", T}, {"C", C}}), 0, 1, 0, 4 * (N + 2 * nc + (t.wpe ? T * C : 0)), 0,
+                 [=, &be, &t] { be.embedding_forward(t.x, t.tokens.data(), t.wte, t.wpe, B, T, C); }});
+  if (d.llama)  // reads N*C + C, writes N*C + N (rstd)
+    ops.push_back({"rmsnorm_forward", nxc, 2, 1, 0, 4 * (2 * nc + C + N), 0,
+                   [=, &be, &t] { be.rmsnorm_forward(t.h, t.rstd, t.x, t.norm_w, N, C, eps); }});
+  else  // reads N*C + 2C, writes N*C + 2N (mean, rstd)
+    ops.push_back({"layernorm_forward", nxc, 2, 1, 0, 4 * (2 * nc + 2 * C + 2 * N), 0,
+                   [=, &be, &t] { be.layernorm_forward(t.h, t.mean, t.rstd, t.x, t.norm_w, t.norm_b, N, C, eps); }});
+  ops.push_back(matmul_fwd(be, "q", t.q, t.h, t.wq, t.bq, N, C, d.QC, 1, 0));
+  ops.push_back(matmul_fwd(be, "k", t.k, t.h, t.wk, t.bk, N, C, d.KC, 1, 0));
+  ops.push_back(matmul_fwd(be, "v", t.v, t.h, t.wv, t.bv, N, C, d.KC, 1, 0));
+  if (d.llama) {  // in place: reads and writes N*heads*hd
+    ops.push_back({"rope_forward q", dims({{"B", B}, {"T", T}, {"heads", NH}, {"hd", hd}}), 1, 0, 0, 4 * 2.0 * N * NH * hd, 0,
+                   [=, &be, &t] { be.rope_forward(t.q, B, T, NH, hd, theta); }});
+    ops.push_back({"rope_forward k", dims({{"B", B}, {"T", T}, {"heads", KV}, {"hd", hd}}), 1, 0, 0, 4 * 2.0 * N * KV * hd, 0,
+                   [=, &be, &t] { be.rope_forward(t.k, B, T, KV, hd, theta); }});
+  }
+  // Causal: Q K^T and P V, 2*T*T*hd flops each per (sequence, head), half of them unmasked:
+  // 2 * 2*B*NH*T*T*hd / 2, as FlashAttention's papers and Model::flops_per_step count. (This
+  // backend computes the masked half too, so its GEMMs run at twice the rate shown.)
+  const double attn_fwd = 2.0 * 2.0 * B * NH * static_cast<double>(T) * T * hd / 2.0;
+  const std::string attn_shape = dims({{"B", B}, {"T", T}, {"NH", NH}, {"KV", KV}, {"hd", hd}});
+  ops.push_back({"attention_forward", attn_shape, 1, 0, 0, 0, attn_fwd,
+                 [=, &be, &t] { be.attention_forward(t.att, t.lse, t.q, t.k, t.v, B, T, NH, KV, hd); }});
+  ops.push_back(matmul_fwd(be, "o", t.y, t.att, t.wo, t.bo, N, d.QC, C, 1, 0));
+  // reads 2n, writes n
+  ops.push_back({"add", dims({{"n", static_cast<long long>(d_nc)}}), 2, 0, 0, 4 * 3 * nc, 0,
+                 [=, &be, &t] { be.add(t.y, t.x, t.h, d_nc); }});
+  if (d.llama) {
+    ops.push_back(matmul_fwd(be, "gate", t.f1, t.h, t.w1, nullptr, N, C, F, 1, 0));
+    ops.push_back(matmul_fwd(be, "up", t.f3, t.h, t.w3, nullptr, N, C, F, 1, 0));
+    // reads gate, up; writes out
+    ops.push_back({"swiglu_forward", dims({{"n", static_cast<long long>(d_nf)}}), 1, 0, 0, 4 * 3 * nf, 0,
+                   [=, &be, &t] { be.swiglu_forward(t.act, t.f1, t.f3, d_nf); }});
+  } else {
+    ops.push_back(matmul_fwd(be, "fc", t.f1, t.h, t.w1, t.b1, N, C, F, 1, 0));
+    // reads n, writes n
+    ops.push_back({"gelu_forward", dims({{"n", static_cast<long long>(d_nf)}}), 1, 0, 0, 4 * 2 * nf, 0,
+                   [=, &be, &t] { be.gelu_forward(t.act, t.f1, d_nf); }});
+  }
+  ops.push_back(matmul_fwd(be, d.llama ? "down" : "proj", t.y, t.act, t.w2, t.b2, N, F, C, 1, 0));
+  ops.push_back(matmul_fwd(be, "lm_head", t.logits, t.h, t.wte, nullptr, N, C, Vp, 0, 1));
+  // reads N*V logits and N targets, writes N
+  ops.push_back({"crossentropy_forward", dims({{"N", N}, {"V", V}, {"Vp", Vp}}), 0, 1, 0, 4 * (static_cast<double>(N) * V + 2 * N), 0,
+                 [=, &be, &t] { be.crossentropy_forward(t.logp, t.logits, t.targets.data(), N, V, Vp); }});
+}
+
+void add_backward(std::vector<Op>& ops, Backend& be, const Dims& d, Tensors& t, float theta) {
+  const int B = d.B, T = d.T, N = d.N, C = d.C, F = d.F, NH = d.NH, KV = d.KV, hd = d.hd, V = d.V, Vp = d.Vp;
+  const size_t d_nc = d.nc(), d_nf = d.nf();  // values in [N, C] and [N, F]
+  const double nc = static_cast<double>(d_nc), nf = static_cast<double>(d_nf);
+  // Model::backward clears d(hidden) and d(residual) at the top, and per layer d(mlp out),
+  // d(attention out) ([N, heads*hd] = [N, C]) and d(hidden) twice. Writes n.
+  ops.push_back({"zero [N,C]", dims({{"n", static_cast<long long>(d_nc)}}), 3, 2, 0, 4 * nc, 0,
+                 [=, &be, &t] { be.zero(t.dx, d_nc); }});
+  // In place over the logits, as Model::backward calls it: reads N*V logits, N targets, N dlogp;
+  // writes N*Vp.
+  ops.push_back({"crossentropy_backward", dims({{"N", N}, {"V", V}, {"Vp", Vp}}), 0, 1, 0,
+                 4 * (static_cast<double>(N) * V + 2 * N + static_cast<double>(N) * Vp), 0,
+                 [=, &be, &t] { be.crossentropy_backward(t.logits, t.logits, t.targets.data(), t.dlogp, N, V, Vp); }});
+  ops.push_back(matmul_bwd(be, "lm_head", t.dx, t.dw, nullptr, t.logits, t.h, t.wte, N, C, Vp, 0, 1));
+  const std::string nxc = dims({{"N", N}, {"C", C}});
+  if (d.llama)  // reads dout, inp, dinp (N*C each), w C, rstd N, dw C; writes dinp N*C, dw C
+    ops.push_back({"rmsnorm_backward", nxc, 2, 1, 0, 4 * (4 * nc + 3 * C + N), 0,
+                   [=, &be, &t] { be.rmsnorm_backward(t.dx, t.dnorm_w, t.dy, t.x, t.norm_w, t.rstd, N, C); }});
+  else  // reads dout, inp, dinp, w, mean, rstd, dw, db; writes dinp, dw, db
+    ops.push_back({"layernorm_backward", nxc, 2, 1, 0, 4 * (4 * nc + 5 * C + 2 * N), 0, [=, &be, &t] {
+                     be.layernorm_backward(t.dx, t.dnorm_w, t.dnorm_b, t.dy, t.x, t.norm_w, t.mean, t.rstd, N, C);
+                   }});
+  ops.push_back({"zero [N,F]", dims({{"n", static_cast<long long>(d_nf)}}), 1, 0, 0, 4 * nf, 0,
+                 [=, &be, &t] { be.zero(t.dact, d_nf); }});
+  ops.push_back(matmul_bwd(be, d.llama ? "down" : "proj", t.dact, t.dw, t.dbias, t.dy, t.act, t.w2, N, F, C, 1, 0));
+  if (d.llama) {
+    // reads dout, gate, up; writes dgate, dup
+    ops.push_back({"swiglu_backward", dims({{"n", static_cast<long long>(d_nf)}}), 1, 0, 0, 4 * 5 * nf, 0,
+                   [=, &be, &t] { be.swiglu_backward(t.df1, t.df3, t.dact, t.f1, t.f3, d_nf); }});
+    ops.push_back(matmul_bwd(be, "gate", t.dx, t.dw, nullptr, t.df1, t.h, t.w1, N, C, F, 1, 0));
+    ops.push_back(matmul_bwd(be, "up", t.dx, t.dw, nullptr, t.df3, t.h, t.w3, N, C, F, 1, 0));
+  } else {
+    // reads dout, inp; writes dinp
+    ops.push_back({"gelu_backward", dims({{"n", static_cast<long long>(d_nf)}}), 1, 0, 0, 4 * 3 * nf, 0,
+                   [=, &be, &t] { be.gelu_backward(t.df1, t.dact, t.f1, d_nf); }});
+    ops.push_back(matmul_bwd(be, "fc", t.dx, t.dw, t.dbias, t.df1, t.h, t.w1, N, C, F, 1, 0));
+  }
+  ops.push_back(matmul_bwd(be, "o", t.datt, t.dw, t.dbias, t.dy, t.att, t.wo, N, d.QC, C, 1, 0));
+  // dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q: twice the forward's useful flops (the
+  // recomputed Q K^T is not counted, as in Model::flops_per_step's 3x forward for both passes).
+  const double attn_bwd = 2 * 2.0 * 2.0 * B * NH * static_cast<double>(T) * T * hd / 2.0;
+  ops.push_back({"attention_backward", dims({{"B", B}, {"T", T}, {"NH", NH}, {"KV", KV}, {"hd", hd}}), 1, 0, 0, 0, attn_bwd,
+                 [=, &be, &t] {
+                   be.attention_backward(t.dq, t.dk, t.dv, t.datt, t.q, t.k, t.v, t.att, t.lse, B, T, NH, KV, hd);
+                 }});
+  if (d.llama) {
+    ops.push_back({"rope_backward q", dims({{"B", B}, {"T", T}, {"heads", NH}, {"hd", hd}}), 1, 0, 0, 4 * 2.0 * N * NH * hd, 0,
+                   [=, &be, &t] { be.rope_backward(t.dq, B, T, NH, hd, theta); }});
+    ops.push_back({"rope_backward k", dims({{"B", B}, {"T", T}, {"heads", KV}, {"hd", hd}}), 1, 0, 0, 4 * 2.0 * N * KV * hd, 0,
+                   [=, &be, &t] { be.rope_backward(t.dk, B, T, KV, hd, theta); }});
+  }
+  ops.push_back(matmul_bwd(be, "q", t.dx, t.dw, t.dbias, t.dq, t.h, t.wq, N, C, d.QC, 1, 0));
+  ops.push_back(matmul_bwd(be, "k", t.dx, t.dw, t.dbias, t.dk, t.h, t.wk, N, C, d.KC, 1, 0));
+  ops.push_back(matmul_bwd(be, "v", t.dx, t.dw, t.dbias, t.dv, t.h, t.wv, N, C, d.KC, 1, 0));
+  // reads dout N*C and tokens N; reads and writes the U distinct tokens' dwte rows (+ dwpe T*C).
+  // The host sorts the tokens by id first (CudaBackend::embedding_backward): that is timed too.
+  const double U = static_cast<double>(std::unordered_set<int32_t>(t.tokens.begin(), t.tokens.end()).size());
+  ops.push_back({"embedding_backward", dims({{"B", B}, {"T", T}, {"C", C}}), 0, 1, 0,
+                 4 * (nc + N + 2 * U * C + (t.dwpe ? 2.0 * T * C : 0)), 0,
+                 [=, &be, &t] { be.embedding_backward(t.dwte, t.dwpe, t.dy, t.tokens.data(), B, T, C); }});
+}
+
+// llm-pretrain's step after the backward: the gradient norm, AdamW, and zero_grad, over every
+// parameter (the Model's own buffers, plus AdamW's two moments).
+void add_optimizer(std::vector<Op>& ops, Backend& be, Model& m, Arena& a) {
+  const size_t n = m.num_params();
+  float *w = m.weights(), *g = m.grads(), *mom = a.zeros(n), *var = a.zeros(n);
+  const std::string shape = dims({{"n", static_cast<long long>(n)}});
+  const double values = static_cast<double>(n);
+  // reads n (then a fixed number of partial sums to the host)
+  ops.push_back({"sum_squares", shape, 0, 0, 1, 4 * values, 0, [&be, g, n] { be.sum_squares(g, n); }});
+  // reads p, g, m, v; writes p, m, v
+  ops.push_back({"adamw", shape, 0, 0, 1, 4 * 7 * values, 0,
+                 [&be, w, g, mom, var, n] { be.adamw(w, g, mom, var, n, 3e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, 1.0f); }});
+  ops.push_back({"zero grads", shape, 0, 0, 1, 4 * values, 0, [&be, g, n] { be.zero(g, n); }});
+}
+
+using Clock = std::chrono::steady_clock;
+
+double median_us(Backend& be, const std::function<void()>& run, int warmup, int reps) {
+  for (int i = 0; i < warmup; ++i) run();  // cuBLASLt plans, scratch buffers, clocks up
+  be.synchronize();
+  std::vector<double> us(static_cast<size_t>(reps));
+  for (double& u : us) {
+    const auto t0 = Clock::now();
+    run();
+    be.synchronize();
+    u = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+  }
+  std::sort(us.begin(), us.end());
+  const size_t m = us.size() / 2;
+  return us.size() % 2 ? us[m] : (us[m - 1] + us[m]) / 2;
+}
+
+std::string calls(const Op& op) {
+  std::string s = op.layer ? std::to_string(op.layer) + "L" : "";
+  if (op.top + op.optim) s += (s.empty() ? "" : "+") + std::to_string(op.top + op.optim);
+  return s;
+}
+
+struct Settings {
+  std::string model = "gpt2-124m", precision = "bf16", only;
+  int64_t batch = 8, seq = 1024, reps = 20;
+  double peak_tflops = 0, peak_gbs = kDefaultPeakGBs;  // peak_tflops 0: by --precision
+  bool emulated = false;
+};
+
+Settings parse(int argc, char** argv, uint64_t* seed) {
+  Settings s;
+  OptionParser op("cuda_kernels", kSynopsis,
+                  "Times every operation of the CUDA backend at the shapes of one training step: median time\n"
+                  "per call, GB/s or TFLOP/s and the share of the GPU's peak, then the step they add up to.");
+  op.string("model", 0, "NAME", &s.model, "preset (gpt2-124m, llama-125m, ...) or config.json (default gpt2-124m)");
+  op.integer("batch", 0, "B", &s.batch, "sequences per step (default 8)");
+  op.integer("seq", 0, "T", &s.seq, "sequence length (default 1024)");
+  op.string("precision", 0, "P", &s.precision, "matmul compute type: bf16 (default), tf32 or fp32");
+  op.integer("reps", 0, "R", &s.reps, "timed calls per operation, after warm-up; the median is shown (default 20)");
+  op.string("only", 0, "NAME", &s.only, "only the operations whose name contains NAME");
+  auto positive = [](double* target, const char* what) {
+    return [target, what](const std::string& v) {
+      *target = parse_double(v, what);
+      if (!(*target > 0)) throw UsageError(std::string(what) + " must be positive");
+    };
+  };
+  op.value("peak-tflops", 0, "X", positive(&s.peak_tflops, "--peak-tflops"),
+           "matmul peak for % and MFU (default: H100 SXM dense at --precision: 989 bf16, 494.5 tf32, 66.9 fp32)");
+  op.value("peak-gbs", 0, "Y", positive(&s.peak_gbs, "--peak-gbs"), "memory bandwidth for % (default: H100 SXM, 3350)");
+  op.flag("emulated", 0, &s.emulated, "run on the CPU emulator of the kernels (give tiny shapes)");
+  op.epilog("Exit status: 0 success, 1 runtime error, 2 usage error, 77 no CUDA device (without --emulated).");
+  if (!op.parse(argc, argv).empty()) throw UsageError("no arguments are taken, only options");
+  *seed = op.common().seed;
+  if (s.precision != "bf16" && s.precision != "tf32" && s.precision != "fp32")
+    throw UsageError("--precision must be bf16, tf32 or fp32, not '" + s.precision + "'");
+  if (s.batch < 1 || s.seq < 1 || s.reps < 1) throw UsageError("--batch, --seq and --reps must be 1 or more");
+  if (s.batch * s.seq > (int64_t{1} << 24)) throw UsageError("--batch x --seq above 2^24 tokens");
+  if (s.peak_tflops == 0) s.peak_tflops = default_peak_tflops(s.precision);  // not given
+  return s;
+}
+
+// The medians, one line per operation as it is measured; the step estimate when all were.
+void measure(Backend& be, const std::vector<Op>& ops, const Settings& s, const Dims& d, double flops_per_step) {
+  const int warmup = s.emulated ? 1 : 3;  // the emulator has no clocks or caches to warm
+  std::printf("B=%d T=%d (N=%d tokens); median of %lld timed calls after %d warm-up; peaks %.1f TFLOP/s, %.0f GB/s\n", d.B,
+              d.T, d.N, static_cast<long long>(s.reps), warmup, s.peak_tflops, s.peak_gbs);
+  std::printf("%-26s %-34s %6s %11s %14s %7s   (calls per step: nL per layer + outside the layers)\n", "operation", "shape",
+              "calls", "us/call", "rate", "% peak");
+  double layer_us = 0, top_us = 0, optim_us = 0;
+  size_t measured = 0;
+  for (const Op& op : ops) {
+    if (!s.only.empty() && op.name.find(s.only) == std::string::npos) continue;
+    const double us = median_us(be, op.run, warmup, static_cast<int>(s.reps));
+    const bool by_flops = op.flops > 0;
+    const double rate = by_flops ? op.flops / us / 1e6 : op.bytes / us / 1e3;  // TFLOP/s or GB/s
+    const double peak = by_flops ? s.peak_tflops : s.peak_gbs;
+    std::printf("%-26s %-34s %6s %11.1f %8.1f %-5s %6.1f%%\n", op.name.c_str(), op.shape.c_str(), calls(op).c_str(), us, rate,
+                by_flops ? "TF/s" : "GB/s", 100 * rate / peak);
+    std::fflush(stdout);  // the emulator is slow: show each line as it comes
+    layer_us += op.layer * us;
+    top_us += op.top * us;
+    optim_us += op.optim * us;
+    ++measured;
+  }
+  if (measured < ops.size()) {
+    std::printf("step: not estimated (--only measured %zu of the %zu operations)\n", measured, ops.size());
+    return;
+  }
+  const double step_s = (layer_us * d.L + top_us + optim_us) / 1e6;
+  std::printf("step estimate: layer %.1f us x %d + top %.1f us + optimizer %.1f us = %.3f ms: %.0f tokens/s, MFU %.1f%% "
+              "(%.3g FLOP/step at %.1f TFLOP/s)\n",
+              layer_us, d.L, top_us, optim_us, step_s * 1e3, d.N / step_s, 100 * flops_per_step / step_s / (s.peak_tflops * 1e12),
+              flops_per_step, s.peak_tflops);
+}
+
+int bench_main(int argc, char** argv) {
+  uint64_t seed = 0;
+  Settings s;
+  try {
+    s = parse(argc, argv, &seed);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "cuda_kernels: %s\nUsage: %s\n", e.what(), kSynopsis);
+    return kExitUsage;
+  }
+  const ModelConfig cfg = ModelConfig::load(s.model);
+  if (s.seq > cfg.max_seq) {
+    std::fprintf(stderr, "cuda_kernels: --seq %lld is above the model's context of %d\nUsage: %s\n",
+                 static_cast<long long>(s.seq), cfg.max_seq, kSynopsis);
+    return kExitUsage;
+  }
+  if (!s.emulated && cuda_device_count() == 0) {
+    std::printf("no CUDA device: nothing to measure (--emulated runs the CPU emulator at small shapes)\n");
+    return kExitNoDevice;
+  }
+  if (s.emulated && s.batch * s.seq > 64)
+    std::fprintf(stderr, "cuda_kernels: warning: %lld tokens on the emulator will take very long (try --batch 1 --seq 16 --reps 1)\n",
+                 static_cast<long long>(s.batch * s.seq));
+  auto backend = s.emulated ? make_emulated_cuda_backend(s.precision) : make_cuda_backend(0, s.precision);
+  Backend& be = *backend;
+  const Dims d(cfg, static_cast<int>(s.batch), static_cast<int>(s.seq));
+  Arena arena(be, seed);
+  Tensors t(arena, d, seed);
+  Model model(cfg, be);  // its parameter count and buffers, for the optimizer's operations
+  std::vector<Op> ops;
+  add_forward(ops, be, d, t, cfg.norm_eps, cfg.rope_theta);
+  add_backward(ops, be, d, t, cfg.rope_theta);
+  add_optimizer(ops, be, model, arena);
+  std::printf("device %s, %s matmuls; %s: C=%d L=%d NH=%d KV=%d hd=%d F=%d Vp=%d, %zu parameters (padding included)\n",
+              s.emulated ? "CPU emulator (times say nothing about a GPU)" : cuda_device_name(0).c_str(), s.precision.c_str(),
+              s.model.c_str(), d.C, d.L, d.NH, d.KV, d.hd, d.F, d.Vp, model.num_params());
+  measure(be, ops, s, d, model.flops_per_step(d.B, d.T));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run_tool("cuda_kernels", argc, argv, bench_main); }

@@ -1,0 +1,75 @@
+// Collectives over GPUs with NCCL, one MPI rank per GPU: the communicator is bootstrapped by
+// broadcasting rank 0's ncclUniqueId over MPI. Operations run on the default stream, ordered
+// with the kernels around them, and need no host synchronisation. NCCL picks the transport
+// (NVLink, InfiniBand through its IB plugin, sockets); see NCCL_DEBUG=INFO for what it chose.
+#if defined(__CUDACC__)
+#include <mpi.h>
+#include <nccl.h>
+
+#include <vector>
+
+#include "common.cuh"
+#include "llmkit/mpi.hpp"
+#include "llmkit/parallel.hpp"
+
+namespace llmkit {
+
+namespace {
+
+void check_nccl(ncclResult_t r, const char* what) {
+  if (r != ncclSuccess) throw Error("nccl", std::string(what) + ": " + ncclGetErrorString(r));
+}
+
+class NcclCollectives final : public Collectives {
+ public:
+  explicit NcclCollectives(Comm& comm) : rank_(comm.rank()), size_(comm.size()) {
+    ncclUniqueId id;
+    if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
+    if (size_ > 1) MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+    check_nccl(ncclCommInitRank(&comm_, size_, id, rank_), "ncclCommInitRank");
+  }
+  ~NcclCollectives() override { ncclCommDestroy(comm_); }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  void allreduce_sum(float* buf, size_t n) override {
+    if (size_ > 1 && n) check_nccl(ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, comm_, 0), "ncclAllReduce");
+  }
+
+  // Segments of unequal length: one ncclReduce per owner, grouped so that NCCL runs them
+  // together (ncclReduceScatter wants equal segments).
+  void reduce_scatter_sum(float* buf, const std::vector<size_t>& counts) override {
+    if (size_ <= 1) return;
+    check_nccl(ncclGroupStart(), "ncclGroupStart");
+    size_t off = 0;
+    for (int r = 0; r < size_; ++r) {
+      const size_t n = counts[static_cast<size_t>(r)];
+      if (n) check_nccl(ncclReduce(buf + off, buf + off, n, ncclFloat, ncclSum, r, comm_, 0), "ncclReduce");
+      off += n;
+    }
+    check_nccl(ncclGroupEnd(), "ncclGroupEnd");
+  }
+
+  void all_gather(float* buf, const std::vector<size_t>& counts) override {
+    if (size_ <= 1) return;
+    check_nccl(ncclGroupStart(), "ncclGroupStart");
+    size_t off = 0;
+    for (int r = 0; r < size_; ++r) {
+      const size_t n = counts[static_cast<size_t>(r)];
+      if (n) check_nccl(ncclBroadcast(buf + off, buf + off, n, ncclFloat, r, comm_, 0), "ncclBroadcast");
+      off += n;
+    }
+    check_nccl(ncclGroupEnd(), "ncclGroupEnd");
+  }
+
+ private:
+  int rank_, size_;
+  ncclComm_t comm_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Collectives> make_nccl_collectives(Comm& comm) { return std::make_unique<NcclCollectives>(comm); }
+
+}  // namespace llmkit
+#endif
