@@ -168,6 +168,7 @@ void Model::build_specs() {
     add("wpe", {c.max_seq, C}, false);
   }
   for (int l = 0; l < c.layers; ++l) {
+    layer_begin_.push_back(total_);
     std::string p = llama ? "model.layers." + std::to_string(l) + "." : "h." + std::to_string(l) + ".";
     if (llama) {
       add(p + "input_layernorm.weight", {C}, false);
@@ -198,6 +199,7 @@ void Model::build_specs() {
       add(p + "mlp.c_proj.bias", {C}, false);
     }
   }
+  layer_begin_.push_back(total_);
   if (llama) {
     add("model.norm.weight", {C}, false);
     if (!c.tied_embeddings) add("lm_head.weight", {V, C}, true);
@@ -621,8 +623,13 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host) {
     be.matmul_backward(t.tmp, L.dwv, L.dbv, t.dv, L.h1, L.wv, N, C, KV * hd);
     if (llama) be.rmsnorm_backward(t.dres, L.d_norm1_w, t.tmp, L.x, L.norm1_w, L.rstd1, N, C);
     else be.layernorm_backward(t.dres, L.d_norm1_w, L.d_norm1_b, t.tmp, L.x, L.norm1_w, L.mean1, L.rstd1, N, C);
+    if (hook_) hook_(layer_begin_[li], layer_begin_[li + 1] - layer_begin_[li]);
   }
   be.embedding_backward(t.dwte, t.dwpe, t.dres, tokens_.data(), B, T, C);
+  if (hook_) {
+    hook_(0, layer_begin_.front());
+    hook_(layer_begin_.back(), total_ - layer_begin_.back());
+  }
 }
 
 // ---- Inference ---------------------------------------------------------------------------------------

@@ -240,3 +240,27 @@ TEST_CASE("Recomputing the MLP's activations gives the same gradients with fewer
     CHECK(re.activation_bytes(B, T) + 4ull * (c.layers - 1) * B * T * 3 * c.ffn_dim == plain.activation_bytes(B, T));
   }
 }
+
+TEST_CASE("The gradient hook reports ranges that tile the buffer, each final when reported", "[model]") {
+  for (auto family : {ModelConfig::Family::llama, ModelConfig::Family::gpt2}) {
+    auto be = make_cpu_backend();
+    ModelConfig c = tiny(family);
+    Model m(c, *be);
+    m.init(3);
+    const int B = 2, T = 9;
+    auto tok = random_tokens(B * T, c.vocab_size, 4), tgt = random_tokens(B * T, c.vocab_size, 5);
+    std::vector<std::pair<size_t, std::vector<float>>> seen;
+    m.set_gradient_hook([&](size_t off, size_t n) { seen.emplace_back(off, std::vector<float>(m.grads() + off, m.grads() + off + n)); });
+    m.zero_grad();
+    m.forward(tok.data(), tgt.data(), B, T);
+    m.backward_mean();
+    REQUIRE(seen.size() == static_cast<size_t>(c.layers) + 2);
+    std::vector<int> covered(m.num_params(), 0);
+    for (const auto& [off, values] : seen) {
+      for (size_t i = 0; i < values.size(); ++i) ++covered[off + i];
+      CHECK(std::equal(values.begin(), values.end(), m.grads() + off));  // nothing changed it later
+    }
+    CHECK(std::all_of(covered.begin(), covered.end(), [](int k) { return k == 1; }));
+    CHECK(seen[0].first > seen[1].first);  // the last layer first
+  }
+}

@@ -1,6 +1,7 @@
 // Collectives over GPUs with NCCL, one MPI rank per GPU: the communicator is bootstrapped by
-// broadcasting rank 0's ncclUniqueId over MPI. Operations run on the default stream, ordered
-// with the kernels around them, and need no host synchronisation. NCCL picks the transport
+// broadcasting rank 0's ncclUniqueId over MPI. The blocking operations run on the default
+// stream, ordered with the kernels around them; allreduce_sum_start runs on a stream of its own
+// so that gradient all-reduces overlap the rest of the backward pass. NCCL picks the transport
 // (NVLink, InfiniBand through its IB plugin, sockets); see NCCL_DEBUG=INFO for what it chose.
 #if defined(__CUDACC__)
 #include <mpi.h>
@@ -27,8 +28,34 @@ class NcclCollectives final : public Collectives {
     if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
     if (size_ > 1) MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
     check_nccl(ncclCommInitRank(&comm_, size_, id, rank_), "ncclCommInitRank");
+    // Not blocking: the legacy default stream, where the kernels run, would otherwise wait
+    // for it and the other way round; events order the two explicitly.
+    cuda::check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    cuda::check(cudaEventCreateWithFlags(&queued_, cudaEventDisableTiming), "cudaEventCreate");
+    cuda::check(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreate");
   }
-  ~NcclCollectives() override { ncclCommDestroy(comm_); }
+  ~NcclCollectives() override {
+    ncclCommDestroy(comm_);
+    cudaEventDestroy(queued_);
+    cudaEventDestroy(done_);
+    cudaStreamDestroy(stream_);
+  }
+
+  // On the communication stream, after what the default stream has queued so far (the
+  // backward of the layer whose gradients these are).
+  void allreduce_sum_start(float* buf, size_t n) override {
+    if (size_ <= 1 || !n) return;
+    cuda::check(cudaEventRecord(queued_, 0), "cudaEventRecord");
+    cuda::check(cudaStreamWaitEvent(stream_, queued_, 0), "cudaStreamWaitEvent");
+    check_nccl(ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, comm_, stream_), "ncclAllReduce");
+    pending_ = true;
+  }
+  void wait() override {
+    if (!pending_) return;
+    cuda::check(cudaEventRecord(done_, stream_), "cudaEventRecord");
+    cuda::check(cudaStreamWaitEvent(0, done_, 0), "cudaStreamWaitEvent");
+    pending_ = false;
+  }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 
@@ -65,6 +92,9 @@ class NcclCollectives final : public Collectives {
  private:
   int rank_, size_;
   ncclComm_t comm_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t queued_ = nullptr, done_ = nullptr;
+  bool pending_ = false;
 };
 
 }  // namespace

@@ -132,6 +132,12 @@ class Model {
   // Backward of mean_loss() scaled by `scale` (1/accumulation steps and the like).
   void backward_mean(float scale = 1.0f);
   void zero_grad();
+  // Called during backward() as soon as a range of grads() is final, so that its all-reduce can
+  // start while the backward pass goes on: each layer's range (in the order the backward
+  // finishes them, last layer first), then the rest (embeddings, final norm, heads) at the end.
+  // The ranges tile the whole buffer. An empty function: no calls.
+  using GradientHook = std::function<void(size_t offset, size_t count)>;
+  void set_gradient_hook(GradientHook hook) { hook_ = std::move(hook); }
   // Frozen parameters get no gradient, and the backward pass skips computing it (a reference
   // model, a base under LoRA adapters). Applies to the tensors whose name `frozen` accepts.
   void freeze(const std::function<bool(const std::string&)>& frozen);
@@ -169,6 +175,8 @@ class Model {
   std::unique_ptr<Top> top_;
   int B_ = 0, T_ = 0, cap_tokens_ = 0;
   std::vector<int32_t> tokens_, targets_;
+  GradientHook hook_;
+  std::vector<size_t> layer_begin_;  // offset of each layer's first parameter, then its end
 };
 
 }  // namespace llmkit

@@ -23,6 +23,11 @@ class Collectives {
   virtual void reduce_scatter_sum(float* buf, const std::vector<size_t>& counts) = 0;
   // Each rank's segment of buf, as above, copied to every rank (in place).
   virtual void all_gather(float* buf, const std::vector<size_t>& counts) = 0;
+  // allreduce_sum that may run while the caller goes on (NCCL: on a stream of its own, after
+  // what the backend has queued so far): buf must not be touched until wait(), after which the
+  // backend's next operations see every sum started. By default it is done at once.
+  virtual void allreduce_sum_start(float* buf, size_t n) { allreduce_sum(buf, n); }
+  virtual void wait() {}
 };
 
 // MPI collectives on host memory through `comm` (one rank: no MPI call, buffers left as they are).
