@@ -5,16 +5,17 @@
 // attention) against the GPU's peak, then the step these add up to, as tokens/s and MFU.
 //
 // The step estimate is the sum of the per-operation medians over the calls one step makes
-// (Model::forward, Model::backward, then llm-pretrain's gradient norm, AdamW and zero_grad):
-// launch gaps between operations and host work outside the backend are not in it, so
-// llm-pretrain's measured tokens/s on the same GPU should come out somewhat below it.
+// (Model::forward, Model::backward, then llm-pretrain's gradient norm, AdamW and zero_grad),
+// to compare with llm-pretrain's measured tokens/s: a real step has host work between the
+// operations that is not in the sum, but queues its launches without a synchronize after each.
 //
-// Each timed call includes its launch and the synchronize round trip (a few us), so operations
-// that take under ~20 us show a lower rate than their kernels reach.
+// Each timed call includes its launch and the synchronize round trip, so operations that take
+// only a few times that round trip (printed first) show a lower rate than their kernels reach.
 //
 // Without a GPU it exits 77; --emulated runs the same kernels on the CPU emulator
 // (make_emulated_cuda_backend) at small shapes, to check that this program runs to the end.
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -59,8 +60,9 @@ struct Dims {
   size_t nf() const { return static_cast<size_t>(N) * F; }
 };
 
-// Device memory of the benchmark, released with it. "Random" buffers hold values uniform in
-// [-1, 1): the scale of real activations, and no kernel takes a shortcut on zeros.
+// Device memory of the benchmark, released with it. Inputs hold values uniform in [-1, 1), the
+// scale of real activations: no kernel takes a shortcut on zeros, and GEMMs draw the power of
+// real data (on zeros they draw less and clock higher). Outputs and gradients start at zero.
 class Arena {
  public:
   Arena(Backend& be, uint64_t seed) : be_(be), pattern_(size_t{1} << 20) {
@@ -79,9 +81,12 @@ class Arena {
   }
   // The pattern repeats every 2^20 values: enough for timing, and the logits (400M values at
   // gpt2-124m, B=8, T=1024) need no host copy of their own.
+  void randomize(float* p, size_t n) {
+    for (size_t at = 0; at < n; at += pattern_.size()) be_.upload(p + at, pattern_.data(), std::min(pattern_.size(), n - at));
+  }
   float* random(size_t n) {
     float* p = zeros(n);
-    for (size_t at = 0; at < n; at += pattern_.size()) be_.upload(p + at, pattern_.data(), std::min(pattern_.size(), n - at));
+    randomize(p, n);
     return p;
   }
   float* constant(size_t n, float value) {
@@ -124,7 +129,9 @@ struct Tensors {
   float *wte, *wpe, *dwte, *dwpe;                 // wte is also the head (same shape when untied)
   float *wq, *wk, *wv, *wo, *w1, *w3, *w2, *dw;   // dw: one gradient buffer of the largest weight
   float *bq, *bk, *bv, *bo, *b1, *b2, *dbias;     // GPT-2's biases; null for Llama
-  std::vector<int32_t> tokens, targets;
+  // Two batches of tokens and targets, taken in turn: every training step brings new ones, which
+  // the backend copies to the device (it skips the copy when they equal the last ones it copied).
+  std::array<std::vector<int32_t>, 2> tokens, targets;
 
   Tensors(Arena& a, const Dims& d, uint64_t seed) {
     const size_t N = static_cast<size_t>(d.N), C = static_cast<size_t>(d.C), F = static_cast<size_t>(d.F);
@@ -134,9 +141,9 @@ struct Tensors {
     dnorm_w = a.zeros(C), dnorm_b = a.zeros(C);
     q = a.random(N * QC), k = a.random(N * KC), v = a.random(N * KC), att = a.random(N * QC);
     lse = a.random(N * static_cast<size_t>(d.NH));
-    dq = a.zeros(N * QC), dk = a.zeros(N * KC), dv = a.zeros(N * KC), datt = a.random(N * QC);
+    dq = a.random(N * QC), dk = a.random(N * KC), dv = a.random(N * KC), datt = a.random(N * QC);
     f1 = a.random(N * F), f3 = a.random(N * F), act = a.random(N * F);
-    df1 = a.zeros(N * F), df3 = a.zeros(N * F), dact = a.random(N * F);
+    df1 = a.random(N * F), df3 = a.random(N * F), dact = a.random(N * F);
     // d(loss)/d(logp) of the mean loss, as Model::backward_mean gives it: a row with 0 there
     // would skip the softmax (crossentropy_backward only clears it).
     logits = a.random(N * Vp), logp = a.zeros(N), dlogp = a.constant(N, -1.0f / static_cast<float>(N));
@@ -151,9 +158,10 @@ struct Tensors {
     bo = bias ? a.random(C) : nullptr, b1 = bias ? a.random(F) : nullptr, b2 = bias ? a.random(C) : nullptr;
     dbias = bias ? a.zeros(std::max(F, QC)) : nullptr;
     std::mt19937 rng(static_cast<uint32_t>(seed));
-    tokens.resize(N), targets.resize(N);
-    for (auto& t : tokens) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(d.V));
-    for (auto& t : targets) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(d.V));
+    for (auto* ids : {&tokens[0], &tokens[1], &targets[0], &targets[1]}) {
+      ids->resize(N);
+      for (auto& id : *ids) id = static_cast<int32_t>(rng() % static_cast<uint32_t>(d.V));
+    }
   }
 };
 
@@ -178,7 +186,7 @@ void add_forward(std::vector<Op>& ops, Backend& be, const Dims& d, Tensors& t, f
   const std::string nxc = dims({{"N", N}, {"C", C}});
   // reads tokens N, wte rows N*C (+ wpe T*C), writes N*C
   ops.push_back({"embedding_forward", dims({{"B", B}, {"T", T}, {"C", C}}), 0, 1, 0, 4 * (N + 2 * nc + (t.wpe ? T * C : 0)), 0,
-                 [=, &be, &t] { be.embedding_forward(t.x, t.tokens.data(), t.wte, t.wpe, B, T, C); }});
+                 [=, &be, &t, i = 0]() mutable { be.embedding_forward(t.x, t.tokens[i ^= 1].data(), t.wte, t.wpe, B, T, C); }});
   if (d.llama)  // reads N*C + C, writes N*C + N (rstd)
     ops.push_back({"rmsnorm_forward", nxc, 2, 1, 0, 4 * (2 * nc + C + N), 0,
                    [=, &be, &t] { be.rmsnorm_forward(t.h, t.rstd, t.x, t.norm_w, N, C, eps); }});
@@ -196,7 +204,7 @@ void add_forward(std::vector<Op>& ops, Backend& be, const Dims& d, Tensors& t, f
   }
   // Causal: Q K^T and P V, 2*T*T*hd flops each per (sequence, head), half of them unmasked:
   // 2 * 2*B*NH*T*T*hd / 2, as FlashAttention's papers and Model::flops_per_step count. (This
-  // backend computes the masked half too, so its GEMMs run at twice the rate shown.)
+  // backend's GEMMs compute the masked half too: twice the work counted here.)
   const double attn_fwd = 2.0 * 2.0 * B * NH * static_cast<double>(T) * T * hd / 2.0;
   const std::string attn_shape = dims({{"B", B}, {"T", T}, {"NH", NH}, {"KV", KV}, {"hd", hd}});
   ops.push_back({"attention_forward", attn_shape, 1, 0, 0, 0, attn_fwd,
@@ -220,8 +228,11 @@ void add_forward(std::vector<Op>& ops, Backend& be, const Dims& d, Tensors& t, f
   ops.push_back(matmul_fwd(be, d.llama ? "down" : "proj", t.y, t.act, t.w2, t.b2, N, F, C, 1, 0));
   ops.push_back(matmul_fwd(be, "lm_head", t.logits, t.h, t.wte, nullptr, N, C, Vp, 0, 1));
   // reads N*V logits and N targets, writes N
-  ops.push_back({"crossentropy_forward", dims({{"N", N}, {"V", V}, {"Vp", Vp}}), 0, 1, 0, 4 * (static_cast<double>(N) * V + 2 * N), 0,
-                 [=, &be, &t] { be.crossentropy_forward(t.logp, t.logits, t.targets.data(), N, V, Vp); }});
+  ops.push_back({"crossentropy_forward", dims({{"N", N}, {"V", V}, {"Vp", Vp}}), 0, 1, 0,
+                 4 * (static_cast<double>(N) * V + 2 * N), 0,
+                 [=, &be, &t, i = 0]() mutable {
+                   be.crossentropy_forward(t.logp, t.logits, t.targets[i ^= 1].data(), N, V, Vp);
+                 }});
 }
 
 void add_backward(std::vector<Op>& ops, Backend& be, const Dims& d, Tensors& t, float theta) {
@@ -233,10 +244,10 @@ void add_backward(std::vector<Op>& ops, Backend& be, const Dims& d, Tensors& t, 
   ops.push_back({"zero [N,C]", dims({{"n", static_cast<long long>(d_nc)}}), 3, 2, 0, 4 * nc, 0,
                  [=, &be, &t] { be.zero(t.dx, d_nc); }});
   // In place over the logits, as Model::backward calls it: reads N*V logits, N targets, N dlogp;
-  // writes N*Vp.
+  // writes N*Vp. The targets are the forward's (already on the device in a step).
   ops.push_back({"crossentropy_backward", dims({{"N", N}, {"V", V}, {"Vp", Vp}}), 0, 1, 0,
                  4 * (static_cast<double>(N) * V + 2 * N + static_cast<double>(N) * Vp), 0,
-                 [=, &be, &t] { be.crossentropy_backward(t.logits, t.logits, t.targets.data(), t.dlogp, N, V, Vp); }});
+                 [=, &be, &t] { be.crossentropy_backward(t.logits, t.logits, t.targets[0].data(), t.dlogp, N, V, Vp); }});
   ops.push_back(matmul_bwd(be, "lm_head", t.dx, t.dw, nullptr, t.logits, t.h, t.wte, N, C, Vp, 0, 1));
   const std::string nxc = dims({{"N", N}, {"C", C}});
   if (d.llama)  // reads dout, inp, dinp (N*C each), w C, rstd N, dw C; writes dinp N*C, dw C
@@ -280,17 +291,21 @@ void add_backward(std::vector<Op>& ops, Backend& be, const Dims& d, Tensors& t, 
   ops.push_back(matmul_bwd(be, "v", t.dx, t.dw, t.dbias, t.dv, t.h, t.wv, N, C, d.KC, 1, 0));
   // reads dout N*C and tokens N; reads and writes the U distinct tokens' dwte rows (+ dwpe T*C).
   // The host sorts the tokens by id first (CudaBackend::embedding_backward): that is timed too.
-  const double U = static_cast<double>(std::unordered_set<int32_t>(t.tokens.begin(), t.tokens.end()).size());
+  const double U = static_cast<double>(std::unordered_set<int32_t>(t.tokens[0].begin(), t.tokens[0].end()).size());
   ops.push_back({"embedding_backward", dims({{"B", B}, {"T", T}, {"C", C}}), 0, 1, 0,
                  4 * (nc + N + 2 * U * C + (t.dwpe ? 2.0 * T * C : 0)), 0,
-                 [=, &be, &t] { be.embedding_backward(t.dwte, t.dwpe, t.dy, t.tokens.data(), B, T, C); }});
+                 [=, &be, &t, i = 0]() mutable {
+                   be.embedding_backward(t.dwte, t.dwpe, t.dy, t.tokens[i ^= 1].data(), B, T, C);
+                 }});
 }
 
 // llm-pretrain's step after the backward: the gradient norm, AdamW, and zero_grad, over every
-// parameter (the Model's own buffers, plus AdamW's two moments).
+// parameter (the Model's own buffers, given random values, plus AdamW's two moments).
 void add_optimizer(std::vector<Op>& ops, Backend& be, Model& m, Arena& a) {
   const size_t n = m.num_params();
   float *w = m.weights(), *g = m.grads(), *mom = a.zeros(n), *var = a.zeros(n);
+  a.randomize(w, n);
+  a.randomize(g, n);
   const std::string shape = dims({{"n", static_cast<long long>(n)}});
   const double values = static_cast<double>(n);
   // reads n (then a fixed number of partial sums to the host)
@@ -349,7 +364,7 @@ Settings parse(int argc, char** argv, uint64_t* seed) {
     };
   };
   op.value("peak-tflops", 0, "X", positive(&s.peak_tflops, "--peak-tflops"),
-           "matmul peak for % and MFU (default: H100 SXM dense at --precision: 989 bf16, 494.5 tf32, 66.9 fp32)");
+           "matmul peak for % and MFU (default: H100 SXM dense,\nby --precision: 989 bf16, 494.5 tf32, 66.9 fp32)");
   op.value("peak-gbs", 0, "Y", positive(&s.peak_gbs, "--peak-gbs"), "memory bandwidth for % (default: H100 SXM, 3350)");
   op.flag("emulated", 0, &s.emulated, "run on the CPU emulator of the kernels (give tiny shapes)");
   op.epilog("Exit status: 0 success, 1 runtime error, 2 usage error, 77 no CUDA device (without --emulated).");
@@ -366,10 +381,12 @@ Settings parse(int argc, char** argv, uint64_t* seed) {
 // The medians, one line per operation as it is measured; the step estimate when all were.
 void measure(Backend& be, const std::vector<Op>& ops, const Settings& s, const Dims& d, double flops_per_step) {
   const int warmup = s.emulated ? 1 : 3;  // the emulator has no clocks or caches to warm
-  std::printf("B=%d T=%d (N=%d tokens); median of %lld timed calls after %d warm-up; peaks %.1f TFLOP/s, %.0f GB/s\n", d.B,
-              d.T, d.N, static_cast<long long>(s.reps), warmup, s.peak_tflops, s.peak_gbs);
-  std::printf("%-26s %-34s %6s %11s %14s %7s   (calls per step: nL per layer + outside the layers)\n", "operation", "shape",
-              "calls", "us/call", "rate", "% peak");
+  std::printf("B=%d T=%d (N=%d tokens); median of %lld timed calls after %d warm-up; peaks %.1f TFLOP/s, %.0f GB/s; "
+              "calls per step: nL in each layer + n outside\n",
+              d.B, d.T, d.N, static_cast<long long>(s.reps), warmup, s.peak_tflops, s.peak_gbs);
+  const double round_trip = median_us(be, [] {}, warmup, static_cast<int>(s.reps));
+  std::printf("an empty call and synchronize: %.1f us, in each time below\n", round_trip);
+  std::printf("%-26s %-34s %6s %11s %14s %7s\n", "operation", "shape", "calls", "us/call", "rate", "% peak");
   double layer_us = 0, top_us = 0, optim_us = 0;
   size_t measured = 0;
   for (const Op& op : ops) {
@@ -417,8 +434,8 @@ int bench_main(int argc, char** argv) {
     return kExitNoDevice;
   }
   if (s.emulated && s.batch * s.seq > 64)
-    std::fprintf(stderr, "cuda_kernels: warning: %lld tokens on the emulator will take very long (try --batch 1 --seq 16 --reps 1)\n",
-                 static_cast<long long>(s.batch * s.seq));
+    std::fprintf(stderr, "cuda_kernels: warning: %lld tokens on the emulator will take very long "
+                 "(try --batch 1 --seq 16 --reps 1)\n", static_cast<long long>(s.batch * s.seq));
   auto backend = s.emulated ? make_emulated_cuda_backend(s.precision) : make_cuda_backend(0, s.precision);
   Backend& be = *backend;
   const Dims d(cfg, static_cast<int>(s.batch), static_cast<int>(s.seq));

@@ -74,6 +74,9 @@ int pretrain_main(int argc, char** argv) {
   op.integer("eval-batches", 0, "N", &cfg.eval_batches, "micro-batches of validation windows (default 8)");
   op.integer("save-every", 0, "N", &cfg.save_every, "checkpoint every N steps (default: only at the end)");
   op.integer("keep", 0, "N", &keep, "keep the newest N checkpoints (default 0: all)");
+  op.string("save-dtype", 0, "T", &cfg.save_dtype,
+            "model.safetensors of checkpoints in fp32 (default) or bf16 (half the size; the\n"
+            "fp32 weights then go into optimizer.safetensors, so --resume stays exact)");
   op.integer("sample-every", 0, "N", &cfg.sample_every,
              "every N steps print a continuation the model samples after 8 tokens of validation\n"
              "data (decoded with --tokenizer when given)");
@@ -111,6 +114,7 @@ int pretrain_main(int argc, char** argv) {
   if (zero != 0 && zero != 1) throw UsageError("--zero must be 0 or 1");
   if (cfg.precision != "bf16" && cfg.precision != "tf32" && cfg.precision != "fp32")
     throw UsageError("--precision must be bf16, tf32 or fp32");
+  if (cfg.save_dtype != "fp32" && cfg.save_dtype != "bf16") throw UsageError("--save-dtype must be fp32 or bf16");
   if (cfg.peak_tflops < 0) throw UsageError("--peak-tflops must be positive");
   cfg.seq_len = static_cast<int>(seq);
   cfg.zero = static_cast<int>(zero);

@@ -318,7 +318,8 @@ void load_llmc(const std::string& path, Model& m) {
 }
 
 std::string save_checkpoint(const std::string& out, Model& m, const float* mom, const float* var,
-                            const TrainerState& state, const std::string& tokenizer, int keep) {
+                            const TrainerState& state, const std::string& tokenizer, int keep,
+                            const std::string& dtype) {
   fs::create_directories(out);
   const std::string name = step_name(state.step), final_dir = out + "/" + name, tmp = out + "/." + name + ".tmp";
   // A complete checkpoint of this step is already there (a finished run resumed, a signal before
@@ -330,12 +331,23 @@ std::string save_checkpoint(const std::string& out, Model& m, const float* mom, 
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   write_file_atomic(tmp + "/config.json", m.config().to_json());
-  save_model(tmp + "/model.safetensors", m);
+  save_model(tmp + "/model.safetensors", m, dtype);
   if (mom && var) {
     std::vector<TensorView> views;
+    std::vector<float> copy;
+    const float* master = nullptr;  // the fp32 weights, when model.safetensors rounds them
+    if (dtype != "F32") {
+      master = m.backend().host_view(m.weights());
+      if (!master) {
+        copy.resize(m.num_params());
+        m.backend().download(copy.data(), m.weights(), copy.size());
+        master = copy.data();
+      }
+    }
     for (const auto& s : m.params()) {
       views.push_back({"m." + s.name, DType::f32, s.shape, mom + s.offset});
       views.push_back({"v." + s.name, DType::f32, s.shape, var + s.offset});
+      if (master) views.push_back({"w." + s.name, DType::f32, s.shape, master + s.offset});
     }
     write_safetensors(tmp + "/optimizer.safetensors", views);
   }
@@ -371,6 +383,16 @@ std::string latest_checkpoint(const std::string& out) {
 
 TrainerState load_checkpoint(const std::string& dir, Model& m, float* mom, float* var) {
   load_model(dir + "/model.safetensors", m);
+  // A bf16 model.safetensors: the exact fp32 weights are in optimizer.safetensors.
+  const std::string opt = dir + "/optimizer.safetensors";
+  if (file_size(opt) > 0) {
+    SafetensorsFile f(opt);
+    if (!m.params().empty() && f.has("w." + m.params().front().name)) {
+      std::vector<float> host(m.num_params(), 0.0f);
+      for (const auto& s : m.params()) f.read_f32("w." + s.name, host.data() + s.offset, s.size, s.shape);
+      m.backend().upload(m.weights(), host.data(), host.size());
+    }
+  }
   if (mom && var) load_moments(dir, m, 0, m.num_params(), mom, var);
   return TrainerState::from_json(read_file(dir + "/trainer_state.json"), dir + "/trainer_state.json");
 }

@@ -442,7 +442,8 @@ void Trainer::save(bool final) {
     v = v_all.data();
   }
   if (root) {
-    std::string dir = save_checkpoint(cfg_.out, *model_, m, v, state_, cfg_.tokenizer, cfg_.keep);
+    std::string dir = save_checkpoint(cfg_.out, *model_, m, v, state_, cfg_.tokenizer, cfg_.keep,
+                                      cfg_.save_dtype == "bf16" ? "BF16" : "F32");
     LLMKIT_INFO("saved %s%s", dir.c_str(), final ? " (final)" : "");
   }
   comm_.barrier();

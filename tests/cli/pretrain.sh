@@ -117,6 +117,18 @@ if ! nvidia-smi >/dev/null 2>&1; then
   expect_rc 1 "--device cuda without a GPU"
   expect_err_contains "cuda:"
 fi
+# bf16 checkpoints: half the model file, and --resume still exact (fp32 master weights kept).
+run llm-pretrain $common --steps 6 --stop-at 3 --save-dtype bf16 --out r5
+expect_rc 0 "--save-dtype bf16"
+expect_eq "$(python3 -c "
+import json, struct
+f = open('r5/step-00000003/model.safetensors', 'rb'); n = struct.unpack('<Q', f.read(8))[0]
+print(sorted({v['dtype'] for k, v in json.loads(f.read(n)).items() if k != '__metadata__'}))")" "['BF16']" "bf16 model.safetensors"
+run llm-pretrain $common --steps 6 --save-dtype bf16 --resume --out r5
+expect_rc 0 "resume a bf16 checkpoint"
+expect_eq "$(losses r5/metrics.jsonl)" "$(losses r0/metrics.jsonl)" "bf16 checkpoints: the same losses after --resume"
+run llm-pretrain $common --steps 1 --out r6 --save-dtype fp16
+expect_rc 2 "--save-dtype fp16"
 run llm-pretrain $common --steps 1 --out r3 --device tpu
 expect_rc 2 "--device tpu"
 run llm-pretrain $common --steps 1 --out r4 --precision fp8

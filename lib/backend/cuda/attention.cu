@@ -235,11 +235,18 @@ void attention_cached(float* out, const float* q, const float* k_cache, const fl
                         std::to_string(kMaxCachedKeys));
   const size_t smem = static_cast<size_t>(keys) * sizeof(float);
 #if defined(__CUDACC__)
-  static bool raised = [] {
-    return cudaFuncSetAttribute(attention_cached_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                kMaxCachedKeys * static_cast<int>(sizeof(float))) == cudaSuccess;
-  }();
-  (void)raised;
+  // Above the default 48 KiB a kernel must opt in, up to what the GPU allows (227 KiB on an
+  // H100, 163 KiB on an A100).
+  if (smem > 48 * 1024) {
+    int device = 0, optin = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "cudaDeviceGetAttribute");
+    if (smem > static_cast<size_t>(optin))
+      throw Error("", "cached attention over " + std::to_string(keys) + " positions: this GPU's blocks hold the scores of " +
+                          std::to_string(optin / 4) + " at most");
+    check(cudaFuncSetAttribute(attention_cached_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+          "cudaFuncSetAttribute");
+  }
 #endif
   LLMKIT_LAUNCH(attention_cached_kernel, dim3(static_cast<unsigned>(rows), static_cast<unsigned>(NH)), kCachedThreads, smem, out,
                 q, k_cache, v_cache, start, NH, KV, hd, 1.0f / std::sqrt(static_cast<float>(hd)));

@@ -81,6 +81,9 @@ struct Arena {
   float* p = nullptr;
   size_t floats = 0;
   std::vector<int32_t> last;  // upload_ints: what the slot holds
+  int32_t* pinned = nullptr;  // upload_ints: page-locked staging, so the copy need not block
+  size_t pinned_n = 0;
+  cudaEvent_t copied = nullptr;  // recorded after the last copy out of `pinned`
 };
 Arena arenas[static_cast<int>(Slot::count)];
 }  // namespace
@@ -107,7 +110,19 @@ int32_t* upload_ints(Slot slot, const int32_t* host, size_t n) {
   Arena& a = arenas[static_cast<int>(slot)];
   int32_t* dev = reinterpret_cast<int32_t*>(scratch(slot, n));
   if (a.last.size() == n && std::memcmp(a.last.data(), host, n * sizeof(int32_t)) == 0) return dev;
-  check(cudaMemcpy(dev, host, n * sizeof(int32_t), cudaMemcpyHostToDevice), "cudaMemcpy (indices)");
+  // An asynchronous copy from page-locked memory, queued after the kernels that read the slot's
+  // old values: the host goes on queueing work instead of waiting for the GPU to drain.
+  if (!a.copied) check(cudaEventCreateWithFlags(&a.copied, cudaEventDisableTiming), "cudaEventCreate");
+  else check(cudaEventSynchronize(a.copied), "cudaEventSynchronize");  // the staging buffer is free again
+  if (a.pinned_n < n) {
+    if (a.pinned) cudaFreeHost(a.pinned);
+    a.pinned = nullptr;
+    a.pinned_n = n + n / 4;
+    check(cudaMallocHost(reinterpret_cast<void**>(&a.pinned), a.pinned_n * sizeof(int32_t)), "cudaMallocHost");
+  }
+  std::memcpy(a.pinned, host, n * sizeof(int32_t));
+  check(cudaMemcpyAsync(dev, a.pinned, n * sizeof(int32_t), cudaMemcpyHostToDevice, 0), "cudaMemcpyAsync (indices)");
+  check(cudaEventRecord(a.copied, 0), "cudaEventRecord");
   a.last.assign(host, host + n);
   return dev;
 }

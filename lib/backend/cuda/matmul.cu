@@ -14,6 +14,7 @@
 #include <tuple>
 
 #include "kernels.cuh"
+#include "llmkit/log.hpp"
 
 namespace llmkit::LLMKIT_CUDA_NS {
 
@@ -58,7 +59,7 @@ class Lt {
  private:
   Lt() {
     check_lt(cublasLtCreate(&handle_), "cublasLtCreate");
-    check(cudaMalloc(&workspace_, kWorkspaceBytes), "cudaMalloc (cuBLASLt workspace)");
+    workspace_ = device_alloc(kWorkspaceBytes);
   }
 
   static cublasLtMatrixLayout_t layout(int rows, int cols, int ld, int batch, int64_t stride) {
@@ -115,9 +116,14 @@ class Lt {
       cublasLtMatrixLayoutDestroy(p.c);
       return false;
     };
-    // The precision asked for, else plain fp32 (cuBLASLt offers every shape there).
-    if (!try_compute(compute_type(static_cast<Precision>(prec))) && !try_compute(CUBLAS_COMPUTE_32F))
-      throw Error("cublasLt", "no algorithm for a " + std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) + " matmul");
+    // The precision asked for, else plain fp32 (cuBLASLt offers every shape there), said once.
+    const std::string shape = std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) +
+                              (batch > 1 ? " (batch " + std::to_string(batch) + ")" : "");
+    if (!try_compute(compute_type(static_cast<Precision>(prec)))) {
+      if (!try_compute(CUBLAS_COMPUTE_32F)) throw Error("cublasLt", "no algorithm for a " + shape + " matmul");
+      if (static_cast<Precision>(prec) != Precision::fp32)
+        LLMKIT_WARN("cuBLASLt has no %s algorithm for a %s matmul: computed in fp32", prec == 0 ? "bf16" : "tf32", shape.c_str());
+    }
     return plans_.emplace(key, p).first->second;
   }
 

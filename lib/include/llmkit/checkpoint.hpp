@@ -42,11 +42,15 @@ void load_llmc(const std::string& path, Model& model);
 
 // Writes OUT/step-NNNNNNNN/ and then OUT/latest; removes all but the newest `keep` (0: keep all).
 // `moments` are AdamW's m and v, each num_params() floats in the model's layout (host memory).
+// model.safetensors is written as `dtype` (F32 or BF16); with BF16 the fp32 master weights go
+// into optimizer.safetensors too ("w." tensors), so that --resume continues exactly.
 std::string save_checkpoint(const std::string& out, Model& model, const float* m, const float* v,
-                            const TrainerState& state, const std::string& tokenizer, int keep);
+                            const TrainerState& state, const std::string& tokenizer, int keep,
+                            const std::string& dtype = "F32");
 // The newest complete checkpoint directory under OUT ("" when there is none).
 std::string latest_checkpoint(const std::string& out);
-// Loads weights, moments (when m and v are given) and state from a checkpoint directory.
+// Loads weights (the fp32 master weights when the checkpoint has them), moments (when m and v
+// are given) and state from a checkpoint directory.
 TrainerState load_checkpoint(const std::string& dir, Model& model, float* m, float* v);
 // AdamW's m and v for the range [begin, end) of the model's flat buffer, from a checkpoint
 // directory's optimizer.safetensors into host arrays of end - begin floats each: what a rank

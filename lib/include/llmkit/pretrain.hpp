@@ -35,6 +35,7 @@ struct PretrainConfig {
   bool verify_shards = true;
   std::string device = "auto";     // cpu, cuda, cuda:N, auto (make_backend)
   std::string precision = "bf16";  // the GPU's matmul compute type
+  std::string save_dtype = "fp32";  // model.safetensors in checkpoints: fp32 or bf16
   bool recompute = false;          // recompute the MLP's activations in the backward pass
   double peak_tflops = 0;          // MFU's denominator; 0: known GPU's bf16 peak, or measured on the CPU
   // 1: ZeRO-1, each rank keeps AdamW's moments of its segment of the parameters only (and
