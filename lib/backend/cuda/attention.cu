@@ -1,4 +1,6 @@
-// Causal self-attention with grouped-query heads, by tensor-core GEMMs (gemm(), cuBLASLt) on
+// Causal self-attention with grouped-query heads. With bf16 matmuls and head sizes 32 and 64 the
+// fused kernels of flash.cu run; otherwise (and with LLMKIT_ATTENTION=gemm) this file's path: by
+// tensor-core GEMMs (gemm(), cuBLASLt) on
 // the scores of a chunk of sequences, and small kernels for the causal softmax and its
 // backward. Heads are first permuted to [B, heads, T, hd], so that the `group` query heads that
 // share a key/value head form one [group*T, hd] matrix: one strided-batched GEMM per product
@@ -10,6 +12,7 @@
 // price of using the GEMM library instead of a fused kernel.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "kernels.cuh"
 
@@ -84,6 +87,15 @@ __global__ void softmax_backward_kernel(float* s, float* dp, const float* lse, c
   }
 }
 
+// LLMKIT_ATTENTION=gemm keeps the GEMM path where the fused kernels would run (to compare).
+bool use_flash(int hd) {
+  static const bool forced_gemm = [] {
+    const char* e = std::getenv("LLMKIT_ATTENTION");
+    return e && std::string(e) == "gemm";
+  }();
+  return !forced_gemm && precision() == Precision::bf16 && flash_attention_supports(hd);
+}
+
 void permute(float* out, const float* in, int B, int T, int H, int hd, bool to_heads) {
   const size_t n = static_cast<size_t>(B) * T * H * hd;
   if (!n) return;
@@ -110,10 +122,18 @@ void scores(float* S, const float* qp, const float* kp, int Bc, int T, int KV, i
 
 }  // namespace
 
+void attention_rowdot(float* D, const float* dout, const float* out, int B, int T, int H, int hd) {
+  const size_t rows = static_cast<size_t>(B) * T * H;
+  if (!rows) return;
+  LLMKIT_LAUNCH(rowdot_kernel, blocks_for(rows, kThreads / 32), kThreads, 0, D, dout, out, B, T, H, hd);
+  check_launch("attention backward (rowsum)");
+}
+
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int T, int NH, int KV,
                        int hd) {
   check_heads(NH, KV);
   if (B <= 0 || T <= 0) return;
+  if (use_flash(hd)) return flash_attention_forward(out, lse, q, k, v, B, T, NH, KV, hd);
   const int group = NH / KV, chunk = chunk_sequences(B, T, NH);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const size_t qn = static_cast<size_t>(chunk) * T * NH * hd, kn = static_cast<size_t>(chunk) * T * KV * hd;
@@ -143,6 +163,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         const float* out, const float* lse, int B, int T, int NH, int KV, int hd) {
   check_heads(NH, KV);
   if (B <= 0 || T <= 0) return;
+  if (use_flash(hd)) return flash_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, KV, hd);
   const int group = NH / KV, chunk = chunk_sequences(B, T, NH);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const size_t qn = static_cast<size_t>(chunk) * T * NH * hd, kn = static_cast<size_t>(chunk) * T * KV * hd;
@@ -165,8 +186,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     permute(kp, k + k0, Bc, T, KV, hd, true);
     permute(vp, v + k0, Bc, T, KV, hd, true);
     permute(dop, dout + q0, Bc, T, NH, hd, true);
-    LLMKIT_LAUNCH(rowdot_kernel, blocks_for(rows, kThreads / 32), kThreads, 0, D, dout + q0, out + q0, Bc, T, NH, hd);
-    check_launch("attention backward (rowsum)");
+    attention_rowdot(D, dout + q0, out + q0, Bc, T, NH, hd);
     scores(S, qp, kp, Bc, T, KV, group, hd, scale);
     // dP = dO V^T
     gemm(false, true, group * T, T, hd, 1.0f, dop, hd, sq, vp, hd, sk, 0.0f, dP, T, ss, Bc * KV);

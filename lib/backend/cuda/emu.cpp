@@ -162,6 +162,12 @@ void syncthreads() {
   arrive(L.block_barrier, L.threads, Wait::block);
 }
 
+void syncwarp() {
+  Launch& L = *tl_launch;
+  const int warp = L.fibers[static_cast<size_t>(L.current)].linear / 32;
+  arrive(L.warp_barriers[static_cast<size_t>(warp)], warp_size_of(L, warp), Wait::warp);
+}
+
 uint64_t warp_exchange(uint64_t bits, int src) {
   Launch& L = *tl_launch;
   const int me = L.fibers[static_cast<size_t>(L.current)].linear;

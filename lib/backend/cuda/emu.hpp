@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <type_traits>
 
 struct uint3 {
   unsigned x = 0, y = 0, z = 0;
@@ -37,6 +38,7 @@ extern thread_local dim3 tl_block_dim, tl_grid_dim;
 
 void launch(dim3 grid, dim3 block, size_t dynamic_shared, const std::function<void()>& body);
 void syncthreads();
+void syncwarp();  // the lanes of the calling thread's warp
 void* dynamic_shared();
 // Every lane of the warp writes `bits`; returns the bits of lane `src` (its own when src is
 // outside the warp's lanes).
@@ -68,6 +70,7 @@ T shfl_exchange(T v, int src) {
 // Blocks run one at a time on the launching thread: a function-local static is the block's.
 #define __shared__ static thread_local
 #define __syncthreads() ::llmkit::emu::syncthreads()
+#define __syncwarp(...) ::llmkit::emu::syncwarp()
 
 template <class T>
 inline T __shfl_xor_sync(unsigned, T v, int mask, int width = 32) {
@@ -100,6 +103,80 @@ inline float atomicAdd(float* p, float v) {  // blocks and threads run one at a 
   *p = old + v;
   return old;
 }
+
+// ---- bf16 ----
+struct __nv_bfloat16 {
+  uint16_t bits = 0;
+};
+inline __nv_bfloat16 __float2bfloat16(float f) {  // round to nearest even, as the GPU
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  __nv_bfloat16 h;
+  if ((u & 0x7fffffffu) > 0x7f800000u) h.bits = static_cast<uint16_t>((u >> 16) | 0x40u);  // nan stays nan
+  else h.bits = static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  return h;
+}
+inline float __bfloat162float(__nv_bfloat16 h) {
+  uint32_t u = static_cast<uint32_t>(h.bits) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// ---- Tensor-core fragments (nvcuda::wmma), 16x16x16 only ----
+// On the GPU a fragment is spread over the warp's lanes in an unspecified layout; here every
+// lane holds the whole tile. Kernels that only load, multiply, fill and store fragments (no
+// element access) see the same values either way; every lane computes the product. Loads are
+// collective, as on the GPU: no lane goes on (to a store over what it read, say) before every
+// lane of the warp has loaded.
+namespace nvcuda::wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+template <class Use, int M, int N, int K, class T, class Layout = void>
+struct fragment {
+  float v[16 * 16];  // (row, col) at v[row * 16 + col]
+};
+template <class Use, class T, class Layout>
+inline void fill_fragment(fragment<Use, 16, 16, 16, T, Layout>& f, float x) {
+  for (float& e : f.v) e = x;
+}
+inline float as_float(float x) { return x; }
+inline float as_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <class Use, class T, class Layout, class P>
+inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout>& f, const P* p, unsigned ldm) {
+  const bool col = std::is_same_v<Layout, col_major>;
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c) f.v[r * 16 + c] = as_float(col ? p[c * ldm + r] : p[r * ldm + c]);
+  ::llmkit::emu::syncwarp();
+}
+template <class T>
+inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, T, void>& f, const float* p, unsigned ldm, layout_t l) {
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c) f.v[r * 16 + c] = l == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
+  ::llmkit::emu::syncwarp();
+}
+template <class T>
+inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, T, void>& f, unsigned ldm, layout_t l) {
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c) (l == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.v[r * 16 + c];
+}
+template <class TA, class LA, class TB, class LB, class TC>
+inline void mma_sync(fragment<accumulator, 16, 16, 16, TC, void>& d, const fragment<matrix_a, 16, 16, 16, TA, LA>& a,
+                     const fragment<matrix_b, 16, 16, 16, TB, LB>& b, const fragment<accumulator, 16, 16, 16, TC, void>& c) {
+  float out[16 * 16];
+  for (int r = 0; r < 16; ++r)
+    for (int col = 0; col < 16; ++col) {
+      float acc = c.v[r * 16 + col];
+      for (int k = 0; k < 16; ++k) acc += a.v[r * 16 + k] * b.v[k * 16 + col];
+      out[r * 16 + col] = acc;
+    }
+  std::memcpy(d.v, out, sizeof out);
+}
+}  // namespace nvcuda::wmma
 
 // ---- The runtime calls the backend uses ----
 enum cudaError_t { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaErrorInvalidValue = 1 };

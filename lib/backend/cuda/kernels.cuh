@@ -48,6 +48,16 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
                        int hd);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
                         const float* out, const float* lse, int B, int T, int NH, int KV, int hd);
+// D[(b, h, t)] = sum over d of dout * out, the rows of [B, T, H, hd] written as [B, H, T]: the
+// softmax backward's row term.
+void attention_rowdot(float* D, const float* dout, const float* out, int B, int T, int H, int hd);
+// The fused kernels (flash.cu) behind attention_forward/backward with bf16 matmuls, for the
+// head sizes flash_attention_supports().
+bool flash_attention_supports(int hd);
+void flash_attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int T, int NH,
+                             int KV, int hd);
+void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                              const float* v, const float* out, const float* lse, int B, int T, int NH, int KV, int hd);
 void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache, int start, int rows, int NH,
                       int KV, int hd);
 
