@@ -16,7 +16,7 @@
 #define LLMKIT_CUDA_NS cuda
 #define LLMKIT_LAUNCH(kernel, grid, block, smem, ...) kernel<<<(grid), (block), (smem)>>>(__VA_ARGS__)
 #define LLMKIT_DYNAMIC_SHARED(type, name) \
-  extern __shared__ float4 llmkit_dynamic_smem_[]; \
+  extern __shared__ __align__(128) float4 llmkit_dynamic_smem_[]; \
   type* name = reinterpret_cast<type*>(llmkit_dynamic_smem_)
 #else
 #include "emu.hpp"

@@ -9,6 +9,8 @@
 // mode that would break it).
 #include <cublasLt.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -41,7 +43,16 @@ struct Plan {
   cublasLtMatmulAlgo_t algo;
 };
 
-using Key = std::tuple<bool, bool, int, int, int, int, int, int, int64_t, int64_t, int64_t, int, bool, int>;
+// The shape, the strides, the bias, the precision, and the pointers' alignments (cuBLASLt's
+// heuristic assumes 256-byte aligned buffers unless told otherwise, and an algorithm chosen so
+// may not run on the 16-byte aligned rows of an activation).
+using Key = std::tuple<bool, bool, int, int, int, int, int, int, int64_t, int64_t, int64_t, int, bool, int, uint32_t>;
+
+// The largest power of two, up to 256, that divides every address (packed per operand).
+uint32_t alignment(const void* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  return static_cast<uint32_t>(a ? std::min<uintptr_t>(256, a & (~a + 1)) : 256);
+}
 
 class Lt {
  public:
@@ -82,6 +93,7 @@ class Lt {
     const int M = std::get<2>(key), N = std::get<3>(key), K = std::get<4>(key), lda = std::get<5>(key), ldb = std::get<6>(key),
               ldc = std::get<7>(key), batch = std::get<11>(key), prec = std::get<13>(key);
     const int64_t sa = std::get<8>(key), sb = std::get<9>(key), sc = std::get<10>(key);
+    const uint32_t align = std::get<14>(key);
     Plan p;
     auto try_compute = [&](cublasComputeType_t ct) -> bool {
       check_lt(cublasLtMatmulDescCreate(&p.op, ct, CUDA_R_32F), "cublasLtMatmulDescCreate");
@@ -102,6 +114,14 @@ class Lt {
       check_lt(cublasLtMatmulPreferenceCreate(&pref), "preference");
       size_t ws = kWorkspaceBytes;
       check_lt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)), "workspace");
+      // Alignments as packed by gemm(): byte 0 A (our B), 1 B (our A), 2 C and D.
+      const uint32_t al_a = align & 0x1ffu, al_b = (align >> 9) & 0x1ffu, al_c = (align >> 18) & 0x1ffu;
+      const cublasLtMatmulPreferenceAttributes_t which[4] = {
+          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+      const uint32_t values[4] = {al_a, al_b, al_c, al_c};
+      for (int i = 0; i < 4; ++i)
+        check_lt(cublasLtMatmulPreferenceSetAttribute(pref, which[i], &values[i], sizeof(values[i])), "alignment");
       cublasLtMatmulHeuristicResult_t h;
       int found = 0;
       cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(handle_, p.op, p.a, p.b, p.c, p.c, pref, 1, &h, &found);
@@ -142,7 +162,13 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
           int ldb, int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c, int batch, const float* bias) {
   if (M <= 0 || N <= 0 || batch <= 0) return;
   if (bias && batch != 1) throw Error("", "internal: a batched matmul with a bias");
-  Key key{trans_a, trans_b, M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, batch, bias != nullptr, static_cast<int>(g_precision)};
+  // A batch's later matrices start at the strides: the alignment must hold for them too.
+  auto al = [](const void* p, int64_t stride) {
+    return std::min(alignment(p), alignment(reinterpret_cast<const void*>(static_cast<uintptr_t>(stride * 4) | 256u)));
+  };
+  const uint32_t align = al(B, stride_b) | (al(A, stride_a) << 9) | (std::min(al(C, stride_c), bias ? alignment(bias) : 256u) << 18);
+  Key key{trans_a, trans_b, M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, batch, bias != nullptr,
+          static_cast<int>(g_precision), align};
   Lt::get().run(key, &alpha, A, B, &beta, C, bias);
   check_launch("matmul");
 }
