@@ -32,6 +32,11 @@ int eval_main(int argc, char** argv) {
   op.string("format", 0, "FMT", &format, "report as json (default) or text");
   op.string("log-samples", 0, "FILE", &cfg.log_samples, "one JSONL row per example: inputs, scores, prediction");
   op.string("text-field", 0, "NAME", &cfg.source.jsonl.text_field, "ppl on JSONL: the text field (default \"text\")");
+  op.string("device", 0, "DEV", &cfg.device,
+            "auto (default: cuda when a GPU is visible, else cpu), cpu, cuda (GPU number local\n"
+            "rank modulo the GPUs visible), cuda:N");
+  op.string("precision", 0, "P", &cfg.precision,
+            "GPU matmuls: fp32 (default: the CPU's scores up to rounding), tf32, bf16");
   op.section("Examples");
   op.integer("limit", 0, "N", &cfg.limit, "only the first N examples (windows for ppl on shards)");
   op.integer("num-fewshot", 0, "K", &fewshot,

@@ -47,7 +47,7 @@ std::vector<ScoredContinuation> Engine::score(
       rows.insert(rows.end(), seq.begin() + drop, seq.end() - 1);
     }
     model_.forward_cached(rows.data(), static_cast<int>(rows.size()), segs, *cache_);
-    const float* logits = model_.logits();
+    const float* logits = model_.logits_on_host();
     // Log-softmax of each continuation row, on all threads (rows of V columns each).
 #pragma omp parallel for schedule(dynamic, 1)
     for (size_t r = b0; r < b1; ++r) {
@@ -154,13 +154,14 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
     for (const auto& s : segs) last_row.push_back(s.row + s.count - 1);
     while (!live.empty()) {
       throw_if_stopped();
+      const float* logits = model_.logits_on_host();
       std::vector<Live> next;
       std::vector<int32_t> step_tokens;
       std::vector<CacheSegment> step_segs;
       for (size_t i = 0; i < live.size(); ++i) {
         Live& s = live[i];
         Generation& g = out[s.req];
-        int32_t t = sample(model_.logits() + static_cast<size_t>(last_row[i]) * Vp, s.history, p, s.rng);
+        int32_t t = sample(logits + static_cast<size_t>(last_row[i]) * Vp, s.history, p, s.rng);
         if (p.stop_at_eos && t == eos) {
           g.finish = "eos";
           continue;

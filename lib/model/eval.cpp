@@ -224,7 +224,7 @@ std::vector<double> gather_outcomes(Comm& comm, const std::vector<double>& xs) {
 
 class Evaluator {
  public:
-  Evaluator(const EvalConfig& cfg) : cfg_(cfg), comm_(Comm::world()), be_(make_cpu_backend()) {}
+  Evaluator(const EvalConfig& cfg) : cfg_(cfg), comm_(Comm::world()), be_(make_backend(cfg.device, cfg.precision, comm_.local_rank())) {}
   nlohmann::json run(const std::string& kind, const std::vector<std::string>& inputs);
 
  private:

@@ -524,6 +524,13 @@ std::vector<float> Model::values() const {
   return out;
 }
 
+const float* Model::logits_on_host() {
+  if (const float* p = be_.host_view(acts_.logits)) return p;
+  host_logits_.resize(static_cast<size_t>(B_) * T_ * static_cast<size_t>(cfg_.padded_vocab()));
+  be_.download(host_logits_.data(), acts_.logits, host_logits_.size());
+  return host_logits_.data();
+}
+
 std::vector<float> Model::logp() const {
   std::vector<float> out(static_cast<size_t>(B_) * T_);
   be_.download(out.data(), top_->logp, out.size());

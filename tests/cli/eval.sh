@@ -83,4 +83,11 @@ run llm-eval frobnicate --model run x
 expect_rc 2 "unknown task type"
 run llm-eval ppl shards/val-00000.tok
 expect_rc 2 "no --model"
+run llm-eval ppl --model run --device cpu --seq-len 32 --batch-size 4 --max-tokens $((3 * 4 * 32)) shards/val-00000.tok
+expect_rc 0 "--device cpu"
+expect_eq "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['metrics']['loss']['value'] == json.load(open('ppl.json'))['metrics']['loss']['value'])" "$T/out")" "True" "--device cpu: the same loss"
+run llm-eval ppl --model run --device tpu shards/val-00000.tok
+expect_rc 2 "--device tpu"
+run llm-eval ppl --model run --precision fp8 shards/val-00000.tok
+expect_rc 2 "--precision fp8"
 finish

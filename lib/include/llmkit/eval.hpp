@@ -21,6 +21,8 @@ struct EvalConfig {
   int num_fewshot = 0;
   int batch_size = 8;
   uint64_t seed = 0;
+  std::string device = "auto";     // make_backend: auto, cpu, cuda, cuda:N
+  std::string precision = "fp32";  // a GPU's matmuls: fp32 (scores as the CPU's), tf32, bf16
   // ppl
   int seq_len = 0;  // 0: the model's context (at most 1024)
   int64_t max_tokens = 0;

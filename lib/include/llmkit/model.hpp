@@ -112,7 +112,9 @@ class Model {
   // Forward over tokens[B*T] (each row a sequence starting at position 0). With targets
   // (same shape, < 0 ignored) it also computes each target's log-probability, logp().
   void forward(const int32_t* tokens, const int32_t* targets, int B, int T);
-  const float* logits() const { return acts_.logits; }  // [B*T, padded_vocab]
+  const float* logits() const { return acts_.logits; }  // [B*T, padded_vocab], the backend's memory
+  // The same in host memory: the backend's own on the CPU, a copy from a GPU.
+  const float* logits_on_host();
 
   // Inference: runs new tokens (rows of several sequences, each continuing its cache slot)
   // through the model, writing their keys and values into the cache; logits() then holds one
@@ -175,6 +177,7 @@ class Model {
   std::unique_ptr<Top> top_;
   int B_ = 0, T_ = 0, cap_tokens_ = 0;
   std::vector<int32_t> tokens_, targets_;
+  std::vector<float> host_logits_;
   GradientHook hook_;
   std::vector<size_t> layer_begin_;  // offset of each layer's first parameter, then its end
 };
