@@ -40,6 +40,22 @@ expect_eq() { if [ "$1" = "$2" ]; then ok; else fail "${3:-value}: expected '$2'
 expect_file() { if [ -f "$1" ]; then ok; else fail "missing file $1"; fi; }
 expect_no_file() { if [ -e "$1" ]; then fail "file $1 should not exist"; else ok; fi; }
 # json FILE EXPR: evaluates a Python expression on the parsed JSON document `j`.
+# word_shards N: N documents of random words in docs.jsonl, a 300-piece tokenizer tok.model
+# trained on them, and their shards in shards/ (train-00000.tok): a training set for the
+# llm-pretrain tests.
+word_shards() {
+  python3 - "$1" <<'PY'
+import json, random, sys
+rng = random.Random(8)
+words = ["alpha", "beta", "gamma", "delta", "model", "token", "rank", "step", "loss", "batch", "of", "the"]
+with open("docs.jsonl", "w") as f:
+    for i in range(int(sys.argv[1])):
+        f.write(json.dumps({"id": i, "text": " ".join(rng.choice(words) for _ in range(rng.randint(20, 60)))}) + "\n")
+PY
+  run llm-tok train -o tok.model --vocab-size 300 docs.jsonl
+  run llm-tok encode -m tok.model -o shards docs.jsonl
+  expect_rc 0 "shards"
+}
 json() { python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"; }
 # jsonl_field FILE EXPR: one line per document, EXPR over `d`.
 jsonl() { python3 -c "import json,sys

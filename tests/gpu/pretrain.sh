@@ -6,17 +6,7 @@
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
 [ "${gpus:-0}" -ge 1 ] || { echo "no GPU (nvidia-smi): skipped"; exit 77; }
 
-python3 - <<'PY'
-import json, random
-rng = random.Random(8)
-words = ["alpha", "beta", "gamma", "delta", "model", "token", "rank", "step", "loss", "batch", "of", "the"]
-with open("docs.jsonl", "w") as f:
-    for i in range(400):
-        f.write(json.dumps({"id": i, "text": " ".join(rng.choice(words) for _ in range(rng.randint(20, 60)))}) + "\n")
-PY
-run llm-tok train -o tok.model --vocab-size 300 docs.jsonl
-run llm-tok encode -m tok.model -o shards docs.jsonl
-expect_rc 0 "shards"
+word_shards 400
 common="--model llama-tiny --train shards/train-00000.tok --seq-len 64 --micro-batch 4 --batch-tokens 512 --lr 2e-3 --warmup 2 --steps 20 --eval-every 0"
 
 # compare A B TOL: "True True WORST": both have 20 step losses, each within TOL (relative).

@@ -5,17 +5,7 @@
 . "$(dirname "$0")/../cli/lib.sh"
 command -v mpirun >/dev/null || { echo "mpirun not found: skipped"; exit 77; }
 
-python3 - <<'PY'
-import json, random
-rng = random.Random(8)
-words = ["alpha", "beta", "gamma", "delta", "model", "token", "rank", "step", "loss", "batch", "of", "the"]
-with open("docs.jsonl", "w") as f:
-    for i in range(300):
-        f.write(json.dumps({"id": i, "text": " ".join(rng.choice(words) for _ in range(rng.randint(20, 60)))}) + "\n")
-PY
-run llm-tok train -o tok.model --vocab-size 300 docs.jsonl
-run llm-tok encode -m tok.model -o shards docs.jsonl
-expect_rc 0 "shards"
+word_shards 300
 # 12 sequences per step: 6 per rank on 2 ranks, 4 on 3.
 common="--model llama-tiny --train shards/train-00000.tok --seq-len 32 --micro-batch 2 --batch-tokens 384 --lr 2e-3 --warmup 2 --steps 20 --threads 1"
 

@@ -129,33 +129,55 @@ void attention_rowdot(float* D, const float* dout, const float* out, int B, int 
   check_launch("attention backward (rowsum)");
 }
 
+namespace {
+
+// The GEMM path's work in chunks of sequences: the sizes, the scratch for the permuted heads
+// and the scores, and the permutation of a chunk's q, k, v.
+struct Chunks {
+  int B, T, NH, KV, hd, group, chunk;
+  float scale;
+  int64_t sq, sk, ss;  // batch strides of the GEMMs: a group's queries, a head's keys, scores
+  float *qp, *kp, *vp, *S;
+  Chunks(int B_, int T_, int NH_, int KV_, int hd_)
+      : B(B_), T(T_), NH(NH_), KV(KV_), hd(hd_), group(NH_ / KV_), chunk(chunk_sequences(B_, T_, NH_)),
+        scale(1.0f / std::sqrt(static_cast<float>(hd_))), sq(static_cast<int64_t>(group) * T * hd),
+        sk(static_cast<int64_t>(T) * hd), ss(static_cast<int64_t>(group) * T * T) {
+    qp = scratch(Slot::attn_q, q_floats());
+    kp = scratch(Slot::attn_k, kv_floats());
+    vp = scratch(Slot::attn_v, kv_floats());
+    S = scratch(Slot::attn_s, static_cast<size_t>(chunk) * NH * T * T);
+  }
+  size_t q_floats() const { return static_cast<size_t>(chunk) * T * NH * hd; }
+  size_t kv_floats() const { return static_cast<size_t>(chunk) * T * KV * hd; }
+  size_t q_offset(int b0) const { return static_cast<size_t>(b0) * T * NH * hd; }
+  size_t kv_offset(int b0) const { return static_cast<size_t>(b0) * T * KV * hd; }
+  // Heads of sequences b0..b0+Bc-1 into qp, kp, vp; then S = scale Q K^T.
+  void load_and_score(const float* q, const float* k, const float* v, int b0, int Bc) {
+    permute(qp, q + q_offset(b0), Bc, T, NH, hd, true);
+    permute(kp, k + kv_offset(b0), Bc, T, KV, hd, true);
+    permute(vp, v + kv_offset(b0), Bc, T, KV, hd, true);
+    scores(S, qp, kp, Bc, T, KV, group, hd, scale);
+  }
+};
+
+}  // namespace
+
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int T, int NH, int KV,
                        int hd) {
   check_heads(NH, KV);
   if (B <= 0 || T <= 0) return;
   if (use_flash(hd)) return flash_attention_forward(out, lse, q, k, v, B, T, NH, KV, hd);
-  const int group = NH / KV, chunk = chunk_sequences(B, T, NH);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const size_t qn = static_cast<size_t>(chunk) * T * NH * hd, kn = static_cast<size_t>(chunk) * T * KV * hd;
-  float* qp = scratch(Slot::attn_q, qn);
-  float* kp = scratch(Slot::attn_k, kn);
-  float* vp = scratch(Slot::attn_v, kn);
-  float* op = scratch(Slot::attn_o, qn);
-  float* S = scratch(Slot::attn_s, static_cast<size_t>(chunk) * NH * T * T);
-  for (int b0 = 0; b0 < B; b0 += chunk) {
-    const int Bc = std::min(chunk, B - b0);
-    const size_t q0 = static_cast<size_t>(b0) * T * NH * hd, k0 = static_cast<size_t>(b0) * T * KV * hd;
-    permute(qp, q + q0, Bc, T, NH, hd, true);
-    permute(kp, k + k0, Bc, T, KV, hd, true);
-    permute(vp, v + k0, Bc, T, KV, hd, true);
-    scores(S, qp, kp, Bc, T, KV, group, hd, scale);
+  Chunks c(B, T, NH, KV, hd);
+  float* op = scratch(Slot::attn_o, c.q_floats());
+  for (int b0 = 0; b0 < B; b0 += c.chunk) {
+    const int Bc = std::min(c.chunk, B - b0);
+    c.load_and_score(q, k, v, b0, Bc);
     const size_t rows = static_cast<size_t>(Bc) * NH * T;
-    LLMKIT_LAUNCH(softmax_kernel, blocks_for(rows, kThreads / 32), kThreads, 0, S, lse + static_cast<size_t>(b0) * NH * T, rows, T);
+    LLMKIT_LAUNCH(softmax_kernel, blocks_for(rows, kThreads / 32), kThreads, 0, c.S, lse + static_cast<size_t>(b0) * NH * T, rows, T);
     check_launch("attention (softmax)");
     // O = P V: [group*T, T] x [T, hd]
-    gemm(false, false, group * T, hd, T, 1.0f, S, T, static_cast<int64_t>(group) * T * T, vp, hd, static_cast<int64_t>(T) * hd,
-         0.0f, op, hd, static_cast<int64_t>(group) * T * hd, Bc * KV);
-    permute(out + q0, op, Bc, T, NH, hd, false);
+    gemm(false, false, c.group * T, hd, T, 1.0f, c.S, T, c.ss, c.vp, hd, c.sk, 0.0f, op, hd, c.sq, Bc * KV);
+    permute(out + c.q_offset(b0), op, Bc, T, NH, hd, false);
   }
 }
 
@@ -164,42 +186,32 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   check_heads(NH, KV);
   if (B <= 0 || T <= 0) return;
   if (use_flash(hd)) return flash_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, KV, hd);
-  const int group = NH / KV, chunk = chunk_sequences(B, T, NH);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const size_t qn = static_cast<size_t>(chunk) * T * NH * hd, kn = static_cast<size_t>(chunk) * T * KV * hd;
-  float* qp = scratch(Slot::attn_q, qn);
-  float* kp = scratch(Slot::attn_k, kn);
-  float* vp = scratch(Slot::attn_v, kn);
-  float* dop = scratch(Slot::attn_do, qn);
-  float* dqp = scratch(Slot::attn_o, qn);
-  float* dkp = scratch(Slot::attn_dk, kn);
-  float* dvp = scratch(Slot::attn_dv, kn);
-  float* S = scratch(Slot::attn_s, static_cast<size_t>(chunk) * NH * T * T);
-  float* dP = scratch(Slot::attn_dp, static_cast<size_t>(chunk) * NH * T * T);
-  float* D = scratch(Slot::attn_rows, static_cast<size_t>(chunk) * NH * T);
-  const int64_t sq = static_cast<int64_t>(group) * T * hd, sk = static_cast<int64_t>(T) * hd, ss = static_cast<int64_t>(group) * T * T;
-  for (int b0 = 0; b0 < B; b0 += chunk) {
-    const int Bc = std::min(chunk, B - b0);
-    const size_t q0 = static_cast<size_t>(b0) * T * NH * hd, k0 = static_cast<size_t>(b0) * T * KV * hd;
-    const size_t rows = static_cast<size_t>(Bc) * NH * T;
-    permute(qp, q + q0, Bc, T, NH, hd, true);
-    permute(kp, k + k0, Bc, T, KV, hd, true);
-    permute(vp, v + k0, Bc, T, KV, hd, true);
+  Chunks c(B, T, NH, KV, hd);
+  float* dop = scratch(Slot::attn_do, c.q_floats());
+  float* dqp = scratch(Slot::attn_o, c.q_floats());
+  float* dkp = scratch(Slot::attn_dk, c.kv_floats());
+  float* dvp = scratch(Slot::attn_dv, c.kv_floats());
+  float* dP = scratch(Slot::attn_dp, static_cast<size_t>(c.chunk) * NH * T * T);
+  float* D = scratch(Slot::attn_rows, static_cast<size_t>(c.chunk) * NH * T);
+  const int GT = c.group * T;
+  for (int b0 = 0; b0 < B; b0 += c.chunk) {
+    const int Bc = std::min(c.chunk, B - b0), batch = Bc * KV;
+    const size_t q0 = c.q_offset(b0), rows = static_cast<size_t>(Bc) * NH * T;
+    c.load_and_score(q, k, v, b0, Bc);
     permute(dop, dout + q0, Bc, T, NH, hd, true);
     attention_rowdot(D, dout + q0, out + q0, Bc, T, NH, hd);
-    scores(S, qp, kp, Bc, T, KV, group, hd, scale);
     // dP = dO V^T
-    gemm(false, true, group * T, T, hd, 1.0f, dop, hd, sq, vp, hd, sk, 0.0f, dP, T, ss, Bc * KV);
-    LLMKIT_LAUNCH(softmax_backward_kernel, blocks_for(rows * T, kThreads), kThreads, 0, S, dP,
+    gemm(false, true, GT, T, hd, 1.0f, dop, hd, c.sq, c.vp, hd, c.sk, 0.0f, dP, T, c.ss, batch);
+    LLMKIT_LAUNCH(softmax_backward_kernel, blocks_for(rows * T, kThreads), kThreads, 0, c.S, dP,
                   lse + static_cast<size_t>(b0) * NH * T, static_cast<const float*>(D), rows, T);
     check_launch("attention backward (softmax)");
     // dQ = scale dS K; dK = scale dS^T Q (summing the group); dV = P^T dO
-    gemm(false, false, group * T, hd, T, scale, dP, T, ss, kp, hd, sk, 0.0f, dqp, hd, sq, Bc * KV);
-    gemm(true, false, T, hd, group * T, scale, dP, T, ss, qp, hd, sq, 0.0f, dkp, hd, sk, Bc * KV);
-    gemm(true, false, T, hd, group * T, 1.0f, S, T, ss, dop, hd, sq, 0.0f, dvp, hd, sk, Bc * KV);
+    gemm(false, false, GT, hd, T, c.scale, dP, T, c.ss, c.kp, hd, c.sk, 0.0f, dqp, hd, c.sq, batch);
+    gemm(true, false, T, hd, GT, c.scale, dP, T, c.ss, c.qp, hd, c.sq, 0.0f, dkp, hd, c.sk, batch);
+    gemm(true, false, T, hd, GT, 1.0f, c.S, T, c.ss, dop, hd, c.sq, 0.0f, dvp, hd, c.sk, batch);
     permute(dq + q0, dqp, Bc, T, NH, hd, false);
-    permute(dk + k0, dkp, Bc, T, KV, hd, false);
-    permute(dv + k0, dvp, Bc, T, KV, hd, false);
+    permute(dk + c.kv_offset(b0), dkp, Bc, T, KV, hd, false);
+    permute(dv + c.kv_offset(b0), dvp, Bc, T, KV, hd, false);
   }
 }
 

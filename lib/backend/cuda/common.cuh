@@ -68,26 +68,21 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-// Sum over the block's threads, every thread gets it. blockDim.x a multiple of 32, at most 1024.
-__device__ __forceinline__ float block_sum(float v) {
+// A reduction over the block's threads (sum or max), every thread gets it. blockDim.x a
+// multiple of 32, at most 1024.
+template <bool kMax>
+__device__ __forceinline__ float block_reduce(float v) {
   __shared__ float partial[32];
-  v = warp_sum(v);
+  v = kMax ? warp_max(v) : warp_sum(v);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   if (lane == 0) partial[warp] = v;
   __syncthreads();
-  v = warp_sum(lane < warps ? partial[lane] : 0.0f);
+  v = lane < warps ? partial[lane] : (kMax ? -INFINITY : 0.0f);
+  v = kMax ? warp_max(v) : warp_sum(v);
   __syncthreads();  // partial is reused by the next call
   return v;
 }
-__device__ __forceinline__ float block_max(float v) {
-  __shared__ float partial[32];
-  v = warp_max(v);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-  if (lane == 0) partial[warp] = v;
-  __syncthreads();
-  v = warp_max(lane < warps ? partial[lane] : -INFINITY);
-  __syncthreads();
-  return v;
-}
+__device__ __forceinline__ float block_sum(float v) { return block_reduce<false>(v); }
+__device__ __forceinline__ float block_max(float v) { return block_reduce<true>(v); }
 
 }  // namespace llmkit::LLMKIT_CUDA_NS

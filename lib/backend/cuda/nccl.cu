@@ -66,30 +66,32 @@ class NcclCollectives final : public Collectives {
   // Segments of unequal length: one ncclReduce per owner, grouped so that NCCL runs them
   // together (ncclReduceScatter wants equal segments).
   void reduce_scatter_sum(float* buf, const std::vector<size_t>& counts) override {
-    if (size_ <= 1) return;
-    check_nccl(ncclGroupStart(), "ncclGroupStart");
-    size_t off = 0;
-    for (int r = 0; r < size_; ++r) {
-      const size_t n = counts[static_cast<size_t>(r)];
-      if (n) check_nccl(ncclReduce(buf + off, buf + off, n, ncclFloat, ncclSum, r, comm_, 0), "ncclReduce");
-      off += n;
-    }
-    check_nccl(ncclGroupEnd(), "ncclGroupEnd");
+    per_segment(buf, counts, [&](float* p, size_t n, int owner) {
+      check_nccl(ncclReduce(p, p, n, ncclFloat, ncclSum, owner, comm_, 0), "ncclReduce");
+    });
   }
 
   void all_gather(float* buf, const std::vector<size_t>& counts) override {
+    per_segment(buf, counts, [&](float* p, size_t n, int owner) {
+      check_nccl(ncclBroadcast(p, p, n, ncclFloat, owner, comm_, 0), "ncclBroadcast");
+    });
+  }
+
+ private:
+  // op(segment, length, owner) for each non-empty segment, in one NCCL group.
+  template <class Op>
+  void per_segment(float* buf, const std::vector<size_t>& counts, Op op) {
     if (size_ <= 1) return;
     check_nccl(ncclGroupStart(), "ncclGroupStart");
     size_t off = 0;
     for (int r = 0; r < size_; ++r) {
       const size_t n = counts[static_cast<size_t>(r)];
-      if (n) check_nccl(ncclBroadcast(buf + off, buf + off, n, ncclFloat, r, comm_, 0), "ncclBroadcast");
+      if (n) op(buf + off, n, r);
       off += n;
     }
     check_nccl(ncclGroupEnd(), "ncclGroupEnd");
   }
 
- private:
   int rank_, size_;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
