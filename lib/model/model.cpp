@@ -225,6 +225,7 @@ Model::Model(const ModelConfig& cfg, Backend& backend, ModelOptions options)
   frozen_.assign(specs_.size(), false);
   w_ = be_.alloc(total_);
   g_ = be_.alloc(total_);
+  be_.set_parameters(w_, total_);
   bind();
 }
 
@@ -310,6 +311,7 @@ bool Model::is_frozen(const std::string& name) const {
 
 Model::~Model() {
   if (acts_.buf) be_.release(acts_.buf);
+  if (acts_.stats) be_.release(acts_.stats);
   be_.release(w_);
   be_.release(g_);
 }
@@ -383,14 +385,21 @@ void Model::zero_grad() { be_.zero(g_, total_); }
 
 // ---- Activations ---------------------------------------------------------------------------------
 
-size_t Model::activation_bytes(int B, int T) const {
-  const size_t N = static_cast<size_t>(B) * T, C = cfg_.dim, F = cfg_.ffn_dim;
+void Model::activation_sizes(size_t N, size_t& acts, size_t& stats) const {
+  const size_t C = cfg_.dim, F = cfg_.ffn_dim, V = static_cast<size_t>(cfg_.padded_vocab());
   const size_t QC = static_cast<size_t>(cfg_.heads) * cfg_.head_dim(), KC = static_cast<size_t>(cfg_.kv_heads) * cfg_.head_dim();
   const size_t mlp = N * 3 * F;  // f1, f3, act: per layer, or once with recompute_mlp
-  const size_t per_layer = N * (4 * C + 2 * QC + 2 * KC + 4) + static_cast<size_t>(B) * cfg_.heads * T + (opts_.recompute_mlp ? 0 : mlp);
-  const size_t top = N * (2 * C + 2 + 3 + static_cast<size_t>(cfg_.padded_vocab())) + (opts_.recompute_mlp ? mlp : 0);
-  const size_t scratch = N * (C + C + QC + 2 * KC + std::max(F, QC) + 2 * F + 1);
-  return 4 * (per_layer * cfg_.layers + top + scratch);
+  const size_t layer = N * (4 * C + 2 * QC + 2 * KC) + (opts_.recompute_mlp ? 0 : mlp);
+  const size_t top = N * (2 * C + V) + (opts_.recompute_mlp ? mlp : 0);
+  const size_t scratch = N * (2 * C + QC + 2 * KC + std::max(F, QC) + 2 * F);  // gradients
+  acts = layer * cfg_.layers + top + scratch;
+  stats = N * (4 + static_cast<size_t>(cfg_.heads)) * cfg_.layers + 6 * N;  // norms' mean, rstd; lse; logp...
+}
+
+size_t Model::activation_bytes(int B, int T) const {
+  size_t acts = 0, stats = 0;
+  activation_sizes(static_cast<size_t>(B) * T, acts, stats);
+  return acts * be_.activation_value_bytes() + stats * 4;
 }
 
 void Model::ensure_acts(int B, int T) {
@@ -406,17 +415,25 @@ void Model::ensure_rows(int tokens) {
     // through N, which fits.
   } else {
     if (acts_.buf) be_.release(acts_.buf);
-    acts_.floats = activation_bytes(1, tokens) / 4;
-    acts_.buf = be_.alloc(acts_.floats);
+    if (acts_.stats) be_.release(acts_.stats);
+    acts_.buf = acts_.stats = nullptr;
+    activation_sizes(static_cast<size_t>(tokens), acts_.floats, acts_.stat_floats);
+    acts_.buf = be_.alloc_activations(acts_.floats);
+    acts_.stats = be_.alloc(acts_.stat_floats);
     cap_tokens_ = tokens;
   }
   // Carve (again: layouts depend on N = B*T only, and lse on B*NH*T = N*NH).
   const size_t N = static_cast<size_t>(cap_tokens_), C = cfg_.dim, F = cfg_.ffn_dim;
   const size_t QC = static_cast<size_t>(cfg_.heads) * cfg_.head_dim(), KC = static_cast<size_t>(cfg_.kv_heads) * cfg_.head_dim();
-  float* p = acts_.buf;
+  float *p = acts_.buf, *ps = acts_.stats;
   auto take = [&](size_t n) {
     float* r = p;
     p += n;
+    return r;
+  };
+  auto stat = [&](size_t n) {
+    float* r = ps;
+    ps += n;
     return r;
   };
   float *shared_f1 = nullptr, *shared_f3 = nullptr, *shared_act = nullptr;
@@ -428,17 +445,17 @@ void Model::ensure_rows(int tokens) {
   for (Layer& L : layers_) {
     L.x = take(N * C);
     L.h1 = take(N * C);
-    L.mean1 = take(N);
-    L.rstd1 = take(N);
+    L.mean1 = stat(N);
+    L.rstd1 = stat(N);
     L.q = take(N * QC);
     L.k = take(N * KC);
     L.v = take(N * KC);
     L.att = take(N * QC);
-    L.lse = take(N * cfg_.heads);
+    L.lse = stat(N * cfg_.heads);
     L.xmid = take(N * C);
     L.h2 = take(N * C);
-    L.mean2 = take(N);
-    L.rstd2 = take(N);
+    L.mean2 = stat(N);
+    L.rstd2 = stat(N);
     L.f1 = shared_f1 ? shared_f1 : take(N * F);
     L.f3 = shared_f3 ? shared_f3 : take(N * F);
     L.act = shared_act ? shared_act : take(N * F);
@@ -446,11 +463,11 @@ void Model::ensure_rows(int tokens) {
   Top& t = *top_;
   t.xf = take(N * C);
   t.hf = take(N * C);
-  t.meanf = take(N);
-  t.rstdf = take(N);
-  t.logp = take(N);
-  t.values = take(N);
-  t.dvalues = take(N);
+  t.meanf = stat(N);
+  t.rstdf = stat(N);
+  t.logp = stat(N);
+  t.values = stat(N);
+  t.dvalues = stat(N);
   acts_.logits = take(N * static_cast<size_t>(cfg_.padded_vocab()));
   t.tmp = take(N * C);
   t.dres = take(N * C);
@@ -460,8 +477,9 @@ void Model::ensure_rows(int tokens) {
   t.datt = take(N * std::max(F, QC));  // d(mlp act) [N, F], then d(attention out) [N, QC]
   t.df1 = take(N * F);
   t.df3 = take(N * F);
-  t.dlogp = take(N);
-  if (static_cast<size_t>(p - acts_.buf) > acts_.floats) throw Error("", "internal: activation layout overflow");
+  t.dlogp = stat(N);
+  if (static_cast<size_t>(p - acts_.buf) > acts_.floats || static_cast<size_t>(ps - acts_.stats) > acts_.stat_floats)
+    throw Error("", "internal: activation layout overflow");
 }
 
 // ---- Forward ---------------------------------------------------------------------------------------
@@ -644,8 +662,8 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host) {
 KVCache::KVCache(Backend& be, int layers, int slots, int max_len, int kv_dim)
     : be_(be), slots_(slots), max_len_(max_len), kv_dim_(kv_dim) {
   size_t n = static_cast<size_t>(layers) * slots * static_cast<size_t>(max_len) * kv_dim;
-  k_ = be_.alloc(n);
-  v_ = be_.alloc(n);
+  k_ = be_.alloc_activations(n);  // copied from the activations' keys and values
+  v_ = be_.alloc_activations(n);
 }
 
 KVCache::~KVCache() {

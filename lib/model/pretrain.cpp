@@ -352,6 +352,7 @@ void Trainer::optimizer_step(double lr, float clip_scale, int64_t t) {
                s.decay ? static_cast<float>(cfg_.weight_decay) : 0.0f, t, clip_scale);
   }
   if (sharded_) coll_->all_gather(w, counts_);
+  be_->parameters_changed();  // a GPU's bf16 copy of the weights is made again before use
 }
 
 double Trainer::evaluate() {

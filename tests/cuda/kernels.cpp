@@ -255,6 +255,39 @@ void test_crossentropy(Backend& cpu, Backend& gpu, std::mt19937& rng, int N, int
   logits.expect("  backward in place", 1e-4, 1e-6);
 }
 
+// Activation buffers of a bf16 backend: half the bytes, values rounded to bf16 on the way in,
+// copies between them and fp32 buffers converting.
+void test_storage(Backend& gpu, std::mt19937& rng) {
+  const size_t n = 1001;
+  auto values = random(n, rng, 100.0f);
+  float* act = gpu.alloc_activations(n);
+  float* plain = gpu.alloc(n);
+  gpu.upload(act, values.data(), n);
+  std::vector<float> back(n), rounded(n);
+  gpu.download(back.data(), act, n);
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, &values[i], 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    std::memcpy(&rounded[i], &u, 4);
+  }
+  expect_close(back, rounded, 0, 0, "bf16 activations: upload rounds to nearest even");
+  gpu.copy(plain, act + 1, n - 1);  // an offset handle, into fp32
+  gpu.download(back.data(), plain, n - 1);
+  expect_close(std::vector<float>(back.begin(), back.begin() + static_cast<long>(n - 1)),
+               std::vector<float>(rounded.begin() + 1, rounded.end()), 0, 0, "  copy to fp32 from an offset");
+  gpu.zero(act + 10, 5);
+  gpu.download(back.data(), act, n);
+  for (size_t i = 10; i < 15; ++i) rounded[i] = 0.0f;
+  expect_close(back, rounded, 0, 0, "  zero a range");
+  ++checks;
+  const bool half = gpu.activation_value_bytes() == 2;
+  std::printf("%-58s %s\n", "  2 bytes a value", half ? "ok" : "FAILED");
+  failures += !half;
+  gpu.release(act);
+  gpu.release(plain);
+}
+
 // Steps of AdamW on a fixed batch with the model on each backend from the same weights: the
 // losses (each step's forward) must track the CPU's.
 void test_model(Backend& cpu, Backend& gpu, const std::string& json, const char* name, int steps, double rel) {
@@ -380,8 +413,9 @@ int main(int argc, char** argv) {
   test_crossentropy(*cpu, g, rng, 3, 10, 64);
   test_crossentropy(*cpu, g, rng, 9, 300, 320);
   test_model(*cpu, g, kLlama, "llama (fp32 matmuls)", 4, 1e-4);
-  // bf16 matmuls: 8 significant bits in, fp32 sums.
+  // bf16 matmuls: 8 significant bits in, fp32 sums; activations stored in bf16.
   Backend& b = *gpu_bf16;
+  test_storage(b, rng);
   test_matmul(*cpu, b, rng, 33, 200, 50, true, 2e-2);
   // The fused (flash) attention: head sizes 32 and 64, lengths across tile edges, grouped heads.
   test_attention(*cpu, b, rng, 1, 70, 2, 1, 64, 1e-2, 1e-2);

@@ -24,7 +24,7 @@ constexpr unsigned kThreads = 256;
 constexpr size_t kScoreBudget = size_t{1} << 28;  // floats of scores per chunk (1 GiB)
 
 // [B, T, H, hd] <-> [B, H, T, hd]
-__global__ void permute_kernel(float* out, const float* in, int B, int T, int H, int hd, bool to_heads) {
+__global__ void permute_kernel(Ref out, Ref in, int B, int T, int H, int hd, bool to_heads) {
   const size_t total = static_cast<size_t>(B) * T * H * hd;
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     // i indexes the [B, T, H, hd] tensor
@@ -33,8 +33,8 @@ __global__ void permute_kernel(float* out, const float* in, int B, int T, int H,
     const int t = static_cast<int>(i / (static_cast<size_t>(hd) * H) % T);
     const size_t b = i / (static_cast<size_t>(hd) * H * T);
     const size_t j = ((b * H + h) * T + t) * hd + d;
-    if (to_heads) out[j] = in[i];
-    else out[i] = in[j];
+    if (to_heads) out.set(j, in.get(i));
+    else out.set(i, in.get(j));
   }
 }
 
@@ -57,12 +57,12 @@ __global__ void softmax_kernel(float* s, float* lse, size_t rows, int T) {
 }
 
 // D[(b, h, t)] = sum over d of dout * out, rows in [B, T, H, hd] order written to [B, H, T].
-__global__ void rowdot_kernel(float* D, const float* dout, const float* out, int B, int T, int H, int hd) {
+__global__ void rowdot_kernel(float* D, Ref dout, Ref out, int B, int T, int H, int hd) {
   const size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / 32) + threadIdx.x / 32;  // (b, t, h)
   if (row >= static_cast<size_t>(B) * T * H) return;
   const int lane = threadIdx.x % 32;
   float s = 0.0f;
-  for (int d = lane; d < hd; d += 32) s += dout[row * hd + d] * out[row * hd + d];
+  for (int d = lane; d < hd; d += 32) s += dout.get(row * hd + d) * out.get(row * hd + d);
   s = warp_sum(s);
   const int h = static_cast<int>(row % H), t = static_cast<int>(row / H % T);
   const size_t b = row / (static_cast<size_t>(H) * T);
@@ -96,7 +96,7 @@ bool use_flash(int hd) {
   return !forced_gemm && precision() == Precision::bf16 && flash_attention_supports(hd);
 }
 
-void permute(float* out, const float* in, int B, int T, int H, int hd, bool to_heads) {
+void permute(Ref out, Ref in, int B, int T, int H, int hd, bool to_heads) {
   const size_t n = static_cast<size_t>(B) * T * H * hd;
   if (!n) return;
   LLMKIT_LAUNCH(permute_kernel, blocks_for(n, kThreads), kThreads, 0, out, in, B, T, H, hd, to_heads);
@@ -116,13 +116,13 @@ int chunk_sequences(int B, int T, int NH) {
 
 // S = scale * Q K^T for every (sequence, kv head) of the chunk: [group*T, hd] x [T, hd]^T.
 void scores(float* S, const float* qp, const float* kp, int Bc, int T, int KV, int group, int hd, float scale) {
-  gemm(false, true, group * T, T, hd, scale, qp, hd, static_cast<int64_t>(group) * T * hd, kp, hd, static_cast<int64_t>(T) * hd,
-       0.0f, S, T, static_cast<int64_t>(group) * T * T, Bc * KV);
+  gemm(false, true, group * T, T, hd, scale, f32(qp), hd, static_cast<int64_t>(group) * T * hd, f32(kp), hd,
+       static_cast<int64_t>(T) * hd, 0.0f, f32(S), T, static_cast<int64_t>(group) * T * T, Bc * KV);
 }
 
 }  // namespace
 
-void attention_rowdot(float* D, const float* dout, const float* out, int B, int T, int H, int hd) {
+void attention_rowdot(float* D, Ref dout, Ref out, int B, int T, int H, int hd) {
   const size_t rows = static_cast<size_t>(B) * T * H;
   if (!rows) return;
   LLMKIT_LAUNCH(rowdot_kernel, blocks_for(rows, kThreads / 32), kThreads, 0, D, dout, out, B, T, H, hd);
@@ -152,18 +152,17 @@ struct Chunks {
   size_t q_offset(int b0) const { return static_cast<size_t>(b0) * T * NH * hd; }
   size_t kv_offset(int b0) const { return static_cast<size_t>(b0) * T * KV * hd; }
   // Heads of sequences b0..b0+Bc-1 into qp, kp, vp; then S = scale Q K^T.
-  void load_and_score(const float* q, const float* k, const float* v, int b0, int Bc) {
-    permute(qp, q + q_offset(b0), Bc, T, NH, hd, true);
-    permute(kp, k + kv_offset(b0), Bc, T, KV, hd, true);
-    permute(vp, v + kv_offset(b0), Bc, T, KV, hd, true);
+  void load_and_score(Ref q, Ref k, Ref v, int b0, int Bc) {
+    permute(f32(qp), q.at(q_offset(b0)), Bc, T, NH, hd, true);
+    permute(f32(kp), k.at(kv_offset(b0)), Bc, T, KV, hd, true);
+    permute(f32(vp), v.at(kv_offset(b0)), Bc, T, KV, hd, true);
     scores(S, qp, kp, Bc, T, KV, group, hd, scale);
   }
 };
 
 }  // namespace
 
-void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int T, int NH, int KV,
-                       int hd) {
+void attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, int B, int T, int NH, int KV, int hd) {
   check_heads(NH, KV);
   if (B <= 0 || T <= 0) return;
   if (use_flash(hd)) return flash_attention_forward(out, lse, q, k, v, B, T, NH, KV, hd);
@@ -176,13 +175,13 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
     LLMKIT_LAUNCH(softmax_kernel, blocks_for(rows, kThreads / 32), kThreads, 0, c.S, lse + static_cast<size_t>(b0) * NH * T, rows, T);
     check_launch("attention (softmax)");
     // O = P V: [group*T, T] x [T, hd]
-    gemm(false, false, c.group * T, hd, T, 1.0f, c.S, T, c.ss, c.vp, hd, c.sk, 0.0f, op, hd, c.sq, Bc * KV);
-    permute(out + c.q_offset(b0), op, Bc, T, NH, hd, false);
+    gemm(false, false, c.group * T, hd, T, 1.0f, f32(c.S), T, c.ss, f32(c.vp), hd, c.sk, 0.0f, f32(op), hd, c.sq, Bc * KV);
+    permute(out.at(c.q_offset(b0)), f32(op), Bc, T, NH, hd, false);
   }
 }
 
-void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
-                        const float* out, const float* lse, int B, int T, int NH, int KV, int hd) {
+void attention_backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, const float* lse, int B, int T, int NH,
+                        int KV, int hd) {
   check_heads(NH, KV);
   if (B <= 0 || T <= 0) return;
   if (use_flash(hd)) return flash_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, KV, hd);
@@ -198,20 +197,20 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     const int Bc = std::min(c.chunk, B - b0), batch = Bc * KV;
     const size_t q0 = c.q_offset(b0), rows = static_cast<size_t>(Bc) * NH * T;
     c.load_and_score(q, k, v, b0, Bc);
-    permute(dop, dout + q0, Bc, T, NH, hd, true);
-    attention_rowdot(D, dout + q0, out + q0, Bc, T, NH, hd);
+    permute(f32(dop), dout.at(q0), Bc, T, NH, hd, true);
+    attention_rowdot(D, dout.at(q0), out.at(q0), Bc, T, NH, hd);
     // dP = dO V^T
-    gemm(false, true, GT, T, hd, 1.0f, dop, hd, c.sq, c.vp, hd, c.sk, 0.0f, dP, T, c.ss, batch);
+    gemm(false, true, GT, T, hd, 1.0f, f32(dop), hd, c.sq, f32(c.vp), hd, c.sk, 0.0f, f32(dP), T, c.ss, batch);
     LLMKIT_LAUNCH(softmax_backward_kernel, blocks_for(rows * T, kThreads), kThreads, 0, c.S, dP,
                   lse + static_cast<size_t>(b0) * NH * T, static_cast<const float*>(D), rows, T);
     check_launch("attention backward (softmax)");
     // dQ = scale dS K; dK = scale dS^T Q (summing the group); dV = P^T dO
-    gemm(false, false, GT, hd, T, c.scale, dP, T, c.ss, c.kp, hd, c.sk, 0.0f, dqp, hd, c.sq, batch);
-    gemm(true, false, T, hd, GT, c.scale, dP, T, c.ss, c.qp, hd, c.sq, 0.0f, dkp, hd, c.sk, batch);
-    gemm(true, false, T, hd, GT, 1.0f, c.S, T, c.ss, dop, hd, c.sq, 0.0f, dvp, hd, c.sk, batch);
-    permute(dq + q0, dqp, Bc, T, NH, hd, false);
-    permute(dk + c.kv_offset(b0), dkp, Bc, T, KV, hd, false);
-    permute(dv + c.kv_offset(b0), dvp, Bc, T, KV, hd, false);
+    gemm(false, false, GT, hd, T, c.scale, f32(dP), T, c.ss, f32(c.kp), hd, c.sk, 0.0f, f32(dqp), hd, c.sq, batch);
+    gemm(true, false, T, hd, GT, c.scale, f32(dP), T, c.ss, f32(c.qp), hd, c.sq, 0.0f, f32(dkp), hd, c.sk, batch);
+    gemm(true, false, T, hd, GT, 1.0f, f32(c.S), T, c.ss, f32(dop), hd, c.sq, 0.0f, f32(dvp), hd, c.sk, batch);
+    permute(dq.at(q0), f32(dqp), Bc, T, NH, hd, false);
+    permute(dk.at(c.kv_offset(b0)), f32(dkp), Bc, T, KV, hd, false);
+    permute(dv.at(c.kv_offset(b0)), f32(dvp), Bc, T, KV, hd, false);
   }
 }
 
@@ -224,16 +223,16 @@ constexpr int kMaxCachedKeys = 50 * 1024;  // scores in shared memory: 200 KiB
 
 // Block (row r, head h): scores of query r against keys 0..start+r in shared memory, softmax,
 // then out = P V with one output channel per thread.
-__global__ void attention_cached_kernel(float* out, const float* q, const float* kc, const float* vc, int start, int NH, int KV,
+__global__ void attention_cached_kernel(Ref out, Ref q, Ref kc, Ref vc, int start, int NH, int KV,
                                         int hd, float scale) {
   LLMKIT_DYNAMIC_SHARED(float, s);
   const int r = blockIdx.x, h = blockIdx.y, g = h / (NH / KV), keys = start + r + 1;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-  const float* qr = q + (static_cast<size_t>(r) * NH + h) * hd;
+  const Ref qr = q.at((static_cast<size_t>(r) * NH + h) * hd);
   for (int j = warp; j < keys; j += warps) {
-    const float* kr = kc + (static_cast<size_t>(j) * KV + g) * hd;
+    const Ref kr = kc.at((static_cast<size_t>(j) * KV + g) * hd);
     float dot = 0.0f;
-    for (int d = lane; d < hd; d += 32) dot += qr[d] * kr[d];
+    for (int d = lane; d < hd; d += 32) dot += qr.get(d) * kr.get(d);
     dot = warp_sum(dot);
     if (lane == 0) s[j] = dot * scale;
   }
@@ -250,14 +249,14 @@ __global__ void attention_cached_kernel(float* out, const float* q, const float*
   const float inv = 1.0f / sum;
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float acc = 0.0f;
-    for (int j = 0; j < keys; ++j) acc += s[j] * vc[(static_cast<size_t>(j) * KV + g) * hd + d];
-    out[(static_cast<size_t>(r) * NH + h) * hd + d] = acc * inv;
+    for (int j = 0; j < keys; ++j) acc += s[j] * vc.get((static_cast<size_t>(j) * KV + g) * hd + d);
+    out.set((static_cast<size_t>(r) * NH + h) * hd + d, acc * inv);
   }
 }
 
 }  // namespace
 
-void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache, int start, int rows, int NH,
+void attention_cached(Ref out, Ref q, Ref k_cache, Ref v_cache, int start, int rows, int NH,
                       int KV, int hd) {
   check_heads(NH, KV);
   if (rows <= 0) return;

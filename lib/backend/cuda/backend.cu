@@ -1,9 +1,21 @@
-// The CUDA backend: llmkit's Backend (llmkit/backend.hpp) on one GPU. Buffers are fp32 device
-// memory; GEMMs run on tensor cores at the chosen precision (matmul.cu); everything else is a
-// kernel of this directory. Token, target and position arrays arrive as host memory and are
-// copied to the device here (they are small: one int per row).
+// The CUDA backend: llmkit's Backend (llmkit/backend.hpp) on one GPU. GEMMs run on tensor cores
+// at the chosen precision (matmul.cu); everything else is a kernel of this directory. Token,
+// target and position arrays arrive as host memory and are copied to the device here (they are
+// small: one int per row).
+//
+// Mixed precision (--precision bf16): activations and their gradients are bf16 in memory, half
+// the bytes; the weights' fp32 master copy, the gradients of the weights, AdamW's moments and
+// the per-row statistics stay fp32, and every sum accumulates in fp32. Matmuls read a bf16 copy
+// of the weights, made again after each optimizer step (one pass over them). An activation
+// buffer is handed out as a handle: an address range reserved (PROT_NONE, so a stray host
+// access faults) with 4 bytes per value, so that the model's pointer arithmetic counts values
+// as for any buffer; each operation translates handles to the bf16 memory behind them.
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -24,7 +36,7 @@ Precision parse_precision(const std::string& p) {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(Precision p) : precision_(p) {
+  explicit CudaBackend(Precision p) : precision_(p), bf16_(p == Precision::bf16) {
 #if defined(__CUDACC__)
     int device = 0;
     check(cudaGetDevice(&device), "cudaGetDevice");
@@ -33,28 +45,95 @@ class CudaBackend final : public Backend {
     device_name_ = "the CUDA emulator";
 #endif
   }
+  ~CudaBackend() override {
+    for (auto& [virt, block] : acts_) {
+      device_free(block.real);
+      munmap(reinterpret_cast<void*>(virt), block.reserved);
+    }
+    if (shadow_) device_free(shadow_);
+  }
   const char* name() const override { return "cuda"; }
   std::string device_name() const override { return device_name_; }
+
+  // ---- Memory ----
 
   float* alloc(size_t n) override {
     float* p = static_cast<float*>(device_alloc(n * sizeof(float)));
     check(cudaMemset(p, 0, n * sizeof(float)), "cudaMemset");
     return p;
   }
-  void release(float* p) override { device_free(p); }
-  void zero(float* p, size_t n) override { check(cudaMemsetAsync(p, 0, n * sizeof(float)), "cudaMemsetAsync"); }
+  float* alloc_activations(size_t n) override {
+    if (!bf16_) return alloc(n);
+    Block b;
+    b.values = n;
+    b.real = device_alloc(n * 2);
+    check(cudaMemset(b.real, 0, n * 2), "cudaMemset");
+    b.reserved = std::max<size_t>(n * sizeof(float), 1);
+    void* virt = mmap(nullptr, b.reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (virt == MAP_FAILED) {
+      device_free(b.real);
+      throw Error("cuda", "cannot reserve address space for an activation buffer");
+    }
+    acts_[reinterpret_cast<uintptr_t>(virt)] = b;
+    return static_cast<float*>(virt);
+  }
+  size_t activation_value_bytes() const override { return bf16_ ? 2 : 4; }
+  void release(float* p) override {
+    auto it = acts_.find(reinterpret_cast<uintptr_t>(p));
+    if (it == acts_.end()) return device_free(p);
+    device_free(it->second.real);
+    munmap(p, it->second.reserved);
+    acts_.erase(it);
+  }
+  void zero(float* p, size_t n) override {
+    const Ref r = ref(p);
+    check(cudaMemsetAsync(r.p, 0, n * bytes(r)), "cudaMemsetAsync");
+    touched(p, n);
+  }
   void upload(float* dst, const float* host, size_t n) override {
-    check(cudaMemcpy(dst, host, n * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy to the device");
+    const Ref r = ref(dst);
+    if (r.bf16) {
+      std::vector<uint16_t> h(n);
+      for (size_t i = 0; i < n; ++i) h[i] = to_bf16(host[i]);
+      check(cudaMemcpy(r.p, h.data(), n * 2, cudaMemcpyHostToDevice), "cudaMemcpy to the device");
+    } else {
+      check(cudaMemcpy(r.p, host, n * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy to the device");
+    }
+    touched(dst, n);
   }
   void download(float* host, const float* src, size_t n) override {
-    check(cudaMemcpy(host, src, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy to the host");
+    const Ref r = ref(src);
+    if (r.bf16) {
+      std::vector<uint16_t> h(n);
+      check(cudaMemcpy(h.data(), r.p, n * 2, cudaMemcpyDeviceToHost), "cudaMemcpy to the host");
+      for (size_t i = 0; i < n; ++i) {
+        const uint32_t u = static_cast<uint32_t>(h[i]) << 16;
+        std::memcpy(host + i, &u, 4);
+      }
+    } else {
+      check(cudaMemcpy(host, r.p, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy to the host");
+    }
   }
   void copy(float* dst, const float* src, size_t n) override {
-    check(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice), "cudaMemcpyAsync");
+    const Ref d = ref(dst), s = ref(src);
+    if (d.bf16 == s.bf16) check(cudaMemcpyAsync(d.p, s.p, n * bytes(d), cudaMemcpyDeviceToDevice), "cudaMemcpyAsync");
+    else convert(d, s, n);
+    touched(dst, n);
   }
+  void set_parameters(float* w, size_t n) override {
+    params_ = w;
+    param_count_ = n;
+    if (!bf16_) return;
+    if (shadow_) device_free(shadow_);
+    shadow_ = device_alloc(n * 2);
+    shadow_stale_ = true;
+  }
+  void parameters_changed() override { shadow_stale_ = true; }
+
+  // ---- Operations ----
 
   void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T, int C) override {
-    LLMKIT_CUDA_NS::embedding_forward(out, upload_ints(Slot::tokens, tokens, static_cast<size_t>(B) * T), wte, wpe, B, T, C);
+    LLMKIT_CUDA_NS::embedding_forward(ref(out), upload_ints(Slot::tokens, tokens, static_cast<size_t>(B) * T), wte, wpe, B, T, C);
   }
 
   // The rows of each distinct token, found by sorting on the host: the kernel then sums each
@@ -79,91 +158,101 @@ class CudaBackend final : public Backend {
       run_dev = upload_ints(Slot::index_run, run.data(), run.size());
       token_dev = upload_ints(Slot::index_token, run_token.data(), run_token.size());
     }
-    LLMKIT_CUDA_NS::embedding_backward(dwte, dwpe, dout, order_dev, run_dev, token_dev, runs, B, T, C);
+    LLMKIT_CUDA_NS::embedding_backward(dwte, dwpe, ref(dout), order_dev, run_dev, token_dev, runs, B, T, C);
   }
 
   void embedding_at(float* out, const int32_t* tokens, const int32_t* pos, const float* wte, const float* wpe, int N,
                     int C) override {
     const int32_t* t = upload_ints(Slot::tokens, tokens, static_cast<size_t>(N));
     const int32_t* p = upload_ints(Slot::positions, pos, static_cast<size_t>(N));
-    LLMKIT_CUDA_NS::embedding_at(out, t, p, wte, wpe, N, C);
+    LLMKIT_CUDA_NS::embedding_at(ref(out), t, p, wte, wpe, N, C);
   }
 
   void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int C, float eps) override {
-    LLMKIT_CUDA_NS::rmsnorm_forward(out, rstd, inp, w, N, C, eps);
+    LLMKIT_CUDA_NS::rmsnorm_forward(ref(out), rstd, ref(inp), w, N, C, eps);
   }
   void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, const float* rstd, int N,
                         int C) override {
-    LLMKIT_CUDA_NS::rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C);
+    LLMKIT_CUDA_NS::rmsnorm_backward(ref(dinp), dw, ref(dout), ref(inp), w, rstd, N, C);
   }
   void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b, int N, int C,
                          float eps) override {
-    LLMKIT_CUDA_NS::layernorm_forward(out, mean, rstd, inp, w, b, N, C, eps);
+    LLMKIT_CUDA_NS::layernorm_forward(ref(out), mean, rstd, ref(inp), w, b, N, C, eps);
   }
   void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
                           const float* mean, const float* rstd, int N, int C) override {
-    LLMKIT_CUDA_NS::layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+    LLMKIT_CUDA_NS::layernorm_backward(ref(dinp), dw, db, ref(dout), ref(inp), w, mean, rstd, N, C);
   }
 
   // out[N, OC] = inp[N, C] w[OC, C]^T + bias
   void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int N, int C, int OC) override {
     set_precision(precision_);
-    gemm(false, true, N, OC, C, 1.0f, inp, C, 0, w, C, 0, 0.0f, out, OC, 0, 1, bias);
+    gemm(false, true, N, OC, C, 1.0f, ref(inp), C, 0, weight(w), C, 0, 0.0f, ref(out), OC, 0, 1, bias);
   }
   void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp, const float* w, int N, int C,
                        int OC) override {
     set_precision(precision_);
-    if (dinp) gemm(false, false, N, C, OC, 1.0f, dout, OC, 0, w, C, 0, 1.0f, dinp, C, 0, 1);  // += dout w
-    if (dw) gemm(true, false, OC, C, N, 1.0f, dout, OC, 0, inp, C, 0, 1.0f, dw, C, 0, 1);     // += dout^T inp
-    if (dbias) column_sum(dbias, dout, N, OC);
+    if (dinp) gemm(false, false, N, C, OC, 1.0f, ref(dout), OC, 0, weight(w), C, 0, 1.0f, ref(dinp), C, 0, 1);  // += dout w
+    if (dw) gemm(true, false, OC, C, N, 1.0f, ref(dout), OC, 0, ref(inp), C, 0, 1.0f, ref(dw), C, 0, 1);          // += dout^T inp
+    if (dbias) column_sum(dbias, ref(dout), N, OC);
   }
 
   void rope_forward(float* x, int B, int T, int heads, int hd, float theta) override {
-    rope(x, nullptr, B * T, T, heads, hd, theta, 1.0f);
+    rope(ref(x), nullptr, B * T, T, heads, hd, theta, 1.0f);
   }
   void rope_backward(float* dx, int B, int T, int heads, int hd, float theta) override {
-    rope(dx, nullptr, B * T, T, heads, hd, theta, -1.0f);
+    rope(ref(dx), nullptr, B * T, T, heads, hd, theta, -1.0f);
   }
   void rope_at(float* x, const int32_t* pos, int N, int heads, int hd, float theta) override {
-    rope(x, upload_ints(Slot::positions, pos, static_cast<size_t>(N)), N, 1, heads, hd, theta, 1.0f);
+    rope(ref(x), upload_ints(Slot::positions, pos, static_cast<size_t>(N)), N, 1, heads, hd, theta, 1.0f);
   }
 
   void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache, int start, int rows, int NH,
                         int KV, int hd) override {
-    LLMKIT_CUDA_NS::attention_cached(out, q, k_cache, v_cache, start, rows, NH, KV, hd);
+    LLMKIT_CUDA_NS::attention_cached(ref(out), ref(q), ref(k_cache), ref(v_cache), start, rows, NH, KV, hd);
   }
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int T, int NH, int KV,
                          int hd) override {
     set_precision(precision_);
-    LLMKIT_CUDA_NS::attention_forward(out, lse, q, k, v, B, T, NH, KV, hd);
+    LLMKIT_CUDA_NS::attention_forward(ref(out), lse, ref(q), ref(k), ref(v), B, T, NH, KV, hd);
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
                           const float* out, const float* lse, int B, int T, int NH, int KV, int hd) override {
     set_precision(precision_);
-    LLMKIT_CUDA_NS::attention_backward(dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, KV, hd);
+    LLMKIT_CUDA_NS::attention_backward(ref(dq), ref(dk), ref(dv), ref(dout), ref(q), ref(k), ref(v), ref(out), lse, B, T, NH, KV,
+                                       hd);
   }
 
   void swiglu_forward(float* out, const float* gate, const float* up, size_t n) override {
-    LLMKIT_CUDA_NS::swiglu_forward(out, gate, up, n);
+    LLMKIT_CUDA_NS::swiglu_forward(ref(out), ref(gate), ref(up), n);
   }
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, size_t n) override {
-    LLMKIT_CUDA_NS::swiglu_backward(dgate, dup, dout, gate, up, n);
+    LLMKIT_CUDA_NS::swiglu_backward(ref(dgate), ref(dup), ref(dout), ref(gate), ref(up), n);
   }
-  void gelu_forward(float* out, const float* inp, size_t n) override { LLMKIT_CUDA_NS::gelu_forward(out, inp, n); }
+  void gelu_forward(float* out, const float* inp, size_t n) override { LLMKIT_CUDA_NS::gelu_forward(ref(out), ref(inp), n); }
   void gelu_backward(float* dinp, const float* dout, const float* inp, size_t n) override {
-    LLMKIT_CUDA_NS::gelu_backward(dinp, dout, inp, n);
+    LLMKIT_CUDA_NS::gelu_backward(ref(dinp), ref(dout), ref(inp), n);
   }
-  void add(float* out, const float* a, const float* b, size_t n) override { LLMKIT_CUDA_NS::add(out, a, b, n); }
-  void accumulate(float* dst, const float* src, size_t n) override { LLMKIT_CUDA_NS::accumulate(dst, src, n); }
-  void scale(float* x, float s, size_t n) override { LLMKIT_CUDA_NS::scale(x, s, n); }
+  void add(float* out, const float* a, const float* b, size_t n) override {
+    LLMKIT_CUDA_NS::add(ref(out), ref(a), ref(b), n);
+    touched(out, n);
+  }
+  void accumulate(float* dst, const float* src, size_t n) override {
+    LLMKIT_CUDA_NS::accumulate(ref(dst), ref(src), n);
+    touched(dst, n);
+  }
+  void scale(float* x, float s, size_t n) override {
+    LLMKIT_CUDA_NS::scale(ref(x), s, n);
+    touched(x, n);
+  }
 
   void crossentropy_forward(float* logp, const float* logits, const int32_t* targets, int N, int V, int Vp) override {
-    LLMKIT_CUDA_NS::crossentropy_forward(logp, logits, upload_ints(Slot::targets, targets, static_cast<size_t>(N)), N, V, Vp);
+    LLMKIT_CUDA_NS::crossentropy_forward(logp, ref(logits), upload_ints(Slot::targets, targets, static_cast<size_t>(N)), N, V, Vp);
   }
   void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, const float* dlogp, int N, int V,
                              int Vp) override {
-    LLMKIT_CUDA_NS::crossentropy_backward(dlogits, logits, upload_ints(Slot::targets, targets, static_cast<size_t>(N)), dlogp, N,
-                                          V, Vp);
+    LLMKIT_CUDA_NS::crossentropy_backward(ref(dlogits), ref(logits), upload_ints(Slot::targets, targets, static_cast<size_t>(N)),
+                                          dlogp, N, V, Vp);
   }
 
   void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1, float beta2, float eps,
@@ -171,15 +260,60 @@ class CudaBackend final : public Backend {
     const float c1 = 1.0f - static_cast<float>(std::pow(beta1, static_cast<double>(t)));
     const float c2 = 1.0f - static_cast<float>(std::pow(beta2, static_cast<double>(t)));
     LLMKIT_CUDA_NS::adamw(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, c1, c2, grad_scale);
+    touched(p, n);
   }
   double sum_squares(const float* x, size_t n) override { return LLMKIT_CUDA_NS::sum_squares(x, n); }
   size_t peak_memory() const override { return peak_bytes(); }
   void synchronize() override { check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
 
  private:
+  struct Block {
+    void* real = nullptr;  // n bf16 values on the device
+    size_t values = 0, reserved = 0;
+  };
+
+  // A handle (activation buffer or plain device pointer) as the memory the kernels read.
+  Ref ref(const float* p) const {
+    if (!p || acts_.empty()) return f32(p);
+    const auto key = reinterpret_cast<uintptr_t>(p);
+    auto it = acts_.upper_bound(key);
+    if (it == acts_.begin()) return f32(p);
+    --it;
+    const size_t offset = (key - it->first) / sizeof(float);
+    if (offset >= it->second.values) return f32(p);
+    return {static_cast<char*>(it->second.real) + offset * 2, true};
+  }
+  static size_t bytes(const Ref& r) { return r.bf16 ? 2 : 4; }
+  static uint16_t to_bf16(float f) {  // round to nearest even, as __float2bfloat16
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+    return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  }
+
+  // A write that may have changed weights: their bf16 copy is made again before the next matmul.
+  void touched(const float* p, size_t n) {
+    if (shadow_ && p < params_ + param_count_ && p + n > params_) shadow_stale_ = true;
+  }
+  // A matmul's weight operand: the bf16 copy of the weights when there is one.
+  Ref weight(const float* w) {
+    if (!shadow_ || w < params_ || w >= params_ + param_count_) return ref(w);
+    if (shadow_stale_) {
+      convert(Ref{shadow_, true}, f32(params_), param_count_);
+      shadow_stale_ = false;
+    }
+    return Ref{static_cast<char*>(shadow_) + static_cast<size_t>(w - params_) * 2, true};
+  }
+
   // The GEMMs' compute type is set per call: backends of different precision may coexist.
   Precision precision_;
+  bool bf16_;  // activations in bf16, and a bf16 copy of the weights for the matmuls
   std::string device_name_;
+  std::map<uintptr_t, Block> acts_;  // by the handle's first address
+  const float* params_ = nullptr;
+  size_t param_count_ = 0;
+  void* shadow_ = nullptr;
+  bool shadow_stale_ = true;
 };
 
 }  // namespace

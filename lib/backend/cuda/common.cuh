@@ -12,6 +12,7 @@
 #include "llmkit/error.hpp"
 
 #if defined(__CUDACC__)
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #define LLMKIT_CUDA_NS cuda
 #define LLMKIT_LAUNCH(kernel, grid, block, smem, ...) kernel<<<(grid), (block), (smem)>>>(__VA_ARGS__)
@@ -27,6 +28,24 @@
 #endif
 
 namespace llmkit::LLMKIT_CUDA_NS {
+
+// A tensor argument of a kernel: device memory holding fp32 or bf16 values (activations are
+// bf16 when the backend trains in bf16; parameters, gradients and statistics are fp32). Reads
+// and writes go through get() and set(), in fp32; the branch is the same for every thread.
+struct Ref {
+  void* p = nullptr;
+  bool bf16 = false;
+  __device__ __forceinline__ float get(size_t i) const {
+    return bf16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]) : static_cast<const float*>(p)[i];
+  }
+  __device__ __forceinline__ void set(size_t i, float v) const {
+    if (bf16) static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16(v);
+    else static_cast<float*>(p)[i] = v;
+  }
+  __device__ __host__ Ref at(size_t offset) const { return {static_cast<char*>(p) + offset * (bf16 ? 2 : 4), bf16}; }
+  __device__ __host__ explicit operator bool() const { return p != nullptr; }
+};
+inline Ref f32(const float* p) { return {const_cast<float*>(p), false}; }
 
 // Throws llmkit::Error naming `what` when a CUDA call failed.
 void check(cudaError_t e, const char* what);
@@ -49,7 +68,7 @@ inline unsigned blocks_for(size_t n, unsigned threads) {
 // All kernels run on one stream, so an operation may reuse a slot as soon as it is called.
 enum class Slot {
   partial, tokens, targets, positions, index, index_run, index_token,
-  attn_s, attn_dp, attn_q, attn_k, attn_v, attn_o, attn_do, attn_dk, attn_dv, attn_rows, count
+  attn_s, attn_dp, attn_q, attn_k, attn_v, attn_o, attn_do, attn_dk, attn_dv, attn_rows, convert, shadow, count
 };
 float* scratch(Slot slot, size_t floats);
 // Uploads n int32 host values into the slot (skipped when they equal the last upload there).

@@ -9,53 +9,52 @@ namespace {
 
 constexpr unsigned kThreads = 512;
 
-__device__ float row_log_sum_exp(const float* l, int V) {
+__device__ float row_log_sum_exp(Ref l, int V) {
   float m = -INFINITY;
-  for (int j = threadIdx.x; j < V; j += blockDim.x) m = fmaxf(m, l[j]);
+  for (int j = threadIdx.x; j < V; j += blockDim.x) m = fmaxf(m, l.get(j));
   m = block_max(m);
   float s = 0.0f;
-  for (int j = threadIdx.x; j < V; j += blockDim.x) s += __expf(l[j] - m);
+  for (int j = threadIdx.x; j < V; j += blockDim.x) s += __expf(l.get(j) - m);
   return m + logf(block_sum(s));
 }
 
-__global__ void crossentropy_forward_kernel(float* logp, const float* logits, const int32_t* targets, int V, int Vp) {
+__global__ void crossentropy_forward_kernel(float* logp, Ref logits, const int32_t* targets, int V, int Vp) {
   const size_t row = blockIdx.x;
   const int target = targets[row];
   if (target < 0) {  // the whole block leaves together: no barrier is skipped by some threads only
     if (threadIdx.x == 0) logp[row] = 0.0f;
     return;
   }
-  const float* l = logits + row * Vp;
+  const Ref l = logits.at(row * Vp);
   const float lse = row_log_sum_exp(l, V);
-  if (threadIdx.x == 0) logp[row] = l[target] - lse;
+  if (threadIdx.x == 0) logp[row] = l.get(target) - lse;
 }
 
-__global__ void crossentropy_backward_kernel(float* dlogits, const float* logits, const int32_t* targets, const float* dlogp,
-                                             int V, int Vp) {
+__global__ void crossentropy_backward_kernel(Ref dlogits, Ref logits, const int32_t* targets, const float* dlogp, int V,
+                                             int Vp) {
   const size_t row = blockIdx.x;
   const int target = targets[row];
   const float c = target < 0 ? 0.0f : dlogp[row];
-  float* d = dlogits + row * Vp;
+  const Ref d = dlogits.at(row * Vp);
   if (c == 0.0f) {
-    for (int j = threadIdx.x; j < Vp; j += blockDim.x) d[j] = 0.0f;
+    for (int j = threadIdx.x; j < Vp; j += blockDim.x) d.set(j, 0.0f);
     return;
   }
-  const float* l = logits + row * Vp;
+  const Ref l = logits.at(row * Vp);
   const float lse = row_log_sum_exp(l, V);  // ends with a barrier: every read of l is done
   for (int j = threadIdx.x; j < Vp; j += blockDim.x)
-    d[j] = j < V ? (j == target ? c : 0.0f) - c * __expf(l[j] - lse) : 0.0f;
+    d.set(j, j < V ? (j == target ? c : 0.0f) - c * __expf(l.get(j) - lse) : 0.0f);
 }
 
 }  // namespace
 
-void crossentropy_forward(float* logp, const float* logits, const int32_t* targets_dev, int N, int V, int Vp) {
+void crossentropy_forward(float* logp, Ref logits, const int32_t* targets_dev, int N, int V, int Vp) {
   if (N <= 0) return;
   LLMKIT_LAUNCH(crossentropy_forward_kernel, N, kThreads, 0, logp, logits, targets_dev, V, Vp);
   check_launch("crossentropy_forward");
 }
 
-void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets_dev, const float* dlogp, int N, int V,
-                           int Vp) {
+void crossentropy_backward(Ref dlogits, Ref logits, const int32_t* targets_dev, const float* dlogp, int N, int V, int Vp) {
   if (N <= 0) return;
   LLMKIT_LAUNCH(crossentropy_backward_kernel, N, kThreads, 0, dlogits, logits, targets_dev, dlogp, V, Vp);
   check_launch("crossentropy_backward");

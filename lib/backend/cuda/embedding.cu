@@ -11,40 +11,40 @@ namespace {
 constexpr unsigned kThreads = 256;
 
 // out[n] = wte[tokens[n]] + wpe[pos(n)], pos(n) = pos_dev[n], or n % T when pos_dev is null.
-__global__ void embedding_kernel(float* out, const int32_t* tokens, const int32_t* pos, const float* wte, const float* wpe,
+__global__ void embedding_kernel(Ref out, const int32_t* tokens, const int32_t* pos, const float* wte, const float* wpe,
                                  int N, int T, int C) {
   const size_t total = static_cast<size_t>(N) * C;
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     const int n = static_cast<int>(i / C), c = static_cast<int>(i % C);
     float e = wte[static_cast<size_t>(tokens[n]) * C + c];
     if (wpe) e += wpe[static_cast<size_t>(pos ? pos[n] : n % T) * C + c];
-    out[i] = e;
+    out.set(i, e);
   }
 }
 
 // Block (u, channel tile): dwte[token u] += sum of dout over its rows, in row order.
-__global__ void token_grad_kernel(float* dwte, const float* dout, const int32_t* order, const int32_t* run,
+__global__ void token_grad_kernel(float* dwte, Ref dout, const int32_t* order, const int32_t* run,
                                   const int32_t* run_token, int C) {
   const int u = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
   if (c >= C) return;
   float s = 0.0f;
-  for (int i = run[u]; i < run[u + 1]; ++i) s += dout[static_cast<size_t>(order[i]) * C + c];
+  for (int i = run[u]; i < run[u + 1]; ++i) s += dout.get(static_cast<size_t>(order[i]) * C + c);
   dwte[static_cast<size_t>(run_token[u]) * C + c] += s;
 }
 
 // dwpe[t] += sum over b of dout[b, t], in b order.
-__global__ void position_grad_kernel(float* dwpe, const float* dout, int B, int T, int C) {
+__global__ void position_grad_kernel(float* dwpe, Ref dout, int B, int T, int C) {
   const size_t total = static_cast<size_t>(T) * C;
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     float s = 0.0f;
-    for (int b = 0; b < B; ++b) s += dout[static_cast<size_t>(b) * total + i];
+    for (int b = 0; b < B; ++b) s += dout.get(static_cast<size_t>(b) * total + i);
     dwpe[i] += s;
   }
 }
 
 }  // namespace
 
-void embedding_forward(float* out, const int32_t* tokens_dev, const float* wte, const float* wpe, int B, int T, int C) {
+void embedding_forward(Ref out, const int32_t* tokens_dev, const float* wte, const float* wpe, int B, int T, int C) {
   const size_t n = static_cast<size_t>(B) * T * C;
   if (!n) return;
   LLMKIT_LAUNCH(embedding_kernel, blocks_for(n, kThreads), kThreads, 0, out, tokens_dev, static_cast<const int32_t*>(nullptr),
@@ -52,7 +52,7 @@ void embedding_forward(float* out, const int32_t* tokens_dev, const float* wte, 
   check_launch("embedding_forward");
 }
 
-void embedding_at(float* out, const int32_t* tokens_dev, const int32_t* pos_dev, const float* wte, const float* wpe, int N,
+void embedding_at(Ref out, const int32_t* tokens_dev, const int32_t* pos_dev, const float* wte, const float* wpe, int N,
                   int C) {
   const size_t n = static_cast<size_t>(N) * C;
   if (!n) return;
@@ -60,7 +60,7 @@ void embedding_at(float* out, const int32_t* tokens_dev, const int32_t* pos_dev,
   check_launch("embedding_at");
 }
 
-void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* order_dev, const int32_t* run_dev,
+void embedding_backward(float* dwte, float* dwpe, Ref dout, const int32_t* order_dev, const int32_t* run_dev,
                         const int32_t* run_token_dev, int runs, int B, int T, int C) {
   if (dwte && runs > 0) {
     dim3 grid(static_cast<unsigned>(runs), (static_cast<unsigned>(C) + kThreads - 1) / kThreads);

@@ -52,10 +52,10 @@ struct Carve {
 // rows x HD floats from global rows (stride `stride`, rows at or past `limit` read as 0), times
 // `mul`, into bf16 shared rows of ld HD + 8.
 template <int HD>
-__device__ void load_tile(bf16* dst, const float* src, size_t stride, int first, int limit, float mul) {
+__device__ void load_tile(bf16* dst, Ref src, size_t stride, int first, int limit, float mul) {
   for (int i = threadIdx.x; i < kTile * HD; i += blockDim.x) {
     const int r = i / HD, d = i % HD, row = first + r;
-    dst[r * (HD + 8) + d] = __float2bfloat16(row < limit ? src[static_cast<size_t>(row) * stride + d] * mul : 0.0f);
+    dst[r * (HD + 8) + d] = __float2bfloat16(row < limit ? src.get(static_cast<size_t>(row) * stride + d) * mul : 0.0f);
   }
 }
 
@@ -124,17 +124,16 @@ struct ForwardSmem {
 
 // Block (query tile, b * NH + h).
 template <int HD>
-__global__ void flash_forward_kernel(float* out, float* lse, const float* q, const float* k, const float* v, int T, int NH,
-                                     int KV, float scale) {
+__global__ void flash_forward_kernel(Ref out, float* lse, Ref q, Ref k, Ref v, int T, int NH, int KV, float scale) {
   LLMKIT_DYNAMIC_SHARED(char, smem);
   Carve carve{smem};
   const ForwardSmem<HD> s = ForwardSmem<HD>::carve(carve);
   const int qb = blockIdx.x, b = blockIdx.y / NH, h = blockIdx.y % NH, g = h / (NH / KV);
   const int q0 = qb * kTile, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const size_t qs = static_cast<size_t>(NH) * HD, ks = static_cast<size_t>(KV) * HD;
-  const float* Q = q + static_cast<size_t>(b) * T * qs + static_cast<size_t>(h) * HD;
-  const float* K = k + static_cast<size_t>(b) * T * ks + static_cast<size_t>(g) * HD;
-  const float* V = v + static_cast<size_t>(b) * T * ks + static_cast<size_t>(g) * HD;
+  const Ref Q = q.at(static_cast<size_t>(b) * T * qs + static_cast<size_t>(h) * HD);
+  const Ref K = k.at(static_cast<size_t>(b) * T * ks + static_cast<size_t>(g) * HD);
+  const Ref V = v.at(static_cast<size_t>(b) * T * ks + static_cast<size_t>(g) * HD);
   load_tile<HD>(s.q, Q, qs, q0, T, scale);
   for (int i = threadIdx.x; i < kTile * (HD + 4); i += blockDim.x) s.o[i] = 0.0f;
   for (int r = threadIdx.x; r < kTile; r += blockDim.x) {
@@ -178,7 +177,7 @@ __global__ void flash_forward_kernel(float* out, float* lse, const float* q, con
   __syncthreads();
   for (int i = threadIdx.x; i < kTile * HD; i += blockDim.x) {
     const int r = i / HD, d = i % HD, t = q0 + r;
-    if (t < T) out[(static_cast<size_t>(b) * T + t) * qs + static_cast<size_t>(h) * HD + d] = s.o[r * (HD + 4) + d] / s.l[r];
+    if (t < T) out.set((static_cast<size_t>(b) * T + t) * qs + static_cast<size_t>(h) * HD + d, s.o[r * (HD + 4) + d] / s.l[r]);
   }
   for (int r = threadIdx.x; r < kTile; r += blockDim.x)
     if (q0 + r < T) lse[(static_cast<size_t>(b) * NH + h) * T + q0 + r] = s.m[r] + logf(s.l[r]);
@@ -234,8 +233,8 @@ __device__ void load_rows(const BackwardSmem<HD>& s, const float* lse, const flo
 
 // Block (query tile, b * NH + h): dQ = scale * dS K over the key tiles it sees; overwrites dq.
 template <int HD>
-__global__ void flash_backward_dq_kernel(float* dq, const float* dout, const float* q, const float* k, const float* v,
-                                         const float* lse, const float* D, int T, int NH, int KV, float scale) {
+__global__ void flash_backward_dq_kernel(Ref dq, Ref dout, Ref q, Ref k, Ref v, const float* lse, const float* D, int T, int NH,
+                                         int KV, float scale) {
   LLMKIT_DYNAMIC_SHARED(char, smem);
   Carve carve{smem};
   const BackwardSmem<HD> s = BackwardSmem<HD>::carve(carve);
@@ -244,14 +243,14 @@ __global__ void flash_backward_dq_kernel(float* dq, const float* dout, const flo
   const size_t qoff = static_cast<size_t>(b) * T * qs + static_cast<size_t>(h) * HD;
   const size_t koff = static_cast<size_t>(b) * T * ks + static_cast<size_t>(g) * HD;
   const size_t rows = (static_cast<size_t>(b) * NH + h) * T;
-  load_tile<HD>(s.q, q + qoff, qs, q0, T, scale);
-  load_tile<HD>(s.dout, dout + qoff, qs, q0, T, 1.0f);
+  load_tile<HD>(s.q, q.at(qoff), qs, q0, T, scale);
+  load_tile<HD>(s.dout, dout.at(qoff), qs, q0, T, 1.0f);
   load_rows<HD>(s, lse + rows, D + rows, q0, T);
   for (int i = threadIdx.x; i < kTile * (HD + 4); i += blockDim.x) s.acc1[i] = 0.0f;
   for (int kb = 0; kb <= qb; ++kb) {
     __syncthreads();
-    load_tile<HD>(s.k, k + koff, ks, kb * kTile, T, 1.0f);
-    load_tile<HD>(s.v, v + koff, ks, kb * kTile, T, 1.0f);
+    load_tile<HD>(s.k, k.at(koff), ks, kb * kTile, T, 1.0f);
+    load_tile<HD>(s.v, v.at(koff), ks, kb * kTile, T, 1.0f);
     __syncthreads();
     probabilities<HD>(s, q0, kb * kTile, T);
     strip_accumulate<HD, false>(s.acc1, s.ds, s.k);
@@ -259,16 +258,15 @@ __global__ void flash_backward_dq_kernel(float* dq, const float* dout, const flo
   __syncthreads();
   for (int i = threadIdx.x; i < kTile * HD; i += blockDim.x) {
     const int r = i / HD, d = i % HD;
-    if (q0 + r < T) dq[qoff + static_cast<size_t>(q0 + r) * qs + d] = s.acc1[r * (HD + 4) + d] * scale;
+    if (q0 + r < T) dq.set(qoff + static_cast<size_t>(q0 + r) * qs + d, s.acc1[r * (HD + 4) + d] * scale);
   }
 }
 
 // Block (key tile, b * KV + g): dV = P^T dO and dK = scale * dS^T Q over the query tiles that
 // see it and the query heads of the group; overwrites dk and dv.
 template <int HD>
-__global__ void flash_backward_dkv_kernel(float* dk, float* dv, const float* dout, const float* q, const float* k,
-                                          const float* v, const float* lse, const float* D, int T, int NH, int KV,
-                                          float scale) {
+__global__ void flash_backward_dkv_kernel(Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, const float* lse, const float* D, int T,
+                                          int NH, int KV, float scale) {
   LLMKIT_DYNAMIC_SHARED(char, smem);
   Carve carve{smem};
   const BackwardSmem<HD> s = BackwardSmem<HD>::carve(carve);
@@ -276,16 +274,16 @@ __global__ void flash_backward_dkv_kernel(float* dk, float* dv, const float* dou
   const int tiles = (T + kTile - 1) / kTile;
   const size_t qs = static_cast<size_t>(NH) * HD, ks = static_cast<size_t>(KV) * HD;
   const size_t koff = static_cast<size_t>(b) * T * ks + static_cast<size_t>(g) * HD;
-  load_tile<HD>(s.k, k + koff, ks, k0, T, 1.0f);
-  load_tile<HD>(s.v, v + koff, ks, k0, T, 1.0f);
+  load_tile<HD>(s.k, k.at(koff), ks, k0, T, 1.0f);
+  load_tile<HD>(s.v, v.at(koff), ks, k0, T, 1.0f);
   for (int i = threadIdx.x; i < kTile * (HD + 4); i += blockDim.x) s.acc1[i] = s.acc2[i] = 0.0f;
   for (int h = g * group; h < (g + 1) * group; ++h) {
     const size_t qoff = static_cast<size_t>(b) * T * qs + static_cast<size_t>(h) * HD;
     const size_t rows = (static_cast<size_t>(b) * NH + h) * T;
     for (int qb = kb; qb < tiles; ++qb) {
       __syncthreads();
-      load_tile<HD>(s.q, q + qoff, qs, qb * kTile, T, scale);
-      load_tile<HD>(s.dout, dout + qoff, qs, qb * kTile, T, 1.0f);
+      load_tile<HD>(s.q, q.at(qoff), qs, qb * kTile, T, scale);
+      load_tile<HD>(s.dout, dout.at(qoff), qs, qb * kTile, T, 1.0f);
       load_rows<HD>(s, lse + rows, D + rows, qb * kTile, T);
       __syncthreads();
       probabilities<HD>(s, qb * kTile, k0, T);
@@ -297,8 +295,8 @@ __global__ void flash_backward_dkv_kernel(float* dk, float* dv, const float* dou
   for (int i = threadIdx.x; i < kTile * HD; i += blockDim.x) {
     const int r = i / HD, d = i % HD;
     if (k0 + r < T) {
-      dk[koff + static_cast<size_t>(k0 + r) * ks + d] = s.acc1[r * (HD + 4) + d];
-      dv[koff + static_cast<size_t>(k0 + r) * ks + d] = s.acc2[r * (HD + 4) + d];
+      dk.set(koff + static_cast<size_t>(k0 + r) * ks + d, s.acc1[r * (HD + 4) + d]);
+      dv.set(koff + static_cast<size_t>(k0 + r) * ks + d, s.acc2[r * (HD + 4) + d]);
     }
   }
 }
@@ -323,7 +321,7 @@ void allow_smem(Kernel kernel, size_t bytes) {
 }
 
 template <int HD>
-void forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int T, int NH, int KV) {
+void forward(Ref out, float* lse, Ref q, Ref k, Ref v, int B, int T, int NH, int KV) {
   const size_t smem = smem_bytes<ForwardSmem<HD>>();
   allow_smem(flash_forward_kernel<HD>, smem);
   const dim3 grid(static_cast<unsigned>((T + kTile - 1) / kTile), static_cast<unsigned>(B * NH));
@@ -333,8 +331,7 @@ void forward(float* out, float* lse, const float* q, const float* k, const float
 }
 
 template <int HD>
-void backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
-              const float* out, const float* lse, int B, int T, int NH, int KV) {
+void backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, const float* lse, int B, int T, int NH, int KV) {
   const size_t rows = static_cast<size_t>(B) * T * NH;
   float* D = scratch(Slot::attn_rows, rows);
   attention_rowdot(D, dout, out, B, T, NH, HD);
@@ -354,16 +351,15 @@ void backward(float* dq, float* dk, float* dv, const float* dout, const float* q
 
 bool flash_attention_supports(int hd) { return hd == 32 || hd == 64; }
 
-void flash_attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int T, int NH,
-                             int KV, int hd) {
+void flash_attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, int B, int T, int NH, int KV, int hd) {
   if (B <= 0 || T <= 0) return;
   if (hd == 32) forward<32>(out, lse, q, k, v, B, T, NH, KV);
   else if (hd == 64) forward<64>(out, lse, q, k, v, B, T, NH, KV);
   else throw Error("", "internal: flash attention for head size " + std::to_string(hd));
 }
 
-void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
-                              const float* v, const float* out, const float* lse, int B, int T, int NH, int KV, int hd) {
+void flash_attention_backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, const float* lse, int B, int T,
+                              int NH, int KV, int hd) {
   if (B <= 0 || T <= 0) return;
   if (hd == 32) backward<32>(dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, KV);
   else if (hd == 64) backward<64>(dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, KV);

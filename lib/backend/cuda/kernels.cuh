@@ -15,63 +15,59 @@ Precision precision();
 // Row-major C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b] for b < batch, op(X) = X^T when
 // trans; A is M x K after op, B is K x N after op; strides are between batches (elements). With
 // bias (length N, batch 1 only) C += bias broadcast over rows.
-void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, int64_t stride_a,
-          const float* B, int ldb, int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c, int batch,
-          const float* bias = nullptr);
+// Operands may be fp32 or bf16 (Ref): cuBLASLt wants A and B of one type, so an fp32 operand
+// beside a bf16 one is rounded to bf16 first (batch 1 only: the scalar head's rare products).
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, Ref A, int lda, int64_t stride_a, Ref B, int ldb,
+          int64_t stride_b, float beta, Ref C, int ldc, int64_t stride_c, int batch, const float* bias = nullptr);
 
 // out[c] += sum over rows n of x[n, c] (fixed order: the result is the same on every run).
-void column_sum(float* out, const float* x, int N, int C);
+void column_sum(float* out, Ref x, int N, int C);
 // sum of squares, reduced in a fixed order, in double on the host.
 double sum_squares(const float* x, size_t n);
 
-void embedding_forward(float* out, const int32_t* tokens_dev, const float* wte, const float* wpe, int B, int T, int C);
-void embedding_at(float* out, const int32_t* tokens_dev, const int32_t* pos_dev, const float* wte, const float* wpe, int N,
+void embedding_forward(Ref out, const int32_t* tokens_dev, const float* wte, const float* wpe, int B, int T, int C);
+void embedding_at(Ref out, const int32_t* tokens_dev, const int32_t* pos_dev, const float* wte, const float* wpe, int N,
                   int C);
 // dwte rows by token: order[i] are the rows sorted by token, tokens[i] their tokens, run[u] the
 // start of the u-th distinct token's rows in order (runs + 1 entries). dwpe[t] += sum over b.
-void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* order_dev, const int32_t* run_dev,
+void embedding_backward(float* dwte, float* dwpe, Ref dout, const int32_t* order_dev, const int32_t* run_dev,
                         const int32_t* run_token_dev, int runs, int B, int T, int C);
 
-void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int C, float eps);
-void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, const float* rstd, int N,
-                      int C);
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b, int N, int C,
-                       float eps);
-void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
-                        const float* mean, const float* rstd, int N, int C);
+void rmsnorm_forward(Ref out, float* rstd, Ref inp, const float* w, int N, int C, float eps);
+void rmsnorm_backward(Ref dinp, float* dw, Ref dout, Ref inp, const float* w, const float* rstd, int N, int C);
+void layernorm_forward(Ref out, float* mean, float* rstd, Ref inp, const float* w, const float* b, int N, int C, float eps);
+void layernorm_backward(Ref dinp, float* dw, float* db, Ref dout, Ref inp, const float* w, const float* mean,
+                        const float* rstd, int N, int C);
 
 // RoPE in place on x[N, heads, hd]; position of row n: pos_dev[n], or n % T when pos_dev is null.
 // sign -1 rotates back (the backward).
-void rope(float* x, const int32_t* pos_dev, int N, int T, int heads, int hd, float theta, float sign);
+void rope(Ref x, const int32_t* pos_dev, int N, int T, int heads, int hd, float theta, float sign);
 
-void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int T, int NH, int KV,
-                       int hd);
-void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
-                        const float* out, const float* lse, int B, int T, int NH, int KV, int hd);
+void attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, int B, int T, int NH, int KV, int hd);
+void attention_backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, const float* lse, int B, int T, int NH,
+                        int KV, int hd);
 // D[(b, h, t)] = sum over d of dout * out, the rows of [B, T, H, hd] written as [B, H, T]: the
 // softmax backward's row term.
-void attention_rowdot(float* D, const float* dout, const float* out, int B, int T, int H, int hd);
+void attention_rowdot(float* D, Ref dout, Ref out, int B, int T, int H, int hd);
 // The fused kernels (flash.cu) behind attention_forward/backward with bf16 matmuls, for the
 // head sizes flash_attention_supports().
 bool flash_attention_supports(int hd);
-void flash_attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int T, int NH,
-                             int KV, int hd);
-void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
-                              const float* v, const float* out, const float* lse, int B, int T, int NH, int KV, int hd);
-void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache, int start, int rows, int NH,
-                      int KV, int hd);
+void flash_attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, int B, int T, int NH, int KV, int hd);
+void flash_attention_backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, const float* lse, int B, int T,
+                              int NH, int KV, int hd);
+void attention_cached(Ref out, Ref q, Ref k_cache, Ref v_cache, int start, int rows, int NH, int KV, int hd);
 
-void swiglu_forward(float* out, const float* gate, const float* up, size_t n);
-void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, size_t n);
-void gelu_forward(float* out, const float* inp, size_t n);
-void gelu_backward(float* dinp, const float* dout, const float* inp, size_t n);
-void add(float* out, const float* a, const float* b, size_t n);
-void accumulate(float* dst, const float* src, size_t n);
-void scale(float* x, float s, size_t n);
+void swiglu_forward(Ref out, Ref gate, Ref up, size_t n);
+void swiglu_backward(Ref dgate, Ref dup, Ref dout, Ref gate, Ref up, size_t n);
+void gelu_forward(Ref out, Ref inp, size_t n);
+void gelu_backward(Ref dinp, Ref dout, Ref inp, size_t n);
+void add(Ref out, Ref a, Ref b, size_t n);
+void accumulate(Ref dst, Ref src, size_t n);
+void scale(Ref x, float s, size_t n);
+void convert(Ref dst, Ref src, size_t n);  // n values, rounded to dst's type
 
-void crossentropy_forward(float* logp, const float* logits, const int32_t* targets_dev, int N, int V, int Vp);
-void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets_dev, const float* dlogp, int N, int V,
-                           int Vp);
+void crossentropy_forward(float* logp, Ref logits, const int32_t* targets_dev, int N, int V, int Vp);
+void crossentropy_backward(Ref dlogits, Ref logits, const int32_t* targets_dev, const float* dlogp, int N, int V, int Vp);
 
 void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1, float beta2, float eps,
            float weight_decay, float c1, float c2, float grad_scale);

@@ -10,17 +10,17 @@ namespace {
 
 constexpr unsigned kThreads = 256;
 
-__global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp, const float* w,
-                                         const float* b, int C, float eps) {
+__global__ void layernorm_forward_kernel(Ref out, float* mean, float* rstd, Ref inp, const float* w, const float* b, int C,
+                                         float eps) {
   const size_t row = blockIdx.x;
-  const float* x = inp + row * C;
+  const Ref x = inp.at(row * C);
   float s = 0.0f;
-  for (int c = threadIdx.x; c < C; c += blockDim.x) s += x[c];
+  for (int c = threadIdx.x; c < C; c += blockDim.x) s += x.get(c);
   const float m = block_sum(s) / C;
   float v = 0.0f;
-  for (int c = threadIdx.x; c < C; c += blockDim.x) v += (x[c] - m) * (x[c] - m);
+  for (int c = threadIdx.x; c < C; c += blockDim.x) v += (x.get(c) - m) * (x.get(c) - m);
   const float r = rsqrtf(block_sum(v) / C + eps);
-  for (int c = threadIdx.x; c < C; c += blockDim.x) out[row * C + c] = (x[c] - m) * r * w[c] + b[c];
+  for (int c = threadIdx.x; c < C; c += blockDim.x) out.set(row * C + c, (x.get(c) - m) * r * w[c] + b[c]);
   if (threadIdx.x == 0) {
     mean[row] = m;
     rstd[row] = r;
@@ -28,43 +28,43 @@ __global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, c
 }
 
 // dinp += r * (w*dy - mean(w*dy) - norm * mean(w*dy * norm)), norm = (x - m) * r
-__global__ void layernorm_backward_kernel(float* dinp, const float* dout, const float* inp, const float* w,
-                                          const float* mean, const float* rstd, int C) {
+__global__ void layernorm_backward_kernel(Ref dinp, Ref dout, Ref inp, const float* w, const float* mean, const float* rstd,
+                                          int C) {
   const size_t row = blockIdx.x;
-  const float* x = inp + row * C;
-  const float* dy = dout + row * C;
+  const Ref x = inp.at(row * C), dy = dout.at(row * C), dx = dinp.at(row * C);
   const float m = mean[row], r = rstd[row];
   float a = 0.0f, b = 0.0f;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
-    const float dn = w[c] * dy[c];
+    const float dn = w[c] * dy.get(c);
     a += dn;
-    b += dn * (x[c] - m) * r;
+    b += dn * (x.get(c) - m) * r;
   }
   a = block_sum(a) / C;
   b = block_sum(b) / C;
-  for (int c = threadIdx.x; c < C; c += blockDim.x) dinp[row * C + c] += r * (w[c] * dy[c] - a - (x[c] - m) * r * b);
+  for (int c = threadIdx.x; c < C; c += blockDim.x)
+    dx.set(c, dx.get(c) + (r * (w[c] * dy.get(c) - a - (x.get(c) - m) * r * b)));
 }
 
 struct WeightGrad {  // dy * (x - m) * r
-  const float *dout, *inp, *mean, *rstd;
+  Ref dout, inp;
+  const float *mean, *rstd;
   int C;
   __device__ float operator()(int n, int c) const {
     const size_t i = static_cast<size_t>(n) * C + c;
-    return dout[i] * (inp[i] - mean[n]) * rstd[n];
+    return dout.get(i) * (inp.get(i) - mean[n]) * rstd[n];
   }
 };
 
 }  // namespace
 
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b, int N, int C,
-                       float eps) {
+void layernorm_forward(Ref out, float* mean, float* rstd, Ref inp, const float* w, const float* b, int N, int C, float eps) {
   if (N <= 0) return;
   LLMKIT_LAUNCH(layernorm_forward_kernel, N, kThreads, 0, out, mean, rstd, inp, w, b, C, eps);
   check_launch("layernorm_forward");
 }
 
-void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
-                        const float* mean, const float* rstd, int N, int C) {
+void layernorm_backward(Ref dinp, float* dw, float* db, Ref dout, Ref inp, const float* w, const float* mean,
+                        const float* rstd, int N, int C) {
   if (N <= 0) return;
   if (dinp) {
     LLMKIT_LAUNCH(layernorm_backward_kernel, N, kThreads, 0, dinp, dout, inp, w, mean, rstd, C);

@@ -46,7 +46,8 @@ struct Plan {
 // The shape, the strides, the bias, the precision, and the pointers' alignments (cuBLASLt's
 // heuristic assumes 256-byte aligned buffers unless told otherwise, and an algorithm chosen so
 // may not run on the 16-byte aligned rows of an activation).
-using Key = std::tuple<bool, bool, int, int, int, int, int, int, int64_t, int64_t, int64_t, int, bool, int, uint32_t>;
+// Last, the storage types: bit 0 A and B are bf16, bit 1 C is.
+using Key = std::tuple<bool, bool, int, int, int, int, int, int, int64_t, int64_t, int64_t, int, bool, int, uint32_t, int>;
 
 // The largest power of two, up to 256, that divides every address (packed per operand).
 uint32_t alignment(const void* p) {
@@ -60,7 +61,7 @@ class Lt {
     static Lt lt;
     return lt;
   }
-  void run(const Key& key, const float* alpha, const float* A, const float* B, const float* beta, float* C, const float* bias) {
+  void run(const Key& key, const float* alpha, const void* A, const void* B, const float* beta, void* C, const float* bias) {
     Plan& p = plan(key);
     if (bias) check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)), "bias pointer");
     check_lt(cublasLtMatmul(handle_, p.op, alpha, B, p.a, A, p.b, beta, C, p.c, C, p.c, &p.algo, workspace_, kWorkspaceBytes, 0),
@@ -73,9 +74,9 @@ class Lt {
     workspace_ = device_alloc(kWorkspaceBytes);
   }
 
-  static cublasLtMatrixLayout_t layout(int rows, int cols, int ld, int batch, int64_t stride) {
+  static cublasLtMatrixLayout_t layout(cudaDataType_t type, int rows, int cols, int ld, int batch, int64_t stride) {
     cublasLtMatrixLayout_t l;
-    check_lt(cublasLtMatrixLayoutCreate(&l, CUDA_R_32F, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols), ld), "layout");
+    check_lt(cublasLtMatrixLayoutCreate(&l, type, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols), ld), "layout");
     if (batch > 1) {
       check_lt(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(batch)), "batch count");
       check_lt(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)), "batch stride");
@@ -94,6 +95,7 @@ class Lt {
               ldc = std::get<7>(key), batch = std::get<11>(key), prec = std::get<13>(key);
     const int64_t sa = std::get<8>(key), sb = std::get<9>(key), sc = std::get<10>(key);
     const uint32_t align = std::get<14>(key);
+    const cudaDataType_t ab = std::get<15>(key) & 1 ? CUDA_R_16BF : CUDA_R_32F, c_type = std::get<15>(key) & 2 ? CUDA_R_16BF : CUDA_R_32F;
     Plan p;
     auto try_compute = [&](cublasComputeType_t ct) -> bool {
       check_lt(cublasLtMatmulDescCreate(&p.op, ct, CUDA_R_32F), "cublasLtMatmulDescCreate");
@@ -107,9 +109,9 @@ class Lt {
         check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)), "bias type");
       }
       // The first operand is B (row-major K x N, or N x K when transposed), seen column-major.
-      p.a = tb ? layout(K, N, ldb, batch, sb) : layout(N, K, ldb, batch, sb);
-      p.b = ta ? layout(M, K, lda, batch, sa) : layout(K, M, lda, batch, sa);
-      p.c = layout(N, M, ldc, batch, sc);
+      p.a = tb ? layout(ab, K, N, ldb, batch, sb) : layout(ab, N, K, ldb, batch, sb);
+      p.b = ta ? layout(ab, M, K, lda, batch, sa) : layout(ab, K, M, lda, batch, sa);
+      p.c = layout(c_type, N, M, ldc, batch, sc);
       cublasLtMatmulPreference_t pref;
       check_lt(cublasLtMatmulPreferenceCreate(&pref), "preference");
       size_t ws = kWorkspaceBytes;
@@ -137,9 +139,10 @@ class Lt {
       return false;
     };
     // The precision asked for, else plain fp32 (cuBLASLt offers every shape there), said once.
+    // bf16 operands in memory go to the tensor cores as they are: the compute type is fp32's.
     const std::string shape = std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) +
                               (batch > 1 ? " (batch " + std::to_string(batch) + ")" : "");
-    if (!try_compute(compute_type(static_cast<Precision>(prec)))) {
+    if (!try_compute(ab == CUDA_R_16BF ? CUBLAS_COMPUTE_32F : compute_type(static_cast<Precision>(prec)))) {
       if (!try_compute(CUBLAS_COMPUTE_32F)) throw Error("cublasLt", "no algorithm for a " + shape + " matmul");
       if (static_cast<Precision>(prec) != Precision::fp32)
         LLMKIT_WARN("cuBLASLt has no %s algorithm for a %s matmul: computed in fp32", prec == 0 ? "bf16" : "tf32", shape.c_str());
@@ -158,18 +161,31 @@ class Lt {
 void set_precision(Precision p) { g_precision = p; }
 Precision precision() { return g_precision; }
 
-void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, int64_t stride_a, const float* B,
-          int ldb, int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c, int batch, const float* bias) {
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, Ref A, int lda, int64_t stride_a, Ref B, int ldb,
+          int64_t stride_b, float beta, Ref C, int ldc, int64_t stride_c, int batch, const float* bias) {
   if (M <= 0 || N <= 0 || batch <= 0) return;
   if (bias && batch != 1) throw Error("", "internal: a batched matmul with a bias");
+  if (A.bf16 != B.bf16) {  // round the fp32 one to bf16 (its rows up to the last, gaps included)
+    if (batch != 1) throw Error("", "internal: a batched matmul of fp32 and bf16 operands");
+    Ref& x = A.bf16 ? B : A;
+    const bool is_a = !A.bf16;
+    const bool trans = is_a ? trans_a : trans_b;
+    const int rows = is_a ? (trans ? K : M) : (trans ? N : K), cols = is_a ? (trans ? M : K) : (trans ? K : N);
+    const size_t n = static_cast<size_t>(rows - 1) * (is_a ? lda : ldb) + cols;
+    Ref rounded{scratch(Slot::convert, (n + 1) / 2), true};
+    convert(rounded, x, n);
+    x = rounded;
+  }
   // A batch's later matrices start at the strides: the alignment must hold for them too.
-  auto al = [](const void* p, int64_t stride) {
-    return std::min(alignment(p), alignment(reinterpret_cast<const void*>(static_cast<uintptr_t>(stride * 4) | 256u)));
+  auto al = [](const void* p, int64_t stride_bytes) {
+    return std::min(alignment(p), alignment(reinterpret_cast<const void*>(static_cast<uintptr_t>(stride_bytes) | 256u)));
   };
-  const uint32_t align = al(B, stride_b) | (al(A, stride_a) << 9) | (std::min(al(C, stride_c), bias ? alignment(bias) : 256u) << 18);
+  const int64_t eb = A.bf16 ? 2 : 4, ec = C.bf16 ? 2 : 4;  // bytes per element
+  const uint32_t align = al(B.p, stride_b * eb) | (al(A.p, stride_a * eb) << 9) |
+                         (std::min(al(C.p, stride_c * ec), bias ? alignment(bias) : 256u) << 18);
   Key key{trans_a, trans_b, M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, batch, bias != nullptr,
-          static_cast<int>(g_precision), align};
-  Lt::get().run(key, &alpha, A, B, &beta, C, bias);
+          static_cast<int>(g_precision), align, (A.bf16 ? 1 : 0) | (C.bf16 ? 2 : 0)};
+  Lt::get().run(key, &alpha, A.p, B.p, &beta, C.p, bias);
   check_launch("matmul");
 }
 

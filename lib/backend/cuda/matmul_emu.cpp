@@ -38,24 +38,23 @@ float as_input(float x) {
 void set_precision(Precision p) { g_precision = p; }
 Precision precision() { return g_precision; }
 
-void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, int64_t stride_a, const float* B,
-          int ldb, int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c, int batch, const float* bias) {
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, Ref A, int lda, int64_t stride_a, Ref B, int ldb,
+          int64_t stride_b, float beta, Ref C, int ldc, int64_t stride_c, int batch, const float* bias) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < batch; ++b)
     for (int i = 0; i < M; ++i) {
-      const float* a = A + b * stride_a;
-      const float* bb = B + b * stride_b;
-      float* c = C + b * stride_c + static_cast<int64_t>(i) * ldc;
+      const Ref a = A.at(static_cast<size_t>(b * stride_a)), bb = B.at(static_cast<size_t>(b * stride_b));
+      const Ref c = C.at(static_cast<size_t>(b * stride_c + static_cast<int64_t>(i) * ldc));
       for (int j = 0; j < N; ++j) {
         float acc = 0.0f;
         for (int k = 0; k < K; ++k) {
-          const float x = trans_a ? a[static_cast<int64_t>(k) * lda + i] : a[static_cast<int64_t>(i) * lda + k];
-          const float y = trans_b ? bb[static_cast<int64_t>(j) * ldb + k] : bb[static_cast<int64_t>(k) * ldb + j];
+          const float x = trans_a ? a.get(static_cast<size_t>(k) * lda + i) : a.get(static_cast<size_t>(i) * lda + k);
+          const float y = trans_b ? bb.get(static_cast<size_t>(j) * ldb + k) : bb.get(static_cast<size_t>(k) * ldb + j);
           acc += as_input(x) * as_input(y);
         }
-        float r = alpha * acc + (beta != 0.0f ? beta * c[j] : 0.0f);
+        float r = alpha * acc + (beta != 0.0f ? beta * c.get(static_cast<size_t>(j)) : 0.0f);
         if (bias) r += bias[j];
-        c[j] = r;
+        c.set(static_cast<size_t>(j), r);
       }
     }
 }

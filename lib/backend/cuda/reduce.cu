@@ -12,9 +12,9 @@ constexpr unsigned kThreads = 256;
 constexpr unsigned kBlocks = 1024;  // fixed: the order of the sum depends on n only
 
 struct Element {
-  const float* x;
+  Ref x;
   int C;
-  __device__ float operator()(int n, int c) const { return x[static_cast<size_t>(n) * C + c]; }
+  __device__ float operator()(int n, int c) const { return x.get(static_cast<size_t>(n) * C + c); }
 };
 
 // Block b sums the squares of the grid-stride sequence b, b + blocks*threads, ...
@@ -28,7 +28,7 @@ __global__ void sum_squares_kernel(float* partial, const float* x, size_t n) {
 
 }  // namespace
 
-void column_sum(float* out, const float* x, int N, int C) { column_reduce(out, Element{x, C}, N, C, "column_sum"); }
+void column_sum(float* out, Ref x, int N, int C) { column_reduce(out, Element{x, C}, N, C, "column_sum"); }
 
 double sum_squares(const float* x, size_t n) {
   if (!n) return 0.0;

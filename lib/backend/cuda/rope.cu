@@ -9,7 +9,7 @@ namespace {
 
 constexpr unsigned kThreads = 256;
 
-__global__ void rope_kernel(float* x, const int32_t* pos, int N, int T, int heads, int hd, float theta, float sign) {
+__global__ void rope_kernel(Ref x, const int32_t* pos, int N, int T, int heads, int hd, float theta, float sign) {
   const int half = hd / 2;
   const size_t total = static_cast<size_t>(N) * heads * half;
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
@@ -21,16 +21,16 @@ __global__ void rope_kernel(float* x, const int32_t* pos, int N, int T, int head
     float s, c;
     sincosf(static_cast<float>(t) * freq, &s, &c);
     s *= sign;
-    float* row = x + nh * hd;
-    const float x1 = row[k], x2 = row[k + half];
-    row[k] = x1 * c - x2 * s;
-    row[k + half] = x2 * c + x1 * s;
+    const Ref row = x.at(nh * hd);
+    const float x1 = row.get(k), x2 = row.get(k + half);
+    row.set(k, x1 * c - x2 * s);
+    row.set(k + half, x2 * c + x1 * s);
   }
 }
 
 }  // namespace
 
-void rope(float* x, const int32_t* pos_dev, int N, int T, int heads, int hd, float theta, float sign) {
+void rope(Ref x, const int32_t* pos_dev, int N, int T, int heads, int hd, float theta, float sign) {
   const size_t n = static_cast<size_t>(N) * heads * (hd / 2);
   if (!n) return;
   LLMKIT_LAUNCH(rope_kernel, blocks_for(n, kThreads), kThreads, 0, x, pos_dev, N, T, heads, hd, theta, sign);

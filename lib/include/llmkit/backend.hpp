@@ -31,6 +31,18 @@ class Backend {
   // The backend's memory as host memory when it is that (the CPU), else nullptr: callers then
   // read and write it in place instead of copying.
   virtual float* host_view(float* p) { (void)p; return nullptr; }
+  // Memory for activations and their gradients: n values in the backend's activation type (fp32
+  // on the CPU; bf16 on a GPU training in bf16, half the bytes). The pointer is a handle counted
+  // in values, so p + i is value i as with any buffer here, but it may not be host-addressable
+  // even where host_view() would say so: use upload, download and copy. Released by release().
+  virtual float* alloc_activations(size_t n) { return alloc(n); }
+  // Bytes a value of alloc_activations() takes.
+  virtual size_t activation_value_bytes() const { return 4; }
+  // The model's weights, n values at w (fp32 master weights, which the optimizer updates): a
+  // backend that multiplies in bf16 keeps a bf16 copy of them for its matmuls.
+  virtual void set_parameters(float* w, size_t n) { (void)w; (void)n; }
+  // The weights changed other than through this backend's operations (a collective wrote them).
+  virtual void parameters_changed() {}
 
   // out[n] = wte[tokens[n]] (+ wpe[n % T] when wpe is not null).
   virtual void embedding_forward(float* out, const int32_t* tokens, const float* wte,

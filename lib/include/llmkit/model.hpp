@@ -147,16 +147,19 @@ class Model {
 
   // FLOPs of one forward+backward over B*T tokens: 6 * matmul params * tokens plus attention.
   double flops_per_step(int B, int T) const;
-  // Bytes of activations this model holds for B x T.
+  // Bytes of activations this model holds for B x T (in the backend's activation type).
   size_t activation_bytes(int B, int T) const;
 
  private:
   struct Layer;
   struct Acts {
     float* logits = nullptr;
-    float* buf = nullptr;
-    size_t floats = 0;
+    float* buf = nullptr;    // activations and their gradients (the backend's activation type)
+    float* stats = nullptr;  // fp32 per-row values: norms' mean and rstd, lse, logp, values
+    size_t floats = 0, stat_floats = 0;
   };
+  // Values of activations, and of fp32 statistics, for `tokens` rows.
+  void activation_sizes(size_t tokens, size_t& acts, size_t& stats) const;
   void build_specs();
   void ensure_acts(int B, int T);
   void ensure_rows(int rows);
