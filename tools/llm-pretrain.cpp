@@ -61,8 +61,8 @@ int pretrain_main(int argc, char** argv) {
             "auto (default: cuda when a GPU is visible, else cpu), cpu, cuda (GPU number\n"
             "local rank modulo the GPUs visible: one MPI rank per GPU), cuda:N");
   op.string("precision", 0, "P", &cfg.precision,
-            "GPU matmuls: bf16 (default: bf16 tensor cores, fp32 accumulation), tf32, fp32;\n"
-            "weights, optimizer state and other operations stay fp32");
+            "GPU: bf16 (default: bf16 activations and tensor-core matmuls, fp32 master\n"
+            "weights, gradients and AdamW state, fp32 sums), tf32, fp32 (all fp32)");
   op.flag("recompute", 0, &cfg.recompute,
           "recompute the MLP's activations in the backward pass instead of keeping them\n"
           "(less memory: 3 x ffn floats per token and layer; 10 to 15% more FLOPs)");
