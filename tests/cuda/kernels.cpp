@@ -23,6 +23,7 @@
 
 #include "llmkit/backend.hpp"
 #include "llmkit/cuda.hpp"
+#include "llmkit/engine.hpp"
 #include "llmkit/error.hpp"
 #include "llmkit/model.hpp"
 
@@ -371,6 +372,43 @@ void test_emulator() {
 const char* kLlama = R"({"model_type": "llama", "vocab_size": 97, "hidden_size": 48, "intermediate_size": 88,
   "num_hidden_layers": 2, "num_attention_heads": 6, "num_key_value_heads": 2, "max_position_embeddings": 64,
   "tie_word_embeddings": false})";
+// Inference through the KV cache (embedding_at, rope_at, cache copies, attention_cached, the
+// logits' download): scores of continuations and greedy generations as the CPU's.
+// Greedy generations are compared in fp32 only: in bf16 a near tie may break the other way.
+void test_engine(Backend& cpu, Backend& gpu, const std::string& json, const char* name, double rel) {
+  ModelConfig cfg = ModelConfig::from_json(json, name);
+  Model a(cfg, cpu), b(cfg, gpu);
+  a.init(11);
+  gpu.upload(b.weights(), a.weights(), a.num_params());
+  Engine ea(a, nullptr, 3, 30), eb(b, nullptr, 3, 30);
+  std::mt19937 rng(5);
+  auto ids = [&](int n) {
+    std::vector<int32_t> v(static_cast<size_t>(n));
+    for (auto& x : v) x = 3 + static_cast<int32_t>(rng() % static_cast<unsigned>(cfg.vocab_size - 3));
+    return v;
+  };
+  std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> requests;
+  for (int i = 0; i < 4; ++i) requests.push_back({ids(5 + 3 * i), ids(1 + i)});
+  auto sa = ea.score(requests), sb = eb.score(requests);
+  std::vector<float> la, lb;
+  for (size_t i = 0; i < sa.size(); ++i) {
+    la.push_back(static_cast<float>(sa[i].logprob));
+    lb.push_back(static_cast<float>(sb[i].logprob));
+  }
+  expect_close(lb, la, rel, rel, std::string(name) + ": engine scores (KV cache)");
+  if (rel > 1e-3) return;
+  SamplingParams p;
+  p.max_tokens = 6;
+  p.stop_at_eos = false;
+  const std::vector<std::vector<int32_t>> prompts = {requests[0].first, requests[3].first, ids(2)};
+  auto ga = ea.generate(prompts, p), gb = eb.generate(prompts, p);
+  bool same = ga.size() == gb.size();
+  for (size_t i = 0; same && i < ga.size(); ++i) same = ga[i].tokens == gb[i].tokens;
+  ++checks;
+  std::printf("%-58s %s\n", (std::string(name) + ": greedy generations").c_str(), same ? "ok" : "FAILED");
+  failures += !same;
+}
+
 // Head size 32: the fused attention kernels in bf16.
 const char* kLlama32 = R"({"model_type": "llama", "vocab_size": 89, "hidden_size": 64, "intermediate_size": 96,
   "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 64})";
@@ -413,6 +451,8 @@ int main(int argc, char** argv) {
   test_crossentropy(*cpu, g, rng, 3, 10, 64);
   test_crossentropy(*cpu, g, rng, 9, 300, 320);
   test_model(*cpu, g, kLlama, "llama (fp32 matmuls)", 4, 1e-4);
+  test_engine(*cpu, g, kLlama, "llama (fp32)", 1e-4);
+  test_engine(*cpu, g, kGpt2, "gpt2 (fp32)", 1e-4);
   // bf16 matmuls: 8 significant bits in, fp32 sums; activations stored in bf16.
   Backend& b = *gpu_bf16;
   test_storage(b, rng);
@@ -424,6 +464,7 @@ int main(int argc, char** argv) {
   test_model(*cpu, b, kLlama, "llama (bf16 matmuls)", quick ? 4 : 8, 2e-2);
   test_model(*cpu, b, kGpt2, "gpt2 (bf16 matmuls)", quick ? 4 : 8, 2e-2);
   test_model(*cpu, b, kLlama32, "llama hd 32 (bf16, fused attention)", quick ? 4 : 8, 2e-2);
+  test_engine(*cpu, b, kLlama32, "llama hd 32 (bf16)", 2e-2);
   std::printf("%d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
 }
