@@ -105,6 +105,16 @@ void Comm::allreduce_sum(float* data, size_t n, size_t bucket) {
   }
 }
 
+void Comm::reduce_sum(float* data, size_t n, int root, size_t bucket) {
+  if (!mpi_) return;
+  bucket = std::clamp<size_t>(bucket, 1, INT32_MAX);
+  for (size_t at = 0; at < n; at += bucket) {
+    int count = static_cast<int>(std::min(bucket, n - at));
+    if (rank_ == root) MPI_Reduce(MPI_IN_PLACE, data + at, count, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD);
+    else MPI_Reduce(data + at, nullptr, count, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD);
+  }
+}
+
 namespace {
 
 // The collectives on a buffer of per-rank segments go in rounds: round k moves the k-th piece

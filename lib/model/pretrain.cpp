@@ -306,11 +306,15 @@ double Trainer::train_step() {
                        tgt.data() + static_cast<size_t>(b) * T);
     model_->forward(in.data(), tgt.data(), B, T);
     loss += model_->mean_loss() / static_cast<double>(accum_);
-    // The last micro-batch's backward starts each layer's all-reduce as soon as the layer's
-    // gradients are final, overlapping communication with the layers still to go (ZeRO-1
-    // reduce-scatters the whole buffer after the backward instead).
-    const bool overlap = a + 1 == accum_ && comm_.size() > 1 && !sharded_;
-    if (overlap) model_->set_gradient_hook([this](size_t off, size_t n) { coll_->allreduce_sum_start(model_->grads() + off, n); });
+    // The last micro-batch's backward starts each layer's all-reduce (ZeRO-1: reduce-scatter) as
+    // soon as the layer's gradients are final, overlapping communication with the layers still
+    // to go.
+    const bool overlap = a + 1 == accum_ && comm_.size() > 1;
+    if (overlap)
+      model_->set_gradient_hook([this](size_t off, size_t n) {
+        if (sharded_) coll_->reduce_range_start(model_->grads(), counts_, off, n);
+        else coll_->allreduce_sum_start(model_->grads() + off, n);
+      });
     model_->backward_mean(1.0f / static_cast<float>(accum_));
     if (overlap) model_->set_gradient_hook(nullptr);
   }
@@ -325,10 +329,7 @@ void Trainer::reduce_gradients() {
   const int R = comm_.size();
   if (R == 1) return;
   float* g = model_->grads();
-  if (sharded_)
-    coll_->reduce_scatter_sum(g, counts_);
-  else
-    coll_->wait();  // the all-reduces train_step's backward started
+  coll_->wait();  // the all-reduces (reduce-scatters) train_step's backward started
   be_->scale(g + lo_, 1.0f / static_cast<float>(R), hi_ - lo_);
 }
 

@@ -94,6 +94,22 @@ TEST_CASE("reduce_scatter_sum leaves each rank's segment summed over the ranks",
   check(buf);
 }
 
+TEST_CASE("reduce_range_start over ranges that tile the buffer is a reduce-scatter", "[mpi][collectives]") {
+  Comm& comm = Comm::world();
+  const auto counts = uneven_counts(comm.size());
+  const size_t total = offset_of(counts, comm.size()), lo = offset_of(counts, comm.rank());
+  std::vector<float> buf(total);
+  for (size_t i = 0; i < total; ++i) buf[i] = contribution(comm.rank(), i);
+  auto coll = make_mpi_collectives(comm);
+  // Ranges as a backward pass reports them (last first), cutting across the segments.
+  const size_t cut1 = total / 3 + 1, cut2 = 2 * total / 3 + 5 < total ? 2 * total / 3 + 5 : total;
+  coll->reduce_range_start(buf.data(), counts, cut2, total - cut2);
+  coll->reduce_range_start(buf.data(), counts, cut1, cut2 - cut1);
+  coll->reduce_range_start(buf.data(), counts, 0, cut1);
+  coll->wait();
+  for (size_t i = lo; i < lo + counts[static_cast<size_t>(comm.rank())]; ++i) CHECK(buf[i] == rank_sum(comm.size(), i));
+}
+
 TEST_CASE("all_gather copies every rank's segment to every rank", "[mpi][collectives]") {
   Comm& comm = Comm::world();
   const auto counts = uneven_counts(comm.size());

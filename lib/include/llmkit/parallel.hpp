@@ -2,6 +2,7 @@
 // the same on the CPU (MPI on host memory) and on GPUs (NCCL on device memory), and the ZeRO-1
 // split of the flat parameter buffer into per-rank segments.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <vector>
@@ -27,8 +28,23 @@ class Collectives {
   // what the backend has queued so far): buf must not be touched until wait(), after which the
   // backend's next operations see every sum started. By default it is done at once.
   virtual void allreduce_sum_start(float* buf, size_t n) { allreduce_sum(buf, n); }
+  // The reduce-scatter (segments `counts`, as reduce_scatter_sum) of the values [begin, begin +
+  // n) only, which may likewise run on until wait(): each value's sum lands on the rank whose
+  // segment holds it. Over ranges that tile buf, the same as reduce_scatter_sum.
+  virtual void reduce_range_start(float* buf, const std::vector<size_t>& counts, size_t begin, size_t n) = 0;
   virtual void wait() {}
 };
+
+// Calls f(offset, length, owner) for the parts of [begin, begin + n) in each rank's segment.
+template <class F>
+void for_each_owner(const std::vector<size_t>& counts, size_t begin, size_t n, F f) {
+  size_t lo = 0;
+  for (size_t r = 0; r < counts.size(); ++r) {
+    const size_t hi = lo + counts[r], b = std::max(lo, begin), e = std::min(hi, begin + n);
+    if (b < e) f(b, e - b, static_cast<int>(r));
+    lo = hi;
+  }
+}
 
 // MPI collectives on host memory through `comm` (one rank: no MPI call, buffers left as they are).
 std::unique_ptr<Collectives> make_mpi_collectives(Comm& comm);
