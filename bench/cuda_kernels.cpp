@@ -516,7 +516,7 @@ void print_memory(Backend& be, const ModelConfig& cfg, const Settings& s) {
   std::printf("device memory of a training step: %s, B=%d T=%d (N=%d tokens), %s matmuls, %s activations "
               "(%zu bytes a value); %zu parameters (padding included)\n",
               s.model.c_str(), B, T, B * T, s.precision.c_str(), bf16 ? "bf16" : "fp32", be.activation_value_bytes(), params);
-  std::printf("  %-34s %-18s %15s %14s\n", "", "", "bytes", "");
+  std::printf("  %-34s %-18s %15s\n", "", "", "bytes");
   line("fp32 master weights", "4 x params", master);
   if (bf16) line("bf16 copy of the weights (matmuls)", "2 x params", copy);
   line("fp32 gradients", "4 x params", grads);
