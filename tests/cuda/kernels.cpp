@@ -461,6 +461,7 @@ int main(int argc, char** argv) {
   test_attention(*cpu, b, rng, 1, 70, 2, 1, 64, 1e-2, 1e-2);
   test_attention(*cpu, b, rng, 2, 33, 4, 4, 32, 1e-2, 1e-2);
   if (!quick) test_attention(*cpu, b, rng, 1, 130, 3, 1, 32, 1e-2, 1e-2);
+  test_attention(*cpu, b, rng, 1, 67, 2, 2, 128, 1e-2, 1e-2);  // fused where the GPU has the shared memory
   test_model(*cpu, b, kLlama, "llama (bf16 matmuls)", quick ? 4 : 8, 2e-2);
   test_model(*cpu, b, kGpt2, "gpt2 (bf16 matmuls)", quick ? 4 : 8, 2e-2);
   test_model(*cpu, b, kLlama32, "llama hd 32 (bf16, fused attention)", quick ? 4 : 8, 2e-2);

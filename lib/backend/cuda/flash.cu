@@ -5,9 +5,10 @@
 // atomics (the same result on every run): one per query tile for dQ, one per key tile for dK
 // and dV, which also sums the `group` query heads that share a key/value head.
 //
-// For head sizes 32 and 64 (the presets' and most small models'); attention.cu's GEMM path
-// takes the others, and fp32/tf32 precision. The softmax scale is folded into Q as it is
+// For head sizes 32, 64 (the presets' and most small models') and 128 (larger Llamas; where the
+// GPU has the shared memory); attention.cu's GEMM path takes the others, and fp32/tf32 precision. The softmax scale is folded into Q as it is
 // rounded to bf16, in the forward and in both backward kernels alike.
+#include <algorithm>
 #include <cmath>
 
 #include "kernels.cuh"
@@ -349,12 +350,32 @@ void backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, co
 
 }  // namespace
 
-bool flash_attention_supports(int hd) { return hd == 32 || hd == 64; }
+// Head size 128 needs about 190 KiB of shared memory in the backward kernels: an H100 has it
+// (227 KiB a block), an A100 (163 KiB) takes attention.cu's GEMM path instead.
+bool flash_attention_supports(int hd) {
+  if (hd == 32 || hd == 64) return true;
+  if (hd != 128) return false;
+#if defined(__CUDACC__)
+  static const int optin = [] {
+    int device = 0, bytes = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return bytes;
+  }();
+  return static_cast<size_t>(optin) >= std::max(smem_bytes<ForwardSmem<128>>(), smem_bytes<BackwardSmem<128>>());
+#else
+  return true;  // the emulator allows an H100's 227 KiB
+#endif
+}
 
 void flash_attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, int B, int T, int NH, int KV, int hd) {
   if (B <= 0 || T <= 0) return;
   if (hd == 32) forward<32>(out, lse, q, k, v, B, T, NH, KV);
   else if (hd == 64) forward<64>(out, lse, q, k, v, B, T, NH, KV);
+  else if (hd == 128) forward<128>(out, lse, q, k, v, B, T, NH, KV);
   else throw Error("", "internal: flash attention for head size " + std::to_string(hd));
 }
 
@@ -363,6 +384,7 @@ void flash_attention_backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Re
   if (B <= 0 || T <= 0) return;
   if (hd == 32) backward<32>(dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, KV);
   else if (hd == 64) backward<64>(dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, KV);
+  else if (hd == 128) backward<128>(dq, dk, dv, dout, q, k, v, out, lse, B, T, NH, KV);
   else throw Error("", "internal: flash attention for head size " + std::to_string(hd));
 }
 
