@@ -56,6 +56,17 @@ PY
   run llm-tok encode -m tok.model -o shards docs.jsonl
   expect_rc 0 "shards"
 }
+# compare_losses A B [TOL]: "True True WORST" when the metrics.jsonl files A and B both have 20
+# step losses, each within TOL (default 1e-4) of the other's, relatively.
+compare_losses() {
+  python3 - "$1" "$2" "${3:-1e-4}" <<'PY'
+import json, sys
+a = [json.loads(l)["loss"] for l in open(sys.argv[1]) if '"loss"' in l]
+b = [json.loads(l)["loss"] for l in open(sys.argv[2]) if '"loss"' in l]
+worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
+print(len(a) == len(b) == 20, worst < float(sys.argv[3]), f"{worst:.2e}")
+PY
+}
 json() { python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"; }
 # jsonl_field FILE EXPR: one line per document, EXPR over `d`.
 jsonl() { python3 -c "import json,sys
