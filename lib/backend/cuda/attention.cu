@@ -40,33 +40,36 @@ __global__ void permute_kernel(Ref out, Ref in, int B, int T, int H, int hd, boo
 
 // One warp per row of scores s[rows, T] (row r is query position r % T): the causal softmax in
 // place (0 beyond the diagonal) and its log-sum-exp.
+// Warp-per-row kernels loop over rows by the grid's warps: the grid is capped (blocks_for).
 __global__ void softmax_kernel(float* s, float* lse, size_t rows, int T) {
-  const size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / 32) + threadIdx.x / 32;
-  if (row >= rows) return;  // whole warps leave together
-  const int lane = threadIdx.x % 32, last = static_cast<int>(row % T);
-  float* x = s + row * T;
-  float m = -INFINITY;
-  for (int j = lane; j <= last; j += 32) m = fmaxf(m, x[j]);
-  m = warp_max(m);
-  float sum = 0.0f;
-  for (int j = lane; j <= last; j += 32) sum += __expf(x[j] - m);
-  sum = warp_sum(sum);
-  const float inv = 1.0f / sum;
-  for (int j = lane; j < T; j += 32) x[j] = j <= last ? __expf(x[j] - m) * inv : 0.0f;
-  if (lane == 0) lse[row] = m + logf(sum);
+  const size_t warps = static_cast<size_t>(gridDim.x) * (blockDim.x / 32);
+  for (size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / 32) + threadIdx.x / 32; row < rows; row += warps) {
+    const int lane = threadIdx.x % 32, last = static_cast<int>(row % T);
+    float* x = s + row * T;
+    float m = -INFINITY;
+    for (int j = lane; j <= last; j += 32) m = fmaxf(m, x[j]);
+    m = warp_max(m);
+    float sum = 0.0f;
+    for (int j = lane; j <= last; j += 32) sum += __expf(x[j] - m);
+    sum = warp_sum(sum);
+    const float inv = 1.0f / sum;
+    for (int j = lane; j < T; j += 32) x[j] = j <= last ? __expf(x[j] - m) * inv : 0.0f;
+    if (lane == 0) lse[row] = m + logf(sum);
+  }
 }
 
 // D[(b, h, t)] = sum over d of dout * out, rows in [B, T, H, hd] order written to [B, H, T].
 __global__ void rowdot_kernel(float* D, Ref dout, Ref out, int B, int T, int H, int hd) {
-  const size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / 32) + threadIdx.x / 32;  // (b, t, h)
-  if (row >= static_cast<size_t>(B) * T * H) return;
-  const int lane = threadIdx.x % 32;
-  float s = 0.0f;
-  for (int d = lane; d < hd; d += 32) s += dout.get(row * hd + d) * out.get(row * hd + d);
-  s = warp_sum(s);
-  const int h = static_cast<int>(row % H), t = static_cast<int>(row / H % T);
-  const size_t b = row / (static_cast<size_t>(H) * T);
-  if (lane == 0) D[(b * H + h) * T + t] = s;
+  const size_t warps = static_cast<size_t>(gridDim.x) * (blockDim.x / 32), rows = static_cast<size_t>(B) * T * H;
+  for (size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / 32) + threadIdx.x / 32; row < rows; row += warps) {  // (b, t, h)
+    const int lane = threadIdx.x % 32;
+    float s = 0.0f;
+    for (int d = lane; d < hd; d += 32) s += dout.get(row * hd + d) * out.get(row * hd + d);
+    s = warp_sum(s);
+    const int h = static_cast<int>(row % H), t = static_cast<int>(row / H % T);
+    const size_t b = row / (static_cast<size_t>(H) * T);
+    if (lane == 0) D[(b * H + h) * T + t] = s;
+  }
 }
 
 // From the recomputed scores s and dP = dO V^T: s becomes P = exp(s - lse), dp becomes
@@ -265,20 +268,10 @@ void attention_cached(Ref out, Ref q, Ref k_cache, Ref v_cache, int start, int r
     throw Error("", "cached attention over " + std::to_string(keys) + " positions: the CUDA backend takes up to " +
                         std::to_string(kMaxCachedKeys));
   const size_t smem = static_cast<size_t>(keys) * sizeof(float);
-#if defined(__CUDACC__)
-  // Above the default 48 KiB a kernel must opt in, up to what the GPU allows (227 KiB on an
-  // H100, 163 KiB on an A100).
-  if (smem > 48 * 1024) {
-    int device = 0, optin = 0;
-    check(cudaGetDevice(&device), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "cudaDeviceGetAttribute");
-    if (smem > static_cast<size_t>(optin))
-      throw Error("", "cached attention over " + std::to_string(keys) + " positions: this GPU's blocks hold the scores of " +
-                          std::to_string(optin / 4) + " at most");
-    check(cudaFuncSetAttribute(attention_cached_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-          "cudaFuncSetAttribute");
-  }
-#endif
+  // The kernel's static shared memory (its block reductions') counts too.
+  if (smem + kernel_static_smem(attention_cached_kernel) > max_block_smem())
+    throw Error("", "cached attention over " + std::to_string(keys) + " positions: more scores than this GPU's blocks hold");
+  allow_dynamic_smem(attention_cached_kernel, smem);
   LLMKIT_LAUNCH(attention_cached_kernel, dim3(static_cast<unsigned>(rows), static_cast<unsigned>(NH)), kCachedThreads, smem, out,
                 q, k_cache, v_cache, start, NH, KV, hd, 1.0f / std::sqrt(static_cast<float>(hd)));
   check_launch("attention_cached");

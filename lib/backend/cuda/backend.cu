@@ -187,7 +187,7 @@ class CudaBackend final : public Backend {
   // out[N, OC] = inp[N, C] w[OC, C]^T + bias
   void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int N, int C, int OC) override {
     set_precision(precision_);
-    gemm(false, true, N, OC, C, 1.0f, ref(inp), C, 0, weight(w), C, 0, 0.0f, ref(out), OC, 0, 1, bias);
+    gemm(false, true, N, OC, C, 1.0f, ref(inp), C, 0, weight(w), C, 0, 0.0f, ref(out), OC, 0, 1, bias ? weight(bias) : Ref{});
   }
   void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp, const float* w, int N, int C,
                        int OC) override {

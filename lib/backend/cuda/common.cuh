@@ -53,6 +53,33 @@ void check(cudaError_t e, const char* what);
 // then waits for its kernel: for finding which kernel faulted, not for speed).
 void check_launch(const char* what);
 
+// Shared memory per block: the most a kernel may opt in to on this GPU (static + dynamic).
+size_t max_block_smem();
+// A kernel's static shared memory, and its opt-in to `dynamic` bytes of dynamic shared memory
+// when the two pass the default 48 KiB (the emulator has no such limits: nothing to do).
+template <class Kernel>
+size_t kernel_static_smem(Kernel kernel) {
+#if defined(__CUDACC__)
+  cudaFuncAttributes a;
+  check(cudaFuncGetAttributes(&a, kernel), "cudaFuncGetAttributes");
+  return a.sharedSizeBytes;
+#else
+  (void)kernel;
+  return 0;
+#endif
+}
+template <class Kernel>
+void allow_dynamic_smem(Kernel kernel, size_t dynamic) {
+#if defined(__CUDACC__)
+  if (dynamic + kernel_static_smem(kernel) > 48 * 1024)
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(dynamic)),
+          "cudaFuncSetAttribute (shared memory)");
+#else
+  (void)kernel;
+  (void)dynamic;
+#endif
+}
+
 // Device memory, counted: what llmkit holds now and at most (scratch included).
 void* device_alloc(size_t bytes);
 void device_free(void* p);
@@ -68,7 +95,7 @@ inline unsigned blocks_for(size_t n, unsigned threads) {
 // All kernels run on one stream, so an operation may reuse a slot as soon as it is called.
 enum class Slot {
   partial, tokens, targets, positions, index, index_run, index_token,
-  attn_s, attn_dp, attn_q, attn_k, attn_v, attn_o, attn_do, attn_dk, attn_dv, attn_rows, convert, shadow, count
+  attn_s, attn_dp, attn_q, attn_k, attn_v, attn_o, attn_do, attn_dk, attn_dv, attn_rows, convert, bias, count
 };
 float* scratch(Slot slot, size_t floats);
 // Uploads n int32 host values into the slot (skipped when they equal the last upload there).

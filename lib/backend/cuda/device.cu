@@ -70,7 +70,22 @@ void device_free(void* p) {
       g_sizes.erase(it);
     }
   }
-  cudaFree(p);
+  // A failed free must not stay the runtime's last error, blamed on the next kernel.
+  if (cudaFree(p) != cudaSuccess) cudaGetLastError();
+}
+
+size_t max_block_smem() {
+#if defined(__CUDACC__)
+  static const size_t bytes = [] {
+    int device = 0, optin = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "cudaDeviceGetAttribute");
+    return static_cast<size_t>(optin);
+  }();
+  return bytes;
+#else
+  return 227 * 1024;  // the emulator stands for an H100
+#endif
 }
 
 size_t bytes_in_use() { return g_in_use; }
@@ -115,7 +130,7 @@ int32_t* upload_ints(Slot slot, const int32_t* host, size_t n) {
   if (!a.copied) check(cudaEventCreateWithFlags(&a.copied, cudaEventDisableTiming), "cudaEventCreate");
   else check(cudaEventSynchronize(a.copied), "cudaEventSynchronize");  // the staging buffer is free again
   if (a.pinned_n < n) {
-    if (a.pinned) cudaFreeHost(a.pinned);
+    if (a.pinned && cudaFreeHost(a.pinned) != cudaSuccess) cudaGetLastError();
     a.pinned = nullptr;
     a.pinned_n = n + n / 4;
     check(cudaMallocHost(reinterpret_cast<void**>(&a.pinned), a.pinned_n * sizeof(int32_t)), "cudaMallocHost");

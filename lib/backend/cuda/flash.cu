@@ -123,13 +123,13 @@ struct ForwardSmem {
   }
 };
 
-// Block (query tile, b * NH + h).
+// Block (b * NH + h, query tile): the heads in x, which has room for 2^31 - 1 of them.
 template <int HD>
 __global__ void flash_forward_kernel(Ref out, float* lse, Ref q, Ref k, Ref v, int T, int NH, int KV, float scale) {
   LLMKIT_DYNAMIC_SHARED(char, smem);
   Carve carve{smem};
   const ForwardSmem<HD> s = ForwardSmem<HD>::carve(carve);
-  const int qb = blockIdx.x, b = blockIdx.y / NH, h = blockIdx.y % NH, g = h / (NH / KV);
+  const int qb = blockIdx.y, b = blockIdx.x / NH, h = blockIdx.x % NH, g = h / (NH / KV);
   const int q0 = qb * kTile, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const size_t qs = static_cast<size_t>(NH) * HD, ks = static_cast<size_t>(KV) * HD;
   const Ref Q = q.at(static_cast<size_t>(b) * T * qs + static_cast<size_t>(h) * HD);
@@ -232,14 +232,14 @@ __device__ void load_rows(const BackwardSmem<HD>& s, const float* lse, const flo
   }
 }
 
-// Block (query tile, b * NH + h): dQ = scale * dS K over the key tiles it sees; overwrites dq.
+// Block (b * NH + h, query tile): dQ = scale * dS K over the key tiles it sees; overwrites dq.
 template <int HD>
 __global__ void flash_backward_dq_kernel(Ref dq, Ref dout, Ref q, Ref k, Ref v, const float* lse, const float* D, int T, int NH,
                                          int KV, float scale) {
   LLMKIT_DYNAMIC_SHARED(char, smem);
   Carve carve{smem};
   const BackwardSmem<HD> s = BackwardSmem<HD>::carve(carve);
-  const int qb = blockIdx.x, b = blockIdx.y / NH, h = blockIdx.y % NH, g = h / (NH / KV), q0 = qb * kTile;
+  const int qb = blockIdx.y, b = blockIdx.x / NH, h = blockIdx.x % NH, g = h / (NH / KV), q0 = qb * kTile;
   const size_t qs = static_cast<size_t>(NH) * HD, ks = static_cast<size_t>(KV) * HD;
   const size_t qoff = static_cast<size_t>(b) * T * qs + static_cast<size_t>(h) * HD;
   const size_t koff = static_cast<size_t>(b) * T * ks + static_cast<size_t>(g) * HD;
@@ -263,7 +263,7 @@ __global__ void flash_backward_dq_kernel(Ref dq, Ref dout, Ref q, Ref k, Ref v, 
   }
 }
 
-// Block (key tile, b * KV + g): dV = P^T dO and dK = scale * dS^T Q over the query tiles that
+// Block (b * KV + g, key tile): dV = P^T dO and dK = scale * dS^T Q over the query tiles that
 // see it and the query heads of the group; overwrites dk and dv.
 template <int HD>
 __global__ void flash_backward_dkv_kernel(Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, const float* lse, const float* D, int T,
@@ -271,7 +271,7 @@ __global__ void flash_backward_dkv_kernel(Ref dk, Ref dv, Ref dout, Ref q, Ref k
   LLMKIT_DYNAMIC_SHARED(char, smem);
   Carve carve{smem};
   const BackwardSmem<HD> s = BackwardSmem<HD>::carve(carve);
-  const int kb = blockIdx.x, b = blockIdx.y / KV, g = blockIdx.y % KV, k0 = kb * kTile, group = NH / KV;
+  const int kb = blockIdx.y, b = blockIdx.x / KV, g = blockIdx.x % KV, k0 = kb * kTile, group = NH / KV;
   const int tiles = (T + kTile - 1) / kTile;
   const size_t qs = static_cast<size_t>(NH) * HD, ks = static_cast<size_t>(KV) * HD;
   const size_t koff = static_cast<size_t>(b) * T * ks + static_cast<size_t>(g) * HD;
@@ -309,23 +309,11 @@ size_t smem_bytes() {
   return c.used;
 }
 
-// Opts a kernel in to the shared memory it needs above the default 48 KiB.
-template <class Kernel>
-void allow_smem(Kernel kernel, size_t bytes) {
-#if defined(__CUDACC__)
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
-        "cudaFuncSetAttribute (flash attention's shared memory)");
-#else
-  (void)kernel;
-  (void)bytes;
-#endif
-}
-
 template <int HD>
 void forward(Ref out, float* lse, Ref q, Ref k, Ref v, int B, int T, int NH, int KV) {
   const size_t smem = smem_bytes<ForwardSmem<HD>>();
-  allow_smem(flash_forward_kernel<HD>, smem);
-  const dim3 grid(static_cast<unsigned>((T + kTile - 1) / kTile), static_cast<unsigned>(B * NH));
+  allow_dynamic_smem(flash_forward_kernel<HD>, smem);
+  const dim3 grid(static_cast<unsigned>(B * NH), static_cast<unsigned>((T + kTile - 1) / kTile));
   LLMKIT_LAUNCH(flash_forward_kernel<HD>, grid, kThreads, smem, out, lse, q, k, v, T, NH, KV,
                 1.0f / std::sqrt(static_cast<float>(HD)));
   check_launch("flash attention forward");
@@ -337,38 +325,35 @@ void backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, co
   float* D = scratch(Slot::attn_rows, rows);
   attention_rowdot(D, dout, out, B, T, NH, HD);
   const size_t smem = smem_bytes<BackwardSmem<HD>>();
-  allow_smem(flash_backward_dq_kernel<HD>, smem);
-  allow_smem(flash_backward_dkv_kernel<HD>, smem);
+  allow_dynamic_smem(flash_backward_dq_kernel<HD>, smem);
+  allow_dynamic_smem(flash_backward_dkv_kernel<HD>, smem);
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
   const unsigned tiles = static_cast<unsigned>((T + kTile - 1) / kTile);
-  LLMKIT_LAUNCH(flash_backward_dq_kernel<HD>, dim3(tiles, static_cast<unsigned>(B * NH)), kThreads, smem, dq, dout, q, k, v, lse,
+  LLMKIT_LAUNCH(flash_backward_dq_kernel<HD>, dim3(static_cast<unsigned>(B * NH), tiles), kThreads, smem, dq, dout, q, k, v, lse,
                 static_cast<const float*>(D), T, NH, KV, scale);
-  LLMKIT_LAUNCH(flash_backward_dkv_kernel<HD>, dim3(tiles, static_cast<unsigned>(B * KV)), kThreads, smem, dk, dv, dout, q, k, v,
+  LLMKIT_LAUNCH(flash_backward_dkv_kernel<HD>, dim3(static_cast<unsigned>(B * KV), tiles), kThreads, smem, dk, dv, dout, q, k, v,
                 lse, static_cast<const float*>(D), T, NH, KV, scale);
   check_launch("flash attention backward");
 }
 
+// The kernels' shared memory (static: none) must fit the GPU's blocks: about 73/125 KiB
+// (forward/backward) at head size 64, 113/191 KiB at 128. An H100 (227 KiB) has it for all; an
+// A100 (163 KiB) not at 128; the sm_86/89 GPUs (99 KiB) only at 32. Where not, attention.cu's
+// GEMM path runs.
+template <int HD>
+bool fits() {
+  return std::max(smem_bytes<ForwardSmem<HD>>(), smem_bytes<BackwardSmem<HD>>()) <= max_block_smem();
+}
+
 }  // namespace
 
-// Head size 128 needs about 190 KiB of shared memory in the backward kernels: an H100 has it
-// (227 KiB a block), an A100 (163 KiB) takes attention.cu's GEMM path instead.
 bool flash_attention_supports(int hd) {
-  if (hd == 32 || hd == 64) return true;
-  if (hd != 128) return false;
-#if defined(__CUDACC__)
-  static const int optin = [] {
-    int device = 0, bytes = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
-      cudaGetLastError();
-      return 0;
-    }
-    return bytes;
-  }();
-  return static_cast<size_t>(optin) >= std::max(smem_bytes<ForwardSmem<128>>(), smem_bytes<BackwardSmem<128>>());
-#else
-  return true;  // the emulator allows an H100's 227 KiB
-#endif
+  switch (hd) {
+    case 32: return fits<32>();
+    case 64: return fits<64>();
+    case 128: return fits<128>();
+    default: return false;
+  }
 }
 
 void flash_attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, int B, int T, int NH, int KV, int hd) {

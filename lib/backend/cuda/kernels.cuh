@@ -18,7 +18,7 @@ Precision precision();
 // Operands may be fp32 or bf16 (Ref): cuBLASLt wants A and B of one type, so an fp32 operand
 // beside a bf16 one is rounded to bf16 first (batch 1 only: the scalar head's rare products).
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, Ref A, int lda, int64_t stride_a, Ref B, int ldb,
-          int64_t stride_b, float beta, Ref C, int ldc, int64_t stride_c, int batch, const float* bias = nullptr);
+          int64_t stride_b, float beta, Ref C, int ldc, int64_t stride_c, int batch, Ref bias = Ref{});
 
 // out[c] += sum over rows n of x[n, c] (fixed order: the result is the same on every run).
 void column_sum(float* out, Ref x, int N, int C);

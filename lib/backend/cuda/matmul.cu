@@ -61,8 +61,8 @@ class Lt {
     static Lt lt;
     return lt;
   }
-  void run(const Key& key, const float* alpha, const void* A, const void* B, const float* beta, void* C, const float* bias) {
-    Plan& p = plan(key);
+  void run(const Key& key, const float* alpha, const void* A, const void* B, const float* beta, void* C, const void* bias) {
+    Plan& p = plan(key, bias);
     if (bias) check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)), "bias pointer");
     check_lt(cublasLtMatmul(handle_, p.op, alpha, B, p.a, A, p.b, beta, C, p.c, C, p.c, &p.algo, workspace_, kWorkspaceBytes, 0),
              "cublasLtMatmul");
@@ -85,7 +85,8 @@ class Lt {
   }
 
   // Column-major: D[N x M] = op(B)^T-side operand [N x K] times op(A)^T-side operand [K x M].
-  Plan& plan(const Key& key) {
+  // `bias`: this call's, set before the heuristic runs (it reads the pointer's alignment).
+  Plan& plan(const Key& key, const void* bias) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = plans_.find(key);
     if (it != plans_.end()) return it->second;
@@ -102,11 +103,12 @@ class Lt {
       cublasOperation_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
       check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)), "transa");
       check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)), "transb");
-      if (has_bias) {
+      if (has_bias) {  // the bias has the output's type (gemm() rounds it to bf16 when D is bf16)
         cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
         check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)), "epilogue");
-        cudaDataType_t bt = CUDA_R_32F;
+        cudaDataType_t bt = c_type;
         check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)), "bias type");
+        check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)), "bias pointer");
       }
       // The first operand is B (row-major K x N, or N x K when transposed), seen column-major.
       p.a = tb ? layout(ab, K, N, ldb, batch, sb) : layout(ab, N, K, ldb, batch, sb);
@@ -142,10 +144,12 @@ class Lt {
     // bf16 operands in memory go to the tensor cores as they are: the compute type is fp32's.
     const std::string shape = std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) +
                               (batch > 1 ? " (batch " + std::to_string(batch) + ")" : "");
-    if (!try_compute(ab == CUDA_R_16BF ? CUBLAS_COMPUTE_32F : compute_type(static_cast<Precision>(prec)))) {
-      if (!try_compute(CUBLAS_COMPUTE_32F)) throw Error("cublasLt", "no algorithm for a " + shape + " matmul");
-      if (static_cast<Precision>(prec) != Precision::fp32)
-        LLMKIT_WARN("cuBLASLt has no %s algorithm for a %s matmul: computed in fp32", prec == 0 ? "bf16" : "tf32", shape.c_str());
+    const cublasComputeType_t wanted = ab == CUDA_R_16BF ? CUBLAS_COMPUTE_32F : compute_type(static_cast<Precision>(prec));
+    if (!try_compute(wanted)) {
+      if (wanted == CUBLAS_COMPUTE_32F || !try_compute(CUBLAS_COMPUTE_32F))
+        throw Error("cublasLt", "no algorithm for a " + shape + " matmul");
+      LLMKIT_WARN("cuBLASLt has no %s algorithm for a %s matmul: computed in fp32",
+                  static_cast<Precision>(prec) == Precision::bf16 ? "bf16" : "tf32", shape.c_str());
     }
     return plans_.emplace(key, p).first->second;
   }
@@ -162,9 +166,14 @@ void set_precision(Precision p) { g_precision = p; }
 Precision precision() { return g_precision; }
 
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, Ref A, int lda, int64_t stride_a, Ref B, int ldb,
-          int64_t stride_b, float beta, Ref C, int ldc, int64_t stride_c, int batch, const float* bias) {
+          int64_t stride_b, float beta, Ref C, int ldc, int64_t stride_c, int batch, Ref bias) {
   if (M <= 0 || N <= 0 || batch <= 0) return;
   if (bias && batch != 1) throw Error("", "internal: a batched matmul with a bias");
+  if (bias && bias.bf16 != C.bf16) {  // the epilogue wants the bias in the output's type
+    Ref rounded{scratch(Slot::bias, N), C.bf16};
+    convert(rounded, bias, static_cast<size_t>(N));
+    bias = rounded;
+  }
   if (A.bf16 != B.bf16) {  // round the fp32 one to bf16 (its rows up to the last, gaps included)
     if (batch != 1) throw Error("", "internal: a batched matmul of fp32 and bf16 operands");
     Ref& x = A.bf16 ? B : A;
@@ -182,10 +191,10 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, Ref A, i
   };
   const int64_t eb = A.bf16 ? 2 : 4, ec = C.bf16 ? 2 : 4;  // bytes per element
   const uint32_t align = al(B.p, stride_b * eb) | (al(A.p, stride_a * eb) << 9) |
-                         (std::min(al(C.p, stride_c * ec), bias ? alignment(bias) : 256u) << 18);
-  Key key{trans_a, trans_b, M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, batch, bias != nullptr,
+                         (std::min(al(C.p, stride_c * ec), bias ? alignment(bias.p) : 256u) << 18);
+  Key key{trans_a, trans_b, M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, batch, static_cast<bool>(bias),
           static_cast<int>(g_precision), align, (A.bf16 ? 1 : 0) | (C.bf16 ? 2 : 0)};
-  Lt::get().run(key, &alpha, A.p, B.p, &beta, C.p, bias);
+  Lt::get().run(key, &alpha, A.p, B.p, &beta, C.p, bias.p);
   check_launch("matmul");
 }
 

@@ -39,7 +39,7 @@ void set_precision(Precision p) { g_precision = p; }
 Precision precision() { return g_precision; }
 
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, Ref A, int lda, int64_t stride_a, Ref B, int ldb,
-          int64_t stride_b, float beta, Ref C, int ldc, int64_t stride_c, int batch, const float* bias) {
+          int64_t stride_b, float beta, Ref C, int ldc, int64_t stride_c, int batch, Ref bias) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < batch; ++b)
     for (int i = 0; i < M; ++i) {
@@ -53,7 +53,7 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, Ref A, i
           acc += as_input(x) * as_input(y);
         }
         float r = alpha * acc + (beta != 0.0f ? beta * c.get(static_cast<size_t>(j)) : 0.0f);
-        if (bias) r += bias[j];
+        if (bias) r += bias.get(static_cast<size_t>(j));
         c.set(static_cast<size_t>(j), r);
       }
     }
