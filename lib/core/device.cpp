@@ -24,10 +24,17 @@ std::unique_ptr<Collectives> make_nccl_collectives(Comm&) {
 bool cuda_built() { return true; }
 #endif
 
+namespace {
+CudaBackendFactory g_cuda_factory = nullptr;
+}  // namespace
+
+void set_cuda_backend_factory(CudaBackendFactory factory) { g_cuda_factory = factory; }
+
 std::unique_ptr<Backend> make_backend(const std::string& device, const std::string& precision, int local_rank) {
   if (precision != "bf16" && precision != "tf32" && precision != "fp32")
     throw UsageError("--precision must be bf16, tf32 or fp32, not '" + precision + "'");
   if (device == "cpu") return make_cpu_backend();
+  if (g_cuda_factory && (device == "cuda" || device.rfind("cuda:", 0) == 0)) return g_cuda_factory(precision);
   if (device == "auto") return cuda_device_count() > 0 ? make_backend("cuda", precision, local_rank) : make_cpu_backend();
   if (device == "cuda") {
     const int n = cuda_device_count();

@@ -142,5 +142,9 @@ std::unique_ptr<Backend> make_cpu_backend();
 // visible, one rank per GPU); "cuda:N"; "auto" (cuda when a GPU is visible, else cpu).
 // `precision` sets the GPU's matmul compute type: bf16, tf32 or fp32 (the CPU computes in fp32).
 std::unique_ptr<Backend> make_backend(const std::string& device, const std::string& precision = "bf16", int local_rank = 0);
+// Tests only: make_backend() asks this first for the cuda devices (the tests that run a whole
+// command's code on the CUDA emulator give make_emulated_cuda_backend). Null: the real one.
+using CudaBackendFactory = std::unique_ptr<Backend> (*)(const std::string& precision);
+void set_cuda_backend_factory(CudaBackendFactory factory);
 
 }  // namespace llmkit
