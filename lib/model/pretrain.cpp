@@ -138,7 +138,7 @@ class Trainer {
   void open_metrics(int64_t resumed_step);
   double peak_flops_ = 0;
   int bad_in_row_ = 0;
-  std::string device_name_;
+  bool on_gpu() const { return std::string(be_->name()) == "cuda"; }
 };
 
 void Trainer::setup() {
@@ -230,12 +230,11 @@ void Trainer::setup() {
       throw Error(cfg_.tokenizer, "is not the tokenizer the shards were made with");
   }
   open_metrics(state_.step);
-  const bool gpu = std::string(be_->name()) == "cuda";
-  device_name_ = be_->device_name();
-  peak_flops_ = cfg_.peak_tflops > 0 ? cfg_.peak_tflops * 1e12 : gpu ? gpu_peak_flops(device_name_) : measure_sgemm_flops();
+  const std::string device = be_->device_name();
+  peak_flops_ = cfg_.peak_tflops > 0 ? cfg_.peak_tflops * 1e12 : on_gpu() ? gpu_peak_flops(device) : measure_sgemm_flops();
   if (comm_.rank() == 0) {
-    LLMKIT_INFO("device: %s%s%s", gpu ? device_name_.c_str() : "cpu", gpu ? ", matmuls in " : "", gpu ? cfg_.precision.c_str() : "");
-    if (peak_flops_ <= 0) LLMKIT_WARN("the peak FLOP/s of %s is not known: give --peak-tflops for MFU", device_name_.c_str());
+    LLMKIT_INFO("device: %s%s%s", device.c_str(), on_gpu() ? ", matmuls in " : "", on_gpu() ? cfg_.precision.c_str() : "");
+    if (peak_flops_ <= 0) LLMKIT_WARN("the peak FLOP/s of %s is not known: give --peak-tflops for MFU", device.c_str());
   }
 }
 
@@ -245,7 +244,7 @@ void Trainer::setup_optimizer() {
   const size_t n = model_->num_params();
   const int R = comm_.size();
   // NCCL between GPUs; MPI between CPUs (and for one rank, where nothing is exchanged).
-  coll_ = std::string(be_->name()) == "cuda" && R > 1 ? make_nccl_collectives(comm_) : make_mpi_collectives(comm_);
+  coll_ = on_gpu() && R > 1 ? make_nccl_collectives(comm_) : make_mpi_collectives(comm_);
   sharded_ = cfg_.zero == 1 && R > 1;
   counts_ = sharded_ ? segment_counts(n, R) : std::vector<size_t>{n};
   lo_ = 0;
@@ -328,9 +327,8 @@ double Trainer::train_step() {
 void Trainer::reduce_gradients() {
   const int R = comm_.size();
   if (R == 1) return;
-  float* g = model_->grads();
   coll_->wait();  // the all-reduces (reduce-scatters) train_step's backward started
-  be_->scale(g + lo_, 1.0f / static_cast<float>(R), hi_ - lo_);
+  be_->scale(model_->grads() + lo_, 1.0f / static_cast<float>(R), hi_ - lo_);
 }
 
 // The norm of the whole gradient; with ZeRO-1 from the sums of squares of every rank's segment.

@@ -22,6 +22,7 @@
 #include "kernels.cuh"
 #include "llmkit/backend.hpp"
 #include "llmkit/cuda.hpp"
+#include "llmkit/safetensors.hpp"  // f32_to_bf16, bf16_to_f32: the GPU's rounding, on the host
 
 namespace llmkit::LLMKIT_CUDA_NS {
 
@@ -94,7 +95,7 @@ class CudaBackend final : public Backend {
     const Ref r = ref(dst);
     if (r.bf16) {
       std::vector<uint16_t> h(n);
-      for (size_t i = 0; i < n; ++i) h[i] = to_bf16(host[i]);
+      for (size_t i = 0; i < n; ++i) h[i] = f32_to_bf16(host[i]);
       check(cudaMemcpy(r.p, h.data(), n * 2, cudaMemcpyHostToDevice), "cudaMemcpy to the device");
     } else {
       check(cudaMemcpy(r.p, host, n * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy to the device");
@@ -106,10 +107,7 @@ class CudaBackend final : public Backend {
     if (r.bf16) {
       std::vector<uint16_t> h(n);
       check(cudaMemcpy(h.data(), r.p, n * 2, cudaMemcpyDeviceToHost), "cudaMemcpy to the host");
-      for (size_t i = 0; i < n; ++i) {
-        const uint32_t u = static_cast<uint32_t>(h[i]) << 16;
-        std::memcpy(host + i, &u, 4);
-      }
+      for (size_t i = 0; i < n; ++i) host[i] = bf16_to_f32(h[i]);
     } else {
       check(cudaMemcpy(host, r.p, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy to the host");
     }
@@ -284,12 +282,6 @@ class CudaBackend final : public Backend {
     return {static_cast<char*>(it->second.real) + offset * 2, true};
   }
   static size_t bytes(const Ref& r) { return r.bf16 ? 2 : 4; }
-  static uint16_t to_bf16(float f) {  // round to nearest even, as __float2bfloat16
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
-    return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-  }
 
   // A write that may have changed weights: their bf16 copy is made again before the next matmul.
   void touched(const float* p, size_t n) {

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 
 #include "llmkit/error.hpp"
 
@@ -56,13 +57,17 @@ void check_launch(const char* what);
 // Shared memory per block: the most a kernel may opt in to on this GPU (static + dynamic).
 size_t max_block_smem();
 // A kernel's static shared memory, and its opt-in to `dynamic` bytes of dynamic shared memory
-// when the two pass the default 48 KiB (the emulator has no such limits: nothing to do).
+// when the two pass the default 48 KiB (the emulator has no such limits: nothing to do). Both
+// are asked of the runtime once per kernel, not at every launch.
 template <class Kernel>
 size_t kernel_static_smem(Kernel kernel) {
 #if defined(__CUDACC__)
+  static std::unordered_map<const void*, size_t> known;
+  auto it = known.find(reinterpret_cast<const void*>(kernel));
+  if (it != known.end()) return it->second;
   cudaFuncAttributes a;
   check(cudaFuncGetAttributes(&a, kernel), "cudaFuncGetAttributes");
-  return a.sharedSizeBytes;
+  return known[reinterpret_cast<const void*>(kernel)] = a.sharedSizeBytes;
 #else
   (void)kernel;
   return 0;
@@ -71,9 +76,12 @@ size_t kernel_static_smem(Kernel kernel) {
 template <class Kernel>
 void allow_dynamic_smem(Kernel kernel, size_t dynamic) {
 #if defined(__CUDACC__)
-  if (dynamic + kernel_static_smem(kernel) > 48 * 1024)
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(dynamic)),
-          "cudaFuncSetAttribute (shared memory)");
+  static std::unordered_map<const void*, size_t> allowed;  // by kernel: the most opted in to
+  size_t& have = allowed[reinterpret_cast<const void*>(kernel)];
+  if (dynamic <= have || dynamic + kernel_static_smem(kernel) <= 48 * 1024) return;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(dynamic)),
+        "cudaFuncSetAttribute (shared memory)");
+  have = dynamic;
 #else
   (void)kernel;
   (void)dynamic;

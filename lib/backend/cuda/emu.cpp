@@ -58,15 +58,11 @@ namespace {
 
 constexpr size_t kStackBytes = 64 * 1024;
 
-enum class Wait { none, block, warp };
-
 struct Fiber {
   void* sp = nullptr;  // saved stack pointer while switched out
   uint3 tid;
   int linear = 0;
   bool done = false;
-  Wait waiting = Wait::none;
-  uint64_t generation = 0;  // of the barrier it waits at
 };
 
 struct Barrier {
@@ -130,19 +126,16 @@ void* initial_stack(char* base, size_t bytes) {
 int warp_size_of(const Launch& L, int warp) { return std::min(32, L.threads - warp * 32); }
 
 // Waits until `expected` threads arrived at `b` (the last one to arrive releases the others).
-void arrive(Barrier& b, int expected, Wait kind) {
+void arrive(Barrier& b, int expected) {
   Launch& L = *tl_launch;
-  Fiber& f = L.fibers[static_cast<size_t>(L.current)];
   if (++b.arrived == expected) {
     b.arrived = 0;
     ++b.generation;
     ++L.progress;
     return;
   }
-  f.waiting = kind;
-  f.generation = b.generation;
-  while (b.generation == f.generation) yield();
-  f.waiting = Wait::none;
+  const uint64_t generation = b.generation;
+  while (b.generation == generation) yield();
 }
 
 bool reverse_order() {
@@ -159,13 +152,13 @@ int lane_id() { return tl_launch->fibers[static_cast<size_t>(tl_launch->current)
 
 void syncthreads() {
   Launch& L = *tl_launch;
-  arrive(L.block_barrier, L.threads, Wait::block);
+  arrive(L.block_barrier, L.threads);
 }
 
 void syncwarp() {
   Launch& L = *tl_launch;
   const int warp = L.fibers[static_cast<size_t>(L.current)].linear / 32;
-  arrive(L.warp_barriers[static_cast<size_t>(warp)], warp_size_of(L, warp), Wait::warp);
+  arrive(L.warp_barriers[static_cast<size_t>(warp)], warp_size_of(L, warp));
 }
 
 uint64_t warp_exchange(uint64_t bits, int src) {
@@ -174,9 +167,9 @@ uint64_t warp_exchange(uint64_t bits, int src) {
   const int warp = me / 32, lanes = warp_size_of(L, warp);
   Barrier& b = L.warp_barriers[static_cast<size_t>(warp)];
   L.exchange[static_cast<size_t>(me)] = bits;
-  arrive(b, lanes, Wait::warp);  // every lane has written
+  arrive(b, lanes);  // every lane has written
   const uint64_t r = src >= 0 && src < lanes ? L.exchange[static_cast<size_t>(warp * 32 + src)] : bits;
-  arrive(b, lanes, Wait::warp);  // every lane has read before the slots are reused
+  arrive(b, lanes);  // every lane has read before the slots are reused
   return r;
 }
 

@@ -21,6 +21,8 @@
 #include <functional>
 #include <type_traits>
 
+#include "llmkit/safetensors.hpp"
+
 struct uint3 {
   unsigned x = 0, y = 0, z = 0;
 };
@@ -31,7 +33,6 @@ struct dim3 {
 
 namespace llmkit::emu {
 
-struct BlockState;
 extern thread_local const uint3* tl_thread;  // the running fiber's threadIdx
 extern thread_local uint3 tl_block;
 extern thread_local dim3 tl_block_dim, tl_grid_dim;
@@ -108,20 +109,9 @@ inline float atomicAdd(float* p, float v) {  // blocks and threads run one at a 
 struct __nv_bfloat16 {
   uint16_t bits = 0;
 };
-inline __nv_bfloat16 __float2bfloat16(float f) {  // round to nearest even, as the GPU
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  __nv_bfloat16 h;
-  if ((u & 0x7fffffffu) > 0x7f800000u) h.bits = static_cast<uint16_t>((u >> 16) | 0x40u);  // nan stays nan
-  else h.bits = static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-  return h;
-}
-inline float __bfloat162float(__nv_bfloat16 h) {
-  uint32_t u = static_cast<uint32_t>(h.bits) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+// Round to nearest even, as the GPU: the conversions safetensors.cpp already has.
+inline __nv_bfloat16 __float2bfloat16(float f) { return {::llmkit::f32_to_bf16(f)}; }
+inline float __bfloat162float(__nv_bfloat16 h) { return ::llmkit::bf16_to_f32(h.bits); }
 
 // ---- Tensor-core fragments (nvcuda::wmma), 16x16x16 only ----
 // On the GPU a fragment is spread over the warp's lanes in an unspecified layout; here every

@@ -54,11 +54,9 @@ class NcclCollectives final : public Collectives {
     if (size_ <= 1 || !n) return;
     cuda::check(cudaEventRecord(queued_, 0), "cudaEventRecord");
     cuda::check(cudaStreamWaitEvent(stream_, queued_, 0), "cudaStreamWaitEvent");
-    check_nccl(ncclGroupStart(), "ncclGroupStart");
-    for_each_owner(counts, begin, n, [&](size_t at, size_t len, int owner) {
+    per_owner(counts, begin, n, [&](size_t at, size_t len, int owner) {
       check_nccl(ncclReduce(buf + at, buf + at, len, ncclFloat, ncclSum, owner, comm_, stream_), "ncclReduce");
     });
-    check_nccl(ncclGroupEnd(), "ncclGroupEnd");
     pending_ = true;
   }
   void wait() override {
@@ -77,29 +75,30 @@ class NcclCollectives final : public Collectives {
   // Segments of unequal length: one ncclReduce per owner, grouped so that NCCL runs them
   // together (ncclReduceScatter wants equal segments).
   void reduce_scatter_sum(float* buf, const std::vector<size_t>& counts) override {
-    per_segment(buf, counts, [&](float* p, size_t n, int owner) {
-      check_nccl(ncclReduce(p, p, n, ncclFloat, ncclSum, owner, comm_, 0), "ncclReduce");
+    per_owner(counts, 0, total(counts), [&](size_t at, size_t len, int owner) {
+      check_nccl(ncclReduce(buf + at, buf + at, len, ncclFloat, ncclSum, owner, comm_, 0), "ncclReduce");
     });
   }
 
   void all_gather(float* buf, const std::vector<size_t>& counts) override {
-    per_segment(buf, counts, [&](float* p, size_t n, int owner) {
-      check_nccl(ncclBroadcast(p, p, n, ncclFloat, owner, comm_, 0), "ncclBroadcast");
+    per_owner(counts, 0, total(counts), [&](size_t at, size_t len, int owner) {
+      check_nccl(ncclBroadcast(buf + at, buf + at, len, ncclFloat, owner, comm_, 0), "ncclBroadcast");
     });
   }
 
  private:
-  // op(segment, length, owner) for each non-empty segment, in one NCCL group.
+  static size_t total(const std::vector<size_t>& counts) {
+    size_t n = 0;
+    for (size_t c : counts) n += c;
+    return n;
+  }
+  // op(offset, length, owner) for the parts of [begin, begin + n) in each rank's segment, in
+  // one NCCL group.
   template <class Op>
-  void per_segment(float* buf, const std::vector<size_t>& counts, Op op) {
+  void per_owner(const std::vector<size_t>& counts, size_t begin, size_t n, Op op) {
     if (size_ <= 1) return;
     check_nccl(ncclGroupStart(), "ncclGroupStart");
-    size_t off = 0;
-    for (int r = 0; r < size_; ++r) {
-      const size_t n = counts[static_cast<size_t>(r)];
-      if (n) op(buf + off, n, r);
-      off += n;
-    }
+    for_each_owner(counts, begin, n, op);
     check_nccl(ncclGroupEnd(), "ncclGroupEnd");
   }
 
