@@ -1,4 +1,4 @@
-// The denominator of MFU: OpenBLAS sgemm's rate here, measured as llm-pretrain measures it;
+// The denominator of MFU: the CPU backend's sgemm rate here, measured as llm-pretrain measures it;
 // with --memory MODEL B T, the bytes a training run of that model needs by the memory model
 // (weights, gradients and AdamW's two moments in fp32, plus activations), to set against RSS;
 // with --breakdown MODEL B T, where a training step's time goes (best of 3): forward, backward,
@@ -53,13 +53,14 @@ int main(int argc, char** argv) {
                   1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1);
     });
     const double zero = time([&] { m.zero_grad(); });
-    const double peak = llmkit::measure_sgemm_flops();
+    const double peak = be->matmul_peak_flops();
     std::printf("%s B=%d T=%d: forward %.3f s, backward %.3f s, grad norm %.3f s, AdamW %.3f s, zero grads %.3f s;\n"
                 "  forward + backward at %.0f GFLOP/s, %.0f%% of the sgemm peak (%.0f GFLOP/s)\n",
                 argv[2], B, T, fwd, bwd, norm, adam, zero, m.flops_per_step(B, T) / (fwd + bwd) / 1e9,
                 100 * m.flops_per_step(B, T) / (fwd + bwd) / peak, peak / 1e9);
     return 0;
   }
-  std::printf("sgemm peak (1024^3, best of 3): %.1f GFLOP/s\n", llmkit::measure_sgemm_flops() / 1e9);
+  auto be = llmkit::make_cpu_backend();
+  std::printf("sgemm peak (1024^3, best of 3): %.1f GFLOP/s, %s\n", be->matmul_peak_flops() / 1e9, be->matmul_kernel().c_str());
   return 0;
 }

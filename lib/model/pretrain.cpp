@@ -1,7 +1,6 @@
 // llm-pretrain's training loop; see llmkit/pretrain.hpp.
 #include "llmkit/pretrain.hpp"
 
-#include <cblas.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -12,6 +11,9 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+
+#include <nlohmann/json.hpp>
+#include <omp.h>
 
 #include "llmkit/checkpoint.hpp"
 #include "llmkit/data.hpp"
@@ -41,20 +43,6 @@ double learning_rate(const PretrainConfig& c, int64_t step) {
     return c.lr - (c.lr - min_lr) * std::min(1.0, p);
   }
   return min_lr + 0.5 * (c.lr - min_lr) * (1.0 + std::cos(M_PI * progress));  // cosine
-}
-
-double measure_sgemm_flops() {
-  const int n = 1024;
-  std::vector<float> a(static_cast<size_t>(n) * n, 0.5f), b(a), c(a.size());
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
-  double best = 0;
-  for (int r = 0; r < 3; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, 2.0 * n * n * static_cast<double>(n) / s);
-  }
-  return best;
 }
 
 double gpu_peak_flops(const std::string& name) {
@@ -231,9 +219,18 @@ void Trainer::setup() {
   }
   open_metrics(state_.step);
   const std::string device = be_->device_name();
-  peak_flops_ = cfg_.peak_tflops > 0 ? cfg_.peak_tflops * 1e12 : on_gpu() ? gpu_peak_flops(device) : measure_sgemm_flops();
+  peak_flops_ = cfg_.peak_tflops > 0 ? cfg_.peak_tflops * 1e12 : on_gpu() ? gpu_peak_flops(device) : be_->matmul_peak_flops();
+  const char* peak_from = cfg_.peak_tflops > 0 ? "--peak-tflops" : on_gpu() ? "the GPU's bf16 peak" : "measured";
+  {
+    // A start line in the metrics: where this (re)start ran, and what MFU is measured against.
+    nlohmann::json start = {{"step", state_.step}, {"event", "start"}, {"device", device},
+                            {"matmul", be_->matmul_kernel()}, {"peak_flops", peak_flops_}, {"peak_flops_from", peak_from},
+                            {"ranks", comm_.size()}, {"threads", omp_get_max_threads()}};
+    log_metrics(start.dump());
+  }
   if (comm_.rank() == 0) {
-    LLMKIT_INFO("device: %s%s%s", device.c_str(), on_gpu() ? ", matmuls in " : "", on_gpu() ? cfg_.precision.c_str() : "");
+    LLMKIT_INFO("device: %s; matmuls: %s; MFU against %.0f GFLOP/s (%s)", device.c_str(), be_->matmul_kernel().c_str(),
+                peak_flops_ / 1e9, peak_from);
     if (peak_flops_ <= 0) LLMKIT_WARN("the peak FLOP/s of %s is not known: give --peak-tflops for MFU", device.c_str());
   }
 }

@@ -439,12 +439,14 @@ run llm-pretrain --model llama-tiny --train "$W/shards/train-*.tok" --val "$W/sh
   --eval-every 100 --out "$T/straight" --steps $steps --seq-len 64 --micro-batch 4 \
   --batch-tokens 256 --threads 1 -q
 expect_rc 0 "an uninterrupted run"
-# losses METRICS: step:loss for every line of a metrics.jsonl, validation lines included.
+# losses METRICS: step:loss for every loss line of a metrics.jsonl, validation lines included
+# (not the start lines, one per (re)start).
 losses() { python3 -c '
 import json, sys
 for l in open(sys.argv[1]):
     r = json.loads(l)
-    print("%d:%r" % (r["step"], r["loss"] if "loss" in r else r["val_loss"]))' "$1"; }
+    if "loss" in r or "val_loss" in r:
+        print("%d:%r" % (r["step"], r["loss"] if "loss" in r else r["val_loss"]))' "$1"; }
 expect_eq "$(losses "$W/run-requeue/metrics.jsonl" | wc -l)" $((steps + steps / 100)) "metrics lines of the requeued run"
 if [ "$(losses "$W/run-requeue/metrics.jsonl")" = "$(losses "$T/straight/metrics.jsonl")" ]; then
   ok

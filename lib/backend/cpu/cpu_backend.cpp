@@ -1,18 +1,25 @@
-// The CPU backend: fp32, OpenBLAS sgemm for every matmul (including attention's blocks),
-// OpenMP over rows elsewhere. See llmkit/backend.hpp for the operations' contracts.
-#include <cblas.h>
+// The CPU backend: fp32, every matmul (including attention's blocks) through gemm.hpp's
+// thread-count-independent tiling over oneDNN or OpenBLAS, OpenMP over rows elsewhere. See
+// llmkit/backend.hpp for the operations' contracts.
+//
+// Every result is the same bits for any number of threads: each matmul tile, row, head or
+// channel is computed by one thread in a fixed order, and sums over rows run in row order or
+// over fixed blocks. So MPI ranks, which change the threads per process, change nothing either
+// (tests/mpi/eval.sh, tests/cli/threads.sh).
 #include <omp.h>
 #if defined(__x86_64__)
 #include <xmmintrin.h>
 #endif
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "llmkit/backend.hpp"
 #include "llmkit/error.hpp"
+#include "gemm.hpp"
 
 namespace llmkit {
 
@@ -59,8 +66,26 @@ class CpuBackend final : public Backend {
 #pragma omp parallel
     _mm_setcsr(_mm_getcsr() | 0x8040);  // FTZ | DAZ
 #endif
+    cpu::gemm_kernel();  // chosen here, where an LLMKIT_GEMM error can be reported
   }
   const char* name() const override { return "cpu"; }
+  std::string matmul_kernel() const override { return cpu::gemm_kernel_description(); }
+  double matmul_peak_flops() override {
+    // The rate of this backend's own sgemm on a 1024^3 product (best of 3), measured once.
+    static const double peak = [] {
+      const int n = 1024;
+      std::vector<float> a(static_cast<size_t>(n) * n, 0.5f), b(a), c(a.size());
+      double best = 0;
+      for (int r = 0; r < 4; ++r) {
+        auto t0 = std::chrono::steady_clock::now();
+        cpu::sgemm(false, true, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (r > 0) best = std::max(best, 2.0 * n * n * static_cast<double>(n) / s);  // the first warms up
+      }
+      return best;
+    }();
+    return peak;
+  }
 
   float* alloc(size_t n) override {
     float* p = static_cast<float*>(std::aligned_alloc(64, std::max<size_t>(64, (n * 4 + 63) / 64 * 64)));
@@ -200,7 +225,7 @@ class CpuBackend final : public Backend {
 
   void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int N, int C,
                       int OC) override {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
+    cpu::sgemm(false, true, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
     if (bias) {
 #pragma omp parallel for
       for (int n = 0; n < N; ++n)
@@ -211,9 +236,9 @@ class CpuBackend final : public Backend {
   void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp,
                        const float* w, int N, int C, int OC) override {
     if (dinp)  // [N, OC] @ [OC, C]
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);
+      cpu::sgemm(false, false, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);
     if (dw)  // [OC, N] @ [N, C]
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+      cpu::sgemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
     if (dbias) column_reduce(dbias, N, OC, [&](int n, int o) { return dout[static_cast<size_t>(n) * OC + o]; });
   }
 
@@ -314,10 +339,10 @@ class CpuBackend final : public Backend {
             float* dQ = dq + row0;
             const float* L = lse + (static_cast<size_t>(b) * NH + h) * T + t0;
             // P = exp(scale * Q K^T - lse), causal
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, t1, hd, scale, Q, qs, K, ks, 0.0f,
+            cpu::sgemm_serial(false, true, rows, t1, hd, scale, Q, qs, K, ks, 0.0f,
                         P.data(), t1);
             // dP = dO V^T
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, t1, hd, 1.0f, dO, qs, V, ks, 0.0f,
+            cpu::sgemm_serial(false, true, rows, t1, hd, 1.0f, dO, qs, V, ks, 0.0f,
                         dP.data(), t1);
             for (int r = 0; r < rows; ++r) {
               float* p = P.data() + static_cast<size_t>(r) * t1;
@@ -334,11 +359,11 @@ class CpuBackend final : public Backend {
               for (int j = last + 1; j < t1; ++j) p[j] = dp[j] = 0.0f;
             }
             // dQ = scale * dS K (overwrite); dK += scale * dS^T Q; dV += P^T dO
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, t1, scale, dP.data(), t1, K, ks,
+            cpu::sgemm_serial(false, false, rows, hd, t1, scale, dP.data(), t1, K, ks,
                         0.0f, dQ, qs);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t1, hd, rows, scale, dP.data(), t1, Q, qs,
+            cpu::sgemm_serial(true, false, t1, hd, rows, scale, dP.data(), t1, Q, qs,
                         1.0f, dK, ks);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t1, hd, rows, 1.0f, P.data(), t1, dO, qs,
+            cpu::sgemm_serial(true, false, t1, hd, rows, 1.0f, P.data(), t1, dO, qs,
                         1.0f, dV, ks);
           }
         }
@@ -448,18 +473,22 @@ class CpuBackend final : public Backend {
   double sum_squares(const float* x, size_t n) override {
     // Float sums over blocks of 4096 (vectorised), added up in double: exact enough for a norm,
     // and the same result for any thread count (the blocks are fixed).
+    // The block sums are added in block order afterwards: an OpenMP reduction would add the
+    // threads' partial sums, whose grouping depends on the thread count.
     constexpr size_t kBlock = 4096;
     const size_t blocks = (n + kBlock - 1) / kBlock;
-    double s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static)
+    std::vector<double> part(blocks);
+#pragma omp parallel for schedule(static)
     for (size_t b = 0; b < blocks; ++b) {
       const float* p = x + b * kBlock;
       const size_t len = std::min(kBlock, n - b * kBlock);
       float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
       for (size_t i = 0; i < len; ++i) acc += p[i] * p[i];
-      s += acc;
+      part[b] = acc;
     }
+    double s = 0;
+    for (double v : part) s += v;
     return s;
   }
 
@@ -472,7 +501,7 @@ class CpuBackend final : public Backend {
     const int keys = start + rows;
     thread_local std::vector<float> S;
     S.resize(static_cast<size_t>(rows) * keys);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, hd, scale, Q, qs, K, ks, 0.0f, S.data(), keys);
+    cpu::sgemm_serial(false, true, rows, keys, hd, scale, Q, qs, K, ks, 0.0f, S.data(), keys);
     for (int r = 0; r < rows; ++r) {
       float* s = S.data() + static_cast<size_t>(r) * keys;
       const int last = start + r;
@@ -490,7 +519,7 @@ class CpuBackend final : public Backend {
       for (int j = last + 1; j < keys; ++j) s[j] = 0.0f;
       if (lse) lse[r] = m + std::log(sum);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, keys, 1.0f, S.data(), keys, V, ks, 0.0f, out, qs);
+    cpu::sgemm_serial(false, false, rows, hd, keys, 1.0f, S.data(), keys, V, ks, 0.0f, out, qs);
   }
 
   static void check_heads(int NH, int KV) {

@@ -55,6 +55,9 @@ class CudaBackend final : public Backend {
   }
   const char* name() const override { return "cuda"; }
   std::string device_name() const override { return device_name_; }
+  std::string matmul_kernel() const override {
+    return std::string("cuBLASLt, ") + (precision_ == Precision::bf16 ? "bf16" : precision_ == Precision::tf32 ? "tf32" : "fp32");
+  }
 
   // ---- Memory ----
 

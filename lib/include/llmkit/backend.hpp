@@ -21,6 +21,13 @@ class Backend {
   virtual const char* name() const = 0;
   // The device in words ("cpu", "NVIDIA H100 80GB HBM3").
   virtual std::string device_name() const { return name(); }
+  // What multiplies the matrices, in words ("oneDNN 2.6.3 sgemm (avx512_core), ...", "cuBLASLt,
+  // bf16"): logged by the commands and written to llm-pretrain's metrics.
+  virtual std::string matmul_kernel() const { return ""; }
+  // The rate of that kernel that MFU is measured against, FLOP/s: on the CPU its own sgemm's
+  // measured rate on a 1024^3 product; 0 where it is not measured (a GPU's peak comes from its
+  // name: gpu_peak_flops()).
+  virtual double matmul_peak_flops() { return 0; }
 
   // Memory, in floats.
   virtual float* alloc(size_t n) = 0;  // zeroed

@@ -54,8 +54,6 @@ int run_pretrain(const PretrainConfig& cfg, Stats& stats);
 // Draws RUN/metrics.jsonl into RUN/loss.png with share/llmkit/plot-metrics.gp (gnuplot).
 void plot_metrics(const std::string& run);
 
-// Measured sgemm rate of this process (FLOP/s), the denominator of MFU on the CPU.
-double measure_sgemm_flops();
 // Dense bf16 tensor-core peak of a GPU by its name (FLOP/s; 0 when not known): the
 // denominator of MFU on a GPU, as llm.c and the PaLM paper count it.
 double gpu_peak_flops(const std::string& device_name);
