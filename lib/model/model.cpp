@@ -10,6 +10,7 @@
 
 #include "llmkit/error.hpp"
 #include "llmkit/io.hpp"
+#include "layers.hpp"
 
 namespace llmkit {
 
@@ -126,30 +127,109 @@ std::string ModelConfig::to_json() const {
 
 // ---- Parameters ----------------------------------------------------------------------------------
 
+// A transformer block's weights: attention and MLP, each after a norm, with residuals.
+// Llama: mlp_in is gate_proj, mlp_up up_proj, mlp_out down_proj (SwiGLU); GPT-2: mlp_in c_fc,
+// mlp_out c_proj (GELU), no mlp_up.
 struct Model::Layer {
-  // weights
-  float *norm1_w = nullptr, *norm1_b = nullptr, *wq = nullptr, *wk = nullptr, *wv = nullptr, *wo = nullptr;
-  float *bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr;
-  float *norm2_w = nullptr, *norm2_b = nullptr, *w1 = nullptr, *w3 = nullptr, *w2 = nullptr, *b1 = nullptr, *b2 = nullptr;
-  // gradients, same order
-  float *d_norm1_w = nullptr, *d_norm1_b = nullptr, *dwq = nullptr, *dwk = nullptr, *dwv = nullptr, *dwo = nullptr;
-  float *dbq = nullptr, *dbk = nullptr, *dbv = nullptr, *dbo = nullptr;
-  float *d_norm2_w = nullptr, *d_norm2_b = nullptr, *dw1 = nullptr, *dw3 = nullptr, *dw2 = nullptr, *db1 = nullptr, *db2 = nullptr;
-  // activations
-  float *x = nullptr, *h1 = nullptr, *mean1 = nullptr, *rstd1 = nullptr, *q = nullptr, *k = nullptr, *v = nullptr;
-  float *att = nullptr, *lse = nullptr, *xmid = nullptr, *h2 = nullptr, *mean2 = nullptr, *rstd2 = nullptr;
-  float *f1 = nullptr, *f3 = nullptr, *act = nullptr;  // llama: gate, up, silu(gate)*up; gpt2: fc, -, gelu(fc)
+  Norm norm1, norm2;
+  Linear q, k, v, o, mlp_in, mlp_up, mlp_out;
+};
+
+// What a block's forward keeps for its backward (training: one set per layer; inference: layer
+// 0's serve every layer). x is the block's input.
+struct Model::LayerActs {
+  float *x = nullptr, *h1 = nullptr, *mean1 = nullptr, *rstd1 = nullptr;   // h1 = norm1(x)
+  float *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *lse = nullptr;  // att = attention(q, k, v)
+  float *xmid = nullptr, *h2 = nullptr, *mean2 = nullptr, *rstd2 = nullptr;  // xmid = x + o(att), h2 = norm2(xmid)
+  float *f1 = nullptr, *f3 = nullptr, *act = nullptr;  // Llama: gate, up, silu(gate) * up; GPT-2: fc, -, gelu(fc)
 };
 
 struct Model::Top {
-  float *wte = nullptr, *wpe = nullptr, *normf_w = nullptr, *normf_b = nullptr, *lm = nullptr, *score = nullptr;
-  float *dwte = nullptr, *dwpe = nullptr, *d_normf_w = nullptr, *d_normf_b = nullptr, *dlm = nullptr, *dscore = nullptr;
+  float *wte = nullptr, *wpe = nullptr, *dwte = nullptr, *dwpe = nullptr;
+  Norm normf;
+  Linear lm, score;  // score.w null without a scalar head
   float *values = nullptr, *dvalues = nullptr;
   // activations and scratch
   float *xf = nullptr, *hf = nullptr, *meanf = nullptr, *rstdf = nullptr, *logp = nullptr;
   float *tmp = nullptr, *dres = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
-  float *datt = nullptr, *df1 = nullptr, *df3 = nullptr, *dact = nullptr, *dlogp = nullptr;
+  float *datt = nullptr, *df1 = nullptr, *df3 = nullptr, *dlogp = nullptr;
 };
+
+// Where a block's attention finds its keys and values, and how positions are applied: the
+// batch itself (training; B sequences of T from position 0) or a KV cache (inference). forward:
+// q, k, v of the block's activations (before RoPE) to att and lse; backward: datt to dq, dk, dv.
+class Model::AttentionSite {
+ public:
+  virtual ~AttentionSite() = default;
+  virtual void forward(int layer, LayerActs& a, int N) = 0;
+  virtual void backward(int layer, LayerActs& a, const float* datt, float* dq, float* dk, float* dv, int N) = 0;
+};
+
+namespace {
+
+// Training and whole-sequence scoring: causal attention within each of B rows of T tokens.
+class BatchAttention final : public Model::AttentionSite {
+ public:
+  BatchAttention(Backend& be, const ModelConfig& c, int B, int T) : be_(be), c_(c), B_(B), T_(T) {}
+  void forward(int, Model::LayerActs& a, int) override {
+    const int hd = c_.head_dim();
+    if (c_.family == ModelConfig::Family::llama) {
+      be_.rope_forward(a.q, B_, T_, c_.heads, hd, c_.rope_theta);
+      be_.rope_forward(a.k, B_, T_, c_.kv_heads, hd, c_.rope_theta);
+    }
+    be_.attention_forward(a.att, a.lse, a.q, a.k, a.v, B_, T_, c_.heads, c_.kv_heads, hd);
+  }
+  void backward(int, Model::LayerActs& a, const float* datt, float* dq, float* dk, float* dv, int) override {
+    const int hd = c_.head_dim();
+    be_.attention_backward(dq, dk, dv, datt, a.q, a.k, a.v, a.att, a.lse, B_, T_, c_.heads, c_.kv_heads, hd);
+    if (c_.family == ModelConfig::Family::llama) {
+      be_.rope_backward(dq, B_, T_, c_.heads, hd, c_.rope_theta);
+      be_.rope_backward(dk, B_, T_, c_.kv_heads, hd, c_.rope_theta);
+    }
+  }
+
+ private:
+  Backend& be_;
+  const ModelConfig& c_;
+  int B_, T_;
+};
+
+// Inference: each segment's new rows continue its cache slot at explicit positions; their keys
+// and values are written into the cache and the queries attend to everything cached before.
+class CachedAttention final : public Model::AttentionSite {
+ public:
+  CachedAttention(Backend& be, const ModelConfig& c, const std::vector<CacheSegment>& segments, const std::vector<int32_t>& pos,
+                  KVCache& cache)
+      : be_(be), c_(c), segments_(segments), pos_(pos), cache_(cache) {}
+  void forward(int layer, Model::LayerActs& a, int N) override {
+    const int hd = c_.head_dim(), NH = c_.heads, KV = c_.kv_heads, kvd = KV * hd;
+    if (c_.family == ModelConfig::Family::llama) {
+      be_.rope_at(a.q, pos_.data(), N, NH, hd, c_.rope_theta);
+      be_.rope_at(a.k, pos_.data(), N, KV, hd, c_.rope_theta);
+    }
+    for (const CacheSegment& s : segments_) {
+      float* kc = cache_.k(layer, s.slot);
+      float* vc = cache_.v(layer, s.slot);
+      be_.copy(kc + static_cast<size_t>(s.start) * kvd, a.k + static_cast<size_t>(s.row) * kvd, static_cast<size_t>(s.count) * kvd);
+      be_.copy(vc + static_cast<size_t>(s.start) * kvd, a.v + static_cast<size_t>(s.row) * kvd, static_cast<size_t>(s.count) * kvd);
+      if (s.count > 0)
+        be_.attention_cached(a.att + static_cast<size_t>(s.row) * NH * hd, a.q + static_cast<size_t>(s.row) * NH * hd, kc, vc,
+                             s.start, s.count, NH, KV, hd);
+    }
+  }
+  void backward(int, Model::LayerActs&, const float*, float*, float*, float*, int) override {
+    throw Error("", "internal: no backward pass through a KV cache");
+  }
+
+ private:
+  Backend& be_;
+  const ModelConfig& c_;
+  const std::vector<CacheSegment>& segments_;
+  const std::vector<int32_t>& pos_;
+  KVCache& cache_;
+};
+
+}  // namespace
 
 void Model::build_specs() {
   const ModelConfig& c = cfg_;
@@ -230,7 +310,9 @@ Model::Model(const ModelConfig& cfg, Backend& backend, ModelOptions options)
 }
 
 void Model::bind() {
-  const bool llama = cfg_.family == ModelConfig::Family::llama;
+  const ModelConfig& c = cfg_;
+  const bool llama = c.family == ModelConfig::Family::llama;
+  const int C = c.dim, F = c.ffn_dim, QC = c.heads * c.head_dim(), KC = c.kv_heads * c.head_dim();
   // A frozen tensor's gradient pointer is null: every backward op then skips it.
   auto grad = [&](float* p) -> float* {
     if (!p) return nullptr;
@@ -239,63 +321,62 @@ void Model::bind() {
       if (specs_[i].offset == off) return frozen_[i] ? nullptr : g_ + off;
     return g_ + off;
   };
-  layers_.resize(static_cast<size_t>(cfg_.layers));
-  for (int l = 0; l < cfg_.layers; ++l) {
+  auto linear = [&](int in, int out, const std::string& weight, const std::string& bias) {
+    Linear lin;
+    lin.in = in;
+    lin.out = out;
+    lin.w = w(weight);
+    lin.b = bias.empty() ? nullptr : w(bias);
+    lin.dw = grad(lin.w);
+    lin.db = grad(lin.b);
+    return lin;
+  };
+  auto norm = [&](const std::string& weight, const std::string& bias) {
+    Norm n;
+    n.rms = llama;
+    n.C = C;
+    n.eps = c.norm_eps;
+    n.w = w(weight);
+    n.b = bias.empty() ? nullptr : w(bias);
+    n.dw = grad(n.w);
+    n.db = grad(n.b);
+    return n;
+  };
+  layers_.resize(static_cast<size_t>(c.layers));
+  for (int l = 0; l < c.layers; ++l) {
     Layer& L = layers_[static_cast<size_t>(l)];
     if (llama) {
-      std::string p = "model.layers." + std::to_string(l) + ".";
-      L.norm1_w = w(p + "input_layernorm.weight");
-      L.wq = w(p + "self_attn.q_proj.weight");
-      L.wk = w(p + "self_attn.k_proj.weight");
-      L.wv = w(p + "self_attn.v_proj.weight");
-      L.wo = w(p + "self_attn.o_proj.weight");
-      L.norm2_w = w(p + "post_attention_layernorm.weight");
-      L.w1 = w(p + "mlp.gate_proj.weight");
-      L.w3 = w(p + "mlp.up_proj.weight");
-      L.w2 = w(p + "mlp.down_proj.weight");
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      L.norm1 = norm(p + "input_layernorm.weight", "");
+      L.q = linear(C, QC, p + "self_attn.q_proj.weight", "");
+      L.k = linear(C, KC, p + "self_attn.k_proj.weight", "");
+      L.v = linear(C, KC, p + "self_attn.v_proj.weight", "");
+      L.o = linear(QC, C, p + "self_attn.o_proj.weight", "");
+      L.norm2 = norm(p + "post_attention_layernorm.weight", "");
+      L.mlp_in = linear(C, F, p + "mlp.gate_proj.weight", "");
+      L.mlp_up = linear(C, F, p + "mlp.up_proj.weight", "");
+      L.mlp_out = linear(F, C, p + "mlp.down_proj.weight", "");
     } else {
-      std::string p = "h." + std::to_string(l) + ".";
-      L.norm1_w = w(p + "ln_1.weight");
-      L.norm1_b = w(p + "ln_1.bias");
-      L.wq = w(p + "attn.q.weight");
-      L.wk = w(p + "attn.k.weight");
-      L.wv = w(p + "attn.v.weight");
-      L.bq = w(p + "attn.q.bias");
-      L.bk = w(p + "attn.k.bias");
-      L.bv = w(p + "attn.v.bias");
-      L.wo = w(p + "attn.c_proj.weight");
-      L.bo = w(p + "attn.c_proj.bias");
-      L.norm2_w = w(p + "ln_2.weight");
-      L.norm2_b = w(p + "ln_2.bias");
-      L.w1 = w(p + "mlp.c_fc.weight");
-      L.b1 = w(p + "mlp.c_fc.bias");
-      L.w2 = w(p + "mlp.c_proj.weight");
-      L.b2 = w(p + "mlp.c_proj.bias");
+      const std::string p = "h." + std::to_string(l) + ".";
+      L.norm1 = norm(p + "ln_1.weight", p + "ln_1.bias");
+      L.q = linear(C, C, p + "attn.q.weight", p + "attn.q.bias");
+      L.k = linear(C, C, p + "attn.k.weight", p + "attn.k.bias");
+      L.v = linear(C, C, p + "attn.v.weight", p + "attn.v.bias");
+      L.o = linear(C, C, p + "attn.c_proj.weight", p + "attn.c_proj.bias");
+      L.norm2 = norm(p + "ln_2.weight", p + "ln_2.bias");
+      L.mlp_in = linear(C, F, p + "mlp.c_fc.weight", p + "mlp.c_fc.bias");
+      L.mlp_out = linear(F, C, p + "mlp.c_proj.weight", p + "mlp.c_proj.bias");
     }
-    L.d_norm1_w = grad(L.norm1_w), L.d_norm1_b = grad(L.norm1_b);
-    L.dwq = grad(L.wq), L.dwk = grad(L.wk), L.dwv = grad(L.wv), L.dwo = grad(L.wo);
-    L.dbq = grad(L.bq), L.dbk = grad(L.bk), L.dbv = grad(L.bv), L.dbo = grad(L.bo);
-    L.d_norm2_w = grad(L.norm2_w), L.d_norm2_b = grad(L.norm2_b);
-    L.dw1 = grad(L.w1), L.dw3 = grad(L.w3), L.dw2 = grad(L.w2), L.db1 = grad(L.b1), L.db2 = grad(L.b2);
   }
   Top& t = *top_;
-  if (llama) {
-    t.wte = w("model.embed_tokens.weight");
-    t.normf_w = w("model.norm.weight");
-    t.lm = cfg_.tied_embeddings ? t.wte : w("lm_head.weight");
-  } else {
-    t.wte = w("wte");
-    t.wpe = w("wpe");
-    t.normf_w = w("ln_f.weight");
-    t.normf_b = w("ln_f.bias");
-    t.lm = t.wte;
-  }
-  t.dwte = grad(t.wte), t.dwpe = grad(t.wpe), t.d_normf_w = grad(t.normf_w), t.d_normf_b = grad(t.normf_b);
-  t.dlm = grad(t.lm);
-  if (opts_.scalar_head) {
-    t.score = w("score.weight");
-    t.dscore = grad(t.score);
-  }
+  const std::string embed = llama ? "model.embed_tokens.weight" : "wte";
+  t.wte = w(embed);
+  t.wpe = llama ? nullptr : w("wpe");
+  t.dwte = grad(t.wte);
+  t.dwpe = grad(t.wpe);
+  t.normf = llama ? norm("model.norm.weight", "") : norm("ln_f.weight", "ln_f.bias");
+  t.lm = linear(C, c.padded_vocab(), llama && !c.tied_embeddings ? "lm_head.weight" : embed, "");
+  if (opts_.scalar_head) t.score = linear(C, 1, "score.weight", "");
 }
 
 void Model::freeze(const std::function<bool(const std::string&)>& frozen) {
@@ -442,7 +523,8 @@ void Model::ensure_rows(int tokens) {
     shared_f3 = take(N * F);
     shared_act = take(N * F);
   }
-  for (Layer& L : layers_) {
+  acts_layers_.resize(layers_.size());
+  for (LayerActs& L : acts_layers_) {
     L.x = take(N * C);
     L.h1 = take(N * C);
     L.mean1 = stat(N);
@@ -482,14 +564,86 @@ void Model::ensure_rows(int tokens) {
     throw Error("", "internal: activation layout overflow");
 }
 
+// ---- One block -------------------------------------------------------------------------------------
+//
+// Shapes: x, h1, xmid, h2, out [N, C]; q, att [N, NH*hd]; k, v [N, KV*hd]; f1, f3, act [N, F].
+
+// The MLP's hidden activation from h2: the forward, and the recomputation under recompute_mlp.
+void Model::mlp_hidden(const Layer& L, LayerActs& a, int N) {
+  const size_t NF = static_cast<size_t>(N) * cfg_.ffn_dim;
+  L.mlp_in.forward(be_, a.f1, a.h2, N);
+  if (cfg_.family == ModelConfig::Family::llama) {
+    L.mlp_up.forward(be_, a.f3, a.h2, N);
+    be_.swiglu_forward(a.act, a.f1, a.f3, NF);
+  } else {
+    be_.gelu_forward(a.act, a.f1, NF);
+  }
+}
+
+// out = xmid + mlp(norm2(xmid)), xmid = x + o(attention(norm1(x))), x = a.x. out may be a.x.
+void Model::layer_forward(int l, LayerActs& a, float* out, int N, AttentionSite& site) {
+  const Layer& L = layers_[static_cast<size_t>(l)];
+  const size_t NC = static_cast<size_t>(N) * cfg_.dim;
+  float* tmp = top_->tmp;
+  L.norm1.forward(be_, a.h1, a.mean1, a.rstd1, a.x, N);
+  L.q.forward(be_, a.q, a.h1, N);
+  L.k.forward(be_, a.k, a.h1, N);
+  L.v.forward(be_, a.v, a.h1, N);
+  site.forward(l, a, N);
+  L.o.forward(be_, tmp, a.att, N);
+  be_.add(a.xmid, a.x, tmp, NC);
+  L.norm2.forward(be_, a.h2, a.mean2, a.rstd2, a.xmid, N);
+  mlp_hidden(L, a, N);
+  L.mlp_out.forward(be_, tmp, a.act, N);
+  be_.add(out, a.xmid, tmp, NC);
+}
+
+// Given d(out) in dres, leaves d(x) there and accumulates the block's weight gradients.
+void Model::layer_backward(int l, LayerActs& a, int N, AttentionSite& site, bool recompute) {
+  const Layer& L = layers_[static_cast<size_t>(l)];
+  Top& t = *top_;
+  const size_t NC = static_cast<size_t>(N) * cfg_.dim, NF = static_cast<size_t>(N) * cfg_.ffn_dim;
+  if (recompute) mlp_hidden(L, a, N);
+  // MLP: out = xmid + mlp(h2); dres reaches xmid unchanged and through the MLP and norm2.
+  float* dact = t.datt;
+  be_.zero(dact, NF);
+  L.mlp_out.backward(be_, dact, t.dres, a.act, N);
+  be_.zero(t.tmp, NC);
+  if (cfg_.family == ModelConfig::Family::llama) {
+    be_.swiglu_backward(t.df1, t.df3, dact, a.f1, a.f3, NF);
+    L.mlp_in.backward(be_, t.tmp, t.df1, a.h2, N);
+    L.mlp_up.backward(be_, t.tmp, t.df3, a.h2, N);
+  } else {
+    be_.gelu_backward(t.df1, dact, a.f1, NF);
+    L.mlp_in.backward(be_, t.tmp, t.df1, a.h2, N);
+  }
+  L.norm2.backward(be_, t.dres, t.tmp, a.xmid, a.mean2, a.rstd2, N);
+  // Attention: xmid = x + o(att); dres reaches x unchanged and through o, attention, q/k/v, norm1.
+  float* datt = t.datt;
+  be_.zero(datt, static_cast<size_t>(N) * L.o.in);
+  L.o.backward(be_, datt, t.dres, a.att, N);
+  site.backward(l, a, datt, t.dq, t.dk, t.dv, N);
+  be_.zero(t.tmp, NC);
+  L.q.backward(be_, t.tmp, t.dq, a.h1, N);
+  L.k.backward(be_, t.tmp, t.dk, a.h1, N);
+  L.v.backward(be_, t.tmp, t.dv, a.h1, N);
+  L.norm1.backward(be_, t.dres, t.tmp, a.x, a.mean1, a.rstd1, N);
+}
+
+// The final norm, the LM head and, with one, the scalar head, from the last block's output.
+void Model::head_forward(const float* x, int N) {
+  Top& t = *top_;
+  t.normf.forward(be_, t.hf, t.meanf, t.rstdf, x, N);
+  t.lm.forward(be_, acts_.logits, t.hf, N);
+  if (t.score.w) t.score.forward(be_, t.values, t.hf, N);
+}
+
 // ---- Forward ---------------------------------------------------------------------------------------
 
 void Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T) {
   ensure_acts(B, T);
   const ModelConfig& c = cfg_;
-  const int N = B * T, C = c.dim, F = c.ffn_dim, hd = c.head_dim(), NH = c.heads, KV = c.kv_heads;
-  const int V = c.vocab_size, Vp = c.padded_vocab();
-  const bool llama = c.family == ModelConfig::Family::llama;
+  const int N = B * T, V = c.vocab_size, Vp = c.padded_vocab();
   for (int n = 0; n < N; ++n)
     if (tokens[n] < 0 || tokens[n] >= V)
       throw Error("", "token id " + std::to_string(tokens[n]) + " outside the vocabulary of " + std::to_string(V));
@@ -497,46 +651,16 @@ void Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T)
   if (targets) targets_.assign(targets, targets + N);
   else targets_.assign(static_cast<size_t>(N), -1);
   Top& t = *top_;
-  Backend& be = be_;
-
-  be.embedding_forward(layers_.empty() ? t.xf : layers_[0].x, tokens_.data(), t.wte, t.wpe, B, T, C);
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    Layer& L = layers_[l];
-    float* out = l + 1 < layers_.size() ? layers_[l + 1].x : t.xf;
-    if (llama) be.rmsnorm_forward(L.h1, L.rstd1, L.x, L.norm1_w, N, C, c.norm_eps);
-    else be.layernorm_forward(L.h1, L.mean1, L.rstd1, L.x, L.norm1_w, L.norm1_b, N, C, c.norm_eps);
-    be.matmul_forward(L.q, L.h1, L.wq, L.bq, N, C, NH * hd);
-    be.matmul_forward(L.k, L.h1, L.wk, L.bk, N, C, KV * hd);
-    be.matmul_forward(L.v, L.h1, L.wv, L.bv, N, C, KV * hd);
-    if (llama) {
-      be.rope_forward(L.q, B, T, NH, hd, c.rope_theta);
-      be.rope_forward(L.k, B, T, KV, hd, c.rope_theta);
-    }
-    be.attention_forward(L.att, L.lse, L.q, L.k, L.v, B, T, NH, KV, hd);
-    be.matmul_forward(t.tmp, L.att, L.wo, L.bo, N, NH * hd, C);
-    be.add(L.xmid, L.x, t.tmp, static_cast<size_t>(N) * C);
-    if (llama) {
-      be.rmsnorm_forward(L.h2, L.rstd2, L.xmid, L.norm2_w, N, C, c.norm_eps);
-      be.matmul_forward(L.f1, L.h2, L.w1, nullptr, N, C, F);
-      be.matmul_forward(L.f3, L.h2, L.w3, nullptr, N, C, F);
-      be.swiglu_forward(L.act, L.f1, L.f3, static_cast<size_t>(N) * F);
-    } else {
-      be.layernorm_forward(L.h2, L.mean2, L.rstd2, L.xmid, L.norm2_w, L.norm2_b, N, C, c.norm_eps);
-      be.matmul_forward(L.f1, L.h2, L.w1, L.b1, N, C, F);
-      be.gelu_forward(L.act, L.f1, static_cast<size_t>(N) * F);
-    }
-    be.matmul_forward(t.tmp, L.act, L.w2, L.b2, N, F, C);
-    be.add(out, L.xmid, t.tmp, static_cast<size_t>(N) * C);
-  }
-  if (llama) be.rmsnorm_forward(t.hf, t.rstdf, t.xf, t.normf_w, N, C, c.norm_eps);
-  else be.layernorm_forward(t.hf, t.meanf, t.rstdf, t.xf, t.normf_w, t.normf_b, N, C, c.norm_eps);
-  be.matmul_forward(acts_.logits, t.hf, t.lm, nullptr, N, C, Vp);
-  if (targets) be.crossentropy_forward(t.logp, acts_.logits, targets_.data(), N, V, Vp);
-  if (t.score) be.matmul_forward(t.values, t.hf, t.score, nullptr, N, C, 1);
+  BatchAttention site(be_, c, B, T);
+  be_.embedding_forward(layers_.empty() ? t.xf : acts_layers_[0].x, tokens_.data(), t.wte, t.wpe, B, T, c.dim);
+  for (size_t l = 0; l < layers_.size(); ++l)
+    layer_forward(static_cast<int>(l), acts_layers_[l], l + 1 < layers_.size() ? acts_layers_[l + 1].x : t.xf, N, site);
+  head_forward(t.xf, N);
+  if (targets) be_.crossentropy_forward(t.logp, acts_.logits, targets_.data(), N, V, Vp);
 }
 
 std::vector<float> Model::values() const {
-  if (!top_->score) throw Error("", "the model has no scalar head");
+  if (!top_->score.w) throw Error("", "the model has no scalar head");
   std::vector<float> out(static_cast<size_t>(B_) * T_);
   be_.download(out.data(), top_->values, out.size());
   return out;
@@ -582,75 +706,31 @@ void Model::backward_mean(float scale) {
 
 void Model::backward(const float* dlogp_host, const float* dvalue_host) {
   const ModelConfig& c = cfg_;
-  const int B = B_, T = T_, N = B * T, C = c.dim, F = c.ffn_dim, hd = c.head_dim(), NH = c.heads, KV = c.kv_heads;
-  const int V = c.vocab_size, Vp = c.padded_vocab();
-  const bool llama = c.family == ModelConfig::Family::llama;
+  const int B = B_, T = T_, N = B * T, V = c.vocab_size, Vp = c.padded_vocab();
   Top& t = *top_;
-  Backend& be = be_;
-  const size_t NC = static_cast<size_t>(N) * C;
+  const size_t NC = static_cast<size_t>(N) * c.dim;
 
-  be.zero(t.tmp, NC);  // d(final hidden state)
+  be_.zero(t.tmp, NC);  // d(final hidden state)
   if (dlogp_host) {
-    be.upload(t.dlogp, dlogp_host, static_cast<size_t>(N));
+    be_.upload(t.dlogp, dlogp_host, static_cast<size_t>(N));
     // The logits become their gradient in place (the forward's logits are not needed again).
-    be.crossentropy_backward(acts_.logits, acts_.logits, targets_.data(), t.dlogp, N, V, Vp);
-    be.matmul_backward(t.tmp, t.dlm, nullptr, acts_.logits, t.hf, t.lm, N, C, Vp);
+    be_.crossentropy_backward(acts_.logits, acts_.logits, targets_.data(), t.dlogp, N, V, Vp);
+    t.lm.backward(be_, t.tmp, acts_.logits, t.hf, N);
   }
   if (dvalue_host) {
-    if (!t.score) throw Error("", "backward: the model has no scalar head");
-    be.upload(t.dvalues, dvalue_host, static_cast<size_t>(N));
-    be.matmul_backward(t.tmp, t.dscore, nullptr, t.dvalues, t.hf, t.score, N, C, 1);
+    if (!t.score.w) throw Error("", "backward: the model has no scalar head");
+    be_.upload(t.dvalues, dvalue_host, static_cast<size_t>(N));
+    t.score.backward(be_, t.tmp, t.dvalues, t.hf, N);
   }
-  be.zero(t.dres, NC);
-  if (llama) be.rmsnorm_backward(t.dres, t.d_normf_w, t.tmp, t.xf, t.normf_w, t.rstdf, N, C);
-  else be.layernorm_backward(t.dres, t.d_normf_w, t.d_normf_b, t.tmp, t.xf, t.normf_w, t.meanf, t.rstdf, N, C);
-
+  be_.zero(t.dres, NC);
+  t.normf.backward(be_, t.dres, t.tmp, t.xf, t.meanf, t.rstdf, N);
+  BatchAttention site(be_, c, B, T);
   for (size_t li = layers_.size(); li-- > 0;) {
-    Layer& L = layers_[li];
-    // MLP: out = xmid + mlp(norm2(xmid)); dres flows to xmid unchanged plus through the MLP.
-    // Recomputed MLP activations: the forward left the last layer's in the shared buffers.
-    if (opts_.recompute_mlp && li + 1 < layers_.size()) {
-      if (llama) {
-        be.matmul_forward(L.f1, L.h2, L.w1, nullptr, N, C, F);
-        be.matmul_forward(L.f3, L.h2, L.w3, nullptr, N, C, F);
-        be.swiglu_forward(L.act, L.f1, L.f3, static_cast<size_t>(N) * F);
-      } else {
-        be.matmul_forward(L.f1, L.h2, L.w1, L.b1, N, C, F);
-        be.gelu_forward(L.act, L.f1, static_cast<size_t>(N) * F);
-      }
-    }
-    float* dact = t.datt;
-    be.zero(dact, static_cast<size_t>(N) * F);
-    be.matmul_backward(dact, L.dw2, L.db2, t.dres, L.act, L.w2, N, F, C);
-    be.zero(t.tmp, NC);
-    if (llama) {
-      be.swiglu_backward(t.df1, t.df3, dact, L.f1, L.f3, static_cast<size_t>(N) * F);
-      be.matmul_backward(t.tmp, L.dw1, nullptr, t.df1, L.h2, L.w1, N, C, F);
-      be.matmul_backward(t.tmp, L.dw3, nullptr, t.df3, L.h2, L.w3, N, C, F);
-      be.rmsnorm_backward(t.dres, L.d_norm2_w, t.tmp, L.xmid, L.norm2_w, L.rstd2, N, C);
-    } else {
-      be.gelu_backward(t.df1, dact, L.f1, static_cast<size_t>(N) * F);
-      be.matmul_backward(t.tmp, L.dw1, L.db1, t.df1, L.h2, L.w1, N, C, F);
-      be.layernorm_backward(t.dres, L.d_norm2_w, L.d_norm2_b, t.tmp, L.xmid, L.norm2_w, L.mean2, L.rstd2, N, C);
-    }
-    // Attention: xmid = x + o_proj(attention(norm1(x))).
-    float* datt = t.datt;
-    be.zero(datt, static_cast<size_t>(N) * NH * hd);
-    be.matmul_backward(datt, L.dwo, L.dbo, t.dres, L.att, L.wo, N, NH * hd, C);
-    be.attention_backward(t.dq, t.dk, t.dv, datt, L.q, L.k, L.v, L.att, L.lse, B, T, NH, KV, hd);
-    if (llama) {
-      be.rope_backward(t.dq, B, T, NH, hd, c.rope_theta);
-      be.rope_backward(t.dk, B, T, KV, hd, c.rope_theta);
-    }
-    be.zero(t.tmp, NC);
-    be.matmul_backward(t.tmp, L.dwq, L.dbq, t.dq, L.h1, L.wq, N, C, NH * hd);
-    be.matmul_backward(t.tmp, L.dwk, L.dbk, t.dk, L.h1, L.wk, N, C, KV * hd);
-    be.matmul_backward(t.tmp, L.dwv, L.dbv, t.dv, L.h1, L.wv, N, C, KV * hd);
-    if (llama) be.rmsnorm_backward(t.dres, L.d_norm1_w, t.tmp, L.x, L.norm1_w, L.rstd1, N, C);
-    else be.layernorm_backward(t.dres, L.d_norm1_w, L.d_norm1_b, t.tmp, L.x, L.norm1_w, L.mean1, L.rstd1, N, C);
+    // With recompute_mlp the forward left only the last block's MLP activations.
+    layer_backward(static_cast<int>(li), acts_layers_[li], N, site, opts_.recompute_mlp && li + 1 < layers_.size());
     if (hook_) hook_(layer_begin_[li], layer_begin_[li + 1] - layer_begin_[li]);
   }
-  be.embedding_backward(t.dwte, t.dwpe, t.dres, tokens_.data(), B, T, C);
+  be_.embedding_backward(t.dwte, t.dwpe, t.dres, tokens_.data(), B, T, c.dim);
   if (hook_) {
     hook_(0, layer_begin_.front());
     hook_(layer_begin_.back(), total_ - layer_begin_.back());
@@ -674,9 +754,7 @@ KVCache::~KVCache() {
 void Model::forward_cached(const int32_t* tokens, int rows, const std::vector<CacheSegment>& segments,
                            KVCache& cache) {
   const ModelConfig& c = cfg_;
-  const int N = rows, C = c.dim, F = c.ffn_dim, hd = c.head_dim(), NH = c.heads, KV = c.kv_heads;
-  const int V = c.vocab_size, Vp = c.padded_vocab(), kvd = KV * hd;
-  const bool llama = c.family == ModelConfig::Family::llama;
+  const int N = rows, V = c.vocab_size;
   std::vector<int32_t> pos(static_cast<size_t>(N), -1);
   for (const CacheSegment& s : segments) {
     if (s.slot < 0 || s.slot >= cache.slots() || s.start < 0 || s.count < 0 || s.row < 0 || s.row + s.count > N)
@@ -697,50 +775,13 @@ void Model::forward_cached(const int32_t* tokens, int rows, const std::vector<Ca
   tokens_.assign(tokens, tokens + N);
   targets_.assign(static_cast<size_t>(N), -1);
   Top& t = *top_;
-  Backend& be = be_;
-  // Every layer works in layer 0's buffers: nothing is kept for a backward pass.
-  Layer& L0 = layers_.at(0);
-  float* x = L0.x;
-  be.embedding_at(x, tokens_.data(), pos.data(), t.wte, t.wpe, N, C);
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    Layer& L = layers_[l];
-    if (llama) be.rmsnorm_forward(L0.h1, L0.rstd1, x, L.norm1_w, N, C, c.norm_eps);
-    else be.layernorm_forward(L0.h1, L0.mean1, L0.rstd1, x, L.norm1_w, L.norm1_b, N, C, c.norm_eps);
-    be.matmul_forward(L0.q, L0.h1, L.wq, L.bq, N, C, NH * hd);
-    be.matmul_forward(L0.k, L0.h1, L.wk, L.bk, N, C, kvd);
-    be.matmul_forward(L0.v, L0.h1, L.wv, L.bv, N, C, kvd);
-    if (llama) {
-      be.rope_at(L0.q, pos.data(), N, NH, hd, c.rope_theta);
-      be.rope_at(L0.k, pos.data(), N, KV, hd, c.rope_theta);
-    }
-    for (const CacheSegment& s : segments) {
-      float* kc = cache.k(static_cast<int>(l), s.slot);
-      float* vc = cache.v(static_cast<int>(l), s.slot);
-      be.copy(kc + static_cast<size_t>(s.start) * kvd, L0.k + static_cast<size_t>(s.row) * kvd, static_cast<size_t>(s.count) * kvd);
-      be.copy(vc + static_cast<size_t>(s.start) * kvd, L0.v + static_cast<size_t>(s.row) * kvd, static_cast<size_t>(s.count) * kvd);
-      if (s.count > 0)
-        be.attention_cached(L0.att + static_cast<size_t>(s.row) * NH * hd, L0.q + static_cast<size_t>(s.row) * NH * hd,
-                            kc, vc, s.start, s.count, NH, KV, hd);
-    }
-    be.matmul_forward(t.tmp, L0.att, L.wo, L.bo, N, NH * hd, C);
-    be.add(L0.xmid, x, t.tmp, static_cast<size_t>(N) * C);
-    if (llama) {
-      be.rmsnorm_forward(L0.h2, L0.rstd2, L0.xmid, L.norm2_w, N, C, c.norm_eps);
-      be.matmul_forward(L0.f1, L0.h2, L.w1, nullptr, N, C, F);
-      be.matmul_forward(L0.f3, L0.h2, L.w3, nullptr, N, C, F);
-      be.swiglu_forward(L0.act, L0.f1, L0.f3, static_cast<size_t>(N) * F);
-    } else {
-      be.layernorm_forward(L0.h2, L0.mean2, L0.rstd2, L0.xmid, L.norm2_w, L.norm2_b, N, C, c.norm_eps);
-      be.matmul_forward(L0.f1, L0.h2, L.w1, L.b1, N, C, F);
-      be.gelu_forward(L0.act, L0.f1, static_cast<size_t>(N) * F);
-    }
-    be.matmul_forward(t.tmp, L0.act, L.w2, L.b2, N, F, C);
-    be.add(x, L0.xmid, t.tmp, static_cast<size_t>(N) * C);
-  }
-  if (llama) be.rmsnorm_forward(t.hf, t.rstdf, x, t.normf_w, N, C, c.norm_eps);
-  else be.layernorm_forward(t.hf, t.meanf, t.rstdf, x, t.normf_w, t.normf_b, N, C, c.norm_eps);
-  be.matmul_forward(acts_.logits, t.hf, t.lm, nullptr, N, C, Vp);
-  if (t.score) be.matmul_forward(t.values, t.hf, t.score, nullptr, N, C, 1);
+  // Every block works in layer 0's activations, the residual stream in place in its x: nothing
+  // is kept for a backward pass.
+  LayerActs& a = acts_layers_.at(0);
+  CachedAttention site(be_, c, segments, pos, cache);
+  be_.embedding_at(a.x, tokens_.data(), pos.data(), t.wte, t.wpe, N, c.dim);
+  for (size_t l = 0; l < layers_.size(); ++l) layer_forward(static_cast<int>(l), a, a.x, N, site);
+  head_forward(a.x, N);
 }
 
 // ---- Cost ------------------------------------------------------------------------------------------

@@ -150,8 +150,13 @@ class Model {
   // Bytes of activations this model holds for B x T (in the backend's activation type).
   size_t activation_bytes(int B, int T) const;
 
- private:
+ // The blocks and their activations (model.cpp); public so that the attention sites there can
+ // name them, opaque elsewhere.
   struct Layer;
+  struct LayerActs;
+  class AttentionSite;
+
+ private:
   struct Acts {
     float* logits = nullptr;
     float* buf = nullptr;    // activations and their gradients (the backend's activation type)
@@ -166,6 +171,10 @@ class Model {
   float* w(const std::string& name);
 
   void bind();  // sets the per-layer weight and gradient pointers
+  void mlp_hidden(const Layer& L, LayerActs& a, int N);
+  void layer_forward(int layer, LayerActs& a, float* out, int N, AttentionSite& site);
+  void layer_backward(int layer, LayerActs& a, int N, AttentionSite& site, bool recompute);
+  void head_forward(const float* x, int N);
   ModelConfig cfg_;
   ModelOptions opts_;
   Backend& be_;
@@ -176,6 +185,7 @@ class Model {
   float* g_ = nullptr;
   Acts acts_;
   std::vector<Layer> layers_;
+  std::vector<LayerActs> acts_layers_;
   struct Top;
   std::unique_ptr<Top> top_;
   int B_ = 0, T_ = 0, cap_tokens_ = 0;
