@@ -167,24 +167,26 @@ class Model::AttentionSite {
 
 namespace {
 
-// Training and whole-sequence scoring: causal attention within each of B rows of T tokens.
+// Training and whole-sequence scoring: causal attention within each of B rows of T tokens, or
+// within each sequence of packed rows (starts: see backend.hpp).
 class BatchAttention final : public Model::AttentionSite {
  public:
-  BatchAttention(Backend& be, const ModelConfig& c, int B, int T) : be_(be), c_(c), B_(B), T_(T) {}
+  BatchAttention(Backend& be, const ModelConfig& c, int B, int T, const int32_t* starts)
+      : be_(be), c_(c), B_(B), T_(T), starts_(starts) {}
   void forward(int, Model::LayerActs& a, int) override {
     const int hd = c_.head_dim();
     if (c_.family == ModelConfig::Family::llama) {
-      be_.rope_forward(a.q, B_, T_, c_.heads, hd, c_.rope_theta);
-      be_.rope_forward(a.k, B_, T_, c_.kv_heads, hd, c_.rope_theta);
+      be_.rope_forward(a.q, B_, T_, c_.heads, hd, c_.rope_theta, starts_);
+      be_.rope_forward(a.k, B_, T_, c_.kv_heads, hd, c_.rope_theta, starts_);
     }
-    be_.attention_forward(a.att, a.lse, a.q, a.k, a.v, B_, T_, c_.heads, c_.kv_heads, hd);
+    be_.attention_forward(a.att, a.lse, a.q, a.k, a.v, B_, T_, c_.heads, c_.kv_heads, hd, starts_);
   }
   void backward(int, Model::LayerActs& a, const float* datt, float* dq, float* dk, float* dv, int) override {
     const int hd = c_.head_dim();
-    be_.attention_backward(dq, dk, dv, datt, a.q, a.k, a.v, a.att, a.lse, B_, T_, c_.heads, c_.kv_heads, hd);
+    be_.attention_backward(dq, dk, dv, datt, a.q, a.k, a.v, a.att, a.lse, B_, T_, c_.heads, c_.kv_heads, hd, starts_);
     if (c_.family == ModelConfig::Family::llama) {
-      be_.rope_backward(dq, B_, T_, c_.heads, hd, c_.rope_theta);
-      be_.rope_backward(dk, B_, T_, c_.kv_heads, hd, c_.rope_theta);
+      be_.rope_backward(dq, B_, T_, c_.heads, hd, c_.rope_theta, starts_);
+      be_.rope_backward(dk, B_, T_, c_.kv_heads, hd, c_.rope_theta, starts_);
     }
   }
 
@@ -192,6 +194,7 @@ class BatchAttention final : public Model::AttentionSite {
   Backend& be_;
   const ModelConfig& c_;
   int B_, T_;
+  const int32_t* starts_;
 };
 
 // Inference: each segment's new rows continue its cache slot at explicit positions; their keys
@@ -640,7 +643,7 @@ void Model::head_forward(const float* x, int N) {
 
 // ---- Forward ---------------------------------------------------------------------------------------
 
-void Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T) {
+void Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T, const int32_t* starts) {
   ensure_acts(B, T);
   const ModelConfig& c = cfg_;
   const int N = B * T, V = c.vocab_size, Vp = c.padded_vocab();
@@ -650,9 +653,20 @@ void Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T)
   tokens_.assign(tokens, tokens + N);
   if (targets) targets_.assign(targets, targets + N);
   else targets_.assign(static_cast<size_t>(N), -1);
+  starts_.clear();
+  if (starts) {
+    for (int n = 0; n < N; ++n) {
+      const int t = n % T;
+      if (!(starts[n] == t || (t > 0 && starts[n] == starts[n - 1])))
+        throw Error("", "packed rows: token " + std::to_string(t) + " of row " + std::to_string(n / T) + " has sequence start " +
+                            std::to_string(starts[n]) + "; a start is the token's own index or its predecessor's start");
+    }
+    starts_.assign(starts, starts + N);
+  }
+  const int32_t* st = starts_.empty() ? nullptr : starts_.data();
   Top& t = *top_;
-  BatchAttention site(be_, c, B, T);
-  be_.embedding_forward(layers_.empty() ? t.xf : acts_layers_[0].x, tokens_.data(), t.wte, t.wpe, B, T, c.dim);
+  BatchAttention site(be_, c, B, T, st);
+  be_.embedding_forward(layers_.empty() ? t.xf : acts_layers_[0].x, tokens_.data(), t.wte, t.wpe, B, T, c.dim, st);
   for (size_t l = 0; l < layers_.size(); ++l)
     layer_forward(static_cast<int>(l), acts_layers_[l], l + 1 < layers_.size() ? acts_layers_[l + 1].x : t.xf, N, site);
   head_forward(t.xf, N);
@@ -724,13 +738,14 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host) {
   }
   be_.zero(t.dres, NC);
   t.normf.backward(be_, t.dres, t.tmp, t.xf, t.meanf, t.rstdf, N);
-  BatchAttention site(be_, c, B, T);
+  const int32_t* st = starts_.empty() ? nullptr : starts_.data();
+  BatchAttention site(be_, c, B, T, st);
   for (size_t li = layers_.size(); li-- > 0;) {
     // With recompute_mlp the forward left only the last block's MLP activations.
     layer_backward(static_cast<int>(li), acts_layers_[li], N, site, opts_.recompute_mlp && li + 1 < layers_.size());
     if (hook_) hook_(layer_begin_[li], layer_begin_[li + 1] - layer_begin_[li]);
   }
-  be_.embedding_backward(t.dwte, t.dwpe, t.dres, tokens_.data(), B, T, c.dim);
+  be_.embedding_backward(t.dwte, t.dwpe, t.dres, tokens_.data(), B, T, c.dim, st);
   if (hook_) {
     hook_(0, layer_begin_.front());
     hook_(layer_begin_.back(), total_ - layer_begin_.back());
@@ -772,6 +787,7 @@ void Model::forward_cached(const int32_t* tokens, int rows, const std::vector<Ca
   B_ = 1;
   T_ = N;
   ensure_rows(N);
+  starts_.clear();
   tokens_.assign(tokens, tokens + N);
   targets_.assign(static_cast<size_t>(N), -1);
   Top& t = *top_;

@@ -92,6 +92,22 @@ std::string shape(std::initializer_list<int> dims) {
   return s;
 }
 
+// Packed rows: each row of T cut into sequences of random lengths (some of one token, some
+// longer than a 64-tile), as backend.hpp's `starts`.
+std::vector<int32_t> random_starts(int B, int T, std::mt19937& rng) {
+  std::vector<int32_t> starts(static_cast<size_t>(B) * T);
+  for (int b = 0; b < B; ++b)
+    for (int t = 0, begin = 0, left = 0; t < T; ++t) {
+      if (left == 0) {
+        begin = t;
+        left = 1 + static_cast<int>(rng() % static_cast<unsigned>(rng() % 3 == 0 ? 80 : 12));
+      }
+      starts[static_cast<size_t>(b) * T + t] = begin;
+      --left;
+    }
+  return starts;
+}
+
 void test_embedding(Backend& cpu, Backend& gpu, std::mt19937& rng, int B, int T, int C, int V, bool positions) {
   std::vector<int32_t> tokens(static_cast<size_t>(B) * T);
   for (auto& t : tokens) t = static_cast<int32_t>(rng() % static_cast<unsigned>(V));
@@ -111,6 +127,14 @@ void test_embedding(Backend& cpu, Backend& gpu, std::mt19937& rng, int B, int T,
   cpu.embedding_at(out.c(), tokens.data(), pos.data(), wte.c(), positions ? wpe.c() : nullptr, B * T, C);
   gpu.embedding_at(out.dev, tokens.data(), pos.data(), wte.dev, positions ? wpe.dev : nullptr, B * T, C);
   out.expect("  embedding_at", 0, 0);
+  const std::vector<int32_t> starts = random_starts(B, T, rng);
+  cpu.embedding_forward(out.c(), tokens.data(), wte.c(), positions ? wpe.c() : nullptr, B, T, C, starts.data());
+  gpu.embedding_forward(out.dev, tokens.data(), wte.dev, positions ? wpe.dev : nullptr, B, T, C, starts.data());
+  out.expect("  packed rows: forward", 0, 0);
+  cpu.embedding_backward(dwte.c(), positions ? dwpe.c() : nullptr, dout.c(), tokens.data(), B, T, C, starts.data());
+  gpu.embedding_backward(dwte.dev, positions ? dwpe.dev : nullptr, dout.dev, tokens.data(), B, T, C, starts.data());
+  dwte.expect("  packed rows: backward dwte");
+  if (positions) dwpe.expect("  packed rows: backward dwpe (positions repeat)");
 }
 
 void test_norms(Backend& cpu, Backend& gpu, std::mt19937& rng, int N, int C) {
@@ -174,6 +198,13 @@ void test_rope(Backend& cpu, Backend& gpu, std::mt19937& rng, int B, int T, int 
   cpu.rope_at(x.c(), pos.data(), B * T, H, hd, 10000.0f);
   gpu.rope_at(x.dev, pos.data(), B * T, H, hd, 10000.0f);
   x.expect("  rope_at (positions above 1000)", 1e-4, 1e-4);
+  const std::vector<int32_t> starts = random_starts(B, T, rng);
+  cpu.rope_forward(x.c(), B, T, H, hd, 10000.0f, starts.data());
+  gpu.rope_forward(x.dev, B, T, H, hd, 10000.0f, starts.data());
+  x.expect("  packed rows: forward", 1e-4, 1e-4);
+  cpu.rope_backward(x.c(), B, T, H, hd, 10000.0f, starts.data());
+  gpu.rope_backward(x.dev, B, T, H, hd, 10000.0f, starts.data());
+  x.expect("  packed rows: backward", 1e-4, 1e-4);
 }
 
 void test_attention(Backend& cpu, Backend& gpu, std::mt19937& rng, int B, int T, int NH, int KV, int hd, double rel = 1e-4,
@@ -199,6 +230,17 @@ void test_attention(Backend& cpu, Backend& gpu, std::mt19937& rng, int B, int T,
   cpu.attention_cached(o2.c(), q.c() + q0, k.c(), v.c(), start, rows, NH, KV, hd);
   gpu.attention_cached(o2.dev, q.dev + q0, k.dev, v.dev, start, rows, NH, KV, hd);
   o2.expect("  attention_cached, " + std::to_string(rows) + " rows from " + std::to_string(start), 1e-4, 1e-5);  // fp32 always
+  // Packed rows: sequences of 1 to 80 tokens, across tile edges.
+  const std::vector<int32_t> starts = random_starts(B, T, rng);
+  cpu.attention_forward(out.c(), lse.c(), q.c(), k.c(), v.c(), B, T, NH, KV, hd, starts.data());
+  gpu.attention_forward(out.dev, lse.dev, q.dev, k.dev, v.dev, B, T, NH, KV, hd, starts.data());
+  out.expect("  packed rows: forward", rel, abs_tol);
+  lse.expect("  packed rows: log-sum-exp", rel, abs_tol);
+  cpu.attention_backward(dq.c(), dk.c(), dv.c(), dout.c(), q.c(), k.c(), v.c(), out.c(), lse.c(), B, T, NH, KV, hd, starts.data());
+  gpu.attention_backward(dq.dev, dk.dev, dv.dev, dout.dev, q.dev, k.dev, v.dev, out.dev, lse.dev, B, T, NH, KV, hd, starts.data());
+  dq.expect("  packed rows: backward dq", 3 * rel, 3 * abs_tol);
+  dk.expect("  packed rows: backward dk", 3 * rel, 3 * abs_tol);
+  dv.expect("  packed rows: backward dv", 3 * rel, 3 * abs_tol);
 }
 
 void test_elementwise(Backend& cpu, Backend& gpu, std::mt19937& rng, size_t n) {
@@ -461,6 +503,7 @@ int main(int argc, char** argv) {
   test_attention(*cpu, b, rng, 1, 70, 2, 1, 64, 1e-2, 1e-2);
   test_attention(*cpu, b, rng, 2, 33, 4, 4, 32, 1e-2, 1e-2);
   if (!quick) test_attention(*cpu, b, rng, 1, 130, 3, 1, 32, 1e-2, 1e-2);
+  if (!quick) test_attention(*cpu, b, rng, 2, 200, 2, 1, 64, 1e-2, 1e-2);  // packed rows over several tiles
   test_attention(*cpu, b, rng, 1, 67, 2, 2, 128, 1e-2, 1e-2);  // fused where the GPU has the shared memory
   test_model(*cpu, b, kLlama, "llama (bf16 matmuls)", quick ? 4 : 8, 2e-2);
   test_model(*cpu, b, kGpt2, "gpt2 (bf16 matmuls)", quick ? 4 : 8, 2e-2);

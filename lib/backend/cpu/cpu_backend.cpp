@@ -105,13 +105,13 @@ class CpuBackend final : public Backend {
   // ---- Embedding ----
 
   void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
-                         int B, int T, int C) override {
+                         int B, int T, int C, const int32_t* starts) override {
 #pragma omp parallel for
     for (int n = 0; n < B * T; ++n) {
       const float* e = wte + static_cast<size_t>(tokens[n]) * C;
       float* o = out + static_cast<size_t>(n) * C;
       if (wpe) {
-        const float* p = wpe + static_cast<size_t>(n % T) * C;
+        const float* p = wpe + static_cast<size_t>(position(n, T, starts)) * C;
         for (int c = 0; c < C; ++c) o[c] = e[c] + p[c];
       } else {
         std::memcpy(o, e, C * sizeof(float));
@@ -120,7 +120,7 @@ class CpuBackend final : public Backend {
   }
 
   void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
-                          int B, int T, int C) override {
+                          int B, int T, int C, const int32_t* starts) override {
     if (!dwte && !dwpe) return;
     // Rows of dwte may repeat: split the channels across threads instead of the rows.
 #pragma omp parallel
@@ -134,7 +134,7 @@ class CpuBackend final : public Backend {
           for (int c = c0; c < c1; ++c) w[c] += d[c];
         }
         if (dwpe) {
-          float* p = dwpe + static_cast<size_t>(n % T) * C;
+          float* p = dwpe + static_cast<size_t>(position(n, T, starts)) * C;
           for (int c = c0; c < c1; ++c) p[c] += d[c];
         }
       }
@@ -244,11 +244,11 @@ class CpuBackend final : public Backend {
 
   // ---- RoPE ----
 
-  void rope_forward(float* x, int B, int T, int heads, int hd, float theta) override {
-    rope(x, B, T, heads, hd, theta, 1.0f);
+  void rope_forward(float* x, int B, int T, int heads, int hd, float theta, const int32_t* starts) override {
+    rope(x, B, T, heads, hd, theta, 1.0f, starts);
   }
-  void rope_backward(float* dx, int B, int T, int heads, int hd, float theta) override {
-    rope(dx, B, T, heads, hd, theta, -1.0f);
+  void rope_backward(float* dx, int B, int T, int heads, int hd, float theta, const int32_t* starts) override {
+    rope(dx, B, T, heads, hd, theta, -1.0f, starts);
   }
 
   void embedding_at(float* out, const int32_t* tokens, const int32_t* pos, const float* wte, const float* wpe,
@@ -285,11 +285,11 @@ class CpuBackend final : public Backend {
 #pragma omp parallel for schedule(dynamic, 1)
     for (int h = 0; h < NH; ++h)
       attend(out + h * hd, nullptr, q + h * hd, NH * hd, k_cache + (h / group) * hd, v_cache + (h / group) * hd,
-             KV * hd, start, rows, hd, scale);
+             KV * hd, start, rows, hd, scale, nullptr);
   }
 
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
-                         int B, int T, int NH, int KV, int hd) override {
+                         int B, int T, int NH, int KV, int hd, const int32_t* starts) override {
     check_heads(NH, KV);
     const int blocks = (T + kQueryBlock - 1) / kQueryBlock, group = NH / KV;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -301,14 +301,14 @@ class CpuBackend final : public Backend {
         const int t0 = blk * kQueryBlock, rows = std::min(T, t0 + kQueryBlock) - t0;
         const size_t q0 = (static_cast<size_t>(b) * T + t0) * qs + h * hd, kv0 = static_cast<size_t>(b) * T * ks + g * hd;
         attend(out + q0, lse + (static_cast<size_t>(b) * NH + h) * T + t0, q + q0, qs, k + kv0, v + kv0, ks, t0, rows, hd,
-               scale);
+               scale, starts ? starts + static_cast<size_t>(b) * T + t0 : nullptr);
       }
     }
   }
 
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
                           const float* k, const float* v, const float* out, const float* lse, int B,
-                          int T, int NH, int KV, int hd) override {
+                          int T, int NH, int KV, int hd, const int32_t* starts) override {
     check_heads(NH, KV);
     const int blocks = (T + kQueryBlock - 1) / kQueryBlock, group = NH / KV;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -338,33 +338,37 @@ class CpuBackend final : public Backend {
             const float* O = out + row0;
             float* dQ = dq + row0;
             const float* L = lse + (static_cast<size_t>(b) * NH + h) * T + t0;
+            // Keys k0..t1-1: before k0 no query of the block sees any (its sequences start later).
+            const int32_t* first = starts ? starts + static_cast<size_t>(b) * T + t0 : nullptr;
+            const int k0 = first ? first[0] : 0, keys = t1 - k0;
+            const float* Kb = K + static_cast<size_t>(k0) * ks;
+            const float* Vb = V + static_cast<size_t>(k0) * ks;
             // P = exp(scale * Q K^T - lse), causal
-            cpu::sgemm_serial(false, true, rows, t1, hd, scale, Q, qs, K, ks, 0.0f,
-                        P.data(), t1);
+            cpu::sgemm_serial(false, true, rows, keys, hd, scale, Q, qs, Kb, ks, 0.0f, P.data(), keys);
             // dP = dO V^T
-            cpu::sgemm_serial(false, true, rows, t1, hd, 1.0f, dO, qs, V, ks, 0.0f,
-                        dP.data(), t1);
+            cpu::sgemm_serial(false, true, rows, keys, hd, 1.0f, dO, qs, Vb, ks, 0.0f, dP.data(), keys);
             for (int r = 0; r < rows; ++r) {
-              float* p = P.data() + static_cast<size_t>(r) * t1;
-              float* dp = dP.data() + static_cast<size_t>(r) * t1;
-              const int last = t0 + r;
+              float* p = P.data() + static_cast<size_t>(r) * keys;
+              float* dp = dP.data() + static_cast<size_t>(r) * keys;
+              const int lo = (first ? first[r] : 0) - k0, last = t0 + r - k0;
               float D = 0;  // rowsum(dO * O) = rowsum(dP * P)
               for (int d = 0; d < hd; ++d) D += dO[static_cast<size_t>(r) * qs + d] * O[static_cast<size_t>(r) * qs + d];
               const float l = L[r];
+              for (int j = 0; j < lo; ++j) p[j] = dp[j] = 0.0f;
 #pragma omp simd
-              for (int j = 0; j <= last; ++j) {
+              for (int j = lo; j <= last; ++j) {
                 p[j] = fast_exp(p[j] - l);
                 dp[j] = p[j] * (dp[j] - D);  // dS
               }
-              for (int j = last + 1; j < t1; ++j) p[j] = dp[j] = 0.0f;
+              for (int j = last + 1; j < keys; ++j) p[j] = dp[j] = 0.0f;
             }
             // dQ = scale * dS K (overwrite); dK += scale * dS^T Q; dV += P^T dO
-            cpu::sgemm_serial(false, false, rows, hd, t1, scale, dP.data(), t1, K, ks,
+            cpu::sgemm_serial(false, false, rows, hd, keys, scale, dP.data(), keys, Kb, ks,
                         0.0f, dQ, qs);
-            cpu::sgemm_serial(true, false, t1, hd, rows, scale, dP.data(), t1, Q, qs,
-                        1.0f, dK, ks);
-            cpu::sgemm_serial(true, false, t1, hd, rows, 1.0f, P.data(), t1, dO, qs,
-                        1.0f, dV, ks);
+            cpu::sgemm_serial(true, false, keys, hd, rows, scale, dP.data(), keys, Q, qs,
+                        1.0f, dK + static_cast<size_t>(k0) * ks, ks);
+            cpu::sgemm_serial(true, false, keys, hd, rows, 1.0f, P.data(), keys, dO, qs,
+                        1.0f, dV + static_cast<size_t>(k0) * ks, ks);
           }
         }
       }
@@ -495,32 +499,38 @@ class CpuBackend final : public Backend {
  private:
   // One head's queries at positions start..start+rows-1 (rows of Q, stride qs) against keys and
   // values 0..start+rows-1 (stride ks), causal: S = scale Q K^T by sgemm over only the keys the
-  // block can see, a softmax per row (its log-sum-exp to lse when not null), out = P V.
+  // block can see, a softmax per row (its log-sum-exp to lse when not null), out = P V. With
+  // `first` (the rows' sequence starts), row r sees keys first[r]..start+r only; keys before
+  // first[0] are not computed at all.
   static void attend(float* out, float* lse, const float* Q, int qs, const float* K, const float* V, int ks,
-                     int start, int rows, int hd, float scale) {
-    const int keys = start + rows;
+                     int start, int rows, int hd, float scale, const int32_t* first) {
+    const int k0 = first ? first[0] : 0, keys = start + rows - k0;
     thread_local std::vector<float> S;
     S.resize(static_cast<size_t>(rows) * keys);
-    cpu::sgemm_serial(false, true, rows, keys, hd, scale, Q, qs, K, ks, 0.0f, S.data(), keys);
+    cpu::sgemm_serial(false, true, rows, keys, hd, scale, Q, qs, K + static_cast<size_t>(k0) * ks, ks, 0.0f, S.data(), keys);
     for (int r = 0; r < rows; ++r) {
       float* s = S.data() + static_cast<size_t>(r) * keys;
-      const int last = start + r;
+      const int lo = (first ? first[r] : 0) - k0, last = start + r - k0;
       float m = -INFINITY;
 #pragma omp simd reduction(max : m)
-      for (int j = 0; j <= last; ++j) m = std::max(m, s[j]);
+      for (int j = lo; j <= last; ++j) m = std::max(m, s[j]);
       float sum = 0;
 #pragma omp simd reduction(+ : sum)
-      for (int j = 0; j <= last; ++j) {
+      for (int j = lo; j <= last; ++j) {
         s[j] = fast_exp(s[j] - m);
         sum += s[j];
       }
       const float inv = 1.0f / sum;
-      for (int j = 0; j <= last; ++j) s[j] *= inv;
+      for (int j = 0; j < lo; ++j) s[j] = 0.0f;
+      for (int j = lo; j <= last; ++j) s[j] *= inv;
       for (int j = last + 1; j < keys; ++j) s[j] = 0.0f;
       if (lse) lse[r] = m + std::log(sum);
     }
-    cpu::sgemm_serial(false, false, rows, hd, keys, 1.0f, S.data(), keys, V, ks, 0.0f, out, qs);
+    cpu::sgemm_serial(false, false, rows, hd, keys, 1.0f, S.data(), keys, V + static_cast<size_t>(k0) * ks, ks, 0.0f, out, qs);
   }
+
+  // The position of token n of a [B, T] batch: its index in its row, less its sequence's start.
+  static int position(int n, int T, const int32_t* starts) { return n % T - (starts ? starts[n] : 0); }
 
   static void check_heads(int NH, int KV) {
     if (KV <= 0 || NH % KV != 0)
@@ -554,12 +564,13 @@ class CpuBackend final : public Backend {
     }
   }
 
-  static void rope(float* x, int B, int T, int heads, int hd, float theta, float sign) {
+  static void rope(float* x, int B, int T, int heads, int hd, float theta, float sign, const int32_t* starts) {
     const int half = hd / 2;
     const std::vector<float> freq = rope_frequencies(hd, theta);
 #pragma omp parallel for
     for (int n = 0; n < B * T; ++n)
-      for (int h = 0; h < heads; ++h) rotate(x + (static_cast<size_t>(n) * heads + h) * hd, n % T, freq.data(), half, sign);
+      for (int h = 0; h < heads; ++h)
+        rotate(x + (static_cast<size_t>(n) * heads + h) * hd, position(n, T, starts), freq.data(), half, sign);
   }
 
   // theta^(-2i/hd) for i < hd/2: the rotation rate of each pair.

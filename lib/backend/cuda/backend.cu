@@ -133,33 +133,37 @@ class CudaBackend final : public Backend {
 
   // ---- Operations ----
 
-  void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T, int C) override {
-    LLMKIT_CUDA_NS::embedding_forward(ref(out), upload_ints(Slot::tokens, tokens, static_cast<size_t>(B) * T), wte, wpe, B, T, C);
+  void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T, int C,
+                         const int32_t* starts) override {
+    const int32_t* tokens_dev = upload_ints(Slot::tokens, tokens, static_cast<size_t>(B) * T);
+    if (starts && wpe)
+      LLMKIT_CUDA_NS::embedding_at(ref(out), tokens_dev, positions(starts, B, T), wte, wpe, B * T, C);
+    else
+      LLMKIT_CUDA_NS::embedding_forward(ref(out), tokens_dev, wte, wpe, B, T, C);
   }
 
-  // The rows of each distinct token, found by sorting on the host: the kernel then sums each
-  // token's rows in order, without atomics.
-  void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B, int T, int C) override {
+  // The rows of each distinct token (and, for packed rows, of each position), found by sorting
+  // on the host: the kernel then sums each one's rows in order, without atomics.
+  void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B, int T, int C,
+                          const int32_t* starts) override {
     const int N = B * T;
-    int runs = 0;
-    const int32_t *order_dev = nullptr, *run_dev = nullptr, *token_dev = nullptr;
-    if (dwte && N > 0) {
-      std::vector<int32_t> order(static_cast<size_t>(N));
-      for (int n = 0; n < N; ++n) order[static_cast<size_t>(n)] = n;
-      std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return tokens[a] < tokens[b]; });
-      std::vector<int32_t> run, run_token;
-      for (int i = 0; i < N; ++i)
-        if (i == 0 || tokens[order[static_cast<size_t>(i)]] != tokens[order[static_cast<size_t>(i - 1)]]) {
-          run.push_back(i);
-          run_token.push_back(tokens[order[static_cast<size_t>(i)]]);
-        }
-      runs = static_cast<int>(run.size());
-      run.push_back(N);
-      order_dev = upload_ints(Slot::index, order.data(), order.size());
-      run_dev = upload_ints(Slot::index_run, run.data(), run.size());
-      token_dev = upload_ints(Slot::index_token, run_token.data(), run_token.size());
+    if (N <= 0) return;
+    if (dwte) {
+      Runs r = runs_by_key(tokens, N);
+      rows_grad(dwte, ref(dout), upload_ints(Slot::index, r.order.data(), r.order.size()),
+                upload_ints(Slot::index_run, r.run.data(), r.run.size()),
+                upload_ints(Slot::index_token, r.key.data(), r.key.size()), r.count(), C);
     }
-    LLMKIT_CUDA_NS::embedding_backward(dwte, dwpe, ref(dout), order_dev, run_dev, token_dev, runs, B, T, C);
+    if (dwpe && starts) {
+      std::vector<int32_t> pos(static_cast<size_t>(N));
+      for (int n = 0; n < N; ++n) pos[static_cast<size_t>(n)] = n % T - starts[n];
+      Runs r = runs_by_key(pos.data(), N);
+      rows_grad(dwpe, ref(dout), upload_ints(Slot::index, r.order.data(), r.order.size()),
+                upload_ints(Slot::index_run, r.run.data(), r.run.size()),
+                upload_ints(Slot::index_token, r.key.data(), r.key.size()), r.count(), C);
+    } else if (dwpe) {
+      LLMKIT_CUDA_NS::embedding_backward(nullptr, dwpe, ref(dout), nullptr, nullptr, nullptr, 0, B, T, C);
+    }
   }
 
   void embedding_at(float* out, const int32_t* tokens, const int32_t* pos, const float* wte, const float* wpe, int N,
@@ -198,11 +202,11 @@ class CudaBackend final : public Backend {
     if (dbias) column_sum(dbias, ref(dout), N, OC);
   }
 
-  void rope_forward(float* x, int B, int T, int heads, int hd, float theta) override {
-    rope(ref(x), nullptr, B * T, T, heads, hd, theta, 1.0f);
+  void rope_forward(float* x, int B, int T, int heads, int hd, float theta, const int32_t* starts) override {
+    rope(ref(x), starts ? positions(starts, B, T) : nullptr, B * T, T, heads, hd, theta, 1.0f);
   }
-  void rope_backward(float* dx, int B, int T, int heads, int hd, float theta) override {
-    rope(ref(dx), nullptr, B * T, T, heads, hd, theta, -1.0f);
+  void rope_backward(float* dx, int B, int T, int heads, int hd, float theta, const int32_t* starts) override {
+    rope(ref(dx), starts ? positions(starts, B, T) : nullptr, B * T, T, heads, hd, theta, -1.0f);
   }
   void rope_at(float* x, const int32_t* pos, int N, int heads, int hd, float theta) override {
     rope(ref(x), upload_ints(Slot::positions, pos, static_cast<size_t>(N)), N, 1, heads, hd, theta, 1.0f);
@@ -213,15 +217,16 @@ class CudaBackend final : public Backend {
     LLMKIT_CUDA_NS::attention_cached(ref(out), ref(q), ref(k_cache), ref(v_cache), start, rows, NH, KV, hd);
   }
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int T, int NH, int KV,
-                         int hd) override {
+                         int hd, const int32_t* starts) override {
     set_precision(precision_);
-    LLMKIT_CUDA_NS::attention_forward(ref(out), lse, ref(q), ref(k), ref(v), B, T, NH, KV, hd);
+    LLMKIT_CUDA_NS::attention_forward(ref(out), lse, ref(q), ref(k), ref(v), starts_on_device(starts, B, T), B, T, NH, KV, hd);
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
-                          const float* out, const float* lse, int B, int T, int NH, int KV, int hd) override {
+                          const float* out, const float* lse, int B, int T, int NH, int KV, int hd,
+                          const int32_t* starts) override {
     set_precision(precision_);
-    LLMKIT_CUDA_NS::attention_backward(ref(dq), ref(dk), ref(dv), ref(dout), ref(q), ref(k), ref(v), ref(out), lse, B, T, NH, KV,
-                                       hd);
+    LLMKIT_CUDA_NS::attention_backward(ref(dq), ref(dk), ref(dv), ref(dout), ref(q), ref(k), ref(v), ref(out), lse,
+                                       starts_on_device(starts, B, T), B, T, NH, KV, hd);
   }
 
   void swiglu_forward(float* out, const float* gate, const float* up, size_t n) override {
@@ -272,6 +277,36 @@ class CudaBackend final : public Backend {
     void* real = nullptr;  // n bf16 values on the device
     size_t values = 0, reserved = 0;
   };
+
+  // Rows 0..N-1 grouped by key, keys ascending, rows ascending within a key: order, the start
+  // of each group in it (one more at the end: N) and the groups' keys.
+  struct Runs {
+    std::vector<int32_t> order, run, key;
+    int count() const { return static_cast<int>(key.size()); }
+  };
+  static Runs runs_by_key(const int32_t* keys, int N) {
+    Runs r;
+    r.order.resize(static_cast<size_t>(N));
+    for (int n = 0; n < N; ++n) r.order[static_cast<size_t>(n)] = n;
+    std::stable_sort(r.order.begin(), r.order.end(), [&](int32_t a, int32_t b) { return keys[a] < keys[b]; });
+    for (int i = 0; i < N; ++i)
+      if (i == 0 || keys[r.order[static_cast<size_t>(i)]] != keys[r.order[static_cast<size_t>(i - 1)]]) {
+        r.run.push_back(i);
+        r.key.push_back(keys[r.order[static_cast<size_t>(i)]]);
+      }
+    r.run.push_back(N);
+    return r;
+  }
+  // Packed rows' positions t - starts[t] on the device.
+  const int32_t* positions(const int32_t* starts, int B, int T) {
+    positions_.resize(static_cast<size_t>(B) * T);
+    for (int n = 0; n < B * T; ++n) positions_[static_cast<size_t>(n)] = n % T - starts[n];
+    return upload_ints(Slot::positions, positions_.data(), positions_.size());
+  }
+  const int32_t* starts_on_device(const int32_t* starts, int B, int T) {
+    return starts ? upload_ints(Slot::starts, starts, static_cast<size_t>(B) * T) : nullptr;
+  }
+  std::vector<int32_t> positions_;
 
   // A handle (activation buffer or plain device pointer) as the memory the kernels read.
   Ref ref(const float* p) const {

@@ -22,14 +22,14 @@ __global__ void embedding_kernel(Ref out, const int32_t* tokens, const int32_t* 
   }
 }
 
-// Block (u, channel tile): dwte[token u] += sum of dout over its rows, in row order.
-__global__ void token_grad_kernel(float* dwte, Ref dout, const int32_t* order, const int32_t* run,
-                                  const int32_t* run_token, int C) {
+// Block (u, channel tile): dst[key u] += sum of dout over its rows, in row order.
+__global__ void rows_grad_kernel(float* dst, Ref dout, const int32_t* order, const int32_t* run, const int32_t* run_key,
+                                 int C) {
   const int u = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
   if (c >= C) return;
   float s = 0.0f;
   for (int i = run[u]; i < run[u + 1]; ++i) s += dout.get(static_cast<size_t>(order[i]) * C + c);
-  dwte[static_cast<size_t>(run_token[u]) * C + c] += s;
+  dst[static_cast<size_t>(run_key[u]) * C + c] += s;
 }
 
 // dwpe[t] += sum over b of dout[b, t], in b order.
@@ -60,13 +60,16 @@ void embedding_at(Ref out, const int32_t* tokens_dev, const int32_t* pos_dev, co
   check_launch("embedding_at");
 }
 
+void rows_grad(float* dst, Ref dout, const int32_t* order_dev, const int32_t* run_dev, const int32_t* run_key_dev, int runs, int C) {
+  if (runs <= 0) return;
+  dim3 grid(static_cast<unsigned>(runs), (static_cast<unsigned>(C) + kThreads - 1) / kThreads);
+  LLMKIT_LAUNCH(rows_grad_kernel, grid, kThreads, 0, dst, dout, order_dev, run_dev, run_key_dev, C);
+  check_launch("embedding_backward (rows by key)");
+}
+
 void embedding_backward(float* dwte, float* dwpe, Ref dout, const int32_t* order_dev, const int32_t* run_dev,
                         const int32_t* run_token_dev, int runs, int B, int T, int C) {
-  if (dwte && runs > 0) {
-    dim3 grid(static_cast<unsigned>(runs), (static_cast<unsigned>(C) + kThreads - 1) / kThreads);
-    LLMKIT_LAUNCH(token_grad_kernel, grid, kThreads, 0, dwte, dout, order_dev, run_dev, run_token_dev, C);
-    check_launch("embedding_backward (tokens)");
-  }
+  if (dwte) rows_grad(dwte, dout, order_dev, run_dev, run_token_dev, runs, C);
   if (dwpe && B > 0 && T > 0) {
     const size_t n = static_cast<size_t>(T) * C;
     LLMKIT_LAUNCH(position_grad_kernel, blocks_for(n, kThreads), kThreads, 0, dwpe, dout, B, T, C);

@@ -32,6 +32,9 @@ void embedding_at(Ref out, const int32_t* tokens_dev, const int32_t* pos_dev, co
 // start of the u-th distinct token's rows in order (runs + 1 entries). dwpe[t] += sum over b.
 void embedding_backward(float* dwte, float* dwpe, Ref dout, const int32_t* order_dev, const int32_t* run_dev,
                         const int32_t* run_token_dev, int runs, int B, int T, int C);
+// dst[key of run u] += dout's rows order[run[u]..run[u+1]-1], summed in that order (a block per
+// run): the token embedding's gradient, and the learned positions' of packed rows.
+void rows_grad(float* dst, Ref dout, const int32_t* order_dev, const int32_t* run_dev, const int32_t* run_key_dev, int runs, int C);
 
 void rmsnorm_forward(Ref out, float* rstd, Ref inp, const float* w, int N, int C, float eps);
 void rmsnorm_backward(Ref dinp, float* dw, Ref dout, Ref inp, const float* w, const float* rstd, int N, int C);
@@ -43,18 +46,19 @@ void layernorm_backward(Ref dinp, float* dw, float* db, Ref dout, Ref inp, const
 // sign -1 rotates back (the backward).
 void rope(Ref x, const int32_t* pos_dev, int N, int T, int heads, int hd, float theta, float sign);
 
-void attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, int B, int T, int NH, int KV, int hd);
-void attention_backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, const float* lse, int B, int T, int NH,
-                        int KV, int hd);
+void attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, const int32_t* starts_dev, int B, int T, int NH, int KV, int hd);
+void attention_backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, const float* lse, const int32_t* starts_dev,
+                        int B, int T, int NH, int KV, int hd);
 // D[(b, h, t)] = sum over d of dout * out, the rows of [B, T, H, hd] written as [B, H, T]: the
 // softmax backward's row term.
 void attention_rowdot(float* D, Ref dout, Ref out, int B, int T, int H, int hd);
 // The fused kernels (flash.cu) behind attention_forward/backward with bf16 matmuls, for the
 // head sizes flash_attention_supports().
 bool flash_attention_supports(int hd);
-void flash_attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, int B, int T, int NH, int KV, int hd);
-void flash_attention_backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, const float* lse, int B, int T,
-                              int NH, int KV, int hd);
+void flash_attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, const int32_t* starts_dev, int B, int T, int NH, int KV,
+                             int hd);
+void flash_attention_backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, const float* lse,
+                              const int32_t* starts_dev, int B, int T, int NH, int KV, int hd);
 void attention_cached(Ref out, Ref q, Ref k_cache, Ref v_cache, int start, int rows, int NH, int KV, int hd);
 
 void swiglu_forward(Ref out, Ref gate, Ref up, size_t n);

@@ -7,6 +7,13 @@
 // parameter gradient ACCUMULATES into it (+=), so micro-batches add up; input gradients are
 // accumulated too (+=) unless the comment says "overwrites". Linear weights are [out, in]
 // (PyTorch's nn.Linear layout). Attention tensors are [B, T, heads, head_dim].
+//
+// Packed rows: a row of T tokens may hold several sequences back to back. `starts` (a host
+// array of B*T, or null: one sequence per row) gives for each token the index in its row where
+// its sequence begins: token t sees tokens starts[t]..t only, and its position (RoPE, GPT-2's
+// learned positions) is t - starts[t]. Within a row starts[t] is starts[t-1] or t (a sequence
+// continues or a new one begins). So a packed batch computes exactly what its sequences would
+// one by one.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -51,12 +58,14 @@ class Backend {
   // The weights changed other than through this backend's operations (a collective wrote them).
   virtual void parameters_changed() {}
 
-  // out[n] = wte[tokens[n]] (+ wpe[n % T] when wpe is not null).
+  // out[n] = wte[tokens[n]] (+ wpe[position of n] when wpe is not null).
   virtual void embedding_forward(float* out, const int32_t* tokens, const float* wte,
-                                 const float* wpe, int B, int T, int C) = 0;
-  // dwte[tokens[n]] += dout[n]; dwpe[t] += dout[n]; a null gradient is skipped.
+                                 const float* wpe, int B, int T, int C,
+                                 const int32_t* starts = nullptr) = 0;
+  // dwte[tokens[n]] += dout[n]; dwpe[position of n] += dout[n]; a null gradient is skipped.
   virtual void embedding_backward(float* dwte, float* dwpe, const float* dout,
-                                  const int32_t* tokens, int B, int T, int C) = 0;
+                                  const int32_t* tokens, int B, int T, int C,
+                                  const int32_t* starts = nullptr) = 0;
 
   // RMSNorm: out = inp / rms(inp) * w; rstd[n] = 1 / sqrt(mean(inp^2) + eps) kept for backward.
   virtual void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N,
@@ -78,10 +87,13 @@ class Backend {
   virtual void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout,
                                const float* inp, const float* w, int N, int C, int OC) = 0;
 
-  // Rotary position embedding in place on x[B, T, heads, hd] (pairs (i, i + hd/2), position t,
-  // frequency theta^(-2i/hd), as Llama in Hugging Face). Backward rotates gradients back.
-  virtual void rope_forward(float* x, int B, int T, int heads, int hd, float theta) = 0;
-  virtual void rope_backward(float* dx, int B, int T, int heads, int hd, float theta) = 0;
+  // Rotary position embedding in place on x[B, T, heads, hd] (pairs (i, i + hd/2), the token's
+  // position, frequency theta^(-2i/hd), as Llama in Hugging Face). Backward rotates gradients
+  // back.
+  virtual void rope_forward(float* x, int B, int T, int heads, int hd, float theta,
+                            const int32_t* starts = nullptr) = 0;
+  virtual void rope_backward(float* dx, int B, int T, int heads, int hd, float theta,
+                             const int32_t* starts = nullptr) = 0;
 
   // Inference with a KV cache. Embedding with explicit positions (GPT-2's learned ones).
   virtual void embedding_at(float* out, const int32_t* tokens, const int32_t* pos, const float* wte,
@@ -99,12 +111,14 @@ class Backend {
   // Causal self-attention with grouped-query heads: q[B,T,NH,hd], k and v [B,T,KV,hd],
   // out[B,T,NH,hd]; lse[B,NH,T] (log-sum-exp of each query's scaled scores) kept for backward,
   // which recomputes the probabilities instead of storing them. dq, dk, dv are overwritten.
+  // With `starts`, a query sees the keys of its own sequence only.
   virtual void attention_forward(float* out, float* lse, const float* q, const float* k,
-                                 const float* v, int B, int T, int NH, int KV, int hd) = 0;
+                                 const float* v, int B, int T, int NH, int KV, int hd,
+                                 const int32_t* starts = nullptr) = 0;
   virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout,
                                   const float* q, const float* k, const float* v,
                                   const float* out, const float* lse, int B, int T, int NH,
-                                  int KV, int hd) = 0;
+                                  int KV, int hd, const int32_t* starts = nullptr) = 0;
 
   // SwiGLU: out = silu(gate) * up, elementwise over n values; dgate, dup overwritten.
   virtual void swiglu_forward(float* out, const float* gate, const float* up, size_t n) = 0;

@@ -109,9 +109,10 @@ class Model {
   // norm weights 1, biases 0. Deterministic for a seed.
   void init(uint64_t seed);
 
-  // Forward over tokens[B*T] (each row a sequence starting at position 0). With targets
-  // (same shape, < 0 ignored) it also computes each target's log-probability, logp().
-  void forward(const int32_t* tokens, const int32_t* targets, int B, int T);
+  // Forward over tokens[B*T] (each row a sequence starting at position 0, or with `starts`
+  // several packed back to back: see backend.hpp; checked). With targets (same shape, < 0
+  // ignored) it also computes each target's log-probability, logp().
+  void forward(const int32_t* tokens, const int32_t* targets, int B, int T, const int32_t* starts = nullptr);
   const float* logits() const { return acts_.logits; }  // [B*T, padded_vocab], the backend's memory
   // The same in host memory: the backend's own on the CPU, a copy from a GPU.
   const float* logits_on_host();
@@ -189,7 +190,7 @@ class Model {
   struct Top;
   std::unique_ptr<Top> top_;
   int B_ = 0, T_ = 0, cap_tokens_ = 0;
-  std::vector<int32_t> tokens_, targets_;
+  std::vector<int32_t> tokens_, targets_, starts_;
   std::vector<float> host_logits_;
   GradientHook hook_;
   std::vector<size_t> layer_begin_;  // offset of each layer's first parameter, then its end
