@@ -3,24 +3,82 @@
 // (model.cpp: layer_forward, layer_backward) for training, cached inference and recomputation.
 // LoRA adapters, quantized weights and tensor-parallel shards extend Linear, not the layer.
 #pragma once
+#include <cstdint>
+
 #include "llmkit/backend.hpp"
 
 namespace llmkit {
 
-// y[N, out] = x[N, in] W^T (+ b), W [out, in] as PyTorch's nn.Linear. Pointers are the
-// backend's memory; a frozen layer's gradients are null and its backward skips them.
+// A low-rank adapter on a Linear (LoRA, Hu et al. 2021, computed as Hugging Face PEFT does):
+// y += scale * dropout(x) A^T B^T, A [rank, in], B [out, rank]; scale = alpha / rank (rsLoRA:
+// alpha / sqrt(rank)). Dropout acts on the adapter's input only.
+struct Lora {
+  int rank = 0;  // 0: no adapter
+  float scale = 0, dropout = 0;
+  uint64_t stream = 0;  // the dropout mask's stream: the same for Linears that share A
+  float *a = nullptr, *b = nullptr, *da = nullptr, *db = nullptr;  // da, db null: frozen
+};
+
+// Scratch for the adapters' passes, [N, largest in] and [N, largest rank] (the model's).
+struct LoraScratch {
+  float* x = nullptr;   // dropout(x)
+  float* dx = nullptr;  // its gradient before the mask
+  float* t = nullptr;   // dy B
+};
+
+// y[N, out] = x[N, in] W^T (+ b), W [out, in] as PyTorch's nn.Linear, plus a LoRA adapter's
+// path when it has one. Pointers are the backend's memory; a frozen tensor's gradient is null
+// and the backward skips it.
 struct Linear {
   int in = 0, out = 0;
   float* w = nullptr;   // [out, in]
   float* b = nullptr;   // [out] or null
   float* dw = nullptr;  // gradients, same shapes; null: frozen (or no bias)
   float* db = nullptr;
+  Lora lora;
 
-  // y = x W^T + b, overwriting y.
-  void forward(Backend& be, float* y, const float* x, int N) const { be.matmul_forward(y, x, w, b, N, in, out); }
-  // dx += dy W (dx null: not wanted); dW += dy^T x; db += column sums of dy.
-  void backward(Backend& be, float* dx, const float* dy, const float* x, int N) const {
+  bool adapted() const { return lora.rank > 0; }
+
+  // y = x W^T + b (+ the adapter's path), overwriting y. With an adapter, mid [N, rank] keeps
+  // scale * dropout(x) A^T for the backward; seed 0 turns dropout off (evaluation).
+  void forward(Backend& be, float* y, const float* x, int N, float* mid = nullptr, const LoraScratch* s = nullptr,
+               uint64_t seed = 0) const {
+    be.matmul_forward(y, x, w, b, N, in, out);
+    if (!adapted() || !mid) return;
+    const float* src = adapter_input(be, x, N, s, seed);
+    be.matmul_forward(mid, src, lora.a, nullptr, N, in, lora.rank);
+    be.scale(mid, lora.scale, static_cast<size_t>(N) * lora.rank);
+    be.matmul_accumulate(y, mid, lora.b, N, lora.rank, out, 1.0f);
+  }
+
+  // dx += dy W (dx null: not wanted); dW += dy^T x; db += column sums of dy; with an adapter
+  // dB += dy^T mid, dA += scale (dy B)^T dropout(x) and dx gets scale (dy B) A through the mask.
+  void backward(Backend& be, float* dx, const float* dy, const float* x, int N, const float* mid = nullptr,
+                const LoraScratch* s = nullptr, uint64_t seed = 0) const {
     be.matmul_backward(dx, dw, db, dy, x, w, N, in, out);
+    if (!adapted() || !mid) return;
+    const size_t nr = static_cast<size_t>(N) * lora.rank;
+    be.zero(s->t, nr);
+    be.matmul_backward(s->t, lora.db, nullptr, dy, mid, lora.b, N, lora.rank, out);  // t = dy B; dB += dy^T mid
+    be.scale(s->t, lora.scale, nr);
+    const float* src = adapter_input(be, x, N, s, seed);
+    const bool masked = dropping(seed) && dx;
+    if (masked) be.zero(s->dx, static_cast<size_t>(N) * in);
+    be.matmul_backward(masked ? s->dx : dx, lora.da, nullptr, s->t, src, lora.a, N, in, lora.rank);
+    if (masked) {
+      be.dropout(s->dx, s->dx, static_cast<size_t>(N) * in, lora.dropout, mask_seed(seed));
+      be.accumulate(dx, s->dx, static_cast<size_t>(N) * in);
+    }
+  }
+
+ private:
+  bool dropping(uint64_t seed) const { return seed != 0 && lora.dropout > 0; }
+  uint64_t mask_seed(uint64_t seed) const { return seed ^ (lora.stream * 0xD1B54A32D192ED03ull); }
+  // x, or dropout(x) in the scratch: the adapter's input, the same in forward and backward.
+  const float* adapter_input(Backend& be, const float* x, int N, const LoraScratch* s, uint64_t seed) const {
+    if (!dropping(seed)) return x;
+    be.dropout(s->x, x, static_cast<size_t>(N) * in, lora.dropout, mask_seed(seed));
+    return s->x;
   }
 };
 

@@ -142,6 +142,9 @@ struct Model::LayerActs {
   float *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *lse = nullptr;  // att = attention(q, k, v)
   float *xmid = nullptr, *h2 = nullptr, *mean2 = nullptr, *rstd2 = nullptr;  // xmid = x + o(att), h2 = norm2(xmid)
   float *f1 = nullptr, *f3 = nullptr, *act = nullptr;  // Llama: gate, up, silu(gate) * up; GPT-2: fc, -, gelu(fc)
+  // Adapters: scale * dropout(input) A^T [N, rank] of q, k, v, o, mlp_in, mlp_up, mlp_out.
+  float *mid_q = nullptr, *mid_k = nullptr, *mid_v = nullptr, *mid_o = nullptr;
+  float *mid_in = nullptr, *mid_up = nullptr, *mid_out = nullptr;
 };
 
 struct Model::Top {
@@ -153,6 +156,7 @@ struct Model::Top {
   float *xf = nullptr, *hf = nullptr, *meanf = nullptr, *rstdf = nullptr, *logp = nullptr;
   float *tmp = nullptr, *dres = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
   float *datt = nullptr, *df1 = nullptr, *df3 = nullptr, *dlogp = nullptr;
+  LoraScratch lora;
 };
 
 // Where a block's attention finds its keys and values, and how positions are applied: the
@@ -234,6 +238,53 @@ class CachedAttention final : public Model::AttentionSite {
 
 }  // namespace
 
+namespace {
+
+// A linear module an adapter can sit on: its path in a layer (our tensor names' module part),
+// the PEFT target name that selects it, and its sizes.
+struct AdapterSite {
+  std::string module, target;
+  int64_t in, out;
+};
+
+std::vector<AdapterSite> adapter_sites(const ModelConfig& c, int layer) {
+  const int64_t C = c.dim, F = c.ffn_dim, QC = c.heads * c.head_dim(), KC = c.kv_heads * c.head_dim();
+  if (c.family == ModelConfig::Family::llama) {
+    const std::string p = "model.layers." + std::to_string(layer) + ".";
+    return {{p + "self_attn.q_proj", "q_proj", C, QC}, {p + "self_attn.k_proj", "k_proj", C, KC},
+            {p + "self_attn.v_proj", "v_proj", C, KC}, {p + "self_attn.o_proj", "o_proj", QC, C},
+            {p + "mlp.gate_proj", "gate_proj", C, F},  {p + "mlp.up_proj", "up_proj", C, F},
+            {p + "mlp.down_proj", "down_proj", F, C}};
+  }
+  const std::string p = "h." + std::to_string(layer) + ".";
+  return {{p + "attn.c_attn", "c_attn", C, 3 * C}, {p + "attn.c_proj", "c_proj", C, C},
+          {p + "mlp.c_fc", "c_fc", C, F}, {p + "mlp.c_proj", "c_proj", F, C}};
+}
+
+bool targeted(const LoraOptions& o, const std::string& target) {
+  for (const auto& t : o.targets)
+    if (t == target || t == "all-linear") return true;
+  return false;
+}
+
+}  // namespace
+
+float LoraOptions::scale() const {
+  return rank > 0 ? (rslora ? alpha / std::sqrt(static_cast<float>(rank)) : alpha / static_cast<float>(rank)) : 0.0f;
+}
+
+size_t Model::adapted_linears() const {
+  size_t n = 0;
+  if (opts_.lora.rank > 0)
+    for (const auto& site : adapter_sites(cfg_, 0))
+      if (targeted(opts_.lora, site.target)) n += site.target == "c_attn" ? 3 : 1;  // q, k, v each keep theirs
+  return n;
+}
+
+bool Model::is_lora_tensor(const std::string& name) {
+  return has_suffix(name, ".lora_A.weight") || has_suffix(name, ".lora_B.weight");
+}
+
 void Model::build_specs() {
   const ModelConfig& c = cfg_;
   const int64_t C = c.dim, V = c.padded_vocab(), F = c.ffn_dim, hd = c.head_dim();
@@ -291,6 +342,28 @@ void Model::build_specs() {
     add("ln_f.bias", {C}, false);
   }
   if (opts_.scalar_head) add("score.weight", {1, C}, true);
+  const LoraOptions& lo = opts_.lora;
+  if (lo.rank > 0) {
+    const auto sites = adapter_sites(c, 0);
+    for (const auto& t : lo.targets) {
+      bool known = t == "all-linear";
+      for (const auto& site : sites) known = known || site.target == t;
+      if (!known) {
+        std::string names;
+        for (const auto& site : sites)
+          if (names.find(site.target) == std::string::npos) names += (names.empty() ? "" : ", ") + site.target;
+        throw Error("--lora-targets", "'" + t + "' is not a linear module of a " +
+                                          (llama ? std::string("Llama") : std::string("GPT-2")) + " model (" + names + ", all-linear)");
+      }
+    }
+    if (lo.targets.empty()) throw Error("--lora-targets", "no modules given");
+    for (int l = 0; l < c.layers; ++l)
+      for (const auto& site : adapter_sites(c, l))
+        if (targeted(lo, site.target)) {
+          add(site.module + ".lora_A.weight", {lo.rank, site.in}, true);
+          add(site.module + ".lora_B.weight", {site.out, lo.rank}, true);
+        }
+  }
 }
 
 const ParamSpec& Model::param(const std::string& name) const {
@@ -371,6 +444,7 @@ void Model::bind() {
       L.mlp_out = linear(F, C, p + "mlp.c_proj.weight", p + "mlp.c_proj.bias");
     }
   }
+  if (opts_.lora.rank > 0) bind_lora();
   Top& t = *top_;
   const std::string embed = llama ? "model.embed_tokens.weight" : "wte";
   t.wte = w(embed);
@@ -380,6 +454,43 @@ void Model::bind() {
   t.normf = llama ? norm("model.norm.weight", "") : norm("ln_f.weight", "ln_f.bias");
   t.lm = linear(C, c.padded_vocab(), llama && !c.tied_embeddings ? "lm_head.weight" : embed, "");
   if (opts_.scalar_head) t.score = linear(C, 1, "score.weight", "");
+}
+
+// Each adapted Linear's adapter pointers. GPT-2's c_attn adapter serves q, k and v: one A (its
+// gradient summed over the three), B's rows cut in three.
+void Model::bind_lora() {
+  const LoraOptions& lo = opts_.lora;
+  const bool llama = cfg_.family == ModelConfig::Family::llama;
+  auto grad = [&](const std::string& name) -> float* {
+    for (size_t i = 0; i < specs_.size(); ++i)
+      if (specs_[i].name == name) return frozen_[i] ? nullptr : g_ + specs_[i].offset;
+    return nullptr;
+  };
+  for (int l = 0; l < cfg_.layers; ++l) {
+    Layer& L = layers_[static_cast<size_t>(l)];
+    std::vector<std::vector<Linear*>> on = llama ? std::vector<std::vector<Linear*>>{{&L.q}, {&L.k}, {&L.v}, {&L.o}, {&L.mlp_in}, {&L.mlp_up}, {&L.mlp_out}}
+                                                 : std::vector<std::vector<Linear*>>{{&L.q, &L.k, &L.v}, {&L.o}, {&L.mlp_in}, {&L.mlp_out}};
+    const auto sites = adapter_sites(cfg_, l);
+    for (size_t i = 0; i < sites.size(); ++i) {
+      if (!targeted(lo, sites[i].target)) continue;
+      const std::string A = sites[i].module + ".lora_A.weight", B = sites[i].module + ".lora_B.weight";
+      size_t row = 0;
+      for (Linear* lin : on[i]) {
+        Lora& a = lin->lora;
+        a.rank = lo.rank;
+        a.scale = lo.scale();
+        a.dropout = lo.dropout;
+        a.stream = static_cast<uint64_t>(l) * 16 + i + 1;
+        a.a = w(A);
+        a.da = grad(A);
+        const size_t off = row * static_cast<size_t>(lo.rank);
+        a.b = w(B) + off;
+        float* gb = grad(B);
+        a.db = gb ? gb + off : nullptr;
+        row += static_cast<size_t>(lin->out);
+      }
+    }
+  }
 }
 
 void Model::freeze(const std::function<bool(const std::string&)>& frozen) {
@@ -443,6 +554,7 @@ void Model::init(uint64_t seed) {
   std::vector<float> staging;
   for (size_t i = 0; i < specs_.size(); ++i) {
     const ParamSpec& s = specs_[i];
+    if (is_lora_tensor(s.name)) continue;  // init_lora's
     // Written in place on the CPU; elsewhere through one tensor-sized staging buffer.
     if (!direct) staging.assign(s.size, 0.0f);
     float* p = direct ? direct + s.offset : staging.data();
@@ -462,7 +574,44 @@ void Model::init(uint64_t seed) {
     }
     if (!direct) be_.upload(w_ + s.offset, staging.data(), s.size);
   }
+  init_lora(seed);
   zero_grad();
+}
+
+void Model::init_lora(uint64_t seed) {
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    const ParamSpec& s = specs_[i];
+    if (!is_lora_tensor(s.name)) continue;
+    std::vector<float> v(s.size, 0.0f);
+    if (has_suffix(s.name, ".lora_A.weight")) {  // PEFT: kaiming_uniform_(a=sqrt(5)), bound 1/sqrt(in)
+      std::mt19937_64 rng(seed * 1000003ull + i + 0x4C6F5241ull);
+      const double bound = 1.0 / std::sqrt(static_cast<double>(s.shape[1]));
+      for (float& x : v) x = static_cast<float>((static_cast<double>(rng() >> 11) / 9007199254740992.0 * 2.0 - 1.0) * bound);
+    }
+    be_.upload(w_ + s.offset, v.data(), s.size);
+  }
+}
+
+void Model::set_lora_enabled(bool on) { lora_on_ = on; }
+
+void Model::merge_lora() {
+  for (Layer& L : layers_)
+    for (Linear* lin : {&L.q, &L.k, &L.v, &L.o, &L.mlp_in, &L.mlp_up, &L.mlp_out}) {
+      if (!lin->adapted()) continue;
+      // W [out, in] += scale B [out, r] (A [r, in]): A^T as a [in, r] weight of matmul_accumulate.
+      const int r = lin->lora.rank;
+      std::vector<float> a(static_cast<size_t>(r) * lin->in), at(a.size());
+      be_.download(a.data(), lin->lora.a, a.size());
+      for (int i = 0; i < r; ++i)
+        for (int j = 0; j < lin->in; ++j) at[static_cast<size_t>(j) * r + i] = a[static_cast<size_t>(i) * lin->in + j];
+      float* at_dev = be_.alloc(at.size());
+      be_.upload(at_dev, at.data(), at.size());
+      be_.matmul_accumulate(lin->w, lin->lora.b, at_dev, lin->out, r, lin->in, lin->lora.scale);
+      be_.release(at_dev);
+      lin->lora = Lora{};
+    }
+  be_.parameters_changed();
+  opts_.lora.rank = 0;
 }
 
 void Model::zero_grad() { be_.zero(g_, total_); }
@@ -476,7 +625,10 @@ void Model::activation_sizes(size_t N, size_t& acts, size_t& stats) const {
   const size_t layer = N * (4 * C + 2 * QC + 2 * KC) + (opts_.recompute_mlp ? 0 : mlp);
   const size_t top = N * (2 * C + V) + (opts_.recompute_mlp ? mlp : 0);
   const size_t scratch = N * (2 * C + QC + 2 * KC + std::max(F, QC) + 2 * F);  // gradients
-  acts = layer * cfg_.layers + top + scratch;
+  // Adapters: [N, rank] per adapted linear and layer; scratch of [N, widest input] twice and [N, rank].
+  const size_t r = static_cast<size_t>(std::max(0, opts_.lora.rank));
+  const size_t lora = r ? N * r * (adapted_linears() * cfg_.layers + 1) + 2 * N * std::max({C, F, QC}) : 0;
+  acts = layer * cfg_.layers + top + scratch + lora;
   stats = N * (4 + static_cast<size_t>(cfg_.heads)) * cfg_.layers + 6 * N;  // norms' mean, rstd; lse; logp...
 }
 
@@ -527,7 +679,18 @@ void Model::ensure_rows(int tokens) {
     shared_act = take(N * F);
   }
   acts_layers_.resize(layers_.size());
-  for (LayerActs& L : acts_layers_) {
+  const size_t R = static_cast<size_t>(std::max(0, opts_.lora.rank));
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    LayerActs& L = acts_layers_[l];
+    const Layer& W = layers_[l];
+    auto mid = [&](const Linear& lin) { return lin.adapted() ? take(N * R) : nullptr; };
+    L.mid_q = mid(W.q);
+    L.mid_k = mid(W.k);
+    L.mid_v = mid(W.v);
+    L.mid_o = mid(W.o);
+    L.mid_in = mid(W.mlp_in);
+    L.mid_up = mid(W.mlp_up);
+    L.mid_out = mid(W.mlp_out);
     L.x = take(N * C);
     L.h1 = take(N * C);
     L.mean1 = stat(N);
@@ -563,6 +726,12 @@ void Model::ensure_rows(int tokens) {
   t.df1 = take(N * F);
   t.df3 = take(N * F);
   t.dlogp = stat(N);
+  if (R) {
+    const size_t widest = std::max({C, F, QC});
+    t.lora.x = take(N * widest);
+    t.lora.dx = take(N * widest);
+    t.lora.t = take(N * R);
+  }
   if (static_cast<size_t>(p - acts_.buf) > acts_.floats || static_cast<size_t>(ps - acts_.stats) > acts_.stat_floats)
     throw Error("", "internal: activation layout overflow");
 }
@@ -572,11 +741,20 @@ void Model::ensure_rows(int tokens) {
 // Shapes: x, h1, xmid, h2, out [N, C]; q, att [N, NH*hd]; k, v [N, KV*hd]; f1, f3, act [N, F].
 
 // The MLP's hidden activation from h2: the forward, and the recomputation under recompute_mlp.
+// A linear layer's forward and backward with the model's adapter state: its scratch, the
+// dropout seed, and whether adapters are on.
+void Model::linear_forward(const Linear& lin, float* y, const float* x, int N, float* mid) {
+  lin.forward(be_, y, x, N, lora_on_ ? mid : nullptr, &top_->lora, dropout_seed_);
+}
+void Model::linear_backward(const Linear& lin, float* dx, const float* dy, const float* x, int N, const float* mid) {
+  lin.backward(be_, dx, dy, x, N, lora_on_ ? mid : nullptr, &top_->lora, dropout_seed_);
+}
+
 void Model::mlp_hidden(const Layer& L, LayerActs& a, int N) {
   const size_t NF = static_cast<size_t>(N) * cfg_.ffn_dim;
-  L.mlp_in.forward(be_, a.f1, a.h2, N);
+  linear_forward(L.mlp_in, a.f1, a.h2, N, a.mid_in);
   if (cfg_.family == ModelConfig::Family::llama) {
-    L.mlp_up.forward(be_, a.f3, a.h2, N);
+    linear_forward(L.mlp_up, a.f3, a.h2, N, a.mid_up);
     be_.swiglu_forward(a.act, a.f1, a.f3, NF);
   } else {
     be_.gelu_forward(a.act, a.f1, NF);
@@ -589,15 +767,15 @@ void Model::layer_forward(int l, LayerActs& a, float* out, int N, AttentionSite&
   const size_t NC = static_cast<size_t>(N) * cfg_.dim;
   float* tmp = top_->tmp;
   L.norm1.forward(be_, a.h1, a.mean1, a.rstd1, a.x, N);
-  L.q.forward(be_, a.q, a.h1, N);
-  L.k.forward(be_, a.k, a.h1, N);
-  L.v.forward(be_, a.v, a.h1, N);
+  linear_forward(L.q, a.q, a.h1, N, a.mid_q);
+  linear_forward(L.k, a.k, a.h1, N, a.mid_k);
+  linear_forward(L.v, a.v, a.h1, N, a.mid_v);
   site.forward(l, a, N);
-  L.o.forward(be_, tmp, a.att, N);
+  linear_forward(L.o, tmp, a.att, N, a.mid_o);
   be_.add(a.xmid, a.x, tmp, NC);
   L.norm2.forward(be_, a.h2, a.mean2, a.rstd2, a.xmid, N);
   mlp_hidden(L, a, N);
-  L.mlp_out.forward(be_, tmp, a.act, N);
+  linear_forward(L.mlp_out, tmp, a.act, N, a.mid_out);
   be_.add(out, a.xmid, tmp, NC);
 }
 
@@ -610,26 +788,26 @@ void Model::layer_backward(int l, LayerActs& a, int N, AttentionSite& site, bool
   // MLP: out = xmid + mlp(h2); dres reaches xmid unchanged and through the MLP and norm2.
   float* dact = t.datt;
   be_.zero(dact, NF);
-  L.mlp_out.backward(be_, dact, t.dres, a.act, N);
+  linear_backward(L.mlp_out, dact, t.dres, a.act, N, a.mid_out);
   be_.zero(t.tmp, NC);
   if (cfg_.family == ModelConfig::Family::llama) {
     be_.swiglu_backward(t.df1, t.df3, dact, a.f1, a.f3, NF);
-    L.mlp_in.backward(be_, t.tmp, t.df1, a.h2, N);
-    L.mlp_up.backward(be_, t.tmp, t.df3, a.h2, N);
+    linear_backward(L.mlp_in, t.tmp, t.df1, a.h2, N, a.mid_in);
+    linear_backward(L.mlp_up, t.tmp, t.df3, a.h2, N, a.mid_up);
   } else {
     be_.gelu_backward(t.df1, dact, a.f1, NF);
-    L.mlp_in.backward(be_, t.tmp, t.df1, a.h2, N);
+    linear_backward(L.mlp_in, t.tmp, t.df1, a.h2, N, a.mid_in);
   }
   L.norm2.backward(be_, t.dres, t.tmp, a.xmid, a.mean2, a.rstd2, N);
   // Attention: xmid = x + o(att); dres reaches x unchanged and through o, attention, q/k/v, norm1.
   float* datt = t.datt;
   be_.zero(datt, static_cast<size_t>(N) * L.o.in);
-  L.o.backward(be_, datt, t.dres, a.att, N);
+  linear_backward(L.o, datt, t.dres, a.att, N, a.mid_o);
   site.backward(l, a, datt, t.dq, t.dk, t.dv, N);
   be_.zero(t.tmp, NC);
-  L.q.backward(be_, t.tmp, t.dq, a.h1, N);
-  L.k.backward(be_, t.tmp, t.dk, a.h1, N);
-  L.v.backward(be_, t.tmp, t.dv, a.h1, N);
+  linear_backward(L.q, t.tmp, t.dq, a.h1, N, a.mid_q);
+  linear_backward(L.k, t.tmp, t.dk, a.h1, N, a.mid_k);
+  linear_backward(L.v, t.tmp, t.dv, a.h1, N, a.mid_v);
   L.norm1.backward(be_, t.dres, t.tmp, a.x, a.mean1, a.rstd1, N);
 }
 

@@ -178,6 +178,10 @@ void test_matmul(Backend& cpu, Backend& gpu, std::mt19937& rng, int N, int C, in
   dinp.expect("  backward dinp (accumulated)", rel, rel * std::sqrt(static_cast<double>(OC)));
   dw.expect("  backward dw (accumulated)", rel, rel * std::sqrt(static_cast<double>(N)));
   if (bias) dbias.expect("  backward dbias", 1e-4, 1e-4);
+  // A low-rank adapter's path: out += alpha inp w^T.
+  cpu.matmul_accumulate(out.c(), inp.c(), w.c(), N, C, OC, 0.37f);
+  gpu.matmul_accumulate(out.dev, inp.dev, w.dev, N, C, OC, 0.37f);
+  out.expect("  matmul_accumulate (alpha 0.37)", rel, 2 * tol);
   // A frozen weight: null dw, only dinp.
   cpu.matmul_backward(dinp.c(), nullptr, nullptr, dout.c(), inp.c(), w.c(), N, C, OC);
   gpu.matmul_backward(dinp.dev, nullptr, nullptr, dout.dev, inp.dev, w.dev, N, C, OC);
@@ -259,6 +263,9 @@ void test_elementwise(Backend& cpu, Backend& gpu, std::mt19937& rng, size_t n) {
   cpu.gelu_backward(da.c(), d.c(), a.c(), n);
   gpu.gelu_backward(da.dev, d.dev, a.dev, n);
   da.expect("  backward", 1e-5, 4e-6);  // the CPU tanh is a polynomial (1e-7 absolute)
+  cpu.dropout(out.c(), a.c(), n, 0.3f, 77);
+  gpu.dropout(out.dev, a.dev, n, 0.3f, 77);
+  out.expect("dropout p=0.3 (the same elements)" + s, 1e-6, 0);
   cpu.add(out.c(), a.c(), b.c(), n);
   gpu.add(out.dev, a.dev, b.dev, n);
   out.expect("add, accumulate, scale" + s, 0, 0);

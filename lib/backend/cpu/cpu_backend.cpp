@@ -20,6 +20,7 @@
 #include "llmkit/backend.hpp"
 #include "llmkit/error.hpp"
 #include "gemm.hpp"
+#include "../dropout.hpp"
 
 namespace llmkit {
 
@@ -240,6 +241,16 @@ class CpuBackend final : public Backend {
     if (dw)  // [OC, N] @ [N, C]
       cpu::sgemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
     if (dbias) column_reduce(dbias, N, OC, [&](int n, int o) { return dout[static_cast<size_t>(n) * OC + o]; });
+  }
+
+  void matmul_accumulate(float* out, const float* inp, const float* w, int N, int C, int OC, float alpha) override {
+    cpu::sgemm(false, true, N, OC, C, alpha, inp, C, w, C, 1.0f, out, OC);
+  }
+
+  void dropout(float* out, const float* in, size_t n, float p, uint64_t seed) override {
+    const float keep = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; ++i) out[i] = dropout_keeps(seed, i, p) ? in[i] * keep : 0.0f;
   }
 
   // ---- RoPE ----

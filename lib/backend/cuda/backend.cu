@@ -194,6 +194,13 @@ class CudaBackend final : public Backend {
     set_precision(precision_);
     gemm(false, true, N, OC, C, 1.0f, ref(inp), C, 0, weight(w), C, 0, 0.0f, ref(out), OC, 0, 1, bias ? weight(bias) : Ref{});
   }
+  void matmul_accumulate(float* out, const float* inp, const float* w, int N, int C, int OC, float alpha) override {
+    set_precision(precision_);
+    gemm(false, true, N, OC, C, alpha, ref(inp), C, 0, weight(w), C, 0, 1.0f, ref(out), OC, 0, 1);
+  }
+  void dropout(float* out, const float* in, size_t n, float p, uint64_t seed) override {
+    LLMKIT_CUDA_NS::dropout(ref(out), ref(in), n, p, seed);
+  }
   void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp, const float* w, int N, int C,
                        int OC) override {
     set_precision(precision_);

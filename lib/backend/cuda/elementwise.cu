@@ -1,6 +1,8 @@
-// Elementwise operations: SwiGLU, GELU (tanh approximation), residual add, accumulate, scale.
+// Elementwise operations: SwiGLU, GELU (tanh approximation), residual add, accumulate, scale,
+// dropout (its mask from lib/backend/dropout.hpp, as the CPU's).
 // Grid-stride loops, one value per thread per step, fp32.
 #include "kernels.cuh"
+#include "../dropout.hpp"
 
 namespace llmkit::LLMKIT_CUDA_NS {
 
@@ -24,6 +26,12 @@ __global__ void swiglu_backward_kernel(Ref dgate, Ref dup, Ref dout, Ref gate, R
     dup.set(i, d * silu);  // dup may be dout (in place): read first
     dgate.set(i, d * u * (s + silu * (1.0f - s)));
   }
+}
+
+__global__ void dropout_kernel(Ref out, Ref in, size_t n, float p, uint64_t seed) {
+  const float keep = 1.0f / (1.0f - p);
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x)
+    out.set(i, dropout_keeps(seed, i, p) ? in.get(i) * keep : 0.0f);
 }
 
 __global__ void gelu_forward_kernel(Ref out, Ref inp, size_t n) {
@@ -59,6 +67,12 @@ void swiglu_backward(Ref dgate, Ref dup, Ref dout, Ref gate, Ref up, size_t n) {
   if (!n) return;
   LLMKIT_LAUNCH(swiglu_backward_kernel, blocks_for(n, kThreads), kThreads, 0, dgate, dup, dout, gate, up, n);
   check_launch("swiglu_backward");
+}
+
+void dropout(Ref out, Ref in, size_t n, float p, uint64_t seed) {
+  if (!n) return;
+  LLMKIT_LAUNCH(dropout_kernel, blocks_for(n, kThreads), kThreads, 0, out, in, n, p, seed);
+  check_launch("dropout");
 }
 
 void gelu_forward(Ref out, Ref inp, size_t n) {

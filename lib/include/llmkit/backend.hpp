@@ -87,6 +87,15 @@ class Backend {
   virtual void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout,
                                const float* inp, const float* w, int N, int C, int OC) = 0;
 
+  // out[N, OC] += alpha * inp[N, C] @ w[OC, C]^T: a low-rank adapter's path added onto its
+  // layer's output.
+  virtual void matmul_accumulate(float* out, const float* inp, const float* w, int N, int C, int OC,
+                                 float alpha) = 0;
+  // out[i] = in[i] / (1 - p) where element i is kept, else 0, for i < n; out may be in. Which
+  // elements are kept is a function of (seed, i), the same on every backend
+  // (lib/backend/dropout.hpp): the backward regenerates the mask from the seed.
+  virtual void dropout(float* out, const float* in, size_t n, float p, uint64_t seed) = 0;
+
   // Rotary position embedding in place on x[B, T, heads, hd] (pairs (i, i + hd/2), the token's
   // position, frequency theta^(-2i/hd), as Llama in Hugging Face). Backward rotates gradients
   // back.

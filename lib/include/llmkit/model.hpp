@@ -15,6 +15,8 @@
 
 namespace llmkit {
 
+struct Linear;  // lib/model/layers.hpp
+
 struct ModelConfig {
   enum class Family { llama, gpt2 } family = Family::llama;
   int vocab_size = 0;
@@ -78,6 +80,18 @@ struct CacheSegment {
   int slot = 0, start = 0, count = 0, row = 0;
 };
 
+// Low-rank adapters (LoRA) on the model's linear layers, as Hugging Face PEFT makes them.
+struct LoraOptions {
+  int rank = 0;  // 0: none
+  float alpha = 0;
+  float dropout = 0;
+  bool rslora = false;  // scale alpha / sqrt(rank) instead of alpha / rank
+  // PEFT module names: Llama q_proj k_proj v_proj o_proj gate_proj up_proj down_proj; GPT-2
+  // c_attn (q, k and v: one adapter) c_proj (attention's and the MLP's) c_fc; or all-linear.
+  std::vector<std::string> targets;
+  float scale() const;
+};
+
 struct ModelOptions {
   // A scalar head on the final hidden state, "score.weight" [1, dim] as Hugging Face's
   // *ForSequenceClassification names it: a reward model's score, PPO's value head.
@@ -87,6 +101,9 @@ struct ModelOptions {
   // only and recomputed in the backward pass from the stored norm output (two of the three MLP
   // matmuls again: about a quarter more FLOPs for the MLP's forward). Gradients are identical.
   bool recompute_mlp = false;
+  // Adapters: tensors after the base's, named as the base's module plus ".lora_A.weight" and
+  // ".lora_B.weight" (PEFT's names without its "base_model.model." prefix).
+  LoraOptions lora;
 };
 
 class Model {
@@ -106,8 +123,23 @@ class Model {
   float* grads() { return g_; }
 
   // GPT-2-style initialisation: N(0, 0.02), residual projections N(0, 0.02/sqrt(2 layers)),
-  // norm weights 1, biases 0. Deterministic for a seed.
+  // norm weights 1, biases 0; adapters as init_lora. Deterministic for a seed.
   void init(uint64_t seed);
+  // Adapters only, as PEFT: A uniform in +-1/sqrt(in), B zero, so the model computes what its
+  // base does until B trains.
+  void init_lora(uint64_t seed);
+  bool has_lora() const { return opts_.lora.rank > 0; }
+  const ModelOptions& options() const { return opts_; }
+  // Whether a tensor is an adapter's (its name ends in .lora_A.weight or .lora_B.weight).
+  static bool is_lora_tensor(const std::string& name);
+  // The adapters off (the base model alone: DPO's reference under LoRA) or on again.
+  void set_lora_enabled(bool on);
+  // W += scale B A into every adapted weight, then the adapters are off for good: the model is
+  // the plain model they made. The adapter tensors stay (zero effect).
+  void merge_lora();
+  // Dropout (the adapters') for the next forward and its backward: a seed that changes every
+  // micro-batch; 0 turns it off (evaluation, inference).
+  void set_dropout_seed(uint64_t seed) { dropout_seed_ = seed; }
 
   // Forward over tokens[B*T] (each row a sequence starting at position 0, or with `starts`
   // several packed back to back: see backend.hpp; checked). With targets (same shape, < 0
@@ -172,7 +204,11 @@ class Model {
   float* w(const std::string& name);
 
   void bind();  // sets the per-layer weight and gradient pointers
+  void bind_lora();
+  size_t adapted_linears() const;  // per layer
   void mlp_hidden(const Layer& L, LayerActs& a, int N);
+  void linear_forward(const Linear& lin, float* y, const float* x, int N, float* mid);
+  void linear_backward(const Linear& lin, float* dx, const float* dy, const float* x, int N, const float* mid);
   void layer_forward(int layer, LayerActs& a, float* out, int N, AttentionSite& site);
   void layer_backward(int layer, LayerActs& a, int N, AttentionSite& site, bool recompute);
   void head_forward(const float* x, int N);
@@ -193,6 +229,8 @@ class Model {
   std::vector<int32_t> tokens_, targets_, starts_;
   std::vector<float> host_logits_;
   GradientHook hook_;
+  uint64_t dropout_seed_ = 0;
+  bool lora_on_ = true;
   std::vector<size_t> layer_begin_;  // offset of each layer's first parameter, then its end
 };
 
