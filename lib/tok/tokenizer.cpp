@@ -40,6 +40,25 @@ void Tokenizer::encode(std::string_view text, std::vector<uint32_t>& ids) const 
   ids.assign(raw.begin(), raw.end());
 }
 
+void Tokenizer::encode_spans(std::string_view text, std::vector<uint32_t>& ids,
+                             std::vector<std::pair<uint32_t, uint32_t>>& spans) const {
+  sentencepiece::ImmutableSentencePieceText spt;
+  auto status = sp_->Encode(absl::string_view(text.data(), text.size()), spt.mutable_proto());
+  if (!status.ok()) throw Error(path_, "encoding failed: " + status.ToString());
+  ids.clear();
+  spans.clear();
+  for (size_t i = 0; i < spt.pieces_size(); ++i) {
+    const auto p = spt.pieces(static_cast<int>(i));
+    ids.push_back(p.id());
+    spans.emplace_back(p.begin(), p.end());
+  }
+}
+
+int Tokenizer::piece_id(const std::string& piece) const {
+  const int id = sp_->PieceToId(piece);
+  return id == sp_->unk_id() && piece != sp_->IdToPiece(sp_->unk_id()) ? -1 : id;
+}
+
 std::string Tokenizer::decode(const uint32_t* ids, size_t n) const {
   std::vector<int> raw(ids, ids + n);
   std::string text;

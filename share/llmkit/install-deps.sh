@@ -9,7 +9,7 @@ libsimdjson-dev nlohmann-json3-dev libxxhash-dev libzstd-dev zlib1g-dev
 libicu-dev libre2-dev libcld2-dev libgumbo-dev libsentencepiece-dev sentencepiece
 libopenblas-openmp-dev libdnnl-dev libblis4-openmp
 catch2 libopenmpi-dev openmpi-bin
-mandoc bsdextrautils python3.11-doc zstd gnuplot-nox
+mandoc bsdextrautils python3.11-doc zstd gnuplot-nox python3-jinja2
 slurm-wlm munge"
 
 missing=""

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "llmkit/docsource.hpp"
@@ -24,6 +25,11 @@ class Tokenizer {
   ~Tokenizer();
   // The ids of the text, no special tokens added (as spm_encode --output_format=id prints).
   void encode(std::string_view text, std::vector<uint32_t>& ids) const;
+  // The same ids, with each token's byte range [begin, end) in the text.
+  void encode_spans(std::string_view text, std::vector<uint32_t>& ids,
+                    std::vector<std::pair<uint32_t, uint32_t>>& spans) const;
+  // The id of a piece when the vocabulary holds it, else -1.
+  int piece_id(const std::string& piece) const;
   std::string decode(const uint32_t* ids, size_t n) const;
   uint64_t vocab_size() const;
   int bos_id() const;
