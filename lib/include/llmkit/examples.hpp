@@ -1,0 +1,82 @@
+// Post-training examples as training rows (lib/model/examples.cpp): chat data files read and
+// tokenized with their loss masks (llmkit/chat.hpp), examples longer than a row truncated or
+// refused, and rows made of them either one example each (padded) or packed best-fit
+// decreasing, several examples a row with positions and attention kept apart (backend.hpp's
+// `starts`). The rows of every epoch come in an order seeded by (seed, epoch), the same on
+// every rank, so a step's batch is known to all and resumable from a row cursor.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "llmkit/chat.hpp"
+
+namespace llmkit {
+
+class Stats;
+
+struct ExampleOptions {
+  int seq_len = 1024;      // positions a row holds: an example of n tokens takes n - 1
+  bool packing = false;
+  bool truncate = true;    // false: an example longer than a row is an error
+  bool strict = false;     // a malformed row stops the run instead of being skipped
+  int64_t limit = 0;       // examples read at most; 0: all
+  std::string text_field = "text";
+};
+
+// A batch of rows, [B, T] each: inputs, targets (-1: not trained), and for packed rows the
+// sequence starts (empty otherwise).
+struct RowBatch {
+  int B = 0, T = 0;
+  std::vector<int32_t> tokens, targets, starts;
+  int64_t trained = 0;  // targets >= 0
+  int64_t real = 0;     // positions holding an example's token (the rest is padding)
+};
+
+class ExampleSet {
+ public:
+  // Reads and tokenizes every row of the files (JSONL, .zst). Malformed rows and rows the
+  // template cannot render are skipped with a warning naming FILE:LINE and counted in stats
+  // (rows_skipped), or stop the run with `strict`. An Error when nothing is left.
+  ExampleSet(const std::vector<std::string>& files, const ChatEncoder& encoder, const ExampleOptions& opts, Stats& stats);
+  // From examples already tokenized (tests).
+  ExampleSet(std::vector<ChatExample> examples, const ExampleOptions& opts, Stats& stats);
+
+  size_t examples() const { return offsets_.size() - 1; }
+  size_t rows() const { return rows_.size(); }
+  int64_t trained_tokens() const { return trained_total_; }
+  // The example's tokens and mask (after truncation).
+  ChatExample example(size_t i) const;
+
+  // Row number `cursor` of the endless stream epoch 0, epoch 1, ...: each epoch every row once,
+  // in an order seeded by (seed, epoch).
+  size_t row_at(uint64_t cursor, uint64_t seed) const;
+  // Rows cursor .. cursor + B - 1 of the stream as a batch.
+  RowBatch batch(uint64_t cursor, int B, uint64_t seed) const;
+  // Trained targets in rows cursor .. cursor + n - 1 (a step's loss normaliser).
+  int64_t trained_in(uint64_t cursor, uint64_t n, uint64_t seed) const;
+  // Fraction of the rows' positions that hold padding.
+  double padding_fraction() const;
+
+ private:
+  void add(const ChatExample& ex, Stats& stats);
+  void make_rows();
+  const std::vector<uint32_t>& epoch_order(uint64_t epoch, uint64_t seed) const;
+
+  ExampleOptions opts_;
+  std::vector<int32_t> tokens_;
+  std::vector<uint8_t> trained_;
+  std::vector<uint64_t> offsets_{0};
+  std::vector<std::string> where_;
+  struct Row {
+    std::vector<uint32_t> examples;
+    int used = 0;      // positions taken
+    int64_t trained = 0;
+  };
+  std::vector<Row> rows_;
+  int64_t trained_total_ = 0;
+  mutable uint64_t cached_epoch_ = UINT64_MAX, cached_seed_ = 0;
+  mutable std::vector<uint32_t> order_;
+};
+
+}  // namespace llmkit
