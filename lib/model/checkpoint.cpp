@@ -69,6 +69,7 @@ std::vector<HfTensor> hf_layout(const Model& m) {
   std::vector<HfTensor> out;
   if (c.family == ModelConfig::Family::llama) {
     for (const auto& s : m.params()) {
+      if (Model::is_lora_tensor(s.name)) continue;  // adapters go to their own file
       HfTensor t{s.name, {s.name}, false, -1};
       if (s.name == "model.embed_tokens.weight" || s.name == "lm_head.weight") t.rows = c.vocab_size;
       out.push_back(t);
@@ -203,7 +204,9 @@ void save_model(const std::string& path, Model& m, const std::string& dtype) {
 
 void load_model(const std::string& path, Model& m) {
   SafetensorsFile f(path);
+  // The model's current weights, so that what the file does not hold (adapters) is kept.
   std::vector<float> host(m.num_params(), 0.0f);
+  m.backend().download(host.data(), m.weights(), host.size());
   for (const auto& t : hf_layout(m)) {
     std::string name = t.name;
     if (!f.has(name) && name.rfind("transformer.", 0) == 0 && f.has(name.substr(12))) name = name.substr(12);
@@ -345,8 +348,10 @@ std::string save_checkpoint(const std::string& out, Model& m, const float* mom, 
       }
     }
     for (const auto& s : m.params()) {
-      views.push_back({"m." + s.name, DType::f32, s.shape, mom + s.offset});
-      views.push_back({"v." + s.name, DType::f32, s.shape, var + s.offset});
+      if (s.trainable()) {
+        views.push_back({"m." + s.name, DType::f32, s.shape, mom + s.grad_offset});
+        views.push_back({"v." + s.name, DType::f32, s.shape, var + s.grad_offset});
+      }
       if (master) views.push_back({"w." + s.name, DType::f32, s.shape, master + s.offset});
     }
     write_safetensors(tmp + "/optimizer.safetensors", views);
@@ -393,7 +398,7 @@ TrainerState load_checkpoint(const std::string& dir, Model& m, float* mom, float
       m.backend().upload(m.weights(), host.data(), host.size());
     }
   }
-  if (mom && var) load_moments(dir, m, 0, m.num_params(), mom, var);
+  if (mom && var) load_moments(dir, m, 0, m.num_grads(), mom, var);
   return TrainerState::from_json(read_file(dir + "/trainer_state.json"), dir + "/trainer_state.json");
 }
 
@@ -402,17 +407,17 @@ void load_moments(const std::string& dir, const Model& m, size_t begin, size_t e
   SafetensorsFile f(dir + "/optimizer.safetensors");
   std::vector<float> whole;  // a tensor that the range cuts
   for (const auto& s : m.params()) {
-    const size_t b = std::max(begin, s.offset), e = std::min(end, s.offset + s.size);
+    if (!s.trainable()) continue;
+    const size_t go = s.grad_offset, b = std::max(begin, go), e = std::min(end, go + s.size);
     if (b >= e) continue;
     for (auto [prefix, out] : {std::pair{"m.", mom}, std::pair{"v.", var}}) {
-      if (b == s.offset && e == s.offset + s.size) {
+      if (b == go && e == go + s.size) {
         f.read_f32(prefix + s.name, out + (b - begin), s.size, s.shape);
         continue;
       }
       whole.resize(s.size);
       f.read_f32(prefix + s.name, whole.data(), s.size, s.shape);
-      std::copy(whole.begin() + static_cast<ptrdiff_t>(b - s.offset),
-                whole.begin() + static_cast<ptrdiff_t>(e - s.offset), out + (b - begin));
+      std::copy(whole.begin() + static_cast<ptrdiff_t>(b - go), whole.begin() + static_cast<ptrdiff_t>(e - go), out + (b - begin));
     }
   }
 }

@@ -380,8 +380,8 @@ Model::Model(const ModelConfig& cfg, Backend& backend, ModelOptions options)
   build_specs();
   frozen_.assign(specs_.size(), false);
   w_ = be_.alloc(total_);
-  g_ = be_.alloc(total_);
   be_.set_parameters(w_, total_);
+  layout_grads();
   bind();
 }
 
@@ -393,9 +393,9 @@ void Model::bind() {
   auto grad = [&](float* p) -> float* {
     if (!p) return nullptr;
     size_t off = static_cast<size_t>(p - w_);
-    for (size_t i = 0; i < specs_.size(); ++i)
-      if (specs_[i].offset == off) return frozen_[i] ? nullptr : g_ + off;
-    return g_ + off;
+    for (const ParamSpec& s : specs_)
+      if (s.offset == off) return s.trainable() ? g_ + s.grad_offset : nullptr;
+    throw Error("", "internal: a weight pointer that is no tensor's");
   };
   auto linear = [&](int in, int out, const std::string& weight, const std::string& bias) {
     Linear lin;
@@ -462,9 +462,8 @@ void Model::bind_lora() {
   const LoraOptions& lo = opts_.lora;
   const bool llama = cfg_.family == ModelConfig::Family::llama;
   auto grad = [&](const std::string& name) -> float* {
-    for (size_t i = 0; i < specs_.size(); ++i)
-      if (specs_[i].name == name) return frozen_[i] ? nullptr : g_ + specs_[i].offset;
-    return nullptr;
+    const ParamSpec& s = param(name);
+    return s.trainable() ? g_ + s.grad_offset : nullptr;
   };
   for (int l = 0; l < cfg_.layers; ++l) {
     Layer& L = layers_[static_cast<size_t>(l)];
@@ -495,6 +494,7 @@ void Model::bind_lora() {
 
 void Model::freeze(const std::function<bool(const std::string&)>& frozen) {
   for (size_t i = 0; i < specs_.size(); ++i) frozen_[i] = frozen(specs_[i].name);
+  layout_grads();
   bind();
 }
 
@@ -614,7 +614,34 @@ void Model::merge_lora() {
   opts_.lora.rank = 0;
 }
 
-void Model::zero_grad() { be_.zero(g_, total_); }
+void Model::zero_grad() { be_.zero(g_, total_grads_); }
+
+// Gradient offsets for the trainable tensors in spec order (the weights' layout when nothing is
+// frozen), each layer's range, and a zeroed buffer of that size.
+void Model::layout_grads() {
+  total_grads_ = 0;
+  grad_layer_begin_.clear();
+  size_t next_layer = 0;
+  for (ParamSpec& s : specs_) {
+    while (next_layer < layer_begin_.size() && s.offset >= layer_begin_[next_layer]) {
+      grad_layer_begin_.push_back(total_grads_);
+      ++next_layer;
+    }
+    const size_t i = static_cast<size_t>(&s - specs_.data());
+    s.grad_offset = frozen_.empty() || !frozen_[i] ? total_grads_ : ParamSpec::kFrozen;
+    if (s.trainable()) total_grads_ += (s.size + 15) / 16 * 16;
+  }
+  while (grad_layer_begin_.size() < layer_begin_.size()) grad_layer_begin_.push_back(total_grads_);
+  if (g_) be_.release(g_);
+  g_ = be_.alloc(std::max<size_t>(total_grads_, 1));
+}
+
+size_t Model::num_trainable_unpadded() const {
+  size_t n = 0;
+  for (const auto& s : specs_)
+    if (s.trainable()) n += s.size;
+  return n;
+}
 
 // ---- Activations ---------------------------------------------------------------------------------
 
@@ -921,12 +948,12 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host) {
   for (size_t li = layers_.size(); li-- > 0;) {
     // With recompute_mlp the forward left only the last block's MLP activations.
     layer_backward(static_cast<int>(li), acts_layers_[li], N, site, opts_.recompute_mlp && li + 1 < layers_.size());
-    if (hook_) hook_(layer_begin_[li], layer_begin_[li + 1] - layer_begin_[li]);
+    if (hook_) hook_(grad_layer_begin_[li], grad_layer_begin_[li + 1] - grad_layer_begin_[li]);
   }
   be_.embedding_backward(t.dwte, t.dwpe, t.dres, tokens_.data(), B, T, c.dim, st);
   if (hook_) {
-    hook_(0, layer_begin_.front());
-    hook_(layer_begin_.back(), total_ - layer_begin_.back());
+    hook_(0, grad_layer_begin_.front());
+    hook_(grad_layer_begin_.back(), total_grads_ - grad_layer_begin_.back());
   }
 }
 

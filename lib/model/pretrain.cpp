@@ -238,7 +238,7 @@ void Trainer::setup() {
 // AdamW's moments, zero at first. With ZeRO-1 over several ranks a rank keeps those of its
 // segment only: 8 bytes per parameter divided by the ranks instead of 8 bytes per parameter.
 void Trainer::setup_optimizer() {
-  const size_t n = model_->num_params();
+  const size_t n = model_->num_grads();
   const int R = comm_.size();
   // NCCL between GPUs; MPI between CPUs (and for one rank, where nothing is exchanged).
   coll_ = on_gpu() && R > 1 ? make_nccl_collectives(comm_) : make_mpi_collectives(comm_);
@@ -341,9 +341,10 @@ void Trainer::optimizer_step(double lr, float clip_scale, int64_t t) {
   float* w = model_->weights();
   const float* g = model_->grads();
   for (const ParamSpec& s : model_->params()) {
-    const size_t b = std::max(s.offset, lo_), e = std::min(s.offset + s.size, hi_);
+    if (!s.trainable()) continue;
+    const size_t b = std::max(s.grad_offset, lo_), e = std::min(s.grad_offset + s.size, hi_);
     if (b >= e) continue;
-    be_->adamw(w + b, g + b, m_ + (b - lo_), v_ + (b - lo_), e - b, static_cast<float>(lr),
+    be_->adamw(w + s.offset + (b - s.grad_offset), g + b, m_ + (b - lo_), v_ + (b - lo_), e - b, static_cast<float>(lr),
                static_cast<float>(cfg_.beta1), static_cast<float>(cfg_.beta2), static_cast<float>(cfg_.eps),
                s.decay ? static_cast<float>(cfg_.weight_decay) : 0.0f, t, clip_scale);
   }
@@ -431,7 +432,7 @@ void Trainer::save(bool final) {
     v = on_host(*be_, v_, hi_ - lo_, v_copy);
   }
   if (sharded_) {
-    m_all.resize(root ? model_->num_params() : 0);
+    m_all.resize(root ? model_->num_grads() : 0);
     v_all.resize(m_all.size());
     comm_.gatherv(m, m_all.data(), counts_);
     comm_.gatherv(v, v_all.data(), counts_);

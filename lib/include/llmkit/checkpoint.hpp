@@ -41,7 +41,8 @@ ModelConfig llmc_config(const std::string& path);
 void load_llmc(const std::string& path, Model& model);
 
 // Writes OUT/step-NNNNNNNN/ and then OUT/latest; removes all but the newest `keep` (0: keep all).
-// `moments` are AdamW's m and v, each num_params() floats in the model's layout (host memory).
+// `moments` are AdamW's m and v, each num_grads() floats in the gradient buffer's layout (host
+// memory); frozen tensors have none. Adapter tensors (LoRA) are not in model.safetensors.
 // model.safetensors is written as `dtype` (F32 or BF16); with BF16 the fp32 master weights go
 // into optimizer.safetensors too ("w." tensors), so that --resume continues exactly.
 std::string save_checkpoint(const std::string& out, Model& model, const float* m, const float* v,
@@ -52,7 +53,7 @@ std::string latest_checkpoint(const std::string& out);
 // Loads weights (the fp32 master weights when the checkpoint has them), moments (when m and v
 // are given) and state from a checkpoint directory.
 TrainerState load_checkpoint(const std::string& dir, Model& model, float* m, float* v);
-// AdamW's m and v for the range [begin, end) of the model's flat buffer, from a checkpoint
+// AdamW's m and v for the range [begin, end) of the model's gradient buffer, from a checkpoint
 // directory's optimizer.safetensors into host arrays of end - begin floats each: what a rank
 // that holds a segment of the optimizer state (ZeRO-1) needs, without the whole of it.
 void load_moments(const std::string& dir, const Model& model, size_t begin, size_t end, float* m,

@@ -44,12 +44,16 @@ struct ModelConfig {
 
 // One parameter tensor: its name (Hugging Face's for Llama; llmkit's own for GPT-2, whose
 // Conv1D and fused-qkv layout is converted when checkpoints are read and written), shape as
-// stored, offset in the flat buffer, and whether weight decay applies (matrices only).
+// stored, offset in the flat weight buffer, offset in the gradient buffer (which holds the
+// trainable tensors only: kFrozen for a frozen one), and whether weight decay applies.
 struct ParamSpec {
+  static constexpr size_t kFrozen = SIZE_MAX;
   std::string name;
   std::vector<int64_t> shape;
   size_t offset = 0, size = 0;
   bool decay = false;
+  size_t grad_offset = kFrozen;
+  bool trainable() const { return grad_offset != kFrozen; }
 };
 
 // Keys and values of earlier positions, per layer, for `slots` sequences of up to max_len
@@ -119,6 +123,11 @@ class Model {
   const ParamSpec& param(const std::string& name) const;
   size_t num_params() const { return total_; }  // padding rows included
   size_t num_params_unpadded() const;            // what a checkpoint holds
+  // Floats of grads(): the trainable tensors' (all of them until freeze()), each at its spec's
+  // grad_offset, in the specs' order. A frozen tensor pays for no gradient, and the optimizer
+  // keeps no state for it.
+  size_t num_grads() const { return total_grads_; }
+  size_t num_trainable_unpadded() const;
   float* weights() { return w_; }
   float* grads() { return g_; }
 
@@ -169,12 +178,14 @@ class Model {
   void zero_grad();
   // Called during backward() as soon as a range of grads() is final, so that its all-reduce can
   // start while the backward pass goes on: each layer's range (in the order the backward
-  // finishes them, last layer first), then the rest (embeddings, final norm, heads) at the end.
-  // The ranges tile the whole buffer. An empty function: no calls.
+  // finishes them, last layer first), then the rest (embeddings, final norm, heads, adapters)
+  // at the end. The ranges tile the whole buffer; some may be empty. An empty function: no
+  // calls.
   using GradientHook = std::function<void(size_t offset, size_t count)>;
   void set_gradient_hook(GradientHook hook) { hook_ = std::move(hook); }
   // Frozen parameters get no gradient, and the backward pass skips computing it (a reference
-  // model, a base under LoRA adapters). Applies to the tensors whose name `frozen` accepts.
+  // model, a base under LoRA adapters). Applies to the tensors whose name `frozen` accepts; the
+  // gradient buffer is laid out again (zeroed) for the trainable ones.
   void freeze(const std::function<bool(const std::string&)>& frozen);
   bool is_frozen(const std::string& name) const;
 
@@ -217,7 +228,8 @@ class Model {
   Backend& be_;
   std::vector<bool> frozen_;  // per ParamSpec
   std::vector<ParamSpec> specs_;
-  size_t total_ = 0;
+  size_t total_ = 0, total_grads_ = 0;
+  void layout_grads();
   float* w_ = nullptr;
   float* g_ = nullptr;
   Acts acts_;
@@ -231,7 +243,8 @@ class Model {
   GradientHook hook_;
   uint64_t dropout_seed_ = 0;
   bool lora_on_ = true;
-  std::vector<size_t> layer_begin_;  // offset of each layer's first parameter, then its end
+  std::vector<size_t> layer_begin_;       // offset of each layer's first parameter, then its end
+  std::vector<size_t> grad_layer_begin_;  // the same in the gradient buffer
 };
 
 }  // namespace llmkit

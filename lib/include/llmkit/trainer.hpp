@@ -1,0 +1,156 @@
+// The one training loop of every trainer (lib/model/trainer.cpp): llm-pretrain, llm-sft, llm-rm
+// and llm-ppo are objectives on it. The loop owns the model's optimizer (AdamW over the
+// trainable tensors only, schedules, clipping, non-finite steps skipped), data parallelism over
+// MPI ranks (all-reduce overlapped with the backward pass, ZeRO-1), gradient accumulation to a
+// global batch, signals, metrics, evaluation and checkpoints with bit-exact resumption on the
+// CPU. An objective says what a micro-batch feeds forward and backward, what it evaluates and
+// what it adds to the metrics and the checkpoint.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "llmkit/backend.hpp"
+#include "llmkit/checkpoint.hpp"
+#include "llmkit/model.hpp"
+
+namespace llmkit {
+
+class Comm;
+class OptionParser;
+class Stats;
+
+// The options every trainer takes, declared once (add_trainer_options).
+struct TrainerOptions {
+  std::string out, init, tokenizer;
+  bool resume = false;
+  int seq_len = 256;
+  int micro_batch = 8;
+  int64_t batch_rows = 0;  // rows (sequences) per optimizer step over all ranks; 0: micro-batch x ranks
+  int64_t steps = 1000;
+  double lr = 3e-4, min_lr_frac = 0.1;
+  int64_t warmup = 100;
+  std::string schedule = "cosine";  // cosine, linear, constant, wsd
+  double wsd_decay_frac = 0.2;
+  double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, clip = 1.0;
+  int64_t eval_every = 100, save_every = 0, stop_at = 0, sample_every = 0;
+  int keep = 0;
+  int max_bad_steps = 5;
+  uint64_t seed = 0;
+  std::string device = "auto", precision = "bf16", save_dtype = "fp32";
+  bool recompute = false;
+  double peak_tflops = 0;
+  int zero = 0;
+};
+
+// Learning rate at `step` (0-based) for the schedule.
+double learning_rate(const TrainerOptions& o, int64_t step);
+
+// Adds the shared options to a command's parser (defaults from `o`), and checks them after
+// parsing (UsageError naming the flag).
+void add_trainer_options(OptionParser& op, TrainerOptions& o, int64_t& micro, int64_t& seq, int64_t& keep, int64_t& bad,
+                         int64_t& zero);
+void check_trainer_options(TrainerOptions& o, int64_t micro, int64_t seq, int64_t keep, int64_t bad, int64_t zero);
+
+class Trainer;
+
+// What a trainer trains: the model it builds, a step's micro-batches, evaluation, metrics.
+class Objective {
+ public:
+  virtual ~Objective() = default;
+  // The model to train, built on `be`: from `resume_dir`'s checkpoint config when resuming
+  // (the loop then loads weights and optimizer state), else initialised or loaded (--init).
+  // Freezes what is not trained. Reads the data.
+  virtual std::unique_ptr<Model> build(Trainer& t, const std::string& resume_dir) = 0;
+  // Sequences (rows) a step consumes from the data stream, over all ranks.
+  virtual int64_t rows_per_step(const Trainer& t) const;
+  // Before a step's micro-batches: rows cursor .. cursor + rows_per_step() - 1 (the global
+  // batch), e.g. to count the batch's trained tokens for the loss's normaliser.
+  virtual void begin_step(Trainer& t, uint64_t cursor) { (void)t, (void)cursor; }
+  // One micro-batch of this rank: rows `first` .. first + micro_batch - 1 of the stream, forward
+  // and backward (gradients accumulate; scaled so the step's gradient is the objective's).
+  virtual void micro_step(Trainer& t, uint64_t first) = 0;
+  // After the step's micro-batches, before the update: the step's loss over all ranks (a
+  // collective), used for the non-finite check and the metrics' "loss".
+  virtual double end_step(Trainer& t) = 0;
+  // More fields for the step's metrics line (rank 0's, after end_step), and tokens the step
+  // trained on (the "tokens" count).
+  virtual void step_metrics(Trainer& t, nlohmann::json& line) { (void)t, (void)line; }
+  virtual uint64_t step_tokens(const Trainer& t) const = 0;
+  // Model FLOPs of this rank's step (MFU).
+  virtual double step_flops(const Trainer& t) const = 0;
+  // Evaluation: fields of an evaluation line ({"val_loss": ...}); empty when nothing to do.
+  virtual nlohmann::json evaluate(Trainer& t) { (void)t; return nullptr; }
+  // A sample of the model's writing, logged every --sample-every steps.
+  virtual void sample(Trainer& t) { (void)t; }
+  // Saving: what the checkpoint directory gets besides the loop's files (an adapter, a
+  // tokenizer_config.json); the run's summary log line at start.
+  virtual void save_extra(Trainer& t, const std::string& dir) { (void)t, (void)dir; }
+  virtual std::string describe(const Trainer& t) const = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(const TrainerOptions& opts, Objective& objective, Stats& stats);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+  // Trains; 0 at the end (or --stop-at), 1 when stopped by a signal after saving a checkpoint.
+  int run();
+
+  const TrainerOptions& options() const { return opts_; }
+  Backend& backend() { return *be_; }
+  Model& model() { return *model_; }
+  const Model& model() const { return *model_; }
+  Comm& comm() { return comm_; }
+  const Comm& comm() const { return comm_; }
+  Stats& stats() { return stats_; }
+  int ranks() const;
+  int rank() const;
+  int64_t accumulation() const { return accum_; }
+  int64_t rows_per_rank() const { return per_rank_; }
+  const TrainerState& state() const { return state_; }
+  // The gradient all-reduce (ZeRO-1: reduce-scatter) of the step is started by the backward of
+  // the micro-batch for which this is true: objectives call backward with it set.
+  void backward_hook(bool on);
+  // Appends a line to OUT/metrics.jsonl (rank 0).
+  void log_metrics(const std::string& line);
+
+ private:
+  void setup();
+  void setup_optimizer();
+  void load_optimizer_state(const std::string& dir);
+  double train_step();
+  void reduce_gradients();
+  double gradient_norm();
+  void optimizer_step(double lr, float clip_scale, int64_t t);
+  void save(bool final);
+  void open_metrics(int64_t resumed_step);
+  bool on_gpu() const;
+
+  const TrainerOptions& opts_;
+  Objective& obj_;
+  Comm& comm_;
+  Stats& stats_;
+  std::unique_ptr<Backend> be_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<class Collectives> coll_;
+  // The part of the gradient buffer whose AdamW state this rank keeps and updates, [lo_, hi_):
+  // with ZeRO-1 over several ranks its segment (counts_ has every rank's), else all.
+  bool sharded_ = false;
+  std::vector<size_t> counts_;
+  size_t lo_ = 0, hi_ = 0;
+  float* m_ = nullptr;  // AdamW's moments of [lo_, hi_), in the backend's memory
+  float* v_ = nullptr;
+  TrainerState state_;
+  int64_t accum_ = 1, per_rank_ = 0;
+  int metrics_fd_ = -1;
+  double peak_flops_ = 0;
+  int bad_in_row_ = 0;
+};
+
+}  // namespace llmkit
