@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
 
 namespace llmkit {
 namespace {
@@ -44,13 +46,36 @@ std::string human_bytes(double bytes) {
   return buf;
 }
 
-Progress::Progress(std::string what, uint64_t total_bytes, double interval_seconds)
-    : what_(std::move(what)), total_bytes_(total_bytes), interval_(interval_seconds) {
+double progress_interval() {
+  const char* env = std::getenv("LLMKIT_PROGRESS_SECONDS");
+  if (env && *env) {
+    char* end = nullptr;
+    double v = std::strtod(env, &end);
+    if (*end == '\0' && v >= 0 && v < 1e9) return v;
+  }
+  return 5.0;
+}
+
+Progress::Progress(std::string what, uint64_t total_bytes)
+    : what_(std::move(what)), total_bytes_(total_bytes), interval_(progress_interval()),
+      uncaught_at_start_(std::uncaught_exceptions()) {
   tty_ = isatty(2) && log_enabled(LogLevel::info);
   start_ = last_ = std::chrono::steady_clock::now();
 }
 
-Progress::~Progress() { finish(); }
+Progress::~Progress() {
+  if (!finished_ && std::uncaught_exceptions() > uncaught_at_start_) {
+    // Unwinding: the work is not done, so no final line. A process that stops at a closed
+    // pipe is as quiet as one killed by SIGPIPE.
+    finished_ = true;
+    if (tty_ && drawn_) {
+      ssize_t ignored = ::write(2, "\r\033[K", 4);
+      (void)ignored;
+    }
+    return;
+  }
+  finish();
+}
 
 void Progress::update(uint64_t items, uint64_t bytes) {
   items_ = items;
@@ -86,6 +111,7 @@ void Progress::draw(bool final) {
   }
   std::string out = tty_ ? "\r\033[K" + program_name() + ": " + line + (final ? "\n" : "")
                          : program_name() + ": " + line + "\n";
+  drawn_ = !final;
   ssize_t ignored = ::write(2, out.data(), out.size());
   (void)ignored;
 }

@@ -210,11 +210,23 @@ run llm-tok
 expect_rc 2 "no subcommand"
 expect_err_contains "Subcommands:"
 
-# A closed pipe (`| head`) stops the command quietly, with SIGPIPE's status.
+# A closed pipe (`| head`) stops the command quietly, with SIGPIPE's status: no error and no
+# final progress line (which says the work is done). LLMKIT_PROGRESS_SECONDS=0 makes a progress
+# line due at every batch, so the final one would always be drawn, whatever the machine's load;
+# progress lines of batches written before the reader left may come or not, as timing decides.
 for i in 1 2 3 4 5 6 7 8; do cat docs.jsonl; done > many.jsonl
-llm-tok encode -m tok.model --output-format ids many.jsonl 2>pipe.err | head -1 > /dev/null
-expect_eq "${PIPESTATUS[0]}" "141" "status after the reader left"
-expect_eq "$(cat pipe.err)" "" "nothing on stderr after the reader left"
+progress_line='^llm-tok encode: [0-9]+ documents, [0-9.]+ [kMGTP]?B, [0-9.]+ [kMGTP]?B/s(, [0-9]+%, ETA [0-9]+m[0-9]+s)?$'
+for interval in 0 5; do
+  LLMKIT_PROGRESS_SECONDS=$interval llm-tok encode -m tok.model --output-format ids many.jsonl 2>pipe.err | head -1 > /dev/null
+  expect_eq "${PIPESTATUS[0]}" "141" "status after the reader left (progress every $interval s)"
+  expect_eq "$(grep -v -E "$progress_line" pipe.err)" "" "nothing but progress lines on stderr after the reader left ($interval s)"
+done
+# The same setting without a closed pipe: progress lines and the final one, ending in the time.
+LLMKIT_PROGRESS_SECONDS=0 run llm-tok encode -m tok.model --output-format ids -o many.ids many.jsonl
+expect_rc 0 "encode with a progress line at every batch"
+periodic=$(grep -c -E "$progress_line" "$T/err")
+final=$(tail -1 "$T/err" | grep -c -E '^llm-tok encode: [0-9]+ documents, [^,]+, [^,]+/s, [0-9.]+ s$')
+expect_eq "$([ "$periodic" -ge 1 ] && echo yes) $final" "yes 1" "periodic lines, then the final one"
 # Shards of an earlier run are not mixed with new ones.
 run llm-tok encode -m tok.model -o shards docs.jsonl
 expect_rc 1 "encode into a directory with shards"
