@@ -46,6 +46,26 @@ expect_rc 0; cmp -s "$T/out" out.jsonl && ok || fail "stdin/stdout output differ
 run llm-clean --lang zh "$DATA/jsonl/sample.jsonl"
 expect_rc 0; expect_eq "$(grep -c . "$T/out")" "1" "--lang zh keeps one"; expect_out_contains '"id":"zh-1"'
 expect_out_contains '。\n\n图书馆的馆藏' 
+# Codes in any case; names and unknown codes are usage errors that say how to spell codes.
+run llm-clean --lang ZH,En "$DATA/jsonl/sample.jsonl"
+expect_rc 0 "--lang ZH,En"; expect_eq "$(jsonl "$T/out" 'd["lang"]' | sort -u | tr '\n' ' ')" "en zh " "--lang ZH,En keeps en and zh"
+run llm-clean --lang english "$DATA/jsonl/sample.jsonl"
+expect_rc 2 "--lang english"; expect_out_empty
+expect_err_contains "llm-clean: --lang: 'english' is a language name, not a code: give 'en' (codes as CLD2 writes them"
+run llm-clean --lang en,klingon "$DATA/jsonl/sample.jsonl"
+expect_rc 2 "--lang klingon"
+expect_err_contains "llm-clean: --lang: 'klingon' is not a language code CLD2 knows (codes as CLD2 writes them in \"lang\": ISO 639-1 such as en, zh"
+run llm-clean --lang , "$DATA/jsonl/sample.jsonl"
+expect_rc 2 "--lang with no code"
+# A filter that drops every document says so, with the languages it found.
+run llm-clean --lang de --stats de.json "$DATA/jsonl/sample.jsonl"
+expect_rc 0 "--lang de"; expect_out_empty
+expect_err_contains "llm-clean: warning: every document was dropped ("
+expect_err_contains "langid:other_language "
+expect_err_contains "; the languages found: en "
+expect_err_contains "(--lang de)"
+run llm-clean --lang zh "$DATA/jsonl/sample.jsonl"
+expect_err_lacks "every document was dropped"
 
 # Malformed lines: skipped, reported with file:line, counted; --strict fails and writes nothing.
 run llm-clean --stats bad.json -o bad.jsonl "$DATA/jsonl/malformed.jsonl"
