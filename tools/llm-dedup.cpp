@@ -17,6 +17,7 @@ namespace {
 int dedup_main(int argc, char** argv) {
   DedupConfig cfg;
   cfg.source.format = InputFormat::jsonl;
+  cfg.source.jsonl_only = true;
   bool no_exact = false, no_near = false, no_verify = false, explain = false;
   std::string plot;
   int64_t ngram = cfg.minhash.ngram, cjk_ngram = cfg.minhash.cjk_ngram;

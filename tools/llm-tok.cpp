@@ -40,6 +40,7 @@ void add_input_options(OptionParser& op, SourceConfig& src) {
 int train_main(int argc, char** argv) {
   TrainConfig cfg;
   cfg.source.format = InputFormat::jsonl;
+  cfg.source.jsonl_only = true;
   std::string specials;
   bool no_byte_fallback = false, no_split_digits = false;
   OptionParser op("llm-tok train", "llm-tok train -o MODEL [OPTIONS] [INPUT...]",
@@ -88,6 +89,7 @@ int train_main(int argc, char** argv) {
 int encode_main(int argc, char** argv) {
   EncodeConfig cfg;
   cfg.source.format = InputFormat::jsonl;
+  cfg.source.jsonl_only = true;
   std::string output_format = "shards", format = "llmkit", dtype;
   double shard_tokens = 1e8;
   OptionParser op("llm-tok encode", "llm-tok encode --model MODEL -o DIR [OPTIONS] [INPUT...]",
@@ -269,6 +271,7 @@ int inspect_main(int argc, char** argv) {
 int stats_main(int argc, char** argv) {
   TokStatsConfig cfg;
   cfg.source.format = InputFormat::jsonl;
+  cfg.source.jsonl_only = true;
   OptionParser op("llm-tok stats", "llm-tok stats --model MODEL [OPTIONS] [INPUT...]",
                   "Encodes JSONL documents and prints tokens per document, bytes per token, the\n"
                   "unknown-token rate and, for documents with a \"lang\" field, fertility per language\n"

@@ -81,16 +81,27 @@ expect_rc 1 "--strict"; expect_err_contains "malformed.jsonl:2: malformed input:
 expect_no_file strict.jsonl
 [ -z "$(ls -A | grep '^\.strict')" ] && ok || fail "temporary file left behind"
 
-# Garbage and empty input: no crash.
-head -c 100000 /dev/urandom > garbage.jsonl
+# Garbage and empty input: no crash. Binary data is named as such, with or without --format.
+python3 -c "
+import random, sys
+r = random.Random(5)
+sys.stdout.buffer.write(bytes(b for b in r.randbytes(100000) if b not in b'{<'))" > garbage.jsonl
 run llm-clean --format jsonl garbage.jsonl
-expect_rc 0 "garbage"
+expect_rc 1 "garbage"; expect_out_empty
+expect_err_contains "llm-clean: garbage.jsonl: binary data, not HTML, WARC or JSONL documents"
+run llm-clean garbage.jsonl
+expect_rc 1 "garbage, format detected"
 : > empty.jsonl
 run llm-clean empty.jsonl
 expect_rc 0 "empty"; expect_out_empty
-printf 'x\0y\0\0{"text":"\0"}\n' > nul.jsonl
-run llm-clean nul.jsonl
-expect_rc 0 "NULs"
+# NUL bytes inside the lines of a JSONL file: skipped as malformed.
+printf '{"text":"a first line that is fine"}\nx\0y\0\0{"text":"\0"}\n' > nul.jsonl
+run llm-clean --no-quality nul.jsonl
+expect_rc 0 "NULs"; expect_eq "$(grep -c . "$T/out")" "1" "the line with NULs skipped"
+# A WARC file read as JSONL (--format jsonl) says what it is.
+run llm-clean --format jsonl "$DATA/warc/sample.warc.gz"
+expect_rc 1 "WARC as JSONL"
+expect_err_contains "sample.warc.gz: a WARC file (gzip-compressed), not JSONL documents: read it with --format auto"
 
 # zstd output by name; reading it back gives the same documents.
 run llm-clean -o out.jsonl.zst "$DATA/jsonl/sample.jsonl"

@@ -227,6 +227,26 @@ expect_rc 0 "encode with a progress line at every batch"
 periodic=$(grep -c -E "$progress_line" "$T/err")
 final=$(tail -1 "$T/err" | grep -c -E '^llm-tok encode: [0-9]+ documents, [^,]+, [^,]+/s, [0-9.]+ s$')
 expect_eq "$([ "$periodic" -ge 1 ] && echo yes) $final" "yes 1" "periodic lines, then the final one"
+# Input of the wrong kind: named, with what to run first; nothing is written.
+run llm-tok encode -m tok.model -o wrong "$DATA/warc/sample.warc.gz"
+expect_rc 1 "encode a WARC file"
+expect_err_contains "llm-tok: $DATA/warc/sample.warc.gz: a WARC file (gzip-compressed), not JSONL documents: run llm-clean on it first"
+expect_eq "$(ls wrong 2>/dev/null | wc -l)" "0" "no shards from a WARC file"
+run llm-tok train -o wrong.model --vocab-size 300 "$DATA/warc/sample.warc.gz"
+expect_rc 1 "train on a WARC file"; expect_no_file wrong.model
+expect_err_contains "a WARC file (gzip-compressed), not JSONL documents"
+run llm-tok train -o wrong.model --vocab-size 300 --sample 0 docs.jsonl "$DATA/html/article.html"
+expect_rc 1 "train on JSONL, then HTML"; expect_no_file wrong.model
+expect_err_contains "article.html: an HTML or XML file, not JSONL documents: run llm-clean on it first"
+run llm-tok encode -m tok.model --output-format ids shards/train-00000.tok
+expect_rc 1 "encode a shard"; expect_out_empty
+expect_err_contains "train-00000.tok: an llmkit token shard, not JSONL documents"
+# JSONL without text: said before SentencePiece's own check would stop it.
+echo '{"body": "no text field"}' > notext.jsonl
+run llm-tok train -o wrong.model --vocab-size 300 --sample 0 notext.jsonl
+expect_rc 1 "train without text"; expect_no_file wrong.model
+expect_err_contains "llm-tok: notext.jsonl: no text to train on: 0 documents, 1 malformed lines skipped (give JSONL documents with a \"text\" string field)"
+
 # Shards of an earlier run are not mixed with new ones.
 run llm-tok encode -m tok.model -o shards docs.jsonl
 expect_rc 1 "encode into a directory with shards"
