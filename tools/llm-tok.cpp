@@ -109,7 +109,8 @@ int encode_main(int argc, char** argv) {
   op.flag("bos", 0, &cfg.bos, "precede each document with <s> instead of following it with </s>");
   op.number("shard-tokens", 0, "N", &shard_tokens, "start a new shard after N tokens (default 1e8)");
   op.number("val-fraction", 0, "F", &cfg.val_fraction,
-            "send this fraction of documents (chosen by a hash of their id) to val shards (default 0)");
+            "send this fraction of documents (chosen by a hash of their id) to val shards\n"
+            "(default 0); with F > 0 and two documents or more each side gets one at least");
   op.string("dtype", 0, "TYPE", &dtype, "u16 or u32 (default: u16 when the vocabulary fits)");
   op.epilog(std::string(kEpilog) + "\n\nExamples:\n  llm-tok encode -m tok.model --val-fraction 0.005 -o shards/ dedup.jsonl.zst\n"
             "  mpirun -np 8 llm-tok encode -m tok.model -o shards/ dedup/\n"

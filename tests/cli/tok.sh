@@ -138,6 +138,28 @@ print(len(dec) == n0, ok)
 PY
 expect_eq "$(cat roundtrip.txt)" "True True" "decode returns the documents' text, in order"
 
+# A small corpus and a small fraction: 52 documents at 0.5% still give a validation shard (the
+# last document, since no other went there) and a training shard; one document trains, and a
+# warning says there is no validation shard.
+# (Fixed ids, and a fraction so small that no id hashes below it.)
+python3 -c "
+import json
+for i in range(52): print(json.dumps({'id': 'small-%d' % i, 'text': 'document number %d of the small corpus' % i}))" > small.jsonl
+run llm-tok encode -m tok.model --val-fraction 0.000001 --stats small.json -o small small.jsonl
+expect_rc 0 "52 documents, a tiny fraction"
+expect_eq "$(json small.json 'j["counters"]["docs_train"], j["counters"]["docs_val"]')" "51 1" "one validation document"
+expect_eq "$(ls small)" "$(printf 'train-00000.tok\nval-00000.tok')" "both shards"
+run llm-tok decode -m tok.model small/val-00000.tok
+expect_eq "$(cat "$T/out")" "document number 51 of the small corpus" "the last document validates"
+run llm-tok encode -m tok.model --val-fraction 0.995 --stats most.json -o most small.jsonl
+expect_eq "$(json most.json 'j["counters"]["docs_train"] >= 1, j["counters"]["docs_val"] >= 1')" "True True" "a training document at 99.5%"
+head -1 docs.jsonl > one.jsonl
+run llm-tok encode -m tok.model --val-fraction 0.1 -o single one.jsonl
+expect_rc 0 "one document"; expect_eq "$(ls single)" "train-00000.tok" "one document trains"
+expect_err_contains "llm-tok encode: warning: one document only: it goes to the training shards, and there is no validation shard"
+run llm-tok encode -m tok.model -o noval small.jsonl
+expect_eq "$(ls noval)" "train-00000.tok" "no validation shard without --val-fraction"
+
 # llm.c and Megatron layouts, read back by readers written from their published layouts.
 run llm-tok encode -m tok.model --format llmc -o llmc docs.jsonl
 expect_rc 0 "llm.c export"
