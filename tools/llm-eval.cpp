@@ -44,7 +44,9 @@ int eval_main(int argc, char** argv) {
              "chosen with --seed (default 0)");
   op.integer("batch-size", 0, "N", &batch, "examples per batch (default 8)");
   op.section("Perplexity");
-  op.integer("seq-len", 0, "T", &seq, "window length in tokens (default: the model's context, at most 1024)");
+  op.integer("seq-len", 0, "T", &seq,
+             "window length in tokens (default: the length the checkpoint was trained with,\n"
+             "from its trainer_state.json; else the model's context, at most 1024)");
   op.integer("max-tokens", 0, "N", &cfg.max_tokens, "on shards: score about N tokens, from the start");
   op.integer("stride", 0, "S", &stride,
              "on shards: windows every S tokens, each scoring its last S (sliding windows with\n"

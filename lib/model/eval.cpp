@@ -229,6 +229,14 @@ class Evaluator {
 
  private:
   void load(bool need_tokenizer);
+  // ppl's window: --seq-len, else the length the checkpoint was trained with (so that the loss
+  // of the validation shards is the val_loss llm-pretrain logged), else the model's context (at
+  // most 1024).
+  int window_length() const {
+    if (cfg_.seq_len > 0) return cfg_.seq_len;
+    if (lm_.train_seq_len > 0) return std::min(lm_.train_seq_len, lm_.model->config().max_seq);
+    return std::min(lm_.model->config().max_seq, 1024);
+  }
   // Examples of this rank: contiguous blocks of batch_size, dealt round-robin, so a batch holds
   // the same examples whatever the rank count.
   bool mine(size_t i) const {
@@ -325,7 +333,7 @@ nlohmann::json Evaluator::finish(nlohmann::json report) {
 nlohmann::json Evaluator::ppl_shards(const std::vector<std::string>& inputs) {
   load(false);
   Model& m = *lm_.model;
-  const int T = cfg_.seq_len > 0 ? cfg_.seq_len : std::min(m.config().max_seq, 1024);
+  const int T = window_length();
   const int S = cfg_.stride > 0 ? cfg_.stride : T;
   if (S > T) throw UsageError("--stride must be at most --seq-len");
   // Windows over each shard: inputs [start, start+T), targets shifted by one; with a stride
@@ -395,7 +403,7 @@ nlohmann::json Evaluator::ppl_shards(const std::vector<std::string>& inputs) {
 nlohmann::json Evaluator::ppl_text(const std::vector<std::string>& inputs) {
   load(true);
   Model& m = *lm_.model;
-  const int T = cfg_.seq_len > 0 ? cfg_.seq_len : std::min(m.config().max_seq, 1024);
+  const int T = window_length();
   auto rows = read_rows(inputs, "text");
   if (cfg_.limit > 0 && static_cast<int64_t>(rows.size()) > cfg_.limit) rows.resize(static_cast<size_t>(cfg_.limit));
   double nll = 0, tokens = 0, words = 0, bytes = 0;
@@ -600,6 +608,14 @@ std::string report_text(const nlohmann::json& r) {
   snprintf(line, sizeof line, "%s: %s (%s), %lld examples\n", r.value("type", "").c_str(), r.value("task", "").c_str(),
            r.value("model", "").c_str(), static_cast<long long>(r.value("examples", 0)));
   out += line;
+  if (r.contains("seq_len")) {
+    snprintf(line, sizeof line, "  %lld tokens scored in windows of %lld", static_cast<long long>(r.value("tokens", int64_t{0})),
+             static_cast<long long>(r.value("seq_len", 0)));
+    out += line;
+    if (r.contains("stride") && r["stride"] != r["seq_len"])
+      out += ", stride " + std::to_string(r.value("stride", 0));
+    out += "\n";
+  }
   for (const auto& [name, m] : r["metrics"].items()) {
     if (m["stderr"].is_null()) snprintf(line, sizeof line, "  %-30s %10.4f\n", name.c_str(), m["value"].get<double>());
     else snprintf(line, sizeof line, "  %-30s %10.4f  ± %.4f\n", name.c_str(), m["value"].get<double>(), m["stderr"].get<double>());
