@@ -50,12 +50,20 @@ expect_eq "$(json a/step-00000012/config.json 'j["architectures"][0], j["vocab_s
 # Killed with SIGKILL after step 7 of 40 and resumed: the same losses and weights, bit for bit.
 run llm-pretrain $common --steps 40 --out full
 expect_rc 0 "uninterrupted 40 steps"
+# wait_steps RUN N: waits until RUN/metrics.jsonl has N step lines (for a minute at most, however
+# loaded the machine: a cap on the polls alone would fire early on a slow one).
+wait_steps() {
+  local end=$(($(date +%s) + 60))
+  while [ "$(date +%s)" -lt "$end" ]; do
+    [ -f "$1/metrics.jsonl" ] && [ "$(grep -c '"loss"' "$1/metrics.jsonl")" -ge "$2" ] && return 0
+    sleep 0.005
+  done
+  fail "$1 did not reach step $2 in a minute"
+  return 1
+}
 llm-pretrain $common --steps 40 --save-every 3 --out b 2>/dev/null &
 pid=$!
-for i in $(seq 1 1000); do
-  [ -f b/metrics.jsonl ] && [ "$(grep -c '"loss"' b/metrics.jsonl)" -ge 7 ] && break
-  sleep 0.005
-done
+wait_steps b 7
 kill -KILL $pid 2>/dev/null
 wait $pid 2>/dev/null
 case "$(cat b/latest 2>/dev/null)" in
