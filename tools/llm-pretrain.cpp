@@ -86,8 +86,9 @@ int pretrain_main(int argc, char** argv) {
              "save a checkpoint and exit 0 after this step, the schedule still that of --steps\n"
              "(--resume continues)");
   op.epilog(
-      "Signals: SIGTERM, SIGINT and SIGUSR1 (Slurm's --signal=USR1@120) save a checkpoint and\n"
-      "exit 1; --resume continues from it.\n\n"
+      "Signals: SIGTERM, SIGINT and SIGUSR1 (Slurm's --signal=USR1@120) stop the run after the\n"
+      "step under way with a checkpoint, exit 1; --resume continues from it. A second one stops\n"
+      "at once without it (exit 128 + signal), saying which steps are lost.\n\n"
       "Exit status: 0 done, 1 runtime error or stopped by a signal, 2 usage error. See\n"
       "llm-pretrain(1).\n\n"
       "Example:\n"

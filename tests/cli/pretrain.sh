@@ -141,4 +141,30 @@ run llm-pretrain $common --steps 1 --out r3 --device tpu
 expect_rc 2 "--device tpu"
 run llm-pretrain $common --steps 1 --out r4 --precision fp8
 expect_rc 2 "--precision fp8"
+
+# Ctrl-C: the first is acknowledged at once, and the run stops after the step under way with a
+# checkpoint (exit 1); a second stops at once, says what is lost, leaves no partial file (exit
+# 128 + 2).
+llm-pretrain $common --steps 100000 --out int1 2>int1.err &
+pid=$!
+wait_steps int1 3 && kill -INT $pid
+wait $pid; rc=$?
+expect_rc 1 "one SIGINT"
+ack=$(grep -n -m1 'signal 2: stopping after the step under way (step [0-9]*), then writing a checkpoint; a second signal stops at once, without it' int1.err | cut -d: -f1)
+saved=$(grep -n 'saved int1/step-' int1.err | cut -d: -f1)
+expect_eq "$([ -n "$ack" ] && [ -n "$saved" ] && [ "$ack" -lt "$saved" ] && echo yes)" "yes" "acknowledged at once, before the checkpoint"
+grep -q 'second stop signal' int1.err && fail "one SIGINT taken for two" || ok
+expect_eq "$(cat int1/latest 2>/dev/null | cut -c1-5)" "step-" "a checkpoint after one SIGINT"
+llm-pretrain $common --steps 100000 --save-every 2 --out int2 2>int2.err &
+pid=$!
+# (Two signals of one kind sent at once may reach the process as one; a SIGINT and a SIGTERM
+# are two, whatever the timing.)
+wait_steps int2 5 && { kill -INT $pid; kill -TERM $pid; }
+wait $pid; rc=$?
+expect_eq "$(case $rc in 130|143) echo 128+signal;; *) echo $rc;; esac)" "128+signal" "exit status after a second stop signal"
+grep -qE 'a second stop signal \((2|15)\): stopping at once; (the checkpoint of step [0-9]+ being written is abandoned, and )?the (step|[0-9]+ steps) since the checkpoint of step [0-9]+ (is|are) not saved' int2.err \
+  && ok || fail "what a second stop signal abandons: $(cat int2.err)"
+expect_eq "$(ls -A int2 | grep -c '^\.')" "0" "no partial files after a second stop signal"
+run llm-pretrain $common --steps 6 --resume --out int2
+expect_rc 0 "resume after a second stop signal"
 finish
