@@ -3,6 +3,7 @@
 
 #include "llmkit/clean.hpp"
 #include "llmkit/error.hpp"
+#include "llmkit/io.hpp"
 #include "llmkit/langid.hpp"
 #include "llmkit/mpi.hpp"
 #include "llmkit/options.hpp"
@@ -89,6 +90,8 @@ int clean_main(int argc, char** argv) {
   cfg.quality_cfg.fineweb = !no_fw;
   if (!cfg.keep_langs.empty() && !cfg.langid)
     throw UsageError("--lang needs language identification (drop --no-langid)");
+  check_output_path(cfg.output, "-o");
+  check_output_path(cfg.rejected, "--rejected");
 
   Stats stats;
   run_clean(inputs, cfg, stats);

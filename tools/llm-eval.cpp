@@ -91,6 +91,9 @@ int eval_main(int argc, char** argv) {
   cfg.verify = !no_verify;
   if (no_cache && !cache.empty()) throw UsageError("--cache and --no-cache exclude each other");
   cfg.cache = no_cache ? "" : !cache.empty() ? cache : output != "-" && !output.empty() ? output + ".cache" : "";
+  check_output_file(output, "-o");
+  check_output_file(cfg.log_samples, "--log-samples");
+  check_output_file(cfg.cache, "--cache");
   Stats stats;
   run_eval(kind, args, cfg, [&](const nlohmann::json& report) {
     stats.add("examples", report.value("examples", int64_t{0}));

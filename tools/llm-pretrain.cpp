@@ -2,6 +2,7 @@
 // shards, data parallel over MPI ranks (NCCL between GPUs), with checkpoints and resumption.
 
 #include "llmkit/error.hpp"
+#include "llmkit/io.hpp"
 #include "llmkit/mpi.hpp"
 #include "llmkit/stats.hpp"
 #include "llmkit/options.hpp"
@@ -124,6 +125,7 @@ int pretrain_main(int argc, char** argv) {
   cfg.max_bad_steps = static_cast<int>(bad);
   cfg.seed = op.common().seed;
   cfg.verify_shards = !no_verify;
+  check_output_dir(cfg.out, "--out");
   Stats stats;
   int rc = run_pretrain(cfg, stats);
   // Every rank counted the same steps: rank 0's counts are the run's.

@@ -80,6 +80,7 @@ int train_main(int argc, char** argv) {
   cfg.split_digits = !no_split_digits;
   cfg.seed = op.common().seed;
   cfg.threads = op.common().threads > 0 ? op.common().threads : omp_get_max_threads();
+  check_output_file(cfg.output, "-o");
   Stats stats;
   train_tokenizer(inputs, cfg, stats);
   stats.write(op.common().stats_file, "llm-tok train", Comm::world());
@@ -128,6 +129,8 @@ int encode_main(int argc, char** argv) {
   else if (!dtype.empty()) throw UsageError("--dtype: use u16 or u32");
   if (!(shard_tokens >= 1 && shard_tokens < 9e18)) throw UsageError("--shard-tokens must be at least 1");
   cfg.shard_tokens = static_cast<int64_t>(shard_tokens);
+  if (cfg.ids_text) check_output_path(cfg.output, "-o");
+  else check_output_dir(cfg.output, "-o");
   Stats stats;
   run_encode(inputs, cfg, stats);
   Comm& comm = Comm::world();
@@ -169,6 +172,7 @@ int decode_main(int argc, char** argv) {
   std::vector<std::string> shards = op.parse(argc, argv);
   if (model.empty()) throw UsageError("decode: --model is required");
   if (shards.empty()) throw UsageError("decode: give a shard");
+  check_output_file(output, "-o");
   Tokenizer tok(model);
   auto out = OutputStream::open(output, false);
   std::vector<uint32_t> ids;

@@ -71,6 +71,7 @@ double gpu_peak_flops(const std::string& name) {
 void plot_metrics(const std::string& run) {
   const std::string metrics = run + "/metrics.jsonl", png = run + "/loss.png";
   if (file_size(metrics) == 0) throw Error(metrics, "no metrics to plot");
+  check_output_file(png, "--plot");
   for (const std::string& s : {metrics, png})
     if (s.find('\'') != std::string::npos) throw UsageError("--plot: a path with a quote");
   std::string cmd = "gnuplot -e \"metrics='" + metrics + "'; output='" + png + "'\" '" +

@@ -103,6 +103,11 @@ run llm-clean --format jsonl "$DATA/warc/sample.warc.gz"
 expect_rc 1 "WARC as JSONL"
 expect_err_contains "sample.warc.gz: a WARC file (gzip-compressed), not JSONL documents: read it with --format auto"
 
+# Outputs are checked before the work.
+run llm-clean --rejected nowhere/rej.jsonl -o kept.jsonl "$DATA/jsonl/sample.jsonl"
+expect_rc 1 "--rejected into a missing directory"; expect_no_file kept.jsonl
+expect_err_contains "llm-clean: nowhere: --rejected: cannot write nowhere/rej.jsonl here"
+
 # zstd output by name; reading it back gives the same documents.
 run llm-clean -o out.jsonl.zst "$DATA/jsonl/sample.jsonl"
 expect_rc 0

@@ -167,6 +167,13 @@ if mount -t tmpfs -o size=64k tmpfs full 2>/dev/null; then
   umount full
 fi
 
+# Outputs are checked before the work.
+run llm-dedup --clusters nowhere/c.jsonl -o d.jsonl "$DATA/jsonl/sample.jsonl"
+expect_rc 1 "--clusters into a missing directory"; expect_no_file d.jsonl
+expect_err_contains "llm-dedup: nowhere: --clusters: cannot write nowhere/c.jsonl here"
+run llm-dedup --tmp "$DATA/jsonl/sample.jsonl" "$DATA/jsonl/sample.jsonl"
+expect_rc 1 "--tmp FILE"; expect_err_contains "--tmp: exists and is not a directory"
+
 # Input of the wrong kind is named, with what to run first, instead of an empty success.
 run llm-dedup -o wrong.jsonl "$DATA/warc/sample.warc.gz"
 expect_rc 1 "WARC input"; expect_no_file wrong.jsonl

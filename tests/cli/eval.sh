@@ -146,6 +146,14 @@ expect_rc 0 "--no-cache"; expect_no_file nc.json.cache
 run llm-eval mc --model run --cache mine.cache --cache other.cache --no-cache mc.jsonl
 expect_rc 2 "--cache with --no-cache"
 
+# Outputs are checked before the work.
+run llm-eval mc --model run --log-samples run mc.jsonl
+expect_rc 1 "--log-samples DIR"; expect_out_empty
+expect_err_contains "llm-eval: run: --log-samples: is a directory; give the name of the file to write"
+run llm-eval mc --model run -o nowhere/mc.json mc.jsonl
+expect_rc 1 "-o into a missing directory"
+expect_err_contains "llm-eval: nowhere: -o: cannot write nowhere/mc.json here"
+
 # Bad input.
 run llm-eval mc --model run docs.jsonl
 expect_rc 1 "docs are not mc rows"

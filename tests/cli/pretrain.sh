@@ -109,6 +109,9 @@ expect_err_contains "model.safetensors: tensor transformer.wte.weight is missing
 run llm-pretrain --init a/step-00000012 $common --steps 14 --out h
 expect_rc 0 "init from a checkpoint directory (its config.json)"
 expect_eq "$(python3 -c "import json; print(json.loads(open('h/metrics.jsonl').readline())['loss'] < 5)")" "True" "starts from the trained weights"
+run llm-pretrain $common --steps 2 --out docs.jsonl
+expect_rc 1 "--out FILE"; expect_err_contains "llm-pretrain: docs.jsonl: --out: exists and is not a directory"
+expect_err_lacks "parameters"
 run llm-pretrain $common --schedule sideways --out g
 expect_rc 2 "--schedule"
 

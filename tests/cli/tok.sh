@@ -269,6 +269,25 @@ run llm-tok train -o wrong.model --vocab-size 300 --sample 0 notext.jsonl
 expect_rc 1 "train without text"; expect_no_file wrong.model
 expect_err_contains "llm-tok: notext.jsonl: no text to train on: 0 documents, 1 malformed lines skipped (give JSONL documents with a \"text\" string field)"
 
+# Outputs are checked before the work: a directory where the model file goes, a file where the
+# shard directory goes, a missing directory.
+mkdir -p outdir
+run llm-tok train -o outdir --vocab-size 300 docs.jsonl
+expect_rc 1 "train -o DIR"
+expect_err_contains "llm-tok: outdir: -o: is a directory; give the name of the file to write"
+expect_err_lacks "training on"
+run llm-tok train -o nowhere/tok.model --vocab-size 300 docs.jsonl
+expect_rc 1 "train -o into a missing directory"
+expect_err_contains "llm-tok: nowhere: -o: cannot write nowhere/tok.model here: No such file or directory"
+run llm-tok encode -m tok.model -o docs.jsonl docs.jsonl
+expect_rc 1 "encode -o FILE"
+expect_err_contains "llm-tok: docs.jsonl: -o: exists and is not a directory"
+run llm-tok decode -m tok.model -o outdir shards/train-00000.tok
+expect_rc 1 "decode -o DIR"; expect_err_contains "outdir: -o: is a directory"
+run llm-tok train -o t.model --stats outdir --vocab-size 300 docs.jsonl
+expect_rc 1 "--stats DIR"; expect_no_file t.model
+expect_err_contains "llm-tok: outdir: --stats: is a directory; give the name of the file to write"
+
 # Shards of an earlier run are not mixed with new ones.
 run llm-tok encode -m tok.model -o shards docs.jsonl
 expect_rc 1 "encode into a directory with shards"
