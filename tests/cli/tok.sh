@@ -217,8 +217,15 @@ expect_rc 0 "train another model"
 run llm-tok decode -m other.model shards/train-00000.tok
 expect_rc 1 "shard of another tokenizer"
 expect_err_contains "made with another tokenizer"
-run llm-tok inspect -m other.model shards/train-00000.tok
+run llm-tok inspect -m other.model shards/train-00000.tok shards/val-00000.tok flip.tok
 expect_rc 1 "inspect --model with another tokenizer"
+expect_err_contains "llm-tok inspect: warning: shards/train-00000.tok: made with another tokenizer (shard "
+expect_err_contains "llm-tok: 1 of 3 shards damaged or not shards; 2 of 3 shards made with another tokenizer than other.model (intact, but not to be read with it)"
+expect_out_contains "shards/val-00000.tok: llmkit shard"
+run llm-tok inspect -m other.model shards/train-00000.tok
+expect_rc 1 "inspect --model with another tokenizer, one shard"
+expect_err_contains "llm-tok: 1 of 1 shards made with another tokenizer than other.model"
+expect_err_lacks "damaged"
 run llm-tok encode -m docs.jsonl -o x docs.jsonl
 expect_rc 1 "not a model"
 expect_err_contains "docs.jsonl: not a SentencePiece model"
