@@ -3,6 +3,8 @@
 
 #include "llmkit/clean.hpp"
 #include "llmkit/error.hpp"
+#include "llmkit/io.hpp"
+#include "llmkit/langid.hpp"
 #include "llmkit/mpi.hpp"
 #include "llmkit/options.hpp"
 #include "llmkit/params.hpp"
@@ -51,8 +53,9 @@ int clean_main(int argc, char** argv) {
              else throw UsageError("--normalize: use nfc, nfkc or none");
            }, "Unicode normalisation: nfc (default), nfkc, none");
   op.flag("no-langid", 0, &no_langid, "skip language identification (no \"lang\" field)");
-  op.value("lang", 0, "LIST", [&](const std::string& v) { cfg.keep_langs = split_list(v); },
-           "keep only these languages, e.g. en,zh (default: all)");
+  op.value("lang", 0, "LIST", [&](const std::string& v) { cfg.keep_langs = text::parse_language_list(v, "--lang"); },
+           "keep only these languages, as CLD2's codes in \"lang\" (ISO 639-1, any case),\n"
+           "e.g. en,zh (default: all)");
   op.flag("no-quality", 0, &no_quality, "skip every quality rule");
   op.flag("no-gopher-quality", 0, &no_gq, "skip the Gopher quality rules");
   op.flag("no-gopher-repetition", 0, &no_gr, "skip the Gopher repetition rules");
@@ -87,6 +90,8 @@ int clean_main(int argc, char** argv) {
   cfg.quality_cfg.fineweb = !no_fw;
   if (!cfg.keep_langs.empty() && !cfg.langid)
     throw UsageError("--lang needs language identification (drop --no-langid)");
+  check_output_path(cfg.output, "-o");
+  check_output_path(cfg.rejected, "--rejected");
 
   Stats stats;
   run_clean(inputs, cfg, stats);

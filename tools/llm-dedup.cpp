@@ -5,6 +5,7 @@
 #include "llmkit/dedup.hpp"
 #include "llmkit/docsource.hpp"
 #include "llmkit/error.hpp"
+#include "llmkit/io.hpp"
 #include "llmkit/log.hpp"
 #include "llmkit/mpi.hpp"
 #include "llmkit/options.hpp"
@@ -17,6 +18,7 @@ namespace {
 int dedup_main(int argc, char** argv) {
   DedupConfig cfg;
   cfg.source.format = InputFormat::jsonl;
+  cfg.source.jsonl_only = true;
   bool no_exact = false, no_near = false, no_verify = false, explain = false;
   std::string plot;
   int64_t ngram = cfg.minhash.ngram, cjk_ngram = cfg.minhash.cjk_ngram;
@@ -92,12 +94,16 @@ int dedup_main(int argc, char** argv) {
   cfg.near = !no_near;
   cfg.verify = !no_verify;
   if (!plot.empty()) explain = true;
+  if (!plot.empty()) check_output_file(plot, "--plot");
   if (explain) {
     std::fputs(explain_lsh(cfg.minhash.bands, cfg.minhash.rows, cfg.threshold).c_str(), stdout);
     if (!plot.empty()) plot_lsh(plot, cfg.minhash.bands, cfg.minhash.rows, cfg.threshold);
     return 0;
   }
 
+  check_output_path(cfg.output, "-o");
+  check_output_path(cfg.clusters, "--clusters");
+  if (!cfg.tmp.empty()) check_output_dir(cfg.tmp, "--tmp");
   Stats stats;
   run_dedup(inputs, cfg, stats);
   Comm& comm = Comm::world();

@@ -31,6 +31,12 @@ int eval_main(int argc, char** argv) {
   op.string("output", 'o', "FILE", &output, "write the report here (default stdout)");
   op.string("format", 0, "FMT", &format, "report as json (default) or text");
   op.string("log-samples", 0, "FILE", &cfg.log_samples, "one JSONL row per example: inputs, scores, prediction");
+  std::string cache;
+  bool no_cache = false;
+  op.string("cache", 0, "FILE", &cache,
+            "keep the results of finished examples here as the run goes, so that a stopped or\n"
+            "killed run continues where it was (default with -o FILE: FILE.cache; removed at the end)");
+  op.flag("no-cache", 0, &no_cache, "keep no cache: a stopped run starts over");
   op.string("text-field", 0, "NAME", &cfg.source.jsonl.text_field, "ppl on JSONL: the text field (default \"text\")");
   op.string("device", 0, "DEV", &cfg.device,
             "auto (default: cuda when a GPU is visible, else cpu), cpu, cuda (GPU number local\n"
@@ -44,7 +50,9 @@ int eval_main(int argc, char** argv) {
              "chosen with --seed (default 0)");
   op.integer("batch-size", 0, "N", &batch, "examples per batch (default 8)");
   op.section("Perplexity");
-  op.integer("seq-len", 0, "T", &seq, "window length in tokens (default: the model's context, at most 1024)");
+  op.integer("seq-len", 0, "T", &seq,
+             "window length in tokens (default: the length the checkpoint was trained with,\n"
+             "from its trainer_state.json; else the model's context, at most 1024)");
   op.integer("max-tokens", 0, "N", &cfg.max_tokens, "on shards: score about N tokens, from the start");
   op.integer("stride", 0, "S", &stride,
              "on shards: windows every S tokens, each scoring its last S (sliding windows with\n"
@@ -81,20 +89,21 @@ int eval_main(int argc, char** argv) {
   cfg.max_gen_tokens = static_cast<int>(max_gen);
   cfg.seed = op.common().seed;
   cfg.verify = !no_verify;
+  if (no_cache && !cache.empty()) throw UsageError("--cache and --no-cache exclude each other");
+  cfg.cache = no_cache ? "" : !cache.empty() ? cache : output != "-" && !output.empty() ? output + ".cache" : "";
+  check_output_file(output, "-o");
+  check_output_file(cfg.log_samples, "--log-samples");
+  check_output_file(cfg.cache, "--cache");
   Stats stats;
-  nlohmann::json report = run_eval(kind, args, cfg);
-  Comm& comm = Comm::world();
-  if (comm.rank() == 0) {
+  run_eval(kind, args, cfg, [&](const nlohmann::json& report) {
     stats.add("examples", report.value("examples", int64_t{0}));
     stats.add("tokens", static_cast<int64_t>(report.value("tokens_per_sec", 0.0) * report.value("wall_seconds", 0.0)));
-  }
-  if (comm.rank() == 0) {
     std::string text = format == "json" ? report.dump(2) + "\n" : report_text(report);
     auto out = OutputStream::open(output, false);
     out->write(text);
     out->commit();
-  }
-  stats.write(op.common().stats_file, "llm-eval", comm);
+  });
+  stats.write(op.common().stats_file, "llm-eval", Comm::world());
   return 0;
 }
 

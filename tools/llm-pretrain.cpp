@@ -2,6 +2,7 @@
 // shards, data parallel over MPI ranks (NCCL between GPUs), with checkpoints and resumption.
 
 #include "llmkit/error.hpp"
+#include "llmkit/io.hpp"
 #include "llmkit/mpi.hpp"
 #include "llmkit/stats.hpp"
 #include "llmkit/options.hpp"
@@ -86,8 +87,9 @@ int pretrain_main(int argc, char** argv) {
              "save a checkpoint and exit 0 after this step, the schedule still that of --steps\n"
              "(--resume continues)");
   op.epilog(
-      "Signals: SIGTERM, SIGINT and SIGUSR1 (Slurm's --signal=USR1@120) save a checkpoint and\n"
-      "exit 1; --resume continues from it.\n\n"
+      "Signals: SIGTERM, SIGINT and SIGUSR1 (Slurm's --signal=USR1@120) stop the run after the\n"
+      "step under way with a checkpoint, exit 1; --resume continues from it. A second one stops\n"
+      "at once without it (exit 128 + signal), saying which steps are lost.\n\n"
       "Exit status: 0 done, 1 runtime error or stopped by a signal, 2 usage error. See\n"
       "llm-pretrain(1).\n\n"
       "Example:\n"
@@ -123,6 +125,7 @@ int pretrain_main(int argc, char** argv) {
   cfg.max_bad_steps = static_cast<int>(bad);
   cfg.seed = op.common().seed;
   cfg.verify_shards = !no_verify;
+  check_output_dir(cfg.out, "--out");
   Stats stats;
   int rc = run_pretrain(cfg, stats);
   // Every rank counted the same steps: rank 0's counts are the run's.

@@ -40,6 +40,7 @@ void add_input_options(OptionParser& op, SourceConfig& src) {
 int train_main(int argc, char** argv) {
   TrainConfig cfg;
   cfg.source.format = InputFormat::jsonl;
+  cfg.source.jsonl_only = true;
   std::string specials;
   bool no_byte_fallback = false, no_split_digits = false;
   OptionParser op("llm-tok train", "llm-tok train -o MODEL [OPTIONS] [INPUT...]",
@@ -79,6 +80,7 @@ int train_main(int argc, char** argv) {
   cfg.split_digits = !no_split_digits;
   cfg.seed = op.common().seed;
   cfg.threads = op.common().threads > 0 ? op.common().threads : omp_get_max_threads();
+  check_output_file(cfg.output, "-o");
   Stats stats;
   train_tokenizer(inputs, cfg, stats);
   stats.write(op.common().stats_file, "llm-tok train", Comm::world());
@@ -88,6 +90,7 @@ int train_main(int argc, char** argv) {
 int encode_main(int argc, char** argv) {
   EncodeConfig cfg;
   cfg.source.format = InputFormat::jsonl;
+  cfg.source.jsonl_only = true;
   std::string output_format = "shards", format = "llmkit", dtype;
   double shard_tokens = 1e8;
   OptionParser op("llm-tok encode", "llm-tok encode --model MODEL -o DIR [OPTIONS] [INPUT...]",
@@ -107,7 +110,8 @@ int encode_main(int argc, char** argv) {
   op.flag("bos", 0, &cfg.bos, "precede each document with <s> instead of following it with </s>");
   op.number("shard-tokens", 0, "N", &shard_tokens, "start a new shard after N tokens (default 1e8)");
   op.number("val-fraction", 0, "F", &cfg.val_fraction,
-            "send this fraction of documents (chosen by a hash of their id) to val shards (default 0)");
+            "send this fraction of documents (chosen by a hash of their id) to val shards\n"
+            "(default 0); with F > 0 and two documents or more each side gets one at least");
   op.string("dtype", 0, "TYPE", &dtype, "u16 or u32 (default: u16 when the vocabulary fits)");
   op.epilog(std::string(kEpilog) + "\n\nExamples:\n  llm-tok encode -m tok.model --val-fraction 0.005 -o shards/ dedup.jsonl.zst\n"
             "  mpirun -np 8 llm-tok encode -m tok.model -o shards/ dedup/\n"
@@ -125,6 +129,8 @@ int encode_main(int argc, char** argv) {
   else if (!dtype.empty()) throw UsageError("--dtype: use u16 or u32");
   if (!(shard_tokens >= 1 && shard_tokens < 9e18)) throw UsageError("--shard-tokens must be at least 1");
   cfg.shard_tokens = static_cast<int64_t>(shard_tokens);
+  if (cfg.ids_text) check_output_path(cfg.output, "-o");
+  else check_output_dir(cfg.output, "-o");
   Stats stats;
   run_encode(inputs, cfg, stats);
   Comm& comm = Comm::world();
@@ -166,6 +172,7 @@ int decode_main(int argc, char** argv) {
   std::vector<std::string> shards = op.parse(argc, argv);
   if (model.empty()) throw UsageError("decode: --model is required");
   if (shards.empty()) throw UsageError("decode: give a shard");
+  check_output_file(output, "-o");
   Tokenizer tok(model);
   auto out = OutputStream::open(output, false);
   std::vector<uint32_t> ids;
@@ -229,11 +236,19 @@ int inspect_main(int argc, char** argv) {
   if (shards.empty()) throw UsageError("inspect: give a shard");
   std::unique_ptr<Tokenizer> tok;
   if (!model.empty()) tok = std::make_unique<Tokenizer>(model);
-  int bad = 0;
+  int bad = 0, other = 0;
   for (const auto& path : shards) {
     try {
       ShardReader shard(path, !no_verify);
-      if (tok) check_tokenizer(shard, *tok);
+      if (tok) {
+        // An intact shard of another tokenizer: its header is printed, the mismatch named.
+        try {
+          check_tokenizer(shard, *tok);
+        } catch (const Error& e) {
+          ++other;
+          LLMKIT_WARN("%s: %s", e.where().c_str(), e.what());
+        }
+      }
       const ShardInfo& i = shard.info();
       const bool llmc = i.format == ShardInfo::Format::llmc;
       const char* verdict = no_verify || llmc ? (llmc ? "none in format" : "not checked") : "ok";
@@ -260,15 +275,19 @@ int inspect_main(int argc, char** argv) {
     }
   }
   std::fflush(stdout);
-  if (bad)
-    throw Error("", std::to_string(bad) + " of " + std::to_string(shards.size()) +
-                        " shards damaged or not shards");
+  std::string what;
+  if (bad) what = std::to_string(bad) + " of " + std::to_string(shards.size()) + " shards damaged or not shards";
+  if (other)
+    what += (what.empty() ? "" : "; ") + std::to_string(other) + " of " + std::to_string(shards.size()) +
+            " shards made with another tokenizer than " + model + " (intact, but not to be read with it)";
+  if (!what.empty()) throw Error("", what);
   return 0;
 }
 
 int stats_main(int argc, char** argv) {
   TokStatsConfig cfg;
   cfg.source.format = InputFormat::jsonl;
+  cfg.source.jsonl_only = true;
   OptionParser op("llm-tok stats", "llm-tok stats --model MODEL [OPTIONS] [INPUT...]",
                   "Encodes JSONL documents and prints tokens per document, bytes per token, the\n"
                   "unknown-token rate and, for documents with a \"lang\" field, fertility per language\n"

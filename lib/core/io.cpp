@@ -485,6 +485,55 @@ std::string read_file(const std::string& path) {
   return out;
 }
 
+namespace {
+
+std::string parent_dir(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  size_t slash = p.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : p.substr(0, slash);
+}
+
+// The directory that will hold new entries: it must exist, be a directory and be writable.
+void check_writable_dir(const std::string& dir, const std::string& what, const std::string& option) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0)
+    throw Error(dir, errno_message(option + ": cannot write " + what + " here", errno));
+  if (!S_ISDIR(st.st_mode)) throw Error(dir, option + ": not a directory, so " + what + " cannot be written in it");
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    throw Error(dir, errno_message(option + ": cannot write " + what + " here", errno));
+}
+
+}  // namespace
+
+void check_output_file(const std::string& path, const std::string& option) {
+  if (path.empty() || path == "-") return;
+  if (is_directory(path) || path.back() == '/')
+    throw Error(path, option + ": is a directory; give the name of the file to write");
+  check_writable_dir(parent_dir(path), path, option);
+}
+
+void check_output_dir(const std::string& path, const std::string& option) {
+  if (path.empty()) return;
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) throw Error(path, option + ": exists and is not a directory");
+    check_writable_dir(path, "into it", option);
+    return;
+  }
+  // Created with its parents: the nearest existing ancestor must take new entries.
+  std::string up = parent_dir(path);
+  while (up != "/" && up != "." && ::stat(up.c_str(), &st) != 0) up = parent_dir(up);
+  check_writable_dir(up, path, option);
+}
+
+void check_output_path(const std::string& path, const std::string& option) {
+  if (path.empty() || path == "-") return;
+  if (path.back() == '/' || is_directory(path)) check_output_dir(path, option);
+  else check_output_file(path, option);
+}
+
 void write_file_atomic(const std::string& path, std::string_view data) {
   auto out = OutputStream::open(path, false);
   out->write(data);

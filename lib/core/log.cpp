@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
 
 namespace llmkit {
 namespace {
@@ -44,13 +46,42 @@ std::string human_bytes(double bytes) {
   return buf;
 }
 
-Progress::Progress(std::string what, uint64_t total_bytes, double interval_seconds)
-    : what_(std::move(what)), total_bytes_(total_bytes), interval_(interval_seconds) {
+double progress_interval() {
+  const char* env = std::getenv("LLMKIT_PROGRESS_SECONDS");
+  if (env && *env) {
+    char* end = nullptr;
+    double v = std::strtod(env, &end);
+    if (*end == '\0' && v >= 0 && v < 1e9) return v;
+  }
+  return 5.0;
+}
+
+Progress::Progress(std::string what, uint64_t total_bytes)
+    : what_(std::move(what)), total_bytes_(total_bytes), interval_(progress_interval()),
+      uncaught_at_start_(std::uncaught_exceptions()) {
   tty_ = isatty(2) && log_enabled(LogLevel::info);
   start_ = last_ = std::chrono::steady_clock::now();
 }
 
-Progress::~Progress() { finish(); }
+Progress::Progress(Counting, std::string what, uint64_t total_items, std::string unit)
+    : Progress(std::move(what), 0) {
+  unit_ = std::move(unit);
+  total_items_ = total_items;
+}
+
+Progress::~Progress() {
+  if (!finished_ && std::uncaught_exceptions() > uncaught_at_start_) {
+    // Unwinding: the work is not done, so no final line. A process that stops at a closed
+    // pipe is as quiet as one killed by SIGPIPE.
+    finished_ = true;
+    if (tty_ && drawn_) {
+      ssize_t ignored = ::write(2, "\r\033[K", 4);
+      (void)ignored;
+    }
+    return;
+  }
+  finish();
+}
 
 void Progress::update(uint64_t items, uint64_t bytes) {
   items_ = items;
@@ -74,18 +105,31 @@ void Progress::draw(bool final) {
   if (final && !tty_ && secs < interval_) return;  // short runs need no progress line
   double rate = secs > 0 ? bytes_ / secs : 0;
   char line[256];
-  int n = snprintf(line, sizeof line, "%llu %s, %s, %s/s", (unsigned long long)items_,
-                   what_.c_str(), human_bytes(bytes_).c_str(),
-                   human_bytes(rate).c_str());
-  if (total_bytes_ > 0 && !final && rate > 0 && bytes_ < total_bytes_) {
-    double eta = (total_bytes_ - bytes_) / rate;
-    snprintf(line + n, sizeof line - n, ", %.0f%%, ETA %dm%02ds", 100.0 * bytes_ / total_bytes_,
+  int n;
+  // The ETA: from the bytes against their total, or in counting mode from the items.
+  double done = bytes_, total = static_cast<double>(total_bytes_), done_rate = rate;
+  if (unit_.empty()) {
+    n = snprintf(line, sizeof line, "%llu %s, %s, %s/s", (unsigned long long)items_, what_.c_str(),
+                 human_bytes(bytes_).c_str(), human_bytes(rate).c_str());
+  } else {
+    char of[32] = "";
+    if (total_items_ > 0) snprintf(of, sizeof of, "/%llu", (unsigned long long)total_items_);
+    n = snprintf(line, sizeof line, "%llu%s %s, %llu %s, %.0f %s/s", (unsigned long long)items_, of,
+                 what_.c_str(), (unsigned long long)bytes_, unit_.c_str(), rate, unit_.c_str());
+    done = static_cast<double>(items_);
+    total = static_cast<double>(total_items_);
+    done_rate = secs > 0 ? done / secs : 0;
+  }
+  if (total > 0 && !final && done_rate > 0 && done < total) {
+    double eta = (total - done) / done_rate;
+    snprintf(line + n, sizeof line - n, ", %.0f%%, ETA %dm%02ds", 100.0 * done / total,
              int(eta) / 60, int(eta) % 60);
   } else if (final) {
     snprintf(line + n, sizeof line - n, ", %.1f s", secs);
   }
   std::string out = tty_ ? "\r\033[K" + program_name() + ": " + line + (final ? "\n" : "")
                          : program_name() + ": " + line + "\n";
+  drawn_ = !final;
   ssize_t ignored = ::write(2, out.data(), out.size());
   (void)ignored;
 }

@@ -273,8 +273,11 @@ std::vector<InputPart> split_inputs(const std::vector<std::string>& paths, int r
     sizes.push_back(file_size(p));
     total += sizes.back();
   }
-  // Rank r owns the global byte range [lo, hi). Whole files go to the owner of their first
-  // byte; a zero-length file counts as starting at its offset, so it still has one owner.
+  // Rank r owns the global byte range [lo, hi). A file that cannot be cut (compressed, HTML,
+  // WARC) goes whole to the owner of its middle byte, so that its bytes count where most of
+  // them lie: two compressed files on two ranks go one to each (by their first bytes, both
+  // would go to rank 0 whenever the first is the smaller), and a rank's share stays within
+  // half a file of its byte range. A zero-length file has its middle at its offset.
   auto bound = [&](int r) { return static_cast<uint64_t>((__uint128_t)total * r / size); };
   uint64_t lo = bound(rank), hi = bound(rank + 1);
   bool last = rank == size - 1;
@@ -283,9 +286,9 @@ std::vector<InputPart> split_inputs(const std::vector<std::string>& paths, int r
   for (size_t i = 0; i < paths.size(); ++i) {
     uint64_t start = offset, end = offset + sizes[i];
     offset = end;
-    bool owns_start = (start >= lo && start < hi) || (last && start >= hi);
     if (size == 1 || !splittable(paths[i]) || sizes[i] == 0) {
-      if (owns_start) parts.push_back({paths[i], 0, UINT64_MAX, true, ""});
+      const uint64_t middle = start + sizes[i] / 2;
+      if ((middle >= lo && middle < hi) || (last && middle >= hi)) parts.push_back({paths[i], 0, UINT64_MAX, true, ""});
       continue;
     }
     uint64_t b = std::max(start, lo), e = last ? end : std::min(end, hi);

@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "llmkit/error.hpp"
+#include "llmkit/io.hpp"
 #include "llmkit/log.hpp"
 
 namespace llmkit {
@@ -178,6 +179,7 @@ std::vector<std::string> OptionParser::parse(int argc, char** argv) {
     throw ExitRequest{kExitOk};
   }
   if (threads < 0) throw UsageError("--threads must be >= 0");
+  check_output_file(common_.stats_file, "--stats");
   common_.threads = static_cast<int>(threads);
   common_.seed = static_cast<uint64_t>(seed);
   common_.verbosity = verbose - quiet;

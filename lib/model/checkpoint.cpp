@@ -431,6 +431,8 @@ LoadedModel open_model(const std::string& path, Backend& be, ModelOptions option
     lm.model = std::make_unique<Model>(ModelConfig::load(dir), be, options);
     load_model(dir + "/model.safetensors", *lm.model);
     if (file_size(dir + "/tokenizer.model") > 0) lm.tokenizer = dir + "/tokenizer.model";
+    if (file_size(dir + "/trainer_state.json") > 0)
+      lm.train_seq_len = TrainerState::from_json(read_file(dir + "/trainer_state.json"), dir + "/trainer_state.json").seq_len;
   } else if (is_llmc_checkpoint(path)) {
     lm.model = std::make_unique<Model>(llmc_config(path), be, options);
     load_llmc(path, *lm.model);

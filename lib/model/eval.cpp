@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <random>
 
 #include "llmkit/checkpoint.hpp"
@@ -21,6 +22,7 @@
 #include "llmkit/tok.hpp"
 #include "llmkit/tool.hpp"
 #include "llmkit/words.hpp"
+#include "eval_cache.hpp"
 
 namespace llmkit {
 
@@ -211,29 +213,37 @@ std::vector<const Ex*> shots_for(const std::vector<Ex>& ex, size_t i, int k, uin
   return shots;
 }
 
-// Every rank's 0/1 outcomes on rank 0, in rank order (ranks hold blocks of examples in turn,
-// and the mean and its error do not depend on the order).
-std::vector<double> gather_outcomes(Comm& comm, const std::vector<double>& xs) {
-  std::string mine;
-  for (double x : xs) mine += x > 0.5 ? '1' : '0';
-  std::vector<double> all;
-  for (const auto& part : comm.gather(mine))
-    for (char ch : part) all.push_back(ch == '1');
-  return all;
+// The 0/1 outcomes `key` of the rows of every block, in example order.
+std::vector<double> outcomes(const std::vector<nlohmann::json>& blocks, const char* key) {
+  std::vector<double> xs;
+  for (const auto& b : blocks)
+    for (const auto& row : b["rows"]) xs.push_back(row.at(key).get<bool>() ? 1.0 : 0.0);
+  return xs;
 }
 
 class Evaluator {
  public:
   Evaluator(const EvalConfig& cfg) : cfg_(cfg), comm_(Comm::world()), be_(make_backend(cfg.device, cfg.precision, comm_.local_rank())) {}
   nlohmann::json run(const std::string& kind, const std::vector<std::string>& inputs);
+  // After the report is written: the cache has served its purpose.
+  void done() {
+    if (cache_) cache_->remove();
+  }
 
  private:
+  using Compute = std::function<nlohmann::json(size_t first, size_t last)>;
   void load(bool need_tokenizer);
-  // Examples of this rank: contiguous blocks of batch_size, dealt round-robin, so a batch holds
-  // the same examples whatever the rank count.
-  bool mine(size_t i) const {
-    return static_cast<int>((i / static_cast<size_t>(cfg_.batch_size)) % static_cast<size_t>(comm_.size())) == comm_.rank();
+  // ppl's window: --seq-len, else the length the checkpoint was trained with (so that the loss
+  // of the validation shards is the val_loss llm-pretrain logged), else the model's context (at
+  // most 1024).
+  int window_length() const {
+    if (cfg_.seq_len > 0) return cfg_.seq_len;
+    if (lm_.train_seq_len > 0) return std::min(lm_.train_seq_len, lm_.model->config().max_seq);
+    return std::min(lm_.model->config().max_seq, 1024);
   }
+  // Blocks of batch_size examples, dealt to the ranks in turn, so a block holds the same
+  // examples whatever the rank count.
+  bool mine(size_t block) const { return static_cast<int>(block % static_cast<size_t>(comm_.size())) == comm_.rank(); }
   std::vector<int32_t> encode(const std::string& s) const {
     std::vector<uint32_t> ids;
     tok_->encode(s, ids);
@@ -241,8 +251,15 @@ class Evaluator {
   }
   std::pair<std::vector<int32_t>, std::vector<int32_t>> encode_pair(std::string context, std::string cont) const;
   int32_t doc_start() const { return tok_->eos_id() >= 0 ? tok_->eos_id() : tok_->bos_id(); }
-  void log_sample(const nlohmann::json& j);
-  nlohmann::json finish(nlohmann::json report);
+  // What the results depend on: the task type, the weights, the tokenizer, the task files, the
+  // device and every option that changes a score; `options` adds the task type's own.
+  nlohmann::json identity(const std::string& kind, const std::vector<std::string>& inputs, nlohmann::json options) const;
+  // Evaluates this rank's blocks of the n examples with compute(first, last), each block's
+  // record taken from the cache when an earlier run finished it, else computed and appended to
+  // the cache; returns every block's record in block order on rank 0 (empty elsewhere).
+  std::vector<nlohmann::json> run_blocks(size_t n, const nlohmann::json& id, const Compute& compute);
+  void check_stop(size_t done, size_t total) const;
+  nlohmann::json finish(nlohmann::json report, const std::vector<nlohmann::json>& blocks);
 
   nlohmann::json ppl_shards(const std::vector<std::string>& inputs);
   nlohmann::json ppl_text(const std::vector<std::string>& inputs);
@@ -254,9 +271,9 @@ class Evaluator {
   std::unique_ptr<Backend> be_;
   LoadedModel lm_;
   std::unique_ptr<Tokenizer> tok_;
-  std::vector<std::pair<size_t, std::string>> samples_;  // (example index, JSON line) of this rank
+  std::unique_ptr<EvalCache> cache_;
   Clock::time_point t0_ = Clock::now();
-  double tokens_ = 0;
+  double tokens_ = 0;  // through the model in this run (cached blocks not counted)
 };
 
 void Evaluator::load(bool need_tokenizer) {
@@ -286,30 +303,94 @@ std::pair<std::vector<int32_t>, std::vector<int32_t>> Evaluator::encode_pair(std
   return {ctx, c};
 }
 
-void Evaluator::log_sample(const nlohmann::json& j) {
-  if (cfg_.log_samples.empty()) return;
-  samples_.emplace_back(j.value("index", size_t{0}), j.dump() + "\n");
+nlohmann::json Evaluator::identity(const std::string& kind, const std::vector<std::string>& inputs,
+                                   nlohmann::json options) const {
+  nlohmann::json id;
+  id["type"] = kind;
+  const std::string weights = is_directory(lm_.source) ? lm_.source + "/model.safetensors" : lm_.source;
+  id["model"] = {{"path", lm_.source}, {"weights", file_digest(weights)}};
+  if (tok_) id["tokenizer"] = tok_->hash();
+  for (const auto& p : inputs) id["inputs"].push_back({{"path", p}, {"digest", file_digest(p)}});
+  id["device"] = be_->name();
+  if (std::string(be_->name()) != "cpu") id["precision"] = cfg_.precision;
+  options["batch_size"] = cfg_.batch_size;
+  options["limit"] = cfg_.limit;
+  id["options"] = std::move(options);
+  return id;
 }
 
-nlohmann::json Evaluator::finish(nlohmann::json report) {
-  // Per-example logs, gathered on rank 0 in example order.
-  if (!cfg_.log_samples.empty()) {
-    std::string mine;
-    for (const auto& [i, line] : samples_) mine += std::to_string(i) + "\t" + line;
-    auto all = comm_.gather(mine);
-    if (comm_.rank() == 0) {
-      std::vector<std::pair<size_t, std::string>> rows;
-      for (const auto& part : all)
-        for (size_t b = 0; b < part.size();) {
-          size_t tab = part.find('\t', b), e = part.find('\n', b);
-          rows.emplace_back(std::stoull(part.substr(b, tab - b)), part.substr(tab + 1, e - tab));
-          b = e + 1;
-        }
-      std::sort(rows.begin(), rows.end());
-      std::string text;
-      for (const auto& r : rows) text += r.second;
-      write_file_atomic(cfg_.log_samples, text);
+void Evaluator::check_stop(size_t done, size_t total) const {
+  if (!stop_requested()) return;
+  if (stop_signal() == 0) throw_if_stopped();  // another thread's error
+  std::string msg = "stopped by signal " + std::to_string(stop_signal()) + " after " + std::to_string(done) + " of " +
+                    std::to_string(total) + " examples";
+  if (cache_) msg += "; their results are kept in " + cache_->path() + ": the same command continues from there";
+  throw Error("", msg);
+}
+
+std::vector<nlohmann::json> Evaluator::run_blocks(size_t n, const nlohmann::json& id, const Compute& compute) {
+  const size_t B = static_cast<size_t>(cfg_.batch_size), blocks = (n + B - 1) / B;
+  if (!cfg_.cache.empty()) cache_ = std::make_unique<EvalCache>(cfg_.cache, id, comm_);
+  size_t total = 0, cached = 0;
+  for (size_t b = 0; b < blocks; ++b) {
+    if (!mine(b)) continue;
+    const size_t k = std::min(n, (b + 1) * B) - b * B;
+    total += k;
+    if (cache_ && cache_->find(b)) cached += k;
+  }
+  if (cache_ && cache_->size() > 0 && comm_.rank() == 0)
+    LLMKIT_INFO("resuming from %s: %zu of the %zu examples%s evaluated already", cache_->path().c_str(), cached, total,
+                comm_.size() > 1 ? " of rank 0" : "");
+  // Rank 0 shows its progress; the ranks advance together.
+  std::unique_ptr<Progress> progress;
+  if (comm_.rank() == 0) progress = std::make_unique<Progress>(Progress::Counting{}, "examples", total, "tokens");
+  std::string records;
+  size_t done = 0;
+  for (size_t b = 0; b < blocks; ++b) {
+    if (!mine(b)) continue;
+    const size_t first = b * B, last = std::min(n, first + B);
+    nlohmann::json rec;
+    if (const nlohmann::json* c = cache_ ? cache_->find(b) : nullptr) {
+      rec = *c;
+    } else {
+      check_stop(done, total);
+      try {
+        rec = compute(first, last);
+      } catch (const Error&) {
+        check_stop(done, total);  // a stop inside the block (the engine checks): say what is kept
+        throw;
+      }
+      rec["block"] = b;
+      if (cache_) cache_->add(rec);
     }
+    records += rec.dump() + "\n";
+    done += last - first;
+    if (progress) progress->update(done, static_cast<uint64_t>(tokens_));
+  }
+  if (progress) progress->finish();
+  std::vector<nlohmann::json> all;
+  for (const auto& part : comm_.gather(records))
+    for (size_t b = 0; b < part.size();) {
+      const size_t e = part.find('\n', b);
+      all.push_back(nlohmann::json::parse(part.substr(b, e - b)));
+      b = e + 1;
+    }
+  std::sort(all.begin(), all.end(), [](const nlohmann::json& x, const nlohmann::json& y) {
+    return x["block"].get<size_t>() < y["block"].get<size_t>();
+  });
+  return all;
+}
+
+nlohmann::json Evaluator::finish(nlohmann::json report, const std::vector<nlohmann::json>& blocks) {
+  // Per-example logs, on rank 0 in example order: the rows of the blocks.
+  if (!cfg_.log_samples.empty() && comm_.rank() == 0) {
+    std::string text;
+    for (const auto& b : blocks)
+      if (b.contains("rows"))
+        for (const auto& row : b["rows"]) text += row.dump() + "\n";
+    auto out = OutputStream::open(cfg_.log_samples, false);
+    out->write(text);
+    out->commit();
   }
   double secs = std::chrono::duration<double>(Clock::now() - t0_).count();
   double tokens = comm_.allreduce_sum_double(tokens_);
@@ -325,7 +406,7 @@ nlohmann::json Evaluator::finish(nlohmann::json report) {
 nlohmann::json Evaluator::ppl_shards(const std::vector<std::string>& inputs) {
   load(false);
   Model& m = *lm_.model;
-  const int T = cfg_.seq_len > 0 ? cfg_.seq_len : std::min(m.config().max_seq, 1024);
+  const int T = window_length();
   const int S = cfg_.stride > 0 ? cfg_.stride : T;
   if (S > T) throw UsageError("--stride must be at most --seq-len");
   // Windows over each shard: inputs [start, start+T), targets shifted by one; with a stride
@@ -358,11 +439,9 @@ nlohmann::json Evaluator::ppl_shards(const std::vector<std::string>& inputs) {
   const int B = cfg_.batch_size;
   std::vector<int32_t> in(static_cast<size_t>(B) * T), tgt(in.size());
   std::vector<uint32_t> buf(static_cast<size_t>(T) + 1);
-  double sum = 0, count = 0;
-  for (size_t w0 = 0; w0 < windows.size(); w0 += static_cast<size_t>(B)) {
-    if (!mine(w0)) continue;
-    throw_if_stopped();
-    const int rows = static_cast<int>(std::min<size_t>(static_cast<size_t>(B), windows.size() - w0));
+  auto blocks = run_blocks(windows.size(), identity("ppl", inputs, {{"seq_len", T}, {"stride", S}, {"max_tokens", cfg_.max_tokens}}),
+                           [&](size_t w0, size_t w1) {
+    const int rows = static_cast<int>(w1 - w0);
     for (int b = 0; b < rows; ++b) {
       const Window& w = windows[w0 + static_cast<size_t>(b)];
       shards[w.shard]->read(w.start, buf.size(), buf.data());
@@ -372,12 +451,18 @@ nlohmann::json Evaluator::ppl_shards(const std::vector<std::string>& inputs) {
       }
     }
     m.forward(in.data(), tgt.data(), rows, T);
+    double sum = 0, count = 0;
     for (float lp : m.logp()) sum -= lp;  // ignored targets have logp 0
     for (int i = 0; i < rows * T; ++i) count += tgt[static_cast<size_t>(i)] >= 0;
     tokens_ += rows * T;
+    return nlohmann::json{{"nll", sum}, {"tokens", count}};
+  });
+  // The sums of the blocks, in block order: the same figures whatever the number of ranks.
+  double sum = 0, count = 0;
+  for (const auto& b : blocks) {
+    sum += b["nll"].get<double>();
+    count += b["tokens"].get<double>();
   }
-  sum = comm_.allreduce_sum_double(sum);
-  count = comm_.allreduce_sum_double(count);
   nlohmann::json r;
   r["task"] = inputs.size() == 1 ? inputs[0] : std::to_string(inputs.size()) + " shards";
   r["type"] = "ppl";
@@ -387,7 +472,7 @@ nlohmann::json Evaluator::ppl_shards(const std::vector<std::string>& inputs) {
   r["stride"] = S;
   r["metrics"]["loss"] = metric_json({sum / count, NAN});
   r["metrics"]["ppl"] = metric_json({std::exp(sum / count), NAN});
-  return finish(r);
+  return finish(r, blocks);
 }
 
 // ---- ppl on text (JSONL documents) ----
@@ -395,56 +480,60 @@ nlohmann::json Evaluator::ppl_shards(const std::vector<std::string>& inputs) {
 nlohmann::json Evaluator::ppl_text(const std::vector<std::string>& inputs) {
   load(true);
   Model& m = *lm_.model;
-  const int T = cfg_.seq_len > 0 ? cfg_.seq_len : std::min(m.config().max_seq, 1024);
+  const int T = window_length();
   auto rows = read_rows(inputs, "text");
   if (cfg_.limit > 0 && static_cast<int64_t>(rows.size()) > cfg_.limit) rows.resize(static_cast<size_t>(cfg_.limit));
-  double nll = 0, tokens = 0, words = 0, bytes = 0;
   std::vector<int32_t> in(static_cast<size_t>(T)), tgt(in.size());
-  for (size_t i = 0; i < rows.size(); ++i) {
-    if (!mine(i)) continue;
-    throw_if_stopped();
-    const std::string where = rows[i]["__where"];
-    const auto it = rows[i].find(cfg_.source.jsonl.text_field);
-    if (it == rows[i].end() || !it->is_string()) throw Error(where, "no \"" + cfg_.source.jsonl.text_field + "\" string");
-    const std::string text = it->get<std::string>();
-    // The document after a separator token, in disjoint windows of T predictions; each window
-    // sees only its own tokens (lm-evaluation-harness's rolling windows give the last, partial
-    // one the tokens before it as context too).
-    std::vector<int32_t> seq = encode(text);
-    seq.insert(seq.begin(), doc_start());
-    double doc_nll = 0;
-    for (size_t start = 0; start + 1 < seq.size(); start += static_cast<size_t>(T)) {
-      const size_t n = std::min(static_cast<size_t>(T), seq.size() - 1 - start);
-      for (size_t t = 0; t < n; ++t) {
-        in[t] = seq[start + t];
-        tgt[t] = seq[start + t + 1];
+  auto blocks = run_blocks(rows.size(), identity("ppl", inputs, {{"seq_len", T}, {"text_field", cfg_.source.jsonl.text_field}}),
+                           [&](size_t i0, size_t i1) {
+    nlohmann::json out = nlohmann::json::array();
+    for (size_t i = i0; i < i1; ++i) {
+      const std::string where = rows[i]["__where"];
+      const auto it = rows[i].find(cfg_.source.jsonl.text_field);
+      if (it == rows[i].end() || !it->is_string()) throw Error(where, "no \"" + cfg_.source.jsonl.text_field + "\" string");
+      const std::string text = it->get<std::string>();
+      // The document after a separator token, in disjoint windows of T predictions; each window
+      // sees only its own tokens (lm-evaluation-harness's rolling windows give the last, partial
+      // one the tokens before it as context too).
+      std::vector<int32_t> seq = encode(text);
+      seq.insert(seq.begin(), doc_start());
+      double doc_nll = 0;
+      size_t doc_tokens = 0;
+      for (size_t start = 0; start + 1 < seq.size(); start += static_cast<size_t>(T)) {
+        const size_t n = std::min(static_cast<size_t>(T), seq.size() - 1 - start);
+        for (size_t t = 0; t < n; ++t) {
+          in[t] = seq[start + t];
+          tgt[t] = seq[start + t + 1];
+        }
+        m.forward(in.data(), tgt.data(), 1, static_cast<int>(n));
+        for (float lp : m.logp()) doc_nll -= lp;
+        doc_tokens += n;
+        tokens_ += static_cast<double>(n);
       }
-      m.forward(in.data(), tgt.data(), 1, static_cast<int>(n));
-      for (float lp : m.logp()) doc_nll -= lp;
-      tokens += static_cast<double>(n);
-      tokens_ += static_cast<double>(n);
+      // Words as lm-evaluation-harness counts them, len(re.split(r"\s+", text)): one more than
+      // the runs of whitespace (so blanks at either end add an empty "word", as there).
+      double w = 1;
+      for (size_t b = 0; b < text.size();) {
+        size_t e = text.find_first_of(" \t\n\r\f\v", b);
+        if (e == std::string::npos) break;
+        ++w;
+        b = text.find_first_not_of(" \t\n\r\f\v", e);
+        if (b == std::string::npos) break;
+      }
+      nlohmann::json s = {{"index", i}, {"nll", doc_nll}, {"tokens", doc_tokens}, {"words", w}, {"bytes", text.size()}};
+      if (rows[i].contains("id")) s["id"] = rows[i]["id"];
+      out.push_back(std::move(s));
     }
-    nll += doc_nll;
-    // Words as lm-evaluation-harness counts them, len(re.split(r"\s+", text)): one more than
-    // the runs of whitespace (so blanks at either end add an empty "word", as there).
-    double w = 1;
-    for (size_t b = 0; b < text.size();) {
-      size_t e = text.find_first_of(" \t\n\r\f\v", b);
-      if (e == std::string::npos) break;
-      ++w;
-      b = text.find_first_not_of(" \t\n\r\f\v", e);
-      if (b == std::string::npos) break;
+    return nlohmann::json{{"rows", std::move(out)}};
+  });
+  double nll = 0, tokens = 0, words = 0, bytes = 0;
+  for (const auto& b : blocks)
+    for (const auto& s : b["rows"]) {
+      nll += s["nll"].get<double>();
+      tokens += s["tokens"].get<double>();
+      words += s["words"].get<double>();
+      bytes += s["bytes"].get<double>();
     }
-    words += w;
-    bytes += static_cast<double>(text.size());
-    nlohmann::json s = {{"index", i}, {"nll", doc_nll}, {"words", w}, {"bytes", text.size()}};
-    if (rows[i].contains("id")) s["id"] = rows[i]["id"];
-    log_sample(s);
-  }
-  nll = comm_.allreduce_sum_double(nll);
-  tokens = comm_.allreduce_sum_double(tokens);
-  words = comm_.allreduce_sum_double(words);
-  bytes = comm_.allreduce_sum_double(bytes);
   nlohmann::json r;
   r["task"] = inputs.size() == 1 ? inputs[0] : std::to_string(inputs.size()) + " files";
   r["type"] = "ppl";
@@ -456,7 +545,7 @@ nlohmann::json Evaluator::ppl_text(const std::vector<std::string>& inputs) {
   r["metrics"]["word_perplexity"] = metric_json({std::exp(nll / std::max(words, 1.0)), NAN});
   r["metrics"]["byte_perplexity"] = metric_json({std::exp(nll / std::max(bytes, 1.0)), NAN});
   r["metrics"]["bits_per_byte"] = metric_json({nll / std::max(bytes, 1.0) / std::log(2.0), NAN});
-  return finish(r);
+  return finish(r, blocks);
 }
 
 // ---- multiple choice ----
@@ -468,11 +557,8 @@ nlohmann::json Evaluator::mc(const std::vector<std::string>& inputs) {
   for (const auto& r : rows) ex.push_back(mc_from(r, r["__where"]));
   if (cfg_.limit > 0 && static_cast<int64_t>(ex.size()) > cfg_.limit) ex.resize(static_cast<size_t>(cfg_.limit));
   Engine engine(*lm_.model, tok_.get(), cfg_.batch_size * 4, lm_.model->config().max_seq);
-  std::vector<double> acc, acc_norm;
-  for (size_t b0 = 0; b0 < ex.size(); b0 += static_cast<size_t>(cfg_.batch_size)) {
-    if (!mine(b0)) continue;
-    throw_if_stopped();
-    const size_t b1 = std::min(ex.size(), b0 + static_cast<size_t>(cfg_.batch_size));
+  auto blocks = run_blocks(ex.size(), identity("mc", inputs, {{"num_fewshot", cfg_.num_fewshot}, {"seed", cfg_.seed}}),
+                           [&](size_t b0, size_t b1) {
     std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> reqs;
     std::vector<std::string> contexts;
     for (size_t i = b0; i < b1; ++i) {
@@ -480,6 +566,7 @@ nlohmann::json Evaluator::mc(const std::vector<std::string>& inputs) {
       for (const auto& c : ex[i].choices) reqs.push_back(encode_pair(contexts.back(), " " + c));
     }
     auto scores = engine.score(reqs);
+    nlohmann::json out = nlohmann::json::array();
     size_t at = 0;
     for (size_t i = b0; i < b1; ++i) {
       const McExample& e = ex[i];
@@ -489,23 +576,22 @@ nlohmann::json Evaluator::mc(const std::vector<std::string>& inputs) {
         tokens_ += static_cast<double>(reqs[at].first.size() + reqs[at].second.size());
       }
       const auto [pred, pred_norm] = mc_predict(ll, e.choices);
-      acc.push_back(pred == e.gold);
-      acc_norm.push_back(pred_norm == e.gold);
       nlohmann::json s = {{"index", i}, {"context", contexts[i - b0]}, {"choices", e.choices}, {"loglikelihoods", ll},
-                          {"prediction", pred}, {"prediction_norm", pred_norm}, {"gold", e.gold}, {"correct", pred == e.gold}};
+                          {"prediction", pred}, {"prediction_norm", pred_norm}, {"gold", e.gold}, {"correct", pred == e.gold},
+                          {"correct_norm", pred_norm == e.gold}};
       if (!e.id.empty()) s["id"] = e.id;
-      log_sample(s);
+      out.push_back(std::move(s));
     }
-  }
-  auto all_acc = gather_outcomes(comm_, acc), all_norm = gather_outcomes(comm_, acc_norm);
+    return nlohmann::json{{"rows", std::move(out)}};
+  });
   nlohmann::json r;
   r["task"] = inputs.size() == 1 ? inputs[0] : std::to_string(inputs.size()) + " files";
   r["type"] = "mc";
   r["examples"] = ex.size();
   r["num_fewshot"] = cfg_.num_fewshot;
-  r["metrics"]["acc"] = metric_json(mean_stderr(all_acc));
-  r["metrics"]["acc_norm"] = metric_json(mean_stderr(all_norm));
-  return finish(r);
+  r["metrics"]["acc"] = metric_json(mean_stderr(outcomes(blocks, "correct")));
+  r["metrics"]["acc_norm"] = metric_json(mean_stderr(outcomes(blocks, "correct_norm")));
+  return finish(r, blocks);
 }
 
 // ---- generation ----
@@ -520,11 +606,9 @@ nlohmann::json Evaluator::gen(const std::vector<std::string>& inputs) {
   SamplingParams p;
   p.max_tokens = cfg_.max_gen_tokens;
   p.stop = cfg_.until;
-  std::vector<double> strict, flexible, custom;
-  for (size_t b0 = 0; b0 < ex.size(); b0 += static_cast<size_t>(cfg_.batch_size)) {
-    if (!mine(b0)) continue;
-    throw_if_stopped();
-    const size_t b1 = std::min(ex.size(), b0 + static_cast<size_t>(cfg_.batch_size));
+  nlohmann::json options = {{"num_fewshot", cfg_.num_fewshot}, {"seed", cfg_.seed}, {"until", cfg_.until},
+                            {"max_gen_tokens", cfg_.max_gen_tokens}, {"regex", cfg_.regex}};
+  auto blocks = run_blocks(ex.size(), identity("gen", inputs, options), [&](size_t b0, size_t b1) {
     std::vector<std::vector<int32_t>> prompts;
     std::vector<std::string> contexts;
     for (size_t i = b0; i < b1; ++i) {
@@ -534,36 +618,35 @@ nlohmann::json Evaluator::gen(const std::vector<std::string>& inputs) {
       prompts.push_back(pr);
     }
     auto gens = engine.generate(prompts, p);
+    nlohmann::json out = nlohmann::json::array();
     for (size_t i = b0; i < b1; ++i) {
       const Generation& g = gens[i - b0];
       tokens_ += static_cast<double>(prompts[i - b0].size() + g.tokens.size());
       const std::string gold = normalize_answer(ex[i].answer);
       const std::string s = extract_strict(g.text), f = extract_flexible(g.text);
-      strict.push_back(normalize_answer(s) == gold);
-      flexible.push_back(normalize_answer(f) == gold);
       nlohmann::json j = {{"index", i}, {"prompt", contexts[i - b0]}, {"generation", g.text}, {"finish", g.finish},
                           {"answer", ex[i].answer}, {"strict", s}, {"flexible", f},
-                          {"correct_strict", strict.back() > 0.5}, {"correct_flexible", flexible.back() > 0.5}};
+                          {"correct_strict", normalize_answer(s) == gold}, {"correct_flexible", normalize_answer(f) == gold}};
       if (!cfg_.regex.empty()) {
         const std::string c = extract_regex(g.text, cfg_.regex);
-        custom.push_back(normalize_answer(c) == gold);
         j["custom"] = c;
-        j["correct_custom"] = custom.back() > 0.5;
+        j["correct_custom"] = normalize_answer(c) == gold;
       }
       if (!ex[i].id.empty()) j["id"] = ex[i].id;
-      log_sample(j);
+      out.push_back(std::move(j));
     }
-  }
+    return nlohmann::json{{"rows", std::move(out)}};
+  });
   nlohmann::json r;
   r["task"] = inputs.size() == 1 ? inputs[0] : std::to_string(inputs.size()) + " files";
   r["type"] = "gen";
   r["examples"] = ex.size();
   r["num_fewshot"] = cfg_.num_fewshot;
-  r["metrics"]["exact_match,strict-match"] = metric_json(mean_stderr(gather_outcomes(comm_, strict)));
-  r["metrics"]["exact_match,flexible-extract"] = metric_json(mean_stderr(gather_outcomes(comm_, flexible)));
+  r["metrics"]["exact_match,strict-match"] = metric_json(mean_stderr(outcomes(blocks, "correct_strict")));
+  r["metrics"]["exact_match,flexible-extract"] = metric_json(mean_stderr(outcomes(blocks, "correct_flexible")));
   if (!cfg_.regex.empty())
-    r["metrics"]["exact_match,custom"] = metric_json(mean_stderr(gather_outcomes(comm_, custom)));
-  return finish(r);
+    r["metrics"]["exact_match,custom"] = metric_json(mean_stderr(outcomes(blocks, "correct_custom")));
+  return finish(r, blocks);
 }
 
 nlohmann::json Evaluator::run(const std::string& kind, const std::vector<std::string>& inputs) {
@@ -590,8 +673,12 @@ nlohmann::json Evaluator::run(const std::string& kind, const std::vector<std::st
 
 }  // namespace
 
-nlohmann::json run_eval(const std::string& kind, const std::vector<std::string>& inputs, const EvalConfig& cfg) {
-  return Evaluator(cfg).run(kind, inputs);
+void run_eval(const std::string& kind, const std::vector<std::string>& inputs, const EvalConfig& cfg,
+              const std::function<void(const nlohmann::json&)>& write_report) {
+  Evaluator ev(cfg);
+  nlohmann::json report = ev.run(kind, inputs);
+  if (Comm::world().rank() == 0) write_report(report);
+  ev.done();
 }
 
 std::string report_text(const nlohmann::json& r) {
@@ -600,6 +687,14 @@ std::string report_text(const nlohmann::json& r) {
   snprintf(line, sizeof line, "%s: %s (%s), %lld examples\n", r.value("type", "").c_str(), r.value("task", "").c_str(),
            r.value("model", "").c_str(), static_cast<long long>(r.value("examples", 0)));
   out += line;
+  if (r.contains("seq_len")) {
+    snprintf(line, sizeof line, "  %lld tokens scored in windows of %lld", static_cast<long long>(r.value("tokens", int64_t{0})),
+             static_cast<long long>(r.value("seq_len", 0)));
+    out += line;
+    if (r.contains("stride") && r["stride"] != r["seq_len"])
+      out += ", stride " + std::to_string(r.value("stride", 0));
+    out += "\n";
+  }
   for (const auto& [name, m] : r["metrics"].items()) {
     if (m["stderr"].is_null()) snprintf(line, sizeof line, "  %-30s %10.4f\n", name.c_str(), m["value"].get<double>());
     else snprintf(line, sizeof line, "  %-30s %10.4f  ± %.4f\n", name.c_str(), m["value"].get<double>(), m["stderr"].get<double>());

@@ -4,8 +4,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <random>
 #include <cmath>
@@ -58,6 +59,7 @@ double gpu_peak_flops(const std::string& name) {
 void plot_metrics(const std::string& run) {
   const std::string metrics = run + "/metrics.jsonl", png = run + "/loss.png";
   if (file_size(metrics) == 0) throw Error(metrics, "no metrics to plot");
+  check_output_file(png, "--plot");
   for (const std::string& s : {metrics, png})
     if (s.find('\'') != std::string::npos) throw UsageError("--plot: a path with a quote");
   std::string cmd = "gnuplot -e \"metrics='" + metrics + "'; output='" + png + "'\" '" +
@@ -76,6 +78,48 @@ void plot_metrics(const std::string& run) {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// What a second stop signal needs to know, kept where the signal-watching thread can read it
+// whatever the trainer is doing (watch_stop_signals).
+std::atomic<int64_t> g_steps_done{0}, g_steps_saved{-1}, g_saving_step{-1};
+std::string g_run_dir;  // set once before the watch starts
+int g_rank = 0;
+
+// The temporary files and directories a save under way leaves in the run directory:
+// .step-NNNNNNNN.tmp/ and .NAME.tmp.XXXXXX.
+void remove_partial_files(const std::string& out) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(out, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.size() > 1 && n[0] == '.' && (has_suffix(n, ".tmp") || n.find(".tmp.") != std::string::npos))
+      std::filesystem::remove_all(e.path(), ec);
+  }
+}
+
+// The first stop signal is acknowledged at once (the loop stops after the step under way and
+// writes a checkpoint); a second stops at once, saying what is lost, and removes partial files.
+void on_stop_signal(int sig, int count) {
+  const long long done = g_steps_done, saved = g_steps_saved, saving = g_saving_step;
+  if (count == 1) {
+    if (g_rank == 0)
+      LLMKIT_WARN("signal %d: stopping after the step under way (step %lld), then writing a checkpoint; "
+                  "a second signal stops at once, without it",
+                  sig, done + 1);
+    return;
+  }
+  if (g_rank == 0) {
+    std::string lost;
+    if (saving >= 0) lost = "the checkpoint of step " + std::to_string(saving) + " being written is abandoned, and ";
+    const long long since = saved >= 0 ? saved : 0, n = done - since;
+    const std::string from = saved >= 0 ? "the checkpoint of step " + std::to_string(saved) : "the start";
+    lost += n <= 0   ? std::string("no step is lost")
+            : n == 1 ? "the step since " + from + " is not saved"
+                     : "the " + std::to_string(n) + " steps since " + from + " are not saved";
+    LLMKIT_WARN("a second stop signal (%d): stopping at once; %s", sig, lost.c_str());
+    remove_partial_files(g_run_dir);
+  }
+  hard_exit(128 + sig);
+}
 
 // The training run of one rank.
 class Trainer {
@@ -440,15 +484,23 @@ void Trainer::save(bool final) {
     v = v_all.data();
   }
   if (root) {
+    g_saving_step = state_.step;
     std::string dir = save_checkpoint(cfg_.out, *model_, m, v, state_, cfg_.tokenizer, cfg_.keep,
                                       cfg_.save_dtype == "bf16" ? "BF16" : "F32");
+    g_steps_saved = state_.step;
+    g_saving_step = -1;
     LLMKIT_INFO("saved %s%s", dir.c_str(), final ? " (final)" : "");
   }
   comm_.barrier();
 }
 
 int Trainer::run() {
+  g_run_dir = cfg_.out;
+  g_rank = comm_.rank();
+  watch_stop_signals(on_stop_signal);
   setup();
+  g_steps_done = state_.step;
+  if (state_.step > 0) g_steps_saved = state_.step;  // resumed from that checkpoint
   const int T = cfg_.seq_len;
   const double flops = model_->flops_per_step(cfg_.micro_batch, T) * static_cast<double>(accum_);
   char line[512];
@@ -475,6 +527,7 @@ int Trainer::run() {
       if (bad_in_row_ >= cfg_.max_bad_steps)
         throw Error("", std::to_string(bad_in_row_) + " steps in a row with a non-finite loss or gradient: giving up (lower --lr?)");
       ++state_.step;
+      g_steps_done = state_.step;
       continue;
     }
     bad_in_row_ = 0;
@@ -482,6 +535,7 @@ int Trainer::run() {
     const double lr = learning_rate(cfg_, step);
     optimizer_step(lr, clip_scale, step + 1);
     ++state_.step;
+    g_steps_done = state_.step;
     const uint64_t tokens = static_cast<uint64_t>(state_.batch_sequences) * static_cast<uint64_t>(T);
     state_.tokens_seen += tokens;
     stats_.add("steps");

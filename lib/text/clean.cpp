@@ -2,7 +2,9 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
+#include <map>
 
 #include "llmkit/error.hpp"
 #include "llmkit/io.hpp"
@@ -94,6 +96,42 @@ std::string Cleaner::clean(SourceDoc& sd, Stats& stats) const {
   return "";
 }
 
+namespace {
+
+// A filter that keeps nothing is usually a mistake (a --lang the data has none of, a threshold
+// on the wrong scale): say so, with the reasons, over all ranks. Rank 0 writes the warning.
+void warn_if_all_dropped(const Stats& stats, const std::map<std::string, int64_t>& found_langs,
+                         const CleanConfig& cfg, Comm& comm) {
+  Stats all;
+  all.add("docs_in", stats.get("docs_in"));
+  all.add("docs_out", stats.get("docs_out"));
+  for (const auto& [reason, n] : stats.drops())
+    if (reason.rfind("malformed:", 0) != 0) all.drop(reason, n);
+  for (const auto& [lang, n] : found_langs) all.add("lang:" + lang, n);
+  all.reduce(comm);
+  if (comm.rank() != 0 || all.get("docs_in") == 0 || all.get("docs_out") > 0) return;
+  auto top = [](const std::map<std::string, int64_t>& counts, const std::string& prefix, size_t k) {
+    std::vector<std::pair<int64_t, std::string>> v;
+    for (const auto& [name, n] : counts)
+      if (name.rfind(prefix, 0) == 0) v.emplace_back(-n, name.substr(prefix.size()));
+    std::sort(v.begin(), v.end());
+    std::string s;
+    for (size_t i = 0; i < v.size() && i < k; ++i) s += (i ? ", " : "") + v[i].second + " " + std::to_string(-v[i].first);
+    if (v.size() > k) s += ", ...";
+    return s;
+  };
+  std::string msg = "every document was dropped (" + std::to_string(all.get("docs_in")) + " in, 0 out): " +
+                    top(all.drops(), "", 3);
+  if (all.dropped("langid:other_language") > 0) {
+    std::string keep;
+    for (const auto& l : cfg.keep_langs) keep += (keep.empty() ? "" : ",") + l;
+    msg += "; the languages found: " + top(all.counters(), "lang:", 5) + " (--lang " + keep + ")";
+  }
+  LLMKIT_WARN("%s", msg.c_str());
+}
+
+}  // namespace
+
 void run_clean(const std::vector<std::string>& inputs, const CleanConfig& cfg, Stats& stats) {
   Comm& comm = Comm::world();
   std::vector<std::string> files = expand_inputs(inputs.empty() ? std::vector<std::string>{"-"} : inputs);
@@ -107,18 +145,23 @@ void run_clean(const std::vector<std::string>& inputs, const CleanConfig& cfg, S
 
   Progress progress("documents", source.total_bytes());
   // Parsing, cleaning and serialising run on all threads; only writing bytes is serial.
-  std::vector<std::string> reasons, lines;
+  std::vector<std::string> reasons, lines, langs;
   std::string buf, rejected_buf;
   int64_t docs_in = 0, docs_out = 0;
+  std::map<std::string, int64_t> found_langs;  // of the documents --lang dropped
   std::vector<Stats> thread_stats(omp_get_max_threads());
   for_each_batch(
       source, cfg.source.jsonl, {cfg.batch_docs, cfg.batch_bytes}, progress,
       [&](size_t n) {
         reasons.assign(n, std::string());
         lines.assign(n, std::string());
+        langs.assign(n, std::string());
       },
       [&](size_t i, SourceDoc& sd, int thread) {
         reasons[i] = cleaner.clean(sd, thread_stats[thread]);
+        if (reasons[i] == "langid:other_language")
+          for (const auto& [key, value] : sd.doc.updates)
+            if (key == "lang") langs[i] = value.substr(1, value.size() - 2);  // a JSON string
         if (!reasons[i].empty()) {
           if (!rejected) return;
           sd.doc.set_string("drop_reason", reasons[i]);
@@ -137,6 +180,7 @@ void run_clean(const std::vector<std::string>& inputs, const CleanConfig& cfg, S
           } else {
             stats.drop(reasons[i]);
             rejected_buf += lines[i];
+            if (!langs[i].empty()) found_langs[langs[i]]++;
           }
         }
         out->write(buf);
@@ -151,6 +195,7 @@ void run_clean(const std::vector<std::string>& inputs, const CleanConfig& cfg, S
   out->commit();
   if (rejected) rejected->commit();
   progress.finish();
+  warn_if_all_dropped(stats, found_langs, cfg, comm);
 }
 
 }  // namespace llmkit

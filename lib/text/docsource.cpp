@@ -82,7 +82,60 @@ std::string read_head(InputStream& in, size_t n) {
   return head;
 }
 
+std::string compression_name(Compression c) {
+  return c == Compression::gzip ? " (gzip-compressed)" : c == Compression::zstd ? " (zstd-compressed)" : "";
+}
+
+// Bytes that text does not hold: control characters other than tab, newlines, form feed and
+// escape, and bytes outside well-formed UTF-8 sequences (a sequence cut at the end of `head`
+// counts as well formed).
+size_t odd_bytes(std::string_view head) {
+  size_t odd = 0;
+  for (size_t i = 0; i < head.size();) {
+    const unsigned char c = static_cast<unsigned char>(head[i]);
+    if (c < 0x80) {
+      odd += (c < 0x20 && c != '\t' && c != '\n' && c != '\v' && c != '\f' && c != '\r' && c != 0x1b) || c == 0x7f;
+      ++i;
+      continue;
+    }
+    const size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    size_t k = 1;
+    while (len && k < len && i + k < head.size() && (static_cast<unsigned char>(head[i + k]) & 0xC0) == 0x80) ++k;
+    if (len == 0 || (k < len && i + k < head.size())) {
+      ++odd;
+      ++i;
+    } else {
+      i += k;
+    }
+  }
+  return odd;
+}
+
 }  // namespace
+
+std::string non_jsonl_kind(std::string_view head) {
+  auto starts = [&](std::string_view magic) { return head.substr(0, magic.size()) == magic; };
+  if (starts(std::string_view("LLMKTOK\0", 8))) return "an llmkit token shard";
+  if (head.size() >= 4) {
+    uint32_t magic;
+    std::memcpy(&magic, head.data(), 4);
+    if (magic == 20240520 || magic == 20240801) return "an llm.c token file";
+    if (magic == 20240326) return "an llm.c GPT-2 checkpoint";
+  }
+  if (starts("\x1f\x8b") || starts("\x28\xb5\x2f\xfd")) return "compressed data inside compressed data";
+  if (starts("PK\x03\x04")) return "a zip archive";
+  if (head.size() >= 262 && head.substr(257, 5) == "ustar") return "a tar archive";
+  std::string_view text = head;
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // a UTF-8 byte order mark
+  size_t i = 0;
+  while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+  text.remove_prefix(i);
+  if (text.substr(0, 5) == "WARC/") return "a WARC file";
+  if (!text.empty() && text[0] == '<') return "an HTML or XML file";
+  if (!text.empty() && text[0] == '{') return "";  // JSON lines; a bad one later is a counted skip
+  if (head.find('\0') != std::string_view::npos || odd_bytes(head) * 10 > head.size()) return "binary data";
+  return "";
+}
 
 bool splittable_input(const std::string& path) {
   return path != "-" && format_from_name(path) == InputFormat::jsonl &&
@@ -201,9 +254,24 @@ bool DocumentSource::open_next() {
   } else {
     auto in = open_input(part.path);
     if (!part.label.empty()) in->set_name(part.label);
-    if (fmt == InputFormat::detect) {
+    if (fmt == InputFormat::detect || fmt == InputFormat::jsonl) {
+      // The first bytes say what the input is: JSON lines, or something that reading line by
+      // line would only turn into a heap of malformed-line warnings and an empty output.
       std::string head = read_head(*in, 512);
-      fmt = format_from_bytes(head);
+      const std::string kind = non_jsonl_kind(head);
+      const std::string what = kind + compression_name(in->compression());
+      if (fmt == InputFormat::detect) fmt = format_from_bytes(head);
+      if (cfg_.jsonl_only && !kind.empty()) {
+        const bool page = kind == "a WARC file" || kind == "an HTML or XML file";
+        throw Error(in->name(), what + ", not JSONL documents: " +
+                                    (page ? "run llm-clean on it first, to extract the text (llm-clean -o docs.jsonl.zst " +
+                                                part.path + ")"
+                                          : "give JSONL documents, one JSON object a line (llmkit-jsonl(5))"));
+      }
+      if (fmt == InputFormat::jsonl && !kind.empty() && kind != "a WARC file" && kind != "an HTML or XML file")
+        throw Error(in->name(), what + ", not HTML, WARC or JSONL documents");
+      if (fmt == InputFormat::jsonl && !kind.empty())
+        throw Error(in->name(), what + ", not JSONL documents: read it with --format auto");
       in = std::make_unique<PrefixedStream>(std::move(in), std::move(head));
     }
     r->format = fmt;

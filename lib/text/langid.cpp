@@ -3,6 +3,10 @@
 #include <cld2/public/compact_lang_det.h>
 #include <cld2/public/encodings.h>
 
+#include <map>
+
+#include "llmkit/error.hpp"
+
 namespace llmkit::text {
 
 LangResult detect_language(std::string_view text, size_t max_bytes) {
@@ -29,6 +33,60 @@ LangResult detect_language(std::string_view text, size_t max_bytes) {
   int pct = langs[0] == top ? percents[0] : 0;
   r.score = reliable ? pct / 100.0 : 0.5 * pct / 100.0;
   return r;
+}
+
+namespace {
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Every code CLD2 writes, and every language name it knows, by lower case.
+struct KnownLanguages {
+  std::map<std::string, std::string> code;  // "zh-hant" -> "zh-Hant"
+  std::map<std::string, std::string> name;  // "english" -> "en"
+  KnownLanguages() {
+    for (int i = 0; i < CLD2::NUM_LANGUAGES; ++i) {
+      const auto lang = static_cast<CLD2::Language>(i);
+      const char* c = CLD2::LanguageCode(lang);
+      if (!c || !*c || std::string(c) == "xxx") continue;  // unnamed slots, CLD2's "Ignore"
+      code.emplace(lower(c), c);
+      const char* n = CLD2::LanguageName(lang);
+      if (n && *n) name.emplace(lower(n), c);
+    }
+    code.emplace("he", "iw");  // ISO 639-1's Hebrew; CLD2 keeps the withdrawn "iw"
+  }
+};
+
+}  // namespace
+
+std::vector<std::string> parse_language_list(const std::string& list, const std::string& flag) {
+  static const KnownLanguages known;
+  std::vector<std::string> out;
+  size_t b = 0;
+  while (b <= list.size()) {
+    size_t e = list.find(',', b);
+    if (e == std::string::npos) e = list.size();
+    std::string item = list.substr(b, e - b);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    b = e + 1;
+    if (item.empty()) continue;
+    const std::string key = lower(item);
+    if (auto it = known.code.find(key); it != known.code.end()) {
+      out.push_back(it->second);
+      continue;
+    }
+    const std::string how =
+        " (codes as CLD2 writes them in \"lang\": ISO 639-1 such as en, zh, de, fr, ja, ru;"
+        " zh-Hant for traditional Chinese, un for text of no known language)";
+    if (auto it = known.name.find(key); it != known.name.end())
+      throw UsageError(flag + ": '" + item + "' is a language name, not a code: give '" + it->second + "'" + how);
+    throw UsageError(flag + ": '" + item + "' is not a language code CLD2 knows" + how);
+  }
+  if (out.empty()) throw UsageError(flag + ": give at least one language code, e.g. en,zh");
+  return out;
 }
 
 bool language_matches(const std::string& code, const std::vector<std::string>& wanted) {

@@ -196,6 +196,31 @@ void refuse_old_shards(const std::string& dir) {
   }
 }
 
+// Writes the held-back last document of each rank. Every document but the input's last goes
+// where its hash sends it; the input's last (the held one of the last rank that has one) goes
+// to the validation split when a fraction was asked for and no other document went there, to
+// the training split when no other went there, else where its hash sends it. One document
+// alone cannot make both splits: it trains, and a warning says so.
+void settle_last_document(std::vector<uint32_t>& held, bool have_held, bool held_val, double fraction,
+                          SplitWriter& train, SplitWriter& val, Comm& comm) {
+  const std::vector<int64_t> holders = comm.allgather(have_held ? 1 : 0);
+  int last = -1;
+  for (int r = 0; r < comm.size(); ++r)
+    if (holders[static_cast<size_t>(r)]) last = r;
+  if (have_held && comm.rank() != last) (held_val ? val : train).add(held);
+  const int64_t n_val = comm.allreduce_sum(static_cast<int64_t>(val.docs()));
+  const int64_t n_train = comm.allreduce_sum(static_cast<int64_t>(train.docs()));
+  if (last < 0) return;  // no documents at all
+  if (comm.rank() == last) {
+    if (fraction > 0 && n_val == 0 && n_train > 0) held_val = true;
+    else if (n_train == 0) held_val = false;
+    (held_val ? val : train).add(held);
+  }
+  if (fraction > 0 && n_val == 0 && n_train == 0 && comm.rank() == 0)
+    LLMKIT_WARN("one document only: it goes to the training shards, and there is no validation shard "
+                "(--val-fraction needs two documents or more)");
+}
+
 }  // namespace
 
 void run_encode(const std::vector<std::string>& inputs, const EncodeConfig& cfg, Stats& stats) {
@@ -240,6 +265,10 @@ void run_encode(const std::vector<std::string>& inputs, const EncodeConfig& cfg,
   const uint32_t unk = static_cast<uint32_t>(tok.unk_id());
   int64_t tokens = 0;
   std::string buf;
+  // This rank's last document is held back: the input's last one goes to whichever split would
+  // otherwise be empty (see settle_last_document), so a small corpus still gets both.
+  std::vector<uint32_t> held;
+  bool have_held = false, held_val = false;
   for_each_batch(
       source, cfg.source.jsonl, cfg.batch, progress,
       [&](size_t n) {
@@ -274,9 +303,14 @@ void run_encode(const std::vector<std::string>& inputs, const EncodeConfig& cfg,
           if (!batch[i].ok()) continue;
           stats.add("docs_in");
           tokens += static_cast<int64_t>(ids[i].size());
-          if (cfg.ids_text) buf += lines[i];
-          else if (is_validation(batch[i].doc, cfg.val_fraction)) val->add(ids[i]);
-          else train->add(ids[i]);
+          if (cfg.ids_text) {
+            buf += lines[i];
+            continue;
+          }
+          if (have_held) (held_val ? val : train)->add(held);
+          held.swap(ids[i]);
+          have_held = true;
+          held_val = is_validation(batch[i].doc, cfg.val_fraction);
         }
         if (ids_out) ids_out->write(buf);
       });
@@ -286,6 +320,7 @@ void run_encode(const std::vector<std::string>& inputs, const EncodeConfig& cfg,
   if (ids_out) {
     ids_out->commit();
   } else {
+    settle_last_document(held, have_held, held_val, cfg.val_fraction, *train, *val, comm);
     train->close();
     val->close();
     stats.add("docs_train", static_cast<int64_t>(train->docs()));

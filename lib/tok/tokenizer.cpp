@@ -228,6 +228,14 @@ void train_tokenizer(const std::vector<std::string>& inputs, const TrainConfig& 
   sentencepiece::logging::SetMinLogLevel(log_enabled(LogLevel::debug) ? 0 : log_enabled(LogLevel::info) ? 1 : 2);
 
   LineIterator it(parts, cfg, stats, rate);
+  if (it.done()) {
+    // SentencePiece would stop at an internal check ([!sentences_.empty()]): say what is wrong.
+    const int64_t malformed = stats.dropped_total();
+    throw Error(files.size() == 1 ? files[0] : std::to_string(files.size()) + " inputs",
+                "no text to train on: " + std::to_string(stats.get("docs_in")) + " documents" +
+                    (malformed > 0 ? ", " + std::to_string(malformed) + " malformed lines skipped" : "") +
+                    " (give JSONL documents with a \"" + cfg.source.jsonl.text_field + "\" string field)");
+  }
   std::string model;
   auto status = sentencepiece::SentencePieceTrainer::Train(args, &it, &model);
   throw_if_stopped();

@@ -46,6 +46,26 @@ expect_rc 0; cmp -s "$T/out" out.jsonl && ok || fail "stdin/stdout output differ
 run llm-clean --lang zh "$DATA/jsonl/sample.jsonl"
 expect_rc 0; expect_eq "$(grep -c . "$T/out")" "1" "--lang zh keeps one"; expect_out_contains '"id":"zh-1"'
 expect_out_contains '。\n\n图书馆的馆藏' 
+# Codes in any case; names and unknown codes are usage errors that say how to spell codes.
+run llm-clean --lang ZH,En "$DATA/jsonl/sample.jsonl"
+expect_rc 0 "--lang ZH,En"; expect_eq "$(jsonl "$T/out" 'd["lang"]' | sort -u | tr '\n' ' ')" "en zh " "--lang ZH,En keeps en and zh"
+run llm-clean --lang english "$DATA/jsonl/sample.jsonl"
+expect_rc 2 "--lang english"; expect_out_empty
+expect_err_contains "llm-clean: --lang: 'english' is a language name, not a code: give 'en' (codes as CLD2 writes them"
+run llm-clean --lang en,klingon "$DATA/jsonl/sample.jsonl"
+expect_rc 2 "--lang klingon"
+expect_err_contains "llm-clean: --lang: 'klingon' is not a language code CLD2 knows (codes as CLD2 writes them in \"lang\": ISO 639-1 such as en, zh"
+run llm-clean --lang , "$DATA/jsonl/sample.jsonl"
+expect_rc 2 "--lang with no code"
+# A filter that drops every document says so, with the languages it found.
+run llm-clean --lang de --stats de.json "$DATA/jsonl/sample.jsonl"
+expect_rc 0 "--lang de"; expect_out_empty
+expect_err_contains "llm-clean: warning: every document was dropped ("
+expect_err_contains "langid:other_language "
+expect_err_contains "; the languages found: en "
+expect_err_contains "(--lang de)"
+run llm-clean --lang zh "$DATA/jsonl/sample.jsonl"
+expect_err_lacks "every document was dropped"
 
 # Malformed lines: skipped, reported with file:line, counted; --strict fails and writes nothing.
 run llm-clean --stats bad.json -o bad.jsonl "$DATA/jsonl/malformed.jsonl"
@@ -61,16 +81,32 @@ expect_rc 1 "--strict"; expect_err_contains "malformed.jsonl:2: malformed input:
 expect_no_file strict.jsonl
 [ -z "$(ls -A | grep '^\.strict')" ] && ok || fail "temporary file left behind"
 
-# Garbage and empty input: no crash.
-head -c 100000 /dev/urandom > garbage.jsonl
+# Garbage and empty input: no crash. Binary data is named as such, with or without --format.
+python3 -c "
+import random, sys
+r = random.Random(5)
+sys.stdout.buffer.write(bytes(b for b in r.randbytes(100000) if b not in b'{<'))" > garbage.jsonl
 run llm-clean --format jsonl garbage.jsonl
-expect_rc 0 "garbage"
+expect_rc 1 "garbage"; expect_out_empty
+expect_err_contains "llm-clean: garbage.jsonl: binary data, not HTML, WARC or JSONL documents"
+run llm-clean garbage.jsonl
+expect_rc 1 "garbage, format detected"
 : > empty.jsonl
 run llm-clean empty.jsonl
 expect_rc 0 "empty"; expect_out_empty
-printf 'x\0y\0\0{"text":"\0"}\n' > nul.jsonl
-run llm-clean nul.jsonl
-expect_rc 0 "NULs"
+# NUL bytes inside the lines of a JSONL file: skipped as malformed.
+printf '{"text":"a first line that is fine"}\nx\0y\0\0{"text":"\0"}\n' > nul.jsonl
+run llm-clean --no-quality nul.jsonl
+expect_rc 0 "NULs"; expect_eq "$(grep -c . "$T/out")" "1" "the line with NULs skipped"
+# A WARC file read as JSONL (--format jsonl) says what it is.
+run llm-clean --format jsonl "$DATA/warc/sample.warc.gz"
+expect_rc 1 "WARC as JSONL"
+expect_err_contains "sample.warc.gz: a WARC file (gzip-compressed), not JSONL documents: read it with --format auto"
+
+# Outputs are checked before the work.
+run llm-clean --rejected nowhere/rej.jsonl -o kept.jsonl "$DATA/jsonl/sample.jsonl"
+expect_rc 1 "--rejected into a missing directory"; expect_no_file kept.jsonl
+expect_err_contains "llm-clean: nowhere: --rejected: cannot write nowhere/rej.jsonl here"
 
 # zstd output by name; reading it back gives the same documents.
 run llm-clean -o out.jsonl.zst "$DATA/jsonl/sample.jsonl"

@@ -167,6 +167,25 @@ if mount -t tmpfs -o size=64k tmpfs full 2>/dev/null; then
   umount full
 fi
 
+# Outputs are checked before the work.
+run llm-dedup --clusters nowhere/c.jsonl -o d.jsonl "$DATA/jsonl/sample.jsonl"
+expect_rc 1 "--clusters into a missing directory"; expect_no_file d.jsonl
+expect_err_contains "llm-dedup: nowhere: --clusters: cannot write nowhere/c.jsonl here"
+run llm-dedup --tmp "$DATA/jsonl/sample.jsonl" "$DATA/jsonl/sample.jsonl"
+expect_rc 1 "--tmp FILE"; expect_err_contains "--tmp: exists and is not a directory"
+
+# Input of the wrong kind is named, with what to run first, instead of an empty success.
+run llm-dedup -o wrong.jsonl "$DATA/warc/sample.warc.gz"
+expect_rc 1 "WARC input"; expect_no_file wrong.jsonl
+expect_err_contains "llm-dedup: $DATA/warc/sample.warc.gz: a WARC file (gzip-compressed), not JSONL documents: run llm-clean on it first, to extract the text (llm-clean -o docs.jsonl.zst $DATA/warc/sample.warc.gz)"
+run_in "$DATA/html/article.html" llm-dedup
+expect_rc 1 "HTML on stdin"; expect_out_empty
+expect_err_contains "an HTML or XML file, not JSONL documents: run llm-clean on it first"
+head -c 4000 /dev/zero | gzip > zeros.jsonl.gz
+run llm-dedup zeros.jsonl.gz
+expect_rc 1 "binary input"
+expect_err_contains "llm-dedup: zeros.jsonl.gz: binary data (gzip-compressed), not JSONL documents: give JSONL documents, one JSON object a line (llmkit-jsonl(5))"
+
 # A killed run leaves no output and no temporary files: here killed while it copies a stalled
 # standard input (the read is interrupted), with part of the input already in its copy.
 mkfifo stall

@@ -34,6 +34,24 @@ v = [json.loads(l)['val_loss'] for l in open('run/metrics.jsonl') if 'val_loss' 
 m = r['metrics']
 print(abs(m['loss']['value'] - v) < 1e-5, abs(m['ppl']['value'] - math.exp(m['loss']['value'])) < 1e-9, r['tokens'], r['examples'], r['type'])")" \
   "True True 384.0 12 ppl" "ppl equals llm-pretrain's val_loss"
+# With no options but the model: the windows are those of training (trainer_state.json's
+# seq_len, 32, not the model's context of 512), so a run that validated on the whole shard
+# logged the loss llm-eval reports; the text report shows the window length.
+run llm-pretrain --train 'shards/train-*.tok' --val shards/val-00000.tok --out run2 \
+  --seq-len 32 --micro-batch 4 --steps 4 --eval-every 4 --eval-batches 1000 --lr 3e-3 --warmup 1
+expect_rc 0 "train, validating on the whole shard"
+run llm-eval ppl --model run2 shards/val-00000.tok
+expect_rc 0 "ppl with the defaults"
+cp "$T/out" ppl2.json
+expect_eq "$(python3 -c "
+import json
+r = json.load(open('ppl2.json'))
+v = [json.loads(l)['val_loss'] for l in open('run2/metrics.jsonl') if 'val_loss' in l][-1]
+print(r['seq_len'], abs(r['metrics']['loss']['value'] - v) < 1e-5)")" "32 True" "the default window reproduces val_loss"
+run llm-eval ppl --model run2 --format text shards/val-00000.tok
+expect_out_contains "tokens scored in windows of 32"
+run llm-eval ppl --model run2 --seq-len 16 --stride 8 --format text shards/val-00000.tok
+expect_out_contains "tokens scored in windows of 16, stride 8"
 run llm-eval ppl --model run/step-00000030 --seq-len 32 --stride 16 --max-tokens 200 shards/val-00000.tok
 expect_rc 0 "sliding windows"
 
@@ -66,6 +84,75 @@ expect_rc 0 "gen"
 expect_eq "$(jsonl gen.log 'd["finish"] in ("stop", "eos", "length"), "mat" not in d["generation"]' | sort -u)" "True True" "stops"
 cp "$T/out" gen.json
 expect_eq "$(json gen.json 'sorted(j["metrics"])')" "['exact_match,flexible-extract', 'exact_match,strict-match']" "gen metrics"
+
+# Progress: a line per batch with LLMKIT_PROGRESS_SECONDS=0, then the final one.
+LLMKIT_PROGRESS_SECONDS=0 run llm-eval mc --model run --batch-size 2 mc.jsonl
+expect_rc 0 "mc with progress lines"
+expect_eq "$(grep -cE '^llm-eval: [246]/6 examples, [0-9]+ tokens, [0-9]+ tokens/s' "$T/err")" "4" "progress lines (3 batches, and the final one)"
+expect_eq "$(tail -1 "$T/err" | grep -cE '^llm-eval: 6/6 examples, [0-9]+ tokens, [0-9]+ tokens/s, [0-9.]+ s$')" "1" "the final progress line"
+
+# A stopped or killed run resumes from its cache (OUT.cache), and its report and sample log
+# are an uninterrupted run's, byte for byte.
+python3 -c "
+import json
+for i in range(150): print(json.dumps({'id': 'g%d' % i, 'prompt': 'the cat sat on the mat and the dog %d' % i, 'answer': '#### %d' % (i % 3)}))" > long.jsonl
+gen_opts="--batch-size 1 --max-gen-tokens 12 --until mat --log-samples"
+run llm-eval gen --model run $gen_opts ref.log -o ref.json long.jsonl
+expect_rc 0 "uninterrupted generation"
+expect_no_file ref.json.cache
+# cache_lines FILE N: waits until FILE holds N lines or more (a header and N-1 blocks).
+cache_lines() {
+  for i in $(seq 1 6000); do
+    [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ] && return 0
+    sleep 0.01
+  done
+  return 1
+}
+llm-eval gen --model run $gen_opts res.log -o res.json long.jsonl 2>"$T/err" &
+pid=$!
+cache_lines res.json.cache 4 && kill -TERM $pid
+wait $pid; rc=$?
+expect_rc 1 "SIGTERM"
+expect_err_contains "of 150 examples; their results are kept in res.json.cache: the same command continues from there"
+expect_no_file res.json; expect_no_file res.log
+before=$(wc -l < res.json.cache)
+llm-eval gen --model run $gen_opts res.log -o res.json long.jsonl 2>"$T/err" &
+pid=$!
+cache_lines res.json.cache $((before + 3)) && kill -KILL $pid
+wait $pid 2>/dev/null
+expect_eq "$([ "$(wc -l < res.json.cache)" -gt "$before" ] && echo grew)" "grew" "the killed run added to the cache"
+printf '{"block": 140, "rows": [{"ind' >> res.json.cache  # what a kill inside a write leaves
+run llm-eval gen --model run $gen_opts res.log -o res.json long.jsonl
+expect_rc 0 "resumed"
+expect_err_contains "llm-eval: resuming from res.json.cache: "
+expect_eq "$(python3 -c "
+import json
+a, b = json.load(open('ref.json')), json.load(open('res.json'))
+print(a['metrics'] == b['metrics'], a['examples'] == b['examples'] == 150)")" "True True" "the resumed report is the uninterrupted one's"
+cmp -s ref.log res.log && ok || fail "the resumed sample log differs from the uninterrupted one"
+expect_no_file res.json.cache
+# A cache of another evaluation (other options) is not used.
+llm-eval gen --model run $gen_opts other.log -o other.json --num-fewshot 1 long.jsonl 2>/dev/null &
+pid=$!
+cache_lines other.json.cache 3 && kill -KILL $pid
+wait $pid 2>/dev/null
+run llm-eval gen --model run $gen_opts other.log -o other.json long.jsonl
+expect_rc 0 "another evaluation's cache"
+expect_err_contains "other.json.cache: the cache of another evaluation (model, task files or options differ): not used, replaced"
+cmp -s ref.log other.log && ok || fail "a run after another evaluation's cache differs from the uninterrupted one"
+# --no-cache keeps none; --cache names it when the report goes to standard output.
+run llm-eval mc --model run --no-cache -o nc.json mc.jsonl
+expect_rc 0 "--no-cache"; expect_no_file nc.json.cache
+run llm-eval mc --model run --cache mine.cache --cache other.cache --no-cache mc.jsonl
+expect_rc 2 "--cache with --no-cache"
+
+# Outputs are checked before the work.
+run llm-eval mc --model run --log-samples run mc.jsonl
+expect_rc 1 "--log-samples DIR"; expect_out_empty
+expect_err_contains "llm-eval: run: --log-samples: is a directory; give the name of the file to write"
+run llm-eval mc --model run -o nowhere/mc.json mc.jsonl
+expect_rc 1 "-o into a missing directory"
+expect_err_contains "llm-eval: nowhere: -o: cannot write nowhere/mc.json here"
 
 # Bad input.
 run llm-eval mc --model run docs.jsonl

@@ -34,6 +34,7 @@ expect_rc() { if [ "$rc" -eq "$1" ]; then ok; else fail "${2:-} expected exit $1
 expect_out_contains() { if grep -qF -- "$1" "$T/out"; then ok; else fail "stdout lacks '$1'"; fi; }
 expect_out_lacks() { if grep -qF -- "$1" "$T/out"; then fail "stdout has '$1'"; else ok; fi; }
 expect_err_contains() { if grep -qF -- "$1" "$T/err"; then ok; else fail "stderr lacks '$1'"; fi; }
+expect_err_lacks() { if grep -qF -- "$1" "$T/err"; then fail "stderr has '$1'"; else ok; fi; }
 expect_err_empty() { if [ ! -s "$T/err" ]; then ok; else fail "stderr not empty"; fi; }
 expect_out_empty() { if [ ! -s "$T/out" ]; then ok; else fail "stdout not empty"; fi; }
 expect_eq() { if [ "$1" = "$2" ]; then ok; else fail "${3:-value}: expected '$2', got '$1'"; fi; }

@@ -55,12 +55,20 @@ expect_eq "$(json a/step-00000012/config.json 'j["architectures"][0], j["vocab_s
 # Killed with SIGKILL after step 7 of 40 and resumed: the same losses and weights, bit for bit.
 run llm-pretrain $common --steps 40 --out full
 expect_rc 0 "uninterrupted 40 steps"
+# wait_steps RUN N: waits until RUN/metrics.jsonl has N step lines (for a minute at most, however
+# loaded the machine: a cap on the polls alone would fire early on a slow one).
+wait_steps() {
+  local end=$(($(date +%s) + 60))
+  while [ "$(date +%s)" -lt "$end" ]; do
+    [ -f "$1/metrics.jsonl" ] && [ "$(grep -c '"loss"' "$1/metrics.jsonl")" -ge "$2" ] && return 0
+    sleep 0.005
+  done
+  fail "$1 did not reach step $2 in a minute"
+  return 1
+}
 llm-pretrain $common --steps 40 --save-every 3 --out b 2>/dev/null &
 pid=$!
-for i in $(seq 1 1000); do
-  [ -f b/metrics.jsonl ] && [ "$(grep -c '"loss"' b/metrics.jsonl)" -ge 7 ] && break
-  sleep 0.005
-done
+wait_steps b 7
 kill -KILL $pid 2>/dev/null
 wait $pid 2>/dev/null
 case "$(cat b/latest 2>/dev/null)" in
@@ -106,6 +114,9 @@ expect_err_contains "model.safetensors: tensor transformer.wte.weight is missing
 run llm-pretrain --init a/step-00000012 $common --steps 14 --out h
 expect_rc 0 "init from a checkpoint directory (its config.json)"
 expect_eq "$(python3 -c "import json; print([r for r in map(json.loads, open('h/metrics.jsonl')) if 'loss' in r][0]['loss'] < 5)")" "True" "starts from the trained weights"
+run llm-pretrain $common --steps 2 --out docs.jsonl
+expect_rc 1 "--out FILE"; expect_err_contains "llm-pretrain: docs.jsonl: --out: exists and is not a directory"
+expect_err_lacks "parameters"
 run llm-pretrain $common --schedule sideways --out g
 expect_rc 2 "--schedule"
 
@@ -138,4 +149,30 @@ run llm-pretrain $common --steps 1 --out r3 --device tpu
 expect_rc 2 "--device tpu"
 run llm-pretrain $common --steps 1 --out r4 --precision fp8
 expect_rc 2 "--precision fp8"
+
+# Ctrl-C: the first is acknowledged at once, and the run stops after the step under way with a
+# checkpoint (exit 1); a second stops at once, says what is lost, leaves no partial file (exit
+# 128 + 2).
+llm-pretrain $common --steps 100000 --out int1 2>int1.err &
+pid=$!
+wait_steps int1 3 && kill -INT $pid
+wait $pid; rc=$?
+expect_rc 1 "one SIGINT"
+ack=$(grep -n -m1 'signal 2: stopping after the step under way (step [0-9]*), then writing a checkpoint; a second signal stops at once, without it' int1.err | cut -d: -f1)
+saved=$(grep -n 'saved int1/step-' int1.err | cut -d: -f1)
+expect_eq "$([ -n "$ack" ] && [ -n "$saved" ] && [ "$ack" -lt "$saved" ] && echo yes)" "yes" "acknowledged at once, before the checkpoint"
+grep -q 'second stop signal' int1.err && fail "one SIGINT taken for two" || ok
+expect_eq "$(cat int1/latest 2>/dev/null | cut -c1-5)" "step-" "a checkpoint after one SIGINT"
+llm-pretrain $common --steps 100000 --save-every 2 --out int2 2>int2.err &
+pid=$!
+# (Two signals of one kind sent at once may reach the process as one; a SIGINT and a SIGTERM
+# are two, whatever the timing.)
+wait_steps int2 5 && { kill -INT $pid; kill -TERM $pid; }
+wait $pid; rc=$?
+expect_eq "$(case $rc in 130|143) echo 128+signal;; *) echo $rc;; esac)" "128+signal" "exit status after a second stop signal"
+grep -qE 'a second stop signal \((2|15)\): stopping at once; (the checkpoint of step [0-9]+ being written is abandoned, and )?the (step|[0-9]+ steps) since the checkpoint of step [0-9]+ (is|are) not saved' int2.err \
+  && ok || fail "what a second stop signal abandons: $(cat int2.err)"
+expect_eq "$(ls -A int2 | grep -c '^\.')" "0" "no partial files after a second stop signal"
+run llm-pretrain $common --steps 6 --resume --out int2
+expect_rc 0 "resume after a second stop signal"
 finish

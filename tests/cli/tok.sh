@@ -138,6 +138,28 @@ print(len(dec) == n0, ok)
 PY
 expect_eq "$(cat roundtrip.txt)" "True True" "decode returns the documents' text, in order"
 
+# A small corpus and a small fraction: 52 documents at 0.5% still give a validation shard (the
+# last document, since no other went there) and a training shard; one document trains, and a
+# warning says there is no validation shard.
+# (Fixed ids, and a fraction so small that no id hashes below it.)
+python3 -c "
+import json
+for i in range(52): print(json.dumps({'id': 'small-%d' % i, 'text': 'document number %d of the small corpus' % i}))" > small.jsonl
+run llm-tok encode -m tok.model --val-fraction 0.000001 --stats small.json -o small small.jsonl
+expect_rc 0 "52 documents, a tiny fraction"
+expect_eq "$(json small.json 'j["counters"]["docs_train"], j["counters"]["docs_val"]')" "51 1" "one validation document"
+expect_eq "$(ls small)" "$(printf 'train-00000.tok\nval-00000.tok')" "both shards"
+run llm-tok decode -m tok.model small/val-00000.tok
+expect_eq "$(cat "$T/out")" "document number 51 of the small corpus" "the last document validates"
+run llm-tok encode -m tok.model --val-fraction 0.995 --stats most.json -o most small.jsonl
+expect_eq "$(json most.json 'j["counters"]["docs_train"] >= 1, j["counters"]["docs_val"] >= 1')" "True True" "a training document at 99.5%"
+head -1 docs.jsonl > one.jsonl
+run llm-tok encode -m tok.model --val-fraction 0.1 -o single one.jsonl
+expect_rc 0 "one document"; expect_eq "$(ls single)" "train-00000.tok" "one document trains"
+expect_err_contains "llm-tok encode: warning: one document only: it goes to the training shards, and there is no validation shard"
+run llm-tok encode -m tok.model -o noval small.jsonl
+expect_eq "$(ls noval)" "train-00000.tok" "no validation shard without --val-fraction"
+
 # llm.c and Megatron layouts, read back by readers written from their published layouts.
 run llm-tok encode -m tok.model --format llmc -o llmc docs.jsonl
 expect_rc 0 "llm.c export"
@@ -195,8 +217,15 @@ expect_rc 0 "train another model"
 run llm-tok decode -m other.model shards/train-00000.tok
 expect_rc 1 "shard of another tokenizer"
 expect_err_contains "made with another tokenizer"
-run llm-tok inspect -m other.model shards/train-00000.tok
+run llm-tok inspect -m other.model shards/train-00000.tok shards/val-00000.tok flip.tok
 expect_rc 1 "inspect --model with another tokenizer"
+expect_err_contains "llm-tok inspect: warning: shards/train-00000.tok: made with another tokenizer (shard "
+expect_err_contains "llm-tok: 1 of 3 shards damaged or not shards; 2 of 3 shards made with another tokenizer than other.model (intact, but not to be read with it)"
+expect_out_contains "shards/val-00000.tok: llmkit shard"
+run llm-tok inspect -m other.model shards/train-00000.tok
+expect_rc 1 "inspect --model with another tokenizer, one shard"
+expect_err_contains "llm-tok: 1 of 1 shards made with another tokenizer than other.model"
+expect_err_lacks "damaged"
 run llm-tok encode -m docs.jsonl -o x docs.jsonl
 expect_rc 1 "not a model"
 expect_err_contains "docs.jsonl: not a SentencePiece model"
@@ -210,11 +239,62 @@ run llm-tok
 expect_rc 2 "no subcommand"
 expect_err_contains "Subcommands:"
 
-# A closed pipe (`| head`) stops the command quietly, with SIGPIPE's status.
+# A closed pipe (`| head`) stops the command quietly, with SIGPIPE's status: no error and no
+# final progress line (which says the work is done). LLMKIT_PROGRESS_SECONDS=0 makes a progress
+# line due at every batch, so the final one would always be drawn, whatever the machine's load;
+# progress lines of batches written before the reader left may come or not, as timing decides.
 for i in 1 2 3 4 5 6 7 8; do cat docs.jsonl; done > many.jsonl
-llm-tok encode -m tok.model --output-format ids many.jsonl 2>pipe.err | head -1 > /dev/null
-expect_eq "${PIPESTATUS[0]}" "141" "status after the reader left"
-expect_eq "$(cat pipe.err)" "" "nothing on stderr after the reader left"
+progress_line='^llm-tok encode: [0-9]+ documents, [0-9.]+ [kMGTP]?B, [0-9.]+ [kMGTP]?B/s(, [0-9]+%, ETA [0-9]+m[0-9]+s)?$'
+for interval in 0 5; do
+  LLMKIT_PROGRESS_SECONDS=$interval llm-tok encode -m tok.model --output-format ids many.jsonl 2>pipe.err | head -1 > /dev/null
+  expect_eq "${PIPESTATUS[0]}" "141" "status after the reader left (progress every $interval s)"
+  expect_eq "$(grep -v -E "$progress_line" pipe.err)" "" "nothing but progress lines on stderr after the reader left ($interval s)"
+done
+# The same setting without a closed pipe: progress lines and the final one, ending in the time.
+LLMKIT_PROGRESS_SECONDS=0 run llm-tok encode -m tok.model --output-format ids -o many.ids many.jsonl
+expect_rc 0 "encode with a progress line at every batch"
+periodic=$(grep -c -E "$progress_line" "$T/err")
+final=$(tail -1 "$T/err" | grep -c -E '^llm-tok encode: [0-9]+ documents, [^,]+, [^,]+/s, [0-9.]+ s$')
+expect_eq "$([ "$periodic" -ge 1 ] && echo yes) $final" "yes 1" "periodic lines, then the final one"
+# Input of the wrong kind: named, with what to run first; nothing is written.
+run llm-tok encode -m tok.model -o wrong "$DATA/warc/sample.warc.gz"
+expect_rc 1 "encode a WARC file"
+expect_err_contains "llm-tok: $DATA/warc/sample.warc.gz: a WARC file (gzip-compressed), not JSONL documents: run llm-clean on it first"
+expect_eq "$(ls wrong 2>/dev/null | wc -l)" "0" "no shards from a WARC file"
+run llm-tok train -o wrong.model --vocab-size 300 "$DATA/warc/sample.warc.gz"
+expect_rc 1 "train on a WARC file"; expect_no_file wrong.model
+expect_err_contains "a WARC file (gzip-compressed), not JSONL documents"
+run llm-tok train -o wrong.model --vocab-size 300 --sample 0 docs.jsonl "$DATA/html/article.html"
+expect_rc 1 "train on JSONL, then HTML"; expect_no_file wrong.model
+expect_err_contains "article.html: an HTML or XML file, not JSONL documents: run llm-clean on it first"
+run llm-tok encode -m tok.model --output-format ids shards/train-00000.tok
+expect_rc 1 "encode a shard"; expect_out_empty
+expect_err_contains "train-00000.tok: an llmkit token shard, not JSONL documents"
+# JSONL without text: said before SentencePiece's own check would stop it.
+echo '{"body": "no text field"}' > notext.jsonl
+run llm-tok train -o wrong.model --vocab-size 300 --sample 0 notext.jsonl
+expect_rc 1 "train without text"; expect_no_file wrong.model
+expect_err_contains "llm-tok: notext.jsonl: no text to train on: 0 documents, 1 malformed lines skipped (give JSONL documents with a \"text\" string field)"
+
+# Outputs are checked before the work: a directory where the model file goes, a file where the
+# shard directory goes, a missing directory.
+mkdir -p outdir
+run llm-tok train -o outdir --vocab-size 300 docs.jsonl
+expect_rc 1 "train -o DIR"
+expect_err_contains "llm-tok: outdir: -o: is a directory; give the name of the file to write"
+expect_err_lacks "training on"
+run llm-tok train -o nowhere/tok.model --vocab-size 300 docs.jsonl
+expect_rc 1 "train -o into a missing directory"
+expect_err_contains "llm-tok: nowhere: -o: cannot write nowhere/tok.model here: No such file or directory"
+run llm-tok encode -m tok.model -o docs.jsonl docs.jsonl
+expect_rc 1 "encode -o FILE"
+expect_err_contains "llm-tok: docs.jsonl: -o: exists and is not a directory"
+run llm-tok decode -m tok.model -o outdir shards/train-00000.tok
+expect_rc 1 "decode -o DIR"; expect_err_contains "outdir: -o: is a directory"
+run llm-tok train -o t.model --stats outdir --vocab-size 300 docs.jsonl
+expect_rc 1 "--stats DIR"; expect_no_file t.model
+expect_err_contains "llm-tok: outdir: --stats: is a directory; give the name of the file to write"
+
 # Shards of an earlier run are not mixed with new ones.
 run llm-tok encode -m tok.model -o shards docs.jsonl
 expect_rc 1 "encode into a directory with shards"

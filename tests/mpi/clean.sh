@@ -34,6 +34,15 @@ for np in 1 2 3; do
             "$np $(json one.json 'j["counters"]["docs_in"], j["counters"]["docs_out"]')" "merged stats, $np ranks"
 done
 expect_eq "$(grep -c . one.jsonl)" "$n_one" "sanity"
+# Two compressed files on two ranks go one to each, though the first is the smaller (by their
+# first bytes both went to rank 0).
+head -30 big.jsonl | zstd -q > first.jsonl.zst
+tail -40 big.jsonl | zstd -q > second.jsonl.zst
+rm -rf two && run mpirun -np 2 llm-clean --no-quality -o two/ first.jsonl.zst second.jsonl.zst
+expect_rc 0 "two compressed files on two ranks"
+expect_eq "$(jsonl two/part-00000.jsonl 'd["id"]' | head -1) $(jsonl two/part-00001.jsonl 'd["id"]' | head -1)" \
+          "big-0 big-260" "one file per rank"
+
 # Standard output cannot take several ranks' documents.
 run mpirun -np 2 llm-clean big.jsonl
 expect_rc 2 "stdout with 2 ranks"

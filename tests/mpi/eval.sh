@@ -41,4 +41,20 @@ for np in 2 3 "2 -x LLMKIT_GEMM=openblas -x OPENBLAS_CORETYPE=Haswell"; do
             "$(json one-ppl.json 'round(j["metrics"]["loss"]["value"], 9), j["tokens"]')" "ppl, -np $np"
   expect_eq "$(json np-ppl.json 'repr(j["metrics"]["loss"]["value"])')" "$(json one-ppl.json 'repr(j["metrics"]["loss"]["value"])')" "ppl bits, -np $np"
 done
+
+# A run killed on one process resumes on two ranks (a block's results do not depend on the rank
+# that computed them): the report and the log of one uninterrupted process; no cache is left.
+run llm-eval ppl --model run --batch-size 1 --log-samples ref.log -o ref.json docs.jsonl
+expect_rc 0 "ppl on documents, one process"
+llm-eval ppl --model run --batch-size 1 --log-samples res.log -o res.json docs.jsonl 2>/dev/null &
+pid=$!
+for i in $(seq 1 6000); do [ -f res.json.cache ] && [ "$(wc -l < res.json.cache)" -ge 5 ] && break; sleep 0.01; done
+kill -KILL $pid; wait $pid 2>/dev/null
+expect_eq "$([ -f res.json.cache ] && [ ! -f res.json ] && echo interrupted)" "interrupted" "killed midway"
+run mpirun -np 2 llm-eval ppl --model run --batch-size 1 --log-samples res.log -o res.json docs.jsonl
+expect_rc 0 "resumed on 2 ranks"
+expect_err_contains "resuming from res.json.cache"
+expect_eq "$(json res.json "$figures")" "$(json ref.json "$figures")" "resumed figures"
+cmp -s res.log ref.log && ok || fail "the resumed sample log differs"
+expect_eq "$(ls | grep -c 'res.json.cache')" "0" "no cache file left"
 finish

@@ -47,4 +47,16 @@ for np in 1 2 3; do
   done
 done
 [ "$(ls parts | grep -c 'train-00002-')" -ge 1 ] && ok || fail "rank 2 wrote no shard"
+# A small corpus gets its one validation document, the input's last, whatever the ranks.
+head -7 a.jsonl > small.jsonl
+run llm-tok encode -m tok.model --val-fraction 0.005 -o small1 small.jsonl
+python3 stream.py small1 > small1.txt
+expect_eq "$(grep -c '^val [1-9]' small1.txt)" "1" "one process: a validation document"
+for np in 2 3; do
+  run mpirun -np $np llm-tok encode -m tok.model --val-fraction 0.005 --stats small.json -o small$np small.jsonl
+  expect_rc 0 "small corpus, -np $np"
+  python3 stream.py small$np > smallmpi.txt
+  cmp -s small1.txt smallmpi.txt && ok || fail "small corpus, -np $np: $(cat smallmpi.txt) vs $(cat small1.txt)"
+  expect_eq "$(json small.json 'j["counters"]["docs_val"]')" "1" "small corpus, -np $np: one validation document"
+done
 finish

@@ -3,6 +3,8 @@
 
 #include "llmkit/clean.hpp"
 #include "llmkit/io.hpp"
+#include "llmkit/error.hpp"
+#include "llmkit/langid.hpp"
 
 using namespace llmkit;
 
@@ -103,4 +105,16 @@ TEST_CASE("clean: parameters cover extraction, language id and every quality rul
   CHECK_THROWS(set_param(params, "gopher_quality.nope=1"));
   CHECK_THROWS(set_param(params, "langid.min_score=abc"));
   CHECK(params.size() > 40);
+}
+
+TEST_CASE("clean: --lang codes are CLD2's, in any case; names and unknown codes are refused", "[clean]") {
+  using text::parse_language_list;
+  CHECK(parse_language_list("en,zh", "--lang") == std::vector<std::string>{"en", "zh"});
+  CHECK(parse_language_list(" EN , zh-hant,HE,un", "--lang") == std::vector<std::string>{"en", "zh-Hant", "iw", "un"});
+  CHECK_THROWS_WITH(parse_language_list("english", "--lang"), Catch::Contains("'english' is a language name, not a code: give 'en'"));
+  CHECK_THROWS_WITH(parse_language_list("en,xq", "--lang"), Catch::Contains("'xq' is not a language code CLD2 knows"));
+  CHECK_THROWS_AS(parse_language_list(",", "--lang"), UsageError);
+  // What detect_language writes is accepted back as it is.
+  CHECK(parse_language_list(text::detect_language(kParagraphs).code, "--lang") ==
+        std::vector<std::string>{text::detect_language(kParagraphs).code});
 }

@@ -179,6 +179,35 @@ TEST_CASE("split_inputs gives every file and byte to exactly one rank, in order"
   }
 }
 
+TEST_CASE("split_inputs balances files that cannot be cut by their size", "[io][mpi]") {
+  TempDir d;
+  auto make = [&](const std::string& name, size_t bytes) {
+    write_file_atomic(d.file(name), std::string(bytes, 'x'));
+    return d.file(name);
+  };
+  auto none = [](const std::string&) { return false; };
+  auto owner = [&](const std::vector<std::string>& paths, int size) {
+    std::vector<int> rank_of;
+    for (const auto& p : paths)
+      for (int r = 0; r < size; ++r)
+        for (const auto& part : split_inputs(paths, r, size, none))
+          if (part.path == p) rank_of.push_back(r);
+    return rank_of;
+  };
+  // Two files, the first the smaller: by their first bytes both went to rank 0.
+  const auto a = make("a.jsonl.zst", 1000), b = make("b.jsonl.zst", 1100);
+  CHECK(owner({a, b}, 2) == std::vector<int>{0, 1});
+  CHECK(owner({b, a}, 2) == std::vector<int>{0, 1});
+  // Many small files and a large one; four equal files on four ranks; more ranks than files.
+  std::vector<std::string> many;
+  for (int i = 0; i < 4; ++i) many.push_back(make("s" + std::to_string(i) + ".gz", 100));
+  many.push_back(make("big.gz", 900));
+  CHECK(owner(many, 2) == std::vector<int>{0, 0, 0, 0, 1});
+  std::vector<std::string> four(many.begin(), many.begin() + 4);
+  CHECK(owner(four, 4) == std::vector<int>{0, 1, 2, 3});
+  CHECK(owner({a, b}, 5) == std::vector<int>{1, 3});
+}
+
 TEST_CASE("rank output names", "[io][mpi]") {
   CHECK(rank_output_path("out.jsonl.zst", ".jsonl.zst", 0, 1) == "out.jsonl.zst");
   CHECK(rank_output_path("d/out.jsonl.zst", ".jsonl.zst", 3, 4) == "d/out-00003.jsonl.zst");

@@ -66,6 +66,7 @@ struct LoadedModel {
   std::unique_ptr<Model> model;
   std::string tokenizer;
   std::string source;  // the checkpoint directory or file read
+  int train_seq_len = 0;  // the sequence length it was trained with (trainer_state.json), 0 if unknown
 };
 LoadedModel open_model(const std::string& path, Backend& backend, ModelOptions options = {});
 

@@ -28,7 +28,15 @@ struct SourceConfig {
   size_t max_line_bytes = 64 << 20;  // longer JSONL lines, larger HTML files: skipped, counted
   int report_limit = 10;             // malformed lines reported in full on stderr
   bool strict = false;               // a malformed line is an Error instead of a counted skip
+  // Set by the commands that read JSONL documents only (llm-dedup, llm-tok): WARC or HTML
+  // input is an Error that says to run llm-clean first (see non_jsonl_kind).
+  bool jsonl_only = false;
 };
+
+// What the first bytes of an input (decompressed) show it to be when it is not JSONL: "a WARC
+// file", "an HTML or XML file", "an llmkit token shard", "binary data", ...; "" when it may be
+// JSONL (text that is not JSON is left to the line-by-line checks).
+std::string non_jsonl_kind(std::string_view head);
 
 // A document as it comes from an input. JSONL lines arrive unparsed (doc.raw holds the line)
 // so that parsing can run in parallel: call parse_pending() on each, from any thread, then

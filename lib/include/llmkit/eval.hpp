@@ -2,6 +2,7 @@
 // and generative benchmarks scored as lm-evaluation-harness scores them.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +17,9 @@ struct EvalConfig {
   std::string model;      // checkpoint or run directory, .safetensors, llm.c GPT-2 file
   std::string tokenizer;  // overrides the checkpoint's
   std::string log_samples;
+  // The cache of finished blocks of examples that a rerun resumes from ("": none); removed once
+  // the report is written. See EvalCache (lib/model/eval_cache.hpp) and llm-eval(1).
+  std::string cache;
   SourceConfig source;
   int64_t limit = 0;  // examples (documents, windows for shards); 0: all
   int num_fewshot = 0;
@@ -68,8 +72,10 @@ std::string extract_flexible(const std::string& text);
 std::string extract_regex(const std::string& text, const std::string& regex);
 std::string normalize_answer(const std::string& s);
 
-// Runs `kind` (ppl, mc, gen) over the inputs; returns the report on rank 0 (null elsewhere).
-nlohmann::json run_eval(const std::string& kind, const std::vector<std::string>& inputs, const EvalConfig& cfg);
+// Runs `kind` (ppl, mc, gen) over the inputs and calls write_report(report) on rank 0; then
+// removes the cache (collective under MPI).
+void run_eval(const std::string& kind, const std::vector<std::string>& inputs, const EvalConfig& cfg,
+              const std::function<void(const nlohmann::json&)>& write_report);
 std::string report_text(const nlohmann::json& report);
 
 }  // namespace llmkit

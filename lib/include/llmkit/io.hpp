@@ -120,6 +120,18 @@ class MappedFile {
 // source tree's (a build run in place). Error when neither exists.
 std::string data_file(const std::string& relative);
 
+// Checks, before the work, that an output can be written where it is asked for, so that a run
+// does not do its work and then fail at the rename. `option` names the flag in messages.
+// A file: "" and "-" (stdout) pass; an existing directory, a missing or unwritable directory
+// to hold it are Errors naming the path.
+void check_output_file(const std::string& path, const std::string& option);
+// A directory to be written into (created when missing): an existing file of that name, or a
+// nearest existing ancestor that is not a writable directory, is an Error.
+void check_output_dir(const std::string& path, const std::string& option);
+// An output that is a directory when it exists as one or ends in '/', a file otherwise (the -o
+// of the document commands).
+void check_output_path(const std::string& path, const std::string& option);
+
 // Whole-file helpers for small files (configs, fixtures).
 std::string read_file(const std::string& path);
 void write_file_atomic(const std::string& path, std::string_view data);

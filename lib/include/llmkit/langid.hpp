@@ -15,6 +15,12 @@ struct LangResult {
 // Thread-safe. Looks at most `max_bytes` of the text (CLD2 is linear; a prefix is plenty).
 LangResult detect_language(std::string_view text, size_t max_bytes = 1 << 16);
 
+// The languages of a list such as "en,zh" (a --lang option, named by `flag` in messages) as
+// CLD2 writes them in "lang": each item is a code CLD2 knows, matched without regard to case
+// ("EN" is "en", "zh-hant" is "zh-Hant"), or "he" for Hebrew, which CLD2 calls "iw". A language
+// name ("english") or a code CLD2 does not know is a UsageError that says how to spell codes.
+std::vector<std::string> parse_language_list(const std::string& list, const std::string& flag);
+
 // True if `code` is in `wanted` (a list like {"en","zh"}); "zh" also matches "zh-Hant".
 bool language_matches(const std::string& code, const std::vector<std::string>& wanted);
 

@@ -65,8 +65,9 @@ struct InputPart {
 
 // Splits inputs across ranks by bytes: the files are laid end to end and cut into `size` equal
 // ranges; a splittable file (plain JSONL) is cut inside at line boundaries (by LineReader), any
-// other file goes whole to the rank whose range holds its first byte. Order is preserved, so
-// concatenating the ranks' outputs in rank order gives the 1-rank output.
+// other file (compressed, HTML, WARC) goes whole to the rank whose range holds its middle byte,
+// which balances whole files by size. Order is preserved, so concatenating the ranks' outputs
+// in rank order gives the 1-rank output.
 std::vector<InputPart> split_inputs(const std::vector<std::string>& paths, int rank, int size,
                                     const std::function<bool(const std::string&)>& splittable);
 

@@ -19,4 +19,13 @@ void request_stop(int sig);
 // Interrupts a system call blocked in another thread (EINTR), so it can see the stop request.
 void interrupt_thread(pthread_t thread);
 
+// For long jobs that answer a stop signal with work (a checkpoint): `on_signal(sig, count)` runs
+// on a thread of its own as each stop signal arrives (count 1, 2, ...), free to log and to clean
+// up, while the first signal sets the stop request as usual. Without it, a second signal kills
+// the process at once (the default action). `on_signal` may end the process with hard_exit().
+void watch_stop_signals(std::function<void(int sig, int count)> on_signal);
+// Ends the process at once with `code`: for a second stop signal, after its clean-up. An error
+// that unwinds on another thread meanwhile is not reported (the process is going away).
+[[noreturn]] void hard_exit(int code);
+
 }  // namespace llmkit
