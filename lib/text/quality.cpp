@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 
 #include "quality_rules.hpp"
@@ -285,7 +286,7 @@ size_t all_duplicate_chars(const NgramIndex& ix) {
 }
 
 std::string gopher_repetition(std::string_view text, const std::vector<std::string_view>& words,
-                              const QualityConfig& cfg) {
+                              const QualityThresholds& cfg) {
   double text_chars = static_cast<double>(count_code_points_fast(text));
   if (text_chars == 0) return "";  // datatrove divides by len(text); the quality rules drop it
 
@@ -327,32 +328,15 @@ bool is_english(std::string_view lang) {
   return lang.empty() || lang.substr(0, lang.find_first_of("-_")) == "en";
 }
 
-// Stop words of the Gopher rule (>= min_stop_words occurrences, case-sensitive as in
-// datatrove). llmkit: Gopher's English list cannot match Chinese or Japanese, so those get the
-// most frequent function words of the language, which any running prose repeats many times
-// while menus, lists and titles do not. Korean particles are written inside the word
-// (학교에서), so whole-word matching cannot find them; Korean and every other language that
-// is neither English nor unknown skip the rule, as a rule on English words would drop them all.
-const std::vector<std::string_view>* stop_words_for(std::string_view lang) {
-  static const std::vector<std::string_view> en = {"the", "be", "to", "of", "and", "that", "have", "with"};
-  static const std::vector<std::string_view> zh = {"的", "了", "是", "在", "和", "也", "不", "有", "就", "都"};
-  static const std::vector<std::string_view> ja = {"の", "に", "は", "を", "が", "で", "と", "た", "て", "も"};
-  std::string_view base = lang.substr(0, lang.find_first_of("-_"));
-  if (is_english(lang)) return &en;
-  if (base == "zh") return &zh;
-  if (base == "ja") return &ja;
-  return nullptr;
-}
-
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 bool ends_with(std::string_view s, std::string_view p) {
   return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
 }
 
-// What gopher_quality needs of one word: whether some character is not punctuation, its
-// length in characters, whether some character is a letter.
+// What gopher_quality needs of one word: its length in characters, whether some character is
+// a letter.
 struct WordStats {
-  bool non_punct = false, alpha = false;
+  bool alpha = false;
   size_t chars = 0;
 };
 
@@ -360,23 +344,19 @@ WordStats word_stats(std::string_view w) {
   WordStats st;
   size_t i = 0;
   const size_t n = w.size();
-  uint8_t any_class = 0, all_class = 0xFF;
+  uint8_t any_class = 0;
   while (i < n) {
     unsigned char b = static_cast<unsigned char>(w[i]);
     if (b < 0x80) {
-      uint8_t k = ascii::kClass[b];
-      any_class |= k;
-      all_class &= k;
+      any_class |= ascii::kClass[b];
       ++i;
       ++st.chars;
       continue;
     }
     char32_t c = next_code_point_multibyte(w, i);
     ++st.chars;
-    if (!st.non_punct && !is_datatrove_punctuation(c)) st.non_punct = true;
     if (!st.alpha && is_alpha(c)) st.alpha = true;
   }
-  if (st.chars > 0 && !(all_class & ascii::kPunct)) st.non_punct = true;  // an ASCII non-punctuation
   if (any_class & ascii::kAlpha) st.alpha = true;
   return st;
 }
@@ -398,7 +378,7 @@ bool starts_with_bullet(std::string_view line) {
 }
 
 // The line rules: bullets (lines starting with • or -) and lines ending with an ellipsis.
-std::string gopher_line_rules(std::string_view text, const QualityConfig& cfg) {
+std::string gopher_line_rules(std::string_view text, const QualityThresholds& cfg) {
   thread_local std::vector<std::string_view> lines;
   py_splitlines_into(text, lines);
   if (lines.empty()) return "";  // datatrove divides by len(lines)
@@ -416,34 +396,56 @@ std::string gopher_line_rules(std::string_view text, const QualityConfig& cfg) {
   return "";
 }
 
+// Distinct stop words among the words, counted up to `enough`. The Gopher paper asks for "at
+// least two of the following English words", so a word counts once however often it comes.
+// llmkit: a whitespace word is matched without the punctuation at its ends ("the," "(with"),
+// still case-sensitively as in datatrove.
+size_t count_stop_words(const std::vector<std::string_view>& words, const std::vector<std::string>& stop_words,
+                        size_t enough) {
+  size_t longest = 0;
+  for (const auto& s : stop_words) longest = std::max(longest, s.size());
+  uint64_t found = 0;  // bit k: stop_words[k] seen (the lists have fewer than 64 words)
+  size_t n_found = 0;
+  for (std::string_view w : words) {
+    if (w.size() > longest + 8) continue;  // too long even with punctuation around it
+    w = trim_punctuation(w);
+    if (w.size() > longest || w.empty()) continue;
+    for (size_t k = 0; k < stop_words.size() && k < 64; ++k) {
+      if (w != stop_words[k]) continue;
+      if (!(found >> k & 1)) {
+        found |= uint64_t(1) << k;
+        if (++n_found >= enough) return n_found;
+      }
+      break;
+    }
+  }
+  return n_found;
+}
+
+// Every rule counts Gopher's words (split_gopher_words: whitespace-delimited, or ICU's word
+// segments for zh/ja/ko), all of them: the document length, the mean word length, the '#' and
+// ellipsis ratios, the share of words with a letter. datatrove instead counts the tokens of a
+// word tokenizer, which makes every comma and bracket a "word" without a letter, so English
+// prose with ordinary punctuation fell under the 80% alphabetic threshold.
 std::string gopher_quality(std::string_view text, const std::vector<std::string_view>& words,
-                           std::string_view lang, const QualityConfig& cfg) {
-  // Word counts and the mean length use the words that are not all punctuation; the alpha
-  // ratio counts words with a letter. One pass over the words computes both.
-  size_t n_real = 0, real_chars = 0, alpha_words = 0;
+                           const QualityThresholds& cfg, bool stop_words_apply) {
+  size_t chars = 0, alpha_words = 0;
   for (std::string_view w : words) {
     WordStats st = word_stats(w);
-    if (st.non_punct) {
-      ++n_real;
-      real_chars += st.chars;
-    }
+    chars += st.chars;
     alpha_words += st.alpha;
   }
-  if (cfg.min_doc_words && double(n_real) < cfg.min_doc_words) return "short_doc";
-  if (cfg.max_doc_words && double(n_real) > cfg.max_doc_words) return "long_doc";
-
-  if (n_real > 0) {  // np.mean of nothing is NaN, which fails no comparison
-    bool cjk = is_cjk_language(lang);
-    double lo = cjk ? cfg.cjk_min_avg_word_length : cfg.min_avg_word_length;
-    double hi = cjk ? cfg.cjk_max_avg_word_length : cfg.max_avg_word_length;
-    double mean = double(real_chars) / double(n_real);
-    // llmkit: one reason for both bounds (datatrove: below_/above_avg_threshold).
-    if ((lo && mean < lo) || (hi && mean > hi)) return "mean_word_length";
-  }
+  const double n_words = static_cast<double>(words.size());
+  if (cfg.min_doc_words && n_words < cfg.min_doc_words) return "short_doc";
+  if (cfg.max_doc_words && n_words > cfg.max_doc_words) return "long_doc";
   if (words.empty()) return "";  // the ratios below divide by the word count
 
-  // The symbol, alpha and stop-word ratios divide by all words, punctuation included.
-  double n_words = static_cast<double>(words.size());
+  double mean = double(chars) / n_words;
+  // llmkit: one reason for both bounds (datatrove: below_/above_avg_threshold).
+  if ((cfg.min_avg_word_length && mean < cfg.min_avg_word_length) ||
+      (cfg.max_avg_word_length && mean > cfg.max_avg_word_length))
+    return "mean_word_length";
+
   if (cfg.max_symbol_word_ratio && double(count_substring(text, "#")) / n_words > cfg.max_symbol_word_ratio)
     return "too_many_hashes";
   double ellipses = double(count_substring(text, "...") + count_substring(text, "…"));
@@ -455,17 +457,18 @@ std::string gopher_quality(std::string_view text, const std::vector<std::string_
   if (cfg.max_non_alpha_words_ratio && double(alpha_words) / n_words < cfg.max_non_alpha_words_ratio)
     return "below_alpha_threshold";
 
-  const auto* stop_words = stop_words_for(lang);
-  if (cfg.min_stop_words && stop_words) {
-    size_t longest = 0;
-    for (std::string_view s : *stop_words) longest = std::max(longest, s.size());
-    size_t hits = std::count_if(words.begin(), words.end(), [&](std::string_view w) {
-      return w.size() <= longest && std::find(stop_words->begin(), stop_words->end(), w) != stop_words->end();
-    });
+  if (cfg.min_stop_words > 0 && stop_words_apply && !cfg.stop_words.empty()) {
+    size_t enough = static_cast<size_t>(std::ceil(cfg.min_stop_words));
     // llmkit: "too_few_stop_words"; datatrove calls this reason gopher_enough_stop_words.
-    if (double(hits) < cfg.min_stop_words) return "too_few_stop_words";
+    if (double(count_stop_words(words, cfg.stop_words, enough)) < cfg.min_stop_words) return "too_few_stop_words";
   }
   return "";
+}
+
+bool c4_rules_off(const QualityThresholds& t) {
+  return !t.filter_no_terminal_punct && !t.remove_citations && t.min_num_sentences == -1 &&
+         t.min_words_per_line == -1 && t.max_word_length == -1 && !t.filter_lorem_ipsum &&
+         !t.filter_javascript && !t.filter_curly_bracket && !t.filter_policy;
 }
 
 }  // namespace
@@ -473,76 +476,90 @@ std::string gopher_quality(std::string_view text, const std::vector<std::string_
 // ---- the pipeline -------------------------------------------------------------------------------
 
 std::string check_quality(std::string& text, std::string_view lang, const QualityConfig& cfg) {
-  // Decide the language once; "und" (undetermined, non-CJK) stops split_words from scanning
-  // the text for CJK again on every call.
-  std::string eff = effective_language(text, lang);
-  std::string seg_lang = eff.empty() ? "und" : eff;
-  // The words are split once and shared by the stages (views into `text`, in a buffer reused
-  // from document to document).
+  // Decide the language once: it chooses the thresholds and how words are found.
+  const std::string eff = effective_language(text, lang);
+  const QualityThresholds* own = cfg.thresholds_for(eff);
+  const QualityThresholds& t = own ? *own : cfg;
+  const bool cjk = is_cjk_language(eff);
+  // The default stop words are Gopher's English ones: for another language without its own
+  // thresholds the rule would drop every document, so it is skipped.
+  const bool stop_words_apply = own != nullptr || is_english(eff);
+  // Gopher's words are split once and shared by the stages (views into `text`, in a buffer
+  // reused from document to document); the same pass counts the tokenizer's words for FineWeb.
   thread_local std::vector<std::string_view> words;
+  size_t tokenizer_words = 0;
   bool have_words = false;
   auto get_words = [&]() -> const std::vector<std::string_view>& {
-    if (!have_words) split_words_into(text, seg_lang, words);
+    if (!have_words) split_gopher_words_into(text, cjk, words, cfg.fineweb ? &tokenizer_words : nullptr);
     have_words = true;
     return words;
   };
 
   if (cfg.gopher_repetition)
-    if (std::string r = gopher_repetition(text, get_words(), cfg); !r.empty()) return "gopher_repetition:" + r;
+    if (std::string r = gopher_repetition(text, get_words(), t); !r.empty()) return "gopher_repetition:" + r;
   if (cfg.gopher_quality)
-    if (std::string r = gopher_quality(text, get_words(), eff, cfg); !r.empty()) return "gopher_quality:" + r;
-  if (cfg.c4) {
+    if (std::string r = gopher_quality(text, get_words(), t, stop_words_apply); !r.empty())
+      return "gopher_quality:" + r;
+  if (cfg.c4 && !c4_rules_off(t)) {
     bool changed = false;
-    if (std::string r = c4_quality(text, eff, cfg, changed); !r.empty()) return "c4:" + r;
+    if (std::string r = c4_quality(text, eff, t, changed); !r.empty()) return "c4:" + r;
     if (changed) have_words = false;  // the views pointed into the old text
   }
-  if (cfg.fineweb)
-    if (std::string r = fineweb_quality(text, get_words(), eff, cfg); !r.empty()) return "fineweb:" + r;
+  if (cfg.fineweb) {
+    get_words();
+    if (std::string r = fineweb_quality(text, tokenizer_words, eff, t); !r.empty()) return "fineweb:" + r;
+  }
   return "";
 }
 
-std::vector<Param> quality_params(QualityConfig& c) {
-  std::vector<Param> p = {
-      {"gopher_repetition.dup_line_frac", &c.dup_line_frac, "max fraction of duplicate lines (0: off)"},
-      {"gopher_repetition.dup_para_frac", &c.dup_para_frac, "max fraction of duplicate paragraphs (0: off)"},
-      {"gopher_repetition.dup_line_char_frac", &c.dup_line_char_frac, "max share of characters in duplicate lines (0: off)"},
-      {"gopher_repetition.dup_para_char_frac", &c.dup_para_char_frac, "max share of characters in duplicate paragraphs (0: off)"},
+namespace {
+
+void add_threshold_params(QualityThresholds& c, const std::string& prefix, std::vector<Param>& p) {
+  auto add = [&](const std::string& name, double* value, const std::string& help) {
+    p.push_back({prefix + name, value, help});
   };
+  add("gopher_repetition.dup_line_frac", &c.dup_line_frac, "max fraction of duplicate lines (0: off)");
+  add("gopher_repetition.dup_para_frac", &c.dup_para_frac, "max fraction of duplicate paragraphs (0: off)");
+  add("gopher_repetition.dup_line_char_frac", &c.dup_line_char_frac, "max share of characters in duplicate lines (0: off)");
+  add("gopher_repetition.dup_para_char_frac", &c.dup_para_char_frac, "max share of characters in duplicate paragraphs (0: off)");
   for (int n = 2; n <= 4; ++n)
-    p.push_back({"gopher_repetition.top_" + std::to_string(n) + "_grams", &c.top_n_grams[n - 2],
-                 "max share of characters in the most frequent " + std::to_string(n) + "-gram"});
+    add("gopher_repetition.top_" + std::to_string(n) + "_grams", &c.top_n_grams[n - 2],
+        "max share of characters in the most frequent " + std::to_string(n) + "-gram");
   for (int n = 5; n <= 10; ++n)
-    p.push_back({"gopher_repetition.dup_" + std::to_string(n) + "_grams", &c.dup_n_grams[n - 5],
-                 "max share of characters in repeated " + std::to_string(n) + "-grams"});
-  std::vector<Param> rest = {
-      {"gopher_quality.min_doc_words", &c.min_doc_words, "min words that are not punctuation (0: off)"},
-      {"gopher_quality.max_doc_words", &c.max_doc_words, "max words that are not punctuation (0: off)"},
-      {"gopher_quality.min_avg_word_length", &c.min_avg_word_length, "min mean word length, characters (0: off)"},
-      {"gopher_quality.max_avg_word_length", &c.max_avg_word_length, "max mean word length, characters (0: off)"},
-      {"gopher_quality.cjk_min_avg_word_length", &c.cjk_min_avg_word_length, "min mean word length for zh/ja/ko (0: off)"},
-      {"gopher_quality.cjk_max_avg_word_length", &c.cjk_max_avg_word_length, "max mean word length for zh/ja/ko (0: off)"},
-      {"gopher_quality.max_symbol_word_ratio", &c.max_symbol_word_ratio, "max '#' or ellipses per word (0: off)"},
-      {"gopher_quality.max_bullet_lines_ratio", &c.max_bullet_lines_ratio, "max fraction of lines starting with a bullet (0: off)"},
-      {"gopher_quality.max_ellipsis_lines_ratio", &c.max_ellipsis_lines_ratio, "max fraction of lines ending with an ellipsis (0: off)"},
-      {"gopher_quality.max_non_alpha_words_ratio", &c.max_non_alpha_words_ratio, "min fraction of words with a letter (0: off)"},
-      {"gopher_quality.min_stop_words", &c.min_stop_words, "min stop words (0: off)"},
-      {"c4.filter_no_terminal_punct", &c.filter_no_terminal_punct, "1: drop lines without terminal punctuation"},
-      {"c4.remove_citations", &c.remove_citations, "1: remove [1], [edit], [citation needed]"},
-      {"c4.min_num_sentences", &c.min_num_sentences, "min sentences after line removal (-1: off)"},
-      {"c4.min_words_per_line", &c.min_words_per_line, "drop lines with fewer words (-1: off)"},
-      {"c4.max_word_length", &c.max_word_length, "drop lines with a longer word, characters (-1: off)"},
-      {"c4.filter_lorem_ipsum", &c.filter_lorem_ipsum, "1: drop documents with \"lorem ipsum\""},
-      {"c4.filter_javascript", &c.filter_javascript, "1: drop lines with \"javascript\""},
-      {"c4.filter_curly_bracket", &c.filter_curly_bracket, "1: drop documents with '{'"},
-      {"c4.filter_policy", &c.filter_policy, "1: drop lines about cookies, terms of use, privacy policy"},
-      {"fineweb.line_punct_thr", &c.line_punct_thr, "min fraction of lines ending in terminal punctuation"},
-      {"fineweb.line_punct_exclude_zero", &c.line_punct_exclude_zero, "1: keep documents where no line ends so"},
-      {"fineweb.short_line_thr", &c.short_line_thr, "max fraction of short lines"},
-      {"fineweb.short_line_length", &c.short_line_length, "a short line has at most this many characters"},
-      {"fineweb.char_duplicates_ratio", &c.char_duplicates_ratio, "max share of characters in duplicate lines"},
-      {"fineweb.new_line_ratio", &c.new_line_ratio, "max newlines per word"},
-  };
-  p.insert(p.end(), rest.begin(), rest.end());
+    add("gopher_repetition.dup_" + std::to_string(n) + "_grams", &c.dup_n_grams[n - 5],
+        "max share of characters in repeated " + std::to_string(n) + "-grams");
+  add("gopher_quality.min_doc_words", &c.min_doc_words, "min words (0: off)");
+  add("gopher_quality.max_doc_words", &c.max_doc_words, "max words (0: off)");
+  add("gopher_quality.min_avg_word_length", &c.min_avg_word_length, "min mean word length, characters (0: off)");
+  add("gopher_quality.max_avg_word_length", &c.max_avg_word_length, "max mean word length, characters (0: off)");
+  add("gopher_quality.max_symbol_word_ratio", &c.max_symbol_word_ratio, "max '#' or ellipses per word (0: off)");
+  add("gopher_quality.max_bullet_lines_ratio", &c.max_bullet_lines_ratio, "max fraction of lines starting with a bullet (0: off)");
+  add("gopher_quality.max_ellipsis_lines_ratio", &c.max_ellipsis_lines_ratio, "max fraction of lines ending with an ellipsis (0: off)");
+  add("gopher_quality.max_non_alpha_words_ratio", &c.max_non_alpha_words_ratio, "min fraction of words with a letter (0: off)");
+  add("gopher_quality.min_stop_words", &c.min_stop_words, "min distinct stop words (0: off)");
+  add("c4.filter_no_terminal_punct", &c.filter_no_terminal_punct, "1: drop lines without terminal punctuation");
+  add("c4.remove_citations", &c.remove_citations, "1: remove [1], [edit], [citation needed]");
+  add("c4.min_num_sentences", &c.min_num_sentences, "min sentences after line removal (-1: off)");
+  add("c4.min_words_per_line", &c.min_words_per_line, "drop lines with fewer words (-1: off)");
+  add("c4.max_word_length", &c.max_word_length, "drop lines with a longer word, characters (-1: off)");
+  add("c4.filter_lorem_ipsum", &c.filter_lorem_ipsum, "1: drop documents with \"lorem ipsum\"");
+  add("c4.filter_javascript", &c.filter_javascript, "1: drop lines with \"javascript\"");
+  add("c4.filter_curly_bracket", &c.filter_curly_bracket, "1: drop documents with '{'");
+  add("c4.filter_policy", &c.filter_policy, "1: drop lines about cookies, terms of use, privacy policy");
+  add("fineweb.line_punct_thr", &c.line_punct_thr, "min fraction of lines ending in terminal punctuation");
+  add("fineweb.line_punct_exclude_zero", &c.line_punct_exclude_zero, "1: keep documents where no line ends so");
+  add("fineweb.short_line_thr", &c.short_line_thr, "max fraction of short lines (1: off)");
+  add("fineweb.short_line_length", &c.short_line_length, "a short line has at most this many characters");
+  add("fineweb.char_duplicates_ratio", &c.char_duplicates_ratio, "max share of characters in duplicate lines");
+  add("fineweb.new_line_ratio", &c.new_line_ratio, "max newlines per word");
+}
+
+}  // namespace
+
+std::vector<Param> quality_params(QualityConfig& c) {
+  std::vector<Param> p;
+  add_threshold_params(c, "", p);
+  for (auto& l : c.languages) add_threshold_params(l.thresholds, l.lang + ".", p);
   return p;
 }
 

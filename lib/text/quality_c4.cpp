@@ -19,13 +19,16 @@ struct LineWords {
   size_t longest = 0;  // code points
 };
 
-// datatrove counts words with line.split(). llmkit: for zh/ja/ko that would make a whole
-// sentence one "word" (no spaces), so every line would fall under min_words_per_line and a long
-// paragraph over max_word_length; those languages count ICU words instead (split_words).
-LineWords count_line_words(std::string_view line, std::string_view lang) {
+// C4 (Raffel et al. 2020) and datatrove count words with line.split(): whitespace-delimited.
+// llmkit: for zh/ja/ko that would make a whole sentence one "word" (no spaces), so every line
+// would fall under min_words_per_line and a long paragraph over max_word_length; those
+// languages count ICU's words instead (split_gopher_words: punctuation is not a word).
+LineWords count_line_words(std::string_view line, bool cjk) {
   LineWords lw;
-  if (is_cjk_language(lang)) {
-    for (std::string_view w : split_words(line, lang)) {
+  if (cjk) {
+    thread_local std::vector<std::string_view> words;
+    split_gopher_words_into(line, true, words, nullptr);
+    for (std::string_view w : words) {
       ++lw.count;
       lw.longest = std::max(lw.longest, count_code_points(w));
     }
@@ -138,7 +141,7 @@ size_t count_sentences(std::string_view line) {
 
 }  // namespace
 
-std::string c4_quality(std::string& text, std::string_view lang, const QualityConfig& cfg, bool& changed) {
+std::string c4_quality(std::string& text, std::string_view lang, const QualityThresholds& cfg, bool& changed) {
   const bool cjk = is_cjk_language(lang);
   // Buffers reused from document to document.
   thread_local std::string kept, cited, lower;
@@ -155,7 +158,7 @@ std::string c4_quality(std::string& text, std::string_view lang, const QualityCo
       blank_before = any_kept;
       continue;
     }
-    LineWords words = count_line_words(stripped, lang);  // counted before citations go
+    LineWords words = count_line_words(stripped, cjk);  // counted before citations go
     if (cfg.max_word_length != -1 && double(words.longest) > cfg.max_word_length) continue;
     std::string_view line = cfg.remove_citations ? remove_citations(stripped, cited) : stripped;
     if (cfg.filter_no_terminal_punct && !has_terminal_punct(line, cjk)) continue;

@@ -23,8 +23,8 @@ bool is_blank(std::string_view line) {
 }
 }  // namespace
 
-std::string fineweb_quality(std::string_view text, const std::vector<std::string_view>& words,
-                            std::string_view lang, const QualityConfig& cfg) {
+std::string fineweb_quality(std::string_view text, size_t tokenizer_words, std::string_view lang,
+                            const QualityThresholds& cfg) {
   thread_local std::vector<std::string_view> lines;  // text.split("\n") without the blank ones
   split_on_newline_runs_into(text, 0, lines);
   const size_t newlines = lines.size() - 1;  // count_substring(text, "\n")
@@ -48,8 +48,9 @@ std::string fineweb_quality(std::string_view text, const std::vector<std::string
   if (double(find_duplicates(lines).chars) / chars_without_newlines > cfg.char_duplicates_ratio)
     return "char_dup_ratio";
 
-  // A non-blank line always yields a word, so words is not empty here.
-  if (!words.empty() && double(newlines) / double(words.size()) > cfg.new_line_ratio) return "list_ratio";
+  // FineWeb's words are its word tokenizer's (datatrove split_into_words: punctuation marks are
+  // words), as FineWeb and FineWeb-2 measured this ratio. A non-blank line always yields one.
+  if (tokenizer_words > 0 && double(newlines) / double(tokenizer_words) > cfg.new_line_ratio) return "list_ratio";
   return "";
 }
 

@@ -36,6 +36,13 @@ size_t count_code_points_fast(std::string_view s);
 
 // The words.hpp splitters writing into `out` (cleared first), so callers can reuse its capacity.
 void split_words_into(std::string_view text, std::string_view lang, std::vector<std::string_view>& out);
+// split_gopher_words into `out` (cleared first); cjk chooses ICU. When `tokenizer_words` is
+// given it also gets the number of words split_words would return for the same text, from
+// the same pass (FineWeb's rules count those).
+void split_gopher_words_into(std::string_view text, bool cjk, std::vector<std::string_view>& out,
+                             size_t* tokenizer_words);
+// `w` without the punctuation and symbols (Unicode P*, S*) at its ends.
+std::string_view trim_punctuation(std::string_view w);
 void py_splitlines_into(std::string_view s, std::vector<std::string_view>& out);
 void split_on_newline_runs_into(std::string_view s, size_t min_run, std::vector<std::string_view>& out);
 
@@ -53,8 +60,9 @@ bool ends_sentence(char32_t c, bool cjk);
 
 // Each returns "" to keep the document, else the rule's name (without the "stage:" prefix).
 // c4_quality rewrites `text` and sets `changed` when it keeps the document with lines removed.
-std::string c4_quality(std::string& text, std::string_view lang, const QualityConfig& cfg, bool& changed);
-std::string fineweb_quality(std::string_view text, const std::vector<std::string_view>& words,
-                            std::string_view lang, const QualityConfig& cfg);
+std::string c4_quality(std::string& text, std::string_view lang, const QualityThresholds& cfg, bool& changed);
+// tokenizer_words: the number of split_words' words of `text`.
+std::string fineweb_quality(std::string_view text, size_t tokenizer_words, std::string_view lang,
+                            const QualityThresholds& cfg);
 
 }  // namespace llmkit::text

@@ -286,7 +286,12 @@ icu::BreakIterator* thread_word_iterator() {
   return it.get();
 }
 
-void split_icu(std::string_view text, std::vector<std::string_view>& words) {
+// ICU's segments of `text`, each trimmed of whitespace. Those left non-empty go to `segments`
+// when it is given (the tokenizer's words: punctuation marks are words of their own, as
+// datatrove's jieba/spaCy tokenizers return them); those ICU tags as words (rule status
+// letter, number, kana or ideograph, not UBRK_WORD_NONE: spaces, punctuation, symbols) go to
+// `words` when it is given.
+void split_icu(std::string_view text, std::vector<std::string_view>* segments, std::vector<std::string_view>* words) {
   icu::BreakIterator* it = thread_word_iterator();
   if (!it) return;
   UErrorCode status = U_ZERO_ERROR;
@@ -299,12 +304,55 @@ void split_icu(std::string_view text, std::vector<std::string_view>& words) {
     for (int32_t end = it->next(); end != icu::BreakIterator::DONE; start = end, end = it->next()) {
       // Trimmed: ICU keeps a combining mark with the space before it (rule WB4), " \u0301".
       std::string_view seg = py_strip(text.substr(static_cast<size_t>(start), static_cast<size_t>(end - start)));
-      if (!seg.empty()) words.push_back(seg);
+      if (seg.empty()) continue;
+      if (segments) segments->push_back(seg);
+      if (words && it->getRuleStatus() >= UBRK_WORD_NONE_LIMIT) words->push_back(seg);
     }
   }
   // Detach the iterator from the text before the UText goes away.
   it->setText(icu::UnicodeString());
   utext_close(ut);
+}
+
+// Python str.split(): the runs of non-whitespace characters. `plain`, when given, gets one
+// flag per word: true when the word is ASCII letters and digits only, so that the tokenizer
+// (split_latin) would keep it whole.
+void split_whitespace(std::string_view text, std::vector<std::string_view>& words, std::vector<uint8_t>* plain) {
+  const size_t n = text.size();
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  size_t i = 0;
+  for (;;) {
+    // Skip whitespace to the start of a chunk.
+    for (;;) {
+      if (i >= n) return;
+      if (p[i] < 0x80) {
+        if (!(ascii::kClass[p[i]] & ascii::kSpace)) break;
+        ++i;
+      } else {
+        size_t j = i;
+        if (!py_isspace_any(next_code_point_multibyte(text, j))) break;
+        i = j;
+      }
+    }
+    // The chunk runs to the next whitespace.
+    size_t start = i;
+    bool is_plain = true;
+    while (i < n) {
+      if (p[i] < 0x80) {
+        uint8_t k = ascii::kClass[p[i]];
+        if (k & ascii::kSpace) break;
+        is_plain = is_plain && (k & (ascii::kAlpha | ascii::kDigit));
+        ++i;
+      } else {
+        size_t j = i;
+        if (py_isspace_any(next_code_point_multibyte(text, j))) break;
+        is_plain = false;
+        i = j;
+      }
+    }
+    words.push_back(text.substr(start, i - start));
+    if (plain) plain->push_back(is_plain);
+  }
 }
 
 // ---- the non-CJK tokenizer (see the comment on split_words in words.hpp) -----------------
@@ -433,53 +481,42 @@ void split_chunk(std::string_view chunk, std::vector<std::string_view>& out) {
 }
 
 void split_latin(std::string_view text, std::vector<std::string_view>& words) {
-  const size_t n = text.size();
-  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
-  size_t i = 0;
-  for (;;) {
-    // Skip whitespace to the start of a chunk.
-    for (;;) {
-      if (i >= n) return;
-      if (p[i] < 0x80) {
-        if (!(ascii::kClass[p[i]] & ascii::kSpace)) break;
-        ++i;
-      } else {
-        size_t j = i;
-        if (!py_isspace_any(next_code_point_multibyte(text, j))) break;
-        i = j;
-      }
-    }
-    // The chunk runs to the next whitespace. One of ASCII letters and digits only (most
-    // words) is a word as it stands: no punctuation to split off, no apostrophe of a clitic.
-    size_t start = i;
-    bool plain = true;
-    while (i < n) {
-      if (p[i] < 0x80) {
-        uint8_t k = ascii::kClass[p[i]];
-        if (k & ascii::kSpace) break;
-        plain = plain && (k & (ascii::kAlpha | ascii::kDigit));
-        ++i;
-      } else {
-        size_t j = i;
-        if (py_isspace_any(next_code_point_multibyte(text, j))) break;
-        plain = false;
-        i = j;
-      }
-    }
-    if (plain)
-      words.push_back(text.substr(start, i - start));
+  // A chunk of ASCII letters and digits only (most words) is a word as it stands: no
+  // punctuation to split off, no apostrophe of a clitic.
+  thread_local std::vector<std::string_view> chunks;
+  thread_local std::vector<uint8_t> plain;
+  chunks.clear();
+  plain.clear();
+  split_whitespace(text, chunks, &plain);
+  for (size_t k = 0; k < chunks.size(); ++k) {
+    if (plain[k])
+      words.push_back(chunks[k]);
     else
-      split_chunk(text.substr(start, i - start), words);
+      split_chunk(chunks[k], words);
   }
 }
 
 }  // namespace
 
+std::string_view trim_punctuation(std::string_view w) {
+  while (!w.empty()) {
+    size_t j = 0;
+    if (!is_edge_punct(next_code_point(w, j))) break;
+    w.remove_prefix(j);
+  }
+  while (!w.empty()) {
+    size_t start = prev_boundary(w, w.size()), j = start;
+    if (!is_edge_punct(next_code_point(w, j)) || j != w.size()) break;
+    w.remove_suffix(w.size() - start);
+  }
+  return w;
+}
+
 void split_words_into(std::string_view text, std::string_view lang, std::vector<std::string_view>& out) {
   out.clear();
   std::string eff = effective_language(text, lang);
   if (is_cjk_language(eff))
-    split_icu(text, out);
+    split_icu(text, &out, nullptr);
   else
     split_latin(text, out);
 }
@@ -487,6 +524,44 @@ void split_words_into(std::string_view text, std::string_view lang, std::vector<
 std::vector<std::string_view> split_words(std::string_view text, std::string_view lang) {
   std::vector<std::string_view> words;
   split_words_into(text, lang, words);
+  return words;
+}
+
+void split_gopher_words_into(std::string_view text, bool cjk, std::vector<std::string_view>& out,
+                             size_t* tokenizer_words) {
+  out.clear();
+  if (cjk) {
+    thread_local std::vector<std::string_view> segments;
+    segments.clear();
+    split_icu(text, tokenizer_words ? &segments : nullptr, &out);
+    if (tokenizer_words) *tokenizer_words = segments.size();
+    return;
+  }
+  if (!tokenizer_words) {
+    split_whitespace(text, out, nullptr);
+    return;
+  }
+  // The tokenizer's words of each whitespace word: one for a plain word, else split_chunk's.
+  thread_local std::vector<uint8_t> plain;
+  thread_local std::vector<std::string_view> pieces;
+  plain.clear();
+  split_whitespace(text, out, &plain);
+  size_t count = 0;
+  for (size_t k = 0; k < out.size(); ++k) {
+    if (plain[k]) {
+      ++count;
+      continue;
+    }
+    pieces.clear();
+    split_chunk(out[k], pieces);
+    count += pieces.size();
+  }
+  *tokenizer_words = count;
+}
+
+std::vector<std::string_view> split_gopher_words(std::string_view text, std::string_view lang) {
+  std::vector<std::string_view> words;
+  split_gopher_words_into(text, is_cjk_language(effective_language(text, lang)), words, nullptr);
   return words;
 }
 

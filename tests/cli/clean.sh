@@ -22,6 +22,12 @@ run llm-clean --list-params
 expect_rc 0; expect_out_contains "gopher_quality.min_doc_words"; expect_out_contains "fineweb.line_punct_thr"
 run llm-clean --list-params -P gopher_quality.min_doc_words=77
 expect_out_contains "77"
+# zh, ja and ko have their own thresholds (FineWeb-2's), set with -P LANG.NAME=VALUE
+run llm-clean --list-params
+expect_out_contains "zh.fineweb.line_punct_thr                    0.106"
+run llm-clean --list-params -P zh.fineweb.line_punct_thr=0.25
+expect_out_contains "zh.fineweb.line_punct_thr                    0.25 "
+expect_out_contains "ja.fineweb.line_punct_thr                    0.096"
 
 # The sample: good English and Chinese kept, spam and short dropped, PII redacted.
 run llm-clean --stats stats.json --rejected rej.jsonl -o out.jsonl "$DATA/jsonl/sample.jsonl"
