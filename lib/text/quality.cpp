@@ -285,8 +285,8 @@ size_t all_duplicate_chars(const NgramIndex& ix) {
   return repeated;
 }
 
-std::string gopher_repetition(std::string_view text, const std::vector<std::string_view>& words,
-                              const QualityThresholds& cfg) {
+std::string gopher_repetition(std::string_view text, const std::vector<const char*>& soft,
+                              const std::vector<std::string_view>& words, const QualityThresholds& cfg) {
   double text_chars = static_cast<double>(count_code_points_fast(text));
   if (text_chars == 0) return "";  // datatrove divides by len(text); the quality rules drop it
 
@@ -299,6 +299,7 @@ std::string gopher_repetition(std::string_view text, const std::vector<std::stri
     return "dup_para_char_frac";
 
   split_on_newline_runs_into(text, 1, parts);  // re.split("\n+", text)
+  merge_soft_breaks(parts, soft);              // a wrapped paragraph is one line
   DupCount line = find_duplicates(parts);
   if (cfg.dup_line_frac && double(line.elements) / double(parts.size()) > cfg.dup_line_frac)
     return "dup_line_frac";
@@ -378,9 +379,11 @@ bool starts_with_bullet(std::string_view line) {
 }
 
 // The line rules: bullets (lines starting with • or -) and lines ending with an ellipsis.
-std::string gopher_line_rules(std::string_view text, const QualityThresholds& cfg) {
+std::string gopher_line_rules(std::string_view text, const std::vector<const char*>& soft,
+                              const QualityThresholds& cfg) {
   thread_local std::vector<std::string_view> lines;
   py_splitlines_into(text, lines);
+  merge_soft_breaks(lines, soft);
   if (lines.empty()) return "";  // datatrove divides by len(lines)
   size_t bullets = 0, ellipsis_ends = 0;
   for (std::string_view line : lines) {
@@ -427,8 +430,9 @@ size_t count_stop_words(const std::vector<std::string_view>& words, const std::v
 // ellipsis ratios, the share of words with a letter. datatrove instead counts the tokens of a
 // word tokenizer, which makes every comma and bracket a "word" without a letter, so English
 // prose with ordinary punctuation fell under the 80% alphabetic threshold.
-std::string gopher_quality(std::string_view text, const std::vector<std::string_view>& words,
-                           const QualityThresholds& cfg, bool stop_words_apply) {
+std::string gopher_quality(std::string_view text, const std::vector<const char*>& soft,
+                           const std::vector<std::string_view>& words, const QualityThresholds& cfg,
+                           bool stop_words_apply) {
   size_t chars = 0, alpha_words = 0;
   for (std::string_view w : words) {
     WordStats st = word_stats(w);
@@ -452,7 +456,7 @@ std::string gopher_quality(std::string_view text, const std::vector<std::string_
   if (cfg.max_symbol_word_ratio && ellipses / n_words > cfg.max_symbol_word_ratio)
     return "too_many_ellipsis";
 
-  if (std::string r = gopher_line_rules(text, cfg); !r.empty()) return r;
+  if (std::string r = gopher_line_rules(text, soft, cfg); !r.empty()) return r;
 
   if (cfg.max_non_alpha_words_ratio && double(alpha_words) / n_words < cfg.max_non_alpha_words_ratio)
     return "below_alpha_threshold";
@@ -484,30 +488,47 @@ std::string check_quality(std::string& text, std::string_view lang, const Qualit
   // The default stop words are Gopher's English ones: for another language without its own
   // thresholds the rule would drop every document, so it is skipped.
   const bool stop_words_apply = own != nullptr || is_english(eff);
-  // Gopher's words are split once and shared by the stages (views into `text`, in a buffer
-  // reused from document to document); the same pass counts the tokenizer's words for FineWeb.
+  // Which line breaks are a filler's (hard_wrap.cpp), and Gopher's words, found once and
+  // shared by the stages (in buffers reused from document to document); the same pass counts
+  // the tokenizer's words for FineWeb. CJK words are found in the text with its wrapped lines
+  // joined, since a filler may break a Chinese line inside a word.
+  thread_local std::vector<const char*> soft;
   thread_local std::vector<std::string_view> words;
+  thread_local std::string joined;
   size_t tokenizer_words = 0;
-  bool have_words = false;
+  bool have_soft = false, have_words = false;
+  auto get_soft = [&]() -> const std::vector<const char*>& {
+    if (!have_soft) find_soft_breaks(text, soft);
+    have_soft = true;
+    return soft;
+  };
   auto get_words = [&]() -> const std::vector<std::string_view>& {
-    if (!have_words) split_gopher_words_into(text, cjk, words, cfg.fineweb ? &tokenizer_words : nullptr);
+    if (have_words) return words;
+    std::string_view source = text;
+    if (cjk && !get_soft().empty()) {
+      join_soft_breaks(text, soft, joined);
+      source = joined;
+    }
+    split_gopher_words_into(source, cjk, words, cfg.fineweb ? &tokenizer_words : nullptr);
     have_words = true;
     return words;
   };
 
   if (cfg.gopher_repetition)
-    if (std::string r = gopher_repetition(text, get_words(), t); !r.empty()) return "gopher_repetition:" + r;
+    if (std::string r = gopher_repetition(text, get_soft(), get_words(), t); !r.empty())
+      return "gopher_repetition:" + r;
   if (cfg.gopher_quality)
-    if (std::string r = gopher_quality(text, get_words(), t, stop_words_apply); !r.empty())
+    if (std::string r = gopher_quality(text, get_soft(), get_words(), t, stop_words_apply); !r.empty())
       return "gopher_quality:" + r;
   if (cfg.c4 && !c4_rules_off(t)) {
     bool changed = false;
-    if (std::string r = c4_quality(text, eff, t, changed); !r.empty()) return "c4:" + r;
-    if (changed) have_words = false;  // the views pointed into the old text
+    if (std::string r = c4_quality(text, get_soft(), eff, t, changed); !r.empty()) return "c4:" + r;
+    if (changed) have_soft = have_words = false;  // they pointed into the old text
   }
   if (cfg.fineweb) {
     get_words();
-    if (std::string r = fineweb_quality(text, tokenizer_words, eff, t); !r.empty()) return "fineweb:" + r;
+    if (std::string r = fineweb_quality(text, get_soft(), tokenizer_words, eff, t); !r.empty())
+      return "fineweb:" + r;
   }
   return "";
 }

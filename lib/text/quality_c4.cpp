@@ -115,8 +115,15 @@ bool mentions_policy(std::string_view lower) {
 // FineWeb release, spaCy's sentencizer now). llmkit: ICU sentence segmentation with the CLDR
 // abbreviation list ("en@ss=standard"), so "Mr. Smith" does not end a sentence (CLDR's list
 // is short: it has "Mr." but not "Dr."); CJK 。！？
-// are sentence ends in ICU's rules for every locale.
+// are sentence ends in ICU's rules for every locale. A line that is a wrapped paragraph is
+// read with its line breaks as spaces: ICU ends a sentence at every line break.
 size_t count_sentences(std::string_view line) {
+  thread_local std::string unwrapped;
+  if (line.find('\n') != std::string_view::npos) {
+    unwrapped.assign(line);
+    std::replace(unwrapped.begin(), unwrapped.end(), '\n', ' ');
+    line = unwrapped;
+  }
   thread_local std::unique_ptr<icu::BreakIterator> it;
   if (!it) {
     UErrorCode status = U_ZERO_ERROR;
@@ -141,7 +148,8 @@ size_t count_sentences(std::string_view line) {
 
 }  // namespace
 
-std::string c4_quality(std::string& text, std::string_view lang, const QualityThresholds& cfg, bool& changed) {
+std::string c4_quality(std::string& text, const std::vector<const char*>& soft, std::string_view lang,
+                       const QualityThresholds& cfg, bool& changed) {
   const bool cjk = is_cjk_language(lang);
   // Buffers reused from document to document.
   thread_local std::string kept, cited, lower;
@@ -150,6 +158,7 @@ std::string c4_quality(std::string& text, std::string_view lang, const QualityTh
   bool any_kept = false, blank_before = false;
   double num_sentences = 0;
   py_splitlines_into(text, lines);
+  merge_soft_breaks(lines, soft);  // a wrapped paragraph is one line, kept or removed whole
   for (std::string_view raw : lines) {
     std::string_view stripped = py_strip(raw);
     // llmkit: a blank line is a paragraph break and stays one (datatrove drops it with the

@@ -23,11 +23,13 @@ bool is_blank(std::string_view line) {
 }
 }  // namespace
 
-std::string fineweb_quality(std::string_view text, size_t tokenizer_words, std::string_view lang,
-                            const QualityThresholds& cfg) {
+std::string fineweb_quality(std::string_view text, const std::vector<const char*>& soft, size_t tokenizer_words,
+                            std::string_view lang, const QualityThresholds& cfg) {
   thread_local std::vector<std::string_view> lines;  // text.split("\n") without the blank ones
   split_on_newline_runs_into(text, 0, lines);
-  const size_t newlines = lines.size() - 1;  // count_substring(text, "\n")
+  const size_t all_newlines = lines.size() - 1;  // count_substring(text, "\n")
+  merge_soft_breaks(lines, soft);                // a wrapped paragraph is one line
+  const size_t newlines = lines.size() - 1;      // those that end a line
   lines.erase(std::remove_if(lines.begin(), lines.end(), is_blank), lines.end());
   if (lines.empty()) return "empty";
   const double n_lines = static_cast<double>(lines.size());
@@ -44,7 +46,7 @@ std::string fineweb_quality(std::string_view text, size_t tokenizer_words, std::
     return "line_punct_ratio";
   if (double(short_lines) / n_lines > cfg.short_line_thr) return "short_line_ratio";
 
-  double chars_without_newlines = double(count_code_points_fast(text) - newlines);
+  double chars_without_newlines = double(count_code_points_fast(text) - all_newlines);
   if (double(find_duplicates(lines).chars) / chars_without_newlines > cfg.char_duplicates_ratio)
     return "char_dup_ratio";
 

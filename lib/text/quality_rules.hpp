@@ -46,6 +46,20 @@ std::string_view trim_punctuation(std::string_view w);
 void py_splitlines_into(std::string_view s, std::vector<std::string_view>& out);
 void split_on_newline_runs_into(std::string_view s, size_t min_run, std::vector<std::string_view>& out);
 
+// ---- hard-wrapped text (hard_wrap.cpp) --------------------------------------------------------
+// The line rules treat a paragraph that was filled to a fixed width as one line.
+
+// The '\n' characters of `text` that a text filler made: the line breaks of a paragraph (a
+// run of two or more non-blank lines) whose longest line is 50 to 100 columns wide and in
+// which, at every break, the next line's first word (or first CJK character) would not have
+// fit on the line before. Ascending.
+void find_soft_breaks(std::string_view text, std::vector<const char*>& soft);
+// Joins the lines (consecutive views of one text, in order) that only a soft break separates.
+void merge_soft_breaks(std::vector<std::string_view>& lines, const std::vector<const char*>& soft);
+// `text` with its soft breaks and the indentation after them removed, a space put in their
+// place unless wide (CJK) characters meet there: the text as its paragraphs were written.
+void join_soft_breaks(std::string_view text, const std::vector<const char*>& soft, std::string& out);
+
 // ---- shared by the stages (quality.cpp) -------------------------------------------------------
 
 struct DupCount {
@@ -59,10 +73,12 @@ size_t count_substring(std::string_view text, std::string_view needle);
 bool ends_sentence(char32_t c, bool cjk);
 
 // Each returns "" to keep the document, else the rule's name (without the "stage:" prefix).
+// `soft`: find_soft_breaks(text).
 // c4_quality rewrites `text` and sets `changed` when it keeps the document with lines removed.
-std::string c4_quality(std::string& text, std::string_view lang, const QualityThresholds& cfg, bool& changed);
+std::string c4_quality(std::string& text, const std::vector<const char*>& soft, std::string_view lang,
+                       const QualityThresholds& cfg, bool& changed);
 // tokenizer_words: the number of split_words' words of `text`.
-std::string fineweb_quality(std::string_view text, size_t tokenizer_words, std::string_view lang,
-                            const QualityThresholds& cfg);
+std::string fineweb_quality(std::string_view text, const std::vector<const char*>& soft, size_t tokenizer_words,
+                            std::string_view lang, const QualityThresholds& cfg);
 
 }  // namespace llmkit::text

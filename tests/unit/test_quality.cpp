@@ -367,6 +367,102 @@ TEST_CASE("hard-wrapped Chinese prose is kept", "[quality]") {
   CHECK(check(kChineseWrapped, english, "zh") == "gopher_quality:mean_word_length");
 }
 
+// ---- hard-wrapped text ----------------------------------------------------------------------
+
+namespace {
+// debian-reference-en's text dump (debian-reference.en.txt.gz, section 1.2.2), as shipped:
+// filled to 72 columns (indentation and no-break spaces of the dump removed).
+const char* kEnglishWrapped =
+    "Following the Unix tradition, the Debian GNU/Linux system\n"
+    "provides the filesystem under which physical data on hard disks\n"
+    "and other storage devices reside, and the interaction with the\n"
+    "hardware devices such as console screens and remote serial\n"
+    "consoles are represented in an unified manner under \"/dev/\".\n\n"
+    "Each file, directory, named pipe (a way two programs can share\n"
+    "data), or physical device on a Debian GNU/Linux system has a data\n"
+    "structure called an inode which describes its associated\n"
+    "attributes such as the user who owns it (owner), the group that\n"
+    "it belongs to, the time last accessed, etc. The idea of\n"
+    "representing just about everything in the filesystem was a Unix\n"
+    "innovation, and modern Linux kernels have developed this idea\n"
+    "ever further. Now, even information about processes running in\n"
+    "the computer can be found in the filesystem.\n\n"
+    "This abstract and unified representation of physical entities and\n"
+    "internal processes is very powerful since this allows us to use\n"
+    "the same command for the same kind of operation on many totally\n"
+    "different devices. It is even possible to change the way the\n"
+    "kernel works by writing data to special files that are linked to\n"
+    "running processes.";
+
+// Greedy filling of each paragraph to `width` columns (text without wide characters), as
+// fmt(1) does.
+std::string fill(const std::string& text, size_t width) {
+  auto columns = [](const std::string& s) { return count_code_points(s); };
+  std::string out, line;
+  size_t at = 0;
+  while (at <= text.size()) {
+    size_t end = text.find("\n\n", at);
+    std::string par = text.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    line.clear();
+    for (size_t i = 0; i < par.size();) {
+      size_t j = par.find(' ', i);
+      std::string word = par.substr(i, j == std::string::npos ? std::string::npos : j - i);
+      i = j == std::string::npos ? par.size() : j + 1;
+      if (!line.empty() && columns(line) + 1 + columns(word) > width) {
+        out += line + "\n";
+        line.clear();
+      }
+      line += (line.empty() ? "" : " ") + word;
+    }
+    out += line;
+    if (end == std::string::npos) break;
+    out += "\n\n";
+    at = end + 2;
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("hard-wrapped text: the line rules see a filled paragraph as one line", "[quality]") {
+  // FineWeb: 3 of the 20 physical lines end a sentence; each of the 3 paragraphs does.
+  QualityConfig cfg = only(false, false, false, true);
+  set(cfg, "fineweb.line_punct_thr=0.5");
+  CHECK(check(kEnglishWrapped, cfg) == "");
+  // The same lines, not filled (a list's lines end where their items end): lines again.
+  std::string ragged = kEnglishWrapped;
+  ragged.replace(ragged.find("the group that\nit belongs"), 26, "the group\nthat it belongs");
+  CHECK(check(ragged, cfg) == "fineweb:line_punct_ratio");
+  // A paragraph of one long line and short ones is no filler's: its lines stay lines.
+  std::string list = "Installing Python Modules explains how to install additional modules.\nIndex\nModules\nNext";
+  CHECK(check(list, cfg) == "fineweb:line_punct_ratio");
+}
+
+TEST_CASE("hard-wrapped text: C4 keeps a wrapped paragraph's short last line", "[quality]") {
+  QualityConfig cfg = only(false, false, true, false);
+  std::string wrapped = fill(kPythonManual, 76);
+  // Lines of fewer than 3 words, which C4 would cut out of their paragraph if they were lines.
+  size_t short_lines = 0;
+  for (std::string_view line : py_splitlines(wrapped)) short_lines += !line.empty() && split_gopher_words(line, "en").size() < 3;
+  REQUIRE(short_lines >= 1);
+  std::string t = wrapped;
+  REQUIRE(check_quality(t, "en", cfg) == "");
+  CHECK(t == wrapped);
+  // Filled at 40 columns (under the 50 a filler uses) its lines are lines: the short ones go.
+  t = fill(kPythonManual, 40);
+  std::string before = t;
+  check_quality(t, "en", cfg);
+  CHECK(t != before);
+}
+
+TEST_CASE("hard-wrapped text: Chinese filled to 64 columns, wide characters counting two", "[quality]") {
+  QualityConfig cfg = only(false, false, false, true);
+  set(cfg, "zh.fineweb.line_punct_thr=0.9");  // 5 paragraphs end in 。, 5 of 12 lines do
+  CHECK(check(kChineseWrapped, cfg, "zh") == "");
+  QualityConfig all;
+  std::string t = kChineseWrapped;
+  CHECK(check_quality(t, "zh", all) == "");
+}
+
 // ---- Gopher repetition ---------------------------------------------------------------------------
 
 TEST_CASE("gopher_repetition: duplicate paragraphs and lines by count (0.3)", "[quality]") {
