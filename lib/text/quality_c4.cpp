@@ -161,6 +161,9 @@ std::string c4_quality(std::string& text, const std::vector<const char*>& soft, 
   merge_soft_breaks(lines, soft);  // a wrapped paragraph is one line, kept or removed whole
   for (std::string_view raw : lines) {
     std::string_view stripped = py_strip(raw);
+    // llmkit: a kept line keeps its indentation (datatrove keeps line.strip()): the rules
+    // judge the stripped line, but code's indentation is part of the code.
+    std::string_view indent = raw.substr(0, static_cast<size_t>(stripped.data() - raw.data()));
     // llmkit: a blank line is a paragraph break and stays one (datatrove drops it with the
     // lines under min_words_per_line, merging every paragraph of the document).
     if (stripped.empty()) {
@@ -181,11 +184,13 @@ std::string c4_quality(std::string& text, const std::vector<const char*>& soft, 
     if (num_sentences < cfg.min_num_sentences) num_sentences += double(count_sentences(line));
     if (any_kept) kept += blank_before ? "\n\n" : "\n";
     blank_before = false;
+    kept += indent;
     kept += line;
     any_kept = true;
   }
   if (num_sentences < cfg.min_num_sentences) return "too_few_sentences";
-  std::string_view result = py_strip(kept);  // "\n".join(kept_lines).strip()
+  // "\n".join(kept_lines).strip(), but for the first line's indentation (no kept line is blank)
+  std::string_view result = py_rstrip(kept);
   changed = result != text;
   if (changed) text.assign(result);
   return "";

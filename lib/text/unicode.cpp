@@ -7,6 +7,7 @@
 #include <unicode/normalizer2.h>
 
 #include "llmkit/jsonl.hpp"
+#include "html_internal.hpp"
 
 namespace llmkit::text {
 
@@ -119,10 +120,7 @@ bool normalize_unicode(std::string& text, Normalization form) {
   return changed;
 }
 
-namespace {
-// Length of a Unicode blank (other than ' ' and '\t') starting at p, else 0:
-// U+00A0, U+1680, U+2000..U+200A, U+202F, U+205F, U+3000.
-size_t unicode_blank_len(const unsigned char* p, size_t left) {
+size_t detail::unicode_blank_len(const unsigned char* p, size_t left) {
   if (left >= 2 && p[0] == 0xC2 && p[1] == 0xA0) return 2;
   if (left < 3) return 0;
   if (p[0] == 0xE1 && p[1] == 0x9A && p[2] == 0x80) return 3;
@@ -131,7 +129,6 @@ size_t unicode_blank_len(const unsigned char* p, size_t left) {
   if (p[0] == 0xE3 && p[1] == 0x80 && p[2] == 0x80) return 3;
   return 0;
 }
-}  // namespace
 
 void normalize_whitespace(std::string& text) {
   // One pass, in place (the output is never longer): blanks collapse to one space, lines are
@@ -158,7 +155,7 @@ void normalize_whitespace(std::string& text) {
     }
     size_t blank = (c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r')
                        ? 1
-                       : (special[c] ? unicode_blank_len(p + i, n - i) : 0);
+                       : (special[c] ? detail::unicode_blank_len(p + i, n - i) : 0);
     if (blank) {
       pending_space = true;
       i += blank;

@@ -590,12 +590,12 @@ TEST_CASE("c4: bad lines are removed from the text", "[quality]") {
                            "A line with a citation[1] and [edit] marks[citation needed].",
                            "Long " + long_word_1000 + " word kept.",
                            "Long " + long_word_1001 + " word dropped.",
-                           "   Indented line gets stripped.   ",
+                           "   Indented line keeps its indentation.   ",
                            "a line without terminal punctuation",
                            "More sentences follow here. And here. And here too."},
                           "\n");
   std::string expected = join({"The first line is kept.", "A line with a citation and  marks.",
-                               "Long " + long_word_1000 + " word kept.", "Indented line gets stripped.",
+                               "Long " + long_word_1000 + " word kept.", "   Indented line keeps its indentation.",
                                "a line without terminal punctuation",
                                "More sentences follow here. And here. And here too."},
                               "\n");
