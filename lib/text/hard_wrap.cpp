@@ -12,6 +12,9 @@
 // rules). So the rules see a wrapped paragraph as one line.
 #include <unicode/uchar.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "quality_rules.hpp"
 
 namespace llmkit::text {
@@ -59,43 +62,80 @@ size_t first_unit_columns(std::string_view line) {
   return columns(line.substr(0, end), kMaxWidth);
 }
 
-bool is_blank_line(std::string_view line) { return py_strip(line).empty(); }
+bool is_blank_line(std::string_view line) {
+  if (!line.empty()) {  // most lines start with a character that is not a blank
+    unsigned char b = static_cast<unsigned char>(line[0]);
+    if (b < 0x80 && !(ascii::kClass[b] & ascii::kSpace)) return false;
+  }
+  return py_strip(line).empty();
+}
+
+bool is_ascii(std::string_view s) {
+  size_t i = 0;
+  uint64_t any = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t v;
+    std::memcpy(&v, s.data() + i, 8);
+    any |= v;
+  }
+  for (; i < s.size(); ++i) any |= static_cast<unsigned char>(s[i]);
+  return !(any & 0x8080808080808080ull);
+}
+
+// Columns of a line without its trailing blanks, or kMaxWidth + 1 if wider than kMaxWidth.
+size_t line_columns(std::string_view line) {
+  // A line of more than 4 * kMaxWidth bytes is wider than kMaxWidth however it is encoded.
+  if (line.size() > 4 * kMaxWidth) return kMaxWidth + 1;
+  if (is_ascii(line)) {
+    size_t e = line.size();
+    while (e > 0 && (ascii::kClass[static_cast<unsigned char>(line[e - 1])] & ascii::kSpace)) --e;
+    return std::min(e, kMaxWidth + 1);
+  }
+  return std::min(columns(py_rstrip(line), kMaxWidth), kMaxWidth + 1);
+}
+
+// Appends the line breaks of the paragraph `lines` (two or more) to `soft` if it was filled.
+void judge_paragraph(const std::vector<std::string_view>& lines, std::vector<const char*>& soft) {
+  thread_local std::vector<size_t> cols;
+  cols.clear();
+  size_t width = 0;
+  for (std::string_view line : lines) {
+    size_t c = line_columns(line);
+    if (c > kMaxWidth) return;  // no filler's paragraph
+    cols.push_back(c);
+    width = std::max(width, c);
+  }
+  if (width < kMinWidth) return;
+  // A filler breaks a line only when the next word would not fit: the line, a space and
+  // that word are wider than the paragraph's width. The paragraph was filled when that
+  // holds at every break; then every break is the filler's. Lines of a list or a menu,
+  // which end where their item ends, fail it somewhere.
+  for (size_t k = 0; k + 1 < lines.size(); ++k)
+    if (cols[k] + 1 + first_unit_columns(lines[k + 1]) <= width) return;
+  for (size_t k = 0; k + 1 < lines.size(); ++k) soft.push_back(lines[k].data() + lines[k].size());  // its '\n'
+}
 
 }  // namespace
 
 void find_soft_breaks(std::string_view text, std::vector<const char*>& soft) {
   soft.clear();
-  if (text.find('\n') == std::string_view::npos) return;
-  thread_local std::vector<std::string_view> lines;
-  thread_local std::vector<size_t> cols;
-  split_on_newline_runs_into(text, 0, lines);  // every '\n' separates
-  for (size_t a = 0; a < lines.size();) {
-    if (is_blank_line(lines[a])) {
-      ++a;
-      continue;
+  thread_local std::vector<std::string_view> paragraph;  // non-blank lines between blank ones
+  paragraph.clear();
+  size_t start = 0;
+  for (;;) {
+    const void* nl = std::memchr(text.data() + start, '\n', text.size() - start);
+    size_t end = nl ? static_cast<size_t>(static_cast<const char*>(nl) - text.data()) : text.size();
+    std::string_view line = text.substr(start, end - start);
+    if (is_blank_line(line)) {
+      if (paragraph.size() >= 2) judge_paragraph(paragraph, soft);
+      paragraph.clear();
+    } else {
+      paragraph.push_back(line);
     }
-    // The paragraph lines[a, b): non-blank lines between blank ones.
-    size_t b = a, width = 0;
-    cols.clear();
-    for (; b < lines.size() && !is_blank_line(lines[b]); ++b) {
-      std::string_view line = py_rstrip(lines[b]);
-      // A line of more than 4 * kMaxWidth bytes is wider than kMaxWidth however it is encoded.
-      size_t c = line.size() > 4 * kMaxWidth ? kMaxWidth + 1 : columns(line, kMaxWidth);
-      cols.push_back(c);
-      width = std::max(width, c);
-    }
-    // A filler breaks a line only when the next word would not fit: the line, a space and
-    // that word are wider than the paragraph's width. The paragraph was filled when that
-    // holds at every break; then every break is the filler's. Lines of a list or a menu,
-    // which end where their item ends, fail it somewhere.
-    bool filled = b - a >= 2 && width >= kMinWidth && width <= kMaxWidth;
-    for (size_t k = a; filled && k + 1 < b; ++k)
-      filled = cols[k - a] + 1 + first_unit_columns(lines[k + 1]) > width;
-    if (filled)
-      for (size_t k = a; k + 1 < b; ++k) soft.push_back(lines[k].data() + lines[k].size());  // its '\n'
-
-    a = b;
+    if (!nl) break;
+    start = end + 1;
   }
+  if (paragraph.size() >= 2) judge_paragraph(paragraph, soft);
 }
 
 void merge_soft_breaks(std::vector<std::string_view>& lines, const std::vector<const char*>& soft) {

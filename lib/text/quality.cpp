@@ -140,7 +140,8 @@ namespace {
 // at; the others hold an n-gram that occurs once and needs no id.
 class NgramIndex {
  public:
-  explicit NgramIndex(const std::vector<std::string_view>& words) : words_(words), s_(scratch()) {
+  explicit NgramIndex(const GopherWords& gw) : words_(gw.words), s_(scratch()) {
+    const std::vector<std::string_view>& words = gw.words;
     const size_t n = words.size();
     s_.ids.resize(n);
     s_.word_ids.resize(n);
@@ -148,30 +149,33 @@ class NgramIndex {
     s_.counts.resize(n);
     s_.firsts.resize(n);
     s_.chars_before[0] = 0;
-    s_.vocab.clear();
-    s_.vocab_chars.clear();
     s_.table.reset(n);
+    uint32_t* ids = s_.ids.data();
+    uint32_t* word_ids = s_.word_ids.data();
+    uint32_t* counts = s_.counts.data();
+    uint32_t* firsts = s_.firsts.data();
+    size_t* chars_before = s_.chars_before.data();
+    uint32_t vocab = 0;
     for (size_t i = 0; i < n; ++i) {
       std::string_view w = words[i];
       uint64_t h = hash_bytes(w);
       bool is_new;
-      auto& slot = s_.table.find(h, [&](const ReusedTable::Slot& e) { return e.key == h && same_bytes(s_.vocab[e.value], w); }, is_new);
+      // A word's first occurrence stands for it: the table holds positions.
+      auto& slot = s_.table.find(h, [&](const ReusedTable::Slot& e) { return e.key == h && same_bytes(words[firsts[e.value]], w); }, is_new);
       if (is_new) {
         slot.key = h;
-        slot.value = static_cast<uint32_t>(s_.vocab.size());
-        s_.counts[slot.value] = 0;
-        s_.firsts[slot.value] = static_cast<uint32_t>(i);
-        s_.vocab.push_back(w);
-        s_.vocab_chars.push_back(count_code_points_fast(w));  // once per distinct word
+        slot.value = vocab++;
+        counts[slot.value] = 0;
+        firsts[slot.value] = static_cast<uint32_t>(i);
       }
-      s_.ids[i] = s_.word_ids[i] = slot.value;
-      ++s_.counts[slot.value];
-      s_.chars_before[i + 1] = s_.chars_before[i] + s_.vocab_chars[slot.value];
+      ids[i] = word_ids[i] = slot.value;
+      ++counts[slot.value];
+      chars_before[i + 1] = chars_before[i] + gw.chars[i];
     }
-    distinct_ = s_.vocab.size();
+    distinct_ = vocab;
     s_.active.clear();
     for (size_t i = 0; i < n; ++i)
-      if (s_.counts[s_.ids[i]] > 1) s_.active.push_back(static_cast<uint32_t>(i));
+      if (counts[ids[i]] > 1) s_.active.push_back(static_cast<uint32_t>(i));
   }
 
   size_t size() const { return words_.size(); }
@@ -226,8 +230,6 @@ class NgramIndex {
   struct Scratch {
     std::vector<uint32_t> word_ids, ids, counts, firsts, active;
     std::vector<size_t> chars_before;  // code points in words[0..i)
-    std::vector<std::string_view> vocab;  // of each word id
-    std::vector<size_t> vocab_chars;      // code points of each word id
     ReusedTable table;
   };
   static Scratch& scratch() {
@@ -285,8 +287,32 @@ size_t all_duplicate_chars(const NgramIndex& ix) {
   return repeated;
 }
 
+// Whether a duplicated n-gram rule for n > ix.n() can still fire, from a bound on what the
+// index at its current level c = ix.n() already knows; when none can, the index need not
+// grow further (the bound only skips rules that cannot fire, so the decisions are those of
+// growing all the way to n = 10). A repeated m-gram (m > c) at q contains repeated c-grams at
+// q .. q+m-c, so it lies in a run of consecutive repeated c-gram positions of length
+// L >= m-c+1; find_all_duplicate counts characters of repeated m-grams only, which lie in the
+// words [s, s+L-1+c) of such runs [s, s+L).
+bool dup_rules_could_fire(const NgramIndex& ix, double text_chars, const QualityThresholds& cfg) {
+  const size_t c = ix.n();
+  const auto& pos = ix.repeated_positions();
+  double covered[11] = {0};  // covered[m]: characters in the spans of runs long enough for m
+  for (size_t a = 0; a < pos.size();) {
+    size_t b = a + 1;
+    while (b < pos.size() && pos[b] == pos[b - 1] + 1) ++b;
+    const size_t len = b - a;
+    const double span = double(ix.chars(pos[a], len - 1 + c));
+    for (size_t m = std::max<size_t>(c + 1, 5); m <= 10 && len >= m - c + 1; ++m) covered[m] += span;
+    a = b;
+  }
+  for (size_t m = std::max<size_t>(c + 1, 5); m <= 10; ++m)
+    if (covered[m] / text_chars > cfg.dup_n_grams[m - 5]) return true;
+  return false;
+}
+
 std::string gopher_repetition(std::string_view text, const std::vector<const char*>& soft,
-                              const std::vector<std::string_view>& words, const QualityThresholds& cfg) {
+                              const GopherWords& words, const QualityThresholds& cfg) {
   double text_chars = static_cast<double>(count_code_points_fast(text));
   if (text_chars == 0) return "";  // datatrove divides by len(text); the quality rules drop it
 
@@ -316,6 +342,7 @@ std::string gopher_repetition(std::string_view text, const std::vector<const cha
   }
   for (size_t k = 0; k < 6; ++k) {
     size_t n = k + 5;
+    if (!dup_rules_could_fire(ix, text_chars, cfg)) return "";
     ix.grow();
     if (double(all_duplicate_chars(ix)) / text_chars > cfg.dup_n_grams[k])
       return "duplicated_" + std::to_string(n) + "_n_grams";
@@ -332,34 +359,6 @@ bool is_english(std::string_view lang) {
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 bool ends_with(std::string_view s, std::string_view p) {
   return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
-}
-
-// What gopher_quality needs of one word: its length in characters, whether some character is
-// a letter.
-struct WordStats {
-  bool alpha = false;
-  size_t chars = 0;
-};
-
-WordStats word_stats(std::string_view w) {
-  WordStats st;
-  size_t i = 0;
-  const size_t n = w.size();
-  uint8_t any_class = 0;
-  while (i < n) {
-    unsigned char b = static_cast<unsigned char>(w[i]);
-    if (b < 0x80) {
-      any_class |= ascii::kClass[b];
-      ++i;
-      ++st.chars;
-      continue;
-    }
-    char32_t c = next_code_point_multibyte(w, i);
-    ++st.chars;
-    if (!st.alpha && is_alpha(c)) st.alpha = true;
-  }
-  if (any_class & ascii::kAlpha) st.alpha = true;
-  return st;
 }
 
 bool starts_with_bullet(std::string_view line) {
@@ -431,14 +430,9 @@ size_t count_stop_words(const std::vector<std::string_view>& words, const std::v
 // word tokenizer, which makes every comma and bracket a "word" without a letter, so English
 // prose with ordinary punctuation fell under the 80% alphabetic threshold.
 std::string gopher_quality(std::string_view text, const std::vector<const char*>& soft,
-                           const std::vector<std::string_view>& words, const QualityThresholds& cfg,
-                           bool stop_words_apply) {
-  size_t chars = 0, alpha_words = 0;
-  for (std::string_view w : words) {
-    WordStats st = word_stats(w);
-    chars += st.chars;
-    alpha_words += st.alpha;
-  }
+                           const GopherWords& gw, const QualityThresholds& cfg, bool stop_words_apply) {
+  const std::vector<std::string_view>& words = gw.words;
+  const size_t chars = gw.total_chars, alpha_words = gw.alpha_words;
   const double n_words = static_cast<double>(words.size());
   if (cfg.min_doc_words && n_words < cfg.min_doc_words) return "short_doc";
   if (cfg.max_doc_words && n_words > cfg.max_doc_words) return "long_doc";
@@ -493,23 +487,24 @@ std::string check_quality(std::string& text, std::string_view lang, const Qualit
   // the tokenizer's words for FineWeb. CJK words are found in the text with its wrapped lines
   // joined, since a filler may break a Chinese line inside a word.
   thread_local std::vector<const char*> soft;
-  thread_local std::vector<std::string_view> words;
+  thread_local GopherWords words;
   thread_local std::string joined;
-  size_t tokenizer_words = 0;
+  size_t icu_segments = 0;
   bool have_soft = false, have_words = false;
   auto get_soft = [&]() -> const std::vector<const char*>& {
     if (!have_soft) find_soft_breaks(text, soft);
     have_soft = true;
     return soft;
   };
-  auto get_words = [&]() -> const std::vector<std::string_view>& {
+  auto get_words = [&]() -> const GopherWords& {
     if (have_words) return words;
     std::string_view source = text;
     if (cjk && !get_soft().empty()) {
       join_soft_breaks(text, soft, joined);
       source = joined;
     }
-    split_gopher_words_into(source, cjk, words, cfg.fineweb ? &tokenizer_words : nullptr);
+    icu_segments = 0;
+    split_gopher_words_counted(source, cjk, words, &icu_segments);
     have_words = true;
     return words;
   };
@@ -522,12 +517,20 @@ std::string check_quality(std::string& text, std::string_view lang, const Qualit
       return "gopher_quality:" + r;
   if (cfg.c4 && !c4_rules_off(t)) {
     bool changed = false;
-    if (std::string r = c4_quality(text, get_soft(), eff, t, changed); !r.empty()) return "c4:" + r;
+    if (std::string r = c4_quality(text, get_soft(), cjk ? nullptr : &get_words(), eff, t, changed); !r.empty())
+      return "c4:" + r;
     if (changed) have_soft = have_words = false;  // they pointed into the old text
   }
   if (cfg.fineweb) {
-    get_words();
-    if (std::string r = fineweb_quality(text, get_soft(), tokenizer_words, eff, t); !r.empty())
+    TokenizerWords tw;
+    if (cjk) {
+      get_words();
+      tw.at_least = icu_segments;
+    } else {
+      tw.whitespace_words = &get_words().words;
+      tw.at_least = words.words.size();
+    }
+    if (std::string r = fineweb_quality(text, get_soft(), tw, eff, t); !r.empty())
       return "fineweb:" + r;
   }
   return "";

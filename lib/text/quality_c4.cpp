@@ -7,6 +7,9 @@
 #include <unicode/utext.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <memory>
 
 #include "quality_rules.hpp"
@@ -99,15 +102,31 @@ void ascii_lower(std::string_view s, std::string& out) {
   // Python's str.lower() would also fold non-ASCII letters; the phrases searched for are
   // ASCII, and only U+212A KELVIN SIGN lowers to one of their letters, so ASCII folding suffices.
   out.assign(s);
-  for (char& ch : out)
-    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+  char* p = out.data();
+  size_t i = 0;
+  for (; i + 8 <= out.size(); i += 8) {  // eight bytes at a time: set 0x20 in each of A-Z
+    uint64_t v;
+    std::memcpy(&v, p + i, 8);
+    const uint64_t low7 = v & 0x7F7F7F7F7F7F7F7Full;
+    const uint64_t above_z = low7 + 0x2525252525252525ull;    // high bit set where > 'Z'
+    const uint64_t from_a = low7 + 0x3F3F3F3F3F3F3F3Full;     // high bit set where >= 'A'
+    const uint64_t upper = (from_a ^ above_z) & ~v & 0x8080808080808080ull;  // ASCII A-Z
+    v |= upper >> 2;
+    std::memcpy(p + i, &v, 8);
+  }
+  for (; i < out.size(); ++i)
+    if (p[i] >= 'A' && p[i] <= 'Z') p[i] = static_cast<char>(p[i] - 'A' + 'a');
+}
+
+bool contains(std::string_view s, std::string_view needle) {
+  return memmem(s.data(), s.size(), needle.data(), needle.size()) != nullptr;
 }
 
 bool mentions_policy(std::string_view lower) {
   static const std::string_view kPolicy[] = {"terms of use", "privacy policy", "cookie policy",
                                               "uses cookies", "use of cookies", "use cookies"};
   for (std::string_view p : kPolicy)
-    if (lower.find(p) != std::string_view::npos) return true;
+    if (contains(lower, p)) return true;
   return false;
 }
 
@@ -117,7 +136,8 @@ bool mentions_policy(std::string_view lower) {
 // is short: it has "Mr." but not "Dr."); CJK 。！？
 // are sentence ends in ICU's rules for every locale. A line that is a wrapped paragraph is
 // read with its line breaks as spaces: ICU ends a sentence at every line break.
-size_t count_sentences(std::string_view line) {
+// Stops at `limit`: only "enough or not" matters to the rule.
+size_t count_sentences(std::string_view line, size_t limit) {
   thread_local std::string unwrapped;
   if (line.find('\n') != std::string_view::npos) {
     unwrapped.assign(line);
@@ -138,7 +158,7 @@ size_t count_sentences(std::string_view line) {
   size_t n = 0;
   if (U_SUCCESS(status)) {
     int32_t start = it->first();
-    for (int32_t end = it->next(); end != icu::BreakIterator::DONE; start = end, end = it->next())
+    for (int32_t end = it->next(); end != icu::BreakIterator::DONE && n < limit; start = end, end = it->next())
       n += !py_strip(line.substr(size_t(start), size_t(end - start))).empty();
   }
   it->setText(icu::UnicodeString());
@@ -148,8 +168,9 @@ size_t count_sentences(std::string_view line) {
 
 }  // namespace
 
-std::string c4_quality(std::string& text, const std::vector<const char*>& soft, std::string_view lang,
-                       const QualityThresholds& cfg, bool& changed) {
+std::string c4_quality(std::string& text, const std::vector<const char*>& soft, const GopherWords* gw,
+                       std::string_view lang, const QualityThresholds& cfg, bool& changed) {
+  size_t next_word = 0;  // in gw
   const bool cjk = is_cjk_language(lang);
   // Buffers reused from document to document.
   thread_local std::string kept, cited, lower;
@@ -159,6 +180,14 @@ std::string c4_quality(std::string& text, const std::vector<const char*>& soft, 
   double num_sentences = 0;
   py_splitlines_into(text, lines);
   merge_soft_breaks(lines, soft);  // a wrapped paragraph is one line, kept or removed whole
+  thread_local std::string lower_text;
+  ascii_lower(text, lower_text);  // same byte offsets as text
+  struct {
+    bool lorem, javascript, brace, policy;
+  } has = {contains(lower_text, "lorem ipsum"), contains(lower_text, "javascript"),
+           std::memchr(text.data(), '{', text.size()) != nullptr,
+           // every policy phrase holds one of these
+           contains(lower_text, "cookie") || contains(lower_text, "terms of use") || contains(lower_text, "privacy policy")};
   for (std::string_view raw : lines) {
     std::string_view stripped = py_strip(raw);
     // llmkit: a kept line keeps its indentation (datatrove keeps line.strip()): the rules
@@ -170,18 +199,43 @@ std::string c4_quality(std::string& text, const std::vector<const char*>& soft, 
       blank_before = any_kept;
       continue;
     }
-    LineWords words = count_line_words(stripped, cjk);  // counted before citations go
+    // Counted before citations go; the document's whitespace words are known when `words` is
+    // given: those of this line are the next ones.
+    LineWords words;
+    if (gw) {
+      const char* end = raw.data() + raw.size();
+      while (next_word < gw->words.size() && gw->words[next_word].data() < raw.data()) ++next_word;
+      for (; next_word < gw->words.size() && gw->words[next_word].data() < end; ++next_word) {
+        ++words.count;
+        words.longest = std::max<size_t>(words.longest, gw->chars[next_word]);
+      }
+    } else {
+      words = count_line_words(stripped, cjk);
+    }
     if (cfg.max_word_length != -1 && double(words.longest) > cfg.max_word_length) continue;
     std::string_view line = cfg.remove_citations ? remove_citations(stripped, cited) : stripped;
     if (cfg.filter_no_terminal_punct && !has_terminal_punct(line, cjk)) continue;
     if (double(words.count) < cfg.min_words_per_line) continue;
-    ascii_lower(line, lower);
-    if (cfg.filter_lorem_ipsum && lower.find("lorem ipsum") != std::string::npos) return "lorem_ipsum";
-    if (cfg.filter_javascript && lower.find("javascript") != std::string::npos) continue;
-    if (cfg.filter_curly_bracket && line.find('{') != std::string_view::npos) return "curly_bracket";
-    if (cfg.filter_policy && mentions_policy(lower)) continue;
+    // The line lowercased: a view of the lowercased text, unless removing citations changed
+    // it; the phrase searches are skipped for phrases the whole text does not hold.
+    const bool cited_line = line.data() != stripped.data();
+    std::string_view low;
+    if (cited_line) {
+      ascii_lower(line, lower);
+      low = lower;
+    } else {
+      low = std::string_view(lower_text).substr(static_cast<size_t>(line.data() - text.data()), line.size());
+    }
+    if (cfg.filter_lorem_ipsum && (cited_line || has.lorem) && contains(low, "lorem ipsum"))
+      return "lorem_ipsum";
+    if (cfg.filter_javascript && (cited_line || has.javascript) && contains(low, "javascript"))
+      continue;
+    if (cfg.filter_curly_bracket && (cited_line || has.brace) && line.find('{') != std::string_view::npos)
+      return "curly_bracket";
+    if (cfg.filter_policy && (cited_line || has.policy) && mentions_policy(low)) continue;
     // Only "enough or not" matters, so stop segmenting once there are enough.
-    if (num_sentences < cfg.min_num_sentences) num_sentences += double(count_sentences(line));
+    if (num_sentences < cfg.min_num_sentences)
+      num_sentences += double(count_sentences(line, static_cast<size_t>(std::ceil(cfg.min_num_sentences - num_sentences))));
     if (any_kept) kept += blank_before ? "\n\n" : "\n";
     blank_before = false;
     kept += indent;

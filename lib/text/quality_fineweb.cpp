@@ -23,8 +23,8 @@ bool is_blank(std::string_view line) {
 }
 }  // namespace
 
-std::string fineweb_quality(std::string_view text, const std::vector<const char*>& soft, size_t tokenizer_words,
-                            std::string_view lang, const QualityThresholds& cfg) {
+std::string fineweb_quality(std::string_view text, const std::vector<const char*>& soft,
+                            const TokenizerWords& words, std::string_view lang, const QualityThresholds& cfg) {
   thread_local std::vector<std::string_view> lines;  // text.split("\n") without the blank ones
   split_on_newline_runs_into(text, 0, lines);
   const size_t all_newlines = lines.size() - 1;  // count_substring(text, "\n")
@@ -52,7 +52,11 @@ std::string fineweb_quality(std::string_view text, const std::vector<const char*
 
   // FineWeb's words are its word tokenizer's (datatrove split_into_words: punctuation marks are
   // words), as FineWeb and FineWeb-2 measured this ratio. A non-blank line always yields one.
-  if (tokenizer_words > 0 && double(newlines) / double(tokenizer_words) > cfg.new_line_ratio) return "list_ratio";
+  // The count is needed only when the lower bound leaves the ratio over the threshold.
+  if (words.at_least > 0 && double(newlines) / double(words.at_least) > cfg.new_line_ratio) {
+    size_t n = words.count();
+    if (double(newlines) / double(n) > cfg.new_line_ratio) return "list_ratio";
+  }
   return "";
 }
 

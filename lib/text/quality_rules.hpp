@@ -36,11 +36,25 @@ size_t count_code_points_fast(std::string_view s);
 
 // The words.hpp splitters writing into `out` (cleared first), so callers can reuse its capacity.
 void split_words_into(std::string_view text, std::string_view lang, std::vector<std::string_view>& out);
-// split_gopher_words into `out` (cleared first); cjk chooses ICU. When `tokenizer_words` is
-// given it also gets the number of words split_words would return for the same text, from
-// the same pass (FineWeb's rules count those).
+// split_gopher_words into `out` (cleared first); cjk chooses ICU. For CJK text,
+// `icu_segments` (when given) gets the number of split_words' words, ICU's non-space
+// segments, from the same pass.
 void split_gopher_words_into(std::string_view text, bool cjk, std::vector<std::string_view>& out,
-                             size_t* tokenizer_words);
+                             size_t* icu_segments);
+// Gopher's words with what gopher_quality and the repetition index need of them, found in
+// the same pass: each word's code points, their total, and how many words hold a letter.
+struct GopherWords {
+  std::vector<std::string_view> words;
+  std::vector<uint32_t> chars;
+  size_t total_chars = 0, alpha_words = 0;
+};
+// split_gopher_words_into (same words, same `icu_segments`), counted.
+void split_gopher_words_counted(std::string_view text, bool cjk, GopherWords& out, size_t* icu_segments);
+// Python str.split() words, counted (16 bytes of text at a time where SSE2 is available).
+void split_whitespace_counted(std::string_view text, GopherWords& out);
+// The number of split_words' words of a non-CJK text, from its whitespace words (never fewer
+// than them: every whitespace word gives one or more).
+size_t count_split_words(const std::vector<std::string_view>& whitespace_words);
 // `w` without the punctuation and symbols (Unicode P*, S*) at its ends.
 std::string_view trim_punctuation(std::string_view w);
 void py_splitlines_into(std::string_view s, std::vector<std::string_view>& out);
@@ -75,10 +89,17 @@ bool ends_sentence(char32_t c, bool cjk);
 // Each returns "" to keep the document, else the rule's name (without the "stage:" prefix).
 // `soft`: find_soft_breaks(text).
 // c4_quality rewrites `text` and sets `changed` when it keeps the document with lines removed.
-std::string c4_quality(std::string& text, const std::vector<const char*>& soft, std::string_view lang,
-                       const QualityThresholds& cfg, bool& changed);
-// tokenizer_words: the number of split_words' words of `text`.
-std::string fineweb_quality(std::string_view text, const std::vector<const char*>& soft, size_t tokenizer_words,
-                            std::string_view lang, const QualityThresholds& cfg);
+// `gw`: split_whitespace_counted(text) when the text is not CJK, else null.
+std::string c4_quality(std::string& text, const std::vector<const char*>& soft, const GopherWords* gw,
+                       std::string_view lang, const QualityThresholds& cfg, bool& changed);
+// The number of split_words' words of a text, counted only when needed: `at_least` is a lower
+// bound known without counting (the number of whitespace words), count() the number.
+struct TokenizerWords {
+  size_t at_least = 0;
+  const std::vector<std::string_view>* whitespace_words = nullptr;  // null: at_least is exact
+  size_t count() const { return whitespace_words ? count_split_words(*whitespace_words) : at_least; }
+};
+std::string fineweb_quality(std::string_view text, const std::vector<const char*>& soft,
+                            const TokenizerWords& words, std::string_view lang, const QualityThresholds& cfg);
 
 }  // namespace llmkit::text
