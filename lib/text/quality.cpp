@@ -176,6 +176,60 @@ class NgramIndex {
     s_.active.clear();
     for (size_t i = 0; i < n; ++i)
       if (counts[ids[i]] > 1) s_.active.push_back(static_cast<uint32_t>(i));
+    for (uint32_t id = 0; id < vocab; ++id) {
+      max_count_ = std::max<size_t>(max_count_, counts[id]);
+      max_word_mass_ = std::max<size_t>(max_word_mass_, size_t(counts[id]) * gw.chars[firsts[id]]);
+    }
+  }
+
+  // Of the words: the highest count, and the highest count times characters of one word.
+  size_t max_count() const { return max_count_; }
+  size_t max_word_mass() const { return max_word_mass_; }
+
+  // From words (n = 1) straight to n-grams for n = `to` > 1, without the levels between: an
+  // n-gram can repeat only where all its n words repeat, so only those positions are looked
+  // at, keyed by their n word ids (compared exactly with the n-gram's first occurrence).
+  void jump_to(size_t to) {
+    const size_t n = to;
+    uint32_t* ids = s_.ids.data();
+    const uint32_t* word_ids = s_.word_ids.data();
+    uint32_t* counts = s_.counts.data();
+    uint32_t* firsts = s_.firsts.data();
+    std::vector<uint32_t>& active = s_.active;
+    // Candidates: positions p with p .. p+n-1 all repeated words.
+    size_t kept = 0;
+    for (size_t a = 0; a < active.size();) {
+      size_t b = a + 1;
+      while (b < active.size() && active[b] == active[b - 1] + 1) ++b;
+      for (size_t k = a; k + n <= b; ++k) active[kept++] = active[k];  // active[k] .. active[k]+n-1 in the run
+      a = b;
+    }
+    active.resize(kept);
+    s_.table.reset(kept);
+    uint32_t next = 0;
+    for (uint32_t p : active) {
+      uint64_t h = 0;
+      for (size_t j = 0; j < n; ++j) h = mix64(h ^ word_ids[p + j]);
+      bool is_new;
+      auto& slot = s_.table.find(h, [&](const ReusedTable::Slot& e) {
+        return e.key == h && std::equal(word_ids + p, word_ids + p + n, word_ids + firsts[e.value]);
+      }, is_new);
+      if (is_new) {
+        slot.key = h;
+        slot.value = next;
+        counts[next] = 0;
+        firsts[next] = p;
+        ++next;
+      }
+      ids[p] = slot.value;
+      ++counts[slot.value];
+    }
+    kept = 0;
+    for (uint32_t p : active)
+      if (counts[ids[p]] > 1) active[kept++] = p;
+    active.resize(kept);
+    distinct_ = next;
+    n_ = n;
   }
 
   size_t size() const { return words_.size(); }
@@ -240,6 +294,7 @@ class NgramIndex {
   const std::vector<std::string_view>& words_;
   Scratch& s_;
   size_t n_ = 1, distinct_ = 0;
+  size_t max_count_ = 0, max_word_mass_ = 0;
 };
 
 // datatrove find_top_duplicate(get_n_grams(words, n)): characters of the most frequent n-gram
@@ -311,6 +366,22 @@ bool dup_rules_could_fire(const NgramIndex& ix, double text_chars, const Quality
   return false;
 }
 
+// Whether a top n-gram rule (n = 2..4) can fire, from the words alone. The most frequent
+// n-gram (w1 .. wn) occurs at most as often as each of its words, so its characters times its
+// count, count * (chars(w1) + ... + chars(wn) + n-1), are at most n times the largest
+// count * chars of a word plus n-1 times the largest count; or, when no n-gram repeats, the
+// first n-gram's characters. For most documents this rules all three out, and the index goes
+// straight to 5-grams.
+bool top_rules_could_fire(const NgramIndex& ix, double text_chars, const QualityThresholds& cfg) {
+  for (size_t n = 2; n <= 4; ++n) {
+    if (ix.size() < n) continue;  // no n-grams: the rule is skipped
+    double bound = double(n * ix.max_word_mass() + (n - 1) * ix.max_count());
+    bound = std::max(bound, double(ix.chars(0, n) + n - 1));
+    if (bound / text_chars > cfg.top_n_grams[n - 2]) return true;
+  }
+  return false;
+}
+
 std::string gopher_repetition(std::string_view text, const std::vector<const char*>& soft,
                               const GopherWords& words, const QualityThresholds& cfg) {
   double text_chars = static_cast<double>(count_code_points_fast(text));
@@ -333,17 +404,22 @@ std::string gopher_repetition(std::string_view text, const std::vector<const cha
     return "dup_line_char_frac";
 
   NgramIndex ix(words);
-  for (size_t k = 0; k < 3; ++k) {
-    size_t n = k + 2;
-    ix.grow();
-    if (ix.size() < n) continue;  // no n-grams
-    if (double(top_ngram_chars(ix)) / text_chars > cfg.top_n_grams[k])
-      return "top_" + std::to_string(n) + "_gram";
+  if (top_rules_could_fire(ix, text_chars, cfg)) {
+    for (size_t k = 0; k < 3; ++k) {
+      size_t n = k + 2;
+      ix.grow();
+      if (ix.size() < n) continue;  // no n-grams
+      if (double(top_ngram_chars(ix)) / text_chars > cfg.top_n_grams[k])
+        return "top_" + std::to_string(n) + "_gram";
+    }
   }
   for (size_t k = 0; k < 6; ++k) {
     size_t n = k + 5;
     if (!dup_rules_could_fire(ix, text_chars, cfg)) return "";
-    ix.grow();
+    if (ix.n() == 1)
+      ix.jump_to(5);
+    else
+      ix.grow();
     if (double(all_duplicate_chars(ix)) / text_chars > cfg.dup_n_grams[k])
       return "duplicated_" + std::to_string(n) + "_n_grams";
   }

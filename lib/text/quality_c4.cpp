@@ -10,6 +10,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <memory>
 
 #include "quality_rules.hpp"
@@ -122,6 +125,49 @@ bool contains(std::string_view s, std::string_view needle) {
   return memmem(s.data(), s.size(), needle.data(), needle.size()) != nullptr;
 }
 
+// Which of the C4 phrases the lowercased text holds, in one pass: each phrase is looked for
+// where an uncommon pair of its letters occurs ("ja" of "javascript", "ok" of "cookie", ...),
+// the pairs found 16 bytes at a time.
+struct Phrases {
+  bool lorem = false, javascript = false, policy = false;
+};
+Phrases find_phrases(std::string_view low) {
+  struct Needle {
+    std::string_view text;
+    size_t at;  // of the pair
+    bool Phrases::*found;
+  };
+  // Every policy phrase holds "cookie", "terms of use" or "privacy policy".
+  static const Needle kNeedles[] = {{"lorem ipsum", 7, &Phrases::lorem},  {"javascript", 0, &Phrases::javascript},
+                                    {"cookie", 2, &Phrases::policy},      {"terms of use", 3, &Phrases::policy},
+                                    {"privacy policy", 3, &Phrases::policy}};
+  Phrases found;
+  auto check = [&](size_t pos) {  // a pair starts at pos
+    for (const Needle& n : kNeedles) {
+      if (found.*n.found || low[pos] != n.text[n.at] || low[pos + 1] != n.text[n.at + 1] || pos < n.at) continue;
+      if (low.substr(pos - n.at, n.text.size()) == n.text) found.*n.found = true;
+    }
+  };
+  const size_t size = low.size();
+  size_t i = 0;
+#ifdef __SSE2__
+  __m128i first[5], second[5];
+  for (int k = 0; k < 5; ++k) {
+    first[k] = _mm_set1_epi8(kNeedles[k].text[kNeedles[k].at]);
+    second[k] = _mm_set1_epi8(kNeedles[k].text[kNeedles[k].at + 1]);
+  }
+  for (; i + 17 <= size; i += 16) {
+    __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(low.data() + i));
+    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(low.data() + i + 1));
+    __m128i hit = _mm_setzero_si128();
+    for (int k = 0; k < 5; ++k) hit = _mm_or_si128(hit, _mm_and_si128(_mm_cmpeq_epi8(a, first[k]), _mm_cmpeq_epi8(b, second[k])));
+    for (unsigned m = static_cast<unsigned>(_mm_movemask_epi8(hit)); m; m &= m - 1) check(i + static_cast<size_t>(__builtin_ctz(m)));
+  }
+#endif
+  for (; i + 1 < size; ++i) check(i);
+  return found;
+}
+
 bool mentions_policy(std::string_view lower) {
   static const std::string_view kPolicy[] = {"terms of use", "privacy policy", "cookie policy",
                                               "uses cookies", "use of cookies", "use cookies"};
@@ -184,10 +230,12 @@ std::string c4_quality(std::string& text, const std::vector<const char*>& soft, 
   ascii_lower(text, lower_text);  // same byte offsets as text
   struct {
     bool lorem, javascript, brace, policy;
-  } has = {contains(lower_text, "lorem ipsum"), contains(lower_text, "javascript"),
-           std::memchr(text.data(), '{', text.size()) != nullptr,
-           // every policy phrase holds one of these
-           contains(lower_text, "cookie") || contains(lower_text, "terms of use") || contains(lower_text, "privacy policy")};
+  } has;
+  const Phrases phrases = find_phrases(lower_text);
+  has.lorem = phrases.lorem;
+  has.javascript = phrases.javascript;
+  has.policy = phrases.policy;
+  has.brace = std::memchr(text.data(), '{', text.size()) != nullptr;
   for (std::string_view raw : lines) {
     std::string_view stripped = py_strip(raw);
     // llmkit: a kept line keeps its indentation (datatrove keeps line.strip()): the rules

@@ -198,6 +198,23 @@ size_t detail::unicode_blank_len(const unsigned char* p, size_t left) {
   return 0;
 }
 
+#ifdef __SSE2__
+namespace {
+// normalize_whitespace's special bytes among 16: ' ', '\t' .. '\r', and the bytes that may
+// start a Unicode blank (C2, E1, E2, E3), as a 16-bit mask.
+uint32_t whitespace_special(__m128i v) {
+  const __m128i c09 = _mm_set1_epi8(0x09), four = _mm_set1_epi8(4);
+  __m128i d = _mm_sub_epi8(v, c09);
+  __m128i m = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(' ')), _mm_cmpeq_epi8(_mm_min_epu8(d, four), d));
+  m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(static_cast<char>(0xC2))),
+                                   _mm_cmpeq_epi8(v, _mm_set1_epi8(static_cast<char>(0xE1)))));
+  m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(static_cast<char>(0xE2))),
+                                   _mm_cmpeq_epi8(v, _mm_set1_epi8(static_cast<char>(0xE3)))));
+  return uint32_t(_mm_movemask_epi8(m));
+}
+}  // namespace
+#endif
+
 void normalize_whitespace(std::string& text) {
   // One pass, in place (the output is never longer): blanks collapse to one space, lines are
   // trimmed, runs of empty lines become one empty line (the paragraph separator), and the
@@ -243,6 +260,20 @@ void normalize_whitespace(std::string& text) {
     // plain bytes (the common case) stays inside the run.
     size_t j = i + 1;
     for (;;) {
+#ifdef __SSE2__
+      // 16 bytes at a time: the run ends at a special byte other than a space before a
+      // plain byte.
+      for (; j + 17 <= n; j += 16) {
+        __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + j));
+        __m128i next = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + j + 1));
+        uint32_t space = uint32_t(_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(' '))));
+        uint32_t end = whitespace_special(v) & ~(space & ~whitespace_special(next));
+        if (end) {
+          j += static_cast<size_t>(__builtin_ctz(end));
+          break;
+        }
+      }
+#endif
       while (j < n && !special[p[j]]) ++j;
       if (j + 1 < n && p[j] == ' ' && !special[p[j + 1]]) {
         j += 2;

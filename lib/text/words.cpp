@@ -587,21 +587,23 @@ void split_gopher_words_into(std::string_view text, bool cjk, std::vector<std::s
 
 namespace {
 
+// The code points of a word with non-ASCII bytes, and whether it holds a letter.
+__attribute__((noinline)) uint32_t decode_word(std::string_view w, bool& alpha) {
+  for (size_t i = 0; i < w.size() && !alpha;) {
+    if (static_cast<unsigned char>(w[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    alpha = is_alpha(next_code_point_multibyte(w, i));
+  }
+  return static_cast<uint32_t>(count_code_points_fast(w));
+}
+
 // A word's code points and whether it holds a letter, given whether some byte is an ASCII
 // letter and whether some is not ASCII: only words with non-ASCII bytes are decoded.
-void count_word(std::string_view w, bool ascii_letter, bool non_ascii, GopherWords& out) {
-  uint32_t chars = static_cast<uint32_t>(w.size());
+inline void count_word(std::string_view w, bool ascii_letter, bool non_ascii, GopherWords& out) {
   bool alpha = ascii_letter;
-  if (non_ascii) {
-    chars = static_cast<uint32_t>(count_code_points_fast(w));
-    for (size_t i = 0; i < w.size() && !alpha;) {
-      if (static_cast<unsigned char>(w[i]) < 0x80) {
-        ++i;
-        continue;
-      }
-      alpha = is_alpha(next_code_point_multibyte(w, i));
-    }
-  }
+  uint32_t chars = non_ascii ? decode_word(w, alpha) : static_cast<uint32_t>(w.size());
   out.words.push_back(w);
   out.chars.push_back(chars);
   out.total_chars += chars;

@@ -4,6 +4,7 @@
 
 #include "llmkit/langid.hpp"
 #include "llmkit/unicode.hpp"
+#include "llmkit/words.hpp"
 
 using namespace llmkit::text;
 
@@ -126,5 +127,47 @@ TEST_CASE("NFC and NFKC: text already in the form is left alone, other text is n
       CHECK(s == expected);
       CHECK(changed == (expected != t));
     }
+  }
+}
+
+TEST_CASE("whitespace: the vectorized run copy agrees with a character-by-character reference", "[unicode]") {
+  auto reference = [](const std::string& t) {
+    auto blank = [](char32_t c) {
+      return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r' || c == 0xA0 || c == 0x1680 ||
+             (c >= 0x2000 && c <= 0x200A) || c == 0x202F || c == 0x205F || c == 0x3000;
+    };
+    std::string out;
+    int newlines = 0;
+    bool space = false;
+    for (size_t i = 0; i < t.size();) {
+      size_t at = i;
+      char32_t c = llmkit::text::next_code_point(t, i);
+      if (c == '\n') {
+        ++newlines;
+        space = false;
+      } else if (blank(c)) {
+        space = true;
+      } else {
+        if (!out.empty()) out += newlines >= 2 ? "\n\n" : newlines == 1 ? "\n" : space ? " " : "";
+        out += t.substr(at, i - at);
+        newlines = 0;
+        space = false;
+      }
+    }
+    return out;
+  };
+  static const char* kPieces[] = {" ", "  ", "\t", "\n", "\n\n\n", "\r", "\v", "\f", "a", "word", "x.",
+                                  "\u00a0", "\u2003", "\u3000", "\u2019", "\u00e9", "\u4e2d", "\u2028",
+                                  "abcdefghijklmnopqrstuvwxyz abcdefghijklmnopqrstuvwxyz"};
+  uint32_t state = 11;
+  for (int round = 0; round < 400; ++round) {
+    std::string t;
+    for (int k = 0; k < 1 + round % 80; ++k) {
+      state = state * 1664525u + 1013904223u;
+      t += kPieces[(state >> 16) % (sizeof kPieces / sizeof *kPieces)];
+    }
+    std::string s = t;
+    normalize_whitespace(s);
+    CHECK(s == reference(t));
   }
 }
