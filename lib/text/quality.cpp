@@ -43,6 +43,8 @@ class ReusedTable {
     }
   }
 
+  size_t capacity() const { return mask_ + 1; }
+
   // The slot holding `key` (hashed as `hash`) if `same(slot)` finds it, else the free slot
   // where it goes (generation != current, so `is_new` says which).
   template <class Same>
@@ -78,13 +80,34 @@ uint64_t mix64(uint64_t x) {  // a bijective finaliser (splitmix64), so distinct
 
 uint64_t hash_bytes(std::string_view s) { return XXH3_64bits(s.data(), s.size()); }
 
-// a == b, without a call to memcmp for the short strings that words are.
-bool same_bytes(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  if (a.size() > 16) return a == b;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (a[i] != b[i]) return false;
-  return true;
+// A word of up to 16 bytes as two 64-bit numbers that determine it (with its length): two
+// overlapping loads that together cover every byte; and a hash of them. Longer words hash
+// with XXH3 and compare as bytes.
+struct WordKey {
+  uint64_t a = 0, b = 0, hash = 0;
+};
+WordKey word_key(std::string_view w) {
+  const char* p = w.data();
+  const size_t n = w.size();
+  WordKey k;
+  if (n > 16) {
+    k.hash = XXH3_64bits(p, n);
+    return k;
+  }
+  if (n >= 8) {
+    std::memcpy(&k.a, p, 8);
+    std::memcpy(&k.b, p + n - 8, 8);
+  } else if (n >= 4) {
+    uint32_t x, y;
+    std::memcpy(&x, p, 4);
+    std::memcpy(&y, p + n - 4, 4);
+    k.a = x;
+    k.b = y;
+  } else if (n > 0) {
+    k.a = uint64_t(uint8_t(p[0])) | uint64_t(uint8_t(p[n / 2])) << 8 | uint64_t(uint8_t(p[n - 1])) << 16;
+  }
+  k.hash = mix64(k.a ^ mix64(k.b + n * 0x9e3779b97f4a7c15ull));
+  return k;
 }
 
 }  // namespace
@@ -149,7 +172,12 @@ class NgramIndex {
     s_.counts.resize(n);
     s_.firsts.resize(n);
     s_.chars_before[0] = 0;
-    s_.table.reset(n);
+    // The table starts small and doubles as the vocabulary grows: most documents have far
+    // fewer distinct words than words, and a small table stays in cache. A word is compared
+    // by its length and WordKey (its bytes, when over 16), from arrays indexed by word id.
+    s_.table.reset(std::min<size_t>(n, 512));
+    s_.vocab.clear();
+    s_.vocab_key.clear();
     uint32_t* ids = s_.ids.data();
     uint32_t* word_ids = s_.word_ids.data();
     uint32_t* counts = s_.counts.data();
@@ -158,18 +186,39 @@ class NgramIndex {
     uint32_t vocab = 0;
     for (size_t i = 0; i < n; ++i) {
       std::string_view w = words[i];
-      uint64_t h = hash_bytes(w);
+      const WordKey k = word_key(w);
       bool is_new;
-      // A word's first occurrence stands for it: the table holds positions.
-      auto& slot = s_.table.find(h, [&](const ReusedTable::Slot& e) { return e.key == h && same_bytes(words[firsts[e.value]], w); }, is_new);
+      auto& slot = s_.table.find(k.hash, [&](const ReusedTable::Slot& e) {
+        if (e.key != k.hash) return false;
+        const std::string_view v = s_.vocab[e.value];
+        if (v.size() != w.size()) return false;
+        if (w.size() > 16) return v == w;
+        const WordKey& vk = s_.vocab_key[e.value];
+        return vk.a == k.a && vk.b == k.b;
+      }, is_new);
+      uint32_t id;
       if (is_new) {
-        slot.key = h;
-        slot.value = vocab++;
-        counts[slot.value] = 0;
-        firsts[slot.value] = static_cast<uint32_t>(i);
+        id = vocab++;
+        slot.key = k.hash;
+        slot.value = id;
+        counts[id] = 0;
+        firsts[id] = static_cast<uint32_t>(i);
+        s_.vocab.push_back(w);
+        s_.vocab_key.push_back(k);
+        if (2 * size_t(vocab) > s_.table.capacity()) {  // over half full: double, put the words back
+          s_.table.reset(2 * size_t(vocab));
+          for (uint32_t v = 0; v < vocab; ++v) {
+            bool fresh;
+            auto& e = s_.table.find(s_.vocab_key[v].hash, [](const ReusedTable::Slot&) { return false; }, fresh);
+            e.key = s_.vocab_key[v].hash;
+            e.value = v;
+          }
+        }
+      } else {
+        id = slot.value;
       }
-      ids[i] = word_ids[i] = slot.value;
-      ++counts[slot.value];
+      ids[i] = word_ids[i] = id;
+      ++counts[id];
       chars_before[i + 1] = chars_before[i] + gw.chars[i];
     }
     distinct_ = vocab;
@@ -284,6 +333,8 @@ class NgramIndex {
   struct Scratch {
     std::vector<uint32_t> word_ids, ids, counts, firsts, active;
     std::vector<size_t> chars_before;  // code points in words[0..i)
+    std::vector<std::string_view> vocab;  // each distinct word, by id
+    std::vector<WordKey> vocab_key;       // its key
     ReusedTable table;
   };
   static Scratch& scratch() {
