@@ -117,23 +117,17 @@ void judge_paragraph(const std::vector<std::string_view>& lines, std::vector<con
 
 }  // namespace
 
-void find_soft_breaks(std::string_view text, std::vector<const char*>& soft) {
+void find_soft_breaks(const TextLines& lines, std::vector<const char*>& soft) {
   soft.clear();
   thread_local std::vector<std::string_view> paragraph;  // non-blank lines between blank ones
   paragraph.clear();
-  size_t start = 0;
-  for (;;) {
-    const void* nl = std::memchr(text.data() + start, '\n', text.size() - start);
-    size_t end = nl ? static_cast<size_t>(static_cast<const char*>(nl) - text.data()) : text.size();
-    std::string_view line = text.substr(start, end - start);
+  for (std::string_view line : lines.newline) {
     if (is_blank_line(line)) {
       if (paragraph.size() >= 2) judge_paragraph(paragraph, soft);
       paragraph.clear();
     } else {
       paragraph.push_back(line);
     }
-    if (!nl) break;
-    start = end + 1;
   }
   if (paragraph.size() >= 2) judge_paragraph(paragraph, soft);
 }

@@ -433,8 +433,9 @@ bool top_rules_could_fire(const NgramIndex& ix, double text_chars, const Quality
   return false;
 }
 
-std::string gopher_repetition(std::string_view text, const std::vector<const char*>& soft,
-                              const GopherWords& words, const QualityThresholds& cfg) {
+std::string gopher_repetition(std::string_view text, const TextLines& text_lines,
+                              const std::vector<const char*>& soft, const GopherWords& words,
+                              const QualityThresholds& cfg) {
   double text_chars = static_cast<double>(count_code_points_fast(text));
   if (text_chars == 0) return "";  // datatrove divides by len(text); the quality rules drop it
 
@@ -446,7 +447,7 @@ std::string gopher_repetition(std::string_view text, const std::vector<const cha
   if (cfg.dup_para_char_frac && double(para.chars) / text_chars > cfg.dup_para_char_frac)
     return "dup_para_char_frac";
 
-  split_on_newline_runs_into(text, 1, parts);  // re.split("\n+", text)
+  newline_runs_from(text_lines, parts);        // re.split("\n+", text)
   merge_soft_breaks(parts, soft);              // a wrapped paragraph is one line
   DupCount line = find_duplicates(parts);
   if (cfg.dup_line_frac && double(line.elements) / double(parts.size()) > cfg.dup_line_frac)
@@ -505,10 +506,10 @@ bool starts_with_bullet(std::string_view line) {
 }
 
 // The line rules: bullets (lines starting with • or -) and lines ending with an ellipsis.
-std::string gopher_line_rules(std::string_view text, const std::vector<const char*>& soft,
-                              const QualityThresholds& cfg) {
+std::string gopher_line_rules(std::string_view text, const TextLines& text_lines,
+                              const std::vector<const char*>& soft, const QualityThresholds& cfg) {
   thread_local std::vector<std::string_view> lines;
-  py_splitlines_into(text, lines);
+  splitlines_from(text, text_lines, lines);
   merge_soft_breaks(lines, soft);
   if (lines.empty()) return "";  // datatrove divides by len(lines)
   size_t bullets = 0, ellipsis_ends = 0;
@@ -556,8 +557,9 @@ size_t count_stop_words(const std::vector<std::string_view>& words, const std::v
 // ellipsis ratios, the share of words with a letter. datatrove instead counts the tokens of a
 // word tokenizer, which makes every comma and bracket a "word" without a letter, so English
 // prose with ordinary punctuation fell under the 80% alphabetic threshold.
-std::string gopher_quality(std::string_view text, const std::vector<const char*>& soft,
-                           const GopherWords& gw, const QualityThresholds& cfg, bool stop_words_apply) {
+std::string gopher_quality(std::string_view text, const TextLines& text_lines,
+                           const std::vector<const char*>& soft, const GopherWords& gw,
+                           const QualityThresholds& cfg, bool stop_words_apply) {
   const std::vector<std::string_view>& words = gw.words;
   const size_t chars = gw.total_chars, alpha_words = gw.alpha_words;
   const double n_words = static_cast<double>(words.size());
@@ -577,7 +579,7 @@ std::string gopher_quality(std::string_view text, const std::vector<const char*>
   if (cfg.max_symbol_word_ratio && ellipses / n_words > cfg.max_symbol_word_ratio)
     return "too_many_ellipsis";
 
-  if (std::string r = gopher_line_rules(text, soft, cfg); !r.empty()) return r;
+  if (std::string r = gopher_line_rules(text, text_lines, soft, cfg); !r.empty()) return r;
 
   if (cfg.max_non_alpha_words_ratio && double(alpha_words) / n_words < cfg.max_non_alpha_words_ratio)
     return "below_alpha_threshold";
@@ -613,20 +615,26 @@ std::string check_quality(std::string& text, std::string_view lang, const Qualit
   // shared by the stages (in buffers reused from document to document); the same pass counts
   // the tokenizer's words for FineWeb. CJK words are found in the text with its wrapped lines
   // joined, since a filler may break a Chinese line inside a word.
+  thread_local TextLines lines;
   thread_local std::vector<const char*> soft;
   thread_local GopherWords words;
   thread_local std::string joined;
   size_t icu_segments = 0;
-  bool have_soft = false, have_words = false;
-  auto get_soft = [&]() -> const std::vector<const char*>& {
-    if (!have_soft) find_soft_breaks(text, soft);
-    have_soft = true;
-    return soft;
+  bool have_lines = false, have_words = false;
+  // The text's lines and soft breaks, found once for every stage (again after C4 rewrites).
+  auto get_lines = [&]() -> const TextLines& {
+    if (!have_lines) {
+      split_text_lines(text, lines);
+      find_soft_breaks(lines, soft);
+    }
+    have_lines = true;
+    return lines;
   };
   auto get_words = [&]() -> const GopherWords& {
     if (have_words) return words;
     std::string_view source = text;
-    if (cjk && !get_soft().empty()) {
+    get_lines();
+    if (cjk && !soft.empty()) {
       join_soft_breaks(text, soft, joined);
       source = joined;
     }
@@ -636,17 +644,22 @@ std::string check_quality(std::string& text, std::string_view lang, const Qualit
     return words;
   };
 
-  if (cfg.gopher_repetition)
-    if (std::string r = gopher_repetition(text, get_soft(), get_words(), t); !r.empty())
+  if (cfg.gopher_repetition) {
+    const TextLines& l = get_lines();
+    if (std::string r = gopher_repetition(text, l, soft, get_words(), t); !r.empty())
       return "gopher_repetition:" + r;
-  if (cfg.gopher_quality)
-    if (std::string r = gopher_quality(text, get_soft(), get_words(), t, stop_words_apply); !r.empty())
+  }
+  if (cfg.gopher_quality) {
+    const TextLines& l = get_lines();
+    if (std::string r = gopher_quality(text, l, soft, get_words(), t, stop_words_apply); !r.empty())
       return "gopher_quality:" + r;
+  }
   if (cfg.c4 && !c4_rules_off(t)) {
     bool changed = false;
-    if (std::string r = c4_quality(text, get_soft(), cjk ? nullptr : &get_words(), eff, t, changed); !r.empty())
+    const TextLines& l = get_lines();
+    if (std::string r = c4_quality(text, l, soft, cjk ? nullptr : &get_words(), eff, t, changed); !r.empty())
       return "c4:" + r;
-    if (changed) have_soft = have_words = false;  // they pointed into the old text
+    if (changed) have_lines = have_words = false;  // they pointed into the old text
   }
   if (cfg.fineweb) {
     TokenizerWords tw;
@@ -657,8 +670,8 @@ std::string check_quality(std::string& text, std::string_view lang, const Qualit
       tw.whitespace_words = &get_words().words;
       tw.at_least = words.words.size();
     }
-    if (std::string r = fineweb_quality(text, get_soft(), tw, eff, t); !r.empty())
-      return "fineweb:" + r;
+    const TextLines& l = get_lines();
+    if (std::string r = fineweb_quality(text, l, soft, tw, eff, t); !r.empty()) return "fineweb:" + r;
   }
   return "";
 }

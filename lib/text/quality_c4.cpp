@@ -214,8 +214,8 @@ size_t count_sentences(std::string_view line, size_t limit) {
 
 }  // namespace
 
-std::string c4_quality(std::string& text, const std::vector<const char*>& soft, const GopherWords* gw,
-                       std::string_view lang, const QualityThresholds& cfg, bool& changed) {
+std::string c4_quality(std::string& text, const TextLines& text_lines, const std::vector<const char*>& soft,
+                       const GopherWords* gw, std::string_view lang, const QualityThresholds& cfg, bool& changed) {
   size_t next_word = 0;  // in gw
   const bool cjk = is_cjk_language(lang);
   // Buffers reused from document to document.
@@ -224,7 +224,7 @@ std::string c4_quality(std::string& text, const std::vector<const char*>& soft, 
   kept.clear();
   bool any_kept = false, blank_before = false;
   double num_sentences = 0;
-  py_splitlines_into(text, lines);
+  splitlines_from(text, text_lines, lines);
   merge_soft_breaks(lines, soft);  // a wrapped paragraph is one line, kept or removed whole
   thread_local std::string lower_text;
   ascii_lower(text, lower_text);  // same byte offsets as text

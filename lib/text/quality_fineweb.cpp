@@ -23,10 +23,10 @@ bool is_blank(std::string_view line) {
 }
 }  // namespace
 
-std::string fineweb_quality(std::string_view text, const std::vector<const char*>& soft,
+std::string fineweb_quality(std::string_view text, const TextLines& text_lines, const std::vector<const char*>& soft,
                             const TokenizerWords& words, std::string_view lang, const QualityThresholds& cfg) {
   thread_local std::vector<std::string_view> lines;  // text.split("\n") without the blank ones
-  split_on_newline_runs_into(text, 0, lines);
+  lines = text_lines.newline;
   const size_t all_newlines = lines.size() - 1;  // count_substring(text, "\n")
   merge_soft_breaks(lines, soft);                // a wrapped paragraph is one line
   const size_t newlines = lines.size() - 1;      // those that end a line

@@ -182,6 +182,28 @@ void py_splitlines_into(std::string_view s, std::vector<std::string_view>& lines
   if (start < n) lines.push_back(s.substr(start));
 }
 
+void split_text_lines(std::string_view text, TextLines& out) {
+  split_on_newline_runs_into(text, 0, out.newline);
+  out.only_newlines = only_newline_breaks(text);
+}
+
+void splitlines_from(std::string_view text, const TextLines& lines, std::vector<std::string_view>& out) {
+  if (!lines.only_newlines) {
+    py_splitlines_into(text, out);
+    return;
+  }
+  // str.splitlines() gives no empty last line for a text that ends with a break (or is empty).
+  out.assign(lines.newline.begin(), lines.newline.end());
+  if (!out.empty() && out.back().empty()) out.pop_back();
+}
+
+void newline_runs_from(const TextLines& lines, std::vector<std::string_view>& out) {
+  const auto& nl = lines.newline;
+  out.clear();
+  for (size_t k = 0; k < nl.size(); ++k)
+    if (!nl[k].empty() || k == 0 || k + 1 == nl.size()) out.push_back(nl[k]);
+}
+
 std::vector<std::string_view> py_splitlines(std::string_view s) {
   std::vector<std::string_view> lines;
   py_splitlines_into(s, lines);
