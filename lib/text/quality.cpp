@@ -91,7 +91,7 @@ WordKey word_key(std::string_view w) {
   const size_t n = w.size();
   WordKey k;
   if (n > 16) {
-    k.hash = XXH3_64bits(p, n);
+    k.hash = k.a = XXH3_64bits(p, n);
     return k;
   }
   if (n >= 8) {
@@ -109,6 +109,79 @@ WordKey word_key(std::string_view w) {
   k.hash = mix64(k.a ^ mix64(k.b + n * 0x9e3779b97f4a7c15ull));
   return k;
 }
+
+// The word ids of a document: an open-addressing table whose slots hold a word's WordKey and
+// length, so that finding a word touches one slot (words over 16 bytes are compared as bytes,
+// through `vocab`). Reused from document to document like ReusedTable; it starts small and
+// doubles as the vocabulary grows, since most documents have far fewer distinct words than
+// words and a small table stays in cache.
+class WordTable {
+ public:
+  // Empty, with room for `n` words at a load of at most 1/2.
+  void reset(size_t n) {
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    if (cap > slots_.size()) {
+      slots_.assign(cap, Slot{});
+      generation_ = 0;
+    }
+    mask_ = cap - 1;
+    if (++generation_ == 0) {  // wrapped: old stamps could look current
+      std::fill(slots_.begin(), slots_.end(), Slot{});
+      generation_ = 1;
+    }
+    vocab_.clear();
+    keys_.clear();
+  }
+
+  // The id of word `w` (key `k`), `is_new` if it was not there (it gets the next id).
+  uint32_t find_or_add(std::string_view w, const WordKey& k, bool& is_new) {
+    const uint16_t len = static_cast<uint16_t>(std::min<size_t>(w.size(), 0xFFFF));
+    for (size_t at = k.hash & mask_;; at = (at + 1) & mask_) {
+      Slot& s = slots_[at];
+      if (s.generation != generation_) {
+        is_new = true;
+        const uint32_t id = static_cast<uint32_t>(vocab_.size());
+        s = Slot{k.a, k.b, id, len, generation_};
+        vocab_.push_back(w);
+        keys_.push_back(k);
+        if (2 * vocab_.size() > mask_ + 1) grow();
+        return id;
+      }
+      if (s.len == len && s.a == k.a && s.b == k.b && (w.size() <= 16 || vocab_[s.id] == w)) {
+        is_new = false;
+        return s.id;
+      }
+    }
+  }
+
+ private:
+  struct Slot {
+    uint64_t a = 0, b = 0;  // WordKey (for words over 16 bytes: a is the hash)
+    uint32_t id = 0;
+    uint16_t len = 0, generation = 0;
+  };
+
+  void grow() {  // double, put the words back
+    size_t cap = 2 * (mask_ + 1);
+    if (cap > slots_.size()) slots_.resize(cap);
+    mask_ = cap - 1;
+    if (++generation_ == 0) generation_ = 1;
+    std::fill(slots_.begin(), slots_.begin() + ptrdiff_t(cap), Slot{});  // stamps of all generations go
+    for (uint32_t id = 0; id < vocab_.size(); ++id) {
+      const WordKey& k = keys_[id];
+      size_t at = k.hash & mask_;
+      while (slots_[at].generation == generation_) at = (at + 1) & mask_;
+      slots_[at] = Slot{k.a, k.b, id, static_cast<uint16_t>(std::min<size_t>(vocab_[id].size(), 0xFFFF)), generation_};
+    }
+  }
+
+  std::vector<Slot> slots_;
+  std::vector<std::string_view> vocab_;  // each word, by id
+  std::vector<WordKey> keys_;
+  size_t mask_ = 0;
+  uint16_t generation_ = 0;
+};
 
 }  // namespace
 
@@ -172,12 +245,7 @@ class NgramIndex {
     s_.counts.resize(n);
     s_.firsts.resize(n);
     s_.chars_before[0] = 0;
-    // The table starts small and doubles as the vocabulary grows: most documents have far
-    // fewer distinct words than words, and a small table stays in cache. A word is compared
-    // by its length and WordKey (its bytes, when over 16), from arrays indexed by word id.
-    s_.table.reset(std::min<size_t>(n, 512));
-    s_.vocab.clear();
-    s_.vocab_key.clear();
+    s_.words.reset(std::min<size_t>(n, 512));
     uint32_t* ids = s_.ids.data();
     uint32_t* word_ids = s_.word_ids.data();
     uint32_t* counts = s_.counts.data();
@@ -186,36 +254,12 @@ class NgramIndex {
     uint32_t vocab = 0;
     for (size_t i = 0; i < n; ++i) {
       std::string_view w = words[i];
-      const WordKey k = word_key(w);
       bool is_new;
-      auto& slot = s_.table.find(k.hash, [&](const ReusedTable::Slot& e) {
-        if (e.key != k.hash) return false;
-        const std::string_view v = s_.vocab[e.value];
-        if (v.size() != w.size()) return false;
-        if (w.size() > 16) return v == w;
-        const WordKey& vk = s_.vocab_key[e.value];
-        return vk.a == k.a && vk.b == k.b;
-      }, is_new);
-      uint32_t id;
+      const uint32_t id = s_.words.find_or_add(w, word_key(w), is_new);
       if (is_new) {
-        id = vocab++;
-        slot.key = k.hash;
-        slot.value = id;
+        vocab = id + 1;
         counts[id] = 0;
         firsts[id] = static_cast<uint32_t>(i);
-        s_.vocab.push_back(w);
-        s_.vocab_key.push_back(k);
-        if (2 * size_t(vocab) > s_.table.capacity()) {  // over half full: double, put the words back
-          s_.table.reset(2 * size_t(vocab));
-          for (uint32_t v = 0; v < vocab; ++v) {
-            bool fresh;
-            auto& e = s_.table.find(s_.vocab_key[v].hash, [](const ReusedTable::Slot&) { return false; }, fresh);
-            e.key = s_.vocab_key[v].hash;
-            e.value = v;
-          }
-        }
-      } else {
-        id = slot.value;
       }
       ids[i] = word_ids[i] = id;
       ++counts[id];
@@ -257,8 +301,9 @@ class NgramIndex {
     s_.table.reset(kept);
     uint32_t next = 0;
     for (uint32_t p : active) {
-      uint64_t h = 0;
-      for (size_t j = 0; j < n; ++j) h = mix64(h ^ word_ids[p + j]);
+      uint64_t h = 0;  // a polynomial in the ids, then mixed (the table compares the ids)
+      for (size_t j = 0; j < n; ++j) h = h * 0x9e3779b97f4a7c15ull + word_ids[p + j];
+      h = mix64(h);
       bool is_new;
       auto& slot = s_.table.find(h, [&](const ReusedTable::Slot& e) {
         return e.key == h && std::equal(word_ids + p, word_ids + p + n, word_ids + firsts[e.value]);
@@ -333,8 +378,7 @@ class NgramIndex {
   struct Scratch {
     std::vector<uint32_t> word_ids, ids, counts, firsts, active;
     std::vector<size_t> chars_before;  // code points in words[0..i)
-    std::vector<std::string_view> vocab;  // each distinct word, by id
-    std::vector<WordKey> vocab_key;       // its key
+    WordTable words;
     ReusedTable table;
   };
   static Scratch& scratch() {
