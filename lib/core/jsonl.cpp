@@ -4,8 +4,39 @@
 
 #include <cmath>
 #include <cstdio>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 namespace llmkit {
+
+namespace {
+// The first byte at or after i that is '"' or '\\', or with kEscapable any byte a JSON string
+// cannot hold as it is (also a control character, or not ASCII); s.size() if none. 16 at a time.
+template <bool kEscapable>
+size_t find_special(std::string_view s, size_t i) {
+  const size_t n = s.size();
+#ifdef __SSE2__
+  const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
+  const __m128i space = _mm_set1_epi8(0x20), zero = _mm_setzero_si128();
+  for (; i + 16 <= n; i += 16) {
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s.data() + i));
+    __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash));
+    int m = _mm_movemask_epi8(hit);
+    if (kEscapable) {  // also bytes < 0x20 (v - 0x20 saturates to 0 and v != 0x20) and >= 0x80
+      __m128i low = _mm_andnot_si128(_mm_cmpeq_epi8(v, space), _mm_cmpeq_epi8(_mm_subs_epu8(v, space), zero));
+      m |= _mm_movemask_epi8(low) | _mm_movemask_epi8(v);
+    }
+    if (m) return i + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(m)));
+  }
+#endif
+  for (; i < n; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '"' || c == '\\' || (kEscapable && (c < 0x20 || c >= 0x80))) return i;
+  }
+  return n;
+}
+}  // namespace
 
 void Document::set_raw(const std::string& key, std::string raw_json) {
   for (auto& [k, v] : updates)
@@ -75,8 +106,8 @@ void split_fields(std::string_view s, std::vector<std::pair<std::string_view, st
     while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
   };
   auto skip_string = [&] {  // at the opening quote; leaves i after the closing quote
-    for (++i; i < s.size() && s[i] != '"'; ++i)
-      if (s[i] == '\\') ++i;
+    for (i = find_special<false>(s, i + 1); i < s.size() && s[i] != '"'; i = find_special<false>(s, i + 2)) {
+    }
     ++i;
   };
   for (;;) {
@@ -236,12 +267,7 @@ size_t append_json_string(std::string& out, std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
     // Fast path: copy a run of plain ASCII that needs no escaping.
-    size_t j = i;
-    while (j < s.size()) {
-      unsigned char c = static_cast<unsigned char>(s[j]);
-      if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) break;
-      ++j;
-    }
+    size_t j = find_special<true>(s, i);
     out.append(s.data() + i, j - i);
     i = j;
     if (i >= s.size()) break;

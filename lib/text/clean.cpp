@@ -30,7 +30,8 @@ std::vector<Param> clean_params(CleanConfig& cfg) {
   return params;
 }
 
-Cleaner::Cleaner(const CleanConfig& cfg) : cfg_(cfg), extract_cfg_(cfg.extract_cfg) {
+Cleaner::Cleaner(const CleanConfig& cfg) : cfg_(cfg), extract_cfg_(cfg.extract_cfg), html_repair_cfg_(cfg.repair_cfg) {
+  html_repair_cfg_.normalize_whitespace = false;
   if (cfg.pii) pii_ = std::make_unique<text::PiiRedactor>(cfg.pii_cfg);
   if (cfg.extract) {
     extract_cfg_.max_link_density = cfg.max_link_density;
@@ -60,7 +61,9 @@ std::string Cleaner::clean(SourceDoc& sd, Stats& stats) const {
   }
   if (cfg_.repair) {
     text::RepairCounts rc;
-    text::repair_text(doc.text, cfg_.repair_cfg, rc);
+    // Extraction has normalized the whitespace of HTML text, outside <pre>, whose whitespace
+    // (code's indentation) it keeps exactly; repair must not collapse it.
+    text::repair_text(doc.text, sd.html ? html_repair_cfg_ : cfg_.repair_cfg, rc);
     if (rc.invalid_utf8) stats.add("invalid_utf8_bytes", rc.invalid_utf8);
     if (rc.ansi_escapes) stats.add("ansi_escapes_removed", rc.ansi_escapes);
     if (rc.control_chars) stats.add("control_chars_removed", rc.control_chars);

@@ -296,9 +296,14 @@ void Walker::text(std::string_view t) {
   } else {
     for (size_t i = 0; i < t.size(); ++i) {
       char c = t[i];
-      bool nbsp = c == '\xC2' && i + 1 < t.size() && t[i + 1] == '\xA0';
-      if (is_space(c) || nbsp) {
-        if (nbsp) ++i;
+      // Unicode blanks (no-break, em, ideographic spaces, ...) collapse like ASCII ones: the
+      // extracted text is whitespace-normalized here, outside <pre>, so that repair need not
+      // do it and cannot touch <pre>.
+      size_t blank = static_cast<unsigned char>(c) >= 0x80
+                         ? detail::unicode_blank_len(reinterpret_cast<const unsigned char*>(t.data() + i), t.size() - i)
+                         : 0;
+      if (is_space(c) || c == '\v' || blank) {
+        if (blank) i += blank - 1;
         pending_space_ = !cur_.text.empty() && cur_.text.back() != '\n';
         continue;
       }
@@ -328,6 +333,10 @@ void Walker::flush() {
   size_t b = 0, e = s.size();
   while (b < e && is_space(s[b])) ++b;
   while (e > b && is_space(s[e - 1])) --e;
+  // <pre> keeps its whitespace exactly: only its leading blank lines and trailing whitespace
+  // go, so the first line keeps its indentation ("    x = 0").
+  if (kind_ == BlockKind::pre)
+    while (b > 0 && s[b - 1] != '\n') --b;
   if (b < e) {
     s = s.substr(b, e - b);
     cur_.kind = kind_;

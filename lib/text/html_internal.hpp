@@ -13,7 +13,8 @@ namespace llmkit::text::detail {
 enum class BlockKind : unsigned char { text, heading, list_item, pre, table_cell, table_row };
 
 struct Block {
-  std::string text;          // whitespace-collapsed (kept as is in <pre>), trimmed
+  std::string text;          // whitespace-collapsed, trimmed; in <pre> exactly as written
+                             // but for leading blank lines and trailing whitespace
   size_t weight = 0;         // code points, CJK counted as 3
   size_t link_weight = 0;    // the part of `weight` inside <a href>
   BlockKind kind = BlockKind::text;
@@ -28,6 +29,11 @@ struct Range {
 size_t weighted_length(std::string_view utf8);
 
 std::string collapse_whitespace(std::string_view s);
+
+// Length of a Unicode blank (other than ' ' and '\t') starting at p, else 0: U+00A0, U+1680,
+// U+2000..U+200A, U+202F, U+205F, U+3000 (unicode.cpp; the blanks repair's
+// normalize_whitespace collapses).
+size_t unicode_blank_len(const unsigned char* p, size_t left);
 
 // Drops start tags nested deeper than max_depth (and as many end tags after them) from `html`
 // into `out`; returns false, leaving `out` alone, when nothing is that deep.

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 
 #include "quality_rules.hpp"
@@ -41,6 +42,8 @@ class ReusedTable {
       generation_ = 1;
     }
   }
+
+  size_t capacity() const { return mask_ + 1; }
 
   // The slot holding `key` (hashed as `hash`) if `same(slot)` finds it, else the free slot
   // where it goes (generation != current, so `is_new` says which).
@@ -77,14 +80,108 @@ uint64_t mix64(uint64_t x) {  // a bijective finaliser (splitmix64), so distinct
 
 uint64_t hash_bytes(std::string_view s) { return XXH3_64bits(s.data(), s.size()); }
 
-// a == b, without a call to memcmp for the short strings that words are.
-bool same_bytes(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  if (a.size() > 16) return a == b;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (a[i] != b[i]) return false;
-  return true;
+// A word of up to 16 bytes as two 64-bit numbers that determine it (with its length): two
+// overlapping loads that together cover every byte; and a hash of them. Longer words hash
+// with XXH3 and compare as bytes.
+struct WordKey {
+  uint64_t a = 0, b = 0, hash = 0;
+};
+WordKey word_key(std::string_view w) {
+  const char* p = w.data();
+  const size_t n = w.size();
+  WordKey k;
+  if (n > 16) {
+    k.hash = k.a = XXH3_64bits(p, n);
+    return k;
+  }
+  if (n >= 8) {
+    std::memcpy(&k.a, p, 8);
+    std::memcpy(&k.b, p + n - 8, 8);
+  } else if (n >= 4) {
+    uint32_t x, y;
+    std::memcpy(&x, p, 4);
+    std::memcpy(&y, p + n - 4, 4);
+    k.a = x;
+    k.b = y;
+  } else if (n > 0) {
+    k.a = uint64_t(uint8_t(p[0])) | uint64_t(uint8_t(p[n / 2])) << 8 | uint64_t(uint8_t(p[n - 1])) << 16;
+  }
+  k.hash = mix64(k.a ^ mix64(k.b + n * 0x9e3779b97f4a7c15ull));
+  return k;
 }
+
+// The word ids of a document: an open-addressing table whose slots hold a word's WordKey and
+// length, so that finding a word touches one slot (words over 16 bytes are compared as bytes,
+// through `vocab`). Reused from document to document like ReusedTable; it starts small and
+// doubles as the vocabulary grows, since most documents have far fewer distinct words than
+// words and a small table stays in cache.
+class WordTable {
+ public:
+  // Empty, with room for `n` words at a load of at most 1/2.
+  void reset(size_t n) {
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    if (cap > slots_.size()) {
+      slots_.assign(cap, Slot{});
+      generation_ = 0;
+    }
+    mask_ = cap - 1;
+    if (++generation_ == 0) {  // wrapped: old stamps could look current
+      std::fill(slots_.begin(), slots_.end(), Slot{});
+      generation_ = 1;
+    }
+    vocab_.clear();
+    keys_.clear();
+  }
+
+  // The id of word `w` (key `k`), `is_new` if it was not there (it gets the next id).
+  uint32_t find_or_add(std::string_view w, const WordKey& k, bool& is_new) {
+    const uint16_t len = static_cast<uint16_t>(std::min<size_t>(w.size(), 0xFFFF));
+    for (size_t at = k.hash & mask_;; at = (at + 1) & mask_) {
+      Slot& s = slots_[at];
+      if (s.generation != generation_) {
+        is_new = true;
+        const uint32_t id = static_cast<uint32_t>(vocab_.size());
+        s = Slot{k.a, k.b, id, len, generation_};
+        vocab_.push_back(w);
+        keys_.push_back(k);
+        if (2 * vocab_.size() > mask_ + 1) grow();
+        return id;
+      }
+      if (s.len == len && s.a == k.a && s.b == k.b && (w.size() <= 16 || vocab_[s.id] == w)) {
+        is_new = false;
+        return s.id;
+      }
+    }
+  }
+
+ private:
+  struct Slot {
+    uint64_t a = 0, b = 0;  // WordKey (for words over 16 bytes: a is the hash)
+    uint32_t id = 0;
+    uint16_t len = 0, generation = 0;
+  };
+
+  void grow() {  // double, put the words back
+    size_t cap = 2 * (mask_ + 1);
+    if (cap > slots_.size()) slots_.resize(cap);
+    mask_ = cap - 1;
+    if (++generation_ == 0) generation_ = 1;
+    std::fill(slots_.begin(), slots_.begin() + ptrdiff_t(cap), Slot{});  // stamps of all generations go
+    for (uint32_t id = 0; id < vocab_.size(); ++id) {
+      const WordKey& k = keys_[id];
+      size_t at = k.hash & mask_;
+      while (slots_[at].generation == generation_) at = (at + 1) & mask_;
+      slots_[at] = Slot{k.a, k.b, id, static_cast<uint16_t>(std::min<size_t>(vocab_[id].size(), 0xFFFF)), generation_};
+    }
+  }
+
+  std::vector<Slot> slots_;
+  std::vector<std::string_view> vocab_;  // each word, by id
+  std::vector<WordKey> keys_;
+  size_t mask_ = 0;
+  uint16_t generation_ = 0;
+};
 
 }  // namespace
 
@@ -139,7 +236,8 @@ namespace {
 // at; the others hold an n-gram that occurs once and needs no id.
 class NgramIndex {
  public:
-  explicit NgramIndex(const std::vector<std::string_view>& words) : words_(words), s_(scratch()) {
+  explicit NgramIndex(const GopherWords& gw) : words_(gw.words), s_(scratch()) {
+    const std::vector<std::string_view>& words = gw.words;
     const size_t n = words.size();
     s_.ids.resize(n);
     s_.word_ids.resize(n);
@@ -147,30 +245,85 @@ class NgramIndex {
     s_.counts.resize(n);
     s_.firsts.resize(n);
     s_.chars_before[0] = 0;
-    s_.vocab.clear();
-    s_.vocab_chars.clear();
-    s_.table.reset(n);
+    s_.words.reset(std::min<size_t>(n, 512));
+    uint32_t* ids = s_.ids.data();
+    uint32_t* word_ids = s_.word_ids.data();
+    uint32_t* counts = s_.counts.data();
+    uint32_t* firsts = s_.firsts.data();
+    size_t* chars_before = s_.chars_before.data();
+    uint32_t vocab = 0;
     for (size_t i = 0; i < n; ++i) {
       std::string_view w = words[i];
-      uint64_t h = hash_bytes(w);
       bool is_new;
-      auto& slot = s_.table.find(h, [&](const ReusedTable::Slot& e) { return e.key == h && same_bytes(s_.vocab[e.value], w); }, is_new);
+      const uint32_t id = s_.words.find_or_add(w, word_key(w), is_new);
       if (is_new) {
-        slot.key = h;
-        slot.value = static_cast<uint32_t>(s_.vocab.size());
-        s_.counts[slot.value] = 0;
-        s_.firsts[slot.value] = static_cast<uint32_t>(i);
-        s_.vocab.push_back(w);
-        s_.vocab_chars.push_back(count_code_points_fast(w));  // once per distinct word
+        vocab = id + 1;
+        counts[id] = 0;
+        firsts[id] = static_cast<uint32_t>(i);
       }
-      s_.ids[i] = s_.word_ids[i] = slot.value;
-      ++s_.counts[slot.value];
-      s_.chars_before[i + 1] = s_.chars_before[i] + s_.vocab_chars[slot.value];
+      ids[i] = word_ids[i] = id;
+      ++counts[id];
+      chars_before[i + 1] = chars_before[i] + gw.chars[i];
     }
-    distinct_ = s_.vocab.size();
+    distinct_ = vocab;
     s_.active.clear();
     for (size_t i = 0; i < n; ++i)
-      if (s_.counts[s_.ids[i]] > 1) s_.active.push_back(static_cast<uint32_t>(i));
+      if (counts[ids[i]] > 1) s_.active.push_back(static_cast<uint32_t>(i));
+    for (uint32_t id = 0; id < vocab; ++id) {
+      max_count_ = std::max<size_t>(max_count_, counts[id]);
+      max_word_mass_ = std::max<size_t>(max_word_mass_, size_t(counts[id]) * gw.chars[firsts[id]]);
+    }
+  }
+
+  // Of the words: the highest count, and the highest count times characters of one word.
+  size_t max_count() const { return max_count_; }
+  size_t max_word_mass() const { return max_word_mass_; }
+
+  // From words (n = 1) straight to n-grams for n = `to` > 1, without the levels between: an
+  // n-gram can repeat only where all its n words repeat, so only those positions are looked
+  // at, keyed by their n word ids (compared exactly with the n-gram's first occurrence).
+  void jump_to(size_t to) {
+    const size_t n = to;
+    uint32_t* ids = s_.ids.data();
+    const uint32_t* word_ids = s_.word_ids.data();
+    uint32_t* counts = s_.counts.data();
+    uint32_t* firsts = s_.firsts.data();
+    std::vector<uint32_t>& active = s_.active;
+    // Candidates: positions p with p .. p+n-1 all repeated words.
+    size_t kept = 0;
+    for (size_t a = 0; a < active.size();) {
+      size_t b = a + 1;
+      while (b < active.size() && active[b] == active[b - 1] + 1) ++b;
+      for (size_t k = a; k + n <= b; ++k) active[kept++] = active[k];  // active[k] .. active[k]+n-1 in the run
+      a = b;
+    }
+    active.resize(kept);
+    s_.table.reset(kept);
+    uint32_t next = 0;
+    for (uint32_t p : active) {
+      uint64_t h = 0;  // a polynomial in the ids, then mixed (the table compares the ids)
+      for (size_t j = 0; j < n; ++j) h = h * 0x9e3779b97f4a7c15ull + word_ids[p + j];
+      h = mix64(h);
+      bool is_new;
+      auto& slot = s_.table.find(h, [&](const ReusedTable::Slot& e) {
+        return e.key == h && std::equal(word_ids + p, word_ids + p + n, word_ids + firsts[e.value]);
+      }, is_new);
+      if (is_new) {
+        slot.key = h;
+        slot.value = next;
+        counts[next] = 0;
+        firsts[next] = p;
+        ++next;
+      }
+      ids[p] = slot.value;
+      ++counts[slot.value];
+    }
+    kept = 0;
+    for (uint32_t p : active)
+      if (counts[ids[p]] > 1) active[kept++] = p;
+    active.resize(kept);
+    distinct_ = next;
+    n_ = n;
   }
 
   size_t size() const { return words_.size(); }
@@ -225,8 +378,7 @@ class NgramIndex {
   struct Scratch {
     std::vector<uint32_t> word_ids, ids, counts, firsts, active;
     std::vector<size_t> chars_before;  // code points in words[0..i)
-    std::vector<std::string_view> vocab;  // of each word id
-    std::vector<size_t> vocab_chars;      // code points of each word id
+    WordTable words;
     ReusedTable table;
   };
   static Scratch& scratch() {
@@ -237,6 +389,7 @@ class NgramIndex {
   const std::vector<std::string_view>& words_;
   Scratch& s_;
   size_t n_ = 1, distinct_ = 0;
+  size_t max_count_ = 0, max_word_mass_ = 0;
 };
 
 // datatrove find_top_duplicate(get_n_grams(words, n)): characters of the most frequent n-gram
@@ -284,8 +437,49 @@ size_t all_duplicate_chars(const NgramIndex& ix) {
   return repeated;
 }
 
-std::string gopher_repetition(std::string_view text, const std::vector<std::string_view>& words,
-                              const QualityConfig& cfg) {
+// Whether a duplicated n-gram rule for n > ix.n() can still fire, from a bound on what the
+// index at its current level c = ix.n() already knows; when none can, the index need not
+// grow further (the bound only skips rules that cannot fire, so the decisions are those of
+// growing all the way to n = 10). A repeated m-gram (m > c) at q contains repeated c-grams at
+// q .. q+m-c, so it lies in a run of consecutive repeated c-gram positions of length
+// L >= m-c+1; find_all_duplicate counts characters of repeated m-grams only, which lie in the
+// words [s, s+L-1+c) of such runs [s, s+L).
+bool dup_rules_could_fire(const NgramIndex& ix, double text_chars, const QualityThresholds& cfg) {
+  const size_t c = ix.n();
+  const auto& pos = ix.repeated_positions();
+  double covered[11] = {0};  // covered[m]: characters in the spans of runs long enough for m
+  for (size_t a = 0; a < pos.size();) {
+    size_t b = a + 1;
+    while (b < pos.size() && pos[b] == pos[b - 1] + 1) ++b;
+    const size_t len = b - a;
+    const double span = double(ix.chars(pos[a], len - 1 + c));
+    for (size_t m = std::max<size_t>(c + 1, 5); m <= 10 && len >= m - c + 1; ++m) covered[m] += span;
+    a = b;
+  }
+  for (size_t m = std::max<size_t>(c + 1, 5); m <= 10; ++m)
+    if (covered[m] / text_chars > cfg.dup_n_grams[m - 5]) return true;
+  return false;
+}
+
+// Whether a top n-gram rule (n = 2..4) can fire, from the words alone. The most frequent
+// n-gram (w1 .. wn) occurs at most as often as each of its words, so its characters times its
+// count, count * (chars(w1) + ... + chars(wn) + n-1), are at most n times the largest
+// count * chars of a word plus n-1 times the largest count; or, when no n-gram repeats, the
+// first n-gram's characters. For most documents this rules all three out, and the index goes
+// straight to 5-grams.
+bool top_rules_could_fire(const NgramIndex& ix, double text_chars, const QualityThresholds& cfg) {
+  for (size_t n = 2; n <= 4; ++n) {
+    if (ix.size() < n) continue;  // no n-grams: the rule is skipped
+    double bound = double(n * ix.max_word_mass() + (n - 1) * ix.max_count());
+    bound = std::max(bound, double(ix.chars(0, n) + n - 1));
+    if (bound / text_chars > cfg.top_n_grams[n - 2]) return true;
+  }
+  return false;
+}
+
+std::string gopher_repetition(std::string_view text, const TextLines& text_lines,
+                              const std::vector<const char*>& soft, const GopherWords& words,
+                              const QualityThresholds& cfg) {
   double text_chars = static_cast<double>(count_code_points_fast(text));
   if (text_chars == 0) return "";  // datatrove divides by len(text); the quality rules drop it
 
@@ -297,7 +491,8 @@ std::string gopher_repetition(std::string_view text, const std::vector<std::stri
   if (cfg.dup_para_char_frac && double(para.chars) / text_chars > cfg.dup_para_char_frac)
     return "dup_para_char_frac";
 
-  split_on_newline_runs_into(text, 1, parts);  // re.split("\n+", text)
+  newline_runs_from(text_lines, parts);        // re.split("\n+", text)
+  merge_soft_breaks(parts, soft);              // a wrapped paragraph is one line
   DupCount line = find_duplicates(parts);
   if (cfg.dup_line_frac && double(line.elements) / double(parts.size()) > cfg.dup_line_frac)
     return "dup_line_frac";
@@ -305,16 +500,22 @@ std::string gopher_repetition(std::string_view text, const std::vector<std::stri
     return "dup_line_char_frac";
 
   NgramIndex ix(words);
-  for (size_t k = 0; k < 3; ++k) {
-    size_t n = k + 2;
-    ix.grow();
-    if (ix.size() < n) continue;  // no n-grams
-    if (double(top_ngram_chars(ix)) / text_chars > cfg.top_n_grams[k])
-      return "top_" + std::to_string(n) + "_gram";
+  if (top_rules_could_fire(ix, text_chars, cfg)) {
+    for (size_t k = 0; k < 3; ++k) {
+      size_t n = k + 2;
+      ix.grow();
+      if (ix.size() < n) continue;  // no n-grams
+      if (double(top_ngram_chars(ix)) / text_chars > cfg.top_n_grams[k])
+        return "top_" + std::to_string(n) + "_gram";
+    }
   }
   for (size_t k = 0; k < 6; ++k) {
     size_t n = k + 5;
-    ix.grow();
+    if (!dup_rules_could_fire(ix, text_chars, cfg)) return "";
+    if (ix.n() == 1)
+      ix.jump_to(5);
+    else
+      ix.grow();
     if (double(all_duplicate_chars(ix)) / text_chars > cfg.dup_n_grams[k])
       return "duplicated_" + std::to_string(n) + "_n_grams";
   }
@@ -327,58 +528,9 @@ bool is_english(std::string_view lang) {
   return lang.empty() || lang.substr(0, lang.find_first_of("-_")) == "en";
 }
 
-// Stop words of the Gopher rule (>= min_stop_words occurrences, case-sensitive as in
-// datatrove). llmkit: Gopher's English list cannot match Chinese or Japanese, so those get the
-// most frequent function words of the language, which any running prose repeats many times
-// while menus, lists and titles do not. Korean particles are written inside the word
-// (학교에서), so whole-word matching cannot find them; Korean and every other language that
-// is neither English nor unknown skip the rule, as a rule on English words would drop them all.
-const std::vector<std::string_view>* stop_words_for(std::string_view lang) {
-  static const std::vector<std::string_view> en = {"the", "be", "to", "of", "and", "that", "have", "with"};
-  static const std::vector<std::string_view> zh = {"的", "了", "是", "在", "和", "也", "不", "有", "就", "都"};
-  static const std::vector<std::string_view> ja = {"の", "に", "は", "を", "が", "で", "と", "た", "て", "も"};
-  std::string_view base = lang.substr(0, lang.find_first_of("-_"));
-  if (is_english(lang)) return &en;
-  if (base == "zh") return &zh;
-  if (base == "ja") return &ja;
-  return nullptr;
-}
-
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 bool ends_with(std::string_view s, std::string_view p) {
   return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
-}
-
-// What gopher_quality needs of one word: whether some character is not punctuation, its
-// length in characters, whether some character is a letter.
-struct WordStats {
-  bool non_punct = false, alpha = false;
-  size_t chars = 0;
-};
-
-WordStats word_stats(std::string_view w) {
-  WordStats st;
-  size_t i = 0;
-  const size_t n = w.size();
-  uint8_t any_class = 0, all_class = 0xFF;
-  while (i < n) {
-    unsigned char b = static_cast<unsigned char>(w[i]);
-    if (b < 0x80) {
-      uint8_t k = ascii::kClass[b];
-      any_class |= k;
-      all_class &= k;
-      ++i;
-      ++st.chars;
-      continue;
-    }
-    char32_t c = next_code_point_multibyte(w, i);
-    ++st.chars;
-    if (!st.non_punct && !is_datatrove_punctuation(c)) st.non_punct = true;
-    if (!st.alpha && is_alpha(c)) st.alpha = true;
-  }
-  if (st.chars > 0 && !(all_class & ascii::kPunct)) st.non_punct = true;  // an ASCII non-punctuation
-  if (any_class & ascii::kAlpha) st.alpha = true;
-  return st;
 }
 
 bool starts_with_bullet(std::string_view line) {
@@ -398,9 +550,11 @@ bool starts_with_bullet(std::string_view line) {
 }
 
 // The line rules: bullets (lines starting with • or -) and lines ending with an ellipsis.
-std::string gopher_line_rules(std::string_view text, const QualityConfig& cfg) {
+std::string gopher_line_rules(std::string_view text, const TextLines& text_lines,
+                              const std::vector<const char*>& soft, const QualityThresholds& cfg) {
   thread_local std::vector<std::string_view> lines;
-  py_splitlines_into(text, lines);
+  splitlines_from(text, text_lines, lines);
+  merge_soft_breaks(lines, soft);
   if (lines.empty()) return "";  // datatrove divides by len(lines)
   size_t bullets = 0, ellipsis_ends = 0;
   for (std::string_view line : lines) {
@@ -416,56 +570,76 @@ std::string gopher_line_rules(std::string_view text, const QualityConfig& cfg) {
   return "";
 }
 
-std::string gopher_quality(std::string_view text, const std::vector<std::string_view>& words,
-                           std::string_view lang, const QualityConfig& cfg) {
-  // Word counts and the mean length use the words that are not all punctuation; the alpha
-  // ratio counts words with a letter. One pass over the words computes both.
-  size_t n_real = 0, real_chars = 0, alpha_words = 0;
+// Distinct stop words among the words, counted up to `enough`. The Gopher paper asks for "at
+// least two of the following English words", so a word counts once however often it comes.
+// llmkit: a whitespace word is matched without the punctuation at its ends ("the," "(with"),
+// still case-sensitively as in datatrove.
+size_t count_stop_words(const std::vector<std::string_view>& words, const std::vector<std::string>& stop_words,
+                        size_t enough) {
+  size_t longest = 0;
+  for (const auto& s : stop_words) longest = std::max(longest, s.size());
+  uint64_t found = 0;  // bit k: stop_words[k] seen (the lists have fewer than 64 words)
+  size_t n_found = 0;
   for (std::string_view w : words) {
-    WordStats st = word_stats(w);
-    if (st.non_punct) {
-      ++n_real;
-      real_chars += st.chars;
+    if (w.size() > longest + 8) continue;  // too long even with punctuation around it
+    w = trim_punctuation(w);
+    if (w.size() > longest || w.empty()) continue;
+    for (size_t k = 0; k < stop_words.size() && k < 64; ++k) {
+      if (w != stop_words[k]) continue;
+      if (!(found >> k & 1)) {
+        found |= uint64_t(1) << k;
+        if (++n_found >= enough) return n_found;
+      }
+      break;
     }
-    alpha_words += st.alpha;
   }
-  if (cfg.min_doc_words && double(n_real) < cfg.min_doc_words) return "short_doc";
-  if (cfg.max_doc_words && double(n_real) > cfg.max_doc_words) return "long_doc";
+  return n_found;
+}
 
-  if (n_real > 0) {  // np.mean of nothing is NaN, which fails no comparison
-    bool cjk = is_cjk_language(lang);
-    double lo = cjk ? cfg.cjk_min_avg_word_length : cfg.min_avg_word_length;
-    double hi = cjk ? cfg.cjk_max_avg_word_length : cfg.max_avg_word_length;
-    double mean = double(real_chars) / double(n_real);
-    // llmkit: one reason for both bounds (datatrove: below_/above_avg_threshold).
-    if ((lo && mean < lo) || (hi && mean > hi)) return "mean_word_length";
-  }
+// Every rule counts Gopher's words (split_gopher_words: whitespace-delimited, or ICU's word
+// segments for zh/ja/ko), all of them: the document length, the mean word length, the '#' and
+// ellipsis ratios, the share of words with a letter. datatrove instead counts the tokens of a
+// word tokenizer, which makes every comma and bracket a "word" without a letter, so English
+// prose with ordinary punctuation fell under the 80% alphabetic threshold.
+std::string gopher_quality(std::string_view text, const TextLines& text_lines,
+                           const std::vector<const char*>& soft, const GopherWords& gw,
+                           const QualityThresholds& cfg, bool stop_words_apply) {
+  const std::vector<std::string_view>& words = gw.words;
+  const size_t chars = gw.total_chars, alpha_words = gw.alpha_words;
+  const double n_words = static_cast<double>(words.size());
+  if (cfg.min_doc_words && n_words < cfg.min_doc_words) return "short_doc";
+  if (cfg.max_doc_words && n_words > cfg.max_doc_words) return "long_doc";
   if (words.empty()) return "";  // the ratios below divide by the word count
 
-  // The symbol, alpha and stop-word ratios divide by all words, punctuation included.
-  double n_words = static_cast<double>(words.size());
+  double mean = double(chars) / n_words;
+  // llmkit: one reason for both bounds (datatrove: below_/above_avg_threshold).
+  if ((cfg.min_avg_word_length && mean < cfg.min_avg_word_length) ||
+      (cfg.max_avg_word_length && mean > cfg.max_avg_word_length))
+    return "mean_word_length";
+
   if (cfg.max_symbol_word_ratio && double(count_substring(text, "#")) / n_words > cfg.max_symbol_word_ratio)
     return "too_many_hashes";
   double ellipses = double(count_substring(text, "...") + count_substring(text, "…"));
   if (cfg.max_symbol_word_ratio && ellipses / n_words > cfg.max_symbol_word_ratio)
     return "too_many_ellipsis";
 
-  if (std::string r = gopher_line_rules(text, cfg); !r.empty()) return r;
+  if (std::string r = gopher_line_rules(text, text_lines, soft, cfg); !r.empty()) return r;
 
   if (cfg.max_non_alpha_words_ratio && double(alpha_words) / n_words < cfg.max_non_alpha_words_ratio)
     return "below_alpha_threshold";
 
-  const auto* stop_words = stop_words_for(lang);
-  if (cfg.min_stop_words && stop_words) {
-    size_t longest = 0;
-    for (std::string_view s : *stop_words) longest = std::max(longest, s.size());
-    size_t hits = std::count_if(words.begin(), words.end(), [&](std::string_view w) {
-      return w.size() <= longest && std::find(stop_words->begin(), stop_words->end(), w) != stop_words->end();
-    });
+  if (cfg.min_stop_words > 0 && stop_words_apply && !cfg.stop_words.empty()) {
+    size_t enough = static_cast<size_t>(std::ceil(cfg.min_stop_words));
     // llmkit: "too_few_stop_words"; datatrove calls this reason gopher_enough_stop_words.
-    if (double(hits) < cfg.min_stop_words) return "too_few_stop_words";
+    if (double(count_stop_words(words, cfg.stop_words, enough)) < cfg.min_stop_words) return "too_few_stop_words";
   }
   return "";
+}
+
+bool c4_rules_off(const QualityThresholds& t) {
+  return !t.filter_no_terminal_punct && !t.remove_citations && t.min_num_sentences == -1 &&
+         t.min_words_per_line == -1 && t.max_word_length == -1 && !t.filter_lorem_ipsum &&
+         !t.filter_javascript && !t.filter_curly_bracket && !t.filter_policy;
 }
 
 }  // namespace
@@ -473,76 +647,127 @@ std::string gopher_quality(std::string_view text, const std::vector<std::string_
 // ---- the pipeline -------------------------------------------------------------------------------
 
 std::string check_quality(std::string& text, std::string_view lang, const QualityConfig& cfg) {
-  // Decide the language once; "und" (undetermined, non-CJK) stops split_words from scanning
-  // the text for CJK again on every call.
-  std::string eff = effective_language(text, lang);
-  std::string seg_lang = eff.empty() ? "und" : eff;
-  // The words are split once and shared by the stages (views into `text`, in a buffer reused
-  // from document to document).
-  thread_local std::vector<std::string_view> words;
-  bool have_words = false;
-  auto get_words = [&]() -> const std::vector<std::string_view>& {
-    if (!have_words) split_words_into(text, seg_lang, words);
+  // Decide the language once: it chooses the thresholds and how words are found.
+  const std::string eff = effective_language(text, lang);
+  const QualityThresholds* own = cfg.thresholds_for(eff);
+  const QualityThresholds& t = own ? *own : cfg;
+  const bool cjk = is_cjk_language(eff);
+  // The default stop words are Gopher's English ones: for another language without its own
+  // thresholds the rule would drop every document, so it is skipped.
+  const bool stop_words_apply = own != nullptr || is_english(eff);
+  // Which line breaks are a filler's (hard_wrap.cpp), and Gopher's words, found once and
+  // shared by the stages (in buffers reused from document to document); the same pass counts
+  // the tokenizer's words for FineWeb. CJK words are found in the text with its wrapped lines
+  // joined, since a filler may break a Chinese line inside a word.
+  thread_local TextLines lines;
+  thread_local std::vector<const char*> soft;
+  thread_local GopherWords words;
+  thread_local std::string joined;
+  size_t icu_segments = 0;
+  bool have_lines = false, have_words = false;
+  // The text's lines and soft breaks, found once for every stage (again after C4 rewrites).
+  auto get_lines = [&]() -> const TextLines& {
+    if (!have_lines) {
+      split_text_lines(text, lines);
+      find_soft_breaks(lines, soft);
+    }
+    have_lines = true;
+    return lines;
+  };
+  auto get_words = [&]() -> const GopherWords& {
+    if (have_words) return words;
+    std::string_view source = text;
+    get_lines();
+    if (cjk && !soft.empty()) {
+      join_soft_breaks(text, soft, joined);
+      source = joined;
+    }
+    icu_segments = 0;
+    split_gopher_words_counted(source, cjk, words, &icu_segments);
     have_words = true;
     return words;
   };
 
-  if (cfg.gopher_repetition)
-    if (std::string r = gopher_repetition(text, get_words(), cfg); !r.empty()) return "gopher_repetition:" + r;
-  if (cfg.gopher_quality)
-    if (std::string r = gopher_quality(text, get_words(), eff, cfg); !r.empty()) return "gopher_quality:" + r;
-  if (cfg.c4) {
-    bool changed = false;
-    if (std::string r = c4_quality(text, eff, cfg, changed); !r.empty()) return "c4:" + r;
-    if (changed) have_words = false;  // the views pointed into the old text
+  if (cfg.gopher_repetition) {
+    const TextLines& l = get_lines();
+    if (std::string r = gopher_repetition(text, l, soft, get_words(), t); !r.empty())
+      return "gopher_repetition:" + r;
   }
-  if (cfg.fineweb)
-    if (std::string r = fineweb_quality(text, get_words(), eff, cfg); !r.empty()) return "fineweb:" + r;
+  if (cfg.gopher_quality) {
+    const TextLines& l = get_lines();
+    if (std::string r = gopher_quality(text, l, soft, get_words(), t, stop_words_apply); !r.empty())
+      return "gopher_quality:" + r;
+  }
+  if (cfg.c4 && !c4_rules_off(t)) {
+    bool changed = false;
+    const TextLines& l = get_lines();
+    if (std::string r = c4_quality(text, l, soft, cjk ? nullptr : &get_words(), eff, t, changed); !r.empty())
+      return "c4:" + r;
+    if (changed) have_lines = have_words = false;  // they pointed into the old text
+  }
+  if (cfg.fineweb) {
+    TokenizerWords tw;
+    if (cjk) {
+      get_words();
+      tw.at_least = icu_segments;
+    } else {
+      tw.whitespace_words = &get_words().words;
+      tw.at_least = words.words.size();
+    }
+    const TextLines& l = get_lines();
+    if (std::string r = fineweb_quality(text, l, soft, tw, eff, t); !r.empty()) return "fineweb:" + r;
+  }
   return "";
 }
 
-std::vector<Param> quality_params(QualityConfig& c) {
-  std::vector<Param> p = {
-      {"gopher_repetition.dup_line_frac", &c.dup_line_frac, "max fraction of duplicate lines (0: off)"},
-      {"gopher_repetition.dup_para_frac", &c.dup_para_frac, "max fraction of duplicate paragraphs (0: off)"},
-      {"gopher_repetition.dup_line_char_frac", &c.dup_line_char_frac, "max share of characters in duplicate lines (0: off)"},
-      {"gopher_repetition.dup_para_char_frac", &c.dup_para_char_frac, "max share of characters in duplicate paragraphs (0: off)"},
+namespace {
+
+void add_threshold_params(QualityThresholds& c, const std::string& prefix, std::vector<Param>& p) {
+  auto add = [&](const std::string& name, double* value, const std::string& help) {
+    p.push_back({prefix + name, value, help});
   };
+  add("gopher_repetition.dup_line_frac", &c.dup_line_frac, "max fraction of duplicate lines (0: off)");
+  add("gopher_repetition.dup_para_frac", &c.dup_para_frac, "max fraction of duplicate paragraphs (0: off)");
+  add("gopher_repetition.dup_line_char_frac", &c.dup_line_char_frac, "max share of characters in duplicate lines (0: off)");
+  add("gopher_repetition.dup_para_char_frac", &c.dup_para_char_frac, "max share of characters in duplicate paragraphs (0: off)");
   for (int n = 2; n <= 4; ++n)
-    p.push_back({"gopher_repetition.top_" + std::to_string(n) + "_grams", &c.top_n_grams[n - 2],
-                 "max share of characters in the most frequent " + std::to_string(n) + "-gram"});
+    add("gopher_repetition.top_" + std::to_string(n) + "_grams", &c.top_n_grams[n - 2],
+        "max share of characters in the most frequent " + std::to_string(n) + "-gram");
   for (int n = 5; n <= 10; ++n)
-    p.push_back({"gopher_repetition.dup_" + std::to_string(n) + "_grams", &c.dup_n_grams[n - 5],
-                 "max share of characters in repeated " + std::to_string(n) + "-grams"});
-  std::vector<Param> rest = {
-      {"gopher_quality.min_doc_words", &c.min_doc_words, "min words that are not punctuation (0: off)"},
-      {"gopher_quality.max_doc_words", &c.max_doc_words, "max words that are not punctuation (0: off)"},
-      {"gopher_quality.min_avg_word_length", &c.min_avg_word_length, "min mean word length, characters (0: off)"},
-      {"gopher_quality.max_avg_word_length", &c.max_avg_word_length, "max mean word length, characters (0: off)"},
-      {"gopher_quality.cjk_min_avg_word_length", &c.cjk_min_avg_word_length, "min mean word length for zh/ja/ko (0: off)"},
-      {"gopher_quality.cjk_max_avg_word_length", &c.cjk_max_avg_word_length, "max mean word length for zh/ja/ko (0: off)"},
-      {"gopher_quality.max_symbol_word_ratio", &c.max_symbol_word_ratio, "max '#' or ellipses per word (0: off)"},
-      {"gopher_quality.max_bullet_lines_ratio", &c.max_bullet_lines_ratio, "max fraction of lines starting with a bullet (0: off)"},
-      {"gopher_quality.max_ellipsis_lines_ratio", &c.max_ellipsis_lines_ratio, "max fraction of lines ending with an ellipsis (0: off)"},
-      {"gopher_quality.max_non_alpha_words_ratio", &c.max_non_alpha_words_ratio, "min fraction of words with a letter (0: off)"},
-      {"gopher_quality.min_stop_words", &c.min_stop_words, "min stop words (0: off)"},
-      {"c4.filter_no_terminal_punct", &c.filter_no_terminal_punct, "1: drop lines without terminal punctuation"},
-      {"c4.remove_citations", &c.remove_citations, "1: remove [1], [edit], [citation needed]"},
-      {"c4.min_num_sentences", &c.min_num_sentences, "min sentences after line removal (-1: off)"},
-      {"c4.min_words_per_line", &c.min_words_per_line, "drop lines with fewer words (-1: off)"},
-      {"c4.max_word_length", &c.max_word_length, "drop lines with a longer word, characters (-1: off)"},
-      {"c4.filter_lorem_ipsum", &c.filter_lorem_ipsum, "1: drop documents with \"lorem ipsum\""},
-      {"c4.filter_javascript", &c.filter_javascript, "1: drop lines with \"javascript\""},
-      {"c4.filter_curly_bracket", &c.filter_curly_bracket, "1: drop documents with '{'"},
-      {"c4.filter_policy", &c.filter_policy, "1: drop lines about cookies, terms of use, privacy policy"},
-      {"fineweb.line_punct_thr", &c.line_punct_thr, "min fraction of lines ending in terminal punctuation"},
-      {"fineweb.line_punct_exclude_zero", &c.line_punct_exclude_zero, "1: keep documents where no line ends so"},
-      {"fineweb.short_line_thr", &c.short_line_thr, "max fraction of short lines"},
-      {"fineweb.short_line_length", &c.short_line_length, "a short line has at most this many characters"},
-      {"fineweb.char_duplicates_ratio", &c.char_duplicates_ratio, "max share of characters in duplicate lines"},
-      {"fineweb.new_line_ratio", &c.new_line_ratio, "max newlines per word"},
-  };
-  p.insert(p.end(), rest.begin(), rest.end());
+    add("gopher_repetition.dup_" + std::to_string(n) + "_grams", &c.dup_n_grams[n - 5],
+        "max share of characters in repeated " + std::to_string(n) + "-grams");
+  add("gopher_quality.min_doc_words", &c.min_doc_words, "min words (0: off)");
+  add("gopher_quality.max_doc_words", &c.max_doc_words, "max words (0: off)");
+  add("gopher_quality.min_avg_word_length", &c.min_avg_word_length, "min mean word length, characters (0: off)");
+  add("gopher_quality.max_avg_word_length", &c.max_avg_word_length, "max mean word length, characters (0: off)");
+  add("gopher_quality.max_symbol_word_ratio", &c.max_symbol_word_ratio, "max '#' or ellipses per word (0: off)");
+  add("gopher_quality.max_bullet_lines_ratio", &c.max_bullet_lines_ratio, "max fraction of lines starting with a bullet (0: off)");
+  add("gopher_quality.max_ellipsis_lines_ratio", &c.max_ellipsis_lines_ratio, "max fraction of lines ending with an ellipsis (0: off)");
+  add("gopher_quality.max_non_alpha_words_ratio", &c.max_non_alpha_words_ratio, "min fraction of words with a letter (0: off)");
+  add("gopher_quality.min_stop_words", &c.min_stop_words, "min distinct stop words (0: off)");
+  add("c4.filter_no_terminal_punct", &c.filter_no_terminal_punct, "1: drop lines without terminal punctuation");
+  add("c4.remove_citations", &c.remove_citations, "1: remove [1], [edit], [citation needed]");
+  add("c4.min_num_sentences", &c.min_num_sentences, "min sentences after line removal (-1: off)");
+  add("c4.min_words_per_line", &c.min_words_per_line, "drop lines with fewer words (-1: off)");
+  add("c4.max_word_length", &c.max_word_length, "drop lines with a longer word, characters (-1: off)");
+  add("c4.filter_lorem_ipsum", &c.filter_lorem_ipsum, "1: drop documents with \"lorem ipsum\"");
+  add("c4.filter_javascript", &c.filter_javascript, "1: drop lines with \"javascript\"");
+  add("c4.filter_curly_bracket", &c.filter_curly_bracket, "1: drop documents with '{'");
+  add("c4.filter_policy", &c.filter_policy, "1: drop lines about cookies, terms of use, privacy policy");
+  add("fineweb.line_punct_thr", &c.line_punct_thr, "min fraction of lines ending in terminal punctuation");
+  add("fineweb.line_punct_exclude_zero", &c.line_punct_exclude_zero, "1: keep documents where no line ends so");
+  add("fineweb.short_line_thr", &c.short_line_thr, "max fraction of short lines (1: off)");
+  add("fineweb.short_line_length", &c.short_line_length, "a short line has at most this many characters");
+  add("fineweb.char_duplicates_ratio", &c.char_duplicates_ratio, "max share of characters in duplicate lines");
+  add("fineweb.new_line_ratio", &c.new_line_ratio, "max newlines per word");
+}
+
+}  // namespace
+
+std::vector<Param> quality_params(QualityConfig& c) {
+  std::vector<Param> p;
+  add_threshold_params(c, "", p);
+  for (auto& l : c.languages) add_threshold_params(l.thresholds, l.lang + ".", p);
   return p;
 }
 

@@ -23,11 +23,13 @@ bool is_blank(std::string_view line) {
 }
 }  // namespace
 
-std::string fineweb_quality(std::string_view text, const std::vector<std::string_view>& words,
-                            std::string_view lang, const QualityConfig& cfg) {
+std::string fineweb_quality(std::string_view text, const TextLines& text_lines, const std::vector<const char*>& soft,
+                            const TokenizerWords& words, std::string_view lang, const QualityThresholds& cfg) {
   thread_local std::vector<std::string_view> lines;  // text.split("\n") without the blank ones
-  split_on_newline_runs_into(text, 0, lines);
-  const size_t newlines = lines.size() - 1;  // count_substring(text, "\n")
+  lines = text_lines.newline;
+  const size_t all_newlines = lines.size() - 1;  // count_substring(text, "\n")
+  merge_soft_breaks(lines, soft);                // a wrapped paragraph is one line
+  const size_t newlines = lines.size() - 1;      // those that end a line
   lines.erase(std::remove_if(lines.begin(), lines.end(), is_blank), lines.end());
   if (lines.empty()) return "empty";
   const double n_lines = static_cast<double>(lines.size());
@@ -44,12 +46,17 @@ std::string fineweb_quality(std::string_view text, const std::vector<std::string
     return "line_punct_ratio";
   if (double(short_lines) / n_lines > cfg.short_line_thr) return "short_line_ratio";
 
-  double chars_without_newlines = double(count_code_points_fast(text) - newlines);
+  double chars_without_newlines = double(count_code_points_fast(text) - all_newlines);
   if (double(find_duplicates(lines).chars) / chars_without_newlines > cfg.char_duplicates_ratio)
     return "char_dup_ratio";
 
-  // A non-blank line always yields a word, so words is not empty here.
-  if (!words.empty() && double(newlines) / double(words.size()) > cfg.new_line_ratio) return "list_ratio";
+  // FineWeb's words are its word tokenizer's (datatrove split_into_words: punctuation marks are
+  // words), as FineWeb and FineWeb-2 measured this ratio. A non-blank line always yields one.
+  // The count is needed only when the lower bound leaves the ratio over the threshold.
+  if (words.at_least > 0 && double(newlines) / double(words.at_least) > cfg.new_line_ratio) {
+    size_t n = words.count();
+    if (double(newlines) / double(n) > cfg.new_line_ratio) return "list_ratio";
+  }
   return "";
 }
 

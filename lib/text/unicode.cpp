@@ -2,11 +2,19 @@
 
 #include <array>
 #include <cstring>
+#include <vector>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include <unicode/bytestream.h>
 #include <unicode/normalizer2.h>
+#include <unicode/uchar.h>
+#include <unicode/unorm2.h>
 
 #include "llmkit/jsonl.hpp"
+#include "llmkit/words.hpp"
+#include "html_internal.hpp"
 
 namespace llmkit::text {
 
@@ -50,18 +58,42 @@ namespace {
 bool control_lead(unsigned char c) {
   return (c < 0x20 && c != '\n' && c != '\t') || c == 0x7F || c == 0xC2 || c == 0xEF;
 }
+
+// The first byte at or after `i` for which control_lead() holds, or n; 16 bytes at a time.
+size_t next_control_lead(const unsigned char* p, size_t i, size_t n) {
+#ifdef __SSE2__
+  const __m128i space = _mm_set1_epi8(0x20), nl = _mm_set1_epi8('\n'), tab = _mm_set1_epi8('\t');
+  const __m128i del = _mm_set1_epi8(0x7F), c2 = _mm_set1_epi8(static_cast<char>(0xC2));
+  const __m128i ef = _mm_set1_epi8(static_cast<char>(0xEF)), zero = _mm_setzero_si128();
+  for (; i + 16 <= n; i += 16) {
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    // bytes < 0x20 (unsigned): max(v, 0x20) != v, i.e. v - 0x20 saturates to 0 and v != 0x20
+    __m128i low = _mm_andnot_si128(_mm_cmpeq_epi8(v, space), _mm_cmpeq_epi8(_mm_subs_epu8(v, space), zero));
+    low = _mm_andnot_si128(_mm_or_si128(_mm_cmpeq_epi8(v, nl), _mm_cmpeq_epi8(v, tab)), low);
+    __m128i hit = _mm_or_si128(low, _mm_or_si128(_mm_cmpeq_epi8(v, del),
+                                                 _mm_or_si128(_mm_cmpeq_epi8(v, c2), _mm_cmpeq_epi8(v, ef))));
+    if (int m = _mm_movemask_epi8(hit)) return i + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(m)));
+  }
+#endif
+  while (i < n && !control_lead(p[i])) ++i;
+  return i;
+}
 }  // namespace
 
 size_t strip_control_chars(std::string& text) {
-  // Fast path: most documents have nothing to remove; find the first candidate byte.
+  // Most documents have nothing to remove: runs between candidate bytes are found 16 bytes at
+  // a time and moved as a whole.
   const size_t n = text.size();
-  size_t i = 0;
-  while (i < n && !control_lead(static_cast<unsigned char>(text[i]))) ++i;
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  size_t i = next_control_lead(p, 0, n);
   size_t removed = 0, w = i;
   while (i < n) {
     unsigned char c = static_cast<unsigned char>(text[i]);
     if (!control_lead(c)) {
-      text[w++] = text[i++];
+      size_t j = next_control_lead(p, i + 1, n);
+      if (w != i) std::memmove(text.data() + w, text.data() + i, j - i);
+      w += j - i;
+      i = j;
       continue;
     }
     if (c == '\r') {  // \r\n -> \n, lone \r -> \n
@@ -92,20 +124,57 @@ size_t strip_control_chars(std::string& text) {
   return removed;
 }
 
+namespace {
+// Characters of the BMP that no normalization to `form` changes or moves, whatever surrounds
+// them: quick check Yes (so none composes with the character before it) and combining class
+// 0 (so none is reordered). Text made of them alone is in the form (UAX #15's quick check).
+// Taken from ICU's own properties once, so it cannot disagree with ICU.
+std::vector<bool> make_inert(UProperty quick_check) {
+  std::vector<bool> inert(0x10000);
+  for (UChar32 c = 0; c < 0x10000; ++c)
+    inert[size_t(c)] = u_getIntPropertyValue(c, quick_check) == UNORM_YES && u_getCombiningClass(c) == 0;
+  return inert;
+}
+
+bool all_inert(std::string_view text, Normalization form) {
+  auto table = [](Normalization f) -> const std::vector<bool>& {  // built on first use
+    if (f == Normalization::nfc) {
+      static const std::vector<bool> nfc = make_inert(UCHAR_NFC_QUICK_CHECK);
+      return nfc;
+    }
+    static const std::vector<bool> nfkc = make_inert(UCHAR_NFKC_QUICK_CHECK);
+    return nfkc;
+  };
+  const std::vector<bool>& inert = table(form);
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    while (i + 8 <= n) {  // ASCII is inert: eight bytes at a time
+      uint64_t v;
+      std::memcpy(&v, text.data() + i, 8);
+      if (v & 0x8080808080808080ull) break;
+      i += 8;
+    }
+    if (i >= n) break;
+    if (static_cast<unsigned char>(text[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    char32_t c = next_code_point_multibyte(text, i);
+    if (c >= 0x10000 || !inert[c]) return false;
+  }
+  return true;
+}
+}  // namespace
+
 bool normalize_unicode(std::string& text, Normalization form) {
   if (form == Normalization::none) return false;
   UErrorCode status = U_ZERO_ERROR;
   const icu::Normalizer2* norm = form == Normalization::nfc ? icu::Normalizer2::getNFCInstance(status)
                                                             : icu::Normalizer2::getNFKCInstance(status);
   if (U_FAILURE(status)) return false;
-  // Pure ASCII is already in every normalisation form: skip ICU entirely (the common case).
-  bool ascii = true;
-  for (unsigned char c : text)
-    if (c >= 0x80) {
-      ascii = false;
-      break;
-    }
-  if (ascii) return false;
+  // Text whose characters are all inert (below) is already in the form: skip ICU entirely
+  // (the common case: ASCII, and most Latin, CJK and punctuation).
+  if (all_inert(text, form)) return false;
   icu::StringPiece sp(text.data(), static_cast<int32_t>(text.size()));
   if (norm->isNormalizedUTF8(sp, status) && U_SUCCESS(status)) return false;
   status = U_ZERO_ERROR;
@@ -119,19 +188,32 @@ bool normalize_unicode(std::string& text, Normalization form) {
   return changed;
 }
 
-namespace {
-// Length of a Unicode blank (other than ' ' and '\t') starting at p, else 0:
-// U+00A0, U+1680, U+2000..U+200A, U+202F, U+205F, U+3000.
-size_t unicode_blank_len(const unsigned char* p, size_t left) {
+size_t detail::unicode_blank_len(const unsigned char* p, size_t left) {
   if (left >= 2 && p[0] == 0xC2 && p[1] == 0xA0) return 2;
   if (left < 3) return 0;
   if (p[0] == 0xE1 && p[1] == 0x9A && p[2] == 0x80) return 3;
-  if (p[0] == 0xE2 && p[1] == 0x80 && (p[2] <= 0x8A || p[2] == 0xAF)) return 3;
+  if (p[0] == 0xE2 && p[1] == 0x80 && ((p[2] >= 0x80 && p[2] <= 0x8A) || p[2] == 0xAF)) return 3;
   if (p[0] == 0xE2 && p[1] == 0x81 && p[2] == 0x9F) return 3;
   if (p[0] == 0xE3 && p[1] == 0x80 && p[2] == 0x80) return 3;
   return 0;
 }
+
+#ifdef __SSE2__
+namespace {
+// normalize_whitespace's special bytes among 16: ' ', '\t' .. '\r', and the bytes that may
+// start a Unicode blank (C2, E1, E2, E3), as a 16-bit mask.
+uint32_t whitespace_special(__m128i v) {
+  const __m128i c09 = _mm_set1_epi8(0x09), four = _mm_set1_epi8(4);
+  __m128i d = _mm_sub_epi8(v, c09);
+  __m128i m = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(' ')), _mm_cmpeq_epi8(_mm_min_epu8(d, four), d));
+  m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(static_cast<char>(0xC2))),
+                                   _mm_cmpeq_epi8(v, _mm_set1_epi8(static_cast<char>(0xE1)))));
+  m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(static_cast<char>(0xE2))),
+                                   _mm_cmpeq_epi8(v, _mm_set1_epi8(static_cast<char>(0xE3)))));
+  return uint32_t(_mm_movemask_epi8(m));
+}
 }  // namespace
+#endif
 
 void normalize_whitespace(std::string& text) {
   // One pass, in place (the output is never longer): blanks collapse to one space, lines are
@@ -158,7 +240,7 @@ void normalize_whitespace(std::string& text) {
     }
     size_t blank = (c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r')
                        ? 1
-                       : (special[c] ? unicode_blank_len(p + i, n - i) : 0);
+                       : (special[c] ? detail::unicode_blank_len(p + i, n - i) : 0);
     if (blank) {
       pending_space = true;
       i += blank;
@@ -178,6 +260,20 @@ void normalize_whitespace(std::string& text) {
     // plain bytes (the common case) stays inside the run.
     size_t j = i + 1;
     for (;;) {
+#ifdef __SSE2__
+      // 16 bytes at a time: the run ends at a special byte other than a space before a
+      // plain byte.
+      for (; j + 17 <= n; j += 16) {
+        __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + j));
+        __m128i next = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + j + 1));
+        uint32_t space = uint32_t(_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(' '))));
+        uint32_t end = whitespace_special(v) & ~(space & ~whitespace_special(next));
+        if (end) {
+          j += static_cast<size_t>(__builtin_ctz(end));
+          break;
+        }
+      }
+#endif
       while (j < n && !special[p[j]]) ++j;
       if (j + 1 < n && p[j] == ' ' && !special[p[j + 1]]) {
         j += 2;

@@ -11,6 +11,9 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "quality_rules.hpp"
 
@@ -113,8 +116,51 @@ std::string_view py_rstrip(std::string_view s) {
 
 std::string_view py_strip(std::string_view s) { return py_rstrip(py_lstrip(s)); }
 
+bool only_newline_breaks(std::string_view s) {
+  // The line breaks of str.splitlines() other than '\n': \v \f \r \x1c \x1d \x1e (bytes
+  // 0x0B-0x0D, 0x1C-0x1E), U+0085 (C2 85), U+2028 and U+2029 (E2 80 A8/A9). Bytes that may
+  // start one are found 16 at a time, then checked.
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  auto breaks_at = [&](size_t i) {
+    unsigned char b = p[i];
+    if ((b >= 0x0B && b <= 0x0D) || (b >= 0x1C && b <= 0x1E)) return true;
+    if (b == 0xC2) return i + 1 < n && p[i + 1] == 0x85;
+    if (b == 0xE2) return i + 2 < n && p[i + 1] == 0x80 && (p[i + 2] == 0xA8 || p[i + 2] == 0xA9);
+    return false;
+  };
+  size_t i = 0;
+#ifdef __SSE2__
+  const __m128i c0b = _mm_set1_epi8(0x0B), c1c = _mm_set1_epi8(0x1C), two = _mm_set1_epi8(2);
+  const __m128i c2 = _mm_set1_epi8(static_cast<char>(0xC2)), e2 = _mm_set1_epi8(static_cast<char>(0xE2));
+  for (; i + 16 <= n; i += 16) {
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    __m128i a = _mm_sub_epi8(v, c0b), b = _mm_sub_epi8(v, c1c);  // in range: 0..2 unsigned
+    __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(a, two), a), _mm_cmpeq_epi8(_mm_min_epu8(b, two), b));
+    hit = _mm_or_si128(hit, _mm_or_si128(_mm_cmpeq_epi8(v, c2), _mm_cmpeq_epi8(v, e2)));
+    for (unsigned m = static_cast<unsigned>(_mm_movemask_epi8(hit)); m; m &= m - 1)
+      if (breaks_at(i + static_cast<size_t>(__builtin_ctz(m)))) return false;
+  }
+#endif
+  for (; i < n; ++i)
+    if (breaks_at(i)) return false;
+  return true;
+}
+
 void py_splitlines_into(std::string_view s, std::vector<std::string_view>& lines) {
   lines.clear();
+  if (only_newline_breaks(s)) {  // the common case: split at each '\n' (memchr)
+    size_t start = 0;
+    while (start < s.size()) {
+      const void* nl = std::memchr(s.data() + start, '\n', s.size() - start);
+      if (!nl) break;
+      size_t at = static_cast<size_t>(static_cast<const char*>(nl) - s.data());
+      lines.push_back(s.substr(start, at - start));
+      start = at + 1;
+    }
+    if (start < s.size()) lines.push_back(s.substr(start));
+    return;
+  }
   size_t start = 0, i = 0;
   const size_t n = s.size();
   while (i < n) {
@@ -134,6 +180,28 @@ void py_splitlines_into(std::string_view s, std::vector<std::string_view>& lines
     start = i;
   }
   if (start < n) lines.push_back(s.substr(start));
+}
+
+void split_text_lines(std::string_view text, TextLines& out) {
+  split_on_newline_runs_into(text, 0, out.newline);
+  out.only_newlines = only_newline_breaks(text);
+}
+
+void splitlines_from(std::string_view text, const TextLines& lines, std::vector<std::string_view>& out) {
+  if (!lines.only_newlines) {
+    py_splitlines_into(text, out);
+    return;
+  }
+  // str.splitlines() gives no empty last line for a text that ends with a break (or is empty).
+  out.assign(lines.newline.begin(), lines.newline.end());
+  if (!out.empty() && out.back().empty()) out.pop_back();
+}
+
+void newline_runs_from(const TextLines& lines, std::vector<std::string_view>& out) {
+  const auto& nl = lines.newline;
+  out.clear();
+  for (size_t k = 0; k < nl.size(); ++k)
+    if (!nl[k].empty() || k == 0 || k + 1 == nl.size()) out.push_back(nl[k]);
 }
 
 std::vector<std::string_view> py_splitlines(std::string_view s) {
@@ -286,7 +354,13 @@ icu::BreakIterator* thread_word_iterator() {
   return it.get();
 }
 
-void split_icu(std::string_view text, std::vector<std::string_view>& words) {
+// ICU's segments of `text`, each trimmed of whitespace. Those left non-empty go to `segments`
+// (and are counted in `n_segments`, which is not reset) when it is given (the tokenizer's words: punctuation marks are words of their own, as
+// datatrove's jieba/spaCy tokenizers return them); those ICU tags as words (rule status
+// letter, number, kana or ideograph, not UBRK_WORD_NONE: spaces, punctuation, symbols) go to
+// `words` when it is given.
+void split_icu(std::string_view text, std::vector<std::string_view>* segments, std::vector<std::string_view>* words,
+               size_t* n_segments = nullptr) {
   icu::BreakIterator* it = thread_word_iterator();
   if (!it) return;
   UErrorCode status = U_ZERO_ERROR;
@@ -299,12 +373,56 @@ void split_icu(std::string_view text, std::vector<std::string_view>& words) {
     for (int32_t end = it->next(); end != icu::BreakIterator::DONE; start = end, end = it->next()) {
       // Trimmed: ICU keeps a combining mark with the space before it (rule WB4), " \u0301".
       std::string_view seg = py_strip(text.substr(static_cast<size_t>(start), static_cast<size_t>(end - start)));
-      if (!seg.empty()) words.push_back(seg);
+      if (seg.empty()) continue;
+      if (segments) segments->push_back(seg);
+      if (n_segments) ++*n_segments;
+      if (words && it->getRuleStatus() >= UBRK_WORD_NONE_LIMIT) words->push_back(seg);
     }
   }
   // Detach the iterator from the text before the UText goes away.
   it->setText(icu::UnicodeString());
   utext_close(ut);
+}
+
+// Python str.split(): the runs of non-whitespace characters. `plain`, when given, gets one
+// flag per word: true when the word is ASCII letters and digits only, so that the tokenizer
+// (split_latin) would keep it whole.
+void split_whitespace(std::string_view text, std::vector<std::string_view>& words, std::vector<uint8_t>* plain) {
+  const size_t n = text.size();
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  size_t i = 0;
+  for (;;) {
+    // Skip whitespace to the start of a chunk.
+    for (;;) {
+      if (i >= n) return;
+      if (p[i] < 0x80) {
+        if (!(ascii::kClass[p[i]] & ascii::kSpace)) break;
+        ++i;
+      } else {
+        size_t j = i;
+        if (!py_isspace_any(next_code_point_multibyte(text, j))) break;
+        i = j;
+      }
+    }
+    // The chunk runs to the next whitespace.
+    size_t start = i;
+    bool is_plain = true;
+    while (i < n) {
+      if (p[i] < 0x80) {
+        uint8_t k = ascii::kClass[p[i]];
+        if (k & ascii::kSpace) break;
+        is_plain = is_plain && (k & (ascii::kAlpha | ascii::kDigit));
+        ++i;
+      } else {
+        size_t j = i;
+        if (py_isspace_any(next_code_point_multibyte(text, j))) break;
+        is_plain = false;
+        i = j;
+      }
+    }
+    words.push_back(text.substr(start, i - start));
+    if (plain) plain->push_back(is_plain);
+  }
 }
 
 // ---- the non-CJK tokenizer (see the comment on split_words in words.hpp) -----------------
@@ -433,53 +551,42 @@ void split_chunk(std::string_view chunk, std::vector<std::string_view>& out) {
 }
 
 void split_latin(std::string_view text, std::vector<std::string_view>& words) {
-  const size_t n = text.size();
-  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
-  size_t i = 0;
-  for (;;) {
-    // Skip whitespace to the start of a chunk.
-    for (;;) {
-      if (i >= n) return;
-      if (p[i] < 0x80) {
-        if (!(ascii::kClass[p[i]] & ascii::kSpace)) break;
-        ++i;
-      } else {
-        size_t j = i;
-        if (!py_isspace_any(next_code_point_multibyte(text, j))) break;
-        i = j;
-      }
-    }
-    // The chunk runs to the next whitespace. One of ASCII letters and digits only (most
-    // words) is a word as it stands: no punctuation to split off, no apostrophe of a clitic.
-    size_t start = i;
-    bool plain = true;
-    while (i < n) {
-      if (p[i] < 0x80) {
-        uint8_t k = ascii::kClass[p[i]];
-        if (k & ascii::kSpace) break;
-        plain = plain && (k & (ascii::kAlpha | ascii::kDigit));
-        ++i;
-      } else {
-        size_t j = i;
-        if (py_isspace_any(next_code_point_multibyte(text, j))) break;
-        plain = false;
-        i = j;
-      }
-    }
-    if (plain)
-      words.push_back(text.substr(start, i - start));
+  // A chunk of ASCII letters and digits only (most words) is a word as it stands: no
+  // punctuation to split off, no apostrophe of a clitic.
+  thread_local std::vector<std::string_view> chunks;
+  thread_local std::vector<uint8_t> plain;
+  chunks.clear();
+  plain.clear();
+  split_whitespace(text, chunks, &plain);
+  for (size_t k = 0; k < chunks.size(); ++k) {
+    if (plain[k])
+      words.push_back(chunks[k]);
     else
-      split_chunk(text.substr(start, i - start), words);
+      split_chunk(chunks[k], words);
   }
 }
 
 }  // namespace
 
+std::string_view trim_punctuation(std::string_view w) {
+  while (!w.empty()) {
+    size_t j = 0;
+    if (!is_edge_punct(next_code_point(w, j))) break;
+    w.remove_prefix(j);
+  }
+  while (!w.empty()) {
+    size_t start = prev_boundary(w, w.size()), j = start;
+    if (!is_edge_punct(next_code_point(w, j)) || j != w.size()) break;
+    w.remove_suffix(w.size() - start);
+  }
+  return w;
+}
+
 void split_words_into(std::string_view text, std::string_view lang, std::vector<std::string_view>& out) {
   out.clear();
   std::string eff = effective_language(text, lang);
   if (is_cjk_language(eff))
-    split_icu(text, out);
+    split_icu(text, &out, nullptr);
   else
     split_latin(text, out);
 }
@@ -488,6 +595,214 @@ std::vector<std::string_view> split_words(std::string_view text, std::string_vie
   std::vector<std::string_view> words;
   split_words_into(text, lang, words);
   return words;
+}
+
+void split_gopher_words_into(std::string_view text, bool cjk, std::vector<std::string_view>& out,
+                             size_t* icu_segments) {
+  out.clear();
+  if (cjk) {
+    split_icu(text, nullptr, &out, icu_segments);
+    return;
+  }
+  split_whitespace(text, out, nullptr);
+}
+
+namespace {
+
+// The code points of a word with non-ASCII bytes, and whether it holds a letter.
+__attribute__((noinline)) uint32_t decode_word(std::string_view w, bool& alpha) {
+  for (size_t i = 0; i < w.size() && !alpha;) {
+    if (static_cast<unsigned char>(w[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    alpha = is_alpha(next_code_point_multibyte(w, i));
+  }
+  return static_cast<uint32_t>(count_code_points_fast(w));
+}
+
+// A word's code points and whether it holds a letter, given whether some byte is an ASCII
+// letter and whether some is not ASCII: only words with non-ASCII bytes are decoded.
+inline void count_word(std::string_view w, bool ascii_letter, bool non_ascii, GopherWords& out) {
+  bool alpha = ascii_letter;
+  uint32_t chars = non_ascii ? decode_word(w, alpha) : static_cast<uint32_t>(w.size());
+  out.words.push_back(w);
+  out.chars.push_back(chars);
+  out.total_chars += chars;
+  out.alpha_words += alpha;
+}
+
+// The length of a Python whitespace character other than ASCII at p (U+0085, U+00A0, U+1680,
+// U+2000..U+200A, U+2028, U+2029, U+202F, U+205F, U+3000), else 0.
+size_t unicode_space_len(const unsigned char* p, size_t left) {
+  if (left >= 2 && p[0] == 0xC2) return p[1] == 0x85 || p[1] == 0xA0 ? 2 : 0;
+  if (left < 3) return 0;
+  if (p[0] == 0xE1) return p[1] == 0x9A && p[2] == 0x80 ? 3 : 0;
+  if (p[0] == 0xE2 && p[1] == 0x80) return (p[2] >= 0x80 && p[2] <= 0x8A) || p[2] == 0xA8 || p[2] == 0xA9 || p[2] == 0xAF ? 3 : 0;
+  if (p[0] == 0xE2) return p[1] == 0x81 && p[2] == 0x9F ? 3 : 0;
+  if (p[0] == 0xE3) return p[1] == 0x80 && p[2] == 0x80 ? 3 : 0;
+  return 0;
+}
+
+#ifdef __SSE2__
+// Bit i of each mask is byte i of the 64 at p: Python whitespace (ASCII only), ASCII letter,
+// not ASCII, a byte that may start a non-ASCII space (C2, E1, E2, E3).
+struct BlockMasks {
+  uint64_t space = 0, letter = 0, high = 0, lead = 0;
+};
+
+BlockMasks block_masks(const unsigned char* p) {
+  const __m128i sp = _mm_set1_epi8(0x20), c09 = _mm_set1_epi8(0x09), c1c = _mm_set1_epi8(0x1C);
+  const __m128i four = _mm_set1_epi8(4), three = _mm_set1_epi8(3), lower = _mm_set1_epi8(0x20);
+  const __m128i ca = _mm_set1_epi8('a'), c25 = _mm_set1_epi8(25);
+  const __m128i c2 = _mm_set1_epi8(static_cast<char>(0xC2)), e1 = _mm_set1_epi8(static_cast<char>(0xE1));
+  const __m128i e2 = _mm_set1_epi8(static_cast<char>(0xE2)), e3 = _mm_set1_epi8(static_cast<char>(0xE3));
+  BlockMasks m;
+  for (int k = 0; k < 4; ++k) {
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * k));
+    auto at_most = [](__m128i x, __m128i limit) { return _mm_cmpeq_epi8(_mm_min_epu8(x, limit), x); };
+    __m128i space = _mm_or_si128(_mm_cmpeq_epi8(v, sp),
+                                 _mm_or_si128(at_most(_mm_sub_epi8(v, c09), four), at_most(_mm_sub_epi8(v, c1c), three)));
+    __m128i letter = at_most(_mm_sub_epi8(_mm_or_si128(v, lower), ca), c25);  // bytes >= 0x80 fall outside
+    __m128i lead = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, c2), _mm_cmpeq_epi8(v, e1)),
+                                _mm_or_si128(_mm_cmpeq_epi8(v, e2), _mm_cmpeq_epi8(v, e3)));
+    const int shift = 16 * k;
+    m.space |= uint64_t(uint32_t(_mm_movemask_epi8(space))) << shift;
+    m.letter |= uint64_t(uint32_t(_mm_movemask_epi8(letter))) << shift;
+    m.high |= uint64_t(uint32_t(_mm_movemask_epi8(v))) << shift;
+    m.lead |= uint64_t(uint32_t(_mm_movemask_epi8(lead))) << shift;
+  }
+  return m;
+}
+#endif
+
+}  // namespace
+
+void split_whitespace_counted(std::string_view text, GopherWords& out) {
+  out.words.clear();
+  out.chars.clear();
+  out.total_chars = out.alpha_words = 0;
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+#ifdef __SSE2__
+  // 64 bytes at a time: a mask of the whitespace bytes, whose 0-to-1 and 1-to-0 steps are the
+  // words' ends and starts; whether a word has an ASCII letter or a non-ASCII byte is read off
+  // the masks of those, so only words with non-ASCII bytes are looked at again.
+  size_t start = 0;                  // of the open word
+  bool in_word = false, letter = false, high = false;  // the open word's, so far
+  uint64_t carried_space = 0;        // bytes of a multi-byte space that spill into the next block
+  unsigned char tail[64];
+  for (size_t base = 0; base < n; base += 64) {
+    const size_t len = std::min<size_t>(64, n - base);
+    const unsigned char* b = p + base;
+    if (len < 64) {  // the last block, padded with bytes that are none of the classes
+      std::memset(tail, 'x', sizeof tail);
+      std::memcpy(tail, b, len);
+      b = tail;
+    }
+    BlockMasks m = block_masks(b);
+    const uint64_t valid = len == 64 ? ~uint64_t(0) : (uint64_t(1) << len) - 1;
+    uint64_t space = (m.space | carried_space) & valid;
+    carried_space = 0;
+    for (uint64_t lead = m.lead & valid; lead; lead &= lead - 1) {
+      size_t i = static_cast<size_t>(__builtin_ctzll(lead));
+      size_t k = unicode_space_len(p + base + i, n - base - i);
+      for (size_t j = i; j < i + k; ++j) {
+        if (j < 64) space |= uint64_t(1) << j;
+        else carried_space |= uint64_t(1) << (j - 64);
+      }
+    }
+    // Bit i of `starts`: byte i begins a word (not space, after a space or the text's start);
+    // of `ends`: byte i is the space after a word.
+    const uint64_t before_space = (space << 1) | (in_word ? 0 : 1);
+    const uint64_t starts = ~space & before_space & valid, ends = space & ~before_space & valid;
+    uint64_t from = 0;  // the open word's bits in this block begin here (as a mask below them)
+    for (uint64_t events = starts | ends; events; events &= events - 1) {
+      const size_t i = static_cast<size_t>(__builtin_ctzll(events));
+      const uint64_t below = (uint64_t(1) << i) - 1;
+      if (starts >> i & 1) {
+        start = base + i;
+        in_word = true;
+        letter = high = false;
+        from = below;
+      } else {
+        const uint64_t range = below & ~from;
+        letter = letter || (m.letter & range);
+        high = high || (m.high & range);
+        count_word(text.substr(start, base + i - start), letter, high, out);
+        in_word = false;
+      }
+    }
+    if (in_word) {  // the word goes on into the next block
+      const uint64_t range = valid & ~from;
+      letter = letter || (m.letter & range);
+      high = high || (m.high & range);
+    }
+  }
+  if (in_word) count_word(text.substr(start), letter, high, out);
+#else
+  thread_local std::vector<std::string_view> words;
+  words.clear();
+  split_whitespace(text, words, nullptr);
+  for (std::string_view w : words) {
+    bool letter = false, high = false;
+    for (char c : w) {
+      unsigned char u = static_cast<unsigned char>(c);
+      high = high || u >= 0x80;
+      letter = letter || (u < 0x80 && (ascii::kClass[u] & ascii::kAlpha));
+    }
+    count_word(w, letter, high, out);
+  }
+#endif
+}
+
+void split_gopher_words_counted(std::string_view text, bool cjk, GopherWords& out, size_t* icu_segments) {
+  if (!cjk) {
+    split_whitespace_counted(text, out);
+    return;
+  }
+  split_gopher_words_into(text, true, out.words, icu_segments);
+  out.chars.clear();
+  out.total_chars = out.alpha_words = 0;
+  for (std::string_view w : out.words) {
+    uint32_t chars = static_cast<uint32_t>(count_code_points_fast(w));
+    bool alpha = false;
+    for (size_t i = 0; i < w.size() && !alpha;) alpha = is_alpha(next_code_point(w, i));
+    out.chars.push_back(chars);
+    out.total_chars += chars;
+    out.alpha_words += alpha;
+  }
+}
+
+size_t count_split_words(const std::vector<std::string_view>& whitespace_words) {
+  // One word for a chunk of ASCII letters and digits (split_latin keeps it whole), else
+  // split_chunk's pieces.
+  thread_local std::vector<std::string_view> pieces;
+  size_t count = 0;
+  for (std::string_view w : whitespace_words) {
+    bool plain = true;
+    for (char c : w) {
+      unsigned char b = static_cast<unsigned char>(c);
+      if (b >= 0x80 || !(ascii::kClass[b] & (ascii::kAlpha | ascii::kDigit))) {
+        plain = false;
+        break;
+      }
+    }
+    if (plain) {
+      ++count;
+      continue;
+    }
+    pieces.clear();
+    split_chunk(w, pieces);
+    count += pieces.size();
+  }
+  return count;
+}
+
+std::vector<std::string_view> split_gopher_words(std::string_view text, std::string_view lang) {
+  GopherWords gw;  // the rules' own splitter (split_whitespace_counted for non-CJK text)
+  split_gopher_words_counted(text, is_cjk_language(effective_language(text, lang)), gw, nullptr);
+  return std::move(gw.words);
 }
 
 }  // namespace llmkit::text

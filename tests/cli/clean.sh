@@ -22,6 +22,12 @@ run llm-clean --list-params
 expect_rc 0; expect_out_contains "gopher_quality.min_doc_words"; expect_out_contains "fineweb.line_punct_thr"
 run llm-clean --list-params -P gopher_quality.min_doc_words=77
 expect_out_contains "77"
+# zh, ja and ko have their own thresholds (FineWeb-2's), set with -P LANG.NAME=VALUE
+run llm-clean --list-params
+expect_out_contains "zh.fineweb.line_punct_thr                    0.106"
+run llm-clean --list-params -P zh.fineweb.line_punct_thr=0.25
+expect_out_contains "zh.fineweb.line_punct_thr                    0.25 "
+expect_out_contains "ja.fineweb.line_punct_thr                    0.096"
 
 # The sample: good English and Chinese kept, spam and short dropped, PII redacted.
 run llm-clean --stats stats.json --rejected rej.jsonl -o out.jsonl "$DATA/jsonl/sample.jsonl"
@@ -124,6 +130,16 @@ run llm-clean --no-quality "$DATA/html/article.html" "$DATA/html/gbk.html" "$DAT
 expect_rc 0 "html"
 expect_eq "$(jsonl "$T/out" 'd["id"].split("/")[-1]' | tr '\n' ' ')" "article.html gbk.html cp1252.html " "html ids"
 expect_eq "$(jsonl "$T/out" '"title" in d and "\ufffd" not in d["text"]' | sort -u)" "True" "titles, clean charsets"
+# Code in documentation keeps its whitespace: <pre> exactly through extraction and repair, and
+# the indentation of the lines the C4 rules keep.
+run llm-clean --no-quality --no-pii "$DATA/html/code.html"
+expect_rc 0 "code page"
+expect_eq "$(jsonl "$T/out" 'd["text"]' | grep -c '^    x = 0$')" "1" "first line of <pre> indented"
+expect_eq "$(jsonl "$T/out" 'repr(d["text"])' | grep -cF "\\n    x = 0\\n    while x < self.size:\\n\\t# a tab, as some editors still write it\\n        x += self.step\\n    return x\\n")" "1" "<pre> exactly"
+expect_eq "$(jsonl "$T/out" 'repr(d["text"])' | grep -cF "station     height   time\\nKingsbridge   4.25   06:12")" "1" "aligned columns"
+run llm-clean --no-pii "$DATA/html/code.html"
+expect_rc 0 "code page, quality rules"
+expect_eq "$(jsonl "$T/out" 'repr(d["text"])' | grep -cF "\\n    if reading.height > limit:\\n        count += 1\\n")" "1" "C4 keeps indentation"
 run llm-clean --no-quality --stats w.json "$DATA/warc/sample.warc.gz"
 expect_rc 0 "warc.gz"
 expect_eq "$(jsonl "$T/out" 'd["url"]' | head -1)" "http://example.com/tide-mills" "WARC target URI"

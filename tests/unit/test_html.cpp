@@ -82,6 +82,32 @@ TEST_CASE("html: article page keeps the body and drops page furniture", "[html]"
   CHECK(t.back() != '\n');
 }
 
+TEST_CASE("html: <pre> keeps its whitespace exactly, first line's indentation too", "[html]") {
+  // A Sphinx-style documentation page: syntax-highlighted <pre> inside <div class="highlight">.
+  auto r = extract_main_text(fixture("code.html"));
+  const std::string& t = r.text;
+  CHECK(contains(t, "the loop ends:\n\ncount = 0\nfor reading in table:\n    if reading.height > limit:\n"
+                    "        count += 1\n\nprint(count, \"readings over the limit\")\n\nA method"));
+  // The page shows "    x = 0": the block's first line is indented, a tab is a tab.
+  CHECK(contains(t, "belongs:\n\n    x = 0\n    while x < self.size:\n\t# a tab, as some editors still write it\n"
+                    "        x += self.step\n    return x\n\nWhen a reading"));
+  CHECK(contains(t, "station     height   time\nKingsbridge   4.25   06:12\nSalcombe     12.50   06:31"));
+  // Outside <pre> whitespace still collapses.
+  CHECK(contains(t, "keep a few running totals as they go."));
+  for (const char* junk : {"Navigation", "Previous topic", "Show Source", "Copyright", "¶"})
+    CHECK_FALSE(contains(t, junk));
+}
+
+TEST_CASE("html: Unicode blanks outside <pre> collapse like spaces", "[html]") {
+  std::string page = "<html><body><main><p>One\u3000two\u00a0\u00a0three\u2003 four\u205f</p>"
+                     "<pre>\u3000kept\u00a0 as is</pre></main></body></html>";
+  ExtractConfig cfg;
+  cfg.min_block_chars = 0;
+  cfg.short_block_chars = 0;
+  auto r = extract_main_text(page, cfg);
+  CHECK(r.text == "One two three four\n\n\u3000kept\u00a0 as is");
+}
+
 TEST_CASE("html: options drop or keep headings, lists, tables, code", "[html]") {
   std::string page = fixture("article.html");
   ExtractConfig cfg;

@@ -98,6 +98,37 @@ const char* kChinese =
     "今天，学校设有人文、社会科学、理学、信息与工程、医学等多个学部，开设了上百个本科专业。学生们可以根据自己的兴趣选择课程，也可以参加各种社团活动。\n"
     "学校非常重视国际交流与合作，和世界上许多著名大学建立了长期的合作关系。每年都有大量的留学生来到这里学习汉语和中国文化，同时也有很多中国学生到国外去进修。";
 
+// Plain English prose from the Python 3.11 tutorial (python3.11-doc, tutorial/whatnow.html, as
+// llm-clean extracts it): 109 whitespace words, every one with a letter. Counting the
+// tokenizer's punctuation tokens as words put it under Gopher's 80% alphabetic threshold.
+const char* kPythonManual =
+    "You should browse through this manual, which gives complete (though terse) reference material about types, "
+    "functions, and the modules in the standard library. The standard Python distribution includes a lot of "
+    "additional code. There are modules to read Unix mailboxes, retrieve documents via HTTP, generate random "
+    "numbers, parse command-line options, compress data, and many other tasks. Skimming through the Library "
+    "Reference will give you an idea of what’s available.\n\n"
+    "Installing Python Modules explains how to install additional modules written by other Python users.\n\n"
+    "The Python Language Reference: A detailed explanation of Python’s syntax and semantics. It’s heavy "
+    "reading, but is useful as a complete guide to the language itself.";
+
+// Chinese prose as the Debian reference manual ships it in text form (debian-reference-zh-cn,
+// debian-reference.zh-cn.txt.gz, section 1.1.10 and the note of 1.2.5), hard-wrapped at 72
+// columns: lines end mid-sentence, and paragraphs end where a line ends in 。
+const char* kChineseWrapped =
+    "尽管连无需任何桌面环境的 Debian 系统最小安装都提供了基本的 Unix\n"
+    "功能，但对新手而言，使用 apt-get(8) 安装一些基于字符终端的命令行\n"
+    "和 curses 软件包（例如 mc 和 vim）依旧是一个不错的主意。\n\n"
+    "如果你已经安装了这些软件包，那么不会有新的软件包被安装。\n\n"
+    "为了使组权限应用到一个特定用户，这个用户需要通过使用 “sudo vigr”\n"
+    "编辑 /etc/group 以及使用 “sudo vigr -s” 编辑 /etc/gshadow 成为该\n"
+    "组的成员。你需要注销之后重新登录（或运行 “exec newgrp”）以启用新\n"
+    "的组配置。\n\n"
+    "在 Debian 系统中，硬件设备是另一种文件。如果你从一个用户账户访问\n"
+    "某些设备出现问题，例如CD-ROM和USB记忆棒，你需要使这个用户成为相关\n"
+    "组的成员。\n\n"
+    "一些著名的由系统提供的组允许其成员不需要 root 权限访问某些特定的\n"
+    "文件和设备。";
+
 }  // namespace
 
 // ---- words -------------------------------------------------------------------------------------
@@ -127,6 +158,19 @@ TEST_CASE("split_words uses ICU segmentation for Chinese", "[quality]") {
   CHECK(std::find(punct.begin(), punct.end(), " ") == punct.end());
 }
 
+TEST_CASE("split_gopher_words: whitespace words, or ICU's words without punctuation for CJK", "[quality]") {
+  std::vector<std::string_view> expected = {"Hello,", "world!", "I", "don't", "know...", "(U.S.)", "1,000", "a,b", "—", "end."};
+  CHECK(split_gopher_words("Hello, world! I don't\tknow...\n(U.S.) 1,000 a,b — end.", "en") == expected);
+  CHECK(split_gopher_words("  \n\t ", "en").empty());
+  // Chinese: ICU's segments, but punctuation and symbols are not words.
+  auto zh = split_gopher_words("你好，世界。（再见）“朋友” 1898年 ─│", "zh");
+  std::vector<std::string_view> zh_expected = {"你好", "世界", "再见", "朋友", "1898", "年"};
+  CHECK(zh == zh_expected);
+  CHECK(split_gopher_words("你好，世界。（再见）“朋友” 1898年 ─│", "") == zh_expected);  // detected
+  auto all = split_words("你好，世界。", "zh");  // the tokenizer keeps them
+  CHECK(std::find(all.begin(), all.end(), "，") != all.end());
+}
+
 TEST_CASE("effective_language detects CJK text when the language is unknown", "[quality]") {
   CHECK(effective_language(kChinese, "") == "zh");
   CHECK(effective_language("東京大学は日本の国立大学である。", "") == "ja");
@@ -138,7 +182,7 @@ TEST_CASE("effective_language detects CJK text when the language is unknown", "[
 // ---- Gopher quality ----------------------------------------------------------------------------
 
 namespace {
-// n words that are not punctuation, two of them stop words, then a final '.'.
+// n whitespace words, two of them stop words, the last ending in '.'.
 std::string gopher_doc(size_t n) {
   WordGen g;
   return "the and " + g.words(n - 2) + ".";
@@ -171,7 +215,7 @@ TEST_CASE("gopher_quality: mean word length between 3 and 10", "[quality]") {
 
 TEST_CASE("gopher_quality: '#' and ellipses per word at most 0.1", "[quality]") {
   QualityConfig cfg = only(false, true, false, false);
-  std::string body = gopher_doc(89);  // 89 words + "." = 90 words in all
+  std::string body = gopher_doc(90);  // 90 words
   auto with = [&](const std::string& sym, int n) {
     std::string t;
     for (int i = 0; i < n; ++i) t += sym + " ";
@@ -213,31 +257,210 @@ TEST_CASE("gopher_quality: at least 80% of words have a letter", "[quality]") {
   CHECK(check(doc(79, 21), cfg) == "gopher_quality:below_alpha_threshold");
 }
 
-TEST_CASE("gopher_quality: at least 2 stop words, matched case-sensitively", "[quality]") {
+TEST_CASE("gopher_quality: at least 2 distinct stop words, matched case-sensitively", "[quality]") {
   QualityConfig cfg = only(false, true, false, false);
   WordGen g;
   std::string rest = g.words(60) + ".";
   CHECK(check("the and " + rest, cfg) == "");
   CHECK(check("the " + rest, cfg) == "gopher_quality:too_few_stop_words");
   CHECK(check("The and " + rest, cfg) == "gopher_quality:too_few_stop_words");
+  // "at least two of the following words": the same word twice is one.
+  CHECK(check("the the the " + rest, cfg) == "gopher_quality:too_few_stop_words");
+  // A whitespace word is matched without the punctuation around it.
+  CHECK(check("(the) and, " + rest, cfg) == "");
+  CHECK(check("“the” to. " + rest, cfg) == "");
+  CHECK(check("the andx " + rest, cfg) == "gopher_quality:too_few_stop_words");
   // The English list does not apply to another known language.
   CHECK(check("the " + rest, cfg, "de") == "");
 }
 
-TEST_CASE("gopher_quality on Chinese uses ICU words and CJK bounds", "[quality]") {
+TEST_CASE("gopher_quality counts whitespace words: punctuation is part of a word, not one", "[quality]") {
+  QualityConfig cfg = only(false, true, false, false);
+  CHECK(check(kPythonManual, cfg, "en") == "");
+  CHECK(check(kPythonManual, QualityConfig(), "en") == "");  // and the whole pipeline keeps it
+  // 50 words, every one with a letter and punctuation around it: alphabetic, and 50 words.
+  std::string t = "the and";
+  WordGen g;
+  for (int i = 0; i < 48; ++i) t += " (" + g(4) + "),";
+  CHECK(check(t, cfg) == "");
+  // Words of symbols alone are words without a letter: 40 of 90 is under 80%.
+  std::string symbols = t;
+  for (int i = 0; i < 40; ++i) symbols += " |";
+  CHECK(check(symbols, cfg) == "gopher_quality:below_alpha_threshold");
+  // The mean word length counts the punctuation that is part of a word: "ab," is 3 long.
+  std::string comma = "the and", bare = "the and";
+  for (int i = 0; i < 48; ++i) {
+    comma += " ab,";
+    bare += " ab";
+  }
+  CHECK(check(comma, cfg) == "");                                 // (3 + 3 + 48 * 3) / 50 = 3
+  CHECK(check(bare, cfg) == "gopher_quality:mean_word_length");  // (3 + 3 + 48 * 2) / 50 = 2.04
+}
+
+TEST_CASE("gopher_quality on Chinese uses ICU words and FineWeb-2's Chinese thresholds", "[quality]") {
   QualityConfig cfg = only(false, true, false, false);
   CHECK(check(kChinese, cfg, "zh") == "");
   CHECK(check(kChinese, cfg, "") == "");
+  CHECK(check(kChinese, cfg, "zh-Hant") == "");
+  // Punctuation is not a word: a Chinese document whose ICU segments are one third
+  // punctuation still has every word alphabetic.
+  std::string heavy;
+  for (int i = 0; i < 30; ++i) heavy += "“的”、“是”，“在”。";
+  CHECK(check(heavy, cfg, "zh") == "");
   QualityConfig strict = cfg;
-  set(strict, "gopher_quality.cjk_min_avg_word_length=2");  // ICU words here average ~1.7
+  set(strict, "zh.gopher_quality.min_avg_word_length=2");  // ICU words here average ~1.7
+  CHECK(check(kChinese, strict, "zh") == "gopher_quality:mean_word_length");
+  set(strict, "gopher_quality.min_avg_word_length=1");  // the default thresholds are not Chinese's
   CHECK(check(kChinese, strict, "zh") == "gopher_quality:mean_word_length");
   QualityConfig many_stops = cfg;
-  set(many_stops, "gopher_quality.min_stop_words=1000");
+  set(many_stops, "zh.gopher_quality.min_stop_words=1000");
   CHECK(check(kChinese, many_stops, "zh") == "gopher_quality:too_few_stop_words");
-  // Korean has no stop-word rule.
+  // Korean has no stop-word rule (its particles are inside ICU's words).
   std::string korean;
   for (int i = 0; i < 10; ++i) korean += "서울대학교는 대한민국 서울특별시 관악구에 있는 국립 대학교이다. ";
+  set(many_stops, "ko.gopher_quality.min_stop_words=1000");
   CHECK(check(korean, many_stops, "ko") == "");
+}
+
+TEST_CASE("per-language thresholds: FineWeb-2's table for zh, ja, ko", "[quality]") {
+  QualityConfig cfg;
+  const QualityThresholds* zh = cfg.thresholds_for("zh");
+  REQUIRE(zh != nullptr);
+  CHECK(cfg.thresholds_for("zh-Hant") == zh);
+  CHECK(cfg.thresholds_for("zh_TW") == zh);
+  CHECK(cfg.thresholds_for("en") == nullptr);
+  CHECK(cfg.thresholds_for("") == nullptr);
+  // configs/cmn_Hani.yml
+  CHECK(zh->dup_line_frac == 0.287);
+  CHECK(zh->top_n_grams[0] == 0.256);
+  CHECK(zh->dup_n_grams[5] == 0.127);
+  CHECK(zh->line_punct_thr == 0.106);
+  CHECK(zh->new_line_ratio == 0.178);
+  CHECK(zh->max_avg_word_length == 5);
+  CHECK(zh->max_non_alpha_words_ratio == 0.735);
+  CHECK(zh->stop_words.front() == "的");
+  // fineweb-2-pipeline.py, for every language but English
+  CHECK(zh->dup_para_frac == 0);
+  CHECK(zh->dup_line_char_frac == 0);
+  CHECK(zh->char_duplicates_ratio == 0.1);
+  CHECK(cfg.thresholds_for("ja")->stop_words.front() == "の");
+  CHECK(cfg.thresholds_for("ko")->stop_words.empty());
+  // -P NAME sets the default thresholds, -P LANG.NAME one language's.
+  set(cfg, "fineweb.line_punct_thr=0.5");
+  CHECK(cfg.thresholds_for("zh")->line_punct_thr == 0.106);
+  set(cfg, "zh.fineweb.line_punct_thr=0.2");
+  CHECK(cfg.thresholds_for("zh")->line_punct_thr == 0.2);
+  CHECK(cfg.thresholds_for("ja")->line_punct_thr == 0.096);
+  CHECK(cfg.line_punct_thr == 0.5);
+}
+
+TEST_CASE("hard-wrapped Chinese prose is kept", "[quality]") {
+  QualityConfig cfg;
+  std::string t = kChineseWrapped;
+  CHECK(check_quality(t, "zh", cfg) == "");
+  CHECK(t == kChineseWrapped);  // no C4 stage for Chinese: no line is removed
+  t = kChineseWrapped;
+  CHECK(check_quality(t, "", cfg) == "");
+  // English's thresholds would drop it: its words average under 3 characters.
+  QualityConfig english = cfg;
+  english.languages.clear();
+  CHECK(check(kChineseWrapped, english, "zh") == "gopher_quality:mean_word_length");
+}
+
+// ---- hard-wrapped text ----------------------------------------------------------------------
+
+namespace {
+// debian-reference-en's text dump (debian-reference.en.txt.gz, section 1.2.2), as shipped:
+// filled to 72 columns (indentation and no-break spaces of the dump removed).
+const char* kEnglishWrapped =
+    "Following the Unix tradition, the Debian GNU/Linux system\n"
+    "provides the filesystem under which physical data on hard disks\n"
+    "and other storage devices reside, and the interaction with the\n"
+    "hardware devices such as console screens and remote serial\n"
+    "consoles are represented in an unified manner under \"/dev/\".\n\n"
+    "Each file, directory, named pipe (a way two programs can share\n"
+    "data), or physical device on a Debian GNU/Linux system has a data\n"
+    "structure called an inode which describes its associated\n"
+    "attributes such as the user who owns it (owner), the group that\n"
+    "it belongs to, the time last accessed, etc. The idea of\n"
+    "representing just about everything in the filesystem was a Unix\n"
+    "innovation, and modern Linux kernels have developed this idea\n"
+    "ever further. Now, even information about processes running in\n"
+    "the computer can be found in the filesystem.\n\n"
+    "This abstract and unified representation of physical entities and\n"
+    "internal processes is very powerful since this allows us to use\n"
+    "the same command for the same kind of operation on many totally\n"
+    "different devices. It is even possible to change the way the\n"
+    "kernel works by writing data to special files that are linked to\n"
+    "running processes.";
+
+// Greedy filling of each paragraph to `width` columns (text without wide characters), as
+// fmt(1) does.
+std::string fill(const std::string& text, size_t width) {
+  auto columns = [](const std::string& s) { return count_code_points(s); };
+  std::string out, line;
+  size_t at = 0;
+  while (at <= text.size()) {
+    size_t end = text.find("\n\n", at);
+    std::string par = text.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    line.clear();
+    for (size_t i = 0; i < par.size();) {
+      size_t j = par.find(' ', i);
+      std::string word = par.substr(i, j == std::string::npos ? std::string::npos : j - i);
+      i = j == std::string::npos ? par.size() : j + 1;
+      if (!line.empty() && columns(line) + 1 + columns(word) > width) {
+        out += line + "\n";
+        line.clear();
+      }
+      line += (line.empty() ? "" : " ") + word;
+    }
+    out += line;
+    if (end == std::string::npos) break;
+    out += "\n\n";
+    at = end + 2;
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("hard-wrapped text: the line rules see a filled paragraph as one line", "[quality]") {
+  // FineWeb: 3 of the 20 physical lines end a sentence; each of the 3 paragraphs does.
+  QualityConfig cfg = only(false, false, false, true);
+  set(cfg, "fineweb.line_punct_thr=0.5");
+  CHECK(check(kEnglishWrapped, cfg) == "");
+  // The same lines, not filled (a list's lines end where their items end): lines again.
+  std::string ragged = kEnglishWrapped;
+  ragged.replace(ragged.find("the group that\nit belongs"), 26, "the group\nthat it belongs");
+  CHECK(check(ragged, cfg) == "fineweb:line_punct_ratio");
+  // A paragraph of one long line and short ones is no filler's: its lines stay lines.
+  std::string list = "Installing Python Modules explains how to install additional modules.\nIndex\nModules\nNext";
+  CHECK(check(list, cfg) == "fineweb:line_punct_ratio");
+}
+
+TEST_CASE("hard-wrapped text: C4 keeps a wrapped paragraph's short last line", "[quality]") {
+  QualityConfig cfg = only(false, false, true, false);
+  std::string wrapped = fill(kPythonManual, 76);
+  // Lines of fewer than 3 words, which C4 would cut out of their paragraph if they were lines.
+  size_t short_lines = 0;
+  for (std::string_view line : py_splitlines(wrapped)) short_lines += !line.empty() && split_gopher_words(line, "en").size() < 3;
+  REQUIRE(short_lines >= 1);
+  std::string t = wrapped;
+  REQUIRE(check_quality(t, "en", cfg) == "");
+  CHECK(t == wrapped);
+  // Filled at 40 columns (under the 50 a filler uses) its lines are lines: the short ones go.
+  t = fill(kPythonManual, 40);
+  std::string before = t;
+  check_quality(t, "en", cfg);
+  CHECK(t != before);
+}
+
+TEST_CASE("hard-wrapped text: Chinese filled to 64 columns, wide characters counting two", "[quality]") {
+  QualityConfig cfg = only(false, false, false, true);
+  set(cfg, "zh.fineweb.line_punct_thr=0.9");  // 5 paragraphs end in 。, 5 of 12 lines do
+  CHECK(check(kChineseWrapped, cfg, "zh") == "");
+  QualityConfig all;
+  std::string t = kChineseWrapped;
+  CHECK(check_quality(t, "zh", all) == "");
 }
 
 // ---- Gopher repetition ---------------------------------------------------------------------------
@@ -367,12 +590,12 @@ TEST_CASE("c4: bad lines are removed from the text", "[quality]") {
                            "A line with a citation[1] and [edit] marks[citation needed].",
                            "Long " + long_word_1000 + " word kept.",
                            "Long " + long_word_1001 + " word dropped.",
-                           "   Indented line gets stripped.   ",
+                           "   Indented line keeps its indentation.   ",
                            "a line without terminal punctuation",
                            "More sentences follow here. And here. And here too."},
                           "\n");
   std::string expected = join({"The first line is kept.", "A line with a citation and  marks.",
-                               "Long " + long_word_1000 + " word kept.", "Indented line gets stripped.",
+                               "Long " + long_word_1000 + " word kept.", "   Indented line keeps its indentation.",
                                "a line without terminal punctuation",
                                "More sentences follow here. And here. And here too."},
                               "\n");
@@ -401,11 +624,21 @@ TEST_CASE("c4: lorem ipsum and curly brackets drop the document", "[quality]") {
   CHECK(check(good + "\nThe value is {x} here.", cfg) == "");
 }
 
-TEST_CASE("c4 on Chinese counts ICU words per line and 。 as a sentence end", "[quality]") {
+TEST_CASE("c4 on Chinese: off, as in FineWeb-2; when on, ICU words per line and 。 end sentences", "[quality]") {
   QualityConfig cfg = only(false, false, true, false);
-  std::string t = kChinese;
+  std::string t = std::string(kChinese) + "\n你好。";
   CHECK(check_quality(t, "zh", cfg) == "");
-  CHECK(t == kChinese);  // every line has enough words: nothing removed
+  CHECK(t == std::string(kChinese) + "\n你好。");  // no C4 rule for Chinese: nothing removed
+  // Chinese with English's C4 rules.
+  for (const char* name : {"remove_citations=1", "min_num_sentences=5", "min_words_per_line=3",
+                           "max_word_length=1000", "filter_lorem_ipsum=1", "filter_javascript=1",
+                           "filter_curly_bracket=1", "filter_policy=1"})
+    set(cfg, std::string("zh.c4.") + name);
+  t = std::string(kChinese) + "\n你好。";
+  CHECK(check_quality(t, "zh", cfg) == "");
+  CHECK(t == kChinese);  // 你好 is one word: the line goes; every other line has enough words
+  t = "你好。今天天气很好。\n我们去公园吧。";
+  CHECK(check_quality(t, "zh", cfg) == "c4:too_few_sentences");  // 3 sentences
 }
 
 // ---- FineWeb -----------------------------------------------------------------------------------------
@@ -515,9 +748,11 @@ TEST_CASE("quality_params exposes every threshold under datatrove's names", "[qu
                            "gopher_repetition.top_2_grams", "gopher_repetition.dup_10_grams",
                            "gopher_quality.min_doc_words", "gopher_quality.max_non_alpha_words_ratio",
                            "gopher_quality.min_stop_words", "c4.min_num_sentences", "c4.filter_no_terminal_punct",
-                           "c4.max_word_length", "fineweb.line_punct_thr", "fineweb.new_line_ratio"})
+                           "c4.max_word_length", "fineweb.line_punct_thr", "fineweb.new_line_ratio",
+                           "zh.gopher_quality.max_avg_word_length", "ja.fineweb.line_punct_thr",
+                           "ko.gopher_repetition.dup_line_frac"})
     CHECK(std::count(names.begin(), names.end(), name) == 1);
-  CHECK(params.size() == 39);
+  CHECK(params.size() == 4 * 37);  // the defaults, then zh, ja, ko
   set(cfg, "fineweb.line_punct_thr=0.5");
   CHECK(cfg.line_punct_thr == 0.5);
   set(cfg, "gopher_repetition.dup_7_grams=0.25");

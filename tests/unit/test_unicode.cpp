@@ -1,7 +1,10 @@
 #include <catch2/catch.hpp>
+#include <unicode/bytestream.h>
+#include <unicode/normalizer2.h>
 
 #include "llmkit/langid.hpp"
 #include "llmkit/unicode.hpp"
+#include "llmkit/words.hpp"
 
 using namespace llmkit::text;
 
@@ -62,4 +65,109 @@ TEST_CASE("language identification", "[langid]") {
   CHECK(de.code == "de");
   CHECK(language_matches("zh-Hant", {"en", "zh"}));
   CHECK_FALSE(language_matches("de", {"en", "zh"}));
+}
+
+TEST_CASE("control characters: the vectorized scan agrees with a byte-by-byte one", "[unicode]") {
+  auto reference = [](std::string t) {  // the rules of strip_control_chars, one byte at a time
+    std::string out;
+    for (size_t i = 0; i < t.size();) {
+      unsigned char c = static_cast<unsigned char>(t[i]);
+      if (c == '\r') {
+        out += '\n';
+        i += (i + 1 < t.size() && t[i + 1] == '\n') ? 2 : 1;
+      } else if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7F) {
+        ++i;
+      } else if (c == 0xC2 && i + 1 < t.size() && static_cast<unsigned char>(t[i + 1]) < 0xA0) {
+        i += 2;
+      } else if (t.compare(i, 3, "\xEF\xBB\xBF") == 0) {
+        i += 3;
+      } else {
+        out += t[i++];
+      }
+    }
+    return out;
+  };
+  static const char* kPieces[] = {"text ", "\n", "\t", "\r\n", "\r", "\x01", "\x1b", "\x7f", "\u0085", "\u00a0",
+                                  "\u00e9", "\ufeff", "\uff01", "0123456789abcdefghij"};
+  uint32_t state = 3;
+  for (int round = 0; round < 300; ++round) {
+    std::string t;
+    for (int k = 0; k < 1 + round % 60; ++k) {
+      state = state * 1664525u + 1013904223u;
+      t += kPieces[(state >> 16) % (sizeof kPieces / sizeof *kPieces)];
+    }
+    std::string s = t;
+    strip_control_chars(s);
+    CHECK(s == reference(t));
+  }
+}
+
+TEST_CASE("NFC and NFKC: text already in the form is left alone, other text is normalized", "[unicode]") {
+  // Characters the quick check passes (ASCII, Latin, CJK, punctuation) and ones it must not:
+  // combining marks (reordered, composed), compatibility characters, Hangul jamo.
+  static const char* kPieces[] = {"a", "e", "\u0301", "\u0323", "\u00e9", "\u4e2d", "\u2019", "\u2000", "\ufb01",
+                                  "\u1100", "\u1161", "\u11a8", "\uac00", "\U0001d400", " "};
+  uint32_t state = 5;
+  for (int round = 0; round < 300; ++round) {
+    std::string t;
+    for (int k = 0; k < 1 + round % 12; ++k) {
+      state = state * 1664525u + 1013904223u;
+      t += kPieces[(state >> 16) % (sizeof kPieces / sizeof *kPieces)];
+    }
+    for (Normalization form : {Normalization::nfc, Normalization::nfkc}) {
+      UErrorCode status = U_ZERO_ERROR;
+      const icu::Normalizer2* icu = form == Normalization::nfc ? icu::Normalizer2::getNFCInstance(status)
+                                                               : icu::Normalizer2::getNFKCInstance(status);
+      REQUIRE(U_SUCCESS(status));
+      std::string expected;
+      icu::StringByteSink<std::string> sink(&expected);
+      icu->normalizeUTF8(0, icu::StringPiece(t.data(), static_cast<int32_t>(t.size())), sink, nullptr, status);
+      std::string s = t;
+      bool changed = normalize_unicode(s, form);
+      CHECK(s == expected);
+      CHECK(changed == (expected != t));
+    }
+  }
+}
+
+TEST_CASE("whitespace: the vectorized run copy agrees with a character-by-character reference", "[unicode]") {
+  auto reference = [](const std::string& t) {
+    auto blank = [](char32_t c) {
+      return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r' || c == 0xA0 || c == 0x1680 ||
+             (c >= 0x2000 && c <= 0x200A) || c == 0x202F || c == 0x205F || c == 0x3000;
+    };
+    std::string out;
+    int newlines = 0;
+    bool space = false;
+    for (size_t i = 0; i < t.size();) {
+      size_t at = i;
+      char32_t c = llmkit::text::next_code_point(t, i);
+      if (c == '\n') {
+        ++newlines;
+        space = false;
+      } else if (blank(c)) {
+        space = true;
+      } else {
+        if (!out.empty()) out += newlines >= 2 ? "\n\n" : newlines == 1 ? "\n" : space ? " " : "";
+        out += t.substr(at, i - at);
+        newlines = 0;
+        space = false;
+      }
+    }
+    return out;
+  };
+  static const char* kPieces[] = {" ", "  ", "\t", "\n", "\n\n\n", "\r", "\v", "\f", "a", "word", "x.",
+                                  "\u00a0", "\u2003", "\u3000", "\u2019", "\u00e9", "\u4e2d", "\u2028",
+                                  "abcdefghijklmnopqrstuvwxyz abcdefghijklmnopqrstuvwxyz"};
+  uint32_t state = 11;
+  for (int round = 0; round < 400; ++round) {
+    std::string t;
+    for (int k = 0; k < 1 + round % 80; ++k) {
+      state = state * 1664525u + 1013904223u;
+      t += kPieces[(state >> 16) % (sizeof kPieces / sizeof *kPieces)];
+    }
+    std::string s = t;
+    normalize_whitespace(s);
+    CHECK(s == reference(t));
+  }
 }

@@ -54,6 +54,7 @@ class Cleaner {
  private:
   const CleanConfig& cfg_;
   text::ExtractConfig extract_cfg_;
+  text::RepairConfig html_repair_cfg_;  // repair_cfg without whitespace normalization
   std::unique_ptr<text::PiiRedactor> pii_;
 };
 

@@ -35,6 +35,14 @@ namespace llmkit::text {
 // "gonna" are not reproduced (we never change the text, only cut it).
 std::vector<std::string_view> split_words(std::string_view text, std::string_view lang);
 
+// The words of the Gopher rules (Rae et al. 2021, MassiveText's quality filters), which are
+// defined over whitespace-delimited words: for languages other than zh/ja/ko (decided as in
+// split_words), the runs of non-whitespace characters (Python str.split()), punctuation left
+// attached ("terse)" is one word). For zh/ja/ko, which do not put spaces between words, ICU
+// word segmentation, keeping only the segments ICU tags as words (letters, numbers, kana,
+// ideographs): punctuation, symbols and spaces are not words.
+std::vector<std::string_view> split_gopher_words(std::string_view text, std::string_view lang);
+
 // True for "zh", "ja", "ko" and their regional variants ("zh-TW", "zh_Hant").
 bool is_cjk_language(std::string_view lang);
 

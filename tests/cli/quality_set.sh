@@ -1,0 +1,18 @@
+# llm-clean's quality rules on the acceptance set (tests/data/quality/): real clean prose in
+# English and Chinese from Debian's documentation and real or real-based junk, labelled. At
+# least 95% of each language's prose must be kept and 90% of the junk dropped; the figures
+# are printed (bench/quality.sh prints the same).
+. "$(dirname "$0")/lib.sh"
+
+set_file=$DATA/quality/acceptance.jsonl.zst
+run llm-clean -q --stats stats.json --rejected rejected.jsonl -o kept.jsonl "$set_file"
+expect_rc 0 "llm-clean"
+expect_eq "$(( $(wc -l < kept.jsonl) + $(wc -l < rejected.jsonl) ))" "$(zstdcat "$set_file" | wc -l)" "every document kept or dropped"
+run python3 "$DATA/quality/score.py" kept.jsonl rejected.jsonl --check
+cat "$T/out"
+expect_rc 0 "acceptance figures"
+# The labels are what the set says they are: both languages and both labels are there.
+expect_out_contains "prose kept, en: "
+expect_out_contains "prose kept, zh: "
+expect_out_contains "junk dropped: "
+finish
