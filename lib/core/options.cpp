@@ -1,5 +1,9 @@
 #include "llmkit/options.hpp"
 
+#include <nlohmann/json.hpp>
+
+#include <sstream>
+
 #include <omp.h>
 
 #include <algorithm>
@@ -98,12 +102,56 @@ void OptionParser::print_usage(std::FILE* out) const {
   if (!epilog_.empty()) std::fprintf(out, "\n%s\n", epilog_.c_str());
 }
 
+// A config file's options as command-line words: {"lr": 2e-4, "packing": true, "data": ["a",
+// "b"]} is --lr 2e-4 --packing --data a --data b; false leaves a flag off.
+std::vector<std::string> OptionParser::config_args(const std::string& file) const {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(file));
+  } catch (const nlohmann::json::exception& e) {
+    throw UsageError("--config " + file + ": not JSON (" + std::string(e.what()) + ")");
+  }
+  if (!j.is_object()) throw UsageError("--config " + file + ": not a JSON object of options");
+  std::vector<std::string> out;
+  auto word = [&](const std::string& key, const nlohmann::json& v) -> std::string {
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+    if (v.is_number()) {
+      std::ostringstream s;
+      s.precision(17);
+      s << v.get<double>();
+      return s.str();
+    }
+    throw UsageError("--config " + file + ": \"" + key + "\" is not a string, number, boolean or list of them");
+  };
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& key = it.key();
+    if (key == "config") throw UsageError("--config " + file + ": a config file cannot name another");
+    const Opt* o = find_long(key);
+    if (!o) throw UsageError("--config " + file + ": unknown option \"" + key + "\" (see --help)");
+    if (o->metavar.empty()) {
+      if (!it.value().is_boolean()) throw UsageError("--config " + file + ": \"" + key + "\" is a flag: true or false");
+      if (it.value().get<bool>()) out.push_back("--" + key);
+      continue;
+    }
+    if (it.value().is_array()) {
+      for (const auto& v : it.value()) out.insert(out.end(), {"--" + key, word(key, v)});
+    } else {
+      out.insert(out.end(), {"--" + key, word(key, it.value())});
+    }
+  }
+  return out;
+}
+
 std::vector<std::string> OptionParser::parse(int argc, char** argv) {
   // The common options are registered last so they close the --help listing.
   bool help = false, version = false;
   int64_t threads = 0, seed = 0;
   int quiet = 0, verbose = 0;
   section("Common options");
+  if (config_)
+    value("config", 0, "FILE", [](const std::string&) {},  // read before the command line
+          "options from a JSON object {\"lr\": 2e-4, \"packing\": true, ...}; the\ncommand line wins");
   integer("threads", 0, "N", &threads, "worker threads (default: all cores)");
   integer("seed", 0, "N", &seed, "random seed (default 0)");
   value("quiet", 'q', "", [&quiet](const std::string&) { ++quiet; },
@@ -119,57 +167,71 @@ std::vector<std::string> OptionParser::parse(int argc, char** argv) {
     std::vector<Opt>& opts;
     size_t keep;
     ~Unregister() { opts.resize(keep); }
-  } unregister{opts_, opts_.size() - 7};
+  } unregister{opts_, opts_.size() - 7 - (config_ ? 1 : 0)};
 
   std::vector<std::string> positional;
-  bool only_positional = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (only_positional || arg == "-" || arg.size() < 2 || arg[0] != '-') {
-      positional.push_back(arg);
-      continue;
-    }
-    if (arg == "--") {
-      only_positional = true;
-      continue;
-    }
-    if (arg[1] == '-') {
-      std::string name = arg.substr(2), val;
-      size_t eq = name.find('=');
-      bool has_val = eq != std::string::npos;
-      if (has_val) {
-        val = name.substr(eq + 1);
-        name = name.substr(0, eq);
-      }
-      const Opt* o = find_long(name);
-      if (!o) throw UsageError("unknown option '--" + name + "' (see --help)");
-      if (o->metavar.empty()) {
-        if (has_val) throw UsageError("option '--" + name + "' takes no value");
-      } else if (!has_val) {
-        if (i + 1 >= argc) throw UsageError("option '--" + name + "' needs a value " + o->metavar);
-        val = argv[++i];
-      }
-      o->set(val);
-      continue;
-    }
-    // Bundled short options: -qv, -o FILE, -oFILE.
-    for (size_t k = 1; k < arg.size(); ++k) {
-      const Opt* o = find_short(arg[k]);
-      if (!o) throw UsageError(std::string("unknown option '-") + arg[k] + "' (see --help)");
-      if (o->metavar.empty()) {
-        o->set("");
+  auto consume = [&](const std::vector<std::string>& args, const std::string& from) {
+    bool only_positional = false;
+    for (size_t i = 0; i < args.size(); ++i) {
+      const std::string& arg = args[i];
+      if (only_positional || arg == "-" || arg.size() < 2 || arg[0] != '-') {
+        if (!from.empty()) throw UsageError(from + ": '" + arg + "' is not an option");
+        positional.push_back(arg);
         continue;
       }
-      std::string val = arg.substr(k + 1);
-      if (val.empty()) {
-        if (i + 1 >= argc)
-          throw UsageError(std::string("option '-") + arg[k] + "' needs a value " + o->metavar);
-        val = argv[++i];
+      if (arg == "--") {
+        only_positional = true;
+        continue;
       }
-      o->set(val);
-      break;
+      if (arg[1] == '-') {
+        std::string name = arg.substr(2), val;
+        size_t eq = name.find('=');
+        bool has_val = eq != std::string::npos;
+        if (has_val) {
+          val = name.substr(eq + 1);
+          name = name.substr(0, eq);
+        }
+        const Opt* o = find_long(name);
+        if (!o) throw UsageError((from.empty() ? "" : from + ": ") + "unknown option '--" + name + "' (see --help)");
+        if (o->metavar.empty()) {
+          if (has_val) throw UsageError("option '--" + name + "' takes no value");
+        } else if (!has_val) {
+          if (i + 1 >= args.size()) throw UsageError("option '--" + name + "' needs a value " + o->metavar);
+          val = args[++i];
+        }
+        o->set(val);
+        continue;
+      }
+      // Bundled short options: -qv, -o FILE, -oFILE.
+      for (size_t k = 1; k < arg.size(); ++k) {
+        const Opt* o = find_short(arg[k]);
+        if (!o) throw UsageError(std::string("unknown option '-") + arg[k] + "' (see --help)");
+        if (o->metavar.empty()) {
+          o->set("");
+          continue;
+        }
+        std::string val = arg.substr(k + 1);
+        if (val.empty()) {
+          if (i + 1 >= args.size())
+            throw UsageError(std::string("option '-") + arg[k] + "' needs a value " + o->metavar);
+          val = args[++i];
+        }
+        o->set(val);
+        break;
+      }
+    }
+  };
+  std::vector<std::string> args(argv + 1, argv + argc);
+  // --config FILE first, so that the command line wins: its keys are long options.
+  if (config_) {
+    for (size_t i = 0; i < args.size(); ++i) {
+      std::string file;
+      if (args[i] == "--config" && i + 1 < args.size()) file = args[i + 1];
+      else if (args[i].rfind("--config=", 0) == 0) file = args[i].substr(9);
+      if (!file.empty()) consume(config_args(file), file);
     }
   }
+  consume(args, "");
   if (help) {
     print_usage(stdout);
     throw ExitRequest{kExitOk};

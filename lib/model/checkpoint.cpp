@@ -322,7 +322,7 @@ void load_llmc(const std::string& path, Model& m) {
 
 std::string save_checkpoint(const std::string& out, Model& m, const float* mom, const float* var,
                             const TrainerState& state, const std::string& tokenizer, int keep,
-                            const std::string& dtype) {
+                            const std::string& dtype, const std::function<void(const std::string& dir)>& extra) {
   fs::create_directories(out);
   const std::string name = step_name(state.step), final_dir = out + "/" + name, tmp = out + "/." + name + ".tmp";
   // A complete checkpoint of this step is already there (a finished run resumed, a signal before
@@ -357,6 +357,7 @@ std::string save_checkpoint(const std::string& out, Model& m, const float* mom, 
     write_safetensors(tmp + "/optimizer.safetensors", views);
   }
   if (!tokenizer.empty()) write_file_atomic(tmp + "/tokenizer.model", read_file(tokenizer));
+  if (extra) extra(tmp);
   write_file_atomic(tmp + "/trainer_state.json", state.to_json());
   fsync_dir(tmp);
   fs::remove_all(final_dir);

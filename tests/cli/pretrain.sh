@@ -175,4 +175,37 @@ grep -qE 'a second stop signal \((2|15)\): stopping at once; (the checkpoint of 
 expect_eq "$(ls -A int2 | grep -c '^\.')" "0" "no partial files after a second stop signal"
 run llm-pretrain $common --steps 6 --resume --out int2
 expect_rc 0 "resume after a second stop signal"
+
+# --config: a JSON object of long options, the command line winning; bad keys named.
+cat > cfg.json <<'JSON'
+{"model": "llama-tiny", "train": ["shards/train-00000.tok"], "seq-len": 32, "micro-batch": 4, "steps": 3, "lr": 3e-3,
+ "warmup": 1, "eval-every": 0, "recompute": true}
+JSON
+run llm-pretrain --config cfg.json --steps 2 --out cf --threads 2
+expect_rc 0 "--config"
+expect_eq "$(grep -c '"loss"' cf/metrics.jsonl)" "2" "the command line's --steps wins over the file's"
+echo '{"learning-rate": 1}' > badcfg.json
+run llm-pretrain --config badcfg.json --out cg
+expect_rc 2 "--config with an unknown key"
+expect_err_contains "llm-pretrain: --config badcfg.json: unknown option \"learning-rate\" (see --help)"
+echo '{"recompute": 1}' > badcfg.json
+run llm-pretrain --config badcfg.json --out cg
+expect_rc 2 "--config: a flag that is not true or false"
+expect_err_contains "\"recompute\" is a flag: true or false"
+# --resume with --steps at or below the checkpoint's: nothing to do, the checkpoint untouched.
+before=$(stat -c %Y cf/step-00000002/trainer_state.json)
+run llm-pretrain --config cfg.json --steps 1 --out cf --resume
+expect_rc 0 "--resume to fewer steps"
+expect_err_contains "the checkpoint is at step 2, --steps 1: nothing to do"
+expect_eq "$(stat -c %Y cf/step-00000002/trainer_state.json) $(grep -c '"loss"' cf/metrics.jsonl)" "$before 2" "nothing re-saved or redone"
+# Warmup that never ends, and a batch larger than the data: warned.
+run llm-pretrain --config cfg.json --steps 2 --warmup 5 --seq-len 64 --batch-size 1000 --micro-batch 100 --out cw
+expect_rc 0 "a long warmup"
+expect_err_contains "--warmup 5 is not below --steps 2: the learning rate never reaches --lr"
+expect_err_contains "is larger than the training data"
+if command -v gnuplot >/dev/null; then
+  run llm-pretrain --plot cf/metrics.jsonl
+  expect_rc 0 "--plot a metrics file"
+  expect_file cf/loss.png
+fi
 finish

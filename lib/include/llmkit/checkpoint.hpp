@@ -5,6 +5,7 @@
 // the newest complete one and is replaced last.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,9 +46,12 @@ void load_llmc(const std::string& path, Model& model);
 // memory); frozen tensors have none. Adapter tensors (LoRA) are not in model.safetensors.
 // model.safetensors is written as `dtype` (F32 or BF16); with BF16 the fp32 master weights go
 // into optimizer.safetensors too ("w." tensors), so that --resume continues exactly.
+// `extra` writes more files into the checkpoint's temporary directory before it is renamed
+// (an adapter, tokenizer_config.json).
 std::string save_checkpoint(const std::string& out, Model& model, const float* m, const float* v,
                             const TrainerState& state, const std::string& tokenizer, int keep,
-                            const std::string& dtype = "F32");
+                            const std::string& dtype = "F32",
+                            const std::function<void(const std::string& dir)>& extra = nullptr);
 // The newest complete checkpoint directory under OUT ("" when there is none).
 std::string latest_checkpoint(const std::string& out);
 // Loads weights (the fp32 master weights when the checkpoint has them), moments (when m and v

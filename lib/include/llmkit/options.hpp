@@ -38,6 +38,9 @@ class OptionParser {
               double* target, const std::string& help);
   // Extra text printed after the options in --help (examples, exit status).
   void epilog(const std::string& text);
+  // Adds --config FILE: a JSON object of long options (flags true/false, repeatable ones as
+  // lists) read before the command line, which wins (training tools).
+  void enable_config() { config_ = true; }
 
   // Parses argv; returns the positional arguments. Throws UsageError on a bad command line and
   // ExitRequest{0} after printing --help or --version to stdout. Applies the common options
@@ -58,6 +61,8 @@ class OptionParser {
   };
   const Opt* find_long(const std::string& name) const;
   const Opt* find_short(char c) const;
+  std::vector<std::string> config_args(const std::string& file) const;
+  bool config_ = false;
   std::string program_, synopsis_, summary_, epilog_, current_section_;
   std::vector<Opt> opts_;
   CommonOptions common_;
