@@ -1,6 +1,8 @@
 // Checkpoints: Hugging Face-named safetensors, moments, trainer state; see checkpoint.hpp.
 #include "llmkit/checkpoint.hpp"
 
+#include "llmkit/adapter.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -334,12 +336,16 @@ std::string save_checkpoint(const std::string& out, Model& m, const float* mom, 
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   write_file_atomic(tmp + "/config.json", m.config().to_json());
-  save_model(tmp + "/model.safetensors", m, dtype);
+  // Adapters on a frozen base: the base is its own file, untouched; the checkpoint holds the
+  // adapters (extra writes them as PEFT does) and their exact fp32 values as "w." tensors.
+  bool base_trained = !m.has_lora();
+  for (const auto& s : m.params()) base_trained = base_trained || (s.trainable() && !Model::is_lora_tensor(s.name));
+  if (base_trained) save_model(tmp + "/model.safetensors", m, dtype);
   if (mom && var) {
     std::vector<TensorView> views;
     std::vector<float> copy;
-    const float* master = nullptr;  // the fp32 weights, when model.safetensors rounds them
-    if (dtype != "F32") {
+    const float* master = nullptr;  // the fp32 weights, when model.safetensors rounds them or is not written
+    if (dtype != "F32" || !base_trained) {
       master = m.backend().host_view(m.weights());
       if (!master) {
         copy.resize(m.num_params());
@@ -352,7 +358,7 @@ std::string save_checkpoint(const std::string& out, Model& m, const float* mom, 
         views.push_back({"m." + s.name, DType::f32, s.shape, mom + s.grad_offset});
         views.push_back({"v." + s.name, DType::f32, s.shape, var + s.grad_offset});
       }
-      if (master) views.push_back({"w." + s.name, DType::f32, s.shape, master + s.offset});
+      if (master && (base_trained || s.trainable())) views.push_back({"w." + s.name, DType::f32, s.shape, master + s.offset});
     }
     write_safetensors(tmp + "/optimizer.safetensors", views);
   }
@@ -388,15 +394,25 @@ std::string latest_checkpoint(const std::string& out) {
 }
 
 TrainerState load_checkpoint(const std::string& dir, Model& m, float* mom, float* var) {
-  load_model(dir + "/model.safetensors", m);
-  // A bf16 model.safetensors: the exact fp32 weights are in optimizer.safetensors.
+  // Without model.safetensors (adapters on a frozen base) the model holds its base already.
+  if (file_size(dir + "/model.safetensors") > 0 || !m.has_lora()) load_model(dir + "/model.safetensors", m);
+  // Exact fp32 weights in optimizer.safetensors: all of them under a bf16 model.safetensors,
+  // the adapters' on a frozen base.
   const std::string opt = dir + "/optimizer.safetensors";
   if (file_size(opt) > 0) {
     SafetensorsFile f(opt);
-    if (!m.params().empty() && f.has("w." + m.params().front().name)) {
-      std::vector<float> host(m.num_params(), 0.0f);
-      for (const auto& s : m.params()) f.read_f32("w." + s.name, host.data() + s.offset, s.size, s.shape);
+    std::vector<float> host;
+    for (const auto& s : m.params()) {
+      if (!f.has("w." + s.name)) continue;
+      if (host.empty()) {
+        host.resize(m.num_params());
+        m.backend().download(host.data(), m.weights(), host.size());
+      }
+      f.read_f32("w." + s.name, host.data() + s.offset, s.size, s.shape);
+    }
+    if (!host.empty()) {
       m.backend().upload(m.weights(), host.data(), host.size());
+      m.backend().parameters_changed();
     }
   }
   if (mom && var) load_moments(dir, m, 0, m.num_grads(), mom, var);
@@ -428,6 +444,27 @@ LoadedModel open_model(const std::string& path, Backend& be, ModelOptions option
   std::string dir = path;
   if (is_directory(path) && file_size(path + "/config.json") == 0 && file_size(path + "/latest") > 0)
     dir = latest_checkpoint(path);  // a run directory
+  if (is_adapter_dir(dir)) {
+    // A LoRA adapter (PEFT's files): its base, the adapter on it, merged for inference.
+    const AdapterConfig a = read_adapter_config(dir);
+    if (a.base.empty()) throw Error(dir + "/adapter_config.json", "names no base_model_name_or_path");
+    const std::string base = is_directory(a.base) && file_size(a.base + "/latest") > 0 && file_size(a.base + "/config.json") == 0
+                                 ? latest_checkpoint(a.base)
+                                 : a.base;
+    if (!is_directory(base))
+      throw Error(dir + "/adapter_config.json", "its base " + a.base + " is not a checkpoint directory here");
+    if (!a.fingerprint.empty() && a.fingerprint != base_fingerprint(base))
+      throw Error(dir, "was trained on another base than " + base + " (its weights differ from the ones the adapter recorded)");
+    options.lora = a.lora;
+    lm = open_model(base, be, options);
+    load_adapter(dir, *lm.model);
+    lm.model->merge_lora();
+    if (file_size(dir + "/tokenizer.model") > 0) lm.tokenizer = dir + "/tokenizer.model";
+    if (file_size(dir + "/trainer_state.json") > 0)
+      lm.train_seq_len = TrainerState::from_json(read_file(dir + "/trainer_state.json"), dir + "/trainer_state.json").seq_len;
+    lm.source = dir;
+    return lm;
+  }
   if (is_directory(dir)) {
     lm.model = std::make_unique<Model>(ModelConfig::load(dir), be, options);
     load_model(dir + "/model.safetensors", *lm.model);

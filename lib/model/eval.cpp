@@ -307,8 +307,15 @@ nlohmann::json Evaluator::identity(const std::string& kind, const std::vector<st
                                    nlohmann::json options) const {
   nlohmann::json id;
   id["type"] = kind;
-  const std::string weights = is_directory(lm_.source) ? lm_.source + "/model.safetensors" : lm_.source;
-  id["model"] = {{"path", lm_.source}, {"weights", file_digest(weights)}};
+  // The weights: a checkpoint's model.safetensors, an adapter's tensors and its base's record.
+  std::string weights;
+  if (is_directory(lm_.source)) {
+    for (const char* f : {"/model.safetensors", "/adapter_model.safetensors", "/llmkit_base.json"})
+      if (file_size(lm_.source + f) > 0) weights += file_digest(lm_.source + f);
+  } else {
+    weights = file_digest(lm_.source);
+  }
+  id["model"] = {{"path", lm_.source}, {"weights", weights}};
   if (tok_) id["tokenizer"] = tok_->hash();
   for (const auto& p : inputs) id["inputs"].push_back({{"path", p}, {"digest", file_digest(p)}});
   id["device"] = be_->name();

@@ -352,11 +352,11 @@ void Model::build_specs() {
         std::string names;
         for (const auto& site : sites)
           if (names.find(site.target) == std::string::npos) names += (names.empty() ? "" : ", ") + site.target;
-        throw Error("--lora-targets", "'" + t + "' is not a linear module of a " +
+        throw UsageError("--lora-targets: '" + t + "' is not a linear module of a " +
                                           (llama ? std::string("Llama") : std::string("GPT-2")) + " model (" + names + ", all-linear)");
       }
     }
-    if (lo.targets.empty()) throw Error("--lora-targets", "no modules given");
+    if (lo.targets.empty()) throw UsageError("--lora-targets: no modules given");
     for (int l = 0; l < c.layers; ++l)
       for (const auto& site : adapter_sites(c, l))
         if (targeted(lo, site.target)) {

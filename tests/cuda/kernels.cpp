@@ -297,6 +297,19 @@ void test_crossentropy(Backend& cpu, Backend& gpu, std::mt19937& rng, int N, int
   cpu.crossentropy_forward(logp.c(), logits.c(), targets.data(), N, V, Vp);
   gpu.crossentropy_forward(logp.dev, logits.dev, targets.data(), N, V, Vp);
   logp.expect("crossentropy forward " + s + " (ignored rows)", 1e-5, 1e-5);
+  {  // argmax: ties go to the first column (a row of equal values in the padded part's width)
+    std::vector<float> l = logits.cpu;
+    for (int j = 0; j < Vp; ++j) l[static_cast<size_t>(j)] = 1.0f;
+    gpu.upload(logits.dev, l.data(), l.size());
+    std::vector<int32_t> a(static_cast<size_t>(N)), b(a.size());
+    cpu.argmax(a.data(), l.data(), N, V, Vp);
+    gpu.argmax(b.data(), logits.dev, N, V, Vp);
+    ++checks;
+    const bool same = a == b && a[0] == 0;
+    std::printf("%-58s %s\n", ("  argmax " + s).c_str(), same ? "ok" : "FAILED");
+    failures += !same;
+    gpu.upload(logits.dev, logits.cpu.data(), logits.cpu.size());
+  }
   cpu.crossentropy_backward(dlogits.c(), logits.c(), targets.data(), dlogp.c(), N, V, Vp);
   gpu.crossentropy_backward(dlogits.dev, logits.dev, targets.data(), dlogp.dev, N, V, Vp);
   dlogits.expect("  backward", 1e-4, 1e-6);

@@ -451,6 +451,17 @@ class CpuBackend final : public Backend {
     }
   }
 
+  void argmax(int32_t* out, const float* logits, int N, int V, int Vp) override {
+#pragma omp parallel for
+    for (int n = 0; n < N; ++n) {
+      const float* l = logits + static_cast<size_t>(n) * Vp;
+      int best = 0;
+      for (int j = 1; j < V; ++j)
+        if (l[j] > l[best]) best = j;
+      out[n] = best;
+    }
+  }
+
   void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets,
                              const float* dlogp, int N, int V, int Vp) override {
 #pragma omp parallel for

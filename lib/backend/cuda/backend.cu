@@ -262,6 +262,12 @@ class CudaBackend final : public Backend {
   void crossentropy_forward(float* logp, const float* logits, const int32_t* targets, int N, int V, int Vp) override {
     LLMKIT_CUDA_NS::crossentropy_forward(logp, ref(logits), upload_ints(Slot::targets, targets, static_cast<size_t>(N)), N, V, Vp);
   }
+  void argmax(int32_t* out, const float* logits, int N, int V, int Vp) override {
+    if (N <= 0) return;
+    auto* dev = reinterpret_cast<int32_t*>(scratch(Slot::partial, static_cast<size_t>(N)));
+    LLMKIT_CUDA_NS::argmax(dev, ref(logits), N, V, Vp);
+    check(cudaMemcpy(out, dev, static_cast<size_t>(N) * sizeof(int32_t), cudaMemcpyDeviceToHost), "cudaMemcpy to the host");
+  }
   void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, const float* dlogp, int N, int V,
                              int Vp) override {
     LLMKIT_CUDA_NS::crossentropy_backward(ref(dlogits), ref(logits), upload_ints(Slot::targets, targets, static_cast<size_t>(N)),

@@ -46,7 +46,31 @@ __global__ void crossentropy_backward_kernel(Ref dlogits, Ref logits, const int3
     d.set(j, j < V ? (j == target ? c : 0.0f) - c * __expf(l.get(j) - lse) : 0.0f);
 }
 
+// Block per row: the largest value, then the smallest index holding it (indices below 2^24
+// are exact as floats).
+__global__ void argmax_kernel(int32_t* out, Ref logits, int V, int Vp) {
+  const size_t row = blockIdx.x;
+  const Ref l = logits.at(row * Vp);
+  float m = -INFINITY;
+  for (int j = threadIdx.x; j < V; j += blockDim.x) m = fmaxf(m, l.get(j));
+  m = block_max(m);
+  float first = -INFINITY;  // -index of the first column holding m
+  for (int j = threadIdx.x; j < V; j += blockDim.x)
+    if (l.get(j) == m) {
+      first = -static_cast<float>(j);
+      break;
+    }
+  first = block_max(first);
+  if (threadIdx.x == 0) out[row] = first == -INFINITY ? 0 : static_cast<int32_t>(-first);
+}
+
 }  // namespace
+
+void argmax(int32_t* out_dev, Ref logits, int N, int V, int Vp) {
+  if (N <= 0) return;
+  LLMKIT_LAUNCH(argmax_kernel, N, kThreads, 0, out_dev, logits, V, Vp);
+  check_launch("argmax");
+}
 
 void crossentropy_forward(float* logp, Ref logits, const int32_t* targets_dev, int N, int V, int Vp) {
   if (N <= 0) return;

@@ -103,6 +103,8 @@ class Trainer {
   int run();
 
   const TrainerOptions& options() const { return opts_; }
+  // The run's length when the objective decides it (llm-sft --epochs), during build().
+  void set_steps(int64_t steps) { opts_.steps = steps; }
   Backend& backend() { return *be_; }
   Model& model() { return *model_; }
   const Model& model() const { return *model_; }
@@ -132,7 +134,7 @@ class Trainer {
   void open_metrics(int64_t resumed_step);
   bool on_gpu() const;
 
-  const TrainerOptions& opts_;
+  TrainerOptions opts_;
   Objective& obj_;
   Comm& comm_;
   Stats& stats_;

@@ -1,0 +1,273 @@
+// llm-sft: instruction tuning as an objective on the shared loop; see llmkit/sft.hpp.
+#include "llmkit/sft.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "llmkit/adapter.hpp"
+#include "llmkit/chat.hpp"
+#include "llmkit/checkpoint.hpp"
+#include "llmkit/error.hpp"
+#include "llmkit/examples.hpp"
+#include "llmkit/io.hpp"
+#include "llmkit/log.hpp"
+#include "llmkit/mpi.hpp"
+#include "llmkit/stats.hpp"
+#include "llmkit/tok.hpp"
+
+namespace llmkit {
+
+namespace fs = std::filesystem;
+
+std::string tokenizer_config_json(const std::string& chat_template, int max_length) {
+  const ChatTemplate t = ChatTemplate::named(chat_template);
+  nlohmann::ordered_json j;
+  j["tokenizer_class"] = "LlamaTokenizer";  // a SentencePiece model, as Llama's
+  j["bos_token"] = "<s>";
+  j["eos_token"] = "</s>";
+  j["unk_token"] = "<unk>";
+  j["pad_token"] = "<pad>";
+  j["add_bos_token"] = false;  // the template places the document separator itself
+  j["add_eos_token"] = false;
+  j["additional_special_tokens"] = t.special_tokens();
+  j["model_max_length"] = max_length;
+  j["chat_template"] = t.jinja();
+  j["llmkit_chat_template"] = t.name();
+  return j.dump(2) + "\n";
+}
+
+namespace {
+
+// The directory an --init names: a checkpoint, or a run's latest checkpoint.
+std::string checkpoint_dir(const std::string& path) {
+  if (is_directory(path) && file_size(path + "/config.json") == 0 && file_size(path + "/latest") > 0) return latest_checkpoint(path);
+  return path;
+}
+
+std::string tokenizer_path(const SftConfig& cfg, const std::string& init_dir) {
+  if (!cfg.tokenizer.empty()) return cfg.tokenizer;
+  if (file_size(init_dir + "/tokenizer.model") > 0) return init_dir + "/tokenizer.model";
+  throw Error(cfg.init, "has no tokenizer.model: give --tokenizer");
+}
+
+ExampleOptions example_options(const SftConfig& cfg) {
+  ExampleOptions o;
+  o.seq_len = cfg.seq_len;
+  o.packing = cfg.packing;
+  o.truncate = cfg.truncate;
+  o.strict = cfg.strict;
+  o.limit = cfg.limit;
+  return o;
+}
+
+class SftObjective final : public Objective {
+ public:
+  explicit SftObjective(const SftConfig& cfg) : cfg_(cfg) {}
+
+  std::unique_ptr<Model> build(Trainer& t, const std::string& resume_dir) override {
+    if (cfg_.init.empty()) throw UsageError("--init CHECKPOINT is required (the model to tune)");
+    if (cfg_.data.empty()) throw UsageError("--data FILE is required (llmkit-chat(5))");
+    init_dir_ = checkpoint_dir(cfg_.init);
+    if (is_adapter_dir(init_dir_))
+      throw Error(cfg_.init, "is an adapter: merge it into its base first (llm-sft merge " + cfg_.init + " -o DIR) and give that");
+    tokenizer_ = std::make_unique<Tokenizer>(tokenizer_path(cfg_, init_dir_));
+    ModelOptions options;
+    options.recompute_mlp = cfg_.recompute;
+    options.lora = cfg_.lora;
+    const bool lora = cfg_.lora.rank > 0;
+    // The base's weights: from --init, unless a full fine-tune resumes (its checkpoint has them).
+    std::unique_ptr<Model> model;
+    if (lora || resume_dir.empty()) {
+      LoadedModel lm = open_model(init_dir_, t.backend(), options);
+      model = std::move(lm.model);
+    } else {
+      model = std::make_unique<Model>(ModelConfig::load(resume_dir), t.backend(), options);
+    }
+    if (tokenizer_->vocab_size() > static_cast<uint64_t>(model->config().vocab_size))
+      throw Error(tokenizer_->path(), "vocabulary of " + std::to_string(tokenizer_->vocab_size()) + " is larger than the model's " +
+                                          std::to_string(model->config().vocab_size));
+    if (cfg_.seq_len > model->config().max_seq && model->config().family == ModelConfig::Family::gpt2)
+      throw UsageError("--seq-len " + std::to_string(cfg_.seq_len) + " is above the model's context of " +
+                       std::to_string(model->config().max_seq));
+    if (lora) {
+      if (resume_dir.empty()) model->init_lora(cfg_.seed);
+      model->freeze([](const std::string& name) { return !Model::is_lora_tensor(name); });
+    }
+    encoder_ = std::make_unique<ChatEncoder>(*tokenizer_, ChatTemplate::named(cfg_.chat_template));
+    Stats& st = t.stats();
+    train_ = std::make_unique<ExampleSet>(cfg_.data, *encoder_, example_options(cfg_), st);
+    if (!cfg_.val.empty()) {
+      Stats val_stats;
+      ExampleOptions vo = example_options(cfg_);
+      vo.limit = 0;
+      val_ = std::make_unique<ExampleSet>(cfg_.val, *encoder_, vo, val_stats);
+    }
+    if (st.get("examples_truncated") > 0 && t.rank() == 0)
+      LLMKIT_WARN("%lld examples longer than --seq-len %d + 1 tokens were cut (%lld tokens); --no-truncate refuses them",
+                  static_cast<long long>(st.get("examples_truncated")), cfg_.seq_len, static_cast<long long>(st.get("tokens_truncated")));
+    if (cfg_.epochs > 0) {
+      const double rows = static_cast<double>(train_->rows()), per_step = static_cast<double>(rows_per_step(t));
+      t.set_steps(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(cfg_.epochs * rows / per_step))));
+    }
+    return model;
+  }
+
+  std::string describe(const Trainer& t) const override {
+    char line[512];
+    const Model& m = t.model();
+    snprintf(line, sizeof line,
+             "%s: %.2fM parameters%s; %zu examples in %zu rows (%s, %.1f%% padding), %lld trained tokens, template %s; %lld steps "
+             "(%.2f epochs)",
+             init_dir_.c_str(), static_cast<double>(m.num_params_unpadded()) / 1e6,
+             cfg_.lora.rank > 0 ? (", LoRA rank " + std::to_string(cfg_.lora.rank)).c_str() : "", train_->examples(), train_->rows(),
+             cfg_.packing ? "packed" : "one a row", 100.0 * train_->padding_fraction(), static_cast<long long>(train_->trained_tokens()),
+             cfg_.chat_template.c_str(), static_cast<long long>(t.options().steps),
+             static_cast<double>(t.options().steps) * static_cast<double>(t.state().batch_sequences) / static_cast<double>(train_->rows()));
+    return line;
+  }
+
+  // The global batch's trained tokens: every rank knows the batch, so the loss is the mean over
+  // them whatever the micro-batch, the accumulation and the ranks.
+  void begin_step(Trainer& t, uint64_t cursor) override {
+    step_trained_ = train_->trained_in(cursor, static_cast<uint64_t>(t.state().batch_sequences), cfg_.seed);
+    nll_ = correct_ = 0;
+    rows_done_ = cursor + static_cast<uint64_t>(t.state().batch_sequences);
+  }
+
+  void micro_step(Trainer& t, uint64_t first) override {
+    Model& m = t.model();
+    const RowBatch b = train_->batch(first, cfg_.micro_batch, cfg_.seed);
+    // Adapter dropout masks: a function of the rows, so a resumed run draws the same ones.
+    m.set_dropout_seed(cfg_.seed * 0x9E3779B97F4A7C15ull + first + 1);
+    m.forward(b.tokens.data(), b.targets.data(), b.B, b.T, b.starts.empty() ? nullptr : b.starts.data());
+    score(m, b);
+    dlogp_.assign(b.targets.size(), 0.0f);
+    const float w = step_trained_ > 0 ? -1.0f / static_cast<float>(step_trained_) : 0.0f;
+    for (size_t i = 0; i < b.targets.size(); ++i)
+      if (b.targets[i] >= 0) dlogp_[i] = w;
+    m.backward(dlogp_.data());
+  }
+
+  double end_step(Trainer& t) override {
+    if (t.ranks() > 1) {
+      nll_ = t.comm().allreduce_sum_double(nll_);
+      correct_ = t.comm().allreduce_sum_double(correct_);
+    }
+    return step_trained_ > 0 ? nll_ / static_cast<double>(step_trained_) : 0.0;
+  }
+
+  void step_metrics(Trainer&, nlohmann::json& line) override {
+    line["mean_token_accuracy"] = step_trained_ > 0 ? std::round(correct_ / static_cast<double>(step_trained_) * 1e6) / 1e6 : 0.0;
+    line["trained_tokens"] = step_trained_;
+    line["epoch"] = std::round(static_cast<double>(rows_done_) / static_cast<double>(train_->rows()) * 1e4) / 1e4;
+  }
+  uint64_t step_tokens(const Trainer&) const override { return static_cast<uint64_t>(step_trained_); }
+  double step_flops(const Trainer& t) const override {
+    return t.model().flops_per_step(cfg_.micro_batch, cfg_.seq_len) * static_cast<double>(t.accumulation());
+  }
+
+  nlohmann::json evaluate(Trainer& t) override {
+    if (!val_) return nullptr;
+    Model& m = t.model();
+    m.set_dropout_seed(0);
+    const uint64_t B = static_cast<uint64_t>(cfg_.micro_batch), R = static_cast<uint64_t>(t.ranks());
+    uint64_t rows = val_->rows();
+    if (cfg_.eval_batches > 0) rows = std::min<uint64_t>(rows, static_cast<uint64_t>(cfg_.eval_batches) * B);
+    nll_ = correct_ = 0;
+    double trained = 0;
+    // The validation rows in their stored order (the order of epoch 0 under seed 0 is fixed too,
+    // but plain order reads better): micro-batches dealt round-robin to the ranks.
+    for (uint64_t r0 = static_cast<uint64_t>(t.rank()) * B; r0 < rows; r0 += R * B) {
+      const int n = static_cast<int>(std::min<uint64_t>(B, rows - r0));
+      const RowBatch b = val_->batch(r0, n, 0);
+      m.forward(b.tokens.data(), b.targets.data(), b.B, b.T, b.starts.empty() ? nullptr : b.starts.data());
+      score(m, b);
+      trained += static_cast<double>(b.trained);
+    }
+    if (R > 1) {
+      nll_ = t.comm().allreduce_sum_double(nll_);
+      correct_ = t.comm().allreduce_sum_double(correct_);
+      trained = t.comm().allreduce_sum_double(trained);
+    }
+    if (trained == 0) return nullptr;
+    return {{"val_loss", nll_ / trained}, {"val_mean_token_accuracy", correct_ / trained}};
+  }
+
+  void save_extra(Trainer& t, const std::string& dir) override {
+    write_file_atomic(dir + "/tokenizer_config.json", tokenizer_config_json(cfg_.chat_template, cfg_.seq_len));
+    if (cfg_.lora.rank > 0) save_adapter(dir, t.model(), fs::absolute(init_dir_).lexically_normal().string());
+  }
+
+ private:
+  // The batch's summed negative log-likelihood and correct argmax over its targets, before the
+  // backward pass turns the logits into their gradient.
+  void score(Model& m, const RowBatch& b) {
+    const std::vector<float> lp = m.logp();
+    argmax_.resize(b.targets.size());
+    m.backend().argmax(argmax_.data(), m.logits(), b.B * b.T, m.config().vocab_size, m.config().padded_vocab());
+    for (size_t i = 0; i < b.targets.size(); ++i)
+      if (b.targets[i] >= 0) {
+        nll_ -= lp[i];
+        correct_ += argmax_[i] == b.targets[i];
+      }
+  }
+
+  const SftConfig& cfg_;
+  std::string init_dir_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<ChatEncoder> encoder_;
+  std::unique_ptr<ExampleSet> train_, val_;
+  int64_t step_trained_ = 0;
+  uint64_t rows_done_ = 0;
+  double nll_ = 0, correct_ = 0;
+  std::vector<float> dlogp_;
+  std::vector<int32_t> argmax_;
+};
+
+}  // namespace
+
+int run_sft(const SftConfig& cfg, Stats& stats) {
+  SftConfig c = cfg;
+  if (c.tokenizer.empty() && !c.init.empty()) {  // copied into every checkpoint
+    const std::string dir = checkpoint_dir(c.init);
+    if (file_size(dir + "/tokenizer.model") > 0) c.tokenizer = dir + "/tokenizer.model";
+  }
+  SftObjective objective(c);
+  return Trainer(c, objective, stats).run();
+}
+
+void show_masks(const SftConfig& cfg, int64_t n, std::FILE* out) {
+  if (cfg.init.empty() && cfg.tokenizer.empty()) throw UsageError("--show-masks needs --init (or --tokenizer)");
+  if (cfg.data.empty()) throw UsageError("--data FILE is required (llmkit-chat(5))");
+  const Tokenizer tok(cfg.tokenizer.empty() ? tokenizer_path(cfg, checkpoint_dir(cfg.init)) : cfg.tokenizer);
+  const ChatEncoder enc(tok, ChatTemplate::named(cfg.chat_template));
+  SftConfig c = cfg;
+  c.limit = n;
+  c.packing = false;
+  Stats stats;
+  ExampleSet set(c.data, enc, example_options(c), stats);
+  for (size_t i = 0; i < set.examples(); ++i) {
+    const ChatExample ex = set.example(i);
+    std::fprintf(out, "== %s: %zu tokens, %zu trained\n%s\n", ex.where.c_str(), ex.tokens.size(), ex.trained_tokens(),
+                 enc.show(ex).c_str());
+  }
+}
+
+void merge_adapter(const std::string& adapter, const std::string& out) {
+  std::string dir = checkpoint_dir(adapter);
+  if (!is_adapter_dir(dir)) throw Error(adapter, "holds no adapter_config.json: not a LoRA adapter or an llm-sft LoRA run");
+  check_output_dir(out, "-o");
+  auto be = make_cpu_backend();
+  LoadedModel lm = open_model(dir, *be);  // base + adapter, merged
+  fs::create_directories(out);
+  write_file_atomic(out + "/config.json", lm.model->config().to_json());
+  save_model(out + "/model.safetensors", *lm.model);
+  if (!lm.tokenizer.empty()) write_file_atomic(out + "/tokenizer.model", read_file(lm.tokenizer));
+  if (file_size(dir + "/tokenizer_config.json") > 0) write_file_atomic(out + "/tokenizer_config.json", read_file(dir + "/tokenizer_config.json"));
+  LLMKIT_INFO("merged %s into %s", dir.c_str(), out.c_str());
+}
+
+}  // namespace llmkit

@@ -1,0 +1,121 @@
+// llm-sft: instruction tuning on chat data (TRL's formats), full or with LoRA adapters, packed
+// or not, data parallel over MPI ranks; `llm-sft merge` folds an adapter into its base.
+
+#include <cstring>
+
+#include "llmkit/error.hpp"
+#include "llmkit/io.hpp"
+#include "llmkit/mpi.hpp"
+#include "llmkit/options.hpp"
+#include "llmkit/sft.hpp"
+#include "llmkit/stats.hpp"
+#include "llmkit/tool.hpp"
+#include "llmkit/trainer.hpp"
+
+using namespace llmkit;
+
+namespace {
+
+int merge_main(int argc, char** argv) {
+  std::string out;
+  OptionParser op("llm-sft merge", "llm-sft merge ADAPTER -o DIR",
+                  "Folds a LoRA adapter (an adapter directory, or an llm-sft run or checkpoint that\n"
+                  "holds one) into its base: DIR gets a plain checkpoint with W + (alpha/r) B A.");
+  op.string("out", 'o', "DIR", &out, "the merged checkpoint's directory");
+  std::vector<std::string> rest = op.parse(argc, argv);
+  if (rest.size() != 1) throw UsageError("give one ADAPTER directory");
+  if (out.empty()) throw UsageError("-o DIR is required");
+  merge_adapter(rest[0], out);
+  return 0;
+}
+
+int sft_main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "merge") == 0) return merge_main(argc - 1, argv + 1);
+  SftConfig cfg;
+  // Hugging Face TRL's SFTConfig defaults where it has them.
+  cfg.lr = 2e-5;
+  cfg.warmup = 0;
+  cfg.schedule = "linear";
+  cfg.min_lr_frac = 0;
+  cfg.weight_decay = 0;
+  cfg.beta2 = 0.999;
+  cfg.seq_len = 1024;
+  cfg.steps = 0;
+  int64_t seq = 0, micro = 0, keep = 0, bad = 0, zero = 0, rank = 0, show = 0;
+  double alpha = 0, dropout = 0;
+  std::string targets = "all-linear";
+  bool no_truncate = false, merge = false;
+  OptionParser op("llm-sft", "llm-sft --init CHECKPOINT --data FILE --out DIR [OPTIONS]\n       llm-sft merge ADAPTER -o DIR",
+                  "Tunes a model on chat data (JSONL: messages, prompt/completion or text rows, as\n"
+                  "Hugging Face TRL reads them), training only what the assistant says, fully or\n"
+                  "through LoRA adapters saved as PEFT does; data parallel over MPI ranks.");
+  op.enable_config();
+  op.section("Model and data");
+  op.string("init", 0, "PATH", &cfg.init, "the model to tune: a checkpoint or run directory (llm-pretrain, Hugging Face)");
+  op.value("data", 0, "FILE", [&](const std::string& v) { cfg.data.push_back(v); }, "training rows, JSONL(.zst) (repeatable)");
+  op.value("val", 0, "FILE", [&](const std::string& v) { cfg.val.push_back(v); }, "validation rows (repeatable)");
+  op.string("tokenizer", 0, "MODEL", &cfg.tokenizer, "SentencePiece model (default: the checkpoint's tokenizer.model)");
+  op.string("template", 0, "NAME", &cfg.chat_template, "chat template: chatml (default), llama2, plain");
+  op.flag("packing", 0, &cfg.packing,
+          "pack examples into rows, best-fit decreasing, each attending to itself only\n"
+          "(positions restart per example)");
+  op.flag("no-truncate", 0, &no_truncate, "an example longer than --seq-len + 1 tokens is an error (default: cut)");
+  op.flag("strict", 0, &cfg.strict, "a malformed row is an error (default: skipped with a warning, counted)");
+  op.number("epochs", 0, "E", &cfg.epochs, "passes over the data (default 3, unless --steps)");
+  op.integer("limit", 0, "N", &cfg.limit, "read at most N training rows");
+  op.integer("show-masks", 0, "N", &show, "print N examples with their trained tokens between [[ and ]], and exit");
+  op.section("LoRA");
+  op.integer("lora-rank", 0, "R", &rank, "train LoRA adapters of rank R on the frozen base (default 0: full fine-tuning)");
+  op.number("lora-alpha", 0, "A", &alpha, "adapter scale alpha / R (default 2 R)");
+  op.number("lora-dropout", 0, "P", &dropout, "dropout on the adapters' input (default 0)");
+  op.string("lora-targets", 0, "LIST", &targets,
+            "modules adapted: all-linear (default), or Llama's q_proj,k_proj,v_proj,o_proj,\n"
+            "gate_proj,up_proj,down_proj, GPT-2's c_attn,c_proj,c_fc");
+  op.flag("rslora", 0, &cfg.lora.rslora, "scale alpha / sqrt(R) (rank-stabilised LoRA)");
+  op.flag("merge", 0, &merge, "after training, write OUT/merged/: the base with the adapter folded in");
+  add_trainer_options(op, cfg, micro, seq, keep, bad, zero);
+  op.section("Evaluation");
+  op.integer("eval-batches", 0, "N", &cfg.eval_batches, "validation micro-batches per evaluation (default 0: all)");
+  op.epilog(
+      "Signals: SIGTERM, SIGINT and SIGUSR1 stop the run after the step under way with a\n"
+      "checkpoint, exit 1; --resume continues from it. A second one stops at once.\n\n"
+      "Exit status: 0 done, 1 runtime error or stopped by a signal, 2 usage error. See llm-sft(1)\n"
+      "and llmkit-chat(5).\n\n"
+      "Example:\n"
+      "  llm-sft --init runs/base --data chat.jsonl --val chat-val.jsonl --out runs/sft \\\n"
+      "    --seq-len 1024 --packing --lora-rank 16 --lora-alpha 32 --lr 2e-4 --epochs 3");
+  std::vector<std::string> rest = op.parse(argc, argv);
+  if (!rest.empty()) throw UsageError("unexpected argument '" + rest[0] + "' (data files go after --data)");
+  cfg.seed = op.common().seed;
+  cfg.truncate = !no_truncate;
+  if (rank < 0) throw UsageError("--lora-rank must be 0 or more");
+  if (!(dropout >= 0 && dropout < 1)) throw UsageError("--lora-dropout must be in [0, 1)");
+  cfg.lora.rank = static_cast<int>(rank);
+  cfg.lora.alpha = static_cast<float>(alpha > 0 ? alpha : 2.0 * static_cast<double>(rank));
+  cfg.lora.dropout = static_cast<float>(dropout);
+  cfg.lora.targets = split_list(targets);
+  if (merge && rank == 0) throw UsageError("--merge needs --lora-rank (a full fine-tune is a plain checkpoint already)");
+  if (show > 0) {
+    if (seq < 1) seq = cfg.seq_len;
+    cfg.seq_len = static_cast<int>(seq);
+    show_masks(cfg, show, stdout);
+    return 0;
+  }
+  if (cfg.epochs < 0) throw UsageError("--epochs must be positive");
+  if (cfg.steps > 0 && cfg.epochs > 0) throw UsageError("give --epochs or --steps, not both");
+  if (cfg.steps == 0) {
+    if (cfg.epochs == 0) cfg.epochs = 3;
+    cfg.steps = 1;  // decided from the data once it is read
+  }
+  if (cfg.eval_batches < 0) throw UsageError("--eval-batches must be 0 or more");
+  check_trainer_options(cfg, micro, seq, keep, bad, zero);
+  Stats stats;
+  int rc = run_sft(cfg, stats);
+  stats.write(op.common().stats_file, "llm-sft", Comm::world());
+  if (rc == 0 && merge && Comm::world().rank() == 0) merge_adapter(cfg.out, cfg.out + "/merged");
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run_tool("llm-sft", argc, argv, sft_main); }
