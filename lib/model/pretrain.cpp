@@ -201,6 +201,17 @@ void Trainer::setup() {
   train_ = std::make_unique<TokenData>(expand_shard_patterns(cfg_.train), cfg_.seq_len, cfg_.verify_shards);
   if (!cfg_.val.empty()) val_ = std::make_unique<TokenData>(expand_shard_patterns(cfg_.val), cfg_.seq_len, cfg_.verify_shards);
   // The vocabulary comes from the shards when the model does not fix it by its weights.
+  // The tokenizer against the shards, before anything is written (a failed check left an empty
+  // run directory behind).
+  if (!cfg_.tokenizer.empty()) {
+    tokenizer_ = std::make_unique<Tokenizer>(cfg_.tokenizer);
+    for (const TokenData* d : {train_.get(), val_.get()})
+      if (d && d->tokenizer_hash() && d->tokenizer_hash() != tokenizer_->hash())
+        throw Error(cfg_.tokenizer, std::string("is not the tokenizer the ") + (d == train_.get() ? "training" : "validation") +
+                                        " shards were made with (" + d->paths()[0] + ")");
+  }
+  if (val_ && train_->tokenizer_hash() && val_->tokenizer_hash() && train_->tokenizer_hash() != val_->tokenizer_hash())
+    throw Error(val_->paths()[0], "was made with another tokenizer than the training shards (" + train_->paths()[0] + ")");
   if (cfg_.init.empty() && resume_dir.empty() && train_->vocab_size() > 0)
     mc.vocab_size = static_cast<int>(train_->vocab_size());
   if (train_->vocab_size() > static_cast<uint64_t>(mc.vocab_size))
@@ -225,15 +236,6 @@ void Trainer::setup() {
   state_.batch_sequences = global;
 
   setup_optimizer();
-  if (comm_.rank() == 0) {
-    std::filesystem::create_directories(cfg_.out);
-    // Temporary checkpoint directories of a save that was killed are of no use.
-    for (const auto& e : std::filesystem::directory_iterator(cfg_.out)) {
-      std::string n = e.path().filename().string();
-      if (n.rfind(".step-", 0) == 0 && has_suffix(n, ".tmp")) std::filesystem::remove_all(e.path());
-    }
-  }
-  comm_.barrier();
   if (!resume_dir.empty()) {
     TrainerState s = load_checkpoint(resume_dir, *model_, nullptr, nullptr);
     load_optimizer_state(resume_dir);
@@ -268,11 +270,17 @@ void Trainer::setup() {
     else
       LLMKIT_INFO("optimizer state: %.2f MiB per rank (not sharded)", mib);
   }
-  if (!cfg_.tokenizer.empty()) {
-    tokenizer_ = std::make_unique<Tokenizer>(cfg_.tokenizer);
-    if (train_->tokenizer_hash() && train_->tokenizer_hash() != tokenizer_->hash())
-      throw Error(cfg_.tokenizer, "is not the tokenizer the shards were made with");
+  // The run directory, once everything it depends on has been read and checked: a run that
+  // cannot start leaves none behind.
+  if (comm_.rank() == 0) {
+    std::filesystem::create_directories(cfg_.out);
+    // Temporary checkpoint directories of a save that was killed are of no use.
+    for (const auto& e : std::filesystem::directory_iterator(cfg_.out)) {
+      std::string n = e.path().filename().string();
+      if (n.rfind(".step-", 0) == 0 && has_suffix(n, ".tmp")) std::filesystem::remove_all(e.path());
+    }
   }
+  comm_.barrier();
   open_metrics(state_.step);
   const std::string device = be_->device_name();
   peak_flops_ = cfg_.peak_tflops > 0 ? cfg_.peak_tflops * 1e12 : on_gpu() ? gpu_peak_flops(device) : measure_sgemm_flops();

@@ -173,6 +173,10 @@ expect_rc 2 "no --model"
 run llm-eval ppl --model run --device cpu --seq-len 32 --batch-size 4 --max-tokens $((3 * 4 * 32)) shards/val-00000.tok
 expect_rc 0 "--device cpu"
 expect_eq "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['metrics']['loss']['value'] == json.load(open('ppl.json'))['metrics']['loss']['value'])" "$T/out")" "True" "--device cpu: the same loss"
+if ! nvidia-smi >/dev/null 2>&1; then
+  run llm-eval ppl --model run --device cuda shards/val-00000.tok
+  expect_rc 1 "--device cuda without a GPU"; expect_err_contains "cuda"
+fi
 run llm-eval ppl --model run --device tpu shards/val-00000.tok
 expect_rc 2 "--device tpu"
 run llm-eval ppl --model run --precision fp8 shards/val-00000.tok

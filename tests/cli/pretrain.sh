@@ -112,6 +112,19 @@ expect_eq "$(python3 -c "import json; print(json.loads(open('h/metrics.jsonl').r
 run llm-pretrain $common --steps 2 --out docs.jsonl
 expect_rc 1 "--out FILE"; expect_err_contains "llm-pretrain: docs.jsonl: --out: exists and is not a directory"
 expect_err_lacks "parameters"
+# An unknown preset is a usage error; a tokenizer that did not make the shards is refused
+# before the run directory is made.
+run llm-pretrain --model llama-7t --train 'shards/train-*.tok' --out p1 --steps 1
+expect_rc 2 "unknown --model preset"
+expect_err_contains "llm-pretrain: --model: no such model preset 'llama-7t' (llama-tiny, llama-25m, gpt2-124m, llama-125m) or config.json"
+expect_no_file p1
+llm-tok train -q -o other.model --vocab-size 280 docs.jsonl
+run llm-pretrain $common --tokenizer other.model --steps 1 --out p2
+expect_rc 1 "--tokenizer of other shards"
+expect_err_contains "llm-pretrain: other.model: is not the tokenizer the training shards were made with (shards/train-00000.tok)"
+expect_no_file p2
+run llm-pretrain --model gpt2-124m --init a/step-00000012/model.safetensors --train shards/train-00000.tok --out p3 --steps 1
+expect_rc 1 "--init of another shape"; expect_no_file p3
 run llm-pretrain $common --schedule sideways --out g
 expect_rc 2 "--schedule"
 
