@@ -167,6 +167,13 @@ if mount -t tmpfs -o size=64k tmpfs full 2>/dev/null; then
   umount full
 fi
 
+# Stats count bytes uncompressed on both sides, the compressed figures beside them.
+zstd -q -f "$DATA/jsonl/sample.jsonl" -o packed.jsonl.zst
+run llm-dedup --stats packed.json -o packed-out.jsonl.zst packed.jsonl.zst
+expect_rc 0 "dedup of a compressed input"
+expect_eq "$(json packed.json 'j["counters"]["bytes_in"], j["counters"]["bytes_in_compressed"], j["counters"]["bytes_out"], j["counters"]["bytes_out_compressed"]')" \
+          "$(wc -c < "$DATA/jsonl/sample.jsonl") $(wc -c < packed.jsonl.zst) $(zstdcat packed-out.jsonl.zst | wc -c) $(wc -c < packed-out.jsonl.zst)" "dedup stats in bytes"
+
 # Outputs are checked before the work.
 run llm-dedup --clusters nowhere/c.jsonl -o d.jsonl "$DATA/jsonl/sample.jsonl"
 expect_rc 1 "--clusters into a missing directory"; expect_no_file d.jsonl

@@ -30,8 +30,8 @@ for np in 1 2 3; do
   expect_eq "$(ls parts | wc -l)" "$np" "parts with $np ranks"
   cat parts/part-*.jsonl > joined.jsonl
   cmp -s joined.jsonl one.jsonl && ok || fail "-np $np: joined parts differ from the one-process output"
-  expect_eq "$(json mpi$np.json 'j["ranks"], j["counters"]["docs_in"], j["counters"]["docs_out"]' )" \
-            "$np $(json one.json 'j["counters"]["docs_in"], j["counters"]["docs_out"]')" "merged stats, $np ranks"
+  expect_eq "$(json mpi$np.json 'j["ranks"], j["counters"]["docs_in"], j["counters"]["docs_out"], j["counters"]["bytes_in"], j["counters"]["bytes_out"]' )" \
+            "$np $(json one.json 'j["counters"]["docs_in"], j["counters"]["docs_out"], j["counters"]["bytes_in"], j["counters"]["bytes_out"]')" "merged stats, $np ranks"
 done
 expect_eq "$(grep -c . one.jsonl)" "$n_one" "sanity"
 # Two compressed files on two ranks go one to each, though the first is the smaller (by their
