@@ -158,6 +158,14 @@ expect_err_contains "llm-eval: nowhere: -o: cannot write nowhere/mc.json here"
 run llm-eval mc --model run docs.jsonl
 expect_rc 1 "docs are not mc rows"
 expect_err_contains "docs.jsonl:1: not a multiple-choice row"
+run llm-eval mc --model run shards/val-00000.tok
+expect_rc 1 "mc on a token shard"
+expect_err_contains "llm-eval: shards/val-00000.tok: an llmkit token shard, not JSONL multiple-choice rows: token shards are read by llm-eval ppl"
+printf '{"context": "x", "choices": ["a"], "gold": 0}\n{"context": "x", choices}\n' > badjson.jsonl
+run llm-eval mc --model run badjson.jsonl
+expect_rc 1 "invalid JSON"
+expect_err_contains "llm-eval: badjson.jsonl:2: not a JSON object: invalid JSON at byte 18 of the line"
+expect_err_lacks "json.exception"
 printf '{"context": "x", "choices": ["a"], "gold": 3}\n' > badgold.jsonl
 run llm-eval mc --model run badgold.jsonl
 expect_rc 1 "gold out of range"
