@@ -82,7 +82,8 @@ int pretrain_main(int argc, char** argv) {
              "every N steps print a continuation the model samples after 8 tokens of validation\n"
              "data (decoded with --tokenizer when given)");
   op.string("plot", 0, "RUN", &plot,
-            "draw RUN/metrics.jsonl into RUN/loss.png with gnuplot and exit (no training)");
+            "draw RUN/metrics.jsonl into RUN/loss.png with gnuplot and exit (no training);\n"
+            "RUN may also be the metrics file itself");
   op.integer("stop-at", 0, "STEP", &cfg.stop_at,
              "save a checkpoint and exit 0 after this step, the schedule still that of --steps\n"
              "(--resume continues)");

@@ -69,7 +69,10 @@ double gpu_peak_flops(const std::string& name) {
 }
 
 void plot_metrics(const std::string& run) {
-  const std::string metrics = run + "/metrics.jsonl", png = run + "/loss.png";
+  // The run directory, or its metrics.jsonl (or any metrics file: loss.png goes beside it).
+  const bool file = !is_directory(run) && (file_size(run) > 0 || has_suffix(run, ".jsonl"));
+  const std::string dir = file ? std::filesystem::path(run).parent_path().string() : run;
+  const std::string metrics = file ? run : run + "/metrics.jsonl", png = (dir.empty() ? "." : dir) + "/loss.png";
   if (file_size(metrics) == 0) throw Error(metrics, "no metrics to plot");
   check_output_file(png, "--plot");
   for (const std::string& s : {metrics, png})

@@ -88,6 +88,13 @@ if command -v gnuplot >/dev/null; then
 fi
 run llm-pretrain --plot nowhere
 expect_rc 1 "--plot without metrics"
+if command -v gnuplot >/dev/null; then
+  rm s/loss.png
+  run llm-pretrain --plot s/metrics.jsonl
+  expect_rc 0 "--plot RUN/metrics.jsonl"
+  expect_err_contains "wrote s/loss.png"
+  expect_file s/loss.png
+fi
 
 # Refusals.
 run llm-pretrain $common --steps 2 --out a
