@@ -483,7 +483,7 @@ nlohmann::json Evaluator::ppl_shards(const std::vector<std::string>& inputs) {
   r["task"] = inputs.size() == 1 ? inputs[0] : std::to_string(inputs.size()) + " shards";
   r["type"] = "ppl";
   r["examples"] = windows.size();
-  r["tokens"] = count;
+  r["tokens"] = static_cast<int64_t>(count);  // a count: an integer in the report
   r["seq_len"] = T;
   r["stride"] = S;
   r["metrics"]["loss"] = metric_json({sum / count, NAN});
@@ -554,7 +554,7 @@ nlohmann::json Evaluator::ppl_text(const std::vector<std::string>& inputs) {
   r["task"] = inputs.size() == 1 ? inputs[0] : std::to_string(inputs.size()) + " files";
   r["type"] = "ppl";
   r["examples"] = rows.size();
-  r["tokens"] = tokens;
+  r["tokens"] = static_cast<int64_t>(tokens);
   r["seq_len"] = T;
   r["metrics"]["loss"] = metric_json({nll / tokens, NAN});
   r["metrics"]["ppl"] = metric_json({std::exp(nll / tokens), NAN});

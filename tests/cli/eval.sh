@@ -33,7 +33,7 @@ r = json.load(open('ppl.json'))
 v = [json.loads(l)['val_loss'] for l in open('run/metrics.jsonl') if 'val_loss' in l][-1]
 m = r['metrics']
 print(abs(m['loss']['value'] - v) < 1e-5, abs(m['ppl']['value'] - math.exp(m['loss']['value'])) < 1e-9, r['tokens'], r['examples'], r['type'])")" \
-  "True True 384.0 12 ppl" "ppl equals llm-pretrain's val_loss"
+  "True True 384 12 ppl" "ppl equals llm-pretrain's val_loss"
 # With no options but the model: the windows are those of training (trainer_state.json's
 # seq_len, 32, not the model's context of 512), so a run that validated on the whole shard
 # logged the loss llm-eval reports; the text report shows the window length.
@@ -47,7 +47,7 @@ expect_eq "$(python3 -c "
 import json
 r = json.load(open('ppl2.json'))
 v = [json.loads(l)['val_loss'] for l in open('run2/metrics.jsonl') if 'val_loss' in l][-1]
-print(r['seq_len'], abs(r['metrics']['loss']['value'] - v) < 1e-5)")" "32 True" "the default window reproduces val_loss"
+print(r['seq_len'], abs(r['metrics']['loss']['value'] - v) < 1e-5, type(r['tokens']).__name__)")" "32 True int" "the default window reproduces val_loss"
 run llm-eval ppl --model run2 --format text shards/val-00000.tok
 expect_out_contains "tokens scored in windows of 32"
 run llm-eval ppl --model run2 --seq-len 16 --stride 8 --format text shards/val-00000.tok
