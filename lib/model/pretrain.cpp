@@ -233,6 +233,15 @@ void Trainer::setup() {
                      std::to_string(static_cast<int64_t>(cfg_.seq_len) * cfg_.micro_batch * R) + ")");
   per_rank_ = global / R;
   accum_ = per_rank_ / cfg_.micro_batch;
+  // Settings that run but rarely do what was meant.
+  if (comm_.rank() == 0 && cfg_.warmup > 0 && cfg_.warmup >= cfg_.steps)
+    LLMKIT_WARN("--warmup %lld is not below --steps %lld: the learning rate never reaches --lr (it ends at %.3g)",
+                static_cast<long long>(cfg_.warmup), static_cast<long long>(cfg_.steps),
+                cfg_.lr * static_cast<double>(cfg_.steps) / static_cast<double>(cfg_.warmup));
+  if (comm_.rank() == 0 && static_cast<uint64_t>(global) > train_->windows())
+    LLMKIT_WARN("one step takes %lld sequences of %d tokens, more than the %llu windows the training shards hold: "
+                "every step sees some of them twice or more (lower --batch-tokens, or give more data)",
+                static_cast<long long>(global), cfg_.seq_len, static_cast<unsigned long long>(train_->windows()));
   state_.world_size = R;
   state_.seed = cfg_.seed;
   state_.seq_len = cfg_.seq_len;

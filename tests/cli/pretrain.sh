@@ -132,6 +132,19 @@ expect_err_contains "llm-pretrain: other.model: is not the tokenizer the trainin
 expect_no_file p2
 run llm-pretrain --model gpt2-124m --init a/step-00000012/model.safetensors --train shards/train-00000.tok --out p3 --steps 1
 expect_rc 1 "--init of another shape"; expect_no_file p3
+# Settings that run but rarely do what was meant are warned about: a warmup as long as the run,
+# a step larger than the data.
+run llm-pretrain $common --steps 2 --warmup 5 --out w1
+expect_rc 0 "warmup above the steps"
+expect_err_contains "llm-pretrain: warning: --warmup 5 is not below --steps 2: the learning rate never reaches --lr (it ends at 0.0012)"
+head -8 docs.jsonl > few.jsonl
+llm-tok encode -q -m tok.model -o few few.jsonl
+run llm-pretrain --train few/train-00000.tok --seq-len 32 --micro-batch 4 --batch-tokens 4096 --steps 1 --warmup 0 --out w2
+expect_rc 0 "a step larger than the data"
+expect_err_contains "llm-pretrain: warning: one step takes 128 sequences of 32 tokens, more than the "
+expect_err_contains "windows the training shards hold: every step sees some of them twice or more"
+run llm-pretrain $common --steps 4 --out w3
+expect_err_lacks "warning"
 run llm-pretrain $common --schedule sideways --out g
 expect_rc 2 "--schedule"
 
