@@ -185,6 +185,7 @@ class Trainer {
   void open_metrics(int64_t resumed_step);
   double peak_flops_ = 0;
   int bad_in_row_ = 0;
+  bool finished_ = false;  // resumed at the last step: nothing to do
   bool on_gpu() const { return std::string(be_->name()) == "cuda"; }
 };
 
@@ -196,6 +197,22 @@ void Trainer::setup() {
   std::string resume_dir = cfg_.resume ? latest_checkpoint(cfg_.out) : "";
   if (!cfg_.resume && !latest_checkpoint(cfg_.out).empty())
     throw Error(cfg_.out, "holds a run already: give --resume to continue it, or another --out");
+  if (!resume_dir.empty()) {
+    // A run already at or past --steps: nothing is trained, and nothing is written (saving it
+    // again as "final" rewrote latest and the metrics).
+    const std::string ts = resume_dir + "/trainer_state.json";
+    const int64_t at = TrainerState::from_json(read_file(ts), ts).step;
+    if (at > cfg_.steps)
+      throw Error(resume_dir, "is at step " + std::to_string(at) + ", past --steps " + std::to_string(cfg_.steps) +
+                                  ": nothing to train (to go on, give --steps above " + std::to_string(at) +
+                                  "; the schedule follows --steps)");
+    if (at == cfg_.steps) {
+      if (comm_.rank() == 0)
+        LLMKIT_INFO("%s is at step %lld, the last of --steps: nothing to do", resume_dir.c_str(), static_cast<long long>(at));
+      finished_ = true;
+      return;
+    }
+  }
   const bool llmc_init = resume_dir.empty() && !cfg_.init.empty() && is_llmc_checkpoint(cfg_.init);
   ModelConfig mc = llmc_init ? llmc_config(cfg_.init)
                    : ModelConfig::load(!resume_dir.empty() ? resume_dir
@@ -521,6 +538,7 @@ int Trainer::run() {
   g_rank = comm_.rank();
   watch_stop_signals(on_stop_signal);
   setup();
+  if (finished_) return 0;
   g_steps_done = state_.step;
   if (state_.step > 0) g_steps_saved = state_.step;  // resumed from that checkpoint
   const int T = cfg_.seq_len;

@@ -73,6 +73,17 @@ esac
 run llm-pretrain $common --steps 40 --save-every 3 --out b --resume
 expect_rc 0 "resume"
 expect_err_contains "resumed from"
+# Resumed at or past --steps: nothing is trained or rewritten.
+before=$(stat -c %Y.%y b/latest b/metrics.jsonl b/step-00000040/trainer_state.json | tr '\n' ' ')
+sleep 1
+run llm-pretrain $common --steps 40 --save-every 3 --out b --resume
+expect_rc 0 "resume a finished run"
+expect_err_contains "b/step-00000040 is at step 40, the last of --steps: nothing to do"
+expect_err_lacks "saved"
+run llm-pretrain $common --steps 30 --save-every 3 --out b --resume
+expect_rc 1 "resume with --steps below the checkpoint's"
+expect_err_contains "llm-pretrain: b/step-00000040: is at step 40, past --steps 30: nothing to train (to go on, give --steps above 40; the schedule follows --steps)"
+expect_eq "$(stat -c %Y.%y b/latest b/metrics.jsonl b/step-00000040/trainer_state.json | tr '\n' ' ')" "$before" "nothing rewritten"
 losses() { python3 -c "import json,sys; print(' '.join(str(json.loads(l).get('loss', json.loads(l).get('val_loss'))) for l in open(sys.argv[1])))" "$1"; }
 expect_eq "$(losses b/metrics.jsonl)" "$(losses full/metrics.jsonl)" "losses after kill -9 and --resume"
 cmp -s full/step-00000040/model.safetensors b/step-00000040/model.safetensors && ok || fail "final weights differ after resume"
