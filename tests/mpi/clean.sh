@@ -43,6 +43,12 @@ expect_rc 0 "two compressed files on two ranks"
 expect_eq "$(jsonl two/part-00000.jsonl 'd["id"]' | head -1) $(jsonl two/part-00001.jsonl 'd["id"]' | head -1)" \
           "big-0 big-260" "one file per rank"
 
+# A filter that drops every document is warned about once, with the counts of all ranks.
+rm -rf none && run mpirun -np 2 llm-clean --lang de -o none/ $inputs
+expect_rc 0 "--lang de on 2 ranks"
+expect_eq "$(grep -c 'warning: every document was dropped' "$T/err")" "1" "one warning from 2 ranks"
+expect_err_contains "every document was dropped ($(json one.json 'j["counters"]["docs_in"]') in, 0 out)"
+
 # Standard output cannot take several ranks' documents.
 run mpirun -np 2 llm-clean big.jsonl
 expect_rc 2 "stdout with 2 ranks"
