@@ -63,15 +63,15 @@ run $mk LR=2e-3 VOCAB=400 STEPS=20 CLEAN_FLAGS='--no-quality --no-pii' all
 expect_rc 0 "a finished run"
 expect_err_contains "experiment/runs/r1/step-00000020 is at step 20, the last of --steps: nothing to do"
 expect_file experiment/eval/r1-ppl.json
-setsid $mk LR=2e-3 VOCAB=400 STEPS=100 SAVE_EVERY=5 CLEAN_FLAGS='--no-quality --no-pii' all >/dev/null 2>&1 &
+setsid $mk LR=2e-3 VOCAB=400 STEPS=40 SAVE_EVERY=3 CLEAN_FLAGS='--no-quality --no-pii' all >/dev/null 2>&1 &
 pid=$!
-for i in $(seq 1 6000); do [ -d experiment/runs/r1/step-00000005 ] && break; sleep 0.01; done
+for i in $(seq 1 6000); do [ -d experiment/runs/r1/step-00000003 ] && break; sleep 0.01; done
 kill -TERM -- -$pid; wait $pid
 expect_eq "$([ -f experiment/runs/r1/latest ] && [ ! -f experiment/runs/r1/.done ] && echo stopped)" "stopped" "stopped midway"
-run $mk LR=2e-3 VOCAB=400 STEPS=100 SAVE_EVERY=5 CLEAN_FLAGS='--no-quality --no-pii' all
+run $mk LR=2e-3 VOCAB=400 STEPS=40 SAVE_EVERY=3 CLEAN_FLAGS='--no-quality --no-pii' all
 expect_rc 0 "resume"
 expect_err_contains "resumed from experiment/runs/r1/step-000"
-expect_eq "$(cat experiment/runs/r1/latest)" "step-00000100" "trained to the end"
+expect_eq "$(cat experiment/runs/r1/latest)" "step-00000040" "trained to the end"
 
 if command -v gnuplot >/dev/null; then
   run $mk plots
