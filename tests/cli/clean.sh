@@ -156,7 +156,10 @@ mkfifo slow.jsonl
 writer=$!
 llm-clean -o killed.jsonl slow.jsonl 2>"$T/err" &
 pid=$!
-sleep 1; kill -TERM $pid; wait $pid; rc=$?
+# Once its output is open (a temporary file), it has its signal handlers, however slow the
+# machine: a fixed sleep could send the signal before.
+for i in $(seq 1 6000); do ls -A | grep -q '^\.killed\.jsonl\.tmp\.' && break; sleep 0.01; done
+kill -TERM $pid; wait $pid; rc=$?
 kill $writer 2>/dev/null
 expect_rc 1 "SIGTERM"; expect_no_file killed.jsonl; expect_err_contains "stopped by signal 15"
 

@@ -198,8 +198,14 @@ expect_err_contains "llm-dedup: zeros.jsonl.gz: binary data (gzip-compressed), n
 mkfifo stall
 (cat big.jsonl; cat stall) | llm-dedup --tmp tmp -o killed.jsonl 2>kill.err &
 pid=$!
-sleep 1
-kill -TERM $(pgrep -P $$ -x llm-dedup) 2>/dev/null
+# Once it copies standard input into --tmp (an unnamed file there), it has its signal handlers,
+# however slow the machine: a fixed sleep could look for it too early.
+for i in $(seq 1 6000); do
+  dpid=$(pgrep -P $$ -x llm-dedup)
+  [ -n "$dpid" ] && ls -l /proc/$dpid/fd 2>/dev/null | grep -q "$PWD/tmp/" && break
+  sleep 0.01
+done
+kill -TERM $dpid 2>/dev/null
 start=$(date +%s)
 echo > stall  # releases the writer; the command must already have stopped
 wait $pid
