@@ -84,7 +84,11 @@ Compression classify(const std::string& magic) {
 class PlainInput : public InputStream {
  public:
   explicit PlainInput(std::unique_ptr<FdSource> src) : src_(std::move(src)) {}
-  size_t read(char* buf, size_t n) override { return src_->read(buf, n); }
+  size_t read(char* buf, size_t n) override {
+    size_t r = src_->read(buf, n);
+    bytes_read_ += r;
+    return r;
+  }
   uint64_t raw_bytes_read() const override { return src_->consumed(); }
 
  private:
@@ -114,6 +118,7 @@ class ZstdInput : public InputStream {
         throw Error(name_, std::string("corrupt zstd data: ") + ZSTD_getErrorName(ret));
       frame_done_ = ret == 0;  // 0: a frame ended; concatenated frames just continue
     }
+    bytes_read_ += out.pos;
     return out.pos;
   }
   uint64_t raw_bytes_read() const override { return src_->consumed(); }
@@ -156,6 +161,7 @@ class GzipInput : public InputStream {
         throw Error(name_, std::string("corrupt gzip data: ") + (zs_.msg ? zs_.msg : "?"));
       }
     }
+    bytes_read_ += n - zs_.avail_out;
     return n - zs_.avail_out;
   }
   uint64_t raw_bytes_read() const override { return src_->consumed(); }
@@ -235,7 +241,7 @@ std::unique_ptr<InputStream> open_input(const std::string& path, uint64_t begin,
 LineReader::LineReader(std::unique_ptr<InputStream> in, size_t max_line_bytes, uint64_t begin,
                        uint64_t end)
     : in_(std::move(in)), buf_(kChunk), max_line_(max_line_bytes), begin_(begin), end_(end),
-      offset_(begin > 0 ? begin - 1 : 0), skip_partial_(begin > 0) {}
+      offset_(begin > 0 ? begin - 1 : 0), range_start_(offset_), skip_partial_(begin > 0) {}
 
 bool LineReader::fill() {
   if (eof_) return false;
@@ -267,6 +273,7 @@ bool LineReader::next(std::string_view& line, bool& too_long) {
     bool got = next(partial, ignored);
     end_ = saved_end;
     --line_in_range_;
+    range_start_ = offset_;
     if (!got) return false;
   }
   for (;;) {

@@ -1,6 +1,6 @@
 #include "llmkit/tool.hpp"
 
-#include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <mutex>
 #include <new>
 #include <thread>
 
@@ -21,43 +22,66 @@ namespace {
 volatile std::sig_atomic_t g_stop_signal = 0;
 volatile std::sig_atomic_t g_stop_internal = 0;
 std::atomic<bool> g_hard_exit{false};
-int g_watch_pipe[2] = {-1, -1};  // the stop signals, a byte each, for watch_stop_signals' thread
+std::atomic<bool> g_interrupts{true};  // a stop signal interrupts the main thread's blocking call
+std::mutex g_watch_mutex;
+std::function<void(int, int)> g_watch;  // watch_stop_signals' answer, when set
+pthread_t g_main_thread;
 constexpr int kInterruptSignal = SIGUSR2;
 
 void on_interrupt(int) {}  // only there to make a blocked system call return EINTR
 
-void on_stop_signal(int sig) {
-  if (g_watch_pipe[1] >= 0) {
-    // Told to a thread that may log and clean up (write() is async-signal-safe).
+// The stop signals, blocked in every thread but the one that waits for them (each thread takes
+// its mask from the thread that made it, and run_tool blocks them before any is made): a signal
+// handler never runs on a thread that is computing. oneDNN 2.x's JIT GEMM kernels point the
+// stack pointer into the heap while they run, and a signal frame pushed there corrupts the
+// heap (oneDNN issue 4845); no other thread state is safe to interrupt at any instant either.
+sigset_t stop_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaddset(&set, sig);
+  return set;
+}
+
+// The thread that answers the stop signals: the first sets the stop request (and interrupts a
+// blocking call of the main thread, so that it sees it); with watch_stop_signals each goes to
+// its answer; otherwise a second one ends the process as the signal's default action does.
+void wait_for_stop_signals() {
+  const sigset_t set = stop_set();
+  int count = 0;
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) continue;
+    ++count;
     if (g_stop_signal == 0) g_stop_signal = sig;
-    const unsigned char b = static_cast<unsigned char>(sig);
-    ssize_t ignored = ::write(g_watch_pipe[1], &b, 1);
-    (void)ignored;
-    return;
-  }
-  if (g_stop_signal != 0) {
-    // A second signal means "now": restore the default and re-raise.
-    std::signal(sig, SIG_DFL);
+    std::function<void(int, int)> watch;
+    {
+      std::lock_guard<std::mutex> lock(g_watch_mutex);
+      watch = g_watch;
+    }
+    if (watch) {
+      watch(sig, count);
+      continue;
+    }
+    if (count == 1) {
+      if (g_interrupts) pthread_kill(g_main_thread, kInterruptSignal);
+      continue;
+    }
+    std::signal(sig, SIG_DFL);  // a second signal means "now"
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
     std::raise(sig);
   }
-  g_stop_signal = sig;
 }
 }  // namespace
 
 void watch_stop_signals(std::function<void(int sig, int count)> on_signal) {
-  if (g_watch_pipe[1] >= 0) return;
-  if (::pipe2(g_watch_pipe, O_CLOEXEC) != 0) return;  // without it, the default behaviour stays
-  std::thread([fd = g_watch_pipe[0], fn = std::move(on_signal)] {
-    int count = 0;
-    for (;;) {
-      unsigned char b;
-      ssize_t r = ::read(fd, &b, 1);
-      if (r == 1) fn(b, ++count);
-      else if (r < 0 && errno == EINTR) continue;
-      else return;
-    }
-  }).detach();
+  std::lock_guard<std::mutex> lock(g_watch_mutex);
+  g_watch = std::move(on_signal);
 }
+
+void disable_signal_interrupts() { g_interrupts = false; }
 
 void hard_exit(int code) {
   g_hard_exit = true;
@@ -86,10 +110,12 @@ void throw_if_stopped() {
 int run_tool(const char* name, int argc, char** argv,
              const std::function<int(int, char**)>& body) {
   set_program_name(name);
-  struct sigaction sa {};
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaction(sig, &sa, nullptr);
+  // The stop signals go to one thread that waits for them (wait_for_stop_signals), blocked here
+  // before any other thread exists so that every thread inherits the block.
+  g_main_thread = pthread_self();
+  const sigset_t set = stop_set();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread(wait_for_stop_signals).detach();
   struct sigaction si {};
   si.sa_handler = on_interrupt;  // no SA_RESTART: the blocked call must return
   sigemptyset(&si.sa_mask);

@@ -145,9 +145,24 @@ nlohmann::json metric_json(const Metric& m) {
   return j;
 }
 
+// What a task file that is not JSONL rows is, said before a JSON parser's message would be.
+void check_task_file(const std::string& path, const std::string& what) {
+  auto in = open_input(path);
+  std::string head(512, '\0');
+  size_t n = 0;
+  for (size_t r; n < head.size() && (r = in->read(head.data() + n, head.size() - n)) > 0;) n += r;
+  head.resize(n);
+  const std::string kind = non_jsonl_kind(head);
+  if (kind.empty()) return;
+  const bool shard = kind == "an llmkit token shard" || kind == "an llm.c token file";
+  throw Error(path, kind + ", not JSONL " + what + " rows" +
+                        (shard ? ": token shards are read by llm-eval ppl" : " (see llm-eval(1), TASK FILES)"));
+}
+
 std::vector<nlohmann::json> read_rows(const std::vector<std::string>& inputs, const std::string& what) {
   std::vector<nlohmann::json> rows;
   for (const auto& path : inputs) {
+    check_task_file(path, what);
     auto lines = open_lines(path);
     std::string_view line;
     bool too_long = false;
@@ -156,8 +171,9 @@ std::vector<nlohmann::json> read_rows(const std::vector<std::string>& inputs, co
       if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
       try {
         rows.push_back(nlohmann::json::parse(line));
-      } catch (const std::exception& e) {
-        throw Error(path + ":" + std::to_string(lines->line_number()), std::string("invalid JSON: ") + e.what());
+      } catch (const nlohmann::json::parse_error& e) {
+        throw Error(path + ":" + std::to_string(lines->line_number()),
+                    "not a JSON object: invalid JSON at byte " + std::to_string(e.byte) + " of the line");
       }
       if (!rows.back().is_object())
         throw Error(path + ":" + std::to_string(lines->line_number()), what + " rows are JSON objects");
@@ -474,7 +490,7 @@ nlohmann::json Evaluator::ppl_shards(const std::vector<std::string>& inputs) {
   r["task"] = inputs.size() == 1 ? inputs[0] : std::to_string(inputs.size()) + " shards";
   r["type"] = "ppl";
   r["examples"] = windows.size();
-  r["tokens"] = count;
+  r["tokens"] = static_cast<int64_t>(count);  // a count: an integer in the report
   r["seq_len"] = T;
   r["stride"] = S;
   r["metrics"]["loss"] = metric_json({sum / count, NAN});
@@ -545,7 +561,7 @@ nlohmann::json Evaluator::ppl_text(const std::vector<std::string>& inputs) {
   r["task"] = inputs.size() == 1 ? inputs[0] : std::to_string(inputs.size()) + " files";
   r["type"] = "ppl";
   r["examples"] = rows.size();
-  r["tokens"] = tokens;
+  r["tokens"] = static_cast<int64_t>(tokens);
   r["seq_len"] = T;
   r["metrics"]["loss"] = metric_json({nll / tokens, NAN});
   r["metrics"]["ppl"] = metric_json({std::exp(nll / tokens), NAN});

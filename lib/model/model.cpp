@@ -84,7 +84,9 @@ ModelConfig ModelConfig::load(const std::string& name_or_path) {
     try {
       path = data_file("models/" + path + ".json");
     } catch (const Error&) {
-      throw Error(name_or_path, "no such model preset (llama-tiny, llama-25m, gpt2-124m, llama-125m) or config.json");
+      // A name that is neither a preset nor a file: a bad option value, so a usage error.
+      throw UsageError("--model: no such model preset '" + name_or_path +
+                       "' (llama-tiny, llama-25m, gpt2-124m, llama-125m) or config.json");
     }
   } else if (is_directory(path)) {
     path += "/config.json";

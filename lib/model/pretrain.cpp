@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <random>
 
 #include "llmkit/checkpoint.hpp"
@@ -31,10 +32,10 @@ double gpu_peak_flops(const std::string& name) {
 }
 
 void plot_metrics(const std::string& run) {
-  // A run directory, or its metrics file itself.
-  const bool file = !is_directory(run) && has_suffix(run, ".jsonl");
-  const std::string dir = file ? (run.find('/') == std::string::npos ? "." : run.substr(0, run.rfind('/'))) : run;
-  const std::string metrics = file ? run : run + "/metrics.jsonl", png = dir + "/loss.png";
+  // The run directory, or its metrics.jsonl (or any metrics file: loss.png goes beside it).
+  const bool file = !is_directory(run) && (file_size(run) > 0 || has_suffix(run, ".jsonl"));
+  const std::string dir = file ? std::filesystem::path(run).parent_path().string() : run;
+  const std::string metrics = file ? run : run + "/metrics.jsonl", png = (dir.empty() ? "." : dir) + "/loss.png";
   if (file_size(metrics) == 0) throw Error(metrics, "no metrics to plot");
   check_output_file(png, "--plot");
   for (const std::string& s : {metrics, png})
@@ -68,11 +69,16 @@ class PretrainObjective final : public Objective {
                                                                                          : cfg_.model);
     train_ = std::make_unique<TokenData>(expand_shard_patterns(cfg_.train), cfg_.seq_len, cfg_.verify_shards);
     if (!cfg_.val.empty()) val_ = std::make_unique<TokenData>(expand_shard_patterns(cfg_.val), cfg_.seq_len, cfg_.verify_shards);
+    // The tokenizer against the shards, before anything is written.
     if (!cfg_.tokenizer.empty()) {
       tokenizer_ = std::make_unique<Tokenizer>(cfg_.tokenizer);
-      if (train_->tokenizer_hash() && train_->tokenizer_hash() != tokenizer_->hash())
-        throw Error(cfg_.tokenizer, "is not the tokenizer the shards were made with");
+      for (const TokenData* d : {train_.get(), val_.get()})
+        if (d && d->tokenizer_hash() && d->tokenizer_hash() != tokenizer_->hash())
+          throw Error(cfg_.tokenizer, std::string("is not the tokenizer the ") + (d == train_.get() ? "training" : "validation") +
+                                          " shards were made with (" + d->paths()[0] + ")");
     }
+    if (val_ && train_->tokenizer_hash() && val_->tokenizer_hash() && train_->tokenizer_hash() != val_->tokenizer_hash())
+      throw Error(val_->paths()[0], "was made with another tokenizer than the training shards (" + train_->paths()[0] + ")");
     // The vocabulary comes from the shards when the model does not fix it by its weights.
     if (cfg_.init.empty() && resume_dir.empty() && train_->vocab_size() > 0) mc.vocab_size = static_cast<int>(train_->vocab_size());
     if (train_->vocab_size() > static_cast<uint64_t>(mc.vocab_size))
@@ -99,10 +105,11 @@ class PretrainObjective final : public Objective {
   }
 
   std::string describe(const Trainer& t) const override {
-    const uint64_t per_step = static_cast<uint64_t>(t.state().batch_sequences) * static_cast<uint64_t>(cfg_.seq_len);
-    if (per_step > train_->tokens() && t.rank() == 0)
-      LLMKIT_WARN("a step's batch (%llu tokens) is larger than the training data (%llu tokens): windows repeat within a step",
-                  static_cast<unsigned long long>(per_step), static_cast<unsigned long long>(train_->tokens()));
+    const uint64_t global = static_cast<uint64_t>(t.state().batch_sequences);
+    if (global > train_->windows() && t.rank() == 0)
+      LLMKIT_WARN("one step takes %llu sequences of %d tokens, more than the %llu windows the training shards hold: "
+                  "every step sees some of them twice or more (lower --batch-tokens, or give more data)",
+                  static_cast<unsigned long long>(global), cfg_.seq_len, static_cast<unsigned long long>(train_->windows()));
     char line[256];
     snprintf(line, sizeof line, "%s: %.2fM parameters, %llu training tokens",
              (!cfg_.init.empty() && is_directory(cfg_.init) ? cfg_.init : cfg_.model).c_str(),

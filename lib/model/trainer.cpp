@@ -220,6 +220,22 @@ void Trainer::setup() {
   if (!opts_.resume && !latest_checkpoint(opts_.out).empty())
     throw Error(opts_.out, "holds a run already: give --resume to continue it, or another --out");
   model_ = obj_.build(*this, resume_dir);
+  if (!resume_dir.empty()) {
+    // A run already at or past --steps: nothing is trained, and nothing is written (saving it
+    // again as "final" would rewrite latest and the metrics).
+    const std::string ts = resume_dir + "/trainer_state.json";
+    const int64_t at = TrainerState::from_json(read_file(ts), ts).step;
+    if (at > opts_.steps)
+      throw Error(resume_dir, "is at step " + std::to_string(at) + ", past --steps " + std::to_string(opts_.steps) +
+                                  ": nothing to train (to go on, give --steps above " + std::to_string(at) +
+                                  "; the schedule follows --steps)");
+    if (at == opts_.steps) {
+      if (comm_.rank() == 0)
+        LLMKIT_INFO("%s is at step %lld, the last of --steps: nothing to do", resume_dir.c_str(), static_cast<long long>(at));
+      finished_ = true;
+      return;
+    }
+  }
 
   const int64_t global = obj_.rows_per_step(*this);
   if (global % (static_cast<int64_t>(opts_.micro_batch) * R) != 0)
@@ -233,15 +249,6 @@ void Trainer::setup() {
   state_.batch_sequences = global;
 
   setup_optimizer();
-  if (comm_.rank() == 0) {
-    std::filesystem::create_directories(opts_.out);
-    // Temporary checkpoint directories of a save that was killed are of no use.
-    for (const auto& e : std::filesystem::directory_iterator(opts_.out)) {
-      std::string n = e.path().filename().string();
-      if (n.rfind(".step-", 0) == 0 && has_suffix(n, ".tmp")) std::filesystem::remove_all(e.path());
-    }
-  }
-  comm_.barrier();
   if (!resume_dir.empty()) {
     TrainerState s = load_checkpoint(resume_dir, *model_, nullptr, nullptr);
     load_optimizer_state(resume_dir);
@@ -268,10 +275,23 @@ void Trainer::setup() {
       LLMKIT_INFO("%.2fM trainable parameters; optimizer state: %.2f MiB per rank (ZeRO-1 over %d ranks)", trainable, mib, R);
     else
       LLMKIT_INFO("%.2fM trainable parameters; optimizer state: %.2f MiB per rank (not sharded)", trainable, mib);
-    if (opts_.warmup >= opts_.steps)
-      LLMKIT_WARN("--warmup %lld is not below --steps %lld: the learning rate never reaches --lr %g",
-                  static_cast<long long>(opts_.warmup), static_cast<long long>(opts_.steps), opts_.lr);
+    // Settings that run but rarely do what was meant.
+    if (opts_.warmup > 0 && opts_.warmup >= opts_.steps)
+      LLMKIT_WARN("--warmup %lld is not below --steps %lld: the learning rate never reaches --lr (it ends at %.3g)",
+                  static_cast<long long>(opts_.warmup), static_cast<long long>(opts_.steps),
+                  opts_.lr * static_cast<double>(opts_.steps) / static_cast<double>(opts_.warmup));
   }
+  // The run directory, once everything it depends on has been read and checked: a run that
+  // cannot start leaves none behind.
+  if (comm_.rank() == 0) {
+    std::filesystem::create_directories(opts_.out);
+    // Temporary checkpoint directories of a save that was killed are of no use.
+    for (const auto& e : std::filesystem::directory_iterator(opts_.out)) {
+      std::string n = e.path().filename().string();
+      if (n.rfind(".step-", 0) == 0 && has_suffix(n, ".tmp")) std::filesystem::remove_all(e.path());
+    }
+  }
+  comm_.barrier();
   open_metrics(state_.step);
   const std::string device = be_->device_name();
   peak_flops_ = opts_.peak_tflops > 0 ? opts_.peak_tflops * 1e12 : on_gpu() ? gpu_peak_flops(device) : be_->matmul_peak_flops();
@@ -449,14 +469,9 @@ int Trainer::run() {
   g_rank = comm_.rank();
   watch_stop_signals(on_stop_signal);
   setup();
+  if (finished_) return 0;
   g_steps_done = state_.step;
   if (state_.step > 0) g_steps_saved = state_.step;  // resumed from that checkpoint
-  if (state_.step >= opts_.steps) {
-    if (comm_.rank() == 0)
-      LLMKIT_WARN("the checkpoint is at step %lld, --steps %lld: nothing to do (give a larger --steps to go on)",
-                  static_cast<long long>(state_.step), static_cast<long long>(opts_.steps));
-    return 0;
-  }
   char line[512];
   while (state_.step < opts_.steps) {
     // Every rank stops at the same step (a signal may reach the ranks at different times).

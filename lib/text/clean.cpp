@@ -194,8 +194,11 @@ void run_clean(const std::vector<std::string>& inputs, const CleanConfig& cfg, S
   for (auto& ts : thread_stats) stats.merge(ts);
   stats.add("docs_in", docs_in);
   stats.add("docs_out", docs_out);
-  stats.add("bytes_in", static_cast<int64_t>(source.bytes_read()));
+  // Bytes as the documents hold them, uncompressed, in and out; the compressed figures beside.
+  stats.add("bytes_in", static_cast<int64_t>(source.bytes_in()));
+  stats.add("bytes_in_compressed", static_cast<int64_t>(source.bytes_read()));
   out->commit();
+  stats.add("bytes_out_compressed", static_cast<int64_t>(out->bytes_written()));
   if (rejected) rejected->commit();
   progress.finish();
   warn_if_all_dropped(stats, found_langs, cfg, comm);

@@ -369,7 +369,8 @@ void Deduper::pass(const char* what, const BatchWork& work) {
   source.finish();
   if (first_pass_) {
     docs_ = next;
-    stats_.add("bytes_in", static_cast<int64_t>(source.bytes_read()));
+    stats_.add("bytes_in", static_cast<int64_t>(source.bytes_in()));
+    stats_.add("bytes_in_compressed", static_cast<int64_t>(source.bytes_read()));
     offsets_.assign(1, 0);
     for (int64_t n : comm_.allgather(docs_)) offsets_.push_back(offsets_.back() + n);
   } else if (next != docs_) {
@@ -853,6 +854,7 @@ void Deduper::output_pass() {
   stats_.add("lines_removed", lines_removed);
   stats_.add("docs_with_lines_removed", docs_lines);
   out->commit();
+  stats_.add("bytes_out_compressed", static_cast<int64_t>(out->bytes_written()));
   if (clusters) clusters->commit();
 }
 

@@ -63,6 +63,7 @@ class PrefixedStream : public InputStream {
     return in_->read(buf, n);
   }
   uint64_t raw_bytes_read() const override { return in_->raw_bytes_read(); }
+  uint64_t bytes_read() const override { return in_->bytes_read(); }  // the prefix came through it
 
  private:
   std::unique_ptr<InputStream> in_;
@@ -189,6 +190,10 @@ struct DocumentSource::Reader {
     if (lines) return lines->raw_bytes_read();
     return stream ? stream->raw_bytes_read() : 0;
   }
+  uint64_t uncompressed_bytes() const {
+    if (lines) return lines->bytes();
+    return stream ? stream->bytes_read() : 0;
+  }
 };
 
 DocumentSource::DocumentSource(std::vector<InputPart> parts, SourceConfig cfg, Stats& stats)
@@ -207,6 +212,9 @@ void DocumentSource::finish() {
 }
 
 uint64_t DocumentSource::bytes_read() const { return done_bytes_ + (reader_ ? reader_->bytes() : 0); }
+uint64_t DocumentSource::bytes_in() const {
+  return done_bytes_in_ + (reader_ ? reader_->uncompressed_bytes() : 0);
+}
 
 void DocumentSource::report_malformed(const std::string& where, const std::string& reason,
                                       const std::string& detail) {
@@ -239,6 +247,7 @@ void DocumentSource::defer_warc_skip(Reader& r, std::vector<SourceDoc>& batch) {
 bool DocumentSource::open_next() {
   if (reader_) {
     done_bytes_ += reader_->bytes();
+    done_bytes_in_ += reader_->uncompressed_bytes();
     reader_.reset();
   }
   if (next_part_ >= parts_.size()) return false;

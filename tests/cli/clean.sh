@@ -114,6 +114,19 @@ run llm-clean --rejected nowhere/rej.jsonl -o kept.jsonl "$DATA/jsonl/sample.jso
 expect_rc 1 "--rejected into a missing directory"; expect_no_file kept.jsonl
 expect_err_contains "llm-clean: nowhere: --rejected: cannot write nowhere/rej.jsonl here"
 
+# Stats count bytes uncompressed on both sides, the compressed figures beside them.
+zstd -q -f "$DATA/jsonl/sample.jsonl" -o sample.jsonl.zst
+run llm-clean --no-quality --stats plain.json -o plain.jsonl "$DATA/jsonl/sample.jsonl"
+run llm-clean --no-quality --stats packed.json -o packed.jsonl.zst sample.jsonl.zst
+expect_rc 0 "stats of a compressed input and output"
+bytes='j["counters"]["bytes_in"], j["counters"]["bytes_in_compressed"], j["counters"]["bytes_out"], j["counters"]["bytes_out_compressed"]'
+in_size=$(wc -c < "$DATA/jsonl/sample.jsonl"); out_size=$(wc -c < plain.jsonl)
+expect_eq "$(json plain.json "$bytes")" "$in_size $in_size $out_size $out_size" "plain files: both figures the same"
+expect_eq "$(json packed.json "$bytes")" "$in_size $(wc -c < sample.jsonl.zst) $out_size $(wc -c < packed.jsonl.zst)" "zstd: bytes_in and bytes_out uncompressed"
+run llm-clean --stats warc.json -o warc.jsonl "$DATA/warc/sample.warc.gz"
+expect_eq "$(json warc.json 'j["counters"]["bytes_in"], j["counters"]["bytes_in_compressed"]')" \
+          "$(zcat "$DATA/warc/sample.warc.gz" | wc -c) $(wc -c < "$DATA/warc/sample.warc.gz")" "a .warc.gz: its records uncompressed"
+
 # zstd output by name; reading it back gives the same documents.
 run llm-clean -o out.jsonl.zst "$DATA/jsonl/sample.jsonl"
 expect_rc 0
@@ -159,7 +172,10 @@ mkfifo slow.jsonl
 writer=$!
 llm-clean -o killed.jsonl slow.jsonl 2>"$T/err" &
 pid=$!
-sleep 1; kill -TERM $pid; wait $pid; rc=$?
+# Once its output is open (a temporary file), it has its signal handlers, however slow the
+# machine: a fixed sleep could send the signal before.
+for i in $(seq 1 6000); do ls -A | grep -q '^\.killed\.jsonl\.tmp\.' && break; sleep 0.01; done
+kill -TERM $pid; wait $pid; rc=$?
 kill $writer 2>/dev/null
 expect_rc 1 "SIGTERM"; expect_no_file killed.jsonl; expect_err_contains "stopped by signal 15"
 

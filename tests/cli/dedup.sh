@@ -167,6 +167,13 @@ if mount -t tmpfs -o size=64k tmpfs full 2>/dev/null; then
   umount full
 fi
 
+# Stats count bytes uncompressed on both sides, the compressed figures beside them.
+zstd -q -f "$DATA/jsonl/sample.jsonl" -o packed.jsonl.zst
+run llm-dedup --stats packed.json -o packed-out.jsonl.zst packed.jsonl.zst
+expect_rc 0 "dedup of a compressed input"
+expect_eq "$(json packed.json 'j["counters"]["bytes_in"], j["counters"]["bytes_in_compressed"], j["counters"]["bytes_out"], j["counters"]["bytes_out_compressed"]')" \
+          "$(wc -c < "$DATA/jsonl/sample.jsonl") $(wc -c < packed.jsonl.zst) $(zstdcat packed-out.jsonl.zst | wc -c) $(wc -c < packed-out.jsonl.zst)" "dedup stats in bytes"
+
 # Outputs are checked before the work.
 run llm-dedup --clusters nowhere/c.jsonl -o d.jsonl "$DATA/jsonl/sample.jsonl"
 expect_rc 1 "--clusters into a missing directory"; expect_no_file d.jsonl
@@ -191,8 +198,14 @@ expect_err_contains "llm-dedup: zeros.jsonl.gz: binary data (gzip-compressed), n
 mkfifo stall
 (cat big.jsonl; cat stall) | llm-dedup --tmp tmp -o killed.jsonl 2>kill.err &
 pid=$!
-sleep 1
-kill -TERM $(pgrep -P $$ -x llm-dedup) 2>/dev/null
+# Once it copies standard input into --tmp (an unnamed file there), it has its signal handlers,
+# however slow the machine: a fixed sleep could look for it too early.
+for i in $(seq 1 6000); do
+  dpid=$(pgrep -P $$ -x llm-dedup)
+  [ -n "$dpid" ] && ls -l /proc/$dpid/fd 2>/dev/null | grep -q "$PWD/tmp/" && break
+  sleep 0.01
+done
+kill -TERM $dpid 2>/dev/null
 start=$(date +%s)
 echo > stall  # releases the writer; the command must already have stopped
 wait $pid

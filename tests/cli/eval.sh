@@ -33,7 +33,7 @@ r = json.load(open('ppl.json'))
 v = [json.loads(l)['val_loss'] for l in open('run/metrics.jsonl') if 'val_loss' in l][-1]
 m = r['metrics']
 print(abs(m['loss']['value'] - v) < 1e-5, abs(m['ppl']['value'] - math.exp(m['loss']['value'])) < 1e-9, r['tokens'], r['examples'], r['type'])")" \
-  "True True 384.0 12 ppl" "ppl equals llm-pretrain's val_loss"
+  "True True 384 12 ppl" "ppl equals llm-pretrain's val_loss"
 # With no options but the model: the windows are those of training (trainer_state.json's
 # seq_len, 32, not the model's context of 512), so a run that validated on the whole shard
 # logged the loss llm-eval reports; the text report shows the window length.
@@ -47,7 +47,7 @@ expect_eq "$(python3 -c "
 import json
 r = json.load(open('ppl2.json'))
 v = [json.loads(l)['val_loss'] for l in open('run2/metrics.jsonl') if 'val_loss' in l][-1]
-print(r['seq_len'], abs(r['metrics']['loss']['value'] - v) < 1e-5)")" "32 True" "the default window reproduces val_loss"
+print(r['seq_len'], abs(r['metrics']['loss']['value'] - v) < 1e-5, type(r['tokens']).__name__)")" "32 True int" "the default window reproduces val_loss"
 run llm-eval ppl --model run2 --format text shards/val-00000.tok
 expect_out_contains "tokens scored in windows of 32"
 run llm-eval ppl --model run2 --seq-len 16 --stride 8 --format text shards/val-00000.tok
@@ -158,6 +158,14 @@ expect_err_contains "llm-eval: nowhere: -o: cannot write nowhere/mc.json here"
 run llm-eval mc --model run docs.jsonl
 expect_rc 1 "docs are not mc rows"
 expect_err_contains "docs.jsonl:1: not a multiple-choice row"
+run llm-eval mc --model run shards/val-00000.tok
+expect_rc 1 "mc on a token shard"
+expect_err_contains "llm-eval: shards/val-00000.tok: an llmkit token shard, not JSONL multiple-choice rows: token shards are read by llm-eval ppl"
+printf '{"context": "x", "choices": ["a"], "gold": 0}\n{"context": "x", choices}\n' > badjson.jsonl
+run llm-eval mc --model run badjson.jsonl
+expect_rc 1 "invalid JSON"
+expect_err_contains "llm-eval: badjson.jsonl:2: not a JSON object: invalid JSON at byte 18 of the line"
+expect_err_lacks "json.exception"
 printf '{"context": "x", "choices": ["a"], "gold": 3}\n' > badgold.jsonl
 run llm-eval mc --model run badgold.jsonl
 expect_rc 1 "gold out of range"
@@ -173,6 +181,10 @@ expect_rc 2 "no --model"
 run llm-eval ppl --model run --device cpu --seq-len 32 --batch-size 4 --max-tokens $((3 * 4 * 32)) shards/val-00000.tok
 expect_rc 0 "--device cpu"
 expect_eq "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['metrics']['loss']['value'] == json.load(open('ppl.json'))['metrics']['loss']['value'])" "$T/out")" "True" "--device cpu: the same loss"
+if ! nvidia-smi >/dev/null 2>&1; then
+  run llm-eval ppl --model run --device cuda shards/val-00000.tok
+  expect_rc 1 "--device cuda without a GPU"; expect_err_contains "cuda"
+fi
 run llm-eval ppl --model run --device tpu shards/val-00000.tok
 expect_rc 2 "--device tpu"
 run llm-eval ppl --model run --precision fp8 shards/val-00000.tok

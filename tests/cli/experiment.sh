@@ -55,11 +55,23 @@ expect_eq "$(cat experiment/runs/r1/latest)" "step-00000020" "trained to the new
 run $mk LR=2e-3 VOCAB=400 STEPS=20 CLEAN_FLAGS='--no-quality --no-pii' all
 expect_eq "$(ran)" "llm-clean,llm-dedup,llm-tok train,llm-tok encode,llm-pretrain,llm-eval" "CLEAN_FLAGS: everything"
 
-# An interrupted run resumes (its knobs and shards are the same).
+# A finished run is not trained again when its stamp is lost; an interrupted one resumes (its
+# knobs and shards are the same): here make and llm-pretrain are stopped by a SIGTERM to the
+# process group (as Ctrl-C does) once a checkpoint is saved.
 rm experiment/runs/r1/.done experiment/eval/r1-ppl.json
 run $mk LR=2e-3 VOCAB=400 STEPS=20 CLEAN_FLAGS='--no-quality --no-pii' all
+expect_rc 0 "a finished run"
+expect_err_contains "experiment/runs/r1/step-00000020 is at step 20, the last of --steps: nothing to do"
+expect_file experiment/eval/r1-ppl.json
+setsid $mk LR=2e-3 VOCAB=400 STEPS=40 SAVE_EVERY=3 CLEAN_FLAGS='--no-quality --no-pii' all >/dev/null 2>&1 &
+pid=$!
+for i in $(seq 1 6000); do [ -d experiment/runs/r1/step-00000003 ] && break; sleep 0.01; done
+kill -TERM -- -$pid; wait $pid
+expect_eq "$([ -f experiment/runs/r1/latest ] && [ ! -f experiment/runs/r1/.done ] && echo stopped)" "stopped" "stopped midway"
+run $mk LR=2e-3 VOCAB=400 STEPS=40 SAVE_EVERY=3 CLEAN_FLAGS='--no-quality --no-pii' all
 expect_rc 0 "resume"
-expect_err_contains "resumed from experiment/runs/r1/step-00000020"
+expect_err_contains "resumed from experiment/runs/r1/step-000"
+expect_eq "$(cat experiment/runs/r1/latest)" "step-00000040" "trained to the end"
 
 if command -v gnuplot >/dev/null; then
   run $mk plots

@@ -78,6 +78,17 @@ esac
 run llm-pretrain $common --steps 40 --save-every 3 --out b --resume
 expect_rc 0 "resume"
 expect_err_contains "resumed from"
+# Resumed at or past --steps: nothing is trained or rewritten.
+before=$(stat -c %Y.%y b/latest b/metrics.jsonl b/step-00000040/trainer_state.json | tr '\n' ' ')
+sleep 1
+run llm-pretrain $common --steps 40 --save-every 3 --out b --resume
+expect_rc 0 "resume a finished run"
+expect_err_contains "b/step-00000040 is at step 40, the last of --steps: nothing to do"
+expect_err_lacks "saved"
+run llm-pretrain $common --steps 30 --save-every 3 --out b --resume
+expect_rc 1 "resume with --steps below the checkpoint's"
+expect_err_contains "llm-pretrain: b/step-00000040: is at step 40, past --steps 30: nothing to train (to go on, give --steps above 40; the schedule follows --steps)"
+expect_eq "$(stat -c %Y.%y b/latest b/metrics.jsonl b/step-00000040/trainer_state.json | tr '\n' ' ')" "$before" "nothing rewritten"
 losses() { python3 -c "import json,sys; print(' '.join(str(json.loads(l).get('loss', json.loads(l).get('val_loss'))) for l in open(sys.argv[1]) if 'event' not in json.loads(l)))" "$1"; }
 expect_eq "$(losses b/metrics.jsonl)" "$(losses full/metrics.jsonl)" "losses after kill -9 and --resume"
 cmp -s full/step-00000040/model.safetensors b/step-00000040/model.safetensors && ok || fail "final weights differ after resume"
@@ -93,6 +104,13 @@ if command -v gnuplot >/dev/null; then
 fi
 run llm-pretrain --plot nowhere
 expect_rc 1 "--plot without metrics"
+if command -v gnuplot >/dev/null; then
+  rm s/loss.png
+  run llm-pretrain --plot s/metrics.jsonl
+  expect_rc 0 "--plot RUN/metrics.jsonl"
+  expect_err_contains "wrote s/loss.png"
+  expect_file s/loss.png
+fi
 
 # Refusals.
 run llm-pretrain $common --steps 2 --out a
@@ -117,6 +135,32 @@ expect_eq "$(python3 -c "import json; print([r for r in map(json.loads, open('h/
 run llm-pretrain $common --steps 2 --out docs.jsonl
 expect_rc 1 "--out FILE"; expect_err_contains "llm-pretrain: docs.jsonl: --out: exists and is not a directory"
 expect_err_lacks "parameters"
+# An unknown preset is a usage error; a tokenizer that did not make the shards is refused
+# before the run directory is made.
+run llm-pretrain --model llama-7t --train 'shards/train-*.tok' --out p1 --steps 1
+expect_rc 2 "unknown --model preset"
+expect_err_contains "llm-pretrain: --model: no such model preset 'llama-7t' (llama-tiny, llama-25m, gpt2-124m, llama-125m) or config.json"
+expect_no_file p1
+llm-tok train -q -o other.model --vocab-size 280 docs.jsonl
+run llm-pretrain $common --tokenizer other.model --steps 1 --out p2
+expect_rc 1 "--tokenizer of other shards"
+expect_err_contains "llm-pretrain: other.model: is not the tokenizer the training shards were made with (shards/train-00000.tok)"
+expect_no_file p2
+run llm-pretrain --model gpt2-124m --init a/step-00000012/model.safetensors --train shards/train-00000.tok --out p3 --steps 1
+expect_rc 1 "--init of another shape"; expect_no_file p3
+# Settings that run but rarely do what was meant are warned about: a warmup as long as the run,
+# a step larger than the data.
+run llm-pretrain $common --steps 2 --warmup 5 --out w1
+expect_rc 0 "warmup above the steps"
+expect_err_contains "llm-pretrain: warning: --warmup 5 is not below --steps 2: the learning rate never reaches --lr (it ends at 0.0012)"
+head -8 docs.jsonl > few.jsonl
+llm-tok encode -q -m tok.model -o few few.jsonl
+run llm-pretrain --train few/train-00000.tok --seq-len 32 --micro-batch 4 --batch-tokens 4096 --steps 1 --warmup 0 --out w2
+expect_rc 0 "a step larger than the data"
+expect_err_contains "llm-pretrain: warning: one step takes 128 sequences of 32 tokens, more than the "
+expect_err_contains "windows the training shards hold: every step sees some of them twice or more"
+run llm-pretrain $common --steps 4 --out w3
+expect_err_lacks "warning"
 run llm-pretrain $common --schedule sideways --out g
 expect_rc 2 "--schedule"
 
@@ -192,17 +236,6 @@ echo '{"recompute": 1}' > badcfg.json
 run llm-pretrain --config badcfg.json --out cg
 expect_rc 2 "--config: a flag that is not true or false"
 expect_err_contains "\"recompute\" is a flag: true or false"
-# --resume with --steps at or below the checkpoint's: nothing to do, the checkpoint untouched.
-before=$(stat -c %Y cf/step-00000002/trainer_state.json)
-run llm-pretrain --config cfg.json --steps 1 --out cf --resume
-expect_rc 0 "--resume to fewer steps"
-expect_err_contains "the checkpoint is at step 2, --steps 1: nothing to do"
-expect_eq "$(stat -c %Y cf/step-00000002/trainer_state.json) $(grep -c '"loss"' cf/metrics.jsonl)" "$before 2" "nothing re-saved or redone"
-# Warmup that never ends, and a batch larger than the data: warned.
-run llm-pretrain --config cfg.json --steps 2 --warmup 5 --seq-len 64 --batch-size 1000 --micro-batch 100 --out cw
-expect_rc 0 "a long warmup"
-expect_err_contains "--warmup 5 is not below --steps 2: the learning rate never reaches --lr"
-expect_err_contains "is larger than the training data"
 if command -v gnuplot >/dev/null; then
   run llm-pretrain --plot cf/metrics.jsonl
   expect_rc 0 "--plot a metrics file"

@@ -30,8 +30,8 @@ for np in 1 2 3; do
   expect_eq "$(ls parts | wc -l)" "$np" "parts with $np ranks"
   cat parts/part-*.jsonl > joined.jsonl
   cmp -s joined.jsonl one.jsonl && ok || fail "-np $np: joined parts differ from the one-process output"
-  expect_eq "$(json mpi$np.json 'j["ranks"], j["counters"]["docs_in"], j["counters"]["docs_out"]' )" \
-            "$np $(json one.json 'j["counters"]["docs_in"], j["counters"]["docs_out"]')" "merged stats, $np ranks"
+  expect_eq "$(json mpi$np.json 'j["ranks"], j["counters"]["docs_in"], j["counters"]["docs_out"], j["counters"]["bytes_in"], j["counters"]["bytes_out"]' )" \
+            "$np $(json one.json 'j["counters"]["docs_in"], j["counters"]["docs_out"], j["counters"]["bytes_in"], j["counters"]["bytes_out"]')" "merged stats, $np ranks"
 done
 expect_eq "$(grep -c . one.jsonl)" "$n_one" "sanity"
 # Two compressed files on two ranks go one to each, though the first is the smaller (by their
@@ -42,6 +42,12 @@ rm -rf two && run mpirun -np 2 llm-clean --no-quality -o two/ first.jsonl.zst se
 expect_rc 0 "two compressed files on two ranks"
 expect_eq "$(jsonl two/part-00000.jsonl 'd["id"]' | head -1) $(jsonl two/part-00001.jsonl 'd["id"]' | head -1)" \
           "big-0 big-260" "one file per rank"
+
+# A filter that drops every document is warned about once, with the counts of all ranks.
+rm -rf none && run mpirun -np 2 llm-clean --lang de -o none/ $inputs
+expect_rc 0 "--lang de on 2 ranks"
+expect_eq "$(grep -c 'warning: every document was dropped' "$T/err")" "1" "one warning from 2 ranks"
+expect_err_contains "every document was dropped ($(json one.json 'j["counters"]["docs_in"]') in, 0 out)"
 
 # Standard output cannot take several ranks' documents.
 run mpirun -np 2 llm-clean big.jsonl

@@ -44,14 +44,14 @@ done
 
 # A run killed on one process resumes on two ranks (a block's results do not depend on the rank
 # that computed them): the report and the log of one uninterrupted process; no cache is left.
-run llm-eval ppl --model run --batch-size 1 --log-samples ref.log -o ref.json docs.jsonl
+run llm-eval ppl --model run --batch-size 1 --limit 80 --log-samples ref.log -o ref.json docs.jsonl
 expect_rc 0 "ppl on documents, one process"
-llm-eval ppl --model run --batch-size 1 --log-samples res.log -o res.json docs.jsonl 2>/dev/null &
+llm-eval ppl --model run --batch-size 1 --limit 80 --log-samples res.log -o res.json docs.jsonl 2>/dev/null &
 pid=$!
 for i in $(seq 1 6000); do [ -f res.json.cache ] && [ "$(wc -l < res.json.cache)" -ge 5 ] && break; sleep 0.01; done
 kill -KILL $pid; wait $pid 2>/dev/null
 expect_eq "$([ -f res.json.cache ] && [ ! -f res.json ] && echo interrupted)" "interrupted" "killed midway"
-run mpirun -np 2 llm-eval ppl --model run --batch-size 1 --log-samples res.log -o res.json docs.jsonl
+run mpirun -np 2 llm-eval ppl --model run --batch-size 1 --limit 80 --log-samples res.log -o res.json docs.jsonl
 expect_rc 0 "resumed on 2 ranks"
 expect_err_contains "resuming from res.json.cache"
 expect_eq "$(json res.json "$figures")" "$(json ref.json "$figures")" "resumed figures"

@@ -316,6 +316,19 @@ expect_out_contains "LLMKIT_STEPS=20"
 expect_no_file "$T/dry"
 expect_eq "$(squeue -h | wc -l)" 0 "--dry-run submits nothing"
 
+# ---- requests no node can meet: said before anything is submitted ----
+run "$pipeline" --workdir "$T/big" --cpus-per-task 4096 "$T/docs.jsonl"
+expect_rc 1 "--cpus-per-task larger than any node"
+expect_err_contains "llm-pipeline: the clean job asks for more than Slurm can give here (sbatch --test-only: "
+expect_err_contains "give --cpus-per-task and --ntasks (and --nodes) that fit the nodes"
+expect_eq "$(squeue -h | wc -l)" 0 "a request no node can meet: nothing submitted"
+if [ "$cpus" -lt 32 ]; then  # the scripts' own request, 4 tasks of 8 cores, on a smaller node
+  run "$pipeline" --workdir "$T/default" "$T/docs.jsonl"
+  expect_rc 1 "the scripts' default request on a node of $cpus CPUs"
+  expect_err_contains "give --cpus-per-task and --ntasks"
+  expect_eq "$(squeue -h | wc -l)" 0 "the default request on a small node: nothing submitted"
+fi
+
 # ---- 1. the whole pipeline ----
 common=(--steps 20 --seq-len 64 --micro-batch 4 --vocab-size 500 --val-fraction 0.1
   --model llama-tiny --ntasks "$test_ntasks" --cpus-per-task 1)

@@ -53,6 +53,17 @@ TEST_CASE("byte ranges that tile a file yield every line exactly once", "[io]") 
     }
     INFO("parts = " << parts);
     REQUIRE(got == expected);
+    // The ranges' bytes() add up to the file's size: each counts the lines that start in it.
+    uint64_t bytes = 0;
+    for (uint64_t p = 0; p < parts; ++p) {
+      auto r = open_lines(d.file("a.jsonl"), content.size() * p / parts, content.size() * (p + 1) / parts);
+      std::string_view line;
+      bool too_long;
+      while (r->next(line, too_long)) {
+      }
+      bytes += r->bytes();
+    }
+    CHECK(bytes == content.size());
   }
 }
 

@@ -61,7 +61,8 @@ TEST_CASE("Configs parse from Hugging Face config.json and are checked", "[model
   CHECK_THROWS_WITH(ModelConfig::from_json(R"({"model_type":"bert"})", "b.json"), Catch::Contains("not supported"));
   CHECK_THROWS_WITH(ModelConfig::from_json("{", "c.json"), Catch::Contains("invalid JSON"));
   for (const char* preset : {"llama-tiny", "llama-25m", "gpt2-124m", "llama-125m"}) CHECK_NOTHROW(ModelConfig::load(preset));
-  CHECK_THROWS_WITH(ModelConfig::load("llama-7t"), Catch::Contains("no such model preset"));
+  CHECK_THROWS_WITH(ModelConfig::load("llama-7t"), Catch::Contains("no such model preset 'llama-7t'"));
+  CHECK_THROWS_AS(ModelConfig::load("llama-7t"), UsageError);  // exit 2, as llm-pretrain(1) says
 }
 
 TEST_CASE("Presets have the advertised sizes", "[model]") {

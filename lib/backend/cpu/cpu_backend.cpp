@@ -19,6 +19,7 @@
 
 #include "llmkit/backend.hpp"
 #include "llmkit/error.hpp"
+#include "llmkit/tool.hpp"
 #include "gemm.hpp"
 #include "../dropout.hpp"
 
@@ -68,6 +69,9 @@ class CpuBackend final : public Backend {
     _mm_setcsr(_mm_getcsr() | 0x8040);  // FTZ | DAZ
 #endif
     cpu::gemm_kernel();  // chosen here, where an LLMKIT_GEMM error can be reported
+    // A stop signal must not interrupt a thread running a GEMM kernel (oneDNN 2.x's move the
+    // stack pointer into the heap): it only sets the stop request, which the loops poll.
+    disable_signal_interrupts();
   }
   const char* name() const override { return "cpu"; }
   std::string matmul_kernel() const override { return cpu::gemm_kernel_description(); }

@@ -74,6 +74,8 @@ class DocumentSource {
   // After the last batch: adds the reading side's counts (files, ignored records) to the stats.
   void finish();
   uint64_t bytes_read() const;  // raw (compressed) bytes consumed, for progress
+  uint64_t bytes_in() const;    // decompressed bytes consumed: the bytes of the documents' lines,
+                                // pages, records (the stats' bytes_in)
   uint64_t total_bytes() const { return total_bytes_; }
 
  private:
@@ -88,7 +90,7 @@ class DocumentSource {
   Stats& stats_;        // consuming thread only
   Stats reader_stats_;  // reading thread only, merged by finish()
   std::unique_ptr<Reader> reader_;
-  uint64_t total_bytes_ = 0, done_bytes_ = 0;
+  uint64_t total_bytes_ = 0, done_bytes_ = 0, done_bytes_in_ = 0;
   int64_t reported_ = 0;
 };
 

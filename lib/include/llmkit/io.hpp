@@ -22,6 +22,8 @@ class InputStream {
   virtual size_t read(char* buf, size_t n) = 0;
   // Compressed bytes consumed so far (what the progress line counts against the file size).
   virtual uint64_t raw_bytes_read() const = 0;
+  // Decompressed bytes returned so far by read().
+  virtual uint64_t bytes_read() const { return bytes_read_; }
   const std::string& name() const { return name_; }
   void set_name(std::string name) { name_ = std::move(name); }  // for messages
   Compression compression() const { return compression_; }
@@ -29,6 +31,7 @@ class InputStream {
  protected:
   std::string name_;
   Compression compression_ = Compression::none;
+  uint64_t bytes_read_ = 0;
 };
 
 // Opens `path` ("-" or "" is stdin). Compression is detected from the first bytes.
@@ -59,6 +62,9 @@ class LineReader {
   uint64_t line_number();
   const std::string& name() const { return in_->name(); }
   uint64_t raw_bytes_read() const { return in_->raw_bytes_read(); }
+  // Decompressed bytes of the lines returned so far, newlines included (with a byte range:
+  // of the lines that start in it, so the ranges of a file add up to its size).
+  uint64_t bytes() const { return offset_ - range_start_; }
 
  private:
   bool fill();
@@ -67,6 +73,7 @@ class LineReader {
   size_t pos_ = 0, len_ = 0;
   size_t max_line_;
   uint64_t begin_, end_, offset_;  // offset_: file offset of buf_[pos_]
+  uint64_t range_start_;           // offset of the first line of the range
   uint64_t line_in_range_ = 0;
   int64_t lines_before_ = -1;
   bool skip_partial_;

@@ -26,7 +26,8 @@ class Stats;
 // Counts steps, tokens, skipped (non-finite) steps and checkpoints in `stats`.
 int run_pretrain(const PretrainConfig& cfg, Stats& stats);
 
-// Draws RUN/metrics.jsonl into RUN/loss.png with share/llmkit/plot-metrics.gp (gnuplot).
+// Draws RUN/metrics.jsonl into RUN/loss.png with share/llmkit/plot-metrics.gp (gnuplot); `run`
+// may be the metrics file itself (loss.png then goes beside it).
 void plot_metrics(const std::string& run);
 
 // Dense bf16 tensor-core peak of a GPU by its name (FLOP/s; 0 when not known): the

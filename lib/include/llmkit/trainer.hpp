@@ -153,6 +153,7 @@ class Trainer {
   int metrics_fd_ = -1;
   double peak_flops_ = 0;
   int bad_in_row_ = 0;
+  bool finished_ = false;  // resumed at the last step: nothing to do
 };
 
 }  // namespace llmkit
