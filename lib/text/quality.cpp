@@ -633,7 +633,7 @@ size_t count_stop_words(const std::vector<std::string_view>& words, const std::v
 // prose with ordinary punctuation fell under the 80% alphabetic threshold.
 std::string gopher_quality(std::string_view text, const TextLines& text_lines,
                            const std::vector<const char*>& soft, const GopherWords& gw,
-                           const QualityThresholds& cfg, bool stop_words_apply) {
+                           const QualityThresholds& cfg, bool stop_words_apply, bool* stop_words_fail) {
   const std::vector<std::string_view>& words = gw.words;
   const size_t chars = gw.total_chars, alpha_words = gw.alpha_words;
   const double n_words = static_cast<double>(words.size());
@@ -658,10 +658,13 @@ std::string gopher_quality(std::string_view text, const TextLines& text_lines,
   if (cfg.max_non_alpha_words_ratio && double(alpha_words) / n_words < cfg.max_non_alpha_words_ratio)
     return "below_alpha_threshold";
 
-  if (cfg.min_stop_words > 0 && stop_words_apply && !cfg.stop_words.empty()) {
+  if (cfg.min_stop_words > 0 && (stop_words_apply || stop_words_fail) && !cfg.stop_words.empty()) {
     size_t enough = static_cast<size_t>(std::ceil(cfg.min_stop_words));
     // llmkit: "too_few_stop_words"; datatrove calls this reason gopher_enough_stop_words.
-    if (double(count_stop_words(words, cfg.stop_words, enough)) < cfg.min_stop_words) return "too_few_stop_words";
+    if (double(count_stop_words(words, cfg.stop_words, enough)) < cfg.min_stop_words) {
+      if (!stop_words_fail) return "too_few_stop_words";
+      *stop_words_fail = true;  // reported, not applied: the caller's other language goes on
+    }
   }
   return "";
 }
@@ -676,9 +679,14 @@ bool c4_rules_off(const QualityThresholds& t) {
 
 // ---- the pipeline -------------------------------------------------------------------------------
 
-std::string check_quality(std::string& text, std::string_view lang, const QualityConfig& cfg) {
-  // Decide the language once: it chooses the thresholds and how words are found.
-  const std::string eff = effective_language(text, lang);
+namespace {
+
+// The stages of check_quality for the language `eff`. With `english_stop_words` given (for a
+// language other than English that is not CJK and has no thresholds of its own), the stop-word
+// rule is also looked at as English would have it, where English would reach it, and it
+// reports instead of dropping: the one difference between the two verdicts.
+std::string run_stages(std::string& text, const std::string& eff, const QualityConfig& cfg,
+                       bool* english_stop_words) {
   const QualityThresholds* own = cfg.thresholds_for(eff);
   const QualityThresholds& t = own ? *own : cfg;
   const bool cjk = is_cjk_language(eff);
@@ -725,7 +733,7 @@ std::string check_quality(std::string& text, std::string_view lang, const Qualit
   }
   if (cfg.gopher_quality) {
     const TextLines& l = get_lines();
-    if (std::string r = gopher_quality(text, l, soft, get_words(), t, stop_words_apply); !r.empty())
+    if (std::string r = gopher_quality(text, l, soft, get_words(), t, stop_words_apply, english_stop_words); !r.empty())
       return "gopher_quality:" + r;
   }
   if (cfg.c4 && !c4_rules_off(t)) {
@@ -748,6 +756,30 @@ std::string check_quality(std::string& text, std::string_view lang, const Qualit
     if (std::string r = fineweb_quality(text, l, soft, tw, eff, t); !r.empty()) return "fineweb:" + r;
   }
   return "";
+}
+
+}  // namespace
+
+std::string check_quality(std::string& text, std::string_view lang, const QualityConfig& cfg) {
+  // Decide the language once: it chooses the thresholds and how words are found.
+  return run_stages(text, effective_language(text, lang), cfg, nullptr);
+}
+
+bool NonCjkVerdicts::covers(std::string_view lang, const QualityConfig& cfg) {
+  return !lang.empty() && !is_cjk_language(lang) && cfg.thresholds_for(lang) == nullptr;
+}
+
+const std::string& NonCjkVerdicts::for_language(std::string_view lang) const {
+  return is_english(lang) ? english : other;
+}
+
+NonCjkVerdicts check_quality_non_cjk(std::string& text, const QualityConfig& cfg) {
+  NonCjkVerdicts v;
+  bool english_stop_words = false;
+  // "un" (CLD2's unknown) stands for every language other than English the verdicts cover.
+  v.other = run_stages(text, "un", cfg, &english_stop_words);
+  v.english = english_stop_words ? "gopher_quality:too_few_stop_words" : v.other;
+  return v;
 }
 
 namespace {
