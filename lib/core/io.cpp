@@ -400,7 +400,11 @@ class FdOutput : public OutputStream {
     }
     if (zstd) {
       cs_ = ZSTD_createCStream();
-      ZSTD_initCStream(cs_, level);
+      ZSTD_CCtx_setParameter(cs_, ZSTD_c_compressionLevel, level);
+      // Compression on a thread of zstd's own: write() hands the data over and returns, so the
+      // caller (the one thread that writes a command's ordered output) does not stop its
+      // workers for it. The bytes do not depend on the number of workers once it is 1 or more.
+      ZSTD_CCtx_setParameter(cs_, ZSTD_c_nbWorkers, 1);
       zbuf_.resize(ZSTD_CStreamOutSize());
     }
     buf_.reserve(kChunk);

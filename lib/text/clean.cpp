@@ -32,6 +32,11 @@ std::vector<Param> clean_params(CleanConfig& cfg) {
 
 Cleaner::Cleaner(const CleanConfig& cfg) : cfg_(cfg), extract_cfg_(cfg.extract_cfg), html_repair_cfg_(cfg.repair_cfg) {
   html_repair_cfg_.normalize_whitespace = false;
+  // The language of a document the quality rules drop is written nowhere unless --lang may
+  // drop it first or --rejected writes it: then it need not be found when the rules drop the
+  // document whatever it is.
+  lazy_langid_ = cfg.langid && cfg.quality && cfg.keep_langs.empty() && cfg.rejected.empty() &&
+                 !cfg.lang_of_dropped;
   if (cfg.pii) pii_ = std::make_unique<text::PiiRedactor>(cfg.pii_cfg);
   if (cfg.extract) {
     extract_cfg_.max_link_density = cfg.max_link_density;
@@ -70,20 +75,25 @@ std::string Cleaner::clean(SourceDoc& sd, Stats& stats) const {
     if (rc.normalized) stats.add("docs_normalized", rc.normalized);
   }
   if (doc.text.size() < cfg_.min_chars) return sd.html ? "extract:empty" : "repair:empty";
-  std::string lang;
-  if (cfg_.langid) {
-    text::LangResult lr = text::detect_language(doc.text, static_cast<size_t>(cfg_.lang_max_bytes));
-    lang = lr.code;
-    doc.set_string("lang", lr.code);
-    doc.set_number("lang_score", lr.score);
-    if (!cfg_.keep_langs.empty()) {
-      if (!text::language_matches(lr.code, cfg_.keep_langs)) return "langid:other_language";
-      if (lr.score < cfg_.min_lang_score) return "langid:low_score";
+  const size_t lang_bytes = static_cast<size_t>(cfg_.lang_max_bytes);
+  if (lazy_langid_ && !text::may_detect_cjk(doc.text, lang_bytes)) {
+    if (std::string reason = quality_then_langid(doc, lang_bytes); !reason.empty()) return reason;
+  } else {
+    std::string lang;
+    if (cfg_.langid) {
+      text::LangResult lr = text::detect_language(doc.text, lang_bytes);
+      lang = lr.code;
+      doc.set_string("lang", lr.code);
+      doc.set_number("lang_score", lr.score);
+      if (!cfg_.keep_langs.empty()) {
+        if (!text::language_matches(lr.code, cfg_.keep_langs)) return "langid:other_language";
+        if (lr.score < cfg_.min_lang_score) return "langid:low_score";
+      }
     }
-  }
-  if (cfg_.quality) {
-    std::string reason = text::check_quality(doc.text, lang, cfg_.quality_cfg);
-    if (!reason.empty()) return reason;
+    if (cfg_.quality) {
+      std::string reason = text::check_quality(doc.text, lang, cfg_.quality_cfg);
+      if (!reason.empty()) return reason;
+    }
   }
   if (pii_) {
     text::PiiCounts pc;
@@ -97,6 +107,24 @@ std::string Cleaner::clean(SourceDoc& sd, Stats& stats) const {
     }
   }
   return "";
+}
+
+// The quality rules before language identification, for a text CLD2 cannot call Chinese,
+// Japanese or Korean: the rules' verdicts for every language it can give are found in one pass
+// (English and the others differ only by the stop-word rule), and CLD2 runs only when the
+// document is kept (its "lang" is written) or the verdicts differ. Its input is the text as it
+// was before C4 removed lines, and the decisions are check_quality's for CLD2's language.
+std::string Cleaner::quality_then_langid(Document& doc, size_t lang_bytes) const {
+  thread_local std::string before;  // the text CLD2 reads, and the rules' input should CLD2
+  before.assign(doc.text);          // give a language the verdicts do not cover
+  const text::NonCjkVerdicts v = text::check_quality_non_cjk(doc.text, cfg_.quality_cfg);
+  if (!v.other.empty() && v.other == v.english) return v.other;  // dropped, whatever the language
+  const text::LangResult lr = text::detect_language(before, lang_bytes);
+  doc.set_string("lang", lr.code);
+  doc.set_number("lang_score", lr.score);
+  if (text::NonCjkVerdicts::covers(lr.code, cfg_.quality_cfg)) return v.for_language(lr.code);
+  doc.text.swap(before);  // not expected (may_detect_cjk said no): the rules again, in order
+  return text::check_quality(doc.text, lr.code, cfg_.quality_cfg);
 }
 
 namespace {

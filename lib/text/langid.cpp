@@ -9,10 +9,45 @@
 
 namespace llmkit::text {
 
-LangResult detect_language(std::string_view text, size_t max_bytes) {
+std::string_view langid_input(std::string_view text, size_t max_bytes) {
   // Cut the prefix at a UTF-8 character boundary so CLD2 sees valid text.
   size_t n = std::min(text.size(), max_bytes);
   while (n > 0 && n < text.size() && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+  return text.substr(0, n);
+}
+
+namespace {
+
+// Code points of the scripts CLD2 finds Chinese, Japanese and Korean in (Han, Hiragana,
+// Katakana, Hangul, Bopomofo), with their radicals, compatibility and half- and fullwidth
+// forms; generously: all of U+2E80..U+A4CF (Yi too) and everything past U+FFFF.
+bool cjk_range(char32_t c) {
+  return (c >= 0x1100 && c <= 0x11FF) || (c >= 0x2E80 && c <= 0xA4CF) || (c >= 0xA960 && c <= 0xA97F) ||
+         (c >= 0xAC00 && c <= 0xD7FF) || (c >= 0xF900 && c <= 0xFAFF) || (c >= 0xFE30 && c <= 0xFE4F) ||
+         (c >= 0xFF00 && c <= 0xFFEF) || c >= 0x10000;
+}
+
+}  // namespace
+
+bool may_detect_cjk(std::string_view text, size_t max_bytes) {
+  std::string_view in = langid_input(text, max_bytes);
+  // Below U+1100 a character is at most two bytes: only lead bytes E1 and up start one that
+  // can be in a CJK range (invalid UTF-8 counts as possibly CJK).
+  for (size_t i = 0; i < in.size(); ++i) {
+    const unsigned char b = static_cast<unsigned char>(in[i]);
+    if (b < 0xE1) continue;
+    if (b >= 0xF0) return true;  // four bytes: past U+FFFF
+    if (i + 2 >= in.size()) return true;
+    const unsigned char b1 = static_cast<unsigned char>(in[i + 1]), b2 = static_cast<unsigned char>(in[i + 2]);
+    if ((b1 & 0xC0) != 0x80 || (b2 & 0xC0) != 0x80) return true;
+    if (cjk_range(char32_t(b & 0x0F) << 12 | char32_t(b1 & 0x3F) << 6 | char32_t(b2 & 0x3F))) return true;
+    i += 2;
+  }
+  return false;
+}
+
+LangResult detect_language(std::string_view text, size_t max_bytes) {
+  const size_t n = langid_input(text, max_bytes).size();
   CLD2::Language langs[3];
   int percents[3];
   double scores[3];

@@ -80,34 +80,54 @@ uint64_t mix64(uint64_t x) {  // a bijective finaliser (splitmix64), so distinct
 
 uint64_t hash_bytes(std::string_view s) { return XXH3_64bits(s.data(), s.size()); }
 
-// A word of up to 16 bytes as two 64-bit numbers that determine it (with its length): two
-// overlapping loads that together cover every byte; and a hash of them. Longer words hash
-// with XXH3 and compare as bytes.
+// A word of up to 16 bytes as two 64-bit numbers that determine it (with its length): its
+// first 8 bytes and its last 8 (overlapping when it is shorter than 16), or, under 8 bytes, its
+// bytes and 0; and a hash of them. Longer words hash with XXH3 and compare as bytes.
 struct WordKey {
   uint64_t a = 0, b = 0, hash = 0;
 };
+
+uint64_t load64(const char* p) {
+  uint64_t x;
+  std::memcpy(&x, p, 8);
+  return x;
+}
+
+WordKey finish_key(uint64_t a, uint64_t b, size_t n) {
+  // wyhash's multiply-fold: each bit of the high half depends on every bit of both factors.
+  const __uint128_t m = static_cast<__uint128_t>(a ^ 0x2d358dccaa6c78a5ull) * (b ^ n ^ 0x8bb84b93962eacc9ull);
+  return WordKey{a, b, static_cast<uint64_t>(m) ^ static_cast<uint64_t>(m >> 64)};
+}
+
 WordKey word_key(std::string_view w) {
   const char* p = w.data();
   const size_t n = w.size();
-  WordKey k;
   if (n > 16) {
+    WordKey k;
     k.hash = k.a = XXH3_64bits(p, n);
     return k;
   }
+  uint64_t a = 0, b = 0;
   if (n >= 8) {
-    std::memcpy(&k.a, p, 8);
-    std::memcpy(&k.b, p + n - 8, 8);
-  } else if (n >= 4) {
-    uint32_t x, y;
-    std::memcpy(&x, p, 4);
-    std::memcpy(&y, p + n - 4, 4);
-    k.a = x;
-    k.b = y;
-  } else if (n > 0) {
-    k.a = uint64_t(uint8_t(p[0])) | uint64_t(uint8_t(p[n / 2])) << 8 | uint64_t(uint8_t(p[n - 1])) << 16;
+    a = load64(p);
+    b = load64(p + n - 8);
+  } else {
+    std::memcpy(&a, p, n);
   }
-  k.hash = mix64(k.a ^ mix64(k.b + n * 0x9e3779b97f4a7c15ull));
-  return k;
+  return finish_key(a, b, n);
+}
+
+// word_key(w), the same key, for a word of at most 16 bytes with at least 8 bytes of its text
+// on either side, without branches on its length (which mispredict on prose): two 8-byte loads
+// that may reach outside the word but not outside the text, then the bytes not its own cleared.
+WordKey word_key_within(std::string_view w) {
+  const char* p = w.data();
+  const size_t n = w.size();
+  const uint64_t first = load64(p), last = load64(p + n - 8);
+  const bool long8 = n >= 8;
+  const uint64_t a = long8 ? first : first & ((uint64_t(1) << (8 * n)) - 1);  // n < 8 here: shift < 64
+  const uint64_t b = long8 ? last : 0;
+  return finish_key(a, b, n);
 }
 
 // The word ids of a document: an open-addressing table whose slots hold a word's WordKey and
@@ -252,10 +272,15 @@ class NgramIndex {
     uint32_t* firsts = s_.firsts.data();
     size_t* chars_before = s_.chars_before.data();
     uint32_t vocab = 0;
+    // Words at least 8 bytes from both ends of the text they were found in (the span from the
+    // first word to the last) have their keys read without branches on their length.
+    const char* lo = n ? words.front().data() + 8 : nullptr;
+    const char* hi = n ? words.back().data() + words.back().size() - 8 : nullptr;
     for (size_t i = 0; i < n; ++i) {
       std::string_view w = words[i];
       bool is_new;
-      const uint32_t id = s_.words.find_or_add(w, word_key(w), is_new);
+      const bool inside = w.size() <= 16 && w.data() >= lo && w.data() + w.size() <= hi;
+      const uint32_t id = s_.words.find_or_add(w, inside ? word_key_within(w) : word_key(w), is_new);
       if (is_new) {
         vocab = id + 1;
         counts[id] = 0;
@@ -266,9 +291,14 @@ class NgramIndex {
       chars_before[i + 1] = chars_before[i] + gw.chars[i];
     }
     distinct_ = vocab;
-    s_.active.clear();
-    for (size_t i = 0; i < n; ++i)
-      if (counts[ids[i]] > 1) s_.active.push_back(static_cast<uint32_t>(i));
+    s_.active.resize(n);
+    uint32_t* active = s_.active.data();
+    size_t n_active = 0;
+    for (size_t i = 0; i < n; ++i) {  // written always, kept when repeated: no branch
+      active[n_active] = static_cast<uint32_t>(i);
+      n_active += counts[ids[i]] > 1;
+    }
+    s_.active.resize(n_active);
     for (uint32_t id = 0; id < vocab; ++id) {
       max_count_ = std::max<size_t>(max_count_, counts[id]);
       max_word_mass_ = std::max<size_t>(max_word_mass_, size_t(counts[id]) * gw.chars[firsts[id]]);
@@ -603,7 +633,7 @@ size_t count_stop_words(const std::vector<std::string_view>& words, const std::v
 // prose with ordinary punctuation fell under the 80% alphabetic threshold.
 std::string gopher_quality(std::string_view text, const TextLines& text_lines,
                            const std::vector<const char*>& soft, const GopherWords& gw,
-                           const QualityThresholds& cfg, bool stop_words_apply) {
+                           const QualityThresholds& cfg, bool stop_words_apply, bool* stop_words_fail) {
   const std::vector<std::string_view>& words = gw.words;
   const size_t chars = gw.total_chars, alpha_words = gw.alpha_words;
   const double n_words = static_cast<double>(words.size());
@@ -628,10 +658,13 @@ std::string gopher_quality(std::string_view text, const TextLines& text_lines,
   if (cfg.max_non_alpha_words_ratio && double(alpha_words) / n_words < cfg.max_non_alpha_words_ratio)
     return "below_alpha_threshold";
 
-  if (cfg.min_stop_words > 0 && stop_words_apply && !cfg.stop_words.empty()) {
+  if (cfg.min_stop_words > 0 && (stop_words_apply || stop_words_fail) && !cfg.stop_words.empty()) {
     size_t enough = static_cast<size_t>(std::ceil(cfg.min_stop_words));
     // llmkit: "too_few_stop_words"; datatrove calls this reason gopher_enough_stop_words.
-    if (double(count_stop_words(words, cfg.stop_words, enough)) < cfg.min_stop_words) return "too_few_stop_words";
+    if (double(count_stop_words(words, cfg.stop_words, enough)) < cfg.min_stop_words) {
+      if (!stop_words_fail) return "too_few_stop_words";
+      *stop_words_fail = true;  // reported, not applied: the caller's other language goes on
+    }
   }
   return "";
 }
@@ -646,9 +679,14 @@ bool c4_rules_off(const QualityThresholds& t) {
 
 // ---- the pipeline -------------------------------------------------------------------------------
 
-std::string check_quality(std::string& text, std::string_view lang, const QualityConfig& cfg) {
-  // Decide the language once: it chooses the thresholds and how words are found.
-  const std::string eff = effective_language(text, lang);
+namespace {
+
+// The stages of check_quality for the language `eff`. With `english_stop_words` given (for a
+// language other than English that is not CJK and has no thresholds of its own), the stop-word
+// rule is also looked at as English would have it, where English would reach it, and it
+// reports instead of dropping: the one difference between the two verdicts.
+std::string run_stages(std::string& text, const std::string& eff, const QualityConfig& cfg,
+                       bool* english_stop_words) {
   const QualityThresholds* own = cfg.thresholds_for(eff);
   const QualityThresholds& t = own ? *own : cfg;
   const bool cjk = is_cjk_language(eff);
@@ -695,7 +733,7 @@ std::string check_quality(std::string& text, std::string_view lang, const Qualit
   }
   if (cfg.gopher_quality) {
     const TextLines& l = get_lines();
-    if (std::string r = gopher_quality(text, l, soft, get_words(), t, stop_words_apply); !r.empty())
+    if (std::string r = gopher_quality(text, l, soft, get_words(), t, stop_words_apply, english_stop_words); !r.empty())
       return "gopher_quality:" + r;
   }
   if (cfg.c4 && !c4_rules_off(t)) {
@@ -718,6 +756,30 @@ std::string check_quality(std::string& text, std::string_view lang, const Qualit
     if (std::string r = fineweb_quality(text, l, soft, tw, eff, t); !r.empty()) return "fineweb:" + r;
   }
   return "";
+}
+
+}  // namespace
+
+std::string check_quality(std::string& text, std::string_view lang, const QualityConfig& cfg) {
+  // Decide the language once: it chooses the thresholds and how words are found.
+  return run_stages(text, effective_language(text, lang), cfg, nullptr);
+}
+
+bool NonCjkVerdicts::covers(std::string_view lang, const QualityConfig& cfg) {
+  return !lang.empty() && !is_cjk_language(lang) && cfg.thresholds_for(lang) == nullptr;
+}
+
+const std::string& NonCjkVerdicts::for_language(std::string_view lang) const {
+  return is_english(lang) ? english : other;
+}
+
+NonCjkVerdicts check_quality_non_cjk(std::string& text, const QualityConfig& cfg) {
+  NonCjkVerdicts v;
+  bool english_stop_words = false;
+  // "un" (CLD2's unknown) stands for every language other than English the verdicts cover.
+  v.other = run_stages(text, "un", cfg, &english_stop_words);
+  v.english = english_stop_words ? "gopher_quality:too_few_stop_words" : v.other;
+  return v;
 }
 
 namespace {

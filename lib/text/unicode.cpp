@@ -216,9 +216,12 @@ uint32_t whitespace_special(__m128i v) {
 #endif
 
 void normalize_whitespace(std::string& text) {
-  // One pass, in place (the output is never longer): blanks collapse to one space, lines are
-  // trimmed, runs of empty lines become one empty line (the paragraph separator), and the
-  // document is trimmed. Plain bytes between blanks are copied as runs.
+  // One pass, in place (the output is never longer): a line's indentation, the spaces and tabs
+  // it starts with, is kept as it is (code and nested lists in JSONL text keep their shape);
+  // other blanks collapse to one space between words, lines lose their trailing blanks, runs
+  // of empty lines become one empty line (the paragraph separator), and the document loses
+  // its leading empty lines and trailing whitespace. Plain bytes between blanks are copied as
+  // runs.
   static const auto special = [] {
     std::array<bool, 256> t{};
     for (unsigned char c : {' ', '\n', '\t', '\v', '\f', '\r'}) t[c] = true;
@@ -230,30 +233,48 @@ void normalize_whitespace(std::string& text) {
   size_t w = 0;
   bool pending_space = false;
   int pending_newlines = 0;
+  // The line under way: no word on it yet (line_start), still in its leading spaces and tabs
+  // (in_indent), which are p[indent_at, indent_at + indent_len). When its first word comes,
+  // the newlines before it and the indentation are written; since they come from at least as
+  // many input bytes, they land at or before indent_at.
+  bool line_start = true, in_indent = true;
+  size_t indent_at = 0, indent_len = 0;
   for (size_t i = 0; i < n;) {
     unsigned char c = p[i];
     if (c == '\n') {
       pending_space = false;
       ++pending_newlines;
       ++i;
+      line_start = in_indent = true;
+      indent_at = i;
+      indent_len = 0;
       continue;
     }
     size_t blank = (c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r')
                        ? 1
                        : (special[c] ? detail::unicode_blank_len(p + i, n - i) : 0);
     if (blank) {
+      if (in_indent && (c == ' ' || c == '\t'))
+        ++indent_len;
+      else
+        in_indent = false;  // another blank ends the indentation; the rest of the run goes
       pending_space = true;
       i += blank;
       continue;
     }
-    if (w > 0) {
-      if (pending_newlines > 0) {
+    if (line_start) {
+      if (w > 0) {
         p[w++] = '\n';
         if (pending_newlines >= 2) p[w++] = '\n';
-      } else if (pending_space) {
-        p[w++] = ' ';
       }
+      if (indent_len > 0) {
+        std::memmove(p + w, p + indent_at, indent_len);
+        w += indent_len;
+      }
+    } else if (pending_space) {
+      p[w++] = ' ';
     }
+    line_start = in_indent = false;
     pending_space = false;
     pending_newlines = 0;
     // Copy the run up to the next byte that may be whitespace; a single space between two

@@ -153,6 +153,14 @@ expect_eq "$(jsonl "$T/out" 'repr(d["text"])' | grep -cF "station     height   t
 run llm-clean --no-pii "$DATA/html/code.html"
 expect_rc 0 "code page, quality rules"
 expect_eq "$(jsonl "$T/out" 'repr(d["text"])' | grep -cF "\\n    if reading.height > limit:\\n        count += 1\\n")" "1" "C4 keeps indentation"
+# JSONL text keeps the indentation of its lines (spaces and tabs); repair still collapses the
+# other blanks, trims line ends and keeps at most one empty line in a row.
+printf '%s\n' '{"id":"code","text":"\n\n  def span(self):\n      \"\"\"The   span.\"\"\"   \n\n\n\treturn  self.end\u00a0- self.start\n\u3000 x"}' > code.jsonl
+run llm-clean --no-quality --no-pii --no-langid code.jsonl
+expect_rc 0 "JSONL code"
+expect_eq "$(jsonl "$T/out" 'repr(d["text"])')" "'  def span(self):\\n      \"\"\"The span.\"\"\"\\n\\n\\treturn self.end - self.start\\nx'" "JSONL indentation kept"
+run llm-clean --no-quality --no-pii --no-langid --no-repair code.jsonl
+expect_eq "$(jsonl "$T/out" 'd["text"]' | grep -c '^      """The   span."""   $')" "1" "--no-repair leaves the text alone"
 run llm-clean --no-quality --stats w.json "$DATA/warc/sample.warc.gz"
 expect_rc 0 "warc.gz"
 expect_eq "$(jsonl "$T/out" 'd["url"]' | head -1)" "http://example.com/tide-mills" "WARC target URI"

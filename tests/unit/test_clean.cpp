@@ -118,3 +118,92 @@ TEST_CASE("clean: --lang codes are CLD2's, in any case; names and unknown codes 
   CHECK(parse_language_list(text::detect_language(kParagraphs).code, "--lang") ==
         std::vector<std::string>{text::detect_language(kParagraphs).code});
 }
+
+namespace {
+
+std::string field(const Document& doc, const std::string& key) {
+  for (const auto& [k, v] : doc.updates)
+    if (k == key) return v;
+  return "";
+}
+
+// Documents of several languages and fates: kept, dropped by a rule whatever the language,
+// dropped by English's stop-word rule only, CJK.
+std::vector<std::string> mixed_documents() {
+  const std::string de =
+      "Die Bibliothek des Dorfes wurde im Jahr 1952 eröffnet, als eine pensionierte Lehrerin ihre "
+      "Sammlung von vierhundert Büchern dem Gemeinderat schenkte. Im ersten Jahrzehnt lag sie in "
+      "einem einzigen Raum über der Post, und Freiwillige öffneten sie an zwei Nachmittagen.\n\n"
+      "Im Laufe der Jahre wuchs die Sammlung durch Geschenke und bescheidene Käufe. Ende der "
+      "siebziger Jahre beschloss der Rat, sie in den alten Getreidespeicher am Fluss zu verlegen, "
+      "dessen dicke Mauern die Bücher im Sommer kühl hielten. Der Umzug dauerte drei Wochenenden.";
+  const std::string ru =
+      "Библиотека деревни открылась в 1952 году, когда учительница на пенсии подарила совету "
+      "четыреста книг. Первые десять лет она занимала одну комнату над почтой, и добровольцы "
+      "открывали её два раза в неделю.\n\nС годами собрание росло благодаря подаркам и скромным "
+      "покупкам. В конце семидесятых совет решил перенести её в старый амбар у реки, толстые "
+      "стены которого сохраняли книги прохладными летом. Переезд занял три выходных дня.";
+  const std::string zh =
+      "北京大学是中国近代第一所国立综合性大学，创办于1898年，初名京师大学堂。它是中国近代最早以“大学”身份和名称建立的学校。\n"
+      "学校的校园位于北京西北郊的海淀区，占地面积很大，环境优美。未名湖和博雅塔是校园里最有名的景点，每年都有许多游客前来参观。";
+  // English words without stop words, none repeated: English's stop-word rule drops it.
+  std::string keywords =
+      "Cheap flights. Hotel deals. Booking discounts. Travel insurance. Rental cars. Beach resorts. "
+      "Mountain cabins. City breaks. Cruise packages. Airport parking. Luggage storage. Currency "
+      "exchange. Museum passes. Concert tickets. Theme parks. Ski holidays. Camping gear. Hiking "
+      "boots. Sunscreen lotion. Passport photos. Visa applications. Language courses. Cooking "
+      "classes. Wine tasting. Boat tours. Bike rentals. Spa treatments. Golf courses. Fishing "
+      "trips. Safari adventures. Desert camps. Island hopping. Train passes. Bus timetables. "
+      "Ferry schedules. Guided walks. Food markets. Street festivals. Night clubs. Rooftop bars.";
+  std::string repeated;
+  for (int i = 0; i < 8; ++i) repeated += "Buy now and save big on every order today.\n";
+  std::string code = "def span(self):\n    return self.end - self.start\n\ndef size(self):\n    return {len(self)}\n";
+  return {kParagraphs, de, ru, zh, keywords, repeated, code, de + "\n\n" + keywords, "Too short.",
+          std::string(kParagraphs) + "\n\n" + zh, keywords + "\n\n" + de};
+}
+
+}  // namespace
+
+TEST_CASE("clean: without --lang and --rejected, CLD2 runs only for what its answer changes", "[clean]") {
+  CleanConfig lazy_cfg, full_cfg;
+  full_cfg.lang_of_dropped = true;
+  Cleaner lazy(lazy_cfg), full(full_cfg);
+  int dropped_without_lang = 0, stop_words_only = 0;
+  for (const std::string& text : mixed_documents()) {
+    Stats s1, s2;
+    SourceDoc a = text_doc(text), b = text_doc(text);
+    const std::string ra = lazy.clean(a, s1), rb = full.clean(b, s2);
+    INFO(text.substr(0, 80));
+    CHECK(ra == rb);  // the same decisions
+    if (ra.empty()) {  // kept: the same text and the same language fields
+      CHECK(a.doc.text == b.doc.text);
+      CHECK(field(a.doc, "lang") == field(b.doc, "lang"));
+      CHECK(field(a.doc, "lang_score") == field(b.doc, "lang_score"));
+    } else {
+      CHECK(field(b.doc, "lang") != "");  // lang_of_dropped: every document has its language
+      dropped_without_lang += field(a.doc, "lang").empty();
+      // English's stop-word rule drops only an English text: CLD2 is asked.
+      if (ra == "gopher_quality:too_few_stop_words") CHECK(field(a.doc, "lang") == "\"en\"");
+    }
+    // German words without English stop words: the rule would drop them as English.
+    if (text.rfind("Die Bibliothek", 0) == 0 && ra.empty()) ++stop_words_only;
+  }
+  CHECK(dropped_without_lang >= 3);  // CLD2 was skipped for documents dropped whatever their language
+  CHECK(stop_words_only >= 1);
+  // --lang needs every document's language first, and so does --rejected, which writes it.
+  CleanConfig with_lang = lazy_cfg;
+  with_lang.keep_langs = {"en"};
+  Cleaner cl(with_lang);
+  Stats s;
+  std::string repeated;
+  for (int i = 0; i < 8; ++i) repeated += "Buy now and save big on every order today.\n";
+  SourceDoc sd = text_doc(repeated);
+  CHECK(cl.clean(sd, s) == "gopher_repetition:dup_line_frac");
+  CHECK(field(sd.doc, "lang") == "\"en\"");
+  with_lang.keep_langs.clear();
+  with_lang.rejected = "rejected.jsonl";
+  Cleaner cr(with_lang);
+  SourceDoc sr = text_doc(repeated);
+  CHECK(cr.clean(sr, s) == "gopher_repetition:dup_line_frac");
+  CHECK(field(sr.doc, "lang") == "\"en\"");
+}

@@ -2,6 +2,10 @@
 #include <unicode/bytestream.h>
 #include <unicode/normalizer2.h>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include "llmkit/langid.hpp"
 #include "llmkit/unicode.hpp"
 #include "llmkit/words.hpp"
@@ -33,9 +37,11 @@ TEST_CASE("NFC and NFKC", "[unicode]") {
 }
 
 TEST_CASE("whitespace is normalised: blanks, trimmed lines, one blank line", "[unicode]") {
-  std::string s = "  \n\n a  \t b \xC2\xA0 c  \n  d\n\n\n\n e \xE3\x80\x80 f\n\n";
+  // A line keeps its indentation (leading spaces and tabs), the first line too; a Unicode
+  // blank ends it; the blanks after it collapse with the rest of the run.
+  std::string s = "  \n\n a  \t b \xC2\xA0 c  \n  d\n\n\n\n e \xE3\x80\x80 f\n\n\xE3\x80\x80 g \n \xC2\xA0\th\n";
   normalize_whitespace(s);
-  CHECK(s == "a b c\nd\n\ne f");
+  CHECK(s == " a b c\n  d\n\n e f\n\ng\n h");
   // Single spaces next to other blanks, at line ends and before non-ASCII letters.
   std::string t = "one two \tthree \xC2\xA0" "four five \nsix \xC3\xA9t\xC3\xA9 x";
   normalize_whitespace(t);
@@ -130,33 +136,53 @@ TEST_CASE("NFC and NFKC: text already in the form is left alone, other text is n
   }
 }
 
-TEST_CASE("whitespace: the vectorized run copy agrees with a character-by-character reference", "[unicode]") {
+TEST_CASE("whitespace: the vectorized run copy agrees with a line-by-line reference", "[unicode]") {
+  // Line by line: a line is its indentation (leading spaces and tabs) and its words (split at
+  // every blank) joined by one space, or empty when it has no word; runs of empty lines become
+  // one, leading and trailing ones go.
   auto reference = [](const std::string& t) {
     auto blank = [](char32_t c) {
       return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r' || c == 0xA0 || c == 0x1680 ||
              (c >= 0x2000 && c <= 0x200A) || c == 0x202F || c == 0x205F || c == 0x3000;
     };
-    std::string out;
-    int newlines = 0;
-    bool space = false;
-    for (size_t i = 0; i < t.size();) {
-      size_t at = i;
-      char32_t c = llmkit::text::next_code_point(t, i);
-      if (c == '\n') {
-        ++newlines;
-        space = false;
-      } else if (blank(c)) {
-        space = true;
-      } else {
-        if (!out.empty()) out += newlines >= 2 ? "\n\n" : newlines == 1 ? "\n" : space ? " " : "";
-        out += t.substr(at, i - at);
-        newlines = 0;
-        space = false;
+    std::vector<std::string> lines;
+    for (size_t b = 0; b <= t.size();) {
+      size_t e = std::min(t.find('\n', b), t.size());
+      std::string line = t.substr(b, e - b);
+      b = e + 1;
+      size_t k = 0;
+      while (k < line.size() && (line[k] == ' ' || line[k] == '\t')) ++k;
+      std::string out, word;
+      std::vector<std::string> words;
+      for (size_t i = k; i < line.size();) {
+        size_t at = i;
+        char32_t c = llmkit::text::next_code_point(line, i);
+        if (!blank(c)) {
+          word += line.substr(at, i - at);
+        } else if (!word.empty()) {
+          words.push_back(word);
+          word.clear();
+        }
       }
+      if (!word.empty()) words.push_back(word);
+      if (!words.empty()) out = line.substr(0, k);
+      for (size_t w = 0; w < words.size(); ++w) out += (w ? " " : "") + words[w];
+      lines.push_back(out);
+    }
+    std::string out;
+    bool empty_before = false;
+    for (const std::string& line : lines) {
+      if (line.empty()) {
+        empty_before = !out.empty();
+        continue;
+      }
+      if (!out.empty()) out += empty_before ? "\n\n" : "\n";
+      out += line;
+      empty_before = false;
     }
     return out;
   };
-  static const char* kPieces[] = {" ", "  ", "\t", "\n", "\n\n\n", "\r", "\v", "\f", "a", "word", "x.",
+  static const char* kPieces[] = {" ", "  ", "\t", "\n", "\n\n\n", "\n    ", "\n\t ", "\r", "\v", "\f", "a", "word", "x.",
                                   "\u00a0", "\u2003", "\u3000", "\u2019", "\u00e9", "\u4e2d", "\u2028",
                                   "abcdefghijklmnopqrstuvwxyz abcdefghijklmnopqrstuvwxyz"};
   uint32_t state = 11;

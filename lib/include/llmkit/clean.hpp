@@ -35,6 +35,9 @@ struct CleanConfig {
   std::string output;    // "" or "-": stdout; a directory or a file (per-rank parts under MPI)
   bool zstd = false;
   std::string rejected;  // "" or a file (per-rank parts under MPI) for dropped documents
+  // Every document gets its "lang" fields, dropped ones too. Otherwise (without keep_langs and
+  // rejected) a document the quality rules drop whatever its language has none: CLD2 is not run.
+  bool lang_of_dropped = false;
   size_t batch_docs = 2048;
   size_t batch_bytes = 16 << 20;
 };
@@ -52,7 +55,9 @@ class Cleaner {
   std::string clean(SourceDoc& sd, Stats& stats) const;
 
  private:
+  std::string quality_then_langid(Document& doc, size_t lang_bytes) const;
   const CleanConfig& cfg_;
+  bool lazy_langid_ = false;
   text::ExtractConfig extract_cfg_;
   text::RepairConfig html_repair_cfg_;  // repair_cfg without whitespace normalization
   std::unique_ptr<text::PiiRedactor> pii_;

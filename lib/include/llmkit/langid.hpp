@@ -15,6 +15,14 @@ struct LangResult {
 // Thread-safe. Looks at most `max_bytes` of the text (CLD2 is linear; a prefix is plenty).
 LangResult detect_language(std::string_view text, size_t max_bytes = 1 << 16);
 
+// The part of `text` detect_language reads: at most max_bytes, cut at a character boundary.
+std::string_view langid_input(std::string_view text, size_t max_bytes);
+
+// False when detect_language(text, max_bytes) cannot be Chinese, Japanese or Korean: the bytes
+// it reads hold no character of the Han, kana, Hangul or Bopomofo blocks (nor anything past
+// U+FFFF, nor invalid UTF-8), and CLD2 finds those languages only in those scripts.
+bool may_detect_cjk(std::string_view text, size_t max_bytes);
+
 // The languages of a list such as "en,zh" (a --lang option, named by `flag` in messages) as
 // CLD2 writes them in "lang": each item is a code CLD2 knows, matched without regard to case
 // ("EN" is "en", "zh-hant" is "zh-Hant"), or "he" for Hebrew, which CLD2 calls "iw". A language

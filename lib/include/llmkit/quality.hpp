@@ -91,4 +91,17 @@ std::vector<Param> quality_params(QualityConfig& cfg);
 // Thread-safe for distinct texts; ICU iterators are cached per thread.
 std::string check_quality(std::string& text, std::string_view lang, const QualityConfig& cfg);
 
+// check_quality's verdicts for every language that is not CJK and has no thresholds of its own
+// in cfg.languages, before knowing which: they are those of English and of any other such
+// language, and differ only where English's stop-word rule drops the document.
+struct NonCjkVerdicts {
+  std::string english, other;
+  // Whether check_quality(text, lang, cfg) is one of these.
+  static bool covers(std::string_view lang, const QualityConfig& cfg);
+  const std::string& for_language(std::string_view lang) const;  // a covered language's
+};
+// One pass of the rules. Afterwards `text` is what check_quality leaves for a covered language
+// other than English, and for English too when english keeps it.
+NonCjkVerdicts check_quality_non_cjk(std::string& text, const QualityConfig& cfg);
+
 }  // namespace llmkit::text

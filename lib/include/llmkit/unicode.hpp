@@ -13,7 +13,9 @@ struct RepairConfig {
   bool strip_ansi = true;      // ESC [ ... m colour codes, OSC titles, other escape sequences
   bool strip_control = true;   // C0 (but \t \n), DEL, C1, stray BOMs; \r\n and lone \r become \n
   Normalization normalization = Normalization::nfc;
-  bool normalize_whitespace = true;  // collapse blanks, trim lines, at most one blank line
+  // Collapse blanks to one space (a line's leading spaces and tabs are kept), trim line ends,
+  // at most one empty line in a row.
+  bool normalize_whitespace = true;
 };
 
 struct RepairCounts {
