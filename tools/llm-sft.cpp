@@ -59,10 +59,10 @@ int sft_main(int argc, char** argv) {
   op.flag("packing", 0, &cfg.packing,
           "pack examples into rows, best-fit decreasing, each attending to itself only\n"
           "(positions restart per example)");
-  op.flag("no-truncate", 0, &no_truncate, "an example longer than --seq-len + 1 tokens is an error (default: cut)");
+  op.flag("no-truncate", 0, &no_truncate, "an example longer than --seq-len + 1 tokens stops the run (default: cut)");
   op.flag("strict", 0, &cfg.strict, "a malformed row is an error (default: skipped with a warning, counted)");
   op.number("epochs", 0, "E", &cfg.epochs, "passes over the data (default 3, unless --steps)");
-  op.integer("limit", 0, "N", &cfg.limit, "read at most N training rows");
+  op.integer("limit", 0, "N", &cfg.limit, "train on the first N examples of the data (malformed rows not counted)");
   op.integer("show-masks", 0, "N", &show, "print N examples with their trained tokens between [[ and ]], and exit");
   op.section("LoRA");
   op.integer("lora-rank", 0, "R", &rank, "train LoRA adapters of rank R on the frozen base (default 0: full fine-tuning)");
@@ -112,7 +112,8 @@ int sft_main(int argc, char** argv) {
   Stats stats;
   int rc = run_sft(cfg, stats);
   stats.write(op.common().stats_file, "llm-sft", Comm::world());
-  if (rc == 0 && merge && Comm::world().rank() == 0) merge_adapter(cfg.out, cfg.out + "/merged");
+  // Merged once the run is complete (not after --stop-at).
+  if (rc == 0 && merge && stats.get("runs_completed") > 0 && Comm::world().rank() == 0) merge_adapter(cfg.out, cfg.out + "/merged");
   return rc;
 }
 

@@ -27,14 +27,17 @@ ExampleSet::ExampleSet(const std::vector<std::string>& files, const ChatEncoder&
       const std::string where = path + ":" + std::to_string(lines->line_number());
       if (!too_long && line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
       stats.add("rows_in");
+      ChatExample ex;
       try {
         if (too_long) throw Error(where, "line too long");
-        add(encoder.encode(parse_chat_row(line, where)), stats);
+        ex = encoder.encode(parse_chat_row(line, where));
       } catch (const Error& e) {
         if (opts_.strict) throw;
         stats.drop("malformed");
         if (warned++ < 20) LLMKIT_WARN("%s: %s: skipped (--strict stops instead)", e.where().c_str(), e.what());
+        continue;
       }
+      add(ex, stats);  // too long with --no-truncate: an error, whatever --strict says
     }
   }
   if (warned > 20) LLMKIT_WARN("%d more rows skipped", warned - 20);
@@ -76,8 +79,8 @@ void ExampleSet::add(const ChatExample& ex, Stats& stats) {
   where_.push_back(ex.where);
   trained_total_ += trained;
   stats.add("examples");
-  stats.add("trained_tokens", trained);
-  stats.add("example_tokens", static_cast<int64_t>(n));
+  stats.add("data_trained_tokens", trained);
+  stats.add("data_tokens", static_cast<int64_t>(n));
 }
 
 ChatExample ExampleSet::example(size_t i) const {

@@ -41,11 +41,13 @@ struct Linear {
 
   // y = x W^T + b (+ the adapter's path), overwriting y. With an adapter, mid [N, rank] keeps
   // scale * dropout(x) A^T for the backward; seed 0 turns dropout off (evaluation).
+  // The mask of row n is a function of (seed, row0 + n): a row gets the same one whatever batch
+  // it is in.
   void forward(Backend& be, float* y, const float* x, int N, float* mid = nullptr, const LoraScratch* s = nullptr,
-               uint64_t seed = 0) const {
+               uint64_t seed = 0, uint64_t row0 = 0) const {
     be.matmul_forward(y, x, w, b, N, in, out);
     if (!adapted() || !mid) return;
-    const float* src = adapter_input(be, x, N, s, seed);
+    const float* src = adapter_input(be, x, N, s, seed, row0);
     be.matmul_forward(mid, src, lora.a, nullptr, N, in, lora.rank);
     be.scale(mid, lora.scale, static_cast<size_t>(N) * lora.rank);
     be.matmul_accumulate(y, mid, lora.b, N, lora.rank, out, 1.0f);
@@ -54,19 +56,19 @@ struct Linear {
   // dx += dy W (dx null: not wanted); dW += dy^T x; db += column sums of dy; with an adapter
   // dB += dy^T mid, dA += scale (dy B)^T dropout(x) and dx gets scale (dy B) A through the mask.
   void backward(Backend& be, float* dx, const float* dy, const float* x, int N, const float* mid = nullptr,
-                const LoraScratch* s = nullptr, uint64_t seed = 0) const {
+                const LoraScratch* s = nullptr, uint64_t seed = 0, uint64_t row0 = 0) const {
     be.matmul_backward(dx, dw, db, dy, x, w, N, in, out);
     if (!adapted() || !mid) return;
     const size_t nr = static_cast<size_t>(N) * lora.rank;
     be.zero(s->t, nr);
     be.matmul_backward(s->t, lora.db, nullptr, dy, mid, lora.b, N, lora.rank, out);  // t = dy B; dB += dy^T mid
     be.scale(s->t, lora.scale, nr);
-    const float* src = adapter_input(be, x, N, s, seed);
+    const float* src = adapter_input(be, x, N, s, seed, row0);
     const bool masked = dropping(seed) && dx;
     if (masked) be.zero(s->dx, static_cast<size_t>(N) * in);
     be.matmul_backward(masked ? s->dx : dx, lora.da, nullptr, s->t, src, lora.a, N, in, lora.rank);
     if (masked) {
-      be.dropout(s->dx, s->dx, static_cast<size_t>(N) * in, lora.dropout, mask_seed(seed));
+      be.dropout(s->dx, s->dx, static_cast<size_t>(N) * in, lora.dropout, mask_seed(seed), row0 * static_cast<uint64_t>(in));
       be.accumulate(dx, s->dx, static_cast<size_t>(N) * in);
     }
   }
@@ -75,9 +77,9 @@ struct Linear {
   bool dropping(uint64_t seed) const { return seed != 0 && lora.dropout > 0; }
   uint64_t mask_seed(uint64_t seed) const { return seed ^ (lora.stream * 0xD1B54A32D192ED03ull); }
   // x, or dropout(x) in the scratch: the adapter's input, the same in forward and backward.
-  const float* adapter_input(Backend& be, const float* x, int N, const LoraScratch* s, uint64_t seed) const {
+  const float* adapter_input(Backend& be, const float* x, int N, const LoraScratch* s, uint64_t seed, uint64_t row0) const {
     if (!dropping(seed)) return x;
-    be.dropout(s->x, x, static_cast<size_t>(N) * in, lora.dropout, mask_seed(seed));
+    be.dropout(s->x, x, static_cast<size_t>(N) * in, lora.dropout, mask_seed(seed), row0 * static_cast<uint64_t>(in));
     return s->x;
   }
 };

@@ -773,10 +773,10 @@ void Model::ensure_rows(int tokens) {
 // A linear layer's forward and backward with the model's adapter state: its scratch, the
 // dropout seed, and whether adapters are on.
 void Model::linear_forward(const Linear& lin, float* y, const float* x, int N, float* mid) {
-  lin.forward(be_, y, x, N, lora_on_ ? mid : nullptr, &top_->lora, dropout_seed_);
+  lin.forward(be_, y, x, N, lora_on_ ? mid : nullptr, &top_->lora, dropout_seed_, dropout_row0_);
 }
 void Model::linear_backward(const Linear& lin, float* dx, const float* dy, const float* x, int N, const float* mid) {
-  lin.backward(be_, dx, dy, x, N, lora_on_ ? mid : nullptr, &top_->lora, dropout_seed_);
+  lin.backward(be_, dx, dy, x, N, lora_on_ ? mid : nullptr, &top_->lora, dropout_seed_, dropout_row0_);
 }
 
 void Model::mlp_hidden(const Layer& L, LayerActs& a, int N) {
@@ -1017,7 +1017,18 @@ double Model::flops_per_step(int B, int T) const {
   const double tokens = static_cast<double>(B) * T;
   // attention: QK^T and PV, forward 2 * 2 * T * T/2 * QC per sequence and layer (causal), x3 with backward
   const double attn = 3.0 * 2.0 * 2.0 * L * QC * static_cast<double>(T) * T / 2.0 * B;
-  return 6.0 * matmul_params * tokens + attn;
+  // A weight costs 2 FLOPs per token forward, 2 for its input's gradient and 2 for its own, which
+  // a frozen weight skips; adapters add their own (all trained).
+  double frozen = 0, adapters = 0;
+  for (const ParamSpec& s : specs_) {
+    if (s.shape.size() != 2) continue;
+    if (is_lora_tensor(s.name)) adapters += static_cast<double>(s.size);
+    else if (!s.trainable() && s.name != "wpe" && s.name != "model.embed_tokens.weight" && s.name != "wte") frozen += static_cast<double>(s.size);
+  }
+  if (!specs_.empty() && !param(cfg_.family == ModelConfig::Family::llama ? "model.embed_tokens.weight" : "wte").trainable() &&
+      cfg_.tied_embeddings)
+    frozen += C * cfg_.padded_vocab();  // the tied LM head
+  return 6.0 * matmul_params * tokens - 2.0 * frozen * tokens + 6.0 * adapters * tokens + attn;
 }
 
 }  // namespace llmkit

@@ -71,6 +71,8 @@ class SftObjective final : public Objective {
     if (cfg_.init.empty()) throw UsageError("--init CHECKPOINT is required (the model to tune)");
     if (cfg_.data.empty()) throw UsageError("--data FILE is required (llmkit-chat(5))");
     init_dir_ = checkpoint_dir(cfg_.init);
+    if (!is_directory(init_dir_) || file_size(init_dir_ + "/config.json") == 0)
+      throw Error(cfg_.init, "is not a checkpoint directory (config.json, model.safetensors) or a run directory");
     if (is_adapter_dir(init_dir_))
       throw Error(cfg_.init, "is an adapter: merge it into its base first (llm-sft merge " + cfg_.init + " -o DIR) and give that");
     tokenizer_ = std::make_unique<Tokenizer>(tokenizer_path(cfg_, init_dir_));
@@ -92,6 +94,12 @@ class SftObjective final : public Objective {
     if (cfg_.seq_len > model->config().max_seq && model->config().family == ModelConfig::Family::gpt2)
       throw UsageError("--seq-len " + std::to_string(cfg_.seq_len) + " is above the model's context of " +
                        std::to_string(model->config().max_seq));
+    if (lora && !resume_dir.empty() && is_adapter_dir(resume_dir)) {
+      // The adapters resume on the base they were trained on, or not at all.
+      const AdapterConfig a = read_adapter_config(resume_dir);
+      if (!a.fingerprint.empty() && a.fingerprint != base_fingerprint(init_dir_))
+        throw Error(cfg_.init, "is not the base the run's adapters were trained on (" + resume_dir + "/llmkit_base.json)");
+    }
     if (lora) {
       if (resume_dir.empty()) model->init_lora(cfg_.seed);
       model->freeze([](const std::string& name) { return !Model::is_lora_tensor(name); });
@@ -119,12 +127,12 @@ class SftObjective final : public Objective {
     char line[512];
     const Model& m = t.model();
     snprintf(line, sizeof line,
-             "%s: %.2fM parameters%s; %zu examples in %zu rows (%s, %.1f%% padding), %lld trained tokens, template %s; %lld steps "
+             "%s: %.2fM parameters%s; %zu examples in %zu rows (%s, %.1f%% padding), %lld trained tokens, template %s; %lld step%s "
              "(%.2f epochs)",
              init_dir_.c_str(), static_cast<double>(m.num_params_unpadded()) / 1e6,
              cfg_.lora.rank > 0 ? (", LoRA rank " + std::to_string(cfg_.lora.rank)).c_str() : "", train_->examples(), train_->rows(),
              cfg_.packing ? "packed" : "one a row", 100.0 * train_->padding_fraction(), static_cast<long long>(train_->trained_tokens()),
-             cfg_.chat_template.c_str(), static_cast<long long>(t.options().steps),
+             cfg_.chat_template.c_str(), static_cast<long long>(t.options().steps), t.options().steps == 1 ? "" : "s",
              static_cast<double>(t.options().steps) * static_cast<double>(t.state().batch_sequences) / static_cast<double>(train_->rows()));
     return line;
   }
@@ -140,8 +148,9 @@ class SftObjective final : public Objective {
   void micro_step(Trainer& t, uint64_t first) override {
     Model& m = t.model();
     const RowBatch b = train_->batch(first, cfg_.micro_batch, cfg_.seed);
-    // Adapter dropout masks: a function of the rows, so a resumed run draws the same ones.
-    m.set_dropout_seed(cfg_.seed * 0x9E3779B97F4A7C15ull + first + 1);
+    // Adapter dropout masks: a function of the tokens' places in the stream of rows, so a
+    // resumed run, another micro-batch size or rank count draws the same ones.
+    m.set_dropout_seed(cfg_.seed * 0x9E3779B97F4A7C15ull + 1, first * static_cast<uint64_t>(cfg_.seq_len));
     m.forward(b.tokens.data(), b.targets.data(), b.B, b.T, b.starts.empty() ? nullptr : b.starts.data());
     score(m, b);
     dlogp_.assign(b.targets.size(), 0.0f);

@@ -72,7 +72,7 @@ void add_trainer_options(OptionParser& op, TrainerOptions& o, int64_t& micro, in
   op.number("lr", 0, "LR", &o.lr, "peak learning rate (default " + g(o.lr) + ")");
   op.integer("warmup", 0, "STEPS", &o.warmup, "linear warmup steps (default " + std::to_string(o.warmup) + ")");
   op.integer("steps", 0, "N", &o.steps, "optimizer steps (default " + std::to_string(o.steps) + ")");
-  op.string("schedule", 0, "NAME", &o.schedule, "after warmup: cosine (default), linear, constant, wsd");
+  op.string("schedule", 0, "NAME", &o.schedule, "after warmup: cosine, linear, constant, wsd (default " + o.schedule + ")");
   op.number("min-lr-frac", 0, "F", &o.min_lr_frac, "final learning rate as a fraction of --lr (default " + g(o.min_lr_frac) + ")");
   op.number("weight-decay", 0, "W", &o.weight_decay,
             "AdamW decoupled weight decay on matrices; none on norms, biases, embeddings\n(default " + g(o.weight_decay) + ")");
@@ -556,6 +556,7 @@ int Trainer::run() {
     if (opts_.save_every > 0 && state_.step % opts_.save_every == 0 && state_.step < opts_.steps) save(false);
   }
   save(true);
+  stats_.add("runs_completed");
   return 0;
 }
 

@@ -118,7 +118,11 @@ expect_rc 1 "--strict"
 expect_err_contains "llm-sft: mixed.jsonl:2: invalid JSON"
 run llm-sft --init base --data mixed.jsonl --seq-len 8 --steps 1 --out long --no-truncate
 expect_rc 1 "--no-truncate"
+expect_err_contains "llm-sft: mixed.jsonl:1: "
 expect_err_contains "tokens, more than --seq-len 8 + 1"
+run llm-sft --init shards/train-00000.tok --data chat.jsonl --out badinit
+expect_rc 1 "--init a file"
+expect_err_contains "is not a checkpoint directory"
 : > empty.jsonl
 run llm-sft --init base --data empty.jsonl --out e
 expect_rc 1 "empty data"

@@ -263,8 +263,8 @@ void test_elementwise(Backend& cpu, Backend& gpu, std::mt19937& rng, size_t n) {
   cpu.gelu_backward(da.c(), d.c(), a.c(), n);
   gpu.gelu_backward(da.dev, d.dev, a.dev, n);
   da.expect("  backward", 1e-5, 4e-6);  // the CPU tanh is a polynomial (1e-7 absolute)
-  cpu.dropout(out.c(), a.c(), n, 0.3f, 77);
-  gpu.dropout(out.dev, a.dev, n, 0.3f, 77);
+  cpu.dropout(out.c(), a.c(), n, 0.3f, 77, 1000003);
+  gpu.dropout(out.dev, a.dev, n, 0.3f, 77, 1000003);
   out.expect("dropout p=0.3 (the same elements)" + s, 1e-6, 0);
   cpu.add(out.c(), a.c(), b.c(), n);
   gpu.add(out.dev, a.dev, b.dev, n);

@@ -251,10 +251,10 @@ class CpuBackend final : public Backend {
     cpu::sgemm(false, true, N, OC, C, alpha, inp, C, w, C, 1.0f, out, OC);
   }
 
-  void dropout(float* out, const float* in, size_t n, float p, uint64_t seed) override {
+  void dropout(float* out, const float* in, size_t n, float p, uint64_t seed, uint64_t offset) override {
     const float keep = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; ++i) out[i] = dropout_keeps(seed, i, p) ? in[i] * keep : 0.0f;
+    for (size_t i = 0; i < n; ++i) out[i] = dropout_keeps(seed, offset + i, p) ? in[i] * keep : 0.0f;
   }
 
   // ---- RoPE ----

@@ -198,8 +198,8 @@ class CudaBackend final : public Backend {
     set_precision(precision_);
     gemm(false, true, N, OC, C, alpha, ref(inp), C, 0, weight(w), C, 0, 1.0f, ref(out), OC, 0, 1);
   }
-  void dropout(float* out, const float* in, size_t n, float p, uint64_t seed) override {
-    LLMKIT_CUDA_NS::dropout(ref(out), ref(in), n, p, seed);
+  void dropout(float* out, const float* in, size_t n, float p, uint64_t seed, uint64_t offset) override {
+    LLMKIT_CUDA_NS::dropout(ref(out), ref(in), n, p, seed, offset);
   }
   void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp, const float* w, int N, int C,
                        int OC) override {

@@ -28,10 +28,10 @@ __global__ void swiglu_backward_kernel(Ref dgate, Ref dup, Ref dout, Ref gate, R
   }
 }
 
-__global__ void dropout_kernel(Ref out, Ref in, size_t n, float p, uint64_t seed) {
+__global__ void dropout_kernel(Ref out, Ref in, size_t n, float p, uint64_t seed, uint64_t offset) {
   const float keep = 1.0f / (1.0f - p);
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x)
-    out.set(i, dropout_keeps(seed, i, p) ? in.get(i) * keep : 0.0f);
+    out.set(i, dropout_keeps(seed, offset + i, p) ? in.get(i) * keep : 0.0f);
 }
 
 __global__ void gelu_forward_kernel(Ref out, Ref inp, size_t n) {
@@ -69,9 +69,9 @@ void swiglu_backward(Ref dgate, Ref dup, Ref dout, Ref gate, Ref up, size_t n) {
   check_launch("swiglu_backward");
 }
 
-void dropout(Ref out, Ref in, size_t n, float p, uint64_t seed) {
+void dropout(Ref out, Ref in, size_t n, float p, uint64_t seed, uint64_t offset) {
   if (!n) return;
-  LLMKIT_LAUNCH(dropout_kernel, blocks_for(n, kThreads), kThreads, 0, out, in, n, p, seed);
+  LLMKIT_LAUNCH(dropout_kernel, blocks_for(n, kThreads), kThreads, 0, out, in, n, p, seed, offset);
   check_launch("dropout");
 }
 

@@ -63,7 +63,7 @@ void attention_cached(Ref out, Ref q, Ref k_cache, Ref v_cache, int start, int r
 
 void swiglu_forward(Ref out, Ref gate, Ref up, size_t n);
 void swiglu_backward(Ref dgate, Ref dup, Ref dout, Ref gate, Ref up, size_t n);
-void dropout(Ref out, Ref in, size_t n, float p, uint64_t seed);
+void dropout(Ref out, Ref in, size_t n, float p, uint64_t seed, uint64_t offset);
 void gelu_forward(Ref out, Ref inp, size_t n);
 void gelu_backward(Ref dinp, Ref dout, Ref inp, size_t n);
 void add(Ref out, Ref a, Ref b, size_t n);

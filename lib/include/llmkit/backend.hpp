@@ -92,9 +92,10 @@ class Backend {
   virtual void matmul_accumulate(float* out, const float* inp, const float* w, int N, int C, int OC,
                                  float alpha) = 0;
   // out[i] = in[i] / (1 - p) where element i is kept, else 0, for i < n; out may be in. Which
-  // elements are kept is a function of (seed, i), the same on every backend
-  // (lib/backend/dropout.hpp): the backward regenerates the mask from the seed.
-  virtual void dropout(float* out, const float* in, size_t n, float p, uint64_t seed) = 0;
+  // elements are kept is a function of (seed, offset + i), the same on every backend
+  // (lib/backend/dropout.hpp): the backward regenerates the mask from the seed, and a row of a
+  // batch gets the same mask whatever batch it is in when offset counts the rows before it.
+  virtual void dropout(float* out, const float* in, size_t n, float p, uint64_t seed, uint64_t offset = 0) = 0;
 
   // Rotary position embedding in place on x[B, T, heads, hd] (pairs (i, i + hd/2), the token's
   // position, frequency theta^(-2i/hd), as Llama in Hugging Face). Backward rotates gradients

@@ -146,9 +146,14 @@ class Model {
   // W += scale B A into every adapted weight, then the adapters are off for good: the model is
   // the plain model they made. The adapter tensors stay (zero effect).
   void merge_lora();
-  // Dropout (the adapters') for the next forward and its backward: a seed that changes every
-  // micro-batch; 0 turns it off (evaluation, inference).
-  void set_dropout_seed(uint64_t seed) { dropout_seed_ = seed; }
+  // Dropout (the adapters') for the next forward and its backward: the run's seed, and the
+  // index of the batch's first token in the run's stream of tokens, so that a token's mask does
+  // not depend on the batch it is in (nor on the micro-batch size or the ranks); seed 0 turns
+  // it off (evaluation, inference).
+  void set_dropout_seed(uint64_t seed, uint64_t first_token = 0) {
+    dropout_seed_ = seed;
+    dropout_row0_ = first_token;
+  }
 
   // Forward over tokens[B*T] (each row a sequence starting at position 0, or with `starts`
   // several packed back to back: see backend.hpp; checked). With targets (same shape, < 0
@@ -241,7 +246,7 @@ class Model {
   std::vector<int32_t> tokens_, targets_, starts_;
   std::vector<float> host_logits_;
   GradientHook hook_;
-  uint64_t dropout_seed_ = 0;
+  uint64_t dropout_seed_ = 0, dropout_row0_ = 0;
   bool lora_on_ = true;
   std::vector<size_t> layer_begin_;       // offset of each layer's first parameter, then its end
   std::vector<size_t> grad_layer_begin_;  // the same in the gradient buffer
