@@ -1,6 +1,7 @@
 // llm-sft: instruction tuning on chat data (TRL's formats), full or with LoRA adapters, packed
 // or not, data parallel over MPI ranks; `llm-sft merge` folds an adapter into its base.
 
+#include <cmath>
 #include <cstring>
 
 #include "llmkit/error.hpp"
@@ -73,6 +74,18 @@ int sft_main(int argc, char** argv) {
             "gate_proj,up_proj,down_proj, GPT-2's c_attn,c_proj,c_fc");
   op.flag("rslora", 0, &cfg.lora.rslora, "scale alpha / sqrt(R) (rank-stabilised LoRA)");
   op.flag("merge", 0, &merge, "after training, write OUT/merged/: the base with the adapter folded in");
+  op.section("Distillation");
+  double kd_temperature = 1.0, kd_beta = 0.5;
+  std::string kd_loss = "kl";
+  op.string("teacher", 0, "PATH", &cfg.teacher,
+            "distil from this model (checkpoint, run or adapter directory; the same\n"
+            "tokenizer): the loss mixes the NLL with a divergence from its distribution");
+  op.number("kd-alpha", 0, "A", &cfg.kd_alpha, "the divergence's weight, in (0, 1]; the NLL's is 1 - A (default 0.5)");
+  op.number("kd-temperature", 0, "T", &kd_temperature, "softmax temperature of both distributions (default 1)");
+  op.string("kd-loss", 0, "NAME", &kd_loss,
+            "kl: T^2 KL(teacher || student), Hinton's (default); jsd: TRL GKD's\n"
+            "generalised Jensen-Shannon divergence, see --kd-beta");
+  op.number("kd-beta", 0, "B", &kd_beta, "jsd's interpolation: 0 forward KL, 1 reverse KL (default 0.5)");
   add_trainer_options(op, cfg, micro, seq, keep, bad, zero);
   op.section("Evaluation");
   op.integer("eval-batches", 0, "N", &cfg.eval_batches, "validation micro-batches per evaluation (default 0: all)");
@@ -94,6 +107,16 @@ int sft_main(int argc, char** argv) {
   cfg.lora.alpha = static_cast<float>(alpha > 0 ? alpha : 2.0 * static_cast<double>(rank));
   cfg.lora.dropout = static_cast<float>(dropout);
   cfg.lora.targets = split_list(targets);
+  if (kd_loss == "kl") cfg.divergence.kind = Divergence::Kind::kl;
+  else if (kd_loss == "jsd") cfg.divergence.kind = Divergence::Kind::jsd;
+  else throw UsageError("--kd-loss must be kl or jsd, not '" + kd_loss + "'");
+  if (!(kd_temperature > 0 && std::isfinite(kd_temperature))) throw UsageError("--kd-temperature must be positive");
+  if (!(kd_beta >= 0 && kd_beta <= 1)) throw UsageError("--kd-beta must be in [0, 1]");
+  if (!(cfg.kd_alpha > 0 && cfg.kd_alpha <= 1)) throw UsageError("--kd-alpha must be in (0, 1] (0 would not use the teacher)");
+  if (cfg.teacher.empty() && (kd_loss != "kl" || kd_temperature != 1.0 || kd_beta != 0.5 || cfg.kd_alpha != 0.5))
+    throw UsageError("--kd-alpha, --kd-temperature, --kd-loss and --kd-beta need --teacher");
+  cfg.divergence.temperature = static_cast<float>(kd_temperature);
+  cfg.divergence.beta = static_cast<float>(kd_beta);
   if (merge && rank == 0) throw UsageError("--merge needs --lora-rank (a full fine-tune is a plain checkpoint already)");
   if (show > 0) {
     if (seq < 1) seq = cfg.seq_len;

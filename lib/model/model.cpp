@@ -158,6 +158,7 @@ struct Model::Top {
   float *xf = nullptr, *hf = nullptr, *meanf = nullptr, *rstdf = nullptr, *logp = nullptr;
   float *tmp = nullptr, *dres = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
   float *datt = nullptr, *df1 = nullptr, *df3 = nullptr, *dlogp = nullptr;
+  float *kd_weight = nullptr, *kd_loss = nullptr;  // distillation's per-row weight and divergence
   LoraScratch lora;
 };
 
@@ -658,7 +659,7 @@ void Model::activation_sizes(size_t N, size_t& acts, size_t& stats) const {
   const size_t r = static_cast<size_t>(std::max(0, opts_.lora.rank));
   const size_t lora = r ? N * r * (adapted_linears() * cfg_.layers + 1) + 2 * N * std::max({C, F, QC}) : 0;
   acts = layer * cfg_.layers + top + scratch + lora;
-  stats = N * (4 + static_cast<size_t>(cfg_.heads)) * cfg_.layers + 6 * N;  // norms' mean, rstd; lse; logp...
+  stats = N * (4 + static_cast<size_t>(cfg_.heads)) * cfg_.layers + 8 * N;  // norms' mean, rstd; lse; logp...
 }
 
 size_t Model::activation_bytes(int B, int T) const {
@@ -755,6 +756,8 @@ void Model::ensure_rows(int tokens) {
   t.df1 = take(N * F);
   t.df3 = take(N * F);
   t.dlogp = stat(N);
+  t.kd_weight = stat(N);
+  t.kd_loss = stat(N);
   if (R) {
     const size_t widest = std::max({C, F, QC});
     t.lora.x = take(N * widest);
@@ -925,7 +928,7 @@ void Model::backward_mean(float scale) {
   backward(dlogp.data());
 }
 
-void Model::backward(const float* dlogp_host, const float* dvalue_host) {
+void Model::backward(const float* dlogp_host, const float* dvalue_host, const Distillation* kd) {
   const ModelConfig& c = cfg_;
   const int B = B_, T = T_, N = B * T, V = c.vocab_size, Vp = c.padded_vocab();
   Top& t = *top_;
@@ -935,7 +938,14 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host) {
   if (dlogp_host) {
     be_.upload(t.dlogp, dlogp_host, static_cast<size_t>(N));
     // The logits become their gradient in place (the forward's logits are not needed again).
-    be_.crossentropy_backward(acts_.logits, acts_.logits, targets_.data(), t.dlogp, N, V, Vp);
+    if (kd) {
+      be_.upload(t.kd_weight, kd->weight, static_cast<size_t>(N));
+      be_.distill_backward(acts_.logits, t.kd_loss, acts_.logits, kd->teacher_logits, targets_.data(), t.dlogp, t.kd_weight, N, V,
+                           Vp, kd->divergence);
+      be_.download(kd->kd_loss, t.kd_loss, static_cast<size_t>(N));
+    } else {
+      be_.crossentropy_backward(acts_.logits, acts_.logits, targets_.data(), t.dlogp, N, V, Vp);
+    }
     t.lm.backward(be_, t.tmp, acts_.logits, t.hf, N);
   }
   if (dvalue_host) {
@@ -1009,14 +1019,27 @@ void Model::forward_cached(const int32_t* tokens, int rows, const std::vector<Ca
 
 // ---- Cost ------------------------------------------------------------------------------------------
 
+// Weights in matmuls (the LM head's included, tied or not) and attention's FLOPs of a forward.
+static void forward_costs(const ModelConfig& c, int B, int T, double& matmul_params, double& attn) {
+  const double C = c.dim, F = c.ffn_dim, L = c.layers, QC = c.heads * static_cast<double>(c.head_dim());
+  const double KC = c.kv_heads * static_cast<double>(c.head_dim());
+  const double ffn_mats = c.family == ModelConfig::Family::llama ? 3 : 2;
+  matmul_params = L * (C * QC + 2 * C * KC + QC * C + ffn_mats * C * F) + C * c.padded_vocab();
+  // QK^T and PV: 2 * 2 * T * T/2 * QC per sequence and layer (causal)
+  attn = 2.0 * 2.0 * L * QC * static_cast<double>(T) * T / 2.0 * B;
+}
+
+double Model::flops_per_forward(int B, int T) const {
+  double matmul_params = 0, attn = 0;
+  forward_costs(cfg_, B, T, matmul_params, attn);
+  return 2.0 * matmul_params * static_cast<double>(B) * T + attn;
+}
+
 double Model::flops_per_step(int B, int T) const {
-  const double C = cfg_.dim, F = cfg_.ffn_dim, L = cfg_.layers, hd = cfg_.head_dim();
-  const double QC = cfg_.heads * hd, KC = cfg_.kv_heads * hd;
-  const double ffn_mats = cfg_.family == ModelConfig::Family::llama ? 3 : 2;
-  const double matmul_params = L * (C * QC + 2 * C * KC + QC * C + ffn_mats * C * F) + C * cfg_.padded_vocab();
-  const double tokens = static_cast<double>(B) * T;
-  // attention: QK^T and PV, forward 2 * 2 * T * T/2 * QC per sequence and layer (causal), x3 with backward
-  const double attn = 3.0 * 2.0 * 2.0 * L * QC * static_cast<double>(T) * T / 2.0 * B;
+  double matmul_params = 0, attn_forward = 0;
+  forward_costs(cfg_, B, T, matmul_params, attn_forward);
+  const double C = cfg_.dim, tokens = static_cast<double>(B) * T;
+  const double attn = 3.0 * attn_forward;  // x3 with backward
   // A weight costs 2 FLOPs per token forward, 2 for its input's gradient and 2 for its own, which
   // a frozen weight skips; adapters add their own (all trained).
   double frozen = 0, adapters = 0;

@@ -104,6 +104,7 @@ class SftObjective final : public Objective {
       if (resume_dir.empty()) model->init_lora(cfg_.seed);
       model->freeze([](const std::string& name) { return !Model::is_lora_tensor(name); });
     }
+    if (!cfg_.teacher.empty()) load_teacher(t, *model);
     encoder_ = std::make_unique<ChatEncoder>(*tokenizer_, ChatTemplate::named(cfg_.chat_template));
     Stats& st = t.stats();
     train_ = std::make_unique<ExampleSet>(cfg_.data, *encoder_, example_options(cfg_), st);
@@ -141,7 +142,7 @@ class SftObjective final : public Objective {
   // them whatever the micro-batch, the accumulation and the ranks.
   void begin_step(Trainer& t, uint64_t cursor) override {
     step_trained_ = train_->trained_in(cursor, static_cast<uint64_t>(t.state().batch_sequences), cfg_.seed);
-    nll_ = correct_ = 0;
+    nll_ = correct_ = kd_ = 0;
     rows_done_ = cursor + static_cast<uint64_t>(t.state().batch_sequences);
   }
 
@@ -151,31 +152,60 @@ class SftObjective final : public Objective {
     // Adapter dropout masks: a function of the tokens' places in the stream of rows, so a
     // resumed run, another micro-batch size or rank count draws the same ones.
     m.set_dropout_seed(cfg_.seed * 0x9E3779B97F4A7C15ull + 1, first * static_cast<uint64_t>(cfg_.seq_len));
-    m.forward(b.tokens.data(), b.targets.data(), b.B, b.T, b.starts.empty() ? nullptr : b.starts.data());
+    const int32_t* starts = b.starts.empty() ? nullptr : b.starts.data();
+    // The teacher's logits stay in its own activations until its next forward.
+    if (teacher_) teacher_->forward(b.tokens.data(), nullptr, b.B, b.T, starts);
+    m.forward(b.tokens.data(), b.targets.data(), b.B, b.T, starts);
     score(m, b);
+    // d(loss)/d(logp) of the NLL's share, and the divergence's weight, on each trained token.
+    const double alpha = teacher_ ? cfg_.kd_alpha : 0.0;
+    const float inv = step_trained_ > 0 ? 1.0f / static_cast<float>(step_trained_) : 0.0f;
+    const float w_nll = -static_cast<float>(1.0 - alpha) * inv, w_kd = static_cast<float>(alpha) * inv;
     dlogp_.assign(b.targets.size(), 0.0f);
-    const float w = step_trained_ > 0 ? -1.0f / static_cast<float>(step_trained_) : 0.0f;
+    kd_weight_.assign(b.targets.size(), 0.0f);
     for (size_t i = 0; i < b.targets.size(); ++i)
-      if (b.targets[i] >= 0) dlogp_[i] = w;
-    m.backward(dlogp_.data());
+      if (b.targets[i] >= 0) {
+        dlogp_[i] = w_nll;
+        kd_weight_[i] = w_kd;
+      }
+    if (!teacher_) return m.backward(dlogp_.data());
+    Model::Distillation kd;
+    kd.teacher_logits = teacher_->logits();
+    kd.weight = kd_weight_.data();
+    kd.divergence = cfg_.divergence;
+    kd_loss_.assign(b.targets.size(), 0.0f);
+    kd.kd_loss = kd_loss_.data();
+    m.backward(dlogp_.data(), nullptr, &kd);
+    for (size_t i = 0; i < b.targets.size(); ++i)
+      if (b.targets[i] >= 0) kd_ += kd_loss_[i];
   }
 
   double end_step(Trainer& t) override {
     if (t.ranks() > 1) {
       nll_ = t.comm().allreduce_sum_double(nll_);
       correct_ = t.comm().allreduce_sum_double(correct_);
+      if (teacher_) kd_ = t.comm().allreduce_sum_double(kd_);
     }
-    return step_trained_ > 0 ? nll_ / static_cast<double>(step_trained_) : 0.0;
+    if (step_trained_ == 0) return 0.0;
+    const double n = static_cast<double>(step_trained_);
+    if (!teacher_) return nll_ / n;
+    return (1.0 - cfg_.kd_alpha) * nll_ / n + cfg_.kd_alpha * kd_ / n;
   }
 
   void step_metrics(Trainer&, nlohmann::json& line) override {
+    if (teacher_ && step_trained_ > 0) {
+      line["nll"] = nll_ / static_cast<double>(step_trained_);
+      line["kd_loss"] = kd_ / static_cast<double>(step_trained_);
+    }
     line["mean_token_accuracy"] = step_trained_ > 0 ? std::round(correct_ / static_cast<double>(step_trained_) * 1e6) / 1e6 : 0.0;
     line["trained_tokens"] = step_trained_;
     line["epoch"] = std::round(static_cast<double>(rows_done_) / static_cast<double>(train_->rows()) * 1e4) / 1e4;
   }
   uint64_t step_tokens(const Trainer&) const override { return static_cast<uint64_t>(step_trained_); }
   double step_flops(const Trainer& t) const override {
-    return t.model().flops_per_step(cfg_.micro_batch, cfg_.seq_len) * static_cast<double>(t.accumulation());
+    double f = t.model().flops_per_step(cfg_.micro_batch, cfg_.seq_len);
+    if (teacher_) f += teacher_->flops_per_forward(cfg_.micro_batch, cfg_.seq_len);
+    return f * static_cast<double>(t.accumulation());
   }
 
   nlohmann::json evaluate(Trainer& t) override {
@@ -224,15 +254,41 @@ class SftObjective final : public Objective {
       }
   }
 
+  void release(Trainer&) override { teacher_.reset(); }
+
+  // The teacher: a second model on the trainer's backend, frozen (no gradients, no optimizer
+  // state), with the student's vocabulary and tokenizer.
+  void load_teacher(Trainer& t, const Model& student) {
+    LoadedModel lm = open_model(cfg_.teacher, t.backend());
+    const ModelConfig& tc = lm.model->config();
+    if (tc.vocab_size != student.config().vocab_size)
+      throw Error(cfg_.teacher, "has a vocabulary of " + std::to_string(tc.vocab_size) + " tokens, the student " +
+                                    std::to_string(student.config().vocab_size) + ": teacher and student must share the tokenizer");
+    if (!lm.tokenizer.empty() && read_file(lm.tokenizer) != read_file(tokenizer_->path()))
+      throw Error(cfg_.teacher, "has another tokenizer than the student's (" + lm.tokenizer + " differs from " + tokenizer_->path() +
+                                    "): teacher and student must share it");
+    if (lm.tokenizer.empty() && t.rank() == 0)
+      LLMKIT_WARN("%s has no tokenizer.model: assuming it is the student's (%s)", cfg_.teacher.c_str(), tokenizer_->path().c_str());
+    if (cfg_.seq_len > tc.max_seq && tc.family == ModelConfig::Family::gpt2)
+      throw UsageError("--seq-len " + std::to_string(cfg_.seq_len) + " is above the teacher's context of " + std::to_string(tc.max_seq));
+    teacher_ = std::move(lm.model);
+    teacher_->freeze([](const std::string&) { return true; });
+    teacher_->set_dropout_seed(0);
+    if (t.rank() == 0)
+      LLMKIT_INFO("teacher %s: %.2fM parameters, %s", cfg_.teacher.c_str(), static_cast<double>(teacher_->num_params_unpadded()) / 1e6,
+                  cfg_.divergence.kind == Divergence::Kind::kl ? "KL" : "generalised JSD");
+  }
+
   const SftConfig& cfg_;
+  std::unique_ptr<Model> teacher_;
   std::string init_dir_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<ChatEncoder> encoder_;
   std::unique_ptr<ExampleSet> train_, val_;
   int64_t step_trained_ = 0;
   uint64_t rows_done_ = 0;
-  double nll_ = 0, correct_ = 0;
-  std::vector<float> dlogp_;
+  double nll_ = 0, correct_ = 0, kd_ = 0;
+  std::vector<float> dlogp_, kd_weight_, kd_loss_;
   std::vector<int32_t> argmax_;
 };
 

@@ -204,6 +204,7 @@ Trainer::Trainer(const TrainerOptions& opts, Objective& objective, Stats& stats)
       be_(make_backend(opts.device, opts.precision, comm_.local_rank())) {}
 
 Trainer::~Trainer() {
+  obj_.release(*this);
   if (metrics_fd_ >= 0) ::close(metrics_fd_);
   for (float* p : {m_, v_})
     if (p) be_->release(p);

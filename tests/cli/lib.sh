@@ -5,7 +5,7 @@ BIN=${LLMKIT_BIN:?LLMKIT_BIN must point at the build bin directory}
 SRC=${LLMKIT_SRC:?LLMKIT_SRC must point at the source tree}
 DATA=$SRC/tests/data
 T=$(mktemp -d /tmp/llmkit-cli-XXXXXX)
-trap 'rm -rf "$T"' EXIT
+[ -n "${LLMKIT_TEST_KEEP:-}" ] || trap 'rm -rf "$T"' EXIT  # LLMKIT_TEST_KEEP=1 keeps the files
 cd "$T"
 PATH=$BIN:$PATH
 failures=0

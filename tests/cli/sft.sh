@@ -1,6 +1,7 @@
 # llm-sft end to end on a model llm-pretrain made: the masks a person checks, full fine-tuning
 # and LoRA (PEFT's files and names, packing, dropout), loss falling, metrics and validation,
-# --stop-at/--resume bit for bit, llm-sft merge and llm-eval on the adapter, bad input refused.
+# --stop-at/--resume bit for bit, llm-sft merge and llm-eval on the adapter, distillation (KL from
+# itself 0, JSD falling, another tokenizer refused), bad input refused.
 . "$(dirname "$0")/lib.sh"
 
 python3 - <<'PY'
@@ -106,6 +107,34 @@ import json; p = 'moved/adapter_config.json'; j = json.load(open(p)); j['base_mo
 run llm-eval ppl --model moved --seq-len 32 shards/train-00000.tok
 expect_rc 1 "an adapter on another base"
 expect_err_contains "was trained on another base than $T/full/step-00000027"
+
+# Distillation. The student is its teacher at step 0: the divergence is 0 before the first update.
+run llm-sft $common --teacher base --kd-temperature 2 --steps 2 --lr 1e-3 --eval-every 0 --out kd0
+expect_rc 0 "distillation from itself"
+expect_err_contains "teacher base: "
+expect_eq "$(python3 -c "
+import json
+s = [r for r in map(json.loads, open('kd0/metrics.jsonl')) if 'loss' in r]
+print(abs(s[0]['kd_loss']) < 1e-6, abs(s[0]['loss'] - 0.5 * s[0]['nll']) < 1e-6, s[1]['kd_loss'] > 1e-6, s[0]['nll'] > 1)")" \
+  "True True True True" "KL from itself: 0, then not"
+# From the fine-tuned model into LoRA adapters on the base: the divergence falls.
+run llm-sft $common --teacher full --kd-loss jsd --kd-beta 0.3 --kd-alpha 0.8 --lora-rank 8 --lr 1e-2 --steps 10 \
+  --eval-every 0 --out kd
+expect_rc 0 "distillation into LoRA, generalised JSD"
+expect_eq "$(python3 -c "
+import json
+s = [r for r in map(json.loads, open('kd/metrics.jsonl')) if 'loss' in r]
+print(s[-1]['kd_loss'] < 0.75 * s[0]['kd_loss'], abs(s[0]['loss'] - (0.2 * s[0]['nll'] + 0.8 * s[0]['kd_loss'])) < 1e-6 * s[0]['loss'])")" \
+  "True True" "the divergence falls; the loss mixes NLL and divergence"
+cp -r full/step-00000027 other-tok
+cp plain.model other-tok/tokenizer.model
+run llm-sft $common --teacher other-tok --steps 1 --out kdbad
+expect_rc 1 "a teacher with another tokenizer"
+expect_err_contains "other-tok: has another tokenizer than the student's"
+run llm-sft $common --kd-alpha 0.3 --steps 1 --out kdbad2
+expect_rc 2 "--kd-alpha without --teacher"
+run llm-sft $common --teacher base --kd-loss mse --steps 1 --out kdbad3
+expect_rc 2 "an unknown --kd-loss"
 
 # Rows of every kind; malformed ones skipped and named, or --strict.
 run llm-sft --init base --data mixed.jsonl --seq-len 64 --micro-batch 2 --steps 1 --out mixed --stats mixed.json

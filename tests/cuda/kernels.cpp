@@ -26,6 +26,7 @@
 #include "llmkit/engine.hpp"
 #include "llmkit/error.hpp"
 #include "llmkit/model.hpp"
+#include "llmkit/safetensors.hpp"  // f32_to_bf16, bf16_to_f32
 
 #ifdef LLMKIT_TEST_EMULATED
 #include "emu.hpp"
@@ -318,6 +319,61 @@ void test_crossentropy(Backend& cpu, Backend& gpu, std::mt19937& rng, int N, int
   logits.expect("  backward in place", 1e-4, 1e-6);
 }
 
+// Distillation: the cross-entropy's gradient plus a divergence's, every form, in place too;
+// logits in the backend's activation type (bf16 on a bf16 backend).
+void test_distill(Backend& cpu, Backend& gpu, std::mt19937& rng, int N, int V, int Vp, double tol) {
+  std::vector<float> z = random(static_cast<size_t>(N) * Vp, rng, 6.0f), zt = random(z.size(), rng, 6.0f);
+  if (gpu.activation_value_bytes() == 2)  // the values a bf16 buffer holds, on both sides
+    for (auto* v : {&z, &zt})
+      for (float& x : *v) x = bf16_to_f32(f32_to_bf16(x));
+  float* logits = gpu.alloc_activations(z.size());
+  float* teacher = gpu.alloc_activations(z.size());
+  Both dlogp(gpu, random(static_cast<size_t>(N), rng)), weight(gpu, random(static_cast<size_t>(N), rng)), kd(gpu, static_cast<size_t>(N));
+  for (int n = 0; n < N; ++n) {
+    if (n % 3 == 1) weight.cpu[static_cast<size_t>(n)] = 0.0f;
+    weight.cpu[static_cast<size_t>(n)] = std::fabs(weight.cpu[static_cast<size_t>(n)]);
+  }
+  gpu.upload(weight.dev, weight.cpu.data(), weight.cpu.size());
+  std::vector<int32_t> targets(static_cast<size_t>(N));
+  for (int n = 0; n < N; ++n) targets[static_cast<size_t>(n)] = n % 4 == 3 ? -1 : static_cast<int32_t>(rng() % static_cast<unsigned>(V));
+  const std::string s = shape({N, V, Vp});
+  for (Divergence d : {Divergence{Divergence::Kind::kl, 2.0f, 0.5f}, Divergence{Divergence::Kind::jsd, 1.0f, 0.3f},
+                       Divergence{Divergence::Kind::jsd, 0.8f, 0.0f}, Divergence{Divergence::Kind::jsd, 1.0f, 1.0f}}) {
+    const std::string form = d.kind == Divergence::Kind::kl ? "kl" : "jsd beta " + std::to_string(d.beta).substr(0, 3);
+    std::vector<float> want = z, got(z.size());
+    gpu.upload(logits, z.data(), z.size());
+    gpu.upload(teacher, zt.data(), zt.size());
+    cpu.distill_backward(want.data(), kd.c(), want.data(), zt.data(), targets.data(), dlogp.c(), weight.c(), N, V, Vp, d);
+    gpu.distill_backward(logits, kd.dev, logits, teacher, targets.data(), dlogp.dev, weight.dev, N, V, Vp, d);
+    kd.expect("distill " + form + " " + s + ": divergence", 1e-3, 1e-5);
+    gpu.download(got.data(), logits, got.size());
+    expect_close(got, want, tol, tol, "  gradient, in place");
+  }
+  gpu.release(logits);
+  gpu.release(teacher);
+}
+
+// Two models' weights on one bf16 backend: each keeps its own bf16 copy, and an update of one
+// leaves the other's copy as it was (a teacher or a reference model beside the trained one).
+void test_weight_copies(Backend& cpu, Backend& gpu, std::mt19937& rng) {
+  const int N = 5, C = 64, OC = 48;
+  Both a(gpu, random(static_cast<size_t>(OC) * C, rng)), b(gpu, random(static_cast<size_t>(OC) * C, rng));
+  Both inp(gpu, random(static_cast<size_t>(N) * C, rng)), out(gpu, static_cast<size_t>(N) * OC);
+  Both g(gpu, random(a.cpu.size(), rng)), m(gpu, a.cpu.size()), v(gpu, a.cpu.size());
+  gpu.set_parameters(a.dev, a.cpu.size());
+  gpu.set_parameters(b.dev, b.cpu.size());
+  const double tol = 2e-2 * std::sqrt(static_cast<double>(C));
+  for (int round = 0; round < 2; ++round) {
+    for (Both* w : {&a, &b, &a}) {
+      cpu.matmul_forward(out.c(), inp.c(), w->c(), nullptr, N, C, OC);
+      gpu.matmul_forward(out.dev, inp.dev, w->dev, nullptr, N, C, OC);
+      out.expect(std::string("weights of model ") + (w == &a ? "a" : "b") + (round ? " after a's update" : ""), 2e-2, tol);
+    }
+    cpu.adamw(a.c(), g.c(), m.c(), v.c(), a.cpu.size(), 0.5f, 0.9f, 0.999f, 1e-8f, 0.0f, 1);
+    gpu.adamw(a.dev, g.dev, m.dev, v.dev, a.cpu.size(), 0.5f, 0.9f, 0.999f, 1e-8f, 0.0f, 1);
+  }
+}
+
 // Activation buffers of a bf16 backend: half the bytes, values rounded to bf16 on the way in,
 // copies between them and fp32 buffers converting.
 void test_storage(Backend& gpu, std::mt19937& rng) {
@@ -512,6 +568,8 @@ int main(int argc, char** argv) {
   for (size_t n : {size_t{1}, size_t{1000}, size_t{4099}}) test_elementwise(*cpu, g, rng, n);
   test_crossentropy(*cpu, g, rng, 3, 10, 64);
   test_crossentropy(*cpu, g, rng, 9, 300, 320);
+  test_distill(*cpu, g, rng, 3, 10, 64, 1e-5);
+  test_distill(*cpu, g, rng, 9, 300, 320, 1e-5);
   test_model(*cpu, g, kLlama, "llama (fp32 matmuls)", 4, 1e-4);
   test_engine(*cpu, g, kLlama, "llama (fp32)", 1e-4);
   test_engine(*cpu, g, kGpt2, "gpt2 (fp32)", 1e-4);
@@ -525,6 +583,8 @@ int main(int argc, char** argv) {
   if (!quick) test_attention(*cpu, b, rng, 1, 130, 3, 1, 32, 1e-2, 1e-2);
   if (!quick) test_attention(*cpu, b, rng, 2, 200, 2, 1, 64, 1e-2, 1e-2);  // packed rows over several tiles
   test_attention(*cpu, b, rng, 1, 67, 2, 2, 128, 1e-2, 1e-2);  // fused where the GPU has the shared memory
+  test_distill(*cpu, b, rng, 5, 300, 320, 2e-3);
+  test_weight_copies(*cpu, b, rng);
   test_model(*cpu, b, kLlama, "llama (bf16 matmuls)", quick ? 4 : 8, 2e-2);
   test_model(*cpu, b, kGpt2, "gpt2 (bf16 matmuls)", quick ? 4 : 8, 2e-2);
   test_model(*cpu, b, kLlama32, "llama hd 32 (bf16, fused attention)", quick ? 4 : 8, 2e-2);

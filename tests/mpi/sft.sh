@@ -1,8 +1,8 @@
 # llm-sft's loss is the mean over the trained tokens of the whole global batch: the same curve
 # for micro-batches of 1 and 4 and for 1, 2 and 3 ranks (within 1e-5 over 20 steps: only the
 # order of sums differs), packed rows and LoRA adapters with dropout included (a token's mask
-# is a function of its place in the data, not of its batch); a 2-rank LoRA run resumed on 1
-# rank follows it too.
+# is a function of its place in the data, not of its batch), and distillation from a teacher;
+# a 2-rank LoRA run resumed on 1 rank follows it too.
 . "$(dirname "$0")/../cli/lib.sh"
 command -v mpirun >/dev/null || { echo "mpirun not found: skipped"; exit 77; }
 
@@ -33,7 +33,7 @@ worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
 print(len(a) == len(b) == 20, worst <= float(sys.argv[3]), f"{worst:.2e}")
 PY
 }
-for mode in "" "--lora-rank 4 --packing --lora-dropout 0.1"; do
+for mode in "" "--lora-rank 4 --packing --lora-dropout 0.1" "--teacher base --kd-loss jsd --kd-alpha 0.7 --packing"; do
   common="--init base --data chat.jsonl --seq-len 64 --batch-size 12 --lr 3e-3 --steps 20 --eval-every 0 --threads 1 $mode"
   run llm-sft $common --micro-batch 1 --out m1
   expect_rc 0 "micro-batch 1 ($mode)"

@@ -270,6 +270,41 @@ vd ref_crossentropy(const vd& logits, const std::vector<int32_t>& targets, int N
   return logp;
 }
 
+// A distillation divergence per row (backend.hpp's Divergence), in probabilities rather than
+// the backend's log-space: s = softmax(z / tau), t = softmax(zt / tau).
+vd ref_divergence(const vd& z, const vd& zt, int N, int V, int Vp, const llmkit::Divergence& d) {
+  vd out(N, 0.0);
+  const double tau = d.temperature, beta = d.beta;
+  for (int n = 0; n < N; ++n) {
+    auto softmax = [&](const double* l) {
+      vd p(V);
+      double m = -1e300, sum = 0;
+      for (int j = 0; j < V; ++j) m = std::max(m, l[j] / tau);
+      for (int j = 0; j < V; ++j) sum += p[j] = std::exp(l[j] / tau - m);
+      for (double& x : p) x /= sum;
+      return p;
+    };
+    const vd s = softmax(z.data() + static_cast<size_t>(n) * Vp), t = softmax(zt.data() + static_cast<size_t>(n) * Vp);
+    auto kl = [&](const vd& p, const vd& q) {
+      double r = 0;
+      for (int j = 0; j < V; ++j) r += p[j] * std::log(p[j] / q[j]);
+      return r;
+    };
+    if (d.kind == llmkit::Divergence::Kind::kl) {
+      out[n] = tau * tau * kl(t, s);
+    } else if (beta == 0) {
+      out[n] = kl(t, s);
+    } else if (beta == 1) {
+      out[n] = kl(s, t);
+    } else {
+      vd m(V);
+      for (int j = 0; j < V; ++j) m[j] = beta * t[j] + (1 - beta) * s[j];
+      out[n] = beta * kl(t, m) + (1 - beta) * kl(s, m);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -669,6 +704,71 @@ TEST_CASE("ops: crossentropy", "[ops]") {
     vf buf = logits;
     be->crossentropy_backward(buf.data(), buf.data(), targets.data(), dlogp.data(), N, V, Vp);
     expect_close(buf, to_double(dlogits), 1e-6, 1e-7, "in-place dlogits");
+  }
+}
+
+TEST_CASE("ops: distill_backward against finite differences", "[ops]") {
+  using llmkit::Divergence;
+  auto be = llmkit::make_cpu_backend();
+  Rng rng(12);
+  const int N = 8, V = 13, Vp = 16;
+  const std::vector<int32_t> targets = {2, -1, 12, 0, 5, 5, -1, 7};
+  vf logits = rng.vec(static_cast<size_t>(N) * Vp, -3.0f, 3.0f), teacher = rng.vec(static_cast<size_t>(N) * Vp, -3.0f, 3.0f);
+  for (int n = 0; n < N; ++n)  // padding columns hold large values that must not be read
+    for (int j = V; j < Vp; ++j) logits[static_cast<size_t>(n) * Vp + j] = teacher[static_cast<size_t>(n) * Vp + j] = 50.0f;
+  vf dlogp = rng.vec(N), weight = rng.vec(N, 0.1f, 1.0f);
+  dlogp[3] = 0.0f;   // a row with a divergence only
+  weight[4] = 0.0f;  // a row with the cross-entropy only
+  weight[1] = 0.0f;  // an ignored row: nothing at all
+  weight[6] = 0.0f;
+  vd z = to_double(logits);
+  const vd zt = to_double(teacher);
+
+  struct Case {
+    const char* name;
+    Divergence d;
+  };
+  const std::vector<Case> cases = {
+      {"kl, temperature 1", {Divergence::Kind::kl, 1.0f, 0.5f}},
+      {"kl, temperature 2", {Divergence::Kind::kl, 2.0f, 0.5f}},
+      {"jsd, beta 0.5", {Divergence::Kind::jsd, 1.0f, 0.5f}},
+      {"jsd, beta 0.1, temperature 0.7", {Divergence::Kind::jsd, 0.7f, 0.1f}},
+      {"jsd, beta 0 (forward KL)", {Divergence::Kind::jsd, 1.0f, 0.0f}},
+      {"jsd, beta 1 (reverse KL)", {Divergence::Kind::jsd, 1.5f, 1.0f}},
+  };
+  for (const Case& c : cases) {
+    INFO(c.name);
+    vf dlogits(logits.size(), kGarbage), kd_loss(N, kGarbage);
+    be->distill_backward(dlogits.data(), kd_loss.data(), logits.data(), teacher.data(), targets.data(), dlogp.data(), weight.data(), N,
+                         V, Vp, c.d);
+    vd want = ref_divergence(z, zt, N, V, Vp, c.d);
+    for (int n = 0; n < N; ++n)
+      if (weight[n] == 0.0f) want[n] = 0.0;
+    expect_close(kd_loss, want, 1e-5, 1e-6, "kd_loss");
+    auto loss = [&] {
+      const vd div = ref_divergence(z, zt, N, V, Vp, c.d);
+      double l = dot(ref_crossentropy(z, targets, N, V, Vp), dlogp);
+      for (int n = 0; n < N; ++n) l += div[n] * weight[n];
+      return l;
+    };
+    expect_close(dlogits, numeric_grad(loss, z), kGradRtol, kGradAtol, "dlogits");
+    for (int n = 0; n < N; ++n)
+      for (int j = V; j < Vp; ++j) CHECK(dlogits[static_cast<size_t>(n) * Vp + j] == 0.0f);
+    for (int j = 0; j < Vp; ++j) CHECK(dlogits[static_cast<size_t>(1) * Vp + j] == 0.0f);
+
+    // In place, as the model calls it.
+    vf buf = logits, kd2(N);
+    be->distill_backward(buf.data(), kd2.data(), buf.data(), teacher.data(), targets.data(), dlogp.data(), weight.data(), N, V, Vp, c.d);
+    expect_close(buf, to_double(dlogits), 1e-6, 1e-7, "in-place dlogits");
+
+    // The teacher is the student: the divergence and its gradient are 0, what is left is the
+    // cross-entropy's gradient.
+    vf same(logits.size()), ce(logits.size()), kd0(N, kGarbage);
+    be->distill_backward(same.data(), kd0.data(), logits.data(), logits.data(), targets.data(), dlogp.data(), weight.data(), N, V, Vp,
+                         c.d);
+    be->crossentropy_backward(ce.data(), logits.data(), targets.data(), dlogp.data(), N, V, Vp);
+    expect_close(kd0, vd(N, 0.0), 0, 1e-6, "kd_loss, teacher = student");
+    expect_close(same, to_double(ce), 1e-5, 1e-6, "dlogits, teacher = student");
   }
 }
 

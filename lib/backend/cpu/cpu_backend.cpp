@@ -56,6 +56,69 @@ inline float fast_exp(float x) {
 }
 
 // tanh through fast_exp: 1 - 2 / (e^(2u) + 1); absolute error about 1e-7.
+// One row of a distillation divergence (Backend::distill_backward), over ls = log s and lt =
+// log t, the softened log-probabilities: accumulate() sums the divergence and, for the
+// gradient through the softmax, the mean of its derivative in s; gradient() is then
+// d(divergence)/d(logit) at one column.
+struct DivergenceRow {
+  enum class Form { forward_kl, reverse_kl, mixture } form;
+  float inv_tau, beta, log_beta = 0, log_1mbeta = 0;
+  double loss_scale = 1;  // tau^2 for Hinton's KL
+  explicit DivergenceRow(const Divergence& d) : inv_tau(1.0f / d.temperature), beta(d.beta) {
+    if (d.kind == Divergence::Kind::kl) {
+      form = Form::forward_kl;
+      loss_scale = static_cast<double>(d.temperature) * d.temperature;
+    } else {
+      form = d.beta <= 0.0f ? Form::forward_kl : d.beta >= 1.0f ? Form::reverse_kl : Form::mixture;
+      log_beta = std::log(d.beta);
+      log_1mbeta = std::log1p(-d.beta);
+    }
+  }
+  // log sum exp(x / tau)
+  float scaled_lse(const float* x, int V) const {
+    float m = -INFINITY;
+    for (int j = 0; j < V; ++j) m = std::max(m, x[j]);
+    double s = 0;
+    for (int j = 0; j < V; ++j) s += std::exp(static_cast<double>((x[j] - m) * inv_tau));
+    return static_cast<float>(m * inv_tau + std::log(s));
+  }
+  // log m = log(beta t + (1 - beta) s)
+  float log_mix(float ls, float lt) const {
+    const float a = ls + log_1mbeta, b = lt + log_beta;
+    const float hi = std::max(a, b), lo = std::min(a, b);
+    return hi + std::log1p(std::exp(lo - hi));
+  }
+  void accumulate(float ls, float lt, double& loss, double& gbar) const {
+    const double ps = std::exp(static_cast<double>(ls)), pt = std::exp(static_cast<double>(lt));
+    switch (form) {
+      case Form::forward_kl:
+        loss += pt * (lt - ls);
+        break;
+      case Form::reverse_kl:
+        loss += ps * (ls - lt);
+        break;
+      case Form::mixture: {
+        const float lm = log_mix(ls, lt);
+        loss += beta * pt * (lt - lm) + (1.0 - beta) * ps * (ls - lm);
+        gbar += ps * (1.0 - beta) * (ls - lm);
+        break;
+      }
+    }
+  }
+  float gradient(float ls, float lt, double loss, double gbar) const {
+    const float ps = std::exp(ls);
+    switch (form) {
+      case Form::forward_kl:  // d/dz of scale KL(t || s) = scale (s - t) / tau
+        return static_cast<float>(loss_scale * inv_tau) * (ps - std::exp(lt));
+      case Form::reverse_kl:  // s ((ls - lt) - KL) / tau
+        return ps * static_cast<float>((ls - lt) - loss) * inv_tau;
+      case Form::mixture:     // s (g - sum s g) / tau with g = (1 - beta)(ls - lm)
+        return ps * static_cast<float>((1.0 - beta) * (ls - log_mix(ls, lt)) - gbar) * inv_tau;
+    }
+    return 0.0f;
+  }
+};
+
 inline float fast_tanh(float u) { return 1.0f - 2.0f / (fast_exp(2.0f * u) + 1.0f); }
 
 class CpuBackend final : public Backend {
@@ -482,6 +545,40 @@ class CpuBackend final : public Backend {
       for (int j = 0; j < V; ++j) d[j] = -c * fast_exp(l[j] - lse);  // reads l[j] before writing d[j]
       for (int j = V; j < Vp; ++j) d[j] = 0.0f;
       d[targets[n]] += c;
+    }
+  }
+
+  void distill_backward(float* dlogits, float* kd_loss, const float* logits, const float* teacher, const int32_t* targets,
+                        const float* dlogp, const float* kd_weight, int N, int V, int Vp, const Divergence& dv) override {
+    const DivergenceRow div(dv);
+#pragma omp parallel for schedule(dynamic, 4)
+    for (int n = 0; n < N; ++n) {
+      const float* l = logits + static_cast<size_t>(n) * Vp;
+      const float* t = teacher + static_cast<size_t>(n) * Vp;
+      float* d = dlogits + static_cast<size_t>(n) * Vp;
+      const float c = targets[n] < 0 ? 0.0f : dlogp[n], w = kd_weight[n];
+      kd_loss[n] = 0.0f;
+      if (c == 0.0f && w == 0.0f) {
+        std::memset(d, 0, static_cast<size_t>(Vp) * sizeof(float));
+        continue;
+      }
+      const float lse = c != 0.0f ? log_sum_exp(l, V) : 0.0f;
+      double loss = 0, gbar = 0;
+      float lse_s = 0, lse_t = 0;
+      if (w != 0.0f) {
+        lse_s = div.scaled_lse(l, V);
+        lse_t = div.scaled_lse(t, V);
+        for (int j = 0; j < V; ++j) div.accumulate(l[j] * div.inv_tau - lse_s, t[j] * div.inv_tau - lse_t, loss, gbar);
+        kd_loss[n] = static_cast<float>(div.loss_scale * loss);
+      }
+      // Reads l[j] and t[j] before writing d[j] (d may be l).
+      for (int j = 0; j < V; ++j) {
+        float g = c != 0.0f ? -c * fast_exp(l[j] - lse) : 0.0f;
+        if (w != 0.0f) g += w * div.gradient(l[j] * div.inv_tau - lse_s, t[j] * div.inv_tau - lse_t, loss, gbar);
+        d[j] = g;
+      }
+      for (int j = V; j < Vp; ++j) d[j] = 0.0f;
+      if (c != 0.0f) d[targets[n]] += c;
     }
   }
 

@@ -51,7 +51,7 @@ class CudaBackend final : public Backend {
       device_free(block.real);
       munmap(reinterpret_cast<void*>(virt), block.reserved);
     }
-    if (shadow_) device_free(shadow_);
+    for (auto& [w, sh] : shadows_) device_free(sh.bf16);
   }
   const char* name() const override { return "cuda"; }
   std::string device_name() const override { return device_name_; }
@@ -83,6 +83,10 @@ class CudaBackend final : public Backend {
   }
   size_t activation_value_bytes() const override { return bf16_ ? 2 : 4; }
   void release(float* p) override {
+    if (auto s = shadows_.find(p); s != shadows_.end()) {  // a model's weights: their bf16 copy goes too
+      device_free(s->second.bf16);
+      shadows_.erase(s);
+    }
     auto it = acts_.find(reinterpret_cast<uintptr_t>(p));
     if (it == acts_.end()) return device_free(p);
     device_free(it->second.real);
@@ -122,14 +126,16 @@ class CudaBackend final : public Backend {
     touched(dst, n);
   }
   void set_parameters(float* w, size_t n) override {
-    params_ = w;
-    param_count_ = n;
     if (!bf16_) return;
-    if (shadow_) device_free(shadow_);
-    shadow_ = device_alloc(n * 2);
-    shadow_stale_ = true;
+    Shadow& sh = shadows_[w];
+    if (sh.bf16) device_free(sh.bf16);
+    sh.bf16 = device_alloc(n * 2);
+    sh.n = n;
+    sh.stale = true;
   }
-  void parameters_changed() override { shadow_stale_ = true; }
+  void parameters_changed() override {
+    for (auto& [w, sh] : shadows_) sh.stale = true;
+  }
 
   // ---- Operations ----
 
@@ -274,6 +280,12 @@ class CudaBackend final : public Backend {
                                           dlogp, N, V, Vp);
   }
 
+  void distill_backward(float* dlogits, float* kd_loss, const float* logits, const float* teacher, const int32_t* targets,
+                        const float* dlogp, const float* kd_weight, int N, int V, int Vp, const Divergence& d) override {
+    LLMKIT_CUDA_NS::distill_backward(ref(dlogits), kd_loss, ref(logits), ref(teacher),
+                                     upload_ints(Slot::targets, targets, static_cast<size_t>(N)), dlogp, kd_weight, N, V, Vp, d);
+  }
+
   void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1, float beta2, float eps,
              float weight_decay, int64_t t, float grad_scale) override {
     const float c1 = 1.0f - static_cast<float>(std::pow(beta1, static_cast<double>(t)));
@@ -336,16 +348,26 @@ class CudaBackend final : public Backend {
 
   // A write that may have changed weights: their bf16 copy is made again before the next matmul.
   void touched(const float* p, size_t n) {
-    if (shadow_ && p < params_ + param_count_ && p + n > params_) shadow_stale_ = true;
+    if (shadows_.empty() || n == 0) return;
+    auto it = shadows_.upper_bound(p + n - 1);  // the copies of weights that begin at or before the write's end
+    while (it != shadows_.begin()) {
+      --it;
+      if (it->first + it->second.n <= p) break;  // ranges do not overlap: none further down reaches p
+      it->second.stale = true;
+    }
   }
   // A matmul's weight operand: the bf16 copy of the weights when there is one.
   Ref weight(const float* w) {
-    if (!shadow_ || w < params_ || w >= params_ + param_count_) return ref(w);
-    if (shadow_stale_) {
-      convert(Ref{shadow_, true}, f32(params_), param_count_);
-      shadow_stale_ = false;
+    auto it = shadows_.upper_bound(w);
+    if (it == shadows_.begin()) return ref(w);
+    --it;
+    Shadow& sh = it->second;
+    if (w >= it->first + sh.n) return ref(w);
+    if (sh.stale) {
+      convert(Ref{sh.bf16, true}, f32(it->first), sh.n);
+      sh.stale = false;
     }
-    return Ref{static_cast<char*>(shadow_) + static_cast<size_t>(w - params_) * 2, true};
+    return Ref{static_cast<char*>(sh.bf16) + static_cast<size_t>(w - it->first) * 2, true};
   }
 
   // The GEMMs' compute type is set per call: backends of different precision may coexist.
@@ -353,10 +375,14 @@ class CudaBackend final : public Backend {
   bool bf16_;  // activations in bf16, and a bf16 copy of the weights for the matmuls
   std::string device_name_;
   std::map<uintptr_t, Block> acts_;  // by the handle's first address
-  const float* params_ = nullptr;
-  size_t param_count_ = 0;
-  void* shadow_ = nullptr;
-  bool shadow_stale_ = true;
+  // The bf16 copies of each model's weights (set_parameters), by the weights' first address: a
+  // teacher, a reference or a reward model beside the trained one keeps its own.
+  struct Shadow {
+    size_t n = 0;
+    void* bf16 = nullptr;
+    bool stale = true;
+  };
+  std::map<const float*, Shadow> shadows_;
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 // return without waiting for the kernel.
 #pragma once
 #include "common.cuh"
+#include "llmkit/backend.hpp"  // Divergence
 
 namespace llmkit::LLMKIT_CUDA_NS {
 
@@ -74,6 +75,8 @@ void convert(Ref dst, Ref src, size_t n);  // n values, rounded to dst's type
 void argmax(int32_t* out_dev, Ref logits, int N, int V, int Vp);
 void crossentropy_forward(float* logp, Ref logits, const int32_t* targets_dev, int N, int V, int Vp);
 void crossentropy_backward(Ref dlogits, Ref logits, const int32_t* targets_dev, const float* dlogp, int N, int V, int Vp);
+void distill_backward(Ref dlogits, float* kd_loss, Ref logits, Ref teacher, const int32_t* targets_dev, const float* dlogp,
+                      const float* kd_weight, int N, int V, int Vp, const Divergence& d);
 
 void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1, float beta2, float eps,
            float weight_decay, float c1, float c2, float grad_scale);

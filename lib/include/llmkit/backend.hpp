@@ -22,6 +22,19 @@
 
 namespace llmkit {
 
+// The divergences of knowledge distillation, between a teacher's t and a student's s, both
+// softmax(logits / temperature):
+//   kl   temperature^2 KL(t || s), Hinton et al.'s distillation loss (the factor keeps the
+//        gradient's size when the temperature changes);
+//   jsd  the generalised Jensen-Shannon divergence of TRL's GKD, beta KL(t || m) + (1 - beta)
+//        KL(s || m) with m = beta t + (1 - beta) s; beta 0 is KL(t || s) (forward), 1 is
+//        KL(s || t) (reverse), as TRL defines them; no temperature factor.
+struct Divergence {
+  enum class Kind { kl, jsd } kind = Kind::kl;
+  float temperature = 1.0f;
+  float beta = 0.5f;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -52,8 +65,9 @@ class Backend {
   virtual float* alloc_activations(size_t n) { return alloc(n); }
   // Bytes a value of alloc_activations() takes.
   virtual size_t activation_value_bytes() const { return 4; }
-  // The model's weights, n values at w (fp32 master weights, which the optimizer updates): a
-  // backend that multiplies in bf16 keeps a bf16 copy of them for its matmuls.
+  // A model's weights, n values at w (fp32 master weights, which the optimizer updates): a
+  // backend that multiplies in bf16 keeps a bf16 copy of them for its matmuls, one per model
+  // (a teacher or a reference model beside the trained one), until release(w).
   virtual void set_parameters(float* w, size_t n) { (void)w; (void)n; }
   // The weights changed other than through this backend's operations (a collective wrote them).
   virtual void parameters_changed() {}
@@ -155,6 +169,16 @@ class Backend {
   // Overwrites dlogits; padded columns and ignored rows get 0.
   virtual void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets,
                                      const float* dlogp, int N, int V, int Vp) = 0;
+
+  // Knowledge distillation (llm-sft --teacher): crossentropy_backward, plus on each row with
+  // kd_weight[n] != 0 that weight times the gradient of a divergence between the teacher's
+  // softened distribution t = softmax(teacher[n] / tau) and the student's s = softmax(logits[n]
+  // / tau), and kd_loss[n] = the divergence (0 on rows without weight). dlogp, kd_weight and
+  // kd_loss are the backend's memory; teacher has the logits' layout [N, Vp] (it may be a
+  // student's logits: the divergence is then 0). May be called with dlogits == logits.
+  virtual void distill_backward(float* dlogits, float* kd_loss, const float* logits, const float* teacher,
+                                const int32_t* targets, const float* dlogp, const float* kd_weight, int N, int V,
+                                int Vp, const Divergence& d) = 0;
 
   // Decoupled AdamW on n values; t is the 1-based step for bias correction; the gradient is
   // multiplied by grad_scale first (global-norm clipping without a pass of its own).

@@ -177,7 +177,17 @@ class Model {
   // Backward from d(loss)/d(logp) per token and, with a scalar head, d(loss)/d(value) per
   // position (host arrays of B*T; either may be null): the entry point of every objective.
   // Gradients accumulate into grads(); call zero_grad() between steps.
-  void backward(const float* dlogp, const float* dvalue = nullptr);
+  // Knowledge distillation in backward(): the teacher's logits for the same rows (its own
+  // forward's logits(), over the same vocabulary), each row's weight (host, B*T; 0: no
+  // divergence there) and the divergence (backend.hpp); backward() writes each row's divergence
+  // into kd_loss (host, B*T) and adds weight times its gradient to the logits' gradient.
+  struct Distillation {
+    const float* teacher_logits = nullptr;
+    const float* weight = nullptr;
+    Divergence divergence;
+    float* kd_loss = nullptr;
+  };
+  void backward(const float* dlogp, const float* dvalue = nullptr, const Distillation* kd = nullptr);
   // Backward of mean_loss() scaled by `scale` (1/accumulation steps and the like).
   void backward_mean(float scale = 1.0f);
   void zero_grad();
@@ -196,6 +206,9 @@ class Model {
 
   // FLOPs of one forward+backward over B*T tokens: 6 * matmul params * tokens plus attention.
   double flops_per_step(int B, int T) const;
+  // FLOPs of a forward alone (a teacher's, a reference model's): 2 * matmul params * tokens plus
+  // attention.
+  double flops_per_forward(int B, int T) const;
   // Bytes of activations this model holds for B x T (in the backend's activation type).
   size_t activation_bytes(int B, int T) const;
 

@@ -1,7 +1,7 @@
 // llm-sft (lib/model/sft.cpp): instruction tuning on chat data (llmkit/chat.hpp) as an objective
 // on the shared training loop: the masked next-token loss, averaged over the trained tokens of
 // the whole global batch; full fine-tuning or LoRA adapters on a frozen base (PEFT's format);
-// exact packing.
+// exact packing; distillation from a teacher model.
 #pragma once
 #include <cstdint>
 #include <cstdio>
@@ -25,6 +25,11 @@ struct SftConfig : TrainerOptions {
   int64_t eval_batches = 0;  // 0: every validation row
   LoraOptions lora;      // rank 0: full fine-tuning
   int64_t limit = 0;     // rows read at most per file set; 0: all
+  // Distillation: with a teacher, the loss is (1 - kd_alpha) NLL + kd_alpha divergence, both
+  // means over the trained tokens of the global batch.
+  std::string teacher;   // a checkpoint, run or adapter directory; empty: none
+  double kd_alpha = 0.5;
+  Divergence divergence;
 };
 
 // Runs training; 0 at the end, 1 when stopped by a signal after saving a checkpoint.

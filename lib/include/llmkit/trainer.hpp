@@ -91,6 +91,9 @@ class Objective {
   // tokenizer_config.json); the run's summary log line at start.
   virtual void save_extra(Trainer& t, const std::string& dir) { (void)t, (void)dir; }
   virtual std::string describe(const Trainer& t) const = 0;
+  // Frees what the objective holds in the trainer's backend (a teacher, a reference model):
+  // the trainer calls it before its backend goes.
+  virtual void release(Trainer& t) { (void)t; }
 };
 
 class Trainer {
