@@ -42,38 +42,15 @@ int sft_main(int argc, char** argv) {
   cfg.beta2 = 0.999;
   cfg.seq_len = 1024;
   cfg.steps = 0;
-  int64_t seq = 0, micro = 0, keep = 0, bad = 0, zero = 0, rank = 0, show = 0;
-  double alpha = 0, dropout = 0;
-  std::string targets = "all-linear";
-  bool no_truncate = false, merge = false;
+  int64_t seq = 0, micro = 0, keep = 0, bad = 0, zero = 0, show = 0;
   OptionParser op("llm-sft", "llm-sft --init CHECKPOINT --data FILE --out DIR [OPTIONS]\n       llm-sft merge ADAPTER -o DIR",
                   "Tunes a model on chat data (JSONL: messages, prompt/completion or text rows, as\n"
                   "Hugging Face TRL reads them), training only what the assistant says, fully or\n"
                   "through LoRA adapters saved as PEFT does; data parallel over MPI ranks.");
   op.enable_config();
-  op.section("Model and data");
-  op.string("init", 0, "PATH", &cfg.init, "the model to tune: a checkpoint or run directory (llm-pretrain, Hugging Face)");
-  op.value("data", 0, "FILE", [&](const std::string& v) { cfg.data.push_back(v); }, "training rows, JSONL(.zst) (repeatable)");
-  op.value("val", 0, "FILE", [&](const std::string& v) { cfg.val.push_back(v); }, "validation rows (repeatable)");
-  op.string("tokenizer", 0, "MODEL", &cfg.tokenizer, "SentencePiece model (default: the checkpoint's tokenizer.model)");
-  op.string("template", 0, "NAME", &cfg.chat_template, "chat template: chatml (default), llama2, plain");
-  op.flag("packing", 0, &cfg.packing,
-          "pack examples into rows, best-fit decreasing, each attending to itself only\n"
-          "(positions restart per example)");
-  op.flag("no-truncate", 0, &no_truncate, "an example longer than --seq-len + 1 tokens stops the run (default: cut)");
-  op.flag("strict", 0, &cfg.strict, "a malformed row is an error (default: skipped with a warning, counted)");
-  op.number("epochs", 0, "E", &cfg.epochs, "passes over the data (default 3, unless --steps)");
-  op.integer("limit", 0, "N", &cfg.limit, "train on the first N examples of the data (malformed rows not counted)");
+  TuningFlags flags;
+  add_tuning_options(op, cfg, flags, "rows, JSONL(.zst): chat data (llmkit-chat(5))", true);
   op.integer("show-masks", 0, "N", &show, "print N examples with their trained tokens between [[ and ]], and exit");
-  op.section("LoRA");
-  op.integer("lora-rank", 0, "R", &rank, "train LoRA adapters of rank R on the frozen base (default 0: full fine-tuning)");
-  op.number("lora-alpha", 0, "A", &alpha, "adapter scale alpha / R (default 2 R)");
-  op.number("lora-dropout", 0, "P", &dropout, "dropout on the adapters' input (default 0)");
-  op.string("lora-targets", 0, "LIST", &targets,
-            "modules adapted: all-linear (default), or Llama's q_proj,k_proj,v_proj,o_proj,\n"
-            "gate_proj,up_proj,down_proj, GPT-2's c_attn,c_proj,c_fc");
-  op.flag("rslora", 0, &cfg.lora.rslora, "scale alpha / sqrt(R) (rank-stabilised LoRA)");
-  op.flag("merge", 0, &merge, "after training, write OUT/merged/: the base with the adapter folded in");
   op.section("Distillation");
   double kd_temperature = 1.0, kd_beta = 0.5;
   std::string kd_loss = "kl";
@@ -100,13 +77,7 @@ int sft_main(int argc, char** argv) {
   std::vector<std::string> rest = op.parse(argc, argv);
   if (!rest.empty()) throw UsageError("unexpected argument '" + rest[0] + "' (data files go after --data)");
   cfg.seed = op.common().seed;
-  cfg.truncate = !no_truncate;
-  if (rank < 0) throw UsageError("--lora-rank must be 0 or more");
-  if (!(dropout >= 0 && dropout < 1)) throw UsageError("--lora-dropout must be in [0, 1)");
-  cfg.lora.rank = static_cast<int>(rank);
-  cfg.lora.alpha = static_cast<float>(alpha > 0 ? alpha : 2.0 * static_cast<double>(rank));
-  cfg.lora.dropout = static_cast<float>(dropout);
-  cfg.lora.targets = split_list(targets);
+  check_tuning_options(cfg, flags);
   if (kd_loss == "kl") cfg.divergence.kind = Divergence::Kind::kl;
   else if (kd_loss == "jsd") cfg.divergence.kind = Divergence::Kind::jsd;
   else throw UsageError("--kd-loss must be kl or jsd, not '" + kd_loss + "'");
@@ -117,26 +88,18 @@ int sft_main(int argc, char** argv) {
     throw UsageError("--kd-alpha, --kd-temperature, --kd-loss and --kd-beta need --teacher");
   cfg.divergence.temperature = static_cast<float>(kd_temperature);
   cfg.divergence.beta = static_cast<float>(kd_beta);
-  if (merge && rank == 0) throw UsageError("--merge needs --lora-rank (a full fine-tune is a plain checkpoint already)");
   if (show > 0) {
     if (seq < 1) seq = cfg.seq_len;
     cfg.seq_len = static_cast<int>(seq);
     show_masks(cfg, show, stdout);
     return 0;
   }
-  if (cfg.epochs < 0) throw UsageError("--epochs must be positive");
-  if (cfg.steps > 0 && cfg.epochs > 0) throw UsageError("give --epochs or --steps, not both");
-  if (cfg.steps == 0) {
-    if (cfg.epochs == 0) cfg.epochs = 3;
-    cfg.steps = 1;  // decided from the data once it is read
-  }
   if (cfg.eval_batches < 0) throw UsageError("--eval-batches must be 0 or more");
   check_trainer_options(cfg, micro, seq, keep, bad, zero);
   Stats stats;
   int rc = run_sft(cfg, stats);
   stats.write(op.common().stats_file, "llm-sft", Comm::world());
-  // Merged once the run is complete (not after --stop-at).
-  if (rc == 0 && merge && stats.get("runs_completed") > 0 && Comm::world().rank() == 0) merge_adapter(cfg.out, cfg.out + "/merged");
+  finish_tuning(cfg, flags, rc, stats);
   return rc;
 }
 

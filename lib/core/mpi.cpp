@@ -105,6 +105,15 @@ void Comm::allreduce_sum(float* data, size_t n, size_t bucket) {
   }
 }
 
+void Comm::allreduce_sum(double* data, size_t n, size_t bucket) {
+  if (!mpi_) return;
+  bucket = std::clamp<size_t>(bucket, 1, INT32_MAX);
+  for (size_t at = 0; at < n; at += bucket) {
+    int count = static_cast<int>(std::min(bucket, n - at));
+    MPI_Allreduce(MPI_IN_PLACE, data + at, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  }
+}
+
 void Comm::reduce_sum(float* data, size_t n, int root, size_t bucket) {
   if (!mpi_) return;
   bucket = std::clamp<size_t>(bucket, 1, INT32_MAX);

@@ -2,6 +2,8 @@
 #include "llmkit/examples.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <cstdio>
 #include <random>
 #include <set>
 
@@ -13,8 +15,30 @@
 
 namespace llmkit {
 
+RowEncoder chat_rows(const ChatEncoder& encoder) {
+  return [&encoder](std::string_view line, const std::string& where) {
+    ExampleGroup g;
+    g.examples.push_back(encoder.encode(parse_chat_row(line, where)));
+    return g;
+  };
+}
+
+RowEncoder preference_rows(const ChatEncoder& encoder) {
+  return [&encoder](std::string_view line, const std::string& where) {
+    const PreferenceRow pr = parse_preference_row(line, where);
+    ExampleGroup g;
+    g.examples.push_back(encoder.encode(pr.chosen));
+    g.examples.push_back(encoder.encode(pr.rejected));
+    g.value = static_cast<float>(pr.margin);
+    return g;
+  };
+}
+
 ExampleSet::ExampleSet(const std::vector<std::string>& files, const ChatEncoder& encoder, const ExampleOptions& opts,
                        Stats& stats)
+    : ExampleSet(files, chat_rows(encoder), opts, stats) {}
+
+ExampleSet::ExampleSet(const std::vector<std::string>& files, const RowEncoder& encode, const ExampleOptions& opts, Stats& stats)
     : opts_(opts) {
   if (opts_.seq_len < 1) throw UsageError("--seq-len must be at least 1");
   int warned = 0;
@@ -23,21 +47,22 @@ ExampleSet::ExampleSet(const std::vector<std::string>& files, const ChatEncoder&
     std::string_view line;
     bool too_long = false;
     while (lines->next(line, too_long)) {
-      if (opts_.limit > 0 && static_cast<int64_t>(examples()) >= opts_.limit) break;
+      if (opts_.limit > 0 && static_cast<int64_t>(groups()) >= opts_.limit) break;
       const std::string where = path + ":" + std::to_string(lines->line_number());
       if (!too_long && line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
       stats.add("rows_in");
-      ChatExample ex;
+      ExampleGroup g;
       try {
         if (too_long) throw Error(where, "line too long");
-        ex = encoder.encode(parse_chat_row(line, where));
+        g = encode(line, where);
+        if (static_cast<int>(g.examples.size()) != opts_.group) throw Error(where, "not a row of this kind");
       } catch (const Error& e) {
         if (opts_.strict) throw;
         stats.drop("malformed");
         if (warned++ < 20) LLMKIT_WARN("%s: %s: skipped (--strict stops instead)", e.where().c_str(), e.what());
         continue;
       }
-      add(ex, stats);  // too long with --no-truncate: an error, whatever --strict says
+      add(g, stats);  // too long with --no-truncate: an error, whatever --strict says
     }
   }
   if (warned > 20) LLMKIT_WARN("%d more rows skipped", warned - 20);
@@ -47,40 +72,55 @@ ExampleSet::ExampleSet(const std::vector<std::string>& files, const ChatEncoder&
 }
 
 ExampleSet::ExampleSet(std::vector<ChatExample> examples, const ExampleOptions& opts, Stats& stats) : opts_(opts) {
-  for (const ChatExample& ex : examples) add(ex, stats);
+  for (size_t i = 0; i + static_cast<size_t>(opts_.group) <= examples.size(); i += static_cast<size_t>(opts_.group)) {
+    ExampleGroup g;
+    g.examples.assign(examples.begin() + static_cast<long>(i), examples.begin() + static_cast<long>(i) + opts_.group);
+    add(g, stats);
+  }
   if (this->examples() == 0) throw Error("", "no example to train on");
   make_rows();
 }
 
 // An example of n tokens takes n - 1 positions (inputs 0..n-2, targets 1..n-1); longer than a
-// row, its first seq_len + 1 tokens are kept (or it is an error).
-void ExampleSet::add(const ChatExample& ex, Stats& stats) {
-  size_t n = ex.tokens.size();
+// row, its first seq_len + 1 tokens are kept (or it is an error). A group is kept whole or not
+// at all.
+void ExampleSet::add(const ExampleGroup& g, Stats& stats) {
   const size_t room = static_cast<size_t>(opts_.seq_len) + 1;
-  if (n > room) {
-    if (!opts_.truncate)
+  std::vector<size_t> kept;
+  std::vector<int64_t> trained_of;
+  for (const ChatExample& ex : g.examples) {
+    const size_t n = ex.tokens.size();
+    if (n > room && !opts_.truncate)
       throw Error(ex.where, std::to_string(n) + " tokens, more than --seq-len " + std::to_string(opts_.seq_len) +
                                 " + 1 (without --no-truncate the example is cut to fit)");
-    stats.add("examples_truncated");
-    stats.add("tokens_truncated", static_cast<int64_t>(n - room));
-    n = room;
+    kept.push_back(std::min(n, room));
+    int64_t trained = 0;
+    for (size_t i = 1; i < kept.back(); ++i) trained += ex.trained[i];
+    trained_of.push_back(trained);
+    if (trained == 0) {  // what was trained is all past the cut
+      if (opts_.strict) throw Error(ex.where, "nothing trained is left within --seq-len " + std::to_string(opts_.seq_len));
+      stats.drop("nothing_trained_within_seq_len");
+      return;
+    }
   }
-  int64_t trained = 0;
-  for (size_t i = 1; i < n; ++i) trained += ex.trained[i];
-  if (trained == 0) {  // what was trained is all past the cut
-    if (opts_.strict) throw Error(ex.where, "nothing trained is left within --seq-len " + std::to_string(opts_.seq_len));
-    stats.drop("nothing_trained_within_seq_len");
-    return;
+  for (size_t e = 0; e < g.examples.size(); ++e) {
+    const ChatExample& ex = g.examples[e];
+    const size_t n = kept[e];
+    if (n < ex.tokens.size()) {
+      stats.add("examples_truncated");
+      stats.add("tokens_truncated", static_cast<int64_t>(ex.tokens.size() - n));
+    }
+    tokens_.insert(tokens_.end(), ex.tokens.begin(), ex.tokens.begin() + static_cast<long>(n));
+    trained_.insert(trained_.end(), ex.trained.begin(), ex.trained.begin() + static_cast<long>(n));
+    trained_[offsets_.back()] = 0;
+    offsets_.push_back(tokens_.size());
+    where_.push_back(ex.where);
+    trained_total_ += trained_of[e];
+    stats.add("examples");
+    stats.add("data_trained_tokens", trained_of[e]);
+    stats.add("data_tokens", static_cast<int64_t>(n));
   }
-  tokens_.insert(tokens_.end(), ex.tokens.begin(), ex.tokens.begin() + static_cast<long>(n));
-  trained_.insert(trained_.end(), ex.trained.begin(), ex.trained.begin() + static_cast<long>(n));
-  trained_[offsets_.back()] = 0;
-  offsets_.push_back(tokens_.size());
-  where_.push_back(ex.where);
-  trained_total_ += trained;
-  stats.add("examples");
-  stats.add("data_trained_tokens", trained);
-  stats.add("data_tokens", static_cast<int64_t>(n));
+  values_.push_back(g.value);
 }
 
 ChatExample ExampleSet::example(size_t i) const {
@@ -94,6 +134,7 @@ ChatExample ExampleSet::example(size_t i) const {
 // One example a row, or best-fit decreasing: longest first, each into the row whose free room
 // fits it most tightly (a new row when none does). Deterministic: ties go to the lower index.
 void ExampleSet::make_rows() {
+  if (opts_.group < 1 || (opts_.group > 1 && opts_.packing)) throw UsageError("packing keeps one example a group");
   const size_t n = examples();
   auto positions = [&](size_t i) { return static_cast<int>(offsets_[i + 1] - offsets_[i]) - 1; };
   auto trained_of = [&](size_t i) {
@@ -132,7 +173,7 @@ void ExampleSet::make_rows() {
 
 const std::vector<uint32_t>& ExampleSet::epoch_order(uint64_t epoch, uint64_t seed) const {
   if (cached_epoch_ != epoch || cached_seed_ != seed) {
-    order_.resize(rows_.size());
+    order_.resize(rows_.size() / static_cast<size_t>(opts_.group));
     for (size_t i = 0; i < order_.size(); ++i) order_[i] = static_cast<uint32_t>(i);
     std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + epoch + 1);
     for (size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[rng() % i]);  // Fisher-Yates
@@ -143,8 +184,9 @@ const std::vector<uint32_t>& ExampleSet::epoch_order(uint64_t epoch, uint64_t se
 }
 
 size_t ExampleSet::row_at(uint64_t cursor, uint64_t seed) const {
-  const uint64_t R = rows_.size();
-  return epoch_order(cursor / R, seed)[cursor % R];
+  const uint64_t R = rows_.size(), G = static_cast<uint64_t>(opts_.group);
+  const uint64_t at = cursor % R;
+  return static_cast<size_t>(epoch_order(cursor / R, seed)[at / G] * G + at % G);
 }
 
 int64_t ExampleSet::trained_in(uint64_t cursor, uint64_t n, uint64_t seed) const {
@@ -161,8 +203,12 @@ RowBatch ExampleSet::batch(uint64_t cursor, int B, uint64_t seed) const {
   rb.tokens.assign(NT, kEosId);  // padding: any id in the vocabulary, never a target
   rb.targets.assign(NT, -1);
   if (opts_.packing) rb.starts.resize(NT);
+  rb.first_example.resize(static_cast<size_t>(B));
+  rb.values.resize(static_cast<size_t>(B));
   for (int b = 0; b < B; ++b) {
     const Row& row = rows_[row_at(cursor + static_cast<uint64_t>(b), seed)];
+    rb.first_example[static_cast<size_t>(b)] = row.examples.front();
+    rb.values[static_cast<size_t>(b)] = group_value(row.examples.front());
     const size_t base = static_cast<size_t>(b) * rb.T;
     int t = 0;
     for (uint32_t e : row.examples) {
@@ -181,6 +227,23 @@ RowBatch ExampleSet::batch(uint64_t cursor, int B, uint64_t seed) const {
     for (int p = t; opts_.packing && p < rb.T; ++p) rb.starts[base + static_cast<size_t>(p)] = p;  // padding: alone
   }
   return rb;
+}
+
+std::string ExampleSet::fingerprint() const {
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a over the tokens, the masks and the boundaries
+  auto mix = [&h](uint64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (v >> (8 * i)) & 0xff;
+      h *= 0x100000001b3ull;
+    }
+  };
+  for (int32_t t : tokens_) mix(static_cast<uint32_t>(t));
+  for (uint8_t m : trained_) mix(m);
+  for (uint64_t o : offsets_) mix(o);
+  for (float v : values_) mix(std::bit_cast<uint32_t>(v));
+  char hex[17];
+  snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
 }
 
 double ExampleSet::padding_fraction() const {

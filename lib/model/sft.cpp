@@ -15,6 +15,7 @@
 #include "llmkit/io.hpp"
 #include "llmkit/log.hpp"
 #include "llmkit/mpi.hpp"
+#include "llmkit/options.hpp"
 #include "llmkit/stats.hpp"
 #include "llmkit/tok.hpp"
 
@@ -63,47 +64,142 @@ ExampleOptions example_options(const SftConfig& cfg) {
   return o;
 }
 
+}  // namespace
+
+std::unique_ptr<Model> build_tuned_model(const SftConfig& cfg_, Trainer& t, const std::string& resume_dir, TunedBase& base,
+                                         ModelOptions options) {
+  if (cfg_.init.empty()) throw UsageError("--init CHECKPOINT is required (the model to tune)");
+  base.init_dir = checkpoint_dir(cfg_.init);
+  const std::string& init_dir_ = base.init_dir;
+  if (!is_directory(init_dir_) || file_size(init_dir_ + "/config.json") == 0)
+    throw Error(cfg_.init, "is not a checkpoint directory (config.json, model.safetensors) or a run directory");
+  if (is_adapter_dir(init_dir_))
+    throw Error(cfg_.init, "is an adapter: merge it into its base first (llm-sft merge " + cfg_.init + " -o DIR) and give that");
+  base.tokenizer = std::make_unique<Tokenizer>(tokenizer_path(cfg_, init_dir_));
+  options.lora = cfg_.lora;
+  const bool lora = cfg_.lora.rank > 0;
+  // The base's weights: from --init, unless a full fine-tune resumes (its checkpoint has them).
+  std::unique_ptr<Model> model;
+  if (lora || resume_dir.empty()) {
+    LoadedModel lm = open_model(init_dir_, t.backend(), options);
+    model = std::move(lm.model);
+  } else {
+    model = std::make_unique<Model>(ModelConfig::load(resume_dir), t.backend(), options);
+  }
+  if (base.tokenizer->vocab_size() > static_cast<uint64_t>(model->config().vocab_size))
+    throw Error(base.tokenizer->path(), "vocabulary of " + std::to_string(base.tokenizer->vocab_size()) + " is larger than the model's " +
+                                            std::to_string(model->config().vocab_size));
+  if (cfg_.seq_len > model->config().max_seq && model->config().family == ModelConfig::Family::gpt2)
+    throw UsageError("--seq-len " + std::to_string(cfg_.seq_len) + " is above the model's context of " +
+                     std::to_string(model->config().max_seq));
+  if (lora && !resume_dir.empty() && is_adapter_dir(resume_dir)) {
+    // The adapters resume on the base they were trained on, or not at all.
+    const AdapterConfig a = read_adapter_config(resume_dir);
+    if (!a.fingerprint.empty() && a.fingerprint != base_fingerprint(init_dir_))
+      throw Error(cfg_.init, "is not the base the run's adapters were trained on (" + resume_dir + "/llmkit_base.json)");
+  }
+  if (lora) {
+    if (resume_dir.empty()) model->init_lora(cfg_.seed);
+    model->freeze([](const std::string& name) { return !Model::is_lora_tensor(name); });
+  }
+  return model;
+}
+
+void save_tuned_extra(const SftConfig& cfg, Trainer& t, const TunedBase& base, const std::string& dir) {
+  write_file_atomic(dir + "/tokenizer_config.json", tokenizer_config_json(cfg.chat_template, cfg.seq_len));
+  if (cfg.lora.rank > 0) save_adapter(dir, t.model(), fs::absolute(base.init_dir).lexically_normal().string());
+}
+
+void add_tuning_options(OptionParser& op, SftConfig& cfg, TuningFlags& f, const std::string& data_help, bool packing) {
+  op.section("Model and data");
+  op.string("init", 0, "PATH", &cfg.init, "the model to tune: a checkpoint or run directory (llm-pretrain, Hugging Face)");
+  op.value("data", 0, "FILE", [&cfg](const std::string& v) { cfg.data.push_back(v); }, "training " + data_help + " (repeatable)");
+  op.value("val", 0, "FILE", [&cfg](const std::string& v) { cfg.val.push_back(v); }, "validation rows (repeatable)");
+  op.string("tokenizer", 0, "MODEL", &cfg.tokenizer, "SentencePiece model (default: the checkpoint's tokenizer.model)");
+  op.string("template", 0, "NAME", &cfg.chat_template, "chat template: chatml (default), llama2, plain");
+  if (packing)
+    op.flag("packing", 0, &cfg.packing,
+            "pack examples into rows, best-fit decreasing, each attending to itself only\n"
+            "(positions restart per example)");
+  op.flag("no-truncate", 0, &f.no_truncate, "an example longer than --seq-len + 1 tokens stops the run (default: cut)");
+  op.flag("strict", 0, &cfg.strict, "a malformed row is an error (default: skipped with a warning, counted)");
+  op.number("epochs", 0, "E", &cfg.epochs, "passes over the data (default 3, unless --steps)");
+  op.integer("limit", 0, "N", &cfg.limit, "train on the first N rows of the data (malformed rows not counted)");
+  op.section("LoRA");
+  op.integer("lora-rank", 0, "R", &f.rank, "train LoRA adapters of rank R on the frozen base (default 0: full fine-tuning)");
+  op.number("lora-alpha", 0, "A", &f.alpha, "adapter scale alpha / R (default 2 R)");
+  op.number("lora-dropout", 0, "P", &f.dropout, "dropout on the adapters' input (default 0)");
+  op.string("lora-targets", 0, "LIST", &f.targets,
+            "modules adapted: all-linear (default), or Llama's q_proj,k_proj,v_proj,o_proj,\n"
+            "gate_proj,up_proj,down_proj, GPT-2's c_attn,c_proj,c_fc");
+  op.flag("rslora", 0, &cfg.lora.rslora, "scale alpha / sqrt(R) (rank-stabilised LoRA)");
+  op.flag("merge", 0, &f.merge, "after training, write OUT/merged/: the base with the adapter folded in");
+}
+
+void check_tuning_options(SftConfig& cfg, const TuningFlags& f) {
+  cfg.truncate = !f.no_truncate;
+  if (f.rank < 0) throw UsageError("--lora-rank must be 0 or more");
+  if (!(f.dropout >= 0 && f.dropout < 1)) throw UsageError("--lora-dropout must be in [0, 1)");
+  cfg.lora.rank = static_cast<int>(f.rank);
+  cfg.lora.alpha = static_cast<float>(f.alpha > 0 ? f.alpha : 2.0 * static_cast<double>(f.rank));
+  cfg.lora.dropout = static_cast<float>(f.dropout);
+  cfg.lora.targets = split_list(f.targets);
+  if (f.merge && f.rank == 0) throw UsageError("--merge needs --lora-rank (a full fine-tune is a plain checkpoint already)");
+  if (cfg.limit < 0) throw UsageError("--limit must be 0 or more");
+  if (cfg.epochs < 0) throw UsageError("--epochs must be positive");
+  if (cfg.steps > 0 && cfg.epochs > 0) throw UsageError("give --epochs or --steps, not both");
+  if (cfg.steps == 0) {
+    if (cfg.epochs == 0) cfg.epochs = 3;
+    cfg.steps = 1;  // decided from the data once it is read
+  }
+}
+
+void finish_tuning(const SftConfig& cfg, const TuningFlags& f, int rc, const Stats& stats) {
+  // Merged once the run is complete (not after --stop-at).
+  if (rc == 0 && f.merge && stats.get("runs_completed") > 0 && Comm::world().rank() == 0) merge_adapter(cfg.out, cfg.out + "/merged");
+}
+
+void settle_training_data(Trainer& t, const SftConfig& cfg, const ExampleSet& train, const Stats& stats, const char* what) {
+  if (stats.get("examples_truncated") > 0 && t.rank() == 0)
+    LLMKIT_WARN("%lld %s longer than --seq-len %d + 1 tokens were cut (%lld tokens); --no-truncate refuses them",
+                static_cast<long long>(stats.get("examples_truncated")), what, cfg.seq_len,
+                static_cast<long long>(stats.get("tokens_truncated")));
+  if (cfg.epochs > 0) {
+    const double rows = static_cast<double>(train.rows()), per_step = static_cast<double>(t.objective().rows_per_step(t));
+    t.set_steps(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(cfg.epochs * rows / per_step))));
+  }
+}
+
+void for_rank_batches(Trainer& t, const SftConfig& cfg, const ExampleSet& set, uint64_t rows,
+                      const std::function<void(const RowBatch&)>& f) {
+  const uint64_t B = static_cast<uint64_t>(cfg.micro_batch), R = static_cast<uint64_t>(t.ranks());
+  rows = rows > 0 ? std::min<uint64_t>(rows, set.rows()) : set.rows();
+  for (uint64_t r0 = static_cast<uint64_t>(t.rank()) * B; r0 < rows; r0 += R * B)
+    f(set.batch(r0, static_cast<int>(std::min<uint64_t>(B, rows - r0)), 0));
+}
+
+SftConfig with_init_tokenizer(const SftConfig& cfg) {
+  SftConfig c = cfg;
+  if (c.tokenizer.empty() && !c.init.empty()) {  // copied into every checkpoint
+    const std::string dir = checkpoint_dir(c.init);
+    if (file_size(dir + "/tokenizer.model") > 0) c.tokenizer = dir + "/tokenizer.model";
+  }
+  return c;
+}
+
+namespace {
+
 class SftObjective final : public Objective {
  public:
   explicit SftObjective(const SftConfig& cfg) : cfg_(cfg) {}
 
   std::unique_ptr<Model> build(Trainer& t, const std::string& resume_dir) override {
-    if (cfg_.init.empty()) throw UsageError("--init CHECKPOINT is required (the model to tune)");
     if (cfg_.data.empty()) throw UsageError("--data FILE is required (llmkit-chat(5))");
-    init_dir_ = checkpoint_dir(cfg_.init);
-    if (!is_directory(init_dir_) || file_size(init_dir_ + "/config.json") == 0)
-      throw Error(cfg_.init, "is not a checkpoint directory (config.json, model.safetensors) or a run directory");
-    if (is_adapter_dir(init_dir_))
-      throw Error(cfg_.init, "is an adapter: merge it into its base first (llm-sft merge " + cfg_.init + " -o DIR) and give that");
-    tokenizer_ = std::make_unique<Tokenizer>(tokenizer_path(cfg_, init_dir_));
     ModelOptions options;
     options.recompute_mlp = cfg_.recompute;
-    options.lora = cfg_.lora;
-    const bool lora = cfg_.lora.rank > 0;
-    // The base's weights: from --init, unless a full fine-tune resumes (its checkpoint has them).
-    std::unique_ptr<Model> model;
-    if (lora || resume_dir.empty()) {
-      LoadedModel lm = open_model(init_dir_, t.backend(), options);
-      model = std::move(lm.model);
-    } else {
-      model = std::make_unique<Model>(ModelConfig::load(resume_dir), t.backend(), options);
-    }
-    if (tokenizer_->vocab_size() > static_cast<uint64_t>(model->config().vocab_size))
-      throw Error(tokenizer_->path(), "vocabulary of " + std::to_string(tokenizer_->vocab_size()) + " is larger than the model's " +
-                                          std::to_string(model->config().vocab_size));
-    if (cfg_.seq_len > model->config().max_seq && model->config().family == ModelConfig::Family::gpt2)
-      throw UsageError("--seq-len " + std::to_string(cfg_.seq_len) + " is above the model's context of " +
-                       std::to_string(model->config().max_seq));
-    if (lora && !resume_dir.empty() && is_adapter_dir(resume_dir)) {
-      // The adapters resume on the base they were trained on, or not at all.
-      const AdapterConfig a = read_adapter_config(resume_dir);
-      if (!a.fingerprint.empty() && a.fingerprint != base_fingerprint(init_dir_))
-        throw Error(cfg_.init, "is not the base the run's adapters were trained on (" + resume_dir + "/llmkit_base.json)");
-    }
-    if (lora) {
-      if (resume_dir.empty()) model->init_lora(cfg_.seed);
-      model->freeze([](const std::string& name) { return !Model::is_lora_tensor(name); });
-    }
+    std::unique_ptr<Model> model = build_tuned_model(cfg_, t, resume_dir, base_, options);
+    init_dir_ = base_.init_dir;
+    tokenizer_ = base_.tokenizer.get();
     if (!cfg_.teacher.empty()) load_teacher(t, *model);
     encoder_ = std::make_unique<ChatEncoder>(*tokenizer_, ChatTemplate::named(cfg_.chat_template));
     Stats& st = t.stats();
@@ -114,13 +210,7 @@ class SftObjective final : public Objective {
       vo.limit = 0;
       val_ = std::make_unique<ExampleSet>(cfg_.val, *encoder_, vo, val_stats);
     }
-    if (st.get("examples_truncated") > 0 && t.rank() == 0)
-      LLMKIT_WARN("%lld examples longer than --seq-len %d + 1 tokens were cut (%lld tokens); --no-truncate refuses them",
-                  static_cast<long long>(st.get("examples_truncated")), cfg_.seq_len, static_cast<long long>(st.get("tokens_truncated")));
-    if (cfg_.epochs > 0) {
-      const double rows = static_cast<double>(train_->rows()), per_step = static_cast<double>(rows_per_step(t));
-      t.set_steps(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(cfg_.epochs * rows / per_step))));
-    }
+    settle_training_data(t, cfg_, *train_, st, "examples");
     return model;
   }
 
@@ -212,21 +302,15 @@ class SftObjective final : public Objective {
     if (!val_) return nullptr;
     Model& m = t.model();
     m.set_dropout_seed(0);
-    const uint64_t B = static_cast<uint64_t>(cfg_.micro_batch), R = static_cast<uint64_t>(t.ranks());
-    uint64_t rows = val_->rows();
-    if (cfg_.eval_batches > 0) rows = std::min<uint64_t>(rows, static_cast<uint64_t>(cfg_.eval_batches) * B);
     nll_ = correct_ = 0;
     double trained = 0;
-    // The validation rows in their stored order (the order of epoch 0 under seed 0 is fixed too,
-    // but plain order reads better): micro-batches dealt round-robin to the ranks.
-    for (uint64_t r0 = static_cast<uint64_t>(t.rank()) * B; r0 < rows; r0 += R * B) {
-      const int n = static_cast<int>(std::min<uint64_t>(B, rows - r0));
-      const RowBatch b = val_->batch(r0, n, 0);
-      m.forward(b.tokens.data(), b.targets.data(), b.B, b.T, b.starts.empty() ? nullptr : b.starts.data());
-      score(m, b);
-      trained += static_cast<double>(b.trained);
-    }
-    if (R > 1) {
+    for_rank_batches(t, cfg_, *val_, static_cast<uint64_t>(cfg_.eval_batches) * static_cast<uint64_t>(cfg_.micro_batch),
+                     [&](const RowBatch& b) {
+                       m.forward(b.tokens.data(), b.targets.data(), b.B, b.T, b.starts.empty() ? nullptr : b.starts.data());
+                       score(m, b);
+                       trained += static_cast<double>(b.trained);
+                     });
+    if (t.ranks() > 1) {
       nll_ = t.comm().allreduce_sum_double(nll_);
       correct_ = t.comm().allreduce_sum_double(correct_);
       trained = t.comm().allreduce_sum_double(trained);
@@ -235,10 +319,7 @@ class SftObjective final : public Objective {
     return {{"val_loss", nll_ / trained}, {"val_mean_token_accuracy", correct_ / trained}};
   }
 
-  void save_extra(Trainer& t, const std::string& dir) override {
-    write_file_atomic(dir + "/tokenizer_config.json", tokenizer_config_json(cfg_.chat_template, cfg_.seq_len));
-    if (cfg_.lora.rank > 0) save_adapter(dir, t.model(), fs::absolute(init_dir_).lexically_normal().string());
-  }
+  void save_extra(Trainer& t, const std::string& dir) override { save_tuned_extra(cfg_, t, base_, dir); }
 
  private:
   // The batch's summed negative log-likelihood and correct argmax over its targets, before the
@@ -282,7 +363,8 @@ class SftObjective final : public Objective {
   const SftConfig& cfg_;
   std::unique_ptr<Model> teacher_;
   std::string init_dir_;
-  std::unique_ptr<Tokenizer> tokenizer_;
+  TunedBase base_;
+  const Tokenizer* tokenizer_ = nullptr;
   std::unique_ptr<ChatEncoder> encoder_;
   std::unique_ptr<ExampleSet> train_, val_;
   int64_t step_trained_ = 0;
@@ -295,11 +377,7 @@ class SftObjective final : public Objective {
 }  // namespace
 
 int run_sft(const SftConfig& cfg, Stats& stats) {
-  SftConfig c = cfg;
-  if (c.tokenizer.empty() && !c.init.empty()) {  // copied into every checkpoint
-    const std::string dir = checkpoint_dir(c.init);
-    if (file_size(dir + "/tokenizer.model") > 0) c.tokenizer = dir + "/tokenizer.model";
-  }
+  const SftConfig c = with_init_tokenizer(cfg);
   SftObjective objective(c);
   return Trainer(c, objective, stats).run();
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 
 #include "llmkit/error.hpp"
 #include "llmkit/tok.hpp"
@@ -34,9 +35,8 @@ std::vector<ChatMessage> messages_of(const nlohmann::json& j, const std::string&
   return out;
 }
 
-}  // namespace
-
-ChatRow parse_chat_row(std::string_view line, const std::string& where) {
+// A data file's line as a JSON object, or an Error naming `where`.
+nlohmann::json row_object(std::string_view line, const std::string& where) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(line);
@@ -45,6 +45,13 @@ ChatRow parse_chat_row(std::string_view line, const std::string& where) {
     throw Error(where, "invalid JSON (" + what.substr(what.find(']') + 2) + ")");
   }
   if (!j.is_object()) throw Error(where, "a row is a JSON object");
+  return j;
+}
+
+}  // namespace
+
+ChatRow parse_chat_row(std::string_view line, const std::string& where) {
+  const nlohmann::json j = row_object(line, where);
   ChatRow row;
   row.where = where;
   nlohmann::json extra = nlohmann::json::object();
@@ -80,6 +87,88 @@ ChatRow parse_chat_row(std::string_view line, const std::string& where) {
     throw Error(where, "no \"messages\", \"prompt\"/\"completion\" or \"text\" (llmkit-chat(5))");
   }
   return row;
+}
+
+PreferenceRow parse_preference_row(std::string_view line, const std::string& where) {
+  const nlohmann::json j = row_object(line, where);
+  if (!j.contains("chosen") || !j.contains("rejected"))
+    throw Error(where, "a preference row has \"chosen\" and \"rejected\" (llmkit-chat(5))");
+  PreferenceRow pr;
+  pr.where = where;
+  if (j.contains("margin")) {
+    if (!j["margin"].is_number()) throw Error(where, "\"margin\" is not a number");
+    pr.margin = j["margin"].get<double>();
+    if (!std::isfinite(pr.margin)) throw Error(where, "\"margin\" is not finite");
+  }
+  nlohmann::json extra = nlohmann::json::object();
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (it.key() != "prompt" && it.key() != "chosen" && it.key() != "rejected") extra[it.key()] = it.value();
+  const auto &c = j["chosen"], &r = j["rejected"];
+  ChatRow* both[] = {&pr.chosen, &pr.rejected};
+  for (ChatRow* row : both) {
+    row->where = where;
+    row->extra = extra.dump();
+  }
+  if (c.is_string() != r.is_string() || (!c.is_string() && !(c.is_array() && r.is_array())))
+    throw Error(where, "\"chosen\" and \"rejected\" are both strings or both lists of messages");
+  if (c.is_string()) {
+    std::string prompt;
+    std::string chosen = c.get<std::string>(), rejected = r.get<std::string>();
+    if (j.contains("prompt")) {
+      if (!j["prompt"].is_string()) throw Error(where, "\"prompt\" is not a string, as \"chosen\" and \"rejected\" are");
+      prompt = j["prompt"].get<std::string>();
+    } else {
+      // The text both begin with, cut back to a space so that a word is not split (TRL's
+      // extract_prompt does the same).
+      size_t n = 0;
+      while (n < chosen.size() && n < rejected.size() && chosen[n] == rejected[n]) ++n;
+      if (n < chosen.size() || n < rejected.size()) {
+        const size_t space = chosen.substr(0, n).find_last_of(' ');
+        n = space == std::string::npos ? 0 : space;
+      }
+      prompt = chosen.substr(0, n);
+      chosen.erase(0, n);
+      rejected.erase(0, n);
+      if (prompt.empty()) throw Error(where, "\"chosen\" and \"rejected\" share no prompt: give \"prompt\"");
+    }
+    if (chosen == rejected) throw Error(where, "\"chosen\" and \"rejected\" are the same");
+    for (ChatRow* row : both) {
+      row->kind = ChatRow::Kind::prompt_completion;
+      row->prompt = prompt;
+    }
+    pr.chosen.completion = chosen;
+    pr.rejected.completion = rejected;
+    return pr;
+  }
+  std::vector<ChatMessage> prompt, chosen = messages_of(c, "chosen", where), rejected = messages_of(r, "rejected", where);
+  if (j.contains("prompt")) {
+    prompt = messages_of(j["prompt"], "prompt", where);
+  } else {
+    size_t n = 0;
+    while (n < chosen.size() && n < rejected.size() && chosen[n].role == rejected[n].role && chosen[n].content == rejected[n].content)
+      ++n;
+    if (n == 0) throw Error(where, "\"chosen\" and \"rejected\" share no prompt (their first messages differ): give \"prompt\"");
+    prompt.assign(chosen.begin(), chosen.begin() + static_cast<long>(n));
+    chosen.erase(chosen.begin(), chosen.begin() + static_cast<long>(n));
+    rejected.erase(rejected.begin(), rejected.begin() + static_cast<long>(n));
+  }
+  auto same = [](const std::vector<ChatMessage>& a, const std::vector<ChatMessage>& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (a[i].role != b[i].role || a[i].content != b[i].content) return false;
+    return true;
+  };
+  if (same(chosen, rejected)) throw Error(where, "\"chosen\" and \"rejected\" are the same");
+  const std::vector<ChatMessage>* answers[] = {&chosen, &rejected};
+  for (int i = 0; i < 2; ++i) {
+    if (answers[i]->empty()) throw Error(where, std::string("\"") + (i ? "rejected" : "chosen") + "\" adds nothing to the prompt");
+    ChatRow& row = *both[i];
+    row.kind = ChatRow::Kind::conversation;
+    row.messages = prompt;
+    row.completion_from = prompt.size();
+    row.messages.insert(row.messages.end(), answers[i]->begin(), answers[i]->end());
+  }
+  return pr;
 }
 
 // ---- Templates ------------------------------------------------------------------------------------

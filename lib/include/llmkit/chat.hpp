@@ -34,6 +34,23 @@ struct ChatRow {
 // Parses one JSONL row; an Error naming `where` says what is wrong with it.
 ChatRow parse_chat_row(std::string_view line, const std::string& where);
 
+// A preference row, as TRL's preference data sets hold them: the same prompt answered twice,
+// one answer preferred.
+//   {"prompt": "...", "chosen": "...", "rejected": "..."}
+//   {"prompt": [messages], "chosen": [messages], "rejected": [messages]}
+//   {"chosen": [messages], "rejected": [messages]}   implicit prompt: the messages both begin
+//                                                    with (or, for strings, the text, up to a
+//                                                    space)
+// and optionally "margin": a number (how much better chosen is: llm-rm's margin).
+// The pair as two rows, prompt then completion: chosen and rejected. An Error when the answers
+// are the same, or when no prompt is shared.
+struct PreferenceRow {
+  ChatRow chosen, rejected;
+  double margin = 0;
+  std::string where;
+};
+PreferenceRow parse_preference_row(std::string_view line, const std::string& where);
+
 // A piece of a rendered conversation: text, or a control token by id (<s>, </s>); trained when
 // its tokens are targets of the loss.
 struct ChatPart {

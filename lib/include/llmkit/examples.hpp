@@ -6,7 +6,9 @@
 // every rank, so a step's batch is known to all and resumable from a row cursor.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "llmkit/chat.hpp"
@@ -20,9 +22,25 @@ struct ExampleOptions {
   bool packing = false;
   bool truncate = true;    // false: an example longer than a row is an error
   bool strict = false;     // a malformed row stops the run instead of being skipped
-  int64_t limit = 0;       // examples read at most; 0: all
+  int64_t limit = 0;       // groups read at most; 0: all
   std::string text_field = "text";
+  // Examples a data row makes: 1 (a chat row), 2 (a preference pair: chosen, rejected). The
+  // examples of a group stay together: dropped together, and with group > 1 (no packing) one
+  // row each, consecutive, in every epoch's order.
+  int group = 1;
 };
+
+// What a data row makes: `group` examples, and a value for them (a pair's margin).
+struct ExampleGroup {
+  std::vector<ChatExample> examples;
+  float value = 0;
+};
+// Parses and tokenizes one data row (JSONL); an Error naming `where` when it cannot.
+using RowEncoder = std::function<ExampleGroup(std::string_view line, const std::string& where)>;
+// Chat rows (llmkit-chat(5)) through a chat encoder: one example a row.
+RowEncoder chat_rows(const ChatEncoder& encoder);
+// Preference rows: chosen then rejected, the margin as the value.
+RowEncoder preference_rows(const ChatEncoder& encoder);
 
 // A batch of rows, [B, T] each: inputs, targets (-1: not trained), and for packed rows the
 // sequence starts (empty otherwise).
@@ -31,6 +49,8 @@ struct RowBatch {
   std::vector<int32_t> tokens, targets, starts;
   int64_t trained = 0;  // targets >= 0
   int64_t real = 0;     // positions holding an example's token (the rest is padding)
+  std::vector<uint32_t> first_example;  // per row: the index of its first example
+  std::vector<float> values;            // per row: its first example's group value
 };
 
 class ExampleSet {
@@ -39,10 +59,13 @@ class ExampleSet {
   // template cannot render are skipped with a warning naming FILE:LINE and counted in stats
   // (rows_skipped), or stop the run with `strict`. An Error when nothing is left.
   ExampleSet(const std::vector<std::string>& files, const ChatEncoder& encoder, const ExampleOptions& opts, Stats& stats);
-  // From examples already tokenized (tests).
+  ExampleSet(const std::vector<std::string>& files, const RowEncoder& encode, const ExampleOptions& opts, Stats& stats);
+  // From examples already tokenized (tests), in groups of opts.group.
   ExampleSet(std::vector<ChatExample> examples, const ExampleOptions& opts, Stats& stats);
 
   size_t examples() const { return offsets_.size() - 1; }
+  size_t groups() const { return examples() / static_cast<size_t>(opts_.group); }
+  float group_value(size_t example) const { return values_[example / static_cast<size_t>(opts_.group)]; }
   size_t rows() const { return rows_.size(); }
   int64_t trained_tokens() const { return trained_total_; }
   // The example's tokens and mask (after truncation).
@@ -55,11 +78,13 @@ class ExampleSet {
   RowBatch batch(uint64_t cursor, int B, uint64_t seed) const;
   // Trained targets in rows cursor .. cursor + n - 1 (a step's loss normaliser).
   int64_t trained_in(uint64_t cursor, uint64_t n, uint64_t seed) const;
+  // A hash of the examples' tokens and masks, in hex: whether two sets hold the same data.
+  std::string fingerprint() const;
   // Fraction of the rows' positions that hold padding.
   double padding_fraction() const;
 
  private:
-  void add(const ChatExample& ex, Stats& stats);
+  void add(const ExampleGroup& g, Stats& stats);
   void make_rows();
   const std::vector<uint32_t>& epoch_order(uint64_t epoch, uint64_t seed) const;
 
@@ -68,6 +93,7 @@ class ExampleSet {
   std::vector<uint8_t> trained_;
   std::vector<uint64_t> offsets_{0};
   std::vector<std::string> where_;
+  std::vector<float> values_;  // per group
   struct Row {
     std::vector<uint32_t> examples;
     int used = 0;      // positions taken

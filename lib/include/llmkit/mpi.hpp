@@ -27,6 +27,7 @@ class Comm {
   static constexpr size_t kBucket = size_t{1} << 24;
   // In place, in buckets of at most `bucket` floats.
   void allreduce_sum(float* data, size_t n, size_t bucket = kBucket);
+  void allreduce_sum(double* data, size_t n, size_t bucket = kBucket);
   // In place on `root` (its data receives the sums; the others' data is left as it was).
   void reduce_sum(float* data, size_t n, int root, size_t bucket = kBucket);
   // Collectives on a buffer of segments, one per rank in rank order, counts[r] floats for rank r

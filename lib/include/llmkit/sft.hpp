@@ -5,6 +5,8 @@
 #pragma once
 #include <cstdint>
 #include <cstdio>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,10 @@
 namespace llmkit {
 
 class Stats;
+class Tokenizer;
+class OptionParser;
+class ExampleSet;
+struct RowBatch;
 
 struct SftConfig : TrainerOptions {
   std::vector<std::string> data, val;  // chat JSONL files (llmkit-chat(5))
@@ -34,6 +40,47 @@ struct SftConfig : TrainerOptions {
 
 // Runs training; 0 at the end, 1 when stopped by a signal after saving a checkpoint.
 int run_sft(const SftConfig& cfg, Stats& stats);
+
+// What every post-training objective tunes (llm-sft, llm-ppo dpo, llm-rm): the model of --init
+// (a full fine-tune that resumes: its checkpoint's config, the loop loads the weights), with
+// LoRA adapters on the frozen base when cfg.lora.rank > 0 (initialised, or checked against the
+// base they were trained on when resuming), checked against its tokenizer and --seq-len.
+struct TunedBase {
+  std::string init_dir;  // the checkpoint directory --init names
+  std::unique_ptr<Tokenizer> tokenizer;
+};
+std::unique_ptr<Model> build_tuned_model(const SftConfig& cfg, Trainer& t, const std::string& resume_dir, TunedBase& base,
+                                         ModelOptions options = {});
+// What such a model's checkpoint holds besides the loop's files: tokenizer_config.json (the
+// chat template) and, under LoRA, the adapter in PEFT's files.
+void save_tuned_extra(const SftConfig& cfg, Trainer& t, const TunedBase& base, const std::string& dir);
+// The options of the commands that tune a model on chat data (llm-sft, llm-ppo, llm-rm),
+// declared once: --init, --data, --val, --tokenizer, --template, --no-truncate, --strict,
+// --epochs, --limit (and --packing where the objective packs), the LoRA options and --merge.
+// check_tuning_options() puts what they say into cfg (UsageError naming the flag);
+// finish_tuning() does what --merge asks once the run has ended with `rc`.
+struct TuningFlags {
+  int64_t rank = 0;
+  double alpha = 0, dropout = 0;
+  std::string targets = "all-linear";
+  bool no_truncate = false, merge = false;
+};
+void add_tuning_options(OptionParser& op, SftConfig& cfg, TuningFlags& f, const std::string& data_help, bool packing);
+void check_tuning_options(SftConfig& cfg, const TuningFlags& f);
+void finish_tuning(const SftConfig& cfg, const TuningFlags& f, int rc, const Stats& stats);
+
+// After the training data is read: a warning on the examples cut to --seq-len (`what` names
+// them), and --epochs turned into the run's steps.
+void settle_training_data(Trainer& t, const SftConfig& cfg, const ExampleSet& train, const Stats& stats, const char* what);
+// The first `rows` rows (all: 0) of an evaluation set in micro-batches of cfg.micro_batch,
+// dealt round-robin to the ranks: f(batch) for this rank's, in the order of epoch 0 under
+// seed 0. The evaluation of every tuning objective, and DPO's reference pass.
+void for_rank_batches(Trainer& t, const SftConfig& cfg, const ExampleSet& set, uint64_t rows,
+                      const std::function<void(const RowBatch&)>& f);
+
+// cfg with --tokenizer defaulting to --init's tokenizer.model (the loop copies it into every
+// checkpoint).
+SftConfig with_init_tokenizer(const SftConfig& cfg);
 // Prints the first n examples of the data with their trained tokens between [[ and ]].
 void show_masks(const SftConfig& cfg, int64_t n, std::FILE* out);
 // A base with an adapter (an adapter directory or a run whose checkpoint holds one) merged into

@@ -106,6 +106,7 @@ class Trainer {
   int run();
 
   const TrainerOptions& options() const { return opts_; }
+  const Objective& objective() const { return obj_; }
   // The run's length when the objective decides it (llm-sft --epochs), during build().
   void set_steps(int64_t steps) { opts_.steps = steps; }
   Backend& backend() { return *be_; }
