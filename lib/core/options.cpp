@@ -151,7 +151,7 @@ std::vector<std::string> OptionParser::parse(int argc, char** argv) {
   section("Common options");
   if (config_)
     value("config", 0, "FILE", [](const std::string&) {},  // read before the command line
-          "options from a JSON object {\"lr\": 2e-4, \"packing\": true, ...}; the\ncommand line wins");
+          "options from a JSON object {\"lr\": 2e-4, \"steps\": 1000, ...}; the\ncommand line wins");
   integer("threads", 0, "N", &threads, "worker threads (default: all cores)");
   integer("seed", 0, "N", &seed, "random seed (default 0)");
   value("quiet", 'q', "", [&quiet](const std::string&) { ++quiet; },
