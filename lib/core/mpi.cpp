@@ -105,6 +105,13 @@ void Comm::allreduce_sum(float* data, size_t n, size_t bucket) {
   }
 }
 
+double Comm::allreduce_max_double(double v) {
+  if (!mpi_) return v;
+  double out = v;
+  MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return out;
+}
+
 void Comm::allreduce_sum(double* data, size_t n, size_t bucket) {
   if (!mpi_) return;
   bucket = std::clamp<size_t>(bucket, 1, INT32_MAX);

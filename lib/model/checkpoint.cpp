@@ -97,6 +97,7 @@ std::vector<HfTensor> hf_layout(const Model& m) {
   }
   out.push_back({"transformer.ln_f.weight", {"ln_f.weight"}});
   out.push_back({"transformer.ln_f.bias", {"ln_f.bias"}});
+  if (m.options().scalar_head) out.push_back({"score.weight", {"score.weight"}});  // GPT2ForSequenceClassification's
   return out;
 }
 
@@ -204,7 +205,8 @@ void save_model(const std::string& path, Model& m, const std::string& dtype) {
   write_safetensors_f32(path, views, dtype == "BF16" ? DType::bf16 : DType::f32, meta);
 }
 
-void load_model(const std::string& path, Model& m) {
+std::vector<std::string> load_model(const std::string& path, Model& m, const std::set<std::string>& optional) {
+  std::vector<std::string> missing;
   SafetensorsFile f(path);
   // The model's current weights, so that what the file does not hold (adapters) is kept.
   std::vector<float> host(m.num_params(), 0.0f);
@@ -212,6 +214,10 @@ void load_model(const std::string& path, Model& m) {
   for (const auto& t : hf_layout(m)) {
     std::string name = t.name;
     if (!f.has(name) && name.rfind("transformer.", 0) == 0 && f.has(name.substr(12))) name = name.substr(12);
+    if (!f.has(name) && optional.count(t.name)) {
+      missing.push_back(t.name);
+      continue;
+    }
     if (!f.has(name)) throw Error(path, "tensor " + t.name + " is missing");
     std::vector<int64_t> shape;
     std::vector<float> scratch;
@@ -223,6 +229,7 @@ void load_model(const std::string& path, Model& m) {
     scatter(m, host, t, v);
   }
   m.backend().upload(m.weights(), host.data(), host.size());
+  return missing;
 }
 
 // ---- llm.c GPT-2 checkpoints ------------------------------------------------------------------------
@@ -466,7 +473,12 @@ LoadedModel open_model(const std::string& path, Backend& be, ModelOptions option
     return lm;
   }
   if (is_directory(dir)) {
-    lm.model = std::make_unique<Model>(ModelConfig::load(dir), be, options);
+    const ModelConfig cfg = ModelConfig::load(dir);
+    if (cfg.classifier) {  // a reward model
+      options.scalar_head = true;
+      options.lm_head = false;
+    }
+    lm.model = std::make_unique<Model>(cfg, be, options);
     load_model(dir + "/model.safetensors", *lm.model);
     if (file_size(dir + "/tokenizer.model") > 0) lm.tokenizer = dir + "/tokenizer.model";
     if (file_size(dir + "/trainer_state.json") > 0)

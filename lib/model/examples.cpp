@@ -85,14 +85,14 @@ ExampleSet::ExampleSet(std::vector<ChatExample> examples, const ExampleOptions& 
 // row, its first seq_len + 1 tokens are kept (or it is an error). A group is kept whole or not
 // at all.
 void ExampleSet::add(const ExampleGroup& g, Stats& stats) {
-  const size_t room = static_cast<size_t>(opts_.seq_len) + 1;
+  const size_t room = static_cast<size_t>(opts_.seq_len) + (opts_.whole ? 0 : 1);
   std::vector<size_t> kept;
   std::vector<int64_t> trained_of;
   for (const ChatExample& ex : g.examples) {
     const size_t n = ex.tokens.size();
     if (n > room && !opts_.truncate)
       throw Error(ex.where, std::to_string(n) + " tokens, more than --seq-len " + std::to_string(opts_.seq_len) +
-                                " + 1 (without --no-truncate the example is cut to fit)");
+                                (opts_.whole ? "" : " + 1") + " (without --no-truncate the example is cut to fit)");
     kept.push_back(std::min(n, room));
     int64_t trained = 0;
     for (size_t i = 1; i < kept.back(); ++i) trained += ex.trained[i];
@@ -136,7 +136,7 @@ ChatExample ExampleSet::example(size_t i) const {
 void ExampleSet::make_rows() {
   if (opts_.group < 1 || (opts_.group > 1 && opts_.packing)) throw UsageError("packing keeps one example a group");
   const size_t n = examples();
-  auto positions = [&](size_t i) { return static_cast<int>(offsets_[i + 1] - offsets_[i]) - 1; };
+  auto positions = [&](size_t i) { return static_cast<int>(offsets_[i + 1] - offsets_[i]) - (opts_.whole ? 0 : 1); };
   auto trained_of = [&](size_t i) {
     int64_t t = 0;
     for (uint64_t k = offsets_[i] + 1; k < offsets_[i + 1]; ++k) t += trained_[k];
@@ -205,6 +205,7 @@ RowBatch ExampleSet::batch(uint64_t cursor, int B, uint64_t seed) const {
   if (opts_.packing) rb.starts.resize(NT);
   rb.first_example.resize(static_cast<size_t>(B));
   rb.values.resize(static_cast<size_t>(B));
+  rb.used.resize(static_cast<size_t>(B));
   for (int b = 0; b < B; ++b) {
     const Row& row = rows_[row_at(cursor + static_cast<uint64_t>(b), seed)];
     rb.first_example[static_cast<size_t>(b)] = row.examples.front();
@@ -212,10 +213,10 @@ RowBatch ExampleSet::batch(uint64_t cursor, int B, uint64_t seed) const {
     const size_t base = static_cast<size_t>(b) * rb.T;
     int t = 0;
     for (uint32_t e : row.examples) {
-      const uint64_t o = offsets_[e], len = offsets_[e + 1] - o - 1;
+      const uint64_t o = offsets_[e], len = offsets_[e + 1] - o - (opts_.whole ? 0 : 1);
       for (uint64_t i = 0; i < len; ++i) {
         rb.tokens[base + static_cast<size_t>(t) + i] = tokens_[o + i];
-        if (trained_[o + i + 1]) {
+        if (!opts_.whole && trained_[o + i + 1]) {
           rb.targets[base + static_cast<size_t>(t) + i] = tokens_[o + i + 1];
           ++rb.trained;
         }
@@ -224,6 +225,7 @@ RowBatch ExampleSet::batch(uint64_t cursor, int B, uint64_t seed) const {
       t += static_cast<int>(len);
     }
     rb.real += t;
+    rb.used[static_cast<size_t>(b)] = t;
     for (int p = t; opts_.packing && p < rb.T; ++p) rb.starts[base + static_cast<size_t>(p)] = p;  // padding: alone
   }
   return rb;

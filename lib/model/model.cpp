@@ -36,6 +36,15 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& w
   ModelConfig c;
   try {
     std::string type = get_or<std::string>(j, "model_type", "");
+    if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+        j["architectures"][0].is_string()) {
+      const std::string arch = j["architectures"][0].get<std::string>();
+      if (has_suffix(arch, "ForSequenceClassification")) {
+        if (get_or<int>(j, "num_labels", 1) != 1)
+          throw Error(where, arch + " with " + std::to_string(get_or<int>(j, "num_labels", 1)) + " labels: a reward model has one");
+        c.classifier = true;
+      }
+    }
     if (type == "llama" || type == "mistral") {
       c.family = Family::llama;
       c.vocab_size = j.at("vocab_size").get<int>();
@@ -97,7 +106,7 @@ ModelConfig ModelConfig::load(const std::string& name_or_path) {
 std::string ModelConfig::to_json() const {
   nlohmann::ordered_json j;
   if (family == Family::llama) {
-    j["architectures"] = {"LlamaForCausalLM"};
+    j["architectures"] = {classifier ? "LlamaForSequenceClassification" : "LlamaForCausalLM"};
     j["model_type"] = "llama";
     j["vocab_size"] = vocab_size;
     j["hidden_size"] = dim;
@@ -111,7 +120,7 @@ std::string ModelConfig::to_json() const {
     j["tie_word_embeddings"] = tied_embeddings;
     j["hidden_act"] = "silu";
   } else {
-    j["architectures"] = {"GPT2LMHeadModel"};
+    j["architectures"] = {classifier ? "GPT2ForSequenceClassification" : "GPT2LMHeadModel"};
     j["model_type"] = "gpt2";
     j["vocab_size"] = vocab_size;
     j["n_embd"] = dim;
@@ -122,6 +131,12 @@ std::string ModelConfig::to_json() const {
     j["layer_norm_epsilon"] = norm_eps;
     j["activation_function"] = "gelu_new";
     j["tie_word_embeddings"] = true;
+  }
+  if (classifier) {
+    j["num_labels"] = 1;
+    j["id2label"] = {{"0", "LABEL_0"}};
+    j["label2id"] = {{"LABEL_0", 0}};
+    j["pad_token_id"] = 0;  // <pad>: Hugging Face reads the score at the last token before it
   }
   j["torch_dtype"] = "float32";
   return j.dump(2) + "\n";
@@ -339,7 +354,7 @@ void Model::build_specs() {
   layer_begin_.push_back(total_);
   if (llama) {
     add("model.norm.weight", {C}, false);
-    if (!c.tied_embeddings) add("lm_head.weight", {V, C}, true);
+    if (!c.tied_embeddings && opts_.lm_head) add("lm_head.weight", {V, C}, true);
   } else {
     add("ln_f.weight", {C}, false);
     add("ln_f.bias", {C}, false);
@@ -455,7 +470,7 @@ void Model::bind() {
   t.dwte = grad(t.wte);
   t.dwpe = grad(t.wpe);
   t.normf = llama ? norm("model.norm.weight", "") : norm("ln_f.weight", "ln_f.bias");
-  t.lm = linear(C, c.padded_vocab(), llama && !c.tied_embeddings ? "lm_head.weight" : embed, "");
+  t.lm = linear(C, c.padded_vocab(), llama && !c.tied_embeddings && opts_.lm_head ? "lm_head.weight" : embed, "");
   if (opts_.scalar_head) t.score = linear(C, 1, "score.weight", "");
 }
 
@@ -653,7 +668,7 @@ void Model::activation_sizes(size_t N, size_t& acts, size_t& stats) const {
   const size_t QC = static_cast<size_t>(cfg_.heads) * cfg_.head_dim(), KC = static_cast<size_t>(cfg_.kv_heads) * cfg_.head_dim();
   const size_t mlp = N * 3 * F;  // f1, f3, act: per layer, or once with recompute_mlp
   const size_t layer = N * (4 * C + 2 * QC + 2 * KC) + (opts_.recompute_mlp ? 0 : mlp);
-  const size_t top = N * (2 * C + V) + (opts_.recompute_mlp ? mlp : 0);
+  const size_t top = N * (2 * C + (opts_.lm_head ? V : 0)) + (opts_.recompute_mlp ? mlp : 0);
   const size_t scratch = N * (2 * C + QC + 2 * KC + std::max(F, QC) + 2 * F);  // gradients
   // Adapters: [N, rank] per adapted linear and layer; scratch of [N, widest input] twice and [N, rank].
   const size_t r = static_cast<size_t>(std::max(0, opts_.lora.rank));
@@ -746,7 +761,7 @@ void Model::ensure_rows(int tokens) {
   t.logp = stat(N);
   t.values = stat(N);
   t.dvalues = stat(N);
-  acts_.logits = take(N * static_cast<size_t>(cfg_.padded_vocab()));
+  acts_.logits = take(opts_.lm_head ? N * static_cast<size_t>(cfg_.padded_vocab()) : 0);
   t.tmp = take(N * C);
   t.dres = take(N * C);
   t.dq = take(N * QC);
@@ -847,13 +862,14 @@ void Model::layer_backward(int l, LayerActs& a, int N, AttentionSite& site, bool
 void Model::head_forward(const float* x, int N) {
   Top& t = *top_;
   t.normf.forward(be_, t.hf, t.meanf, t.rstdf, x, N);
-  t.lm.forward(be_, acts_.logits, t.hf, N);
+  if (opts_.lm_head) t.lm.forward(be_, acts_.logits, t.hf, N);
   if (t.score.w) t.score.forward(be_, t.values, t.hf, N);
 }
 
 // ---- Forward ---------------------------------------------------------------------------------------
 
 void Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T, const int32_t* starts) {
+  if (targets && !opts_.lm_head) throw Error("", "forward: targets for a model without an LM head");
   ensure_acts(B, T);
   const ModelConfig& c = cfg_;
   const int N = B * T, V = c.vocab_size, Vp = c.padded_vocab();
@@ -936,6 +952,7 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host, const Di
 
   be_.zero(t.tmp, NC);  // d(final hidden state)
   if (dlogp_host) {
+    if (!opts_.lm_head) throw Error("", "backward: d(logp) for a model without an LM head");
     be_.upload(t.dlogp, dlogp_host, static_cast<size_t>(N));
     // The logits become their gradient in place (the forward's logits are not needed again).
     if (kd) {
@@ -1020,24 +1037,24 @@ void Model::forward_cached(const int32_t* tokens, int rows, const std::vector<Ca
 // ---- Cost ------------------------------------------------------------------------------------------
 
 // Weights in matmuls (the LM head's included, tied or not) and attention's FLOPs of a forward.
-static void forward_costs(const ModelConfig& c, int B, int T, double& matmul_params, double& attn) {
+static void forward_costs(const ModelConfig& c, bool lm_head, int B, int T, double& matmul_params, double& attn) {
   const double C = c.dim, F = c.ffn_dim, L = c.layers, QC = c.heads * static_cast<double>(c.head_dim());
   const double KC = c.kv_heads * static_cast<double>(c.head_dim());
   const double ffn_mats = c.family == ModelConfig::Family::llama ? 3 : 2;
-  matmul_params = L * (C * QC + 2 * C * KC + QC * C + ffn_mats * C * F) + C * c.padded_vocab();
+  matmul_params = L * (C * QC + 2 * C * KC + QC * C + ffn_mats * C * F) + (lm_head ? C * c.padded_vocab() : C);
   // QK^T and PV: 2 * 2 * T * T/2 * QC per sequence and layer (causal)
   attn = 2.0 * 2.0 * L * QC * static_cast<double>(T) * T / 2.0 * B;
 }
 
 double Model::flops_per_forward(int B, int T) const {
   double matmul_params = 0, attn = 0;
-  forward_costs(cfg_, B, T, matmul_params, attn);
+  forward_costs(cfg_, opts_.lm_head, B, T, matmul_params, attn);
   return 2.0 * matmul_params * static_cast<double>(B) * T + attn;
 }
 
 double Model::flops_per_step(int B, int T) const {
   double matmul_params = 0, attn_forward = 0;
-  forward_costs(cfg_, B, T, matmul_params, attn_forward);
+  forward_costs(cfg_, opts_.lm_head, B, T, matmul_params, attn_forward);
   const double C = cfg_.dim, tokens = static_cast<double>(B) * T;
   const double attn = 3.0 * attn_forward;  // x3 with backward
   // A weight costs 2 FLOPs per token forward, 2 for its input's gradient and 2 for its own, which
@@ -1049,7 +1066,7 @@ double Model::flops_per_step(int B, int T) const {
     else if (!s.trainable() && s.name != "wpe" && s.name != "model.embed_tokens.weight" && s.name != "wte") frozen += static_cast<double>(s.size);
   }
   if (!specs_.empty() && !param(cfg_.family == ModelConfig::Family::llama ? "model.embed_tokens.weight" : "wte").trainable() &&
-      cfg_.tied_embeddings)
+      cfg_.tied_embeddings && opts_.lm_head)
     frozen += C * cfg_.padded_vocab();  // the tied LM head
   return 6.0 * matmul_params * tokens - 2.0 * frozen * tokens + 6.0 * adapters * tokens + attn;
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <random>
 
 #include "llmkit/adapter.hpp"
 #include "llmkit/chat.hpp"
@@ -66,6 +67,18 @@ ExampleOptions example_options(const SftConfig& cfg) {
 
 }  // namespace
 
+void init_score_head(Model& m, uint64_t seed) {
+  const ParamSpec& s = m.param("score.weight");
+  std::vector<float> w(s.size);
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + 0x5C0E);
+  for (float& x : w) {  // N(0, 0.02) by Box-Muller on our own uniform numbers (the standard's are not portable)
+    const double u1 = (static_cast<double>(rng() >> 11) + 0.5) / 9007199254740992.0, u2 = static_cast<double>(rng() >> 11) / 9007199254740992.0;
+    x = static_cast<float>(0.02 * std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+  }
+  m.backend().upload(m.weights() + s.offset, w.data(), w.size());
+  m.backend().parameters_changed();
+}
+
 std::unique_ptr<Model> build_tuned_model(const SftConfig& cfg_, Trainer& t, const std::string& resume_dir, TunedBase& base,
                                          ModelOptions options) {
   if (cfg_.init.empty()) throw UsageError("--init CHECKPOINT is required (the model to tune)");
@@ -80,7 +93,17 @@ std::unique_ptr<Model> build_tuned_model(const SftConfig& cfg_, Trainer& t, cons
   const bool lora = cfg_.lora.rank > 0;
   // The base's weights: from --init, unless a full fine-tune resumes (its checkpoint has them).
   std::unique_ptr<Model> model;
-  if (lora || resume_dir.empty()) {
+  if (base.reward) {
+    ModelConfig mc = ModelConfig::load(lora || resume_dir.empty() ? init_dir_ : resume_dir);
+    mc.classifier = true;
+    options.scalar_head = true;
+    options.lm_head = false;
+    model = std::make_unique<Model>(mc, t.backend(), options);
+    if (lora || resume_dir.empty()) {
+      base.new_score = !load_model(init_dir_ + "/model.safetensors", *model, {"score.weight"}).empty();
+      if (base.new_score) init_score_head(*model, cfg_.seed);
+    }
+  } else if (lora || resume_dir.empty()) {
     LoadedModel lm = open_model(init_dir_, t.backend(), options);
     model = std::move(lm.model);
   } else {
@@ -100,7 +123,8 @@ std::unique_ptr<Model> build_tuned_model(const SftConfig& cfg_, Trainer& t, cons
   }
   if (lora) {
     if (resume_dir.empty()) model->init_lora(cfg_.seed);
-    model->freeze([](const std::string& name) { return !Model::is_lora_tensor(name); });
+    // The adapters, and a reward model's score head in full.
+    model->freeze([](const std::string& name) { return !Model::is_lora_tensor(name) && name != "score.weight"; });
   }
   return model;
 }

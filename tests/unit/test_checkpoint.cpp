@@ -210,3 +210,46 @@ TEST_CASE("load_moments reads any range of the moments, cutting tensors where it
   }
   std::filesystem::remove_all(out);
 }
+
+TEST_CASE("Reward models: score.weight saved and loaded in both families, no LM head, a classifier's config", "[checkpoint][rm]") {
+  for (auto f : {ModelConfig::Family::llama, ModelConfig::Family::gpt2}) {
+    INFO((f == ModelConfig::Family::llama ? "llama" : "gpt2"));
+    auto be = make_cpu_backend();
+    ModelConfig c = small(f);
+    c.tied_embeddings = false;  // an untied Llama's lm_head.weight is not part of a reward model
+    if (f == ModelConfig::Family::gpt2) c.tied_embeddings = true;
+    c.classifier = true;
+    ModelOptions o;
+    o.scalar_head = true;
+    o.lm_head = false;
+    Model a(c, *be, o);
+    a.init(3);
+    std::string path = tmp("rm.safetensors");
+    save_model(path, a);
+    SafetensorsFile file(path);
+    CHECK(file.has("score.weight"));
+    CHECK_FALSE(file.has("lm_head.weight"));
+    const ModelConfig back = ModelConfig::from_json(c.to_json(), "config.json");
+    CHECK(back.classifier);
+    CHECK(c.to_json().find(f == ModelConfig::Family::llama ? "\"LlamaForSequenceClassification\"" : "\"GPT2ForSequenceClassification\"") !=
+          std::string::npos);
+    Model b(back, *be, o);
+    CHECK(load_model(path, b).empty());
+    std::vector<int32_t> tok = {1, 7, 3, 49, 0, 12, 5, 8};
+    a.forward(tok.data(), nullptr, 2, 4);
+    b.forward(tok.data(), nullptr, 2, 4);
+    CHECK(a.values() == b.values());
+    // A language model's file as a reward model's start: everything but the score head.
+    ModelConfig lmc = small(f);
+    Model lm(lmc, *be);
+    lm.init(5);
+    save_model(path, lm);
+    Model r(back, *be, o);
+    CHECK(load_model(path, r, {"score.weight"}) == std::vector<std::string>{"score.weight"});
+    CHECK_THROWS_AS(load_model(path, r), Error);
+    std::remove(path.c_str());
+  }
+  CHECK_THROWS_AS(ModelConfig::from_json(R"({"architectures": ["LlamaForSequenceClassification"], "num_labels": 3, "model_type": "llama",
+    "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32})", "c.json"),
+                  Error);
+}

@@ -10,6 +10,7 @@
 #include "llmkit/dpo.hpp"
 #include "llmkit/error.hpp"
 #include "llmkit/examples.hpp"
+#include "llmkit/rm.hpp"
 #include "llmkit/stats.hpp"
 
 using namespace llmkit;
@@ -155,4 +156,25 @@ TEST_CASE("dpo: the pair losses' derivatives against finite differences", "[dpo]
       CHECK(l.drejected == Approx(fr).margin(1e-7));
     }
   }
+}
+
+TEST_CASE("rm: the Bradley-Terry loss with margin and centring, values and derivatives", "[rm]") {
+  // rc - rr - margin = 0.5: log(1 + e^-0.5); slopes -sigmoid(-0.5) and +sigmoid(-0.5).
+  RmPairLoss l = rm_pair_loss(1.25, 0.5, 0.25, 0);
+  CHECK(l.loss == Approx(0.47407698418010663).epsilon(1e-12));
+  CHECK(l.dchosen == Approx(-0.3775406687981454).epsilon(1e-12));
+  CHECK(l.drejected == Approx(0.3775406687981454).epsilon(1e-12));
+  // Centring adds C (rc + rr)^2.
+  l = rm_pair_loss(1.25, 0.5, 0.25, 0.01);
+  CHECK(l.loss == Approx(0.47407698418010663 + 0.01 * 1.75 * 1.75).epsilon(1e-12));
+  // Far apart either way: no overflow.
+  CHECK(rm_pair_loss(-400, 400, 0, 0).loss == Approx(800));
+  CHECK(rm_pair_loss(400, -400, 0, 0).loss < 1e-300);
+  for (double center : {0.0, 0.05})
+    for (double rc : {-3.0, 0.4, 2.5}) {
+      const double rr = 0.7, m = 0.3, h = 1e-6;
+      const RmPairLoss g = rm_pair_loss(rc, rr, m, center);
+      CHECK(g.dchosen == Approx((rm_pair_loss(rc + h, rr, m, center).loss - rm_pair_loss(rc - h, rr, m, center).loss) / (2 * h)).margin(1e-7));
+      CHECK(g.drejected == Approx((rm_pair_loss(rc, rr + h, m, center).loss - rm_pair_loss(rc, rr - h, m, center).loss) / (2 * h)).margin(1e-7));
+    }
 }

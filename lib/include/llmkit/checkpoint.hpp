@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,7 +33,9 @@ void save_model(const std::string& path, Model& model, const std::string& dtype 
 // Reads Hugging Face-named weights (Llama, or GPT-2 with or without the "transformer."
 // prefix) into the model, checking every shape; a missing or misshapen tensor is an Error
 // naming the file and the tensor.
-void load_model(const std::string& path, Model& model);
+// Tensors named in `optional` may be missing (a reward model's score.weight when its start is a
+// language model): they keep their values, and their names are returned.
+std::vector<std::string> load_model(const std::string& path, Model& model, const std::set<std::string>& optional = {});
 
 // llm.c's GPT-2 checkpoints (gpt2_124M.bin: 256 int32 header, magic 20240326, version 3 = fp32
 // weights; maxT, V, L, NH, C, padded V; then the tensors in llm.c's order): true when `path`

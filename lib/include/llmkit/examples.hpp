@@ -28,6 +28,9 @@ struct ExampleOptions {
   // examples of a group stay together: dropped together, and with group > 1 (no packing) one
   // row each, consecutive, in every epoch's order.
   int group = 1;
+  // Whole examples as inputs, no targets (a reward model reads the score after the last
+  // token): an example of n tokens takes n positions, and seq_len tokens at most are kept.
+  bool whole = false;
 };
 
 // What a data row makes: `group` examples, and a value for them (a pair's margin).
@@ -51,6 +54,7 @@ struct RowBatch {
   int64_t real = 0;     // positions holding an example's token (the rest is padding)
   std::vector<uint32_t> first_example;  // per row: the index of its first example
   std::vector<float> values;            // per row: its first example's group value
+  std::vector<int32_t> used;            // per row: the positions its examples take
 };
 
 class ExampleSet {

@@ -29,6 +29,9 @@ struct ModelConfig {
   float norm_eps = 1e-5f;
   float rope_theta = 10000.0f;
   bool tied_embeddings = true;
+  // A reward model: Hugging Face's *ForSequenceClassification with num_labels 1, a scalar head
+  // (score.weight) and no LM head.
+  bool classifier = false;
 
   int head_dim() const { return dim / heads; }
   int padded_vocab() const { return (vocab_size + 63) / 64 * 64; }
@@ -100,6 +103,9 @@ struct ModelOptions {
   // A scalar head on the final hidden state, "score.weight" [1, dim] as Hugging Face's
   // *ForSequenceClassification names it: a reward model's score, PPO's value head.
   bool scalar_head = false;
+  // The LM head and its logits: off for a reward model, which reads the scalar head only (and
+  // holds neither an untied lm_head.weight nor the [tokens, vocabulary] logits).
+  bool lm_head = true;
   // Activation recomputation for the MLP: the gate/up (fc) outputs and the activation, 3 x ffn
   // floats per token and layer and the largest part of the activations, are kept for one layer
   // only and recomputed in the backward pass from the stored norm output (two of the three MLP

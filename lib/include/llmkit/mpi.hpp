@@ -22,6 +22,7 @@ class Comm {
   int64_t allreduce_sum(int64_t v);
   int64_t allreduce_max(int64_t v);
   double allreduce_sum_double(double v);
+  double allreduce_max_double(double v);
   // Floats per MPI call in the collectives on float buffers: 16M (2^24), so each call's counts
   // and displacements fit an int and MPI's own scratch space stays bounded.
   static constexpr size_t kBucket = size_t{1} << 24;

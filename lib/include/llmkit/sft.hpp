@@ -48,9 +48,15 @@ int run_sft(const SftConfig& cfg, Stats& stats);
 struct TunedBase {
   std::string init_dir;  // the checkpoint directory --init names
   std::unique_ptr<Tokenizer> tokenizer;
+  // A reward model (set before building): --init's transformer with a scalar head and no LM
+  // head; a language model's start gets a new score.weight, N(0, 0.02) from the seed.
+  bool reward = false;
+  bool new_score = false;  // set by the build: the score head was initialised, not read
 };
 std::unique_ptr<Model> build_tuned_model(const SftConfig& cfg, Trainer& t, const std::string& resume_dir, TunedBase& base,
                                          ModelOptions options = {});
+// A new scalar head (score.weight): N(0, 0.02), deterministic for the seed.
+void init_score_head(Model& m, uint64_t seed);
 // What such a model's checkpoint holds besides the loop's files: tokenizer_config.json (the
 // chat template) and, under LoRA, the adapter in PEFT's files.
 void save_tuned_extra(const SftConfig& cfg, Trainer& t, const TunedBase& base, const std::string& dir);
