@@ -45,6 +45,7 @@ AdapterConfig read_adapter_config(const std::string& dir) {
     if (t.is_string()) a.lora.targets = {t.get<std::string>()};
     else a.lora.targets = t.get<std::vector<std::string>>();
     a.base = j.value("base_model_name_or_path", "");
+    a.seq_cls = j.value("task_type", "CAUSAL_LM") == "SEQ_CLS";
   } catch (const nlohmann::json::exception& e) {
     throw Error(path, std::string("not a LoRA adapter config: ") + e.what());
   }
@@ -89,6 +90,10 @@ void save_adapter(const std::string& dir, Model& m, const std::string& base) {
   std::vector<TensorView> views;
   for (const ParamSpec& s : m.params())
     if (Model::is_lora_tensor(s.name)) views.push_back({peft_name(c, s.name), DType::f32, s.shape, host.data() + s.offset});
+  if (m.options().scalar_head) {  // a reward model's score head, trained in full: PEFT's modules_to_save
+    const ParamSpec& s = m.param("score.weight");
+    views.push_back({"base_model.model.score.weight", DType::f32, s.shape, host.data() + s.offset});
+  }
   if (views.empty()) throw Error(dir, "internal: the model has no adapter to save");
   write_safetensors_f32(dir + "/adapter_model.safetensors", views, DType::f32, {{"format", "pt"}});
   std::vector<std::string> targets = lo.targets;
@@ -107,7 +112,7 @@ void save_adapter(const std::string& dir, Model& m, const std::string& base) {
   j["fan_in_fan_out"] = c.family == ModelConfig::Family::gpt2;  // GPT-2's Conv1D weights are [in, out]
   j["init_lora_weights"] = true;
   j["inference_mode"] = true;
-  j["modules_to_save"] = nullptr;
+  j["modules_to_save"] = m.options().scalar_head ? nlohmann::ordered_json({"score"}) : nlohmann::ordered_json(nullptr);
   write_file_atomic(dir + "/adapter_config.json", j.dump(2) + "\n");
   nlohmann::ordered_json b;
   b["base"] = base;
@@ -129,6 +134,12 @@ void load_adapter(const std::string& dir, Model& m) {
     ++read;
   }
   if (read == 0) throw Error(path, "the model has no adapter tensors to read");
+  if (m.options().scalar_head) {
+    const ParamSpec& s = m.param("score.weight");
+    if (!f.has("base_model.model.score.weight"))
+      throw Error(path, "tensor base_model.model.score.weight is missing (a reward model's adapter saves its score head)");
+    f.read_f32("base_model.model.score.weight", host.data() + s.offset, s.size, s.shape);
+  }
   m.backend().upload(m.weights(), host.data(), host.size());
   m.backend().parameters_changed();
 }

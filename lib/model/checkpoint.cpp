@@ -346,7 +346,8 @@ std::string save_checkpoint(const std::string& out, Model& m, const float* mom, 
   // Adapters on a frozen base: the base is its own file, untouched; the checkpoint holds the
   // adapters (extra writes them as PEFT does) and their exact fp32 values as "w." tensors.
   bool base_trained = !m.has_lora();
-  for (const auto& s : m.params()) base_trained = base_trained || (s.trainable() && !Model::is_lora_tensor(s.name));
+  for (const auto& s : m.params())  // a reward model's score head goes with the adapter
+    base_trained = base_trained || (s.trainable() && !Model::is_lora_tensor(s.name) && s.name != "score.weight");
   if (base_trained) save_model(tmp + "/model.safetensors", m, dtype);
   if (mom && var) {
     std::vector<TensorView> views;
@@ -463,7 +464,19 @@ LoadedModel open_model(const std::string& path, Backend& be, ModelOptions option
     if (!a.fingerprint.empty() && a.fingerprint != base_fingerprint(base))
       throw Error(dir, "was trained on another base than " + base + " (its weights differ from the ones the adapter recorded)");
     options.lora = a.lora;
-    lm = open_model(base, be, options);
+    if (a.seq_cls) {
+      // A reward model's adapter: its base (a language model, or a reward model) as a reward
+      // model; the score head comes with the adapter.
+      ModelConfig mc = ModelConfig::load(base);
+      mc.classifier = true;
+      options.scalar_head = true;
+      options.lm_head = false;
+      lm.model = std::make_unique<Model>(mc, be, options);
+      load_model(base + "/model.safetensors", *lm.model, {"score.weight"});
+      if (file_size(base + "/tokenizer.model") > 0) lm.tokenizer = base + "/tokenizer.model";
+    } else {
+      lm = open_model(base, be, options);
+    }
     load_adapter(dir, *lm.model);
     lm.model->merge_lora();
     if (file_size(dir + "/tokenizer.model") > 0) lm.tokenizer = dir + "/tokenizer.model";

@@ -83,9 +83,6 @@ class RmObjective final : public Objective {
   std::unique_ptr<Model> build(Trainer& t, const std::string& resume_dir) override {
     if (cfg_.data.empty()) throw UsageError("--data FILE is required (preference rows, llmkit-chat(5))");
     if (cfg_.micro_batch % 2 != 0) throw UsageError("--micro-batch must be even: a pair is two rows, chosen and rejected");
-    if (cfg_.lora.rank > 0)
-      throw UsageError("--lora-rank: reward models train in full here (a LoRA reward model's score head would go in PEFT's "
-                       "modules_to_save, which llmkit does not write yet)");
     if (!(cfg_.center_rewards >= 0)) throw UsageError("--center-rewards must be 0 or more");
     base_.reward = true;
     ModelOptions options;

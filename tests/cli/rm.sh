@@ -83,6 +83,41 @@ expect_rc 0 "--resume"
 losses() { python3 -c "import json,sys; print(' '.join(repr(r['loss']) for r in map(json.loads, open(sys.argv[1])) if 'loss' in r))" "$1"; }
 expect_eq "$(losses rm2/metrics.jsonl)" "$(losses rm/metrics.jsonl)" "losses after --resume"
 
+# LoRA: the adapters and the score head (PEFT's modules_to_save) trained, saved as PEFT does;
+# scored through the adapter and merged, the same rewards.
+run llm-rm $common --out lora --lora-rank 8 --lr 1e-2 --steps 12 --eval-every 12
+expect_rc 0 "LoRA reward model"
+expect_eq "$(ls lora/step-00000012 | tr '\n' ' ')" \
+  "adapter_config.json adapter_model.safetensors config.json llmkit_base.json optimizer.safetensors tokenizer.model tokenizer_config.json trainer_state.json " \
+  "an adapter checkpoint, no copy of the base"
+expect_eq "$(json lora/step-00000012/adapter_config.json 'j["task_type"], j["modules_to_save"]')" "SEQ_CLS ['score']" "PEFT's SEQ_CLS config"
+python3 - lora/step-00000012/adapter_model.safetensors > names.txt <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+h = json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])
+for k in sorted(h):
+    if k != "__metadata__": print(k, h[k]["shape"])
+PY
+expect_eq "$(grep -c '^base_model.model.score.weight \[1, 128\]$' names.txt)" "1" "the score head in the adapter"
+run llm-rm score --model lora -o lora.jsonl val.jsonl
+expect_rc 0 "scored through the adapter"
+run llm-sft merge lora -o lora-merged
+expect_rc 0 "merged"
+expect_eq "$(json lora-merged/config.json 'j["architectures"]')" "['LlamaForSequenceClassification']" "a merged reward model"
+run llm-rm score --model lora-merged -o merged.jsonl val.jsonl
+expect_eq "$(python3 -c "
+import json
+a = [json.loads(l) for l in open('lora.jsonl')]
+b = [json.loads(l) for l in open('merged.jsonl')]
+v = [json.loads(l) for l in open('lora/metrics.jsonl') if 'val_loss' in l][-1]
+print(max(abs(x['chosen_reward'] - y['chosen_reward']) for x, y in zip(a, b)) < 1e-4,
+      abs(sum(r['chosen_reward'] > r['rejected_reward'] for r in a) / len(a) - v['val_accuracy']) < 1e-6, v['val_accuracy'] >= 0.9)")" \
+  "True True True" "adapter and merged give the run's rewards"
+run llm-rm $common --out lora2 --lora-rank 8 --lr 1e-2 --steps 12 --eval-every 12 --stop-at 5
+run llm-rm $common --out lora2 --lora-rank 8 --lr 1e-2 --steps 12 --eval-every 12 --resume
+expect_rc 0 "LoRA --resume"
+expect_eq "$(losses lora2/metrics.jsonl)" "$(losses lora/metrics.jsonl)" "LoRA losses after --resume"
+
 # A reward model as the start of another: its score head is read, not made anew.
 run llm-rm --init rm --data prefs.jsonl --seq-len 64 --micro-batch 8 --steps 1 --threads 2 --out rm3
 expect_rc 0 "from a reward model"
@@ -92,8 +127,6 @@ expect_err_contains "its score head"
 run llm-rm score --model base val.jsonl
 expect_rc 1 "scoring with a language model"
 expect_err_contains "is not a reward model"
-run llm-rm $common --lora-rank 4 --out l --steps 1
-expect_rc 2 "LoRA"
 run llm-rm $common --micro-batch 3 --batch-size 6 --out odd --steps 1
 expect_rc 2 "an odd micro-batch"
 run llm-rm --init base --data docs.jsonl --seq-len 64 --micro-batch 2 --steps 1 --out notprefs

@@ -14,6 +14,9 @@ struct AdapterConfig {
   std::string base;  // base_model_name_or_path: the base checkpoint directory
   LoraOptions lora;
   std::string fingerprint;  // of the base, from llmkit_base.json ("" when absent)
+  // task_type SEQ_CLS: a reward model's adapter, whose score head is trained in full and saved
+  // with it (PEFT's modules_to_save ["score"]: base_model.model.score.weight).
+  bool seq_cls = false;
 };
 
 // True when `dir` holds adapter_config.json.
