@@ -136,7 +136,7 @@ std::string ModelConfig::to_json() const {
     j["num_labels"] = 1;
     j["id2label"] = {{"0", "LABEL_0"}};
     j["label2id"] = {{"LABEL_0", 0}};
-    j["pad_token_id"] = 0;  // <pad>: Hugging Face reads the score at the last token before it
+    j["pad_token_id"] = 3;  // llm-tok's <pad>: Hugging Face reads the score at the last token before it
   }
   j["torch_dtype"] = "float32";
   return j.dump(2) + "\n";

@@ -92,6 +92,8 @@ std::unique_ptr<Model> build_tuned_model(const SftConfig& cfg_, Trainer& t, cons
   options.lora = cfg_.lora;
   const bool lora = cfg_.lora.rank > 0;
   // The base's weights: from --init, unless a full fine-tune resumes (its checkpoint has them).
+  if (!base.reward && ModelConfig::load(init_dir_).classifier)
+    throw Error(cfg_.init, "is a reward model (a sequence classifier, no LM head): tune a language model");
   std::unique_ptr<Model> model;
   if (base.reward) {
     ModelConfig mc = ModelConfig::load(lora || resume_dir.empty() ? init_dir_ : resume_dir);
@@ -112,9 +114,10 @@ std::unique_ptr<Model> build_tuned_model(const SftConfig& cfg_, Trainer& t, cons
   if (base.tokenizer->vocab_size() > static_cast<uint64_t>(model->config().vocab_size))
     throw Error(base.tokenizer->path(), "vocabulary of " + std::to_string(base.tokenizer->vocab_size()) + " is larger than the model's " +
                                             std::to_string(model->config().vocab_size));
-  if (cfg_.seq_len > model->config().max_seq && model->config().family == ModelConfig::Family::gpt2)
+  if (cfg_.seq_len > model->config().max_seq)
     throw UsageError("--seq-len " + std::to_string(cfg_.seq_len) + " is above the model's context of " +
-                     std::to_string(model->config().max_seq));
+                     std::to_string(model->config().max_seq) + " positions" +
+                     (cfg_.seq_len_given ? "" : " (--seq-len's default: give one within it)"));
   if (lora && !resume_dir.empty() && is_adapter_dir(resume_dir)) {
     // The adapters resume on the base they were trained on, or not at all.
     const AdapterConfig a = read_adapter_config(resume_dir);
@@ -145,7 +148,7 @@ void add_tuning_options(OptionParser& op, SftConfig& cfg, TuningFlags& f, const 
     op.flag("packing", 0, &cfg.packing,
             "pack examples into rows, best-fit decreasing, each attending to itself only\n"
             "(positions restart per example)");
-  op.flag("no-truncate", 0, &f.no_truncate, "an example longer than --seq-len + 1 tokens stops the run (default: cut)");
+  op.flag("no-truncate", 0, &f.no_truncate, "an example longer than a row stops the run (default: cut)");
   op.flag("strict", 0, &cfg.strict, "a malformed row is an error (default: skipped with a warning, counted)");
   op.number("epochs", 0, "E", &cfg.epochs, "passes over the data (default 3, unless --steps)");
   op.integer("limit", 0, "N", &cfg.limit, "train on the first N rows of the data (malformed rows not counted)");
@@ -185,8 +188,8 @@ void finish_tuning(const SftConfig& cfg, const TuningFlags& f, int rc, const Sta
 
 void settle_training_data(Trainer& t, const SftConfig& cfg, const ExampleSet& train, const Stats& stats, const char* what) {
   if (stats.get("examples_truncated") > 0 && t.rank() == 0)
-    LLMKIT_WARN("%lld %s longer than --seq-len %d + 1 tokens were cut (%lld tokens); --no-truncate refuses them",
-                static_cast<long long>(stats.get("examples_truncated")), what, cfg.seq_len,
+    LLMKIT_WARN("%lld %s longer than --seq-len %d%s tokens were cut (%lld tokens); --no-truncate refuses them",
+                static_cast<long long>(stats.get("examples_truncated")), what, cfg.seq_len, train.whole() ? "" : " + 1",
                 static_cast<long long>(stats.get("tokens_truncated")));
   if (cfg.epochs > 0) {
     const double rows = static_cast<double>(train.rows()), per_step = static_cast<double>(t.objective().rows_per_step(t));
@@ -374,7 +377,8 @@ class SftObjective final : public Objective {
                                     "): teacher and student must share it");
     if (lm.tokenizer.empty() && t.rank() == 0)
       LLMKIT_WARN("%s has no tokenizer.model: assuming it is the student's (%s)", cfg_.teacher.c_str(), tokenizer_->path().c_str());
-    if (cfg_.seq_len > tc.max_seq && tc.family == ModelConfig::Family::gpt2)
+    if (tc.classifier) throw Error(cfg_.teacher, "is a reward model (no LM head): a teacher is a language model");
+    if (cfg_.seq_len > tc.max_seq)
       throw UsageError("--seq-len " + std::to_string(cfg_.seq_len) + " is above the teacher's context of " + std::to_string(tc.max_seq));
     teacher_ = std::move(lm.model);
     teacher_->freeze([](const std::string&) { return true; });

@@ -55,7 +55,7 @@ std::string g(double x) {
 void add_trainer_options(OptionParser& op, TrainerOptions& o, int64_t& micro, int64_t& seq, int64_t& keep, int64_t& bad,
                          int64_t& zero) {
   micro = o.micro_batch;
-  seq = o.seq_len;
+  seq = 0;  // not given: the default
   keep = o.keep;
   bad = o.max_bad_steps;
   zero = o.zero;
@@ -110,6 +110,8 @@ void add_trainer_options(OptionParser& op, TrainerOptions& o, int64_t& micro, in
 }
 
 void check_trainer_options(TrainerOptions& o, int64_t micro, int64_t seq, int64_t keep, int64_t bad, int64_t zero) {
+  o.seq_len_given = seq != 0;
+  if (seq == 0) seq = o.seq_len;
   if (seq < 1 || seq > 1 << 20) throw UsageError("--seq-len must be in 1..1048576");
   if (micro < 1) throw UsageError("--micro-batch must be at least 1");
   if (o.batch_rows < 0) throw UsageError("--batch-size must be positive");

@@ -153,10 +153,10 @@ run llm-sft --init shards/train-00000.tok --data chat.jsonl --out badinit
 expect_rc 1 "--init a file"
 expect_err_contains "is not a checkpoint directory"
 : > empty.jsonl
-run llm-sft --init base --data empty.jsonl --out e
+run llm-sft --init base --data empty.jsonl --seq-len 64 --out e
 expect_rc 1 "empty data"
 expect_err_contains "empty.jsonl: no example to train on"
-run llm-sft --init base --tokenizer plain.model --data chat.jsonl --out p
+run llm-sft --init base --tokenizer plain.model --data chat.jsonl --seq-len 64 --out p
 expect_rc 1 "a tokenizer without ChatML's markers"
 expect_err_contains "plain.model: does not hold the chatml template's markers <|im_start|>,<|im_end|> as single tokens: train the tokenizer with llm-tok train --special '<|im_start|>,<|im_end|>'"
 run llm-sft --init lora --data chat.jsonl --out q
@@ -169,4 +169,7 @@ run llm-sft $common --steps 3 --epochs 1 --out s
 expect_rc 2 "--steps and --epochs"
 run llm-sft --data chat.jsonl --out t
 expect_rc 2 "no --init"
+run llm-sft --init base --data chat.jsonl --out u
+expect_rc 2 "the default --seq-len above the model's context"
+expect_err_contains "--seq-len 1024 is above the model's context of 512 positions (--seq-len's default: give one within it)"
 finish

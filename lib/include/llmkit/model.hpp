@@ -103,9 +103,6 @@ struct ModelOptions {
   // A scalar head on the final hidden state, "score.weight" [1, dim] as Hugging Face's
   // *ForSequenceClassification names it: a reward model's score, PPO's value head.
   bool scalar_head = false;
-  // The LM head and its logits: off for a reward model, which reads the scalar head only (and
-  // holds neither an untied lm_head.weight nor the [tokens, vocabulary] logits).
-  bool lm_head = true;
   // Activation recomputation for the MLP: the gate/up (fc) outputs and the activation, 3 x ffn
   // floats per token and layer and the largest part of the activations, are kept for one layer
   // only and recomputed in the backward pass from the stored norm output (two of the three MLP
@@ -114,6 +111,9 @@ struct ModelOptions {
   // Adapters: tensors after the base's, named as the base's module plus ".lora_A.weight" and
   // ".lora_B.weight" (PEFT's names without its "base_model.model." prefix).
   LoraOptions lora;
+  // The LM head and its logits: off for a reward model, which reads the scalar head only (and
+  // holds neither an untied lm_head.weight nor the [tokens, vocabulary] logits).
+  bool lm_head = true;
 };
 
 class Model {

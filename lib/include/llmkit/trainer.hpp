@@ -29,6 +29,7 @@ struct TrainerOptions {
   std::string out, init, tokenizer;
   bool resume = false;
   int seq_len = 256;
+  bool seq_len_given = false;  // --seq-len on the command line (else the command's default)
   int micro_batch = 8;
   int64_t batch_rows = 0;  // rows (sequences) per optimizer step over all ranks; 0: micro-batch x ranks
   int64_t steps = 1000;
