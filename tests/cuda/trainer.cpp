@@ -2,7 +2,10 @@
 // emulator: what the kernel tests do not reach — device memory for the optimizer state, bf16
 // activation handles (reserved, inaccessible address ranges: a host access faults), checkpoints
 // written from and read into device memory, --resume, --recompute, --save-dtype bf16 and the
-// peak device memory in metrics.jsonl — against the same run on the CPU.
+// peak device memory in metrics.jsonl — against the same run on the CPU. Then the post-training
+// objectives on the same code: llm-sft with LoRA, packing and a teacher (the distillation
+// kernel, two models' bf16 weight copies on one backend), llm-ppo dpo and llm-rm (the scalar
+// head, no LM head).
 #include <cmath>
 #include <cstdio>
 #include <unistd.h>
@@ -15,7 +18,11 @@
 
 #include "llmkit/backend.hpp"
 #include "llmkit/cuda.hpp"
+#include "llmkit/dpo.hpp"
 #include "llmkit/pretrain.hpp"
+#include "llmkit/rm.hpp"
+#include "llmkit/sft.hpp"
+#include "llmkit/tok.hpp"
 #include "llmkit/stats.hpp"
 
 using namespace llmkit;
@@ -128,6 +135,95 @@ int main() {
   x.resume = true;
   check(run(x) == 0, "  resumed on the CPU");
   ok = track(cpu, losses((dir / "x").string()), 6, 1e-4, &worst);
+  check(ok, "  losses as the CPU's, worst " + std::to_string(worst));
+
+  // ---- Post-training on the base the CPU run made, with a tokenizer of ChatML's markers ----
+  const std::string docs = (dir / "docs.jsonl").string(), chat = (dir / "chat.jsonl").string(), prefs = (dir / "prefs.jsonl").string();
+  {
+    std::mt19937 rng(9);
+    const char* words[] = {"cat", "dog", "sat", "on", "mat", "red", "big", "ran"};
+    std::ofstream d(docs), c(chat), p(prefs);
+    for (int i = 0; i < 60; ++i) {
+      std::string text;
+      for (int k = 0; k < 12; ++k) text += std::string(k ? " " : "") + words[rng() % 8];
+      const int a = static_cast<int>(rng() % 5), b2 = static_cast<int>(rng() % 5);
+      d << "{\"text\": \"" << text << " add " << a << " and " << b2 << " " << a + b2 << "\"}\n";
+      c << R"({"messages": [{"role": "user", "content": "add )" << a << " and " << b2 << R"("}, {"role": "assistant", "content": ")"
+        << a + b2 << "\"}]}\n";
+      p << R"({"prompt": "add )" << a << " and " << b2 << R"( ", "chosen": ")" << a + b2 << R"(", "rejected": ")" << words[rng() % 8]
+        << "\"}\n";
+    }
+  }
+  const std::string ckpt = (dir / "cpu" / "step-00000006").string();
+  {
+    TrainConfig tc;
+    tc.output = ckpt + "/tokenizer.model";
+    tc.vocab_size = 48;  // the model has 96: a tokenizer may use fewer
+    tc.byte_fallback = false;
+    tc.specials = {"<|im_start|>", "<|im_end|>"};
+    Stats st;
+    train_tokenizer({docs}, tc, st);
+  }
+  auto tuned = [&](SftConfig& c, const std::string& name, const std::string& device, const std::string& precision) {
+    c.init = ckpt;
+    c.out = (dir / name).string();
+    c.device = device;
+    c.precision = precision;
+    c.seq_len = 48;
+    c.micro_batch = 4;
+    c.batch_rows = 8;
+    c.steps = 4;
+    c.warmup = 0;
+    c.lr = 3e-3;
+    c.eval_every = 0;
+  };
+  auto sft = [&](const std::string& name, const std::string& device, const std::string& precision) {
+    SftConfig c;
+    c.data = {chat};
+    tuned(c, name, device, precision);
+    c.packing = true;
+    c.lora.rank = 4;
+    c.lora.alpha = 8;
+    c.lora.targets = {"all-linear"};
+    c.teacher = ckpt;
+    c.kd_alpha = 0.5;
+    c.divergence.kind = Divergence::Kind::jsd;
+    c.divergence.beta = 0.3f;
+    Stats st;
+    return run_sft(with_init_tokenizer(c), st);
+  };
+  check(sft("sft-cpu", "cpu", "fp32") == 0, "llm-sft, LoRA, packed, a teacher: CPU");
+  check(sft("sft-fp32", "cuda", "fp32") == 0, "  emulated CUDA, fp32");
+  ok = track(losses((dir / "sft-cpu").string()), losses((dir / "sft-fp32").string()), 4, 1e-4, &worst);
+  check(ok, "  losses as the CPU's, worst " + std::to_string(worst));
+  check(sft("sft-bf16", "cuda", "bf16") == 0, "  emulated CUDA, bf16 (student and teacher: a bf16 copy each)");
+  ok = track(losses((dir / "sft-cpu").string()), losses((dir / "sft-bf16").string()), 4, 3e-2, &worst);
+  check(ok, "  losses track the CPU's, worst " + std::to_string(worst));
+
+  auto dpo = [&](const std::string& name, const std::string& device) {
+    DpoConfig c;
+    c.data = {prefs};
+    tuned(c, name, device, "fp32");
+    Stats st;
+    c.tokenizer = ckpt + "/tokenizer.model";
+    return run_dpo(c, st);
+  };
+  check(dpo("dpo-cpu", "cpu") == 0, "llm-ppo dpo: CPU");
+  check(dpo("dpo-cuda", "cuda") == 0, "  emulated CUDA, fp32");
+  ok = track(losses((dir / "dpo-cpu").string()), losses((dir / "dpo-cuda").string()), 4, 1e-4, &worst);
+  check(ok, "  losses as the CPU's, worst " + std::to_string(worst));
+
+  auto rm = [&](const std::string& name, const std::string& device) {
+    RmConfig c;
+    c.data = {prefs};
+    tuned(c, name, device, "fp32");
+    c.tokenizer = ckpt + "/tokenizer.model";
+    Stats st;
+    return run_rm(c, st);
+  };
+  check(rm("rm-cpu", "cpu") == 0, "llm-rm: CPU");
+  check(rm("rm-cuda", "cuda") == 0, "  emulated CUDA, fp32");
+  ok = track(losses((dir / "rm-cpu").string()), losses((dir / "rm-cuda").string()), 4, 1e-4, &worst);
   check(ok, "  losses as the CPU's, worst " + std::to_string(worst));
 
   fs::remove_all(dir);
