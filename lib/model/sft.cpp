@@ -363,6 +363,12 @@ class SftObjective final : public Objective {
   }
 
   void release(Trainer&) override { teacher_.reset(); }
+  double other_models_mib(const Trainer& t) const override {
+    if (!teacher_) return 0;
+    const double bytes_per_weight = t.on_gpu() && cfg_.precision == "bf16" ? 6 : 4;
+    return (static_cast<double>(teacher_->num_params()) * bytes_per_weight +
+            static_cast<double>(teacher_->activation_bytes(cfg_.micro_batch, cfg_.seq_len))) / (1 << 20);
+  }
 
   // The teacher: a second model on the trainer's backend, frozen (no gradients, no optimizer
   // state), with the student's vocabulary and tokenizer.

@@ -278,6 +278,16 @@ void Trainer::setup() {
       LLMKIT_INFO("%.2fM trainable parameters; optimizer state: %.2f MiB per rank (ZeRO-1 over %d ranks)", trainable, mib, R);
     else
       LLMKIT_INFO("%.2fM trainable parameters; optimizer state: %.2f MiB per rank (not sharded)", trainable, mib);
+    // The memory budget per rank, as the model counts it (the process's libraries and the data
+    // come on top).
+    const double w = static_cast<double>(model_->num_params()) * (on_gpu() && opts_.precision == "bf16" ? 6 : 4) / (1 << 20);
+    const double g = static_cast<double>(model_->num_grads()) * 4 / (1 << 20);
+    const double a = static_cast<double>(model_->activation_bytes(opts_.micro_batch, opts_.seq_len)) / (1 << 20);
+    const double other = obj_.other_models_mib(*this);
+    char others[64] = "";
+    if (other > 0) snprintf(others, sizeof others, ", other models %.1f MiB", other);
+    LLMKIT_INFO("memory per rank: weights %.1f MiB%s, gradients %.1f MiB, optimizer %.1f MiB, activations %.1f MiB%s; %.1f MiB in all",
+                w, on_gpu() && opts_.precision == "bf16" ? " (with their bf16 copy)" : "", g, mib, a, others, w + g + mib + a + other);
     // Settings that run but rarely do what was meant.
     if (opts_.warmup > 0 && opts_.warmup >= opts_.steps)
       LLMKIT_WARN("--warmup %lld is not below --steps %lld: the learning rate never reaches --lr (it ends at %.3g)",

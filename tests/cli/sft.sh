@@ -112,6 +112,8 @@ expect_err_contains "was trained on another base than $T/full/step-00000027"
 run llm-sft $common --teacher base --kd-temperature 2 --steps 2 --lr 1e-3 --eval-every 0 --out kd0
 expect_rc 0 "distillation from itself"
 expect_err_contains "teacher base: "
+expect_err_contains "MiB, other models "
+expect_err_contains "memory per rank: weights "
 expect_eq "$(python3 -c "
 import json
 s = [r for r in map(json.loads, open('kd0/metrics.jsonl')) if 'loss' in r]

@@ -95,6 +95,9 @@ class Objective {
   // Frees what the objective holds in the trainer's backend (a teacher, a reference model):
   // the trainer calls it before its backend goes.
   virtual void release(Trainer& t) { (void)t; }
+  // MiB the objective's other models hold per rank (a teacher: weights and activations), for
+  // the memory budget printed at start.
+  virtual double other_models_mib(const Trainer& t) const { (void)t; return 0; }
 };
 
 class Trainer {
@@ -119,6 +122,7 @@ class Trainer {
   int ranks() const;
   int rank() const;
   int64_t accumulation() const { return accum_; }
+  bool on_gpu() const;  // the backend is a GPU's
   int64_t rows_per_rank() const { return per_rank_; }
   const TrainerState& state() const { return state_; }
   // The gradient all-reduce (ZeRO-1: reduce-scatter) of the step is started by the backward of
@@ -137,7 +141,6 @@ class Trainer {
   void optimizer_step(double lr, float clip_scale, int64_t t);
   void save(bool final);
   void open_metrics(int64_t resumed_step);
-  bool on_gpu() const;
 
   TrainerOptions opts_;
   Objective& obj_;
