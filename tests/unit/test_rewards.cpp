@@ -1,0 +1,96 @@
+// Rewards for llm-ppo (lib/model/rewards.cpp): the rules against hand-made cases, the external
+// command's protocol and every way it can fail, and weighted mixes.
+#include <catch2/catch.hpp>
+
+#include "llmkit/error.hpp"
+#include "llmkit/rewards.hpp"
+
+using namespace llmkit;
+
+namespace {
+
+RewardInput in(const std::string& response, nlohmann::json row = nlohmann::json::object()) {
+  RewardInput x;
+  x.prompt = "Q";
+  x.response = response;
+  x.row = std::move(row);
+  return x;
+}
+
+}  // namespace
+
+TEST_CASE("rewards: exact match after GSM8K's normalisation", "[rewards]") {
+  auto r = make_rule_reward("exact");
+  CHECK(r->name() == "rule:exact");
+  const nlohmann::json row = {{"answer", "Natalia sold 48/2 = 24 clips in May.\n#### 72"}};
+  CHECK(r->score({in("She sold 72 clips.", row)})[0] == 1.0);          // the last number
+  CHECK(r->score({in("#### 72", row)})[0] == 1.0);                      // the strict form
+  CHECK(r->score({in("first 72, then #### 71", row)})[0] == 0.0);       // "####" wins over the last number
+  CHECK(r->score({in("$72.", row)})[0] == 1.0);                         // "$" and a final "." dropped
+  CHECK(r->score({in("no number here", row)})[0] == 0.0);
+  CHECK(r->score({in("1,000", {{"answer", "1000"}})})[0] == 1.0);       // commas
+  CHECK(r->score({in("7", {{"answer", 7}})})[0] == 1.0);                // a number field
+  auto f = make_rule_reward("exact:solution");
+  CHECK(f->score({in("3", {{"solution", "#### 3"}})})[0] == 1.0);
+  CHECK_THROWS_AS(f->score({in("3", {{"answer", "3"}})}), Error);       // the field is missing
+}
+
+TEST_CASE("rewards: boxed answers, braces balanced", "[rewards]") {
+  CHECK(last_boxed("so \\boxed{1} or rather \\boxed{\\frac{1}{2}}.") == "\\frac{1}{2}");
+  CHECK(last_boxed("\\boxed{unclosed") == "");
+  CHECK(last_boxed("nothing") == "");
+  auto r = make_rule_reward("boxed");
+  CHECK(r->score({in("The answer is \\boxed{\\frac{1}{2}}", {{"answer", "\\frac{1}{2}"}})})[0] == 1.0);
+  CHECK(r->score({in("The answer is \\boxed{3}", {{"answer", "so \\boxed{3}"}})})[0] == 1.0);
+  CHECK(r->score({in("The answer is 3", {{"answer", "3"}})})[0] == 0.0);  // not boxed
+}
+
+TEST_CASE("rewards: a regular expression as a format rule; unknown rules refused", "[rewards]") {
+  auto r = make_rule_reward("regex:^<think>.*</think>");
+  CHECK(r->score({in("<think>hmm</think> 4"), in("4")}) == std::vector<double>{1.0, 0.0});
+  CHECK_THROWS_AS(make_rule_reward("regex:("), UsageError);
+  CHECK_THROWS_AS(make_rule_reward("regex:"), UsageError);
+  CHECK_THROWS_AS(make_rule_reward("length"), UsageError);
+}
+
+TEST_CASE("rewards: an external command reads JSONL and writes one number a line", "[rewards]") {
+  // The response's length, and the row's fields are there too.
+  auto r = make_command_reward(
+      "python3 -c \"import json,sys\nfor l in sys.stdin:\n  j = json.loads(l); print(len(j['response']) + j.get('bonus', 0))\"");
+  CHECK(r->name().rfind("cmd:", 0) == 0);
+  CHECK(r->score({in("abc"), in("hello", {{"bonus", 10}}), in("")}) == std::vector<double>{3, 15, 0});
+  CHECK(make_command_reward("cat > /dev/null; printf '0.5\\n-2\\n'")->score({in("a"), in("b")}) == std::vector<double>{0.5, -2});
+  // Many rows: more than a pipe holds, written while the output is read.
+  std::vector<RewardInput> many(5000, in(std::string(100, 'x')));
+  CHECK(make_command_reward("wc -l > /dev/null; yes 1 | head -5000")->score(many).size() == 5000);
+  auto fails = [](const std::string& cmd, size_t n, const std::string& what) {
+    try {
+      make_command_reward(cmd)->score(std::vector<RewardInput>(n, in("x")));
+      FAIL("accepted: " << cmd);
+    } catch (const Error& e) {
+      INFO(e.what());
+      CHECK(std::string(e.what()).find(what) != std::string::npos);
+      CHECK(e.where() == "cmd:" + cmd);
+    }
+  };
+  fails("cat > /dev/null; exit 3", 2, "exited with status 3");
+  fails("cat > /dev/null; echo 1", 2, "wrote 1 numbers for 2 rows");
+  fails("cat > /dev/null; echo 1; echo 2; echo 3", 2, "wrote 3 numbers for 2 rows");
+  fails("cat > /dev/null; echo 1; echo yes", 2, "wrote 'yes' on line 2");
+  fails("cat > /dev/null; echo nan", 1, "wrote 'nan' on line 1");
+  fails("kill -9 $$", 1, "was killed by signal 9");
+  fails("no-such-command-here 2> /dev/null", 1, "exited with status 127");
+  CHECK_THROWS_AS(make_command_reward(""), UsageError);
+}
+
+TEST_CASE("rewards: weighted mixes and each part's mean", "[rewards]") {
+  RewardMix mix;
+  mix.add(make_rule_reward("exact"), 1.0);
+  mix.add(make_rule_reward("regex:^#### "), 0.5);
+  std::vector<std::pair<std::string, double>> means;
+  const auto r = mix.score({in("#### 4", {{"answer", "4"}}), in("4", {{"answer", "5"}})}, &means);
+  CHECK(r == std::vector<double>{1.5, 0.0});
+  REQUIRE(means.size() == 2);
+  CHECK(means[0] == std::pair<std::string, double>{"rule:exact", 0.5});
+  CHECK(means[1] == std::pair<std::string, double>{"rule:regex:^#### ", 0.5});
+}
