@@ -125,13 +125,27 @@ int32_t Engine::sample(const float* logits, const std::vector<int32_t>& history,
 
 std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& p) {
   if (!p.stop.empty() && !tok_) throw Error("", "stop sequences need a tokenizer");
-  const int Vp = model_.config().padded_vocab();
+  if (p.n < 1 || p.n > max_batch_)
+    throw Error("", "generate: " + std::to_string(p.n) + " samples a prompt with room for " + std::to_string(max_batch_) + " sequences");
+  const size_t n = static_cast<size_t>(p.n);
+  if (!p.seeds.empty() && p.seeds.size() != prompts.size() * n) throw Error("", "generate: a seed for each sequence, or none");
+  const int Vp = model_.config().padded_vocab(), V = model_.config().vocab_size;
   const int eos = tok_ ? tok_->eos_id() : -1;
-  std::vector<Generation> out(prompts.size());
-  for (size_t b0 = 0; b0 < prompts.size(); b0 += static_cast<size_t>(max_batch_)) {
-    const size_t b1 = std::min(prompts.size(), b0 + static_cast<size_t>(max_batch_));
+  const size_t kv_dim = static_cast<size_t>(model_.config().kv_heads) * static_cast<size_t>(model_.config().head_dim());
+  // log p(t) under the row's softmax
+  auto logprob = [&](const float* row, int32_t t) {
+    float m = row[0];
+    for (int j = 1; j < V; ++j) m = std::max(m, row[j]);
+    double sum = 0;
+    for (int j = 0; j < V; ++j) sum += std::exp(static_cast<double>(row[j] - m));
+    return static_cast<float>(static_cast<double>(row[t] - m) - std::log(sum));
+  };
+  std::vector<Generation> out(prompts.size() * n);
+  const size_t per_batch = static_cast<size_t>(max_batch_) / n;  // prompts a batch holds
+  for (size_t b0 = 0; b0 < prompts.size(); b0 += per_batch) {
+    const size_t b1 = std::min(prompts.size(), b0 + per_batch);
     struct Live {
-      size_t req;
+      size_t seq;  // index in out
       int slot, len;
       std::vector<int32_t> history;
       std::mt19937_64 rng;
@@ -144,14 +158,28 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
       const auto& pr = prompts[r];
       if (pr.empty()) throw Error("", "generate: an empty prompt");
       const int keep = std::min<int>(static_cast<int>(pr.size()), room);
-      std::vector<int32_t> hist(pr.end() - keep, pr.end());
-      segs.push_back({static_cast<int>(r - b0), 0, keep, static_cast<int>(rows.size())});
-      rows.insert(rows.end(), hist.begin(), hist.end());
-      live.push_back({r, static_cast<int>(r - b0), keep, hist, std::mt19937_64(p.seed * 0x9E3779B97F4A7C15ull + r)});
+      const int first_slot = static_cast<int>((r - b0) * n);
+      segs.push_back({first_slot, 0, keep, static_cast<int>(rows.size())});
+      rows.insert(rows.end(), pr.end() - keep, pr.end());
+      for (size_t k = 0; k < n; ++k) {
+        const size_t seq = r * n + k;
+        const uint64_t seed = p.seeds.empty() ? p.seed * 0x9E3779B97F4A7C15ull + seq : p.seeds[seq];
+        live.push_back({seq, first_slot + static_cast<int>(k), keep, std::vector<int32_t>(pr.end() - keep, pr.end()), std::mt19937_64(seed)});
+      }
     }
     model_.forward_cached(rows.data(), static_cast<int>(rows.size()), segs, *cache_);
+    // The other samples of a prompt start from a copy of its keys and values.
+    if (n > 1)
+      for (const CacheSegment& sg : segs)
+        for (int l = 0; l < model_.config().layers; ++l)
+          for (size_t k = 1; k < n; ++k) {
+            const size_t count = static_cast<size_t>(sg.count) * kv_dim;
+            model_.backend().copy(cache_->k(l, sg.slot + static_cast<int>(k)), cache_->k(l, sg.slot), count);
+            model_.backend().copy(cache_->v(l, sg.slot + static_cast<int>(k)), cache_->v(l, sg.slot), count);
+          }
     std::vector<int> last_row;
-    for (const auto& s : segs) last_row.push_back(s.row + s.count - 1);
+    for (const auto& sg : segs)
+      for (size_t k = 0; k < n; ++k) last_row.push_back(sg.row + sg.count - 1);
     while (!live.empty()) {
       throw_if_stopped();
       const float* logits = model_.logits_on_host();
@@ -160,8 +188,10 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
       std::vector<CacheSegment> step_segs;
       for (size_t i = 0; i < live.size(); ++i) {
         Live& s = live[i];
-        Generation& g = out[s.req];
-        int32_t t = sample(logits + static_cast<size_t>(last_row[i]) * Vp, s.history, p, s.rng);
+        Generation& g = out[s.seq];
+        const float* row = logits + static_cast<size_t>(last_row[i]) * static_cast<size_t>(Vp);
+        int32_t t = sample(row, s.history, p, s.rng);
+        g.logprobs.push_back(logprob(row, t));
         if (p.stop_at_eos && t == eos) {
           g.finish = "eos";
           continue;

@@ -25,12 +25,21 @@ struct SamplingParams {
   int max_tokens = 128;
   std::vector<std::string> stop;  // the text ends before the first of these (needs a tokenizer)
   bool stop_at_eos = true;
+  // Samples per prompt: the prompt is prefilled once and its keys and values copied to the n
+  // sequences that continue it (GRPO's group shares its prefix). Output: prompt-major.
+  int n = 1;
+  // Per output sequence (prompts x n), the seed of its generator; empty: seed and its index. A
+  // sequence's tokens then depend on its seed only, not on which batch or process ran it.
+  std::vector<uint64_t> seeds;
 };
 
 struct Generation {
   std::vector<int32_t> tokens;  // generated (</s> excluded; a stop sequence's tokens included)
   std::string text;             // decoded (with a tokenizer), cut before a stop sequence
   std::string finish;           // "stop" (a stop sequence), "eos", "length"
+  // log p of each token of `tokens` under the model (its logits' softmax, whatever the sampling
+  // temperature or cut-offs), then of </s> when finish is "eos": what a trainer recomputes.
+  std::vector<float> logprobs;
 };
 
 struct ScoredContinuation {
