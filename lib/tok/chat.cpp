@@ -192,6 +192,8 @@ ChatTemplate ChatTemplate::named(const std::string& name) {
   return t;
 }
 
+std::string ChatTemplate::end_of_turn() const { return name_ == "chatml" ? "<|im_end|>" : ""; }
+
 std::vector<std::string> ChatTemplate::special_tokens() const {
   if (name_ == "chatml") return {"<|im_start|>", "<|im_end|>"};
   return {};

@@ -1,8 +1,11 @@
 // Rewards for llm-ppo (lib/model/rewards.cpp): the rules against hand-made cases, the external
-// command's protocol and every way it can fail, and weighted mixes.
+// command's protocol and every way it can fail, weighted mixes; GRPO's advantages and losses.
 #include <catch2/catch.hpp>
 
+#include <cmath>
+
 #include "llmkit/error.hpp"
+#include "llmkit/grpo.hpp"
 #include "llmkit/rewards.hpp"
 
 using namespace llmkit;
@@ -93,4 +96,43 @@ TEST_CASE("rewards: weighted mixes and each part's mean", "[rewards]") {
   REQUIRE(means.size() == 2);
   CHECK(means[0] == std::pair<std::string, double>{"rule:exact", 0.5});
   CHECK(means[1] == std::pair<std::string, double>{"rule:regex:^#### ", 0.5});
+}
+
+
+TEST_CASE("grpo: group advantages, the clipped surrogate and k3 against hand values and finite differences", "[grpo]") {
+  // Two groups of 3: (1, 0, 0) has mean 1/3, sample std sqrt(1/3); (1, 1, 1) has no spread.
+  const std::vector<double> a = group_advantages({1, 0, 0, 1, 1, 1}, 3, true);
+  CHECK(a[0] == Approx((2.0 / 3) / (std::sqrt(1.0 / 3) + 1e-4)).epsilon(1e-12));
+  CHECK(a[1] == Approx((-1.0 / 3) / (std::sqrt(1.0 / 3) + 1e-4)).epsilon(1e-12));
+  CHECK(a[3] == 0.0);
+  CHECK(group_advantages({2, 0}, 2, false) == std::vector<double>{1, -1});  // Dr. GRPO: no scaling
+  // At the first iteration the ratio is 1: loss -A, slope -A, nothing clipped.
+  SurrogateLoss s = clipped_surrogate(-1.5, -1.5, 0.7, 0.2, 0.2);
+  CHECK(s.loss == Approx(-0.7));
+  CHECK(s.dlogp == Approx(-0.7));
+  CHECK_FALSE(s.clipped);
+  // Ratio e^0.3 = 1.35 > 1.2 with A > 0: clipped, no gradient; with A < 0 the unclipped term is
+  // the smaller, so it keeps its gradient.
+  s = clipped_surrogate(-1.2, -1.5, 0.7, 0.2, 0.2);
+  CHECK(s.clipped);
+  CHECK(s.loss == Approx(-1.2 * 0.7));
+  CHECK(s.dlogp == 0.0);
+  s = clipped_surrogate(-1.2, -1.5, -0.7, 0.2, 0.2);
+  CHECK_FALSE(s.clipped);
+  CHECK(s.loss == Approx(0.7 * std::exp(0.3)));
+  // Clip-higher: an upper bound of 1.4 lets the same ratio through.
+  CHECK_FALSE(clipped_surrogate(-1.2, -1.5, 0.7, 0.2, 0.4).clipped);
+  for (double lp : {-2.0, -1.55, -1.4, -1.0})
+    for (double adv : {0.8, -0.8}) {
+      const double h = 1e-6, old = -1.5;
+      const SurrogateLoss g = clipped_surrogate(lp, old, adv, 0.2, 0.28);
+      const double fd = (clipped_surrogate(lp + h, old, adv, 0.2, 0.28).loss - clipped_surrogate(lp - h, old, adv, 0.2, 0.28).loss) / (2 * h);
+      CHECK(g.dlogp == Approx(fd).margin(1e-6));
+    }
+  // k3: 0 with slope 0 where policy and reference agree; its slope by finite differences.
+  CHECK(k3_kl(-1.0, -1.0).first == 0.0);
+  CHECK(k3_kl(-1.0, -1.0).second == 0.0);
+  CHECK(k3_kl(-1.0, -2.0).first == Approx(std::exp(-1.0) + 1.0 - 1.0));
+  const double h = 1e-6;
+  CHECK(k3_kl(-1.3, -0.9).second == Approx((k3_kl(-1.3 + h, -0.9).first - k3_kl(-1.3 - h, -0.9).first) / (2 * h)).margin(1e-7));
 }

@@ -73,6 +73,9 @@ class ChatTemplate {
   const std::string& name() const { return name_; }
   // Text markers that the tokenizer must hold as single tokens (ChatML's two).
   std::vector<std::string> special_tokens() const;
+  // The text that ends an assistant's turn besides </s> ("<|im_end|>" for chatml; "" when </s>
+  // is the end): where generation stops.
+  std::string end_of_turn() const;
   // Hugging Face's chat_template (Jinja) producing the same text and tokens.
   std::string jinja() const;
   // A conversation's parts: messages[trained_from..] train their assistant turns (SIZE_MAX:
