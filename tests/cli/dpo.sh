@@ -98,7 +98,7 @@ expect_rc 2 "label smoothing with hinge"
 run llm-ppo dpo --init base --data docs.jsonl --seq-len 32 --micro-batch 2 --steps 1 --out notprefs
 expect_rc 1 "chat rows given as preferences"
 expect_err_contains "no example to train on"
-run llm-ppo grpo
+run llm-ppo ppo
 expect_rc 2 "an algorithm not here"
-expect_err_contains "unknown algorithm 'grpo'"
+expect_err_contains "unknown algorithm 'ppo'"
 finish
