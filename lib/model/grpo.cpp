@@ -103,6 +103,8 @@ class GrpoObjective final : public Objective {
       throw UsageError("--scale-rewards must be group, batch or none, not '" + cfg_.scale_rewards + "'");
     if (!(cfg_.epsilon > 0 && cfg_.epsilon < 1) || cfg_.epsilon_high < 0) throw UsageError("--epsilon must be in (0, 1), --epsilon-high 0 or more");
     if (cfg_.beta < 0) throw UsageError("--beta must be 0 or more");
+    if (cfg_.lora.dropout > 0)
+      throw UsageError("--lora-dropout: grpo trains without dropout (the answers' sampled log-probabilities must be the trainer's)");
     for (size_t i = 0; i < cfg_.rewards.size(); ++i) {
       const std::string& r = cfg_.rewards[i];
       const double w = cfg_.reward_weights.empty() ? 1.0 : cfg_.reward_weights[i];
@@ -256,7 +258,7 @@ class GrpoObjective final : public Objective {
       ref = rm.logp();
       if (!reference_) m.set_lora_enabled(true);
     }
-    m.set_dropout_seed(cfg_.seed * 0x9E3779B97F4A7C15ull + 1, first * static_cast<uint64_t>(cfg_.seq_len));
+    m.set_dropout_seed(0);  // as when sampling: the first iteration's ratio is 1
     m.forward(tokens.data(), targets.data(), B, T);
     const std::vector<float> lp = m.logp();
     const double hi = cfg_.epsilon_high > 0 ? cfg_.epsilon_high : cfg_.epsilon;
@@ -455,8 +457,22 @@ class GrpoObjective final : public Objective {
     std::string text;
     for (const std::string& s : all) text += s;
     if (!rollouts_file_) {
-      rollouts_file_ = std::fopen(cfg_.rollouts.c_str(), t.state().step > 0 ? "a" : "w");
+      // A resumed run keeps the rows of the steps its checkpoint holds, as metrics.jsonl does.
+      std::string kept;
+      if (t.state().step > 0 && file_size(cfg_.rollouts) > 0) {
+        const std::string old = read_file(cfg_.rollouts);
+        for (size_t b = 0; b < old.size();) {
+          size_t e = old.find('\n', b);
+          if (e == std::string::npos) e = old.size();
+          const std::string l = old.substr(b, e - b);
+          const size_t k = l.find("\"step\":");
+          if (k != std::string::npos && std::stoll(l.substr(k + 7)) <= t.state().step) kept += l + "\n";
+          b = e + 1;
+        }
+      }
+      rollouts_file_ = std::fopen(cfg_.rollouts.c_str(), "w");
       if (!rollouts_file_) throw Error(cfg_.rollouts, "cannot open");
+      std::fwrite(kept.data(), 1, kept.size(), rollouts_file_);
     }
     std::fwrite(text.data(), 1, text.size(), rollouts_file_);
     std::fflush(rollouts_file_);

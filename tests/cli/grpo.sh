@@ -68,9 +68,10 @@ print(abs(s['reward'] - (s['rewards/rule:exact/mean'] + 0.5 * s['rewards/cmd:pyt
   "the weighted sum of the rewards"
 
 # Stopped and resumed: the same rollouts and losses, bit for bit.
-run llm-ppo grpo $common --reward 'rule:regex:^4' --lr 1e-3 --steps 24 --eval-every 0 --out g2 --stop-at 9
-run llm-ppo grpo $common --reward 'rule:regex:^4' --lr 1e-3 --steps 24 --eval-every 0 --out g2 --resume
+run llm-ppo grpo $common --reward 'rule:regex:^4' --lr 1e-3 --steps 24 --eval-every 0 --out g2 --stop-at 9 --rollouts g2.jsonl
+run llm-ppo grpo $common --reward 'rule:regex:^4' --lr 1e-3 --steps 24 --eval-every 0 --out g2 --resume --rollouts g2.jsonl
 expect_rc 0 "--resume"
+cmp -s g.jsonl g2.jsonl && ok || fail "the rollouts file differs after --resume"
 rewards() { python3 -c "import json,sys; print(' '.join(repr(r['reward']) + ':' + repr(r['loss']) for r in map(json.loads, open(sys.argv[1])) if 'loss' in r))" "$1"; }
 expect_eq "$(rewards g2/metrics.jsonl)" "$(rewards g/metrics.jsonl)" "rewards and losses after --resume"
 
@@ -104,4 +105,6 @@ expect_rc 1 "a failing reward command"
 expect_err_contains "cmd:exit 3: exited with status 3"
 run llm-ppo grpo $common --reward rule:exact --reward-weights 1,2 --out b6 --steps 1
 expect_rc 2 "weights for rewards not given"
+run llm-ppo grpo $common --reward rule:exact --lora-rank 4 --lora-dropout 0.1 --out b7 --steps 1
+expect_rc 2 "dropout under grpo"
 finish
