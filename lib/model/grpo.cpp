@@ -77,7 +77,7 @@ struct Rollout {
 
 // Sums of a step over its sequences and tokens, added up over ranks.
 struct StepSums {
-  enum { loss, tokens, clipped, kl, reward, reward_sq, length, truncated, zero_std, groups, ratio_dev, count };
+  enum { loss, tokens, clipped, kl, reward, group_std, length, truncated, zero_std, groups, ratio_dev, count };
   double v[count] = {};
 };
 
@@ -212,12 +212,17 @@ class GrpoObjective final : public Objective {
     }
     for (size_t g0 = 0; g0 < reward.size(); g0 += G) {
       bool same = true;
-      for (size_t i = 1; i < G; ++i) same = same && reward[g0 + i] == reward[g0];
+      double mean = 0, var = 0;
+      for (size_t i = 0; i < G; ++i) mean += reward[g0 + i] / static_cast<double>(G);
+      for (size_t i = 0; i < G; ++i) {
+        same = same && reward[g0 + i] == reward[g0];
+        var += (reward[g0 + i] - mean) * (reward[g0 + i] - mean);
+      }
+      sums_.v[StepSums::group_std] += std::sqrt(var / static_cast<double>(G - 1));
       sums_.v[StepSums::zero_std] += same;
       sums_.v[StepSums::groups] += 1;
     }
     sums_.v[StepSums::reward] = sum;
-    sums_.v[StepSums::reward_sq] = sq;
     reward_means_ = means;
     // The loss's normaliser over the global batch: its sequences or its response tokens.
     double tokens = sums_.v[StepSums::length];
@@ -309,7 +314,7 @@ class GrpoObjective final : public Objective {
     const double n = static_cast<double>(t.state().batch_sequences), tok = std::max(1.0, sums_.v[StepSums::length]);
     const double mean = sums_.v[StepSums::reward] / n;
     line["reward"] = mean;
-    line["reward_std"] = n > 1 ? std::sqrt(std::max(0.0, (sums_.v[StepSums::reward_sq] - n * mean * mean) / (n - 1))) : 0.0;
+    line["reward_std"] = sums_.v[StepSums::group_std] / std::max(1.0, sums_.v[StepSums::groups]);  // TRL's: the groups' mean std
     for (const auto& [name, m] : reward_means_) line["rewards/" + name + "/mean"] = m;
     line["completions/mean_length"] = sums_.v[StepSums::length] / n;
     line["completions/clipped_ratio"] = sums_.v[StepSums::truncated] / n;
