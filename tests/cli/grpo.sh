@@ -1,6 +1,5 @@
 # llm-ppo grpo end to end on a model llm-sft tuned: a format reward is learnt (the share of
-# answers that start with "4" rises from chance to most), held-out exact match on a verifiable
-# task raised, the engine's log-probabilities are
+# answers that start with "4" rises from chance to most), the engine's log-probabilities are
 # the trainer's (the first iteration's ratio within 1e-5 of 1, nothing clipped), the rollouts
 # file, a reward command, --resume bit for bit (rollouts are seeded by their place in the run),
 # 1 and 2 ranks, and bad input refused.
@@ -58,36 +57,6 @@ for r in rows: groups.setdefault((r['step'], r['prompt']), []).append(r['advanta
 print(len(rows), rows[0]['row']['answer'] is not None, all(abs(sum(a)) < 1e-9 for a in groups.values()),
       all(r['finish'] in ('stop', 'eos', 'length') for r in rows))")" "1536 True True True" \
   "rollouts: 24 steps x 64 answers, advantages summing to 0 in each group"
-
-# Real learning on a verifiable task: "echo N" answered with N, a model tuned by llm-sft to
-# partial success; GRPO with the exact-match rule raises the greedy exact match on held-out
-# prompts (val_reward) well above where it started.
-python3 - <<'PY'
-import json, random
-rng = random.Random(2)
-with open("echo-chat.jsonl", "w") as f:
-    for i in range(400):
-        a = rng.randint(0, 9)
-        f.write(json.dumps({"messages": [{"role": "user", "content": f"echo {a}"}, {"role": "assistant", "content": str(a)}]}) + "\n")
-with open("echo.jsonl", "w") as f, open("echo-val.jsonl", "w") as g:
-    for i in range(300):
-        a = rng.randint(0, 9)
-        (g if i % 6 == 0 else f).write(json.dumps({"prompt": [{"role": "user", "content": f"echo {a}"}], "answer": str(a)}) + "\n")
-PY
-run llm-sft --init base --data echo-chat.jsonl --seq-len 64 --micro-batch 8 --batch-size 16 --lr 3e-3 --steps 130 --eval-every 0 \
-  --out esft --threads 2
-echo_common="--init esft --data echo.jsonl --val echo-val.jsonl --reward rule:exact --group-size 8 --max-new-tokens 4 --seq-len 64 \
-  --batch-size 64 --micro-batch 32 --lr 1e-4 --threads 2"
-run llm-ppo grpo $echo_common --steps 1 --eval-every 1 --out e1
-run llm-ppo grpo $echo_common --steps 40 --eval-every 40 --out e40
-expect_rc 0 "GRPO on echo"
-expect_eq "$(python3 -c "
-import json
-before, after = (json.loads([l for l in open(p + '/metrics.jsonl') if 'val_reward' in l][-1])['val_reward'] for p in ('e1', 'e40'))
-print(before < 0.8, after >= before + 0.15, f'{before:.2f} -> {after:.2f}')")" "True True $(python3 -c "
-import json
-before, after = (json.loads([l for l in open(p + '/metrics.jsonl') if 'val_reward' in l][-1])['val_reward'] for p in ('e1', 'e40'))
-print(f'{before:.2f} -> {after:.2f}')")" "held-out exact match raised by GRPO"
 
 # A reward command and a rule together, weighted.
 run llm-ppo grpo $common --reward rule:exact --reward-cmd "python3 score.py" --reward-weights 1,0.5 --lr 1e-3 --steps 2 --eval-every 0 --out c
