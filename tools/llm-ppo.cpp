@@ -106,6 +106,8 @@ int grpo_main(int argc, char** argv) {
            "a built-in rule: rule:exact[:FIELD], rule:boxed[:FIELD], rule:regex:PATTERN\n(repeatable)");
   op.value("reward-cmd", 0, "CMD", [&](const std::string& v) { cfg.rewards.push_back("cmd:" + v); },
            "a command reading JSONL rows on stdin, writing one number a line (repeatable)");
+  op.value("reward-model", 0, "PATH", [&](const std::string& v) { cfg.rewards.push_back("model:" + v); },
+           "a reward model (llm-rm's) scoring each prompt and answer (repeatable)");
   op.string("reward-weights", 0, "LIST", &weights, "weights of the rewards, in the order given (default 1 each)");
   op.number("missing-eos-penalty", 0, "P", &cfg.missing_eos_penalty, "subtracted from an answer cut by --max-new-tokens (default 0)");
   op.section("GRPO");

@@ -16,6 +16,7 @@
 #include "llmkit/log.hpp"
 #include "llmkit/mpi.hpp"
 #include "llmkit/rewards.hpp"
+#include "llmkit/rm.hpp"
 #include "llmkit/stats.hpp"
 #include "llmkit/tok.hpp"
 
@@ -87,7 +88,7 @@ class GrpoObjective final : public Objective {
 
   std::unique_ptr<Model> build(Trainer& t, const std::string& resume_dir) override {
     if (cfg_.data.empty()) throw UsageError("--data FILE is required (prompts, llmkit-chat(5))");
-    if (cfg_.rewards.empty()) throw UsageError("give a reward: --reward rule:NAME or --reward-cmd COMMAND");
+    if (cfg_.rewards.empty()) throw UsageError("give a reward: --reward rule:NAME, --reward-cmd COMMAND or --reward-model RM");
     if (!cfg_.reward_weights.empty() && cfg_.reward_weights.size() != cfg_.rewards.size())
       throw UsageError("--reward-weights: " + std::to_string(cfg_.reward_weights.size()) + " weights for " +
                        std::to_string(cfg_.rewards.size()) + " rewards");
@@ -105,13 +106,6 @@ class GrpoObjective final : public Objective {
     if (cfg_.beta < 0) throw UsageError("--beta must be 0 or more");
     if (cfg_.lora.dropout > 0)
       throw UsageError("--lora-dropout: grpo trains without dropout (the answers' sampled log-probabilities must be the trainer's)");
-    for (size_t i = 0; i < cfg_.rewards.size(); ++i) {
-      const std::string& r = cfg_.rewards[i];
-      const double w = cfg_.reward_weights.empty() ? 1.0 : cfg_.reward_weights[i];
-      if (r.rfind("rule:", 0) == 0) rewards_.add(make_rule_reward(r.substr(5)), w);
-      else if (r.rfind("cmd:", 0) == 0) rewards_.add(make_command_reward(r.substr(4)), w);
-      else throw UsageError("--reward: '" + r + "' is neither rule:NAME nor a command");
-    }
     ModelOptions options;
     options.recompute_mlp = cfg_.recompute;
     std::unique_ptr<Model> model = build_tuned_model(cfg_, t, resume_dir, base_, options);
@@ -120,6 +114,14 @@ class GrpoObjective final : public Objective {
       reference_->freeze([](const std::string&) { return true; });
     }
     encoder_ = std::make_unique<ChatEncoder>(*base_.tokenizer, ChatTemplate::named(cfg_.chat_template));
+    for (size_t i = 0; i < cfg_.rewards.size(); ++i) {
+      const std::string& r = cfg_.rewards[i];
+      const double w = cfg_.reward_weights.empty() ? 1.0 : cfg_.reward_weights[i];
+      if (r.rfind("rule:", 0) == 0) rewards_.add(make_rule_reward(r.substr(5)), w);
+      else if (r.rfind("cmd:", 0) == 0) rewards_.add(make_command_reward(r.substr(4)), w);
+      else if (r.rfind("model:", 0) == 0) rewards_.add(make_model_reward(r.substr(6), t.backend(), *encoder_, cfg_.seq_len, cfg_.micro_batch), w);
+      else throw UsageError("--reward: '" + r + "' is neither rule:NAME nor a command");
+    }
     prompts_ = read_prompts(cfg_.data, t.stats(), cfg_.limit);
     if (!cfg_.val.empty()) {
       Stats val_stats;
@@ -362,6 +364,7 @@ class GrpoObjective final : public Objective {
   void release(Trainer&) override {
     engine_.reset();
     reference_.reset();
+    rewards_.clear();
   }
   double other_models_mib(const Trainer& t) const override {
     if (!reference_) return 0;

@@ -217,6 +217,71 @@ int run_rm(const RmConfig& cfg, Stats& stats) {
 
 // ---- Scoring ------------------------------------------------------------------------------------
 
+namespace {
+
+// Rewards from a reward model, for llm-ppo.
+class ModelReward final : public RewardFunction {
+ public:
+  ModelReward(const std::string& path, Backend& be, const ChatEncoder& enc, int seq_len, int batch)
+      : name_("model:" + path), enc_(enc), seq_len_(seq_len), batch_(std::max(1, batch)) {
+    LoadedModel lm = open_model(path, be);
+    if (!lm.model->config().classifier)
+      throw Error(path, "is not a reward model (its config.json is not a *ForSequenceClassification): train one with llm-rm");
+    if (!lm.tokenizer.empty() && read_file(lm.tokenizer) != read_file(enc.tokenizer().path()))
+      throw Error(path, "has another tokenizer than the policy's (" + lm.tokenizer + " differs from " + enc.tokenizer().path() + ")");
+    model_ = std::move(lm.model);
+  }
+  const std::string& name() const override { return name_; }
+  const Model& model() const { return *model_; }
+  std::vector<double> score(const std::vector<RewardInput>& in) override {
+    std::vector<std::vector<int32_t>> seqs;
+    for (const RewardInput& x : in) {
+      const nlohmann::json& p = x.row.is_object() && x.row.contains("prompt") ? x.row["prompt"] : nlohmann::json(x.prompt);
+      ChatRow row;
+      row.where = name_;
+      if (p.is_string()) {
+        row.kind = ChatRow::Kind::prompt_completion;
+        row.prompt = p.get<std::string>();
+        row.completion = x.response;
+      } else {
+        row = parse_chat_row(nlohmann::json{{"messages", p}}.dump(), name_);
+        row.completion_from = row.messages.size();
+        row.messages.push_back({"assistant", x.response});
+      }
+      std::vector<int32_t> t = enc_.encode(row).tokens;
+      if (static_cast<int>(t.size()) > seq_len_) t.resize(static_cast<size_t>(seq_len_));
+      seqs.push_back(std::move(t));
+    }
+    std::vector<double> r(seqs.size());
+    for (size_t i0 = 0; i0 < seqs.size(); i0 += static_cast<size_t>(batch_)) {
+      const int B = static_cast<int>(std::min(seqs.size() - i0, static_cast<size_t>(batch_)));
+      int T = 1;
+      for (int b = 0; b < B; ++b) T = std::max(T, static_cast<int>(seqs[i0 + static_cast<size_t>(b)].size()));
+      std::vector<int32_t> tokens(static_cast<size_t>(B) * static_cast<size_t>(T), kEosId);
+      for (int b = 0; b < B; ++b)
+        std::copy(seqs[i0 + static_cast<size_t>(b)].begin(), seqs[i0 + static_cast<size_t>(b)].end(), tokens.begin() + static_cast<long>(b) * T);
+      model_->forward(tokens.data(), nullptr, B, T);
+      const std::vector<float> v = model_->values();
+      for (int b = 0; b < B; ++b)
+        r[i0 + static_cast<size_t>(b)] = v[static_cast<size_t>(b) * static_cast<size_t>(T) + seqs[i0 + static_cast<size_t>(b)].size() - 1];
+    }
+    return r;
+  }
+
+ private:
+  std::string name_;
+  const ChatEncoder& enc_;
+  int seq_len_, batch_;
+  std::unique_ptr<Model> model_;
+};
+
+}  // namespace
+
+std::unique_ptr<RewardFunction> make_model_reward(const std::string& path, Backend& be, const ChatEncoder& encoder, int seq_len,
+                                                  int batch) {
+  return std::make_unique<ModelReward>(path, be, encoder, seq_len, batch);
+}
+
 void score_rows(const ScoreOptions& o, const std::vector<std::string>& files, OutputStream& out, Stats& stats) {
   if (o.model.empty()) throw UsageError("--model RM is required (a reward model: llm-rm's run or checkpoint directory)");
   if (o.batch < 1) throw UsageError("--batch must be at least 1");

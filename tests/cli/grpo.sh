@@ -67,6 +67,30 @@ s = [r for r in map(json.loads, open('c/metrics.jsonl')) if 'loss' in r][0]
 print(abs(s['reward'] - (s['rewards/rule:exact/mean'] + 0.5 * s['rewards/cmd:python3 score.py/mean'])) < 1e-9)")" "True" \
   "the weighted sum of the rewards"
 
+# A reward model as the reward: one llm-rm taught to prefer the answer "4", then GRPO on it.
+python3 - <<'PY'
+import json, random
+rng = random.Random(3)
+with open("prefs.jsonl", "w") as f:
+    for i in range(200):
+        a, b = rng.randint(0, 4), rng.randint(0, 4)
+        f.write(json.dumps({"prompt": [{"role": "user", "content": f"add {a} and {b}"}],
+                            "chosen": [{"role": "assistant", "content": "4"}],
+                            "rejected": [{"role": "assistant", "content": str(rng.choice([0, 1, 2, 3, 5, 6, 7, 8]))}]}) + "\n")
+PY
+run llm-rm --init sft --data prefs.jsonl --seq-len 64 --micro-batch 16 --batch-size 32 --lr 3e-3 --steps 20 --eval-every 0 --threads 2 --out rm
+expect_rc 0 "the reward model"
+run llm-ppo grpo $common --reward-model rm --lr 1e-3 --steps 16 --eval-every 0 --out rmg
+expect_rc 0 "grpo on a reward model"
+expect_eq "$(python3 -c "
+import json
+s = [r for r in map(json.loads, open('rmg/metrics.jsonl')) if 'loss' in r]
+first, last = sum(r['reward'] for r in s[:3]) / 3, sum(r['reward'] for r in s[-3:]) / 3
+print(len(s), last > first + 0.5, 'rewards/model:rm/mean' in s[0])")" "16 True True" "the reward model's score rises"
+run llm-ppo grpo $common --reward-model base --out rmbad --steps 1
+expect_rc 1 "a language model as the reward model"
+expect_err_contains "is not a reward model"
+
 # Stopped and resumed: the same rollouts and losses, bit for bit.
 run llm-ppo grpo $common --reward 'rule:regex:^4' --lr 1e-3 --steps 24 --eval-every 0 --out g2 --stop-at 9 --rollouts g2.jsonl
 run llm-ppo grpo $common --reward 'rule:regex:^4' --lr 1e-3 --steps 24 --eval-every 0 --out g2 --resume --rollouts g2.jsonl

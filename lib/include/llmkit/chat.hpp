@@ -111,6 +111,7 @@ class ChatEncoder {
   // The example's text with its trained tokens between [[ and ]], for a person to check.
   std::string show(const ChatExample& ex) const;
   const ChatTemplate& chat_template() const { return tmpl_; }
+  const Tokenizer& tokenizer() const { return tok_; }
 
  private:
   void encode_parts(const std::vector<ChatPart>& parts, ChatExample& ex) const;

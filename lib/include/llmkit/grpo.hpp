@@ -27,7 +27,7 @@ struct GrpoConfig : SftConfig {
   std::string scale_rewards = "group";     // group, batch, none (Dr. GRPO)
   double beta = 0;                         // the k3 KL term's weight
   double missing_eos_penalty = 0;          // subtracted from a response cut by --max-new-tokens
-  std::vector<std::string> rewards;        // rule:NAME, cmd:COMMAND
+  std::vector<std::string> rewards;        // rule:NAME, cmd:COMMAND, model:PATH (an llm-rm reward model)
   std::vector<double> reward_weights;      // one per reward; empty: 1 each
   std::string rollouts;                    // JSONL of every prompt, response, reward, advantage
 };

@@ -52,6 +52,7 @@ class RewardMix {
  public:
   void add(std::unique_ptr<RewardFunction> f, double weight);
   bool empty() const { return parts_.empty(); }
+  void clear() { parts_.clear(); }  // before the backend a reward model lives on goes
   // The weighted sum per input; `means` gets each reward's mean over the inputs (by name).
   std::vector<double> score(const std::vector<RewardInput>& inputs, std::vector<std::pair<std::string, double>>* means = nullptr);
 

@@ -7,12 +7,15 @@
 #include <string>
 #include <vector>
 
+#include "llmkit/rewards.hpp"
 #include "llmkit/sft.hpp"
 
 namespace llmkit {
 
 class Stats;
 class OutputStream;
+class ChatEncoder;
+class Backend;
 
 struct RmConfig : SftConfig {
   double center_rewards = 0;  // TRL's center_rewards_coefficient
@@ -27,6 +30,13 @@ RmPairLoss rm_pair_loss(double rc, double rr, double margin, double center);
 
 // Runs training; 0 at the end, 1 when stopped by a signal after saving a checkpoint.
 int run_rm(const RmConfig& cfg, Stats& stats);
+
+// A reward model as an llm-ppo reward (rewards.hpp): each prompt (the data row's "prompt": text
+// or messages) with its response is rendered and tokenized as llm-rm trained on them, through
+// `encoder` (the policy's tokenizer, which must be the reward model's, and template), cut to
+// seq_len tokens, and scored on `be` at its last token, batch sequences at a time.
+std::unique_ptr<RewardFunction> make_model_reward(const std::string& path, Backend& be, const ChatEncoder& encoder, int seq_len,
+                                                  int batch);
 
 struct ScoreOptions {
   std::string model, tokenizer, chat_template, device = "auto", precision = "bf16";
