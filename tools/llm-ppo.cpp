@@ -152,12 +152,12 @@ int grpo_main(int argc, char** argv) {
 int ppo_main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "dpo") == 0) return dpo_main(argc - 1, argv + 1);
   if (argc > 1 && std::strcmp(argv[1], "grpo") == 0) return grpo_main(argc - 1, argv + 1);
-  OptionParser op("llm-ppo", "llm-ppo dpo [OPTIONS]",
+  OptionParser op("llm-ppo", "llm-ppo dpo|grpo [OPTIONS]",
                   "Preference optimisation of a tuned model. Algorithms:\n"
                   "  dpo   direct preference optimisation (and IPO, hinge, conservative DPO) on\n"
                   "        preference pairs; llm-ppo dpo --help for its options\n"
-                  "  grpo  group relative policy optimisation with rewards from rules or a command;\n"
-                  "        llm-ppo grpo --help");
+                  "  grpo  group relative policy optimisation with rewards from rules, commands or\n"
+                  "        reward models; llm-ppo grpo --help");
   std::vector<std::string> rest = op.parse(argc, argv);
   if (rest.empty()) throw UsageError("give an algorithm: dpo, grpo");
   throw UsageError("unknown algorithm '" + rest[0] + "': this llm-ppo has dpo and grpo");
