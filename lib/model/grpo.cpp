@@ -145,6 +145,7 @@ class GrpoObjective final : public Objective {
     }
     const int per_rank = static_cast<int>(rows_per_step(t) / t.ranks());
     engine_ = std::make_unique<Engine>(*model, base_.tokenizer.get(), std::max(per_rank, cfg_.group), cfg_.seq_len);
+    engine_backend_value_bytes_ = t.backend().activation_value_bytes();
     return model;
   }
 
@@ -152,11 +153,12 @@ class GrpoObjective final : public Objective {
     char line[512];
     snprintf(line, sizeof line,
              "%s: %.2fM parameters%s; %zu prompts, %d samples each, up to %d new tokens (temperature %g); loss %s, rewards %s, "
-             "%lld steps of %lld prompts",
+             "%lld step%s of %lld prompts",
              base_.init_dir.c_str(), static_cast<double>(t.model().num_params_unpadded()) / 1e6,
              cfg_.lora.rank > 0 ? (", LoRA rank " + std::to_string(cfg_.lora.rank)).c_str() : "", prompts_.size(), cfg_.group,
              cfg_.max_new_tokens, cfg_.temperature, cfg_.loss_type.c_str(), cfg_.scale_rewards.c_str(),
-             static_cast<long long>(t.options().steps), static_cast<long long>(t.state().batch_sequences / cfg_.group));
+             static_cast<long long>(t.options().steps), t.options().steps == 1 ? "" : "s",
+             static_cast<long long>(t.state().batch_sequences / cfg_.group));
     return line;
   }
 
@@ -366,10 +368,16 @@ class GrpoObjective final : public Objective {
     reference_.reset();
     rewards_.clear();
   }
+  // The reference kept in memory, and the engine's KV cache: keys and values of every layer for
+  // the rank's answers of --seq-len positions.
   double other_models_mib(const Trainer& t) const override {
-    if (!reference_) return 0;
-    return (static_cast<double>(reference_->num_params()) * 4 +
-            static_cast<double>(reference_->activation_bytes(cfg_.micro_batch, t.options().seq_len))) / (1 << 20);
+    const ModelConfig& c = t.model().config();
+    const double slots = static_cast<double>(std::max<int64_t>(t.rows_per_rank(), cfg_.group));
+    double bytes = 2.0 * c.layers * slots * cfg_.seq_len * c.kv_heads * c.head_dim() * static_cast<double>(engine_backend_value_bytes_);
+    if (reference_)
+      bytes += static_cast<double>(reference_->num_params()) * 4 +
+               static_cast<double>(reference_->activation_bytes(cfg_.micro_batch, t.options().seq_len));
+    return bytes / (1 << 20);
   }
 
  private:
@@ -503,6 +511,7 @@ class GrpoObjective final : public Objective {
   std::chrono::steady_clock::time_point train_start_;
   std::vector<float> dlogp_;
   std::FILE* rollouts_file_ = nullptr;
+  size_t engine_backend_value_bytes_ = 4;
 
  public:
   ~GrpoObjective() override {

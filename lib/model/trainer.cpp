@@ -268,8 +268,8 @@ void Trainer::setup() {
     if (comm_.rank() == 0) LLMKIT_INFO("resumed from %s at step %lld", resume_dir.c_str(), static_cast<long long>(s.step));
   }
   if (comm_.rank() == 0) {
-    LLMKIT_INFO("%s, global batch %lld rows of %d (%lld micro-batches of %d per rank, %d rank%s)", obj_.describe(*this).c_str(),
-                static_cast<long long>(global), opts_.seq_len, static_cast<long long>(accum_), opts_.micro_batch, R,
+    LLMKIT_INFO("%s, global batch %lld rows of %d (%lld micro-batch%s of %d per rank, %d rank%s)", obj_.describe(*this).c_str(),
+                static_cast<long long>(global), opts_.seq_len, static_cast<long long>(accum_), accum_ == 1 ? "" : "es", opts_.micro_batch, R,
                 R > 1 ? "s" : "");
     const size_t largest = *std::max_element(counts_.begin(), counts_.end());
     const double mib = 2.0 * sizeof(float) * static_cast<double>(largest) / (1 << 20);
