@@ -149,12 +149,13 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
   const int eos = tok_ ? tok_->eos_id() : -1;
   const size_t kv_dim = static_cast<size_t>(model_.config().kv_heads) * static_cast<size_t>(model_.config().head_dim());
   // log p(t) under the row's softmax
+  const double inv_t = p.temperature > 0 ? 1.0 / p.temperature : 1.0;
   auto logprob = [&](const float* row, int32_t t) {
     float m = row[0];
     for (int j = 1; j < V; ++j) m = std::max(m, row[j]);
     double sum = 0;
-    for (int j = 0; j < V; ++j) sum += std::exp(static_cast<double>(row[j] - m));
-    return static_cast<float>(static_cast<double>(row[t] - m) - std::log(sum));
+    for (int j = 0; j < V; ++j) sum += std::exp(static_cast<double>(row[j] - m) * inv_t);
+    return static_cast<float>(static_cast<double>(row[t] - m) * inv_t - std::log(sum));
   };
   std::vector<Generation> out(prompts.size() * n);
   const size_t per_batch = static_cast<size_t>(max_batch_) / n;  // prompts a batch holds

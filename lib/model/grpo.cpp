@@ -263,11 +263,13 @@ class GrpoObjective final : public Objective {
       Model& rm = reference_ ? *reference_ : m;
       if (!reference_) m.set_lora_enabled(false);
       rm.set_dropout_seed(0);
+      rm.set_logit_temperature(static_cast<float>(cfg_.temperature));
       rm.forward(tokens.data(), targets.data(), B, T);
       ref = rm.logp();
       if (!reference_) m.set_lora_enabled(true);
     }
     m.set_dropout_seed(0);  // as when sampling: the first iteration's ratio is 1
+    m.set_logit_temperature(static_cast<float>(cfg_.temperature));  // the sampling's distribution, as TRL
     m.forward(tokens.data(), targets.data(), B, T);
     const std::vector<float> lp = m.logp();
     const double hi = cfg_.epsilon_high > 0 ? cfg_.epsilon_high : cfg_.epsilon;

@@ -896,6 +896,7 @@ void Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T,
   for (size_t l = 0; l < layers_.size(); ++l)
     layer_forward(static_cast<int>(l), acts_layers_[l], l + 1 < layers_.size() ? acts_layers_[l + 1].x : t.xf, N, site);
   head_forward(t.xf, N);
+  if (targets && logit_temperature_ != 1.0f) be_.scale(acts_.logits, 1.0f / logit_temperature_, static_cast<size_t>(N) * Vp);
   if (targets) be_.crossentropy_forward(t.logp, acts_.logits, targets_.data(), N, V, Vp);
 }
 
@@ -963,6 +964,8 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host, const Di
     } else {
       be_.crossentropy_backward(acts_.logits, acts_.logits, targets_.data(), t.dlogp, N, V, Vp);
     }
+    // d/d(logits) = d/d(logits / T) / T
+    if (logit_temperature_ != 1.0f) be_.scale(acts_.logits, 1.0f / logit_temperature_, static_cast<size_t>(N) * Vp);
     t.lm.backward(be_, t.tmp, acts_.logits, t.hf, N);
   }
   if (dvalue_host) {

@@ -160,7 +160,7 @@ TEST_CASE("Samples of one prompt share its prefill; recorded log-probs are the t
     m.init(4);
     const std::vector<std::vector<int32_t>> prompts = {seq_of(7, 1), seq_of(3, 2)};
     SamplingParams p;
-    p.temperature = 1.0;
+    p.temperature = family == ModelConfig::Family::llama ? 1.0 : 0.7;  // GPT-2: log-probs at the temperature
     p.max_tokens = 12;
     p.stop_at_eos = false;  // no tokenizer: run to the limit
     p.n = 3;
@@ -188,7 +188,9 @@ TEST_CASE("Samples of one prompt share its prefill; recorded log-probs are the t
       all.insert(all.end(), g[i].tokens.begin(), g[i].tokens.end());
       std::vector<int32_t> in(all.begin(), all.end() - 1), target(in.size(), -1);
       for (size_t t = prompts[i / 3].size() - 1; t < in.size(); ++t) target[t] = all[t + 1];
+      m.set_logit_temperature(static_cast<float>(p.temperature));
       m.forward(in.data(), target.data(), 1, static_cast<int>(in.size()));
+      m.set_logit_temperature(1.0f);
       const std::vector<float> lp = m.logp();
       REQUIRE(g[i].logprobs.size() == g[i].tokens.size());
       double worst = 0;
@@ -197,4 +199,53 @@ TEST_CASE("Samples of one prompt share its prefill; recorded log-probs are the t
       CHECK(worst < 1e-5);
     }
   }
+}
+
+TEST_CASE("Log-probabilities at a temperature and their gradient, against finite differences", "[engine]") {
+  auto be = make_cpu_backend();
+  Model m(cfg(ModelConfig::Family::llama), *be);
+  m.init(6);
+  const std::vector<int32_t> in = seq_of(9, 7), target = seq_of(9, 8);
+  const float T = 0.6f;
+  auto loss = [&] {  // sum of logp at temperature T, weighted
+    m.set_logit_temperature(T);
+    m.forward(in.data(), target.data(), 1, 9);
+    double l = 0;
+    const std::vector<float> lp = m.logp();
+    for (size_t i = 0; i < lp.size(); ++i) l += lp[i] * (0.5 + 0.1 * static_cast<double>(i));
+    return l;
+  };
+  // logp at T is log softmax(logits / T): from the raw logits of a plain forward.
+  m.set_logit_temperature(1.0f);
+  m.forward(in.data(), nullptr, 1, 9);
+  const int Vp = m.config().padded_vocab(), V = m.config().vocab_size;
+  std::vector<double> want(9);
+  for (size_t i = 0; i < 9; ++i) {
+    const float* row = m.logits() + i * static_cast<size_t>(Vp);
+    double mx = -1e300, sum = 0;
+    for (int j = 0; j < V; ++j) mx = std::max(mx, static_cast<double>(row[j]) / T);
+    for (int j = 0; j < V; ++j) sum += std::exp(static_cast<double>(row[j]) / T - mx);
+    want[i] = static_cast<double>(row[target[i]]) / T - mx - std::log(sum);
+  }
+  loss();
+  const std::vector<float> lp = m.logp();
+  for (size_t i = 0; i < 9; ++i) CHECK(lp[i] == Approx(want[i]).margin(1e-5));
+  // The gradient of the weighted sum in a few weights, against central differences.
+  m.zero_grad();
+  loss();
+  std::vector<float> d(9);
+  for (size_t i = 0; i < 9; ++i) d[i] = static_cast<float>(0.5 + 0.1 * static_cast<double>(i));
+  m.backward(d.data());
+  const ParamSpec& w = m.param("model.layers.0.mlp.down_proj.weight");
+  for (size_t k : {size_t{3}, size_t{101}, size_t{250}}) {
+    float* x = m.weights() + w.offset + k;
+    const float x0 = *x, h = 1e-3f;
+    *x = x0 + h;
+    const double lp1 = loss();
+    *x = x0 - h;
+    const double lm1 = loss();
+    *x = x0;
+    CHECK(m.grads()[w.grad_offset + k] == Approx((lp1 - lm1) / (2 * h)).margin(2e-3));
+  }
+  m.set_logit_temperature(1.0f);
 }

@@ -37,8 +37,9 @@ struct Generation {
   std::vector<int32_t> tokens;  // generated (</s> excluded; a stop sequence's tokens included)
   std::string text;             // decoded (with a tokenizer), cut before a stop sequence
   std::string finish;           // "stop" (a stop sequence), "eos", "length"
-  // log p of each token of `tokens` under the model (its logits' softmax, whatever the sampling
-  // temperature or cut-offs), then of </s> when finish is "eos": what a trainer recomputes.
+  // log p of each token of `tokens` under softmax(logits / temperature) (the temperature when
+  // sampling, 1 when greedy; cut-offs ignored), then of </s> when finish is "eos": what a
+  // trainer recomputes (Model::set_logit_temperature).
   std::vector<float> logprobs;
 };
 

@@ -161,6 +161,10 @@ class Model {
     dropout_row0_ = first_token;
   }
 
+  // The temperature of logp() (and of backward's d(logp)): log softmax(logits / T), as GRPO's
+  // trainer computes its log-probabilities at the sampling temperature (TRL does). Default 1.
+  void set_logit_temperature(float t) { logit_temperature_ = t; }
+
   // Forward over tokens[B*T] (each row a sequence starting at position 0, or with `starts`
   // several packed back to back: see backend.hpp; checked). With targets (same shape, < 0
   // ignored) it also computes each target's log-probability, logp().
@@ -266,6 +270,7 @@ class Model {
   std::vector<float> host_logits_;
   GradientHook hook_;
   uint64_t dropout_seed_ = 0, dropout_row0_ = 0;
+  float logit_temperature_ = 1.0f;
   bool lora_on_ = true;
   std::vector<size_t> layer_begin_;       // offset of each layer's first parameter, then its end
   std::vector<size_t> grad_layer_begin_;  // the same in the gradient buffer
