@@ -72,8 +72,17 @@ std::vector<ScoredContinuation> Engine::score(
   return out;
 }
 
+// log softmax(row / T) at t, from the raw logits
+static float log_softmax_at(const float* row, int V, int32_t t, double inv_t) {
+  float m = row[0];
+  for (int j = 1; j < V; ++j) m = std::max(m, row[j]);
+  double sum = 0;
+  for (int j = 0; j < V; ++j) sum += std::exp(static_cast<double>(row[j] - m) * inv_t);
+  return static_cast<float>(static_cast<double>(row[t] - m) * inv_t - std::log(sum));
+}
+
 int32_t Engine::sample(const float* logits, const std::vector<int32_t>& history, const SamplingParams& p,
-                       std::mt19937_64& rng) const {
+                       std::mt19937_64& rng, float* logprob) const {
   const int V = model_.config().vocab_size;
   std::vector<double> l(logits, logits + V);
   if (p.repetition_penalty != 1.0) {
@@ -85,58 +94,69 @@ int32_t Engine::sample(const float* logits, const std::vector<int32_t>& history,
         x = x > 0 ? x / p.repetition_penalty : x * p.repetition_penalty;
       }
   }
-  if (p.temperature <= 0) return static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
+  if (p.temperature <= 0) {
+    const auto t = static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
+    if (logprob) *logprob = log_softmax_at(logits, V, t, 1.0);
+    return t;
+  }
   const double m = *std::max_element(l.begin(), l.end());
-  std::vector<int> idx(static_cast<size_t>(V));
-  std::iota(idx.begin(), idx.end(), 0);
   std::vector<double> prob(static_cast<size_t>(V));
-  for (int j = 0; j < V; ++j) prob[static_cast<size_t>(j)] = std::exp((l[static_cast<size_t>(j)] - m) / p.temperature);
-  if (p.top_k <= 0 && p.top_p >= 1.0 && p.min_p <= 0) {
-    // No cut-off: the draw walks the vocabulary in id order, no sorting (most of a rollout's
-    // time otherwise).
-    double all = 0;
-    for (int j = 0; j < V; ++j) all += prob[static_cast<size_t>(j)];
-    const double u = static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0) * all;
-    double acc = 0;
-    for (int j = 0; j < V; ++j) {
-      acc += prob[static_cast<size_t>(j)];
-      if (u < acc) return j;
+  double all = 0;
+  for (int j = 0; j < V; ++j) all += prob[static_cast<size_t>(j)] = std::exp((l[static_cast<size_t>(j)] - m) / p.temperature);
+  const double unit = static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0);
+  auto draw = [&]() -> int32_t {
+    if (p.top_k <= 0 && p.top_p >= 1.0 && p.min_p <= 0) {
+      // No cut-off: the draw walks the vocabulary in id order, no sorting (most of a
+      // rollout's time otherwise).
+      const double u = unit * all;
+      double acc = 0;
+      for (int j = 0; j < V; ++j) {
+        acc += prob[static_cast<size_t>(j)];
+        if (u < acc) return j;
+      }
+      return V - 1;
     }
-    return V - 1;
-  }
-  // Most likely first; ties by id, so the order (and the draw) is reproducible. With top-k only
-  // the k first need their order.
-  auto likelier = [&](int a, int b) {
-    return prob[static_cast<size_t>(a)] != prob[static_cast<size_t>(b)] ? prob[static_cast<size_t>(a)] > prob[static_cast<size_t>(b)] : a < b;
+    std::vector<int> idx(static_cast<size_t>(V));
+    std::iota(idx.begin(), idx.end(), 0);
+    // Most likely first; ties by id, so the order (and the draw) is reproducible. With top-k
+    // only the k first need their order.
+    auto likelier = [&](int a, int b) {
+      return prob[static_cast<size_t>(a)] != prob[static_cast<size_t>(b)] ? prob[static_cast<size_t>(a)] > prob[static_cast<size_t>(b)] : a < b;
+    };
+    if (p.top_k > 0 && p.top_k < V) std::partial_sort(idx.begin(), idx.begin() + p.top_k, idx.end(), likelier);
+    else std::sort(idx.begin(), idx.end(), likelier);
+    size_t keep = static_cast<size_t>(V);
+    if (p.top_k > 0) keep = std::min(keep, static_cast<size_t>(p.top_k));
+    if (p.min_p > 0) {  // relative to the most likely token
+      const double floor = p.min_p * prob[static_cast<size_t>(idx[0])];
+      size_t k = 1;
+      while (k < keep && prob[static_cast<size_t>(idx[k])] >= floor) ++k;
+      keep = k;
+    }
+    if (p.top_p < 1.0) {  // the smallest head whose mass reaches top_p
+      double t = 0, mass = 0;
+      for (size_t i = 0; i < keep; ++i) mass += prob[static_cast<size_t>(idx[i])];
+      size_t k = 0;
+      while (k < keep && t < p.top_p * mass) t += prob[static_cast<size_t>(idx[k++])];
+      keep = std::max<size_t>(1, k);
+    }
+    double total = 0;
+    for (size_t i = 0; i < keep; ++i) total += prob[static_cast<size_t>(idx[i])];
+    const double u = unit * total;
+    double acc = 0;
+    for (size_t i = 0; i < keep; ++i) {
+      acc += prob[static_cast<size_t>(idx[i])];
+      if (u < acc) return idx[i];
+    }
+    return idx[keep - 1];
   };
-  if (p.top_k > 0 && p.top_k < V) std::partial_sort(idx.begin(), idx.begin() + p.top_k, idx.end(), likelier);
-  else std::sort(idx.begin(), idx.end(), likelier);
-  size_t keep = static_cast<size_t>(V);
-  if (p.top_k > 0) keep = std::min(keep, static_cast<size_t>(p.top_k));
-  double total = 0;
-  for (size_t i = 0; i < keep; ++i) total += prob[static_cast<size_t>(idx[i])];
-  if (p.min_p > 0) {  // relative to the most likely token
-    const double floor = p.min_p * prob[static_cast<size_t>(idx[0])];
-    size_t k = 1;
-    while (k < keep && prob[static_cast<size_t>(idx[k])] >= floor) ++k;
-    keep = k;
-  }
-  if (p.top_p < 1.0) {  // the smallest head whose mass reaches top_p
-    double t = 0, all = 0;
-    for (size_t i = 0; i < keep; ++i) all += prob[static_cast<size_t>(idx[i])];
-    size_t k = 0;
-    while (k < keep && t < p.top_p * all) t += prob[static_cast<size_t>(idx[k++])];
-    keep = std::max<size_t>(1, k);
-  }
-  total = 0;
-  for (size_t i = 0; i < keep; ++i) total += prob[static_cast<size_t>(idx[i])];
-  const double u = static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0) * total;
-  double acc = 0;
-  for (size_t i = 0; i < keep; ++i) {
-    acc += prob[static_cast<size_t>(idx[i])];
-    if (u < acc) return idx[i];
-  }
-  return idx[keep - 1];
+  const int32_t t = draw();
+  // log softmax(logits / T) at t: from the sums just made, unless a repetition penalty changed
+  // the logits they were made of.
+  if (logprob)
+    *logprob = p.repetition_penalty == 1.0 ? static_cast<float>((l[static_cast<size_t>(t)] - m) / p.temperature - std::log(all))
+                                           : log_softmax_at(logits, V, t, 1.0 / p.temperature);
+  return t;
 }
 
 std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& p) {
@@ -145,18 +165,10 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
     throw Error("", "generate: " + std::to_string(p.n) + " samples a prompt with room for " + std::to_string(max_batch_) + " sequences");
   const size_t n = static_cast<size_t>(p.n);
   if (!p.seeds.empty() && p.seeds.size() != prompts.size() * n) throw Error("", "generate: a seed for each sequence, or none");
-  const int Vp = model_.config().padded_vocab(), V = model_.config().vocab_size;
+  const int Vp = model_.config().padded_vocab();
   const int eos = tok_ ? tok_->eos_id() : -1;
   const size_t kv_dim = static_cast<size_t>(model_.config().kv_heads) * static_cast<size_t>(model_.config().head_dim());
   // log p(t) under the row's softmax
-  const double inv_t = p.temperature > 0 ? 1.0 / p.temperature : 1.0;
-  auto logprob = [&](const float* row, int32_t t) {
-    float m = row[0];
-    for (int j = 1; j < V; ++j) m = std::max(m, row[j]);
-    double sum = 0;
-    for (int j = 0; j < V; ++j) sum += std::exp(static_cast<double>(row[j] - m) * inv_t);
-    return static_cast<float>(static_cast<double>(row[t] - m) * inv_t - std::log(sum));
-  };
   std::vector<Generation> out(prompts.size() * n);
   const size_t per_batch = static_cast<size_t>(max_batch_) / n;  // prompts a batch holds
   for (size_t b0 = 0; b0 < prompts.size(); b0 += per_batch) {
@@ -207,8 +219,9 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
         Live& s = live[i];
         Generation& g = out[s.seq];
         const float* row = logits + static_cast<size_t>(last_row[i]) * static_cast<size_t>(Vp);
-        int32_t t = sample(row, s.history, p, s.rng);
-        g.logprobs.push_back(logprob(row, t));
+        float lp = 0;
+        const int32_t t = sample(row, s.history, p, s.rng, &lp);
+        g.logprobs.push_back(lp);
         if (p.stop_at_eos && t == eos) {
           g.finish = "eos";
           continue;

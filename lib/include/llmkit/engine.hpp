@@ -65,8 +65,9 @@ class Engine {
   std::vector<Generation> generate(const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& params);
 
   // One token from a row of logits (the vocabulary's first V columns), given the sequence so far.
+  // With logprob: log softmax(logits / temperature) at the token (temperature 1 when greedy).
   int32_t sample(const float* logits, const std::vector<int32_t>& history, const SamplingParams& params,
-                 std::mt19937_64& rng) const;
+                 std::mt19937_64& rng, float* logprob = nullptr) const;
 
   int max_len() const { return max_len_; }
 
