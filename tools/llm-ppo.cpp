@@ -21,16 +21,7 @@ namespace {
 
 int dpo_main(int argc, char** argv) {
   DpoConfig cfg;
-  // Hugging Face TRL's DPOConfig defaults where it has them.
-  cfg.lr = 1e-6;
-  cfg.warmup = 0;
-  cfg.schedule = "linear";
-  cfg.min_lr_frac = 0;
-  cfg.weight_decay = 0;
-  cfg.beta2 = 0.999;
-  cfg.seq_len = 1024;
-  cfg.micro_batch = 8;
-  cfg.steps = 0;
+  use_trl_defaults(cfg, 1e-6);
   int64_t seq = 0, micro = 0, keep = 0, bad = 0, zero = 0;
   OptionParser op("llm-ppo dpo", "llm-ppo dpo --init CHECKPOINT --data FILE --out DIR [OPTIONS]",
                   "Direct preference optimisation: tunes a model (an llm-sft run, say) to prefer the\n"
@@ -61,27 +52,13 @@ int dpo_main(int argc, char** argv) {
   if (!rest.empty()) throw UsageError("unexpected argument '" + rest[0] + "' (data files go after --data)");
   cfg.seed = op.common().seed;
   check_tuning_options(cfg, flags);
-  if (cfg.eval_batches < 0) throw UsageError("--eval-batches must be 0 or more");
   check_trainer_options(cfg, micro, seq, keep, bad, zero);
-  Stats stats;
-  const int rc = run_dpo(cfg, stats);
-  stats.write(op.common().stats_file, "llm-ppo dpo", Comm::world());
-  finish_tuning(cfg, flags, rc, stats);
-  return rc;
+  return run_tuning_command(cfg, flags, "llm-ppo dpo", op.common().stats_file, [&](Stats& st) { return run_dpo(cfg, st); });
 }
 
 int grpo_main(int argc, char** argv) {
   GrpoConfig cfg;
-  // Hugging Face TRL's GRPOConfig defaults where it has them.
-  cfg.lr = 1e-6;
-  cfg.warmup = 0;
-  cfg.schedule = "linear";
-  cfg.min_lr_frac = 0;
-  cfg.weight_decay = 0;
-  cfg.beta2 = 0.999;
-  cfg.seq_len = 1024;
-  cfg.micro_batch = 8;
-  cfg.steps = 0;
+  use_trl_defaults(cfg, 1e-6);
   cfg.max_new_tokens = 256;
   int64_t seq = 0, micro = 0, keep = 0, bad = 0, zero = 0, group = cfg.group, max_new = cfg.max_new_tokens, top_k = 0;
   std::string weights;
@@ -142,11 +119,7 @@ int grpo_main(int argc, char** argv) {
   if (!(cfg.temperature > 0)) throw UsageError("--temperature must be positive (sampling: the group's answers must differ)");
   check_tuning_options(cfg, flags);
   check_trainer_options(cfg, micro, seq, keep, bad, zero);
-  Stats stats;
-  const int rc = run_grpo(cfg, stats);
-  stats.write(op.common().stats_file, "llm-ppo grpo", Comm::world());
-  finish_tuning(cfg, flags, rc, stats);
-  return rc;
+  return run_tuning_command(cfg, flags, "llm-ppo grpo", op.common().stats_file, [&](Stats& st) { return run_grpo(cfg, st); });
 }
 
 int ppo_main(int argc, char** argv) {

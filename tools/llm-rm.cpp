@@ -49,16 +49,7 @@ int score_main(int argc, char** argv) {
 int rm_main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "score") == 0) return score_main(argc - 1, argv + 1);
   RmConfig cfg;
-  // Hugging Face TRL's RewardConfig defaults where it has them.
-  cfg.lr = 1e-5;
-  cfg.warmup = 0;
-  cfg.schedule = "linear";
-  cfg.min_lr_frac = 0;
-  cfg.weight_decay = 0;
-  cfg.beta2 = 0.999;
-  cfg.seq_len = 1024;
-  cfg.micro_batch = 8;
-  cfg.steps = 0;
+  use_trl_defaults(cfg, 1e-5);
   int64_t seq = 0, micro = 0, keep = 0, bad = 0, zero = 0;
   OptionParser op("llm-rm", "llm-rm --init CHECKPOINT --data FILE --out DIR [OPTIONS]\n       llm-rm score --model RM FILE...",
                   "Trains a reward model on preference pairs: the model of --init with a scalar head\n"
@@ -87,13 +78,8 @@ int rm_main(int argc, char** argv) {
   if (!rest.empty()) throw UsageError("unexpected argument '" + rest[0] + "' (data files go after --data)");
   cfg.seed = op.common().seed;
   check_tuning_options(cfg, flags);
-  if (cfg.eval_batches < 0) throw UsageError("--eval-batches must be 0 or more");
   check_trainer_options(cfg, micro, seq, keep, bad, zero);
-  Stats stats;
-  const int rc = run_rm(cfg, stats);
-  stats.write(op.common().stats_file, "llm-rm", Comm::world());
-  finish_tuning(cfg, flags, rc, stats);
-  return rc;
+  return run_tuning_command(cfg, flags, "llm-rm", op.common().stats_file, [&](Stats& st) { return run_rm(cfg, st); });
 }
 
 }  // namespace

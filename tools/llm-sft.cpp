@@ -33,15 +33,7 @@ int merge_main(int argc, char** argv) {
 int sft_main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "merge") == 0) return merge_main(argc - 1, argv + 1);
   SftConfig cfg;
-  // Hugging Face TRL's SFTConfig defaults where it has them.
-  cfg.lr = 2e-5;
-  cfg.warmup = 0;
-  cfg.schedule = "linear";
-  cfg.min_lr_frac = 0;
-  cfg.weight_decay = 0;
-  cfg.beta2 = 0.999;
-  cfg.seq_len = 1024;
-  cfg.steps = 0;
+  use_trl_defaults(cfg, 2e-5);
   int64_t seq = 0, micro = 0, keep = 0, bad = 0, zero = 0, show = 0;
   OptionParser op("llm-sft", "llm-sft --init CHECKPOINT --data FILE --out DIR [OPTIONS]\n       llm-sft merge ADAPTER -o DIR",
                   "Tunes a model on chat data (JSONL: messages, prompt/completion or text rows, as\n"
@@ -94,13 +86,8 @@ int sft_main(int argc, char** argv) {
     show_masks(cfg, show, stdout);
     return 0;
   }
-  if (cfg.eval_batches < 0) throw UsageError("--eval-batches must be 0 or more");
   check_trainer_options(cfg, micro, seq, keep, bad, zero);
-  Stats stats;
-  int rc = run_sft(cfg, stats);
-  stats.write(op.common().stats_file, "llm-sft", Comm::world());
-  finish_tuning(cfg, flags, rc, stats);
-  return rc;
+  return run_tuning_command(cfg, flags, "llm-sft", op.common().stats_file, [&](Stats& st) { return run_sft(cfg, st); });
 }
 
 }  // namespace

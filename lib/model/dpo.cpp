@@ -298,12 +298,6 @@ class DpoObjective final : public Objective {
 
 }  // namespace
 
-int run_dpo(const DpoConfig& cfg, Stats& stats) {
-  const SftConfig base = with_init_tokenizer(cfg);
-  DpoConfig c = cfg;
-  c.tokenizer = base.tokenizer;
-  DpoObjective objective(c);
-  return Trainer(c, objective, stats).run();
-}
+int run_dpo(const DpoConfig& cfg, Stats& stats) { return train_objective<DpoObjective>(cfg, stats); }
 
 }  // namespace llmkit

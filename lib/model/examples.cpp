@@ -34,6 +34,33 @@ RowEncoder preference_rows(const ChatEncoder& encoder) {
   };
 }
 
+void for_each_row(const std::vector<std::string>& files, bool strict, Stats& stats,
+                  const std::function<void(std::string_view line, const std::string& where)>& parse, const std::function<void()>& use,
+                  const std::function<bool()>& more) {
+  int warned = 0;
+  for (const std::string& path : files) {
+    auto lines = open_lines(path);
+    std::string_view line;
+    bool too_long = false;
+    while ((!more || more()) && lines->next(line, too_long)) {
+      const std::string where = path + ":" + std::to_string(lines->line_number());
+      if (!too_long && line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      stats.add("rows_in");
+      try {
+        if (too_long) throw Error(where, "line too long");
+        parse(line, where);
+      } catch (const Error& e) {
+        if (strict) throw;
+        stats.drop("malformed");
+        if (warned++ < 20) LLMKIT_WARN("%s: %s: skipped (--strict stops instead)", e.where().c_str(), e.what());
+        continue;
+      }
+      use();
+    }
+  }
+  if (warned > 20) LLMKIT_WARN("%d more rows skipped", warned - 20);
+}
+
 ExampleSet::ExampleSet(const std::vector<std::string>& files, const ChatEncoder& encoder, const ExampleOptions& opts,
                        Stats& stats)
     : ExampleSet(files, chat_rows(encoder), opts, stats) {}
@@ -41,31 +68,15 @@ ExampleSet::ExampleSet(const std::vector<std::string>& files, const ChatEncoder&
 ExampleSet::ExampleSet(const std::vector<std::string>& files, const RowEncoder& encode, const ExampleOptions& opts, Stats& stats)
     : opts_(opts) {
   if (opts_.seq_len < 1) throw UsageError("--seq-len must be at least 1");
-  int warned = 0;
-  for (const std::string& path : files) {
-    auto lines = open_lines(path);
-    std::string_view line;
-    bool too_long = false;
-    while (lines->next(line, too_long)) {
-      if (opts_.limit > 0 && static_cast<int64_t>(groups()) >= opts_.limit) break;
-      const std::string where = path + ":" + std::to_string(lines->line_number());
-      if (!too_long && line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-      stats.add("rows_in");
-      ExampleGroup g;
-      try {
-        if (too_long) throw Error(where, "line too long");
+  ExampleGroup g;
+  for_each_row(
+      files, opts_.strict, stats,
+      [&](std::string_view line, const std::string& where) {
         g = encode(line, where);
         if (static_cast<int>(g.examples.size()) != opts_.group) throw Error(where, "not a row of this kind");
-      } catch (const Error& e) {
-        if (opts_.strict) throw;
-        stats.drop("malformed");
-        if (warned++ < 20) LLMKIT_WARN("%s: %s: skipped (--strict stops instead)", e.where().c_str(), e.what());
-        continue;
-      }
-      add(g, stats);  // too long with --no-truncate: an error, whatever --strict says
-    }
-  }
-  if (warned > 20) LLMKIT_WARN("%d more rows skipped", warned - 20);
+      },
+      [&] { add(g, stats); },  // too long with --no-truncate: an error, whatever --strict says
+      [&] { return opts_.limit <= 0 || static_cast<int64_t>(groups()) < opts_.limit; });
   if (examples() == 0)
     throw Error(files.empty() ? "" : files[0], files.size() == 1 ? "no example to train on" : "no example to train on in these files");
   make_rows();

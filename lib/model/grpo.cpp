@@ -405,53 +405,34 @@ class GrpoObjective final : public Objective {
   std::vector<Prompt> read_prompts(const std::vector<std::string>& files, Stats& stats, int64_t limit) {
     std::vector<Prompt> out;
     const int room = cfg_.seq_len - cfg_.max_new_tokens;
-    int warned = 0;
-    for (const std::string& path : files) {
-      auto lines = open_lines(path);
-      std::string_view line;
-      bool too_long = false;
-      while (lines->next(line, too_long)) {
-        if (limit > 0 && static_cast<int64_t>(out.size()) >= limit) break;
-        const std::string where = path + ":" + std::to_string(lines->line_number());
-        if (!too_long && line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-        stats.add("rows_in");
-        Prompt p;
-        p.where = where;
-        try {
-          if (too_long) throw Error(where, "line too long");
-          nlohmann::json j;
-          try {
-            j = nlohmann::json::parse(line);
-          } catch (const nlohmann::json::exception&) {
-            throw Error(where, "invalid JSON");
-          }
-          if (!j.is_object() || !j.contains("prompt")) throw Error(where, "a prompt row has a \"prompt\" (llmkit-chat(5))");
+    Prompt p;
+    for_each_row(
+        files, cfg_.strict, stats,
+        [&](std::string_view line, const std::string& where) {
+          p = Prompt{};
+          p.where = where;
+          nlohmann::json j = parse_row_object(line, where);
+          if (!j.contains("prompt")) throw Error(where, "a prompt row has a \"prompt\" (llmkit-chat(5))");
           if (j["prompt"].is_string()) {
             p.text = j["prompt"].get<std::string>();
             std::vector<uint32_t> ids;
             base_.tokenizer->encode(p.text, ids);
             p.tokens.push_back(kEosId);
             p.tokens.insert(p.tokens.end(), ids.begin(), ids.end());
-          } else {
-            std::string text = "{\"messages\": " + j["prompt"].dump() + "}";
-            const ChatRow row = parse_chat_row(text, where);
+          } else if (j["prompt"].is_array()) {
+            const ChatRow row = parse_chat_row(nlohmann::json{{"messages", j["prompt"]}}.dump(), where);
             p.tokens = encoder_->encode_prompt(row.messages);
             std::vector<uint32_t> ids(p.tokens.begin(), p.tokens.end());
             p.text = base_.tokenizer->decode(ids.data(), ids.size());
+          } else {
+            throw Error(where, "\"prompt\" is a text or a list of messages");
           }
           if (static_cast<int>(p.tokens.size()) > room)
             throw Error(where, std::to_string(p.tokens.size()) + " tokens leave no room for --max-new-tokens " +
                                    std::to_string(cfg_.max_new_tokens) + " in --seq-len " + std::to_string(cfg_.seq_len));
           p.row = std::move(j);
-        } catch (const Error& e) {
-          if (cfg_.strict) throw;
-          stats.drop("malformed");
-          if (warned++ < 20) LLMKIT_WARN("%s: %s: skipped (--strict stops instead)", e.where().c_str(), e.what());
-          continue;
-        }
-        out.push_back(std::move(p));
-      }
-    }
+        },
+        [&] { out.push_back(std::move(p)); }, [&] { return limit <= 0 || static_cast<int64_t>(out.size()) < limit; });
     if (out.empty()) throw Error(files.empty() ? "" : files[0], "no prompt to train on");
     return out;
   }
@@ -523,12 +504,6 @@ class GrpoObjective final : public Objective {
 
 }  // namespace
 
-int run_grpo(const GrpoConfig& cfg, Stats& stats) {
-  const SftConfig base = with_init_tokenizer(cfg);
-  GrpoConfig c = cfg;
-  c.tokenizer = base.tokenizer;
-  GrpoObjective objective(c);
-  return Trainer(c, objective, stats).run();
-}
+int run_grpo(const GrpoConfig& cfg, Stats& stats) { return train_objective<GrpoObjective>(cfg, stats); }
 
 }  // namespace llmkit

@@ -207,13 +207,7 @@ class RmObjective final : public Objective {
 
 }  // namespace
 
-int run_rm(const RmConfig& cfg, Stats& stats) {
-  const SftConfig base = with_init_tokenizer(cfg);
-  RmConfig c = cfg;
-  c.tokenizer = base.tokenizer;
-  RmObjective objective(c);
-  return Trainer(c, objective, stats).run();
-}
+int run_rm(const RmConfig& cfg, Stats& stats) { return train_objective<RmObjective>(cfg, stats); }
 
 // ---- Scoring ------------------------------------------------------------------------------------
 
@@ -345,46 +339,31 @@ void score_rows(const ScoreOptions& o, const std::vector<std::string>& files, Ou
     pending.clear();
     pending_seqs = 0;
   };
-  int warned = 0;
-  for (const std::string& path : files) {
-    auto lines = open_lines(path);
-    std::string_view line;
-    bool too_long = false;
-    while (lines->next(line, too_long)) {
-      const std::string where = path + ":" + std::to_string(lines->line_number());
-      if (!too_long && line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-      stats.add("rows_in");
-      Pending p;
-      try {
-        if (too_long) throw Error(where, "line too long");
-        p.row = nlohmann::json::parse(line);
-        if (p.row.is_object() && p.row.contains("chosen") && p.row.contains("rejected")) {
+  Pending p;
+  for_each_row(
+      files, o.strict, stats,
+      [&](std::string_view line, const std::string& where) {
+        p = Pending{};
+        p.row = parse_row_object(line, where);
+        if (p.row.contains("chosen") && p.row.contains("rejected")) {
           const PreferenceRow pr = parse_preference_row(line, where);
           p.seqs.push_back(enc.encode(pr.chosen).tokens);
           p.seqs.push_back(enc.encode(pr.rejected).tokens);
         } else {
           p.seqs.push_back(enc.encode(parse_chat_row(line, where)).tokens);
         }
-      } catch (const std::exception& e) {
-        const Error* err = dynamic_cast<const Error*>(&e);
-        const std::string what = err ? std::string(e.what()) : std::string("invalid JSON");
-        if (o.strict) throw Error(where, what);
-        stats.drop("malformed");
-        if (warned++ < 20) LLMKIT_WARN("%s: %s: skipped (--strict stops instead)", where.c_str(), what.c_str());
-        continue;
-      }
-      for (auto& s : p.seqs)
-        if (static_cast<int>(s.size()) > T) {
-          s.resize(static_cast<size_t>(T));  // as training keeps them: the first T tokens
-          stats.add("sequences_truncated");
-        }
-      pending_seqs += p.seqs.size();
-      pending.push_back(std::move(p));
-      if (pending_seqs >= static_cast<size_t>(o.batch) * 8) flush();
-    }
-  }
+      },
+      [&] {
+        for (auto& s : p.seqs)
+          if (static_cast<int>(s.size()) > T) {
+            s.resize(static_cast<size_t>(T));  // as training keeps them: the first T tokens
+            stats.add("sequences_truncated");
+          }
+        pending_seqs += p.seqs.size();
+        pending.push_back(std::move(p));
+        if (pending_seqs >= static_cast<size_t>(o.batch) * 8) flush();
+      });
   flush();
-  if (warned > 20) LLMKIT_WARN("%d more rows skipped", warned - 20);
 }
 
 }  // namespace llmkit

@@ -173,6 +173,7 @@ void check_tuning_options(SftConfig& cfg, const TuningFlags& f) {
   cfg.lora.targets = split_list(f.targets);
   if (f.merge && f.rank == 0) throw UsageError("--merge needs --lora-rank (a full fine-tune is a plain checkpoint already)");
   if (cfg.limit < 0) throw UsageError("--limit must be 0 or more");
+  if (cfg.eval_batches < 0) throw UsageError("--eval-batches must be 0 or more");
   if (cfg.epochs < 0) throw UsageError("--epochs must be positive");
   if (cfg.steps > 0 && cfg.epochs > 0) throw UsageError("give --epochs or --steps, not both");
   if (cfg.steps == 0) {
@@ -205,13 +206,32 @@ void for_rank_batches(Trainer& t, const SftConfig& cfg, const ExampleSet& set, u
     f(set.batch(r0, static_cast<int>(std::min<uint64_t>(B, rows - r0)), 0));
 }
 
-SftConfig with_init_tokenizer(const SftConfig& cfg) {
-  SftConfig c = cfg;
-  if (c.tokenizer.empty() && !c.init.empty()) {  // copied into every checkpoint
+void use_trl_defaults(SftConfig& cfg, double lr) {
+  cfg.lr = lr;
+  cfg.warmup = 0;
+  cfg.schedule = "linear";
+  cfg.min_lr_frac = 0;
+  cfg.weight_decay = 0;
+  cfg.beta2 = 0.999;
+  cfg.seq_len = 1024;
+  cfg.micro_batch = 8;
+  cfg.steps = 0;  // --epochs unless given
+}
+
+void default_tokenizer(SftConfig& c) {
+  if (c.tokenizer.empty() && !c.init.empty()) {
     const std::string dir = checkpoint_dir(c.init);
     if (file_size(dir + "/tokenizer.model") > 0) c.tokenizer = dir + "/tokenizer.model";
   }
-  return c;
+}
+
+int run_tuning_command(const SftConfig& cfg, const TuningFlags& f, const std::string& program, const std::string& stats_file,
+                       const std::function<int(Stats&)>& run) {
+  Stats stats;
+  const int rc = run(stats);
+  stats.write(stats_file, program, Comm::world());
+  finish_tuning(cfg, f, rc, stats);
+  return rc;
 }
 
 namespace {
@@ -410,11 +430,7 @@ class SftObjective final : public Objective {
 
 }  // namespace
 
-int run_sft(const SftConfig& cfg, Stats& stats) {
-  const SftConfig c = with_init_tokenizer(cfg);
-  SftObjective objective(c);
-  return Trainer(c, objective, stats).run();
-}
+int run_sft(const SftConfig& cfg, Stats& stats) { return train_objective<SftObjective>(cfg, stats); }
 
 void show_masks(const SftConfig& cfg, int64_t n, std::FILE* out) {
   if (cfg.init.empty() && cfg.tokenizer.empty()) throw UsageError("--show-masks needs --init (or --tokenizer)");

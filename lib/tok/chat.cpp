@@ -35,8 +35,9 @@ std::vector<ChatMessage> messages_of(const nlohmann::json& j, const std::string&
   return out;
 }
 
-// A data file's line as a JSON object, or an Error naming `where`.
-nlohmann::json row_object(std::string_view line, const std::string& where) {
+}  // namespace
+
+nlohmann::json parse_row_object(std::string_view line, const std::string& where) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(line);
@@ -48,10 +49,9 @@ nlohmann::json row_object(std::string_view line, const std::string& where) {
   return j;
 }
 
-}  // namespace
 
 ChatRow parse_chat_row(std::string_view line, const std::string& where) {
-  const nlohmann::json j = row_object(line, where);
+  const nlohmann::json j = parse_row_object(line, where);
   ChatRow row;
   row.where = where;
   nlohmann::json extra = nlohmann::json::object();
@@ -90,7 +90,7 @@ ChatRow parse_chat_row(std::string_view line, const std::string& where) {
 }
 
 PreferenceRow parse_preference_row(std::string_view line, const std::string& where) {
-  const nlohmann::json j = row_object(line, where);
+  const nlohmann::json j = parse_row_object(line, where);
   if (!j.contains("chosen") || !j.contains("rejected"))
     throw Error(where, "a preference row has \"chosen\" and \"rejected\" (llmkit-chat(5))");
   PreferenceRow pr;

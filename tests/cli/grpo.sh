@@ -38,7 +38,7 @@ expect_rc 0 "the tuned model"
 common="--init sft --data prompts.jsonl --group-size 8 --max-new-tokens 4 --seq-len 64 --batch-size 64 --micro-batch 32 --threads 2"
 run llm-ppo grpo $common --reward 'rule:regex:^4' --lr 1e-3 --steps 24 --eval-every 0 --out g --rollouts g.jsonl
 expect_rc 0 "grpo"
-expect_err_contains "prompts.jsonl:201: invalid JSON: skipped"
+expect_err_contains "prompts.jsonl:201: invalid JSON"
 expect_err_contains "prompts.jsonl:202: a prompt row has a \"prompt\""
 expect_err_contains "200 prompts, 8 samples each, up to 4 new tokens"
 expect_eq "$(python3 -c "

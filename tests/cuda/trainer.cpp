@@ -190,7 +190,7 @@ int main() {
     c.divergence.kind = Divergence::Kind::jsd;
     c.divergence.beta = 0.3f;
     Stats st;
-    return run_sft(with_init_tokenizer(c), st);
+    return run_sft(c, st);
   };
   check(sft("sft-cpu", "cpu", "fp32") == 0, "llm-sft, LoRA, packed, a teacher: CPU");
   check(sft("sft-fp32", "cuda", "fp32") == 0, "  emulated CUDA, fp32");

@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace llmkit {
 
 class Tokenizer;
@@ -31,6 +33,8 @@ struct ChatRow {
   std::string where;                  // FILE:LINE
 };
 
+// A data file's line as a JSON object, or an Error naming `where`.
+nlohmann::json parse_row_object(std::string_view line, const std::string& where);
 // Parses one JSONL row; an Error naming `where` says what is wrong with it.
 ChatRow parse_chat_row(std::string_view line, const std::string& where);
 

@@ -57,6 +57,15 @@ struct RowBatch {
   std::vector<int32_t> used;            // per row: the positions its examples take
 };
 
+// The data rows of JSONL(.zst) files in order, blank lines left out: parse(line, where) for
+// each (where is FILE:LINE), then use() when it succeeded. An Error from parse (or a line too
+// long) skips the row, counted in stats as malformed with a warning (the first 20 named, then
+// how many more), or with strict is thrown; errors from use() are not caught. Reading stops
+// when more() says no. Every post-training data file is read through this.
+void for_each_row(const std::vector<std::string>& files, bool strict, Stats& stats,
+                  const std::function<void(std::string_view line, const std::string& where)>& parse, const std::function<void()>& use,
+                  const std::function<bool()>& more = nullptr);
+
 class ExampleSet {
  public:
   // Reads and tokenizes every row of the files (JSONL, .zst). Malformed rows and rows the

@@ -84,9 +84,23 @@ void settle_training_data(Trainer& t, const SftConfig& cfg, const ExampleSet& tr
 void for_rank_batches(Trainer& t, const SftConfig& cfg, const ExampleSet& set, uint64_t rows,
                       const std::function<void(const RowBatch&)>& f);
 
-// cfg with --tokenizer defaulting to --init's tokenizer.model (the loop copies it into every
-// checkpoint).
-SftConfig with_init_tokenizer(const SftConfig& cfg);
+// Hugging Face TRL's defaults where its trainers have them (SFTConfig, DPOConfig, RewardConfig,
+// GRPOConfig: no warmup, a linear schedule to 0, no weight decay, beta2 0.999, rows of 1024),
+// with the trainer's learning rate.
+void use_trl_defaults(SftConfig& cfg, double lr);
+// --tokenizer defaulting to --init's tokenizer.model (the loop copies it into every checkpoint).
+void default_tokenizer(SftConfig& cfg);
+// A tuning objective run on the shared loop: its config with the default tokenizer.
+template <class Obj, class Config>
+int train_objective(const Config& cfg, Stats& stats) {
+  Config c = cfg;
+  default_tokenizer(c);
+  Obj objective(c);
+  return Trainer(c, objective, stats).run();
+}
+// The end of a tuning command: runs it, writes --stats, does what --merge asks.
+int run_tuning_command(const SftConfig& cfg, const TuningFlags& f, const std::string& program, const std::string& stats_file,
+                       const std::function<int(Stats&)>& run);
 // Prints the first n examples of the data with their trained tokens between [[ and ]].
 void show_masks(const SftConfig& cfg, int64_t n, std::FILE* out);
 // A base with an adapter (an adapter directory or a run whose checkpoint holds one) merged into
