@@ -69,7 +69,6 @@ class DpoObjective final : public Objective {
 
   std::unique_ptr<Model> build(Trainer& t, const std::string& resume_dir) override {
     if (cfg_.data.empty()) throw UsageError("--data FILE is required (preference rows, llmkit-chat(5))");
-    if (cfg_.micro_batch % 2 != 0) throw UsageError("--micro-batch must be even: a pair is two rows, chosen and rejected");
     if (!(cfg_.beta > 0)) throw UsageError("--beta must be positive");
     if (!(cfg_.label_smoothing >= 0 && cfg_.label_smoothing < 0.5)) throw UsageError("--label-smoothing must be in [0, 0.5)");
     if (cfg_.label_smoothing > 0 && cfg_.loss != "sigmoid") throw UsageError("--label-smoothing goes with --loss sigmoid");
@@ -78,21 +77,7 @@ class DpoObjective final : public Objective {
     options.recompute_mlp = cfg_.recompute;
     std::unique_ptr<Model> model = build_tuned_model(cfg_, t, resume_dir, base_, options);
     encoder_ = std::make_unique<ChatEncoder>(*base_.tokenizer, ChatTemplate::named(cfg_.chat_template));
-    ExampleOptions eo;
-    eo.seq_len = cfg_.seq_len;
-    eo.truncate = cfg_.truncate;
-    eo.strict = cfg_.strict;
-    eo.limit = cfg_.limit;
-    eo.group = 2;
-    Stats& st = t.stats();
-    train_ = std::make_unique<ExampleSet>(cfg_.data, preference_rows(*encoder_), eo, st);
-    if (!cfg_.val.empty()) {
-      Stats val_stats;
-      eo.limit = 0;
-      val_ = std::make_unique<ExampleSet>(cfg_.val, preference_rows(*encoder_), eo, val_stats);
-    }
-    settle_training_data(t, cfg_, *train_, st, "answers");
-    if (rows_per_step(t) % 2 != 0) throw UsageError("--batch-size must be even: a pair is two rows, chosen and rejected");
+    read_tuning_data(t, cfg_, preference_rows(*encoder_), 2, false, "answers", train_, val_);
     // The reference: the starting policy's log-probabilities, computed now, or the run's.
     if (resume_dir.empty()) {
       const auto t0 = std::chrono::steady_clock::now();

@@ -82,29 +82,13 @@ class RmObjective final : public Objective {
 
   std::unique_ptr<Model> build(Trainer& t, const std::string& resume_dir) override {
     if (cfg_.data.empty()) throw UsageError("--data FILE is required (preference rows, llmkit-chat(5))");
-    if (cfg_.micro_batch % 2 != 0) throw UsageError("--micro-batch must be even: a pair is two rows, chosen and rejected");
     if (!(cfg_.center_rewards >= 0)) throw UsageError("--center-rewards must be 0 or more");
     base_.reward = true;
     ModelOptions options;
     options.recompute_mlp = cfg_.recompute;
     std::unique_ptr<Model> model = build_tuned_model(cfg_, t, resume_dir, base_, options);
     encoder_ = std::make_unique<ChatEncoder>(*base_.tokenizer, ChatTemplate::named(cfg_.chat_template));
-    ExampleOptions eo;
-    eo.seq_len = cfg_.seq_len;
-    eo.truncate = cfg_.truncate;
-    eo.strict = cfg_.strict;
-    eo.limit = cfg_.limit;
-    eo.group = 2;
-    eo.whole = true;
-    Stats& st = t.stats();
-    train_ = std::make_unique<ExampleSet>(cfg_.data, preference_rows(*encoder_), eo, st);
-    if (!cfg_.val.empty()) {
-      Stats val_stats;
-      eo.limit = 0;
-      val_ = std::make_unique<ExampleSet>(cfg_.val, preference_rows(*encoder_), eo, val_stats);
-    }
-    settle_training_data(t, cfg_, *train_, st, "answers");
-    if (rows_per_step(t) % 2 != 0) throw UsageError("--batch-size must be even: a pair is two rows, chosen and rejected");
+    read_tuning_data(t, cfg_, preference_rows(*encoder_), 2, true, "answers", train_, val_);
     return model;
   }
 

@@ -187,15 +187,29 @@ void finish_tuning(const SftConfig& cfg, const TuningFlags& f, int rc, const Sta
   if (rc == 0 && f.merge && stats.get("runs_completed") > 0 && Comm::world().rank() == 0) merge_adapter(cfg.out, cfg.out + "/merged");
 }
 
-void settle_training_data(Trainer& t, const SftConfig& cfg, const ExampleSet& train, const Stats& stats, const char* what) {
+void read_tuning_data(Trainer& t, const SftConfig& cfg, const RowEncoder& encode, int group, bool whole, const char* what,
+                      std::unique_ptr<ExampleSet>& train, std::unique_ptr<ExampleSet>& val) {
+  const char* pairs = "must be even: a pair is two rows, chosen and rejected";
+  if (group == 2 && cfg.micro_batch % 2 != 0) throw UsageError(std::string("--micro-batch ") + pairs);
+  ExampleOptions eo = example_options(cfg);
+  eo.group = group;
+  eo.whole = whole;
+  const Stats& stats = t.stats();
+  train = std::make_unique<ExampleSet>(cfg.data, encode, eo, t.stats());
+  if (!cfg.val.empty()) {
+    Stats val_stats;
+    eo.limit = 0;
+    val = std::make_unique<ExampleSet>(cfg.val, encode, eo, val_stats);
+  }
   if (stats.get("examples_truncated") > 0 && t.rank() == 0)
     LLMKIT_WARN("%lld %s longer than --seq-len %d%s tokens were cut (%lld tokens); --no-truncate refuses them",
-                static_cast<long long>(stats.get("examples_truncated")), what, cfg.seq_len, train.whole() ? "" : " + 1",
+                static_cast<long long>(stats.get("examples_truncated")), what, cfg.seq_len, whole ? "" : " + 1",
                 static_cast<long long>(stats.get("tokens_truncated")));
   if (cfg.epochs > 0) {
-    const double rows = static_cast<double>(train.rows()), per_step = static_cast<double>(t.objective().rows_per_step(t));
+    const double rows = static_cast<double>(train->rows()), per_step = static_cast<double>(t.objective().rows_per_step(t));
     t.set_steps(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(cfg.epochs * rows / per_step))));
   }
+  if (group == 2 && t.objective().rows_per_step(t) % 2 != 0) throw UsageError(std::string("--batch-size ") + pairs);
 }
 
 void for_rank_batches(Trainer& t, const SftConfig& cfg, const ExampleSet& set, uint64_t rows,
@@ -249,15 +263,7 @@ class SftObjective final : public Objective {
     tokenizer_ = base_.tokenizer.get();
     if (!cfg_.teacher.empty()) load_teacher(t, *model);
     encoder_ = std::make_unique<ChatEncoder>(*tokenizer_, ChatTemplate::named(cfg_.chat_template));
-    Stats& st = t.stats();
-    train_ = std::make_unique<ExampleSet>(cfg_.data, *encoder_, example_options(cfg_), st);
-    if (!cfg_.val.empty()) {
-      Stats val_stats;
-      ExampleOptions vo = example_options(cfg_);
-      vo.limit = 0;
-      val_ = std::make_unique<ExampleSet>(cfg_.val, *encoder_, vo, val_stats);
-    }
-    settle_training_data(t, cfg_, *train_, st, "examples");
+    read_tuning_data(t, cfg_, chat_rows(*encoder_), 1, false, "examples", train_, val_);
     return model;
   }
 

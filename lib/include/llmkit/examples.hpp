@@ -78,7 +78,6 @@ class ExampleSet {
 
   size_t examples() const { return offsets_.size() - 1; }
   size_t groups() const { return examples() / static_cast<size_t>(opts_.group); }
-  bool whole() const { return opts_.whole; }
   float group_value(size_t example) const { return values_[example / static_cast<size_t>(opts_.group)]; }
   size_t rows() const { return rows_.size(); }
   int64_t trained_tokens() const { return trained_total_; }

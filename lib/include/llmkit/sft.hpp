@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "llmkit/examples.hpp"
 #include "llmkit/model.hpp"
 #include "llmkit/trainer.hpp"
 
@@ -75,9 +76,12 @@ void add_tuning_options(OptionParser& op, SftConfig& cfg, TuningFlags& f, const 
 void check_tuning_options(SftConfig& cfg, const TuningFlags& f);
 void finish_tuning(const SftConfig& cfg, const TuningFlags& f, int rc, const Stats& stats);
 
-// After the training data is read: a warning on the examples cut to --seq-len (`what` names
-// them), and --epochs turned into the run's steps.
-void settle_training_data(Trainer& t, const SftConfig& cfg, const ExampleSet& train, const Stats& stats, const char* what);
+// A tuning objective's data: --data (counted in the run's stats) and --val through `encode`,
+// in groups of `group` examples (2: preference pairs, which also need even batches), `whole`
+// examples as inputs (reward models); then a warning on the examples cut to --seq-len (`what`
+// names them), and --epochs turned into the run's steps.
+void read_tuning_data(Trainer& t, const SftConfig& cfg, const RowEncoder& encode, int group, bool whole, const char* what,
+                      std::unique_ptr<ExampleSet>& train, std::unique_ptr<ExampleSet>& val);
 // The first `rows` rows (all: 0) of an evaluation set in micro-batches of cfg.micro_batch,
 // dealt round-robin to the ranks: f(batch) for this rank's, in the order of epoch 0 under
 // seed 0. The evaluation of every tuning objective, and DPO's reference pass.
