@@ -90,7 +90,10 @@ void save_adapter(const std::string& dir, Model& m, const std::string& base) {
   std::vector<TensorView> views;
   for (const ParamSpec& s : m.params())
     if (Model::is_lora_tensor(s.name)) views.push_back({peft_name(c, s.name), DType::f32, s.shape, host.data() + s.offset});
-  if (m.options().scalar_head) {  // a reward model's score head, trained in full: PEFT's modules_to_save
+  // A reward model's score head, trained in full: PEFT's modules_to_save. (PPO's value head on
+  // a language model is not the adapter's: the checkpoint's optimizer state keeps it.)
+  const bool seq_cls = m.options().scalar_head && !m.options().lm_head;
+  if (seq_cls) {
     const ParamSpec& s = m.param("score.weight");
     views.push_back({"base_model.model.score.weight", DType::f32, s.shape, host.data() + s.offset});
   }
@@ -99,7 +102,7 @@ void save_adapter(const std::string& dir, Model& m, const std::string& base) {
   std::vector<std::string> targets = lo.targets;
   nlohmann::ordered_json j;
   j["peft_type"] = "LORA";
-  j["task_type"] = m.options().scalar_head ? "SEQ_CLS" : "CAUSAL_LM";
+  j["task_type"] = seq_cls ? "SEQ_CLS" : "CAUSAL_LM";
   j["base_model_name_or_path"] = base;
   j["r"] = lo.rank;
   // float options as the decimal they were given (0.1, not 0.10000000149)
@@ -112,7 +115,7 @@ void save_adapter(const std::string& dir, Model& m, const std::string& base) {
   j["fan_in_fan_out"] = c.family == ModelConfig::Family::gpt2;  // GPT-2's Conv1D weights are [in, out]
   j["init_lora_weights"] = true;
   j["inference_mode"] = true;
-  j["modules_to_save"] = m.options().scalar_head ? nlohmann::ordered_json({"score"}) : nlohmann::ordered_json(nullptr);
+  j["modules_to_save"] = seq_cls ? nlohmann::ordered_json({"score"}) : nlohmann::ordered_json(nullptr);
   write_file_atomic(dir + "/adapter_config.json", j.dump(2) + "\n");
   nlohmann::ordered_json b;
   b["base"] = base;
@@ -134,7 +137,7 @@ void load_adapter(const std::string& dir, Model& m) {
     ++read;
   }
   if (read == 0) throw Error(path, "the model has no adapter tensors to read");
-  if (m.options().scalar_head) {
+  if (m.options().scalar_head && !m.options().lm_head) {
     const ParamSpec& s = m.param("score.weight");
     if (!f.has("base_model.model.score.weight"))
       throw Error(path, "tensor base_model.model.score.weight is missing (a reward model's adapter saves its score head)");

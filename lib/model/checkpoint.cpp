@@ -492,7 +492,9 @@ LoadedModel open_model(const std::string& path, Backend& be, ModelOptions option
       options.lm_head = false;
     }
     lm.model = std::make_unique<Model>(cfg, be, options);
-    load_model(dir + "/model.safetensors", *lm.model);
+    // A language model asked for with a scalar head (PPO's value head): the head may be new.
+    const bool value_head = options.scalar_head && options.lm_head;
+    load_model(dir + "/model.safetensors", *lm.model, value_head ? std::set<std::string>{"score.weight"} : std::set<std::string>{});
     if (file_size(dir + "/tokenizer.model") > 0) lm.tokenizer = dir + "/tokenizer.model";
     if (file_size(dir + "/trainer_state.json") > 0)
       lm.train_seq_len = TrainerState::from_json(read_file(dir + "/trainer_state.json"), dir + "/trainer_state.json").seq_len;

@@ -449,6 +449,7 @@ void Trainer::optimizer_step(double lr, float clip_scale, int64_t t) {
 // sharding: with ZeRO-1 the segments are gathered to it first.
 void Trainer::save(bool final) {
   stats_.add("checkpoints");
+  obj_.before_save(*this);
   const bool root = comm_.rank() == 0;
   std::vector<float> m_copy, v_copy, m_all, v_all;
   const float* m = nullptr;

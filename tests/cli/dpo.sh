@@ -98,7 +98,7 @@ expect_rc 2 "label smoothing with hinge"
 run llm-ppo dpo --init base --data docs.jsonl --seq-len 32 --micro-batch 2 --steps 1 --out notprefs
 expect_rc 1 "chat rows given as preferences"
 expect_err_contains "no example to train on"
-run llm-ppo ppo
+run llm-ppo reinforce
 expect_rc 2 "an algorithm not here"
-expect_err_contains "unknown algorithm 'ppo'"
+expect_err_contains "unknown algorithm 'reinforce': this llm-ppo has dpo, grpo and ppo"
 finish

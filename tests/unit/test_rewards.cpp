@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "llmkit/error.hpp"
-#include "llmkit/grpo.hpp"
+#include "llmkit/rl.hpp"
 #include "llmkit/rewards.hpp"
 
 using namespace llmkit;
@@ -135,4 +135,45 @@ TEST_CASE("grpo: group advantages, the clipped surrogate and k3 against hand val
   CHECK(k3_kl(-1.0, -2.0).first == Approx(std::exp(-1.0) + 1.0 - 1.0));
   const double h = 1e-6;
   CHECK(k3_kl(-1.3, -0.9).second == Approx((k3_kl(-1.3 + h, -0.9).first - k3_kl(-1.3 - h, -0.9).first) / (2 * h)).margin(1e-7));
+}
+
+TEST_CASE("ppo: GAE and the clipped value loss against hand values and finite differences", "[ppo]") {
+  // Three tokens, rewards (0, 0, 1), values (0.5, 0.25, 0.75), gamma 0.9, lambda 0.8:
+  //   d2 = 1 - 0.75 = 0.25                    A2 = 0.25
+  //   d1 = 0 + 0.9 0.75 - 0.25 = 0.425        A1 = 0.425 + 0.72 0.25 = 0.605
+  //   d0 = 0 + 0.9 0.25 - 0.5 = -0.275        A0 = -0.275 + 0.72 0.605 = 0.1606
+  const std::vector<double> a = gae({0, 0, 1}, {0.5, 0.25, 0.75}, 0.9, 0.8);
+  REQUIRE(a.size() == 3);
+  CHECK(a[2] == Approx(0.25).epsilon(1e-12));
+  CHECK(a[1] == Approx(0.605).epsilon(1e-12));
+  CHECK(a[0] == Approx(0.1606).epsilon(1e-12));
+  // gamma = lambda = 1: the advantage is the sum of the rewards to come minus the value (Monte Carlo).
+  const std::vector<double> mc = gae({0.1, -0.2, 2}, {1, 2, 3}, 1, 1);
+  CHECK(mc[0] == Approx(1.9 - 1));
+  CHECK(mc[1] == Approx(1.8 - 2));
+  CHECK(mc[2] == Approx(2.0 - 3));
+  CHECK(gae({}, {}, 1, 0.95).empty());
+  // The value loss: inside the clip range it is 0.5 (v - R)^2.
+  ValueLoss v = clipped_value_loss(1.1, 1.0, 2.0, 0.2);
+  CHECK(v.loss == Approx(0.5 * 0.81));
+  CHECK(v.dvalue == Approx(-0.9));
+  CHECK_FALSE(v.clipped);
+  // v moved past the range away from the return: the unclipped square is the larger, it keeps
+  // its gradient.
+  v = clipped_value_loss(0.5, 1.0, 2.0, 0.2);
+  CHECK(v.loss == Approx(0.5 * 2.25));
+  CHECK(v.dvalue == Approx(-1.5));
+  CHECK_FALSE(v.clipped);
+  // v moved past the range toward (and beyond) the return: the clipped square (old + 0.2) is the
+  // larger, no gradient.
+  v = clipped_value_loss(2.5, 1.0, 2.0, 0.2);
+  CHECK(v.loss == Approx(0.5 * 0.64));
+  CHECK(v.dvalue == 0.0);
+  CHECK(v.clipped);
+  for (double x : {0.3, 0.95, 1.1, 1.7, 2.6})
+    for (double ret : {0.0, 1.5, 3.0}) {
+      const double h = 1e-6;
+      const double fd = (clipped_value_loss(x + h, 1.0, ret, 0.2).loss - clipped_value_loss(x - h, 1.0, ret, 0.2).loss) / (2 * h);
+      CHECK(clipped_value_loss(x, 1.0, ret, 0.2).dvalue == Approx(fd).margin(1e-6));
+    }
 }

@@ -91,6 +91,9 @@ class Objective {
   // Saving: what the checkpoint directory gets besides the loop's files (an adapter, a
   // tokenizer_config.json); the run's summary log line at start.
   virtual void save_extra(Trainer& t, const std::string& dir) { (void)t, (void)dir; }
+  // Called on every rank before a checkpoint is written (save_extra runs on rank 0 only): a
+  // collective place to gather what the checkpoint needs from all ranks.
+  virtual void before_save(Trainer& t) { (void)t; }
   virtual std::string describe(const Trainer& t) const = 0;
   // Frees what the objective holds in the trainer's backend (a teacher, a reference model):
   // the trainer calls it before its backend goes.
