@@ -82,7 +82,7 @@ static float log_softmax_at(const float* row, int V, int32_t t, double inv_t) {
 }
 
 int32_t Engine::sample(const float* logits, const std::vector<int32_t>& history, const SamplingParams& p,
-                       std::mt19937_64& rng, float* logprob) const {
+                       std::mt19937_64& rng, float* logprob, float* entropy) const {
   const int V = model_.config().vocab_size;
   std::vector<double> l(logits, logits + V);
   if (p.repetition_penalty != 1.0) {
@@ -94,15 +94,26 @@ int32_t Engine::sample(const float* logits, const std::vector<int32_t>& history,
         x = x > 0 ? x / p.repetition_penalty : x * p.repetition_penalty;
       }
   }
+  if (p.temperature <= 0 && !entropy) {
+    const auto t = static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
+    if (logprob) *logprob = log_softmax_at(logits, V, t, 1.0);
+    return t;
+  }
+  const double T = p.temperature > 0 ? p.temperature : 1.0;
+  const double m = *std::max_element(l.begin(), l.end());
+  std::vector<double> prob(static_cast<size_t>(V));
+  double all = 0;
+  for (int j = 0; j < V; ++j) all += prob[static_cast<size_t>(j)] = std::exp((l[static_cast<size_t>(j)] - m) / T);
+  if (entropy) {  // H = log Z - sum p z, z = (l - m) / T
+    double pz = 0;
+    for (int j = 0; j < V; ++j) pz += prob[static_cast<size_t>(j)] * (l[static_cast<size_t>(j)] - m) / T;
+    *entropy = static_cast<float>(std::log(all) - pz / all);
+  }
   if (p.temperature <= 0) {
     const auto t = static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
     if (logprob) *logprob = log_softmax_at(logits, V, t, 1.0);
     return t;
   }
-  const double m = *std::max_element(l.begin(), l.end());
-  std::vector<double> prob(static_cast<size_t>(V));
-  double all = 0;
-  for (int j = 0; j < V; ++j) all += prob[static_cast<size_t>(j)] = std::exp((l[static_cast<size_t>(j)] - m) / p.temperature);
   const double unit = static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0);
   auto draw = [&]() -> int32_t {
     if (p.top_k <= 0 && p.top_p >= 1.0 && p.min_p <= 0) {
@@ -219,9 +230,10 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
         Live& s = live[i];
         Generation& g = out[s.seq];
         const float* row = logits + static_cast<size_t>(last_row[i]) * static_cast<size_t>(Vp);
-        float lp = 0;
-        const int32_t t = sample(row, s.history, p, s.rng, &lp);
+        float lp = 0, h = 0;
+        const int32_t t = sample(row, s.history, p, s.rng, &lp, p.entropy ? &h : nullptr);
         g.logprobs.push_back(lp);
+        if (p.entropy) g.entropies.push_back(h);
         if (p.stop_at_eos && t == eos) {
           g.finish = "eos";
           continue;

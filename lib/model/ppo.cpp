@@ -190,6 +190,7 @@ class PpoObjective final : public RolloutObjective {
     line["val/ratio"] = mean;
     line["val/ratio_var"] = std::max(0.0, train_sums_[ratio_sq_sum] / tok - mean * mean);
   }
+  const char* entropy_metric() const override { return "policy/entropy_avg"; }
   void rollout_fields(const Rollout& r, nlohmann::json& j) const override {
     double kl = 0;
     for (size_t k = 0; k < r.ref_logp.size(); ++k) kl += static_cast<double>(r.old_logp[k]) - r.ref_logp[k];

@@ -223,6 +223,7 @@ void RolloutObjective::generate(Trainer& t, uint64_t cycle) {
     prompts.push_back(prompts_[which.back()].tokens);
   }
   SamplingParams sp = sampling();
+  sp.entropy = true;
   for (uint64_t i = 0; i < per_rank; ++i)  // a sequence's seed: the run's seed and its place in the run
     sp.seeds.push_back((rcfg_.seed + 1) * 0x9E3779B97F4A7C15ull ^ ((row0 + i) * 0xD1B54A32D192ED03ull + 0x632BE59BD9B4E019ull));
   Model& m = t.model();
@@ -231,7 +232,9 @@ void RolloutObjective::generate(Trainer& t, uint64_t cycle) {
   const auto t1 = std::chrono::steady_clock::now();
   rollouts_.assign(gen.size(), Rollout{});
   std::vector<RewardInput> inputs(gen.size());
+  double entropy = 0;
   for (size_t i = 0; i < gen.size(); ++i) {
+    for (float h : gen[i].entropies) entropy += h;
     Rollout& r = rollouts_[i];
     r.prompt = which[i / G];
     r.response = gen[i].tokens;
@@ -258,7 +261,8 @@ void RolloutObjective::generate(Trainer& t, uint64_t cycle) {
     batch_[4] += r.finish == "length";
     batch_[5] += r.finish == "eos";
   }
-  if (t.ranks() > 1) t.comm().allreduce_sum(batch_, 6);
+  batch_[6] = entropy;
+  if (t.ranks() > 1) t.comm().allreduce_sum(batch_, kBatchSums);
   if (needs_reference()) {  // the reference's log-probabilities: the frozen start, or the base without adapters
     Model& ref = reference_ ? *reference_ : m;
     if (!reference_) m.set_lora_enabled(false);
@@ -346,6 +350,7 @@ void RolloutObjective::step_metrics(Trainer& t, nlohmann::json& line) {
     line["completions/mean_length"] = batch_[3] / n;
     line["completions/clipped_ratio"] = batch_[4] / n;
     line["val/num_eos_tokens"] = batch_[5];
+    line[entropy_metric()] = batch_[6] / std::max(1.0, batch_[3]);
     rollout_metrics(t, line);
   }
   train_metrics(t, line);

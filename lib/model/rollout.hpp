@@ -90,6 +90,8 @@ class RolloutObjective : public Objective {
   // Metric fields: of the rollout batch (on the first step of its passes) and of every step.
   virtual void rollout_metrics(Trainer& t, nlohmann::json& line) = 0;
   virtual void train_metrics(Trainer& t, nlohmann::json& line) = 0;
+  // The name of the mean entropy of the sampling distributions per answer token.
+  virtual const char* entropy_metric() const { return "entropy"; }
   // Fields the rollouts file adds per answer.
   virtual void rollout_fields(const Rollout& r, nlohmann::json& j) const { (void)r, (void)j; }
 
@@ -129,8 +131,10 @@ class RolloutObjective : public Objective {
   uint64_t step_row0_ = 0, rows_done_ = 0, step_tokens_ = 0;
   int64_t pass_step_ = 0;          // the step's place in the rollout batch's passes
   double step_global_tokens_ = 1, step_flops_ = 0;
-  // The rollout batch's sums over ranks: answers, reward, reward^2, length, cut, ended by </s>.
-  double batch_[6] = {};
+  // The rollout batch's sums over ranks: answers, reward, reward^2, length, cut, ended by </s>,
+  // the sampling distributions' entropy.
+  static constexpr int kBatchSums = 7;
+  double batch_[kBatchSums] = {};
   double time_rollout_ = 0, time_scoring_ = 0, time_training_ = 0;
   std::chrono::steady_clock::time_point train_start_;
   std::vector<float> dlogp_, dvalue_;

@@ -58,6 +58,17 @@ print(len(rows), rows[0]['row']['answer'] is not None, all(abs(sum(a)) < 1e-9 fo
       all(r['finish'] in ('stop', 'eos', 'length') for r in rows))")" "1536 True True True" \
   "rollouts: 24 steps x 64 answers, advantages summing to 0 in each group"
 
+# mu = 2 passes over each rollout batch (TRL's num_iterations): answers every other step; the
+# second pass trains on the old log-probabilities (the ratio moves off 1).
+run llm-ppo grpo $common --reward 'rule:regex:^4' --lr 1e-3 --steps 4 --num-iterations 2 --eval-every 0 --out mu --rollouts mu.jsonl
+expect_rc 0 "--num-iterations 2"
+expect_err_contains "2 passes of 1 step over each rollout batch of 8 prompts"
+expect_eq "$(python3 -c "
+import json
+s = [r for r in map(json.loads, open('mu/metrics.jsonl')) if 'loss' in r]
+print([r['step'] for r in s if 'reward' in r], s[0]['ratio_max_deviation'] < 1e-5, s[1]['ratio_max_deviation'] > 1e-3, 0 < s[0]['entropy'] < 6,
+      sorted(set(json.loads(l)['step'] for l in open('mu.jsonl'))))")" "[1, 3] True True True [1, 3]" "rollouts at steps 1 and 3"
+
 # A reward command and a rule together, weighted.
 run llm-ppo grpo $common --reward rule:exact --reward-cmd "python3 score.py" --reward-weights 1,0.5 --lr 1e-3 --steps 2 --eval-every 0 --out c
 expect_rc 0 "a reward command"

@@ -55,7 +55,7 @@ print(len(s), len(firsts), firsts[-1]['objective/scores'] > firsts[0]['objective
       max(r['logprob_max_deviation'] for r in firsts) < 1e-5, firsts[0]['objective/kl'] == 0, firsts[-1]['objective/kl'] > 0,
       all(k in firsts[0] for k in ['objective/kl', 'objective/entropy', 'objective/non_score_reward', 'objective/rlhf_reward',
           'objective/scores', 'policy/approxkl_avg', 'policy/clipfrac_avg', 'loss/policy_avg', 'loss/value_avg', 'val/clipfrac_avg',
-          'val/ratio', 'val/ratio_var', 'val/num_eos_tokens', 'completions/mean_length', 'time/rollout', 'time/scoring', 'time/training']),
+          'val/ratio', 'val/ratio_var', 'val/num_eos_tokens', 'policy/entropy_avg', 'completions/mean_length', 'time/rollout', 'time/scoring', 'time/training']),
       all('objective/scores' not in r for r in s if r['step'] % 3 != 1), any(r['policy/clipfrac_avg'] > 0 for r in s),
       len([r for r in rows if 'val_reward' in r]) == 1)")" \
   "12 4 True True True True True True True True True" "the score rises; each batch's first pass has ratio 1, nothing clipped"

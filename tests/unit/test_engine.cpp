@@ -150,6 +150,27 @@ TEST_CASE("Sampling is reproducible and keeps to top-k, top-p and min-p", "[engi
   CHECK(e.sample(logits.data(), {}, g, r1) == 9);
   g.repetition_penalty = 2.0;
   CHECK(e.sample(logits.data(), {9}, g, r1) == 19);
+  // The entropy of the distribution drawn from, under the temperature, against a direct sum;
+  // the draw is the one made without it.
+  for (double temp : {0.0, 0.7, 1.0, 2.5}) {
+    SamplingParams q;
+    q.temperature = temp;
+    const double T = temp > 0 ? temp : 1.0;
+    double z = 0, h = 0;
+    for (int j = 0; j < 61; ++j) z += std::exp(logits[static_cast<size_t>(j)] / T);
+    for (int j = 0; j < 61; ++j) {
+      const double pj = std::exp(logits[static_cast<size_t>(j)] / T) / z;
+      h -= pj * std::log(pj);
+    }
+    std::mt19937_64 a(5), b(5);
+    float ent = -1;
+    CHECK(e.sample(logits.data(), {}, q, a, nullptr, &ent) == e.sample(logits.data(), {}, q, b));
+    CHECK(ent == Approx(h).epsilon(1e-6));
+  }
+  std::vector<float> flat(61, 0.25f);
+  float ent = 0;
+  e.sample(flat.data(), {}, p, r1, nullptr, &ent);
+  CHECK(ent == Approx(std::log(61.0)).epsilon(1e-6));
 }
 
 TEST_CASE("Samples of one prompt share its prefill; recorded log-probs are the trainer's", "[engine]") {

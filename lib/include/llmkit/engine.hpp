@@ -31,6 +31,8 @@ struct SamplingParams {
   // Per output sequence (prompts x n), the seed of its generator; empty: seed and its index. A
   // sequence's tokens then depend on its seed only, not on which batch or process ran it.
   std::vector<uint64_t> seeds;
+  // Record each sampled position's entropy of softmax(logits / temperature) (Generation::entropies).
+  bool entropy = false;
 };
 
 struct Generation {
@@ -41,6 +43,9 @@ struct Generation {
   // sampling, 1 when greedy; cut-offs ignored), then of </s> when finish is "eos": what a
   // trainer recomputes (Model::set_logit_temperature).
   std::vector<float> logprobs;
+  // With SamplingParams::entropy: the entropy of the distribution each token was drawn from
+  // (under the temperature, before cut-offs), one per logprobs entry.
+  std::vector<float> entropies;
 };
 
 struct ScoredContinuation {
@@ -65,9 +70,10 @@ class Engine {
   std::vector<Generation> generate(const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& params);
 
   // One token from a row of logits (the vocabulary's first V columns), given the sequence so far.
-  // With logprob: log softmax(logits / temperature) at the token (temperature 1 when greedy).
+  // With logprob: log softmax(logits / temperature) at the token (temperature 1 when greedy);
+  // with entropy: that distribution's entropy.
   int32_t sample(const float* logits, const std::vector<int32_t>& history, const SamplingParams& params,
-                 std::mt19937_64& rng, float* logprob = nullptr) const;
+                 std::mt19937_64& rng, float* logprob = nullptr, float* entropy = nullptr) const;
 
   int max_len() const { return max_len_; }
 
