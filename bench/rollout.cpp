@@ -5,7 +5,8 @@
 //   single   one prompt at a time: each of the P x G sequences alone
 // Prints generated tokens/s of each and the ratios (the goal: group >= 0.9 x batched; the shared
 // prefill shows against batched when prompts are long).
-// Usage: rollout [--model llama-25m] [--prompts 8] [--group 8] [--prompt-len 128] [--new 32]
+// Usage: rollout [--model llama-25m | --init CHECKPOINT] [--prompts 8] [--group 8] [--prompt-len 128] [--new 32]
+// (--init: a checkpoint's model and weights, as an llm-ppo run on it has them)
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -14,25 +15,34 @@
 #include <vector>
 
 #include "llmkit/backend.hpp"
+#include "llmkit/checkpoint.hpp"
 #include "llmkit/engine.hpp"
 #include "llmkit/model.hpp"
 
 using namespace llmkit;
 
 int main(int argc, char** argv) {
-  std::string model = "llama-25m";
+  std::string model = "llama-25m", init;
   int P = 8, G = 8, L = 128, N = 32;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--model")) model = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--init")) init = argv[i + 1];
     else if (!std::strcmp(argv[i], "--prompts")) P = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--group")) G = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--prompt-len")) L = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--new")) N = std::atoi(argv[i + 1]);
   }
-  const ModelConfig c = ModelConfig::load(model);
   auto be = make_cpu_backend();
-  Model m(c, *be);
-  m.init(1);
+  std::unique_ptr<Model> owned;
+  if (init.empty()) {
+    owned = std::make_unique<Model>(ModelConfig::load(model), *be);
+    owned->init(1);
+  } else {
+    owned = open_model(init, *be).model;
+    model = init;
+  }
+  Model& m = *owned;
+  const ModelConfig c = m.config();
   std::mt19937 rng(5);
   std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(P));
   for (auto& p : prompts)

@@ -207,7 +207,28 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
         live.push_back({seq, first_slot + static_cast<int>(k), keep, std::vector<int32_t>(pr.end() - keep, pr.end()), std::mt19937_64(seed)});
       }
     }
-    model_.forward_cached(rows.data(), static_cast<int>(rows.size()), segs, *cache_);
+    // The prefill: at once, or in parts of at most prefill_rows_ rows (whole prompts), keeping
+    // each prompt's last logits.
+    std::vector<float> first_logits;
+    if (prefill_rows_ <= 0 || rows.size() <= static_cast<size_t>(prefill_rows_)) {
+      model_.forward_cached(rows.data(), static_cast<int>(rows.size()), segs, *cache_);
+    } else {
+      first_logits.resize(segs.size() * static_cast<size_t>(Vp));
+      for (size_t s0 = 0; s0 < segs.size();) {
+        size_t s1 = s0;
+        int count = 0;
+        while (s1 < segs.size() && (s1 == s0 || count + segs[s1].count <= prefill_rows_)) count += segs[s1++].count;
+        std::vector<CacheSegment> part(segs.begin() + static_cast<long>(s0), segs.begin() + static_cast<long>(s1));
+        const int base = segs[s0].row;
+        for (CacheSegment& sg : part) sg.row -= base;
+        model_.forward_cached(rows.data() + base, count, part, *cache_);
+        const float* lg = model_.logits_on_host();
+        for (size_t s = s0; s < s1; ++s)
+          std::copy_n(lg + static_cast<size_t>(part[s - s0].row + part[s - s0].count - 1) * static_cast<size_t>(Vp), Vp,
+                      first_logits.begin() + static_cast<long>(s * static_cast<size_t>(Vp)));
+        s0 = s1;
+      }
+    }
     // The other samples of a prompt start from a copy of its keys and values.
     if (n > 1)
       for (const CacheSegment& sg : segs)
@@ -218,11 +239,13 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
             model_.backend().copy(cache_->v(l, sg.slot + static_cast<int>(k)), cache_->v(l, sg.slot), count);
           }
     std::vector<int> last_row;
-    for (const auto& sg : segs)
-      for (size_t k = 0; k < n; ++k) last_row.push_back(sg.row + sg.count - 1);
+    for (size_t s = 0; s < segs.size(); ++s)
+      for (size_t k = 0; k < n; ++k) last_row.push_back(first_logits.empty() ? segs[s].row + segs[s].count - 1 : static_cast<int>(s));
+    bool first = true;
     while (!live.empty()) {
       throw_if_stopped();
-      const float* logits = model_.logits_on_host();
+      const float* logits = first && !first_logits.empty() ? first_logits.data() : model_.logits_on_host();
+      first = false;
       std::vector<Live> next;
       std::vector<int32_t> step_tokens;
       std::vector<CacheSegment> step_segs;

@@ -189,6 +189,12 @@ std::unique_ptr<RewardFunction> make_rule_reward(const std::string& spec) {
 
 std::unique_ptr<RewardFunction> make_command_reward(const std::string& cmd) { return std::make_unique<CommandReward>(cmd); }
 
+double RewardMix::memory_bytes() const {
+  double b = 0;
+  for (const auto& [f, w] : parts_) b += f->memory_bytes();
+  return b;
+}
+
 void RewardMix::add(std::unique_ptr<RewardFunction> f, double weight) { parts_.emplace_back(std::move(f), weight); }
 
 std::vector<double> RewardMix::score(const std::vector<RewardInput>& inputs, std::vector<std::pair<std::string, double>>* means) {

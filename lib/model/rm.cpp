@@ -211,6 +211,9 @@ class ModelReward final : public RewardFunction {
   }
   const std::string& name() const override { return name_; }
   const Model& model() const { return *model_; }
+  double memory_bytes() const override {
+    return static_cast<double>(model_->num_params()) * 4 + static_cast<double>(model_->activation_bytes(batch_, seq_len_));
+  }
   std::vector<double> score(const std::vector<RewardInput>& in) override {
     std::vector<std::vector<int32_t>> seqs;
     for (const RewardInput& x : in) {

@@ -134,6 +134,7 @@ std::unique_ptr<Model> RolloutObjective::build(Trainer& t, const std::string& re
   }
   const int per_rank = static_cast<int>(rows_per_step(t) / t.ranks());
   engine_ = std::make_unique<Engine>(*model, base_.tokenizer.get(), std::max(per_rank, samples_), c.seq_len);
+  engine_->set_prefill_rows(c.micro_batch * c.seq_len);  // within the training's activations
   engine_value_bytes_ = t.backend().activation_value_bytes();
   return model;
 }
@@ -351,6 +352,8 @@ void RolloutObjective::step_metrics(Trainer& t, nlohmann::json& line) {
     line["completions/clipped_ratio"] = batch_[4] / n;
     line["val/num_eos_tokens"] = batch_[5];
     line[entropy_metric()] = batch_[6] / std::max(1.0, batch_[3]);
+    // Answer tokens the ranks generated per second of the rollout (rank 0's time).
+    if (time_rollout_ > 0) line["rollout_tokens_per_s"] = std::round(batch_[3] / time_rollout_ * 10) / 10;
     rollout_metrics(t, line);
   }
   train_metrics(t, line);
@@ -435,14 +438,15 @@ void RolloutObjective::release(Trainer&) {
   rewards_.clear();
 }
 
-// The reference kept in memory, and the engine's KV cache: keys and values of every layer for
-// the rank's answers of --seq-len positions.
+// The reference kept in memory, reward models, and the engine's KV cache: keys and values of
+// every layer for the rank's answers of --seq-len positions.
 double RolloutObjective::other_models_mib(const Trainer& t) const {
   const ModelConfig& c = t.model().config();
   const double slots = static_cast<double>(std::max<int64_t>(t.rows_per_rank(), samples_));
   double bytes = 2.0 * c.layers * slots * rcfg_.seq_len * c.kv_heads * c.head_dim() * static_cast<double>(engine_value_bytes_);
   if (reference_)
     bytes += static_cast<double>(reference_->num_params()) * 4 + static_cast<double>(reference_->activation_bytes(rcfg_.micro_batch, t.options().seq_len));
+  bytes += rewards_.memory_bytes();  // reward models
   return bytes / (1 << 20);
 }
 

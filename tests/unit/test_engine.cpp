@@ -189,6 +189,14 @@ TEST_CASE("Samples of one prompt share its prefill; recorded log-probs are the t
     Engine shared(m, nullptr, 6, 48);
     const std::vector<Generation> g = shared.generate(prompts, p);
     REQUIRE(g.size() == 6);
+    // A prefill in parts (at most 5 rows a pass: one prompt each here) continues the same way.
+    Engine parts(m, nullptr, 6, 48);
+    parts.set_prefill_rows(5);
+    const std::vector<Generation> gp = parts.generate(prompts, p);
+    for (size_t i = 0; i < 6; ++i) {
+      CHECK(gp[i].tokens == g[i].tokens);
+      for (size_t k = 0; k < g[i].logprobs.size(); ++k) CHECK(gp[i].logprobs[k] == Approx(g[i].logprobs[k]).margin(1e-5));
+    }
     // The same sequences, each alone from its own prefill, with its own seed.
     Engine alone(m, nullptr, 1, 48);
     for (size_t i = 0; i < 6; ++i) {

@@ -76,11 +76,15 @@ class Engine {
                  std::mt19937_64& rng, float* logprob = nullptr, float* entropy = nullptr) const;
 
   int max_len() const { return max_len_; }
+  // Prefill at most this many prompt tokens a forward pass (whole prompts; 0: all of a batch at
+  // once), so that the model's activations stay within what its trainer sized them for.
+  void set_prefill_rows(int rows) { prefill_rows_ = rows; }
 
  private:
   Model& model_;
   const Tokenizer* tok_;
   int max_batch_, max_len_;
+  int prefill_rows_ = 0;
   std::unique_ptr<KVCache> cache_;
 };
 

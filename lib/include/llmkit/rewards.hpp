@@ -25,6 +25,8 @@ class RewardFunction {
   virtual const std::string& name() const = 0;
   // One reward per input; an Error naming the reward when it cannot give them.
   virtual std::vector<double> score(const std::vector<RewardInput>& inputs) = 0;
+  // Bytes it holds in the trainer's memory (a reward model's weights and activations).
+  virtual double memory_bytes() const { return 0; }
 };
 
 // rule:NAME, as --reward takes it:
@@ -53,6 +55,7 @@ class RewardMix {
   void add(std::unique_ptr<RewardFunction> f, double weight);
   bool empty() const { return parts_.empty(); }
   void clear() { parts_.clear(); }  // before the backend a reward model lives on goes
+  double memory_bytes() const;
   // The weighted sum per input; `means` gets each reward's mean over the inputs (by name).
   std::vector<double> score(const std::vector<RewardInput>& inputs, std::vector<std::pair<std::string, double>>* means = nullptr);
 
