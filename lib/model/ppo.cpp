@@ -38,16 +38,17 @@ ValueLoss clipped_value_loss(double value, double old_value, double ret, double 
   return v;
 }
 
-namespace {
+Whitening::Whitening(double sum, double sq, double n) {
+  mean = sum / std::max(1.0, n);
+  var = n > 1 ? std::max(0.0, (sq / n - mean * mean) * n / (n - 1)) : 0.0;
+}
 
-// Mean and unbiased variance of a sum, count and sum of squares (TRL's masked_whiten).
-struct Moments {
-  double mean = 0, var = 0;
-  Moments(double sum, double sq, double n) {
-    mean = sum / std::max(1.0, n);
-    var = n > 1 ? std::max(0.0, (sq / n - mean * mean) * n / (n - 1)) : 0.0;
-  }
-};
+double Whitening::operator()(double x, bool shift_mean) const {
+  const double w = (x - mean) / std::sqrt(var + 1e-8);
+  return shift_mean ? w : w + mean;
+}
+
+namespace {
 
 class PpoObjective final : public RolloutObjective {
  public:
@@ -114,9 +115,9 @@ class PpoObjective final : public RolloutObjective {
     rollout_sums_[logp_dev] = dev;
     if (cfg_.whiten_rewards) {  // scaled, not shifted (TRL's whiten_rewards)
       if (t.ranks() > 1) t.comm().allreduce_sum(s, 3);
-      const Moments m(s[0], s[1], s[2]);
+      const Whitening w(s[0], s[1], s[2]);
       for (auto& rw : rewards)
-        for (double& x : rw) x = (x - m.mean) / std::sqrt(m.var + 1e-8) + m.mean;
+        for (double& x : rw) x = w(x, false);
     }
     // GAE, then the advantages whitened over the rollout batch.
     double a[3] = {0, 0, 0};
@@ -133,11 +134,11 @@ class PpoObjective final : public RolloutObjective {
       for (size_t k = 0; k < adv.size(); ++k) r.advantages[k] = static_cast<float>(adv[k]);
     }
     if (t.ranks() > 1) t.comm().allreduce_sum(a, 3);
-    const Moments m(a[0], a[1], a[2]);
+    const Whitening w(a[0], a[1], a[2]);
     for (Rollout& r : rollouts_) {
       double sum = 0;
       for (float& x : r.advantages) {
-        x = static_cast<float>((x - m.mean) / std::sqrt(m.var + 1e-8));
+        x = static_cast<float>(w(x));
         sum += x;
       }
       r.advantage = r.advantages.empty() ? 0.0 : sum / static_cast<double>(r.advantages.size());

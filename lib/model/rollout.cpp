@@ -263,7 +263,18 @@ void RolloutObjective::generate(Trainer& t, uint64_t cycle) {
     batch_[5] += r.finish == "eos";
   }
   batch_[6] = entropy;
-  if (t.ranks() > 1) t.comm().allreduce_sum(batch_, kBatchSums);
+  double shortest = 1e300, longest = 0;
+  for (const Rollout& r : rollouts_) {
+    const double L = static_cast<double>(r.response.size());
+    shortest = std::min(shortest, L), longest = std::max(longest, L);
+    if (r.finish != "length") batch_[7] += L, batch_[8] += 1;
+  }
+  if (t.ranks() > 1) {
+    t.comm().allreduce_sum(batch_, kBatchSums);
+    shortest = -t.comm().allreduce_max_double(-shortest);
+    longest = t.comm().allreduce_max_double(longest);
+  }
+  length_range_[0] = shortest, length_range_[1] = longest;
   if (needs_reference()) {  // the reference's log-probabilities: the frozen start, or the base without adapters
     Model& ref = reference_ ? *reference_ : m;
     if (!reference_) m.set_lora_enabled(false);
@@ -349,6 +360,9 @@ void RolloutObjective::step_metrics(Trainer& t, nlohmann::json& line) {
     line["reward"] = mean;
     for (const auto& [name, m] : reward_means_) line["rewards/" + name + "/mean"] = m;
     line["completions/mean_length"] = batch_[3] / n;
+    line["completions/min_length"] = length_range_[0];
+    line["completions/max_length"] = length_range_[1];
+    line["completions/mean_terminated_length"] = batch_[7] / std::max(1.0, batch_[8]);
     line["completions/clipped_ratio"] = batch_[4] / n;
     line["val/num_eos_tokens"] = batch_[5];
     line[entropy_metric()] = batch_[6] / std::max(1.0, batch_[3]);
@@ -428,7 +442,7 @@ void RolloutObjective::restore(Trainer& t, uint64_t cycle) {
   rollouts_.clear();
   for (const auto& r : j.at("ranks")[static_cast<size_t>(t.rank())]) rollouts_.push_back(Rollout::from_json(r));
   const std::vector<double> b = j.at("batch").get<std::vector<double>>();
-  std::copy(b.begin(), b.end(), batch_);
+  std::copy_n(b.begin(), std::min<size_t>(b.size(), kBatchSums), batch_);
   rows_done_ = (cycle + 1) * static_cast<uint64_t>(t.state().batch_sequences) * static_cast<uint64_t>(rcfg_.mini_batches);
 }
 

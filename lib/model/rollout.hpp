@@ -132,9 +132,11 @@ class RolloutObjective : public Objective {
   int64_t pass_step_ = 0;          // the step's place in the rollout batch's passes
   double step_global_tokens_ = 1, step_flops_ = 0;
   // The rollout batch's sums over ranks: answers, reward, reward^2, length, cut, ended by </s>,
-  // the sampling distributions' entropy.
-  static constexpr int kBatchSums = 7;
+  // the sampling distributions' entropy, the length and number of the answers that ended
+  // themselves; its shortest and longest answer.
+  static constexpr int kBatchSums = 9;
   double batch_[kBatchSums] = {};
+  double length_range_[2] = {};
   double time_rollout_ = 0, time_scoring_ = 0, time_training_ = 0;
   std::chrono::steady_clock::time_point train_start_;
   std::vector<float> dlogp_, dvalue_;

@@ -177,3 +177,21 @@ TEST_CASE("ppo: GAE and the clipped value loss against hand values and finite di
       CHECK(clipped_value_loss(x, 1.0, ret, 0.2).dvalue == Approx(fd).margin(1e-6));
     }
 }
+
+TEST_CASE("ppo: whitening as TRL's masked_whiten", "[ppo]") {
+  // x = (1, 2, 3, 6): mean 3, unbiased variance (4 + 1 + 0 + 9) / 3 = 14 / 3.
+  const std::vector<double> x = {1, 2, 3, 6};
+  double s = 0, sq = 0;
+  for (double v : x) s += v, sq += v * v;
+  const Whitening w(s, sq, 4);
+  CHECK(w.mean == Approx(3));
+  CHECK(w.var == Approx(14.0 / 3));
+  CHECK(w(6) == Approx(3 / std::sqrt(14.0 / 3 + 1e-8)).epsilon(1e-12));
+  CHECK(w(1, false) == Approx(-2 / std::sqrt(14.0 / 3 + 1e-8) + 3).epsilon(1e-12));
+  double m = 0, v2 = 0;
+  for (double v : x) m += w(v) / 4;
+  for (double v : x) v2 += (w(v) - m) * (w(v) - m) / 3;
+  CHECK(m == Approx(0).margin(1e-12));
+  CHECK(v2 == Approx(1).epsilon(1e-7));
+  CHECK(Whitening(5, 25, 1).var == 0);  // one value: no spread
+}

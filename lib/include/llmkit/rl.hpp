@@ -81,6 +81,15 @@ struct ValueLoss {
 };
 ValueLoss clipped_value_loss(double value, double old_value, double ret, double clip);
 
+// Whitening over a batch given its sum, sum of squares and count (TRL's masked_whiten): the mean
+// and the unbiased variance; whiten(x) = (x - mean) / sqrt(var + 1e-8), plus the mean again
+// when not shifting (rewards are scaled, not centred).
+struct Whitening {
+  double mean = 0, var = 0;
+  Whitening(double sum, double sum_squares, double count);
+  double operator()(double x, bool shift_mean = true) const;
+};
+
 // Runs training; 0 at the end, 1 when stopped by a signal after saving a checkpoint.
 int run_grpo(const GrpoConfig& cfg, Stats& stats);
 int run_ppo(const PpoConfig& cfg, Stats& stats);
