@@ -129,26 +129,39 @@ int32_t Engine::sample(const float* logits, const std::vector<int32_t>& history,
     }
     std::vector<int> idx(static_cast<size_t>(V));
     std::iota(idx.begin(), idx.end(), 0);
-    // Most likely first; ties by id, so the order (and the draw) is reproducible. With top-k
-    // only the k first need their order.
+    // Most likely first; ties by id, so the order (and the draw) is reproducible. Only the head
+    // that can be drawn is put in order: partial sorts, never the whole vocabulary unless the
+    // head is that large.
     auto likelier = [&](int a, int b) {
       return prob[static_cast<size_t>(a)] != prob[static_cast<size_t>(b)] ? prob[static_cast<size_t>(a)] > prob[static_cast<size_t>(b)] : a < b;
     };
-    if (p.top_k > 0 && p.top_k < V) std::partial_sort(idx.begin(), idx.begin() + p.top_k, idx.end(), likelier);
-    else std::sort(idx.begin(), idx.end(), likelier);
+    size_t sorted = 0;
+    auto sort_head = [&](size_t k) {
+      if (k <= sorted) return;
+      std::partial_sort(idx.begin(), idx.begin() + static_cast<long>(k), idx.end(), likelier);
+      sorted = k;
+    };
     size_t keep = static_cast<size_t>(V);
     if (p.top_k > 0) keep = std::min(keep, static_cast<size_t>(p.top_k));
-    if (p.min_p > 0) {  // relative to the most likely token
-      const double floor = p.min_p * prob[static_cast<size_t>(idx[0])];
-      size_t k = 1;
-      while (k < keep && prob[static_cast<size_t>(idx[k])] >= floor) ++k;
-      keep = k;
+    if (p.min_p > 0) {  // relative to the most likely token, whose prob[] is exp(0) = 1
+      const double floor = p.min_p;
+      size_t above = 0;
+      for (int j = 0; j < V; ++j) above += prob[static_cast<size_t>(j)] >= floor;
+      keep = std::min(keep, std::max<size_t>(1, above));
     }
-    if (p.top_p < 1.0) {  // the smallest head whose mass reaches top_p
-      double t = 0, mass = 0;
-      for (size_t i = 0; i < keep; ++i) mass += prob[static_cast<size_t>(idx[i])];
+    if (keep < static_cast<size_t>(V)) sort_head(keep);
+    if (p.top_p < 1.0) {  // the smallest head whose mass reaches top_p of what is kept
+      double mass = 0;
+      if (keep == static_cast<size_t>(V)) mass = all;
+      else
+        for (size_t i = 0; i < keep; ++i) mass += prob[static_cast<size_t>(idx[i])];
+      double t = 0;
       size_t k = 0;
-      while (k < keep && t < p.top_p * mass) t += prob[static_cast<size_t>(idx[k++])];
+      for (size_t want = std::min<size_t>(keep, 256);; want = std::min(keep, want * 4)) {
+        sort_head(want);
+        while (k < want && t < p.top_p * mass) t += prob[static_cast<size_t>(idx[k++])];
+        if (t >= p.top_p * mass || want == keep) break;
+      }
       keep = std::max<size_t>(1, k);
     }
     double total = 0;

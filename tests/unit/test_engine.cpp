@@ -278,3 +278,54 @@ TEST_CASE("Log-probabilities at a temperature and their gradient, against finite
   }
   m.set_logit_temperature(1.0f);
 }
+
+TEST_CASE("Cut-offs sort only the head they can draw from: the draws of a full sort", "[engine]") {
+  auto be = make_cpu_backend();
+  ModelConfig c = cfg(ModelConfig::Family::gpt2);
+  c.vocab_size = 3000;
+  Model m(c, *be);
+  Engine e(m, nullptr, 1, 16);
+  std::mt19937 gen(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int trial = 0; trial < 12; ++trial) {
+    std::vector<float> logits(3000);
+    for (float& x : logits) x = normal(gen) * (trial % 3 == 0 ? 0.3f : 2.0f);  // flat and peaked
+    SamplingParams p;
+    p.temperature = 0.8;
+    p.top_p = trial % 4 == 3 ? 1.0 : 0.95 - 0.2 * (trial % 4);
+    p.top_k = trial % 3 == 1 ? 1000 : 0;
+    p.min_p = trial % 5 == 2 ? 0.02 : 0.0;
+    if (p.top_p >= 1 && p.top_k == 0 && p.min_p == 0) p.top_k = 700;
+    // The reference: the whole vocabulary in order, the cut-offs as defined.
+    std::vector<double> prob(3000);
+    const double mx = *std::max_element(logits.begin(), logits.end());
+    for (size_t j = 0; j < 3000; ++j) prob[j] = std::exp((logits[j] - mx) / p.temperature);
+    std::vector<int> idx(3000);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::sort(idx.begin(), idx.end(), [&](int a, int b) { return prob[static_cast<size_t>(a)] != prob[static_cast<size_t>(b)] ? prob[static_cast<size_t>(a)] > prob[static_cast<size_t>(b)] : a < b; });
+    size_t keep = 3000;
+    if (p.top_k > 0) keep = std::min(keep, static_cast<size_t>(p.top_k));
+    if (p.min_p > 0) {
+      size_t k = 1;
+      while (k < keep && prob[static_cast<size_t>(idx[k])] >= p.min_p) ++k;
+      keep = k;
+    }
+    if (p.top_p < 1) {
+      double mass = 0, t = 0;
+      for (size_t i = 0; i < keep; ++i) mass += prob[static_cast<size_t>(idx[i])];
+      size_t k = 0;
+      while (k < keep && t < p.top_p * mass * (1 - 1e-12)) t += prob[static_cast<size_t>(idx[k++])];
+      keep = std::max<size_t>(1, k);
+    }
+    std::set<int32_t> allowed(idx.begin(), idx.begin() + static_cast<long>(keep));
+    std::mt19937_64 rng(100 + static_cast<uint64_t>(trial));
+    std::set<int32_t> drawn;
+    for (int d = 0; d < 300; ++d) {
+      const int32_t tok = e.sample(logits.data(), {}, p, rng);
+      drawn.insert(tok);
+      CHECK(allowed.count(tok) == 1);
+    }
+    INFO("trial " << trial << " keep " << keep);
+    CHECK(drawn.size() >= std::min<size_t>(keep, 20));
+  }
+}
