@@ -1,5 +1,6 @@
 // Checkpoints: Hugging Face-named safetensors, moments, trainer state; see checkpoint.hpp.
 #include "llmkit/checkpoint.hpp"
+#include "llmkit/quant.hpp"
 
 #include "llmkit/adapter.hpp"
 
@@ -448,6 +449,7 @@ void load_moments(const std::string& dir, const Model& m, size_t begin, size_t e
 }
 
 LoadedModel open_model(const std::string& path, Backend& be, ModelOptions options) {
+  if (is_gguf_file(path)) return open_gguf_model(path, be, options);
   LoadedModel lm;
   std::string dir = path;
   if (is_directory(path) && file_size(path + "/config.json") == 0 && file_size(path + "/latest") > 0)

@@ -77,6 +77,30 @@ std::string Tokenizer::piece(uint32_t id) const {
   return sp_->IdToPiece(static_cast<int>(id));
 }
 
+float Tokenizer::score(uint32_t id) const {
+  if (id >= vocab_size()) throw Error(path_, "no token " + std::to_string(id));
+  return sp_->GetScore(static_cast<int>(id));
+}
+
+Tokenizer::PieceType Tokenizer::piece_type(uint32_t id) const {
+  if (id >= vocab_size()) throw Error(path_, "no token " + std::to_string(id));
+  const int i = static_cast<int>(id);
+  if (sp_->IsUnknown(i)) return PieceType::unknown;
+  if (sp_->IsControl(i)) return PieceType::control;
+  if (sp_->IsByte(i)) return PieceType::byte;
+  if (sp_->IsUnused(i)) return PieceType::unused;
+  // A user-defined symbol (llm-tok --special, <|im_start|>): the library has no query for it;
+  // it is the piece that a text of exactly its spelling, "<...>", encodes to, alone.
+  const std::string p = sp_->IdToPiece(i);
+  if (p.size() > 2 && p.front() == '<' && p.back() == '>') {
+    std::vector<int> ids;
+    sp_->Encode(p, &ids);
+    if (ids.size() == 2 && sp_->IdToPiece(ids[0]) == "\xe2\x96\x81") ids.erase(ids.begin());  // a dummy prefix
+    if (ids.size() == 1 && ids[0] == i) return PieceType::user_defined;
+  }
+  return PieceType::normal;
+}
+
 // ---- Training ----------------------------------------------------------------------------------
 
 namespace {

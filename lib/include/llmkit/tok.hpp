@@ -37,6 +37,11 @@ class Tokenizer {
   int unk_id() const;
   int pad_id() const;
   std::string piece(uint32_t id) const;
+  // A piece's score (the unigram log-probability, or BPE's merge rank as a negative number) and
+  // type, numbered as SentencePiece's ModelProto and GGUF's tokenizer.ggml.token_type do.
+  float score(uint32_t id) const;
+  enum class PieceType { normal = 1, unknown = 2, control = 3, user_defined = 4, unused = 5, byte = 6 };
+  PieceType piece_type(uint32_t id) const;
   // xxh3-64 of the model file's bytes: what shards record as their tokenizer.
   uint64_t hash() const { return hash_; }
   const std::string& path() const { return path_; }

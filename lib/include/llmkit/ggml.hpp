@@ -1,0 +1,58 @@
+// ggml's tensor types (lib/quant/ggml.cpp): the block layouts of llama.cpp's GGUF files, byte for
+// byte as ggml-common.h declares them, with quantization that writes the same bytes as ggml's
+// reference quantizers (quantize_row_*_ref in ggml-quants.c) and the dequantization its readers
+// apply. A row of n values is n / block_size blocks, each block_bytes long:
+//   F32, F16, BF16   one value per "block"
+//   Q8_0   32 values: d (fp16), 32 x int8;                  x = d q
+//   Q4_0   32 values: d (fp16), 16 bytes of 4-bit q;        x = d (q - 8); value j in the low
+//          nibble of byte j, value j + 16 in its high nibble
+//   Q4_K   256 values: d, dmin (fp16), 12 bytes of eight 6-bit scales and mins, 128 bytes of
+//          4-bit q;  x = d sc q - dmin m per 32 values
+//   Q5_K   256 values: d, dmin, 12 bytes of scales and mins, 32 bytes of high bits, 128 of low
+//          nibbles
+//   Q6_K   256 values: 128 bytes of low nibbles, 64 of high 2 bits, 16 int8 scales, d (fp16);
+//          x = d sc (q - 32) per 16 values
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace llmkit::ggml {
+
+enum class Type : uint32_t {
+  f32 = 0,
+  f16 = 1,
+  q4_0 = 2,
+  q8_0 = 8,
+  q4_k = 12,
+  q5_k = 13,
+  q6_k = 14,
+  bf16 = 30,
+};
+
+struct TypeTraits {
+  const char* name;  // as llama.cpp prints it: F32, Q4_K, ...
+  int block;         // values per block
+  size_t bytes;      // bytes per block
+};
+
+// The traits of a type this library reads and writes; an Error for any other (its number).
+const TypeTraits& traits(Type t);
+bool is_known(uint32_t type);
+// F32, f32, Q8_0, q8_0, ...: false for a name that is not one of the types above.
+bool parse_type(const std::string& name, Type& t);
+// Bytes of a row of n values (n a multiple of the block size: an Error otherwise).
+size_t row_bytes(Type t, int64_t n);
+
+// n values (a multiple of the type's block) into blocks, as ggml's reference quantizer does.
+void quantize(Type t, const float* x, void* out, int64_t n);
+// Blocks back into n values.
+void dequantize(Type t, const void* in, float* y, int64_t n);
+
+// IEEE half and bfloat16 as ggml converts them: round to nearest even (bf16: NaN kept quiet).
+uint16_t fp32_to_fp16(float f);
+float fp16_to_fp32(uint16_t h);
+uint16_t fp32_to_bf16(float f);
+float bf16_to_fp32(uint16_t h);
+
+}  // namespace llmkit::ggml

@@ -1,0 +1,54 @@
+// llm-quant (lib/quant/export.cpp): llmkit models to GGUF files that llama.cpp runs as they are,
+// and GGUF files back into llmkit models.
+//
+// Export: the Llama family as llama.cpp's "llama" architecture (tensor names blk.N.attn_q ...,
+// the query and key rows permuted from Hugging Face's rotate-half order to llama.cpp's, as its
+// converter does), GPT-2 as "gpt2" (q, k and v fused into attn_qkv); the SentencePiece
+// vocabulary as tokenizer.ggml.model "llama" (pieces, scores, types; rows past the tokenizer
+// padded with unique [PADn] pieces), the chat template when the checkpoint has one, and the
+// SentencePiece model itself (llmkit.tokenizer.model) so that llmkit reads the file back
+// exactly. Weight types by --type, per tensor as llama-quantize assigns them: norms and biases
+// F32; in the quantized mixes the output (or tied embedding) Q6_K, and under Q4_K_M/Q5_K_M
+// attn_v and ffn_down Q6_K in llama.cpp's "more bits" layers; a row that is not whole blocks of
+// the type falls back to Q8_0 (256-value K types) or F16 (32-value types).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "llmkit/checkpoint.hpp"
+#include "llmkit/ggml.hpp"
+
+namespace llmkit {
+
+class GgufFile;
+
+// A file type of --type: f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k.
+struct QuantScheme {
+  std::string name;
+  uint32_t file_type = 0;  // llama.cpp's LLAMA_FTYPE_*
+  ggml::Type base = ggml::Type::f32;
+  bool mix = false;        // K mixes: more bits for attn_v and ffn_down in some layers
+  static QuantScheme named(const std::string& name);  // UsageError for an unknown one
+  static std::vector<std::string> names();
+};
+
+struct ExportReport {
+  size_t tensors = 0, bytes = 0;
+  double params = 0;
+  std::vector<std::pair<std::string, int>> types;  // tensors per ggml type
+};
+
+// Writes the model of `checkpoint` (a checkpoint or run directory, an adapter merged) as GGUF.
+ExportReport export_gguf(const std::string& checkpoint, const std::string& out, const QuantScheme& scheme,
+                         const std::string& name = "");
+
+// A GGUF file as an llmkit model (its weights dequantized to fp32) on `backend`: one that
+// llm-quant wrote, or a Llama-architecture file that llama.cpp's converter wrote (its
+// tokenizer then rebuilt from the vocabulary metadata is not supported: give --tokenizer).
+// `tokenizer` gets the path of a SentencePiece model extracted next to nothing (a temporary file
+// the caller may read) when the file holds llmkit.tokenizer.model, else "".
+LoadedModel open_gguf_model(const std::string& path, Backend& backend, ModelOptions options = {});
+
+bool is_gguf_file(const std::string& path);
+
+}  // namespace llmkit

@@ -1,0 +1,351 @@
+// llmkit models to GGUF and back; see llmkit/quant.hpp.
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+
+#include "llmkit/backend.hpp"
+#include "llmkit/error.hpp"
+#include "llmkit/gguf.hpp"
+#include "llmkit/io.hpp"
+#include "llmkit/model.hpp"
+#include "llmkit/quant.hpp"
+#include "llmkit/tok.hpp"
+
+#include <xxhash.h>
+
+namespace llmkit {
+
+namespace {
+
+// llama.cpp's LLAMA_FTYPE_* numbers.
+const std::vector<QuantScheme>& schemes() {
+  static const std::vector<QuantScheme> s = {
+      {"f32", 0, ggml::Type::f32, false},  {"f16", 1, ggml::Type::f16, false},     {"bf16", 32, ggml::Type::bf16, false},
+      {"q8_0", 7, ggml::Type::q8_0, false}, {"q4_0", 2, ggml::Type::q4_0, false},   {"q4_k_m", 15, ggml::Type::q4_k, true},
+      {"q5_k_m", 17, ggml::Type::q5_k, true}, {"q6_k", 18, ggml::Type::q6_k, false},
+  };
+  return s;
+}
+
+bool quantized(ggml::Type t) { return t != ggml::Type::f32 && t != ggml::Type::f16 && t != ggml::Type::bf16; }
+
+// llama.cpp's use_more_bits: the first and last eighth of the layers and every third between.
+bool more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+// The type a tensor gets (llama-quantize's choice, for the types here). `layer`/`layers` for
+// attn_v and ffn_down; `output` for the output matrix (or the embedding when tied).
+ggml::Type tensor_type(const QuantScheme& s, int64_t row, int dims, bool output, bool attn_v, bool ffn_down, int layer, int layers) {
+  if (dims < 2) return ggml::Type::f32;  // norms and biases
+  ggml::Type t = s.base;
+  if (quantized(s.base)) {
+    if (output && s.base != ggml::Type::q8_0) t = ggml::Type::q6_k;
+    else if (s.mix && (attn_v || ffn_down) && more_bits(layer, layers)) t = ggml::Type::q6_k;
+  }
+  if (row % ggml::traits(t).block != 0) t = ggml::traits(t).block == 256 ? ggml::Type::q8_0 : ggml::Type::f16;
+  if (row % ggml::traits(t).block != 0) t = ggml::Type::f16;
+  return t;
+}
+
+// Hugging Face's rotate-half rows of one projection into llama.cpp's interleaved order (its
+// converter's permute): within each head, row j * (hd / 2) + i goes to row 2 i + j.
+std::vector<float> permute_heads(const float* w, int64_t rows, int64_t cols, int heads, bool inverse) {
+  std::vector<float> out(static_cast<size_t>(rows * cols));
+  const int64_t hd = rows / heads, half = hd / 2;
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t j = 0; j < 2; ++j)
+      for (int64_t i = 0; i < half; ++i) {
+        const int64_t hf = h * hd + j * half + i, gg = h * hd + 2 * i + j;
+        const int64_t from = inverse ? gg : hf, to = inverse ? hf : gg;
+        std::memcpy(out.data() + to * cols, w + from * cols, static_cast<size_t>(cols) * sizeof(float));
+      }
+  return out;
+}
+
+std::string blk(int l, const char* what) { return "blk." + std::to_string(l) + "." + what; }
+
+}  // namespace
+
+QuantScheme QuantScheme::named(const std::string& name) {
+  std::string low = name;
+  for (char& c : low) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const QuantScheme& s : schemes())
+    if (s.name == low) return s;
+  std::string all;
+  for (const std::string& n : names()) all += (all.empty() ? "" : ", ") + n;
+  throw UsageError("--type: '" + name + "' is not one of " + all);
+}
+
+std::vector<std::string> QuantScheme::names() {
+  std::vector<std::string> n;
+  for (const QuantScheme& s : schemes()) n.push_back(s.name);
+  return n;
+}
+
+bool is_gguf_file(const std::string& path) {
+  if (is_directory(path) || file_size(path) < 4) return false;
+  char head[4] = {};
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  const size_t got = std::fread(head, 1, 4, f);
+  std::fclose(f);
+  return got == 4 && std::memcmp(head, "GGUF", 4) == 0;
+}
+
+ExportReport export_gguf(const std::string& checkpoint, const std::string& out, const QuantScheme& s, const std::string& name) {
+  auto be = make_cpu_backend();
+  LoadedModel lm = open_model(checkpoint, *be);
+  Model& m = *lm.model;
+  const ModelConfig& c = m.config();
+  if (c.classifier) throw Error(checkpoint, "is a reward model: GGUF export takes language models");
+  if (lm.tokenizer.empty()) throw Error(checkpoint, "has no tokenizer.model to put in the GGUF file");
+  const Tokenizer tok(lm.tokenizer);
+  std::vector<float> w(m.num_params());
+  be->download(w.data(), m.weights(), w.size());
+  auto weight = [&](const std::string& n) { return w.data() + m.param(n).offset; };
+  const bool llama = c.family == ModelConfig::Family::llama;
+  const std::string arch = llama ? "llama" : "gpt2";
+
+  GgufWriter g;
+  g.set("general.architecture", GgufValue::text(arch));
+  std::string title = name;
+  if (title.empty()) title = std::filesystem::path(lm.source).filename().string();
+  g.set("general.name", GgufValue::text(title));
+  g.set("general.file_type", GgufValue::u32v(s.file_type));
+  g.set("general.quantization_version", GgufValue::u32v(2));
+  g.set("general.alignment", GgufValue::u32v(32));
+  g.set(arch + ".context_length", GgufValue::u32v(static_cast<uint32_t>(c.max_seq)));
+  g.set(arch + ".embedding_length", GgufValue::u32v(static_cast<uint32_t>(c.dim)));
+  g.set(arch + ".block_count", GgufValue::u32v(static_cast<uint32_t>(c.layers)));
+  g.set(arch + ".feed_forward_length", GgufValue::u32v(static_cast<uint32_t>(c.ffn_dim)));
+  g.set(arch + ".attention.head_count", GgufValue::u32v(static_cast<uint32_t>(c.heads)));
+  if (llama) {
+    g.set(arch + ".attention.head_count_kv", GgufValue::u32v(static_cast<uint32_t>(c.kv_heads)));
+    g.set(arch + ".rope.dimension_count", GgufValue::u32v(static_cast<uint32_t>(c.head_dim())));
+    g.set(arch + ".rope.freq_base", GgufValue::f32v(c.rope_theta));
+    g.set(arch + ".attention.layer_norm_rms_epsilon", GgufValue::f32v(c.norm_eps));
+    g.set(arch + ".vocab_size", GgufValue::u32v(static_cast<uint32_t>(c.vocab_size)));
+  } else {
+    g.set(arch + ".attention.layer_norm_epsilon", GgufValue::f32v(c.norm_eps));
+  }
+  // The vocabulary, padded to the embedding's rows.
+  const uint32_t n_tok = static_cast<uint32_t>(tok.vocab_size());
+  if (n_tok > static_cast<uint32_t>(c.vocab_size))
+    throw Error(lm.tokenizer, "has more pieces than the model's vocabulary of " + std::to_string(c.vocab_size));
+  std::vector<std::string> pieces;
+  std::vector<double> scores, types;
+  for (uint32_t i = 0; i < n_tok; ++i) {
+    pieces.push_back(tok.piece(i));
+    scores.push_back(tok.score(i));
+    types.push_back(static_cast<double>(tok.piece_type(i)));
+  }
+  for (uint32_t i = n_tok; i < static_cast<uint32_t>(c.vocab_size); ++i) {
+    pieces.push_back("[PAD" + std::to_string(i) + "]");
+    scores.push_back(-1000.0);
+    types.push_back(static_cast<double>(Tokenizer::PieceType::unused));
+  }
+  g.set("tokenizer.ggml.model", GgufValue::text("llama"));
+  g.set("tokenizer.ggml.tokens", GgufValue::texts(std::move(pieces)));
+  g.set("tokenizer.ggml.scores", GgufValue::numbers(GgufValue::f32, std::move(scores)));
+  g.set("tokenizer.ggml.token_type", GgufValue::numbers(GgufValue::i32, std::move(types)));
+  // llmkit's models begin every document with </s> (the separator they were trained with): it is
+  // the token llama.cpp puts first (BOS), and the end of sequence too.
+  g.set("tokenizer.ggml.bos_token_id", GgufValue::u32v(static_cast<uint32_t>(kEosId)));
+  g.set("tokenizer.ggml.eos_token_id", GgufValue::u32v(static_cast<uint32_t>(kEosId)));
+  g.set("tokenizer.ggml.unknown_token_id", GgufValue::u32v(static_cast<uint32_t>(kUnkId)));
+  g.set("tokenizer.ggml.padding_token_id", GgufValue::u32v(static_cast<uint32_t>(kPadId)));
+  g.set("tokenizer.ggml.add_bos_token", GgufValue::boolv(true));
+  g.set("tokenizer.ggml.add_eos_token", GgufValue::boolv(false));
+  const std::string dir = is_directory(lm.source) ? lm.source : std::filesystem::path(lm.source).parent_path().string();
+  if (file_size(dir + "/tokenizer_config.json") > 0) {
+    const nlohmann::json tc = nlohmann::json::parse(read_file(dir + "/tokenizer_config.json"), nullptr, false);
+    if (tc.is_object() && tc.contains("chat_template") && tc["chat_template"].is_string())
+      g.set("tokenizer.chat_template", GgufValue::text(tc["chat_template"].get<std::string>()));
+  }
+  {  // the SentencePiece model, for llmkit to read the file back with the same tokenizer
+    const std::string bytes = read_file(lm.tokenizer);
+    std::vector<double> b(bytes.begin(), bytes.end());
+    for (double& x : b) x = static_cast<double>(static_cast<uint8_t>(static_cast<char>(x)));
+    g.set("llmkit.tokenizer.model", GgufValue::numbers(GgufValue::u8, std::move(b)));
+  }
+
+  // Tensors.
+  const int64_t C = c.dim, V = c.vocab_size;
+  const bool tied = !llama || c.tied_embeddings;
+  auto add = [&](const std::string& gname, std::vector<int64_t> ne, const float* data, bool output = false, bool attn_v = false,
+                 bool ffn_down = false, int layer = 0) {
+    const ggml::Type t = tensor_type(s, ne[0], static_cast<int>(ne.size()), output, attn_v, ffn_down, layer, c.layers);
+    g.add_tensor(gname, std::move(ne), t, data);
+  };
+  add("token_embd.weight", {C, V}, weight(llama ? "model.embed_tokens.weight" : "wte"), tied);
+  if (!llama) add("position_embd.weight", {C, c.max_seq}, weight("wpe"));
+  for (int l = 0; l < c.layers; ++l) {
+    if (llama) {
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      const int64_t QC = static_cast<int64_t>(c.heads) * c.head_dim(), KC = static_cast<int64_t>(c.kv_heads) * c.head_dim();
+      add(blk(l, "attn_norm.weight"), {C}, weight(p + "input_layernorm.weight"));
+      const std::vector<float> q = permute_heads(weight(p + "self_attn.q_proj.weight"), QC, C, c.heads, false);
+      const std::vector<float> k = permute_heads(weight(p + "self_attn.k_proj.weight"), KC, C, c.kv_heads, false);
+      add(blk(l, "attn_q.weight"), {C, QC}, q.data());
+      add(blk(l, "attn_k.weight"), {C, KC}, k.data());
+      add(blk(l, "attn_v.weight"), {C, KC}, weight(p + "self_attn.v_proj.weight"), false, true, false, l);
+      add(blk(l, "attn_output.weight"), {QC, C}, weight(p + "self_attn.o_proj.weight"));
+      add(blk(l, "ffn_norm.weight"), {C}, weight(p + "post_attention_layernorm.weight"));
+      add(blk(l, "ffn_gate.weight"), {C, c.ffn_dim}, weight(p + "mlp.gate_proj.weight"));
+      add(blk(l, "ffn_up.weight"), {C, c.ffn_dim}, weight(p + "mlp.up_proj.weight"));
+      add(blk(l, "ffn_down.weight"), {c.ffn_dim, C}, weight(p + "mlp.down_proj.weight"), false, false, true, l);
+    } else {
+      const std::string p = "h." + std::to_string(l) + ".";
+      add(blk(l, "attn_norm.weight"), {C}, weight(p + "ln_1.weight"));
+      add(blk(l, "attn_norm.bias"), {C}, weight(p + "ln_1.bias"));
+      std::vector<float> qkv, qkv_b;
+      for (const char* x : {"q", "k", "v"}) {
+        const float* wp = weight(p + "attn." + x + ".weight");
+        qkv.insert(qkv.end(), wp, wp + C * C);
+        const float* bp = weight(p + "attn." + x + ".bias");
+        qkv_b.insert(qkv_b.end(), bp, bp + C);
+      }
+      add(blk(l, "attn_qkv.weight"), {C, 3 * C}, qkv.data(), false, true, false, l);
+      add(blk(l, "attn_qkv.bias"), {3 * C}, qkv_b.data());
+      add(blk(l, "attn_output.weight"), {C, C}, weight(p + "attn.c_proj.weight"));
+      add(blk(l, "attn_output.bias"), {C}, weight(p + "attn.c_proj.bias"));
+      add(blk(l, "ffn_norm.weight"), {C}, weight(p + "ln_2.weight"));
+      add(blk(l, "ffn_norm.bias"), {C}, weight(p + "ln_2.bias"));
+      add(blk(l, "ffn_up.weight"), {C, c.ffn_dim}, weight(p + "mlp.c_fc.weight"));
+      add(blk(l, "ffn_up.bias"), {c.ffn_dim}, weight(p + "mlp.c_fc.bias"));
+      add(blk(l, "ffn_down.weight"), {c.ffn_dim, C}, weight(p + "mlp.c_proj.weight"), false, false, true, l);
+      add(blk(l, "ffn_down.bias"), {C}, weight(p + "mlp.c_proj.bias"));
+    }
+  }
+  if (llama) {
+    add("output_norm.weight", {C}, weight("model.norm.weight"));
+    if (!c.tied_embeddings) add("output.weight", {C, V}, weight("lm_head.weight"), true);
+  } else {
+    add("output_norm.weight", {C}, weight("ln_f.weight"));
+    add("output_norm.bias", {C}, weight("ln_f.bias"));
+  }
+  g.write(out);
+  ExportReport r;
+  const GgufFile back(out);
+  std::map<std::string, int> count;
+  for (const GgufTensor& t : back.tensors()) {
+    ++r.tensors;
+    r.bytes += t.bytes;
+    r.params += static_cast<double>(t.elements());
+    ++count[ggml::traits(t.type).name];
+  }
+  r.types.assign(count.begin(), count.end());
+  return r;
+}
+
+LoadedModel open_gguf_model(const std::string& path, Backend& be, ModelOptions options) {
+  const GgufFile f(path);
+  const std::string arch = f.get_string("general.architecture");
+  if (arch != "llama" && arch != "gpt2") throw Error(path, "architecture '" + arch + "': llmkit reads llama and gpt2 GGUF files");
+  const bool llama = arch == "llama";
+  ModelConfig c;
+  c.family = llama ? ModelConfig::Family::llama : ModelConfig::Family::gpt2;
+  auto u = [&](const std::string& k) { return static_cast<int>(f.get_number(arch + "." + k)); };
+  c.dim = u("embedding_length");
+  c.layers = u("block_count");
+  c.ffn_dim = u("feed_forward_length");
+  c.heads = u("attention.head_count");
+  c.kv_heads = llama && f.find(arch + ".attention.head_count_kv") ? u("attention.head_count_kv") : c.heads;
+  c.max_seq = u("context_length");
+  const GgufTensor* emb = f.tensor("token_embd.weight");
+  if (!emb || emb->ne.size() != 2) throw Error(path, "has no token_embd.weight matrix");
+  c.vocab_size = static_cast<int>(emb->ne[1]);
+  if (llama) {
+    c.norm_eps = static_cast<float>(f.get_number(arch + ".attention.layer_norm_rms_epsilon"));
+    c.rope_theta = f.find(arch + ".rope.freq_base") ? static_cast<float>(f.get_number(arch + ".rope.freq_base")) : 10000.0f;
+    c.tied_embeddings = f.tensor("output.weight") == nullptr;
+    if (f.find(arch + ".rope.dimension_count") && u("rope.dimension_count") != c.dim / c.heads)
+      throw Error(path, "rotates part of each head (rope.dimension_count): llmkit's Llama rotates all of it");
+  } else {
+    c.norm_eps = static_cast<float>(f.get_number(arch + ".attention.layer_norm_epsilon"));
+    c.tied_embeddings = true;
+  }
+  c.validate(path);
+  LoadedModel lm;
+  lm.model = std::make_unique<Model>(c, be, options);
+  Model& m = *lm.model;
+  std::vector<float> w(m.num_params(), 0.0f);
+  auto take = [&](const std::string& gname, const std::string& name, std::vector<int64_t> ne, int permute_heads_n = 0) {
+    const GgufTensor* t = f.tensor(gname);
+    if (!t) throw Error(path, "has no tensor " + gname);
+    if (t->ne != ne) {
+      std::string want, got;
+      for (int64_t d : ne) want += (want.empty() ? "" : " x ") + std::to_string(d);
+      for (int64_t d : t->ne) got += (got.empty() ? "" : " x ") + std::to_string(d);
+      throw Error(path, "tensor " + gname + " is " + got + ", the model's config wants " + want);
+    }
+    std::vector<float> v = f.values(*t);
+    if (permute_heads_n > 0) v = permute_heads(v.data(), ne[1], ne[0], permute_heads_n, true);
+    const ParamSpec& s = m.param(name);
+    std::memcpy(w.data() + s.offset, v.data(), std::min(v.size(), s.size) * sizeof(float));
+  };
+  const int64_t C = c.dim, V = c.vocab_size, F = c.ffn_dim;
+  take("token_embd.weight", llama ? "model.embed_tokens.weight" : "wte", {C, V});
+  if (!llama) take("position_embd.weight", "wpe", {C, c.max_seq});
+  for (int l = 0; l < c.layers; ++l) {
+    if (llama) {
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      const int64_t QC = static_cast<int64_t>(c.heads) * c.head_dim(), KC = static_cast<int64_t>(c.kv_heads) * c.head_dim();
+      take(blk(l, "attn_norm.weight"), p + "input_layernorm.weight", {C});
+      take(blk(l, "attn_q.weight"), p + "self_attn.q_proj.weight", {C, QC}, c.heads);
+      take(blk(l, "attn_k.weight"), p + "self_attn.k_proj.weight", {C, KC}, c.kv_heads);
+      take(blk(l, "attn_v.weight"), p + "self_attn.v_proj.weight", {C, KC});
+      take(blk(l, "attn_output.weight"), p + "self_attn.o_proj.weight", {QC, C});
+      take(blk(l, "ffn_norm.weight"), p + "post_attention_layernorm.weight", {C});
+      take(blk(l, "ffn_gate.weight"), p + "mlp.gate_proj.weight", {C, F});
+      take(blk(l, "ffn_up.weight"), p + "mlp.up_proj.weight", {C, F});
+      take(blk(l, "ffn_down.weight"), p + "mlp.down_proj.weight", {F, C});
+    } else {
+      const std::string p = "h." + std::to_string(l) + ".";
+      take(blk(l, "attn_norm.weight"), p + "ln_1.weight", {C});
+      take(blk(l, "attn_norm.bias"), p + "ln_1.bias", {C});
+      const GgufTensor* qkv = f.tensor(blk(l, "attn_qkv.weight"));
+      const GgufTensor* qkvb = f.tensor(blk(l, "attn_qkv.bias"));
+      if (!qkv || !qkvb || qkv->ne != std::vector<int64_t>{C, 3 * C}) throw Error(path, "has no " + blk(l, "attn_qkv") + " of " + std::to_string(C) + " x " + std::to_string(3 * C));
+      const std::vector<float> a = f.values(*qkv), b = f.values(*qkvb);
+      int k = 0;
+      for (const char* x : {"q", "k", "v"}) {
+        std::memcpy(w.data() + m.param(p + "attn." + x + ".weight").offset, a.data() + k * C * C, static_cast<size_t>(C * C) * sizeof(float));
+        std::memcpy(w.data() + m.param(p + "attn." + x + ".bias").offset, b.data() + k * C, static_cast<size_t>(C) * sizeof(float));
+        ++k;
+      }
+      take(blk(l, "attn_output.weight"), p + "attn.c_proj.weight", {C, C});
+      take(blk(l, "attn_output.bias"), p + "attn.c_proj.bias", {C});
+      take(blk(l, "ffn_norm.weight"), p + "ln_2.weight", {C});
+      take(blk(l, "ffn_norm.bias"), p + "ln_2.bias", {C});
+      take(blk(l, "ffn_up.weight"), p + "mlp.c_fc.weight", {C, F});
+      take(blk(l, "ffn_up.bias"), p + "mlp.c_fc.bias", {F});
+      take(blk(l, "ffn_down.weight"), p + "mlp.c_proj.weight", {F, C});
+      take(blk(l, "ffn_down.bias"), p + "mlp.c_proj.bias", {C});
+    }
+  }
+  if (llama) {
+    take("output_norm.weight", "model.norm.weight", {C});
+    if (!c.tied_embeddings) take("output.weight", "lm_head.weight", {C, V});
+  } else {
+    take("output_norm.weight", "ln_f.weight", {C});
+    take("output_norm.bias", "ln_f.bias", {C});
+  }
+  be.upload(m.weights(), w.data(), w.size());
+  be.parameters_changed();
+  if (const GgufValue* t = f.find("llmkit.tokenizer.model"); t && t->type == GgufValue::array && t->elem == GgufValue::u8) {
+    std::string bytes(t->nums.size(), '\0');
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(static_cast<uint8_t>(t->nums[i]));
+    char name[64];
+    std::snprintf(name, sizeof name, "llmkit-gguf-%016llx.model", static_cast<unsigned long long>(XXH3_64bits(bytes.data(), bytes.size())));
+    const std::string tmp = (std::filesystem::temp_directory_path() / name).string();
+    if (file_size(tmp) != bytes.size()) write_file_atomic(tmp, bytes);
+    lm.tokenizer = tmp;
+  }
+  lm.source = path;
+  return lm;
+}
+
+}  // namespace llmkit

@@ -1,0 +1,182 @@
+// ggml's block types and GGUF files: conversions against hand values, every type's decoding
+// against a decoder written here from the layout (ggml-common.h), quantization errors within
+// the format's bounds, GGUF round trips, and broken files refused.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "llmkit/error.hpp"
+#include "llmkit/ggml.hpp"
+#include "llmkit/gguf.hpp"
+
+using namespace llmkit;
+namespace gg = llmkit::ggml;
+
+namespace {
+std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 r(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(r);
+  return v;
+}
+float h2f(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return gg::fp16_to_fp32(h);
+}
+}  // namespace
+
+TEST_CASE("ggml: half and bfloat16 as IEEE rounds them", "[quant]") {
+  CHECK(gg::fp32_to_fp16(1.0f) == 0x3c00);
+  CHECK(gg::fp32_to_fp16(-2.0f) == 0xc000);
+  CHECK(gg::fp32_to_fp16(65504.0f) == 0x7bff);
+  CHECK(gg::fp32_to_fp16(65520.0f) == 0x7c00);       // rounds to infinity
+  CHECK(gg::fp32_to_fp16(65519.99f) == 0x7bff);
+  CHECK(gg::fp32_to_fp16(0.1f) == 0x2e66);
+  CHECK(gg::fp32_to_fp16(std::ldexp(1.0f, -24)) == 0x0001);  // the smallest subnormal
+  CHECK(gg::fp32_to_fp16(std::ldexp(1.0f, -25)) == 0x0000);  // a tie: to even, 0
+  CHECK(gg::fp32_to_fp16(std::ldexp(3.0f, -25)) == 0x0002);  // 1.5 units: to even, 2
+  CHECK(gg::fp32_to_fp16(1.0f + std::ldexp(1.0f, -11)) == 0x3c00);  // a tie at 1: to even
+  CHECK(gg::fp32_to_fp16(1.0f + std::ldexp(3.0f, -11)) == 0x3c02);
+  // Every half that is a number comes back as itself.
+  for (uint32_t h = 0; h < 65536; ++h) {
+    if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) continue;  // NaN
+    if (gg::fp32_to_fp16(gg::fp16_to_fp32(static_cast<uint16_t>(h))) != h) FAIL("half " << h);
+  }
+  CHECK(std::isnan(gg::fp16_to_fp32(gg::fp32_to_fp16(std::nanf("")))));
+  CHECK(gg::fp32_to_bf16(1.0f) == 0x3f80);
+  CHECK(gg::fp32_to_bf16(1.00390625f) == 0x3f80);  // a tie: to even
+  CHECK(gg::fp32_to_bf16(1.01171875f) == 0x3f82);
+  CHECK(gg::bf16_to_fp32(0x4049) == 3.140625f);
+}
+
+TEST_CASE("ggml: each block type decodes as its layout says, and quantizes within its bounds", "[quant]") {
+  const std::vector<float> x = randn(512, 3, 0.05f);
+  for (const char* name : {"Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "F16", "BF16", "F32"}) {
+    INFO(name);
+    gg::Type t;
+    REQUIRE(gg::parse_type(name, t));
+    std::vector<uint8_t> q(gg::row_bytes(t, 512));
+    gg::quantize(t, x.data(), q.data(), 512);
+    std::vector<float> y(512);
+    gg::dequantize(t, q.data(), y.data(), 512);
+    // An independent decoder from the block layouts.
+    std::vector<float> ref(512);
+    const uint8_t* b = q.data();
+    if (t == gg::Type::q8_0) {
+      for (int i = 0; i < 16; ++i, b += 34)
+        for (int j = 0; j < 32; ++j) ref[i * 32 + j] = h2f(b) * static_cast<float>(static_cast<int8_t>(b[2 + j]));
+    } else if (t == gg::Type::q4_0) {
+      for (int i = 0; i < 16; ++i, b += 18)
+        for (int j = 0; j < 32; ++j) ref[i * 32 + j] = h2f(b) * static_cast<float>(((j < 16 ? b[2 + j] : b[2 + j - 16] >> 4) & 15) - 8);
+    } else if (t == gg::Type::q4_k || t == gg::Type::q5_k) {
+      const bool five = t == gg::Type::q5_k;
+      for (int i = 0; i < 2; ++i, b += five ? 176 : 144) {
+        const float d = h2f(b), dmin = h2f(b + 2);
+        const uint8_t* s = b + 4;
+        for (int j = 0; j < 256; ++j) {
+          const int g = j / 32;  // the sub-block: its 6-bit scale and min
+          const int sc = g < 4 ? s[g] & 63 : (s[g + 4] & 15) | ((s[g - 4] >> 6) << 4);
+          const int mn = g < 4 ? s[g + 4] & 63 : (s[g + 4] >> 4) | ((s[g] >> 6) << 4);
+          const int pair = j / 64, in = j % 64;  // 32 bytes hold two sub-blocks: low, then high nibbles
+          const uint8_t byte = (five ? b + 48 : b + 16)[pair * 32 + in % 32];
+          int qv = in < 32 ? byte & 15 : byte >> 4;
+          if (five) qv += ((b[16 + in % 32] >> (2 * pair + (in >= 32))) & 1) << 4;
+          ref[i * 256 + j] = d * static_cast<float>(sc) * static_cast<float>(qv) - dmin * static_cast<float>(mn);
+        }
+      }
+    } else if (t == gg::Type::q6_k) {
+      for (int i = 0; i < 2; ++i, b += 210) {
+        const float d = h2f(b + 208);
+        for (int j = 0; j < 256; ++j) {
+          const int half = j / 128, r = j % 128, l = r % 32, quarter = r / 32;  // 4 interleaved groups of 32
+          const uint8_t lo = b[half * 64 + l + (quarter & 1) * 32];
+          const int low = quarter < 2 ? lo & 15 : lo >> 4;
+          const int high = (b[128 + half * 32 + l] >> (2 * quarter)) & 3;
+          const int8_t sc = static_cast<int8_t>(b[192 + j / 16]);
+          ref[i * 256 + j] = d * static_cast<float>(sc) * static_cast<float>((low | (high << 4)) - 32);
+        }
+      }
+    } else {
+      ref = y;  // the float types: checked by the conversions above
+    }
+    for (int j = 0; j < 512; ++j) CHECK(y[j] == ref[j]);
+    // The error against the values: within half a step of each format (plus the scales' fp16).
+    double se = 0, sx = 0;
+    for (int j = 0; j < 512; ++j) se += (y[j] - x[j]) * (y[j] - x[j]), sx += x[j] * x[j];
+    const double rel = std::sqrt(se / sx);
+    const double bound = t == gg::Type::q8_0 ? 0.01 : t == gg::Type::q6_k ? 0.03 : t == gg::Type::q5_k ? 0.06 : t == gg::Type::f16 ? 1e-3 : t == gg::Type::bf16 ? 5e-3 : t == gg::Type::f32 ? 0 : 0.13;
+    CHECK(rel <= bound);
+  }
+  // All zero: zero blocks, decoded as zeros; a row that is not whole blocks is refused.
+  std::vector<float> z(256, 0.0f), back(256, 1.0f);
+  std::vector<uint8_t> q(gg::row_bytes(gg::Type::q6_k, 256));
+  gg::quantize(gg::Type::q6_k, z.data(), q.data(), 256);
+  gg::dequantize(gg::Type::q6_k, q.data(), back.data(), 256);
+  CHECK(back == z);
+  CHECK_THROWS_AS(gg::row_bytes(gg::Type::q4_k, 128), Error);
+}
+
+TEST_CASE("gguf: written, read back, and broken files refused", "[quant]") {
+  const std::string dir = (std::filesystem::temp_directory_path() / "llmkit-gguf-test").string();
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/t.gguf";
+  GgufWriter w;
+  w.set("general.architecture", GgufValue::text("llama"));
+  w.set("x.count", GgufValue::u32v(7));
+  w.set("x.eps", GgufValue::f32v(1e-5f));
+  w.set("x.flag", GgufValue::boolv(true));
+  w.set("x.names", GgufValue::texts({"a", "bb", ""}));
+  w.set("x.ids", GgufValue::numbers(GgufValue::i32, {-1, 2, 3}));
+  const std::vector<float> a = randn(64 * 3, 5), b = randn(256 * 2, 6);
+  w.add_tensor("a", {64, 3}, gg::Type::f32, a.data());
+  w.add_tensor("b", {256, 2}, gg::Type::q4_k, b.data());
+  w.write(path);
+  {
+    const GgufFile f(path);
+    CHECK(f.version() == 3);
+    CHECK(f.get_string("general.architecture") == "llama");
+    CHECK(f.get_number("x.count") == 7);
+    CHECK(static_cast<float>(f.get_number("x.eps")) == 1e-5f);
+    CHECK(f.find("x.flag")->num == 1);
+    CHECK(f.find("x.names")->strs == std::vector<std::string>{"a", "bb", ""});
+    CHECK(f.find("x.ids")->nums == std::vector<double>{-1, 2, 3});
+    REQUIRE(f.tensors().size() == 2);
+    CHECK(f.values(*f.tensor("a")) == a);
+    CHECK(f.tensor("b")->offset % 32 == 0);
+    CHECK(f.tensor("b")->bytes == 288);
+    std::vector<float> qb(512);
+    std::vector<uint8_t> blocks(288);
+    gg::quantize(gg::Type::q4_k, b.data(), blocks.data(), 512);
+    gg::dequantize(gg::Type::q4_k, blocks.data(), qb.data(), 512);
+    CHECK(f.values(*f.tensor("b")) == qb);
+    CHECK_THROWS_AS(f.get_string("x.count"), Error);
+    CHECK_THROWS_AS(f.get_number("missing"), Error);
+  }
+  std::ifstream in(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto broken = [&](const std::string& content) {
+    std::ofstream(dir + "/b.gguf", std::ios::binary) << content;
+    try {
+      GgufFile f(dir + "/b.gguf");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  for (size_t cut : {size_t(3), size_t(20), size_t(100), bytes.size() / 2, bytes.size() - 1}) {
+    INFO("cut at " << cut);
+    CHECK(broken(bytes.substr(0, cut)) != "accepted");
+  }
+  CHECK_THAT(broken("GGUX" + bytes.substr(4)), Catch::Contains("no GGUF magic"));
+  std::string huge = bytes;
+  const uint64_t lots = 1ull << 60;
+  std::memcpy(&huge[16], &lots, 8);  // the metadata count
+  CHECK_THAT(broken(huge), Catch::Contains("larger than the file"));
+  std::filesystem::remove_all(dir);
+}
