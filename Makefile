@@ -17,6 +17,7 @@ configure: deps
 	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) -G Ninja -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKEFLAGS)
 
 test: all
+	@sh share/llmkit/install-peers.sh $(BUILD)/peers
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
 
 # The Slurm scripts on a one-node Slurm cluster that the test brings up and tears down (needs
@@ -30,7 +31,8 @@ demo: all
 	sh share/llmkit/demo/run-demo.sh $(BUILD)/bin
 
 bench: all
-	sh bench/run-all.sh $(BUILD)/bin
+	@sh share/llmkit/install-peers.sh $(BUILD)/peers
+	LLMKIT_PEERS=$(abspath $(BUILD))/peers sh bench/run-all.sh $(BUILD)/bin
 
 fuzz: deps
 	@test -f $(BUILD)-fuzz/CMakeCache.txt || CC=clang CXX=clang++ cmake -S . -B $(BUILD)-fuzz -DLLMKIT_FUZZ=ON -DLLMKIT_CUDA=OFF -DBUILD_TESTING=OFF
