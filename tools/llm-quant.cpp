@@ -35,6 +35,8 @@ int inspect_main(int argc, char** argv) {
         text.clear();
         const size_t n = v.elem == GgufValue::string ? v.strs.size() : v.nums.size();
         for (size_t i = 0; i < n; ++i) text += (i ? " " : "") + (v.elem == GgufValue::string ? v.strs[i] : GgufValue::number(v.elem, v.nums[i]).describe());
+      } else if (all && v.type == GgufValue::string) {
+        text = "\"" + v.str + "\"";
       }
       std::printf("  %-44s %s\n", k.c_str(), text.c_str());
     }
@@ -83,6 +85,7 @@ int quant_main(int argc, char** argv) {
   if (!rest.empty()) throw UsageError("unexpected argument '" + rest[0] + "'");
   if (model.empty()) throw UsageError("--model PATH is required");
   if (out.empty()) throw UsageError("-o FILE.gguf is required");
+  if (out == "-") throw UsageError("-o: a GGUF file is written to a file (its tensor offsets are known only at the end), not to standard output");
   const QuantScheme scheme = QuantScheme::named(type);
   check_output_file(out, "-o");
   const ExportReport r = export_gguf(model, out, scheme, name);

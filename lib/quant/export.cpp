@@ -13,6 +13,7 @@
 #include "llmkit/model.hpp"
 #include "llmkit/quant.hpp"
 #include "llmkit/tok.hpp"
+#include "llmkit/tool.hpp"
 
 #include <xxhash.h>
 
@@ -35,14 +36,19 @@ bool quantized(ggml::Type t) { return t != ggml::Type::f32 && t != ggml::Type::f
 // llama.cpp's use_more_bits: the first and last eighth of the layers and every third between.
 bool more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
-// The type a tensor gets (llama-quantize's choice, for the types here). `layer`/`layers` for
-// attn_v and ffn_down; `output` for the output matrix (or the embedding when tied).
-ggml::Type tensor_type(const QuantScheme& s, int64_t row, int dims, bool output, bool attn_v, bool ffn_down, int layer, int layers) {
+// Which matrix a tensor is, for the choice of its type.
+enum class Role { other, output, attn_v, attn_qkv, ffn_down };
+
+// The type a tensor gets (llama-quantize's choice, for the types here): `output` the output
+// matrix (or the embedding when tied); attn_v and ffn_down more bits in some layers of the K
+// mixes, GPT-2's fused attn_qkv one type up in all of them.
+ggml::Type tensor_type(const QuantScheme& s, int64_t row, int dims, Role role, int layer, int layers) {
   if (dims < 2) return ggml::Type::f32;  // norms and biases
   ggml::Type t = s.base;
   if (quantized(s.base)) {
-    if (output && s.base != ggml::Type::q8_0) t = ggml::Type::q6_k;
-    else if (s.mix && (attn_v || ffn_down) && more_bits(layer, layers)) t = ggml::Type::q6_k;
+    if (role == Role::output && s.base != ggml::Type::q8_0) t = ggml::Type::q6_k;
+    else if (s.mix && role == Role::attn_qkv) t = s.base == ggml::Type::q4_k ? ggml::Type::q5_k : ggml::Type::q6_k;
+    else if (s.mix && (role == Role::attn_v || role == Role::ffn_down) && more_bits(layer, layers)) t = ggml::Type::q6_k;
   }
   if (row % ggml::traits(t).block != 0) t = ggml::traits(t).block == 256 ? ggml::Type::q8_0 : ggml::Type::f16;
   if (row % ggml::traits(t).block != 0) t = ggml::Type::f16;
@@ -161,8 +167,13 @@ ExportReport export_gguf(const std::string& checkpoint, const std::string& out, 
   const std::string dir = is_directory(lm.source) ? lm.source : std::filesystem::path(lm.source).parent_path().string();
   if (file_size(dir + "/tokenizer_config.json") > 0) {
     const nlohmann::json tc = nlohmann::json::parse(read_file(dir + "/tokenizer_config.json"), nullptr, false);
-    if (tc.is_object() && tc.contains("chat_template") && tc["chat_template"].is_string())
-      g.set("tokenizer.chat_template", GgufValue::text(tc["chat_template"].get<std::string>()));
+    if (tc.is_object() && tc.contains("chat_template") && tc["chat_template"].is_string()) {
+      // llama.cpp puts the BOS token (</s> here) first itself: a template that writes it too
+      // would give two.
+      std::string t = tc["chat_template"].get<std::string>();
+      if (t.rfind("{{ eos_token }}", 0) == 0) t = t.substr(15);
+      g.set("tokenizer.chat_template", GgufValue::text(t));
+    }
   }
   {  // the SentencePiece model, for llmkit to read the file back with the same tokenizer
     const std::string bytes = read_file(lm.tokenizer);
@@ -174,12 +185,12 @@ ExportReport export_gguf(const std::string& checkpoint, const std::string& out, 
   // Tensors.
   const int64_t C = c.dim, V = c.vocab_size;
   const bool tied = !llama || c.tied_embeddings;
-  auto add = [&](const std::string& gname, std::vector<int64_t> ne, const float* data, bool output = false, bool attn_v = false,
-                 bool ffn_down = false, int layer = 0) {
-    const ggml::Type t = tensor_type(s, ne[0], static_cast<int>(ne.size()), output, attn_v, ffn_down, layer, c.layers);
+  auto add = [&](const std::string& gname, std::vector<int64_t> ne, const float* data, Role role = Role::other, int layer = 0) {
+    throw_if_stopped();
+    const ggml::Type t = tensor_type(s, ne[0], static_cast<int>(ne.size()), role, layer, c.layers);
     g.add_tensor(gname, std::move(ne), t, data);
   };
-  add("token_embd.weight", {C, V}, weight(llama ? "model.embed_tokens.weight" : "wte"), tied);
+  add("token_embd.weight", {C, V}, weight(llama ? "model.embed_tokens.weight" : "wte"), tied ? Role::output : Role::other);
   if (!llama) add("position_embd.weight", {C, c.max_seq}, weight("wpe"));
   for (int l = 0; l < c.layers; ++l) {
     if (llama) {
@@ -190,12 +201,12 @@ ExportReport export_gguf(const std::string& checkpoint, const std::string& out, 
       const std::vector<float> k = permute_heads(weight(p + "self_attn.k_proj.weight"), KC, C, c.kv_heads, false);
       add(blk(l, "attn_q.weight"), {C, QC}, q.data());
       add(blk(l, "attn_k.weight"), {C, KC}, k.data());
-      add(blk(l, "attn_v.weight"), {C, KC}, weight(p + "self_attn.v_proj.weight"), false, true, false, l);
+      add(blk(l, "attn_v.weight"), {C, KC}, weight(p + "self_attn.v_proj.weight"), Role::attn_v, l);
       add(blk(l, "attn_output.weight"), {QC, C}, weight(p + "self_attn.o_proj.weight"));
       add(blk(l, "ffn_norm.weight"), {C}, weight(p + "post_attention_layernorm.weight"));
       add(blk(l, "ffn_gate.weight"), {C, c.ffn_dim}, weight(p + "mlp.gate_proj.weight"));
       add(blk(l, "ffn_up.weight"), {C, c.ffn_dim}, weight(p + "mlp.up_proj.weight"));
-      add(blk(l, "ffn_down.weight"), {c.ffn_dim, C}, weight(p + "mlp.down_proj.weight"), false, false, true, l);
+      add(blk(l, "ffn_down.weight"), {c.ffn_dim, C}, weight(p + "mlp.down_proj.weight"), Role::ffn_down, l);
     } else {
       const std::string p = "h." + std::to_string(l) + ".";
       add(blk(l, "attn_norm.weight"), {C}, weight(p + "ln_1.weight"));
@@ -207,7 +218,7 @@ ExportReport export_gguf(const std::string& checkpoint, const std::string& out, 
         const float* bp = weight(p + "attn." + x + ".bias");
         qkv_b.insert(qkv_b.end(), bp, bp + C);
       }
-      add(blk(l, "attn_qkv.weight"), {C, 3 * C}, qkv.data(), false, true, false, l);
+      add(blk(l, "attn_qkv.weight"), {C, 3 * C}, qkv.data(), Role::attn_qkv, l);
       add(blk(l, "attn_qkv.bias"), {3 * C}, qkv_b.data());
       add(blk(l, "attn_output.weight"), {C, C}, weight(p + "attn.c_proj.weight"));
       add(blk(l, "attn_output.bias"), {C}, weight(p + "attn.c_proj.bias"));
@@ -215,13 +226,13 @@ ExportReport export_gguf(const std::string& checkpoint, const std::string& out, 
       add(blk(l, "ffn_norm.bias"), {C}, weight(p + "ln_2.bias"));
       add(blk(l, "ffn_up.weight"), {C, c.ffn_dim}, weight(p + "mlp.c_fc.weight"));
       add(blk(l, "ffn_up.bias"), {c.ffn_dim}, weight(p + "mlp.c_fc.bias"));
-      add(blk(l, "ffn_down.weight"), {c.ffn_dim, C}, weight(p + "mlp.c_proj.weight"), false, false, true, l);
+      add(blk(l, "ffn_down.weight"), {c.ffn_dim, C}, weight(p + "mlp.c_proj.weight"), Role::ffn_down, l);
       add(blk(l, "ffn_down.bias"), {C}, weight(p + "mlp.c_proj.bias"));
     }
   }
   if (llama) {
     add("output_norm.weight", {C}, weight("model.norm.weight"));
-    if (!c.tied_embeddings) add("output.weight", {C, V}, weight("lm_head.weight"), true);
+    if (!c.tied_embeddings) add("output.weight", {C, V}, weight("lm_head.weight"), Role::output);
   } else {
     add("output_norm.weight", {C}, weight("ln_f.weight"));
     add("output_norm.bias", {C}, weight("ln_f.bias"));

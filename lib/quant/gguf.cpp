@@ -181,6 +181,9 @@ GgufFile::GgufFile(const std::string& path) : path_(path) {
         if (rows > (1ll << 40) / t.ne[d]) throw Error(path, "tensor " + t.name + " is too large");
         rows *= t.ne[d];
       }
+      if (t.ne[0] % ggml::traits(t.type).block != 0)
+        throw Error(path, "tensor " + t.name + ": rows of " + std::to_string(t.ne[0]) + " values are not whole " + ggml::traits(t.type).name +
+                              " blocks of " + std::to_string(ggml::traits(t.type).block));
       const size_t row = ggml::row_bytes(t.type, t.ne[0]);
       t.bytes = row * static_cast<size_t>(rows);
       tensors_.push_back(std::move(t));
@@ -318,6 +321,13 @@ class Out {
 void GgufWriter::write(const std::string& path) const {
   const std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  struct Cleanup {  // a failed or interrupted write leaves no partial file
+    const std::string& tmp;
+    bool done = false;
+    ~Cleanup() {
+      if (!done) std::remove(tmp.c_str());
+    }
+  } cleanup{tmp};
   if (!f) throw Error(path, std::string("cannot write: ") + std::strerror(errno));
   Out o(f);
   o.put<uint32_t>(kMagic);
@@ -361,6 +371,7 @@ void GgufWriter::write(const std::string& path) const {
     throw Error(path, "write failed (disk full?)");
   }
   std::filesystem::rename(tmp, path);
+  cleanup.done = true;
 }
 
 }  // namespace llmkit
