@@ -1,5 +1,5 @@
 #!/bin/sh
-# llm-quant on the CPU: a llama-25m trained here for a few hundred steps on Debian's own text,
+# llm-quant on the CPU: a 25M-parameter Llama trained here for 800 steps on Debian's own text,
 # written as GGUF in every type, and for each type:
 #  - file size, bits per weight, validation perplexity (llm-eval ppl on the same held-out shard,
 #    the weights read back from the file) and its increase over the fp32 checkpoint (goals:
@@ -9,32 +9,39 @@
 #    (1: llama.cpp's threads spin), and llmkit / llama.cpp.
 # llmkit reads a GGUF file into fp32 weights today (quantized matmuls are not built yet): its
 # speed is the same for every type.
-# Usage: quant.sh BIN_DIR     LLMKIT_BENCH_STEPS (default 300): pretraining steps.
+# Usage: quant.sh BIN_DIR     LLMKIT_BENCH_STEPS (default 800): pretraining steps.
 set -eu
 bin=$(cd "${1:?usage: quant.sh BIN_DIR}" && pwd)
 src=$(cd "$(dirname "$0")/.." && pwd)
 peers=${LLMKIT_PEERS:-$src/build/peers}
-steps=${LLMKIT_BENCH_STEPS:-300}
+steps=${LLMKIT_BENCH_STEPS:-800}
 work=$(mktemp -d /tmp/llmkit-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 
 # Text: the licences and copyright files of the installed packages.
-find /usr/share/common-licenses /usr/share/doc -maxdepth 2 -name 'copyright' -o -maxdepth 1 -path '*/common-licenses/*' -type f 2>/dev/null |
-  head -3000 | python3 -c "
+{ find /usr/share/common-licenses -type f; find /usr/share/doc -maxdepth 2 -name copyright -type f; } 2>/dev/null | sort |
+  python3 -c "
 import json, sys
 for p in sys.stdin:
     try: t = open(p.strip(), encoding='utf-8').read()
     except Exception: continue
     if len(t) > 200: print(json.dumps({'text': t}))" > docs.jsonl
-"$bin/llm-tok" train -q -o tok.model --vocab-size 4000 docs.jsonl
+# A Llama of 25M parameters whose rows are whole 256-value blocks (hidden 512, intermediate 1536),
+# so that the K types apply to every matrix.
+cat > model.json <<'JSON'
+{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 512, "num_hidden_layers": 6,
+ "num_attention_heads": 8, "num_key_value_heads": 4, "intermediate_size": 1536, "max_position_embeddings": 512,
+ "vocab_size": 4096, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": false}
+JSON
+"$bin/llm-tok" train -q -o tok.model --vocab-size 4096 docs.jsonl
 "$bin/llm-tok" encode -q -m tok.model -o shards --val-fraction 0.02 docs.jsonl
-"$bin/llm-pretrain" -q --model llama-25m --train 'shards/train-*.tok' --tokenizer tok.model --out base --seq-len 256 \
-  --micro-batch 8 --steps "$steps" --lr 1e-3 --warmup 20 --eval-every 0
+"$bin/llm-pretrain" -q --model model.json --train 'shards/train-*.tok' --tokenizer tok.model --out base --seq-len 256 \
+  --micro-batch 8 --steps "$steps" --lr 2e-3 --warmup 30 --eval-every 0
 val=$(ls shards/val-*.tok | head -1)
 ppl() { "$bin/llm-eval" ppl --model "$1" --seq-len 256 --limit 64 "$val" 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['metrics']['ppl']['value'])"; }
 base_ppl=$(ppl base)
-echo "llama-25m ($steps steps on Debian copyright files), validation perplexity $base_ppl (fp32 checkpoint); 1 thread for speed"
+echo "a 25M Llama (hidden 512, 6 layers, GQA; $steps steps on Debian licence and copyright files), validation perplexity $base_ppl (fp32 checkpoint); 1 thread for speed"
 printf '%-7s %9s %6s %10s %8s   %-28s %-28s %s\n' type MiB bpw perplexity increase "llmkit pp / decode tok/s" "llama.cpp pp / decode tok/s" "ratio pp / decode"
 for t in f32 f16 bf16 q8_0 q6_k q5_k_m q4_k_m q4_0; do
   "$bin/llm-quant" --model base --type "$t" -o m-$t.gguf 2> /dev/null
