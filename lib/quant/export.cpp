@@ -72,6 +72,92 @@ std::vector<float> permute_heads(const float* w, int64_t rows, int64_t cols, int
 
 std::string blk(int l, const char* what) { return "blk." + std::to_string(l) + "." + what; }
 
+// ---- A SentencePiece model from a GGUF file's tokenizer.ggml.* ("llama" vocabularies) ----
+
+// Protocol-buffer wire format, the few pieces a ModelProto needs.
+void varint(std::string& o, uint64_t v) {
+  while (v >= 0x80) {
+    o += static_cast<char>((v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  o += static_cast<char>(v);
+}
+void field_varint(std::string& o, int field, uint64_t v) {
+  varint(o, static_cast<uint64_t>(field) << 3);
+  varint(o, v);
+}
+void field_bytes(std::string& o, int field, const std::string& b) {
+  varint(o, (static_cast<uint64_t>(field) << 3) | 2);
+  varint(o, b.size());
+  o += b;
+}
+void field_float(std::string& o, int field, float f) {
+  varint(o, (static_cast<uint64_t>(field) << 3) | 5);
+  char b[4];
+  std::memcpy(b, &f, 4);
+  o.append(b, 4);
+}
+
+// The serialized ModelProto of the vocabulary llama.cpp tokenizes with: pieces, scores and
+// types as they are, BPE on the scores (llama.cpp's SPM tokenizer merges by score), byte
+// fallback when there are byte pieces, no normalization beyond the whitespace escape and the
+// dummy prefix (tokenizer.ggml.add_space_prefix, default true), as llama.cpp does.
+std::string spm_model_from_gguf(const GgufFile& f) {
+  const GgufValue* tokens = f.find("tokenizer.ggml.tokens");
+  const GgufValue* scores = f.find("tokenizer.ggml.scores");
+  const GgufValue* types = f.find("tokenizer.ggml.token_type");
+  if (!tokens || tokens->type != GgufValue::array || tokens->elem != GgufValue::string || tokens->strs.empty())
+    throw Error(f.path(), "has no tokenizer.ggml.tokens");
+  const size_t n = tokens->strs.size();
+  if ((scores && scores->nums.size() != n) || (types && types->nums.size() != n))
+    throw Error(f.path(), "tokenizer.ggml.scores or token_type does not have one value per token");
+  std::string proto;
+  bool bytes = false;
+  int unk = -1, bos = -1, eos = -1, pad = -1;
+  for (size_t i = 0; i < n; ++i) {
+    int type = types ? static_cast<int>(types->nums[i]) : 1;
+    if (type < 1 || type > 6) type = 1;
+    const std::string& piece = tokens->strs[i];
+    if (type == 2 && unk < 0) unk = static_cast<int>(i);
+    if (type == 3 && piece == "<s>") bos = static_cast<int>(i);
+    if (type == 3 && piece == "</s>") eos = static_cast<int>(i);
+    if (type == 3 && piece == "<pad>") pad = static_cast<int>(i);
+    bytes = bytes || type == 6;
+    std::string sp;
+    field_bytes(sp, 1, piece);
+    field_float(sp, 2, scores ? static_cast<float>(scores->nums[i]) : 0.0f);
+    field_varint(sp, 3, static_cast<uint64_t>(type));
+    field_bytes(proto, 1, sp);
+  }
+  if (unk < 0) throw Error(f.path(), "its vocabulary has no unknown token (token type 2), which a SentencePiece model needs");
+  std::string trainer;
+  field_varint(trainer, 3, 2);  // BPE
+  field_varint(trainer, 4, n);
+  field_varint(trainer, 35, bytes ? 1 : 0);
+  field_varint(trainer, 40, static_cast<uint64_t>(unk));
+  field_varint(trainer, 41, static_cast<uint64_t>(static_cast<int64_t>(bos)));
+  field_varint(trainer, 42, static_cast<uint64_t>(static_cast<int64_t>(eos)));
+  field_varint(trainer, 43, static_cast<uint64_t>(static_cast<int64_t>(pad)));
+  field_bytes(proto, 2, trainer);
+  const GgufValue* prefix = f.find("tokenizer.ggml.add_space_prefix");
+  std::string norm;
+  field_bytes(norm, 1, "identity");
+  field_varint(norm, 3, prefix ? (prefix->num != 0) : 1);
+  field_varint(norm, 4, 0);
+  field_varint(norm, 5, 1);
+  field_bytes(proto, 3, norm);
+  return proto;
+}
+
+// Bytes as a file in the temporary directory named by their hash (written once).
+std::string temp_model_file(const std::string& bytes) {
+  char name[64];
+  std::snprintf(name, sizeof name, "llmkit-gguf-%016llx.model", static_cast<unsigned long long>(XXH3_64bits(bytes.data(), bytes.size())));
+  const std::string tmp = (std::filesystem::temp_directory_path() / name).string();
+  if (file_size(tmp) != bytes.size()) write_file_atomic(tmp, bytes);
+  return tmp;
+}
+
 }  // namespace
 
 QuantScheme QuantScheme::named(const std::string& name) {
@@ -349,11 +435,9 @@ LoadedModel open_gguf_model(const std::string& path, Backend& be, ModelOptions o
   if (const GgufValue* t = f.find("llmkit.tokenizer.model"); t && t->type == GgufValue::array && t->elem == GgufValue::u8) {
     std::string bytes(t->nums.size(), '\0');
     for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(static_cast<uint8_t>(t->nums[i]));
-    char name[64];
-    std::snprintf(name, sizeof name, "llmkit-gguf-%016llx.model", static_cast<unsigned long long>(XXH3_64bits(bytes.data(), bytes.size())));
-    const std::string tmp = (std::filesystem::temp_directory_path() / name).string();
-    if (file_size(tmp) != bytes.size()) write_file_atomic(tmp, bytes);
-    lm.tokenizer = tmp;
+    lm.tokenizer = temp_model_file(bytes);
+  } else if (const GgufValue* m = f.find("tokenizer.ggml.model"); m && m->type == GgufValue::string && m->str == "llama") {
+    lm.tokenizer = temp_model_file(spm_model_from_gguf(f));  // a file llama.cpp's converter wrote
   }
   lm.source = path;
   return lm;

@@ -73,6 +73,17 @@ expect_eq "$(ppl)" "$ppl_ckpt" "perplexity of the F32 GGUF"
 run llm-eval ppl --model llama-q8_0.gguf --limit 4 --seq-len 64 shards/train-*.tok
 expect_eq "$(python3 -c "print(abs($(ppl) / $ppl_ckpt - 1) < 0.005)")" "True" "Q8_0 perplexity within 0.5% of the checkpoint's"
 
+# A file as llama.cpp's converter writes it, without llmkit's copy of the SentencePiece model:
+# the tokenizer is rebuilt from tokenizer.ggml.* and gives the same answers to text prompts.
+python3 "$SRC/tests/peers/gguf_strip.py" llama-q8_0.gguf plain.gguf llmkit.tokenizer.model
+expect_eq "$(llm-quant inspect plain.gguf | grep -c llmkit.tokenizer.model)" "0" "the key is gone"
+printf '{"prompt": "the cat sat on", "answer": "mat"}\n{"prompt": "a big red", "answer": "dog"}\n' > gen.jsonl
+run llm-eval gen --model llama-q8_0.gguf --max-gen-tokens 8 --log-samples with.jsonl gen.jsonl
+expect_rc 0 "gen on the GGUF with llmkit's tokenizer"
+run llm-eval gen --model plain.gguf --max-gen-tokens 8 --log-samples without.jsonl gen.jsonl
+expect_rc 0 "gen on the GGUF with the tokenizer rebuilt from its vocabulary"
+cmp -s with.jsonl without.jsonl && ok || fail "the rebuilt tokenizer answers differently: $(diff with.jsonl without.jsonl | head -5)"
+
 # Bad input.
 run llm-quant --model llama --type q3_k -o x.gguf
 expect_rc 2 "an unknown type"
