@@ -1,5 +1,5 @@
 // llm-quant: an llmkit model as a GGUF file that llama.cpp, Ollama and LM Studio run as it is
-// (F32, F16, BF16, Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K), and `llm-quant inspect` of any GGUF file.
+// (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K_S, Q4_K_M, Q5_K_M, Q6_K), and `llm-quant inspect` of any GGUF file.
 
 #include <cmath>
 #include <cstdio>

@@ -25,8 +25,9 @@ namespace {
 const std::vector<QuantScheme>& schemes() {
   static const std::vector<QuantScheme> s = {
       {"f32", 0, ggml::Type::f32, false},  {"f16", 1, ggml::Type::f16, false},     {"bf16", 32, ggml::Type::bf16, false},
-      {"q8_0", 7, ggml::Type::q8_0, false}, {"q4_0", 2, ggml::Type::q4_0, false},   {"q4_k_m", 15, ggml::Type::q4_k, true},
-      {"q5_k_m", 17, ggml::Type::q5_k, true}, {"q6_k", 18, ggml::Type::q6_k, false},
+      {"q8_0", 7, ggml::Type::q8_0, false}, {"q4_0", 2, ggml::Type::q4_0, false},   {"q4_1", 3, ggml::Type::q4_1, false},
+      {"q5_0", 8, ggml::Type::q5_0, false}, {"q5_1", 9, ggml::Type::q5_1, false},   {"q4_k_s", 14, ggml::Type::q4_k, true},
+      {"q4_k_m", 15, ggml::Type::q4_k, true}, {"q5_k_m", 17, ggml::Type::q5_k, true}, {"q6_k", 18, ggml::Type::q6_k, false},
   };
   return s;
 }
@@ -37,21 +38,35 @@ bool quantized(ggml::Type t) { return t != ggml::Type::f32 && t != ggml::Type::f
 bool more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
 // Which matrix a tensor is, for the choice of its type.
-enum class Role { other, output, attn_v, attn_qkv, ffn_down };
+enum class Role { other, output, attn_v, ffn_down };
 
-// The type a tensor gets (llama-quantize's choice, for the types here): `output` the output
-// matrix (or the embedding when tied); attn_v and ffn_down more bits in some layers of the K
-// mixes, GPT-2's fused attn_qkv one type up in all of them.
+// The type a tensor gets, as llama-quantize's llama_tensor_get_type chooses it for the types
+// here: the output matrix (or the embedding when tied) Q6_K unless the file is Q8_0; attn_v
+// (GPT-2's fused attn_qkv with it) and ffn_down Q6_K in the "more bits" layers of Q4_K_M and
+// Q5_K_M, Q5_K in the first 4 attn_v and the first eighth of ffn_down under Q4_K_S; then a row
+// that is not whole blocks falls back as tensor_type_fallback does (Q4_K to Q5_0, Q5_K to Q5_1,
+// Q6_K to Q8_0; F16 when even that does not fit).
 ggml::Type tensor_type(const QuantScheme& s, int64_t row, int dims, Role role, int layer, int layers) {
   if (dims < 2) return ggml::Type::f32;  // norms and biases
   ggml::Type t = s.base;
-  if (quantized(s.base)) {
-    if (role == Role::output && s.base != ggml::Type::q8_0) t = ggml::Type::q6_k;
-    else if (s.mix && role == Role::attn_qkv) t = s.base == ggml::Type::q4_k ? ggml::Type::q5_k : ggml::Type::q6_k;
-    else if (s.mix && (role == Role::attn_v || role == Role::ffn_down) && more_bits(layer, layers)) t = ggml::Type::q6_k;
+  if (!quantized(s.base)) return t;
+  const bool k_m = s.name == "q4_k_m" || s.name == "q5_k_m", k_s = s.name == "q4_k_s";
+  if (role == Role::output) {
+    if (row % 256 != 0) t = ggml::Type::q8_0;
+    else if (s.base != ggml::Type::q8_0) t = ggml::Type::q6_k;
+  } else if (role == Role::attn_v) {
+    if (k_m && more_bits(layer, layers)) t = ggml::Type::q6_k;
+    else if (k_s && layer < 4) t = ggml::Type::q5_k;
+  } else if (role == Role::ffn_down) {
+    if (k_m && more_bits(layer, layers)) t = ggml::Type::q6_k;
+    else if (k_s && layer < layers / 8) t = ggml::Type::q5_k;
   }
-  if (row % ggml::traits(t).block != 0) t = ggml::traits(t).block == 256 ? ggml::Type::q8_0 : ggml::Type::f16;
-  if (row % ggml::traits(t).block != 0) t = ggml::Type::f16;
+  if (row % ggml::traits(t).block != 0) {
+    if (t == ggml::Type::q4_k) t = ggml::Type::q5_0;
+    else if (t == ggml::Type::q5_k) t = ggml::Type::q5_1;
+    else if (t == ggml::Type::q6_k) t = ggml::Type::q8_0;
+    if (row % ggml::traits(t).block != 0) t = ggml::Type::f16;
+  }
   return t;
 }
 
@@ -304,7 +319,7 @@ ExportReport export_gguf(const std::string& checkpoint, const std::string& out, 
         const float* bp = weight(p + "attn." + x + ".bias");
         qkv_b.insert(qkv_b.end(), bp, bp + C);
       }
-      add(blk(l, "attn_qkv.weight"), {C, 3 * C}, qkv.data(), Role::attn_qkv, l);
+      add(blk(l, "attn_qkv.weight"), {C, 3 * C}, qkv.data(), Role::attn_v, l);
       add(blk(l, "attn_qkv.bias"), {3 * C}, qkv_b.data());
       add(blk(l, "attn_output.weight"), {C, C}, weight(p + "attn.c_proj.weight"));
       add(blk(l, "attn_output.bias"), {C}, weight(p + "attn.c_proj.bias"));

@@ -225,6 +225,75 @@ void dequantize_q4_0(const uint8_t* x, float* y, int64_t nb) {
   }
 }
 
+// ---- Q4_1, Q5_0, Q5_1: 32 values, 4 or 5 bits, symmetric (Q5_0) or with a min ----
+
+// Layout: d (2), [m (2)], [qh (4) for 5 bits], qs (16).
+template <int Bits, bool Min>
+void quantize_q32(const float* x, uint8_t* y, int64_t nb) {
+  constexpr size_t bytes = 2 + (Min ? 2 : 0) + (Bits == 5 ? 4 : 0) + 16;
+  constexpr int top = (1 << Bits) - 1;
+  for (int64_t i = 0; i < nb; ++i, x += 32, y += bytes) {
+    float d, id, mn = 0;
+    if (Min) {
+      float lo = 3.402823466e+38f, hi = -3.402823466e+38f;
+      for (int j = 0; j < 32; ++j) lo = std::min(lo, x[j]), hi = std::max(hi, x[j]);
+      d = (hi - lo) / top;
+      id = d != 0 ? 1.0f / d : 0.0f;
+      mn = lo;
+      put_fp16(y, d);
+      put_fp16(y + 2, lo);
+    } else {
+      float amax = 0, max = 0;
+      for (int j = 0; j < 32; ++j)
+        if (amax < std::fabs(x[j])) amax = std::fabs(x[j]), max = x[j];
+      d = max / -16;
+      id = d != 0 ? 1.0f / d : 0.0f;
+      put_fp16(y, d);
+    }
+    uint8_t* qs = y + bytes - 16;
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; ++j) {
+      const float x0 = (x[j] - mn) * id, x1 = (x[16 + j] - mn) * id;
+      int q0, q1;
+      if (Min) {
+        q0 = static_cast<uint8_t>(x0 + 0.5f), q1 = static_cast<uint8_t>(x1 + 0.5f);
+        if (Bits == 4) q0 = std::min(15, q0), q1 = std::min(15, q1);
+      } else {
+        q0 = std::min(31, static_cast<int>(static_cast<int8_t>(x0 + 16.5f)));
+        q1 = std::min(31, static_cast<int>(static_cast<int8_t>(x1 + 16.5f)));
+      }
+      qs[j] = static_cast<uint8_t>((q0 & 0x0F) | ((q1 & 0x0F) << 4));
+      if (Bits == 5) {
+        qh |= static_cast<uint32_t>((q0 & 0x10) >> 4) << j;
+        qh |= static_cast<uint32_t>((q1 & 0x10) >> 4) << (j + 16);
+      }
+    }
+    if (Bits == 5) std::memcpy(y + 2 + (Min ? 2 : 0), &qh, 4);
+  }
+}
+
+template <int Bits, bool Min>
+void dequantize_q32(const uint8_t* x, float* y, int64_t nb) {
+  constexpr size_t bytes = 2 + (Min ? 2 : 0) + (Bits == 5 ? 4 : 0) + 16;
+  for (int64_t i = 0; i < nb; ++i, x += bytes, y += 32) {
+    const float d = get_fp16(x), m = Min ? get_fp16(x + 2) : 0.0f;
+    uint32_t qh = 0;
+    if (Bits == 5) std::memcpy(&qh, x + 2 + (Min ? 2 : 0), 4);
+    const uint8_t* qs = x + bytes - 16;
+    for (int j = 0; j < 16; ++j) {
+      int q0 = qs[j] & 0x0F, q1 = qs[j] >> 4;
+      if (Bits == 5) q0 |= static_cast<int>(((qh >> j) << 4) & 0x10), q1 |= static_cast<int>((qh >> (j + 12)) & 0x10);
+      if (Min) {
+        y[j] = static_cast<float>(q0) * d + m;
+        y[j + 16] = static_cast<float>(q1) * d + m;
+      } else {
+        y[j] = static_cast<float>(q0 - 16) * d;
+        y[j + 16] = static_cast<float>(q1 - 16) * d;
+      }
+    }
+  }
+}
+
 // ---- Q4_K and Q5_K: 256 values in 8 groups of 32, 6-bit scales and mins ----
 
 // Layout: d (2), dmin (2), scales (12), [qh (32) for Q5_K], qs (128).
@@ -390,6 +459,7 @@ void dequantize_q6_k(const uint8_t* x, float* y, int64_t nb) {
 }
 
 const TypeTraits kF32{"F32", 1, 4}, kF16{"F16", 1, 2}, kBF16{"BF16", 1, 2}, kQ8_0{"Q8_0", 32, 34}, kQ4_0{"Q4_0", 32, 18},
+    kQ4_1{"Q4_1", 32, 20}, kQ5_0{"Q5_0", 32, 22}, kQ5_1{"Q5_1", 32, 24},
     kQ4_K{"Q4_K", 256, 144}, kQ5_K{"Q5_K", 256, 176}, kQ6_K{"Q6_K", 256, 210};
 
 }  // namespace
@@ -449,16 +519,19 @@ const TypeTraits& traits(Type t) {
     case Type::bf16: return kBF16;
     case Type::q8_0: return kQ8_0;
     case Type::q4_0: return kQ4_0;
+    case Type::q4_1: return kQ4_1;
+    case Type::q5_0: return kQ5_0;
+    case Type::q5_1: return kQ5_1;
     case Type::q4_k: return kQ4_K;
     case Type::q5_k: return kQ5_K;
     case Type::q6_k: return kQ6_K;
   }
   throw Error("", "ggml tensor type " + std::to_string(static_cast<uint32_t>(t)) +
-                      " is not one llmkit reads (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)");
+                      " is not one llmkit reads (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)");
 }
 
 bool is_known(uint32_t t) {
-  for (Type k : {Type::f32, Type::f16, Type::bf16, Type::q8_0, Type::q4_0, Type::q4_k, Type::q5_k, Type::q6_k})
+  for (Type k : {Type::f32, Type::f16, Type::bf16, Type::q8_0, Type::q4_0, Type::q4_1, Type::q5_0, Type::q5_1, Type::q4_k, Type::q5_k, Type::q6_k})
     if (static_cast<uint32_t>(k) == t) return true;
   return false;
 }
@@ -466,7 +539,7 @@ bool is_known(uint32_t t) {
 bool parse_type(const std::string& name, Type& t) {
   std::string up = name;
   for (char& c : up) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  for (Type k : {Type::f32, Type::f16, Type::bf16, Type::q8_0, Type::q4_0, Type::q4_k, Type::q5_k, Type::q6_k})
+  for (Type k : {Type::f32, Type::f16, Type::bf16, Type::q8_0, Type::q4_0, Type::q4_1, Type::q5_0, Type::q5_1, Type::q4_k, Type::q5_k, Type::q6_k})
     if (up == traits(k).name) {
       t = k;
       return true;
@@ -501,6 +574,9 @@ void quantize(Type t, const float* x, void* out, int64_t n) {
       return;
     case Type::q8_0: quantize_q8_0(x, y, nb); return;
     case Type::q4_0: quantize_q4_0(x, y, nb); return;
+    case Type::q4_1: quantize_q32<4, true>(x, y, nb); return;
+    case Type::q5_0: quantize_q32<5, false>(x, y, nb); return;
+    case Type::q5_1: quantize_q32<5, true>(x, y, nb); return;
     case Type::q4_k: quantize_qk_asym<4>(x, y, nb); return;
     case Type::q5_k: quantize_qk_asym<5>(x, y, nb); return;
     case Type::q6_k: quantize_q6_k(x, y, nb); return;
@@ -529,6 +605,9 @@ void dequantize(Type t, const void* in, float* y, int64_t n) {
       return;
     case Type::q8_0: dequantize_q8_0(x, y, nb); return;
     case Type::q4_0: dequantize_q4_0(x, y, nb); return;
+    case Type::q4_1: dequantize_q32<4, true>(x, y, nb); return;
+    case Type::q5_0: dequantize_q32<5, false>(x, y, nb); return;
+    case Type::q5_1: dequantize_q32<5, true>(x, y, nb); return;
     case Type::q4_k: dequantize_qk_asym<4>(x, y, nb); return;
     case Type::q5_k: dequantize_qk_asym<5>(x, y, nb); return;
     case Type::q6_k: dequantize_q6_k(x, y, nb); return;

@@ -172,7 +172,7 @@ GgufFile::GgufFile(const std::string& path) : path_(path) {
       const uint32_t type = c.get<uint32_t>("a tensor type");
       if (!ggml::is_known(type))
         throw Error(path, "tensor " + t.name + " has ggml type " + std::to_string(type) +
-                              ", which llmkit does not read (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)");
+                              ", which llmkit does not read (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)");
       t.type = static_cast<ggml::Type>(type);
       t.offset = c.get<uint64_t>("a tensor offset");
       if (t.offset % alignment_ != 0) throw Error(path, "tensor " + t.name + ": offset " + std::to_string(t.offset) + " is not aligned");

@@ -28,7 +28,7 @@ for arch in llama gpt2; do
   expect_rc 0 "pretrain $arch"
 done
 
-types="f32 f16 bf16 q8_0 q4_0 q4_k_m q5_k_m q6_k"
+types="f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_k_s q4_k_m q5_k_m q6_k"
 for arch in llama gpt2; do
   for t in $types; do
     run llm-quant --model $arch --type $t -o $arch-$t.gguf
@@ -50,6 +50,25 @@ done
 tg=$(types_of gpt2-q4_0.gguf)
 for want in token_embd.weight=Q6_K blk.0.attn_qkv.weight=Q4_0 blk.0.attn_qkv.bias=F32 position_embd.weight=Q4_0; do
   case " $tg " in *" $want "*) ok ;; *) fail "gpt2 q4_0: $want expected in: $tg" ;; esac
+done
+tk=$(types_of llama-q4_k_s.gguf)
+for want in blk.0.attn_v.weight=Q5_K blk.1.attn_v.weight=Q5_K blk.0.ffn_down.weight=Q4_K output.weight=Q6_K; do
+  case " $tk " in *" $want "*) ok ;; *) fail "q4_k_s: $want expected in: $tk" ;; esac
+done
+# GPT-2's fused attn_qkv is attn_v-like (more bits in the last layer of 2); rows of 512 in ffn_down.
+tg=$(types_of gpt2-q4_k_m.gguf)
+for want in blk.1.attn_qkv.weight=Q6_K blk.0.attn_qkv.weight=Q4_K blk.1.ffn_down.weight=Q6_K; do
+  case " $tg " in *" $want "*) ok ;; *) fail "gpt2 q4_k_m: $want expected in: $tg" ;; esac
+done
+# Rows that are not whole 256-value blocks (llama-tiny: hidden 128, intermediate 352) fall back
+# as llama-quantize does: Q4_K to Q5_0, Q6_K to Q8_0.
+run llm-pretrain --model llama-tiny --train 'shards/train-*.tok' --tokenizer tok.model --out tiny --seq-len 32 \
+  --micro-batch 4 --steps 2 --eval-every 0 --threads 2
+run llm-quant --model tiny --type q4_k_m -o tiny.gguf
+expect_rc 0 "llm-quant llama-tiny"
+tt=$(types_of tiny.gguf)
+for want in blk.0.attn_q.weight=Q5_0 blk.3.ffn_down.weight=Q8_0 blk.1.ffn_down.weight=Q5_0 token_embd.weight=Q8_0; do
+  case " $tt " in *" $want "*) ok ;; *) fail "llama-tiny q4_k_m: $want expected in: $tt" ;; esac
 done
 # Sizes: bits per weight of the quantized tensors as the formats say.
 expect_eq "$(llm-quant inspect llama-q8_0.gguf | awk '$1 == "Q8_0" {print $6}')" "8.50" "Q8_0 bits per weight"
@@ -87,7 +106,7 @@ cmp -s with.jsonl without.jsonl && ok || fail "the rebuilt tokenizer answers dif
 # Bad input.
 run llm-quant --model llama --type q3_k -o x.gguf
 expect_rc 2 "an unknown type"
-expect_err_contains "--type: 'q3_k' is not one of f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k"
+expect_err_contains "--type: 'q3_k' is not one of f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, q5_k_m, q6_k"
 run llm-quant --model llama -o x.gguf --type q8_0 --name
 expect_rc 2 "a missing value"
 head -c 5000 llama-q8_0.gguf > cut.gguf

@@ -57,7 +57,7 @@ TEST_CASE("ggml: half and bfloat16 as IEEE rounds them", "[quant]") {
 
 TEST_CASE("ggml: each block type decodes as its layout says, and quantizes within its bounds", "[quant]") {
   const std::vector<float> x = randn(512, 3, 0.05f);
-  for (const char* name : {"Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "F16", "BF16", "F32"}) {
+  for (const char* name : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", "F16", "BF16", "F32"}) {
     INFO(name);
     gg::Type t;
     REQUIRE(gg::parse_type(name, t));
@@ -74,6 +74,19 @@ TEST_CASE("ggml: each block type decodes as its layout says, and quantizes withi
     } else if (t == gg::Type::q4_0) {
       for (int i = 0; i < 16; ++i, b += 18)
         for (int j = 0; j < 32; ++j) ref[i * 32 + j] = h2f(b) * static_cast<float>(((j < 16 ? b[2 + j] : b[2 + j - 16] >> 4) & 15) - 8);
+    } else if (t == gg::Type::q4_1 || t == gg::Type::q5_0 || t == gg::Type::q5_1) {
+      const bool has_min = t != gg::Type::q5_0, five = t != gg::Type::q4_1;
+      const size_t bytes = 2 + (has_min ? 2 : 0) + (five ? 4 : 0) + 16;
+      for (int i = 0; i < 16; ++i, b += bytes) {
+        const float d = h2f(b), m = has_min ? h2f(b + 2) : 0.0f;
+        uint32_t qh = 0;
+        if (five) std::memcpy(&qh, b + (has_min ? 4 : 2), 4);
+        for (int j = 0; j < 32; ++j) {
+          int q = (j < 16 ? b[bytes - 16 + j] : b[bytes - 16 + j - 16] >> 4) & 15;
+          if (five) q |= ((qh >> j) & 1) << 4;  // value j's fifth bit is bit j
+          ref[i * 32 + j] = has_min ? static_cast<float>(q) * d + m : static_cast<float>(q - 16) * d;
+        }
+      }
     } else if (t == gg::Type::q4_k || t == gg::Type::q5_k) {
       const bool five = t == gg::Type::q5_k;
       for (int i = 0; i < 2; ++i, b += five ? 176 : 144) {
@@ -110,7 +123,9 @@ TEST_CASE("ggml: each block type decodes as its layout says, and quantizes withi
     double se = 0, sx = 0;
     for (int j = 0; j < 512; ++j) se += (y[j] - x[j]) * (y[j] - x[j]), sx += x[j] * x[j];
     const double rel = std::sqrt(se / sx);
-    const double bound = t == gg::Type::q8_0 ? 0.01 : t == gg::Type::q6_k ? 0.03 : t == gg::Type::q5_k ? 0.06 : t == gg::Type::f16 ? 1e-3 : t == gg::Type::bf16 ? 5e-3 : t == gg::Type::f32 ? 0 : 0.13;
+    const double bound = t == gg::Type::q8_0 ? 0.01 : t == gg::Type::q6_k ? 0.03
+                       : t == gg::Type::q5_k || t == gg::Type::q5_0 || t == gg::Type::q5_1 ? 0.07 : t == gg::Type::f16 ? 1e-3
+                       : t == gg::Type::bf16 ? 5e-3 : t == gg::Type::f32 ? 0 : 0.13;
     CHECK(rel <= bound);
   }
   // All zero: zero blocks, decoded as zeros; a row that is not whole blocks is refused.

@@ -6,6 +6,10 @@
 //   Q8_0   32 values: d (fp16), 32 x int8;                  x = d q
 //   Q4_0   32 values: d (fp16), 16 bytes of 4-bit q;        x = d (q - 8); value j in the low
 //          nibble of byte j, value j + 16 in its high nibble
+//   Q4_1   32 values: d, m (fp16), 16 bytes of 4-bit q;     x = d q + m
+//   Q5_0   32 values: d (fp16), 4 bytes of fifth bits (value j: bit j), 16 of low nibbles;
+//          x = d (q - 16)
+//   Q5_1   32 values: d, m (fp16), 4 bytes of fifth bits, 16 of low nibbles; x = d q + m
 //   Q4_K   256 values: d, dmin (fp16), 12 bytes of eight 6-bit scales and mins, 128 bytes of
 //          4-bit q;  x = d sc q - dmin m per 32 values
 //   Q5_K   256 values: d, dmin, 12 bytes of scales and mins, 32 bytes of high bits, 128 of low
@@ -23,6 +27,9 @@ enum class Type : uint32_t {
   f32 = 0,
   f16 = 1,
   q4_0 = 2,
+  q4_1 = 3,
+  q5_0 = 6,
+  q5_1 = 7,
   q8_0 = 8,
   q4_k = 12,
   q5_k = 13,

@@ -10,7 +10,7 @@
 // exactly. Weight types by --type, per tensor as llama-quantize assigns them: norms and biases
 // F32; in the quantized mixes the output (or tied embedding) Q6_K, and under Q4_K_M/Q5_K_M
 // attn_v and ffn_down Q6_K in llama.cpp's "more bits" layers; a row that is not whole blocks of
-// the type falls back to Q8_0 (256-value K types) or F16 (32-value types).
+// the type falls back as llama-quantize's do (Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0, else F16).
 #pragma once
 #include <string>
 #include <vector>
@@ -22,7 +22,7 @@ namespace llmkit {
 
 class GgufFile;
 
-// A file type of --type: f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k.
+// A file type of --type: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, q5_k_m, q6_k.
 struct QuantScheme {
   std::string name;
   uint32_t file_type = 0;  // llama.cpp's LLAMA_FTYPE_*
