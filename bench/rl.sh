@@ -1,5 +1,5 @@
 #!/bin/sh
-# Reinforcement learning on the CPU, llama-25m, 32-token prompts, 32 new tokens an answer:
+# Reinforcement learning on the CPU, llama-25m, prompts of about 57 tokens, 32 new tokens an answer:
 #  - llm-ppo grpo (8 prompts x 8 answers a step, rule reward) and llm-ppo ppo (64 prompts a
 #    rollout batch, a reward model, 2 PPO epochs): each step's time split into rollout, scoring
 #    (rewards, the reference's and the value head's forward passes) and training, and the
@@ -39,10 +39,13 @@ common="--init base --data prompts.jsonl --seq-len 128 --max-new-tokens 32 --tem
   --eval-every 0 --save-every 0 --keep 1 --lr 1e-6"
 "$bin/llm-ppo" grpo $common --group-size 8 --reward 'rule:regex:^a' --steps "$steps" --out grpo 2> grpo.err
 "$bin/llm-ppo" ppo $common --reward-model rm --ppo-epochs 2 --steps "$steps" --out ppo 2> ppo.err
-"$bin/rollout" --init base --prompts 8 --group 8 --prompt-len 40 --new 32 > group.out
-"$bin/rollout" --init base --prompts 64 --group 1 --prompt-len 40 --new 32 > plain.out
+# The reference generation on prompts as long as the runs' (their mean in tokens, with the leading </s>).
+plen=$(python3 -c "import json; [print(json.loads(l)['prompt']) for l in open('prompts.jsonl')]" | spm_encode --model=tok.model --output_format=id |
+  awk '{s += NF} END {printf "%d", s / NR + 1.5}')
+"$bin/rollout" --init base --prompts 8 --group 8 --prompt-len "$plen" --new 32 > group.out
+"$bin/rollout" --init base --prompts 64 --group 1 --prompt-len "$plen" --new 32 > plain.out
 
-python3 - <<'PY'
+PLEN=$plen python3 - <<'PY'
 import json, re
 def run(name):
     rows = [json.loads(l) for l in open(name + "/metrics.jsonl") if '"loss"' in l]
@@ -53,7 +56,8 @@ def run(name):
     return split, tps, rows[-1]["peak_rss"] / 2**20, budget
 def bench(path, kind):
     return float(re.search(r"^" + kind + r" .*?:\s+([0-9.]+) generated tokens/s", open(path).read(), re.M).group(1))
-print("llama-25m, 40-token prompts, 32 new tokens, 64 answers a rollout batch, 2 threads")
+import os
+print(f"llama-25m, {os.environ['PLEN']}-token prompts, 32 new tokens, 64 answers a rollout batch, 2 threads")
 for name, ref_file, ref_kind in (("grpo", "group.out", "batched"), ("ppo", "plain.out", "batched")):
     split, tps, rss, budget = run(name)
     ref, single = bench(ref_file, ref_kind), bench(ref_file, "single")
