@@ -1,5 +1,6 @@
 // Post-training examples as training rows; see llmkit/examples.hpp.
 #include "llmkit/examples.hpp"
+#include "llmkit/mpi.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -37,7 +38,8 @@ RowEncoder preference_rows(const ChatEncoder& encoder) {
 void for_each_row(const std::vector<std::string>& files, bool strict, Stats& stats,
                   const std::function<void(std::string_view line, const std::string& where)>& parse, const std::function<void()>& use,
                   const std::function<bool()>& more) {
-  int warned = 0;
+  // Every rank reads the same rows: rank 0 alone says which it skipped.
+  int warned = Comm::world().rank() == 0 ? 0 : 1 << 30;
   for (const std::string& path : files) {
     auto lines = open_lines(path);
     std::string_view line;
@@ -58,7 +60,7 @@ void for_each_row(const std::vector<std::string>& files, bool strict, Stats& sta
       use();
     }
   }
-  if (warned > 20) LLMKIT_WARN("%d more rows skipped", warned - 20);
+  if (warned > 20 && warned < (1 << 30)) LLMKIT_WARN("%d more rows skipped", warned - 20);
 }
 
 ExampleSet::ExampleSet(const std::vector<std::string>& files, const ChatEncoder& encoder, const ExampleOptions& opts,
