@@ -299,7 +299,9 @@ void RolloutObjective::begin_step(Trainer& t, uint64_t cursor) {
   // shuffle of the rank's rollouts per pass when there are several mini-batches).
   const size_t per_rank = static_cast<size_t>(t.rows_per_rank());
   const int64_t pass = pass_step_ / rcfg_.mini_batches, j = pass_step_ % rcfg_.mini_batches;
-  if (j == 0) {
+  // (Computed at a pass's first step, and again when a run resumes in the middle of a pass.)
+  if (j == 0 || perm_.size() != rollouts_.size() || perm_pass_ != static_cast<int64_t>(cycle) * rcfg_.iterations + pass) {
+    perm_pass_ = static_cast<int64_t>(cycle) * rcfg_.iterations + pass;
     perm_.resize(rollouts_.size());
     for (size_t i = 0; i < perm_.size(); ++i) perm_[i] = i;
     if (rcfg_.mini_batches > 1) {  // Fisher-Yates on splitmix64: the same order on every machine

@@ -128,6 +128,7 @@ class RolloutObjective : public Objective {
   std::vector<std::pair<std::string, double>> reward_means_;
   std::string resume_dir_, saved_state_;
   std::vector<size_t> perm_;       // the rollout batch's order in the pass under way
+  int64_t perm_pass_ = -1;         // which pass of the run perm_ is for
   uint64_t step_row0_ = 0, rows_done_ = 0, step_tokens_ = 0;
   int64_t pass_step_ = 0;          // the step's place in the rollout batch's passes
   double step_global_tokens_ = 1, step_flops_ = 0;

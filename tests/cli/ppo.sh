@@ -39,6 +39,7 @@ expect_rc 0 "the tuned model"
 run llm-rm --init sft --data prefs.jsonl --seq-len 64 --micro-batch 16 --batch-size 32 --lr 3e-3 --steps 20 --eval-every 0 --threads 2 --out rm
 expect_rc 0 "the reward model"
 
+losses() { python3 -c "import json,sys; print(' '.join(repr(r['loss']) + ':' + repr(r['grad_norm']) for r in map(json.loads, open(sys.argv[1])) if 'loss' in r))" "$1"; }
 common="--init sft --data prompts.jsonl --reward-model rm --max-new-tokens 4 --seq-len 64 --batch-size 32 --micro-batch 16 --threads 2 --eval-every 0"
 run llm-ppo ppo $common --lr 1e-3 --steps 12 --ppo-epochs 3 --out p --rollouts p.jsonl --val prompts.jsonl --limit 100 --eval-every 12
 expect_rc 0 "ppo"
@@ -76,7 +77,6 @@ expect_file p2/step-00000005/rollouts_state.json
 run llm-ppo ppo $common --lr 1e-3 --steps 12 --ppo-epochs 3 --out p2 --rollouts p2.jsonl --val prompts.jsonl --limit 100 --eval-every 12 --resume
 expect_rc 0 "--resume in the middle of a rollout batch"
 cmp -s p.jsonl p2.jsonl && ok || fail "the rollouts file differs after --resume"
-losses() { python3 -c "import json,sys; print(' '.join(repr(r['loss']) + ':' + repr(r['grad_norm']) for r in map(json.loads, open(sys.argv[1])) if 'loss' in r))" "$1"; }
 expect_eq "$(losses p2/metrics.jsonl)" "$(losses p/metrics.jsonl)" "losses after --resume"
 cmp -s p/step-00000012/model.safetensors p2/step-00000012/model.safetensors && ok || fail "weights differ after --resume"
 
@@ -86,6 +86,11 @@ expect_rc 0 "--mini-batches 2"
 expect_err_contains "2 passes of 2 steps over each rollout batch of 32 prompts"
 expect_eq "$(python3 -c "import json; print(sum('objective/scores' in r for r in map(json.loads, open('mb/metrics.jsonl'))))")" "1" \
   "one rollout batch for 4 steps"
+# Stopped after the first mini-batch of a pass, resumed at the second: the same shuffle, the same steps.
+run llm-ppo ppo $common --batch-size 16 --mini-batches 2 --ppo-epochs 2 --lr 1e-3 --steps 4 --out mb2 --stop-at 1
+run llm-ppo ppo $common --batch-size 16 --mini-batches 2 --ppo-epochs 2 --lr 1e-3 --steps 4 --out mb2 --resume
+expect_rc 0 "--resume in the middle of a pass"
+expect_eq "$(losses mb2/metrics.jsonl)" "$(losses mb/metrics.jsonl)" "losses after --resume in the middle of a pass"
 
 # LoRA: the reference is the base with the adapters off; the value head is kept with the
 # optimizer state, so a stopped run resumes bit for bit.
