@@ -94,11 +94,12 @@ int32_t Engine::sample(const float* logits, const std::vector<int32_t>& history,
         x = x > 0 ? x / p.repetition_penalty : x * p.repetition_penalty;
       }
   }
-  if (p.temperature <= 0 && !entropy) {
+  auto greedy = [&] {
     const auto t = static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
     if (logprob) *logprob = log_softmax_at(logits, V, t, 1.0);
     return t;
-  }
+  };
+  if (p.temperature <= 0 && !entropy) return greedy();
   const double T = p.temperature > 0 ? p.temperature : 1.0;
   const double m = *std::max_element(l.begin(), l.end());
   std::vector<double> prob(static_cast<size_t>(V));
@@ -109,11 +110,7 @@ int32_t Engine::sample(const float* logits, const std::vector<int32_t>& history,
     for (int j = 0; j < V; ++j) pz += prob[static_cast<size_t>(j)] * (l[static_cast<size_t>(j)] - m) / T;
     *entropy = static_cast<float>(std::log(all) - pz / all);
   }
-  if (p.temperature <= 0) {
-    const auto t = static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
-    if (logprob) *logprob = log_softmax_at(logits, V, t, 1.0);
-    return t;
-  }
+  if (p.temperature <= 0) return greedy();
   const double unit = static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0);
   auto draw = [&]() -> int32_t {
     if (p.top_k <= 0 && p.top_p >= 1.0 && p.min_p <= 0) {

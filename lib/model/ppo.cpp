@@ -69,6 +69,10 @@ class PpoObjective final : public RolloutObjective {
     if (!(cfg_.cliprange_value > 0)) throw UsageError("--cliprange-value must be positive");
     if (!(cfg_.vf_coef >= 0)) throw UsageError("--vf-coef must be 0 or more");
   }
+  // KL(policy || reference) at a response token, by --kl-estimator.
+  double token_kl(const Rollout& r, size_t k) const {
+    return cfg_.kl_estimator == "k1" ? static_cast<double>(r.old_logp[k]) - r.ref_logp[k] : k3_kl(r.old_logp[k], r.ref_logp[k]).first;
+  }
   bool value_head() const override { return true; }
   bool needs_reference() const override { return cfg_.kl_coef > 0; }
   std::string summary() const override {
@@ -95,9 +99,7 @@ class PpoObjective final : public RolloutObjective {
       const size_t L = r.response.size();
       rewards[i].assign(L, 0.0);
       for (size_t k = 0; k < L; ++k) {
-        double kl = 0;
-        if (cfg_.kl_coef > 0)
-          kl = cfg_.kl_estimator == "k1" ? static_cast<double>(r.old_logp[k]) - r.ref_logp[k] : k3_kl(r.old_logp[k], r.ref_logp[k]).first;
+        const double kl = cfg_.kl_coef > 0 ? token_kl(r, k) : 0.0;
         rewards[i][k] = -cfg_.kl_coef * kl;
         rollout_sums_[kl_sum] += kl;
         rollout_sums_[non_score_sum] += rewards[i][k];
@@ -194,7 +196,7 @@ class PpoObjective final : public RolloutObjective {
   const char* entropy_metric() const override { return "policy/entropy_avg"; }
   void rollout_fields(const Rollout& r, nlohmann::json& j) const override {
     double kl = 0;
-    for (size_t k = 0; k < r.ref_logp.size(); ++k) kl += static_cast<double>(r.old_logp[k]) - r.ref_logp[k];
+    for (size_t k = 0; k < r.ref_logp.size(); ++k) kl += token_kl(r, k);
     if (!r.ref_logp.empty()) j["kl"] = kl;
     j["value"] = r.values.empty() ? 0.0 : r.values[0];
   }

@@ -24,10 +24,11 @@ namespace {
 // llama.cpp's LLAMA_FTYPE_* numbers.
 const std::vector<QuantScheme>& schemes() {
   static const std::vector<QuantScheme> s = {
-      {"f32", 0, ggml::Type::f32, false},  {"f16", 1, ggml::Type::f16, false},     {"bf16", 32, ggml::Type::bf16, false},
-      {"q8_0", 7, ggml::Type::q8_0, false}, {"q4_0", 2, ggml::Type::q4_0, false},   {"q4_1", 3, ggml::Type::q4_1, false},
-      {"q5_0", 8, ggml::Type::q5_0, false}, {"q5_1", 9, ggml::Type::q5_1, false},   {"q4_k_s", 14, ggml::Type::q4_k, true},
-      {"q4_k_m", 15, ggml::Type::q4_k, true}, {"q5_k_m", 17, ggml::Type::q5_k, true}, {"q6_k", 18, ggml::Type::q6_k, false},
+      {"f32", 0, ggml::Type::f32},   {"f16", 1, ggml::Type::f16},   {"bf16", 32, ggml::Type::bf16},
+      {"q8_0", 7, ggml::Type::q8_0}, {"q4_0", 2, ggml::Type::q4_0}, {"q4_1", 3, ggml::Type::q4_1},
+      {"q5_0", 8, ggml::Type::q5_0}, {"q5_1", 9, ggml::Type::q5_1}, {"q4_k_s", 14, ggml::Type::q4_k, QuantScheme::Mix::k_s},
+      {"q4_k_m", 15, ggml::Type::q4_k, QuantScheme::Mix::k_m}, {"q5_k_m", 17, ggml::Type::q5_k, QuantScheme::Mix::k_m},
+      {"q6_k", 18, ggml::Type::q6_k},
   };
   return s;
 }
@@ -50,7 +51,7 @@ ggml::Type tensor_type(const QuantScheme& s, int64_t row, int dims, Role role, i
   if (dims < 2) return ggml::Type::f32;  // norms and biases
   ggml::Type t = s.base;
   if (!quantized(s.base)) return t;
-  const bool k_m = s.name == "q4_k_m" || s.name == "q5_k_m", k_s = s.name == "q4_k_s";
+  const bool k_m = s.mix == QuantScheme::Mix::k_m, k_s = s.mix == QuantScheme::Mix::k_s;
   if (role == Role::output) {
     if (row % 256 != 0) t = ggml::Type::q8_0;
     else if (s.base != ggml::Type::q8_0) t = ggml::Type::q6_k;

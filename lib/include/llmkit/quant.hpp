@@ -27,7 +27,9 @@ struct QuantScheme {
   std::string name;
   uint32_t file_type = 0;  // llama.cpp's LLAMA_FTYPE_*
   ggml::Type base = ggml::Type::f32;
-  bool mix = false;        // K mixes: more bits for attn_v and ffn_down in some layers
+  // llama-quantize's mixes: K_M gives attn_v and ffn_down Q6_K in the "more bits" layers, K_S
+  // Q5_K in the first few.
+  enum class Mix { none, k_s, k_m } mix = Mix::none;
   static QuantScheme named(const std::string& name);  // UsageError for an unknown one
   static std::vector<std::string> names();
 };
