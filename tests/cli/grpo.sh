@@ -5,35 +5,9 @@
 # 1 and 2 ranks, and bad input refused.
 . "$(dirname "$0")/lib.sh"
 
-python3 - <<'PY'
-import json, random
-rng = random.Random(1)
-words = ["the", "cat", "dog", "sat", "on", "mat", "a", "big", "small", "red"]
-with open("docs.jsonl", "w") as f:
-    for i in range(300):
-        f.write(json.dumps({"text": " ".join(rng.choice(words) for _ in range(rng.randint(20, 40)))}) + "\n")
-        a, b = rng.randint(0, 4), rng.randint(0, 4)
-        f.write(json.dumps({"text": f"add {a} and {b} {a + b}"}) + "\n")
-with open("chat.jsonl", "w") as f:
-    for i in range(400):
-        a, b = rng.randint(0, 4), rng.randint(0, 4)
-        f.write(json.dumps({"messages": [{"role": "user", "content": f"add {a} and {b}"}, {"role": "assistant", "content": str(a + b)}]}) + "\n")
-with open("prompts.jsonl", "w") as f:
-    for i in range(200):
-        a, b = rng.randint(0, 4), rng.randint(0, 4)
-        f.write(json.dumps({"prompt": [{"role": "user", "content": f"add {a} and {b}"}], "answer": str(a + b)}) + "\n")
-    f.write("{broken\n")
-    f.write(json.dumps({"question": "no prompt"}) + "\n")
-with open("score.py", "w") as f:  # a reward command: 1 for an answer that is a number
-    f.write("import json, sys\nfor l in sys.stdin:\n    print(1 if json.loads(l)['response'].strip().isdigit() else 0)\n")
-PY
-run llm-tok train -o tok.model --vocab-size 300 --special '<|im_start|>,<|im_end|>' docs.jsonl
-run llm-tok encode -m tok.model -o shards docs.jsonl
-run llm-pretrain --model llama-tiny --train 'shards/train-*.tok' --tokenizer tok.model --out base --seq-len 64 \
-  --micro-batch 8 --steps 20 --lr 3e-3 --warmup 2 --eval-every 0 --threads 2
-run llm-sft --init base --data chat.jsonl --seq-len 64 --micro-batch 8 --batch-size 16 --lr 3e-3 --steps 30 --eval-every 0 \
-  --out sft --threads 2
-expect_rc 0 "the tuned model"
+addition_models
+printf '{broken\n{"question": "no prompt"}\n' >> prompts.jsonl
+printf 'import json, sys\nfor l in sys.stdin:\n    print(1 if json.loads(l)["response"].strip().isdigit() else 0)\n' > score.py  # a reward command: 1 for a number
 
 common="--init sft --data prompts.jsonl --group-size 8 --max-new-tokens 4 --seq-len 64 --batch-size 64 --micro-batch 32 --threads 2"
 run llm-ppo grpo $common --reward 'rule:regex:^4' --lr 1e-3 --steps 24 --eval-every 0 --out g --rollouts g.jsonl
@@ -78,19 +52,7 @@ s = [r for r in map(json.loads, open('c/metrics.jsonl')) if 'loss' in r][0]
 print(abs(s['reward'] - (s['rewards/rule:exact/mean'] + 0.5 * s['rewards/cmd:python3 score.py/mean'])) < 1e-9)")" "True" \
   "the weighted sum of the rewards"
 
-# A reward model as the reward: one llm-rm taught to prefer the answer "4", then GRPO on it.
-python3 - <<'PY'
-import json, random
-rng = random.Random(3)
-with open("prefs.jsonl", "w") as f:
-    for i in range(200):
-        a, b = rng.randint(0, 4), rng.randint(0, 4)
-        f.write(json.dumps({"prompt": [{"role": "user", "content": f"add {a} and {b}"}],
-                            "chosen": [{"role": "assistant", "content": "4"}],
-                            "rejected": [{"role": "assistant", "content": str(rng.choice([0, 1, 2, 3, 5, 6, 7, 8]))}]}) + "\n")
-PY
-run llm-rm --init sft --data prefs.jsonl --seq-len 64 --micro-batch 16 --batch-size 32 --lr 3e-3 --steps 20 --eval-every 0 --threads 2 --out rm
-expect_rc 0 "the reward model"
+# A reward model as the reward (rm/, taught to prefer the answer "4"), then GRPO on it.
 run llm-ppo grpo $common --reward-model rm --lr 1e-3 --steps 16 --eval-every 0 --out rmg
 expect_rc 0 "grpo on a reward model"
 expect_eq "$(python3 -c "

@@ -78,3 +78,19 @@ finish() {
   [ "$failures" -eq 0 ]
   exit $?
 }
+
+# The reinforcement-learning tests' task (tests/cli/addition.py) and models: a tokenizer, a
+# llama-tiny pretrained (base/) and tuned with llm-sft (sft/), and a reward model taught to prefer
+# the answer "4" (rm/).
+addition_models() {
+  python3 "$SRC/tests/cli/addition.py"
+  run llm-tok train -o tok.model --vocab-size 300 --special '<|im_start|>,<|im_end|>' docs.jsonl
+  run llm-tok encode -m tok.model -o shards docs.jsonl
+  run llm-pretrain --model llama-tiny --train 'shards/train-*.tok' --tokenizer tok.model --out base --seq-len 64 \
+    --micro-batch 8 --steps 20 --lr 3e-3 --warmup 2 --eval-every 0 --threads 2
+  run llm-sft --init base --data chat.jsonl --seq-len 64 --micro-batch 8 --batch-size 16 --lr 3e-3 --steps 30 --eval-every 0 \
+    --out sft --threads 2
+  expect_rc 0 "the tuned model"
+  run llm-rm --init sft --data prefs.jsonl --seq-len 64 --micro-batch 16 --batch-size 32 --lr 3e-3 --steps 20 --eval-every 0 --threads 2 --out rm
+  expect_rc 0 "the reward model"
+}

@@ -5,39 +5,7 @@
 # give the same steps; LoRA (the reference is the base with the adapters off); bad input.
 . "$(dirname "$0")/lib.sh"
 
-python3 - <<'PY'
-import json, random
-rng = random.Random(1)
-words = ["the", "cat", "dog", "sat", "on", "mat", "a", "big", "small", "red"]
-with open("docs.jsonl", "w") as f:
-    for i in range(300):
-        f.write(json.dumps({"text": " ".join(rng.choice(words) for _ in range(rng.randint(20, 40)))}) + "\n")
-        a, b = rng.randint(0, 4), rng.randint(0, 4)
-        f.write(json.dumps({"text": f"add {a} and {b} {a + b}"}) + "\n")
-with open("chat.jsonl", "w") as f:
-    for i in range(400):
-        a, b = rng.randint(0, 4), rng.randint(0, 4)
-        f.write(json.dumps({"messages": [{"role": "user", "content": f"add {a} and {b}"}, {"role": "assistant", "content": str(a + b)}]}) + "\n")
-with open("prompts.jsonl", "w") as f:
-    for i in range(200):
-        a, b = rng.randint(0, 4), rng.randint(0, 4)
-        f.write(json.dumps({"prompt": [{"role": "user", "content": f"add {a} and {b}"}], "answer": str(a + b)}) + "\n")
-with open("prefs.jsonl", "w") as f:
-    for i in range(200):
-        a, b = rng.randint(0, 4), rng.randint(0, 4)
-        f.write(json.dumps({"prompt": [{"role": "user", "content": f"add {a} and {b}"}],
-                            "chosen": [{"role": "assistant", "content": "4"}],
-                            "rejected": [{"role": "assistant", "content": str(rng.choice([0, 1, 2, 3, 5, 6, 7, 8]))}]}) + "\n")
-PY
-run llm-tok train -o tok.model --vocab-size 300 --special '<|im_start|>,<|im_end|>' docs.jsonl
-run llm-tok encode -m tok.model -o shards docs.jsonl
-run llm-pretrain --model llama-tiny --train 'shards/train-*.tok' --tokenizer tok.model --out base --seq-len 64 \
-  --micro-batch 8 --steps 20 --lr 3e-3 --warmup 2 --eval-every 0 --threads 2
-run llm-sft --init base --data chat.jsonl --seq-len 64 --micro-batch 8 --batch-size 16 --lr 3e-3 --steps 30 --eval-every 0 \
-  --out sft --threads 2
-expect_rc 0 "the tuned model"
-run llm-rm --init sft --data prefs.jsonl --seq-len 64 --micro-batch 16 --batch-size 32 --lr 3e-3 --steps 20 --eval-every 0 --threads 2 --out rm
-expect_rc 0 "the reward model"
+addition_models
 
 losses() { python3 -c "import json,sys; print(' '.join(repr(r['loss']) + ':' + repr(r['grad_norm']) for r in map(json.loads, open(sys.argv[1])) if 'loss' in r))" "$1"; }
 common="--init sft --data prompts.jsonl --reward-model rm --max-new-tokens 4 --seq-len 64 --batch-size 32 --micro-batch 16 --threads 2 --eval-every 0"
