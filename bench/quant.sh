@@ -6,9 +6,15 @@
 #    Q8_0 within 0.5%, Q4_K_M within 5%);
 #  - prompt processing and decode tokens/s of llmkit's engine and of llama.cpp (node-llama-cpp,
 #    when share/llmkit/install-peers.sh installed it) on the same file, prompts and thread count
-#    (1: llama.cpp's threads spin), and llmkit / llama.cpp.
-# llmkit reads a GGUF file into fp32 weights today (quantized matmuls are not built yet): its
-# speed is the same for every type.
+#    (1: llama.cpp's threads spin), and llmkit / llama.cpp (goals: decode >= 1.0x, prompt
+#    processing >= 0.8x);
+#  - llmkit's decode as a share of the memory-bandwidth limit (weight bytes per token over the
+#    read rate one thread measures in the same run; goal 70%), and how much its peak RSS grew
+#    past the libraries' with the model, next to the weights' and the KV cache's bytes.
+# Then the speed alone for Q8_0 and Q4_K_M of a 125M-parameter Llama (share/llmkit/models/
+# llama-125m, one training step: speed does not depend on what the weights learned).
+# llmkit holds a GGUF file's quantized matrices in their blocks (the F32, F16 and BF16 files in
+# fp32) and multiplies them with its own kernels (llm-eval logs which ones this CPU gets).
 # Usage: quant.sh BIN_DIR     LLMKIT_BENCH_STEPS (default 800): pretraining steps.
 set -eu
 bin=$(cd "${1:?usage: quant.sh BIN_DIR}" && pwd)
@@ -42,25 +48,44 @@ val=$(ls shards/val-*.tok | head -1)
 ppl() { "$bin/llm-eval" ppl --model "$1" --seq-len 256 --limit 64 "$val" 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['metrics']['ppl']['value'])"; }
 base_ppl=$(ppl base)
 echo "a 25M Llama (hidden 512, 6 layers, GQA; $steps steps on Debian licence and copyright files), validation perplexity $base_ppl (fp32 checkpoint); 1 thread for speed"
-printf '%-7s %9s %6s %10s %8s   %-28s %-28s %s\n' type MiB bpw perplexity increase "llmkit pp / decode tok/s" "llama.cpp pp / decode tok/s" "ratio pp / decode"
+speed() {  # MODEL_FILE -> llmkit's and llama.cpp's JSON on one line each
+  OMP_NUM_THREADS=1 "$bin/decode" "$1" 128 64
+  if [ -f "$peers/node_modules/node-llama-cpp/package.json" ] && command -v node > /dev/null; then
+    LLMKIT_PEERS=$peers node "$src/tests/peers/llama_cpp_speed.mjs" "$PWD/$1" 128 64 1
+  else
+    echo '{}'
+  fi
+}
+row() {  # TYPE MIB BPW PPL BASE_PPL SPEED_JSON_LINES
+  python3 - "$@" <<'PY'
+import json, sys
+t, mib, bpw, p, base, speeds = sys.argv[1:]
+o, l = (json.loads(x) for x in speeds.splitlines())
+inc = f"{(float(p) / float(base) - 1) * 100:+7.2f}%" if p != "-" else "       -"
+ppl = f"{float(p):10.3f}" if p != "-" else "         -"
+a = f"{o['pp_tokens_per_s']:6.0f} / {o['decode_tokens_per_s']:6.1f}"
+b = f"{l['pp_tokens_per_s']:6.0f} / {l['decode_tokens_per_s']:6.1f}" if l else "(no llama.cpp)"
+r = f"{o['pp_tokens_per_s'] / l['pp_tokens_per_s']:.2f}x / {o['decode_tokens_per_s'] / l['decode_tokens_per_s']:.2f}x" if l else "-"
+bw = o['decode_tokens_per_s'] / o['bandwidth_limit_tokens_per_s'] * 100
+mem = f"{o['peak_rss_growth_bytes'] / 2**20:5.0f} / {o['weight_bytes'] / 2**20:5.1f} + {o['kv_cache_bytes'] / 2**20:4.1f}"
+print(f"{t:7s} {mib:>7s} {bpw:>6s} {ppl} {inc}   {a:16s} {b:16s} {r:13s} {bw:5.0f}%   {mem}")
+PY
+}
+printf '%-7s %7s %6s %10s %8s   %-16s %-16s %-13s %6s   %s\n' type MiB bpw perplexity increase "llmkit pp/dec" "llama.cpp pp/dec" "ratio pp/dec" "bw" "RSS growth / weights + KV MiB"
 for t in f32 f16 bf16 q8_0 q6_k q5_k_m q4_k_m q4_0; do
   "$bin/llm-quant" --model base --type "$t" -o m-$t.gguf 2> /dev/null
   bpw=$("$bin/llm-quant" inspect m-$t.gguf | awk '$1 == "all" {print $6}')
   mib=$(python3 -c "import os; print(f'{os.path.getsize(\"m-$t.gguf\") / 2**20:.1f}')")
-  p=$(ppl m-$t.gguf)
-  ours=$(OMP_NUM_THREADS=1 "$bin/decode" m-$t.gguf 128 64)
-  theirs='{}'
-  if [ -f "$peers/node_modules/node-llama-cpp/package.json" ] && command -v node > /dev/null; then
-    theirs=$(LLMKIT_PEERS=$peers node "$src/tests/peers/llama_cpp_speed.mjs" "$PWD/m-$t.gguf" 128 64 1)
-  fi
-  python3 - "$t" "$mib" "$bpw" "$p" "$base_ppl" "$ours" "$theirs" <<'PY'
-import json, sys
-t, mib, bpw, p, base, ours, theirs = sys.argv[1:]
-o, l = json.loads(ours), json.loads(theirs)
-inc = (float(p) / float(base) - 1) * 100
-a = f"{o['pp_tokens_per_s']:8.0f} / {o['decode_tokens_per_s']:6.1f}"
-b = f"{l['pp_tokens_per_s']:8.0f} / {l['decode_tokens_per_s']:6.1f}" if l else "(no llama.cpp)"
-r = f"{o['pp_tokens_per_s'] / l['pp_tokens_per_s']:.2f}x / {o['decode_tokens_per_s'] / l['decode_tokens_per_s']:.2f}x" if l else ""
-print(f"{t:7s} {mib:>9s} {bpw:>6s} {float(p):10.3f} {inc:+7.2f}%   {a:28s} {b:28s} {r}")
-PY
+  row "$t" "$mib" "$bpw" "$(ppl m-$t.gguf)" "$base_ppl" "$(speed m-$t.gguf)"
+done
+
+# A 125M-parameter Llama: speed only.
+"$bin/llm-pretrain" -q --model "$src/share/llmkit/models/llama-125m.json" --train 'shards/train-*.tok' --tokenizer tok.model \
+  --out big --seq-len 64 --micro-batch 1 --steps 1 --warmup 0 --eval-every 0 2> /dev/null
+echo "a 125M Llama (hidden 768, 12 layers, vocabulary 32000; one training step), 1 thread"
+for t in q8_0 q4_k_m; do
+  "$bin/llm-quant" --model big --type "$t" -o big-$t.gguf 2> /dev/null
+  bpw=$("$bin/llm-quant" inspect big-$t.gguf | awk '$1 == "all" {print $6}')
+  mib=$(python3 -c "import os; print(f'{os.path.getsize(\"big-$t.gguf\") / 2**20:.1f}')")
+  row "$t" "$mib" "$bpw" - 1 "$(speed big-$t.gguf)"
 done

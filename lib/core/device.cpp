@@ -26,7 +26,19 @@ bool cuda_built() { return true; }
 
 namespace {
 CudaBackendFactory g_cuda_factory = nullptr;
+
+[[noreturn]] void no_quantized_weights(const Backend& be) {
+  throw Error(be.name(), "multiplies no ggml-quantized weights yet: run a quantized GGUF model with --device cpu");
+}
 }  // namespace
+
+void Backend::matmul_forward_quant(float*, const float*, const QuantWeight&, const float*, int, int, int) {
+  no_quantized_weights(*this);
+}
+void Backend::matmul_backward_quant(float*, const float*, const QuantWeight&, int, int, int) { no_quantized_weights(*this); }
+void Backend::embedding_quant(float*, const int32_t*, const int32_t*, const QuantWeight&, const float*, int, int) {
+  no_quantized_weights(*this);
+}
 
 void set_cuda_backend_factory(CudaBackendFactory factory) { g_cuda_factory = factory; }
 

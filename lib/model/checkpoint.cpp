@@ -186,6 +186,7 @@ std::string step_name(int64_t step) {
 }  // namespace
 
 void save_model(const std::string& path, Model& m, const std::string& dtype) {
+  if (m.quantized()) throw Error(path, "a model with quantized matrices is not saved as a checkpoint (llm-quant writes GGUF files)");
   // Host memory: the model's own on the CPU, a copy otherwise.
   std::vector<float> copy;
   const float* host = m.backend().host_view(m.weights());
@@ -207,6 +208,7 @@ void save_model(const std::string& path, Model& m, const std::string& dtype) {
 }
 
 std::vector<std::string> load_model(const std::string& path, Model& m, const std::set<std::string>& optional) {
+  if (m.quantized()) throw Error(path, "internal: fp32 weights loaded into a model with quantized matrices");
   std::vector<std::string> missing;
   SafetensorsFile f(path);
   // The model's current weights, so that what the file does not hold (adapters) is kept.

@@ -28,10 +28,12 @@ struct LoraScratch {
 
 // y[N, out] = x[N, in] W^T (+ b), W [out, in] as PyTorch's nn.Linear, plus a LoRA adapter's
 // path when it has one. Pointers are the backend's memory; a frozen tensor's gradient is null
-// and the backward skips it.
+// and the backward skips it. W is fp32 (w) or ggml blocks (qw: a GGUF model's, frozen), and
+// only here does the difference show.
 struct Linear {
   int in = 0, out = 0;
-  float* w = nullptr;   // [out, in]
+  float* w = nullptr;   // [out, in]; null when qw holds the weight
+  QuantWeight qw;
   float* b = nullptr;   // [out] or null
   float* dw = nullptr;  // gradients, same shapes; null: frozen (or no bias)
   float* db = nullptr;
@@ -45,7 +47,8 @@ struct Linear {
   // it is in.
   void forward(Backend& be, float* y, const float* x, int N, float* mid = nullptr, const LoraScratch* s = nullptr,
                uint64_t seed = 0, uint64_t row0 = 0) const {
-    be.matmul_forward(y, x, w, b, N, in, out);
+    if (qw.data) be.matmul_forward_quant(y, x, qw, b, N, in, out);
+    else be.matmul_forward(y, x, w, b, N, in, out);
     if (!adapted() || !mid) return;
     const float* src = adapter_input(be, x, N, s, seed, row0);
     be.matmul_forward(mid, src, lora.a, nullptr, N, in, lora.rank);
@@ -57,7 +60,12 @@ struct Linear {
   // dB += dy^T mid, dA += scale (dy B)^T dropout(x) and dx gets scale (dy B) A through the mask.
   void backward(Backend& be, float* dx, const float* dy, const float* x, int N, const float* mid = nullptr,
                 const LoraScratch* s = nullptr, uint64_t seed = 0, uint64_t row0 = 0) const {
-    be.matmul_backward(dx, dw, db, dy, x, w, N, in, out);
+    if (qw.data) {
+      if (dx) be.matmul_backward_quant(dx, dy, qw, N, in, out);
+      if (db) be.matmul_backward(nullptr, nullptr, db, dy, x, nullptr, N, in, out);
+    } else {
+      be.matmul_backward(dx, dw, db, dy, x, w, N, in, out);
+    }
     if (!adapted() || !mid) return;
     const size_t nr = static_cast<size_t>(N) * lora.rank;
     be.zero(s->t, nr);

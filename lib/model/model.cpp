@@ -166,6 +166,7 @@ struct Model::LayerActs {
 
 struct Model::Top {
   float *wte = nullptr, *wpe = nullptr, *dwte = nullptr, *dwpe = nullptr;
+  QuantWeight qwte;  // the token embedding's blocks when it is held quantized (wte null)
   Norm normf;
   Linear lm, score;  // score.w null without a scalar head
   float *values = nullptr, *dvalues = nullptr;
@@ -310,7 +311,25 @@ void Model::build_specs() {
   auto add = [&](const std::string& name, std::vector<int64_t> shape, bool decay) {
     size_t n = 1;
     for (int64_t d : shape) n *= static_cast<size_t>(d);
-    specs_.push_back({name, std::move(shape), total_, n, decay});
+    ParamSpec spec{name, std::move(shape), total_, n, decay};
+    const auto t = opts_.weight_types.find(name);
+    if (t != opts_.weight_types.end() && t->second != ggml::Type::f32) {
+      // Blocks instead of values: the linear layers' matrices and the token embedding only.
+      const bool matrix = has_suffix(name, "_proj.weight") || has_suffix(name, "attn.q.weight") || has_suffix(name, "attn.k.weight") ||
+                          has_suffix(name, "attn.v.weight") || has_suffix(name, "c_proj.weight") || has_suffix(name, "c_fc.weight") ||
+                          name == "lm_head.weight" || name == "model.embed_tokens.weight" || name == "wte";
+      if (!matrix || is_lora_tensor(name)) throw Error("", "internal: " + name + " cannot be held as ggml blocks");
+      const ggml::TypeTraits& tr = ggml::traits(t->second);
+      if (t->second == ggml::Type::f16 || t->second == ggml::Type::bf16)
+        throw Error("", std::string("internal: ") + tr.name + " matrices are held as fp32");
+      spec.type = t->second;
+      spec.row_bytes = ggml::row_bytes(t->second, spec.shape[1]);
+      spec.qoffset = qtotal_;
+      qtotal_ += (static_cast<size_t>(spec.shape[0]) * spec.row_bytes + 63) / 64 * 64;
+      specs_.push_back(std::move(spec));
+      return;
+    }
+    specs_.push_back(std::move(spec));
     total_ += (n + 15) / 16 * 16;  // 64-byte aligned tensors
   };
   const bool llama = c.family == ModelConfig::Family::llama;
@@ -382,6 +401,9 @@ void Model::build_specs() {
           add(site.module + ".lora_B.weight", {site.out, lo.rank}, true);
         }
   }
+  for (const auto& [name, type] : opts_.weight_types)
+    if (type != ggml::Type::f32 && !std::any_of(specs_.begin(), specs_.end(), [&](const ParamSpec& s) { return s.name == name; }))
+      throw Error("", "internal: weight type for " + name + ", which the model does not have");
 }
 
 const ParamSpec& Model::param(const std::string& name) const {
@@ -397,10 +419,30 @@ Model::Model(const ModelConfig& cfg, Backend& backend, ModelOptions options)
   cfg_.validate("model config");
   build_specs();
   frozen_.assign(specs_.size(), false);
+  for (size_t i = 0; i < specs_.size(); ++i) frozen_[i] = specs_[i].quantized();
   w_ = be_.alloc(total_);
   be_.set_parameters(w_, total_);
+  if (qtotal_) q_ = be_.alloc((qtotal_ + 3) / 4);
   layout_grads();
   bind();
+}
+
+size_t Model::weight_bytes() const {
+  size_t n = 0;
+  for (const ParamSpec& s : specs_) n += s.quantized() ? static_cast<size_t>(s.shape[0]) * s.row_bytes : s.size * 4;
+  return n;
+}
+
+void Model::set_quantized(const std::string& name, const void* blocks, int64_t rows) {
+  const ParamSpec& s = param(name);
+  if (!s.quantized()) throw Error("", "internal: " + name + " is not held as ggml blocks");
+  if (rows < 0 || rows > s.shape[0]) throw Error("", "internal: " + std::to_string(rows) + " rows for " + name);
+  // Whole floats of the block buffer: the tensor starts 64-byte aligned and its slot is a
+  // multiple of 64 bytes, zero past the rows given.
+  const size_t slot = (static_cast<size_t>(s.shape[0]) * s.row_bytes + 63) / 64 * 64;
+  std::vector<float> staging(slot / 4, 0.0f);
+  std::memcpy(staging.data(), blocks, static_cast<size_t>(rows) * s.row_bytes);
+  be_.upload(q_ + s.qoffset / 4, staging.data(), staging.size());
 }
 
 void Model::bind() {
@@ -412,14 +454,21 @@ void Model::bind() {
     if (!p) return nullptr;
     size_t off = static_cast<size_t>(p - w_);
     for (const ParamSpec& s : specs_)
-      if (s.offset == off) return s.trainable() ? g_ + s.grad_offset : nullptr;
+      if (!s.quantized() && s.offset == off) return s.trainable() ? g_ + s.grad_offset : nullptr;
     throw Error("", "internal: a weight pointer that is no tensor's");
+  };
+  // A matrix's fp32 values, or null with its blocks in q.
+  auto matrix = [&](const std::string& name, QuantWeight& q) -> float* {
+    const ParamSpec& s = param(name);
+    if (!s.quantized()) return w(name);
+    q = {s.type, reinterpret_cast<const uint8_t*>(q_) + s.qoffset, s.row_bytes};
+    return nullptr;
   };
   auto linear = [&](int in, int out, const std::string& weight, const std::string& bias) {
     Linear lin;
     lin.in = in;
     lin.out = out;
-    lin.w = w(weight);
+    lin.w = matrix(weight, lin.qw);
     lin.b = bias.empty() ? nullptr : w(bias);
     lin.dw = grad(lin.w);
     lin.db = grad(lin.b);
@@ -465,7 +514,7 @@ void Model::bind() {
   if (opts_.lora.rank > 0) bind_lora();
   Top& t = *top_;
   const std::string embed = llama ? "model.embed_tokens.weight" : "wte";
-  t.wte = w(embed);
+  t.wte = matrix(embed, t.qwte);
   t.wpe = llama ? nullptr : w("wpe");
   t.dwte = grad(t.wte);
   t.dwpe = grad(t.wpe);
@@ -511,7 +560,7 @@ void Model::bind_lora() {
 }
 
 void Model::freeze(const std::function<bool(const std::string&)>& frozen) {
-  for (size_t i = 0; i < specs_.size(); ++i) frozen_[i] = frozen(specs_[i].name);
+  for (size_t i = 0; i < specs_.size(); ++i) frozen_[i] = specs_[i].quantized() || frozen(specs_[i].name);
   layout_grads();
   bind();
 }
@@ -527,6 +576,7 @@ Model::~Model() {
   if (acts_.stats) be_.release(acts_.stats);
   be_.release(w_);
   be_.release(g_);
+  if (q_) be_.release(q_);
 }
 
 size_t Model::num_params_unpadded() const {
@@ -573,6 +623,7 @@ void Model::init(uint64_t seed) {
   for (size_t i = 0; i < specs_.size(); ++i) {
     const ParamSpec& s = specs_[i];
     if (is_lora_tensor(s.name)) continue;  // init_lora's
+    if (s.quantized()) throw Error("", "internal: init() of a model with quantized matrices");
     // Written in place on the CPU; elsewhere through one tensor-sized staging buffer.
     if (!direct) staging.assign(s.size, 0.0f);
     float* p = direct ? direct + s.offset : staging.data();
@@ -616,6 +667,8 @@ void Model::merge_lora() {
   for (Layer& L : layers_)
     for (Linear* lin : {&L.q, &L.k, &L.v, &L.o, &L.mlp_in, &L.mlp_up, &L.mlp_out}) {
       if (!lin->adapted()) continue;
+      if (lin->qw.data)
+        throw Error("", "adapters on quantized matrices are not merged into them: save the adapter and apply it to the base");
       // W [out, in] += scale B [out, r] (A [r, in]): A^T as a [in, r] weight of matmul_accumulate.
       const int r = lin->lora.rank;
       std::vector<float> a(static_cast<size_t>(r) * lin->in), at(a.size());
@@ -892,7 +945,14 @@ void Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T,
   const int32_t* st = starts_.empty() ? nullptr : starts_.data();
   Top& t = *top_;
   BatchAttention site(be_, c, B, T, st);
-  be_.embedding_forward(layers_.empty() ? t.xf : acts_layers_[0].x, tokens_.data(), t.wte, t.wpe, B, T, c.dim, st);
+  float* x0 = layers_.empty() ? t.xf : acts_layers_[0].x;
+  if (t.qwte.data) {
+    std::vector<int32_t> pos(static_cast<size_t>(N));
+    for (int n = 0; n < N; ++n) pos[static_cast<size_t>(n)] = n % T - (st ? st[n] : 0);
+    be_.embedding_quant(x0, tokens_.data(), pos.data(), t.qwte, t.wpe, N, c.dim);
+  } else {
+    be_.embedding_forward(x0, tokens_.data(), t.wte, t.wpe, B, T, c.dim, st);
+  }
   for (size_t l = 0; l < layers_.size(); ++l)
     layer_forward(static_cast<int>(l), acts_layers_[l], l + 1 < layers_.size() ? acts_layers_[l + 1].x : t.xf, N, site);
   head_forward(t.xf, N);
@@ -1032,7 +1092,8 @@ void Model::forward_cached(const int32_t* tokens, int rows, const std::vector<Ca
   // is kept for a backward pass.
   LayerActs& a = acts_layers_.at(0);
   CachedAttention site(be_, c, segments, pos, cache);
-  be_.embedding_at(a.x, tokens_.data(), pos.data(), t.wte, t.wpe, N, c.dim);
+  if (t.qwte.data) be_.embedding_quant(a.x, tokens_.data(), pos.data(), t.qwte, t.wpe, N, c.dim);
+  else be_.embedding_at(a.x, tokens_.data(), pos.data(), t.wte, t.wpe, N, c.dim);
   for (size_t l = 0; l < layers_.size(); ++l) layer_forward(static_cast<int>(l), a, a.x, N, site);
   head_forward(a.x, N);
 }

@@ -10,6 +10,7 @@
 #include "llmkit/error.hpp"
 #include "llmkit/gguf.hpp"
 #include "llmkit/io.hpp"
+#include "llmkit/log.hpp"
 #include "llmkit/model.hpp"
 #include "llmkit/quant.hpp"
 #include "llmkit/tok.hpp"
@@ -72,18 +73,58 @@ ggml::Type tensor_type(const QuantScheme& s, int64_t row, int dims, Role role, i
 }
 
 // Hugging Face's rotate-half rows of one projection into llama.cpp's interleaved order (its
-// converter's permute): within each head, row j * (hd / 2) + i goes to row 2 i + j.
-std::vector<float> permute_heads(const float* w, int64_t rows, int64_t cols, int heads, bool inverse) {
-  std::vector<float> out(static_cast<size_t>(rows * cols));
+// converter's permute): within each head, row j * (hd / 2) + i goes to row 2 i + j. Rows of
+// row_bytes bytes: fp32 values or a row's blocks alike.
+std::vector<uint8_t> permute_rows(const void* w, int64_t rows, size_t row_bytes, int heads, bool inverse) {
+  std::vector<uint8_t> out(static_cast<size_t>(rows) * row_bytes);
+  const auto* in = static_cast<const uint8_t*>(w);
   const int64_t hd = rows / heads, half = hd / 2;
   for (int64_t h = 0; h < heads; ++h)
     for (int64_t j = 0; j < 2; ++j)
       for (int64_t i = 0; i < half; ++i) {
         const int64_t hf = h * hd + j * half + i, gg = h * hd + 2 * i + j;
         const int64_t from = inverse ? gg : hf, to = inverse ? hf : gg;
-        std::memcpy(out.data() + to * cols, w + from * cols, static_cast<size_t>(cols) * sizeof(float));
+        std::memcpy(out.data() + static_cast<size_t>(to) * row_bytes, in + static_cast<size_t>(from) * row_bytes, row_bytes);
       }
   return out;
+}
+std::vector<float> permute_heads(const float* w, int64_t rows, int64_t cols, int heads, bool inverse) {
+  const std::vector<uint8_t> b = permute_rows(w, rows, static_cast<size_t>(cols) * sizeof(float), heads, inverse);
+  std::vector<float> out(static_cast<size_t>(rows * cols));
+  std::memcpy(out.data(), b.data(), b.size());
+  return out;
+}
+
+// What llama-quantize's choice sees of an llmkit tensor: the role and layer of the GGUF tensor
+// it becomes (GPT-2's q, k and v: the fused attn_qkv, an attn_v).
+Role role_of(const ModelConfig& c, const std::string& name, int& layer) {
+  layer = 0;
+  for (const char* prefix : {"model.layers.", "h."})
+    if (name.rfind(prefix, 0) == 0) layer = std::atoi(name.c_str() + std::strlen(prefix));
+  const bool llama = c.family == ModelConfig::Family::llama;
+  if (name == "lm_head.weight") return Role::output;
+  if (name == "model.embed_tokens.weight" || name == "wte") return !llama || c.tied_embeddings ? Role::output : Role::other;
+  if (has_suffix(name, "v_proj.weight") || has_suffix(name, "attn.q.weight") || has_suffix(name, "attn.k.weight") ||
+      has_suffix(name, "attn.v.weight"))
+    return Role::attn_v;
+  if (has_suffix(name, "down_proj.weight") || has_suffix(name, "mlp.c_proj.weight")) return Role::ffn_down;
+  return Role::other;
+}
+
+// The type llama-quantize gives the GGUF tensor an llmkit tensor becomes.
+ggml::Type scheme_type(const ModelConfig& c, const QuantScheme& s, const ParamSpec& spec) {
+  int layer = 0;
+  const Role role = role_of(c, spec.name, layer);
+  return tensor_type(s, spec.shape.back(), static_cast<int>(spec.shape.size()), role, layer, c.layers);
+}
+
+// Whether a Model holds a tensor of this type as blocks (the others as fp32: norms, biases,
+// GPT-2's position table, F16 and BF16 matrices).
+bool held_as_blocks(const std::string& name, ggml::Type t) {
+  if (!quantized(t) || Model::is_lora_tensor(name)) return false;
+  return has_suffix(name, "_proj.weight") || has_suffix(name, "attn.q.weight") || has_suffix(name, "attn.k.weight") ||
+         has_suffix(name, "attn.v.weight") || has_suffix(name, "c_proj.weight") || has_suffix(name, "c_fc.weight") ||
+         name == "lm_head.weight" || name == "model.embed_tokens.weight" || name == "wte";
 }
 
 std::string blk(int l, const char* what) { return "blk." + std::to_string(l) + "." + what; }
@@ -353,6 +394,44 @@ ExportReport export_gguf(const std::string& checkpoint, const std::string& out, 
   return r;
 }
 
+std::unique_ptr<Model> quantize_model(Model& m, const QuantScheme& s) {
+  const ModelConfig& c = m.config();
+  if (m.quantized()) throw Error("", "the model's matrices are quantized already");
+  Backend& be = m.backend();
+  ModelOptions o = m.options();
+  o.weight_types.clear();
+  for (const ParamSpec& spec : m.params())
+    if (const ggml::Type t = scheme_type(c, s, spec); held_as_blocks(spec.name, t)) o.weight_types[spec.name] = t;
+  auto q = std::make_unique<Model>(c, be, o);
+  std::vector<float> w(m.num_params()), out(q->num_params(), 0.0f);
+  be.download(w.data(), m.weights(), w.size());
+  for (const ParamSpec& from : m.params()) {
+    throw_if_stopped();
+    const ParamSpec& to = q->param(from.name);
+    const float* v = w.data() + from.offset;
+    // The vocabulary's rows only: the padding stays zero, as a GGUF file read back has it.
+    const bool vocab = from.name == "lm_head.weight" || from.name == "model.embed_tokens.weight" || from.name == "wte";
+    const int64_t cols = from.shape.back(), rows = vocab ? c.vocab_size : static_cast<int64_t>(from.size) / cols;
+    const ggml::Type t = Model::is_lora_tensor(from.name) || from.name == "score.weight" ? ggml::Type::f32 : scheme_type(c, s, from);
+    if (to.quantized()) {
+      std::vector<uint8_t> blocks(static_cast<size_t>(rows) * to.row_bytes);
+      for (int64_t r = 0; r < rows; ++r) ggml::quantize(t, v + r * cols, blocks.data() + static_cast<size_t>(r) * to.row_bytes, cols);
+      q->set_quantized(from.name, blocks.data(), rows);
+    } else if (t != ggml::Type::f32) {  // held as fp32, the values the file's type leaves
+      std::vector<uint8_t> row(ggml::row_bytes(t, cols));
+      for (int64_t r = 0; r < rows; ++r) {
+        ggml::quantize(t, v + r * cols, row.data(), cols);
+        ggml::dequantize(t, row.data(), out.data() + to.offset + static_cast<size_t>(r * cols), cols);
+      }
+    } else {
+      std::copy(v, v + from.size, out.begin() + static_cast<ptrdiff_t>(to.offset));
+    }
+  }
+  be.upload(q->weights(), out.data(), out.size());
+  be.parameters_changed();
+  return q;
+}
+
 LoadedModel open_gguf_model(const std::string& path, Backend& be, ModelOptions options) {
   const GgufFile f(path);
   const std::string arch = f.get_string("general.architecture");
@@ -381,73 +460,100 @@ LoadedModel open_gguf_model(const std::string& path, Backend& be, ModelOptions o
     c.tied_embeddings = true;
   }
   c.validate(path);
-  LoadedModel lm;
-  lm.model = std::make_unique<Model>(c, be, options);
-  Model& m = *lm.model;
-  std::vector<float> w(m.num_params(), 0.0f);
-  auto take = [&](const std::string& gname, const std::string& name, std::vector<int64_t> ne, int permute_heads_n = 0) {
-    const GgufTensor* t = f.tensor(gname);
-    if (!t) throw Error(path, "has no tensor " + gname);
-    if (t->ne != ne) {
-      std::string want, got;
-      for (int64_t d : ne) want += (want.empty() ? "" : " x ") + std::to_string(d);
-      for (int64_t d : t->ne) got += (got.empty() ? "" : " x ") + std::to_string(d);
-      throw Error(path, "tensor " + gname + " is " + got + ", the model's config wants " + want);
-    }
-    std::vector<float> v = f.values(*t);
-    if (permute_heads_n > 0) v = permute_heads(v.data(), ne[1], ne[0], permute_heads_n, true);
-    const ParamSpec& s = m.param(name);
-    std::memcpy(w.data() + s.offset, v.data(), std::min(v.size(), s.size) * sizeof(float));
+  // Where each GGUF tensor goes: (file tensor, llmkit tensor, shape in the file, heads whose rows
+  // to permute back, first row of the file tensor: GPT-2's attn_qkv holds q, k and v).
+  struct Place {
+    std::string gname, name;
+    std::vector<int64_t> ne;
+    int heads = 0;
+    int64_t row0 = 0;
   };
+  std::vector<Place> places;
   const int64_t C = c.dim, V = c.vocab_size, F = c.ffn_dim;
-  take("token_embd.weight", llama ? "model.embed_tokens.weight" : "wte", {C, V});
-  if (!llama) take("position_embd.weight", "wpe", {C, c.max_seq});
+  places.push_back({"token_embd.weight", llama ? "model.embed_tokens.weight" : "wte", {C, V}});
+  if (!llama) places.push_back({"position_embd.weight", "wpe", {C, c.max_seq}});
   for (int l = 0; l < c.layers; ++l) {
     if (llama) {
       const std::string p = "model.layers." + std::to_string(l) + ".";
       const int64_t QC = static_cast<int64_t>(c.heads) * c.head_dim(), KC = static_cast<int64_t>(c.kv_heads) * c.head_dim();
-      take(blk(l, "attn_norm.weight"), p + "input_layernorm.weight", {C});
-      take(blk(l, "attn_q.weight"), p + "self_attn.q_proj.weight", {C, QC}, c.heads);
-      take(blk(l, "attn_k.weight"), p + "self_attn.k_proj.weight", {C, KC}, c.kv_heads);
-      take(blk(l, "attn_v.weight"), p + "self_attn.v_proj.weight", {C, KC});
-      take(blk(l, "attn_output.weight"), p + "self_attn.o_proj.weight", {QC, C});
-      take(blk(l, "ffn_norm.weight"), p + "post_attention_layernorm.weight", {C});
-      take(blk(l, "ffn_gate.weight"), p + "mlp.gate_proj.weight", {C, F});
-      take(blk(l, "ffn_up.weight"), p + "mlp.up_proj.weight", {C, F});
-      take(blk(l, "ffn_down.weight"), p + "mlp.down_proj.weight", {F, C});
+      places.push_back({blk(l, "attn_norm.weight"), p + "input_layernorm.weight", {C}});
+      places.push_back({blk(l, "attn_q.weight"), p + "self_attn.q_proj.weight", {C, QC}, c.heads});
+      places.push_back({blk(l, "attn_k.weight"), p + "self_attn.k_proj.weight", {C, KC}, c.kv_heads});
+      places.push_back({blk(l, "attn_v.weight"), p + "self_attn.v_proj.weight", {C, KC}});
+      places.push_back({blk(l, "attn_output.weight"), p + "self_attn.o_proj.weight", {QC, C}});
+      places.push_back({blk(l, "ffn_norm.weight"), p + "post_attention_layernorm.weight", {C}});
+      places.push_back({blk(l, "ffn_gate.weight"), p + "mlp.gate_proj.weight", {C, F}});
+      places.push_back({blk(l, "ffn_up.weight"), p + "mlp.up_proj.weight", {C, F}});
+      places.push_back({blk(l, "ffn_down.weight"), p + "mlp.down_proj.weight", {F, C}});
     } else {
       const std::string p = "h." + std::to_string(l) + ".";
-      take(blk(l, "attn_norm.weight"), p + "ln_1.weight", {C});
-      take(blk(l, "attn_norm.bias"), p + "ln_1.bias", {C});
-      const GgufTensor* qkv = f.tensor(blk(l, "attn_qkv.weight"));
-      const GgufTensor* qkvb = f.tensor(blk(l, "attn_qkv.bias"));
-      if (!qkv || !qkvb || qkv->ne != std::vector<int64_t>{C, 3 * C}) throw Error(path, "has no " + blk(l, "attn_qkv") + " of " + std::to_string(C) + " x " + std::to_string(3 * C));
-      const std::vector<float> a = f.values(*qkv), b = f.values(*qkvb);
+      places.push_back({blk(l, "attn_norm.weight"), p + "ln_1.weight", {C}});
+      places.push_back({blk(l, "attn_norm.bias"), p + "ln_1.bias", {C}});
       int k = 0;
       for (const char* x : {"q", "k", "v"}) {
-        std::memcpy(w.data() + m.param(p + "attn." + x + ".weight").offset, a.data() + k * C * C, static_cast<size_t>(C * C) * sizeof(float));
-        std::memcpy(w.data() + m.param(p + "attn." + x + ".bias").offset, b.data() + k * C, static_cast<size_t>(C) * sizeof(float));
+        places.push_back({blk(l, "attn_qkv.weight"), p + "attn." + x + ".weight", {C, 3 * C}, 0, k * C});
+        places.push_back({blk(l, "attn_qkv.bias"), p + "attn." + x + ".bias", {3 * C}, 0, k * C});
         ++k;
       }
-      take(blk(l, "attn_output.weight"), p + "attn.c_proj.weight", {C, C});
-      take(blk(l, "attn_output.bias"), p + "attn.c_proj.bias", {C});
-      take(blk(l, "ffn_norm.weight"), p + "ln_2.weight", {C});
-      take(blk(l, "ffn_norm.bias"), p + "ln_2.bias", {C});
-      take(blk(l, "ffn_up.weight"), p + "mlp.c_fc.weight", {C, F});
-      take(blk(l, "ffn_up.bias"), p + "mlp.c_fc.bias", {F});
-      take(blk(l, "ffn_down.weight"), p + "mlp.c_proj.weight", {F, C});
-      take(blk(l, "ffn_down.bias"), p + "mlp.c_proj.bias", {C});
+      places.push_back({blk(l, "attn_output.weight"), p + "attn.c_proj.weight", {C, C}});
+      places.push_back({blk(l, "attn_output.bias"), p + "attn.c_proj.bias", {C}});
+      places.push_back({blk(l, "ffn_norm.weight"), p + "ln_2.weight", {C}});
+      places.push_back({blk(l, "ffn_norm.bias"), p + "ln_2.bias", {C}});
+      places.push_back({blk(l, "ffn_up.weight"), p + "mlp.c_fc.weight", {C, F}});
+      places.push_back({blk(l, "ffn_up.bias"), p + "mlp.c_fc.bias", {F}});
+      places.push_back({blk(l, "ffn_down.weight"), p + "mlp.c_proj.weight", {F, C}});
+      places.push_back({blk(l, "ffn_down.bias"), p + "mlp.c_proj.bias", {C}});
     }
   }
-  if (llama) {
-    take("output_norm.weight", "model.norm.weight", {C});
-    if (!c.tied_embeddings) take("output.weight", "lm_head.weight", {C, V});
-  } else {
-    take("output_norm.weight", "ln_f.weight", {C});
-    take("output_norm.bias", "ln_f.bias", {C});
+  places.push_back({"output_norm.weight", llama ? "model.norm.weight" : "ln_f.weight", {C}});
+  if (!llama) places.push_back({"output_norm.bias", "ln_f.bias", {C}});
+  if (llama && !c.tied_embeddings) places.push_back({"output.weight", "lm_head.weight", {C, V}});
+  // The file's tensors, checked, and the matrices that stay in their blocks.
+  std::vector<const GgufTensor*> found;
+  for (const Place& pl : places) {
+    const GgufTensor* t = f.tensor(pl.gname);
+    if (!t) throw Error(path, "has no tensor " + pl.gname);
+    if (t->ne != pl.ne) {
+      std::string want, got;
+      for (int64_t d : pl.ne) want += (want.empty() ? "" : " x ") + std::to_string(d);
+      for (int64_t d : t->ne) got += (got.empty() ? "" : " x ") + std::to_string(d);
+      throw Error(path, "tensor " + pl.gname + " is " + got + ", the model's config wants " + want);
+    }
+    found.push_back(t);
+    if (held_as_blocks(pl.name, t->type)) options.weight_types[pl.name] = t->type;
+  }
+  LoadedModel lm;
+  lm.model = std::make_unique<Model>(c, be, options);
+  Model& m = *lm.model;
+  std::vector<float> w(m.num_params(), 0.0f);
+  for (size_t i = 0; i < places.size(); ++i) {
+    throw_if_stopped();
+    const Place& pl = places[i];
+    const GgufTensor& t = *found[i];
+    const ParamSpec& s = m.param(pl.name);
+    const int64_t cols = pl.ne[0];
+    if (s.quantized()) {  // the blocks as they are, rows permuted back where the export permuted them
+      const size_t rb = ggml::row_bytes(t.type, cols);
+      const int64_t n = pl.row0 > 0 || pl.gname.find("attn_qkv") != std::string::npos ? C : pl.ne[1];
+      const uint8_t* src = f.data(t) + static_cast<size_t>(pl.row0) * rb;
+      if (pl.heads > 0) {
+        const std::vector<uint8_t> b = permute_rows(src, n, rb, pl.heads, true);
+        m.set_quantized(pl.name, b.data(), n);
+      } else {
+        m.set_quantized(pl.name, src, n);
+      }
+      continue;
+    }
+    std::vector<float> v = f.values(t);
+    if (pl.heads > 0) v = permute_heads(v.data(), pl.ne[1], cols, pl.heads, true);
+    const size_t first = static_cast<size_t>(pl.row0) * (pl.ne.size() == 2 ? static_cast<size_t>(cols) : 1);
+    std::memcpy(w.data() + s.offset, v.data() + first, std::min(v.size() - first, s.size) * sizeof(float));
   }
   be.upload(m.weights(), w.data(), w.size());
   be.parameters_changed();
+  if (m.quantized())
+    LLMKIT_INFO("%s: %zu matrices kept in their blocks, %.1f MiB of weights in memory; quantized matmuls: %s", path.c_str(),
+                options.weight_types.size(), static_cast<double>(m.weight_bytes()) / 1048576.0, be.quant_kernel().c_str());
   if (const GgufValue* t = f.find("llmkit.tokenizer.model"); t && t->type == GgufValue::array && t->elem == GgufValue::u8) {
     std::string bytes(t->nums.size(), '\0');
     for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(static_cast<uint8_t>(t->nums[i]));

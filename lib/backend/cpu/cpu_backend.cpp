@@ -21,6 +21,7 @@
 #include "llmkit/error.hpp"
 #include "llmkit/tool.hpp"
 #include "gemm.hpp"
+#include "qmatmul.hpp"
 #include "../dropout.hpp"
 
 namespace llmkit {
@@ -309,6 +310,28 @@ class CpuBackend final : public Backend {
       cpu::sgemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
     if (dbias) column_reduce(dbias, N, OC, [&](int n, int o) { return dout[static_cast<size_t>(n) * OC + o]; });
   }
+
+  void matmul_forward_quant(float* out, const float* inp, const QuantWeight& w, const float* bias, int N, int C,
+                            int OC) override {
+    cpu::qmatmul(out, inp, w.type, w.data, w.row_bytes, bias, N, C, OC);
+  }
+  void matmul_backward_quant(float* dinp, const float* dout, const QuantWeight& w, int N, int C, int OC) override {
+    cpu::qmatmul_backward(dinp, dout, w.type, w.data, w.row_bytes, N, C, OC);
+  }
+  void embedding_quant(float* out, const int32_t* tokens, const int32_t* pos, const QuantWeight& wte, const float* wpe, int N,
+                       int C) override {
+    const auto* base = static_cast<const uint8_t*>(wte.data);
+#pragma omp parallel for
+    for (int n = 0; n < N; ++n) {
+      float* o = out + static_cast<size_t>(n) * C;
+      ggml::dequantize(wte.type, base + wte.row_bytes * static_cast<size_t>(tokens[n]), o, C);
+      if (wpe) {
+        const float* p = wpe + static_cast<size_t>(pos[n]) * C;
+        for (int c = 0; c < C; ++c) o[c] += p[c];
+      }
+    }
+  }
+  std::string quant_kernel() const override { return cpu::qkernel_name(cpu::qkernel()); }
 
   void matmul_accumulate(float* out, const float* inp, const float* w, int N, int C, int OC, float alpha) override {
     cpu::sgemm(false, true, N, OC, C, alpha, inp, C, w, C, 1.0f, out, OC);

@@ -20,7 +20,18 @@
 #include <memory>
 #include <string>
 
+#include "llmkit/ggml.hpp"
+
 namespace llmkit {
+
+// A weight matrix [rows, cols] held as ggml blocks (llmkit/ggml.hpp: Q8_0, Q4_K, ...) in the
+// backend's memory, row after row of row_bytes bytes: what a GGUF model's matrices stay in. The
+// matmuls read the blocks directly; nothing dequantizes the whole matrix.
+struct QuantWeight {
+  ggml::Type type = ggml::Type::f32;
+  const void* data = nullptr;  // null: none (the layer's weight is fp32)
+  size_t row_bytes = 0;
+};
 
 // The divergences of knowledge distillation, between a teacher's t and a student's s, both
 // softmax(logits / temperature):
@@ -100,6 +111,20 @@ class Backend {
   // (a frozen weight pays nothing for its gradient).
   virtual void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout,
                                const float* inp, const float* w, int N, int C, int OC) = 0;
+
+  // The same two on a matrix of ggml blocks: out = inp @ w^T (+ bias) with the activations
+  // quantized to 8 bits per block as llama.cpp computes it (quant_kernel() says which kernel);
+  // the backward gives dinp += dout @ w only (a quantized weight is frozen: QLoRA's base). A
+  // backend without them throws.
+  virtual void matmul_forward_quant(float* out, const float* inp, const QuantWeight& w, const float* bias, int N, int C,
+                                    int OC);
+  virtual void matmul_backward_quant(float* dinp, const float* dout, const QuantWeight& w, int N, int C, int OC);
+  // out[n] = the row tokens[n] of a quantized embedding, dequantized (+ wpe[pos[n]] when wpe, an
+  // fp32 table, is not null).
+  virtual void embedding_quant(float* out, const int32_t* tokens, const int32_t* pos, const QuantWeight& wte,
+                               const float* wpe, int N, int C);
+  // The kernel of the quantized matmuls, in words ("AVX2", "portable"); "" where there is none.
+  virtual std::string quant_kernel() const { return ""; }
 
   // out[N, OC] += alpha * inp[N, C] @ w[OC, C]^T: a low-rank adapter's path added onto its
   // layer's output.

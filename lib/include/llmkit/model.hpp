@@ -11,7 +11,10 @@
 #include <string>
 #include <vector>
 
+#include <map>
+
 #include "llmkit/backend.hpp"
+#include "llmkit/ggml.hpp"
 
 namespace llmkit {
 
@@ -48,7 +51,9 @@ struct ModelConfig {
 // One parameter tensor: its name (Hugging Face's for Llama; llmkit's own for GPT-2, whose
 // Conv1D and fused-qkv layout is converted when checkpoints are read and written), shape as
 // stored, offset in the flat weight buffer, offset in the gradient buffer (which holds the
-// trainable tensors only: kFrozen for a frozen one), and whether weight decay applies.
+// trainable tensors only: kFrozen for a frozen one), and whether weight decay applies. A matrix
+// held as ggml blocks (ModelOptions::weight_types) has no fp32 values: its rows of row_bytes
+// bytes start at byte qoffset of the quantized buffer, and it is always frozen.
 struct ParamSpec {
   static constexpr size_t kFrozen = SIZE_MAX;
   std::string name;
@@ -56,7 +61,10 @@ struct ParamSpec {
   size_t offset = 0, size = 0;
   bool decay = false;
   size_t grad_offset = kFrozen;
+  ggml::Type type = ggml::Type::f32;
+  size_t qoffset = 0, row_bytes = 0;
   bool trainable() const { return grad_offset != kFrozen; }
+  bool quantized() const { return type != ggml::Type::f32; }
 };
 
 // Keys and values of earlier positions, per layer, for `slots` sequences of up to max_len
@@ -114,6 +122,11 @@ struct ModelOptions {
   // The LM head and its logits: off for a reward model, which reads the scalar head only (and
   // holds neither an untied lm_head.weight nor the [tokens, vocabulary] logits).
   bool lm_head = true;
+  // Matrices held as ggml blocks (Q8_0, Q4_K, ...) instead of fp32, by tensor name: the linear
+  // layers' weights and the token embedding (a GGUF model's; lib/quant fills this). They take
+  // their blocks' bytes only, are frozen, and their matmuls read the blocks (the backend's
+  // matmul_forward_quant); an adapter on them trains as QLoRA does.
+  std::map<std::string, ggml::Type> weight_types;
 };
 
 class Model {
@@ -136,6 +149,13 @@ class Model {
   size_t num_trainable_unpadded() const;
   float* weights() { return w_; }
   float* grads() { return g_; }
+  // Whether some matrices are ggml blocks (ModelOptions::weight_types), and the bytes of all
+  // weights as held (fp32 values and blocks): what a forward pass reads.
+  bool quantized() const { return qtotal_ > 0; }
+  size_t weight_bytes() const;
+  // A quantized matrix's blocks from host memory: `rows` rows of its spec's row_bytes (fewer than
+  // its shape's rows leave the rest zero: the embedding's padding).
+  void set_quantized(const std::string& name, const void* blocks, int64_t rows);
 
   // GPT-2-style initialisation: N(0, 0.02), residual projections N(0, 0.02/sqrt(2 layers)),
   // norm weights 1, biases 0; adapters as init_lora. Deterministic for a seed.
@@ -260,6 +280,8 @@ class Model {
   void layout_grads();
   float* w_ = nullptr;
   float* g_ = nullptr;
+  float* q_ = nullptr;  // the quantized matrices' blocks (qtotal_ bytes)
+  size_t qtotal_ = 0;
   Acts acts_;
   std::vector<Layer> layers_;
   std::vector<LayerActs> acts_layers_;

@@ -44,7 +44,8 @@ struct ExportReport {
 ExportReport export_gguf(const std::string& checkpoint, const std::string& out, const QuantScheme& scheme,
                          const std::string& name = "");
 
-// A GGUF file as an llmkit model (its weights dequantized to fp32) on `backend`: one that
+// A GGUF file as an llmkit model on `backend`: its quantized matrices (Q8_0, Q4_K, ...) held
+// in their blocks, the rest (F32, F16, BF16) as fp32 values. The file: one that
 // llm-quant wrote, or a Llama-architecture file that llama.cpp's converter wrote (its
 // tokenizer then rebuilt from the vocabulary metadata is not supported: give --tokenizer).
 // `tokenizer` gets the path of a SentencePiece model extracted next to nothing (a temporary file
@@ -52,5 +53,12 @@ ExportReport export_gguf(const std::string& checkpoint, const std::string& out, 
 LoadedModel open_gguf_model(const std::string& path, Backend& backend, ModelOptions options = {});
 
 bool is_gguf_file(const std::string& path);
+
+// A copy of model m (on its backend) with its matrices quantized in memory as export_gguf
+// writes them under scheme s: the linear layers' weights and the token embedding held in their
+// blocks, tensors that the file holds as F16 or that the model keeps in fp32 (GPT-2's position
+// table) rounded through their type. Evaluating it gives exactly what evaluating the GGUF file
+// read back (open_gguf_model) gives.
+std::unique_ptr<Model> quantize_model(Model& m, const QuantScheme& s);
 
 }  // namespace llmkit

@@ -1,0 +1,616 @@
+// Matrix multiply on ggml blocks: see qmatmul.hpp. The block layouts are those of llmkit/ggml.hpp
+// (byte offsets below); the activations' blocks are this file's own, laid out as ggml's
+// block_q8_0, block_q8_1 and block_q8_K:
+//   A8_0  d (fp16), 32 x int8                       34 bytes
+//   A8_1  d (fp16), s = d * sum(q) (fp16), 32 x int8  36 bytes
+//   A8_K  d (fp32), 256 x int8, 16 x int16 sums of 16  292 bytes
+#include "qmatmul.hpp"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gemm.hpp"
+#include "llmkit/error.hpp"
+
+// GCC 12's AVX-512 headers build registers from _mm512_undefined_*, which -Wuninitialized
+// reports at each use (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace llmkit::cpu {
+
+namespace {
+
+using ggml::Type;
+
+enum class Act { a8_0, a8_1, a8_k };
+
+Act act_of(Type t) {
+  switch (t) {
+    case Type::q8_0:
+    case Type::q4_0:
+    case Type::q5_0: return Act::a8_0;
+    case Type::q4_1:
+    case Type::q5_1: return Act::a8_1;
+    case Type::q4_k:
+    case Type::q5_k:
+    case Type::q6_k: return Act::a8_k;
+    default: throw Error("", std::string("internal: no quantized matmul for ") + ggml::traits(t).name);
+  }
+}
+
+size_t act_block_bytes(Act a) { return a == Act::a8_0 ? 34 : a == Act::a8_1 ? 36 : 292; }
+int act_block(Act a) { return a == Act::a8_k ? 256 : 32; }
+
+inline float f16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return ggml::fp16_to_fp32(h);
+}
+inline float f32(const uint8_t* p) {
+  float f;
+  std::memcpy(&f, p, 4);
+  return f;
+}
+inline void put16(uint8_t* p, float f) {
+  const uint16_t h = ggml::fp32_to_fp16(f);
+  std::memcpy(p, &h, 2);
+}
+
+// ggml's nearest_int: ties to even.
+inline int nearest_int(float f) {
+  const float v = f + 12582912.f;
+  int32_t i;
+  std::memcpy(&i, &v, sizeof i);
+  return (i & 0x007fffff) - 0x00400000;
+}
+
+// ---- Activations (ggml's quantize_row_q8_0_ref, _q8_1_ref, _q8_K_ref) ----
+
+void quantize_a8_32(const float* x, uint8_t* y, int nb, bool with_sum) {
+  const size_t bytes = with_sum ? 36 : 34;
+  for (int i = 0; i < nb; ++i, x += 32, y += bytes) {
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.f, id = d != 0 ? 1.0f / d : 0.0f;
+    put16(y, d);
+    int8_t* q = reinterpret_cast<int8_t*>(y + (with_sum ? 4 : 2));
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) {
+      q[j] = static_cast<int8_t>(std::round(x[j] * id));
+      sum += q[j];
+    }
+    if (with_sum) put16(y + 2, static_cast<float>(sum) * d);
+  }
+}
+
+void quantize_a8_k(const float* x, uint8_t* y, int nb) {
+  for (int i = 0; i < nb; ++i, x += 256, y += 292) {
+    float max = 0, amax = 0;
+    for (int j = 0; j < 256; ++j)
+      if (std::fabs(x[j]) > amax) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    int8_t* q = reinterpret_cast<int8_t*>(y + 4);
+    int16_t sums[16] = {};
+    if (amax == 0) {
+      std::memset(y, 0, 292);
+      continue;
+    }
+    const float iscale = -127.f / max;
+    for (int j = 0; j < 256; ++j) q[j] = static_cast<int8_t>(std::min(127, nearest_int(iscale * x[j])));
+    for (int j = 0; j < 16; ++j) {
+      int s = 0;
+      for (int l = 0; l < 16; ++l) s += q[16 * j + l];
+      sums[j] = static_cast<int16_t>(s);
+    }
+    const float d = 1 / iscale;
+    std::memcpy(y, &d, 4);
+    std::memcpy(y + 260, sums, 32);
+  }
+}
+
+// ---- Portable kernels: each weight block unpacked to small integers, exact integer sums ----
+
+// A 32-value block's quantized values (Q8_0, Q4_0, Q5_0 signed around 0; Q4_1, Q5_1 unsigned).
+void unpack32(Type t, const uint8_t* x, int* q) {
+  switch (t) {
+    case Type::q8_0:
+      for (int j = 0; j < 32; ++j) q[j] = static_cast<int8_t>(x[2 + j]);
+      return;
+    case Type::q4_0:
+    case Type::q4_1: {
+      const uint8_t* qs = x + (t == Type::q4_0 ? 2 : 4);
+      const int off = t == Type::q4_0 ? 8 : 0;
+      for (int j = 0; j < 16; ++j) q[j] = (qs[j] & 0xF) - off, q[j + 16] = (qs[j] >> 4) - off;
+      return;
+    }
+    default: {  // Q5_0, Q5_1
+      const bool min = t == Type::q5_1;
+      uint32_t qh;
+      std::memcpy(&qh, x + (min ? 4 : 2), 4);
+      const uint8_t* qs = x + (min ? 8 : 6);
+      const int off = min ? 0 : 16;
+      for (int j = 0; j < 16; ++j) {
+        q[j] = ((qs[j] & 0xF) | static_cast<int>(((qh >> j) & 1) << 4)) - off;
+        q[j + 16] = ((qs[j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1) << 4)) - off;
+      }
+    }
+  }
+}
+
+// The 6-bit scale and min of group j of a Q4_K/Q5_K block's 12 bytes.
+inline void scale_min_k4(int j, const uint8_t* q, int& d, int& m) {
+  if (j < 4) {
+    d = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+float dot_portable(Type t, int n, const uint8_t* w, const uint8_t* a) {
+  float sum = 0;
+  const size_t wb = ggml::traits(t).bytes;
+  const Act act = act_of(t);
+  const int nb = n / act_block(act);
+  const size_t ab = act_block_bytes(act);
+  for (int i = 0; i < nb; ++i, w += wb, a += ab) {
+    if (act != Act::a8_k) {
+      int q[32], s = 0;
+      unpack32(t, w, q);
+      const int8_t* y = reinterpret_cast<const int8_t*>(a + (act == Act::a8_1 ? 4 : 2));
+      for (int j = 0; j < 32; ++j) s += q[j] * y[j];
+      sum += f16(w) * f16(a) * static_cast<float>(s);
+      if (act == Act::a8_1) sum += f16(w + 2) * f16(a + 2);
+      continue;
+    }
+    const int8_t* y = reinterpret_cast<const int8_t*>(a + 4);
+    int16_t bsums[16];
+    std::memcpy(bsums, a + 260, 32);
+    const float yd = f32(a);
+    if (t == Type::q6_k) {
+      const uint8_t* ql = w;
+      const uint8_t* qh = w + 128;
+      const int8_t* sc = reinterpret_cast<const int8_t*>(w + 192);
+      int q[256];
+      for (int c = 0; c < 256; c += 128, ql += 64, qh += 32)
+        for (int l = 0; l < 32; ++l) {
+          q[c + l] = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+          q[c + l + 32] = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+          q[c + l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+          q[c + l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+        }
+      int sumi = 0;
+      for (int g = 0; g < 16; ++g) {
+        int s = 0;
+        for (int l = 0; l < 16; ++l) s += q[16 * g + l] * y[16 * g + l];
+        sumi += sc[g] * s;
+      }
+      sum += f16(w + 208) * yd * static_cast<float>(sumi);
+      continue;
+    }
+    // Q4_K, Q5_K
+    const bool five = t == Type::q5_k;
+    const uint8_t* qh = w + 16;
+    const uint8_t* qs = w + (five ? 48 : 16);
+    int sumi = 0, summ = 0;
+    for (int j = 0; j < 4; ++j) {
+      for (int h = 0; h < 2; ++h) {
+        const int g = 2 * j + h;
+        int sc, m, s = 0;
+        scale_min_k4(g, w + 4, sc, m);
+        for (int l = 0; l < 32; ++l) {
+          int q = h ? qs[32 * j + l] >> 4 : qs[32 * j + l] & 0xF;
+          if (five) q |= ((qh[l] >> g) & 1) << 4;
+          s += q * y[32 * g + l];
+        }
+        sumi += sc * s;
+        summ += m * (bsums[2 * g] + bsums[2 * g + 1]);
+      }
+    }
+    sum += f16(w) * yd * static_cast<float>(sumi) - f16(w + 2) * yd * static_cast<float>(summ);
+  }
+  return sum;
+}
+
+// ---- AVX2 kernels: one weight row against R activation rows ----
+
+#define LLMKIT_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+LLMKIT_AVX2 inline float hsum8(__m256 x) {
+  __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+  r = _mm_add_ss(r, _mm_movehdup_ps(r));
+  return _mm_cvtss_f32(r);
+}
+LLMKIT_AVX2 inline float hsum4(__m128 r) {
+  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+  r = _mm_add_ss(r, _mm_movehdup_ps(r));
+  return _mm_cvtss_f32(r);
+}
+LLMKIT_AVX2 inline float h2f(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+// Signed bytes x . y, pairwise and again: 8 int32 sums as floats.
+LLMKIT_AVX2 inline __m256 mul_sum_i8(__m256i x, __m256i y) {
+  const __m256i dot = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), dot));
+}
+
+// Q8_0 and Q4_0 weights against A8_0.
+template <Type T, int R>
+LLMKIT_AVX2 void dot_q32_avx2(int nb, const uint8_t* w, const uint8_t* const* a, float* out) {
+  constexpr size_t wb = T == Type::q8_0 ? 34 : 18;
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (int i = 0; i < nb; ++i, w += wb) {
+    __m256i qx;
+    if (T == Type::q8_0) {
+      qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2));
+    } else {
+      const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2));
+      qx = _mm256_and_si256(_mm256_set1_epi8(0xF), _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1));
+      qx = _mm256_sub_epi8(qx, _mm256_set1_epi8(8));
+    }
+    const float dw = h2f(w);
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* y = a[r] + static_cast<size_t>(i) * 34;
+      const __m256 q = mul_sum_i8(qx, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + 2)));
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(y)), q, acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum8(acc[r]);
+}
+
+// Q4_K and Q5_K weights against A8_K.
+template <int Bits, int R>
+LLMKIT_AVX2 void dot_qk_asym_avx2(int nb, const uint8_t* w, const uint8_t* const* a, float* out) {
+  constexpr size_t wb = Bits == 4 ? 144 : 176;
+  const __m256i m4 = _mm256_set1_epi8(0xF);
+  __m256 acc[R];
+  __m128 accm[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps(), accm[r] = _mm_setzero_ps();
+  for (int i = 0; i < nb; ++i, w += wb) {
+    const float d = h2f(w), dmin = h2f(w + 2);
+    uint32_t u[4];
+    std::memcpy(u, w + 4, 12);
+    u[3] = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
+    const uint32_t aux = u[1] & 0x3f3f3f3f;
+    u[1] = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
+    u[2] = aux;
+    u[0] &= 0x3f3f3f3f;
+    const __m256i ms = _mm256_cvtepu8_epi16(_mm_set_epi32(static_cast<int>(u[3]), static_cast<int>(u[2]), static_cast<int>(u[1]),
+                                                          static_cast<int>(u[0])));
+    const __m128i sc128 = _mm256_extracti128_si256(ms, 0), mins = _mm256_extracti128_si256(ms, 1);
+    const __m256i scales = _mm256_insertf128_si256(_mm256_castsi128_si256(sc128), sc128, 1);
+    const uint8_t* q = w + (Bits == 4 ? 16 : 48);
+    __m256i hbits = _mm256_setzero_si256();
+    if (Bits == 5) hbits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16));
+    __m256i sumi[R];
+    for (int r = 0; r < R; ++r) sumi[r] = _mm256_setzero_si256();
+    for (int j = 0; j < 4; ++j) {
+      const __m256i sl = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(static_cast<short>(((4 * j + 1) << 8) | (4 * j))));
+      const __m256i sh = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(static_cast<short>(((4 * j + 3) << 8) | (4 * j + 2))));
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * j));
+      __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+      if (Bits == 5) {
+        const __m256i ml = _mm256_set1_epi8(static_cast<char>(1 << (2 * j))), mh = _mm256_set1_epi8(static_cast<char>(1 << (2 * j + 1)));
+        const __m256i s16 = _mm256_set1_epi8(16);
+        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, ml), ml), s16));
+        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, mh), mh), s16));
+      }
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* y = a[r] + static_cast<size_t>(i) * 292 + 4 + 64 * j;
+        const __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y))));
+        const __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + 32))));
+        sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(pl, ph));
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* y = a[r] + static_cast<size_t>(i) * 292;
+      float yd;
+      std::memcpy(&yd, y, 4);
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + 260));
+      const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(bs, 0), _mm256_extracti128_si256(bs, 1));
+      const __m128i prod = _mm_madd_epi16(mins, q8s);
+      accm[r] = _mm_fmadd_ps(_mm_set1_ps(-yd * dmin), _mm_cvtepi32_ps(prod), accm[r]);
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(yd * d), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum8(acc[r]) + hsum4(accm[r]);
+}
+
+// Q6_K weights against A8_K: values 0..63 times the activations, minus 32 times the sums.
+template <int R>
+LLMKIT_AVX2 void dot_q6_k_avx2(int nb, const uint8_t* w, const uint8_t* const* a, float* out) {
+  const __m256i m15 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  for (int i = 0; i < nb; ++i, w += 210) {
+    const float d = h2f(w + 208);
+    const __m128i scales = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192));
+    __m256i sumi[R];
+    for (int r = 0; r < R; ++r) sumi[r] = _mm256_setzero_si256();
+    for (int j = 0; j < 2; ++j) {
+      const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 64 * j));
+      const __m256i b2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 64 * j + 32));
+      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 128 + 32 * j));
+      __m256i qv[4];
+      qv[0] = _mm256_or_si256(_mm256_and_si256(b1, m15), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+      qv[1] = _mm256_or_si256(_mm256_and_si256(b2, m15), _mm256_slli_epi16(_mm256_and_si256(hb, _mm256_set1_epi8(12)), 2));
+      qv[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m15), _mm256_and_si256(hb, _mm256_set1_epi8(48)));
+      qv[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m15),
+                              _mm256_srli_epi16(_mm256_and_si256(hb, _mm256_set1_epi8(static_cast<char>(0xC0))), 2));
+      __m256i sc[4];
+      for (int k = 0; k < 4; ++k) {
+        const int s = 8 * j + 2 * k;
+        const __m128i pick = _mm_unpacklo_epi64(_mm_set1_epi8(static_cast<char>(s)), _mm_set1_epi8(static_cast<char>(s + 1)));
+        sc[k] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, pick));
+      }
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* y = a[r] + static_cast<size_t>(i) * 292 + 4 + 128 * j;
+        for (int k = 0; k < 4; ++k) {
+          const __m256i p = _mm256_maddubs_epi16(qv[k], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + 32 * k)));
+          sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(sc[k], p));
+        }
+      }
+    }
+    const __m256i sc16 = _mm256_cvtepi8_epi16(scales);
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* y = a[r] + static_cast<size_t>(i) * 292;
+      float yd;
+      std::memcpy(&yd, y, 4);
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + 260));
+      const __m256i sub = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5);
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * yd), _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[r], sub)), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum8(acc[r]);
+}
+
+// Q8_0 and Q4_0 weights against A8_0 with AVX-512 VNNI: two blocks per 512-bit register, the
+// products summed by vpdpbusd (unsigned |w| times the activations carrying w's sign).
+#define LLMKIT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+template <Type T>
+LLMKIT_AVX512 inline __m256i q32_values(const uint8_t* b) {
+  if (T == Type::q8_0) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2));
+  const __m256i q = _mm256_and_si256(_mm256_set1_epi8(0xF), _mm256_inserti128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1));
+  return _mm256_sub_epi8(q, _mm256_set1_epi8(8));
+}
+
+template <Type T, int R>
+LLMKIT_AVX512 void dot_q32_avx512(int nb, const uint8_t* w, const uint8_t* const* a, float* out) {
+  constexpr size_t wb = T == Type::q8_0 ? 34 : 18;
+  __m512 acc[R];
+  __m256 tail[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps(), tail[r] = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const uint8_t* w0 = w + wb * static_cast<size_t>(i);
+    const __m512i qx = _mm512_inserti64x4(_mm512_castsi256_si512(q32_values<T>(w0)), q32_values<T>(w0 + wb), 1);
+    const __m512i ax = _mm512_abs_epi8(qx);
+    const __mmask64 neg = _mm512_movepi8_mask(qx);
+    const float d0 = h2f(w0), d1 = h2f(w0 + wb);
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* y0 = a[r] + static_cast<size_t>(i) * 34;
+      __m512i qy = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(y0 + 2))),
+                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y0 + 36)), 1);
+      qy = _mm512_mask_sub_epi8(qy, neg, _mm512_setzero_si512(), qy);
+      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, qy);
+      const __m512 sc = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0 * h2f(y0)), _mm512_set1_ps(d1 * h2f(y0 + 34)));
+      acc[r] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(dot), acc[r]);
+    }
+  }
+  for (; i < nb; ++i) {
+    const uint8_t* w0 = w + wb * static_cast<size_t>(i);
+    const __m256i qx = q32_values<T>(w0);
+    const __m256i ax = _mm256_sign_epi8(qx, qx);
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* y0 = a[r] + static_cast<size_t>(i) * 34;
+      const __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(y0 + 2)), qx);
+      const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy);
+      tail[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w0) * h2f(y0)), _mm256_cvtepi32_ps(dot), tail[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]) + hsum8(tail[r]);
+}
+
+using DotFn = void (*)(int nb, const uint8_t* w, const uint8_t* const* a, float* out);
+
+template <template <int> class K>
+struct Table {
+  static constexpr DotFn fns[4] = {K<1>::f, K<2>::f, K<3>::f, K<4>::f};
+};
+template <int R> struct Q8_0K { static constexpr DotFn f = dot_q32_avx2<Type::q8_0, R>; };
+template <int R> struct Q4_0K { static constexpr DotFn f = dot_q32_avx2<Type::q4_0, R>; };
+template <int R> struct Q4_KK { static constexpr DotFn f = dot_qk_asym_avx2<4, R>; };
+template <int R> struct Q5_KK { static constexpr DotFn f = dot_qk_asym_avx2<5, R>; };
+template <int R> struct Q6_KK { static constexpr DotFn f = dot_q6_k_avx2<R>; };
+
+template <int R> struct Q8_0Z { static constexpr DotFn f = dot_q32_avx512<Type::q8_0, R>; };
+template <int R> struct Q4_0Z { static constexpr DotFn f = dot_q32_avx512<Type::q4_0, R>; };
+
+// The AVX-512 kernel of a type for R rows, or null (the AVX2 one serves).
+DotFn avx512_kernel(Type t, int R) {
+  switch (t) {
+    case Type::q8_0: return Table<Q8_0Z>::fns[R - 1];
+    case Type::q4_0: return Table<Q4_0Z>::fns[R - 1];
+    default: return nullptr;
+  }
+}
+
+// The AVX2 kernel of a type for R rows, or null (the portable one serves).
+DotFn avx2_kernel(Type t, int R) {
+  switch (t) {
+    case Type::q8_0: return Table<Q8_0K>::fns[R - 1];
+    case Type::q4_0: return Table<Q4_0K>::fns[R - 1];
+    case Type::q4_k: return Table<Q4_KK>::fns[R - 1];
+    case Type::q5_k: return Table<Q5_KK>::fns[R - 1];
+    case Type::q6_k: return Table<Q6_KK>::fns[R - 1];
+    default: return nullptr;
+  }
+}
+
+bool cpu_has_avx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+
+bool cpu_has_avx512() {
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+}
+
+QKernel choose() {
+  if (const char* e = std::getenv("LLMKIT_QKERNEL"); e && *e) {
+    const std::string s = e;
+    if (s == "portable") return QKernel::portable;
+    if (s == "avx2") {
+      if (!cpu_has_avx2()) throw Error("LLMKIT_QKERNEL", "avx2: this CPU has no AVX2, FMA and F16C");
+      return QKernel::avx2;
+    }
+    if (s == "avx512") {
+      if (!cpu_has_avx512()) throw Error("LLMKIT_QKERNEL", "avx512: this CPU has no AVX-512 F, BW, VL and VNNI");
+      return QKernel::avx512;
+    }
+    throw Error("LLMKIT_QKERNEL", "'" + s + "': portable, avx2 or avx512");
+  }
+  return cpu_has_avx512() ? QKernel::avx512 : cpu_has_avx2() ? QKernel::avx2 : QKernel::portable;
+}
+
+// One weight row against R activation rows with kernel k: the kernels of a type, resolved once
+// per matmul.
+class RowDot {
+ public:
+  RowDot(QKernel k, Type t, int n) : t_(t), n_(n), nb_(n / act_block(act_of(t))) {
+    for (int R = 1; R <= 4; ++R) {
+      fns_[R - 1] = k == QKernel::avx512 ? avx512_kernel(t, R) : nullptr;
+      if (!fns_[R - 1] && k != QKernel::portable) fns_[R - 1] = avx2_kernel(t, R);
+    }
+  }
+  void operator()(const uint8_t* w, const uint8_t* const* a, int R, float* out) const {
+    if (DotFn f = fns_[R - 1]) return f(nb_, w, a, out);
+    for (int r = 0; r < R; ++r) out[r] = dot_portable(t_, n_, w, a[r]);
+  }
+
+ private:
+  Type t_;
+  int n_, nb_;
+  DotFn fns_[4];
+};
+
+// Batches of this many rows or more (prompt processing, scoring) are multiplied in fp32: each
+// slice of 64 weight rows dequantized once into a thread's scratch and multiplied with all the
+// rows by sgemm, whose tiles beat the integer dot products once a weight is read for many rows.
+constexpr int kSgemmRows = 32;
+
+void qmatmul_sgemm(float* y, const float* x, Type type, const void* w, size_t row_bytes, const float* bias, int N, int C, int OC) {
+  constexpr int kSlice = 64;
+  const int slices = (OC + kSlice - 1) / kSlice;
+  const uint8_t* W = static_cast<const uint8_t*>(w);
+#pragma omp parallel
+  {
+    std::vector<float> wf(static_cast<size_t>(kSlice) * C);
+#pragma omp for schedule(static)
+    for (int sl = 0; sl < slices; ++sl) {
+      const int o0 = sl * kSlice, rows = std::min(kSlice, OC - o0);
+      for (int o = 0; o < rows; ++o) ggml::dequantize(type, W + row_bytes * static_cast<size_t>(o0 + o), wf.data() + static_cast<size_t>(o) * C, C);
+      sgemm_serial(false, true, N, rows, C, 1.0f, x, C, wf.data(), C, 0.0f, y + o0, OC);
+      if (bias)
+        for (int n = 0; n < N; ++n)
+          for (int o = 0; o < rows; ++o) y[static_cast<size_t>(n) * OC + o0 + o] += bias[o0 + o];
+    }
+  }
+}
+
+}  // namespace
+
+const char* qkernel_name(QKernel k) {
+  return k == QKernel::avx512 ? "AVX-512 VNNI (Q8_0, Q4_0) and AVX2" : k == QKernel::avx2 ? "AVX2" : "portable";
+}
+QKernel qkernel() {
+  static const QKernel k = choose();
+  return k;
+}
+bool qkernel_available(QKernel k) {
+  return k == QKernel::portable || (k == QKernel::avx2 && cpu_has_avx2()) || (k == QKernel::avx512 && cpu_has_avx512());
+}
+
+size_t qactivation_row_bytes(Type weight, int n) {
+  const Act a = act_of(weight);
+  return static_cast<size_t>(n / act_block(a)) * act_block_bytes(a);
+}
+
+void quantize_activations(Type weight, const float* x, void* out, int n) {
+  const Act a = act_of(weight);
+  auto* y = static_cast<uint8_t*>(out);
+  if (a == Act::a8_k) quantize_a8_k(x, y, n / 256);
+  else quantize_a8_32(x, y, n / 32, a == Act::a8_1);
+}
+
+void qdot(QKernel k, Type weight, int n, const void* w, const void* const* a, int R, float* out) {
+  if (R < 1 || R > 4) throw Error("", "internal: qdot takes 1 to 4 rows");
+  const uint8_t* rows[4];
+  for (int r = 0; r < R; ++r) rows[r] = static_cast<const uint8_t*>(a[r]);
+  RowDot(k, weight, n)(static_cast<const uint8_t*>(w), rows, R, out);
+}
+
+void qmatmul(float* y, const float* x, Type type, const void* w, size_t row_bytes, const float* bias, int N, int C, int OC) {
+  if (N >= kSgemmRows) return qmatmul_sgemm(y, x, type, w, row_bytes, bias, N, C, OC);
+  const RowDot dot(qkernel(), type, C);
+  const size_t ab = qactivation_row_bytes(type, C);
+  thread_local std::vector<uint8_t> aq;
+  if (aq.size() < ab * static_cast<size_t>(N)) aq.resize(ab * static_cast<size_t>(N));
+  uint8_t* A = aq.data();
+#pragma omp parallel for schedule(static) if (N >= 8)
+  for (int n = 0; n < N; ++n) quantize_activations(type, x + static_cast<size_t>(n) * C, A + ab * n, C);
+  const uint8_t* W = static_cast<const uint8_t*>(w);
+  // Tiles of 16 weight rows (a shape-only split); within one, four activation rows at a time
+  // against each of its weight rows, both in L1.
+  constexpr int kRows = 16;
+  const int tiles = (OC + kRows - 1) / kRows;
+#pragma omp parallel for schedule(static) if (static_cast<double>(N) * OC * C > 1e5)
+  for (int tile = 0; tile < tiles; ++tile) {
+    const int o0 = tile * kRows, o1 = std::min(OC, o0 + kRows);
+    for (int n0 = 0; n0 < N; n0 += 4) {
+      const int R = std::min(4, N - n0);
+      const uint8_t* rows[4];
+      for (int r = 0; r < R; ++r) rows[r] = A + ab * static_cast<size_t>(n0 + r);
+      for (int o = o0; o < o1; ++o) {
+        float out[4];
+        dot(W + row_bytes * static_cast<size_t>(o), rows, R, out);
+        for (int r = 0; r < R; ++r) y[static_cast<size_t>(n0 + r) * OC + o] = bias ? out[r] + bias[o] : out[r];
+      }
+    }
+  }
+}
+
+void qmatmul_backward(float* dx, const float* dy, Type type, const void* w, size_t row_bytes, int N, int C, int OC) {
+  // dx += dy[:, o0:o1] W[o0:o1, :], slices of 256 weight rows dequantized in turn.
+  constexpr int kSlice = 256;
+  std::vector<float> wf(static_cast<size_t>(std::min(OC, kSlice)) * C);
+  const uint8_t* W = static_cast<const uint8_t*>(w);
+  for (int o0 = 0; o0 < OC; o0 += kSlice) {
+    const int rows = std::min(kSlice, OC - o0);
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < rows; ++o)
+      ggml::dequantize(type, W + row_bytes * static_cast<size_t>(o0 + o), wf.data() + static_cast<size_t>(o) * C, C);
+    sgemm(false, false, N, C, rows, 1.0f, dy + o0, OC, wf.data(), C, 1.0f, dx, C);
+  }
+}
+
+}  // namespace llmkit::cpu
