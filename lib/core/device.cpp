@@ -32,7 +32,7 @@ CudaBackendFactory g_cuda_factory = nullptr;
 }
 }  // namespace
 
-void Backend::matmul_forward_quant(float*, const float*, const QuantWeight&, const float*, int, int, int) {
+void Backend::matmul_forward_quant(float*, const float*, const QuantWeight&, const float*, int, int, int, bool) {
   no_quantized_weights(*this);
 }
 void Backend::matmul_backward_quant(float*, const float*, const QuantWeight&, int, int, int) { no_quantized_weights(*this); }

@@ -45,9 +45,10 @@ struct Linear {
   // scale * dropout(x) A^T for the backward; seed 0 turns dropout off (evaluation).
   // The mask of row n is a function of (seed, row0 + n): a row gets the same one whatever batch
   // it is in.
+  // `exact`: a quantized weight multiplies fp32 activations (training), not 8-bit ones.
   void forward(Backend& be, float* y, const float* x, int N, float* mid = nullptr, const LoraScratch* s = nullptr,
-               uint64_t seed = 0, uint64_t row0 = 0) const {
-    if (qw.data) be.matmul_forward_quant(y, x, qw, b, N, in, out);
+               uint64_t seed = 0, uint64_t row0 = 0, bool exact = false) const {
+    if (qw.data) be.matmul_forward_quant(y, x, qw, b, N, in, out, exact);
     else be.matmul_forward(y, x, w, b, N, in, out);
     if (!adapted() || !mid) return;
     const float* src = adapter_input(be, x, N, s, seed, row0);

@@ -844,7 +844,7 @@ void Model::ensure_rows(int tokens) {
 // A linear layer's forward and backward with the model's adapter state: its scratch, the
 // dropout seed, and whether adapters are on.
 void Model::linear_forward(const Linear& lin, float* y, const float* x, int N, float* mid) {
-  lin.forward(be_, y, x, N, lora_on_ ? mid : nullptr, &top_->lora, dropout_seed_, dropout_row0_);
+  lin.forward(be_, y, x, N, lora_on_ ? mid : nullptr, &top_->lora, dropout_seed_, dropout_row0_, exact_);
 }
 void Model::linear_backward(const Linear& lin, float* dx, const float* dy, const float* x, int N, const float* mid) {
   lin.backward(be_, dx, dy, x, N, lora_on_ ? mid : nullptr, &top_->lora, dropout_seed_, dropout_row0_);
@@ -915,7 +915,7 @@ void Model::layer_backward(int l, LayerActs& a, int N, AttentionSite& site, bool
 void Model::head_forward(const float* x, int N) {
   Top& t = *top_;
   t.normf.forward(be_, t.hf, t.meanf, t.rstdf, x, N);
-  if (opts_.lm_head) t.lm.forward(be_, acts_.logits, t.hf, N);
+  if (opts_.lm_head) t.lm.forward(be_, acts_.logits, t.hf, N, nullptr, nullptr, 0, 0, exact_);
   if (t.score.w) t.score.forward(be_, t.values, t.hf, N);
 }
 
@@ -944,6 +944,7 @@ void Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T,
   }
   const int32_t* st = starts_.empty() ? nullptr : starts_.data();
   Top& t = *top_;
+  exact_ = true;  // a backward may follow: quantized matrices multiply fp32 activations
   BatchAttention site(be_, c, B, T, st);
   float* x0 = layers_.empty() ? t.xf : acts_layers_[0].x;
   if (t.qwte.data) {
@@ -1091,6 +1092,7 @@ void Model::forward_cached(const int32_t* tokens, int rows, const std::vector<Ca
   // Every block works in layer 0's activations, the residual stream in place in its x: nothing
   // is kept for a backward pass.
   LayerActs& a = acts_layers_.at(0);
+  exact_ = false;  // inference: 8-bit activations against quantized matrices, as llama.cpp
   CachedAttention site(be_, c, segments, pos, cache);
   if (t.qwte.data) be_.embedding_quant(a.x, tokens_.data(), pos.data(), t.qwte, t.wpe, N, c.dim);
   else be_.embedding_at(a.x, tokens_.data(), pos.data(), t.wte, t.wpe, N, c.dim);

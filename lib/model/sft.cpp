@@ -17,6 +17,7 @@
 #include "llmkit/log.hpp"
 #include "llmkit/mpi.hpp"
 #include "llmkit/options.hpp"
+#include "llmkit/quant.hpp"
 #include "llmkit/stats.hpp"
 #include "llmkit/tok.hpp"
 
@@ -124,6 +125,12 @@ std::unique_ptr<Model> build_tuned_model(const SftConfig& cfg_, Trainer& t, cons
     if (!a.fingerprint.empty() && a.fingerprint != base_fingerprint(init_dir_))
       throw Error(cfg_.init, "is not the base the run's adapters were trained on (" + resume_dir + "/llmkit_base.json)");
   }
+  if (!cfg_.qlora.empty()) {
+    // The base quantized in memory, exactly as its GGUF file would hold it; the fp32 copy goes.
+    model = quantize_model(*model, QuantScheme::named(cfg_.qlora));
+    LLMKIT_INFO("QLoRA: the base's matrices held as %s blocks, %.1f MiB of weights; quantized matmuls: %s", cfg_.qlora.c_str(),
+                static_cast<double>(model->weight_bytes()) / 1048576.0, model->backend().quant_kernel().c_str());
+  }
   if (lora) {
     if (resume_dir.empty()) model->init_lora(cfg_.seed);
     // The adapters, and a reward model's score head in full.
@@ -160,6 +167,9 @@ void add_tuning_options(OptionParser& op, SftConfig& cfg, TuningFlags& f, const 
             "modules adapted: all-linear (default), or Llama's q_proj,k_proj,v_proj,o_proj,\n"
             "gate_proj,up_proj,down_proj, GPT-2's c_attn,c_proj,c_fc");
   op.flag("rslora", 0, &cfg.lora.rslora, "scale alpha / sqrt(R) (rank-stabilised LoRA)");
+  op.string("qlora", 0, "TYPE", &cfg.qlora,
+            "QLoRA: hold the frozen base in the blocks of TYPE, as llm-quant writes it\n"
+            "(q4_k_m, q4_0, q8_0, ...; CPU), the adapters in fp32");
   op.flag("merge", 0, &f.merge, "after training, write OUT/merged/: the base with the adapter folded in");
 }
 
@@ -172,6 +182,12 @@ void check_tuning_options(SftConfig& cfg, const TuningFlags& f) {
   cfg.lora.dropout = static_cast<float>(f.dropout);
   cfg.lora.targets = split_list(f.targets);
   if (f.merge && f.rank == 0) throw UsageError("--merge needs --lora-rank (a full fine-tune is a plain checkpoint already)");
+  if (!cfg.qlora.empty()) {
+    if (f.rank == 0) throw UsageError("--qlora needs --lora-rank: the quantized base is frozen, the adapters train");
+    const QuantScheme s = QuantScheme::named(cfg.qlora);
+    if (s.base == ggml::Type::f32 || s.base == ggml::Type::f16 || s.base == ggml::Type::bf16)
+      throw UsageError("--qlora " + cfg.qlora + ": a quantized type (q8_0, q4_0, q4_k_m, ...); 16-bit bases are held in fp32");
+  }
   if (cfg.limit < 0) throw UsageError("--limit must be 0 or more");
   if (cfg.eval_batches < 0) throw UsageError("--eval-batches must be 0 or more");
   if (cfg.epochs < 0) throw UsageError("--epochs must be positive");

@@ -90,6 +90,31 @@ losses() { python3 -c "import json,sys; print(' '.join(repr(r['loss']) for r in 
 expect_eq "$(losses lora2/metrics.jsonl)" "$(losses lora/metrics.jsonl)" "losses after --resume"
 cmp -s lora/step-00000008/adapter_model.safetensors lora2/step-00000008/adapter_model.safetensors && ok || fail "adapters differ after --resume"
 
+# QLoRA: the same adapters trained on the base held in Q4_0 blocks (dequantized in the
+# forward); the adapter is saved against the original base, and the losses stay near the fp32
+# base's; stopped and resumed, the same losses bit for bit.
+run llm-sft $common $lora --qlora q4_0 --steps 8 --eval-every 0 --out qlora
+expect_rc 0 "QLoRA"
+expect_err_contains "QLoRA: the base's matrices held as q4_0 blocks"
+expect_eq "$(json qlora/step-00000008/adapter_config.json 'j["base_model_name_or_path"].endswith("base/step-00000012")')" "True" \
+  "the QLoRA adapter names the fp32 base"
+expect_eq "$(python3 -c "
+import json, sys
+f = lambda p: [r['loss'] for r in map(json.loads, open(p)) if 'loss' in r]
+a, b = f('lora/metrics.jsonl'), f('qlora/metrics.jsonl')
+print(len(a) == len(b), b[-1] < b[0], max(abs(x - y) / y for x, y in zip(a, b)) < 0.05)")" "True True True" \
+  "QLoRA's losses fall and stay within 5% of LoRA's on the fp32 base"
+run llm-sft $common $lora --qlora q4_0 --steps 8 --eval-every 0 --out qlora2 --stop-at 3
+run llm-sft $common $lora --qlora q4_0 --steps 8 --eval-every 0 --out qlora2 --resume
+expect_rc 0 "QLoRA --resume"
+expect_eq "$(losses qlora2/metrics.jsonl)" "$(losses qlora/metrics.jsonl)" "QLoRA losses after --resume"
+run llm-sft $common --qlora q4_0 --steps 1 --out qbad
+expect_rc 2 "--qlora without --lora-rank"
+expect_err_contains "--qlora needs --lora-rank"
+run llm-sft $common --lora-rank 4 --qlora f16 --steps 1 --out qbad
+expect_rc 2 "--qlora f16"
+expect_err_contains "a quantized type"
+
 # Merged, and the adapter read by llm-eval, give the same model.
 run llm-sft merge lora -o merged
 expect_rc 0 "merge"

@@ -312,8 +312,8 @@ class CpuBackend final : public Backend {
   }
 
   void matmul_forward_quant(float* out, const float* inp, const QuantWeight& w, const float* bias, int N, int C,
-                            int OC) override {
-    cpu::qmatmul(out, inp, w.type, w.data, w.row_bytes, bias, N, C, OC);
+                            int OC, bool exact) override {
+    cpu::qmatmul(out, inp, w.type, w.data, w.row_bytes, bias, N, C, OC, exact);
   }
   void matmul_backward_quant(float* dinp, const float* dout, const QuantWeight& w, int N, int C, int OC) override {
     cpu::qmatmul_backward(dinp, dout, w.type, w.data, w.row_bytes, N, C, OC);

@@ -569,8 +569,9 @@ void qdot(QKernel k, Type weight, int n, const void* w, const void* const* a, in
   RowDot(k, weight, n)(static_cast<const uint8_t*>(w), rows, R, out);
 }
 
-void qmatmul(float* y, const float* x, Type type, const void* w, size_t row_bytes, const float* bias, int N, int C, int OC) {
-  if (N >= kSgemmRows) return qmatmul_sgemm(y, x, type, w, row_bytes, bias, N, C, OC);
+void qmatmul(float* y, const float* x, Type type, const void* w, size_t row_bytes, const float* bias, int N, int C, int OC,
+             bool exact) {
+  if (exact || N >= kSgemmRows) return qmatmul_sgemm(y, x, type, w, row_bytes, bias, N, C, OC);
   const RowDot dot(qkernel(), type, C);
   const size_t ab = qactivation_row_bytes(type, C);
   thread_local std::vector<uint8_t> aq;

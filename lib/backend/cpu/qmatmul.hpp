@@ -36,9 +36,10 @@ void quantize_activations(ggml::Type weight, const float* x, void* out, int n);
 // activation rows a[r] (R = 1..4), with kernel k.
 void qdot(QKernel k, ggml::Type weight, int n, const void* w, const void* const* a, int R, float* out);
 
-// y[N, OC] = x[N, C] W^T (+ bias), W [OC, C] in rows of `row_bytes` bytes of `type`'s blocks.
+// y[N, OC] = x[N, C] W^T (+ bias), W [OC, C] in rows of `row_bytes` bytes of `type`'s blocks;
+// `exact`: always the fp32 path (dequantized slices into sgemm), whatever N.
 void qmatmul(float* y, const float* x, ggml::Type type, const void* w, size_t row_bytes, const float* bias, int N, int C,
-             int OC);
+             int OC, bool exact = false);
 // dx[N, C] += dy[N, OC] W: the weight dequantized a slice of rows at a time into sgemm.
 void qmatmul_backward(float* dx, const float* dy, ggml::Type type, const void* w, size_t row_bytes, int N, int C, int OC);
 

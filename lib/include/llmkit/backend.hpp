@@ -113,11 +113,12 @@ class Backend {
                                const float* inp, const float* w, int N, int C, int OC) = 0;
 
   // The same two on a matrix of ggml blocks: out = inp @ w^T (+ bias) with the activations
-  // quantized to 8 bits per block as llama.cpp computes it (quant_kernel() says which kernel);
-  // the backward gives dinp += dout @ w only (a quantized weight is frozen: QLoRA's base). A
-  // backend without them throws.
+  // quantized to 8 bits per block as llama.cpp computes it (quant_kernel() says which kernel),
+  // or with `exact` (training through a frozen quantized base) in fp32 against the dequantized
+  // blocks, so that the backward's gradient is the forward's own; the backward gives dinp +=
+  // dout @ w only (a quantized weight is frozen: QLoRA's base). A backend without them throws.
   virtual void matmul_forward_quant(float* out, const float* inp, const QuantWeight& w, const float* bias, int N, int C,
-                                    int OC);
+                                    int OC, bool exact = false);
   virtual void matmul_backward_quant(float* dinp, const float* dout, const QuantWeight& w, int N, int C, int OC);
   // out[n] = the row tokens[n] of a quantized embedding, dequantized (+ wpe[pos[n]] when wpe, an
   // fp32 table, is not null).

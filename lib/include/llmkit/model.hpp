@@ -293,6 +293,7 @@ class Model {
   GradientHook hook_;
   uint64_t dropout_seed_ = 0, dropout_row0_ = 0;
   float logit_temperature_ = 1.0f;
+  bool exact_ = false;  // forward(): quantized matrices against fp32 activations
   bool lora_on_ = true;
   std::vector<size_t> layer_begin_;       // offset of each layer's first parameter, then its end
   std::vector<size_t> grad_layer_begin_;  // the same in the gradient buffer

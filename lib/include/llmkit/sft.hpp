@@ -31,6 +31,9 @@ struct SftConfig : TrainerOptions {
   double epochs = 0;     // > 0: the run's length in passes over the data, instead of --steps
   int64_t eval_batches = 0;  // 0: every validation row
   LoraOptions lora;      // rank 0: full fine-tuning
+  // QLoRA: the frozen base's matrices held as this llm-quant type's blocks (q4_k_m, q4_0,
+  // q8_0, ...; quantize_model), the adapters in fp32; empty: an fp32 base.
+  std::string qlora;
   int64_t limit = 0;     // rows read at most per file set; 0: all
   // Distillation: with a teacher, the loss is (1 - kd_alpha) NLL + kd_alpha divergence, both
   // means over the trained tokens of the global batch.
