@@ -61,12 +61,41 @@ int inspect_main(int argc, char** argv) {
   return 0;
 }
 
+int imatrix_main(int argc, char** argv) {
+  ImatrixConfig cfg;
+  int64_t seq_len = 0;
+  OptionParser op("llm-quant imatrix", "llm-quant imatrix --model CHECKPOINT -o IMATRIX.gguf SHARD.tok...",
+                  "Computes an importance matrix: runs the model over calibration token shards (llm-tok\n"
+                  "encode's) and writes, for every matrix, the mean square of each input column, as\n"
+                  "llama.cpp's llama-imatrix does. llm-quant --imatrix then quantizes each matrix\n"
+                  "weighting its columns by that importance.");
+  op.string("model", 'm', "PATH", &cfg.model, "the model: a checkpoint or run directory (required)");
+  op.string("out", 'o', "FILE", &cfg.out, "the importance matrix, a GGUF file (required)");
+  op.integer("seq-len", 0, "T", &seq_len, "tokens per window (default: 512 or the model's context if shorter)");
+  op.integer("chunks", 0, "N", &cfg.chunks, "windows read at most, in file order (default 100)");
+  cfg.calib = op.parse(argc, argv);
+  if (cfg.model.empty()) throw UsageError("--model PATH is required");
+  if (cfg.out.empty()) throw UsageError("-o FILE is required");
+  if (cfg.out == "-") throw UsageError("-o: the importance matrix is written to a file, not to standard output");
+  if (seq_len < 0) throw UsageError("--seq-len must be positive");
+  cfg.seq_len = static_cast<int>(seq_len);
+  check_output_file(cfg.out, "-o");
+  const ImatrixReport r = make_imatrix(cfg);
+  LLMKIT_INFO("wrote %s: %zu matrices, %lld windows, %lld tokens", cfg.out.c_str(), r.tensors, static_cast<long long>(r.chunks),
+              static_cast<long long>(r.tokens));
+  return 0;
+}
+
 int quant_main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "inspect") == 0) return inspect_main(argc - 1, argv + 1);
-  std::string model, out, type = "q8_0", name;
+  if (argc > 1 && std::strcmp(argv[1], "imatrix") == 0) return imatrix_main(argc - 1, argv + 1);
+  std::string model, out, type = "q8_0", name, imatrix;
   std::string types;
   for (const std::string& n : QuantScheme::names()) types += (types.empty() ? "" : ", ") + n;
-  OptionParser op("llm-quant", "llm-quant --model CHECKPOINT --type TYPE -o FILE.gguf\n       llm-quant inspect FILE.gguf...",
+  OptionParser op("llm-quant",
+                  "llm-quant --model CHECKPOINT --type TYPE [--imatrix FILE] -o FILE.gguf\n"
+                  "       llm-quant imatrix --model CHECKPOINT -o IMATRIX.gguf SHARD.tok...\n"
+                  "       llm-quant inspect FILE.gguf...",
                   "Writes a model (an llmkit checkpoint or run directory, a merged adapter) as a GGUF\n"
                   "file that llama.cpp runs as it is, its weights in 8 or 4 bits or 16-bit floats, the\n"
                   "tokenizer and chat template with it.");
@@ -74,13 +103,18 @@ int quant_main(int argc, char** argv) {
   op.string("type", 't', "TYPE", &type, "weights: " + types + " (default q8_0)");
   op.string("out", 'o', "FILE", &out, "the GGUF file to write (required)");
   op.string("name", 0, "TEXT", &name, "general.name in the file (default: the checkpoint directory's name)");
+  op.string("imatrix", 0, "FILE", &imatrix,
+            "an importance matrix (llm-quant imatrix, or llama.cpp's GGUF one): Q4_0, Q4_K, Q5_K and\n"
+            "Q6_K matrices quantized weighting each column by it, as llama-quantize --imatrix");
   op.epilog(
       "Types as llama-quantize's: in the quantized types the output matrix (the embedding when\n"
       "tied) is Q6_K, in Q4_K_M and Q5_K_M also attn_v and ffn_down in llama.cpp's \"more bits\"\n"
       "layers; norms and biases stay F32.\n\n"
       "Exit status: 0 done, 1 runtime error, 2 usage error. See llm-quant(1) and llmkit-gguf(5).\n\n"
-      "Example:\n"
-      "  llm-quant --model runs/sft --type q4_k_m -o model.gguf && llm-quant inspect model.gguf");
+      "Examples:\n"
+      "  llm-quant --model runs/sft --type q4_k_m -o model.gguf && llm-quant inspect model.gguf\n"
+      "  llm-quant imatrix --model runs/sft -o imatrix.gguf shards/train-*.tok\n"
+      "  llm-quant --model runs/sft --type q4_k_m --imatrix imatrix.gguf -o model.gguf");
   std::vector<std::string> rest = op.parse(argc, argv);
   if (!rest.empty()) throw UsageError("unexpected argument '" + rest[0] + "'");
   if (model.empty()) throw UsageError("--model PATH is required");
@@ -88,7 +122,8 @@ int quant_main(int argc, char** argv) {
   if (out == "-") throw UsageError("-o: a GGUF file is written to a file (its tensor offsets are known only at the end), not to standard output");
   const QuantScheme scheme = QuantScheme::named(type);
   check_output_file(out, "-o");
-  const ExportReport r = export_gguf(model, out, scheme, name);
+  const ExportReport r = export_gguf(model, out, scheme, name, imatrix);
+  if (!imatrix.empty()) LLMKIT_INFO("%zu matrices quantized with the importance matrix %s", r.weighted, imatrix.c_str());
   std::string types_line;
   for (const auto& [t, n] : r.types) types_line += (types_line.empty() ? "" : ", ") + std::to_string(n) + " " + t;
   LLMKIT_INFO("wrote %s: %s, %zu tensors (%s), %.2fM weights in %.2f MiB, %.2f bits per weight", out.c_str(), scheme.name.c_str(), r.tensors,

@@ -4,6 +4,7 @@
 // LoRA adapters, quantized weights and tensor-parallel shards extend Linear, not the layer.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "llmkit/backend.hpp"
 
@@ -34,6 +35,7 @@ struct Linear {
   int in = 0, out = 0;
   float* w = nullptr;   // [out, in]; null when qw holds the weight
   QuantWeight qw;
+  const std::string* name = nullptr;  // the weight's tensor name (the model's ParamSpec)
   float* b = nullptr;   // [out] or null
   float* dw = nullptr;  // gradients, same shapes; null: frozen (or no bias)
   float* db = nullptr;

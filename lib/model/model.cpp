@@ -469,6 +469,7 @@ void Model::bind() {
     lin.in = in;
     lin.out = out;
     lin.w = matrix(weight, lin.qw);
+    lin.name = &param(weight).name;
     lin.b = bias.empty() ? nullptr : w(bias);
     lin.dw = grad(lin.w);
     lin.db = grad(lin.b);
@@ -844,6 +845,7 @@ void Model::ensure_rows(int tokens) {
 // A linear layer's forward and backward with the model's adapter state: its scratch, the
 // dropout seed, and whether adapters are on.
 void Model::linear_forward(const Linear& lin, float* y, const float* x, int N, float* mid) {
+  if (observer_ && lin.name) observer_(*lin.name, x, N, lin.in);
   lin.forward(be_, y, x, N, lora_on_ ? mid : nullptr, &top_->lora, dropout_seed_, dropout_row0_, exact_);
 }
 void Model::linear_backward(const Linear& lin, float* dx, const float* dy, const float* x, int N, const float* mid) {
@@ -915,7 +917,10 @@ void Model::layer_backward(int l, LayerActs& a, int N, AttentionSite& site, bool
 void Model::head_forward(const float* x, int N) {
   Top& t = *top_;
   t.normf.forward(be_, t.hf, t.meanf, t.rstdf, x, N);
-  if (opts_.lm_head) t.lm.forward(be_, acts_.logits, t.hf, N, nullptr, nullptr, 0, 0, exact_);
+  if (opts_.lm_head) {
+    if (observer_) observer_(*t.lm.name, t.hf, N, t.lm.in);
+    t.lm.forward(be_, acts_.logits, t.hf, N, nullptr, nullptr, 0, 0, exact_);
+  }
   if (t.score.w) t.score.forward(be_, t.values, t.hf, N);
 }
 

@@ -243,7 +243,10 @@ bool is_gguf_file(const std::string& path) {
   return got == 4 && std::memcmp(head, "GGUF", 4) == 0;
 }
 
-ExportReport export_gguf(const std::string& checkpoint, const std::string& out, const QuantScheme& s, const std::string& name) {
+ExportReport export_gguf(const std::string& checkpoint, const std::string& out, const QuantScheme& s, const std::string& name,
+                         const std::string& imatrix) {
+  std::map<std::string, std::vector<float>> importance;
+  if (!imatrix.empty()) importance = read_imatrix(imatrix);
   auto be = make_cpu_backend();
   LoadedModel lm = open_model(checkpoint, *be);
   Model& m = *lm.model;
@@ -328,10 +331,25 @@ ExportReport export_gguf(const std::string& checkpoint, const std::string& out, 
   // Tensors.
   const int64_t C = c.dim, V = c.vocab_size;
   const bool tied = !llama || c.tied_embeddings;
+  size_t weighted = 0;
+  std::vector<std::string> unweighted;
   auto add = [&](const std::string& gname, std::vector<int64_t> ne, const float* data, Role role = Role::other, int layer = 0) {
     throw_if_stopped();
     const ggml::Type t = tensor_type(s, ne[0], static_cast<int>(ne.size()), role, layer, c.layers);
-    g.add_tensor(gname, std::move(ne), t, data);
+    const float* imp = nullptr;
+    if (!importance.empty() && ne.size() == 2 && ggml::uses_importance(t)) {
+      const auto it = importance.find(gname);
+      if (it == importance.end()) {
+        unweighted.push_back(gname);
+      } else {
+        if (static_cast<int64_t>(it->second.size()) != ne[0])
+          throw Error(imatrix, gname + " has " + std::to_string(it->second.size()) + " columns, the model's " + std::to_string(ne[0]) +
+                                   ": an importance matrix of another model");
+        imp = it->second.data();
+        ++weighted;
+      }
+    }
+    g.add_tensor(gname, std::move(ne), t, data, imp);
   };
   add("token_embd.weight", {C, V}, weight(llama ? "model.embed_tokens.weight" : "wte"), tied ? Role::output : Role::other);
   if (!llama) add("position_embd.weight", {C, c.max_seq}, weight("wpe"));
@@ -380,8 +398,14 @@ ExportReport export_gguf(const std::string& checkpoint, const std::string& out, 
     add("output_norm.weight", {C}, weight("ln_f.weight"));
     add("output_norm.bias", {C}, weight("ln_f.bias"));
   }
+  if (!importance.empty() && weighted == 0)
+    throw Error(imatrix, "names none of the model's matrices: an importance matrix of another model");
+  if (!unweighted.empty())
+    LLMKIT_WARN("%s: no importance for %zu matrices (%s%s): quantized without it", imatrix.c_str(), unweighted.size(),
+                unweighted.front().c_str(), unweighted.size() > 1 ? ", ..." : "");
   g.write(out);
   ExportReport r;
+  r.weighted = weighted;
   const GgufFile back(out);
   std::map<std::string, int> count;
   for (const GgufTensor& t : back.tensors()) {

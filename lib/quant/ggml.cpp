@@ -28,7 +28,7 @@ inline int nearest_int(float f) {
 
 // The scale of a group quantized symmetrically to [-nmax, nmax - 1] (stored + nmax), with a
 // search over 18 scales around nmax / max for the least weighted error (rmse_type 1: weights x^2).
-float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type) {
+float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw = nullptr) {
   float max = 0, amax = 0;
   for (int i = 0; i < n; ++i) {
     const float ax = std::fabs(x[i]);
@@ -49,7 +49,9 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type) 
     }
     return 1 / iscale;
   }
-  auto weight = [&](int i) { return rmse_type == 1 ? x[i] * x[i] : rmse_type == 2 ? 1.0f : rmse_type == 3 ? std::fabs(x[i]) : std::sqrt(std::fabs(x[i])); };
+  auto weight = [&](int i) {
+    return qw ? qw[i] : rmse_type == 1 ? x[i] * x[i] : rmse_type == 2 ? 1.0f : rmse_type == 3 ? std::fabs(x[i]) : std::sqrt(std::fabs(x[i]));
+  };
   float sumlx = 0, suml2 = 0;
   for (int i = 0; i < n; ++i) {
     int l = nearest_int(iscale * x[i]);
@@ -156,6 +158,68 @@ float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, ui
   return scale;
 }
 
+// Non-negative values x (a block's group scales) as levels 0..nmax of one scale, the weighted
+// error least (ggml's make_qp_quants): 9 scales tried, then levels moved one at a time.
+float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* w) {
+  float max = 0;
+  for (int i = 0; i < n; ++i) max = std::max(max, x[i]);
+  if (max < 1e-15f) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.f;
+  }
+  float iscale = nmax / max;
+  for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(nearest_int(iscale * x[i]));
+  const float scale = 1 / iscale;
+  float best = 0;
+  for (int i = 0; i < n; ++i) {
+    const float diff = x[i] - scale * L[i];
+    best += w[i] * diff * diff;
+  }
+  for (int is = -4; is <= 4; ++is) {
+    if (is == 0) continue;
+    const float iscale_is = (0.1f * is + nmax) / max, scale_is = 1 / iscale_is;
+    float mse = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::min(nmax, nearest_int(iscale_is * x[i]));
+      const float diff = x[i] - scale_is * l;
+      mse += w[i] * diff * diff;
+    }
+    if (mse < best) {
+      best = mse;
+      iscale = iscale_is;
+    }
+  }
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = std::min(nmax, nearest_int(iscale * x[i]));
+    L[i] = static_cast<uint8_t>(l);
+    sumlx += w[i] * x[i] * l;
+    suml2 += w[i] * l * l;
+  }
+  for (int itry = 0; itry < 5; ++itry) {
+    int changed = 0;
+    for (int i = 0; i < n; ++i) {
+      float slx = sumlx - w[i] * x[i] * L[i];
+      float sl2 = suml2 - w[i] * L[i] * L[i];
+      if (slx > 0 && sl2 > 0) {
+        const int nl = std::min(nmax, nearest_int(x[i] * sl2 / slx));
+        if (nl != L[i]) {
+          slx += w[i] * x[i] * nl;
+          sl2 += w[i] * nl * nl;
+          if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+            L[i] = static_cast<uint8_t>(nl);
+            sumlx = slx;
+            suml2 = sl2;
+            ++changed;
+          }
+        }
+      }
+    }
+    if (!changed) break;
+  }
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
 // The 6-bit scale and min of sub-block j of a Q4_K/Q5_K block's 12 bytes.
 inline void scale_min_k4(int j, const uint8_t* q, uint8_t& d, uint8_t& m) {
   if (j < 4) {
@@ -193,6 +257,21 @@ void dequantize_q8_0(const uint8_t* x, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, x += 34, y += 32) {
     const float d = get_fp16(x);
     for (int j = 0; j < 32; ++j) y[j] = static_cast<float>(static_cast<int8_t>(x[2 + j])) * d;
+  }
+}
+
+// With an importance per value (ggml's quantize_row_q4_0_impl): each block's scale fitted with
+// weights imp * sqrt(sigma^2 + x^2), sigma^2 the row's mean square.
+void quantize_q4_0_imp(const float* x, uint8_t* y, int64_t nb, const float* imp) {
+  float sum_x2 = 0;
+  for (int64_t j = 0; j < 32 * nb; ++j) sum_x2 += x[j] * x[j];
+  const float sigma2 = sum_x2 / static_cast<float>(32 * nb);
+  float weight[32];
+  int8_t L[32];
+  for (int64_t ib = 0; ib < nb; ++ib, x += 32, y += 18, imp += 32) {
+    for (int j = 0; j < 32; ++j) weight[j] = imp[j] * std::sqrt(sigma2 + x[j] * x[j]);
+    put_fp16(y, make_qx_quants(32, 8, x, L, 1, weight));
+    for (int j = 0; j < 16; ++j) y[2 + j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
   }
 }
 
@@ -297,11 +376,66 @@ void dequantize_q32(const uint8_t* x, float* y, int64_t nb) {
 // ---- Q4_K and Q5_K: 256 values in 8 groups of 32, 6-bit scales and mins ----
 
 // Layout: d (2), dmin (2), scales (12), [qh (32) for Q5_K], qs (128).
+// A Q4_K/Q5_K block's eight 6-bit scales and mins into its 12 bytes.
+void put_scales_k4(uint8_t* sc, const uint8_t* ls, const uint8_t* lm) {
+  std::memset(sc, 0, 12);
+  for (int j = 0; j < 8; ++j) {
+    if (j < 4) {
+      sc[j] = ls[j];
+      sc[j + 4] = lm[j];
+    } else {
+      sc[j + 4] = static_cast<uint8_t>((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+      sc[j - 4] |= static_cast<uint8_t>((ls[j] >> 4) << 6);
+      sc[j] |= static_cast<uint8_t>((lm[j] >> 4) << 6);
+    }
+  }
+}
+
+// With d, dmin and the scales written at y: each value's level in L (a group whose scale is 0
+// keeps the levels L has), packed into the block.
+template <int Bits>
+void finish_qk_asym(const float* x, uint8_t* y, uint8_t* L) {
+  constexpr int nmax = (1 << Bits) - 1;
+  const uint8_t* sc = y + 4;
+  const float dd = get_fp16(y), dmin = get_fp16(y + 2);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t s, m;
+    scale_min_k4(j, sc, s, m);
+    const float d = dd * s;
+    if (d == 0) continue;
+    const float dm = dmin * m;
+    for (int ii = 0; ii < 32; ++ii) {
+      const int l = nearest_int((x[32 * j + ii] + dm) / d);
+      L[32 * j + ii] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
+    }
+  }
+  if (Bits == 4) {
+    uint8_t* q = y + 16;
+    for (int j = 0; j < kQK; j += 64, q += 32)
+      for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+  } else {
+    uint8_t* qh = y + 16;
+    uint8_t* ql = y + 48;
+    std::memset(qh, 0, 32);
+    uint8_t m1 = 1, m2 = 2;
+    for (int n = 0; n < kQK; n += 64, ql += 32) {
+      for (int j = 0; j < 32; ++j) {
+        int l1 = L[n + j], l2 = L[n + j + 32];
+        if (l1 > 15) l1 -= 16, qh[j] |= m1;
+        if (l2 > 15) l2 -= 16, qh[j] |= m2;
+        ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
+      }
+      m1 = static_cast<uint8_t>(m1 << 2);
+      m2 = static_cast<uint8_t>(m2 << 2);
+    }
+  }
+}
+
 template <int Bits>
 void quantize_qk_asym(const float* x, uint8_t* y, int64_t nb) {
   constexpr int nmax = (1 << Bits) - 1;
   constexpr size_t bytes = Bits == 4 ? 144 : 176;
-  uint8_t L[kQK], Laux[32];
+  uint8_t L[kQK], Laux[32], ls[8], lm[8];
   float weights[32], mins[8], scales[8];
   for (int64_t i = 0; i < nb; ++i, x += kQK, y += bytes) {
     float max_scale = 0, max_min = 0;
@@ -315,56 +449,47 @@ void quantize_qk_asym(const float* x, uint8_t* y, int64_t nb) {
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }
-    uint8_t* sc = y + 4;
-    std::memset(sc, 0, 12);
     const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
     const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
     for (int j = 0; j < 8; ++j) {
-      const uint8_t ls = static_cast<uint8_t>(std::min(63, nearest_int(inv_scale * scales[j])));
-      const uint8_t lm = static_cast<uint8_t>(std::min(63, nearest_int(inv_min * mins[j])));
-      if (j < 4) {
-        sc[j] = ls;
-        sc[j + 4] = lm;
-      } else {
-        sc[j + 4] = static_cast<uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
-        sc[j - 4] |= static_cast<uint8_t>((ls >> 4) << 6);
-        sc[j] |= static_cast<uint8_t>((lm >> 4) << 6);
-      }
+      ls[j] = static_cast<uint8_t>(std::min(63, nearest_int(inv_scale * scales[j])));
+      lm[j] = static_cast<uint8_t>(std::min(63, nearest_int(inv_min * mins[j])));
     }
+    put_scales_k4(y + 4, ls, lm);
     put_fp16(y, max_scale / 63.f);
     put_fp16(y + 2, max_min / 63.f);
-    const float dd = get_fp16(y), dmin = get_fp16(y + 2);
+    finish_qk_asym<Bits>(x, y, L);
+  }
+}
+
+// The same with an importance per value (ggml's quantize_row_q4_K_impl, _q5_K_impl): group
+// weights imp * sqrt(sigma^2 + x^2), ggml's make_qkx3_quants per group, the scales and mins fitted by
+// make_qp_quants weighted by the groups' total weights.
+template <int Bits>
+void quantize_qk_asym_imp(const float* x, uint8_t* y, int64_t nb, const float* imp) {
+  constexpr int nmax = (1 << Bits) - 1;
+  constexpr size_t bytes = Bits == 4 ? 144 : 176;
+  uint8_t L[kQK], Laux[32], ls[8], lm[8];
+  float weights[32], sw[8], mins[8], scales[8];
+  for (int64_t i = 0; i < nb; ++i, x += kQK, y += bytes, imp += kQK) {
+    float sum_x2 = 0;
+    for (int l = 0; l < kQK; ++l) sum_x2 += x[l] * x[l];
+    const float sigma2 = 2 * sum_x2 / kQK;
     for (int j = 0; j < 8; ++j) {
-      uint8_t s, m;
-      scale_min_k4(j, sc, s, m);
-      const float d = dd * s;
-      if (d == 0) continue;
-      const float dm = dmin * m;
-      for (int ii = 0; ii < 32; ++ii) {
-        const int l = nearest_int((x[32 * j + ii] + dm) / d);
-        L[32 * j + ii] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
-      }
+      for (int l = 0; l < 32; ++l) weights[l] = imp[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+      float sumw = 0;
+      for (int l = 0; l < 32; ++l) sumw += weights[l];
+      sw[j] = sumw;
+      // ggml's make_qkx3_quants, which computes what make_qkx2_quants does without use_mad.
+      scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
     }
-    if (Bits == 4) {
-      uint8_t* q = y + 16;
-      for (int j = 0; j < kQK; j += 64, q += 32)
-        for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
-    } else {
-      uint8_t* qh = y + 16;
-      uint8_t* ql = y + 48;
-      std::memset(qh, 0, 32);
-      uint8_t m1 = 1, m2 = 2;
-      for (int n = 0; n < kQK; n += 64, ql += 32) {
-        for (int j = 0; j < 32; ++j) {
-          int l1 = L[n + j], l2 = L[n + j + 32];
-          if (l1 > 15) l1 -= 16, qh[j] |= m1;
-          if (l2 > 15) l2 -= 16, qh[j] |= m2;
-          ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
-        }
-        m1 = static_cast<uint8_t>(m1 << 2);
-        m2 = static_cast<uint8_t>(m2 << 2);
-      }
-    }
+    const float d_block = make_qp_quants(8, 63, scales, ls, sw);
+    const float m_block = make_qp_quants(8, 63, mins, lm, sw);
+    for (int j = 0; j < 8; ++j) ls[j] = std::min<uint8_t>(63, ls[j]), lm[j] = std::min<uint8_t>(63, lm[j]);
+    put_scales_k4(y + 4, ls, lm);
+    put_fp16(y, d_block);
+    put_fp16(y + 2, m_block);
+    finish_qk_asym<Bits>(x, y, L);
   }
 }
 
@@ -394,13 +519,15 @@ void dequantize_qk_asym(const uint8_t* x, float* y, int64_t nb) {
 // ---- Q6_K: 256 values in 16 groups of 16, int8 scales ----
 
 // Layout: ql (128), qh (64), scales (16 x int8), d (2).
-void quantize_q6_k(const float* x, uint8_t* y, int64_t nb) {
+// imp: an importance per value (ggml's quantize_row_q6_K_impl: the groups' fit weighted by it
+// instead of x^2), or null.
+void quantize_q6_k(const float* x, uint8_t* y, int64_t nb, const float* imp = nullptr) {
   int8_t L[kQK];
   float scales[16];
-  for (int64_t i = 0; i < nb; ++i, x += kQK, y += 210) {
+  for (int64_t i = 0; i < nb; ++i, x += kQK, y += 210, imp = imp ? imp + kQK : nullptr) {
     float max_scale = 0, max_abs_scale = 0;
     for (int ib = 0; ib < 16; ++ib) {
-      const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1);
+      const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, imp ? imp + 16 * ib : nullptr);
       scales[ib] = scale;
       const float abs_scale = std::fabs(scale);
       if (abs_scale > max_abs_scale) {
@@ -554,10 +681,20 @@ size_t row_bytes(Type t, int64_t n) {
   return static_cast<size_t>(n / tr.block) * tr.bytes;
 }
 
-void quantize(Type t, const float* x, void* out, int64_t n) {
+bool uses_importance(Type t) { return t == Type::q4_0 || t == Type::q4_k || t == Type::q5_k || t == Type::q6_k; }
+
+void quantize(Type t, const float* x, void* out, int64_t n, const float* importance) {
   const int64_t nb = n / traits(t).block;
   row_bytes(t, n);
   auto* y = static_cast<uint8_t*>(out);
+  if (importance && uses_importance(t)) {
+    switch (t) {
+      case Type::q4_0: quantize_q4_0_imp(x, y, nb, importance); return;
+      case Type::q4_k: quantize_qk_asym_imp<4>(x, y, nb, importance); return;
+      case Type::q5_k: quantize_qk_asym_imp<5>(x, y, nb, importance); return;
+      default: quantize_q6_k(x, y, nb, importance); return;
+    }
+  }
   switch (t) {
     case Type::f32: std::memcpy(y, x, static_cast<size_t>(n) * 4); return;
     case Type::f16:

@@ -250,7 +250,8 @@ void GgufWriter::set(const std::string& key, GgufValue v) {
   kv_.emplace_back(key, std::move(v));
 }
 
-void GgufWriter::add_tensor(const std::string& name, std::vector<int64_t> ne, ggml::Type type, const float* values) {
+void GgufWriter::add_tensor(const std::string& name, std::vector<int64_t> ne, ggml::Type type, const float* values,
+                            const float* importance) {
   GgufTensor t;
   t.name = name;
   t.ne = std::move(ne);
@@ -260,7 +261,7 @@ void GgufWriter::add_tensor(const std::string& name, std::vector<int64_t> ne, gg
   t.bytes = row * static_cast<size_t>(rows);
   std::vector<uint8_t> bytes(t.bytes);
   for (int64_t r = 0; r < rows; ++r)
-    ggml::quantize(type, values + static_cast<size_t>(r * t.ne[0]), bytes.data() + static_cast<size_t>(r) * row, t.ne[0]);
+    ggml::quantize(type, values + static_cast<size_t>(r * t.ne[0]), bytes.data() + static_cast<size_t>(r) * row, t.ne[0], importance);
   uint64_t offset = 0;
   if (!tensors_.empty()) offset = (tensors_.back().offset + tensors_.back().bytes + 31) / 32 * 32;
   t.offset = offset;

@@ -103,6 +103,38 @@ run llm-eval gen --model plain.gguf --max-gen-tokens 8 --log-samples without.jso
 expect_rc 0 "gen on the GGUF with the tokenizer rebuilt from its vocabulary"
 cmp -s with.jsonl without.jsonl && ok || fail "the rebuilt tokenizer answers differently: $(diff with.jsonl without.jsonl | head -5)"
 
+# Calibration: an importance matrix over the training shards, llama.cpp's imatrix layout; Q4_K_M
+# and Q4_0 quantized with it differ from round-to-nearest, and llmkit reads them.
+run llm-quant imatrix --model llama --seq-len 64 --chunks 8 -o imatrix.gguf shards/train-*.tok
+expect_rc 0 "llm-quant imatrix"
+expect_err_contains "wrote imatrix.gguf: 15 matrices, 8 windows, 512 tokens"
+expect_eq "$(llm-quant inspect imatrix.gguf | awk '$1 == "tensor" && $2 ~ /in_sum2$/ {n++} END {print n}')" "15" "an in_sum2 per matrix"
+expect_eq "$(llm-quant inspect imatrix.gguf | awk '$1 == "tensor" && $2 == "blk.1.ffn_down.weight.in_sum2" {print $3, $4, $5, $6}')" "F32 512 x 1" \
+  "ffn_down's importance: one value per input column"
+expect_eq "$(llm-quant inspect imatrix.gguf | awk '$1 == "imatrix.chunk_count" {print $2}')" "8" "imatrix.chunk_count"
+for t in q4_k_m q4_0; do
+  run llm-quant --model llama --type $t --imatrix imatrix.gguf -o llama-$t-imat.gguf
+  expect_rc 0 "llm-quant $t --imatrix"
+  expect_err_contains "15 matrices quantized with the importance matrix imatrix.gguf"
+  cmp -s llama-$t.gguf llama-$t-imat.gguf && fail "$t: the importance matrix changed nothing" || ok
+  expect_eq "$(types_of llama-$t.gguf)" "$(types_of llama-$t-imat.gguf)" "$t: the same types with and without it"
+  run llm-eval ppl --model llama-$t-imat.gguf --limit 4 --seq-len 64 shards/train-*.tok
+  expect_rc 0 "llm-eval on $t with an importance matrix"
+done
+run llm-quant imatrix --model gpt2 --seq-len 64 --chunks 2 -o gpt2-imatrix.gguf shards/train-*.tok
+expect_rc 0 "llm-quant imatrix gpt2"
+expect_err_contains "wrote gpt2-imatrix.gguf: 9 matrices"
+run llm-quant --model llama --type q4_k_m --imatrix gpt2-imatrix.gguf -o x.gguf
+expect_rc 1 "another model's importance matrix"
+expect_err_contains "an importance matrix of another model"
+run llm-quant --model llama --type q4_k_m --imatrix llama-q8_0.gguf -o x.gguf
+expect_rc 1 "a model as the importance matrix"
+expect_err_contains "holds no importance matrix"
+run llm-quant imatrix --model llama --seq-len 1000 -o y.gguf shards/train-*.tok
+expect_rc 2 "--seq-len past the context"
+run llm-quant imatrix --model llama -o y.gguf
+expect_rc 2 "no calibration shards"
+
 # Bad input.
 run llm-quant --model llama --type q3_k -o x.gguf
 expect_rc 2 "an unknown type"
@@ -150,5 +182,9 @@ print(f"max |d logp| {worst:.2e}", file=sys.stderr)
 PY
 )" "True" "$arch $t: llama.cpp agrees with llmkit"
   done
+done
+for t in q4_k_m q4_0; do
+  run node "$SRC/tests/peers/llama_cpp.mjs" "$PWD/llama-$t-imat.gguf" "$prompts" 8
+  expect_rc 0 "llama.cpp loads llama-$t-imat.gguf (quantized with the importance matrix)"
 done
 finish

@@ -51,8 +51,12 @@ bool parse_type(const std::string& name, Type& t);
 // Bytes of a row of n values (n a multiple of the block size: an Error otherwise).
 size_t row_bytes(Type t, int64_t n);
 
-// n values (a multiple of the type's block) into blocks, as ggml's reference quantizer does.
-void quantize(Type t, const float* x, void* out, int64_t n);
+// n values (a multiple of the type's block) into blocks, as ggml's reference quantizer does;
+// with `importance` (n values, an importance matrix's row: the mean square of each input
+// column's activations) as llama-quantize does with --imatrix for the types that use one (Q4_0,
+// Q4_K, Q5_K, Q6_K: ggml's quantize_row_*_impl), the others ignoring it.
+void quantize(Type t, const float* x, void* out, int64_t n, const float* importance = nullptr);
+bool uses_importance(Type t);
 // Blocks back into n values.
 void dequantize(Type t, const void* in, float* y, int64_t n);
 

@@ -103,7 +103,9 @@ class GgufWriter {
  public:
   void set(const std::string& key, GgufValue v);  // replaces a key already set
   // A tensor of ne (innermost first) values in `type`, quantized from `values` (row by row).
-  void add_tensor(const std::string& name, std::vector<int64_t> ne, ggml::Type type, const float* values);
+  // importance: ne[0] values applied to every row (ggml::quantize's), or null.
+  void add_tensor(const std::string& name, std::vector<int64_t> ne, ggml::Type type, const float* values,
+                  const float* importance = nullptr);
   // Writes the file (to a temporary name, then renamed).
   void write(const std::string& path) const;
   size_t tensor_bytes() const;

@@ -181,6 +181,12 @@ class Model {
     dropout_row0_ = first_token;
   }
 
+  // Called with each linear layer's input in forward() and forward_cached(): the weight's tensor
+  // name and its [N, C] input rows in the backend's memory (an importance matrix's statistics:
+  // llm-quant imatrix). An empty function: no calls.
+  using InputObserver = std::function<void(const std::string& weight, const float* x, int N, int C)>;
+  void set_input_observer(InputObserver f) { observer_ = std::move(f); }
+
   // The temperature of logp() (and of backward's d(logp)): log softmax(logits / T), as GRPO's
   // trainer computes its log-probabilities at the sampling temperature (TRL does). Default 1.
   void set_logit_temperature(float t) { logit_temperature_ = t; }
@@ -291,6 +297,7 @@ class Model {
   std::vector<int32_t> tokens_, targets_, starts_;
   std::vector<float> host_logits_;
   GradientHook hook_;
+  InputObserver observer_;
   uint64_t dropout_seed_ = 0, dropout_row0_ = 0;
   float logit_temperature_ = 1.0f;
   bool exact_ = false;  // forward(): quantized matrices against fp32 activations

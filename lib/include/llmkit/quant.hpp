@@ -12,6 +12,9 @@
 // attn_v and ffn_down Q6_K in llama.cpp's "more bits" layers; a row that is not whole blocks of
 // the type falls back as llama-quantize's do (Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0, else F16).
 #pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,13 +39,16 @@ struct QuantScheme {
 
 struct ExportReport {
   size_t tensors = 0, bytes = 0;
+  size_t weighted = 0;  // tensors quantized with the importance matrix
   double params = 0;
   std::vector<std::pair<std::string, int>> types;  // tensors per ggml type
 };
 
-// Writes the model of `checkpoint` (a checkpoint or run directory, an adapter merged) as GGUF.
+// Writes the model of `checkpoint` (a checkpoint or run directory, an adapter merged) as GGUF;
+// with `imatrix` (a file of make_imatrix), the types that use one (Q4_0, Q4_K, Q5_K, Q6_K) are
+// quantized weighting each column by its importance, as llama-quantize --imatrix does.
 ExportReport export_gguf(const std::string& checkpoint, const std::string& out, const QuantScheme& scheme,
-                         const std::string& name = "");
+                         const std::string& name = "", const std::string& imatrix = "");
 
 // A GGUF file as an llmkit model on `backend`: its quantized matrices (Q8_0, Q4_K, ...) held
 // in their blocks, the rest (F32, F16, BF16) as fp32 values. The file: one that
@@ -60,5 +66,30 @@ bool is_gguf_file(const std::string& path);
 // table) rounded through their type. Evaluating it gives exactly what evaluating the GGUF file
 // read back (open_gguf_model) gives.
 std::unique_ptr<Model> quantize_model(Model& m, const QuantScheme& s);
+
+// ---- Importance matrices (lib/quant/imatrix.cpp) ----
+
+// The GGUF tensor an llmkit matrix becomes ("blk.3.attn_q.weight"; GPT-2's q, k and v all
+// "blk.N.attn_qkv.weight"); "" for a tensor that is no matrix of the file's.
+std::string gguf_tensor_name(const ModelConfig& c, const std::string& name);
+
+struct ImatrixConfig {
+  std::string model;               // a checkpoint, run directory or GGUF file
+  std::vector<std::string> calib;  // token shards
+  int seq_len = 0;                 // 0: min(512, the model's context)
+  int64_t chunks = 100;            // windows of seq_len tokens read at most
+  std::string out;
+};
+struct ImatrixReport {
+  size_t tensors = 0;
+  int64_t chunks = 0, tokens = 0;
+};
+// Runs the model over consecutive windows of the calibration shards and writes, for every
+// matrix, the sum of each input column's squares and the rows seen, as llama.cpp's llama-imatrix
+// writes its GGUF files: <tensor>.in_sum2 [columns] and <tensor>.counts [1] (F32), with
+// general.type "imatrix", imatrix.datasets, imatrix.chunk_count and imatrix.chunk_size.
+ImatrixReport make_imatrix(const ImatrixConfig& cfg);
+// Such a file as GGUF tensor name -> each column's mean square (in_sum2 / counts).
+std::map<std::string, std::vector<float>> read_imatrix(const std::string& path);
 
 }  // namespace llmkit
