@@ -51,7 +51,7 @@ ppl() { "$bin/llm-eval" ppl --model "$1" --seq-len 256 --limit 64 "$val" 2>/dev/
 base_ppl=$(ppl base)
 echo "a 25M Llama (hidden 512, 6 layers, GQA; $steps steps on Debian licence and copyright files), validation perplexity $base_ppl (fp32 checkpoint); 1 thread for speed"
 speed() {  # MODEL_FILE -> llmkit's and llama.cpp's JSON on one line each
-  OMP_NUM_THREADS=1 "$bin/decode" "$1" 128 64
+  OMP_NUM_THREADS=1 "$bin/decode" "$1" 128 64 2> /dev/null
   if [ -f "$peers/node_modules/node-llama-cpp/package.json" ] && command -v node > /dev/null; then
     LLMKIT_PEERS=$peers node "$src/tests/peers/llama_cpp_speed.mjs" "$PWD/$1" 128 64 1
   else

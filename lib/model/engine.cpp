@@ -218,26 +218,19 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
       }
     }
     // The prefill: at once, or in parts of at most prefill_rows_ rows (whole prompts), keeping
-    // each prompt's last logits.
-    std::vector<float> first_logits;
-    if (prefill_rows_ <= 0 || rows.size() <= static_cast<size_t>(prefill_rows_)) {
-      model_.forward_cached(rows.data(), static_cast<int>(rows.size()), segs, *cache_);
-    } else {
-      first_logits.resize(segs.size() * static_cast<size_t>(Vp));
-      for (size_t s0 = 0; s0 < segs.size();) {
-        size_t s1 = s0;
-        int count = 0;
-        while (s1 < segs.size() && (s1 == s0 || count + segs[s1].count <= prefill_rows_)) count += segs[s1++].count;
-        std::vector<CacheSegment> part(segs.begin() + static_cast<long>(s0), segs.begin() + static_cast<long>(s1));
-        const int base = segs[s0].row;
-        for (CacheSegment& sg : part) sg.row -= base;
-        model_.forward_cached(rows.data() + base, count, part, *cache_);
-        const float* lg = model_.logits_on_host();
-        for (size_t s = s0; s < s1; ++s)
-          std::copy_n(lg + static_cast<size_t>(part[s - s0].row + part[s - s0].count - 1) * static_cast<size_t>(Vp), Vp,
-                      first_logits.begin() + static_cast<long>(s * static_cast<size_t>(Vp)));
-        s0 = s1;
-      }
+    // each prompt's last logits only (the LM head runs on those rows alone).
+    std::vector<float> first_logits(segs.size() * static_cast<size_t>(Vp));
+    for (size_t s0 = 0; s0 < segs.size();) {
+      size_t s1 = s0;
+      int count = 0;
+      while (s1 < segs.size() && (s1 == s0 || prefill_rows_ <= 0 || count + segs[s1].count <= prefill_rows_)) count += segs[s1++].count;
+      std::vector<CacheSegment> part(segs.begin() + static_cast<long>(s0), segs.begin() + static_cast<long>(s1));
+      const int base = segs[s0].row;
+      for (CacheSegment& sg : part) sg.row -= base;
+      model_.forward_cached(rows.data() + base, count, part, *cache_, true);
+      const float* lg = model_.logits_on_host();
+      std::copy_n(lg, (s1 - s0) * static_cast<size_t>(Vp), first_logits.begin() + static_cast<long>(s0 * static_cast<size_t>(Vp)));
+      s0 = s1;
     }
     // The other samples of a prompt start from a copy of its keys and values.
     if (n > 1)
@@ -250,11 +243,11 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
           }
     std::vector<int> last_row;
     for (size_t s = 0; s < segs.size(); ++s)
-      for (size_t k = 0; k < n; ++k) last_row.push_back(first_logits.empty() ? segs[s].row + segs[s].count - 1 : static_cast<int>(s));
+      for (size_t k = 0; k < n; ++k) last_row.push_back(static_cast<int>(s));
     bool first = true;
     while (!live.empty()) {
       throw_if_stopped();
-      const float* logits = first && !first_logits.empty() ? first_logits.data() : model_.logits_on_host();
+      const float* logits = first ? first_logits.data() : model_.logits_on_host();
       first = false;
       std::vector<Live> next;
       std::vector<int32_t> step_tokens;

@@ -304,6 +304,13 @@ bool Model::is_lora_tensor(const std::string& name) {
   return has_suffix(name, ".lora_A.weight") || has_suffix(name, ".lora_B.weight");
 }
 
+bool Model::can_hold_blocks(const std::string& name) {
+  if (is_lora_tensor(name)) return false;
+  return has_suffix(name, "_proj.weight") || has_suffix(name, "attn.q.weight") || has_suffix(name, "attn.k.weight") ||
+         has_suffix(name, "attn.v.weight") || has_suffix(name, "c_proj.weight") || has_suffix(name, "c_fc.weight") ||
+         name == "lm_head.weight" || name == "model.embed_tokens.weight" || name == "wte";
+}
+
 void Model::build_specs() {
   const ModelConfig& c = cfg_;
   const int64_t C = c.dim, V = c.padded_vocab(), F = c.ffn_dim, hd = c.head_dim();
@@ -314,11 +321,7 @@ void Model::build_specs() {
     ParamSpec spec{name, std::move(shape), total_, n, decay};
     const auto t = opts_.weight_types.find(name);
     if (t != opts_.weight_types.end() && t->second != ggml::Type::f32) {
-      // Blocks instead of values: the linear layers' matrices and the token embedding only.
-      const bool matrix = has_suffix(name, "_proj.weight") || has_suffix(name, "attn.q.weight") || has_suffix(name, "attn.k.weight") ||
-                          has_suffix(name, "attn.v.weight") || has_suffix(name, "c_proj.weight") || has_suffix(name, "c_fc.weight") ||
-                          name == "lm_head.weight" || name == "model.embed_tokens.weight" || name == "wte";
-      if (!matrix || is_lora_tensor(name)) throw Error("", "internal: " + name + " cannot be held as ggml blocks");
+      if (!can_hold_blocks(name)) throw Error("", "internal: " + name + " cannot be held as ggml blocks");
       const ggml::TypeTraits& tr = ggml::traits(t->second);
       if (t->second == ggml::Type::f16 || t->second == ggml::Type::bf16)
         throw Error("", std::string("internal: ") + tr.name + " matrices are held as fp32");
@@ -1070,7 +1073,7 @@ KVCache::~KVCache() {
 }
 
 void Model::forward_cached(const int32_t* tokens, int rows, const std::vector<CacheSegment>& segments,
-                           KVCache& cache) {
+                           KVCache& cache, bool last_only) {
   const ModelConfig& c = cfg_;
   const int N = rows, V = c.vocab_size;
   std::vector<int32_t> pos(static_cast<size_t>(N), -1);
@@ -1102,7 +1105,17 @@ void Model::forward_cached(const int32_t* tokens, int rows, const std::vector<Ca
   if (t.qwte.data) be_.embedding_quant(a.x, tokens_.data(), pos.data(), t.qwte, t.wpe, N, c.dim);
   else be_.embedding_at(a.x, tokens_.data(), pos.data(), t.wte, t.wpe, N, c.dim);
   for (size_t l = 0; l < layers_.size(); ++l) layer_forward(static_cast<int>(l), a, a.x, N, site);
-  head_forward(a.x, N);
+  if (!last_only) return head_forward(a.x, N);
+  // Each segment's last row, gathered in segment order (an empty segment has none: its
+  // preceding row stands in, and its logits row is not to be read).
+  const int S = static_cast<int>(segments.size());
+  const size_t C = static_cast<size_t>(c.dim);
+  for (int s = 0; s < S; ++s) {
+    const int row = std::max(0, segments[static_cast<size_t>(s)].row + segments[static_cast<size_t>(s)].count - 1);
+    be_.copy(t.tmp + static_cast<size_t>(s) * C, a.x + static_cast<size_t>(row) * C, C);
+  }
+  T_ = S;
+  head_forward(t.tmp, S);
 }
 
 // ---- Cost ------------------------------------------------------------------------------------------

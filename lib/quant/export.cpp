@@ -120,12 +120,7 @@ ggml::Type scheme_type(const ModelConfig& c, const QuantScheme& s, const ParamSp
 
 // Whether a Model holds a tensor of this type as blocks (the others as fp32: norms, biases,
 // GPT-2's position table, F16 and BF16 matrices).
-bool held_as_blocks(const std::string& name, ggml::Type t) {
-  if (!quantized(t) || Model::is_lora_tensor(name)) return false;
-  return has_suffix(name, "_proj.weight") || has_suffix(name, "attn.q.weight") || has_suffix(name, "attn.k.weight") ||
-         has_suffix(name, "attn.v.weight") || has_suffix(name, "c_proj.weight") || has_suffix(name, "c_fc.weight") ||
-         name == "lm_head.weight" || name == "model.embed_tokens.weight" || name == "wte";
-}
+bool held_as_blocks(const std::string& name, ggml::Type t) { return quantized(t) && Model::can_hold_blocks(name); }
 
 std::string blk(int l, const char* what) { return "blk." + std::to_string(l) + "." + what; }
 

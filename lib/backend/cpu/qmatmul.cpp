@@ -243,6 +243,10 @@ LLMKIT_AVX2 inline float h2f(const uint8_t* p) {
   std::memcpy(&h, p, 2);
   return _cvtsh_ss(h);
 }
+// How far ahead of a kernel's reads the weights are prefetched, in bytes: decoding streams each
+// weight once, and the hardware prefetcher alone left the Q8_0 kernels at half the memory rate.
+constexpr int kPrefetch = 768;
+
 // Signed bytes x . y, pairwise and again: 8 int32 sums as floats.
 LLMKIT_AVX2 inline __m256 mul_sum_i8(__m256i x, __m256i y) {
   const __m256i dot = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
@@ -256,6 +260,7 @@ LLMKIT_AVX2 void dot_q32_avx2(int nb, const uint8_t* w, const uint8_t* const* a,
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   for (int i = 0; i < nb; ++i, w += wb) {
+    _mm_prefetch(reinterpret_cast<const char*>(w + kPrefetch), _MM_HINT_T0);
     __m256i qx;
     if (T == Type::q8_0) {
       qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2));
@@ -401,6 +406,7 @@ LLMKIT_AVX512 void dot_q32_avx512(int nb, const uint8_t* w, const uint8_t* const
   int i = 0;
   for (; i + 2 <= nb; i += 2) {
     const uint8_t* w0 = w + wb * static_cast<size_t>(i);
+    _mm_prefetch(reinterpret_cast<const char*>(w0 + kPrefetch), _MM_HINT_T0);
     const __m512i qx = _mm512_inserti64x4(_mm512_castsi256_si512(q32_values<T>(w0)), q32_values<T>(w0 + wb), 1);
     const __m512i ax = _mm512_abs_epi8(qx);
     const __mmask64 neg = _mm512_movepi8_mask(qx);

@@ -167,6 +167,9 @@ class Model {
   const ModelOptions& options() const { return opts_; }
   // Whether a tensor is an adapter's (its name ends in .lora_A.weight or .lora_B.weight).
   static bool is_lora_tensor(const std::string& name);
+  // Whether a tensor may be held as ggml blocks (ModelOptions::weight_types): the linear layers'
+  // weights, the token embedding and the LM head.
+  static bool can_hold_blocks(const std::string& name);
   // The adapters off (the base model alone: DPO's reference under LoRA) or on again.
   void set_lora_enabled(bool on);
   // W += scale B A into every adapted weight, then the adapters are off for good: the model is
@@ -201,9 +204,11 @@ class Model {
 
   // Inference: runs new tokens (rows of several sequences, each continuing its cache slot)
   // through the model, writing their keys and values into the cache; logits() then holds one
-  // row per new token. No activations are kept for a backward pass.
+  // row per new token, or with last_only one per segment, its last token's (a prompt's prefill
+  // needs no more: the LM head runs on those rows only). No activations are kept for a backward
+  // pass.
   void forward_cached(const int32_t* tokens, int rows, const std::vector<CacheSegment>& segments,
-                      KVCache& cache);
+                      KVCache& cache, bool last_only = false);
   // With a scalar head: its value at every position [B*T], after forward (host array).
   std::vector<float> values() const;
   std::vector<float> logp() const;                      // [B*T], after forward with targets
