@@ -140,7 +140,7 @@ const float* gather(const Model& m, const float* host, const HfTensor& t, std::v
   return storage.data();
 }
 
-void scatter(const Model& m, std::vector<float>& host, const HfTensor& t, const std::vector<float>& v) {
+void scatter(const Model& m, float* host, const HfTensor& t, const std::vector<float>& v) {
   int64_t out_rows = 0, cols = 0;
   for (const auto& name : t.parts) {
     const ParamSpec& s = m.param(name);
@@ -151,7 +151,7 @@ void scatter(const Model& m, std::vector<float>& host, const HfTensor& t, const 
     size_t at = 0;
     for (const auto& name : t.parts) {
       const ParamSpec& s = m.param(name);
-      std::copy(v.begin() + static_cast<long>(at), v.begin() + static_cast<long>(at + s.size), host.begin() + static_cast<long>(s.offset));
+      std::copy(v.begin() + static_cast<long>(at), v.begin() + static_cast<long>(at + s.size), host + s.offset);
       at += s.size;
     }
     return;
@@ -160,7 +160,7 @@ void scatter(const Model& m, std::vector<float>& host, const HfTensor& t, const 
   for (const auto& name : t.parts) {
     const ParamSpec& s = m.param(name);
     int64_t rows = t.rows >= 0 ? t.rows : s.shape[0];
-    std::fill(host.begin() + static_cast<long>(s.offset), host.begin() + static_cast<long>(s.offset + s.size), 0.0f);
+    std::fill(host + s.offset, host + s.offset + s.size, 0.0f);
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < cols; ++c)
         host[s.offset + static_cast<size_t>(r * cols + c)] =
@@ -211,9 +211,15 @@ std::vector<std::string> load_model(const std::string& path, Model& m, const std
   if (m.quantized()) throw Error(path, "internal: fp32 weights loaded into a model with quantized matrices");
   std::vector<std::string> missing;
   SafetensorsFile f(path);
-  // The model's current weights, so that what the file does not hold (adapters) is kept.
-  std::vector<float> host(m.num_params(), 0.0f);
-  m.backend().download(host.data(), m.weights(), host.size());
+  // The model's current weights, so that what the file does not hold (adapters) is kept: its
+  // own memory on the CPU (no second copy of the model while it loads), a copy elsewhere.
+  std::vector<float> copy;
+  float* host = m.backend().host_view(m.weights());
+  if (!host) {
+    copy.resize(m.num_params());
+    m.backend().download(copy.data(), m.weights(), copy.size());
+    host = copy.data();
+  }
   for (const auto& t : hf_layout(m)) {
     std::string name = t.name;
     if (!f.has(name) && name.rfind("transformer.", 0) == 0 && f.has(name.substr(12))) name = name.substr(12);
@@ -224,14 +230,15 @@ std::vector<std::string> load_model(const std::string& path, Model& m, const std
     if (!f.has(name)) throw Error(path, "tensor " + t.name + " is missing");
     std::vector<int64_t> shape;
     std::vector<float> scratch;
-    gather(m, host.data(), t, shape, scratch);  // for the shape
+    gather(m, host, t, shape, scratch);  // for the shape
     size_t count = 1;
     for (int64_t d : shape) count *= static_cast<size_t>(d);
     std::vector<float> v(count);
     f.read_f32(name, v.data(), v.size(), shape);
     scatter(m, host, t, v);
   }
-  m.backend().upload(m.weights(), host.data(), host.size());
+  if (!copy.empty()) m.backend().upload(m.weights(), copy.data(), copy.size());
+  m.backend().parameters_changed();
   return missing;
 }
 
