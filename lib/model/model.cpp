@@ -920,10 +920,7 @@ void Model::layer_backward(int l, LayerActs& a, int N, AttentionSite& site, bool
 void Model::head_forward(const float* x, int N) {
   Top& t = *top_;
   t.normf.forward(be_, t.hf, t.meanf, t.rstdf, x, N);
-  if (opts_.lm_head) {
-    if (observer_) observer_(*t.lm.name, t.hf, N, t.lm.in);
-    t.lm.forward(be_, acts_.logits, t.hf, N, nullptr, nullptr, 0, 0, exact_);
-  }
+  if (opts_.lm_head) linear_forward(t.lm, acts_.logits, t.hf, N, nullptr);  // no adapter on the head
   if (t.score.w) t.score.forward(be_, t.values, t.hf, N);
 }
 

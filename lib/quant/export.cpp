@@ -553,7 +553,9 @@ LoadedModel open_gguf_model(const std::string& path, Backend& be, ModelOptions o
     const int64_t cols = pl.ne[0];
     if (s.quantized()) {  // the blocks as they are, rows permuted back where the export permuted them
       const size_t rb = ggml::row_bytes(t.type, cols);
-      const int64_t n = pl.row0 > 0 || pl.gname.find("attn_qkv") != std::string::npos ? C : pl.ne[1];
+      // The model's rows that the file holds: a third of GPT-2's attn_qkv, the vocabulary's
+      // rows of the (padded) embedding, else all.
+      const int64_t n = std::min(s.shape[0], pl.ne[1] - pl.row0);
       const uint8_t* src = f.data(t) + static_cast<size_t>(pl.row0) * rb;
       if (pl.heads > 0) {
         const std::vector<uint8_t> b = permute_rows(src, n, rb, pl.heads, true);

@@ -9,6 +9,7 @@
 #include "llmkit/backend.hpp"
 #include "llmkit/error.hpp"
 #include "llmkit/gguf.hpp"
+#include "llmkit/io.hpp"
 #include "llmkit/log.hpp"
 #include "llmkit/model.hpp"
 #include "llmkit/quant.hpp"
@@ -58,7 +59,8 @@ ImatrixReport make_imatrix(const ImatrixConfig& cfg) {
   std::vector<float> host;
   m.set_input_observer([&](const std::string& weight, const float* x, int N, int C) {
     const std::string g = gguf_tensor_name(c, weight);
-    if (g.empty()) return;
+    // GPT-2's key and value see the query's input: attn_qkv's columns are counted once.
+    if (g.empty() || has_suffix(weight, "attn.k.weight") || has_suffix(weight, "attn.v.weight")) return;
     const float* h = be->host_view(const_cast<float*>(x));
     if (!h) {
       host.resize(static_cast<size_t>(N) * C);

@@ -11,8 +11,10 @@
 #include "../../lib/backend/cpu/gemm.hpp"
 #include "llmkit/backend.hpp"
 #include "llmkit/model.hpp"
+#include "util.hpp"
 
 using namespace llmkit;
+using test::with_threads;
 
 namespace {
 
@@ -24,14 +26,6 @@ std::vector<float> random_floats(size_t n, uint64_t seed) {
   return v;
 }
 
-// Runs f with n OpenMP threads, then restores the count.
-template <class F>
-void with_threads(int n, F f) {
-  const int before = omp_get_max_threads();
-  omp_set_num_threads(n);
-  f();
-  omp_set_num_threads(before);
-}
 
 struct Shape {
   bool ta, tb;

@@ -20,28 +20,18 @@
 #include "llmkit/model.hpp"
 #include "llmkit/quant.hpp"
 #include "llmkit/tok.hpp"
+#include "util.hpp"
 
 using namespace llmkit;
+using test::h2f;
+using test::randn;
+using test::with_threads;
 namespace gg = llmkit::ggml;
 
 namespace {
 
 const gg::Type kTypes[] = {gg::Type::q8_0, gg::Type::q4_0, gg::Type::q4_1, gg::Type::q5_0,
                            gg::Type::q5_1, gg::Type::q4_k, gg::Type::q5_k, gg::Type::q6_k};
-
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 r(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(r);
-  return v;
-}
-
-float h2f(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return gg::fp16_to_fp32(h);
-}
 
 bool k_type(gg::Type t) { return t == gg::Type::q4_k || t == gg::Type::q5_k || t == gg::Type::q6_k; }
 
@@ -78,13 +68,6 @@ std::vector<double> decode_activations(gg::Type w, const uint8_t* a, int n) {
   return x;
 }
 
-template <class F>
-void with_threads(int n, F f) {
-  const int before = omp_get_max_threads();
-  omp_set_num_threads(n);
-  f();
-  omp_set_num_threads(before);
-}
 
 }  // namespace
 

@@ -12,24 +12,12 @@
 #include "llmkit/error.hpp"
 #include "llmkit/ggml.hpp"
 #include "llmkit/gguf.hpp"
+#include "util.hpp"
 
 using namespace llmkit;
+using test::h2f;
+using test::randn;
 namespace gg = llmkit::ggml;
-
-namespace {
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 r(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(r);
-  return v;
-}
-float h2f(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return gg::fp16_to_fp32(h);
-}
-}  // namespace
 
 TEST_CASE("ggml: half and bfloat16 as IEEE rounds them", "[quant]") {
   CHECK(gg::fp32_to_fp16(1.0f) == 0x3c00);
