@@ -188,7 +188,6 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
   if (!p.seeds.empty() && p.seeds.size() != prompts.size() * n) throw Error("", "generate: a seed for each sequence, or none");
   const int Vp = model_.config().padded_vocab();
   const int eos = tok_ ? tok_->eos_id() : -1;
-  const size_t kv_dim = static_cast<size_t>(model_.config().kv_heads) * static_cast<size_t>(model_.config().head_dim());
   // log p(t) under the row's softmax
   std::vector<Generation> out(prompts.size() * n);
   const size_t per_batch = static_cast<size_t>(max_batch_) / n;  // prompts a batch holds
@@ -235,12 +234,7 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
     // The other samples of a prompt start from a copy of its keys and values.
     if (n > 1)
       for (const CacheSegment& sg : segs)
-        for (int l = 0; l < model_.config().layers; ++l)
-          for (size_t k = 1; k < n; ++k) {
-            const size_t count = static_cast<size_t>(sg.count) * kv_dim;
-            model_.backend().copy(cache_->k(l, sg.slot + static_cast<int>(k)), cache_->k(l, sg.slot), count);
-            model_.backend().copy(cache_->v(l, sg.slot + static_cast<int>(k)), cache_->v(l, sg.slot), count);
-          }
+        for (size_t k = 1; k < n; ++k) cache_->copy_positions(sg.slot + static_cast<int>(k), sg.slot, sg.count);
     std::vector<int> last_row;
     for (size_t s = 0; s < segs.size(); ++s)
       for (size_t k = 0; k < n; ++k) last_row.push_back(static_cast<int>(s));

@@ -234,13 +234,20 @@ class CachedAttention final : public Model::AttentionSite {
       be_.rope_at(a.k, pos_.data(), N, KV, hd, c_.rope_theta);
     }
     for (const CacheSegment& s : segments_) {
-      float* kc = cache_.k(layer, s.slot);
-      float* vc = cache_.v(layer, s.slot);
-      be_.copy(kc + static_cast<size_t>(s.start) * kvd, a.k + static_cast<size_t>(s.row) * kvd, static_cast<size_t>(s.count) * kvd);
-      be_.copy(vc + static_cast<size_t>(s.start) * kvd, a.v + static_cast<size_t>(s.row) * kvd, static_cast<size_t>(s.count) * kvd);
+      const std::vector<int32_t>& table = cache_.table(s.slot);
+      // The new rows' keys and values into their blocks, a run of rows per block.
+      for (int i = 0; i < s.count;) {
+        const int p = s.start + i, b = p / KVCache::kBlock, off = p % KVCache::kBlock;
+        const int run = std::min(s.count - i, KVCache::kBlock - off);
+        const size_t dst = static_cast<size_t>(off) * kvd, src = static_cast<size_t>(s.row + i) * kvd;
+        be_.copy(cache_.k(layer, table[static_cast<size_t>(b)]) + dst, a.k + src, static_cast<size_t>(run) * kvd);
+        be_.copy(cache_.v(layer, table[static_cast<size_t>(b)]) + dst, a.v + src, static_cast<size_t>(run) * kvd);
+        i += run;
+      }
       if (s.count > 0)
-        be_.attention_cached(a.att + static_cast<size_t>(s.row) * NH * hd, a.q + static_cast<size_t>(s.row) * NH * hd, kc, vc,
-                             s.start, s.count, NH, KV, hd);
+        be_.attention_paged(a.att + static_cast<size_t>(s.row) * NH * hd, a.q + static_cast<size_t>(s.row) * NH * hd,
+                            cache_.k_pool(layer), cache_.v_pool(layer), table.data(), KVCache::kBlock, s.start, s.count, NH, KV,
+                            hd);
     }
   }
   void backward(int, Model::LayerActs&, const float*, float*, float*, float*, int) override {
@@ -1057,16 +1064,38 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host, const Di
 
 // ---- Inference ---------------------------------------------------------------------------------------
 
-KVCache::KVCache(Backend& be, int layers, int slots, int max_len, int kv_dim)
-    : be_(be), slots_(slots), max_len_(max_len), kv_dim_(kv_dim) {
-  size_t n = static_cast<size_t>(layers) * slots * static_cast<size_t>(max_len) * kv_dim;
+KVCache::KVCache(Backend& be, int layers, int kv_dim, int blocks)
+    : be_(be), layers_(layers), kv_dim_(kv_dim), blocks_(blocks) {
+  if (blocks <= 0) throw Error("", "KV cache: " + std::to_string(blocks) + " blocks");
+  const size_t n = static_cast<size_t>(layers) * blocks * static_cast<size_t>(kBlock) * kv_dim;
   k_ = be_.alloc_activations(n);  // copied from the activations' keys and values
   v_ = be_.alloc_activations(n);
+}
+
+KVCache::KVCache(Backend& be, int layers, int slots, int max_len, int kv_dim)
+    : KVCache(be, layers, kv_dim, slots * ((max_len + kBlock - 1) / kBlock)) {
+  const int per = (max_len + kBlock - 1) / kBlock;
+  set_slots(slots);
+  for (int s = 0; s < slots; ++s)
+    for (int b = 0; b < per; ++b) tables_[static_cast<size_t>(s)].push_back(s * per + b);
 }
 
 KVCache::~KVCache() {
   be_.release(k_);
   be_.release(v_);
+}
+
+void KVCache::copy_positions(int to, int from, int positions) {
+  if (positions > capacity(to) || positions > capacity(from)) throw Error("", "internal: KV copy beyond a table");
+  for (int b = 0; b * kBlock < positions; ++b) {
+    const int32_t dst = table(to)[static_cast<size_t>(b)], src = table(from)[static_cast<size_t>(b)];
+    if (dst == src) continue;
+    const size_t n = static_cast<size_t>(std::min(kBlock, positions - b * kBlock)) * kv_dim_;
+    for (int l = 0; l < layers_; ++l) {
+      be_.copy(k(l, dst), k(l, src), n);
+      be_.copy(v(l, dst), v(l, src), n);
+    }
+  }
 }
 
 void Model::forward_cached(const int32_t* tokens, int rows, const std::vector<CacheSegment>& segments,
@@ -1077,9 +1106,12 @@ void Model::forward_cached(const int32_t* tokens, int rows, const std::vector<Ca
   for (const CacheSegment& s : segments) {
     if (s.slot < 0 || s.slot >= cache.slots() || s.start < 0 || s.count < 0 || s.row < 0 || s.row + s.count > N)
       throw Error("", "forward_cached: a segment outside the batch or the cache");
-    if (s.start + s.count > cache.max_len() || s.start + s.count > c.max_seq)
+    if (s.start + s.count > c.max_seq)
       throw Error("", "sequence of " + std::to_string(s.start + s.count) + " tokens is above the context of " +
-                          std::to_string(std::min(cache.max_len(), c.max_seq)));
+                          std::to_string(c.max_seq));
+    if (s.start + s.count > cache.capacity(s.slot))
+      throw Error("", "internal: a sequence of " + std::to_string(s.start + s.count) + " tokens in KV blocks for " +
+                          std::to_string(cache.capacity(s.slot)));
     for (int i = 0; i < s.count; ++i) pos[static_cast<size_t>(s.row + i)] = s.start + i;
   }
   for (int n = 0; n < N; ++n) {

@@ -228,13 +228,26 @@ void test_attention(Backend& cpu, Backend& gpu, std::mt19937& rng, int B, int T,
   dq.expect("  backward dq (overwritten)", 3 * rel, 3 * abs_tol);
   dk.expect("  backward dk (group summed)", 3 * rel, 3 * abs_tol);
   dv.expect("  backward dv", 3 * rel, 3 * abs_tol);
-  // Cached: the last `rows` positions of sequence 0 against its keys as a cache [T, KV, hd].
-  const int rows = std::max(1, T / 3), start = T - rows;
-  Both o2(gpu, static_cast<size_t>(rows) * NH * hd);
+  // Cached: the last `rows` positions of sequence 0 against its keys in a paged cache, blocks of
+  // 4 positions in reverse order; the CPU's against its full attention, the GPU's against the CPU's.
+  const int rows = std::max(1, T / 3), start = T - rows, block = 4, nb = (T + block - 1) / block;
+  std::vector<int32_t> table(static_cast<size_t>(nb));
+  for (int b = 0; b < nb; ++b) table[static_cast<size_t>(b)] = nb - 1 - b;
+  const size_t ks = static_cast<size_t>(KV) * hd;
+  std::vector<float> kp(static_cast<size_t>(nb) * block * ks), vp(kp.size());
+  for (int p = 0; p < T; ++p) {
+    const size_t at = (static_cast<size_t>(table[static_cast<size_t>(p / block)]) * block + p % block) * ks;
+    std::copy_n(k.c() + static_cast<size_t>(p) * ks, ks, kp.begin() + static_cast<long>(at));
+    std::copy_n(v.c() + static_cast<size_t>(p) * ks, ks, vp.begin() + static_cast<long>(at));
+  }
+  Both kpool(gpu, kp), vpool(gpu, vp), o2(gpu, static_cast<size_t>(rows) * NH * hd);
   const size_t q0 = static_cast<size_t>(start) * NH * hd;
-  cpu.attention_cached(o2.c(), q.c() + q0, k.c(), v.c(), start, rows, NH, KV, hd);
-  gpu.attention_cached(o2.dev, q.dev + q0, k.dev, v.dev, start, rows, NH, KV, hd);
-  o2.expect("  attention_cached, " + std::to_string(rows) + " rows from " + std::to_string(start), 1e-4, 1e-5);  // fp32 always
+  cpu.attention_forward(out.c(), lse.c(), q.c(), k.c(), v.c(), B, T, NH, KV, hd);
+  cpu.attention_paged(o2.c(), q.c() + q0, kpool.c(), vpool.c(), table.data(), block, start, rows, NH, KV, hd);
+  expect_close(o2.cpu, std::vector<float>(out.cpu.begin() + static_cast<long>(q0), out.cpu.begin() + static_cast<long>(q0 + o2.cpu.size())),
+               1e-4, 1e-5, "  attention_paged (CPU) as full attention, " + std::to_string(rows) + " rows from " + std::to_string(start));
+  gpu.attention_paged(o2.dev, q.dev + q0, kpool.dev, vpool.dev, table.data(), block, start, rows, NH, KV, hd);
+  o2.expect("  attention_paged, " + std::to_string(rows) + " rows from " + std::to_string(start), 1e-4, 1e-5);  // fp32 always
   // Packed rows: sequences of 1 to 80 tokens, across tile edges.
   const std::vector<int32_t> starts = random_starts(B, T, rng);
   cpu.attention_forward(out.c(), lse.c(), q.c(), k.c(), v.c(), B, T, NH, KV, hd, starts.data());
@@ -490,7 +503,7 @@ void test_emulator() {
 const char* kLlama = R"({"model_type": "llama", "vocab_size": 97, "hidden_size": 48, "intermediate_size": 88,
   "num_hidden_layers": 2, "num_attention_heads": 6, "num_key_value_heads": 2, "max_position_embeddings": 64,
   "tie_word_embeddings": false})";
-// Inference through the KV cache (embedding_at, rope_at, cache copies, attention_cached, the
+// Inference through the KV cache (embedding_at, rope_at, cache copies, attention_paged, the
 // logits' download): scores of continuations and greedy generations as the CPU's.
 // Greedy generations are compared in fp32 only: in bf16 a near tie may break the other way.
 void test_engine(Backend& cpu, Backend& gpu, const std::string& json, const char* name, double rel) {

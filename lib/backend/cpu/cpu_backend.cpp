@@ -378,15 +378,45 @@ class CpuBackend final : public Backend {
 
   // ---- Attention ----
 
-  void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache, int start,
-                        int rows, int NH, int KV, int hd) override {
+  void attention_paged(float* out, const float* q, const float* k_pool, const float* v_pool, const int32_t* table,
+                       int block, int start, int rows, int NH, int KV, int hd) override {
     check_heads(NH, KV);
-    const int group = NH / KV;
+    const int group = NH / KV, ks = KV * hd, chunks = (rows + kQueryBlock - 1) / kQueryBlock;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-#pragma omp parallel for schedule(dynamic, 1)
+    // A task: one head, up to kQueryBlock query rows. Every row is worked on alone, in the same
+    // order whatever the chunk or batch it came in, so its result does not depend on them.
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int h = 0; h < NH; ++h)
-      attend(out + h * hd, nullptr, q + h * hd, NH * hd, k_cache + (h / group) * hd, v_cache + (h / group) * hd,
-             KV * hd, start, rows, hd, scale, nullptr);
+      for (int c = 0; c < chunks; ++c) {
+        const int g = h / group;
+        thread_local std::vector<float> S;
+        S.resize(static_cast<size_t>(start + rows));
+        for (int r = c * kQueryBlock; r < std::min(rows, (c + 1) * kQueryBlock); ++r) {
+          const float* Q = q + (static_cast<size_t>(r) * NH + h) * hd;
+          float* O = out + (static_cast<size_t>(r) * NH + h) * hd;
+          const int keys = start + r + 1;
+          float m = -INFINITY;
+          for (int j = 0; j < keys; ++j) {
+            const float* K = k_pool + (static_cast<size_t>(table[j / block]) * block + j % block) * ks + g * hd;
+            float d = 0;
+#pragma omp simd reduction(+ : d)
+            for (int i = 0; i < hd; ++i) d += Q[i] * K[i];
+            S[static_cast<size_t>(j)] = d * scale;
+            m = std::max(m, d * scale);
+          }
+          float sum = 0;
+          for (int j = 0; j < keys; ++j) sum += S[static_cast<size_t>(j)] = fast_exp(S[static_cast<size_t>(j)] - m);
+          std::fill(O, O + hd, 0.0f);
+          for (int j = 0; j < keys; ++j) {
+            const float* V = v_pool + (static_cast<size_t>(table[j / block]) * block + j % block) * ks + g * hd;
+            const float p = S[static_cast<size_t>(j)];
+#pragma omp simd
+            for (int i = 0; i < hd; ++i) O[i] += p * V[i];
+          }
+          const float inv = 1.0f / sum;
+          for (int i = 0; i < hd; ++i) O[i] *= inv;
+        }
+      }
   }
 
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,

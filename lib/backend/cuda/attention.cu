@@ -234,16 +234,21 @@ namespace {
 constexpr unsigned kCachedThreads = 128;
 constexpr int kMaxCachedKeys = 50 * 1024;  // scores in shared memory: 200 KiB
 
+// The cache row of position j: row j % block of block table[j / block].
+__device__ inline size_t paged_row(const int32_t* table, int block, int j) {
+  return static_cast<size_t>(table[j / block]) * block + j % block;
+}
+
 // Block (row r, head h): scores of query r against keys 0..start+r in shared memory, softmax,
-// then out = P V with one output channel per thread.
-__global__ void attention_cached_kernel(Ref out, Ref q, Ref kc, Ref vc, int start, int NH, int KV,
-                                        int hd, float scale) {
+// then out = P V with one output channel per thread; keys and values through the block table.
+__global__ void attention_paged_kernel(Ref out, Ref q, Ref kc, Ref vc, const int32_t* table, int block, int start,
+                                       int NH, int KV, int hd, float scale) {
   LLMKIT_DYNAMIC_SHARED(float, s);
   const int r = blockIdx.x, h = blockIdx.y, g = h / (NH / KV), keys = start + r + 1;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const Ref qr = q.at((static_cast<size_t>(r) * NH + h) * hd);
   for (int j = warp; j < keys; j += warps) {
-    const Ref kr = kc.at((static_cast<size_t>(j) * KV + g) * hd);
+    const Ref kr = kc.at((paged_row(table, block, j) * KV + g) * hd);
     float dot = 0.0f;
     for (int d = lane; d < hd; d += 32) dot += qr.get(d) * kr.get(d);
     dot = warp_sum(dot);
@@ -262,15 +267,15 @@ __global__ void attention_cached_kernel(Ref out, Ref q, Ref kc, Ref vc, int star
   const float inv = 1.0f / sum;
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float acc = 0.0f;
-    for (int j = 0; j < keys; ++j) acc += s[j] * vc.get((static_cast<size_t>(j) * KV + g) * hd + d);
+    for (int j = 0; j < keys; ++j) acc += s[j] * vc.get((paged_row(table, block, j) * KV + g) * hd + d);
     out.set((static_cast<size_t>(r) * NH + h) * hd + d, acc * inv);
   }
 }
 
 }  // namespace
 
-void attention_cached(Ref out, Ref q, Ref k_cache, Ref v_cache, int start, int rows, int NH,
-                      int KV, int hd) {
+void attention_paged(Ref out, Ref q, Ref k_pool, Ref v_pool, const int32_t* table, int block, int start, int rows,
+                     int NH, int KV, int hd) {
   check_heads(NH, KV);
   if (rows <= 0) return;
   const int keys = start + rows;
@@ -279,12 +284,13 @@ void attention_cached(Ref out, Ref q, Ref k_cache, Ref v_cache, int start, int r
                         std::to_string(kMaxCachedKeys));
   const size_t smem = static_cast<size_t>(keys) * sizeof(float);
   // The kernel's static shared memory (its block reductions') counts too.
-  if (smem + kernel_static_smem(attention_cached_kernel) > max_block_smem())
+  if (smem + kernel_static_smem(attention_paged_kernel) > max_block_smem())
     throw Error("", "cached attention over " + std::to_string(keys) + " positions: more scores than this GPU's blocks hold");
-  allow_dynamic_smem(attention_cached_kernel, smem);
-  LLMKIT_LAUNCH(attention_cached_kernel, dim3(static_cast<unsigned>(rows), static_cast<unsigned>(NH)), kCachedThreads, smem, out,
-                q, k_cache, v_cache, start, NH, KV, hd, 1.0f / std::sqrt(static_cast<float>(hd)));
-  check_launch("attention_cached");
+  const int32_t* dev_table = upload_ints(Slot::block_table, table, static_cast<size_t>((keys + block - 1) / block));
+  allow_dynamic_smem(attention_paged_kernel, smem);
+  LLMKIT_LAUNCH(attention_paged_kernel, dim3(static_cast<unsigned>(rows), static_cast<unsigned>(NH)), kCachedThreads, smem, out,
+                q, k_pool, v_pool, dev_table, block, start, NH, KV, hd, 1.0f / std::sqrt(static_cast<float>(hd)));
+  check_launch("attention_paged");
 }
 
 }  // namespace llmkit::LLMKIT_CUDA_NS

@@ -225,9 +225,9 @@ class CudaBackend final : public Backend {
     rope(ref(x), upload_ints(Slot::positions, pos, static_cast<size_t>(N)), N, 1, heads, hd, theta, 1.0f);
   }
 
-  void attention_cached(float* out, const float* q, const float* k_cache, const float* v_cache, int start, int rows, int NH,
-                        int KV, int hd) override {
-    LLMKIT_CUDA_NS::attention_cached(ref(out), ref(q), ref(k_cache), ref(v_cache), start, rows, NH, KV, hd);
+  void attention_paged(float* out, const float* q, const float* k_pool, const float* v_pool, const int32_t* table, int block,
+                       int start, int rows, int NH, int KV, int hd) override {
+    LLMKIT_CUDA_NS::attention_paged(ref(out), ref(q), ref(k_pool), ref(v_pool), table, block, start, rows, NH, KV, hd);
   }
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int T, int NH, int KV,
                          int hd, const int32_t* starts) override {

@@ -60,7 +60,8 @@ void flash_attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, const int
                              int hd);
 void flash_attention_backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, const float* lse,
                               const int32_t* starts_dev, int B, int T, int NH, int KV, int hd);
-void attention_cached(Ref out, Ref q, Ref k_cache, Ref v_cache, int start, int rows, int NH, int KV, int hd);
+void attention_paged(Ref out, Ref q, Ref k_pool, Ref v_pool, const int32_t* table, int block, int start, int rows, int NH,
+                     int KV, int hd);
 
 void swiglu_forward(Ref out, Ref gate, Ref up, size_t n);
 void swiglu_backward(Ref dgate, Ref dup, Ref dout, Ref gate, Ref up, size_t n);

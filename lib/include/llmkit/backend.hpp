@@ -152,11 +152,14 @@ class Backend {
   // RoPE at explicit positions pos[n] on x[N, heads, hd].
   virtual void rope_at(float* x, const int32_t* pos, int N, int heads, int hd, float theta) = 0;
   // Attention of `rows` new queries q[rows, NH, hd] at positions start..start+rows-1 against
-  // the keys and values cached for positions 0..start+rows-1, k_cache and v_cache
-  // [max_len, KV, hd] (the new rows already written at their positions); causal.
-  virtual void attention_cached(float* out, const float* q, const float* k_cache,
-                                const float* v_cache, int start, int rows, int NH, int KV,
-                                int hd) = 0;
+  // the keys and values cached for positions 0..start+rows-1 (the new rows already written),
+  // causal. The cache is paged: position p's [KV, hd] row is row p % block of block table[p /
+  // block] in k_pool and v_pool [blocks, block, KV, hd]; `table` is in host memory. Each query
+  // row's result is the same whatever `rows` and `start` it came with (a prompt gives the same
+  // numbers prefilled at once or in chunks).
+  virtual void attention_paged(float* out, const float* q, const float* k_pool, const float* v_pool,
+                               const int32_t* table, int block, int start, int rows, int NH, int KV,
+                               int hd) = 0;
 
   // Causal self-attention with grouped-query heads: q[B,T,NH,hd], k and v [B,T,KV,hd],
   // out[B,T,NH,hd]; lse[B,NH,T] (log-sum-exp of each query's scaled scores) kept for backward,

@@ -67,25 +67,48 @@ struct ParamSpec {
   bool quantized() const { return type != ggml::Type::f32; }
 };
 
-// Keys and values of earlier positions, per layer, for `slots` sequences of up to max_len
-// positions each: inference appends to a sequence without recomputing its past.
+// Keys and values of earlier positions, per layer, in a pool of fixed-size blocks of kBlock
+// positions: a sequence ("slot") owns a block table, and position p of it lives at row p % kBlock
+// of block table[p / kBlock]. Memory goes to the positions in use, blocks are shared between
+// sequences with a common prefix, and a sequence grows by a block at a time (what vLLM calls
+// paged attention). The pool's owner decides which blocks a table holds: the fixed constructor
+// gives each of `slots` sequences its own max_len positions; a scheduler hands blocks out as
+// sequences grow (lib/model/scheduler.cpp).
 class KVCache {
  public:
+  static constexpr int kBlock = 16;
+  // A pool of `blocks` blocks; tables empty.
+  KVCache(Backend& be, int layers, int kv_dim, int blocks);
+  // `slots` sequences of up to max_len positions each, with fixed tables.
   KVCache(Backend& be, int layers, int slots, int max_len, int kv_dim);
   ~KVCache();
   KVCache(const KVCache&) = delete;
   KVCache& operator=(const KVCache&) = delete;
-  float* k(int layer, int slot) { return k_ + offset(layer, slot); }
-  float* v(int layer, int slot) { return v_ + offset(layer, slot); }
-  int slots() const { return slots_; }
-  int max_len() const { return max_len_; }
+  // Block b's rows of a layer: [kBlock, kv_dim].
+  float* k(int layer, int block) { return k_ + offset(layer, block); }
+  float* v(int layer, int block) { return v_ + offset(layer, block); }
+  // The layer's whole pool, as the attention kernels index it through a table.
+  const float* k_pool(int layer) const { return k_ + offset(layer, 0); }
+  const float* v_pool(int layer) const { return v_ + offset(layer, 0); }
+  std::vector<int32_t>& table(int slot) { return tables_.at(static_cast<size_t>(slot)); }
+  const std::vector<int32_t>& table(int slot) const { return tables_.at(static_cast<size_t>(slot)); }
+  void set_slots(int slots) { tables_.resize(static_cast<size_t>(slots)); }
+  int slots() const { return static_cast<int>(tables_.size()); }
+  // Positions a slot has room for.
+  int capacity(int slot) const { return static_cast<int>(table(slot).size()) * kBlock; }
+  int blocks() const { return blocks_; }
+  int kv_dim() const { return kv_dim_; }
+  size_t bytes() const { return 2 * static_cast<size_t>(layers_) * blocks_ * kBlock * kv_dim_ * sizeof(float); }
+  // Copies the first `positions` positions of slot `from` into slot `to` (both tables long enough).
+  void copy_positions(int to, int from, int positions);
 
  private:
-  size_t offset(int layer, int slot) const {
-    return (static_cast<size_t>(layer) * slots_ + slot) * static_cast<size_t>(max_len_) * kv_dim_;
+  size_t offset(int layer, int block) const {
+    return (static_cast<size_t>(layer) * blocks_ + block) * static_cast<size_t>(kBlock) * kv_dim_;
   }
   Backend& be_;
-  int slots_, max_len_, kv_dim_;
+  int layers_, kv_dim_, blocks_;
+  std::vector<std::vector<int32_t>> tables_;
   float *k_ = nullptr, *v_ = nullptr;
 };
 
