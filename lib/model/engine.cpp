@@ -81,10 +81,17 @@ static float log_softmax_at(const float* row, int V, int32_t t, double inv_t) {
   return static_cast<float>(static_cast<double>(row[t] - m) * inv_t - std::log(sum));
 }
 
-int32_t Engine::sample(const float* logits, const std::vector<int32_t>& history, const SamplingParams& p,
-                       std::mt19937_64& rng, float* logprob, float* entropy) const {
-  const int V = model_.config().vocab_size;
+int32_t sample_token(const float* logits, int V, const std::vector<int32_t>& history, size_t prompt_len,
+                     const SamplingParams& p, std::mt19937_64& rng, float* logprob, float* entropy) {
   std::vector<double> l(logits, logits + V);
+  const bool penalized = p.presence_penalty != 0.0 || p.frequency_penalty != 0.0;
+  if (penalized) {
+    std::vector<int> count(static_cast<size_t>(V), 0);
+    for (size_t i = std::min(prompt_len, history.size()); i < history.size(); ++i)
+      if (history[i] >= 0 && history[i] < V) ++count[static_cast<size_t>(history[i])];
+    for (int j = 0; j < V; ++j)
+      if (const int c = count[static_cast<size_t>(j)]; c > 0) l[static_cast<size_t>(j)] -= p.presence_penalty + p.frequency_penalty * c;
+  }
   if (p.repetition_penalty != 1.0) {
     std::vector<char> seen(static_cast<size_t>(V), 0);
     for (int32_t t : history)
@@ -175,7 +182,7 @@ int32_t Engine::sample(const float* logits, const std::vector<int32_t>& history,
   // log softmax(logits / T) at t: from the sums just made, unless a repetition penalty changed
   // the logits they were made of.
   if (logprob)
-    *logprob = p.repetition_penalty == 1.0 ? static_cast<float>((l[static_cast<size_t>(t)] - m) / p.temperature - std::log(all))
+    *logprob = p.repetition_penalty == 1.0 && !penalized ? static_cast<float>((l[static_cast<size_t>(t)] - m) / p.temperature - std::log(all))
                                            : log_softmax_at(logits, V, t, 1.0 / p.temperature);
   return t;
 }
@@ -196,6 +203,7 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
     struct Live {
       size_t seq;  // index in out
       int slot, len;
+      size_t prompt_len;
       std::vector<int32_t> history;
       std::mt19937_64 rng;
     };
@@ -213,7 +221,7 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
       for (size_t k = 0; k < n; ++k) {
         const size_t seq = r * n + k;
         const uint64_t seed = p.seeds.empty() ? p.seed * 0x9E3779B97F4A7C15ull + seq : p.seeds[seq];
-        live.push_back({seq, first_slot + static_cast<int>(k), keep, std::vector<int32_t>(pr.end() - keep, pr.end()), std::mt19937_64(seed)});
+        live.push_back({seq, first_slot + static_cast<int>(k), keep, static_cast<size_t>(keep), std::vector<int32_t>(pr.end() - keep, pr.end()), std::mt19937_64(seed)});
       }
     }
     // The prefill: at once, or in parts of at most prefill_rows_ rows (whole prompts), keeping
@@ -251,7 +259,8 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
         Generation& g = out[s.seq];
         const float* row = logits + static_cast<size_t>(last_row[i]) * static_cast<size_t>(Vp);
         float lp = 0, h = 0;
-        const int32_t t = sample(row, s.history, p, s.rng, &lp, p.entropy ? &h : nullptr);
+        const int32_t t = sample_token(row, model_.config().vocab_size, s.history, s.prompt_len, p, s.rng, &lp,
+                                       p.entropy ? &h : nullptr);
         g.logprobs.push_back(lp);
         if (p.entropy) g.entropies.push_back(h);
         if (p.stop_at_eos && t == eos) {

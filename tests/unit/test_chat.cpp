@@ -13,33 +13,13 @@
 #include "llmkit/io.hpp"
 #include "llmkit/stats.hpp"
 #include "llmkit/tok.hpp"
+#include "util.hpp"
 
 using namespace llmkit;
 
 namespace {
 
-const Tokenizer& chat_tokenizer(bool with_markers = true) {
-  static std::unique_ptr<Tokenizer> toks[2];
-  std::unique_ptr<Tokenizer>& t = toks[with_markers ? 1 : 0];
-  if (t) return *t;
-  const std::string base = "/tmp/llmkit-test-chat-" + std::to_string(::getpid()) + (with_markers ? "m" : "p");
-  std::string jsonl;
-  const char* lines[] = {"what is the capital of france", "paris is the capital of france", "add two and two",
-                         "two and two make four", "you are a helpful assistant", "say hello", "hello there"};
-  for (int i = 0; i < 300; ++i) jsonl += std::string("{\"text\":\"") + lines[i % 7] + " " + lines[(i * 3) % 7] + "\"}\n";
-  write_file_atomic(base + ".jsonl", jsonl);
-  TrainConfig cfg;
-  cfg.output = base + ".model";
-  cfg.vocab_size = 400;  // byte fallback's 256 pieces, a few words
-  cfg.sample = 0;
-  if (with_markers) cfg.specials = {"<|im_start|>", "<|im_end|>"};
-  Stats stats;
-  train_tokenizer({base + ".jsonl"}, cfg, stats);
-  t = std::make_unique<Tokenizer>(cfg.output);
-  std::remove((base + ".jsonl").c_str());
-  std::remove(cfg.output.c_str());
-  return *t;
-}
+using test::chat_tokenizer;
 
 // The trained tokens' text, runs joined by "|".
 std::string trained_text(const ChatEncoder& enc, const ChatExample& ex) {

@@ -9,8 +9,41 @@
 #include <vector>
 
 #include "llmkit/ggml.hpp"
+#include "llmkit/io.hpp"
+#include "llmkit/stats.hpp"
+#include "llmkit/tok.hpp"
+#include <unistd.h>
+#include <cstdio>
+#include <memory>
+#include <string>
 
 namespace llmkit::test {
+
+// A small SentencePiece model (byte fallback, a few English words; with_markers: ChatML's two
+// markers as single tokens), trained once per process.
+inline const Tokenizer& chat_tokenizer(bool with_markers = true) {
+  static std::unique_ptr<Tokenizer> toks[2];
+  std::unique_ptr<Tokenizer>& t = toks[with_markers ? 1 : 0];
+  if (t) return *t;
+  const std::string base = "/tmp/llmkit-test-chat-" + std::to_string(::getpid()) + (with_markers ? "m" : "p");
+  std::string jsonl;
+  const char* lines[] = {"what is the capital of france", "paris is the capital of france", "add two and two",
+                         "two and two make four", "you are a helpful assistant", "say hello", "hello there"};
+  for (int i = 0; i < 300; ++i) jsonl += std::string("{\"text\":\"") + lines[i % 7] + " " + lines[(i * 3) % 7] + "\"}\n";
+  write_file_atomic(base + ".jsonl", jsonl);
+  TrainConfig cfg;
+  cfg.output = base + ".model";
+  cfg.vocab_size = 400;  // byte fallback's 256 pieces, a few words
+  cfg.sample = 0;
+  if (with_markers) cfg.specials = {"<|im_start|>", "<|im_end|>"};
+  Stats stats;
+  train_tokenizer({base + ".jsonl"}, cfg, stats);
+  t = std::make_unique<Tokenizer>(cfg.output);
+  std::remove((base + ".jsonl").c_str());
+  std::remove(cfg.output.c_str());
+  return *t;
+}
+
 
 // n samples of N(0, scale^2) from std::mt19937(seed).
 inline std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {

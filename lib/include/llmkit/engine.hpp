@@ -21,6 +21,9 @@ struct SamplingParams {
   double top_p = 1.0;
   double min_p = 0.0;
   double repetition_penalty = 1.0;  // > 1 discourages tokens already in the sequence (CTRL)
+  // OpenAI's: logit -= presence (when the token was generated before) + frequency x its count
+  // among the generated tokens (the prompt's not counted).
+  double presence_penalty = 0.0, frequency_penalty = 0.0;
   uint64_t seed = 0;
   int max_tokens = 128;
   std::vector<std::string> stop;  // the text ends before the first of these (needs a tokenizer)
@@ -54,6 +57,13 @@ struct ScoredContinuation {
   int tokens = 0;
 };
 
+// One token from a row of logits (the vocabulary's first V columns), given the sequence so far
+// (history; its first prompt_len tokens are the prompt, which the presence and frequency
+// penalties do not count). With logprob: log softmax(logits / temperature) at the token
+// (temperature 1 when greedy); with entropy: that distribution's entropy.
+int32_t sample_token(const float* logits, int V, const std::vector<int32_t>& history, size_t prompt_len,
+                     const SamplingParams& params, std::mt19937_64& rng, float* logprob = nullptr, float* entropy = nullptr);
+
 class Engine {
  public:
   // max_batch sequences at a time, each up to max_len tokens (at most the model's context).
@@ -69,11 +79,11 @@ class Engine {
   // cut from the left. Deterministic for a seed (each sequence has its own generator).
   std::vector<Generation> generate(const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& params);
 
-  // One token from a row of logits (the vocabulary's first V columns), given the sequence so far.
-  // With logprob: log softmax(logits / temperature) at the token (temperature 1 when greedy);
-  // with entropy: that distribution's entropy.
+  // sample_token over the model's vocabulary, the whole history counted as generated.
   int32_t sample(const float* logits, const std::vector<int32_t>& history, const SamplingParams& params,
-                 std::mt19937_64& rng, float* logprob = nullptr, float* entropy = nullptr) const;
+                 std::mt19937_64& rng, float* logprob = nullptr, float* entropy = nullptr) const {
+    return sample_token(logits, model_.config().vocab_size, history, 0, params, rng, logprob, entropy);
+  }
 
   int max_len() const { return max_len_; }
   // Prefill at most this many prompt tokens a forward pass (whole prompts; 0: all of a batch at
