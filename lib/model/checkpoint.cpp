@@ -525,4 +525,16 @@ LoadedModel open_model(const std::string& path, Backend& be, ModelOptions option
   return lm;
 }
 
+std::string checkpoint_chat_template(const std::string& path) {
+  std::string dir = path;
+  if (!is_directory(dir)) return "";
+  if (file_size(dir + "/config.json") == 0 && file_size(dir + "/latest") > 0) dir = latest_checkpoint(dir);
+  if (file_size(dir + "/tokenizer_config.json") == 0) return "";
+  try {
+    return nlohmann::json::parse(read_file(dir + "/tokenizer_config.json")).value("llmkit_chat_template", "");
+  } catch (const nlohmann::json::exception&) {
+    return "";
+  }
+}
+
 }  // namespace llmkit

@@ -274,15 +274,7 @@ void score_rows(const ScoreOptions& o, const std::vector<std::string>& files, Ou
   const std::string tok_path = !o.tokenizer.empty() ? o.tokenizer : lm.tokenizer;
   if (tok_path.empty()) throw Error(o.model, "has no tokenizer.model: give --tokenizer");
   const Tokenizer tok(tok_path);
-  std::string tmpl = o.chat_template;
-  std::string dir = o.model;
-  if (is_directory(dir) && file_size(dir + "/config.json") == 0 && file_size(dir + "/latest") > 0) dir = latest_checkpoint(dir);
-  if (tmpl.empty() && file_size(dir + "/tokenizer_config.json") > 0) {
-    try {
-      tmpl = nlohmann::json::parse(read_file(dir + "/tokenizer_config.json")).value("llmkit_chat_template", "");
-    } catch (const nlohmann::json::exception&) {
-    }
-  }
+  std::string tmpl = !o.chat_template.empty() ? o.chat_template : checkpoint_chat_template(o.model);
   if (tmpl.empty()) tmpl = "chatml";
   const ChatEncoder enc(tok, ChatTemplate::named(tmpl));
   const int T = o.seq_len > 0 ? o.seq_len : lm.train_seq_len > 0 ? lm.train_seq_len : m.config().max_seq;

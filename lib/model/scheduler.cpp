@@ -338,6 +338,7 @@ std::vector<SequenceUpdate> Scheduler::step() {
     }
     if (!s.admitted) {
       s.admitted = true;
+      admitted_.push_back(s.id);
       s.cached = std::min(start, static_cast<int>(s.prompt_len));
       counters_.prompt_tokens += s.prompt_len;
       if (opts_.prefix_caching) {

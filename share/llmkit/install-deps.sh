@@ -7,6 +7,7 @@ set -eu
 PKGS="build-essential cmake pkg-config ninja-build
 libsimdjson-dev nlohmann-json3-dev libxxhash-dev libzstd-dev zlib1g-dev
 libicu-dev libre2-dev libcld2-dev libgumbo-dev libsentencepiece-dev sentencepiece
+libcpp-httplib-dev libssl-dev libbrotli-dev
 libopenblas-openmp-dev libdnnl-dev libblis4-openmp
 catch2 libopenmpi-dev openmpi-bin
 mandoc bsdextrautils python3.11-doc zstd gnuplot-nox python3-jinja2

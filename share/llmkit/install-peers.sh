@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the peers that tests and benchmarks compare llmkit with, at the versions pinned in
 # share/llmkit/peers/package.json, into DIR (default build/peers): llama.cpp's CPU libraries
-# through the npm package node-llama-cpp (no downloads or builds at run time). Needs node >= 20
+# through the npm package node-llama-cpp (no downloads or builds at run time), and OpenAI's
+# official client (the npm package openai) that llm-serve's tests drive it with. Needs node >= 20
 # and npm; without them, or offline, it says so and exits 0: the tests that need a peer then
 # report SKIPPED. Idempotent: nothing to do when the pinned versions are there.
 # Usage: install-peers.sh [DIR]
@@ -18,7 +19,7 @@ if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
   echo "install-peers: node $(node --version) is older than 20 (node-llama-cpp needs 20): those tests will be SKIPPED" >&2
   exit 0
 fi
-if cmp -s "$here/peers/package.json" "$dest/package.json" && [ -d "$dest/node_modules/node-llama-cpp" ]; then
+if cmp -s "$here/peers/package.json" "$dest/package.json" && [ -d "$dest/node_modules/node-llama-cpp" ] && [ -d "$dest/node_modules/openai" ]; then
   exit 0
 fi
 cp "$here/peers/package.json" "$dest/package.json"
@@ -28,4 +29,5 @@ if ! (cd "$dest" && npm install --no-audit --no-fund --omit=optional --ignore-sc
   rm -f "$dest/package.json"
   exit 0
 fi
-echo "install-peers: node-llama-cpp $(node -p "require('$dest/node_modules/node-llama-cpp/package.json').version") in $dest" >&2
+echo "install-peers: node-llama-cpp $(node -p "require('$dest/node_modules/node-llama-cpp/package.json').version")," \
+  "openai $(node -p "require('$dest/node_modules/openai/package.json').version") in $dest" >&2

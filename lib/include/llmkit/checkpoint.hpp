@@ -76,5 +76,8 @@ struct LoadedModel {
   int train_seq_len = 0;  // the sequence length it was trained with (trainer_state.json), 0 if unknown
 };
 LoadedModel open_model(const std::string& path, Backend& backend, ModelOptions options = {});
+// The chat template a checkpoint (or a run directory's latest) was tuned with, from its
+// tokenizer_config.json ("llmkit_chat_template"); "" when it names none.
+std::string checkpoint_chat_template(const std::string& path);
 
 }  // namespace llmkit

@@ -15,6 +15,7 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "llmkit/engine.hpp"
@@ -142,6 +143,8 @@ class Scheduler {
   size_t kv_bytes() const { return cache_->bytes(); }
   int context() const { return context_; }
   const SchedulerCounters& counters() const { return counters_; }
+  // The sequences admitted for the first time since the last call (their queue time ends).
+  std::vector<uint64_t> take_admitted() { return std::exchange(admitted_, {}); }
 
  private:
   struct Sequence;
@@ -161,7 +164,7 @@ class Scheduler {
   uint64_t next_id_ = 1;
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;  // in admission order
-  std::vector<uint64_t> cancels_;
+  std::vector<uint64_t> cancels_, admitted_;
   SchedulerCounters counters_;
 };
 
