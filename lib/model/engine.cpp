@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numeric>
 
 #include "llmkit/error.hpp"
+#include "llmkit/scheduler.hpp"
 #include "llmkit/tok.hpp"
 #include "llmkit/tool.hpp"
 
@@ -13,10 +15,7 @@ namespace llmkit {
 
 Engine::Engine(Model& model, const Tokenizer* tokenizer, int max_batch, int max_len)
     : model_(model), tok_(tokenizer), max_batch_(std::max(1, max_batch)),
-      max_len_(std::min(max_len, model.config().max_seq)) {
-  const ModelConfig& c = model.config();
-  cache_ = std::make_unique<KVCache>(model.backend(), c.layers, max_batch_, max_len_, c.kv_heads * c.head_dim());
-}
+      max_len_(std::min(max_len, model.config().max_seq)) {}
 
 Engine::~Engine() = default;
 
@@ -24,6 +23,10 @@ std::vector<ScoredContinuation> Engine::score(
     const std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>& requests) {
   std::vector<ScoredContinuation> out(requests.size());
   const int V = model_.config().vocab_size, Vp = model_.config().padded_vocab();
+  if (!cache_) {  // slots of max_len_ positions each, tables fixed
+    const ModelConfig& c = model_.config();
+    cache_ = std::make_unique<KVCache>(model_.backend(), c.layers, max_batch_, max_len_, c.kv_heads * c.head_dim());
+  }
   for (size_t b0 = 0; b0 < requests.size(); b0 += static_cast<size_t>(max_batch_)) {
     throw_if_stopped();
     const size_t b1 = std::min(requests.size(), b0 + static_cast<size_t>(max_batch_));
@@ -187,122 +190,68 @@ int32_t sample_token(const float* logits, int V, const std::vector<int32_t>& his
   return t;
 }
 
+// Generation runs on the step-level scheduler (llmkit/scheduler.hpp), as llm-serve's does: the
+// prompts' sequences go in at once, continuous batching does the rest.
 std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& p) {
   if (!p.stop.empty() && !tok_) throw Error("", "stop sequences need a tokenizer");
   if (p.n < 1 || p.n > max_batch_)
     throw Error("", "generate: " + std::to_string(p.n) + " samples a prompt with room for " + std::to_string(max_batch_) + " sequences");
   const size_t n = static_cast<size_t>(p.n);
   if (!p.seeds.empty() && p.seeds.size() != prompts.size() * n) throw Error("", "generate: a seed for each sequence, or none");
-  const int Vp = model_.config().padded_vocab();
-  const int eos = tok_ ? tok_->eos_id() : -1;
-  // log p(t) under the row's softmax
+  if (!scheduler_) {
+    SchedulerOptions o;
+    o.max_seqs = max_batch_;
+    o.context = max_len_;
+    o.max_batch_tokens = max_batch_;
+    scheduler_ = std::make_unique<Scheduler>(model_, tok_, o);
+  }
+  // The weights may have changed since the last call (a trainer's rollouts): no cached prefix
+  // from then is valid. Within the call, a prompt's samples share its blocks.
+  scheduler_->forget_prefixes();
+  // Prefill whole batches at once unless told to keep to prefill_rows_ rows a pass.
+  scheduler_->set_max_batch_tokens(prefill_rows_ > 0 ? prefill_rows_ : max_batch_ * max_len_);
   std::vector<Generation> out(prompts.size() * n);
-  const size_t per_batch = static_cast<size_t>(max_batch_) / n;  // prompts a batch holds
-  for (size_t b0 = 0; b0 < prompts.size(); b0 += per_batch) {
-    const size_t b1 = std::min(prompts.size(), b0 + per_batch);
-    struct Live {
-      size_t seq;  // index in out
-      int slot, len;
-      size_t prompt_len;
-      std::vector<int32_t> history;
-      std::mt19937_64 rng;
-    };
-    std::vector<Live> live;
-    std::vector<int32_t> rows;
-    std::vector<CacheSegment> segs;
-    const int room = std::max(1, max_len_ - p.max_tokens);
-    for (size_t r = b0; r < b1; ++r) {
+  std::vector<std::pair<uint64_t, size_t>> ids;  // scheduler id, index in out
+  const int room = std::max(1, max_len_ - p.max_tokens);
+  for (size_t r = 0; r < prompts.size(); ++r)
+    if (prompts[r].empty()) throw Error("", "generate: an empty prompt");
+  try {
+    for (size_t r = 0; r < prompts.size(); ++r) {
       const auto& pr = prompts[r];
-      if (pr.empty()) throw Error("", "generate: an empty prompt");
+      // Cut from the left to leave room for max_tokens.
       const int keep = std::min<int>(static_cast<int>(pr.size()), room);
-      const int first_slot = static_cast<int>((r - b0) * n);
-      segs.push_back({first_slot, 0, keep, static_cast<int>(rows.size())});
-      rows.insert(rows.end(), pr.end() - keep, pr.end());
+      SequenceRequest sr;
+      sr.prompt.assign(pr.end() - keep, pr.end());
+      sr.params = p;
+      sr.params.n = 1;
+      sr.params.seeds.clear();
+      sr.params.max_tokens = std::min(p.max_tokens, max_len_ - keep);
+      sr.group = n > 1 ? ++groups_ : 0;
+      sr.trace = true;
+      sr.text_behind_prompt = false;
       for (size_t k = 0; k < n; ++k) {
         const size_t seq = r * n + k;
-        const uint64_t seed = p.seeds.empty() ? p.seed * 0x9E3779B97F4A7C15ull + seq : p.seeds[seq];
-        live.push_back({seq, first_slot + static_cast<int>(k), keep, static_cast<size_t>(keep), std::vector<int32_t>(pr.end() - keep, pr.end()), std::mt19937_64(seed)});
+        sr.params.seed = p.seeds.empty() ? p.seed * 0x9E3779B97F4A7C15ull + seq : p.seeds[seq];
+        ids.emplace_back(scheduler_->add(sr), seq);
       }
     }
-    // The prefill: at once, or in parts of at most prefill_rows_ rows (whole prompts), keeping
-    // each prompt's last logits only (the LM head runs on those rows alone).
-    std::vector<float> first_logits(segs.size() * static_cast<size_t>(Vp));
-    for (size_t s0 = 0; s0 < segs.size();) {
-      size_t s1 = s0;
-      int count = 0;
-      while (s1 < segs.size() && (s1 == s0 || prefill_rows_ <= 0 || count + segs[s1].count <= prefill_rows_)) count += segs[s1++].count;
-      std::vector<CacheSegment> part(segs.begin() + static_cast<long>(s0), segs.begin() + static_cast<long>(s1));
-      const int base = segs[s0].row;
-      for (CacheSegment& sg : part) sg.row -= base;
-      model_.forward_cached(rows.data() + base, count, part, *cache_, true);
-      const float* lg = model_.logits_on_host();
-      std::copy_n(lg, (s1 - s0) * static_cast<size_t>(Vp), first_logits.begin() + static_cast<long>(s0 * static_cast<size_t>(Vp)));
-      s0 = s1;
-    }
-    // The other samples of a prompt start from a copy of its keys and values.
-    if (n > 1)
-      for (const CacheSegment& sg : segs)
-        for (size_t k = 1; k < n; ++k) cache_->copy_positions(sg.slot + static_cast<int>(k), sg.slot, sg.count);
-    std::vector<int> last_row;
-    for (size_t s = 0; s < segs.size(); ++s)
-      for (size_t k = 0; k < n; ++k) last_row.push_back(static_cast<int>(s));
-    bool first = true;
-    while (!live.empty()) {
+    std::map<uint64_t, size_t> index(ids.begin(), ids.end());
+    while (!scheduler_->idle()) {
       throw_if_stopped();
-      const float* logits = first ? first_logits.data() : model_.logits_on_host();
-      first = false;
-      std::vector<Live> next;
-      std::vector<int32_t> step_tokens;
-      std::vector<CacheSegment> step_segs;
-      for (size_t i = 0; i < live.size(); ++i) {
-        Live& s = live[i];
-        Generation& g = out[s.seq];
-        const float* row = logits + static_cast<size_t>(last_row[i]) * static_cast<size_t>(Vp);
-        float lp = 0, h = 0;
-        const int32_t t = sample_token(row, model_.config().vocab_size, s.history, s.prompt_len, p, s.rng, &lp,
-                                       p.entropy ? &h : nullptr);
-        g.logprobs.push_back(lp);
-        if (p.entropy) g.entropies.push_back(h);
-        if (p.stop_at_eos && t == eos) {
-          g.finish = "eos";
-          continue;
-        }
-        g.tokens.push_back(t);
-        s.history.push_back(t);
-        if (!p.stop.empty()) {  // the text so far, to look for a stop sequence
-          std::vector<uint32_t> ids(g.tokens.begin(), g.tokens.end());
-          g.text = tok_->decode(ids.data(), ids.size());
-          size_t cut = std::string::npos;
-          for (const auto& stop : p.stop)
-            if (!stop.empty()) cut = std::min(cut, g.text.find(stop));
-          if (cut != std::string::npos) {
-            g.text.resize(cut);
-            g.finish = "stop";
-            continue;
-          }
-        }
-        if (static_cast<int>(g.tokens.size()) >= p.max_tokens || s.len + 1 >= max_len_) {
-          g.finish = "length";
-          continue;
-        }
-        step_segs.push_back({s.slot, s.len, 1, static_cast<int>(step_tokens.size())});
-        step_tokens.push_back(t);
-        ++s.len;
-        next.push_back(std::move(s));
+      for (SequenceUpdate& u : scheduler_->step()) {
+        Generation& g = out[index.at(u.id)];
+        g.tokens.insert(g.tokens.end(), u.tokens.begin(), u.tokens.end());
+        g.logprobs.insert(g.logprobs.end(), u.sampled_logprobs.begin(), u.sampled_logprobs.end());
+        g.entropies.insert(g.entropies.end(), u.entropies.begin(), u.entropies.end());
+        g.text += u.text;
+        if (!u.finish.empty()) g.finish = u.finish;
       }
-      live = std::move(next);
-      if (live.empty()) break;
-      model_.forward_cached(step_tokens.data(), static_cast<int>(step_tokens.size()), step_segs, *cache_);
-      last_row.clear();
-      for (size_t i = 0; i < live.size(); ++i) last_row.push_back(static_cast<int>(i));
     }
+  } catch (...) {  // nothing of this call stays in the scheduler
+    for (const auto& [id, seq] : ids) scheduler_->cancel(id);
+    while (!scheduler_->idle()) scheduler_->step();
+    throw;
   }
-  if (tok_)  // the text of the sequences not already decoded and cut at a stop sequence
-    for (Generation& g : out)
-      if (g.finish != "stop") {
-        std::vector<uint32_t> ids(g.tokens.begin(), g.tokens.end());
-        g.text = tok_->decode(ids.data(), ids.size());
-      }
   return out;
 }
 

@@ -727,18 +727,19 @@ size_t Model::num_trainable_unpadded() const {
 
 // ---- Activations ---------------------------------------------------------------------------------
 
-void Model::activation_sizes(size_t N, size_t& acts, size_t& stats) const {
+void Model::activation_sizes(size_t N, size_t& acts, size_t& stats, bool inference) const {
   const size_t C = cfg_.dim, F = cfg_.ffn_dim, V = static_cast<size_t>(cfg_.padded_vocab());
   const size_t QC = static_cast<size_t>(cfg_.heads) * cfg_.head_dim(), KC = static_cast<size_t>(cfg_.kv_heads) * cfg_.head_dim();
+  const size_t layers = inference ? 1 : static_cast<size_t>(cfg_.layers);
   const size_t mlp = N * 3 * F;  // f1, f3, act: per layer, or once with recompute_mlp
   const size_t layer = N * (4 * C + 2 * QC + 2 * KC) + (opts_.recompute_mlp ? 0 : mlp);
-  const size_t top = N * (2 * C + (opts_.lm_head ? V : 0)) + (opts_.recompute_mlp ? mlp : 0);
-  const size_t scratch = N * (2 * C + QC + 2 * KC + std::max(F, QC) + 2 * F);  // gradients
+  const size_t top = N * (3 * C + (opts_.lm_head ? V : 0)) + (opts_.recompute_mlp ? mlp : 0);  // xf, hf, tmp; logits
+  const size_t scratch = inference ? 0 : N * (C + QC + 2 * KC + std::max(F, QC) + 2 * F);  // gradients
   // Adapters: [N, rank] per adapted linear and layer; scratch of [N, widest input] twice and [N, rank].
   const size_t r = static_cast<size_t>(std::max(0, opts_.lora.rank));
-  const size_t lora = r ? N * r * (adapted_linears() * cfg_.layers + 1) + 2 * N * std::max({C, F, QC}) : 0;
-  acts = layer * cfg_.layers + top + scratch + lora;
-  stats = N * (4 + static_cast<size_t>(cfg_.heads)) * cfg_.layers + 8 * N;  // norms' mean, rstd; lse; logp...
+  const size_t lora = r ? N * r * (adapted_linears() * layers + 1) + 2 * N * std::max({C, F, QC}) : 0;
+  acts = layer * layers + top + scratch + lora;
+  stats = N * (4 + static_cast<size_t>(cfg_.heads)) * layers + 8 * N;  // norms' mean, rstd; lse; logp...
 }
 
 size_t Model::activation_bytes(int B, int T) const {
@@ -754,18 +755,19 @@ void Model::ensure_acts(int B, int T) {
   ensure_rows(B * T);
 }
 
-void Model::ensure_rows(int tokens) {
-  if (tokens <= cap_tokens_ && acts_.buf) {
-    // Same capacity: the pointers stay, but lse and per-(B,T) layouts depend on B and T only
-    // through N, which fits.
+void Model::ensure_rows(int tokens, bool inference) {
+  if (tokens <= cap_tokens_ && acts_.buf && (inference || !acts_inference_)) {
+    // Same capacity (a training layout serves inference too): the pointers stay, but lse and
+    // per-(B,T) layouts depend on B and T only through N, which fits.
   } else {
     if (acts_.buf) be_.release(acts_.buf);
     if (acts_.stats) be_.release(acts_.stats);
     acts_.buf = acts_.stats = nullptr;
-    activation_sizes(static_cast<size_t>(tokens), acts_.floats, acts_.stat_floats);
+    activation_sizes(static_cast<size_t>(tokens), acts_.floats, acts_.stat_floats, inference);
     acts_.buf = be_.alloc_activations(acts_.floats);
     acts_.stats = be_.alloc(acts_.stat_floats);
     cap_tokens_ = tokens;
+    acts_inference_ = inference;
   }
   // Carve (again: layouts depend on N = B*T only, and lse on B*NH*T = N*NH).
   const size_t N = static_cast<size_t>(cap_tokens_), C = cfg_.dim, F = cfg_.ffn_dim;
@@ -787,9 +789,9 @@ void Model::ensure_rows(int tokens) {
     shared_f3 = take(N * F);
     shared_act = take(N * F);
   }
-  acts_layers_.resize(layers_.size());
+  acts_layers_.resize(acts_inference_ ? 1 : layers_.size());
   const size_t R = static_cast<size_t>(std::max(0, opts_.lora.rank));
-  for (size_t l = 0; l < layers_.size(); ++l) {
+  for (size_t l = 0; l < acts_layers_.size(); ++l) {
     LayerActs& L = acts_layers_[l];
     const Layer& W = layers_[l];
     auto mid = [&](const Linear& lin) { return lin.adapted() ? take(N * R) : nullptr; };
@@ -827,13 +829,14 @@ void Model::ensure_rows(int tokens) {
   t.dvalues = stat(N);
   acts_.logits = take(opts_.lm_head ? N * static_cast<size_t>(cfg_.padded_vocab()) : 0);
   t.tmp = take(N * C);
-  t.dres = take(N * C);
-  t.dq = take(N * QC);
-  t.dk = take(N * KC);
-  t.dv = take(N * KC);
-  t.datt = take(N * std::max(F, QC));  // d(mlp act) [N, F], then d(attention out) [N, QC]
-  t.df1 = take(N * F);
-  t.df3 = take(N * F);
+  const bool grads = !acts_inference_;
+  t.dres = grads ? take(N * C) : nullptr;
+  t.dq = grads ? take(N * QC) : nullptr;
+  t.dk = grads ? take(N * KC) : nullptr;
+  t.dv = grads ? take(N * KC) : nullptr;
+  t.datt = grads ? take(N * std::max(F, QC)) : nullptr;  // d(mlp act) [N, F], then d(attention out) [N, QC]
+  t.df1 = grads ? take(N * F) : nullptr;
+  t.df3 = grads ? take(N * F) : nullptr;
   t.dlogp = stat(N);
   t.kd_weight = stat(N);
   t.kd_loss = stat(N);
@@ -1121,7 +1124,7 @@ void Model::forward_cached(const int32_t* tokens, int rows, const std::vector<Ca
   }
   B_ = 1;
   T_ = N;
-  ensure_rows(N);
+  ensure_rows(N, true);
   starts_.clear();
   tokens_.assign(tokens, tokens + N);
   targets_.assign(static_cast<size_t>(N), -1);

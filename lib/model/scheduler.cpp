@@ -62,6 +62,13 @@ void BlockPool::publish(int32_t b, uint64_t hash, const int32_t* tokens) {
   by_hash_[hash] = b;
 }
 
+void BlockPool::forget() {
+  for (int32_t b : lru_) free_.push_back(b);
+  lru_.clear();
+  for (Block& k : blocks_) k.cached = false;
+  by_hash_.clear();
+}
+
 uint64_t BlockPool::chain(uint64_t parent, const int32_t* tokens) {
   return XXH3_64bits_withSeed(tokens, sizeof(int32_t) * kB, parent);
 }
@@ -83,10 +90,11 @@ size_t incomplete_utf8_tail(const std::string& s) {
 
 }  // namespace
 
-TextStream::TextStream(const Tokenizer* tok, const std::vector<int32_t>& prompt, std::vector<std::string> stop)
+TextStream::TextStream(const Tokenizer* tok, const std::vector<int32_t>& prompt, std::vector<std::string> stop,
+                       bool behind_prompt)
     : tok_(tok), stop_(std::move(stop)) {
   stop_.erase(std::remove(stop_.begin(), stop_.end(), std::string()), stop_.end());
-  if (!tok_) return;
+  if (!tok_ || !behind_prompt) return;
   // A few of the prompt's tokens before the generated ones: decoded alone, a first piece loses
   // its leading space ("▁world" is "world").
   const size_t n = std::min<size_t>(4, prompt.size());
@@ -140,6 +148,8 @@ struct Scheduler::Sequence {
   size_t prompt_len = 0;
   SamplingParams params;
   int top_logprobs = -1;
+  uint64_t group = 0;
+  bool trace = false;
   std::mt19937_64 rng;
   std::unique_ptr<TextStream> text;
   int slot = -1;
@@ -186,8 +196,10 @@ uint64_t Scheduler::add(SequenceRequest r) {
   s->prompt_len = r.prompt.size();
   s->params = r.params;
   s->top_logprobs = r.top_logprobs;
+  s->group = r.group;
+  s->trace = r.trace;
   s->rng.seed(r.params.seeds.empty() ? r.params.seed : r.params.seeds.front());
-  s->text = std::make_unique<TextStream>(tok_, r.prompt, r.params.stop);
+  s->text = std::make_unique<TextStream>(tok_, r.prompt, r.params.stop, r.text_behind_prompt);
   s->tokens = std::move(r.prompt);
   const uint64_t id = s->id;
   waiting_.push_back(std::move(s));
@@ -238,7 +250,13 @@ void Scheduler::publish_full_blocks(Sequence& s) {
 
 void Scheduler::sample(Sequence& s, const float* logits, SequenceUpdate& u) {
   const int V = model_.config().vocab_size;
-  const int32_t t = sample_token(logits, V, s.tokens, s.prompt_len, s.params, s.rng);
+  float lp = 0, h = 0;
+  const int32_t t = sample_token(logits, V, s.tokens, s.prompt_len, s.params, s.rng, s.trace ? &lp : nullptr,
+                                 s.trace && s.params.entropy ? &h : nullptr);
+  if (s.trace) {
+    u.sampled_logprobs.push_back(lp);
+    if (s.params.entropy) u.entropies.push_back(h);
+  }
   ++counters_.generation_tokens;
   const bool eos = s.params.stop_at_eos && tok_ && t == tok_->eos_id();
   if (!eos) {
@@ -261,7 +279,8 @@ void Scheduler::sample(Sequence& s, const float* logits, SequenceUpdate& u) {
     s.tokens.push_back(t);
     u.tokens.push_back(t);
   }
-  if (eos || s.text->push(t)) s.finish = "stop";
+  if (eos) s.finish = "eos";
+  else if (s.text->push(t)) s.finish = "stop";
   else if (s.generated() >= s.params.max_tokens || static_cast<int>(s.tokens.size()) >= context_) s.finish = "length";
 }
 
@@ -313,9 +332,17 @@ std::vector<SequenceUpdate> Scheduler::step() {
     work.push_back({&s, s.computed, k});
     budget -= k;
   }
-  // Then waiting sequences, in order, while there is room (never past one that has to wait).
-  while (!preempted && !waiting_.empty() && budget > 0 && !free_slots_.empty()) {
-    Sequence& s = *waiting_.front();
+  // Then waiting sequences, in order, while there is room (never past one that waits for blocks).
+  for (size_t i = 0; !preempted && i < waiting_.size() && budget > 0 && !free_slots_.empty();) {
+    Sequence& s = *waiting_[i];
+    // A sample whose group's prompt is being prefilled waits for its blocks (the sequences
+    // after it may go first).
+    if (s.group && !s.admitted && std::any_of(running_.begin(), running_.end(), [&](const auto& o) {
+          return o->group == s.group && o->computed < static_cast<int>(o->prompt_len);
+        })) {
+      ++i;
+      continue;
+    }
     std::vector<int32_t> found;
     uint64_t hash = 0;
     if (opts_.prefix_caching) {  // full blocks of its tokens already computed, the last token not
@@ -353,8 +380,8 @@ std::vector<SequenceUpdate> Scheduler::step() {
     s.published = start / kB;
     s.chain_hash = hash;
     if (!grow(s, start + k)) throw Error("", "internal: KV blocks counted free were not");
-    running_.push_back(std::move(waiting_.front()));
-    waiting_.pop_front();
+    running_.push_back(std::move(waiting_[i]));
+    waiting_.erase(waiting_.begin() + static_cast<long>(i));
     work.push_back({&s, start, k});
     budget -= k;
   }
@@ -377,7 +404,7 @@ std::vector<SequenceUpdate> Scheduler::step() {
     if (s.computed < static_cast<int>(s.tokens.size())) continue;  // a prefill's chunk: more to come
     SequenceUpdate u = update(s);
     sample(s, logits + i * Vp, u);
-    u.completion_tokens = s.generated() + (s.finish == "stop" && u.tokens.empty() ? 1 : 0);  // </s> counts
+    u.completion_tokens = s.generated() + (s.finish == "eos" ? 1 : 0);  // </s> counts
     u.finish = s.finish;
     u.text = s.text->take(!s.finish.empty());
     out.push_back(std::move(u));

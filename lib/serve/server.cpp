@@ -115,7 +115,7 @@ class Server {
   std::unique_ptr<ChatEncoder> chat_;
   std::string chat_error_;
   std::unique_ptr<Scheduler> sched_;
-  int context_ = 0;
+  int context_ = 0, sched_blocks_ = 0;
 
   // Handler threads <-> engine thread.
   std::mutex mu_;
@@ -123,6 +123,8 @@ class Server {
   std::vector<std::shared_ptr<Job>> inbox_, cancels_;
   std::map<uint64_t, std::pair<std::shared_ptr<Job>, int>> live_;  // sequence id -> job, choice
   std::atomic<int> sequences_{0};  // admitted to the server and not finished
+  uint64_t next_group_ = 0;        // engine thread
+  std::atomic<int> in_flight_{0};  // requests routed and not yet written out
   std::mutex rng_mu_;
   std::mt19937_64 rng_;
 
@@ -169,6 +171,17 @@ void Server::routes() {
   http_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { generate(req, res, true); });
   http_.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) { tokenize(req, res); });
   http_.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) { detokenize(req, res); });
+  // Requests in flight, from routing to the last byte written (the logger runs after it): the
+  // drain waits for them before it closes the connections. The Server header marks the ones
+  // counted (httplib logs requests it answers alone, unrouted, too).
+  http_.set_pre_routing_handler([this](const httplib::Request&, httplib::Response& res) {
+    ++in_flight_;
+    res.set_header("Server", "llmkit/" LLMKIT_VERSION);
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  http_.set_logger([this](const httplib::Request&, const httplib::Response& res) {
+    if (res.has_header("Server")) --in_flight_;
+  });
   // Unknown routes, bodies over --max-body, and anything httplib answers alone: OpenAI's shape.
   http_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
@@ -208,6 +221,14 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, bool 
     return reply_error(res, ApiError(404, "The model '" + r.model + "' does not exist (this server has '" + name_ + "')", "model",
                                      "model_not_found"),
                        route);
+  for (const auto& pr : r.prompts)  // the KV pool holds a whole context, unless told otherwise
+    if (const int need = static_cast<int>((pr.size() + static_cast<size_t>(r.params.max_tokens) + KVCache::kBlock - 1) / KVCache::kBlock);
+        need > sched_blocks_)
+      return reply_error(res, ApiError(400, std::to_string(pr.size()) + " prompt tokens and max_tokens " + std::to_string(r.params.max_tokens) +
+                                                " need " + std::to_string(need) + " KV blocks; the server's pool has " +
+                                                std::to_string(sched_blocks_) + " (--kv-blocks, --kv-memory)",
+                                            "max_tokens", "context_length_exceeded"),
+                         route);
   const int n = static_cast<int>(r.prompts.size()) * r.params.n;
   if (sequences_.fetch_add(n) + n > o_.max_seqs + o_.max_queue) {
     sequences_ -= n;
@@ -232,6 +253,7 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, bool 
   }
   wake_.notify_one();
 
+  res.set_header("X-Request-Id", job->id);
   if (!r.stream) {
     std::unique_lock<std::mutex> lk(job->m);
     job->cv.wait(lk, [&] { return job->unfinished == 0; });
@@ -369,6 +391,7 @@ void Server::detokenize(const httplib::Request& req, httplib::Response& res) {
 void Server::load() {
   backend_ = make_backend(o_.device, o_.precision);
   lm_ = open_model(o_.model, *backend_);
+  lm_.model->freeze([](const std::string&) { return true; });  // inference: no gradient memory
   const Model& m = *lm_.model;
   if (m.config().classifier) throw Error(o_.model, "is a reward model (no LM head): serve a language model");
   const std::string tp = !o_.tokenizer.empty() ? o_.tokenizer : lm_.tokenizer;
@@ -397,6 +420,9 @@ void Server::load() {
   so.context = context_;
   sched_ = std::make_unique<Scheduler>(*lm_.model, tok_.get(), so);
   metrics_.set_kv_blocks(sched_->kv_blocks());
+  sched_blocks_ = sched_->kv_blocks();
+  stats_.add("weight bytes", static_cast<int64_t>(m.weight_bytes()));
+  stats_.add("kv pool bytes", static_cast<int64_t>(sched_->kv_bytes()));
   LLMKIT_INFO("serving %s as '%s': context %d, %d sequences at once, KV pool %d blocks of %d positions (%s), weights %s",
               lm_.source.c_str(), name_.c_str(), context_, o_.max_seqs, sched_->kv_blocks(), KVCache::kBlock,
               human_bytes(static_cast<double>(sched_->kv_bytes())).c_str(),
@@ -440,7 +466,7 @@ void Server::deliver(const std::vector<SequenceUpdate>& updates) {
       c.prompt_tokens = u.prompt_tokens;
       c.cached_tokens = u.cached_tokens;
       c.completion_tokens = u.completion_tokens;
-      std::string finish = u.finish;
+      std::string finish = u.finish == "eos" ? "stop" : u.finish;  // OpenAI's reason for both
       if (finish == "abort") finish = job.cut ? "length" : "abort";
       c.finish = finish;
       if (!u.tokens.empty()) {
@@ -484,15 +510,27 @@ void Server::engine_loop() {
     for (const auto& job : inbox) {
       const ApiRequest& r = job->req;
       const size_t n = static_cast<size_t>(r.params.n);
-      for (size_t p = 0; p < r.prompts.size(); ++p)
+      for (size_t p = 0; p < r.prompts.size(); ++p) {
+        const uint64_t group = n > 1 ? ++next_group_ : 0;  // the prompt's samples share its blocks
         for (size_t k = 0; k < n; ++k) {
           SequenceRequest sr{r.prompts[p], r.params, r.top_logprobs};
           sr.params.n = 1;
+          sr.group = group;
           sr.params.seed = r.params.seed * 0x9E3779B97F4A7C15ull + p * n + k;  // as Engine::generate seeds
-          const uint64_t id = sched_->add(std::move(sr));
+          uint64_t id = 0;
+          try {
+            id = sched_->add(std::move(sr));
+          } catch (const std::exception& e) {  // checked before; should it happen, the job fails, the server goes on
+            std::lock_guard<std::mutex> lk(job->m);
+            job->error = e.what();
+            --sequences_;
+            if (--job->unfinished == 0) job->cv.notify_all();
+            continue;
+          }
           job->seqs.push_back(id);
           live_[id] = {job, static_cast<int>(p * n + k)};
         }
+      }
     }
     for (const auto& job : cancels)
       for (uint64_t id : job->seqs) sched_->cancel(id);
@@ -565,6 +603,10 @@ int Server::run() {
     listener.join();
     throw;
   }
+  // Every answer written (streams cut by the drain get their last chunks and [DONE]) before the
+  // connections close.
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (in_flight_ > 0 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   http_.stop();
   listener.join();
   const SchedulerCounters& c = sched_->counters();

@@ -85,6 +85,14 @@ TEST_CASE("The block pool counts references, finds published blocks and evicts t
   CHECK(pool.find(hb, tb.data()) == b);
   CHECK(pool.allocate() == -1);
   CHECK_THROWS_AS((pool.release(b), pool.release(b)), Error);
+  // Forgotten (new weights): still there to allocate, never found.
+  pool.publish(c, hb, tb.data());
+  pool.release(c);
+  pool.release(a);
+  CHECK(pool.available() == 3);
+  pool.forget();
+  CHECK(pool.available() == 3);
+  CHECK(pool.find(hb, tb.data()) == -1);
 }
 
 TEST_CASE("Text streams hold back stop strings' beginnings and incomplete characters", "[scheduler]") {
@@ -211,4 +219,46 @@ TEST_CASE("A cancelled sequence ends at the next step and gives its blocks back"
   CHECK_THROWS_AS(s.add({ids(90, 7), p, -1}), Error);  // 90 + 30 above the context of 96
   CHECK_THROWS_AS(s.add({{}, p, -1}), Error);
   CHECK_THROWS_AS(s.add({{61}, p, -1}), Error);
+}
+
+TEST_CASE("A group's samples wait for its prompt's blocks, then draw as they would alone", "[scheduler]") {
+  auto be = make_cpu_backend();
+  Model m(small(ModelConfig::Family::gpt2), *be);
+  m.init(8);
+  SamplingParams p;
+  p.max_tokens = 12;
+  p.stop_at_eos = false;
+  p.temperature = 1.0;
+  const std::vector<int32_t> a = ids(37, 21), b = ids(20, 22);
+  // Alone: one sequence at a time, each with its seed.
+  std::vector<std::vector<int32_t>> alone;
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    Scheduler s(m, nullptr, {1, 0, 64, false, 0});
+    SamplingParams q = p;
+    q.seed = seed;
+    alone.push_back(run(s, {seed <= 3 ? a : b}, q)[0]);
+  }
+  // Together: groups of 3 for each prompt, added at once.
+  Scheduler s(m, nullptr, {8, 0, 512, true, 0});
+  std::map<uint64_t, size_t> index;
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    SequenceRequest r{seed <= 3 ? a : b, p, -1};
+    r.params.seed = seed;
+    r.group = seed <= 3 ? 1 : 2;
+    index[s.add(r)] = seed - 1;
+  }
+  std::vector<std::vector<int32_t>> got(6);
+  std::vector<int> cached(6, -1);
+  int first_step_running = -1;
+  while (!s.idle()) {
+    auto updates = s.step();
+    if (first_step_running < 0) first_step_running = s.running();
+    for (const auto& u : updates) {
+      got[index.at(u.id)].insert(got[index.at(u.id)].end(), u.tokens.begin(), u.tokens.end());
+      cached[index.at(u.id)] = u.cached_tokens;
+    }
+  }
+  CHECK(got == alone);
+  CHECK(first_step_running == 2);  // the two leaders; their samples the step after
+  CHECK(cached == std::vector<int>{0, 32, 32, 0, 16, 16});
 }

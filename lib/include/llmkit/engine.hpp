@@ -14,6 +14,7 @@
 namespace llmkit {
 
 class Tokenizer;
+class Scheduler;
 
 struct SamplingParams {
   double temperature = 0.0;  // 0: greedy
@@ -74,9 +75,10 @@ class Engine {
   std::vector<ScoredContinuation> score(
       const std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>& requests);
 
-  // Continues each prompt: batched prefill, then one decode step for all live sequences at a
-  // time; a sequence leaves the batch when it stops. Prompts longer than the room left are
-  // cut from the left. Deterministic for a seed (each sequence has its own generator).
+  // Continues each prompt, on the step-level scheduler (continuous batching over a paged KV
+  // cache, as llm-serve): the n samples of a prompt share its prefill through the prefix
+  // cache. Prompts longer than the room left are cut from the left. Deterministic for a seed
+  // (each sequence has its own generator), whatever the batch.
   std::vector<Generation> generate(const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& params);
 
   // sample_token over the model's vocabulary, the whole history counted as generated.
@@ -95,7 +97,9 @@ class Engine {
   const Tokenizer* tok_;
   int max_batch_, max_len_;
   int prefill_rows_ = 0;
-  std::unique_ptr<KVCache> cache_;
+  std::unique_ptr<KVCache> cache_;          // score()'s
+  std::unique_ptr<Scheduler> scheduler_;    // generate()'s
+  uint64_t groups_ = 0;
 };
 
 }  // namespace llmkit

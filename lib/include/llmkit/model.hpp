@@ -290,10 +290,12 @@ class Model {
     size_t floats = 0, stat_floats = 0;
   };
   // Values of activations, and of fp32 statistics, for `tokens` rows.
-  void activation_sizes(size_t tokens, size_t& acts, size_t& stats) const;
+  // inference: one layer's activations (forward_cached reuses them layer after layer), no
+  // gradients' scratch.
+  void activation_sizes(size_t tokens, size_t& acts, size_t& stats, bool inference = false) const;
   void build_specs();
   void ensure_acts(int B, int T);
-  void ensure_rows(int rows);
+  void ensure_rows(int rows, bool inference = false);
   float* w(const std::string& name);
 
   void bind();  // sets the per-layer weight and gradient pointers
@@ -322,6 +324,7 @@ class Model {
   struct Top;
   std::unique_ptr<Top> top_;
   int B_ = 0, T_ = 0, cap_tokens_ = 0;
+  bool acts_inference_ = false;  // the activations are laid out for forward_cached only
   std::vector<int32_t> tokens_, targets_, starts_;
   std::vector<float> host_logits_;
   GradientHook hook_;

@@ -45,6 +45,8 @@ class BlockPool {
   int32_t find(uint64_t hash, const int32_t* tokens);
   // `block` (referenced) now holds these tokens' keys and values: it can be found by hash.
   void publish(int32_t block, uint64_t hash, const int32_t* tokens);
+  // Forgets every published block (the weights changed: their keys and values are stale).
+  void forget();
   // The hash of a full block of tokens after a prefix whose hash is `parent` (0: none).
   static uint64_t chain(uint64_t parent, const int32_t* tokens);
 
@@ -68,7 +70,9 @@ class BlockPool {
 // of a stop string). What take() gives, concatenated, is text() once finished.
 class TextStream {
  public:
-  TextStream(const Tokenizer* tok, const std::vector<int32_t>& prompt, std::vector<std::string> stop);
+  // behind_prompt false: the generated tokens decoded alone (as Hugging Face's decode of a
+  // continuation, which lm-evaluation-harness scores).
+  TextStream(const Tokenizer* tok, const std::vector<int32_t>& prompt, std::vector<std::string> stop, bool behind_prompt = true);
   // Adds a generated token; true when the text now holds a stop string (and was cut before it).
   bool push(int32_t token);
   // The text ready since the last take(); with `all`, everything (at the end of the sequence).
@@ -94,11 +98,19 @@ struct SchedulerOptions {
   int context = 0;               // positions a sequence may reach; 0: the model's
 };
 
-// A sequence to generate. params.n is 1: a caller that wants n samples adds n sequences.
+// A sequence to generate. params.n is 1: a caller that wants n samples adds n sequences, with
+// the same group.
 struct SequenceRequest {
   std::vector<int32_t> prompt;
   SamplingParams params;
   int top_logprobs = -1;  // -1: none; else each token's log-probability and this many likeliest
+  // Samples of one prompt (0: none): while one of them prefills, the others wait, then find its
+  // blocks in the prefix cache and compute only the prompt's last, partial block themselves.
+  uint64_t group = 0;
+  // Record each sampled token's log p under softmax(logits / temperature) (and its entropy with
+  // params.entropy), as a trainer recomputes it (Generation::logprobs).
+  bool trace = false;
+  bool text_behind_prompt = true;  // TextStream's behind_prompt
 };
 
 struct TokenLogprob {
@@ -112,8 +124,9 @@ struct SequenceUpdate {
   uint64_t id = 0;
   std::vector<int32_t> tokens;  // new tokens (an end-of-sequence token is not among them)
   std::vector<TokenLogprob> logprobs;
+  std::vector<float> sampled_logprobs, entropies;  // with trace: one a token, and one for </s> at "eos"
   std::string text;             // new text (with a tokenizer)
-  std::string finish;           // "" while running; "stop" (end of sequence or a stop string), "length", "abort"
+  std::string finish;           // "" while running; "eos" (end of sequence), "stop" (a stop string), "length", "abort"
   int prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
 };
 
@@ -135,6 +148,10 @@ class Scheduler {
   // One forward pass (none when nothing is to run) and what it produced.
   std::vector<SequenceUpdate> step();
   bool idle() const { return running_.empty() && waiting_.empty() && cancels_.empty(); }
+  // The prefix cache emptied: for a model whose weights changed (a trainer's rollouts).
+  void forget_prefixes() { pool_.forget(); }
+  // Rows of a forward pass from the next step on (at least max_seqs).
+  void set_max_batch_tokens(int rows) { opts_.max_batch_tokens = std::max(rows, opts_.max_seqs); }
   int running() const { return static_cast<int>(running_.size()); }
   int waiting() const { return static_cast<int>(waiting_.size()); }
   double kv_usage() const { return static_cast<double>(pool_.in_use()) / pool_.total(); }
