@@ -1,8 +1,9 @@
 #!/bin/sh
 # The demo: llmkit's pipeline on real text nobody here wrote, the HTML of the Python 3.11 manual
 # (Debian package python3.11-doc, installed by install-deps.sh): llm-clean -> llm-dedup ->
-# llm-tok train/encode -> llm-pretrain (a tiny Llama, about 10 minutes on 2 cores) -> llm-eval,
-# then a summary and a loss curve (loss.png). Under 30 minutes on a 2-core machine.
+# llm-tok train/encode -> llm-pretrain (a tiny Llama, about 10 minutes on 2 cores) -> llm-eval ->
+# llm-serve (one completion over OpenAI's API, from curl), then a summary and a loss curve
+# (loss.png). Under 30 minutes on a 2-core machine.
 # Usage: run-demo.sh BIN_DIR [WORK_DIR]      (WORK_DIR defaults to ./demo-output)
 #        LLMKIT_DEMO_STEPS (default 3000): training steps; fewer for a quick look.
 set -eu
@@ -72,6 +73,22 @@ echo
 echo "== llm-eval: perplexity of the validation shard"
 llm-eval ppl --model "$work/run" --seq-len 256 -o "$work/eval.json" "$work/shards/val-00000.tok"
 
+echo
+echo "== llm-serve: the model behind OpenAI's API, one request from curl"
+rm -f "$work/serve.address"
+llm-serve -q --model "$work/run" --port 0 --port-file "$work/serve.address" --max-seqs 4 --stats "$work/serve.stats.json" &
+serve_pid=$!
+i=0
+until [ -s "$work/serve.address" ] && curl -sf "http://$(cat "$work/serve.address")/health" > /dev/null; do
+  i=$((i + 1))
+  [ $i -lt 300 ] || { echo "run-demo: llm-serve did not start" >&2; kill $serve_pid; exit 1; }
+  sleep 0.2
+done
+curl -s "http://$(cat "$work/serve.address")/v1/completions" -H 'Content-Type: application/json' \
+  -d '{"prompt": "The Python interpreter", "max_tokens": 40, "temperature": 0}' > "$work/serve.json"
+kill -TERM $serve_pid
+wait $serve_pid
+
 python3 - "$work" "$start" <<'PY'
 import json, sys, time
 work, start = sys.argv[1], int(sys.argv[2])
@@ -97,6 +114,9 @@ print(f"  validation        val_loss {val[-1]['val_loss']:.3f} at step {val[-1][
       f"{ev['metrics']['ppl']['value']:.1f} (loss {ev['metrics']['loss']['value']:.3f}) on {int(ev['tokens'])} tokens")
 if sample:
     print(f"  sample            {sample[-1][:300]}")
+served = json.load(open(f"{work}/serve.json"))
+print(f"  llm-serve         \"The Python interpreter\" ->{served['choices'][0]['text'][:200]!r} "
+      f"({served['usage']['completion_tokens']} tokens, finish {served['choices'][0]['finish_reason']})")
 print(f"  loss curve        {work}/run/loss.png")
 print(f"  wall time         {(time.time() - start) / 60:.1f} minutes")
 PY
