@@ -42,6 +42,9 @@ namespace {
 
 double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
+// How often a connection waiting for its answer is written to, to find a client that went away.
+constexpr auto kHeartbeat = std::chrono::milliseconds(250);
+
 // Compares in time that depends on the lengths only, not on where the strings differ.
 bool same_key(const std::string& a, const std::string& b) {
   unsigned char diff = a.size() != b.size();
@@ -254,11 +257,38 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, bool 
   wake_.notify_one();
 
   res.set_header("X-Request-Id", job->id);
+  auto release = [this, job](bool) { cancel(job); };  // the connection is done: what still runs stops
   if (!r.stream) {
-    std::unique_lock<std::mutex> lk(job->m);
-    job->cv.wait(lk, [&] { return job->unfinished == 0; });
-    if (!job->error.empty()) return reply_error(res, ApiError(500, job->error), route);
-    res.set_content(api_response(r, job->id, job->model, job->created, job->choices, *tok_).dump(), "application/json");
+    {
+      std::unique_lock<std::mutex> lk(job->m);
+      if (job->cv.wait_for(lk, kHeartbeat, [&] { return job->unfinished == 0; })) {
+        if (!job->error.empty()) return reply_error(res, ApiError(500, job->error), route);
+        res.set_content(api_response(r, job->id, job->model, job->created, job->choices, *tok_).dump(), "application/json");
+        return;
+      }
+    }
+    // A longer answer goes out chunked, after a space every kHeartbeat (whitespace before JSON
+    // is JSON): the write that fails finds a client that went away, and its sequences stop.
+    res.set_chunked_content_provider(
+        "application/json",
+        [this, job](size_t offset, httplib::DataSink& sink) {
+          std::unique_lock<std::mutex> lk(job->m);
+          // The first space at once; then one each kHeartbeat without an answer.
+          if (job->unfinished > 0 && (offset == 0 || !job->cv.wait_for(lk, kHeartbeat, [&] { return job->unfinished == 0; }))) {
+            lk.unlock();
+            if (sink.write(" ", 1)) return true;
+            cancel(job);
+            return false;
+          }
+          const std::string body = job->error.empty()
+                                       ? api_response(job->req, job->id, job->model, job->created, job->choices, *tok_).dump()
+                                       : ApiError(500, job->error).body();
+          lk.unlock();
+          if (!sink.write(body.data(), body.size())) return false;
+          sink.done();
+          return true;
+        },
+        release);
     return;
   }
   res.set_header("Cache-Control", "no-cache");
@@ -268,7 +298,7 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, bool 
       [this, job](size_t, httplib::DataSink& sink) {
         const ApiRequest& r = job->req;
         std::unique_lock<std::mutex> lk(job->m);
-        const bool any = job->cv.wait_for(lk, std::chrono::seconds(2), [&] { return !job->deltas.empty() || job->unfinished == 0; });
+        const bool any = job->cv.wait_for(lk, 8 * kHeartbeat, [&] { return !job->deltas.empty() || job->unfinished == 0; });
         std::deque<Job::Delta> deltas;
         deltas.swap(job->deltas);
         const bool done = job->unfinished == 0;
@@ -316,15 +346,7 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, bool 
         if (ok) sink.done();
         return ok;
       },
-      [this, job](bool) {
-        std::lock_guard<std::mutex> lk(job->m);
-        if (job->unfinished > 0 && !job->cancelled) {
-          job->cancelled = true;
-          std::lock_guard<std::mutex> g(mu_);
-          cancels_.push_back(job);
-          wake_.notify_one();
-        }
-      });
+      release);
 }
 
 void Server::cancel(const std::shared_ptr<Job>& job) {

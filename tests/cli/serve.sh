@@ -2,7 +2,8 @@
 # statuses, bodies and headers (401, 400, 404, 413, 503 shapes); greedy text equal to llm-eval's
 # engine and the same alone or under load; misbehaving clients (garbage HTTP, truncated bodies,
 # a 100 MB body, slow clients, clients gone mid-stream, many connections) leave the server
-# serving, with no sequence or KV block left behind; SIGTERM drains (streams end with finish
+# serving, with no sequence or KV block left behind, and a client gone before its whole answer
+# stops its sequence; SIGTERM drains (streams end with finish
 # "length" and [DONE], exit 0); and OpenAI's Node client against it (SKIPPED without the peer).
 . "$(dirname "$0")/lib.sh"
 
@@ -41,7 +42,7 @@ start() {
   local name=$1
   shift
   rm -f "$name.port"
-  llm-serve --model base --port 0 --port-file "$name.port" --threads 2 "$@" > "$name.out" 2> "$name.err" &
+  llm-serve --model "${SERVE_MODEL:-base}" --port 0 --port-file "$name.port" --threads 2 "$@" > "$name.out" 2> "$name.err" &
   PID=$!
   for _ in $(seq 1 100); do
     [ -s "$name.port" ] && curl -sf "http://$(cat "$name.port")/health" > /dev/null && break
@@ -230,6 +231,38 @@ rc=$?
 expect_rc 0 "SIGTERM with nothing running"
 grep -q "drained" main.err && ok || fail "no drain line"
 grep -q " 200 stream prompt=" main.err && ok || fail "no access log line"
+
+# ---- a whole answer whose client goes away -------------------------------------------------------
+# A bigger model (llama-25m's shape with a context of 8192, one step) so that 8000 tokens take
+# seconds on any CPU: the answer is written chunked after spaces while it is generated, and the
+# write that fails (about half a second after the client left) stops it.
+python3 -c "
+import json; c = json.load(open('$SRC/share/llmkit/models/llama-25m.json')); c['max_position_embeddings'] = 8192
+json.dump(c, open('big.json', 'w'))"
+run llm-pretrain --model big.json --train 'chat-shards/train-*.tok' --tokenizer tok.model --out big --seq-len 64 \
+  --micro-batch 1 --steps 1 --warmup 0 --eval-every 0 --threads 2
+expect_rc 0 "the bigger model"
+SERVE_MODEL=big start slow --threads 1 --max-seqs 2
+python3 - "$(cat slow.port)" > gone.txt <<'PY'
+import json, socket, sys, time
+host, port = sys.argv[1].split(":")
+body = json.dumps({"prompt": "the", "max_tokens": 8000, "ignore_eos": True}).encode()
+msg = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+s = socket.create_connection((host, int(port)))
+s.sendall(msg)
+time.sleep(0.1)
+s.close()
+print("closed")
+PY
+for _ in $(seq 1 100); do [ "$(metric request_aborted_total)" = "1" ] && [ "$(metric num_requests_running)" = "0" ] && break; sleep 0.1; done
+expect_eq "$(metric request_aborted_total) $(metric num_requests_running) $(metric generation_tokens_total | awk '{print ($1 < 8000)}')" \
+  "1 0 1" "a whole answer's client gone: its sequence stopped before its 8000 tokens"
+grep -q "(client gone)" slow.err && ok || fail "no access log line for the client gone"
+req POST /v1/completions '{"prompt":"the","max_tokens":300,"ignore_eos":true,"temperature":0}'
+expect_eq "$code:$(field 'j["usage"]["completion_tokens"], j["choices"][0]["finish_reason"]')" "200:300 length" \
+  "a long whole answer, read to its end: JSON after the spaces"
+kill -TERM "$PID"
+wait "$PID"
 
 # ---- drain: streams cut with finish "length" --------------------------------------------------------
 start drain --max-seqs 2 --drain-timeout 0.3 --stats stats.json
