@@ -31,6 +31,13 @@ int serve_main(int argc, char** argv) {
   op.string("chat-template", 0, "NAME", &o.chat_template,
             "chatml, llama2 or plain (default: the one the checkpoint was tuned with, else chatml)");
   op.string("served-model-name", 0, "NAME", &o.served_name, "the model's name in the API (default: the last part of PATH)");
+  op.value("lora", 0, "NAME=DIR",
+           [&](const std::string& v) {
+             const size_t eq = v.find('=');
+             if (eq == 0 || eq == std::string::npos || eq + 1 == v.size()) throw UsageError("--lora: give NAME=DIR");
+             o.loras.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+           },
+           "a LoRA adapter of the model (llm-sft --lora), served as NAME (repeatable)");
   op.string("device", 0, "DEV", &o.device, "auto (default), cpu, cuda, cuda:N");
   op.string("precision", 0, "P", &o.precision, "GPU matmuls: fp32 (default), tf32, bf16");
   op.integer("max-model-len", 0, "N", &max_len, "context in tokens, prompt and completion (default: the model's)");

@@ -77,6 +77,9 @@ uint64_t BlockPool::chain(uint64_t parent, const int32_t* tokens) {
 
 namespace {
 
+// The hash a sequence's chain of blocks starts from: keys and values differ with the adapter.
+uint64_t chain_seed(int adapter) { return adapter == 0 ? 0 : 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(adapter); }
+
 // How many bytes at the end of s begin a UTF-8 character that is not complete.
 size_t incomplete_utf8_tail(const std::string& s) {
   for (size_t back = 1; back <= std::min<size_t>(3, s.size()); ++back) {
@@ -150,6 +153,7 @@ struct Scheduler::Sequence {
   int top_logprobs = -1;
   uint64_t group = 0;
   bool trace = false;
+  int adapter = 0;
   std::mt19937_64 rng;
   std::unique_ptr<TextStream> text;
   int slot = -1;
@@ -198,15 +202,32 @@ uint64_t Scheduler::add(SequenceRequest r) {
   s->top_logprobs = r.top_logprobs;
   s->group = r.group;
   s->trace = r.trace;
+  s->adapter = r.adapter;
+  if (r.adapter != 0 && !opts_.use_adapter) throw Error("", "a sequence names adapter " + std::to_string(r.adapter) + " on a scheduler without adapters");
   s->rng.seed(r.params.seeds.empty() ? r.params.seed : r.params.seeds.front());
   s->text = std::make_unique<TextStream>(tok_, r.prompt, r.params.stop, r.text_behind_prompt);
   s->tokens = std::move(r.prompt);
+  s->chain_hash = chain_seed(s->adapter);
   const uint64_t id = s->id;
   waiting_.push_back(std::move(s));
   return id;
 }
 
 void Scheduler::cancel(uint64_t id) { cancels_.push_back(id); }
+
+// The adapter this step runs: of those the running and waiting sequences name, the next after
+// the last step's in id order, around (each gets its turn).
+int Scheduler::pick_adapter() const {
+  if (!opts_.use_adapter) return 0;
+  int next = -1, lowest = -1;
+  auto consider = [&](int a) {
+    if (lowest < 0 || a < lowest) lowest = a;
+    if (a > adapter_ && (next < 0 || a < next)) next = a;
+  };
+  for (const auto& r : running_) consider(r->adapter);
+  for (const auto& w : waiting_) consider(w->adapter);
+  return next >= 0 ? next : lowest >= 0 ? lowest : adapter_;
+}
 
 bool Scheduler::grow(Sequence& s, int positions) {
   std::vector<int32_t>& table = cache_->table(s.slot);
@@ -225,7 +246,7 @@ void Scheduler::free_blocks(Sequence& s) {
   free_slots_.push_back(s.slot);
   s.slot = -1;
   s.computed = s.published = 0;
-  s.chain_hash = 0;
+  s.chain_hash = chain_seed(s.adapter);
 }
 
 // Back to the head of the queue with its tokens: recomputed when there is room again.
@@ -319,8 +340,11 @@ std::vector<SequenceUpdate> Scheduler::step() {
   std::vector<Work> work;
   int budget = opts_.max_batch_tokens;
   bool preempted = false;
+  // One adapter a step (all of them the base's when there are none).
+  const int adapter = pick_adapter();
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
     Sequence& s = *running_[i];
+    if (s.adapter != adapter) continue;
     const int k = std::min(static_cast<int>(s.tokens.size()) - s.computed, budget);
     while (!grow(s, s.computed + k)) {  // no block free: the newest sequence makes room
       Sequence& victim = *running_.back();
@@ -329,14 +353,19 @@ std::vector<SequenceUpdate> Scheduler::step() {
       if (&victim == &s) break;
     }
     if (s.slot < 0) break;  // it was the newest itself
+    if (i >= running_.size()) break;
     work.push_back({&s, s.computed, k});
     budget -= k;
   }
   // Then waiting sequences, in order, while there is room (never past one that waits for blocks).
   for (size_t i = 0; !preempted && i < waiting_.size() && budget > 0 && !free_slots_.empty();) {
     Sequence& s = *waiting_[i];
-    // A sample whose group's prompt is being prefilled waits for its blocks (the sequences
-    // after it may go first).
+    // Another adapter's sequence waits for its turn; a sample whose group's prompt is being
+    // prefilled waits for its blocks (the sequences after them may go first).
+    if (s.adapter != adapter) {
+      ++i;
+      continue;
+    }
     if (s.group && !s.admitted && std::any_of(running_.begin(), running_.end(), [&](const auto& o) {
           return o->group == s.group && o->computed < static_cast<int>(o->prompt_len);
         })) {
@@ -344,7 +373,7 @@ std::vector<SequenceUpdate> Scheduler::step() {
       continue;
     }
     std::vector<int32_t> found;
-    uint64_t hash = 0;
+    uint64_t hash = chain_seed(s.adapter);
     if (opts_.prefix_caching) {  // full blocks of its tokens already computed, the last token not
       const size_t full = (s.tokens.size() - 1) / kB;
       for (size_t b = 0; b < full; ++b) {
@@ -388,6 +417,10 @@ std::vector<SequenceUpdate> Scheduler::step() {
   if (work.empty()) return out;
 
   ++counters_.steps;
+  if (adapter != adapter_) {
+    opts_.use_adapter(adapter);
+    adapter_ = adapter;
+  }
   std::vector<int32_t> rows;
   std::vector<CacheSegment> segs;
   for (const Work& w : work) {

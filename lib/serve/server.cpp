@@ -21,6 +21,7 @@
 #include <random>
 #include <thread>
 
+#include "llmkit/adapter.hpp"
 #include "llmkit/chat.hpp"
 #include "llmkit/checkpoint.hpp"
 #include "llmkit/error.hpp"
@@ -67,6 +68,7 @@ struct Job {
   int64_t created = 0;
   Clock::time_point arrived = Clock::now(), first_token{}, admitted{};
   std::vector<uint64_t> seqs;
+  int adapter = 0;
   std::vector<Clock::time_point> last_token;
 
   std::mutex m;
@@ -119,6 +121,15 @@ class Server {
   std::string chat_error_;
   std::unique_ptr<Scheduler> sched_;
   int context_ = 0, sched_blocks_ = 0;
+  // Adapters, as --lora gave them: each one's values of the model's LoRA tensors, in spec order.
+  struct Adapter {
+    std::string name, dir;
+    std::vector<float> values;
+  };
+  std::vector<Adapter> adapters_;
+  void load_adapters();
+  void use_adapter(int adapter);  // 0: the base; k: adapters_[k - 1] (engine thread)
+  int adapter_of(const std::string& model) const;  // -1: no such model
 
   // Handler threads <-> engine thread.
   std::mutex mu_;
@@ -166,9 +177,12 @@ void Server::routes() {
   http_.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
     if (!authorized(req, res)) return;
     if (!ready_) return reply_error(res, ApiError(503, "the model is loading"), "/v1/models");
-    json m = {{"id", name_}, {"object", "model"}, {"created", metrics_.start_unix()}, {"owned_by", "llmkit"},
-              {"max_model_len", context_}};
-    res.set_content(json{{"object", "list"}, {"data", json::array({m})}}.dump(), "application/json");
+    json data = json::array({{{"id", name_}, {"object", "model"}, {"created", metrics_.start_unix()}, {"owned_by", "llmkit"},
+                              {"root", lm_.source}, {"parent", nullptr}, {"max_model_len", context_}}});
+    for (const Adapter& a : adapters_)
+      data.push_back({{"id", a.name}, {"object", "model"}, {"created", metrics_.start_unix()}, {"owned_by", "llmkit"},
+                      {"root", a.dir}, {"parent", name_}, {"max_model_len", context_}});
+    res.set_content(json{{"object", "list"}, {"data", data}}.dump(), "application/json");
   });
   http_.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) { generate(req, res, false); });
   http_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { generate(req, res, true); });
@@ -220,10 +234,15 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, bool 
     return reply_error(res, e, route);
   }
   const ApiRequest& r = job->req;
-  if (!r.model.empty() && r.model != name_)
-    return reply_error(res, ApiError(404, "The model '" + r.model + "' does not exist (this server has '" + name_ + "')", "model",
+  const int adapter = adapter_of(r.model);
+  if (adapter < 0) {
+    std::string names = "'" + name_ + "'";
+    for (const Adapter& a : adapters_) names += ", '" + a.name + "'";
+    return reply_error(res, ApiError(404, "The model '" + r.model + "' does not exist (this server has " + names + ")", "model",
                                      "model_not_found"),
                        route);
+  }
+  job->adapter = adapter;
   for (const auto& pr : r.prompts)  // the KV pool holds a whole context, unless told otherwise
     if (const int need = static_cast<int>((pr.size() + static_cast<size_t>(r.params.max_tokens) + KVCache::kBlock - 1) / KVCache::kBlock);
         need > sched_blocks_)
@@ -245,7 +264,7 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, bool 
     job->id = (chat ? "chatcmpl-" : "cmpl-") + random_id(rng_) + random_id(rng_);
     if (!r.seeded) job->req.params.seed = rng_();
   }
-  job->model = name_;
+  job->model = adapter > 0 ? adapters_[static_cast<size_t>(adapter - 1)].name : name_;
   job->created = static_cast<int64_t>(std::time(nullptr));
   job->choices.resize(static_cast<size_t>(n));
   job->last_token.resize(static_cast<size_t>(n));
@@ -412,7 +431,8 @@ void Server::detokenize(const httplib::Request& req, httplib::Response& res) {
 
 void Server::load() {
   backend_ = make_backend(o_.device, o_.precision);
-  lm_ = open_model(o_.model, *backend_);
+  if (o_.loras.empty()) lm_ = open_model(o_.model, *backend_);
+  else load_adapters();
   lm_.model->freeze([](const std::string&) { return true; });  // inference: no gradient memory
   const Model& m = *lm_.model;
   if (m.config().classifier) throw Error(o_.model, "is a reward model (no LM head): serve a language model");
@@ -440,6 +460,7 @@ void Server::load() {
   so.max_batch_tokens = o_.max_batch_tokens;
   so.prefix_caching = o_.prefix_caching;
   so.context = context_;
+  if (!adapters_.empty()) so.use_adapter = [this](int a) { use_adapter(a); };
   sched_ = std::make_unique<Scheduler>(*lm_.model, tok_.get(), so);
   metrics_.set_kv_blocks(sched_->kv_blocks());
   sched_blocks_ = sched_->kv_blocks();
@@ -449,6 +470,67 @@ void Server::load() {
               lm_.source.c_str(), name_.c_str(), context_, o_.max_seqs, sched_->kv_blocks(), KVCache::kBlock,
               human_bytes(static_cast<double>(sched_->kv_bytes())).c_str(),
               human_bytes(static_cast<double>(m.weight_bytes())).c_str());
+}
+
+// The base of --model with room for the adapters' tensors, and each adapter's values of them.
+void Server::load_adapters() {
+  std::string base = o_.model;
+  if (is_directory(base) && file_size(base + "/config.json") == 0 && file_size(base + "/latest") > 0) base = latest_checkpoint(base);
+  if (is_adapter_dir(base)) throw Error(o_.model, "is an adapter: with --lora, --model is the base they were trained on");
+  std::vector<AdapterConfig> cfgs;
+  for (const auto& [name, path] : o_.loras) {
+    std::string dir = path;
+    if (is_directory(dir) && file_size(dir + "/adapter_config.json") == 0 && file_size(dir + "/latest") > 0)
+      dir = latest_checkpoint(dir);  // a run directory
+    if (!is_adapter_dir(dir)) throw Error(path, "is not a LoRA adapter (no adapter_config.json)");
+    cfgs.push_back(read_adapter_config(dir));
+    const LoraOptions &a = cfgs.back().lora, &b = cfgs.front().lora;
+    if (a.rank != b.rank || a.alpha != b.alpha || a.rslora != b.rslora || a.targets != b.targets)
+      throw Error(dir, "has another rank, alpha or target modules than " + adapters_.front().dir +
+                           ": the adapters of one server share them");
+    if (cfgs.back().seq_cls) throw Error(dir, "is a reward model's adapter");
+    if (name == name_ || adapter_of(name) > 0) throw Error("--lora " + name, "names the model or another adapter");
+    adapters_.push_back({name, dir, {}});
+  }
+  for (size_t i = 0; i < cfgs.size(); ++i)
+    if (!cfgs[i].fingerprint.empty() && is_directory(base) && cfgs[i].fingerprint != base_fingerprint(base))
+      throw Error(adapters_[i].dir, "was trained on another base than " + base);
+  ModelOptions mo;
+  mo.lora = cfgs.front().lora;
+  mo.lora.dropout = 0;
+  lm_ = open_model(o_.model, *backend_, mo);
+  Model& m = *lm_.model;
+  for (Adapter& a : adapters_) {
+    load_adapter(a.dir, m);
+    for (const ParamSpec& s : m.params())
+      if (Model::is_lora_tensor(s.name)) {
+        a.values.resize(a.values.size() + s.size);
+        backend_->download(a.values.data() + a.values.size() - s.size, m.weights() + s.offset, s.size);
+      }
+    LLMKIT_INFO("adapter '%s': %s (rank %d)", a.name.c_str(), a.dir.c_str(), mo.lora.rank);
+  }
+  use_adapter(0);
+}
+
+void Server::use_adapter(int adapter) {
+  Model& m = *lm_.model;
+  m.set_lora_enabled(adapter > 0);
+  if (adapter == 0) return;
+  const std::vector<float>& v = adapters_.at(static_cast<size_t>(adapter - 1)).values;
+  size_t at = 0;
+  for (const ParamSpec& s : m.params())
+    if (Model::is_lora_tensor(s.name)) {
+      backend_->upload(m.weights() + s.offset, v.data() + at, s.size);
+      at += s.size;
+    }
+  backend_->parameters_changed();
+}
+
+int Server::adapter_of(const std::string& model) const {
+  if (model.empty() || model == name_) return 0;
+  for (size_t i = 0; i < adapters_.size(); ++i)
+    if (adapters_[i].name == model) return static_cast<int>(i) + 1;
+  return -1;
 }
 
 // The engine thread's side of a finished job.
@@ -538,6 +620,7 @@ void Server::engine_loop() {
           SequenceRequest sr{r.prompts[p], r.params, r.top_logprobs};
           sr.params.n = 1;
           sr.group = group;
+          sr.adapter = job->adapter;
           sr.params.seed = r.params.seed * 0x9E3779B97F4A7C15ull + p * n + k;  // as Engine::generate seeds
           uint64_t id = 0;
           try {

@@ -4,7 +4,8 @@
 # a 100 MB body, slow clients, clients gone mid-stream, many connections) leave the server
 # serving, with no sequence or KV block left behind, and a client gone before its whole answer
 # stops its sequence; SIGTERM drains (streams end with finish
-# "length" and [DONE], exit 0); and OpenAI's Node client against it (SKIPPED without the peer).
+# "length" and [DONE], exit 0); LoRA adapters chosen by model name, mixed in one server; and
+# OpenAI's Node client against it (SKIPPED without the peer).
 . "$(dirname "$0")/lib.sh"
 
 word_shards 300
@@ -263,6 +264,61 @@ expect_eq "$code:$(field 'j["usage"]["completion_tokens"], j["choices"][0]["fini
   "a long whole answer, read to its end: JSON after the spaces"
 kill -TERM "$PID"
 wait "$PID"
+
+# ---- LoRA adapters by model name -----------------------------------------------------------------------
+python3 - <<'PY'
+import json, random
+rng = random.Random(3)
+with open("chat.jsonl", "w") as f:
+    for i in range(200):
+        a, b = rng.randint(0, 9), rng.randint(0, 9)
+        f.write(json.dumps({"messages": [{"role": "user", "content": f"add {a} and {b}"}, {"role": "assistant", "content": f"{a + b}"}]}) + "\n")
+PY
+for n in 1 2; do
+  run llm-sft --init base --data chat.jsonl --seq-len 64 --micro-batch 8 --batch-size 16 --threads 2 --lora-rank 4 --lora-alpha 8 \
+    --lr 3e-3 --steps 6 --eval-every 0 --seed $n --out lora$n
+  expect_rc 0 "adapter $n"
+done
+run llm-serve --model lora1 --lora x=lora2 --port 0
+expect_rc 1 "--lora on an adapter"
+expect_err_contains "is an adapter"
+start multi --lora x=lora1 --lora y=lora2
+MULTI=$URL
+SERVE_MODEL=lora1 start merged
+MERGED=$URL
+python3 - "$MULTI" "$MERGED" > lora.txt <<'PY'
+import json, sys, threading, urllib.error, urllib.request
+multi, merged = sys.argv[1:3]
+def complete(url, model, prompt, n, **extra):
+    body = dict(model=model, prompt=prompt, max_tokens=n, temperature=0, ignore_eos=True, **extra)
+    r = urllib.request.Request(url + "/v1/completions", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(r))
+models = json.load(urllib.request.urlopen(multi + "/v1/models"))["data"]
+print("models", [(m["id"], m["parent"]) for m in models])
+# Adapter x on the base, unmerged, against the adapter merged into its base: the same distribution.
+p = "the model of the batch"
+top = lambda j: sorted(j["choices"][0]["logprobs"]["top_logprobs"][0].values())
+x, m, base = (top(complete(u, mo, p, 1, logprobs=5)) for u, mo in ((multi, "x"), (merged, "lora1"), (multi, "base")))
+print("x as merged", all(abs(a - b) < 1e-3 for a, b in zip(x, m)), "base differs", any(abs(a - b) > 1e-3 for a, b in zip(x, base)))
+# Requests of the base and both adapters at once: each as it is alone.
+alone = {mo: complete(multi, mo, p, 20)["choices"][0]["text"] for mo in ("base", "x", "y")}
+out = {}
+def go(i, mo): out[i] = (mo, complete(multi, mo, p, 20)["choices"][0]["text"])
+ts = [threading.Thread(target=go, args=(i, ("base", "x", "y")[i % 3])) for i in range(9)]
+for t in ts: t.start()
+for t in ts: t.join()
+print("mixed as alone", all(text == alone[mo] for mo, text in out.values()), "adapters differ", len(set(alone.values())) == 3)
+try:
+    complete(multi, "z", p, 1)
+except urllib.error.HTTPError as e:
+    print("unknown", e.code, "'x'" in json.load(e)["error"]["message"])
+PY
+expect_eq "$(sed -n 1p lora.txt)" "models [('base', None), ('x', 'base'), ('y', 'base')]" "/v1/models: the base and its adapters"
+expect_eq "$(sed -n 2p lora.txt)" "x as merged True base differs True" "an adapter by name: the merged adapter's log-probs"
+expect_eq "$(sed -n 3p lora.txt)" "mixed as alone True adapters differ True" "base and adapters at once, each as alone"
+expect_eq "$(sed -n 4p lora.txt)" "unknown 404 True" "an unknown adapter: 404 naming the ones there are"
+for p in $(pgrep -f "port-file (multi|merged).port"); do kill -TERM "$p"; done
+wait
 
 # ---- drain: streams cut with finish "length" --------------------------------------------------------
 start drain --max-seqs 2 --drain-timeout 0.3 --stats stats.json

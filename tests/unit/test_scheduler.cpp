@@ -262,3 +262,51 @@ TEST_CASE("A group's samples wait for its prompt's blocks, then draw as they wou
   CHECK(first_step_running == 2);  // the two leaders; their samples the step after
   CHECK(cached == std::vector<int>{0, 32, 32, 0, 16, 16});
 }
+
+TEST_CASE("Adapters take turns by step; the prefix cache keeps each adapter's blocks apart", "[scheduler]") {
+  auto be = make_cpu_backend();
+  Model m(small(ModelConfig::Family::llama), *be);
+  m.init(9);
+  int active = 0, switches = 0;
+  SchedulerOptions o{8, 0, 64, true, 0};
+  o.use_adapter = [&](int a) {
+    active = a;
+    ++switches;
+  };
+  Scheduler s(m, nullptr, o);
+  SamplingParams p;
+  p.max_tokens = 6;
+  p.stop_at_eos = false;
+  const std::vector<int32_t> prompt = ids(30, 31);
+  std::map<uint64_t, int> adapter_of;
+  for (int a : {0, 1, 2, 1, 0, 2}) {
+    SequenceRequest r{prompt, p, -1};
+    r.adapter = a;
+    adapter_of[s.add(r)] = a;
+  }
+  std::map<uint64_t, int> tokens;
+  while (!s.idle())
+    for (const auto& u : s.step()) {
+      CHECK(adapter_of.at(u.id) == active);  // a step runs one adapter's sequences
+      tokens[u.id] += static_cast<int>(u.tokens.size());
+    }
+  for (const auto& [id, n] : tokens) CHECK(n == 6);
+  CHECK(switches >= 3 * 6 - 1);  // three adapters in turn, a step each
+  // The same prompt again under adapter 1: its own blocks are found; under adapter 3, none.
+  auto cached = [&](int a) {
+    SequenceRequest r{prompt, p, -1};
+    r.adapter = a;
+    const uint64_t id = s.add(r);
+    int c = -1;
+    while (!s.idle())
+      for (const auto& u : s.step())
+        if (u.id == id) c = u.cached_tokens;
+    return c;
+  };
+  CHECK(cached(1) == 16);
+  CHECK(cached(3) == 0);
+  Scheduler plain(m, nullptr, {8, 0, 64, true, 0});
+  SequenceRequest r{prompt, p, -1};
+  r.adapter = 1;
+  CHECK_THROWS_AS(plain.add(r), Error);
+}

@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <list>
 #include <memory>
 #include <random>
@@ -96,6 +97,9 @@ struct SchedulerOptions {
   int max_batch_tokens = 512;    // rows of one forward pass: decodes, then chunks of prefills
   bool prefix_caching = true;
   int context = 0;               // positions a sequence may reach; 0: the model's
+  // Sequences name an adapter (0: the base model). A step runs the sequences of one adapter,
+  // the adapters in turn; this puts the model in that adapter's state before the forward pass.
+  std::function<void(int adapter)> use_adapter;
 };
 
 // A sequence to generate. params.n is 1: a caller that wants n samples adds n sequences, with
@@ -111,6 +115,7 @@ struct SequenceRequest {
   // params.entropy), as a trainer recomputes it (Generation::logprobs).
   bool trace = false;
   bool text_behind_prompt = true;  // TextStream's behind_prompt
+  int adapter = 0;                 // SchedulerOptions::use_adapter's; 0: the base model
 };
 
 struct TokenLogprob {
@@ -181,7 +186,9 @@ class Scheduler {
   uint64_t next_id_ = 1;
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;  // in admission order
+  int pick_adapter() const;
   std::vector<uint64_t> cancels_, admitted_;
+  int adapter_ = 0;  // the model's adapter state (use_adapter's last call)
   SchedulerCounters counters_;
 };
 

@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace llmkit {
 
@@ -14,6 +16,9 @@ struct ServeOptions {
   std::string tokenizer;      // "" : the checkpoint's
   std::string chat_template;  // "" : the checkpoint's (tokenizer_config.json), else chatml
   std::string served_name;    // "" : the model path's last component
+  // LoRA adapters of the model, selected by a request's "model": (name, adapter or run
+  // directory). They share one rank, alpha and set of target modules.
+  std::vector<std::pair<std::string, std::string>> loras;
   std::string device = "auto", precision = "fp32";
   std::string host = "127.0.0.1";
   int port = 8000;            // 0: any free port (see port_file)
