@@ -65,7 +65,8 @@ expect_err_contains "experiment/runs/r1/step-00000020 is at step 20, the last of
 expect_file experiment/eval/r1-ppl.json
 setsid $mk LR=2e-3 VOCAB=400 STEPS=40 SAVE_EVERY=3 CLEAN_FLAGS='--no-quality --no-pii' all >/dev/null 2>&1 &
 pid=$!
-for i in $(seq 1 6000); do [ -d experiment/runs/r1/step-00000003 ] && break; sleep 0.01; done
+# (the checkpoint's directory appears before `latest` names it: wait for both)
+for i in $(seq 1 6000); do [ -d experiment/runs/r1/step-00000003 ] && [ -f experiment/runs/r1/latest ] && break; sleep 0.01; done
 kill -TERM -- -$pid; wait $pid
 expect_eq "$([ -f experiment/runs/r1/latest ] && [ ! -f experiment/runs/r1/.done ] && echo stopped)" "stopped" "stopped midway"
 run $mk LR=2e-3 VOCAB=400 STEPS=40 SAVE_EVERY=3 CLEAN_FLAGS='--no-quality --no-pii' all

@@ -262,6 +262,27 @@ grep -q "(client gone)" slow.err && ok || fail "no access log line for the clien
 req POST /v1/completions '{"prompt":"the","max_tokens":300,"ignore_eos":true,"temperature":0}'
 expect_eq "$code:$(field 'j["usage"]["completion_tokens"], j["choices"][0]["finish_reason"]')" "200:300 length" \
   "a long whole answer, read to its end: JSON after the spaces"
+# Continuous batching: a short request sent while a long one streams is answered first.
+python3 - "$URL" > first.txt <<'PY'
+import json, sys, threading, urllib.request
+url = sys.argv[1]
+def post(body):
+    return urllib.request.urlopen(urllib.request.Request(url + "/v1/completions", json.dumps(body).encode(),
+                                                         {"Content-Type": "application/json"}))
+done = threading.Event()
+def long_stream():
+    with post({"prompt": "the", "max_tokens": 2000, "ignore_eos": True, "stream": True}) as r:
+        for line in r:
+            if line.startswith(b"data: [DONE]"): done.set()
+started = threading.Thread(target=long_stream)
+started.start()
+import time; time.sleep(0.3)
+short = json.load(post({"prompt": "a", "max_tokens": 4, "ignore_eos": True}))
+print("short first" if not done.is_set() and short["usage"]["completion_tokens"] == 4 else "long first")
+started.join()
+print("long done" if done.is_set() else "long unfinished")
+PY
+expect_eq "$(tr '\n' ' ' < first.txt)" "short first long done " "a short request during a long stream finishes first"
 kill -TERM "$PID"
 wait "$PID"
 
