@@ -39,7 +39,9 @@ int main(int argc, char** argv) {
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   const double rss0 = static_cast<double>(ru.ru_maxrss) * 1024;
-  LoadedModel lm = open_model(argv[1], *be);
+  ModelOptions mo;
+  mo.inference = true;  // as llm-eval: no gradient memory
+  LoadedModel lm = open_model(argv[1], *be, mo);
   Model& m = *lm.model;
   const int P = std::stoi(argv[2]), N = std::stoi(argv[3]), R = argc > 4 ? std::stoi(argv[4]) : 3;
   std::mt19937 rng(3);

@@ -293,8 +293,9 @@ class Evaluator {
 };
 
 void Evaluator::load(bool need_tokenizer) {
-  lm_ = open_model(cfg_.model, *be_);
-  lm_.model->freeze([](const std::string&) { return true; });  // inference: no gradient memory
+  ModelOptions mo;
+  mo.inference = true;  // no gradient memory
+  lm_ = open_model(cfg_.model, *be_, mo);
   if (lm_.model->config().classifier)
     throw Error(cfg_.model, "is a reward model (a sequence classifier, no LM head): score text with llm-rm score");
   std::string tp = !cfg_.tokenizer.empty() ? cfg_.tokenizer : lm_.tokenizer;

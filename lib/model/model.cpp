@@ -429,7 +429,7 @@ Model::Model(const ModelConfig& cfg, Backend& backend, ModelOptions options)
   cfg_.validate("model config");
   build_specs();
   frozen_.assign(specs_.size(), false);
-  for (size_t i = 0; i < specs_.size(); ++i) frozen_[i] = specs_[i].quantized();
+  for (size_t i = 0; i < specs_.size(); ++i) frozen_[i] = opts_.inference || specs_[i].quantized();
   w_ = be_.alloc(total_);
   be_.set_parameters(w_, total_);
   if (qtotal_) q_ = be_.alloc((qtotal_ + 3) / 4);

@@ -404,17 +404,20 @@ void SafetensorsFile::read_f32(const std::string& name, float* out, size_t count
   switch (e.dtype) {
     case DType::f32:
       std::memcpy(out, p, n * sizeof(float));
-      return;
+      break;
     case DType::bf16:
       for (uint64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(get_le<uint16_t>(p + 2 * i));
-      return;
+      break;
     case DType::f16:
       for (uint64_t i = 0; i < n; ++i) out[i] = f16_to_f32(get_le<uint16_t>(p + 2 * i));
-      return;
+      break;
     default:
       throw Error(path_, "tensor " + name + ": dtype " + dtype_name(e.dtype) +
                              " cannot be read as float32");
   }
+  // A tensor is read once: its file pages need not stay in the resident set (a model's
+  // weights loaded would otherwise count twice until the file is closed).
+  release_mapped_pages(p, e.bytes);
 }
 
 }  // namespace llmkit

@@ -563,9 +563,11 @@ LoadedModel open_gguf_model(const std::string& path, Backend& be, ModelOptions o
       } else {
         m.set_quantized(pl.name, src, n);
       }
+      release_mapped_pages(f.data(t), t.bytes);  // copied: the file's pages need not stay resident
       continue;
     }
     std::vector<float> v = f.values(t);
+    release_mapped_pages(f.data(t), t.bytes);
     if (pl.heads > 0) v = permute_heads(v.data(), pl.ne[1], cols, pl.heads, true);
     const size_t first = static_cast<size_t>(pl.row0) * (pl.ne.size() == 2 ? static_cast<size_t>(cols) : 1);
     std::memcpy(w.data() + s.offset, v.data() + first, std::min(v.size() - first, s.size) * sizeof(float));

@@ -41,6 +41,12 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+ModelOptions inference_options() {
+  ModelOptions o;
+  o.inference = true;  // no gradient memory
+  return o;
+}
+
 double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 // How often a connection waiting for its answer is written to, to find a client that went away.
@@ -431,9 +437,8 @@ void Server::detokenize(const httplib::Request& req, httplib::Response& res) {
 
 void Server::load() {
   backend_ = make_backend(o_.device, o_.precision);
-  if (o_.loras.empty()) lm_ = open_model(o_.model, *backend_);
+  if (o_.loras.empty()) lm_ = open_model(o_.model, *backend_, inference_options());
   else load_adapters();
-  lm_.model->freeze([](const std::string&) { return true; });  // inference: no gradient memory
   const Model& m = *lm_.model;
   if (m.config().classifier) throw Error(o_.model, "is a reward model (no LM head): serve a language model");
   const std::string tp = !o_.tokenizer.empty() ? o_.tokenizer : lm_.tokenizer;
@@ -495,7 +500,7 @@ void Server::load_adapters() {
   for (size_t i = 0; i < cfgs.size(); ++i)
     if (!cfgs[i].fingerprint.empty() && is_directory(base) && cfgs[i].fingerprint != base_fingerprint(base))
       throw Error(adapters_[i].dir, "was trained on another base than " + base);
-  ModelOptions mo;
+  ModelOptions mo = inference_options();
   mo.lora = cfgs.front().lora;
   mo.lora.dropout = 0;
   lm_ = open_model(o_.model, *backend_, mo);

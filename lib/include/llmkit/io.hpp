@@ -123,6 +123,11 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Done with [p, p + n) of a read-only file mapping for now: its whole pages leave the process's
+// resident set (they stay in the page cache, and come back if read again). Reading a large
+// mapped file once, piece by piece, then costs one piece of memory at a time, not the file.
+void release_mapped_pages(const void* p, size_t n);
+
 // A file shipped in share/llmkit (model presets, gnuplot scripts): the installed copy, else the
 // source tree's (a build run in place). Error when neither exists.
 std::string data_file(const std::string& relative);

@@ -150,6 +150,9 @@ struct ModelOptions {
   // their blocks' bytes only, are frozen, and their matmuls read the blocks (the backend's
   // matmul_forward_quant); an adapter on them trains as QLoRA does.
   std::map<std::string, ggml::Type> weight_types;
+  // Every tensor frozen from the start: no gradient memory is ever allocated (llm-eval,
+  // llm-serve). freeze() can thaw tensors later.
+  bool inference = false;
 };
 
 class Model {
