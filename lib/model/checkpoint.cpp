@@ -457,19 +457,20 @@ void load_moments(const std::string& dir, const Model& m, size_t begin, size_t e
   }
 }
 
+std::string checkpoint_dir(const std::string& path) {
+  if (is_directory(path) && file_size(path + "/config.json") == 0 && file_size(path + "/latest") > 0) return latest_checkpoint(path);
+  return path;
+}
+
 LoadedModel open_model(const std::string& path, Backend& be, ModelOptions options) {
   if (is_gguf_file(path)) return open_gguf_model(path, be, options);
   LoadedModel lm;
-  std::string dir = path;
-  if (is_directory(path) && file_size(path + "/config.json") == 0 && file_size(path + "/latest") > 0)
-    dir = latest_checkpoint(path);  // a run directory
+  const std::string dir = checkpoint_dir(path);
   if (is_adapter_dir(dir)) {
     // A LoRA adapter (PEFT's files): its base, the adapter on it, merged for inference.
     const AdapterConfig a = read_adapter_config(dir);
     if (a.base.empty()) throw Error(dir + "/adapter_config.json", "names no base_model_name_or_path");
-    const std::string base = is_directory(a.base) && file_size(a.base + "/latest") > 0 && file_size(a.base + "/config.json") == 0
-                                 ? latest_checkpoint(a.base)
-                                 : a.base;
+    const std::string base = checkpoint_dir(a.base);
     if (!is_directory(base))
       throw Error(dir + "/adapter_config.json", "its base " + a.base + " is not a checkpoint directory here");
     if (!a.fingerprint.empty() && a.fingerprint != base_fingerprint(base))
@@ -526,9 +527,8 @@ LoadedModel open_model(const std::string& path, Backend& be, ModelOptions option
 }
 
 std::string checkpoint_chat_template(const std::string& path) {
-  std::string dir = path;
-  if (!is_directory(dir)) return "";
-  if (file_size(dir + "/config.json") == 0 && file_size(dir + "/latest") > 0) dir = latest_checkpoint(dir);
+  if (!is_directory(path)) return "";
+  const std::string dir = checkpoint_dir(path);
   if (file_size(dir + "/tokenizer_config.json") == 0) return "";
   try {
     return nlohmann::json::parse(read_file(dir + "/tokenizer_config.json")).value("llmkit_chat_template", "");

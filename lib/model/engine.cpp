@@ -75,13 +75,17 @@ std::vector<ScoredContinuation> Engine::score(
   return out;
 }
 
-// log softmax(row / T) at t, from the raw logits
-static float log_softmax_at(const float* row, int V, int32_t t, double inv_t) {
+double log_sum_exp(const float* row, int V, double scale) {
   float m = row[0];
   for (int j = 1; j < V; ++j) m = std::max(m, row[j]);
   double sum = 0;
-  for (int j = 0; j < V; ++j) sum += std::exp(static_cast<double>(row[j] - m) * inv_t);
-  return static_cast<float>(static_cast<double>(row[t] - m) * inv_t - std::log(sum));
+  for (int j = 0; j < V; ++j) sum += std::exp(static_cast<double>(row[j] - m) * scale);
+  return static_cast<double>(m) * scale + std::log(sum);
+}
+
+// log softmax(row / T) at t, from the raw logits
+static float log_softmax_at(const float* row, int V, int32_t t, double inv_t) {
+  return static_cast<float>(static_cast<double>(row[t]) * inv_t - log_sum_exp(row, V, inv_t));
 }
 
 int32_t sample_token(const float* logits, int V, const std::vector<int32_t>& history, size_t prompt_len,
@@ -231,7 +235,7 @@ std::vector<Generation> Engine::generate(const std::vector<std::vector<int32_t>>
       sr.text_behind_prompt = false;
       for (size_t k = 0; k < n; ++k) {
         const size_t seq = r * n + k;
-        sr.params.seed = p.seeds.empty() ? p.seed * 0x9E3779B97F4A7C15ull + seq : p.seeds[seq];
+        sr.params.seed = p.seeds.empty() ? sequence_seed(p.seed, seq) : p.seeds[seq];
         ids.emplace_back(scheduler_->add(sr), seq);
       }
     }

@@ -159,7 +159,7 @@ struct Scheduler::Sequence {
   int slot = -1;
   int computed = 0;         // positions whose keys and values are in the cache
   int published = 0;        // leading full blocks published or found in the cache
-  uint64_t chain_hash = 0;  // the hash of those blocks
+  uint64_t chain_hash = 0;  // the hash of those blocks (set at admission)
   int cached = 0;           // prompt positions found in the cache when first admitted
   bool admitted = false;
   std::string finish;
@@ -207,7 +207,6 @@ uint64_t Scheduler::add(SequenceRequest r) {
   s->rng.seed(r.params.seeds.empty() ? r.params.seed : r.params.seeds.front());
   s->text = std::make_unique<TextStream>(tok_, r.prompt, r.params.stop, r.text_behind_prompt);
   s->tokens = std::move(r.prompt);
-  s->chain_hash = chain_seed(s->adapter);
   const uint64_t id = s->id;
   waiting_.push_back(std::move(s));
   return id;
@@ -245,8 +244,7 @@ void Scheduler::free_blocks(Sequence& s) {
   cache_->table(s.slot).clear();
   free_slots_.push_back(s.slot);
   s.slot = -1;
-  s.computed = s.published = 0;
-  s.chain_hash = chain_seed(s.adapter);
+  s.computed = s.published = 0;  // admission sets them and chain_hash again
 }
 
 // Back to the head of the queue with its tokens: recomputed when there is room again.
@@ -282,10 +280,7 @@ void Scheduler::sample(Sequence& s, const float* logits, SequenceUpdate& u) {
   const bool eos = s.params.stop_at_eos && tok_ && t == tok_->eos_id();
   if (!eos) {
     if (s.top_logprobs >= 0) {  // log softmax of the logits as the model gave them
-      double m = logits[0], sum = 0;
-      for (int j = 1; j < V; ++j) m = std::max(m, static_cast<double>(logits[j]));
-      for (int j = 0; j < V; ++j) sum += std::exp(logits[j] - m);
-      const double lse = m + std::log(sum);
+      const double lse = log_sum_exp(logits, V);
       TokenLogprob lp;
       lp.token = t;
       lp.logprob = static_cast<float>(logits[t] - lse);
@@ -353,7 +348,6 @@ std::vector<SequenceUpdate> Scheduler::step() {
       if (&victim == &s) break;
     }
     if (s.slot < 0) break;  // it was the newest itself
-    if (i >= running_.size()) break;
     work.push_back({&s, s.computed, k});
     budget -= k;
   }

@@ -44,12 +44,6 @@ std::string tokenizer_config_json(const std::string& chat_template, int max_leng
 
 namespace {
 
-// The directory an --init names: a checkpoint, or a run's latest checkpoint.
-std::string checkpoint_dir(const std::string& path) {
-  if (is_directory(path) && file_size(path + "/config.json") == 0 && file_size(path + "/latest") > 0) return latest_checkpoint(path);
-  return path;
-}
-
 std::string tokenizer_path(const SftConfig& cfg, const std::string& init_dir) {
   if (!cfg.tokenizer.empty()) return cfg.tokenizer;
   if (file_size(init_dir + "/tokenizer.model") > 0) return init_dir + "/tokenizer.model";

@@ -152,8 +152,7 @@ std::vector<ChatMessage> chat_messages(const json& j) {
 
 }  // namespace
 
-ApiRequest parse_request(const std::string& body, bool chat, const Tokenizer& tok, const ChatEncoder* chat_encoder, int context,
-                         int max_n) {
+json parse_body(const std::string& body) {
   json j;
   try {
     j = json::parse(body);
@@ -161,6 +160,11 @@ ApiRequest parse_request(const std::string& body, bool chat, const Tokenizer& to
     throw ApiError(400, "We could not parse the JSON body of your request: it is not valid JSON");
   }
   if (!j.is_object()) throw ApiError(400, "The request body must be a JSON object");
+  return j;
+}
+
+ApiRequest parse_request_object(const json& j, bool chat, const Tokenizer& tok, const ChatEncoder* chat_encoder, int context,
+                         int max_n) {
   ApiRequest r;
   r.chat = chat;
   if (const json* m = field(j, "model")) {

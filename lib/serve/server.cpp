@@ -72,7 +72,7 @@ struct Job {
   ApiRequest req;
   std::string id, model;
   int64_t created = 0;
-  Clock::time_point arrived = Clock::now(), first_token{}, admitted{};
+  Clock::time_point arrived = Clock::now(), first_token{};
   std::vector<uint64_t> seqs;
   int adapter = 0;
   std::vector<Clock::time_point> last_token;
@@ -126,7 +126,7 @@ class Server {
   std::unique_ptr<ChatEncoder> chat_;
   std::string chat_error_;
   std::unique_ptr<Scheduler> sched_;
-  int context_ = 0, sched_blocks_ = 0;
+  int context_ = 0;
   // Adapters, as --lora gave them: each one's values of the model's LoRA tensors, in spec order.
   struct Adapter {
     std::string name, dir;
@@ -251,10 +251,10 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, bool 
   job->adapter = adapter;
   for (const auto& pr : r.prompts)  // the KV pool holds a whole context, unless told otherwise
     if (const int need = static_cast<int>((pr.size() + static_cast<size_t>(r.params.max_tokens) + KVCache::kBlock - 1) / KVCache::kBlock);
-        need > sched_blocks_)
+        need > sched_->kv_blocks())
       return reply_error(res, ApiError(400, std::to_string(pr.size()) + " prompt tokens and max_tokens " + std::to_string(r.params.max_tokens) +
                                                 " need " + std::to_string(need) + " KV blocks; the server's pool has " +
-                                                std::to_string(sched_blocks_) + " (--kv-blocks, --kv-memory)",
+                                                std::to_string(sched_->kv_blocks()) + " (--kv-blocks, --kv-memory)",
                                             "max_tokens", "context_length_exceeded"),
                          route);
   const int n = static_cast<int>(r.prompts.size()) * r.params.n;
@@ -391,19 +391,12 @@ void Server::tokenize(const httplib::Request& req, httplib::Response& res) {
   if (!authorized(req, res)) return;
   if (!ready_) return reply_error(res, ApiError(503, "the model is loading"), "/tokenize");
   try {
-    json j;
-    try {
-      j = json::parse(req.body);
-    } catch (const json::exception&) {
-      throw ApiError(400, "We could not parse the JSON body of your request: it is not valid JSON");
-    }
-    if (!j.is_object()) throw ApiError(400, "The request body must be a JSON object");
     // The prompt as /v1/completions or /v1/chat/completions would see it.
-    json probe = j;
-    probe["max_tokens"] = 1;
-    probe.erase("stream");
+    json j = parse_body(req.body);
+    j["max_tokens"] = 1;
+    j.erase("stream");
     const bool chat = j.contains("messages");
-    ApiRequest r = parse_request(probe.dump(), chat, *tok_, chat_.get(), INT32_MAX, 1);
+    const ApiRequest r = parse_request_object(j, chat, *tok_, chat_.get(), INT32_MAX, 1);
     if (r.prompts.size() != 1) throw ApiError(400, "'prompt' must be one prompt here", "prompt");
     res.set_content(json{{"count", r.prompts[0].size()}, {"max_model_len", context_}, {"tokens", r.prompts[0]}}.dump(),
                     "application/json");
@@ -416,13 +409,8 @@ void Server::detokenize(const httplib::Request& req, httplib::Response& res) {
   if (!authorized(req, res)) return;
   if (!ready_) return reply_error(res, ApiError(503, "the model is loading"), "/detokenize");
   try {
-    json j;
-    try {
-      j = json::parse(req.body);
-    } catch (const json::exception&) {
-      throw ApiError(400, "We could not parse the JSON body of your request: it is not valid JSON");
-    }
-    if (!j.is_object() || !j.contains("tokens") || !j["tokens"].is_array()) throw ApiError(400, "'tokens' must be an array", "tokens");
+    const json j = parse_body(req.body);
+    if (!j.contains("tokens") || !j["tokens"].is_array()) throw ApiError(400, "'tokens' must be an array", "tokens");
     std::vector<uint32_t> ids;
     for (const json& t : j["tokens"]) {
       if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= static_cast<int64_t>(tok_->vocab_size()))
@@ -457,7 +445,7 @@ void Server::load() {
   }
   context_ = o_.max_model_len > 0 ? std::min(o_.max_model_len, m.config().max_seq) : m.config().max_seq;
   const ModelConfig& c = m.config();
-  const uint64_t block_bytes = 2ull * c.layers * KVCache::kBlock * c.kv_heads * c.head_dim() * sizeof(float);
+  const uint64_t block_bytes = KVCache::block_bytes(c.layers, c.kv_heads * c.head_dim());
   SchedulerOptions so;
   so.max_seqs = o_.max_seqs;
   so.kv_blocks = o_.kv_blocks > 0 ? o_.kv_blocks : o_.kv_memory > 0 ? static_cast<int>(o_.kv_memory / block_bytes) : 0;
@@ -468,7 +456,6 @@ void Server::load() {
   if (!adapters_.empty()) so.use_adapter = [this](int a) { use_adapter(a); };
   sched_ = std::make_unique<Scheduler>(*lm_.model, tok_.get(), so);
   metrics_.set_kv_blocks(sched_->kv_blocks());
-  sched_blocks_ = sched_->kv_blocks();
   stats_.add("weight bytes", static_cast<int64_t>(m.weight_bytes()));
   stats_.add("kv pool bytes", static_cast<int64_t>(sched_->kv_bytes()));
   LLMKIT_INFO("serving %s as '%s': context %d, %d sequences at once, KV pool %d blocks of %d positions (%s), weights %s",
@@ -479,14 +466,11 @@ void Server::load() {
 
 // The base of --model with room for the adapters' tensors, and each adapter's values of them.
 void Server::load_adapters() {
-  std::string base = o_.model;
-  if (is_directory(base) && file_size(base + "/config.json") == 0 && file_size(base + "/latest") > 0) base = latest_checkpoint(base);
+  const std::string base = checkpoint_dir(o_.model);
   if (is_adapter_dir(base)) throw Error(o_.model, "is an adapter: with --lora, --model is the base they were trained on");
   std::vector<AdapterConfig> cfgs;
   for (const auto& [name, path] : o_.loras) {
-    std::string dir = path;
-    if (is_directory(dir) && file_size(dir + "/adapter_config.json") == 0 && file_size(dir + "/latest") > 0)
-      dir = latest_checkpoint(dir);  // a run directory
+    const std::string dir = checkpoint_dir(path);  // a run directory's latest
     if (!is_adapter_dir(dir)) throw Error(path, "is not a LoRA adapter (no adapter_config.json)");
     cfgs.push_back(read_adapter_config(dir));
     const LoraOptions &a = cfgs.back().lora, &b = cfgs.front().lora;
@@ -541,13 +525,9 @@ int Server::adapter_of(const std::string& model) const {
 // The engine thread's side of a finished job.
 void Server::finished(Job& job) {
   const double e2e = seconds(job.arrived, Clock::now());
-  int prompt = 0, completion = 0;
-  std::string finish;
-  for (size_t i = 0; i < job.choices.size(); ++i) {
-    if (i % static_cast<size_t>(job.req.params.n) == 0) prompt += job.choices[i].prompt_tokens;
-    completion += job.choices[i].completion_tokens;
-    finish = job.choices[i].finish;
-  }
+  const json usage = api_usage(job.req, job.choices);
+  const int prompt = usage["prompt_tokens"], completion = usage["completion_tokens"];
+  const std::string finish = job.choices.back().finish;
   const double ttft = job.first_token == Clock::time_point{} ? -1 : seconds(job.arrived, job.first_token);
   metrics_.observe_request(e2e, finish);
   LLMKIT_INFO("%s %s 200 %s prompt=%d completion=%d ttft=%.3fs total=%.3fs%s", job.id.c_str(),
@@ -626,7 +606,7 @@ void Server::engine_loop() {
           sr.params.n = 1;
           sr.group = group;
           sr.adapter = job->adapter;
-          sr.params.seed = r.params.seed * 0x9E3779B97F4A7C15ull + p * n + k;  // as Engine::generate seeds
+          sr.params.seed = sequence_seed(r.params.seed, p * n + k);  // as Engine::generate seeds
           uint64_t id = 0;
           try {
             id = sched_->add(std::move(sr));

@@ -342,9 +342,11 @@ for p in $(pgrep -f "port-file (multi|merged).port"); do kill -TERM "$p"; done
 wait
 
 # ---- drain: streams cut with finish "length" --------------------------------------------------------
-start drain --max-seqs 2 --drain-timeout 0.3 --stats stats.json
+# The bigger model, 2000 tokens a stream: seconds of work on any CPU, cut 0.3 s into the drain.
+SERVE_MODEL=big start drain --max-seqs 2 --drain-timeout 0.3 --stats stats.json
 for i in 1 2 3 4 5; do
-  curl -sN "$URL/v1/completions" -d '{"prompt":"the","max_tokens":500,"stream":true,"ignore_eos":true}' > "stream$i.txt" &
+  curl -sN "$URL/v1/completions" \
+    -d '{"prompt":"the","max_tokens":2000,"stream":true,"ignore_eos":true,"stream_options":{"include_usage":true}}' > "stream$i.txt" &
 done
 sleep 0.5
 kill -TERM "$PID"
@@ -358,6 +360,7 @@ wait
 for i in 1 2 3 4 5; do
   expect_eq "$(grep -v '^$' "stream$i.txt" | tail -1)" "data: [DONE]" "stream $i ends with [DONE]"
   expect_eq "$(grep -c '"finish_reason":"length"' "stream$i.txt")" "1" "stream $i: one finish, length"
+  expect_eq "$(grep -o '"completion_tokens":[0-9]*' "stream$i.txt" | awk -F: '{print ($2 < 2000)}')" "1" "stream $i: cut before its 2000 tokens"
 done
 expect_eq "$(json stats.json 'j["counters"]["requests"]')" "5" "--stats: 5 requests"
 

@@ -10,30 +10,14 @@
 
 #include "llmkit/engine.hpp"
 #include "llmkit/error.hpp"
+#include "util.hpp"
 
 using namespace llmkit;
 
 namespace {
 
-ModelConfig cfg(ModelConfig::Family f) {
-  ModelConfig c;
-  c.family = f;
-  c.vocab_size = 61;
-  c.dim = 24;
-  c.layers = 2;
-  c.heads = 4;
-  c.kv_heads = f == ModelConfig::Family::llama ? 2 : 4;
-  c.ffn_dim = f == ModelConfig::Family::llama ? 40 : 96;
-  c.max_seq = 48;
-  return c;
-}
-
-std::vector<int32_t> seq_of(int n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<int32_t> s(static_cast<size_t>(n));
-  for (auto& t : s) t = static_cast<int32_t>(rng() % 61);
-  return s;
-}
+ModelConfig cfg(ModelConfig::Family f) { return test::tiny_model(f, 48); }
+using test::random_ids;
 
 // Logits of the last position by a full forward pass over the whole sequence.
 std::vector<float> full_last(Model& m, const std::vector<int32_t>& s) {
@@ -50,7 +34,7 @@ TEST_CASE("Cached forward passes give the full pass's logits, all at once or tok
     auto be = make_cpu_backend();
     Model m(cfg(f), *be);
     m.init(9);
-    auto s = seq_of(20, 1);
+    auto s = random_ids(20, 1);
     m.forward(s.data(), nullptr, 1, 20);
     const size_t V = 61, Vp = static_cast<size_t>(m.config().padded_vocab());
     std::vector<float> full(m.logits(), m.logits() + 20 * Vp);
@@ -71,7 +55,7 @@ TEST_CASE("Greedy decoding with the cache gives the tokens of recomputing every 
     auto be = make_cpu_backend();
     Model m(cfg(f), *be);
     m.init(5);
-    std::vector<std::vector<int32_t>> prompts = {seq_of(5, 2), seq_of(11, 3), seq_of(1, 4)};
+    std::vector<std::vector<int32_t>> prompts = {random_ids(5, 2), random_ids(11, 3), random_ids(1, 4)};
     SamplingParams p;
     p.max_tokens = 16;
     Engine engine(m, nullptr, 2, 48);  // 3 prompts in batches of 2
@@ -95,7 +79,7 @@ TEST_CASE("Scores are log-likelihoods of the continuation, the same batched or n
   Model m(cfg(ModelConfig::Family::llama), *be);
   m.init(6);
   std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> reqs = {
-      {seq_of(6, 7), seq_of(3, 8)}, {seq_of(2, 9), seq_of(5, 10)}, {seq_of(12, 11), seq_of(1, 12)}};
+      {random_ids(6, 7), random_ids(3, 8)}, {random_ids(2, 9), random_ids(5, 10)}, {random_ids(12, 11), random_ids(1, 12)}};
   Engine batched(m, nullptr, 3, 48), single(m, nullptr, 1, 48);
   auto a = batched.score(reqs), b = single.score(reqs);
   for (size_t i = 0; i < reqs.size(); ++i) {
@@ -112,7 +96,7 @@ TEST_CASE("Scores are log-likelihoods of the continuation, the same batched or n
     CHECK(a[i].logprob == Approx(sum).margin(1e-4));
   }
   // A continuation that is the model's own greedy choice is flagged so.
-  auto prompt = seq_of(4, 13);
+  auto prompt = random_ids(4, 13);
   SamplingParams p;
   p.max_tokens = 3;
   auto g = batched.generate({prompt}, p);
@@ -179,7 +163,7 @@ TEST_CASE("Samples of one prompt share its prefill; recorded log-probs are the t
     auto be = make_cpu_backend();
     Model m(cfg(family), *be);
     m.init(4);
-    const std::vector<std::vector<int32_t>> prompts = {seq_of(7, 1), seq_of(3, 2)};
+    const std::vector<std::vector<int32_t>> prompts = {random_ids(7, 1), random_ids(3, 2)};
     SamplingParams p;
     p.temperature = family == ModelConfig::Family::llama ? 1.0 : 0.7;  // GPT-2: log-probs at the temperature
     p.max_tokens = 12;
@@ -234,7 +218,7 @@ TEST_CASE("Log-probabilities at a temperature and their gradient, against finite
   auto be = make_cpu_backend();
   Model m(cfg(ModelConfig::Family::llama), *be);
   m.init(6);
-  const std::vector<int32_t> in = seq_of(9, 7), target = seq_of(9, 8);
+  const std::vector<int32_t> in = random_ids(9, 7), target = random_ids(9, 8);
   const float T = 0.6f;
   auto loss = [&] {  // sum of logp at temperature T, weighted
     m.set_logit_temperature(T);

@@ -17,25 +17,8 @@ using namespace llmkit;
 
 namespace {
 
-ModelConfig small(ModelConfig::Family f) {
-  ModelConfig c;
-  c.family = f;
-  c.vocab_size = 61;
-  c.dim = 24;
-  c.layers = 2;
-  c.heads = 4;
-  c.kv_heads = f == ModelConfig::Family::llama ? 2 : 4;
-  c.ffn_dim = f == ModelConfig::Family::llama ? 40 : 96;
-  c.max_seq = 96;
-  return c;
-}
-
-std::vector<int32_t> ids(int n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<int32_t> s(static_cast<size_t>(n));
-  for (auto& t : s) t = static_cast<int32_t>(rng() % 61);
-  return s;
-}
+ModelConfig small(ModelConfig::Family f) { return test::tiny_model(f, 96); }
+std::vector<int32_t> ids(int n, uint64_t seed) { return test::random_ids(n, seed); }
 
 // Every sequence to its end; tokens by the order they were added.
 std::vector<std::vector<int32_t>> run(Scheduler& s, const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& p,

@@ -10,6 +10,7 @@
 
 #include "llmkit/ggml.hpp"
 #include "llmkit/io.hpp"
+#include "llmkit/model.hpp"
 #include "llmkit/stats.hpp"
 #include "llmkit/tok.hpp"
 #include <unistd.h>
@@ -18,6 +19,28 @@
 #include <string>
 
 namespace llmkit::test {
+
+// A tiny model (vocabulary 61, two layers) of the family: what the engine and scheduler tests run.
+inline ModelConfig tiny_model(ModelConfig::Family f, int max_seq) {
+  ModelConfig c;
+  c.family = f;
+  c.vocab_size = 61;
+  c.dim = 24;
+  c.layers = 2;
+  c.heads = 4;
+  c.kv_heads = f == ModelConfig::Family::llama ? 2 : 4;
+  c.ffn_dim = f == ModelConfig::Family::llama ? 40 : 96;
+  c.max_seq = max_seq;
+  return c;
+}
+
+// n token ids of tiny_model's vocabulary, from std::mt19937_64(seed).
+inline std::vector<int32_t> random_ids(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> s(static_cast<size_t>(n));
+  for (auto& t : s) t = static_cast<int32_t>(rng() % 61);
+  return s;
+}
 
 // A small SentencePiece model (byte fallback, a few English words; with_markers: ChatML's two
 // markers as single tokens), trained once per process.

@@ -395,24 +395,31 @@ class CpuBackend final : public Backend {
           const float* Q = q + (static_cast<size_t>(r) * NH + h) * hd;
           float* O = out + (static_cast<size_t>(r) * NH + h) * hd;
           const int keys = start + r + 1;
+          // Keys and values a block at a time: position j0 + jj of the sequence is row jj of
+          // block table[j0 / block].
+          auto row = [&](const float* pool, int j0, int jj) {
+            return pool + (static_cast<size_t>(table[j0 / block]) * block + jj) * ks + g * hd;
+          };
           float m = -INFINITY;
-          for (int j = 0; j < keys; ++j) {
-            const float* K = k_pool + (static_cast<size_t>(table[j / block]) * block + j % block) * ks + g * hd;
-            float d = 0;
+          for (int j0 = 0; j0 < keys; j0 += block)
+            for (int jj = 0; jj < std::min(block, keys - j0); ++jj) {
+              const float* K = row(k_pool, j0, jj);
+              float d = 0;
 #pragma omp simd reduction(+ : d)
-            for (int i = 0; i < hd; ++i) d += Q[i] * K[i];
-            S[static_cast<size_t>(j)] = d * scale;
-            m = std::max(m, d * scale);
-          }
+              for (int i = 0; i < hd; ++i) d += Q[i] * K[i];
+              S[static_cast<size_t>(j0 + jj)] = d * scale;
+              m = std::max(m, d * scale);
+            }
           float sum = 0;
           for (int j = 0; j < keys; ++j) sum += S[static_cast<size_t>(j)] = fast_exp(S[static_cast<size_t>(j)] - m);
           std::fill(O, O + hd, 0.0f);
-          for (int j = 0; j < keys; ++j) {
-            const float* V = v_pool + (static_cast<size_t>(table[j / block]) * block + j % block) * ks + g * hd;
-            const float p = S[static_cast<size_t>(j)];
+          for (int j0 = 0; j0 < keys; j0 += block)
+            for (int jj = 0; jj < std::min(block, keys - j0); ++jj) {
+              const float* V = row(v_pool, j0, jj);
+              const float p = S[static_cast<size_t>(j0 + jj)];
 #pragma omp simd
-            for (int i = 0; i < hd; ++i) O[i] += p * V[i];
-          }
+              for (int i = 0; i < hd; ++i) O[i] += p * V[i];
+            }
           const float inv = 1.0f / sum;
           for (int i = 0; i < hd; ++i) O[i] *= inv;
         }

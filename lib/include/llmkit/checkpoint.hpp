@@ -57,6 +57,9 @@ std::string save_checkpoint(const std::string& out, Model& model, const float* m
                             const std::function<void(const std::string& dir)>& extra = nullptr);
 // The newest complete checkpoint directory under OUT ("" when there is none).
 std::string latest_checkpoint(const std::string& out);
+// The checkpoint a path names: a run directory's latest (a directory with `latest` and no
+// config.json), else the path itself.
+std::string checkpoint_dir(const std::string& path);
 // Loads weights (the fp32 master weights when the checkpoint has them), moments (when m and v
 // are given) and state from a checkpoint directory.
 TrainerState load_checkpoint(const std::string& dir, Model& model, float* m, float* v);

@@ -58,6 +58,13 @@ struct ScoredContinuation {
   int tokens = 0;
 };
 
+// The seed of the index-th sequence of a call seeded `seed` (generate's n samples of each
+// prompt, prompt-major; llm-serve's choices): each sequence draws from its own generator.
+inline uint64_t sequence_seed(uint64_t seed, uint64_t index) { return seed * 0x9E3779B97F4A7C15ull + index; }
+
+// log sum exp(row[j] * scale) over the first V values, in double.
+double log_sum_exp(const float* row, int V, double scale = 1.0);
+
 // One token from a row of logits (the vocabulary's first V columns), given the sequence so far
 // (history; its first prompt_len tokens are the prompt, which the presence and frequency
 // penalties do not count). With logprob: log softmax(logits / temperature) at the token

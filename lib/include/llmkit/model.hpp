@@ -98,7 +98,9 @@ class KVCache {
   int capacity(int slot) const { return static_cast<int>(table(slot).size()) * kBlock; }
   int blocks() const { return blocks_; }
   int kv_dim() const { return kv_dim_; }
-  size_t bytes() const { return 2 * static_cast<size_t>(layers_) * blocks_ * kBlock * kv_dim_ * sizeof(float); }
+  // Keys and values of one block, all layers.
+  static size_t block_bytes(int layers, int kv_dim) { return 2 * static_cast<size_t>(layers) * kBlock * kv_dim * sizeof(float); }
+  size_t bytes() const { return block_bytes(layers_, kv_dim_) * blocks_; }
   // Copies the first `positions` positions of slot `from` into slot `to` (both tables long enough).
   void copy_positions(int to, int from, int positions);
 

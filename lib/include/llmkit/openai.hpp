@@ -38,13 +38,20 @@ struct ApiRequest {
   bool stream = false, include_usage = false;
 };
 
+// A request body as a JSON object, else an ApiError (400).
+nlohmann::json parse_body(const std::string& body);
+
 // Reads a request body; an ApiError (400) names the field that is wrong. Chat requests need
 // `chat_encoder` (else 400: the model has no chat template); its end of turn becomes a stop
 // string. A prompt with its max_tokens beyond `context` is a 400 with code
 // context_length_exceeded. max_tokens defaults to 16 for completions (as OpenAI's) and to the
 // rest of the context for chat; n is at most max_n.
-ApiRequest parse_request(const std::string& body, bool chat, const Tokenizer& tok, const ChatEncoder* chat_encoder,
-                         int context, int max_n);
+ApiRequest parse_request_object(const nlohmann::json& body, bool chat, const Tokenizer& tok, const ChatEncoder* chat_encoder,
+                                int context, int max_n);
+inline ApiRequest parse_request(const std::string& body, bool chat, const Tokenizer& tok, const ChatEncoder* chat_encoder,
+                                int context, int max_n) {
+  return parse_request_object(parse_body(body), chat, tok, chat_encoder, context, max_n);
+}
 
 // The text a token stands for in logprobs ("▁" as a space; a byte piece as its byte).
 std::string token_text(const Tokenizer& tok, int32_t id);
