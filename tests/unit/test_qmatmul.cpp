@@ -126,7 +126,8 @@ TEST_CASE("qmatmul: each weight type's dot product is the dot of both operands' 
   }
 }
 
-// 7 rows: integer dot products; 40: slices dequantized into sgemm.
+// 7 rows: integer dot products; 40: the int8 GEMM with AVX-512 VNNI, else slices dequantized
+// into sgemm.
 TEST_CASE("qmatmul: the matmul against dequantize-then-sgemm, with a bias, on any thread count", "[qmatmul]") {
   auto be = make_cpu_backend();
   for (const int N : {7, 40}) {
@@ -157,6 +158,40 @@ TEST_CASE("qmatmul: the matmul against dequantize-then-sgemm, with a bias, on an
     be->matmul_backward(dx_want.data(), nullptr, nullptr, dy.data(), x.data(), wd.data(), N, C, OC);
     for (size_t i = 0; i < dx.size(); ++i) REQUIRE(dx[i] == Approx(dx_want[i]).margin(1e-4));
   }
+  }
+}
+
+// The int8 GEMM of batched rows: the AVX-512 VNNI and AMX kernels give their portable
+// reference's bits (every type, rows and outputs that are not whole tiles), and all are close to
+// dequantize-then-sgemm.
+TEST_CASE("qmatmul: the int8 GEMM of batched rows equals its reference and is close to fp32", "[qmatmul]") {
+  auto be = make_cpu_backend();
+  const int C = 512, OC = 77;  // AMX: 64 rows a slice, 4 groups of 16; then 13 rows: 8 + 5 with VNNI
+  for (const int N : {16, 37}) {
+    const std::vector<float> x = randn(static_cast<size_t>(N) * C, 13), bias = randn(OC, 14), wv = randn(static_cast<size_t>(OC) * C, 15, 0.05f);
+    for (gg::Type t : kTypes) {
+      INFO(gg::traits(t).name << " N=" << N);
+      const size_t rb = gg::row_bytes(t, C);
+      std::vector<uint8_t> w(rb * OC);
+      std::vector<float> wd(static_cast<size_t>(OC) * C);
+      for (int o = 0; o < OC; ++o) {
+        gg::quantize(t, wv.data() + static_cast<size_t>(o) * C, w.data() + rb * o, C);
+        gg::dequantize(t, w.data() + rb * o, wd.data() + static_cast<size_t>(o) * C, C);
+      }
+      std::vector<float> want(static_cast<size_t>(N) * OC), ref(want.size()), got(want.size());
+      be->matmul_forward(want.data(), x.data(), wd.data(), bias.data(), N, C, OC);
+      with_threads(2, [&] { cpu::qmatmul_int8(ref.data(), x.data(), t, w.data(), rb, bias.data(), N, C, OC, cpu::QKernel::portable); });
+      double err = 0, norm = 0;
+      for (size_t i = 0; i < want.size(); ++i) err += (ref[i] - want[i]) * (ref[i] - want[i]), norm += want[i] * want[i];
+      CHECK(std::sqrt(err / norm) < 1e-2);
+      for (cpu::QKernel k : {cpu::QKernel::avx512, cpu::QKernel::amx}) {
+        if (!cpu::qkernel_available(k)) continue;
+        INFO(cpu::qkernel_name(k));
+        std::fill(got.begin(), got.end(), 0.0f);
+        with_threads(1, [&] { cpu::qmatmul_int8(got.data(), x.data(), t, w.data(), rb, bias.data(), N, C, OC, k); });
+        CHECK(std::memcmp(got.data(), ref.data(), got.size() * 4) == 0);
+      }
+    }
   }
 }
 

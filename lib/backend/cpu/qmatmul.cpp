@@ -8,8 +8,12 @@
 
 #include <immintrin.h>
 #include <omp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <utility>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -481,6 +485,8 @@ bool cpu_has_avx512() {
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 }
 
+bool cpu_has_amx();
+
 QKernel choose() {
   if (const char* e = std::getenv("LLMKIT_QKERNEL"); e && *e) {
     const std::string s = e;
@@ -493,9 +499,13 @@ QKernel choose() {
       if (!cpu_has_avx512()) throw Error("LLMKIT_QKERNEL", "avx512: this CPU has no AVX-512 F, BW, VL and VNNI");
       return QKernel::avx512;
     }
-    throw Error("LLMKIT_QKERNEL", "'" + s + "': portable, avx2 or avx512");
+    if (s == "amx") {
+      if (!cpu_has_amx()) throw Error("LLMKIT_QKERNEL", "amx: this CPU (or kernel) gives no AMX-INT8 tiles");
+      return QKernel::amx;
+    }
+    throw Error("LLMKIT_QKERNEL", "'" + s + "': portable, avx2, avx512 or amx");
   }
-  return cpu_has_avx512() ? QKernel::avx512 : cpu_has_avx2() ? QKernel::avx2 : QKernel::portable;
+  return cpu_has_amx() ? QKernel::amx : cpu_has_avx512() ? QKernel::avx512 : cpu_has_avx2() ? QKernel::avx2 : QKernel::portable;
 }
 
 // One weight row against R activation rows with kernel k: the kernels of a type, resolved once
@@ -504,7 +514,7 @@ class RowDot {
  public:
   RowDot(QKernel k, Type t, int n) : t_(t), n_(n), nb_(n / act_block(act_of(t))) {
     for (int R = 1; R <= 4; ++R) {
-      fns_[R - 1] = k == QKernel::avx512 ? avx512_kernel(t, R) : nullptr;
+      fns_[R - 1] = k == QKernel::avx512 || k == QKernel::amx ? avx512_kernel(t, R) : nullptr;
       if (!fns_[R - 1] && k != QKernel::portable) fns_[R - 1] = avx2_kernel(t, R);
     }
   }
@@ -543,17 +553,492 @@ void qmatmul_sgemm(float* y, const float* x, Type type, const void* w, size_t ro
   }
 }
 
+
+// ---- Batched rows: an int8 GEMM (AVX-512 VNNI) ----
+//
+// Prompt processing and scoring multiply each weight row with many activation rows. Every
+// weight type unpacks to the same form, unsigned 8-bit values q with a float scale s per block
+// of 32 (Q6_K: per 16) and either an integer offset o of the type (Q8_0 128, Q4_0 8, Q5_0 16,
+// Q6_K 32) or a float min m (Q4_1, Q5_1, Q4_K, Q5_K): w = s (q - o), or w = s q - m. The
+// activations are quantized to A8_0 (d per 32 values) and interleaved 16 rows to a register:
+// for each group of 4 values, 16 rows x 4 bytes, so that vpdpbusd multiplies a weight row's 4
+// unsigned values (broadcast) with 16 rows' 4 signed values at once. Per block and output:
+//   int32 sum of q x_q (exact) - o * sum(x_q)     then    acc += float(that) * (d * s)
+//   and with a min:                                        acc -= m * (d * sum(x_q))
+// in that order for every block, so the portable reference below gives the same bits.
+// A slice of 64 weight rows is unpacked once per matmul into a thread's scratch and used for all
+// the activation rows.
+
+enum class Form { offset32, min32, offset16 };
+
+struct Unpacked {
+  Form form;
+  int offset;  // o (offset forms)
+};
+
+Unpacked unpacked_form(Type t) {
+  switch (t) {
+    case Type::q8_0: return {Form::offset32, 128};
+    case Type::q4_0: return {Form::offset32, 8};
+    case Type::q5_0: return {Form::offset32, 16};
+    case Type::q6_k: return {Form::offset16, 32};
+    default: return {Form::min32, 0};  // Q4_1, Q5_1, Q4_K, Q5_K
+  }
+}
+
+// One interleaved block of 16 activation rows: values [8 groups][16 rows][4], then per row
+// d (float), the offset corrections c0 (o * the sum of values 0..15, or of all 32 in the 32
+// forms) and c1 (o * the sum of values 16..31, Q6_K's form), and d * the sum of all 32 (min).
+constexpr size_t kActTileBlock = 512 + 4 * 64;
+
+// Row l of an activation tile's block from its 32 values: the int8 values (x / d rounded to
+// nearest even, as ggml's SIMD quantize_row_q8_0), d = max |x| / 127 in fp16, and the sums.
+void put_tile_row(Form form, int offset, const int8_t* q, float d, uint8_t* dst, int l) {
+  for (int g = 0; g < 8; ++g) std::memcpy(dst + 64 * g + 4 * l, q + 4 * g, 4);
+  int s0 = 0, s1 = 0;
+  for (int j = 0; j < 16; ++j) s0 += q[j], s1 += q[16 + j];
+  int32_t c0 = 0, c1 = 0;
+  float md = 0;
+  if (form == Form::offset32) c0 = offset * (s0 + s1);
+  else if (form == Form::offset16) c0 = offset * s0, c1 = offset * s1;
+  else md = d * static_cast<float>(s0 + s1);
+  std::memcpy(dst + 512 + 4 * l, &d, 4);
+  std::memcpy(dst + 576 + 4 * l, &c0, 4);
+  std::memcpy(dst + 640 + 4 * l, &c1, 4);
+  std::memcpy(dst + 704 + 4 * l, &md, 4);
+}
+
+void quantize_block_portable(const float* x, int8_t* q, float& d) {
+  float amax = 0;
+  for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const float dd = amax / 127.f, id = dd != 0 ? 1.0f / dd : 0.0f;
+  for (int j = 0; j < 32; ++j) q[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+  d = ggml::fp16_to_fp32(ggml::fp32_to_fp16(dd));
+}
+
+LLMKIT_AVX512 void quantize_block_avx512(const float* x, int8_t* q, float& d) {
+  const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+  const float dd = amax / 127.f, id = dd != 0 ? 1.0f / dd : 0.0f;
+  const __m512 vid = _mm512_set1_ps(id);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(a, vid))));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(b, vid))));
+  d = _cvtsh_ss(_cvtss_sh(dd, _MM_FROUND_TO_NEAREST_INT));
+}
+
+void interleave_activations(Type t, const float* x, int N, int C, uint8_t* out, bool portable) {
+  const Unpacked u = unpacked_form(t);
+  const int nb = C / 32, tiles = (N + 15) / 16;
+#pragma omp parallel for schedule(static) if (N >= 64)
+  for (int tile = 0; tile < tiles; ++tile) {
+    uint8_t* base = out + static_cast<size_t>(tile) * nb * kActTileBlock;
+    for (int l = 0; l < 16; ++l) {
+      const int n = tile * 16 + l;
+      for (int b = 0; b < nb; ++b) {
+        int8_t q[32] = {};
+        float d = 0;
+        if (n < N) {
+          const float* xb = x + static_cast<size_t>(n) * C + 32 * b;
+          if (portable) quantize_block_portable(xb, q, d);
+          else quantize_block_avx512(xb, q, d);
+        }
+        put_tile_row(u.form, u.offset, q, d, base + kActTileBlock * static_cast<size_t>(b), l);
+      }
+    }
+  }
+}
+
+// One weight row unpacked: C unsigned values, the scales (C/32, Q6_K C/16) and mins (C/32).
+void unpack_row_portable(Type t, const uint8_t* w, int C, uint8_t* q, float* s, float* m) {
+  const size_t wb = ggml::traits(t).bytes;
+  if (t == Type::q6_k) {
+    for (int i = 0; i < C / 256; ++i, w += wb) {
+      const uint8_t* ql = w;
+      const uint8_t* qh = w + 128;
+      const auto* sc = reinterpret_cast<const int8_t*>(w + 192);
+      const float d = f16(w + 208);
+      uint8_t* y = q + 256 * i;
+      for (int c = 0; c < 256; c += 128, ql += 64, qh += 32)
+        for (int l = 0; l < 32; ++l) {
+          y[c + l] = static_cast<uint8_t>((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4));
+          y[c + l + 32] = static_cast<uint8_t>((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4));
+          y[c + l + 64] = static_cast<uint8_t>((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+          y[c + l + 96] = static_cast<uint8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+        }
+      for (int g = 0; g < 16; ++g) s[16 * i + g] = d * static_cast<float>(sc[g]);
+    }
+    return;
+  }
+  if (t == Type::q4_k || t == Type::q5_k) {
+    const bool five = t == Type::q5_k;
+    for (int i = 0; i < C / 256; ++i, w += wb) {
+      const float d = f16(w), dmin = f16(w + 2);
+      const uint8_t* qh = w + 16;
+      const uint8_t* qs = w + (five ? 48 : 16);
+      for (int g = 0; g < 8; ++g) {
+        int sc, mn;
+        scale_min_k4(g, w + 4, sc, mn);
+        s[8 * i + g] = d * static_cast<float>(sc);
+        m[8 * i + g] = dmin * static_cast<float>(mn);
+        for (int l = 0; l < 32; ++l) {
+          int v = g & 1 ? qs[32 * (g / 2) + l] >> 4 : qs[32 * (g / 2) + l] & 0xF;
+          if (five) v |= ((qh[l] >> g) & 1) << 4;
+          q[256 * i + 32 * g + l] = static_cast<uint8_t>(v);
+        }
+      }
+    }
+    return;
+  }
+  const Unpacked u = unpacked_form(t);
+  for (int b = 0; b < C / 32; ++b, w += wb) {
+    int v[32];
+    unpack32(t, w, v);  // signed around 0 for the offset types
+    for (int j = 0; j < 32; ++j) q[32 * b + j] = static_cast<uint8_t>(v[j] + u.offset);
+    s[b] = f16(w);
+    if (u.form == Form::min32) m[b] = -f16(w + 2);  // w = d q + m
+  }
+}
+
+// 16 bytes of nibbles: the low ones, then the high ones.
+LLMKIT_AVX512 inline void nibbles(const uint8_t* qs, uint8_t* y) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)), m4 = _mm_set1_epi8(0xF);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(y), _mm_and_si128(b, m4));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(y + 16), _mm_and_si128(_mm_srli_epi16(b, 4), m4));
+}
+
+// The same with 256-bit integer operations for the common types (the others: the portable one).
+LLMKIT_AVX512 void unpack_row_avx512(Type t, const uint8_t* w, int C, uint8_t* q, float* s, float* m) {
+  const __m256i m4 = _mm256_set1_epi8(0xF);
+  const size_t wb = ggml::traits(t).bytes;
+  switch (t) {
+    case Type::q8_0:
+      for (int b = 0; b < C / 32; ++b, w += wb) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 32 * b), _mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80))));
+        s[b] = h2f(w);
+      }
+      return;
+    case Type::q4_0:
+    case Type::q4_1:
+      for (int b = 0; b < C / 32; ++b, w += wb) {
+        nibbles(w + (t == Type::q4_0 ? 2 : 4), q + 32 * b);
+        s[b] = h2f(w);
+        if (t == Type::q4_1) m[b] = -h2f(w + 2);
+      }
+      return;
+    case Type::q4_k:
+    case Type::q5_k: {
+      const bool five = t == Type::q5_k;
+      for (int i = 0; i < C / 256; ++i, w += wb) {
+        const float d = h2f(w), dmin = h2f(w + 2);
+        const uint8_t* qs = w + (five ? 48 : 16);
+        const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16));
+        for (int j = 0; j < 4; ++j) {
+          const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * j));
+          __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+          if (five) {
+            const __m256i ml = _mm256_set1_epi8(static_cast<char>(1 << (2 * j))), mh = _mm256_set1_epi8(static_cast<char>(1 << (2 * j + 1)));
+            const __m256i s16 = _mm256_set1_epi8(16);
+            lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, ml), ml), s16));
+            hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, mh), mh), s16));
+          }
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 256 * i + 64 * j), lo);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 256 * i + 64 * j + 32), hi);
+        }
+        for (int g = 0; g < 8; ++g) {
+          int sc, mn;
+          scale_min_k4(g, w + 4, sc, mn);
+          s[8 * i + g] = d * static_cast<float>(sc);
+          m[8 * i + g] = dmin * static_cast<float>(mn);
+        }
+      }
+      return;
+    }
+    case Type::q6_k: {
+      const __m256i m3 = _mm256_set1_epi8(3);
+      for (int i = 0; i < C / 256; ++i, w += wb) {
+        for (int j = 0; j < 2; ++j) {
+          const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 64 * j));
+          const __m256i b2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 64 * j + 32));
+          const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 128 + 32 * j));
+          uint8_t* y = q + 256 * i + 128 * j;
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4)));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + 32),
+                              _mm256_or_si256(_mm256_and_si256(b2, m4), _mm256_slli_epi16(_mm256_and_si256(hb, _mm256_set1_epi8(12)), 2)));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + 64),
+                              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), _mm256_and_si256(hb, _mm256_set1_epi8(48))));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + 96),
+                              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                                              _mm256_srli_epi16(_mm256_and_si256(hb, _mm256_set1_epi8(static_cast<char>(0xC0))), 2)));
+        }
+        const float d = h2f(w + 208);
+        const auto* sc = reinterpret_cast<const int8_t*>(w + 192);
+        for (int g = 0; g < 16; ++g) s[16 * i + g] = d * static_cast<float>(sc[g]);
+      }
+      return;
+    }
+    default: unpack_row_portable(t, w, C, q, s, m);
+  }
+}
+
+int scales_per_row(Type t, int C) { return t == Type::q6_k ? C / 16 : C / 32; }
+
+// The portable reference of the tile kernel: out[r][l] for weight rows q/s/m[r], activation
+// tile `at`, in the kernel's order of operations.
+void qgemm_tile_portable(Form form, int nb, const uint8_t* at, const uint8_t* const* wq, const float* const* ws, const float* const* wm,
+                         int NR, float* out) {
+  for (int r = 0; r < NR; ++r)
+    for (int l = 0; l < 16; ++l) {
+      float acc = 0;
+      for (int b = 0; b < nb; ++b) {
+        const uint8_t* ab = at + kActTileBlock * static_cast<size_t>(b);
+        float d, md;
+        int32_t c[2];
+        std::memcpy(&d, ab + 512 + 4 * l, 4);
+        std::memcpy(&c[0], ab + 576 + 4 * l, 4);
+        std::memcpy(&c[1], ab + 640 + 4 * l, 4);
+        std::memcpy(&md, ab + 704 + 4 * l, 4);
+        const int halves = form == Form::offset16 ? 2 : 1;
+        for (int h = 0; h < halves; ++h) {
+          int32_t sum = 0;
+          for (int g = 8 / halves * h; g < 8 / halves * (h + 1); ++g)
+            for (int k = 0; k < 4; ++k)
+              sum += wq[r][32 * b + 4 * g + k] * static_cast<int8_t>(ab[64 * g + 4 * l + k]);
+          const float scale = ws[r][halves * b + h];
+          acc = std::fma(static_cast<float>(form == Form::min32 ? sum : sum - c[h]), d * scale, acc);
+        }
+        if (form == Form::min32) acc = std::fma(-wm[r][b], md, acc);
+      }
+      out[16 * r + l] = acc;
+    }
+}
+
+template <Form F, int NR>
+LLMKIT_AVX512 void qgemm_tile_avx512(int nb, const uint8_t* at, const uint8_t* const* wq, const float* const* ws,
+                                     const float* const* wm, float* out) {
+  __m512 acc[NR];
+  for (int r = 0; r < NR; ++r) acc[r] = _mm512_setzero_ps();
+  constexpr int halves = F == Form::offset16 ? 2 : 1;
+  for (int b = 0; b < nb; ++b) {
+    const uint8_t* ab = at + kActTileBlock * static_cast<size_t>(b);
+    const __m512 d = _mm512_loadu_ps(reinterpret_cast<const float*>(ab + 512));
+    for (int h = 0; h < halves; ++h) {
+      __m512i sum[NR];
+      for (int r = 0; r < NR; ++r) sum[r] = _mm512_setzero_si512();
+      for (int g = 8 / halves * h; g < 8 / halves * (h + 1); ++g) {
+        const __m512i a = _mm512_loadu_si512(ab + 64 * g);
+        for (int r = 0; r < NR; ++r) {
+          int32_t w4;
+          std::memcpy(&w4, wq[r] + 32 * static_cast<size_t>(b) + 4 * g, 4);
+          sum[r] = _mm512_dpbusd_epi32(sum[r], _mm512_set1_epi32(w4), a);
+        }
+      }
+      if (F != Form::min32) {
+        const __m512i c = _mm512_loadu_si512(ab + 576 + 64 * h);
+        for (int r = 0; r < NR; ++r) sum[r] = _mm512_sub_epi32(sum[r], c);
+      }
+      for (int r = 0; r < NR; ++r)
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[r]), _mm512_mul_ps(d, _mm512_set1_ps(ws[r][halves * b + h])), acc[r]);
+    }
+    if (F == Form::min32) {
+      const __m512 md = _mm512_loadu_ps(reinterpret_cast<const float*>(ab + 704));
+      for (int r = 0; r < NR; ++r) acc[r] = _mm512_fnmadd_ps(_mm512_set1_ps(wm[r][b]), md, acc[r]);
+    }
+  }
+  for (int r = 0; r < NR; ++r) _mm512_storeu_ps(out + 16 * r, acc[r]);
+}
+
+using TileFn = void (*)(int nb, const uint8_t* at, const uint8_t* const* wq, const float* const* ws, const float* const* wm,
+                        float* out);
+constexpr int kTileRows = 8;  // weight rows per kernel call
+
+template <Form F, int... R>
+constexpr std::array<TileFn, sizeof...(R)> tile_table(std::integer_sequence<int, R...>) {
+  return {qgemm_tile_avx512<F, R + 1>...};
+}
+
+TileFn tile_kernel(Form f, int NR) {
+  static constexpr auto o32 = tile_table<Form::offset32>(std::make_integer_sequence<int, kTileRows>{});
+  static constexpr auto m32 = tile_table<Form::min32>(std::make_integer_sequence<int, kTileRows>{});
+  static constexpr auto o16 = tile_table<Form::offset16>(std::make_integer_sequence<int, kTileRows>{});
+  return (f == Form::offset32 ? o32 : f == Form::min32 ? m32 : o16)[NR - 1];
+}
+
+// The same tile on AMX: 16 weight rows at once. Per block, one tile product gives the 16 x 16
+// integer sums (weights as A: 16 rows of 32 signed or unsigned values from the unpacked rows;
+// the activation tile's 8 groups of 16 x 4 as B), stored and then scaled with AVX-512 exactly as
+// the kernel above scales them. The offset forms' weights are unpacked signed (q - o) for
+// TDPBSSD, which sums what the others sum after subtracting the correction: the same integers,
+// so the same bits. Q6_K's halves are two products of 16 values.
+#define LLMKIT_AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// tmm0, tmm1: sums; tmm2: 16 weight rows x 32 values; tmm3: activations 8 x 64; tmm4: 16 x 16
+// values; tmm5: activations 4 x 64.
+LLMKIT_AMX void amx_configure() {
+  TileConfig c;
+  c.rows[0] = c.rows[1] = 16, c.colsb[0] = c.colsb[1] = 64;
+  c.rows[2] = 16, c.colsb[2] = 32;
+  c.rows[3] = 8, c.colsb[3] = 64;
+  c.rows[4] = 16, c.colsb[4] = 16;
+  c.rows[5] = 4, c.colsb[5] = 64;
+  // GCC 12 does not count the configuration's bytes as read by ldtilecfg and drops the stores.
+  __asm__ volatile("" : : "r"(&c) : "memory");
+  _tile_loadconfig(&c);
+}
+LLMKIT_AMX void amx_release() { _tile_release(); }
+
+template <Form F>
+LLMKIT_AMX void qgemm_tile_amx(int nb, int C, const uint8_t* at, const uint8_t* wq, const float* ws, int ns, const float* wm, float* out) {
+  alignas(64) int32_t sums[2][256];
+  __m512 acc[16];
+  for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
+  for (int b = 0; b < nb; ++b) {
+    const uint8_t* ab = at + kActTileBlock * static_cast<size_t>(b);
+    const __m512 d = _mm512_loadu_ps(reinterpret_cast<const float*>(ab + 512));
+    if (F == Form::offset16) {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_loadd(4, wq + 32 * static_cast<size_t>(b), C);
+      _tile_loadd(5, ab, 64);
+      _tile_dpbssd(0, 4, 5);
+      _tile_loadd(4, wq + 32 * static_cast<size_t>(b) + 16, C);
+      _tile_loadd(5, ab + 256, 64);
+      _tile_dpbssd(1, 4, 5);
+      _tile_stored(0, sums[0], 64);
+      _tile_stored(1, sums[1], 64);
+      for (int r = 0; r < 16; ++r)
+        for (int h = 0; h < 2; ++h)
+          acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(sums[h] + 16 * r)),
+                                   _mm512_mul_ps(d, _mm512_set1_ps(ws[static_cast<size_t>(r) * ns + 2 * b + h])), acc[r]);
+      continue;
+    }
+    _tile_zero(0);
+    _tile_loadd(2, wq + 32 * static_cast<size_t>(b), C);
+    _tile_loadd(3, ab, 64);
+    if (F == Form::min32) _tile_dpbusd(0, 2, 3);
+    else _tile_dpbssd(0, 2, 3);
+    _tile_stored(0, sums[0], 64);
+    for (int r = 0; r < 16; ++r)
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(sums[0] + 16 * r)),
+                               _mm512_mul_ps(d, _mm512_set1_ps(ws[static_cast<size_t>(r) * ns + b])), acc[r]);
+    if (F == Form::min32) {
+      const __m512 md = _mm512_loadu_ps(reinterpret_cast<const float*>(ab + 704));
+      for (int r = 0; r < 16; ++r) acc[r] = _mm512_fnmadd_ps(_mm512_set1_ps(wm[static_cast<size_t>(r) * nb + b]), md, acc[r]);
+    }
+  }
+  for (int r = 0; r < 16; ++r) _mm512_storeu_ps(out + 16 * r, acc[r]);
+}
+
+// The offset forms' unpacked values made signed for TDPBSSD.
+LLMKIT_AVX512 void sign_values(uint8_t* q, size_t n, int offset) {
+  const __m512i o = _mm512_set1_epi8(static_cast<char>(offset));
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64) _mm512_storeu_si512(q + i, _mm512_sub_epi8(_mm512_loadu_si512(q + i), o));
+  for (; i < n; ++i) q[i] = static_cast<uint8_t>(q[i] - offset);
+}
+
+bool cpu_has_amx() {
+  if (!cpu_has_avx512()) return false;
+  unsigned a, b, c, d;
+  __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+  if (!((d >> 24) & 1) || !((d >> 25) & 1)) return false;  // AMX-TILE, AMX-INT8
+  // Linux hands out the tile state on request (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA).
+  static const bool granted = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+  return granted;
+}
+
+// Batches of this many rows or more go through the int8 GEMM where the CPU has AVX-512 VNNI.
+constexpr int kGemmRows = 16;
+
+void qmatmul_gemm(float* y, const float* x, Type type, const void* w, size_t row_bytes, const float* bias, int N, int C, int OC,
+                  QKernel kernel) {
+  const bool portable = kernel == QKernel::portable, amx = kernel == QKernel::amx;
+  const Unpacked u = unpacked_form(type);
+  const int nb = C / 32, tiles = (N + 15) / 16, ns = scales_per_row(type, C);
+  thread_local std::vector<uint8_t> act;
+  const size_t tile_bytes = kActTileBlock * static_cast<size_t>(nb);
+  if (act.size() < tile_bytes * tiles) act.resize(tile_bytes * tiles);
+  uint8_t* A = act.data();
+  interleave_activations(type, x, N, C, A, portable);
+  constexpr int kSlice = 64;
+  const int slices = (OC + kSlice - 1) / kSlice;
+  const uint8_t* W = static_cast<const uint8_t*>(w);
+#pragma omp parallel
+  {
+    thread_local std::vector<uint8_t> q;
+    thread_local std::vector<float> s, m;
+    q.resize(static_cast<size_t>(kSlice) * C);
+    s.resize(static_cast<size_t>(kSlice) * ns);
+    m.resize(static_cast<size_t>(kSlice) * nb);
+    alignas(64) float out[16 * 16];
+    if (amx) amx_configure();
+#pragma omp for schedule(static)
+    for (int sl = 0; sl < slices; ++sl) {
+      const int o0 = sl * kSlice, rows = std::min(kSlice, OC - o0);
+      for (int o = 0; o < rows; ++o)
+        (portable ? unpack_row_portable : unpack_row_avx512)(type, W + row_bytes * static_cast<size_t>(o0 + o), C,
+                                                             q.data() + static_cast<size_t>(o) * C, s.data() + static_cast<size_t>(o) * ns,
+                                                             m.data() + static_cast<size_t>(o) * nb);
+      // AMX takes whole groups of 16 rows (signed, in the offset forms); the VNNI kernel the rest.
+      const int amx_rows = amx ? rows / 16 * 16 : 0;
+      if (amx_rows && u.form != Form::min32) sign_values(q.data(), static_cast<size_t>(amx_rows) * C, u.offset);
+      for (int tile = 0; tile < tiles; ++tile) {
+        const uint8_t* at = A + tile_bytes * tile;
+        const int L = std::min(16, N - 16 * tile);
+        for (int r0 = 0, NR; r0 < rows; r0 += NR) {
+          if (r0 < amx_rows) {
+            NR = 16;
+            const size_t o = static_cast<size_t>(r0);
+            (u.form == Form::offset32   ? qgemm_tile_amx<Form::offset32>
+             : u.form == Form::offset16 ? qgemm_tile_amx<Form::offset16>
+                                        : qgemm_tile_amx<Form::min32>)(nb, C, at, q.data() + o * C, s.data() + o * ns, ns,
+                                                                       m.data() + o * nb, out);
+          } else {
+          NR = std::min(kTileRows, rows - r0);
+          const uint8_t* wq[kTileRows];
+          const float* ws[kTileRows];
+          const float* wm[kTileRows];
+          for (int r = 0; r < NR; ++r) {
+            wq[r] = q.data() + static_cast<size_t>(r0 + r) * C;
+            ws[r] = s.data() + static_cast<size_t>(r0 + r) * ns;
+            wm[r] = m.data() + static_cast<size_t>(r0 + r) * nb;
+          }
+          if (portable) qgemm_tile_portable(u.form, nb, at, wq, ws, wm, NR, out);
+          else tile_kernel(u.form, NR)(nb, at, wq, ws, wm, out);
+          }
+          for (int l = 0; l < L; ++l) {
+            float* yr = y + static_cast<size_t>(16 * tile + l) * OC + o0 + r0;
+            for (int r = 0; r < NR; ++r) yr[r] = bias ? out[16 * r + l] + bias[o0 + r0 + r] : out[16 * r + l];
+          }
+        }
+      }
+    }
+    if (amx) amx_release();
+  }
+}
+
 }  // namespace
 
 const char* qkernel_name(QKernel k) {
-  return k == QKernel::avx512 ? "AVX-512 VNNI (Q8_0, Q4_0) and AVX2" : k == QKernel::avx2 ? "AVX2" : "portable";
+  return k == QKernel::amx      ? "AMX-INT8 (batches), AVX-512 VNNI (Q8_0, Q4_0) and AVX2"
+         : k == QKernel::avx512 ? "AVX-512 VNNI (Q8_0, Q4_0; batches) and AVX2"
+         : k == QKernel::avx2   ? "AVX2"
+                                : "portable";
 }
 QKernel qkernel() {
   static const QKernel k = choose();
   return k;
 }
 bool qkernel_available(QKernel k) {
-  return k == QKernel::portable || (k == QKernel::avx2 && cpu_has_avx2()) || (k == QKernel::avx512 && cpu_has_avx512());
+  return k == QKernel::portable || (k == QKernel::avx2 && cpu_has_avx2()) || (k == QKernel::avx512 && cpu_has_avx512()) ||
+         (k == QKernel::amx && cpu_has_amx());
 }
 
 size_t qactivation_row_bytes(Type weight, int n) {
@@ -577,6 +1062,8 @@ void qdot(QKernel k, Type weight, int n, const void* w, const void* const* a, in
 
 void qmatmul(float* y, const float* x, Type type, const void* w, size_t row_bytes, const float* bias, int N, int C, int OC,
              bool exact) {
+  if (!exact && N >= kGemmRows && (qkernel() == QKernel::avx512 || qkernel() == QKernel::amx))
+    return qmatmul_gemm(y, x, type, w, row_bytes, bias, N, C, OC, qkernel());
   if (exact || N >= kSgemmRows) return qmatmul_sgemm(y, x, type, w, row_bytes, bias, N, C, OC);
   const RowDot dot(qkernel(), type, C);
   const size_t ab = qactivation_row_bytes(type, C);
@@ -620,4 +1107,12 @@ void qmatmul_backward(float* dx, const float* dy, Type type, const void* w, size
   }
 }
 
+}  // namespace llmkit::cpu
+
+namespace llmkit::cpu {
+void qmatmul_int8(float* y, const float* x, ggml::Type type, const void* w, size_t row_bytes, const float* bias, int N, int C, int OC,
+                  QKernel k) {
+  if (k == QKernel::avx2 || !qkernel_available(k)) throw Error("", std::string("internal: no int8 GEMM with ") + qkernel_name(k));
+  qmatmul_gemm(y, x, type, w, row_bytes, bias, N, C, OC, k);
+}
 }  // namespace llmkit::cpu

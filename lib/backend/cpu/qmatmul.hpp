@@ -22,7 +22,7 @@
 
 namespace llmkit::cpu {
 
-enum class QKernel { portable, avx2, avx512 };
+enum class QKernel { portable, avx2, avx512, amx };
 const char* qkernel_name(QKernel k);
 QKernel qkernel();  // the one in use
 bool qkernel_available(QKernel k);
@@ -40,6 +40,11 @@ void qdot(QKernel k, ggml::Type weight, int n, const void* w, const void* const*
 // `exact`: always the fp32 path (dequantized slices into sgemm), whatever N.
 void qmatmul(float* y, const float* x, ggml::Type type, const void* w, size_t row_bytes, const float* bias, int N, int C,
              int OC, bool exact = false);
+// The batched path by itself: the int8 GEMM with AMX or AVX-512 VNNI (what qmatmul runs for 16
+// rows or more on a CPU with either), or with `portable` its reference in plain C++: the same
+// bits from each.
+void qmatmul_int8(float* y, const float* x, ggml::Type type, const void* w, size_t row_bytes, const float* bias, int N, int C,
+                  int OC, QKernel k);
 // dx[N, C] += dy[N, OC] W: the weight dequantized a slice of rows at a time into sgemm.
 void qmatmul_backward(float* dx, const float* dy, ggml::Type type, const void* w, size_t row_bytes, int N, int C, int OC);
 
