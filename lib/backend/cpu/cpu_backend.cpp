@@ -20,6 +20,7 @@
 #include "llmkit/backend.hpp"
 #include "llmkit/error.hpp"
 #include "llmkit/tool.hpp"
+#include "attn_rows.hpp"
 #include "gemm.hpp"
 #include "qmatmul.hpp"
 #include "../dropout.hpp"
@@ -383,45 +384,46 @@ class CpuBackend final : public Backend {
     check_heads(NH, KV);
     const int group = NH / KV, ks = KV * hd, chunks = (rows + kQueryBlock - 1) / kQueryBlock;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    // A task: one head, up to kQueryBlock query rows. Every row is worked on alone, in the same
-    // order whatever the chunk or batch it came in, so its result does not depend on them.
+    // A task: one head, up to kQueryBlock query rows, taken kAttnRows at a time so that a key
+    // or value row read once serves several queries. Every row's arithmetic is attn_rows.hpp's, in the same order
+    // whatever the group, chunk or batch it came in, so its result does not depend on them.
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int h = 0; h < NH; ++h)
       for (int c = 0; c < chunks; ++c) {
-        const int g = h / group;
+        const int g = h / group, end = std::min(rows, (c + 1) * kQueryBlock), n = start + end;
+        const size_t stride = static_cast<size_t>(n);
         thread_local std::vector<float> S;
-        S.resize(static_cast<size_t>(start + rows));
-        for (int r = c * kQueryBlock; r < std::min(rows, (c + 1) * kQueryBlock); ++r) {
-          const float* Q = q + (static_cast<size_t>(r) * NH + h) * hd;
-          float* O = out + (static_cast<size_t>(r) * NH + h) * hd;
-          const int keys = start + r + 1;
-          // Keys and values a block at a time: position j0 + jj of the sequence is row jj of
-          // block table[j0 / block].
-          auto row = [&](const float* pool, int j0, int jj) {
-            return pool + (static_cast<size_t>(table[j0 / block]) * block + jj) * ks + g * hd;
-          };
-          float m = -INFINITY;
-          for (int j0 = 0; j0 < keys; j0 += block)
-            for (int jj = 0; jj < std::min(block, keys - j0); ++jj) {
-              const float* K = row(k_pool, j0, jj);
-              float d = 0;
-#pragma omp simd reduction(+ : d)
-              for (int i = 0; i < hd; ++i) d += Q[i] * K[i];
-              S[static_cast<size_t>(j0 + jj)] = d * scale;
-              m = std::max(m, d * scale);
-            }
-          float sum = 0;
-          for (int j = 0; j < keys; ++j) sum += S[static_cast<size_t>(j)] = fast_exp(S[static_cast<size_t>(j)] - m);
-          std::fill(O, O + hd, 0.0f);
-          for (int j0 = 0; j0 < keys; j0 += block)
-            for (int jj = 0; jj < std::min(block, keys - j0); ++jj) {
-              const float* V = row(v_pool, j0, jj);
-              const float p = S[static_cast<size_t>(j0 + jj)];
-#pragma omp simd
-              for (int i = 0; i < hd; ++i) O[i] += p * V[i];
-            }
-          const float inv = 1.0f / sum;
-          for (int i = 0; i < hd; ++i) O[i] *= inv;
+        thread_local std::vector<const float*> K, V;
+        S.resize(cpu::kAttnRows * stride);
+        K.resize(n), V.resize(n);
+        // Position j of the sequence is row j % block of block table[j / block].
+        for (int j = 0; j < n; ++j) {
+          const size_t at = (static_cast<size_t>(table[j / block]) * block + j % block) * ks + g * hd;
+          K[j] = k_pool + at, V[j] = v_pool + at;
+        }
+        for (int r0 = c * kQueryBlock; r0 < end; r0 += cpu::kAttnRows) {
+          const int R = std::min(cpu::kAttnRows, end - r0);
+          const float* Q[cpu::kAttnRows];
+          float* O[cpu::kAttnRows];
+          float* Sr[cpu::kAttnRows];
+          int keys[cpu::kAttnRows];
+          for (int k = 0; k < R; ++k) {
+            Q[k] = q + (static_cast<size_t>(r0 + k) * NH + h) * hd;
+            O[k] = out + (static_cast<size_t>(r0 + k) * NH + h) * hd;
+            Sr[k] = S.data() + k * stride;
+            keys[k] = start + r0 + k + 1;
+          }
+          cpu::attn_scores(R, Q, K.data(), keys[R - 1], hd, scale, Sr);
+          float inv[cpu::kAttnRows];
+          for (int k = 0; k < R; ++k) {
+            float m = -INFINITY;
+            for (int j = 0; j < keys[k]; ++j) m = std::max(m, Sr[k][j]);
+            for (int j = 0; j < keys[k]; ++j) Sr[k][j] = fast_exp(Sr[k][j] - m);
+            inv[k] = 1.0f / cpu::attn_sum(Sr[k], keys[k]);
+          }
+          cpu::attn_values(R, O, Sr, V.data(), keys, hd);
+          for (int k = 0; k < R; ++k)
+            for (int i = 0; i < hd; ++i) O[k][i] *= inv[k];
         }
       }
   }
