@@ -11,8 +11,9 @@
 #  - llmkit's decode as a share of the memory-bandwidth limit (weight bytes per token over the
 #    read rate one thread measures in the same run; goal 70%), and how much its peak RSS grew
 #    past the libraries' with the model, next to the weights' and the KV cache's bytes.
-# Then Q4_K_M and Q4_0 again, quantized with an importance matrix from the training shards
-# (llm-quant imatrix, --imatrix: llama.cpp's calibration), against round-to-nearest.
+# Then Q4_K_M and Q4_0 again, calibrated on the training shards: with an importance matrix
+# (llm-quant imatrix, --imatrix: llama.cpp's calibration) and by GPTQ (--gptq), against
+# round-to-nearest.
 # Then the speed alone for Q8_0 and Q4_K_M of a 125M-parameter Llama (share/llmkit/models/
 # llama-125m, one training step: speed does not depend on what the weights learned).
 # llmkit holds a GGUF file's quantized matrices in their blocks (the F32, F16 and BF16 files in
@@ -81,15 +82,20 @@ for t in f32 f16 bf16 q8_0 q6_k q5_k_m q4_k_m q4_0; do
   row "$t" "$mib" "$bpw" "$(ppl m-$t.gguf)" "$base_ppl" "$(speed m-$t.gguf)"
 done
 
-# Calibration: llama.cpp's importance matrix (llm-quant imatrix over 100 windows of 256 training
-# tokens), then the 4-bit types quantized with it; the same file sizes, so the perplexity is the
-# comparison with round-to-nearest above.
+# Calibration, on 100 windows of 256 training tokens: llama.cpp's importance matrix (llm-quant
+# imatrix), and GPTQ (llm-quant --gptq, its blocks' scales chosen with the same importance), for
+# the 4-bit types; the same file sizes, so the perplexity is the comparison with round-to-nearest
+# above. GPTQ's line gives the output error over the calibration inputs that it minimizes.
 "$bin/llm-quant" imatrix -q --model base --seq-len 256 --chunks 100 -o imatrix.gguf shards/train-*.tok
 for t in q4_k_m q4_0; do
   "$bin/llm-quant" --model base --type "$t" --imatrix imatrix.gguf -o m-$t-imat.gguf 2> /dev/null
-  bpw=$("$bin/llm-quant" inspect m-$t-imat.gguf | awk '$1 == "all" {print $6}')
-  mib=$(python3 -c "import os; print(f'{os.path.getsize(\"m-$t-imat.gguf\") / 2**20:.1f}')")
-  row "$t+imat" "$mib" "$bpw" "$(ppl m-$t-imat.gguf)" "$base_ppl" "$(speed m-$t-imat.gguf)"
+  "$bin/llm-quant" --model base --type "$t" --gptq --seq-len 256 --chunks 100 -o m-$t-gptq.gguf shards/train-*.tok 2> gptq.log
+  for how in imat gptq; do
+    bpw=$("$bin/llm-quant" inspect m-$t-$how.gguf | awk '$1 == "all" {print $6}')
+    mib=$(python3 -c "import os; print(f'{os.path.getsize(\"m-$t-$how.gguf\") / 2**20:.1f}')")
+    row "$t+$how" "$mib" "$bpw" "$(ppl m-$t-$how.gguf)" "$base_ppl" "$(speed m-$t-$how.gguf)"
+  done
+  sed -n "s/^llm-quant: GPTQ: /  $t GPTQ: /p" gptq.log
 done
 
 # A 125M-parameter Llama: speed only.

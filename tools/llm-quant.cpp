@@ -90,10 +90,14 @@ int quant_main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "inspect") == 0) return inspect_main(argc - 1, argv + 1);
   if (argc > 1 && std::strcmp(argv[1], "imatrix") == 0) return imatrix_main(argc - 1, argv + 1);
   std::string model, out, type = "q8_0", name, imatrix;
+  bool gptq = false;
+  GptqConfig gcfg;
+  int64_t seq_len = 0;
   std::string types;
   for (const std::string& n : QuantScheme::names()) types += (types.empty() ? "" : ", ") + n;
   OptionParser op("llm-quant",
                   "llm-quant --model CHECKPOINT --type TYPE [--imatrix FILE] -o FILE.gguf\n"
+                  "       llm-quant --model CHECKPOINT --type TYPE --gptq -o FILE.gguf SHARD.tok...\n"
                   "       llm-quant imatrix --model CHECKPOINT -o IMATRIX.gguf SHARD.tok...\n"
                   "       llm-quant inspect FILE.gguf...",
                   "Writes a model (an llmkit checkpoint or run directory, a merged adapter) as a GGUF\n"
@@ -106,6 +110,13 @@ int quant_main(int argc, char** argv) {
   op.string("imatrix", 0, "FILE", &imatrix,
             "an importance matrix (llm-quant imatrix, or llama.cpp's GGUF one): Q4_0, Q4_K, Q5_K and\n"
             "Q6_K matrices quantized weighting each column by it, as llama-quantize --imatrix");
+  op.flag("gptq", 0, &gptq,
+          "quantize the matrices by GPTQ: each column rounded in turn, its error spread over the\n"
+          "columns after it by the inverse Hessian of the matrix's inputs over the calibration\n"
+          "token shards given as arguments (the blocks' scales chosen as with --imatrix)");
+  op.integer("seq-len", 0, "T", &seq_len, "--gptq: tokens per calibration window (default: 512 or the model's context if shorter)");
+  op.integer("chunks", 0, "N", &gcfg.chunks, "--gptq: calibration windows read at most, in file order (default 100)");
+  op.number("damp", 0, "F", &gcfg.damp, "--gptq: F times the Hessian's mean diagonal added to its diagonal (default 0.01)");
   op.epilog(
       "Types as llama-quantize's: in the quantized types the output matrix (the embedding when\n"
       "tied) is Q6_K, in Q4_K_M and Q5_K_M also attn_v and ffn_down in llama.cpp's \"more bits\"\n"
@@ -114,16 +125,26 @@ int quant_main(int argc, char** argv) {
       "Examples:\n"
       "  llm-quant --model runs/sft --type q4_k_m -o model.gguf && llm-quant inspect model.gguf\n"
       "  llm-quant imatrix --model runs/sft -o imatrix.gguf shards/train-*.tok\n"
-      "  llm-quant --model runs/sft --type q4_k_m --imatrix imatrix.gguf -o model.gguf");
+      "  llm-quant --model runs/sft --type q4_k_m --imatrix imatrix.gguf -o model.gguf\n"
+      "  llm-quant --model runs/sft --type q4_k_m --gptq -o model.gguf shards/train-*.tok");
   std::vector<std::string> rest = op.parse(argc, argv);
-  if (!rest.empty()) throw UsageError("unexpected argument '" + rest[0] + "'");
+  if (!gptq && !rest.empty()) throw UsageError("unexpected argument '" + rest[0] + "' (calibration shards are --gptq's)");
+  if (gptq && rest.empty()) throw UsageError("--gptq: give the calibration token shards as arguments");
+  if (seq_len < 0) throw UsageError("--seq-len must be positive");
+  gcfg.calib = rest;
+  gcfg.seq_len = static_cast<int>(seq_len);
   if (model.empty()) throw UsageError("--model PATH is required");
   if (out.empty()) throw UsageError("-o FILE.gguf is required");
   if (out == "-") throw UsageError("-o: a GGUF file is written to a file (its tensor offsets are known only at the end), not to standard output");
   const QuantScheme scheme = QuantScheme::named(type);
   check_output_file(out, "-o");
-  const ExportReport r = export_gguf(model, out, scheme, name, imatrix);
+  const ExportReport r = export_gguf(model, out, scheme, name, imatrix, gptq ? &gcfg : nullptr);
   if (!imatrix.empty()) LLMKIT_INFO("%zu matrices quantized with the importance matrix %s", r.weighted, imatrix.c_str());
+  if (gptq)
+    LLMKIT_INFO("GPTQ: %zu matrices on %lld calibration tokens; their output error %.4g, %.1f%% of round-to-nearest's with the "
+                "importance matrix (%.4g) and %.1f%% of plain round-to-nearest's (%.4g)",
+                r.gptq, static_cast<long long>(r.calib_tokens), r.gptq_error, 100 * r.gptq_error / r.imatrix_error, r.imatrix_error,
+                100 * r.gptq_error / r.rtn_error, r.rtn_error);
   std::string types_line;
   for (const auto& [t, n] : r.types) types_line += (types_line.empty() ? "" : ", ") + std::to_string(n) + " " + t;
   LLMKIT_INFO("wrote %s: %s, %zu tensors (%s), %.2fM weights in %.2f MiB, %.2f bits per weight", out.c_str(), scheme.name.c_str(), r.tensors,

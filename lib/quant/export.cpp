@@ -239,7 +239,9 @@ bool is_gguf_file(const std::string& path) {
 }
 
 ExportReport export_gguf(const std::string& checkpoint, const std::string& out, const QuantScheme& s, const std::string& name,
-                         const std::string& imatrix) {
+                         const std::string& imatrix, const GptqConfig* gptq) {
+  if (gptq && !imatrix.empty())
+    throw UsageError("--gptq and --imatrix: GPTQ weighs the columns by its own calibration (give one of them)");
   std::map<std::string, std::vector<float>> importance;
   if (!imatrix.empty()) importance = read_imatrix(imatrix);
   auto be = make_cpu_backend();
@@ -254,6 +256,13 @@ ExportReport export_gguf(const std::string& checkpoint, const std::string& out, 
   auto weight = [&](const std::string& n) { return w.data() + m.param(n).offset; };
   const bool llama = c.family == ModelConfig::Family::llama;
   const std::string arch = llama ? "llama" : "gpt2";
+  ExportReport r;
+  std::map<std::string, std::vector<float>> hessians;
+  if (gptq) {
+    ImatrixReport cal;
+    hessians = collect_hessians(m, *gptq, cal);
+    r.calib_tokens = cal.tokens;
+  }
 
   GgufWriter g;
   g.set("general.architecture", GgufValue::text(arch));
@@ -331,6 +340,18 @@ ExportReport export_gguf(const std::string& checkpoint, const std::string& out, 
   auto add = [&](const std::string& gname, std::vector<int64_t> ne, const float* data, Role role = Role::other, int layer = 0) {
     throw_if_stopped();
     const ggml::Type t = tensor_type(s, ne[0], static_cast<int>(ne.size()), role, layer, c.layers);
+    if (gptq && ne.size() == 2 && ggml::traits(t).block > 1) {
+      const auto h = hessians.find(gptq_input_key(c, gname));
+      if (h != hessians.end()) {
+        GptqResult q = gptq_quantize(t, data, ne[1], static_cast<int>(ne[0]), h->second, gptq->damp);
+        ++r.gptq;
+        r.gptq_error += q.output_error, r.imatrix_error += q.rtn_output_error, r.rtn_error += q.plain_output_error;
+        LLMKIT_DEBUG("GPTQ %s (%s): output error %.4g, round-to-nearest %.4g (with imatrix) %.4g (plain)", gname.c_str(),
+                     ggml::traits(t).name, q.output_error, q.rtn_output_error, q.plain_output_error);
+        g.add_tensor_bytes(gname, std::move(ne), t, std::move(q.bytes));
+        return;
+      }
+    }
     const float* imp = nullptr;
     if (!importance.empty() && ne.size() == 2 && ggml::uses_importance(t)) {
       const auto it = importance.find(gname);
@@ -399,7 +420,6 @@ ExportReport export_gguf(const std::string& checkpoint, const std::string& out, 
     LLMKIT_WARN("%s: no importance for %zu matrices (%s%s): quantized without it", imatrix.c_str(), unweighted.size(),
                 unweighted.front().c_str(), unweighted.size() > 1 ? ", ..." : "");
   g.write(out);
-  ExportReport r;
   r.weighted = weighted;
   const GgufFile back(out);
   std::map<std::string, int> count;

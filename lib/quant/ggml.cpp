@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "llmkit/error.hpp"
+#include "ggml_value.hpp"
 
 namespace llmkit::ggml {
 
@@ -717,6 +718,42 @@ void quantize(Type t, const float* x, void* out, int64_t n, const float* importa
     case Type::q4_k: quantize_qk_asym<4>(x, y, nb); return;
     case Type::q5_k: quantize_qk_asym<5>(x, y, nb); return;
     case Type::q6_k: quantize_q6_k(x, y, nb); return;
+  }
+}
+
+// ---- One value's code and grid (GPTQ): ggml_value.hpp's layout ----
+
+namespace {
+const uint8_t* block_of(Type t, const void* row, int64_t j) {
+  const TypeTraits& tr = traits(t);
+  if (tr.block == 1) throw Error("", std::string("ggml: ") + tr.name + " has no integer codes");
+  return static_cast<const uint8_t*>(row) + static_cast<size_t>(j / tr.block) * tr.bytes;
+}
+}  // namespace
+
+int Grid::nearest(float x) const {
+  if (scale == 0 || !std::isfinite(scale)) return std::clamp(zero, 0, qmax);  // Q4_0, Q6_K scales may be negative
+  const float q = std::nearbyint((x - min) / scale) + static_cast<float>(zero);
+  return static_cast<int>(std::clamp(q, 0.0f, static_cast<float>(qmax)));
+}
+
+Grid grid_at(Type t, const void* row, int64_t j) {
+  return layout::grid(t, block_of(t, row, j), static_cast<int>(j % traits(t).block));
+}
+
+int code_at(Type t, const void* row, int64_t j) {
+  return layout::code(t, block_of(t, row, j), static_cast<int>(j % traits(t).block));
+}
+
+void set_code(Type t, void* row, int64_t j, int q) {
+  auto* b = const_cast<uint8_t*>(block_of(t, row, j));
+  const layout::CodeBits c = layout::code_bits(t, static_cast<int>(j % traits(t).block));
+  if (t == Type::q8_0) q = static_cast<uint8_t>(static_cast<int8_t>(q - 128));
+  const int lo_mask = ((1 << c.bits) - 1) << c.shift;
+  b[c.at] = static_cast<uint8_t>((b[c.at] & ~lo_mask) | ((q << c.shift) & lo_mask));
+  if (c.hbits) {
+    const int hi_mask = ((1 << c.hbits) - 1) << c.hshift;
+    b[c.hat] = static_cast<uint8_t>((b[c.hat] & ~hi_mask) | (((q >> c.bits) << c.hshift) & hi_mask));
   }
 }
 

@@ -252,16 +252,23 @@ void GgufWriter::set(const std::string& key, GgufValue v) {
 
 void GgufWriter::add_tensor(const std::string& name, std::vector<int64_t> ne, ggml::Type type, const float* values,
                             const float* importance) {
+  const size_t row = ggml::row_bytes(type, ne[0]);
+  int64_t rows = 1;
+  for (size_t i = 1; i < ne.size(); ++i) rows *= ne[i];
+  std::vector<uint8_t> bytes(row * static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r)
+    ggml::quantize(type, values + static_cast<size_t>(r * ne[0]), bytes.data() + static_cast<size_t>(r) * row, ne[0], importance);
+  add_tensor_bytes(name, std::move(ne), type, std::move(bytes));
+}
+
+void GgufWriter::add_tensor_bytes(const std::string& name, std::vector<int64_t> ne, ggml::Type type, std::vector<uint8_t> bytes) {
   GgufTensor t;
   t.name = name;
   t.ne = std::move(ne);
   t.type = type;
-  const size_t row = ggml::row_bytes(type, t.ne[0]);
-  const int64_t rows = t.elements() / t.ne[0];
-  t.bytes = row * static_cast<size_t>(rows);
-  std::vector<uint8_t> bytes(t.bytes);
-  for (int64_t r = 0; r < rows; ++r)
-    ggml::quantize(type, values + static_cast<size_t>(r * t.ne[0]), bytes.data() + static_cast<size_t>(r) * row, t.ne[0], importance);
+  t.bytes = ggml::row_bytes(type, t.ne[0]) * static_cast<size_t>(t.elements() / t.ne[0]);
+  if (bytes.size() != t.bytes)
+    throw Error(name, "has " + std::to_string(bytes.size()) + " bytes, its shape and type " + std::to_string(t.bytes));
   uint64_t offset = 0;
   if (!tensors_.empty()) offset = (tensors_.back().offset + tensors_.back().bytes + 31) / 32 * 32;
   t.offset = offset;

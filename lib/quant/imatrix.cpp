@@ -40,6 +40,44 @@ std::string gguf_tensor_name(const ModelConfig& c, const std::string& name) {
   return it == names.end() ? "" : "blk." + layer + "." + it->second;
 }
 
+int calibration_window(const ModelConfig& c, int seq_len) {
+  const int T = seq_len > 0 ? seq_len : std::min(512, c.max_seq);
+  if (T < 2 || T > c.max_seq)
+    throw UsageError("--seq-len " + std::to_string(T) + " is outside 2.." + std::to_string(c.max_seq) + " (the model's context)");
+  return T;
+}
+
+void run_calibration(Model& m, const std::vector<std::string>& calib, int seq_len, int64_t chunks, ImatrixReport& r) {
+  if (calib.empty()) throw UsageError("no calibration shards given (llm-tok encode's .tok files)");
+  if (chunks < 1) throw UsageError("--chunks must be at least 1");
+  const ModelConfig& c = m.config();
+  const int T = calibration_window(c, seq_len);
+  std::vector<int32_t> tokens(static_cast<size_t>(T));
+  std::vector<uint32_t> buf(static_cast<size_t>(T));
+  const int64_t first = r.chunks;
+  for (const std::string& path : calib) {
+    const ShardReader shard(path);
+    if (shard.info().vocab_size > static_cast<uint64_t>(c.vocab_size))
+      throw Error(path, "vocabulary of " + std::to_string(shard.info().vocab_size) + " is larger than the model's " +
+                            std::to_string(c.vocab_size));
+    for (uint64_t at = 0; at + static_cast<uint64_t>(T) <= shard.size() && r.chunks - first < chunks; at += static_cast<uint64_t>(T)) {
+      throw_if_stopped();
+      shard.read(at, buf.size(), buf.data());
+      for (int t = 0; t < T; ++t) {
+        if (buf[static_cast<size_t>(t)] >= static_cast<uint32_t>(c.vocab_size))
+          throw Error(path, "token " + std::to_string(buf[static_cast<size_t>(t)]) + " is outside the model's vocabulary");
+        tokens[static_cast<size_t>(t)] = static_cast<int32_t>(buf[static_cast<size_t>(t)]);
+      }
+      m.forward(tokens.data(), nullptr, 1, T);
+      ++r.chunks;
+      r.tokens += T;
+    }
+    if (r.chunks - first >= chunks) break;
+  }
+  if (r.chunks == first)
+    throw Error(calib.front(), "holds no window of --seq-len " + std::to_string(T) + " tokens: nothing to calibrate on");
+}
+
 ImatrixReport make_imatrix(const ImatrixConfig& cfg) {
   if (cfg.calib.empty()) throw UsageError("no calibration shards given (llm-tok encode's .tok files)");
   if (cfg.chunks < 1) throw UsageError("--chunks must be at least 1");
@@ -48,9 +86,7 @@ ImatrixReport make_imatrix(const ImatrixConfig& cfg) {
   Model& m = *lm.model;
   const ModelConfig& c = m.config();
   if (c.classifier) throw Error(cfg.model, "is a reward model: an importance matrix is for a language model's GGUF file");
-  const int T = cfg.seq_len > 0 ? cfg.seq_len : std::min(512, c.max_seq);
-  if (T < 2 || T > c.max_seq)
-    throw UsageError("--seq-len " + std::to_string(T) + " is outside 2.." + std::to_string(c.max_seq) + " (the model's context)");
+  const int T = calibration_window(c, cfg.seq_len);
   struct Sums {
     std::vector<double> sq;
     double rows = 0;
@@ -77,29 +113,7 @@ ImatrixReport make_imatrix(const ImatrixConfig& cfg) {
     s.rows += N;
   });
   ImatrixReport r;
-  std::vector<int32_t> tokens(static_cast<size_t>(T));
-  std::vector<uint32_t> buf(static_cast<size_t>(T));
-  for (const std::string& path : cfg.calib) {
-    const ShardReader shard(path);
-    if (shard.info().vocab_size > static_cast<uint64_t>(c.vocab_size))
-      throw Error(path, "vocabulary of " + std::to_string(shard.info().vocab_size) + " is larger than the model's " +
-                            std::to_string(c.vocab_size));
-    for (uint64_t at = 0; at + static_cast<uint64_t>(T) <= shard.size() && r.chunks < cfg.chunks; at += static_cast<uint64_t>(T)) {
-      throw_if_stopped();
-      shard.read(at, buf.size(), buf.data());
-      for (int t = 0; t < T; ++t) {
-        if (buf[static_cast<size_t>(t)] >= static_cast<uint32_t>(c.vocab_size))
-          throw Error(path, "token " + std::to_string(buf[static_cast<size_t>(t)]) + " is outside the model's vocabulary");
-        tokens[static_cast<size_t>(t)] = static_cast<int32_t>(buf[static_cast<size_t>(t)]);
-      }
-      m.forward(tokens.data(), nullptr, 1, T);
-      ++r.chunks;
-      r.tokens += T;
-    }
-    if (r.chunks >= cfg.chunks) break;
-  }
-  if (r.chunks == 0)
-    throw Error(cfg.calib.front(), "holds no window of --seq-len " + std::to_string(T) + " tokens: nothing to calibrate on");
+  run_calibration(m, cfg.calib, T, cfg.chunks, r);
   GgufWriter g;
   g.set("general.type", GgufValue::text("imatrix"));
   g.set("imatrix.datasets", GgufValue::texts(cfg.calib));

@@ -135,6 +135,30 @@ expect_rc 2 "--seq-len past the context"
 run llm-quant imatrix --model llama -o y.gguf
 expect_rc 2 "no calibration shards"
 
+# GPTQ: the same types as round-to-nearest, a lower output error over the calibration inputs
+# than round-to-nearest's with or without the importance (as the command reports it), and files
+# that llmkit reads (llama.cpp reads them below).
+for t in q4_k_m q4_0; do
+  run llm-quant --model llama --type $t --gptq --seq-len 64 --chunks 8 -o llama-$t-gptq.gguf shards/train-*.tok
+  expect_rc 0 "llm-quant $t --gptq"
+  expect_err_contains "GPTQ: 15 matrices on 512 calibration tokens"
+  pcts=$(grep -o '[0-9.]*% of [a-z -]*round-to-nearest' "$T/err" | cut -d% -f1 | tr '\n' ' ')
+  python3 -c "import sys; p = [float(x) for x in sys.argv[1:]]; sys.exit(0 if len(p) == 2 and max(p) < 100 else 1)" $pcts && ok ||
+    fail "$t: GPTQ's output error is not below round-to-nearest's ($pcts%)"
+  expect_eq "$(types_of llama-$t.gguf)" "$(types_of llama-$t-gptq.gguf)" "$t: the same types by GPTQ"
+  run llm-eval ppl --model llama-$t-gptq.gguf --limit 4 --seq-len 64 shards/train-*.tok
+  expect_rc 0 "llm-eval on $t by GPTQ"
+done
+run llm-quant --model gpt2 --type q8_0 --gptq --seq-len 64 --chunks 2 -o gpt2-gptq.gguf shards/train-*.tok
+expect_rc 0 "llm-quant gpt2 --gptq"
+expect_err_contains "GPTQ: "
+run llm-quant --model llama --type q4_k_m --gptq -o x.gguf
+expect_rc 2 "--gptq without calibration shards"
+run llm-quant --model llama --type q4_k_m --gptq --imatrix imatrix.gguf -o x.gguf shards/train-*.tok
+expect_rc 2 "--gptq with --imatrix"
+run llm-quant --model llama --type q4_k_m -o x.gguf shards/train-*.tok
+expect_rc 2 "shards without --gptq"
+
 # Bad input.
 run llm-quant --model llama --type q3_k -o x.gguf
 expect_rc 2 "an unknown type"
@@ -184,7 +208,9 @@ PY
   done
 done
 for t in q4_k_m q4_0; do
-  run node "$SRC/tests/peers/llama_cpp.mjs" "$PWD/llama-$t-imat.gguf" "$prompts" 8
-  expect_rc 0 "llama.cpp loads llama-$t-imat.gguf (quantized with the importance matrix)"
+  for how in imat gptq; do
+    run node "$SRC/tests/peers/llama_cpp.mjs" "$PWD/llama-$t-$how.gguf" "$prompts" 8
+    expect_rc 0 "llama.cpp loads llama-$t-$how.gguf (quantized with calibration)"
+  done
 done
 finish

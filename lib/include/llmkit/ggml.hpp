@@ -60,6 +60,19 @@ bool uses_importance(Type t);
 // Blocks back into n values.
 void dequantize(Type t, const void* in, float* y, int64_t n);
 
+// Where value j of a row of blocks lies: x = scale (q - zero) + min (computed in that order,
+// giving dequantize's bits) for an integer code q in [0, qmax], the block's scales fixed
+// (Q8_0's int8 codes shifted by 128). For GPTQ, which rounds one value at a time on the grid
+// its block's scales give.
+struct Grid {
+  float scale = 0, min = 0;
+  int zero = 0, qmax = 0;
+  float value(int q) const { return scale * static_cast<float>(q - zero) + min; }
+  int nearest(float x) const;  // the code whose value is nearest x (clamped to the range)
+};
+Grid grid_at(Type t, const void* row, int64_t j);  // t a block type (not F32, F16, BF16)
+int code_at(Type t, const void* row, int64_t j);
+void set_code(Type t, void* row, int64_t j, int q);
 // IEEE half and bfloat16 as ggml converts them: round to nearest even (bf16: NaN kept quiet).
 uint16_t fp32_to_fp16(float f);
 float fp16_to_fp32(uint16_t h);

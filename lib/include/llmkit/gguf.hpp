@@ -106,6 +106,8 @@ class GgufWriter {
   // importance: ne[0] values applied to every row (ggml::quantize's), or null.
   void add_tensor(const std::string& name, std::vector<int64_t> ne, ggml::Type type, const float* values,
                   const float* importance = nullptr);
+  // A tensor whose bytes are quantized already (row_bytes(type, ne[0]) per row).
+  void add_tensor_bytes(const std::string& name, std::vector<int64_t> ne, ggml::Type type, std::vector<uint8_t> bytes);
   // Writes the file (to a temporary name, then renamed).
   void write(const std::string& path) const;
   size_t tensor_bytes() const;

@@ -37,9 +37,22 @@ struct QuantScheme {
   static std::vector<std::string> names();
 };
 
+// GPTQ calibration (lib/quant/gptq.cpp): windows of token shards as make_imatrix reads them.
+struct GptqConfig {
+  std::vector<std::string> calib;  // token shards
+  int seq_len = 0;                 // 0: min(512, the model's context)
+  int64_t chunks = 100;            // windows read at most
+  double damp = 0.01;              // added to H's diagonal, times its mean
+};
+
 struct ExportReport {
   size_t tensors = 0, bytes = 0;
   size_t weighted = 0;  // tensors quantized with the importance matrix
+  // GPTQ: the matrices it quantized, and the sums over them of the output error (tr(D H D^T),
+  // D the weight error) of GPTQ, of round-to-nearest with the imatrix, and of plain rounding.
+  size_t gptq = 0;
+  double gptq_error = 0, imatrix_error = 0, rtn_error = 0;
+  int64_t calib_tokens = 0;
   double params = 0;
   std::vector<std::pair<std::string, int>> types;  // tensors per ggml type
 };
@@ -47,8 +60,10 @@ struct ExportReport {
 // Writes the model of `checkpoint` (a checkpoint or run directory, an adapter merged) as GGUF;
 // with `imatrix` (a file of make_imatrix), the types that use one (Q4_0, Q4_K, Q5_K, Q6_K) are
 // quantized weighting each column by its importance, as llama-quantize --imatrix does.
+// With `gptq`, every quantized matrix but the token embedding is quantized by GPTQ
+// (gptq_quantize) on the Hessians of its inputs over the calibration windows.
 ExportReport export_gguf(const std::string& checkpoint, const std::string& out, const QuantScheme& scheme,
-                         const std::string& name = "", const std::string& imatrix = "");
+                         const std::string& name = "", const std::string& imatrix = "", const GptqConfig* gptq = nullptr);
 
 // A GGUF file as an llmkit model on `backend`: its quantized matrices (Q8_0, Q4_K, ...) held
 // in their blocks, the rest (F32, F16, BF16) as fp32 values. The file: one that
@@ -89,7 +104,32 @@ struct ImatrixReport {
 // writes its GGUF files: <tensor>.in_sum2 [columns] and <tensor>.counts [1] (F32), with
 // general.type "imatrix", imatrix.datasets, imatrix.chunk_count and imatrix.chunk_size.
 ImatrixReport make_imatrix(const ImatrixConfig& cfg);
+// The calibration pass both use: the model run over consecutive windows of seq_len tokens of
+// the shards (up to `chunks` of them), its input observer seeing every matrix's inputs.
+// Adds the windows and tokens read to r.
+void run_calibration(Model& m, const std::vector<std::string>& calib, int seq_len, int64_t chunks, ImatrixReport& r);
+// The window length of a calibration: seq_len, or min(512, the model's context) for 0.
+int calibration_window(const ModelConfig& c, int seq_len);
 // Such a file as GGUF tensor name -> each column's mean square (in_sum2 / counts).
 std::map<std::string, std::vector<float>> read_imatrix(const std::string& path);
+
+// ---- GPTQ (lib/quant/gptq.cpp) ----
+
+// The sums of x x^T over the calibration inputs x of the model's matrices, one per input: keyed
+// by the GGUF name of the first matrix reading it (attn_q for attn_k and attn_v, ffn_gate for
+// ffn_up in Llama; GPT-2's attn_qkv is one matrix; gptq_input_key maps any matrix to its
+// key). The token embedding has none (its rows are looked up, not multiplied).
+std::map<std::string, std::vector<float>> collect_hessians(Model& m, const GptqConfig& cfg, ImatrixReport& r);
+std::string gptq_input_key(const ModelConfig& c, const std::string& gguf_name);
+
+struct GptqResult {
+  std::vector<uint8_t> bytes;  // rows x row_bytes(t, cols)
+  // tr(D H D^T) of the weight error D: GPTQ's, round-to-nearest's with the importance diag(H)
+  // (as llama-quantize --imatrix), and plain round-to-nearest's
+  double output_error = 0, rtn_output_error = 0, plain_output_error = 0;
+};
+// GPTQ of w [rows, cols] in the block type t, on the inputs' second moments H (cols x cols,
+// row-major); damp times H's mean diagonal is added to its diagonal.
+GptqResult gptq_quantize(ggml::Type t, const float* w, int64_t rows, int cols, const std::vector<float>& hessian, double damp = 0.01);
 
 }  // namespace llmkit
