@@ -25,7 +25,9 @@
 #include "llmkit/cuda.hpp"
 #include "llmkit/engine.hpp"
 #include "llmkit/error.hpp"
+#include "llmkit/ggml.hpp"
 #include "llmkit/model.hpp"
+#include "llmkit/quant.hpp"
 #include "llmkit/safetensors.hpp"  // f32_to_bf16, bf16_to_f32
 
 #ifdef LLMKIT_TEST_EMULATED
@@ -187,6 +189,68 @@ void test_matmul(Backend& cpu, Backend& gpu, std::mt19937& rng, int N, int C, in
   cpu.matmul_backward(dinp.c(), nullptr, nullptr, dout.c(), inp.c(), w.c(), N, C, OC);
   gpu.matmul_backward(dinp.dev, nullptr, nullptr, dout.dev, inp.dev, w.dev, N, C, OC);
   dinp.expect("  backward without dw", rel, 2 * rel * std::sqrt(static_cast<double>(OC)));
+}
+
+// A matrix of ggml blocks on both backends: the CPU's exact path (fp32 against the dequantized
+// blocks) is the reference of the GPU's warp dot products (N <= 8) and dequantize + GEMM.
+void test_quant(Backend& cpu, Backend& gpu, std::mt19937& rng, ggml::Type t, int N, int C, int OC, double rel) {
+  const std::vector<float> wv = random(static_cast<size_t>(OC) * C, rng);
+  const size_t rb = ggml::row_bytes(t, C);
+  std::vector<float> blocks((rb * OC + 3) / 4);  // the bytes, in floats' memory
+  for (int o = 0; o < OC; ++o)
+    ggml::quantize(t, wv.data() + static_cast<size_t>(o) * C, reinterpret_cast<uint8_t*>(blocks.data()) + rb * o, C);
+  Both wq(gpu, blocks);
+  const QuantWeight qc{t, wq.c(), rb}, qg{t, wq.dev, rb};
+  Both inp(gpu, random(static_cast<size_t>(N) * C, rng)), bs(gpu, random(static_cast<size_t>(OC), rng));
+  Both out(gpu, static_cast<size_t>(N) * OC), dout(gpu, random(static_cast<size_t>(N) * OC, rng));
+  Both dinp(gpu, random(inp.cpu.size(), rng));
+  const std::string s = std::string(ggml::traits(t).name) + " " + shape({N, C, OC});
+  cpu.matmul_forward_quant(out.c(), inp.c(), qc, bs.c(), N, C, OC, true);
+  gpu.matmul_forward_quant(out.dev, inp.dev, qg, bs.dev, N, C, OC, true);
+  out.expect("quantized matmul " + s, rel, rel * std::sqrt(static_cast<double>(C)));
+  cpu.matmul_backward_quant(dinp.c(), dout.c(), qc, N, C, OC);
+  gpu.matmul_backward_quant(dinp.dev, dout.dev, qg, N, C, OC);
+  dinp.expect("  backward dinp (accumulated)", rel, rel * std::sqrt(static_cast<double>(OC)));
+  // rows of it as an embedding, with learned positions
+  std::vector<int32_t> tokens(static_cast<size_t>(N)), pos(static_cast<size_t>(N));
+  for (int n = 0; n < N; ++n) tokens[static_cast<size_t>(n)] = static_cast<int32_t>(rng() % static_cast<unsigned>(OC)), pos[static_cast<size_t>(n)] = n % 3;
+  Both wpe(gpu, random(static_cast<size_t>(3) * C, rng)), emb(gpu, static_cast<size_t>(N) * C);
+  cpu.embedding_quant(emb.c(), tokens.data(), pos.data(), qc, wpe.c(), N, C);
+  gpu.embedding_quant(emb.dev, tokens.data(), pos.data(), qg, wpe.dev, N, C);
+  emb.expect("  embedding rows", 1e-6, 1e-6);
+}
+
+// A model quantized in memory on each backend (quantize_model): the training forward's loss
+// (fp32 against the blocks on both), and the engine's scores, where the CPU's 8-bit activations
+// against the GPU's fp32 ones leave about 1e-2.
+void test_quant_model(Backend& cpu, Backend& gpu, const std::string& json, const char* scheme) {
+  ModelConfig cfg = ModelConfig::from_json(json, scheme);
+  Model a(cfg, cpu), b(cfg, gpu);
+  a.init(13);
+  gpu.upload(b.weights(), a.weights(), a.num_params());
+  const QuantScheme qs = QuantScheme::named(scheme);
+  auto qa = quantize_model(a, qs), qb = quantize_model(b, qs);
+  const int B = 2, T = 11;
+  std::mt19937 rng(9);
+  std::vector<int32_t> tokens(static_cast<size_t>(B) * T), targets(tokens.size());
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    tokens[i] = static_cast<int32_t>(rng() % static_cast<unsigned>(cfg.vocab_size));
+    targets[i] = static_cast<int32_t>(rng() % static_cast<unsigned>(cfg.vocab_size));
+  }
+  std::vector<float> la, lb;
+  for (Model* m : {qa.get(), qb.get()}) {
+    m->forward(tokens.data(), targets.data(), B, T);
+    (m == qa.get() ? la : lb).push_back(static_cast<float>(m->mean_loss()));
+  }
+  expect_close(lb, la, 1e-4, 0, std::string("quantized ") + scheme + " model: loss");
+  Engine ea(*qa, nullptr, 2, 30), eb(*qb, nullptr, 2, 30);
+  std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> requests;
+  for (int i = 0; i < 3; ++i)
+    requests.push_back({std::vector<int32_t>(tokens.begin() + i, tokens.begin() + i + 6), std::vector<int32_t>(targets.begin(), targets.begin() + 1 + i)});
+  auto sa = ea.score(requests), sb = eb.score(requests);
+  std::vector<float> xa, xb;
+  for (size_t i = 0; i < sa.size(); ++i) xa.push_back(static_cast<float>(sa[i].logprob)), xb.push_back(static_cast<float>(sb[i].logprob));
+  expect_close(xb, xa, 2e-2, 2e-2, std::string("quantized ") + scheme + " model: engine scores");
 }
 
 void test_rope(Backend& cpu, Backend& gpu, std::mt19937& rng, int B, int T, int H, int hd) {
@@ -503,6 +567,11 @@ void test_emulator() {
 const char* kLlama = R"({"model_type": "llama", "vocab_size": 97, "hidden_size": 48, "intermediate_size": 88,
   "num_hidden_layers": 2, "num_attention_heads": 6, "num_key_value_heads": 2, "max_position_embeddings": 64,
   "tie_word_embeddings": false})";
+// Rows of whole 32-value blocks: every matrix quantized (the K mixes' 256-value types fall
+// back to Q5_0 and Q5_1 as llama-quantize's do).
+const char* kLlamaQ = R"({"model_type": "llama", "vocab_size": 97, "hidden_size": 64, "intermediate_size": 96,
+  "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 64,
+  "tie_word_embeddings": false})";
 // Inference through the KV cache (embedding_at, rope_at, cache copies, attention_paged, the
 // logits' download): scores of continuations and greedy generations as the CPU's.
 // Greedy generations are compared in fp32 only: in bf16 a near tie may break the other way.
@@ -583,12 +652,20 @@ int main(int argc, char** argv) {
   test_crossentropy(*cpu, g, rng, 9, 300, 320);
   test_distill(*cpu, g, rng, 3, 10, 64, 1e-5);
   test_distill(*cpu, g, rng, 9, 300, 320, 1e-5);
+  for (ggml::Type t : {ggml::Type::q8_0, ggml::Type::q4_0, ggml::Type::q4_1, ggml::Type::q5_0, ggml::Type::q5_1, ggml::Type::q4_k,
+                       ggml::Type::q5_k, ggml::Type::q6_k}) {
+    test_quant(*cpu, g, rng, t, 3, 512, 37, 1e-5);   // warp dot products
+    test_quant(*cpu, g, rng, t, 19, 256, 21, 1e-5);  // dequantize + GEMM
+  }
+  test_quant_model(*cpu, g, kLlamaQ, "q8_0");
+  test_quant_model(*cpu, g, kLlamaQ, "q4_k_m");
   test_model(*cpu, g, kLlama, "llama (fp32 matmuls)", 4, 1e-4);
   test_engine(*cpu, g, kLlama, "llama (fp32)", 1e-4);
   test_engine(*cpu, g, kGpt2, "gpt2 (fp32)", 1e-4);
   // bf16 matmuls: 8 significant bits in, fp32 sums; activations stored in bf16.
   Backend& b = *gpu_bf16;
   test_storage(b, rng);
+  test_quant(*cpu, b, rng, ggml::Type::q4_k, 33, 256, 40, 2e-2);
   test_matmul(*cpu, b, rng, 33, 200, 50, true, 2e-2);
   // The fused (flash) attention: head sizes 32 and 64, lengths across tile edges, grouped heads.
   test_attention(*cpu, b, rng, 1, 70, 2, 1, 64, 1e-2, 1e-2);

@@ -215,6 +215,43 @@ class CudaBackend final : public Backend {
     if (dbias) column_sum(dbias, ref(dout), N, OC);
   }
 
+  // ---- Quantized matrices (ggml blocks, quant.cu) ----
+  // A few rows: quant_matvec, each weight row read once. More: slices of the weight rows
+  // dequantized into scratch (bf16 when the matmuls are) and multiplied by cuBLASLt, as
+  // QLoRA's bitsandbytes does; `exact` changes nothing here (no 8-bit activations).
+  void matmul_forward_quant(float* out, const float* inp, const QuantWeight& w, const float* bias, int N, int C, int OC,
+                            bool) override {
+    const auto* W = static_cast<const uint8_t*>(w.data);
+    if (N <= kMatvecRows) return quant_matvec(ref(out), ref(inp), W, w.row_bytes, w.type, bias, N, C, OC);
+    set_precision(precision_);
+    const int S = slice_rows(C, OC);
+    for (int o0 = 0; o0 < OC; o0 += S) {
+      const int rows = std::min(S, OC - o0);
+      const Ref d = dequantized(W + w.row_bytes * static_cast<size_t>(o0), w, rows, C);
+      gemm(false, true, N, rows, C, 1.0f, ref(inp), C, 0, d, C, 0, 0.0f, ref(out).at(static_cast<size_t>(o0)), OC, 0, 1,
+           bias ? weight(bias + o0) : Ref{});
+    }
+  }
+  void matmul_backward_quant(float* dinp, const float* dout, const QuantWeight& w, int N, int C, int OC) override {
+    const auto* W = static_cast<const uint8_t*>(w.data);
+    set_precision(precision_);
+    const int S = slice_rows(C, OC);
+    for (int o0 = 0; o0 < OC; o0 += S) {  // dinp += dout[:, o0:o0+rows] W[o0:o0+rows, :]
+      const int rows = std::min(S, OC - o0);
+      const Ref d = dequantized(W + w.row_bytes * static_cast<size_t>(o0), w, rows, C);
+      gemm(false, false, N, C, rows, 1.0f, ref(dout).at(static_cast<size_t>(o0)), OC, 0, d, C, 0, 1.0f, ref(dinp), C, 0, 1);
+    }
+  }
+  void embedding_quant(float* out, const int32_t* tokens, const int32_t* pos, const QuantWeight& wte, const float* wpe, int N,
+                       int C) override {
+    const int32_t* t = upload_ints(Slot::tokens, tokens, static_cast<size_t>(N));
+    const int32_t* p = wpe ? upload_ints(Slot::positions, pos, static_cast<size_t>(N)) : nullptr;
+    LLMKIT_CUDA_NS::embedding_quant(ref(out), t, p, static_cast<const uint8_t*>(wte.data), wte.row_bytes, wte.type, wpe, N, C);
+  }
+  std::string quant_kernel() const override {
+    return "warp dot products (up to " + std::to_string(kMatvecRows) + " rows), dequantize + cuBLASLt (more)";
+  }
+
   void rope_forward(float* x, int B, int T, int heads, int hd, float theta, const int32_t* starts) override {
     rope(ref(x), starts ? positions(starts, B, T) : nullptr, B * T, T, heads, hd, theta, 1.0f);
   }
@@ -332,6 +369,15 @@ class CudaBackend final : public Backend {
     return starts ? upload_ints(Slot::starts, starts, static_cast<size_t>(B) * T) : nullptr;
   }
   std::vector<int32_t> positions_;
+
+  // Weight rows per slice of a quantized matmul: at most 2^25 values of scratch.
+  static int slice_rows(int C, int OC) { return std::max(1, std::min(OC, (1 << 25) / std::max(C, 1))); }
+  // `rows` rows of w's blocks from W, dequantized into scratch: bf16 when the matmuls are.
+  Ref dequantized(const uint8_t* W, const QuantWeight& w, int rows, int C) {
+    const Ref d{scratch(Slot::dequant, static_cast<size_t>(rows) * C), bf16_};
+    dequantize_rows(d, W, w.row_bytes, w.type, rows, C);
+    return d;
+  }
 
   // A handle (activation buffer or plain device pointer) as the memory the kernels read.
   Ref ref(const float* p) const {

@@ -79,6 +79,14 @@ void crossentropy_backward(Ref dlogits, Ref logits, const int32_t* targets_dev, 
 void distill_backward(Ref dlogits, float* kd_loss, Ref logits, Ref teacher, const int32_t* targets_dev, const float* dlogp,
                       const float* kd_weight, int N, int V, int Vp, const Divergence& d);
 
+// ggml blocks (quant.cu): rows of blocks (row_bytes apart, C values each) into values;
+// tokens' rows of a quantized embedding (+ wpe[pos[n]]); and out[N, OC] = inp w^T (+ bias) for
+// N <= kMatvecRows, each weight row read once.
+constexpr int kMatvecRows = 8;
+void dequantize_rows(Ref out, const uint8_t* w, size_t row_bytes, ggml::Type t, int rows, int C);
+void embedding_quant(Ref out, const int32_t* tokens_dev, const int32_t* pos_dev, const uint8_t* w, size_t row_bytes, ggml::Type t,
+                     const float* wpe, int N, int C);
+void quant_matvec(Ref out, Ref inp, const uint8_t* w, size_t row_bytes, ggml::Type t, const float* bias, int N, int C, int OC);
 void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1, float beta2, float eps,
            float weight_decay, float c1, float c2, float grad_scale);
 
