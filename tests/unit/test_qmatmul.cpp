@@ -128,6 +128,20 @@ TEST_CASE("qmatmul: each weight type's dot product is the dot of both operands' 
 
 // 7 rows: integer dot products; 40: the int8 GEMM with AVX-512 VNNI, else slices dequantized
 // into sgemm.
+// OC rows of C values quantized to t: the blocks (rb bytes a row) and their dequantized values.
+struct Blocks {
+  size_t rb;
+  std::vector<uint8_t> w;
+  std::vector<float> wd;
+  Blocks(gg::Type t, const std::vector<float>& wv, int OC, int C)
+      : rb(gg::row_bytes(t, C)), w(rb * OC), wd(static_cast<size_t>(OC) * C) {
+    for (int o = 0; o < OC; ++o) {
+      gg::quantize(t, wv.data() + static_cast<size_t>(o) * C, w.data() + rb * o, C);
+      gg::dequantize(t, w.data() + rb * o, wd.data() + static_cast<size_t>(o) * C, C);
+    }
+  }
+};
+
 TEST_CASE("qmatmul: the matmul against dequantize-then-sgemm, with a bias, on any thread count", "[qmatmul]") {
   auto be = make_cpu_backend();
   for (const int N : {7, 40}) {
@@ -135,13 +149,10 @@ TEST_CASE("qmatmul: the matmul against dequantize-then-sgemm, with a bias, on an
   const std::vector<float> x = randn(static_cast<size_t>(N) * C, 3), bias = randn(OC, 4), wv = randn(static_cast<size_t>(OC) * C, 5, 0.05f);
   for (gg::Type t : kTypes) {
     INFO(gg::traits(t).name);
-    const size_t rb = gg::row_bytes(t, C);
-    std::vector<uint8_t> w(rb * OC);
-    std::vector<float> wd(static_cast<size_t>(OC) * C);
-    for (int o = 0; o < OC; ++o) {
-      gg::quantize(t, wv.data() + static_cast<size_t>(o) * C, w.data() + rb * o, C);
-      gg::dequantize(t, w.data() + rb * o, wd.data() + static_cast<size_t>(o) * C, C);
-    }
+    const Blocks q(t, wv, OC, C);
+    const size_t rb = q.rb;
+    const std::vector<uint8_t>& w = q.w;
+    const std::vector<float>& wd = q.wd;
     std::vector<float> want(static_cast<size_t>(N) * OC), y1(want.size()), y2(want.size());
     be->matmul_forward(want.data(), x.data(), wd.data(), bias.data(), N, C, OC);
     const QuantWeight qw{t, w.data(), rb};
@@ -171,13 +182,10 @@ TEST_CASE("qmatmul: the int8 GEMM of batched rows equals its reference and is cl
     const std::vector<float> x = randn(static_cast<size_t>(N) * C, 13), bias = randn(OC, 14), wv = randn(static_cast<size_t>(OC) * C, 15, 0.05f);
     for (gg::Type t : kTypes) {
       INFO(gg::traits(t).name << " N=" << N);
-      const size_t rb = gg::row_bytes(t, C);
-      std::vector<uint8_t> w(rb * OC);
-      std::vector<float> wd(static_cast<size_t>(OC) * C);
-      for (int o = 0; o < OC; ++o) {
-        gg::quantize(t, wv.data() + static_cast<size_t>(o) * C, w.data() + rb * o, C);
-        gg::dequantize(t, w.data() + rb * o, wd.data() + static_cast<size_t>(o) * C, C);
-      }
+      const Blocks q(t, wv, OC, C);
+      const size_t rb = q.rb;
+      const std::vector<uint8_t>& w = q.w;
+      const std::vector<float>& wd = q.wd;
       std::vector<float> want(static_cast<size_t>(N) * OC), ref(want.size()), got(want.size());
       be->matmul_forward(want.data(), x.data(), wd.data(), bias.data(), N, C, OC);
       with_threads(2, [&] { cpu::qmatmul_int8(ref.data(), x.data(), t, w.data(), rb, bias.data(), N, C, OC, cpu::QKernel::portable); });
