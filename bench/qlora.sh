@@ -3,7 +3,7 @@
 # is whole 256-value blocks), the same chat data, seed and steps: llm-sft's peak RSS, the
 # weights it holds, trained tokens per second, and the mean training loss of the first and the
 # last five steps, for a full fine-tune, LoRA (rank 16, all linear layers) on the fp32 base, and LoRA on the
-# base held as Q8_0, Q4_K_M and Q4_0 blocks (--qlora). The base has had 60 pretraining steps
+# base held as Q8_0, Q4_K_M and Q4_0 blocks and as NF4 (--qlora). The base has had 60 pretraining steps
 # only: the losses compare how the quantized bases train, not a finished model. The peak RSS
 # of a QLoRA run includes loading the fp32 checkpoint, which is quantized once it is read.
 # Usage: qlora.sh BIN_DIR     LLMKIT_BENCH_STEPS (default 20): fine-tuning steps per run.
@@ -36,7 +36,7 @@ for p in sys.stdin:
 
 echo "llama-125m, $steps steps of llm-sft (seq 128, micro-batch 4, lr 1e-4 full and 1e-3 adapters, seed 0) on $(wc -l < chat.jsonl) rows made from Debian's licence texts"
 printf '%-22s %10s %12s %12s %10s %10s\n' run "peak RSS" "weights MiB" "tokens/s" "loss 1-5" "loss last 5"
-for mode in full lora qlora-q8_0 qlora-q4_k_m qlora-q4_0; do
+for mode in full lora qlora-q8_0 qlora-q4_k_m qlora-q4_0 qlora-nf4; do
   flags="--init base --data chat.jsonl --seq-len 128 --micro-batch 4 --steps $steps --warmup 2 --eval-every 0 --threads 2"
   case $mode in
     full) flags="$flags --lr 1e-4" ;;

@@ -162,8 +162,9 @@ void add_tuning_options(OptionParser& op, SftConfig& cfg, TuningFlags& f, const 
             "gate_proj,up_proj,down_proj, GPT-2's c_attn,c_proj,c_fc");
   op.flag("rslora", 0, &cfg.lora.rslora, "scale alpha / sqrt(R) (rank-stabilised LoRA)");
   op.string("qlora", 0, "TYPE", &cfg.qlora,
-            "QLoRA: hold the frozen base in the blocks of TYPE, as llm-quant writes it\n"
-            "(q4_k_m, q4_0, q8_0, ...; CPU), the adapters in fp32");
+            "QLoRA: hold the frozen base in TYPE, the adapters in fp32: nf4 (the QLoRA\n"
+            "paper's NormalFloat with double quantization) or a type of llm-quant's\n"
+            "(q4_k_m, q4_0, q8_0, ...: the blocks its GGUF file has)");
   op.flag("merge", 0, &f.merge, "after training, write OUT/merged/: the base with the adapter folded in");
 }
 
@@ -180,7 +181,7 @@ void check_tuning_options(SftConfig& cfg, const TuningFlags& f) {
     if (f.rank == 0) throw UsageError("--qlora needs --lora-rank: the quantized base is frozen, the adapters train");
     const QuantScheme s = QuantScheme::named(cfg.qlora);
     if (s.base == ggml::Type::f32 || s.base == ggml::Type::f16 || s.base == ggml::Type::bf16)
-      throw UsageError("--qlora " + cfg.qlora + ": a quantized type (q8_0, q4_0, q4_k_m, ...); 16-bit bases are held in fp32");
+      throw UsageError("--qlora " + cfg.qlora + ": a quantized type (nf4, q8_0, q4_0, q4_k_m, ...); 16-bit bases are held in fp32");
   }
   if (cfg.limit < 0) throw UsageError("--limit must be 0 or more");
   if (cfg.eval_batches < 0) throw UsageError("--eval-batches must be 0 or more");

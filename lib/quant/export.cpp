@@ -52,6 +52,7 @@ ggml::Type tensor_type(const QuantScheme& s, int64_t row, int dims, Role role, i
   if (dims < 2) return ggml::Type::f32;  // norms and biases
   ggml::Type t = s.base;
   if (!quantized(s.base)) return t;
+  if (t == ggml::Type::nf4) return row % ggml::kNF4Block == 0 ? t : ggml::Type::f16;  // every matrix, as QLoRA
   const bool k_m = s.mix == QuantScheme::Mix::k_m, k_s = s.mix == QuantScheme::Mix::k_s;
   if (role == Role::output) {
     if (row % 256 != 0) t = ggml::Type::q8_0;
@@ -215,6 +216,7 @@ std::string temp_model_file(const std::string& bytes) {
 QuantScheme QuantScheme::named(const std::string& name) {
   std::string low = name;
   for (char& c : low) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (low == "nf4") return {"nf4", 0, ggml::Type::nf4};  // QLoRA's, in memory only
   for (const QuantScheme& s : schemes())
     if (s.name == low) return s;
   std::string all;
@@ -242,6 +244,8 @@ ExportReport export_gguf(const std::string& checkpoint, const std::string& out, 
                          const std::string& imatrix, const GptqConfig* gptq) {
   if (gptq && !imatrix.empty())
     throw UsageError("--gptq and --imatrix: GPTQ weighs the columns by its own calibration (give one of them)");
+  if (s.base == ggml::Type::nf4)
+    throw UsageError("--type nf4 is QLoRA's in-memory type (llm-sft --qlora nf4): GGUF and llama.cpp have no NF4; write q4_k_m or q4_0");
   std::map<std::string, std::vector<float>> importance;
   if (!imatrix.empty()) importance = read_imatrix(imatrix);
   auto be = make_cpu_backend();

@@ -586,9 +586,69 @@ void dequantize_q6_k(const uint8_t* x, float* y, int64_t nb) {
   }
 }
 
+// ---- NF4 with double quantization (QLoRA): llmkit's own ----
+
+}  // namespace
+
+float nf4_level(int q) { return layout::nf4_level(q); }
+
+namespace {
+
+// One row: each block's absmax, those quantized to int8 around their mean (the paper's double
+// quantization, with one step and mean per row instead of per 256 blocks), then each value
+// divided by its block's absmax as stored and rounded to the nearest level.
+void quantize_nf4(const float* x, uint8_t* y, int64_t nb) {
+  std::vector<float> amax(static_cast<size_t>(nb));
+  double mean = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    float a = 0;
+    for (int j = 0; j < kNF4Block; ++j) a = std::max(a, std::fabs(x[b * kNF4Block + j]));
+    amax[static_cast<size_t>(b)] = a;
+    mean += a;
+  }
+  const float m = static_cast<float>(mean / static_cast<double>(std::max<int64_t>(nb, 1)));
+  float spread = 0;
+  for (float a : amax) spread = std::max(spread, std::fabs(a - m));
+  const float step = spread / 127.0f;
+  std::memcpy(y, &step, 4);
+  std::memcpy(y + 4, &m, 4);
+  float mid[15];
+  for (int i = 0; i < 15; ++i) mid[i] = 0.5f * (layout::nf4_level(i) + layout::nf4_level(i + 1));
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* blk = y + kNF4RowHeader + static_cast<size_t>(b) * 33;
+    const int q = step > 0 ? std::clamp(static_cast<int>(std::nearbyint((amax[static_cast<size_t>(b)] - m) / step)), -127, 127) : 0;
+    blk[0] = static_cast<uint8_t>(static_cast<int8_t>(q));
+    const float a = step * static_cast<float>(q) + m, inv = a > 0 ? 1.0f / a : 0.0f;
+    for (int j = 0; j < kNF4Block; j += 2) {
+      uint8_t codes[2];
+      for (int k = 0; k < 2; ++k) {
+        const float v = x[b * kNF4Block + j + k] * inv;
+        codes[k] = static_cast<uint8_t>(std::upper_bound(mid, mid + 15, v) - mid);
+      }
+      blk[1 + j / 2] = static_cast<uint8_t>(codes[0] | codes[1] << 4);
+    }
+  }
+}
+
+// layout::nf4_value's arithmetic, a block at a time.
+void dequantize_nf4(const uint8_t* x, float* y, int64_t nb) {
+  float step, mean, level[16];
+  std::memcpy(&step, x, 4);
+  std::memcpy(&mean, x + 4, 4);
+  for (int q = 0; q < 16; ++q) level[q] = layout::nf4_level(q);
+  for (int64_t b = 0; b < nb; ++b, y += kNF4Block) {
+    const uint8_t* blk = x + kNF4RowHeader + static_cast<size_t>(b) * 33;
+    const float amax = step * static_cast<float>(static_cast<int8_t>(blk[0])) + mean;
+    for (int j = 0; j < kNF4Block / 2; ++j) {
+      y[2 * j] = level[blk[1 + j] & 15] * amax;
+      y[2 * j + 1] = level[blk[1 + j] >> 4] * amax;
+    }
+  }
+}
+
 const TypeTraits kF32{"F32", 1, 4}, kF16{"F16", 1, 2}, kBF16{"BF16", 1, 2}, kQ8_0{"Q8_0", 32, 34}, kQ4_0{"Q4_0", 32, 18},
     kQ4_1{"Q4_1", 32, 20}, kQ5_0{"Q5_0", 32, 22}, kQ5_1{"Q5_1", 32, 24},
-    kQ4_K{"Q4_K", 256, 144}, kQ5_K{"Q5_K", 256, 176}, kQ6_K{"Q6_K", 256, 210};
+    kQ4_K{"Q4_K", 256, 144}, kQ5_K{"Q5_K", 256, 176}, kQ6_K{"Q6_K", 256, 210}, kNF4T{"NF4", kNF4Block, 33};
 
 }  // namespace
 
@@ -653,6 +713,7 @@ const TypeTraits& traits(Type t) {
     case Type::q4_k: return kQ4_K;
     case Type::q5_k: return kQ5_K;
     case Type::q6_k: return kQ6_K;
+    case Type::nf4: return kNF4T;
   }
   throw Error("", "ggml tensor type " + std::to_string(static_cast<uint32_t>(t)) +
                       " is not one llmkit reads (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)");
@@ -679,7 +740,7 @@ size_t row_bytes(Type t, int64_t n) {
   const TypeTraits& tr = traits(t);
   if (n % tr.block != 0)
     throw Error("", std::string(tr.name) + ": a row of " + std::to_string(n) + " values is not whole blocks of " + std::to_string(tr.block));
-  return static_cast<size_t>(n / tr.block) * tr.bytes;
+  return static_cast<size_t>(n / tr.block) * tr.bytes + (t == Type::nf4 ? kNF4RowHeader : 0);
 }
 
 bool uses_importance(Type t) { return t == Type::q4_0 || t == Type::q4_k || t == Type::q5_k || t == Type::q6_k; }
@@ -718,6 +779,7 @@ void quantize(Type t, const float* x, void* out, int64_t n, const float* importa
     case Type::q4_k: quantize_qk_asym<4>(x, y, nb); return;
     case Type::q5_k: quantize_qk_asym<5>(x, y, nb); return;
     case Type::q6_k: quantize_q6_k(x, y, nb); return;
+    case Type::nf4: quantize_nf4(x, y, nb); return;
   }
 }
 
@@ -785,6 +847,7 @@ void dequantize(Type t, const void* in, float* y, int64_t n) {
     case Type::q4_k: dequantize_qk_asym<4>(x, y, nb); return;
     case Type::q5_k: dequantize_qk_asym<5>(x, y, nb); return;
     case Type::q6_k: dequantize_q6_k(x, y, nb); return;
+    case Type::nf4: dequantize_nf4(x, y, nb); return;
   }
 }
 

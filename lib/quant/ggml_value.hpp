@@ -135,8 +135,42 @@ LLMKIT_GGML_HD int block_bytes(Type t) {
   }
 }
 
+// NF4's levels (ggml.hpp).
+LLMKIT_GGML_HD float nf4_level(int q) {
+  switch (q) {
+    case 0: return -1.0f;
+    case 1: return -0.6961928009986877f;
+    case 2: return -0.5250730514526367f;
+    case 3: return -0.39491748809814453f;
+    case 4: return -0.28444138169288635f;
+    case 5: return -0.18477343022823334f;
+    case 6: return -0.09105003625154495f;
+    case 7: return 0.0f;
+    case 8: return 0.07958029955625534f;
+    case 9: return 0.16093020141124725f;
+    case 10: return 0.24611230194568634f;
+    case 11: return 0.33791524171829224f;
+    case 12: return 0.44070982933044434f;
+    case 13: return 0.5626170039176941f;
+    case 14: return 0.7229568362236023f;
+    default: return 1.0f;
+  }
+}
+
+// Value c of an NF4 row: its block's absmax from the row's step and mean and the block's int8.
+LLMKIT_GGML_HD float nf4_value(const uint8_t* row, int c) {
+  float step, mean;
+  std::memcpy(&step, row, 4);
+  std::memcpy(&mean, row + 4, 4);
+  const uint8_t* b = row + kNF4RowHeader + static_cast<size_t>(c / kNF4Block) * 33;
+  const float amax = step * static_cast<float>(static_cast<int8_t>(b[0])) + mean;
+  const int j = c % kNF4Block;
+  return nf4_level((b[1 + j / 2] >> (4 * (j & 1))) & 15) * amax;
+}
+
 // Value c of a row of blocks.
 LLMKIT_GGML_HD float row_value(Type t, const uint8_t* row, int c) {
+  if (t == Type::nf4) return nf4_value(row, c);
   const int n = block_values(t);
   return value(t, row + static_cast<size_t>(c / n) * block_bytes(t), c % n);
 }

@@ -163,6 +163,9 @@ expect_rc 2 "shards without --gptq"
 run llm-quant --model llama --type q3_k -o x.gguf
 expect_rc 2 "an unknown type"
 expect_err_contains "--type: 'q3_k' is not one of f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, q5_k_m, q6_k"
+run llm-quant --model llama --type nf4 -o x.gguf
+expect_rc 2 "nf4 (QLoRA's in-memory type) written as GGUF"
+expect_err_contains "GGUF and llama.cpp have no NF4"
 run llm-quant --model llama -o x.gguf --type q8_0 --name
 expect_rc 2 "a missing value"
 head -c 5000 llama-q8_0.gguf > cut.gguf

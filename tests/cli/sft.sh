@@ -104,6 +104,15 @@ f = lambda p: [r['loss'] for r in map(json.loads, open(p)) if 'loss' in r]
 a, b = f('lora/metrics.jsonl'), f('qlora/metrics.jsonl')
 print(len(a) == len(b), b[-1] < b[0], max(abs(x - y) / y for x, y in zip(a, b)) < 0.05)")" "True True True" \
   "QLoRA's losses fall and stay within 5% of LoRA's on the fp32 base"
+run llm-sft $common $lora --qlora nf4 --steps 8 --eval-every 0 --out qlora-nf4
+expect_rc 0 "QLoRA on NF4"
+expect_err_contains "QLoRA: the base's matrices held as nf4 blocks"
+expect_eq "$(python3 -c "
+import json
+f = lambda p: [r['loss'] for r in map(json.loads, open(p)) if 'loss' in r]
+a, b = f('lora/metrics.jsonl'), f('qlora-nf4/metrics.jsonl')
+print(len(a) == len(b), b[-1] < b[0], max(abs(x - y) / y for x, y in zip(a, b)) < 0.05)")" "True True True" \
+  "QLoRA on NF4: losses fall and stay within 5% of LoRA's on the fp32 base"
 run llm-sft $common $lora --qlora q4_0 --steps 8 --eval-every 0 --out qlora2 --stop-at 3
 run llm-sft $common $lora --qlora q4_0 --steps 8 --eval-every 0 --out qlora2 --resume
 expect_rc 0 "QLoRA --resume"

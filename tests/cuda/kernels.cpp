@@ -653,7 +653,7 @@ int main(int argc, char** argv) {
   test_distill(*cpu, g, rng, 3, 10, 64, 1e-5);
   test_distill(*cpu, g, rng, 9, 300, 320, 1e-5);
   for (ggml::Type t : {ggml::Type::q8_0, ggml::Type::q4_0, ggml::Type::q4_1, ggml::Type::q5_0, ggml::Type::q5_1, ggml::Type::q4_k,
-                       ggml::Type::q5_k, ggml::Type::q6_k}) {
+                       ggml::Type::q5_k, ggml::Type::q6_k, ggml::Type::nf4}) {
     test_quant(*cpu, g, rng, t, 3, 512, 37, 1e-5);   // warp dot products
     test_quant(*cpu, g, rng, t, 19, 256, 21, 1e-5);  // dequantize + GEMM
   }

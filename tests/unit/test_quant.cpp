@@ -13,6 +13,7 @@
 #include "llmkit/ggml.hpp"
 #include "llmkit/gguf.hpp"
 #include "llmkit/quant.hpp"
+#include "../../lib/quant/ggml_value.hpp"
 #include "util.hpp"
 
 using namespace llmkit;
@@ -325,4 +326,44 @@ TEST_CASE("GPTQ: lower output error than rounding to nearest on correlated input
   }
   CHECK_THROWS(gptq_quantize(gg::Type::f16, w.data(), rows, cols, H));
   CHECK_THROWS(gptq_quantize(gg::Type::q4_k, w.data(), rows, 100, std::vector<float>(100 * 100, 1.0f)));
+}
+
+TEST_CASE("NF4: double-quantized block scales, the nearest level, and one decoder for the CPU and the GPU", "[quant]") {
+  CHECK(gg::row_bytes(gg::Type::nf4, 512) == 8 + 8 * 33);
+  CHECK_THROWS(gg::row_bytes(gg::Type::nf4, 100));
+  CHECK(!gg::is_known(static_cast<uint32_t>(gg::Type::nf4)));  // never read from a GGUF file
+  for (int q = 0; q < 15; ++q) CHECK(gg::nf4_level(q) < gg::nf4_level(q + 1));
+  CHECK(gg::nf4_level(7) == 0.0f);
+  CHECK(gg::nf4_level(0) == -1.0f);
+  CHECK(gg::nf4_level(15) == 1.0f);
+  for (int n : {64, 512, 4096}) {
+    INFO("n " << n);
+    std::vector<float> x = randn(static_cast<size_t>(n), 40 + n, 0.02f);
+    x[3] = 0.3f;  // an outlier: its block's scale is far from the others'
+    std::vector<uint8_t> q(gg::row_bytes(gg::Type::nf4, n));
+    std::vector<float> y(n);
+    gg::quantize(gg::Type::nf4, x.data(), q.data(), n);
+    gg::dequantize(gg::Type::nf4, q.data(), y.data(), n);
+    float step, mean;
+    std::memcpy(&step, q.data(), 4);
+    std::memcpy(&mean, q.data() + 4, 4);
+    for (int b = 0; b < n / 64; ++b) {
+      float amax = 0;
+      for (int j = 0; j < 64; ++j) amax = std::max(amax, std::fabs(x[b * 64 + j]));
+      const float stored = step * static_cast<float>(static_cast<int8_t>(q[8 + 33 * b])) + mean;
+      REQUIRE(std::fabs(stored - amax) <= 0.5f * step * 1.0001f + 1e-7f);  // the scale's own 8-bit error
+      for (int j = 0; j < 64; ++j) {
+        const float v = x[b * 64 + j], got = y[b * 64 + j];
+        // the nearest level of v / stored (clamped to [-1, 1]): no level is nearer
+        const float t = std::clamp(v / stored, -1.0f, 1.0f);
+        for (int l = 0; l < 16; ++l) REQUIRE(std::fabs(got / stored - t) <= std::fabs(gg::nf4_level(l) - t) + 1e-6f);
+        REQUIRE(gg::layout::row_value(gg::Type::nf4, q.data(), b * 64 + j) == got);
+      }
+    }
+  }
+  std::vector<float> zero(128, 0.0f), y(128, 1.0f);
+  std::vector<uint8_t> q(gg::row_bytes(gg::Type::nf4, 128));
+  gg::quantize(gg::Type::nf4, zero.data(), q.data(), 128);
+  gg::dequantize(gg::Type::nf4, q.data(), y.data(), 128);
+  CHECK(y == zero);
 }

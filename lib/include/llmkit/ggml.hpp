@@ -35,7 +35,19 @@ enum class Type : uint32_t {
   q5_k = 13,
   q6_k = 14,
   bf16 = 30,
+  // llmkit's own, never in a GGUF file: QLoRA's 4-bit NormalFloat (Dettmers et al. 2023) with
+  // double quantization, a base's in-memory type (llm-sft --qlora nf4). A row of n values:
+  // the absmax scales' fp32 step and mean, then per 64 values one byte of the absmax (int8,
+  // step times code plus mean) and 32 bytes of 4-bit indexes into kNF4 (value 2i in the low
+  // nibble of byte i, 2i+1 in the high); x = kNF4[q] absmax. 4.125 bits per weight plus 64 bits
+  // a row.
+  nf4 = 1000,
 };
+// The 16 NormalFloat levels, q = 0..15: quantiles of N(0, 1) scaled to [-1, 1] with an exact
+// zero, as bitsandbytes tabulates them.
+float nf4_level(int q);
+constexpr int kNF4Block = 64;
+constexpr size_t kNF4RowHeader = 8;
 
 struct TypeTraits {
   const char* name;  // as llama.cpp prints it: F32, Q4_K, ...
@@ -44,6 +56,7 @@ struct TypeTraits {
 };
 
 // The traits of a type this library reads and writes; an Error for any other (its number).
+// NF4's bytes are per block; its rows add kNF4RowHeader (row_bytes counts it).
 const TypeTraits& traits(Type t);
 bool is_known(uint32_t type);
 // F32, f32, Q8_0, q8_0, ...: false for a name that is not one of the types above.

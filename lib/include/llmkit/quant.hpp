@@ -33,8 +33,10 @@ struct QuantScheme {
   // llama-quantize's mixes: K_M gives attn_v and ffn_down Q6_K in the "more bits" layers, K_S
   // Q5_K in the first few.
   enum class Mix { none, k_s, k_m } mix = Mix::none;
-  static QuantScheme named(const std::string& name);  // UsageError for an unknown one
-  static std::vector<std::string> names();
+  // UsageError for an unknown one. "nf4" too: QLoRA's NF4 base (ggml.hpp), every matrix in it,
+  // held in memory only (export_gguf refuses it).
+  static QuantScheme named(const std::string& name);
+  static std::vector<std::string> names();  // the GGUF file types
 };
 
 // GPTQ calibration (lib/quant/gptq.cpp): windows of token shards as make_imatrix reads them.
