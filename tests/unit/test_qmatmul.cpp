@@ -72,9 +72,10 @@ std::vector<double> decode_activations(gg::Type w, const uint8_t* a, int n) {
 }  // namespace
 
 TEST_CASE("qmatmul: each weight type's dot product is the dot of both operands' decoded blocks", "[qmatmul]") {
-  const int n = 1024;
+  for (const int n : {1024, 1280 + 32}) {  // an even and an odd number of 32-value blocks
   for (gg::Type t : kTypes) {
-    INFO(gg::traits(t).name);
+    if (n % gg::traits(t).block != 0) continue;
+    INFO(gg::traits(t).name << " n=" << n);
     const std::vector<float> wv = randn(n, 1), xv = randn(4 * n, 2, 0.5f);
     std::vector<uint8_t> w(gg::row_bytes(t, n));
     gg::quantize(t, wv.data(), w.data(), n);
@@ -123,6 +124,7 @@ TEST_CASE("qmatmul: each weight type's dot product is the dot of both operands' 
     float got;
     cpu::qdot(cpu::qkernel(), t, n, w.data(), rows, 1, &got);
     CHECK(std::fabs(got - exact) <= 1e-2 * size);
+  }
   }
 }
 
@@ -299,6 +301,8 @@ TEST_CASE("qmatmul: a model quantized in memory evaluates as its GGUF file read 
 
 TEST_CASE("qmatmul: QLoRA, adapters trained through a quantized base: the forward is the dequantized base's, gradients match finite differences",
           "[qmatmul]") {
+  for (const char* scheme : {"q4_0", "nf4"}) {
+  INFO(scheme);
   ModelConfig c;
   c.family = ModelConfig::Family::llama;
   c.vocab_size = 40;
@@ -306,7 +310,7 @@ TEST_CASE("qmatmul: QLoRA, adapters trained through a quantized base: the forwar
   c.layers = 2;
   c.heads = 4;
   c.kv_heads = 2;
-  c.ffn_dim = 96;
+  c.ffn_dim = 128;  // rows of whole NF4 blocks too
   c.max_seq = 16;
   c.tied_embeddings = false;
   ModelOptions o;
@@ -321,7 +325,7 @@ TEST_CASE("qmatmul: QLoRA, adapters trained through a quantized base: the forwar
   for (const ParamSpec& s : m.params())
     if (Model::is_lora_tensor(s.name))
       for (size_t i = 0; i < s.size; ++i) m.weights()[s.offset + i] = d(rng);
-  std::unique_ptr<Model> q = quantize_model(m, QuantScheme::named("q4_0"));
+  std::unique_ptr<Model> q = quantize_model(m, QuantScheme::named(scheme));
   q->freeze([](const std::string& name) { return !Model::is_lora_tensor(name); });
   // The same model in fp32 with every quantized matrix replaced by its blocks' values.
   Model ref(c, *be, o);
@@ -375,4 +379,5 @@ TEST_CASE("qmatmul: QLoRA, adapters trained through a quantized base: the forwar
     }
   }
   CHECK(checked == 2 * 7 * 2 * 2);
+  }
 }

@@ -1,7 +1,10 @@
 // Matrix multiply on ggml blocks: see qmatmul.hpp. The block layouts are those of llmkit/ggml.hpp
 // (byte offsets below); the activations' blocks are this file's own, laid out as ggml's
 // block_q8_0, block_q8_1 and block_q8_K:
-//   A8_0  d (fp16), 32 x int8                       34 bytes
+//   A8_0  d (fp16), 32 x int8                       34 bytes; a row of them is followed by
+//         each block's d as a float, then d * sum(q) as a float (exact: an 11-bit d times a
+//         sum below 2^12), for the AVX-512 kernels
+
 //   A8_1  d (fp16), s = d * sum(q) (fp16), 32 x int8  36 bytes
 //   A8_K  d (fp32), 256 x int8, 16 x int16 sums of 16  292 bytes
 #include "qmatmul.hpp"
@@ -394,50 +397,72 @@ LLMKIT_AVX2 void dot_q6_k_avx2(int nb, const uint8_t* w, const uint8_t* const* a
 // products summed by vpdpbusd (unsigned |w| times the activations carrying w's sign).
 #define LLMKIT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 
+
+// The weights as unsigned bytes u = q + o (Q8_0: its int8 + 128; Q4_0: the nibbles, o = 8), so
+// that vpdpbusd multiplies them with the signed activations directly; sum (q - o) a is then
+// sum u a - o sum a, and the second term comes from the activation row's trailer (d sum a per
+// block, exact), one fused multiply-add per two blocks.
 template <Type T>
-LLMKIT_AVX512 inline __m256i q32_values(const uint8_t* b) {
-  if (T == Type::q8_0) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
-  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2));
-  const __m256i q = _mm256_and_si256(_mm256_set1_epi8(0xF), _mm256_inserti128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1));
-  return _mm256_sub_epi8(q, _mm256_set1_epi8(8));
+LLMKIT_AVX512 inline __m512i q32_unsigned_pair(const uint8_t* w0, const uint8_t* w1) {
+  if (T == Type::q8_0) {
+    const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + 2))),
+                                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1 + 2)), 1);
+    return _mm512_xor_si512(q, _mm512_set1_epi8(static_cast<char>(0x80)));
+  }
+  const __m256i t = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w0 + 2))),
+                                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(w1 + 2)), 1);
+  const __m256i m = _mm256_set1_epi8(0xF);
+  const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(t, m)), _mm256_and_si256(_mm256_srli_epi16(t, 4), m), 1);
+  return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));  // block 0's values 0-15, 16-31, then block 1's
 }
 
 template <Type T, int R>
 LLMKIT_AVX512 void dot_q32_avx512(int nb, const uint8_t* w, const uint8_t* const* a, float* out) {
   constexpr size_t wb = T == Type::q8_0 ? 34 : 18;
+  constexpr float offset = T == Type::q8_0 ? 128.0f : 8.0f;
+  const __m512i block_of_lane = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   __m512 acc[R];
-  __m256 tail[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps(), tail[r] = _mm256_setzero_ps();
+  __m128 corr[R];
+  const float* da[R];
+  for (int r = 0; r < R; ++r) {
+    acc[r] = _mm512_setzero_ps(), corr[r] = _mm_setzero_ps();
+    da[r] = reinterpret_cast<const float*>(a[r] + 34 * static_cast<size_t>(nb));  // then the sums at da + nb
+  }
   int i = 0;
   for (; i + 2 <= nb; i += 2) {
     const uint8_t* w0 = w + wb * static_cast<size_t>(i);
     _mm_prefetch(reinterpret_cast<const char*>(w0 + kPrefetch), _MM_HINT_T0);
-    const __m512i qx = _mm512_inserti64x4(_mm512_castsi256_si512(q32_values<T>(w0)), q32_values<T>(w0 + wb), 1);
-    const __m512i ax = _mm512_abs_epi8(qx);
-    const __mmask64 neg = _mm512_movepi8_mask(qx);
-    const float d0 = h2f(w0), d1 = h2f(w0 + wb);
+    const __m512i u = q32_unsigned_pair<T>(w0, w0 + wb);
+    uint16_t h0, h1;
+    std::memcpy(&h0, w0, 2);
+    std::memcpy(&h1, w0 + wb, 2);
+    const __m128 dw = _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(h0), h1, 1));  // the two blocks' scales
     for (int r = 0; r < R; ++r) {
       const uint8_t* y0 = a[r] + static_cast<size_t>(i) * 34;
-      __m512i qy = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(y0 + 2))),
-                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y0 + 36)), 1);
-      qy = _mm512_mask_sub_epi8(qy, neg, _mm512_setzero_si512(), qy);
-      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, qy);
-      const __m512 sc = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0 * h2f(y0)), _mm512_set1_ps(d1 * h2f(y0 + 34)));
+      const __m512i qy = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(y0 + 2))),
+                                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y0 + 36)), 1);
+      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, qy);
+      const __m128 pair = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(da[r] + i)));
+      const __m512 sc = _mm512_permutexvar_ps(block_of_lane, _mm512_castps128_ps512(_mm_mul_ps(dw, pair)));
       acc[r] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(dot), acc[r]);
+      corr[r] = _mm_fmadd_ps(dw, _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(da[r] + nb + i))), corr[r]);
     }
   }
-  for (; i < nb; ++i) {
+  float tail[R] = {};
+  if (i < nb) {  // an odd last block: the same sums, 256 bits wide
     const uint8_t* w0 = w + wb * static_cast<size_t>(i);
-    const __m256i qx = q32_values<T>(w0);
-    const __m256i ax = _mm256_sign_epi8(qx, qx);
+    const __m256i u = _mm512_castsi512_si256(q32_unsigned_pair<T>(w0, w0));
+    const float d = h2f(w0);
     for (int r = 0; r < R; ++r) {
-      const uint8_t* y0 = a[r] + static_cast<size_t>(i) * 34;
-      const __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(y0 + 2)), qx);
-      const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy);
-      tail[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w0) * h2f(y0)), _mm256_cvtepi32_ps(dot), tail[r]);
+      const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[r] + static_cast<size_t>(i) * 34 + 2));
+      const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, qy);
+      tail[r] = d * da[r][i] * hsum8(_mm256_cvtepi32_ps(dot)) - offset * d * da[r][nb + i];
     }
   }
-  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]) + hsum8(tail[r]);
+  for (int r = 0; r < R; ++r) {
+    const __m128 c = _mm_add_ss(corr[r], _mm_movehdup_ps(corr[r]));
+    out[r] = _mm512_reduce_add_ps(acc[r]) - offset * _mm_cvtss_f32(c) + tail[r];
+  }
 }
 
 using DotFn = void (*)(int nb, const uint8_t* w, const uint8_t* const* a, float* out);
@@ -1044,14 +1069,26 @@ bool qkernel_available(QKernel k) {
 
 size_t qactivation_row_bytes(Type weight, int n) {
   const Act a = act_of(weight);
-  return static_cast<size_t>(n / act_block(a)) * act_block_bytes(a);
+  const size_t nb = static_cast<size_t>(n / act_block(a));
+  return nb * act_block_bytes(a) + (a == Act::a8_0 ? nb * 8 : 0);
 }
 
 void quantize_activations(Type weight, const float* x, void* out, int n) {
   const Act a = act_of(weight);
   auto* y = static_cast<uint8_t*>(out);
-  if (a == Act::a8_k) quantize_a8_k(x, y, n / 256);
-  else quantize_a8_32(x, y, n / 32, a == Act::a8_1);
+  if (a == Act::a8_k) return quantize_a8_k(x, y, n / 256);
+  quantize_a8_32(x, y, n / 32, a == Act::a8_1);
+  if (a == Act::a8_0) {  // the trailer: the scales and sums as floats
+    const int nb = n / 32;
+    float* d = reinterpret_cast<float*>(y + static_cast<size_t>(nb) * 34);
+    for (int i = 0; i < nb; ++i) {
+      const uint8_t* b = y + static_cast<size_t>(i) * 34;
+      int sum = 0;
+      for (int j = 0; j < 32; ++j) sum += static_cast<int8_t>(b[2 + j]);
+      d[i] = f16(b);
+      d[nb + i] = d[i] * static_cast<float>(sum);
+    }
+  }
 }
 
 void qdot(QKernel k, Type weight, int n, const void* w, const void* const* a, int R, float* out) {
@@ -1063,6 +1100,8 @@ void qdot(QKernel k, Type weight, int n, const void* w, const void* const* a, in
 
 void qmatmul(float* y, const float* x, Type type, const void* w, size_t row_bytes, const float* bias, int N, int C, int OC,
              bool exact) {
+  // NF4 (QLoRA's base): no 8-bit kernels, always dequantized into sgemm.
+  if (type == Type::nf4) return qmatmul_sgemm(y, x, type, w, row_bytes, bias, N, C, OC);
   if (!exact && N >= kGemmRows && (qkernel() == QKernel::avx512 || qkernel() == QKernel::amx))
     return qmatmul_gemm(y, x, type, w, row_bytes, bias, N, C, OC, qkernel());
   if (exact || N >= kSgemmRows) return qmatmul_sgemm(y, x, type, w, row_bytes, bias, N, C, OC);
