@@ -137,10 +137,13 @@ int quant_main(int argc, char** argv) {
   if (out.empty()) throw UsageError("-o FILE.gguf is required");
   if (out == "-") throw UsageError("-o: a GGUF file is written to a file (its tensor offsets are known only at the end), not to standard output");
   const QuantScheme scheme = QuantScheme::named(type);
+  if (gptq && (scheme.base == ggml::Type::f32 || scheme.base == ggml::Type::f16 || scheme.base == ggml::Type::bf16))
+    throw UsageError("--gptq: --type " + scheme.name + " has no blocks to round (give a quantized type: q4_k_m, q4_0, q8_0, ...)");
+  if (!(gcfg.damp > 0)) throw UsageError("--damp must be positive");
   check_output_file(out, "-o");
   const ExportReport r = export_gguf(model, out, scheme, name, imatrix, gptq ? &gcfg : nullptr);
   if (!imatrix.empty()) LLMKIT_INFO("%zu matrices quantized with the importance matrix %s", r.weighted, imatrix.c_str());
-  if (gptq)
+  if (gptq && r.gptq > 0)
     LLMKIT_INFO("GPTQ: %zu matrices on %lld calibration tokens; their output error %.4g, %.1f%% of round-to-nearest's with the "
                 "importance matrix (%.4g) and %.1f%% of plain round-to-nearest's (%.4g)",
                 r.gptq, static_cast<long long>(r.calib_tokens), r.gptq_error, 100 * r.gptq_error / r.imatrix_error, r.imatrix_error,

@@ -158,6 +158,10 @@ run llm-quant --model llama --type q4_k_m --gptq --imatrix imatrix.gguf -o x.ggu
 expect_rc 2 "--gptq with --imatrix"
 run llm-quant --model llama --type q4_k_m -o x.gguf shards/train-*.tok
 expect_rc 2 "shards without --gptq"
+run llm-quant --model llama --type f16 --gptq -o x.gguf shards/train-*.tok
+expect_rc 2 "--gptq of a type without blocks"
+run llm-quant --model llama --type q4_0 --gptq --damp 0 -o x.gguf shards/train-*.tok
+expect_rc 2 "--damp 0"
 
 # Bad input.
 run llm-quant --model llama --type q3_k -o x.gguf
