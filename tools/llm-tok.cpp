@@ -42,14 +42,19 @@ int train_main(int argc, char** argv) {
   cfg.source.format = InputFormat::jsonl;
   cfg.source.jsonl_only = true;
   std::string specials;
-  bool no_byte_fallback = false, no_split_digits = false;
+  bool no_byte_fallback = false, no_split_digits = false, cased = false;
   OptionParser op("llm-tok train", "llm-tok train -o MODEL [OPTIONS] [INPUT...]",
                   "Trains a SentencePiece model (BPE or unigram) on the lines of JSONL documents.\n"
-                  "Ids: <unk> 0, <s> 1, </s> 2, <pad> 3, then the --special tokens in order.");
+                  "Ids: <unk> 0, <s> 1, </s> 2, <pad> 3, then the --special tokens in order.\n"
+                  "With --model-type wordpiece, a BERT vocab.txt as Hugging Face tokenizers trains\n"
+                  "one: [PAD] 0, [UNK] 1, [CLS] 2, [SEP] 3, [MASK] 4, the --special tokens, the\n"
+                  "alphabet, then the pieces merged.");
   op.string("output", 'o', "MODEL", &cfg.output, "the model file to write (required), e.g. tok.model");
   add_input_options(op, cfg.source);
   op.integer("vocab-size", 0, "N", &cfg.vocab_size, "vocabulary size (default 32000)");
-  op.string("model-type", 0, "TYPE", &cfg.model_type, "bpe (default) or unigram");
+  op.string("model-type", 0, "TYPE", &cfg.model_type,
+            "bpe (default) or unigram (SentencePiece), or wordpiece (BERT's: -o names a vocab.txt)");
+  op.flag("cased", 0, &cased, "wordpiece: keep case and accents (default: lower-cased, as BERT uncased)");
   op.number("character-coverage", 0, "F", &cfg.character_coverage,
             "share of characters the vocabulary covers; the rest fall back to bytes\n"
             "(default 0.9995, right for Chinese; 1.0 for small alphabets)");
@@ -76,6 +81,8 @@ int train_main(int argc, char** argv) {
   if (std::find(std::begin(rules), std::end(rules), cfg.normalization) == std::end(rules))
     throw UsageError("--normalization: use identity, nfkc, nmt_nfkc, nfkc_cf or nmt_nfkc_cf");
   cfg.specials = split_list(specials);
+  cfg.lowercase = !cased;
+  if (cased && cfg.model_type != "wordpiece") throw UsageError("--cased is wordpiece's");
   cfg.byte_fallback = !no_byte_fallback;
   cfg.split_digits = !no_split_digits;
   cfg.seed = op.common().seed;

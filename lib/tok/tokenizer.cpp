@@ -3,8 +3,11 @@
 #include <sentencepiece_trainer.h>
 #include <xxhash.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <unordered_map>
 
 #include "llmkit/error.hpp"
@@ -13,6 +16,7 @@
 #include "llmkit/mpi.hpp"
 #include "llmkit/tok.hpp"
 #include "llmkit/tool.hpp"
+#include "llmkit/wordpiece.hpp"
 
 namespace sentencepiece::logging {
 void SetMinLogLevel(int);  // in libsentencepiece, not in its public headers
@@ -22,18 +26,30 @@ namespace llmkit {
 
 // ---- Tokenizer ---------------------------------------------------------------------------------
 
-Tokenizer::Tokenizer(const std::string& model_path)
-    : path_(model_path), sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
+Tokenizer::Tokenizer(const std::string& model_path) : path_(model_path) {
   std::string bytes = read_file(model_path);
   hash_ = XXH3_64bits(bytes.data(), bytes.size());
+  if (WordPiece::looks_like_vocab(bytes)) {
+    BertNormalizer n;
+    const std::string config = (std::filesystem::path(model_path).parent_path() / "tokenizer_config.json").string();
+    if (file_size(config) > 0) {
+      const nlohmann::json c = nlohmann::json::parse(read_file(config), nullptr, false);
+      if (c.is_object() && c.contains("do_lower_case") && c["do_lower_case"].is_boolean()) n.lowercase = c["do_lower_case"].get<bool>();
+    }
+    wp_ = std::make_unique<WordPiece>(WordPiece::load(model_path, n));
+    bos_ = wp_->id("[CLS]"), eos_ = wp_->id("[SEP]"), pad_ = wp_->id("[PAD]");
+    return;
+  }
+  sp_ = std::make_unique<sentencepiece::SentencePieceProcessor>();
   auto status = sp_->LoadFromSerializedProto(bytes);
   if (!status.ok() || sp_->GetPieceSize() <= 0)
-    throw Error(model_path, "not a SentencePiece model (" + status.ToString() + ")");
+    throw Error(model_path, "neither a SentencePiece model nor a WordPiece vocab.txt (" + status.ToString() + ")");
 }
 
 Tokenizer::~Tokenizer() = default;
 
 void Tokenizer::encode(std::string_view text, std::vector<uint32_t>& ids) const {
+  if (wp_) return wp_->encode(text, ids);
   thread_local std::vector<int> raw;
   auto status = sp_->Encode(absl::string_view(text.data(), text.size()), &raw);
   if (!status.ok()) throw Error(path_, "encoding failed: " + status.ToString());
@@ -42,6 +58,7 @@ void Tokenizer::encode(std::string_view text, std::vector<uint32_t>& ids) const 
 
 void Tokenizer::encode_spans(std::string_view text, std::vector<uint32_t>& ids,
                              std::vector<std::pair<uint32_t, uint32_t>>& spans) const {
+  if (wp_) return wp_->encode(text, ids, &spans);
   sentencepiece::ImmutableSentencePieceText spt;
   auto status = sp_->Encode(absl::string_view(text.data(), text.size()), spt.mutable_proto());
   if (!status.ok()) throw Error(path_, "encoding failed: " + status.ToString());
@@ -55,11 +72,13 @@ void Tokenizer::encode_spans(std::string_view text, std::vector<uint32_t>& ids,
 }
 
 int Tokenizer::piece_id(const std::string& piece) const {
+  if (wp_) return wp_->id(piece);
   const int id = sp_->PieceToId(piece);
   return id == sp_->unk_id() && piece != sp_->IdToPiece(sp_->unk_id()) ? -1 : id;
 }
 
 std::string Tokenizer::decode(const uint32_t* ids, size_t n) const {
+  if (wp_) return wp_->decode(ids, n);
   std::vector<int> raw(ids, ids + n);
   std::string text;
   auto status = sp_->Decode(raw, &text);
@@ -67,24 +86,31 @@ std::string Tokenizer::decode(const uint32_t* ids, size_t n) const {
   return text;
 }
 
-uint64_t Tokenizer::vocab_size() const { return static_cast<uint64_t>(sp_->GetPieceSize()); }
-int Tokenizer::bos_id() const { return sp_->bos_id(); }
-int Tokenizer::eos_id() const { return sp_->eos_id(); }
-int Tokenizer::unk_id() const { return sp_->unk_id(); }
-int Tokenizer::pad_id() const { return sp_->pad_id(); }
+uint64_t Tokenizer::vocab_size() const { return wp_ ? wp_->size() : static_cast<uint64_t>(sp_->GetPieceSize()); }
+int Tokenizer::bos_id() const { return wp_ ? bos_ : sp_->bos_id(); }
+int Tokenizer::eos_id() const { return wp_ ? eos_ : sp_->eos_id(); }
+int Tokenizer::unk_id() const { return wp_ ? wp_->unk_id() : sp_->unk_id(); }
+int Tokenizer::pad_id() const { return wp_ ? pad_ : sp_->pad_id(); }
 std::string Tokenizer::piece(uint32_t id) const {
   if (id >= vocab_size()) throw Error(path_, "no token " + std::to_string(id));
-  return sp_->IdToPiece(static_cast<int>(id));
+  return wp_ ? wp_->token(id) : sp_->IdToPiece(static_cast<int>(id));
 }
 
 float Tokenizer::score(uint32_t id) const {
   if (id >= vocab_size()) throw Error(path_, "no token " + std::to_string(id));
-  return sp_->GetScore(static_cast<int>(id));
+  return wp_ ? 0.0f : sp_->GetScore(static_cast<int>(id));
 }
 
 Tokenizer::PieceType Tokenizer::piece_type(uint32_t id) const {
   if (id >= vocab_size()) throw Error(path_, "no token " + std::to_string(id));
   const int i = static_cast<int>(id);
+  if (wp_) {  // BERT's bracketed tokens: [UNK], [unusedN], and the control ones
+    const std::string& t = wp_->token(id);
+    if (i == wp_->unk_id()) return PieceType::unknown;
+    if (t.rfind("[unused", 0) == 0) return PieceType::unused;
+    if (t.size() > 2 && t.front() == '[' && t.back() == ']') return PieceType::control;
+    return PieceType::normal;
+  }
   if (sp_->IsUnknown(i)) return PieceType::unknown;
   if (sp_->IsControl(i)) return PieceType::control;
   if (sp_->IsByte(i)) return PieceType::byte;
@@ -203,13 +229,52 @@ std::string join(const std::vector<std::string>& v) {
   return out;
 }
 
+// WordPiece: the words of the lines (BERT's pre-tokenisation) counted, then Hugging Face
+// tokenizers' trainer (train_wordpiece) with BERT's five specials first, --special after them;
+// the vocab.txt written, one token a line.
+void train_wordpiece_vocab(const std::vector<InputPart>& parts, const std::vector<std::string>& files, const TrainConfig& cfg,
+                           double rate, Stats& stats) {
+  BertNormalizer n;
+  n.lowercase = cfg.lowercase;
+  std::unordered_map<std::string, int64_t> counts;
+  std::vector<std::string> words;
+  LineIterator it(parts, cfg, stats, rate);
+  for (; !it.done(); it.Next()) {
+    bert_pre_tokenize(it.value(), n, words);
+    for (const std::string& w : words) ++counts[w];
+  }
+  if (counts.empty())
+    throw Error(files.size() == 1 ? files[0] : std::to_string(files.size()) + " inputs",
+                "no words to train on (give JSONL documents with a \"" + cfg.source.jsonl.text_field + "\" string field)");
+  std::vector<std::string> specials = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+  for (const std::string& s : cfg.specials)
+    if (std::find(specials.begin(), specials.end(), s) == specials.end()) specials.push_back(s);
+  if (cfg.vocab_size <= static_cast<int64_t>(specials.size())) throw UsageError("--vocab-size must exceed the special tokens");
+  const std::vector<std::string> vocab = train_wordpiece(counts, static_cast<size_t>(cfg.vocab_size), specials);
+  std::string text;
+  for (const std::string& t : vocab) text += t + "\n";
+  write_file_atomic(cfg.output, text);
+  stats.add("words", static_cast<int64_t>(counts.size()));
+  if (!cfg.lowercase) {  // a cased vocabulary says so, for whoever loads it (BertTokenizer, llmkit)
+    const std::string config = (std::filesystem::path(cfg.output).parent_path() / "tokenizer_config.json").string();
+    nlohmann::json c = nlohmann::json::object();
+    if (file_size(config) > 0) c = nlohmann::json::parse(read_file(config), nullptr, false);
+    if (!c.is_object()) throw Error(config, "is not a JSON object: do_lower_case cannot be added to it");
+    if (!c.contains("tokenizer_class")) c["tokenizer_class"] = "BertTokenizer";
+    c["do_lower_case"] = false;
+    write_file_atomic(config, c.dump(2) + "\n");
+  }
+  Tokenizer check(cfg.output);
+  stats.add("vocab_size", static_cast<int64_t>(check.vocab_size()));
+}
+
 }  // namespace
 
 void train_tokenizer(const std::vector<std::string>& inputs, const TrainConfig& cfg, Stats& stats) {
   Comm& comm = Comm::world();
   if (comm.size() > 1) throw UsageError("llm-tok train runs in one process (SentencePiece trains on one node)");
-  if (cfg.model_type != "bpe" && cfg.model_type != "unigram")
-    throw UsageError("--model-type: use bpe or unigram");
+  if (cfg.model_type != "bpe" && cfg.model_type != "unigram" && cfg.model_type != "wordpiece")
+    throw UsageError("--model-type: use bpe, unigram or wordpiece");
   std::vector<std::string> files = expand_inputs(inputs.empty() ? std::vector<std::string>{"-"} : inputs);
   if (files.empty()) throw Error(inputs.empty() ? "" : inputs[0], "no input files found");
   for (const auto& f : files)
@@ -228,6 +293,7 @@ void train_tokenizer(const std::vector<std::string>& inputs, const TrainConfig& 
     LLMKIT_INFO("training on %s of %llu lines", rate < 1.0 ? "a sample" : "all",
                 static_cast<unsigned long long>(total));
   }
+  if (cfg.model_type == "wordpiece") return train_wordpiece_vocab(parts, files, cfg, rate, stats);
   std::unordered_map<std::string, std::string> args = {
       {"vocab_size", std::to_string(cfg.vocab_size)},
       {"model_type", cfg.model_type},

@@ -228,7 +228,7 @@ expect_err_contains "llm-tok: 1 of 1 shards made with another tokenizer than oth
 expect_err_lacks "damaged"
 run llm-tok encode -m docs.jsonl -o x docs.jsonl
 expect_rc 1 "not a model"
-expect_err_contains "docs.jsonl: not a SentencePiece model"
+expect_err_contains "docs.jsonl: neither a SentencePiece model nor a WordPiece vocab.txt"
 for bad in "encode -m tok.model --format gguf -o x docs.jsonl" "encode -m tok.model --val-fraction 1 -o x docs.jsonl" \
            "encode -m tok.model --dtype u8 -o x docs.jsonl" "train --vocab-size 5 -o y.model docs.jsonl" \
            "train docs.jsonl" "frobnicate" "encode docs.jsonl"; do
@@ -301,6 +301,31 @@ expect_rc 1 "encode into a directory with shards"
 expect_err_contains "already holds shards"
 run llm-tok train -o z.model --normalization nfd docs.jsonl
 expect_rc 2 "unknown --normalization"
+
+# WordPiece: a BERT vocab.txt (BERT's specials first, ## continuations), used by encode and
+# decode like a SentencePiece model; lower-cased unless --cased, which a tokenizer_config.json
+# beside the vocabulary records.
+mkdir wp wpc
+run llm-tok train --model-type wordpiece -o wp/vocab.txt --vocab-size 600 docs.jsonl
+expect_rc 0 "train wordpiece"
+expect_eq "$(head -5 wp/vocab.txt | tr '\n' ' ')" "[PAD] [UNK] [CLS] [SEP] [MASK] " "BERT's specials first"
+expect_eq "$(wc -l < wp/vocab.txt)" "600" "the vocabulary size"
+grep -q '^##' wp/vocab.txt && ok || fail "no ## continuation pieces"
+printf '{"text": "The Value of a List"}\n{"text": "\\u4e2d\\u6587 and Caf\\u00e9, too."}\n' > wpdocs.jsonl
+run llm-tok encode -m wp/vocab.txt -o wpshards wpdocs.jsonl
+expect_rc 0 "encode with a vocab.txt"
+run llm-tok decode -m wp/vocab.txt wpshards/train-00000.tok
+expect_rc 0 "decode with a vocab.txt"
+expect_out_contains "the value of a list"
+expect_out_contains "cafe, too."
+run llm-tok train --model-type wordpiece --cased -o wpc/vocab.txt --vocab-size 600 docs.jsonl
+expect_rc 0 "train a cased wordpiece"
+expect_eq "$(python3 -c "import json; print(json.load(open('wpc/tokenizer_config.json'))['do_lower_case'])")" "False" "do_lower_case"
+run llm-tok encode -m wpc/vocab.txt -o wpcshards wpdocs.jsonl
+run llm-tok decode -m wpc/vocab.txt wpcshards/train-00000.tok
+expect_out_contains "The Value of a List"
+run llm-tok train --cased -o x.model docs.jsonl
+expect_rc 2 "--cased without wordpiece"
 
 # Stats: per-language fertility from "lang".
 run llm-tok stats -m tok.model --json docs.jsonl

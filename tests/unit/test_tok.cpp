@@ -87,10 +87,10 @@ TEST_CASE("Text round-trips through ids, unseen characters through byte fallback
   CHECK(ids_of("") .empty());
 }
 
-TEST_CASE("A file that is not a SentencePiece model is an error naming it", "[tok]") {
+TEST_CASE("A file that is neither a SentencePiece model nor a vocab.txt is an error naming it", "[tok]") {
   std::string path = "/tmp/llmkit-test-notmodel-" + std::to_string(::getpid());
   write_file_atomic(path, "{\"text\": \"hello\"}\n");
-  CHECK_THROWS_WITH(Tokenizer(path), Catch::Contains("not a SentencePiece model"));
+  CHECK_THROWS_WITH(Tokenizer(path), Catch::Contains("neither a SentencePiece model nor a WordPiece vocab.txt"));
   std::remove(path.c_str());
   CHECK_THROWS_AS(Tokenizer(path), Error);
 }

@@ -17,10 +17,14 @@ class SentencePieceProcessor;
 
 namespace llmkit {
 
-// A SentencePiece model loaded from its .model file. Encoding is thread-safe.
+class WordPiece;
+
+// A SentencePiece model loaded from its .model file, or a WordPiece vocab.txt (BERT's,
+// llmkit/wordpiece.hpp: lower-cased unless a tokenizer_config.json beside it says
+// "do_lower_case": false; [CLS] as bos, [SEP] as eos). Encoding is thread-safe.
 class Tokenizer {
  public:
-  // A file that is not a SentencePiece model is an Error naming it.
+  // A file that is neither is an Error naming it.
   explicit Tokenizer(const std::string& model_path);
   ~Tokenizer();
   // The ids of the text, no special tokens added (as spm_encode --output_format=id prints).
@@ -45,11 +49,14 @@ class Tokenizer {
   // xxh3-64 of the model file's bytes: what shards record as their tokenizer.
   uint64_t hash() const { return hash_; }
   const std::string& path() const { return path_; }
+  bool is_wordpiece() const { return wp_ != nullptr; }
 
  private:
   std::string path_;
   uint64_t hash_ = 0;
   std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  std::unique_ptr<WordPiece> wp_;
+  int bos_ = -1, eos_ = -1, pad_ = -1;  // WordPiece's [CLS], [SEP], [PAD]
 };
 
 // ---- llm-tok train -----------------------------------------------------------------------------
@@ -59,7 +66,8 @@ struct TrainConfig {
   SourceConfig source;
   BatchLimits batch;
   int64_t vocab_size = 32000;
-  std::string model_type = "bpe";  // bpe or unigram
+  std::string model_type = "bpe";  // bpe, unigram, or wordpiece (a BERT vocab.txt)
+  bool lowercase = true;           // wordpiece: lower-case and strip accents (BERT uncased)
   double character_coverage = 0.9995;
   bool byte_fallback = true;
   std::vector<std::string> specials;  // reserved with fixed ids right after <pad>
