@@ -22,7 +22,7 @@ namespace {
 
 const char* kSubcommands =
     "Subcommands:\n"
-    "  train    train a SentencePiece model from JSONL documents\n"
+    "  train    train a SentencePiece model or a WordPiece vocab.txt from JSONL documents\n"
     "  encode   JSONL documents -> token shards (llmkit, llm.c or Megatron), or ids as text\n"
     "  decode   token shard -> text, one document per line\n"
     "  inspect  check shards and print their headers (exit 1 on a damaged one)\n"
