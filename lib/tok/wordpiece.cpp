@@ -142,6 +142,8 @@ WordPiece::WordPiece(std::vector<std::string> vocab, BertNormalizer n, std::stri
   const auto it = ids_.find(unk);
   if (it == ids_.end()) throw Error("", "a WordPiece vocabulary without " + unk);
   unk_ = it->second;
+  for (const char* t : {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"})
+    if (const auto s = ids_.find(t); s != ids_.end()) specials_.emplace_back(t, s->second);
 }
 
 bool WordPiece::looks_like_vocab(std::string_view bytes) {
@@ -185,11 +187,34 @@ const std::string& WordPiece::token(uint32_t id) const {
 }
 
 void WordPiece::encode(std::string_view text, std::vector<uint32_t>& ids, std::vector<std::pair<uint32_t, uint32_t>>* spans) const {
+  ids.clear();
+  if (spans) spans->clear();
+  // BertTokenizer's special tokens stand for themselves where the text spells them ("[MASK]"),
+  // never split or lower-cased; the text between them is encoded as usual.
+  size_t at = 0;
+  while (at <= text.size()) {
+    size_t next = std::string_view::npos;
+    int special = -1;
+    for (const auto& [t, i] : specials_) {
+      const size_t p = text.find(t, at);
+      if (p < next || (p == next && p != std::string_view::npos && t.size() > vocab_[static_cast<size_t>(special)].size()))
+        next = p, special = i;
+    }
+    const size_t end = next == std::string_view::npos ? text.size() : next;
+    encode_words(text.substr(at, end - at), static_cast<uint32_t>(at), ids, spans);
+    if (special < 0) break;
+    ids.push_back(static_cast<uint32_t>(special));
+    if (spans) spans->emplace_back(static_cast<uint32_t>(next), static_cast<uint32_t>(next + vocab_[static_cast<size_t>(special)].size()));
+    at = next + vocab_[static_cast<size_t>(special)].size();
+  }
+}
+
+void WordPiece::encode_words(std::string_view text, uint32_t offset, std::vector<uint32_t>& ids,
+                             std::vector<std::pair<uint32_t, uint32_t>>* spans) const {
   thread_local std::vector<std::string> words;
   thread_local std::vector<std::pair<uint32_t, uint32_t>> wspans;
   bert_pre_tokenize(text, norm_, words, &wspans);
-  ids.clear();
-  if (spans) spans->clear();
+  for (auto& [b, e] : wspans) b += offset, e += offset;
   std::vector<int32_t> cps;  // byte offsets of the word's code points, and its end
   std::vector<uint32_t> pieces;
   std::vector<std::pair<int32_t, int32_t>> at;

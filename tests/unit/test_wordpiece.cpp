@@ -51,7 +51,7 @@ TEST_CASE("WordPiece: BERT's basic tokenizer (whitespace, control characters, pu
 
 TEST_CASE("WordPiece: greedy longest match, ## continuations, [UNK] words, ids and spans", "[wordpiece]") {
   using V = std::vector<std::string>;
-  const WordPiece wp({"[UNK]", "[CLS]", "[SEP]", "want", "##want", "##ed", "wa", "un", "runn", "##ing", ","});
+  const WordPiece wp({"[UNK]", "[CLS]", "[SEP]", "want", "##want", "##ed", "wa", "un", "runn", "##ing", ",", "[MASK]"});
   CHECK(pieces(wp, "").empty());
   CHECK(pieces(wp, "unwanted running") == V{"un", "##want", "##ed", "runn", "##ing"});
   CHECK(pieces(wp, "unwantedX running") == V{"[UNK]", "runn", "##ing"});
@@ -63,6 +63,11 @@ TEST_CASE("WordPiece: greedy longest match, ## continuations, [UNK] words, ids a
   CHECK(spans == std::vector<std::pair<uint32_t, uint32_t>>{{0, 9}, {0, 9}, {0, 9}, {9, 10}, {10, 14}, {14, 17}});
   CHECK(wp.decode(ids.data(), ids.size()) == "unwanted, running");
   CHECK(pieces(wp, std::string(101, 'a')) == V{"[UNK]"});  // over 100 characters
+  // special tokens spelled in the text stand for themselves, not lower-cased or split
+  CHECK(pieces(wp, "[CLS] unwanted [MASK]running[SEP]") == V{"[CLS]", "un", "##want", "##ed", "[MASK]", "runn", "##ing", "[SEP]"});
+  CHECK(pieces(wp, "[mask]") == V{"[UNK]", "[UNK]", "[UNK]"});  // lower-case: a word between brackets
+  wp.encode("a[SEP]", ids, &spans);
+  CHECK(spans.back() == std::pair<uint32_t, uint32_t>{1, 6});
   CHECK(wp.id("##ing") == 9);
   CHECK(wp.id("nope") == -1);
   CHECK_THROWS(WordPiece({"a", "b"}));  // no [UNK]

@@ -37,6 +37,8 @@ class WordPiece {
   // Whether a file's bytes read as a vocab.txt (text lines, one of them [UNK]).
   static bool looks_like_vocab(std::string_view bytes);
 
+  // [PAD] [UNK] [CLS] [SEP] [MASK] spelled in the text are those tokens, as BertTokenizer's
+  // special tokens are.
   void encode(std::string_view text, std::vector<uint32_t>& ids, std::vector<std::pair<uint32_t, uint32_t>>* spans = nullptr) const;
   // Pieces joined: "##" pieces onto the one before, the others with a space, and the spaces
   // before punctuation taken out as BertTokenizer's clean_up_tokenization does.
@@ -47,8 +49,11 @@ class WordPiece {
   int unk_id() const { return unk_; }
 
  private:
+  void encode_words(std::string_view text, uint32_t offset, std::vector<uint32_t>& ids,
+                    std::vector<std::pair<uint32_t, uint32_t>>* spans) const;
   std::vector<std::string> vocab_;
   std::unordered_map<std::string, int> ids_;
+  std::vector<std::pair<std::string, int>> specials_;
   BertNormalizer norm_;
   int unk_ = 0;
   size_t longest_ = 0;  // bytes of the longest piece
