@@ -1,0 +1,71 @@
+// BERT's dynamic masking: see llmkit/mlm.hpp.
+#include "llmkit/mlm.hpp"
+
+#include <string>
+
+#include "llmkit/error.hpp"
+
+namespace llmkit {
+
+namespace {
+
+// A uniform draw in [0, 1) that is a function of its arguments only (splitmix64's finalizer
+// over them, as the backends' dropout draws).
+double draw(uint64_t seed, uint64_t step, uint64_t row, uint64_t pos, uint64_t which) {
+  uint64_t z = seed ^ (step * 0x9E3779B97F4A7C15ull) ^ (row * 0xC2B2AE3D27D4EB4Full) ^ (pos * 0x165667B19E3779F9ull) ^
+               (which * 0xD6E8FEB86659FD93ull);
+  for (int k = 0; k < 2; ++k) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+  }
+  return static_cast<double>(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+}  // namespace
+
+MlmVocab MlmVocab::from_pieces(const std::vector<std::string>& pieces) {
+  MlmVocab v;
+  v.special.assign(pieces.size(), 0);
+  v.continuation.assign(pieces.size(), 0);
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const std::string& p = pieces[i];
+    const bool bracketed = p.size() > 2 && ((p.front() == '[' && p.back() == ']') || (p.front() == '<' && p.back() == '>'));
+    v.special[i] = bracketed;
+    v.continuation[i] = p.size() > 2 && p.compare(0, 2, "##") == 0;
+    if (p == "[MASK]" || (p == "<mask>" && v.mask_id < 0)) v.mask_id = static_cast<int32_t>(i);
+    if (!bracketed) v.ordinary.push_back(static_cast<int32_t>(i));
+  }
+  if (v.mask_id < 0) throw Error("", "a vocabulary without a [MASK] piece: masked-language-model training needs one");
+  if (v.ordinary.empty()) throw Error("", "a vocabulary of special pieces only");
+  return v;
+}
+
+void mlm_mask(int32_t* tokens, int32_t* targets, int T, const MlmVocab& v, const MlmConfig& c, uint64_t seed, uint64_t step,
+              uint64_t row) {
+  const double random_share = c.mask < 1 ? c.random / (1 - c.mask) : 0;
+  auto special = [&](int32_t t) { return t < 0 || static_cast<size_t>(t) >= v.special.size() || v.special[static_cast<size_t>(t)]; };
+  bool word_chosen = false;
+  for (int i = 0; i < T; ++i) {
+    const int32_t t = tokens[i];
+    targets[i] = -1;
+    if (special(t)) {
+      word_chosen = false;
+      continue;
+    }
+    const bool continues = c.whole_word && i > 0 && v.continuation[static_cast<size_t>(t)];
+    const bool chosen = continues ? word_chosen : draw(seed, step, row, static_cast<uint64_t>(i), 0) < c.probability;
+    word_chosen = chosen;
+    if (!chosen) continue;
+    targets[i] = t;
+    if (draw(seed, step, row, static_cast<uint64_t>(i), 1) < c.mask) {
+      tokens[i] = v.mask_id;
+    } else if (draw(seed, step, row, static_cast<uint64_t>(i), 2) < random_share) {
+      const double u = draw(seed, step, row, static_cast<uint64_t>(i), 3);
+      tokens[i] = v.ordinary[static_cast<size_t>(u * static_cast<double>(v.ordinary.size()))];
+    }
+  }
+}
+
+}  // namespace llmkit
