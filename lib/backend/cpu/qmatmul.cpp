@@ -556,9 +556,10 @@ class RowDot {
   DotFn fns_[4];
 };
 
-// Batches of this many rows or more (prompt processing, scoring) are multiplied in fp32: each
-// slice of 64 weight rows dequantized once into a thread's scratch and multiplied with all the
-// rows by sgemm, whose tiles beat the integer dot products once a weight is read for many rows.
+// Where the CPU has no AVX-512 VNNI, batches of this many rows or more (prompt processing,
+// scoring) are multiplied in fp32: each slice of 64 weight rows dequantized once into a
+// thread's scratch and multiplied with all the rows by sgemm, whose tiles beat the integer dot
+// products once a weight is read for many rows.
 constexpr int kSgemmRows = 32;
 
 void qmatmul_sgemm(float* y, const float* x, Type type, const void* w, size_t row_bytes, const float* bias, int N, int C, int OC) {

@@ -38,9 +38,9 @@ enum class Type : uint32_t {
   // llmkit's own, never in a GGUF file: QLoRA's 4-bit NormalFloat (Dettmers et al. 2023) with
   // double quantization, a base's in-memory type (llm-sft --qlora nf4). A row of n values:
   // the absmax scales' fp32 step and mean, then per 64 values one byte of the absmax (int8,
-  // step times code plus mean) and 32 bytes of 4-bit indexes into kNF4 (value 2i in the low
-  // nibble of byte i, 2i+1 in the high); x = kNF4[q] absmax. 4.125 bits per weight plus 64 bits
-  // a row.
+  // step times code plus mean) and 32 bytes of 4-bit indexes into nf4_level (value 2i in the
+  // low nibble of byte i, 2i+1 in the high); x = nf4_level(q) absmax. 4.125 bits per weight
+  // plus 64 bits a row.
   nf4 = 1000,
 };
 // The 16 NormalFloat levels, q = 0..15: quantiles of N(0, 1) scaled to [-1, 1] with an exact
