@@ -4,8 +4,8 @@
 // written from and read into device memory, --resume, --recompute, --save-dtype bf16 and the
 // peak device memory in metrics.jsonl — against the same run on the CPU. Then the post-training
 // objectives on the same code: llm-sft with LoRA, packing and a teacher (the distillation
-// kernel, two models' bf16 weight copies on one backend), llm-ppo dpo and llm-rm (the scalar
-// head, no LM head).
+// kernel, two models' bf16 weight copies on one backend), QLoRA on Q4_0 and NF4 bases, llm-ppo
+// dpo and llm-rm (the scalar head, no LM head).
 #include <cmath>
 #include <cstdio>
 #include <unistd.h>
@@ -199,6 +199,26 @@ int main() {
   check(sft("sft-bf16", "cuda", "bf16") == 0, "  emulated CUDA, bf16 (student and teacher: a bf16 copy each)");
   ok = track(losses((dir / "sft-cpu").string()), losses((dir / "sft-bf16").string()), 4, 3e-2, &worst);
   check(ok, "  losses track the CPU's, worst " + std::to_string(worst));
+
+  // QLoRA: the base held in Q4_0 blocks and in NF4 on the device (dequantized into the GEMMs),
+  // the adapters trained on it as on the CPU.
+  auto qlora = [&](const std::string& name, const std::string& device, const std::string& type) {
+    SftConfig c;
+    c.data = {chat};
+    tuned(c, name, device, "fp32");
+    c.lora.rank = 4;
+    c.lora.alpha = 8;
+    c.lora.targets = {"all-linear"};
+    c.qlora = type;
+    Stats st;
+    return run_sft(c, st);
+  };
+  for (const std::string type : {"q4_0", "nf4"}) {
+    check(qlora("qlora-cpu-" + type, "cpu", type) == 0, "llm-sft --qlora " + type + ": CPU");
+    check(qlora("qlora-cuda-" + type, "cuda", type) == 0, "  emulated CUDA, fp32");
+    ok = track(losses((dir / ("qlora-cpu-" + type)).string()), losses((dir / ("qlora-cuda-" + type)).string()), 4, 1e-4, &worst);
+    check(ok, "  losses as the CPU's, worst " + std::to_string(worst));
+  }
 
   auto dpo = [&](const std::string& name, const std::string& device) {
     DpoConfig c;
