@@ -22,10 +22,11 @@ namespace {
 
 bool is_whitespace(UChar32 c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || u_charType(c) == U_SPACE_SEPARATOR; }
 
+// Every "C" category, as BERT's: control, format, unassigned, private use, surrogate.
 bool is_control(UChar32 c) {
   if (c == '\t' || c == '\n' || c == '\r') return false;
   const int8_t t = u_charType(c);
-  return t == U_CONTROL_CHAR || t == U_FORMAT_CHAR;
+  return t == U_CONTROL_CHAR || t == U_FORMAT_CHAR || t == U_UNASSIGNED || t == U_PRIVATE_USE_CHAR || t == U_SURROGATE;
 }
 
 bool is_punctuation(UChar32 c) {
@@ -89,7 +90,7 @@ void bert_pre_tokenize(std::string_view text, const BertNormalizer& n, std::vect
                        std::vector<std::pair<uint32_t, uint32_t>>* spans) {
   words.clear();
   if (spans) spans->clear();
-  std::vector<Char> word;
+  std::vector<Char> word, chunk, chars;
   auto flush = [&] {
     if (word.empty()) return;
     std::string w;
@@ -98,7 +99,49 @@ void bert_pre_tokenize(std::string_view text, const BertNormalizer& n, std::vect
     if (spans) spans->emplace_back(word.front().begin, word.back().end);
     word.clear();
   };
-  std::vector<Char> chars;
+  // A run of characters between whitespace (and CJK ideographs): NFC first (cased; lower-casing
+  // and accent stripping make it moot), its characters then spanning the whole run when that
+  // changed them; then lower-cased and stripped, and split at punctuation.
+  auto run = [&] {
+    if (chunk.empty()) return;
+    if (!n.lowercase) {
+      static const icu::Normalizer2* nfc = [] {
+        UErrorCode st = U_ZERO_ERROR;
+        const icu::Normalizer2* x = icu::Normalizer2::getNFCInstance(st);
+        if (U_FAILURE(st)) throw Error("", "ICU: no NFC normalizer");
+        return x;
+      }();
+      icu::UnicodeString u;
+      for (const Char& ch : chunk) u.append(ch.c);
+      UErrorCode st = U_ZERO_ERROR;
+      if (!nfc->isNormalized(u, st) && U_SUCCESS(st)) {
+        const icu::UnicodeString v = nfc->normalize(u, st);
+        const uint32_t b = chunk.front().begin, e = chunk.back().end;
+        chunk.clear();
+        for (int32_t i = 0; i < v.length();) {
+          const UChar32 x = v.char32At(i);
+          i += U16_LENGTH(x);
+          chunk.push_back({x, b, e});
+        }
+      }
+    }
+    for (const Char& c : chunk) {
+      chars.clear();
+      if (n.lowercase) lower_strip(c.c, c.begin, c.end, chars);
+      else chars.push_back(c);
+      for (const Char& ch : chars) {
+        if (is_punctuation(ch.c)) {
+          flush();
+          word.push_back(ch);
+          flush();
+        } else {
+          word.push_back(ch);
+        }
+      }
+    }
+    flush();
+    chunk.clear();
+  };
   const auto* s = reinterpret_cast<const uint8_t*>(text.data());
   const int32_t len = static_cast<int32_t>(text.size());
   for (int32_t i = 0; i < len;) {
@@ -109,29 +152,18 @@ void bert_pre_tokenize(std::string_view text, const BertNormalizer& n, std::vect
     if (c < 0) c = 0xFFFD;  // invalid UTF-8: dropped below, as a U+FFFD is
     if (c == 0 || c == 0xFFFD || is_control(c)) continue;
     if (is_whitespace(c)) {
-      flush();
+      run();
       continue;
     }
     if (n.chinese_chars && is_chinese(c)) {  // a word of its own
-      flush();
+      run();
       word.push_back({c, b, e});
       flush();
       continue;
     }
-    chars.clear();
-    if (n.lowercase) lower_strip(c, b, e, chars);
-    else chars.push_back({c, b, e});
-    for (const Char& ch : chars) {
-      if (is_punctuation(ch.c)) {
-        flush();
-        word.push_back(ch);
-        flush();
-      } else {
-        word.push_back(ch);
-      }
-    }
+    chunk.push_back({c, b, e});
   }
-  flush();
+  run();
 }
 
 WordPiece::WordPiece(std::vector<std::string> vocab, BertNormalizer n, std::string unk) : vocab_(std::move(vocab)), norm_(n) {

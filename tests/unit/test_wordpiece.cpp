@@ -41,6 +41,10 @@ TEST_CASE("WordPiece: BERT's basic tokenizer (whitespace, control characters, pu
   CHECK(words("\xff" "ok") == V{"ok"});  // invalid UTF-8 dropped as U+FFFD is
   CHECK(words("\u00C5ngstr\u00F6m \u00D1and\u00FA") == V{"angstrom", "nandu"});
   CHECK(words("").empty());
+  // every C category is dropped: private use, unassigned (as BERT's _is_control)
+  CHECK(words("a\uE000b\u0378c") == V{"abc"});
+  // cased: NFC first, so a decomposed accent spells the same word as the composed one
+  CHECK(words("Cafe\u0301 caf\u00E9", false) == V{"Caf\u00E9", "caf\u00E9"});
   // spans: the original bytes of each word
   std::vector<std::string> w;
   std::vector<std::pair<uint32_t, uint32_t>> spans;

@@ -1,10 +1,10 @@
 // WordPiece (lib/tok/wordpiece.cpp): BERT's tokenizer, as Hugging Face's BertTokenizer runs it
 // on a vocab.txt, and its training as Hugging Face tokenizers' WordPieceTrainer does it.
 //
-// Pre-tokenisation (BERT's BasicTokenizer): NUL, U+FFFD and control characters dropped,
-// whitespace to spaces, a space either side of every CJK ideograph, split on whitespace; then,
-// when lower-casing, each word lower-cased and its accents stripped (NFD, nonspacing marks
-// dropped); then every punctuation character a word of its own (ASCII's symbols count as
+// Pre-tokenisation (Hugging Face's BasicTokenizer): NUL, U+FFFD and every character of a "C"
+// category dropped, whitespace to spaces, a space either side of every CJK ideograph, NFC, split
+// on whitespace; then, when lower-casing, each word lower-cased and its accents stripped (NFD,
+// nonspacing marks dropped); then every punctuation character a word of its own (ASCII's symbols count as
 // punctuation, as BERT's _is_punctuation says). WordPiece: each word of more than 100 code points
 // is [UNK]; otherwise greedy longest match from the left, the pieces after the first spelled
 // "##...", and a word with a part no piece matches is [UNK] whole.
