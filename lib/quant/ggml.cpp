@@ -221,16 +221,7 @@ float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* w
   return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
-// The 6-bit scale and min of sub-block j of a Q4_K/Q5_K block's 12 bytes.
-inline void scale_min_k4(int j, const uint8_t* q, uint8_t& d, uint8_t& m) {
-  if (j < 4) {
-    d = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    d = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-    m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-  }
-}
+using layout::scale_min_k4;  // the 6-bit scale and min of a Q4_K/Q5_K sub-block
 
 inline void put_fp16(uint8_t* p, float f) {
   const uint16_t h = fp32_to_fp16(f);
@@ -400,7 +391,7 @@ void finish_qk_asym(const float* x, uint8_t* y, uint8_t* L) {
   const uint8_t* sc = y + 4;
   const float dd = get_fp16(y), dmin = get_fp16(y + 2);
   for (int j = 0; j < 8; ++j) {
-    uint8_t s, m;
+    int s, m;
     scale_min_k4(j, sc, s, m);
     const float d = dd * s;
     if (d == 0) continue;
@@ -504,7 +495,7 @@ void dequantize_qk_asym(const uint8_t* x, float* y, int64_t nb) {
     const uint8_t* q = Bits == 4 ? x + 16 : x + 48;
     uint8_t u1 = 1, u2 = 2;
     for (int j = 0, is = 0; j < kQK; j += 64, q += 32, is += 2) {
-      uint8_t s, m;
+      int s, m;
       scale_min_k4(is, sc, s, m);
       const float d1 = d * s, m1 = min * m;
       scale_min_k4(is + 1, sc, s, m);
@@ -668,23 +659,7 @@ uint16_t fp32_to_fp16(float f) {
   return static_cast<uint16_t>(sign | ((rounded - 0x38000000) >> 13));
 }
 
-float fp16_to_fp32(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
-  const uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-  uint32_t x;
-  if (exp == 0) {
-    const float v = static_cast<float>(man) * (1.0f / 16777216.0f);
-    std::memcpy(&x, &v, 4);
-    x |= sign;
-  } else if (exp == 31) {
-    x = sign | 0x7f800000 | (man << 13);
-  } else {
-    x = sign | ((exp + 112) << 23) | (man << 13);
-  }
-  float f;
-  std::memcpy(&f, &x, 4);
-  return f;
-}
+float fp16_to_fp32(uint16_t h) { return layout::half_bits(h); }
 
 uint16_t fp32_to_bf16(float f) {
   uint32_t x;

@@ -17,9 +17,8 @@
 
 namespace llmkit::ggml::layout {
 
-// IEEE half to float, exactly (fp16_to_fp32's result).
-LLMKIT_GGML_HD float half(const uint8_t* p) {
-  const uint32_t h = static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8;
+// IEEE half to float, exactly (ggml::fp16_to_fp32 is this).
+LLMKIT_GGML_HD float half_bits(uint32_t h) {
   const uint32_t sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
   uint32_t bits;
   if (e == 0) {
@@ -35,6 +34,8 @@ LLMKIT_GGML_HD float half(const uint8_t* p) {
   std::memcpy(&f, &bits, 4);
   return f;
 }
+// The half at p (little-endian, as GGUF stores it).
+LLMKIT_GGML_HD float half(const uint8_t* p) { return half_bits(static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8); }
 
 // Where the code of value j of a block lies: `bits` bits at bit `shift` of byte `at`, and for
 // hbits > 0 the high bits at bit `hshift` of byte `hat`. bits 0: not a block type.

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "../../quant/ggml_value.hpp"
 #include "gemm.hpp"
 #include "llmkit/error.hpp"
 
@@ -154,16 +155,7 @@ void unpack32(Type t, const uint8_t* x, int* q) {
   }
 }
 
-// The 6-bit scale and min of group j of a Q4_K/Q5_K block's 12 bytes.
-inline void scale_min_k4(int j, const uint8_t* q, int& d, int& m) {
-  if (j < 4) {
-    d = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
+using ggml::layout::scale_min_k4;  // the 6-bit scale and min of a Q4_K/Q5_K group
 
 float dot_portable(Type t, int n, const uint8_t* w, const uint8_t* a) {
   float sum = 0;
