@@ -71,27 +71,14 @@ std::string gptq_input_key(const ModelConfig& c, const std::string& g) {
 
 std::map<std::string, std::vector<float>> collect_hessians(Model& m, const GptqConfig& cfg, ImatrixReport& r) {
   const ModelConfig& c = m.config();
-  Backend& be = m.backend();
   std::map<std::string, std::vector<float>> acc;
-  std::vector<float> host;
-  m.set_input_observer([&](const std::string& weight, const float* x, int N, int C) {
-    const std::string g = gguf_tensor_name(c, weight);
-    if (g.empty() || g == "token_embd.weight") return;
-    // One sum per input: the matrices after the first that read it (k, v; up; GPT-2's k and v
-    // of attn_qkv) add nothing.
-    if (gptq_input_key(c, g) != g || has_suffix(weight, "attn.k.weight") || has_suffix(weight, "attn.v.weight")) return;
-    const float* h = be.host_view(const_cast<float*>(x));
-    if (!h) {
-      host.resize(static_cast<size_t>(N) * C);
-      be.download(host.data(), x, host.size());
-      h = host.data();
-    }
+  run_calibration(m, cfg.calib, cfg.seq_len, cfg.chunks, r, [&](const std::string& g, const float* h, int N, int C) {
+    // One sum per input: the matrices after the first that read it (k, v; up) add nothing.
+    if (g == "token_embd.weight" || gptq_input_key(c, g) != g) return;
     std::vector<float>& H = acc[g];
     if (H.empty()) H.assign(static_cast<size_t>(C) * C, 0.0f);
     cpu::sgemm(true, false, C, C, N, 1.0f, h, C, h, C, 1.0f, H.data(), C);
   });
-  run_calibration(m, cfg.calib, cfg.seq_len, cfg.chunks, r);
-  m.set_input_observer(nullptr);
   return acc;
 }
 
@@ -165,21 +152,21 @@ GptqResult gptq_quantize(ggml::Type t, const float* w, int64_t rows, int cols, c
 
   // The output error of this, of rounding to nearest with the importance diag(H) (llama.cpp's
   // imatrix) and of plain rounding to nearest, on the undampened H: what GPTQ lowers.
-  std::vector<float> Hf(hessian.begin(), hessian.end()), d(static_cast<size_t>(rows) * n), y(n);
+  std::vector<float> d(static_cast<size_t>(rows) * n), y(n);
   std::vector<uint8_t> rtn(row_bytes);
   for (int64_t row = 0; row < rows; ++row) {
     const float* x = w + static_cast<size_t>(row) * n;
     ggml::dequantize(t, r.bytes.data() + static_cast<size_t>(row) * row_bytes, y.data(), cols);
     for (size_t i = 0; i < n; ++i) d[static_cast<size_t>(row) * n + i] = y[i] - x[i];
   }
-  r.output_error = output_error(d, rows, cols, Hf);
+  r.output_error = output_error(d, rows, cols, hessian);
   for (int64_t row = 0; row < rows; ++row) {
     const float* x = w + static_cast<size_t>(row) * n;
     ggml::quantize(t, x, rtn.data(), cols, imp ? importance.data() : nullptr);
     ggml::dequantize(t, rtn.data(), y.data(), cols);
     for (size_t i = 0; i < n; ++i) d[static_cast<size_t>(row) * n + i] = y[i] - x[i];
   }
-  r.rtn_output_error = output_error(d, rows, cols, Hf);
+  r.rtn_output_error = output_error(d, rows, cols, hessian);
   if (imp) {  // and without it
     for (int64_t row = 0; row < rows; ++row) {
       const float* x = w + static_cast<size_t>(row) * n;
@@ -187,7 +174,7 @@ GptqResult gptq_quantize(ggml::Type t, const float* w, int64_t rows, int cols, c
       ggml::dequantize(t, rtn.data(), y.data(), cols);
       for (size_t i = 0; i < n; ++i) d[static_cast<size_t>(row) * n + i] = y[i] - x[i];
     }
-    r.plain_output_error = output_error(d, rows, cols, Hf);
+    r.plain_output_error = output_error(d, rows, cols, hessian);
   } else {
     r.plain_output_error = r.rtn_output_error;
   }

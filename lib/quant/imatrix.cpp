@@ -47,11 +47,29 @@ int calibration_window(const ModelConfig& c, int seq_len) {
   return T;
 }
 
-void run_calibration(Model& m, const std::vector<std::string>& calib, int seq_len, int64_t chunks, ImatrixReport& r) {
+void run_calibration(Model& m, const std::vector<std::string>& calib, int seq_len, int64_t chunks, ImatrixReport& r,
+                     const CalibrationObserver& seen) {
   if (calib.empty()) throw UsageError("no calibration shards given (llm-tok encode's .tok files)");
   if (chunks < 1) throw UsageError("--chunks must be at least 1");
   const ModelConfig& c = m.config();
   const int T = calibration_window(c, seq_len);
+  Backend& be = m.backend();
+  std::vector<float> host;
+  m.set_input_observer([&](const std::string& weight, const float* x, int N, int C) {
+    const std::string g = gguf_tensor_name(c, weight);
+    if (g.empty() || has_suffix(weight, "attn.k.weight") || has_suffix(weight, "attn.v.weight")) return;
+    const float* h = be.host_view(const_cast<float*>(x));
+    if (!h) {
+      host.resize(static_cast<size_t>(N) * C);
+      be.download(host.data(), x, host.size());
+      h = host.data();
+    }
+    seen(g, h, N, C);
+  });
+  struct Detach {  // the observer refers to this call's state: gone with it, also on an error
+    Model& m;
+    ~Detach() { m.set_input_observer(nullptr); }
+  } detach{m};
   std::vector<int32_t> tokens(static_cast<size_t>(T));
   std::vector<uint32_t> buf(static_cast<size_t>(T));
   const int64_t first = r.chunks;
@@ -79,6 +97,7 @@ void run_calibration(Model& m, const std::vector<std::string>& calib, int seq_le
 }
 
 ImatrixReport make_imatrix(const ImatrixConfig& cfg) {
+  // run_calibration's checks, before the model is read
   if (cfg.calib.empty()) throw UsageError("no calibration shards given (llm-tok encode's .tok files)");
   if (cfg.chunks < 1) throw UsageError("--chunks must be at least 1");
   auto be = make_cpu_backend();
@@ -92,17 +111,8 @@ ImatrixReport make_imatrix(const ImatrixConfig& cfg) {
     double rows = 0;
   };
   std::map<std::string, Sums> acc;
-  std::vector<float> host;
-  m.set_input_observer([&](const std::string& weight, const float* x, int N, int C) {
-    const std::string g = gguf_tensor_name(c, weight);
-    // GPT-2's key and value see the query's input: attn_qkv's columns are counted once.
-    if (g.empty() || has_suffix(weight, "attn.k.weight") || has_suffix(weight, "attn.v.weight")) return;
-    const float* h = be->host_view(const_cast<float*>(x));
-    if (!h) {
-      host.resize(static_cast<size_t>(N) * C);
-      be->download(host.data(), x, host.size());
-      h = host.data();
-    }
+  ImatrixReport r;
+  run_calibration(m, cfg.calib, T, cfg.chunks, r, [&](const std::string& g, const float* h, int N, int C) {
     Sums& s = acc[g];
     if (s.sq.empty()) s.sq.assign(static_cast<size_t>(C), 0.0);
     for (int n = 0; n < N; ++n)
@@ -112,8 +122,6 @@ ImatrixReport make_imatrix(const ImatrixConfig& cfg) {
       }
     s.rows += N;
   });
-  ImatrixReport r;
-  run_calibration(m, cfg.calib, T, cfg.chunks, r);
   GgufWriter g;
   g.set("general.type", GgufValue::text("imatrix"));
   g.set("imatrix.datasets", GgufValue::texts(cfg.calib));

@@ -13,6 +13,7 @@
 // the type falls back as llama-quantize's do (Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0, else F16).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -107,9 +108,12 @@ struct ImatrixReport {
 // general.type "imatrix", imatrix.datasets, imatrix.chunk_count and imatrix.chunk_size.
 ImatrixReport make_imatrix(const ImatrixConfig& cfg);
 // The calibration pass both use: the model run over consecutive windows of seq_len tokens of
-// the shards (up to `chunks` of them), its input observer seeing every matrix's inputs.
-// Adds the windows and tokens read to r.
-void run_calibration(Model& m, const std::vector<std::string>& calib, int seq_len, int64_t chunks, ImatrixReport& r);
+// the shards (up to `chunks` of them), each matrix's inputs x [N, C] (host memory) given to
+// `seen` with the matrix's GGUF name; GPT-2's key and value, which read the query's input (one
+// attn_qkv), only once. Adds the windows and tokens read to r.
+using CalibrationObserver = std::function<void(const std::string& gguf_name, const float* x, int N, int C)>;
+void run_calibration(Model& m, const std::vector<std::string>& calib, int seq_len, int64_t chunks, ImatrixReport& r,
+                     const CalibrationObserver& seen);
 // The window length of a calibration: seq_len, or min(512, the model's context) for 0.
 int calibration_window(const ModelConfig& c, int seq_len);
 // Such a file as GGUF tensor name -> each column's mean square (in_sum2 / counts).
