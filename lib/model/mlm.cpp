@@ -3,24 +3,17 @@
 
 #include <string>
 
+#include "../backend/dropout.hpp"
 #include "llmkit/error.hpp"
 
 namespace llmkit {
 
 namespace {
 
-// A uniform draw in [0, 1) that is a function of its arguments only (splitmix64's finalizer
-// over them, as the backends' dropout draws).
+// A uniform draw in [0, 1) that is a function of its arguments only (the backends' dropout hash).
 double draw(uint64_t seed, uint64_t step, uint64_t row, uint64_t pos, uint64_t which) {
-  uint64_t z = seed ^ (step * 0x9E3779B97F4A7C15ull) ^ (row * 0xC2B2AE3D27D4EB4Full) ^ (pos * 0x165667B19E3779F9ull) ^
-               (which * 0xD6E8FEB86659FD93ull);
-  for (int k = 0; k < 2; ++k) {
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-  }
-  return static_cast<double>(z >> 11) * (1.0 / 9007199254740992.0);
+  const uint64_t key = counter_hash(counter_hash(seed, step), row);
+  return static_cast<double>(counter_hash(key, 4 * pos + which) >> 11) * (1.0 / 9007199254740992.0);
 }
 
 }  // namespace
