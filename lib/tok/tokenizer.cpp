@@ -36,7 +36,7 @@ Tokenizer::Tokenizer(const std::string& model_path) : path_(model_path) {
       const nlohmann::json c = nlohmann::json::parse(read_file(config), nullptr, false);
       if (c.is_object() && c.contains("do_lower_case") && c["do_lower_case"].is_boolean()) n.lowercase = c["do_lower_case"].get<bool>();
     }
-    wp_ = std::make_unique<WordPiece>(WordPiece::load(model_path, n));
+    wp_ = std::make_unique<WordPiece>(WordPiece::from_bytes(bytes, model_path, n));
     bos_ = wp_->id("[CLS]"), eos_ = wp_->id("[SEP]"), pad_ = wp_->id("[PAD]");
     return;
   }

@@ -178,35 +178,37 @@ WordPiece::WordPiece(std::vector<std::string> vocab, BertNormalizer n, std::stri
     if (const auto s = ids_.find(t); s != ids_.end()) specials_.emplace_back(t, s->second);
 }
 
-bool WordPiece::looks_like_vocab(std::string_view bytes) {
-  if (bytes.empty() || bytes.find('\0') != std::string_view::npos) return false;
-  size_t at = 0;
-  while (at < bytes.size()) {
+namespace {
+// A vocab.txt's lines, a trailing '\r' dropped.
+std::vector<std::string_view> vocab_lines(std::string_view bytes) {
+  std::vector<std::string_view> lines;
+  for (size_t at = 0; at < bytes.size();) {
     size_t end = bytes.find('\n', at);
     if (end == std::string_view::npos) end = bytes.size();
     std::string_view line = bytes.substr(at, end - at);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line == "[UNK]") return true;
+    lines.push_back(line);
     at = end + 1;
   }
+  return lines;
+}
+}  // namespace
+
+bool WordPiece::looks_like_vocab(std::string_view bytes) {
+  if (bytes.empty() || bytes.find('\0') != std::string_view::npos) return false;
+  for (std::string_view line : vocab_lines(bytes))
+    if (line == "[UNK]") return true;
   return false;
 }
 
-WordPiece WordPiece::load(const std::string& path, BertNormalizer n) {
-  const std::string bytes = read_file(path);
+WordPiece WordPiece::from_bytes(std::string_view bytes, const std::string& path, BertNormalizer n) {
   if (!looks_like_vocab(bytes)) throw Error(path, "not a WordPiece vocab.txt (text, one token a line, one of them [UNK])");
   std::vector<std::string> vocab;
-  size_t at = 0;
-  while (at < bytes.size()) {
-    size_t end = bytes.find('\n', at);
-    if (end == std::string::npos) end = bytes.size();
-    std::string line = bytes.substr(at, end - at);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    vocab.push_back(std::move(line));
-    at = end + 1;
-  }
+  for (std::string_view line : vocab_lines(bytes)) vocab.emplace_back(line);
   return WordPiece(std::move(vocab), n);
 }
+
+WordPiece WordPiece::load(const std::string& path, BertNormalizer n) { return from_bytes(read_file(path), path, n); }
 
 int WordPiece::id(const std::string& token) const {
   const auto it = ids_.find(token);

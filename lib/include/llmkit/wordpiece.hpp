@@ -34,6 +34,8 @@ class WordPiece {
   WordPiece(std::vector<std::string> vocab, BertNormalizer n = {}, std::string unk = "[UNK]");
   // vocab.txt: one token a line, ids in line order (Hugging Face's and Google's BERT files).
   static WordPiece load(const std::string& path, BertNormalizer n = {});
+  // The same from the file's bytes (path: for the error's name).
+  static WordPiece from_bytes(std::string_view bytes, const std::string& path, BertNormalizer n = {});
   // Whether a file's bytes read as a vocab.txt (text lines, one of them [UNK]).
   static bool looks_like_vocab(std::string_view bytes);
 
