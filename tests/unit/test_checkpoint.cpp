@@ -16,6 +16,7 @@
 #include "llmkit/error.hpp"
 #include "llmkit/io.hpp"
 #include "llmkit/safetensors.hpp"
+#include "util.hpp"
 
 using namespace llmkit;
 
@@ -23,19 +24,7 @@ namespace {
 
 std::string tmp(const std::string& name) { return "/tmp/llmkit-ckpt-" + std::to_string(::getpid()) + "-" + name; }
 
-ModelConfig small(ModelConfig::Family f) {
-  ModelConfig c;
-  c.family = f;
-  c.vocab_size = 50;
-  c.dim = 16;
-  c.layers = 2;
-  c.heads = 4;
-  c.kv_heads = f == ModelConfig::Family::llama ? 2 : 4;
-  c.ffn_dim = f == ModelConfig::Family::llama ? 40 : 64;
-  c.max_seq = 12;
-  c.tied_embeddings = f == ModelConfig::Family::gpt2;
-  return c;
-}
+ModelConfig small(ModelConfig::Family f) { return test::two_layer_model(f, 50, 16, 40, 64, 12, false); }
 
 std::vector<float> logits_of(Model& m) {
   std::vector<int32_t> tok = {1, 7, 3, 49, 0, 12, 5, 8};

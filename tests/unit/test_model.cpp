@@ -9,24 +9,13 @@
 #include "llmkit/backend.hpp"
 #include "llmkit/error.hpp"
 #include "llmkit/model.hpp"
+#include "util.hpp"
 
 using namespace llmkit;
 
 namespace {
 
-ModelConfig tiny(ModelConfig::Family family) {
-  ModelConfig c;
-  c.family = family;
-  c.vocab_size = 37;
-  c.dim = 16;
-  c.layers = 2;
-  c.heads = 4;
-  c.kv_heads = family == ModelConfig::Family::llama ? 2 : 4;
-  c.ffn_dim = family == ModelConfig::Family::llama ? 24 : 64;
-  c.max_seq = 16;
-  c.tied_embeddings = family != ModelConfig::Family::llama;  // Llama untied: lm_head checked too
-  return c;
-}
+ModelConfig tiny(ModelConfig::Family family) { return test::two_layer_model(family, 37, 16, 24, 64, 16, false); }  // Llama untied: lm_head checked too
 
 std::vector<int32_t> random_tokens(int n, int vocab, uint64_t seed) {
   std::mt19937_64 rng(seed);

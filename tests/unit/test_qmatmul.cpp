@@ -128,8 +128,15 @@ TEST_CASE("qmatmul: each weight type's dot product is the dot of both operands' 
   }
 }
 
-// 7 rows: integer dot products; 40: the int8 GEMM with AVX-512 VNNI, else slices dequantized
-// into sgemm.
+namespace {
+
+// |a - b| / |b| (Euclidean norms).
+double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
+  double err = 0, norm = 0;
+  for (size_t i = 0; i < b.size(); ++i) err += (a[i] - b[i]) * (a[i] - b[i]), norm += b[i] * b[i];
+  return std::sqrt(err / norm);
+}
+
 // OC rows of C values quantized to t: the blocks (rb bytes a row) and their dequantized values.
 struct Blocks {
   size_t rb;
@@ -144,6 +151,10 @@ struct Blocks {
   }
 };
 
+}  // namespace
+
+// 7 rows: integer dot products; 40: the int8 GEMM with AVX-512 VNNI, else slices dequantized
+// into sgemm.
 TEST_CASE("qmatmul: the matmul against dequantize-then-sgemm, with a bias, on any thread count", "[qmatmul]") {
   auto be = make_cpu_backend();
   for (const int N : {7, 40}) {
@@ -152,23 +163,18 @@ TEST_CASE("qmatmul: the matmul against dequantize-then-sgemm, with a bias, on an
   for (gg::Type t : kTypes) {
     INFO(gg::traits(t).name);
     const Blocks q(t, wv, OC, C);
-    const size_t rb = q.rb;
-    const std::vector<uint8_t>& w = q.w;
-    const std::vector<float>& wd = q.wd;
     std::vector<float> want(static_cast<size_t>(N) * OC), y1(want.size()), y2(want.size());
-    be->matmul_forward(want.data(), x.data(), wd.data(), bias.data(), N, C, OC);
-    const QuantWeight qw{t, w.data(), rb};
+    be->matmul_forward(want.data(), x.data(), q.wd.data(), bias.data(), N, C, OC);
+    const QuantWeight qw{t, q.w.data(), q.rb};
     with_threads(1, [&] { be->matmul_forward_quant(y1.data(), x.data(), qw, bias.data(), N, C, OC); });
     with_threads(2, [&] { be->matmul_forward_quant(y2.data(), x.data(), qw, bias.data(), N, C, OC); });
     CHECK(std::memcmp(y1.data(), y2.data(), y1.size() * 4) == 0);
-    double err = 0, norm = 0;
-    for (size_t i = 0; i < want.size(); ++i) err += (y1[i] - want[i]) * (y1[i] - want[i]), norm += want[i] * want[i];
-    CHECK(std::sqrt(err / norm) < 1e-2);
+    CHECK(rel_error(y1, want) < 1e-2);
     // The backward: dx += dy W with the weight dequantized.
     const std::vector<float> dy = randn(static_cast<size_t>(N) * OC, 6);
     std::vector<float> dx(static_cast<size_t>(N) * C, 1.0f), dx_want(dx);
     be->matmul_backward_quant(dx.data(), dy.data(), qw, N, C, OC);
-    be->matmul_backward(dx_want.data(), nullptr, nullptr, dy.data(), x.data(), wd.data(), N, C, OC);
+    be->matmul_backward(dx_want.data(), nullptr, nullptr, dy.data(), x.data(), q.wd.data(), N, C, OC);
     for (size_t i = 0; i < dx.size(); ++i) REQUIRE(dx[i] == Approx(dx_want[i]).margin(1e-4));
   }
   }
@@ -185,20 +191,15 @@ TEST_CASE("qmatmul: the int8 GEMM of batched rows equals its reference and is cl
     for (gg::Type t : kTypes) {
       INFO(gg::traits(t).name << " N=" << N);
       const Blocks q(t, wv, OC, C);
-      const size_t rb = q.rb;
-      const std::vector<uint8_t>& w = q.w;
-      const std::vector<float>& wd = q.wd;
       std::vector<float> want(static_cast<size_t>(N) * OC), ref(want.size()), got(want.size());
-      be->matmul_forward(want.data(), x.data(), wd.data(), bias.data(), N, C, OC);
-      with_threads(2, [&] { cpu::qmatmul_int8(ref.data(), x.data(), t, w.data(), rb, bias.data(), N, C, OC, cpu::QKernel::portable); });
-      double err = 0, norm = 0;
-      for (size_t i = 0; i < want.size(); ++i) err += (ref[i] - want[i]) * (ref[i] - want[i]), norm += want[i] * want[i];
-      CHECK(std::sqrt(err / norm) < 1e-2);
+      be->matmul_forward(want.data(), x.data(), q.wd.data(), bias.data(), N, C, OC);
+      with_threads(2, [&] { cpu::qmatmul_int8(ref.data(), x.data(), t, q.w.data(), q.rb, bias.data(), N, C, OC, cpu::QKernel::portable); });
+      CHECK(rel_error(ref, want) < 1e-2);
       for (cpu::QKernel k : {cpu::QKernel::avx512, cpu::QKernel::amx}) {
         if (!cpu::qkernel_available(k)) continue;
         INFO(cpu::qkernel_name(k));
         std::fill(got.begin(), got.end(), 0.0f);
-        with_threads(1, [&] { cpu::qmatmul_int8(got.data(), x.data(), t, w.data(), rb, bias.data(), N, C, OC, k); });
+        with_threads(1, [&] { cpu::qmatmul_int8(got.data(), x.data(), t, q.w.data(), q.rb, bias.data(), N, C, OC, k); });
         CHECK(std::memcmp(got.data(), ref.data(), got.size() * 4) == 0);
       }
     }
@@ -289,9 +290,7 @@ TEST_CASE("qmatmul: a model quantized in memory evaluates as its GGUF file read 
       REQUIRE(read.size() == mem.size());
       CHECK(std::memcmp(read.data(), mem.data(), mem.size() * 4) == 0);
       // Close to the fp32 model's (initialised weights, logits of a few tenths).
-      double err = 0, norm = 0;
-      for (size_t i = 0; i < fp32.size(); ++i) err += (mem[i] - fp32[i]) * (mem[i] - fp32[i]), norm += fp32[i] * fp32[i];
-      const double rel = std::sqrt(err / norm);
+      const double rel = rel_error(mem, fp32);
       INFO("relative error " << rel);
       CHECK(rel < (std::string(scheme).rfind("q4", 0) == 0 ? 0.2 : 0.1));
     }

@@ -20,19 +20,26 @@
 
 namespace llmkit::test {
 
-// A tiny model (vocabulary 61, two layers) of the family: what the engine and scheduler tests run.
-inline ModelConfig tiny_model(ModelConfig::Family f, int max_seq) {
+// A two-layer model of the family with 4 heads (Llama: 2 KV heads, the MLP llama_ffn wide; GPT-2:
+// gpt2_ffn wide, embeddings tied), Llama's embeddings tied or not.
+inline ModelConfig two_layer_model(ModelConfig::Family f, int vocab, int dim, int llama_ffn, int gpt2_ffn, int max_seq,
+                                   bool llama_tied) {
+  const bool llama = f == ModelConfig::Family::llama;
   ModelConfig c;
   c.family = f;
-  c.vocab_size = 61;
-  c.dim = 24;
+  c.vocab_size = vocab;
+  c.dim = dim;
   c.layers = 2;
   c.heads = 4;
-  c.kv_heads = f == ModelConfig::Family::llama ? 2 : 4;
-  c.ffn_dim = f == ModelConfig::Family::llama ? 40 : 96;
+  c.kv_heads = llama ? 2 : 4;
+  c.ffn_dim = llama ? llama_ffn : gpt2_ffn;
   c.max_seq = max_seq;
+  c.tied_embeddings = !llama || llama_tied;
   return c;
 }
+
+// A tiny model (vocabulary 61) of the family: what the engine and scheduler tests run.
+inline ModelConfig tiny_model(ModelConfig::Family f, int max_seq) { return two_layer_model(f, 61, 24, 40, 96, max_seq, true); }
 
 // n token ids of tiny_model's vocabulary, from std::mt19937_64(seed).
 inline std::vector<int32_t> random_ids(int n, uint64_t seed) {
