@@ -323,6 +323,19 @@ void test_attention(Backend& cpu, Backend& gpu, std::mt19937& rng, int B, int T,
   dq.expect("  packed rows: backward dq", 3 * rel, 3 * abs_tol);
   dk.expect("  packed rows: backward dk", 3 * rel, 3 * abs_tol);
   dv.expect("  packed rows: backward dv", 3 * rel, 3 * abs_tol);
+  // Bidirectional (an encoder's), whole rows and packed ones.
+  for (const int32_t* st : {static_cast<const int32_t*>(nullptr), starts.data()}) {
+    const std::string w = st ? "  bidirectional, packed rows: " : "  bidirectional: ";
+    cpu.attention_forward(out.c(), lse.c(), q.c(), k.c(), v.c(), B, T, NH, KV, hd, st, false);
+    gpu.attention_forward(out.dev, lse.dev, q.dev, k.dev, v.dev, B, T, NH, KV, hd, st, false);
+    out.expect(w + "forward", rel, abs_tol);
+    lse.expect(w + "log-sum-exp", rel, abs_tol);
+    cpu.attention_backward(dq.c(), dk.c(), dv.c(), dout.c(), q.c(), k.c(), v.c(), out.c(), lse.c(), B, T, NH, KV, hd, st, false);
+    gpu.attention_backward(dq.dev, dk.dev, dv.dev, dout.dev, q.dev, k.dev, v.dev, out.dev, lse.dev, B, T, NH, KV, hd, st, false);
+    dq.expect(w + "backward dq", 3 * rel, 3 * abs_tol);
+    dk.expect(w + "backward dk", 3 * rel, 3 * abs_tol);
+    dv.expect(w + "backward dv", 3 * rel, 3 * abs_tol);
+  }
 }
 
 void test_elementwise(Backend& cpu, Backend& gpu, std::mt19937& rng, size_t n) {
@@ -341,6 +354,18 @@ void test_elementwise(Backend& cpu, Backend& gpu, std::mt19937& rng, size_t n) {
   cpu.gelu_backward(da.c(), d.c(), a.c(), n);
   gpu.gelu_backward(da.dev, d.dev, a.dev, n);
   da.expect("  backward", 1e-5, 4e-6);  // the CPU tanh is a polynomial (1e-7 absolute)
+  cpu.gelu_forward(out.c(), a.c(), n, true);
+  gpu.gelu_forward(out.dev, a.dev, n, true);
+  out.expect("gelu (erf) forward" + s, 1e-5, 1e-6);
+  cpu.gelu_backward(da.c(), d.c(), a.c(), n, true);
+  gpu.gelu_backward(da.dev, d.dev, a.dev, n, true);
+  da.expect("  backward", 1e-5, 4e-6);
+  cpu.tanh_forward(out.c(), a.c(), n);
+  gpu.tanh_forward(out.dev, a.dev, n);
+  out.expect("tanh forward" + s, 1e-5, 1e-6);
+  cpu.tanh_backward(da.c(), d.c(), out.c(), n);
+  gpu.tanh_backward(da.dev, d.dev, out.dev, n);
+  da.expect("  backward", 1e-5, 1e-6);
   cpu.dropout(out.c(), a.c(), n, 0.3f, 77, 1000003);
   gpu.dropout(out.dev, a.dev, n, 0.3f, 77, 1000003);
   out.expect("dropout p=0.3 (the same elements)" + s, 1e-6, 0);

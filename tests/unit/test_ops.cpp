@@ -208,8 +208,10 @@ vd ref_rope(const vd& x, int B, int T, int H, int hd, double theta) {
 
 // Causal attention, q [B,T,NH,hd], k and v [B,T,KV,hd]; head h reads kv head h / (NH/KV);
 // lse [B,NH,T].
+// Causal: query t sees keys lo..t; bidirectional: lo..the last of its sequence. lo is its
+// sequence's start (packed rows: starts, [B, T]) or 0.
 vd ref_attention(const vd& q, const vd& k, const vd& v, int B, int T, int NH, int KV, int hd,
-                 vd* lse = nullptr) {
+                 vd* lse = nullptr, bool causal = true, const std::vector<int32_t>* starts = nullptr) {
   vd out(static_cast<size_t>(B) * T * NH * hd, 0.0);
   if (lse) lse->assign(static_cast<size_t>(B) * NH * T, 0.0);
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
@@ -219,9 +221,14 @@ vd ref_attention(const vd& q, const vd& k, const vd& v, int B, int T, int NH, in
     for (int h = 0; h < NH; ++h) {
       const int g = h / group;
       for (int t = 0; t < T; ++t) {
+        auto start = [&](int j) { return starts ? (*starts)[static_cast<size_t>(b) * T + j] : 0; };
+        const int lo = start(t);
+        int hi = t;
+        if (!causal)
+          while (hi + 1 < T && start(hi + 1) == lo) ++hi;
         const size_t qi = ((static_cast<size_t>(b) * T + t) * NH + h) * hd;
         double m = -1e300;
-        for (int j = 0; j <= t; ++j) {
+        for (int j = lo; j <= hi; ++j) {
           const size_t ki = ((static_cast<size_t>(b) * T + j) * KV + g) * hd;
           double d = 0;
           for (int e = 0; e < hd; ++e) d += q[qi + e] * k[ki + e];
@@ -229,8 +236,8 @@ vd ref_attention(const vd& q, const vd& k, const vd& v, int B, int T, int NH, in
           m = std::max(m, s[j]);
         }
         double sum = 0;
-        for (int j = 0; j <= t; ++j) sum += std::exp(s[j] - m);
-        for (int j = 0; j <= t; ++j) {
+        for (int j = lo; j <= hi; ++j) sum += std::exp(s[j] - m);
+        for (int j = lo; j <= hi; ++j) {
           const double p = std::exp(s[j] - m) / sum;
           const size_t vi = ((static_cast<size_t>(b) * T + j) * KV + g) * hd;
           for (int e = 0; e < hd; ++e) out[qi + e] += p * v[vi + e];
@@ -247,11 +254,12 @@ vd ref_swiglu(const vd& gate, const vd& up) {
   return out;
 }
 
-vd ref_gelu(const vd& x) {
+vd ref_gelu(const vd& x, bool erf = false) {
   const double k = std::sqrt(2.0 / M_PI);
   vd out(x.size());
   for (size_t i = 0; i < x.size(); ++i)
-    out[i] = 0.5 * x[i] * (1.0 + std::tanh(k * (x[i] + 0.044715 * x[i] * x[i] * x[i])));
+    out[i] = erf ? 0.5 * x[i] * (1.0 + std::erf(x[i] / std::sqrt(2.0)))
+                 : 0.5 * x[i] * (1.0 + std::tanh(k * (x[i] + 0.044715 * x[i] * x[i] * x[i])));
   return out;
 }
 
@@ -625,6 +633,57 @@ TEST_CASE("ops: attention backward against finite differences", "[ops]") {
   }
 }
 
+TEST_CASE("ops: bidirectional attention, whole rows and packed ones, against the reference and finite differences", "[ops]") {
+  auto be = llmkit::make_cpu_backend();
+  Rng rng(17);
+  const int B = 2, NH = 4, KV = 2, hd = 6;
+  // T = 70: two query blocks, a sequence across their edge; rows with and without packing.
+  for (int T : {5, 70}) {
+    for (bool packed : {false, true}) {
+      DYNAMIC_SECTION("T=" << T << (packed ? " packed" : "")) {
+        std::vector<int32_t> starts(static_cast<size_t>(B) * T);
+        for (int b = 0; b < B; ++b)
+          for (int t = 0; t < T; ++t) {
+            // Row 0: sequences of 3 (T=5) or 40 then 30 tokens; row 1: 2 then the rest.
+            const int cut = b == 0 ? (T == 5 ? 3 : 40) : 2;
+            starts[static_cast<size_t>(b) * T + t] = packed ? (t < cut ? 0 : cut) : 0;
+          }
+        CHECK(llmkit::sequence_ends(packed ? starts.data() : nullptr, B, T)[0] == (packed ? (T == 5 ? 3 : 40) : T));
+        const int32_t* st = packed ? starts.data() : nullptr;
+        const size_t nq = static_cast<size_t>(B) * T * NH * hd, nk = static_cast<size_t>(B) * T * KV * hd;
+        const vf q = rng.vec(nq, -1.5f, 1.5f), k = rng.vec(nk, -1.5f, 1.5f), v = rng.vec(nk), R = rng.vec(nq);
+        vd q_d = to_double(q), k_d = to_double(k), v_d = to_double(v);
+        vf out(nq, kGarbage), lse(static_cast<size_t>(B) * NH * T, kGarbage);
+        be->attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), B, T, NH, KV, hd, st, false);
+        vd lse_ref;
+        const std::vector<int32_t>* sp = packed ? &starts : nullptr;
+        expect_close(out, ref_attention(q_d, k_d, v_d, B, T, NH, KV, hd, &lse_ref, false, sp), kFwdRtol, kFwdAtol, "out");
+        expect_close(lse, lse_ref, kFwdRtol, kFwdAtol, "lse");
+        // Position 0's output depends on the later keys: not what causal attention gives.
+        vf causal(nq);
+        be->attention_forward(causal.data(), lse.data(), q.data(), k.data(), v.data(), B, T, NH, KV, hd, st, true);
+        CHECK(std::fabs(causal[0] - out[0]) > 1e-4);
+        be->attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), B, T, NH, KV, hd, st, false);
+
+        vf dq(nq, kGarbage), dk(nk, kGarbage), dv(nk, kGarbage);
+        be->attention_backward(dq.data(), dk.data(), dv.data(), R.data(), q.data(), k.data(), v.data(), out.data(), lse.data(), B,
+                               T, NH, KV, hd, st, false);
+        auto sample = [&](size_t n) {
+          if (T < 64) return all_indices(n);
+          std::vector<size_t> idx;
+          for (int j = 0; j < 60; ++j) idx.push_back(static_cast<size_t>(rng.index(static_cast<int>(n))));
+          return idx;
+        };
+        const auto iq = sample(nq), ik = sample(nk), iv = sample(nk);
+        auto loss = [&] { return dot(ref_attention(q_d, k_d, v_d, B, T, NH, KV, hd, nullptr, false, sp), R); };
+        expect_close_at(dq, iq, numeric_grad(loss, q_d, iq), kGradRtol, kGradAtol, "dq");
+        expect_close_at(dk, ik, numeric_grad(loss, k_d, ik), kGradRtol, kGradAtol, "dk");
+        expect_close_at(dv, iv, numeric_grad(loss, v_d, iv), kGradRtol, kGradAtol, "dv");
+      }
+    }
+  }
+}
+
 TEST_CASE("ops: attention rejects heads that are not a multiple of the kv heads", "[ops]") {
   auto be = llmkit::make_cpu_backend();
   const int B = 1, T = 3, NH = 4, KV = 3, hd = 2;
@@ -667,6 +726,32 @@ TEST_CASE("ops: gelu", "[ops]") {
   be->gelu_backward(dinp.data(), R.data(), x.data(), n);
   auto loss = [&] { return dot(ref_gelu(x_d), R); };
   expect_close(dinp, numeric_grad(loss, x_d), kGradRtol, kGradAtol, "gelu dinp");
+
+  // BERT's exact GELU, x Phi(x).
+  be->gelu_forward(out.data(), x.data(), n, true);
+  expect_close(out, ref_gelu(x_d, true), kFwdRtol, kFwdAtol, "gelu (erf) out");
+  be->gelu_backward(dinp.data(), R.data(), x.data(), n, true);
+  auto loss_erf = [&] { return dot(ref_gelu(x_d, true), R); };
+  expect_close(dinp, numeric_grad(loss_erf, x_d), kGradRtol, kGradAtol, "gelu (erf) dinp");
+}
+
+TEST_CASE("ops: tanh", "[ops]") {
+  auto be = llmkit::make_cpu_backend();
+  Rng rng(12);
+  const size_t n = 37;
+  const vf x = rng.vec(n, -4.0f, 4.0f), R = rng.vec(n);
+  vd x_d = to_double(x);
+  auto ref = [&] {
+    vd y(n);
+    for (size_t i = 0; i < n; ++i) y[i] = std::tanh(x_d[i]);
+    return y;
+  };
+  vf out(n, kGarbage), dinp(n, kGarbage);
+  be->tanh_forward(out.data(), x.data(), n);
+  expect_close(out, ref(), kFwdRtol, kFwdAtol, "tanh out");
+  be->tanh_backward(dinp.data(), R.data(), out.data(), n);
+  auto loss = [&] { return dot(ref(), R); };
+  expect_close(dinp, numeric_grad(loss, x_d), kGradRtol, kGradAtol, "tanh dinp");
 }
 
 TEST_CASE("ops: crossentropy", "[ops]") {

@@ -429,11 +429,12 @@ class CpuBackend final : public Backend {
   }
 
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
-                         int B, int T, int NH, int KV, int hd, const int32_t* starts) override {
+                         int B, int T, int NH, int KV, int hd, const int32_t* starts, bool causal) override {
     check_heads(NH, KV);
     const int blocks = (T + kQueryBlock - 1) / kQueryBlock, group = NH / KV;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     const int qs = NH * hd, ks = KV * hd;  // row strides
+    const std::vector<int32_t> ends = causal ? std::vector<int32_t>() : sequence_ends(starts, B, T);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int bh = 0; bh < B * NH; ++bh) {
       for (int blk = 0; blk < blocks; ++blk) {
@@ -441,15 +442,17 @@ class CpuBackend final : public Backend {
         const int t0 = blk * kQueryBlock, rows = std::min(T, t0 + kQueryBlock) - t0;
         const size_t q0 = (static_cast<size_t>(b) * T + t0) * qs + h * hd, kv0 = static_cast<size_t>(b) * T * ks + g * hd;
         attend(out + q0, lse + (static_cast<size_t>(b) * NH + h) * T + t0, q + q0, qs, k + kv0, v + kv0, ks, t0, rows, hd,
-               scale, starts ? starts + static_cast<size_t>(b) * T + t0 : nullptr);
+               scale, starts ? starts + static_cast<size_t>(b) * T + t0 : nullptr,
+               causal ? nullptr : ends.data() + static_cast<size_t>(b) * T + t0);
       }
     }
   }
 
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
                           const float* k, const float* v, const float* out, const float* lse, int B,
-                          int T, int NH, int KV, int hd, const int32_t* starts) override {
+                          int T, int NH, int KV, int hd, const int32_t* starts, bool causal) override {
     check_heads(NH, KV);
+    const std::vector<int32_t> ends = causal ? std::vector<int32_t>() : sequence_ends(starts, B, T);
     const int blocks = (T + kQueryBlock - 1) / kQueryBlock, group = NH / KV;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     const int qs = NH * hd, ks = KV * hd;
@@ -478,9 +481,12 @@ class CpuBackend final : public Backend {
             const float* O = out + row0;
             float* dQ = dq + row0;
             const float* L = lse + (static_cast<size_t>(b) * NH + h) * T + t0;
-            // Keys k0..t1-1: before k0 no query of the block sees any (its sequences start later).
+            // Keys k0..kend-1: before k0 no query of the block sees any (its sequences start
+            // later), nor any from kend (causal: past the block's last query; else past the end of
+            // its last sequence).
             const int32_t* first = starts ? starts + static_cast<size_t>(b) * T + t0 : nullptr;
-            const int k0 = first ? first[0] : 0, keys = t1 - k0;
+            const int32_t* end = causal ? nullptr : ends.data() + static_cast<size_t>(b) * T + t0;
+            const int k0 = first ? first[0] : 0, keys = (end ? end[rows - 1] : t1) - k0;
             const float* Kb = K + static_cast<size_t>(k0) * ks;
             const float* Vb = V + static_cast<size_t>(k0) * ks;
             // P = exp(scale * Q K^T - lse), causal
@@ -490,7 +496,7 @@ class CpuBackend final : public Backend {
             for (int r = 0; r < rows; ++r) {
               float* p = P.data() + static_cast<size_t>(r) * keys;
               float* dp = dP.data() + static_cast<size_t>(r) * keys;
-              const int lo = (first ? first[r] : 0) - k0, last = t0 + r - k0;
+              const int lo = (first ? first[r] : 0) - k0, last = (end ? end[r] - 1 : t0 + r) - k0;
               float D = 0;  // rowsum(dO * O) = rowsum(dP * P)
               for (int d = 0; d < hd; ++d) D += dO[static_cast<size_t>(r) * qs + d] * O[static_cast<size_t>(r) * qs + d];
               const float l = L[r];
@@ -534,7 +540,12 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void gelu_forward(float* out, const float* inp, size_t n) override {
+  void gelu_forward(float* out, const float* inp, size_t n, bool erf) override {
+    if (erf) {
+#pragma omp parallel for schedule(static)
+      for (size_t i = 0; i < n; ++i) out[i] = 0.5f * inp[i] * (1.0f + std::erf(inp[i] * static_cast<float>(M_SQRT1_2)));
+      return;
+    }
     const float k = std::sqrt(2.0f / static_cast<float>(M_PI));
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; ++i) {
@@ -542,7 +553,16 @@ class CpuBackend final : public Backend {
       out[i] = 0.5f * x * (1.0f + fast_tanh(k * (x + 0.044715f * x * x * x)));
     }
   }
-  void gelu_backward(float* dinp, const float* dout, const float* inp, size_t n) override {
+  void gelu_backward(float* dinp, const float* dout, const float* inp, size_t n, bool erf) override {
+    if (erf) {  // d/dx x Phi(x) = Phi(x) + x phi(x)
+      const float c = static_cast<float>(0.5 * M_2_SQRTPI * M_SQRT1_2);  // 1 / sqrt(2 pi)
+#pragma omp parallel for schedule(static)
+      for (size_t i = 0; i < n; ++i) {
+        const float x = inp[i];
+        dinp[i] = dout[i] * (0.5f * (1.0f + std::erf(x * static_cast<float>(M_SQRT1_2))) + x * c * fast_exp(-0.5f * x * x));
+      }
+      return;
+    }
     const float k = std::sqrt(2.0f / static_cast<float>(M_PI));
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; ++i) {
@@ -550,6 +570,15 @@ class CpuBackend final : public Backend {
       float du = k * (1.0f + 3.0f * 0.044715f * x * x);
       dinp[i] = dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
     }
+  }
+
+  void tanh_forward(float* out, const float* inp, size_t n) override {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; ++i) out[i] = fast_tanh(inp[i]);
+  }
+  void tanh_backward(float* dinp, const float* dout, const float* out, size_t n) override {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; ++i) dinp[i] = dout[i] * (1.0f - out[i] * out[i]);
   }
 
   void add(float* out, const float* a, const float* b, size_t n) override {
@@ -688,14 +717,16 @@ class CpuBackend final : public Backend {
   // `first` (the rows' sequence starts), row r sees keys first[r]..start+r only; keys before
   // first[0] are not computed at all.
   static void attend(float* out, float* lse, const float* Q, int qs, const float* K, const float* V, int ks,
-                     int start, int rows, int hd, float scale, const int32_t* first) {
-    const int k0 = first ? first[0] : 0, keys = start + rows - k0;
+                     int start, int rows, int hd, float scale, const int32_t* first, const int32_t* end) {
+    // Query r sees keys first[r] (0 without) to its own position (causal: end null) or to its
+    // sequence's end[r] - 1; ends do not decrease along a row, so the last row's is the block's.
+    const int k0 = first ? first[0] : 0, keys = (end ? end[rows - 1] : start + rows) - k0;
     thread_local std::vector<float> S;
     S.resize(static_cast<size_t>(rows) * keys);
     cpu::sgemm_serial(false, true, rows, keys, hd, scale, Q, qs, K + static_cast<size_t>(k0) * ks, ks, 0.0f, S.data(), keys);
     for (int r = 0; r < rows; ++r) {
       float* s = S.data() + static_cast<size_t>(r) * keys;
-      const int lo = (first ? first[r] : 0) - k0, last = start + r - k0;
+      const int lo = (first ? first[r] : 0) - k0, last = (end ? end[r] - 1 : start + r) - k0;
       float m = -INFINITY;
 #pragma omp simd reduction(max : m)
       for (int j = lo; j <= last; ++j) m = std::max(m, s[j]);

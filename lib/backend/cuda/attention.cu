@@ -1,5 +1,6 @@
-// Causal self-attention with grouped-query heads; with `starts` (device, [B, T]), packed rows:
-// a query sees its own sequence's keys only. With bf16 matmuls and head sizes 32 and 64 the
+// Self-attention with grouped-query heads, causal or (with `ends`, device [B, T]: each query's
+// sequence end) bidirectional; with `starts` (device, [B, T]), packed rows: a query sees its own
+// sequence's keys only. With bf16 matmuls and head sizes 32 and 64 the
 // fused kernels of flash.cu run; otherwise (and with LLMKIT_ATTENTION=gemm) this file's path: by
 // tensor-core GEMMs (gemm(), cuBLASLt) on
 // the scores of a chunk of sequences, and small kernels for the causal softmax and its
@@ -44,14 +45,18 @@ __global__ void permute_kernel(Ref out, Ref in, int B, int T, int H, int hd, boo
 __device__ __forceinline__ int first_key(const int32_t* starts, size_t row, int NH, int T) {
   return starts ? starts[row / (static_cast<size_t>(NH) * T) * T + row % T] : 0;
 }
+// The last key it sees: its own position (causal: ends null), else its sequence's last.
+__device__ __forceinline__ int last_key(const int32_t* ends, size_t row, int NH, int T) {
+  return ends ? ends[row / (static_cast<size_t>(NH) * T) * T + row % T] - 1 : static_cast<int>(row % T);
+}
 
-// One warp per row of scores s[rows, T] (row r is query position r % T): the causal softmax in
-// place (0 beyond the diagonal and before the sequence's start) and its log-sum-exp.
+// One warp per row of scores s[rows, T] (row r is query position r % T): the softmax in place (0
+// past the last key seen and before the sequence's start) and its log-sum-exp.
 // Warp-per-row kernels loop over rows by the grid's warps: the grid is capped (blocks_for).
-__global__ void softmax_kernel(float* s, float* lse, const int32_t* starts, size_t rows, int NH, int T) {
+__global__ void softmax_kernel(float* s, float* lse, const int32_t* starts, const int32_t* ends, size_t rows, int NH, int T) {
   const size_t warps = static_cast<size_t>(gridDim.x) * (blockDim.x / 32);
   for (size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / 32) + threadIdx.x / 32; row < rows; row += warps) {
-    const int lane = threadIdx.x % 32, last = static_cast<int>(row % T), first = first_key(starts, row, NH, T);
+    const int lane = threadIdx.x % 32, last = last_key(ends, row, NH, T), first = first_key(starts, row, NH, T);
     float* x = s + row * T;
     float m = -INFINITY;
     for (int j = first + lane; j <= last; j += 32) m = fmaxf(m, x[j]);
@@ -80,13 +85,13 @@ __global__ void rowdot_kernel(float* D, Ref dout, Ref out, int B, int T, int H, 
 }
 
 // From the recomputed scores s and dP = dO V^T: s becomes P = exp(s - lse), dp becomes
-// dS = P * (dP - D); both 0 beyond the diagonal and before the sequence's start.
-__global__ void softmax_backward_kernel(float* s, float* dp, const float* lse, const float* D, const int32_t* starts, size_t rows,
-                                        int NH, int T) {
+// dS = P * (dP - D); both 0 past the last key seen and before the sequence's start.
+__global__ void softmax_backward_kernel(float* s, float* dp, const float* lse, const float* D, const int32_t* starts,
+                                        const int32_t* ends, size_t rows, int NH, int T) {
   const size_t total = rows * T;
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     const size_t row = i / T;
-    const int j = static_cast<int>(i % T), last = static_cast<int>(row % T);
+    const int j = static_cast<int>(i % T), last = last_key(ends, row, NH, T);
     if (j <= last && j >= first_key(starts, row, NH, T)) {
       const float p = __expf(s[i] - lse[row]);
       s[i] = p;
@@ -173,10 +178,11 @@ struct Chunks {
 
 }  // namespace
 
-void attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, const int32_t* starts, int B, int T, int NH, int KV, int hd) {
+void attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, const int32_t* starts, const int32_t* ends, int B, int T, int NH,
+                       int KV, int hd) {
   check_heads(NH, KV);
   if (B <= 0 || T <= 0) return;
-  if (use_flash(hd)) return flash_attention_forward(out, lse, q, k, v, starts, B, T, NH, KV, hd);
+  if (use_flash(hd)) return flash_attention_forward(out, lse, q, k, v, starts, ends, B, T, NH, KV, hd);
   Chunks c(B, T, NH, KV, hd);
   float* op = scratch(Slot::attn_o, c.q_floats());
   for (int b0 = 0; b0 < B; b0 += c.chunk) {
@@ -184,7 +190,8 @@ void attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, const int32_t* 
     c.load_and_score(q, k, v, b0, Bc);
     const size_t rows = static_cast<size_t>(Bc) * NH * T;
     LLMKIT_LAUNCH(softmax_kernel, blocks_for(rows, kThreads / 32), kThreads, 0, c.S, lse + static_cast<size_t>(b0) * NH * T,
-                  starts ? starts + static_cast<size_t>(b0) * T : nullptr, rows, NH, T);
+                  starts ? starts + static_cast<size_t>(b0) * T : nullptr, ends ? ends + static_cast<size_t>(b0) * T : nullptr,
+                  rows, NH, T);
     check_launch("attention (softmax)");
     // O = P V: [group*T, T] x [T, hd]
     gemm(false, false, c.group * T, hd, T, 1.0f, f32(c.S), T, c.ss, f32(c.vp), hd, c.sk, 0.0f, f32(op), hd, c.sq, Bc * KV);
@@ -193,10 +200,10 @@ void attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, const int32_t* 
 }
 
 void attention_backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, const float* lse, const int32_t* starts,
-                        int B, int T, int NH, int KV, int hd) {
+                        const int32_t* ends, int B, int T, int NH, int KV, int hd) {
   check_heads(NH, KV);
   if (B <= 0 || T <= 0) return;
-  if (use_flash(hd)) return flash_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, starts, B, T, NH, KV, hd);
+  if (use_flash(hd)) return flash_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, starts, ends, B, T, NH, KV, hd);
   Chunks c(B, T, NH, KV, hd);
   float* dop = scratch(Slot::attn_do, c.q_floats());
   float* dqp = scratch(Slot::attn_o, c.q_floats());
@@ -215,7 +222,8 @@ void attention_backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, R
     gemm(false, true, GT, T, hd, 1.0f, f32(dop), hd, c.sq, f32(c.vp), hd, c.sk, 0.0f, f32(dP), T, c.ss, batch);
     LLMKIT_LAUNCH(softmax_backward_kernel, blocks_for(rows * T, kThreads), kThreads, 0, c.S, dP,
                   lse + static_cast<size_t>(b0) * NH * T, static_cast<const float*>(D),
-                  starts ? starts + static_cast<size_t>(b0) * T : nullptr, rows, NH, T);
+                  starts ? starts + static_cast<size_t>(b0) * T : nullptr, ends ? ends + static_cast<size_t>(b0) * T : nullptr,
+                  rows, NH, T);
     check_launch("attention backward (softmax)");
     // dQ = scale dS K; dK = scale dS^T Q (summing the group); dV = P^T dO
     gemm(false, false, GT, hd, T, c.scale, f32(dP), T, c.ss, f32(c.kp), hd, c.sk, 0.0f, f32(dqp), hd, c.sq, batch);

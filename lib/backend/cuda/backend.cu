@@ -267,16 +267,17 @@ class CudaBackend final : public Backend {
     LLMKIT_CUDA_NS::attention_paged(ref(out), ref(q), ref(k_pool), ref(v_pool), table, block, start, rows, NH, KV, hd);
   }
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int B, int T, int NH, int KV,
-                         int hd, const int32_t* starts) override {
+                         int hd, const int32_t* starts, bool causal) override {
     set_precision(precision_);
-    LLMKIT_CUDA_NS::attention_forward(ref(out), lse, ref(q), ref(k), ref(v), starts_on_device(starts, B, T), B, T, NH, KV, hd);
+    LLMKIT_CUDA_NS::attention_forward(ref(out), lse, ref(q), ref(k), ref(v), starts_on_device(starts, B, T),
+                                      ends_on_device(starts, B, T, causal), B, T, NH, KV, hd);
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
                           const float* out, const float* lse, int B, int T, int NH, int KV, int hd,
-                          const int32_t* starts) override {
+                          const int32_t* starts, bool causal) override {
     set_precision(precision_);
     LLMKIT_CUDA_NS::attention_backward(ref(dq), ref(dk), ref(dv), ref(dout), ref(q), ref(k), ref(v), ref(out), lse,
-                                       starts_on_device(starts, B, T), B, T, NH, KV, hd);
+                                       starts_on_device(starts, B, T), ends_on_device(starts, B, T, causal), B, T, NH, KV, hd);
   }
 
   void swiglu_forward(float* out, const float* gate, const float* up, size_t n) override {
@@ -285,9 +286,15 @@ class CudaBackend final : public Backend {
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, size_t n) override {
     LLMKIT_CUDA_NS::swiglu_backward(ref(dgate), ref(dup), ref(dout), ref(gate), ref(up), n);
   }
-  void gelu_forward(float* out, const float* inp, size_t n) override { LLMKIT_CUDA_NS::gelu_forward(ref(out), ref(inp), n); }
-  void gelu_backward(float* dinp, const float* dout, const float* inp, size_t n) override {
-    LLMKIT_CUDA_NS::gelu_backward(ref(dinp), ref(dout), ref(inp), n);
+  void gelu_forward(float* out, const float* inp, size_t n, bool erf) override {
+    LLMKIT_CUDA_NS::gelu_forward(ref(out), ref(inp), n, erf);
+  }
+  void gelu_backward(float* dinp, const float* dout, const float* inp, size_t n, bool erf) override {
+    LLMKIT_CUDA_NS::gelu_backward(ref(dinp), ref(dout), ref(inp), n, erf);
+  }
+  void tanh_forward(float* out, const float* inp, size_t n) override { LLMKIT_CUDA_NS::tanh_forward(ref(out), ref(inp), n); }
+  void tanh_backward(float* dinp, const float* dout, const float* out, size_t n) override {
+    LLMKIT_CUDA_NS::tanh_backward(ref(dinp), ref(dout), ref(out), n);
   }
   void add(float* out, const float* a, const float* b, size_t n) override {
     LLMKIT_CUDA_NS::add(ref(out), ref(a), ref(b), n);
@@ -367,6 +374,12 @@ class CudaBackend final : public Backend {
   }
   const int32_t* starts_on_device(const int32_t* starts, int B, int T) {
     return starts ? upload_ints(Slot::starts, starts, static_cast<size_t>(B) * T) : nullptr;
+  }
+  // Bidirectional attention's sequence ends; null for causal attention.
+  const int32_t* ends_on_device(const int32_t* starts, int B, int T, bool causal) {
+    if (causal) return nullptr;
+    const std::vector<int32_t> ends = sequence_ends(starts, B, T);
+    return upload_ints(Slot::ends, ends.data(), ends.size());
   }
   std::vector<int32_t> positions_;
 

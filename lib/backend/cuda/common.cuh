@@ -102,7 +102,7 @@ inline unsigned blocks_for(size_t n, unsigned threads) {
 // Device scratch memory by slot, grown on demand and kept (no cudaMalloc in the steady state).
 // All kernels run on one stream, so an operation may reuse a slot as soon as it is called.
 enum class Slot {
-  partial, tokens, targets, positions, starts, block_table, index, index_run, index_token,
+  partial, tokens, targets, positions, starts, ends, block_table, index, index_run, index_token,
   attn_s, attn_dp, attn_q, attn_k, attn_v, attn_o, attn_do, attn_dk, attn_dv, attn_rows, convert, bias, dequant, count
 };
 float* scratch(Slot slot, size_t floats);

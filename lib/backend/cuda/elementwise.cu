@@ -1,4 +1,4 @@
-// Elementwise operations: SwiGLU, GELU (tanh approximation), residual add, accumulate, scale,
+// Elementwise operations: SwiGLU, GELU (tanh approximation or exact), tanh, residual add, accumulate, scale,
 // dropout (its mask from lib/backend/dropout.hpp, as the CPU's).
 // Grid-stride loops, one value per thread per step, fp32.
 #include "kernels.cuh"
@@ -10,6 +10,8 @@ namespace {
 
 constexpr unsigned kThreads = 256;
 constexpr float kGeluK = 0.7978845608028654f;  // sqrt(2 / pi)
+constexpr float kSqrtHalf = 0.7071067811865476f;
+constexpr float kInvSqrt2Pi = 0.3989422804014327f;
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
 
@@ -34,18 +36,31 @@ __global__ void dropout_kernel(Ref out, Ref in, size_t n, float p, uint64_t seed
     out.set(i, dropout_keeps(seed, offset + i, p) ? in.get(i) * keep : 0.0f);
 }
 
-__global__ void gelu_forward_kernel(Ref out, Ref inp, size_t n) {
+__global__ void gelu_forward_kernel(Ref out, Ref inp, size_t n, bool exact) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     const float x = inp.get(i);
-    out.set(i, 0.5f * x * (1.0f + tanhf(kGeluK * (x + 0.044715f * x * x * x))));
+    out.set(i, exact ? 0.5f * x * (1.0f + erff(x * kSqrtHalf)) : 0.5f * x * (1.0f + tanhf(kGeluK * (x + 0.044715f * x * x * x))));
   }
 }
 
-__global__ void gelu_backward_kernel(Ref dinp, Ref dout, Ref inp, size_t n) {
+__global__ void gelu_backward_kernel(Ref dinp, Ref dout, Ref inp, size_t n, bool exact) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const float x = inp.get(i), t = tanhf(kGeluK * (x + 0.044715f * x * x * x));
+    const float x = inp.get(i);
+    if (exact) {  // Phi(x) + x phi(x)
+      dinp.set(i, dout.get(i) * (0.5f * (1.0f + erff(x * kSqrtHalf)) + x * kInvSqrt2Pi * __expf(-0.5f * x * x)));
+      continue;
+    }
+    const float t = tanhf(kGeluK * (x + 0.044715f * x * x * x));
     const float du = kGeluK * (1.0f + 3.0f * 0.044715f * x * x);
     dinp.set(i, dout.get(i) * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du));
+  }
+}
+
+// tanh; the backward from the forward's output y: dout (1 - y^2).
+__global__ void tanh_kernel(Ref out, Ref inp, Ref dout, size_t n) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const float x = inp.get(i);
+    out.set(i, dout ? dout.get(i) * (1.0f - x * x) : tanhf(x));
   }
 }
 
@@ -75,16 +90,28 @@ void dropout(Ref out, Ref in, size_t n, float p, uint64_t seed, uint64_t offset)
   check_launch("dropout");
 }
 
-void gelu_forward(Ref out, Ref inp, size_t n) {
+void gelu_forward(Ref out, Ref inp, size_t n, bool exact) {
   if (!n) return;
-  LLMKIT_LAUNCH(gelu_forward_kernel, blocks_for(n, kThreads), kThreads, 0, out, inp, n);
+  LLMKIT_LAUNCH(gelu_forward_kernel, blocks_for(n, kThreads), kThreads, 0, out, inp, n, exact);
   check_launch("gelu_forward");
 }
 
-void gelu_backward(Ref dinp, Ref dout, Ref inp, size_t n) {
+void gelu_backward(Ref dinp, Ref dout, Ref inp, size_t n, bool exact) {
   if (!n) return;
-  LLMKIT_LAUNCH(gelu_backward_kernel, blocks_for(n, kThreads), kThreads, 0, dinp, dout, inp, n);
+  LLMKIT_LAUNCH(gelu_backward_kernel, blocks_for(n, kThreads), kThreads, 0, dinp, dout, inp, n, exact);
   check_launch("gelu_backward");
+}
+
+void tanh_forward(Ref out, Ref inp, size_t n) {
+  if (!n) return;
+  LLMKIT_LAUNCH(tanh_kernel, blocks_for(n, kThreads), kThreads, 0, out, inp, Ref{}, n);
+  check_launch("tanh_forward");
+}
+
+void tanh_backward(Ref dinp, Ref dout, Ref out, size_t n) {
+  if (!n) return;
+  LLMKIT_LAUNCH(tanh_kernel, blocks_for(n, kThreads), kThreads, 0, dinp, out, dout, n);
+  check_launch("tanh_backward");
 }
 
 void add(Ref out, Ref a, Ref b, size_t n) {

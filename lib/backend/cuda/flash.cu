@@ -1,4 +1,4 @@
-// Fused causal attention, flash-attention style: tiles of 64 queries and 64 keys in shared
+// Fused attention, causal or bidirectional, flash-attention style: tiles of 64 queries and 64 keys in shared
 // memory, Q K^T and P V on the tensor cores (WMMA, bf16 inputs, fp32 accumulation), the softmax
 // online in fp32 so the T x T scores never reach global memory. The backward recomputes the
 // probabilities from the forward's log-sum-exp, in two kernels so that nothing is summed with
@@ -7,7 +7,9 @@
 //
 // Packed rows (`starts`, the token's sequence start in its row, or null): a query sees keys
 // from its sequence's start only; key tiles wholly before a query tile's first sequence are
-// skipped, and so are query tiles wholly after a key tile's last sequence.
+// skipped, and so are query tiles wholly after a key tile's last sequence. Bidirectional
+// (`ends`, each query's sequence end): a query sees its sequence's later keys too, and the key
+// tiles a query tile reads run to its last row's sequence end instead of its diagonal.
 //
 // For head sizes 32, 64 (the presets' and most small models') and 128 (larger Llamas; where the
 // GPU has the shared memory); attention.cu's GEMM path takes the others, and fp32/tf32 precision. The softmax scale is folded into Q as it is
@@ -108,20 +110,31 @@ __device__ void strip_accumulate(float* C, const bf16* A, const bf16* B) {
   }
 }
 
-// The first key each row of the query tile at q0 sees: its sequence's start (rows past T: as
-// the last row).
-__device__ void load_first(int* first, const int32_t* starts, int q0, int T) {
-  for (int r = threadIdx.x; r < kTile; r += blockDim.x) first[r] = starts ? starts[min(q0 + r, T - 1)] : 0;
+// The first and last key each row of the query tile at q0 sees: its sequence's start, and its
+// own position (causal) or its sequence's last (rows past T: as the last row).
+__device__ void load_range(int* first, int* last, const int32_t* starts, const int32_t* ends, int q0, int T) {
+  for (int r = threadIdx.x; r < kTile; r += blockDim.x) {
+    const int t = min(q0 + r, T - 1);
+    first[r] = starts ? starts[t] : 0;
+    last[r] = ends ? ends[t] - 1 : t;
+  }
+}
+
+// The last key tile that the query tile qb (at q0) reads: its own (causal), or the one holding
+// its last row's sequence end.
+__device__ __forceinline__ int last_key_tile(const int32_t* row_ends, int qb, int T) {
+  return row_ends ? (row_ends[min(qb * kTile + kTile - 1, T - 1)] - 1) / kTile : qb;
 }
 
 template <int HD>
 struct ForwardSmem {
   bf16 *q, *k, *v, *p;
   float *s, *o, *m, *l, *alpha;
-  int* first;
+  int *first, *last;
   __device__ __host__ static ForwardSmem carve(Carve& c) {
     ForwardSmem f;
     f.first = c.take<int>(kTile);
+    f.last = c.take<int>(kTile);
     f.q = c.take<bf16>(kTile * (HD + 8));
     f.k = c.take<bf16>(kTile * (HD + 8));
     f.v = c.take<bf16>(kTile * (HD + 8));
@@ -137,8 +150,8 @@ struct ForwardSmem {
 
 // Block (b * NH + h, query tile): the heads in x, which has room for 2^31 - 1 of them.
 template <int HD>
-__global__ void flash_forward_kernel(Ref out, float* lse, Ref q, Ref k, Ref v, const int32_t* starts, int T, int NH, int KV,
-                                     float scale) {
+__global__ void flash_forward_kernel(Ref out, float* lse, Ref q, Ref k, Ref v, const int32_t* starts, const int32_t* ends, int T,
+                                     int NH, int KV, float scale) {
   LLMKIT_DYNAMIC_SHARED(char, smem);
   Carve carve{smem};
   const ForwardSmem<HD> s = ForwardSmem<HD>::carve(carve);
@@ -149,15 +162,17 @@ __global__ void flash_forward_kernel(Ref out, float* lse, Ref q, Ref k, Ref v, c
   const Ref K = k.at(static_cast<size_t>(b) * T * ks + static_cast<size_t>(g) * HD);
   const Ref V = v.at(static_cast<size_t>(b) * T * ks + static_cast<size_t>(g) * HD);
   const int32_t* row_starts = starts ? starts + static_cast<size_t>(b) * T : nullptr;
+  const int32_t* row_ends = ends ? ends + static_cast<size_t>(b) * T : nullptr;
   load_tile<HD>(s.q, Q, qs, q0, T, scale);
-  load_first(s.first, row_starts, q0, T);
+  load_range(s.first, s.last, row_starts, row_ends, q0, T);
   for (int i = threadIdx.x; i < kTile * (HD + 4); i += blockDim.x) s.o[i] = 0.0f;
   for (int r = threadIdx.x; r < kTile; r += blockDim.x) {
     s.m[r] = -INFINITY;
     s.l[r] = 0.0f;
   }
   // Starts do not decrease along a row: row q0's is the tile's smallest.
-  for (int kb = row_starts ? row_starts[q0] / kTile : 0; kb <= qb; ++kb) {
+  const int kb_last = last_key_tile(row_ends, qb, T);
+  for (int kb = row_starts ? row_starts[q0] / kTile : 0; kb <= kb_last; ++kb) {
     const int k0 = kb * kTile;
     __syncthreads();  // the last tile's K, V and P are read
     load_tile<HD>(s.k, K, ks, k0, T, 1.0f);
@@ -165,11 +180,11 @@ __global__ void flash_forward_kernel(Ref out, float* lse, Ref q, Ref k, Ref v, c
     __syncthreads();
     strip_abt<HD>(s.s, kLdF, s.q, HD + 8, s.k, HD + 8);
     __syncthreads();
-    // Online softmax over the warp's rows: key j is seen by query t when first <= k0 + j <= t
+    // Online softmax over the warp's rows: key j is seen by query t when first <= k0 + j <= last
     // (padding rows past T look like the last row, and are not written out). A row may see no
     // key of this tile (packed rows): its m stays -inf and nothing is added.
     for (int i = 0; i < 16; ++i) {
-      const int r = 16 * warp + i, last = min(q0 + r, T - 1), first = s.first[r];
+      const int r = 16 * warp + i, last = s.last[r], first = s.first[r];
       const bool v0 = k0 + lane <= last && k0 + lane >= first, v1 = k0 + lane + 32 <= last && k0 + lane + 32 >= first;
       const float x0 = v0 ? s.s[r * kLdF + lane] : -INFINITY, x1 = v1 ? s.s[r * kLdF + lane + 32] : -INFINITY;
       const float m_old = s.m[r], m_new = fmaxf(m_old, warp_max(fmaxf(x0, x1)));
@@ -205,10 +220,11 @@ template <int HD>
 struct BackwardSmem {
   bf16 *q, *dout, *k, *v, *p, *ds;
   float *s, *dp, *acc1, *acc2, *lse, *D;
-  int* first;
+  int *first, *last;
   __device__ __host__ static BackwardSmem carve(Carve& c) {
     BackwardSmem f;
     f.first = c.take<int>(kTile);
+    f.last = c.take<int>(kTile);
     f.q = c.take<bf16>(kTile * (HD + 8));
     f.dout = c.take<bf16>(kTile * (HD + 8));
     f.k = c.take<bf16>(kTile * (HD + 8));
@@ -235,7 +251,7 @@ __device__ void probabilities(const BackwardSmem<HD>& s, int q0, int k0, int T) 
   __syncthreads();
   for (int i = threadIdx.x; i < kTile * kTile; i += blockDim.x) {
     const int r = i / kTile, j = i % kTile, t = q0 + r;
-    const bool seen = t < T && k0 + j <= t && k0 + j >= s.first[r];
+    const bool seen = t < T && k0 + j <= s.last[r] && k0 + j >= s.first[r];
     const float p = seen ? __expf(s.s[r * kLdF + j] - s.lse[r]) : 0.0f;
     s.p[r * kLdP + j] = __float2bfloat16(p);
     s.ds[r * kLdP + j] = __float2bfloat16(seen ? p * (s.dp[r * kLdF + j] - s.D[r]) : 0.0f);
@@ -244,18 +260,19 @@ __device__ void probabilities(const BackwardSmem<HD>& s, int q0, int k0, int T) 
 }
 
 template <int HD>
-__device__ void load_rows(const BackwardSmem<HD>& s, const float* lse, const float* D, const int32_t* row_starts, int q0, int T) {
+__device__ void load_rows(const BackwardSmem<HD>& s, const float* lse, const float* D, const int32_t* row_starts,
+                          const int32_t* row_ends, int q0, int T) {
   for (int r = threadIdx.x; r < kTile; r += blockDim.x) {
     s.lse[r] = q0 + r < T ? lse[q0 + r] : 0.0f;
     s.D[r] = q0 + r < T ? D[q0 + r] : 0.0f;
   }
-  load_first(s.first, row_starts, q0, T);
+  load_range(s.first, s.last, row_starts, row_ends, q0, T);
 }
 
 // Block (b * NH + h, query tile): dQ = scale * dS K over the key tiles it sees; overwrites dq.
 template <int HD>
 __global__ void flash_backward_dq_kernel(Ref dq, Ref dout, Ref q, Ref k, Ref v, const float* lse, const float* D,
-                                         const int32_t* starts, int T, int NH, int KV, float scale) {
+                                         const int32_t* starts, const int32_t* ends, int T, int NH, int KV, float scale) {
   LLMKIT_DYNAMIC_SHARED(char, smem);
   Carve carve{smem};
   const BackwardSmem<HD> s = BackwardSmem<HD>::carve(carve);
@@ -265,11 +282,13 @@ __global__ void flash_backward_dq_kernel(Ref dq, Ref dout, Ref q, Ref k, Ref v, 
   const size_t koff = static_cast<size_t>(b) * T * ks + static_cast<size_t>(g) * HD;
   const size_t rows = (static_cast<size_t>(b) * NH + h) * T;
   const int32_t* row_starts = starts ? starts + static_cast<size_t>(b) * T : nullptr;
+  const int32_t* row_ends = ends ? ends + static_cast<size_t>(b) * T : nullptr;
   load_tile<HD>(s.q, q.at(qoff), qs, q0, T, scale);
   load_tile<HD>(s.dout, dout.at(qoff), qs, q0, T, 1.0f);
-  load_rows<HD>(s, lse + rows, D + rows, row_starts, q0, T);
+  load_rows<HD>(s, lse + rows, D + rows, row_starts, row_ends, q0, T);
   for (int i = threadIdx.x; i < kTile * (HD + 4); i += blockDim.x) s.acc1[i] = 0.0f;
-  for (int kb = row_starts ? row_starts[q0] / kTile : 0; kb <= qb; ++kb) {
+  const int kb_last = last_key_tile(row_ends, qb, T);
+  for (int kb = row_starts ? row_starts[q0] / kTile : 0; kb <= kb_last; ++kb) {
     __syncthreads();
     load_tile<HD>(s.k, k.at(koff), ks, kb * kTile, T, 1.0f);
     load_tile<HD>(s.v, v.at(koff), ks, kb * kTile, T, 1.0f);
@@ -288,20 +307,27 @@ __global__ void flash_backward_dq_kernel(Ref dq, Ref dout, Ref q, Ref k, Ref v, 
 // see it and the query heads of the group; overwrites dk and dv.
 template <int HD>
 __global__ void flash_backward_dkv_kernel(Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, const float* lse, const float* D,
-                                          const int32_t* starts, int T, int NH, int KV, float scale) {
+                                          const int32_t* starts, const int32_t* ends, int T, int NH, int KV, float scale) {
   LLMKIT_DYNAMIC_SHARED(char, smem);
   Carve carve{smem};
   const BackwardSmem<HD> s = BackwardSmem<HD>::carve(carve);
   const int kb = blockIdx.y, b = blockIdx.x / KV, g = blockIdx.x % KV, k0 = kb * kTile, group = NH / KV;
   const int32_t* row_starts = starts ? starts + static_cast<size_t>(b) * T : nullptr;
-  // Query tiles from this one until the first whose sequences all start after this tile's keys.
-  int tiles = (T + kTile - 1) / kTile;
-  if (row_starts)
+  const int32_t* row_ends = ends ? ends + static_cast<size_t>(b) * T : nullptr;
+  // The query tiles that see this tile's keys: causal, from this one until the first whose
+  // sequences all start after its keys; bidirectional, from the tile where its first key's
+  // sequence starts to the one where its last key's ends.
+  int first_tile = kb, tiles = (T + kTile - 1) / kTile;
+  if (row_ends) {
+    first_tile = row_starts ? row_starts[k0] / kTile : 0;
+    tiles = (row_ends[min(k0 + kTile - 1, T - 1)] - 1) / kTile + 1;
+  } else if (row_starts) {
     for (int qb = kb; qb < tiles; ++qb)
       if (row_starts[qb * kTile] > k0 + kTile - 1) {
         tiles = qb;
         break;
       }
+  }
   const size_t qs = static_cast<size_t>(NH) * HD, ks = static_cast<size_t>(KV) * HD;
   const size_t koff = static_cast<size_t>(b) * T * ks + static_cast<size_t>(g) * HD;
   load_tile<HD>(s.k, k.at(koff), ks, k0, T, 1.0f);
@@ -310,11 +336,11 @@ __global__ void flash_backward_dkv_kernel(Ref dk, Ref dv, Ref dout, Ref q, Ref k
   for (int h = g * group; h < (g + 1) * group; ++h) {
     const size_t qoff = static_cast<size_t>(b) * T * qs + static_cast<size_t>(h) * HD;
     const size_t rows = (static_cast<size_t>(b) * NH + h) * T;
-    for (int qb = kb; qb < tiles; ++qb) {
+    for (int qb = first_tile; qb < tiles; ++qb) {
       __syncthreads();
       load_tile<HD>(s.q, q.at(qoff), qs, qb * kTile, T, scale);
       load_tile<HD>(s.dout, dout.at(qoff), qs, qb * kTile, T, 1.0f);
-      load_rows<HD>(s, lse + rows, D + rows, row_starts, qb * kTile, T);
+      load_rows<HD>(s, lse + rows, D + rows, row_starts, row_ends, qb * kTile, T);
       __syncthreads();
       probabilities<HD>(s, qb * kTile, k0, T);
       strip_accumulate<HD, true>(s.acc2, s.p, s.dout);  // dV += P^T dO
@@ -339,18 +365,18 @@ size_t smem_bytes() {
 }
 
 template <int HD>
-void forward(Ref out, float* lse, Ref q, Ref k, Ref v, const int32_t* starts, int B, int T, int NH, int KV) {
+void forward(Ref out, float* lse, Ref q, Ref k, Ref v, const int32_t* starts, const int32_t* ends, int B, int T, int NH, int KV) {
   const size_t smem = smem_bytes<ForwardSmem<HD>>();
   allow_dynamic_smem(flash_forward_kernel<HD>, smem);
   const dim3 grid(static_cast<unsigned>(B * NH), static_cast<unsigned>((T + kTile - 1) / kTile));
-  LLMKIT_LAUNCH(flash_forward_kernel<HD>, grid, kThreads, smem, out, lse, q, k, v, starts, T, NH, KV,
+  LLMKIT_LAUNCH(flash_forward_kernel<HD>, grid, kThreads, smem, out, lse, q, k, v, starts, ends, T, NH, KV,
                 1.0f / std::sqrt(static_cast<float>(HD)));
   check_launch("flash attention forward");
 }
 
 template <int HD>
-void backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, const float* lse, const int32_t* starts, int B, int T,
-              int NH, int KV) {
+void backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, const float* lse, const int32_t* starts,
+              const int32_t* ends, int B, int T, int NH, int KV) {
   const size_t rows = static_cast<size_t>(B) * T * NH;
   float* D = scratch(Slot::attn_rows, rows);
   attention_rowdot(D, dout, out, B, T, NH, HD);
@@ -360,9 +386,9 @@ void backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, co
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
   const unsigned tiles = static_cast<unsigned>((T + kTile - 1) / kTile);
   LLMKIT_LAUNCH(flash_backward_dq_kernel<HD>, dim3(static_cast<unsigned>(B * NH), tiles), kThreads, smem, dq, dout, q, k, v, lse,
-                static_cast<const float*>(D), starts, T, NH, KV, scale);
+                static_cast<const float*>(D), starts, ends, T, NH, KV, scale);
   LLMKIT_LAUNCH(flash_backward_dkv_kernel<HD>, dim3(static_cast<unsigned>(B * KV), tiles), kThreads, smem, dk, dv, dout, q, k, v,
-                lse, static_cast<const float*>(D), starts, T, NH, KV, scale);
+                lse, static_cast<const float*>(D), starts, ends, T, NH, KV, scale);
   check_launch("flash attention backward");
 }
 
@@ -386,21 +412,21 @@ bool flash_attention_supports(int hd) {
   }
 }
 
-void flash_attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, const int32_t* starts, int B, int T, int NH, int KV,
-                             int hd) {
+void flash_attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, const int32_t* starts, const int32_t* ends, int B, int T,
+                             int NH, int KV, int hd) {
   if (B <= 0 || T <= 0) return;
-  if (hd == 32) forward<32>(out, lse, q, k, v, starts, B, T, NH, KV);
-  else if (hd == 64) forward<64>(out, lse, q, k, v, starts, B, T, NH, KV);
-  else if (hd == 128) forward<128>(out, lse, q, k, v, starts, B, T, NH, KV);
+  if (hd == 32) forward<32>(out, lse, q, k, v, starts, ends, B, T, NH, KV);
+  else if (hd == 64) forward<64>(out, lse, q, k, v, starts, ends, B, T, NH, KV);
+  else if (hd == 128) forward<128>(out, lse, q, k, v, starts, ends, B, T, NH, KV);
   else throw Error("", "internal: flash attention for head size " + std::to_string(hd));
 }
 
 void flash_attention_backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, const float* lse,
-                              const int32_t* starts, int B, int T, int NH, int KV, int hd) {
+                              const int32_t* starts, const int32_t* ends, int B, int T, int NH, int KV, int hd) {
   if (B <= 0 || T <= 0) return;
-  if (hd == 32) backward<32>(dq, dk, dv, dout, q, k, v, out, lse, starts, B, T, NH, KV);
-  else if (hd == 64) backward<64>(dq, dk, dv, dout, q, k, v, out, lse, starts, B, T, NH, KV);
-  else if (hd == 128) backward<128>(dq, dk, dv, dout, q, k, v, out, lse, starts, B, T, NH, KV);
+  if (hd == 32) backward<32>(dq, dk, dv, dout, q, k, v, out, lse, starts, ends, B, T, NH, KV);
+  else if (hd == 64) backward<64>(dq, dk, dv, dout, q, k, v, out, lse, starts, ends, B, T, NH, KV);
+  else if (hd == 128) backward<128>(dq, dk, dv, dout, q, k, v, out, lse, starts, ends, B, T, NH, KV);
   else throw Error("", "internal: flash attention for head size " + std::to_string(hd));
 }
 

@@ -47,27 +47,31 @@ void layernorm_backward(Ref dinp, float* dw, float* db, Ref dout, Ref inp, const
 // sign -1 rotates back (the backward).
 void rope(Ref x, const int32_t* pos_dev, int N, int T, int heads, int hd, float theta, float sign);
 
-void attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, const int32_t* starts_dev, int B, int T, int NH, int KV, int hd);
+// ends_dev null: causal; else each query's exclusive last key (sequence_ends()): bidirectional.
+void attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, const int32_t* starts_dev, const int32_t* ends_dev, int B, int T,
+                       int NH, int KV, int hd);
 void attention_backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, const float* lse, const int32_t* starts_dev,
-                        int B, int T, int NH, int KV, int hd);
+                        const int32_t* ends_dev, int B, int T, int NH, int KV, int hd);
 // D[(b, h, t)] = sum over d of dout * out, the rows of [B, T, H, hd] written as [B, H, T]: the
 // softmax backward's row term.
 void attention_rowdot(float* D, Ref dout, Ref out, int B, int T, int H, int hd);
 // The fused kernels (flash.cu) behind attention_forward/backward with bf16 matmuls, for the
 // head sizes flash_attention_supports().
 bool flash_attention_supports(int hd);
-void flash_attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, const int32_t* starts_dev, int B, int T, int NH, int KV,
-                             int hd);
+void flash_attention_forward(Ref out, float* lse, Ref q, Ref k, Ref v, const int32_t* starts_dev, const int32_t* ends_dev, int B,
+                             int T, int NH, int KV, int hd);
 void flash_attention_backward(Ref dq, Ref dk, Ref dv, Ref dout, Ref q, Ref k, Ref v, Ref out, const float* lse,
-                              const int32_t* starts_dev, int B, int T, int NH, int KV, int hd);
+                              const int32_t* starts_dev, const int32_t* ends_dev, int B, int T, int NH, int KV, int hd);
 void attention_paged(Ref out, Ref q, Ref k_pool, Ref v_pool, const int32_t* table, int block, int start, int rows, int NH,
                      int KV, int hd);
 
 void swiglu_forward(Ref out, Ref gate, Ref up, size_t n);
 void swiglu_backward(Ref dgate, Ref dup, Ref dout, Ref gate, Ref up, size_t n);
 void dropout(Ref out, Ref in, size_t n, float p, uint64_t seed, uint64_t offset);
-void gelu_forward(Ref out, Ref inp, size_t n);
-void gelu_backward(Ref dinp, Ref dout, Ref inp, size_t n);
+void gelu_forward(Ref out, Ref inp, size_t n, bool exact);  // exact: x Phi(x), else the tanh approximation
+void gelu_backward(Ref dinp, Ref dout, Ref inp, size_t n, bool exact);
+void tanh_forward(Ref out, Ref inp, size_t n);
+void tanh_backward(Ref dinp, Ref dout, Ref out, size_t n);  // from the forward's output
 void add(Ref out, Ref a, Ref b, size_t n);
 void accumulate(Ref dst, Ref src, size_t n);
 void scale(Ref x, float s, size_t n);

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "llmkit/ggml.hpp"
 
@@ -161,25 +162,32 @@ class Backend {
                                const int32_t* table, int block, int start, int rows, int NH, int KV,
                                int hd) = 0;
 
-  // Causal self-attention with grouped-query heads: q[B,T,NH,hd], k and v [B,T,KV,hd],
+  // Self-attention with grouped-query heads: q[B,T,NH,hd], k and v [B,T,KV,hd],
   // out[B,T,NH,hd]; lse[B,NH,T] (log-sum-exp of each query's scaled scores) kept for backward,
   // which recomputes the probabilities instead of storing them. dq, dk, dv are overwritten.
-  // With `starts`, a query sees the keys of its own sequence only.
+  // Causal (a decoder's): a query sees keys up to its own position; otherwise (an encoder's,
+  // BERT) every key of its sequence, later ones too. With `starts`, a query sees the keys of its
+  // own sequence only (sequence_ends() below gives where each one ends).
   virtual void attention_forward(float* out, float* lse, const float* q, const float* k,
                                  const float* v, int B, int T, int NH, int KV, int hd,
-                                 const int32_t* starts = nullptr) = 0;
+                                 const int32_t* starts = nullptr, bool causal = true) = 0;
   virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout,
                                   const float* q, const float* k, const float* v,
                                   const float* out, const float* lse, int B, int T, int NH,
-                                  int KV, int hd, const int32_t* starts = nullptr) = 0;
+                                  int KV, int hd, const int32_t* starts = nullptr, bool causal = true) = 0;
 
   // SwiGLU: out = silu(gate) * up, elementwise over n values; dgate, dup overwritten.
   virtual void swiglu_forward(float* out, const float* gate, const float* up, size_t n) = 0;
   virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                                const float* up, size_t n) = 0;
-  // GELU, tanh approximation (GPT-2's gelu_new); dinp overwritten.
-  virtual void gelu_forward(float* out, const float* inp, size_t n) = 0;
-  virtual void gelu_backward(float* dinp, const float* dout, const float* inp, size_t n) = 0;
+  // GELU: the tanh approximation (GPT-2's gelu_new), or with `erf` the exact x * Phi(x)
+  // (BERT's gelu); dinp overwritten.
+  virtual void gelu_forward(float* out, const float* inp, size_t n, bool erf = false) = 0;
+  virtual void gelu_backward(float* dinp, const float* dout, const float* inp, size_t n, bool erf = false) = 0;
+  // tanh elementwise (BERT's pooler); the backward takes the forward's output y: dinp =
+  // dout * (1 - y^2), overwritten.
+  virtual void tanh_forward(float* out, const float* inp, size_t n) = 0;
+  virtual void tanh_backward(float* dinp, const float* dout, const float* out, size_t n) = 0;
 
   virtual void add(float* out, const float* a, const float* b, size_t n) = 0;  // out = a + b
   virtual void accumulate(float* dst, const float* src, size_t n) = 0;         // dst += src
@@ -222,6 +230,19 @@ class Backend {
   // Most bytes of device memory held so far (0 where memory is the host's: see peak RSS).
   virtual size_t peak_memory() const { return 0; }
 };
+
+// The exclusive end of the sequence of each token of B rows of T (`starts` as above, or null:
+// one sequence per row): what a non-causal attention's query sees is [starts[t], ends[t]).
+inline std::vector<int32_t> sequence_ends(const int32_t* starts, int B, int T) {
+  std::vector<int32_t> ends(static_cast<size_t>(B) * T, T);
+  if (starts)
+    for (int b = 0; b < B; ++b)
+      for (int t = T - 2; t >= 0; --t) {
+        const size_t n = static_cast<size_t>(b) * T + t;
+        ends[n] = starts[n + 1] == t + 1 ? t + 1 : ends[n + 1];
+      }
+  return ends;
+}
 
 std::unique_ptr<Backend> make_cpu_backend();
 
