@@ -70,11 +70,11 @@ struct HfTensor {
 std::vector<HfTensor> hf_layout(const Model& m) {
   const ModelConfig& c = m.config();
   std::vector<HfTensor> out;
-  if (c.family == ModelConfig::Family::llama) {
+  if (c.family != ModelConfig::Family::gpt2) {  // Llama and BERT: Hugging Face's names and layouts already
     for (const auto& s : m.params()) {
       if (Model::is_lora_tensor(s.name)) continue;  // adapters go to their own file
       HfTensor t{s.name, {s.name}, false, -1};
-      if (s.name == "model.embed_tokens.weight" || s.name == "lm_head.weight") t.rows = c.vocab_size;
+      if (Model::vocabulary_rows(s.name)) t.rows = c.vocab_size;
       out.push_back(t);
     }
     return out;
@@ -116,9 +116,9 @@ const float* gather(const Model& m, const float* host, const HfTensor& t, std::v
     cols = s.shape.size() > 1 ? s.shape[1] : 0;
   }
   storage.clear();
-  if (cols == 0) {  // vectors
+  if (cols == 0) {  // vectors (one with a value per token: its first t.rows)
     shape = {0};
-    for (const ParamSpec* s : parts) shape[0] += static_cast<int64_t>(s->size);
+    for (const ParamSpec* s : parts) shape[0] += t.rows >= 0 ? t.rows : static_cast<int64_t>(s->size);
     if (parts.size() == 1) return host + parts[0]->offset;
     for (const ParamSpec* s : parts) storage.insert(storage.end(), host + s->offset, host + s->offset + s->size);
     return storage.data();
@@ -151,8 +151,10 @@ void scatter(const Model& m, float* host, const HfTensor& t, const std::vector<f
     size_t at = 0;
     for (const auto& name : t.parts) {
       const ParamSpec& s = m.param(name);
-      std::copy(v.begin() + static_cast<long>(at), v.begin() + static_cast<long>(at + s.size), host + s.offset);
-      at += s.size;
+      const size_t n = t.rows >= 0 ? static_cast<size_t>(t.rows) : s.size;
+      std::fill(host + s.offset, host + s.offset + s.size, 0.0f);
+      std::copy(v.begin() + static_cast<long>(at), v.begin() + static_cast<long>(at + n), host + s.offset);
+      at += n;
     }
     return;
   }
@@ -223,6 +225,12 @@ std::vector<std::string> load_model(const std::string& path, Model& m, const std
   for (const auto& t : hf_layout(m)) {
     std::string name = t.name;
     if (!f.has(name) && name.rfind("transformer.", 0) == 0 && f.has(name.substr(12))) name = name.substr(12);
+    // Checkpoints converted from Google's TensorFlow BERT name LayerNorm's weight and bias gamma and beta.
+    if (!f.has(name) && name.find("LayerNorm.") != std::string::npos) {
+      const std::string tf = has_suffix(name, ".weight") ? name.substr(0, name.size() - 7) + ".gamma"
+                                                         : name.substr(0, name.size() - 5) + ".beta";
+      if (f.has(tf)) name = tf;
+    }
     if (!f.has(name) && optional.count(t.name)) {
       missing.push_back(t.name);
       continue;

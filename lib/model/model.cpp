@@ -68,8 +68,27 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& w
       c.max_seq = get_or<int>(j, "n_positions", 1024);
       c.norm_eps = get_or<float>(j, "layer_norm_epsilon", 1e-5f);
       c.tied_embeddings = true;
+    } else if (type == "bert") {
+      c.family = Family::bert;
+      c.vocab_size = j.at("vocab_size").get<int>();
+      c.dim = j.at("hidden_size").get<int>();
+      c.layers = j.at("num_hidden_layers").get<int>();
+      c.heads = j.at("num_attention_heads").get<int>();
+      c.kv_heads = c.heads;
+      c.ffn_dim = j.at("intermediate_size").get<int>();
+      c.max_seq = get_or<int>(j, "max_position_embeddings", 512);
+      c.type_vocab_size = get_or<int>(j, "type_vocab_size", 2);
+      c.norm_eps = get_or<float>(j, "layer_norm_eps", 1e-12f);
+      c.tied_embeddings = get_or<bool>(j, "tie_word_embeddings", true);
+      const std::string act = get_or<std::string>(j, "hidden_act", "gelu");
+      if (act != "gelu" && act != "gelu_new" && act != "gelu_pytorch_tanh")
+        throw Error(where, "config: hidden_act '" + act + "' (llmkit's BERT has gelu, gelu_new, gelu_pytorch_tanh)");
+      c.gelu_erf = act == "gelu";
+      const std::string pos = get_or<std::string>(j, "position_embedding_type", "absolute");
+      if (pos != "absolute") throw Error(where, "config: position_embedding_type '" + pos + "' (llmkit's BERT has absolute)");
+      if (!c.tied_embeddings) throw Error(where, "config: a BERT whose decoder is not tied to the word embeddings");
     } else {
-      throw Error(where, "model_type '" + type + "' is not supported (llama, gpt2)");
+      throw Error(where, "model_type '" + type + "' is not supported (llama, gpt2, bert)");
     }
   } catch (const nlohmann::json::exception& e) {
     throw Error(where, std::string("config: ") + e.what());
@@ -85,6 +104,8 @@ void ModelConfig::validate(const std::string& where) const {
   if (dim % heads) bad("hidden size " + std::to_string(dim) + " is not a multiple of " + std::to_string(heads) + " heads");
   if (heads % kv_heads) bad(std::to_string(heads) + " heads are not a multiple of " + std::to_string(kv_heads) + " key/value heads");
   if (family == Family::llama && head_dim() % 2) bad("RoPE needs an even head size");
+  if (family == Family::bert && type_vocab_size < 1) bad("type_vocab_size must be positive");
+  if (family == Family::bert && classifier) bad("BertForSequenceClassification is not a reward model here (llm-sft --task classify)");
 }
 
 ModelConfig ModelConfig::load(const std::string& name_or_path) {
@@ -95,7 +116,7 @@ ModelConfig ModelConfig::load(const std::string& name_or_path) {
     } catch (const Error&) {
       // A name that is neither a preset nor a file: a bad option value, so a usage error.
       throw UsageError("--model: no such model preset '" + name_or_path +
-                       "' (llama-tiny, llama-25m, gpt2-124m, llama-125m) or config.json");
+                       "' (llama-tiny, llama-25m, gpt2-124m, llama-125m, bert-tiny, bert-base) or config.json");
     }
   } else if (is_directory(path)) {
     path += "/config.json";
@@ -119,6 +140,25 @@ std::string ModelConfig::to_json() const {
     j["rope_theta"] = rope_theta;
     j["tie_word_embeddings"] = tied_embeddings;
     j["hidden_act"] = "silu";
+  } else if (family == Family::bert) {
+    j["architectures"] = {"BertForMaskedLM"};
+    j["model_type"] = "bert";
+    j["vocab_size"] = vocab_size;
+    j["hidden_size"] = dim;
+    j["num_hidden_layers"] = layers;
+    j["num_attention_heads"] = heads;
+    j["intermediate_size"] = ffn_dim;
+    j["hidden_act"] = gelu_erf ? "gelu" : "gelu_new";
+    j["max_position_embeddings"] = max_seq;
+    j["type_vocab_size"] = type_vocab_size;
+    j["layer_norm_eps"] = norm_eps;
+    j["position_embedding_type"] = "absolute";
+    j["initializer_range"] = 0.02;
+    // llmkit trains without dropout: a model fine-tuned elsewhere gets what it was trained with.
+    j["hidden_dropout_prob"] = 0.0;
+    j["attention_probs_dropout_prob"] = 0.0;
+    j["pad_token_id"] = 0;  // WordPiece's [PAD]
+    j["tie_word_embeddings"] = true;
   } else {
     j["architectures"] = {classifier ? "GPT2ForSequenceClassification" : "GPT2LMHeadModel"};
     j["model_type"] = "gpt2";
@@ -144,16 +184,19 @@ std::string ModelConfig::to_json() const {
 
 // ---- Parameters ----------------------------------------------------------------------------------
 
-// A transformer block's weights: attention and MLP, each after a norm, with residuals.
-// Llama: mlp_in is gate_proj, mlp_up up_proj, mlp_out down_proj (SwiGLU); GPT-2: mlp_in c_fc,
-// mlp_out c_proj (GELU), no mlp_up.
+// A transformer block's weights: attention and MLP, each after a norm (pre-LN: Llama, GPT-2) or
+// each followed by one (post-LN: BERT, norm1 after attention, norm2 after the MLP), with
+// residuals. Llama: mlp_in is gate_proj, mlp_up up_proj, mlp_out down_proj (SwiGLU); GPT-2 and
+// BERT: mlp_in c_fc / intermediate.dense, mlp_out c_proj / output.dense (GELU), no mlp_up.
 struct Model::Layer {
   Norm norm1, norm2;
   Linear q, k, v, o, mlp_in, mlp_up, mlp_out;
 };
 
 // What a block's forward keeps for its backward (training: one set per layer; inference: layer
-// 0's serve every layer). x is the block's input.
+// 0's serve every layer). x is the block's input. Post-LN (BERT) uses the same buffers in its
+// own order: q, k, v from x; xmid = x + o(att); h2 = norm1(xmid); h1 = h2 + mlp(h2), the input
+// of norm2 (mean2, rstd2), whose output is the block's.
 struct Model::LayerActs {
   float *x = nullptr, *h1 = nullptr, *mean1 = nullptr, *rstd1 = nullptr;   // h1 = norm1(x)
   float *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *lse = nullptr;  // att = attention(q, k, v)
@@ -166,6 +209,12 @@ struct Model::LayerActs {
 
 struct Model::Top {
   float *wte = nullptr, *wpe = nullptr, *dwte = nullptr, *dwpe = nullptr;
+  // BERT: token-type embeddings, the embeddings' LayerNorm over the sum (kept in emb), and the
+  // MLM head's transform (dense, then GELU into head_act, then normf) before the decoder (lm).
+  float *wtt = nullptr, *dwtt = nullptr;
+  Norm emb_norm;
+  Linear transform;
+  float *emb = nullptr, *mean_emb = nullptr, *rstd_emb = nullptr, *head_pre = nullptr, *head_act = nullptr;
   QuantWeight qwte;  // the token embedding's blocks when it is held quantized (wte null)
   Norm normf;
   Linear lm, score;  // score.w null without a scalar head
@@ -202,11 +251,12 @@ class BatchAttention final : public Model::AttentionSite {
       be_.rope_forward(a.q, B_, T_, c_.heads, hd, c_.rope_theta, starts_);
       be_.rope_forward(a.k, B_, T_, c_.kv_heads, hd, c_.rope_theta, starts_);
     }
-    be_.attention_forward(a.att, a.lse, a.q, a.k, a.v, B_, T_, c_.heads, c_.kv_heads, hd, starts_);
+    be_.attention_forward(a.att, a.lse, a.q, a.k, a.v, B_, T_, c_.heads, c_.kv_heads, hd, starts_, !c_.encoder());
   }
   void backward(int, Model::LayerActs& a, const float* datt, float* dq, float* dk, float* dv, int) override {
     const int hd = c_.head_dim();
-    be_.attention_backward(dq, dk, dv, datt, a.q, a.k, a.v, a.att, a.lse, B_, T_, c_.heads, c_.kv_heads, hd, starts_);
+    be_.attention_backward(dq, dk, dv, datt, a.q, a.k, a.v, a.att, a.lse, B_, T_, c_.heads, c_.kv_heads, hd, starts_,
+                           !c_.encoder());
     if (c_.family == ModelConfig::Family::llama) {
       be_.rope_backward(dq, B_, T_, c_.heads, hd, c_.rope_theta, starts_);
       be_.rope_backward(dk, B_, T_, c_.kv_heads, hd, c_.rope_theta, starts_);
@@ -275,6 +325,12 @@ struct AdapterSite {
 
 std::vector<AdapterSite> adapter_sites(const ModelConfig& c, int layer) {
   const int64_t C = c.dim, F = c.ffn_dim, QC = c.heads * c.head_dim(), KC = c.kv_heads * c.head_dim();
+  if (c.family == ModelConfig::Family::bert) {  // PEFT's names: query, key, value, dense (all three)
+    const std::string p = "bert.encoder.layer." + std::to_string(layer) + ".";
+    return {{p + "attention.self.query", "query", C, C}, {p + "attention.self.key", "key", C, C},
+            {p + "attention.self.value", "value", C, C}, {p + "attention.output.dense", "dense", C, C},
+            {p + "intermediate.dense", "dense", C, F},     {p + "output.dense", "dense", F, C}};
+  }
   if (c.family == ModelConfig::Family::llama) {
     const std::string p = "model.layers." + std::to_string(layer) + ".";
     return {{p + "self_attn.q_proj", "q_proj", C, QC}, {p + "self_attn.k_proj", "k_proj", C, KC},
@@ -311,6 +367,24 @@ bool Model::is_lora_tensor(const std::string& name) {
   return has_suffix(name, ".lora_A.weight") || has_suffix(name, ".lora_B.weight");
 }
 
+namespace {
+// The token embedding's tensor name.
+const char* token_embedding(const ModelConfig& c) {
+  return c.family == ModelConfig::Family::llama  ? "model.embed_tokens.weight"
+         : c.family == ModelConfig::Family::bert ? "bert.embeddings.word_embeddings.weight"
+                                                 : "wte";
+}
+// Whether a tensor is a table rows are looked up in (no matmul reads it, unless tied to a head).
+bool embedding_table(const std::string& name) {
+  return name == "wte" || name == "wpe" || name == "model.embed_tokens.weight" || name.rfind("bert.embeddings.", 0) == 0;
+}
+}  // namespace
+
+bool Model::vocabulary_rows(const std::string& name) {
+  return name == "wte" || name == "lm_head.weight" || name == "model.embed_tokens.weight" ||
+         name == "bert.embeddings.word_embeddings.weight" || name == "cls.predictions.bias";
+}
+
 bool Model::can_hold_blocks(const std::string& name) {
   if (is_lora_tensor(name)) return false;
   return has_suffix(name, "_proj.weight") || has_suffix(name, "attn.q.weight") || has_suffix(name, "attn.k.weight") ||
@@ -342,16 +416,37 @@ void Model::build_specs() {
     specs_.push_back(std::move(spec));
     total_ += (n + 15) / 16 * 16;  // 64-byte aligned tensors
   };
-  const bool llama = c.family == ModelConfig::Family::llama;
+  const bool llama = c.family == ModelConfig::Family::llama, bert = c.family == ModelConfig::Family::bert;
+  if (bert && opts_.scalar_head) throw UsageError("a BERT model has no scalar head here (llm-sft --task classify)");
   if (llama) add("model.embed_tokens.weight", {V, C}, false);
-  else {
+  else if (bert) {
+    add("bert.embeddings.word_embeddings.weight", {V, C}, false);
+    add("bert.embeddings.position_embeddings.weight", {c.max_seq, C}, false);
+    add("bert.embeddings.token_type_embeddings.weight", {c.type_vocab_size, C}, false);
+    add("bert.embeddings.LayerNorm.weight", {C}, false);
+    add("bert.embeddings.LayerNorm.bias", {C}, false);
+  } else {
     add("wte", {V, C}, false);
     add("wpe", {c.max_seq, C}, false);
   }
   for (int l = 0; l < c.layers; ++l) {
     layer_begin_.push_back(total_);
     std::string p = llama ? "model.layers." + std::to_string(l) + "." : "h." + std::to_string(l) + ".";
-    if (llama) {
+    if (bert) {
+      p = "bert.encoder.layer." + std::to_string(l) + ".";
+      for (const char* m : {"attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"}) {
+        add(p + m + ".weight", {C, C}, true);
+        add(p + m + ".bias", {C}, false);
+      }
+      add(p + "attention.output.LayerNorm.weight", {C}, false);
+      add(p + "attention.output.LayerNorm.bias", {C}, false);
+      add(p + "intermediate.dense.weight", {F, C}, true);
+      add(p + "intermediate.dense.bias", {F}, false);
+      add(p + "output.dense.weight", {C, F}, true);
+      add(p + "output.dense.bias", {C}, false);
+      add(p + "output.LayerNorm.weight", {C}, false);
+      add(p + "output.LayerNorm.bias", {C}, false);
+    } else if (llama) {
       add(p + "input_layernorm.weight", {C}, false);
       add(p + "self_attn.q_proj.weight", {QC, C}, true);
       add(p + "self_attn.k_proj.weight", {KC, C}, true);
@@ -381,7 +476,15 @@ void Model::build_specs() {
     }
   }
   layer_begin_.push_back(total_);
-  if (llama) {
+  if (bert) {
+    if (opts_.lm_head) {
+      add("cls.predictions.transform.dense.weight", {C, C}, true);
+      add("cls.predictions.transform.dense.bias", {C}, false);
+      add("cls.predictions.transform.LayerNorm.weight", {C}, false);
+      add("cls.predictions.transform.LayerNorm.bias", {C}, false);
+      add("cls.predictions.bias", {V}, false);
+    }
+  } else if (llama) {
     add("model.norm.weight", {C}, false);
     if (!c.tied_embeddings && opts_.lm_head) add("lm_head.weight", {V, C}, true);
   } else {
@@ -400,7 +503,8 @@ void Model::build_specs() {
         for (const auto& site : sites)
           if (names.find(site.target) == std::string::npos) names += (names.empty() ? "" : ", ") + site.target;
         throw UsageError("--lora-targets: '" + t + "' is not a linear module of a " +
-                                          (llama ? std::string("Llama") : std::string("GPT-2")) + " model (" + names + ", all-linear)");
+                         (llama ? std::string("Llama") : bert ? std::string("BERT") : std::string("GPT-2")) + " model (" + names +
+                         ", all-linear)");
       }
     }
     if (lo.targets.empty()) throw UsageError("--lora-targets: no modules given");
@@ -457,7 +561,7 @@ void Model::set_quantized(const std::string& name, const void* blocks, int64_t r
 
 void Model::bind() {
   const ModelConfig& c = cfg_;
-  const bool llama = c.family == ModelConfig::Family::llama;
+  const bool llama = c.family == ModelConfig::Family::llama, bert = c.family == ModelConfig::Family::bert;
   const int C = c.dim, F = c.ffn_dim, QC = c.heads * c.head_dim(), KC = c.kv_heads * c.head_dim();
   // A frozen tensor's gradient pointer is null: every backward op then skips it.
   auto grad = [&](float* p) -> float* {
@@ -499,7 +603,18 @@ void Model::bind() {
   layers_.resize(static_cast<size_t>(c.layers));
   for (int l = 0; l < c.layers; ++l) {
     Layer& L = layers_[static_cast<size_t>(l)];
-    if (llama) {
+    if (bert) {
+      const std::string p = "bert.encoder.layer." + std::to_string(l) + ".";
+      auto dense = [&](int in, int out, const std::string& m) { return linear(in, out, p + m + ".weight", p + m + ".bias"); };
+      L.q = dense(C, C, "attention.self.query");
+      L.k = dense(C, C, "attention.self.key");
+      L.v = dense(C, C, "attention.self.value");
+      L.o = dense(C, C, "attention.output.dense");
+      L.norm1 = norm(p + "attention.output.LayerNorm.weight", p + "attention.output.LayerNorm.bias");
+      L.mlp_in = dense(C, F, "intermediate.dense");
+      L.mlp_out = dense(F, C, "output.dense");
+      L.norm2 = norm(p + "output.LayerNorm.weight", p + "output.LayerNorm.bias");
+    } else if (llama) {
       const std::string p = "model.layers." + std::to_string(l) + ".";
       L.norm1 = norm(p + "input_layernorm.weight", "");
       L.q = linear(C, QC, p + "self_attn.q_proj.weight", "");
@@ -524,11 +639,22 @@ void Model::bind() {
   }
   if (opts_.lora.rank > 0) bind_lora();
   Top& t = *top_;
-  const std::string embed = llama ? "model.embed_tokens.weight" : "wte";
+  const std::string embed = token_embedding(c);
   t.wte = matrix(embed, t.qwte);
-  t.wpe = llama ? nullptr : w("wpe");
+  t.wpe = llama ? nullptr : w(bert ? "bert.embeddings.position_embeddings.weight" : "wpe");
   t.dwte = grad(t.wte);
   t.dwpe = grad(t.wpe);
+  if (bert) {
+    t.wtt = w("bert.embeddings.token_type_embeddings.weight");
+    t.dwtt = grad(t.wtt);
+    t.emb_norm = norm("bert.embeddings.LayerNorm.weight", "bert.embeddings.LayerNorm.bias");
+    if (opts_.lm_head) {
+      t.transform = linear(C, C, "cls.predictions.transform.dense.weight", "cls.predictions.transform.dense.bias");
+      t.normf = norm("cls.predictions.transform.LayerNorm.weight", "cls.predictions.transform.LayerNorm.bias");
+      t.lm = linear(C, c.padded_vocab(), embed, "cls.predictions.bias");
+    }
+    return;
+  }
   t.normf = llama ? norm("model.norm.weight", "") : norm("ln_f.weight", "ln_f.bias");
   t.lm = linear(C, c.padded_vocab(), llama && !c.tied_embeddings && opts_.lm_head ? "lm_head.weight" : embed, "");
   if (opts_.scalar_head) t.score = linear(C, 1, "score.weight", "");
@@ -538,15 +664,18 @@ void Model::bind() {
 // gradient summed over the three), B's rows cut in three.
 void Model::bind_lora() {
   const LoraOptions& lo = opts_.lora;
-  const bool llama = cfg_.family == ModelConfig::Family::llama;
+  const ModelConfig::Family family = cfg_.family;
   auto grad = [&](const std::string& name) -> float* {
     const ParamSpec& s = param(name);
     return s.trainable() ? g_ + s.grad_offset : nullptr;
   };
   for (int l = 0; l < cfg_.layers; ++l) {
     Layer& L = layers_[static_cast<size_t>(l)];
-    std::vector<std::vector<Linear*>> on = llama ? std::vector<std::vector<Linear*>>{{&L.q}, {&L.k}, {&L.v}, {&L.o}, {&L.mlp_in}, {&L.mlp_up}, {&L.mlp_out}}
-                                                 : std::vector<std::vector<Linear*>>{{&L.q, &L.k, &L.v}, {&L.o}, {&L.mlp_in}, {&L.mlp_out}};
+    // The Linears each of adapter_sites() adapts, in its order.
+    using Sites = std::vector<std::vector<Linear*>>;
+    const Sites on = family == ModelConfig::Family::llama ? Sites{{&L.q}, {&L.k}, {&L.v}, {&L.o}, {&L.mlp_in}, {&L.mlp_up}, {&L.mlp_out}}
+                     : family == ModelConfig::Family::bert ? Sites{{&L.q}, {&L.k}, {&L.v}, {&L.o}, {&L.mlp_in}, {&L.mlp_out}}
+                                                           : Sites{{&L.q, &L.k, &L.v}, {&L.o}, {&L.mlp_in}, {&L.mlp_out}};
     const auto sites = adapter_sites(cfg_, l);
     for (size_t i = 0; i < sites.size(); ++i) {
       if (!targeted(lo, sites[i].target)) continue;
@@ -593,10 +722,7 @@ Model::~Model() {
 size_t Model::num_params_unpadded() const {
   size_t n = 0;
   for (const auto& s : specs_) {
-    size_t rows = s.shape[0] == cfg_.padded_vocab() && (s.name.find("embed") != std::string::npos ||
-                                                         s.name == "wte" || s.name == "lm_head.weight")
-                      ? static_cast<size_t>(cfg_.vocab_size)
-                      : static_cast<size_t>(s.shape[0]);
+    size_t rows = vocabulary_rows(s.name) ? static_cast<size_t>(cfg_.vocab_size) : static_cast<size_t>(s.shape[0]);
     n += s.size / static_cast<size_t>(s.shape[0]) * rows;
   }
   return n;
@@ -648,8 +774,7 @@ void Model::init(uint64_t seed) {
                          s.name.find("c_proj.weight") != std::string::npos;
       const float std = resid ? resid_std : 0.02f;
       size_t rows = static_cast<size_t>(s.shape[0]), cols = s.size / rows;
-      bool vocab_rows = s.name == "wte" || s.name == "lm_head.weight" || s.name == "model.embed_tokens.weight";
-      size_t live = vocab_rows ? static_cast<size_t>(cfg_.vocab_size) : rows;
+      size_t live = vocabulary_rows(s.name) ? static_cast<size_t>(cfg_.vocab_size) : rows;
       for (size_t k = 0; k < live * cols; ++k) p[k] = normal.next() * std;
     }
     if (!direct) be_.upload(w_ + s.offset, staging.data(), s.size);
@@ -733,13 +858,14 @@ void Model::activation_sizes(size_t N, size_t& acts, size_t& stats, bool inferen
   const size_t layers = inference ? 1 : static_cast<size_t>(cfg_.layers);
   const size_t mlp = N * 3 * F;  // f1, f3, act: per layer, or once with recompute_mlp
   const size_t layer = N * (4 * C + 2 * QC + 2 * KC) + (opts_.recompute_mlp ? 0 : mlp);
-  const size_t top = N * (3 * C + (opts_.lm_head ? V : 0)) + (opts_.recompute_mlp ? mlp : 0);  // xf, hf, tmp; logits
+  const size_t top = N * (3 * C + (opts_.lm_head ? V : 0)) + (opts_.recompute_mlp ? mlp : 0) +  // xf, hf, tmp; logits
+                     (cfg_.encoder() ? 3 * N * C : 0);  // BERT: emb, head_pre, head_act
   const size_t scratch = inference ? 0 : N * (C + QC + 2 * KC + std::max(F, QC) + 2 * F);  // gradients
   // Adapters: [N, rank] per adapted linear and layer; scratch of [N, widest input] twice and [N, rank].
   const size_t r = static_cast<size_t>(std::max(0, opts_.lora.rank));
   const size_t lora = r ? N * r * (adapted_linears() * layers + 1) + 2 * N * std::max({C, F, QC}) : 0;
   acts = layer * layers + top + scratch + lora;
-  stats = N * (4 + static_cast<size_t>(cfg_.heads)) * layers + 8 * N;  // norms' mean, rstd; lse; logp...
+  stats = N * (4 + static_cast<size_t>(cfg_.heads)) * layers + 10 * N;  // norms' mean, rstd; lse; logp...
 }
 
 size_t Model::activation_bytes(int B, int T) const {
@@ -840,6 +966,13 @@ void Model::ensure_rows(int tokens, bool inference) {
   t.dlogp = stat(N);
   t.kd_weight = stat(N);
   t.kd_loss = stat(N);
+  if (cfg_.encoder()) {
+    t.emb = take(N * C);
+    t.head_pre = take(N * C);
+    t.head_act = take(N * C);
+    t.mean_emb = stat(N);
+    t.rstd_emb = stat(N);
+  }
   if (R) {
     const size_t widest = std::max({C, F, QC});
     t.lora.x = take(N * widest);
@@ -872,15 +1005,30 @@ void Model::mlp_hidden(const Layer& L, LayerActs& a, int N) {
     linear_forward(L.mlp_up, a.f3, a.h2, N, a.mid_up);
     be_.swiglu_forward(a.act, a.f1, a.f3, NF);
   } else {
-    be_.gelu_forward(a.act, a.f1, NF);
+    be_.gelu_forward(a.act, a.f1, NF, cfg_.gelu_erf);
   }
 }
 
 // out = xmid + mlp(norm2(xmid)), xmid = x + o(attention(norm1(x))), x = a.x. out may be a.x.
+// Post-LN (BERT): out = norm2(h1), h1 = h2 + mlp(h2), h2 = norm1(xmid), xmid = x + o(attention(x)).
 void Model::layer_forward(int l, LayerActs& a, float* out, int N, AttentionSite& site) {
   const Layer& L = layers_[static_cast<size_t>(l)];
   const size_t NC = static_cast<size_t>(N) * cfg_.dim;
   float* tmp = top_->tmp;
+  if (cfg_.encoder()) {
+    linear_forward(L.q, a.q, a.x, N, a.mid_q);
+    linear_forward(L.k, a.k, a.x, N, a.mid_k);
+    linear_forward(L.v, a.v, a.x, N, a.mid_v);
+    site.forward(l, a, N);
+    linear_forward(L.o, tmp, a.att, N, a.mid_o);
+    be_.add(a.xmid, a.x, tmp, NC);
+    L.norm1.forward(be_, a.h2, a.mean1, a.rstd1, a.xmid, N);
+    mlp_hidden(L, a, N);
+    linear_forward(L.mlp_out, tmp, a.act, N, a.mid_out);
+    be_.add(a.h1, a.h2, tmp, NC);
+    L.norm2.forward(be_, out, a.mean2, a.rstd2, a.h1, N);
+    return;
+  }
   L.norm1.forward(be_, a.h1, a.mean1, a.rstd1, a.x, N);
   linear_forward(L.q, a.q, a.h1, N, a.mid_q);
   linear_forward(L.k, a.k, a.h1, N, a.mid_k);
@@ -900,6 +1048,27 @@ void Model::layer_backward(int l, LayerActs& a, int N, AttentionSite& site, bool
   Top& t = *top_;
   const size_t NC = static_cast<size_t>(N) * cfg_.dim, NF = static_cast<size_t>(N) * cfg_.ffn_dim;
   if (recompute) mlp_hidden(L, a, N);
+  if (cfg_.encoder()) {
+    // out = norm2(h1): d(h1) in tmp, which reaches h2 unchanged (dres) and through the MLP.
+    be_.zero(t.tmp, NC);
+    L.norm2.backward(be_, t.tmp, t.dres, a.h1, a.mean2, a.rstd2, N);
+    be_.copy(t.dres, t.tmp, NC);
+    be_.zero(t.datt, NF);
+    linear_backward(L.mlp_out, t.datt, t.tmp, a.act, N, a.mid_out);
+    be_.gelu_backward(t.df1, t.datt, a.f1, NF, cfg_.gelu_erf);
+    linear_backward(L.mlp_in, t.dres, t.df1, a.h2, N, a.mid_in);
+    // h2 = norm1(xmid): d(xmid) in tmp, which reaches x unchanged and through the attention.
+    be_.zero(t.tmp, NC);
+    L.norm1.backward(be_, t.tmp, t.dres, a.xmid, a.mean1, a.rstd1, N);
+    be_.copy(t.dres, t.tmp, NC);
+    be_.zero(t.datt, static_cast<size_t>(N) * L.o.in);
+    linear_backward(L.o, t.datt, t.tmp, a.att, N, a.mid_o);
+    site.backward(l, a, t.datt, t.dq, t.dk, t.dv, N);
+    linear_backward(L.q, t.dres, t.dq, a.x, N, a.mid_q);
+    linear_backward(L.k, t.dres, t.dk, a.x, N, a.mid_k);
+    linear_backward(L.v, t.dres, t.dv, a.x, N, a.mid_v);
+    return;
+  }
   // MLP: out = xmid + mlp(h2); dres reaches xmid unchanged and through the MLP and norm2.
   float* dact = t.datt;
   be_.zero(dact, NF);
@@ -910,7 +1079,7 @@ void Model::layer_backward(int l, LayerActs& a, int N, AttentionSite& site, bool
     linear_backward(L.mlp_in, t.tmp, t.df1, a.h2, N, a.mid_in);
     linear_backward(L.mlp_up, t.tmp, t.df3, a.h2, N, a.mid_up);
   } else {
-    be_.gelu_backward(t.df1, dact, a.f1, NF);
+    be_.gelu_backward(t.df1, dact, a.f1, NF, cfg_.gelu_erf);
     linear_backward(L.mlp_in, t.tmp, t.df1, a.h2, N, a.mid_in);
   }
   L.norm2.backward(be_, t.dres, t.tmp, a.xmid, a.mean2, a.rstd2, N);
@@ -927,8 +1096,15 @@ void Model::layer_backward(int l, LayerActs& a, int N, AttentionSite& site, bool
 }
 
 // The final norm, the LM head and, with one, the scalar head, from the last block's output.
+// BERT's MLM head: normf(gelu(transform(x))) into the decoder.
 void Model::head_forward(const float* x, int N) {
   Top& t = *top_;
+  if (cfg_.encoder()) {
+    if (!opts_.lm_head) return;
+    linear_forward(t.transform, t.head_pre, x, N, nullptr);
+    be_.gelu_forward(t.head_act, t.head_pre, static_cast<size_t>(N) * cfg_.dim, cfg_.gelu_erf);
+    x = t.head_act;
+  }
   t.normf.forward(be_, t.hf, t.meanf, t.rstdf, x, N);
   if (opts_.lm_head) linear_forward(t.lm, acts_.logits, t.hf, N, nullptr);  // no adapter on the head
   if (t.score.w) t.score.forward(be_, t.values, t.hf, N);
@@ -957,23 +1133,55 @@ void Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T,
     }
     starts_.assign(starts, starts + N);
   }
+  types_.clear();
+  if (c.encoder()) {
+    types_ = std::move(next_types_);
+    if (types_.empty()) types_.assign(static_cast<size_t>(N), 0);
+    if (types_.size() != static_cast<size_t>(N)) throw Error("", "internal: token types for another batch");
+    for (int32_t ty : types_)
+      if (ty < 0 || ty >= c.type_vocab_size)
+        throw Error("", "token type " + std::to_string(ty) + " outside the model's " + std::to_string(c.type_vocab_size));
+  }
+  next_types_.clear();
   const int32_t* st = starts_.empty() ? nullptr : starts_.data();
   Top& t = *top_;
   exact_ = true;  // a backward may follow: quantized matrices multiply fp32 activations
   BatchAttention site(be_, c, B, T, st);
-  float* x0 = layers_.empty() ? t.xf : acts_layers_[0].x;
-  if (t.qwte.data) {
-    std::vector<int32_t> pos(static_cast<size_t>(N));
-    for (int n = 0; n < N; ++n) pos[static_cast<size_t>(n)] = n % T - (st ? st[n] : 0);
-    be_.embedding_quant(x0, tokens_.data(), pos.data(), t.qwte, t.wpe, N, c.dim);
-  } else {
-    be_.embedding_forward(x0, tokens_.data(), t.wte, t.wpe, B, T, c.dim, st);
-  }
+  embed_forward(layers_.empty() ? t.xf : acts_layers_[0].x, B, T, st);
   for (size_t l = 0; l < layers_.size(); ++l)
     layer_forward(static_cast<int>(l), acts_layers_[l], l + 1 < layers_.size() ? acts_layers_[l + 1].x : t.xf, N, site);
   head_forward(t.xf, N);
   if (targets && logit_temperature_ != 1.0f) be_.scale(acts_.logits, 1.0f / logit_temperature_, static_cast<size_t>(N) * Vp);
   if (targets) be_.crossentropy_forward(t.logp, acts_.logits, targets_.data(), N, V, Vp);
+}
+
+// The first block's input: token (+ position) embeddings; BERT's also token types, and the
+// LayerNorm over their sum.
+void Model::embed_forward(float* x0, int B, int T, const int32_t* st) {
+  Top& t = *top_;
+  const int N = B * T, C = cfg_.dim;
+  if (t.qwte.data) {
+    std::vector<int32_t> pos(static_cast<size_t>(N));
+    for (int n = 0; n < N; ++n) pos[static_cast<size_t>(n)] = n % T - (st ? st[n] : 0);
+    be_.embedding_quant(x0, tokens_.data(), pos.data(), t.qwte, t.wpe, N, C);
+    return;
+  }
+  if (!cfg_.encoder()) return be_.embedding_forward(x0, tokens_.data(), t.wte, t.wpe, B, T, C, st);
+  be_.embedding_forward(t.emb, tokens_.data(), t.wte, t.wpe, B, T, C, st);
+  be_.embedding_forward(t.tmp, types_.data(), t.wtt, nullptr, B, T, C);
+  be_.accumulate(t.emb, t.tmp, static_cast<size_t>(N) * C);
+  t.emb_norm.forward(be_, x0, t.mean_emb, t.rstd_emb, t.emb, N);
+}
+
+// Given d(first block's input) in dres.
+void Model::embed_backward(int B, int T, const int32_t* st) {
+  Top& t = *top_;
+  const int N = B * T, C = cfg_.dim;
+  if (!cfg_.encoder()) return be_.embedding_backward(t.dwte, t.dwpe, t.dres, tokens_.data(), B, T, C, st);
+  be_.zero(t.tmp, static_cast<size_t>(N) * C);
+  t.emb_norm.backward(be_, t.tmp, t.dres, t.emb, t.mean_emb, t.rstd_emb, N);
+  be_.embedding_backward(t.dwte, t.dwpe, t.tmp, tokens_.data(), B, T, C, st);
+  be_.embedding_backward(t.dwtt, nullptr, t.tmp, types_.data(), B, T, C);
 }
 
 std::vector<float> Model::values() const {
@@ -1049,8 +1257,7 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host, const Di
     be_.upload(t.dvalues, dvalue_host, static_cast<size_t>(N));
     t.score.backward(be_, t.tmp, t.dvalues, t.hf, N);
   }
-  be_.zero(t.dres, NC);
-  t.normf.backward(be_, t.dres, t.tmp, t.xf, t.meanf, t.rstdf, N);
+  head_backward(N);
   const int32_t* st = starts_.empty() ? nullptr : starts_.data();
   BatchAttention site(be_, c, B, T, st);
   for (size_t li = layers_.size(); li-- > 0;) {
@@ -1058,11 +1265,25 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host, const Di
     layer_backward(static_cast<int>(li), acts_layers_[li], N, site, opts_.recompute_mlp && li + 1 < layers_.size());
     if (hook_) hook_(grad_layer_begin_[li], grad_layer_begin_[li + 1] - grad_layer_begin_[li]);
   }
-  be_.embedding_backward(t.dwte, t.dwpe, t.dres, tokens_.data(), B, T, c.dim, st);
+  embed_backward(B, T, st);
   if (hook_) {
     hook_(0, grad_layer_begin_.front());
     hook_(grad_layer_begin_.back(), total_grads_ - grad_layer_begin_.back());
   }
+}
+
+// From d(hf) in tmp to d(last block's output) in dres: the final norm's backward, and BERT's
+// transform and GELU before it.
+void Model::head_backward(int N) {
+  Top& t = *top_;
+  const size_t NC = static_cast<size_t>(N) * cfg_.dim;
+  be_.zero(t.dres, NC);
+  if (!cfg_.encoder()) return t.normf.backward(be_, t.dres, t.tmp, t.xf, t.meanf, t.rstdf, N);
+  if (!opts_.lm_head) return;
+  t.normf.backward(be_, t.dres, t.tmp, t.head_act, t.meanf, t.rstdf, N);
+  be_.gelu_backward(t.df1, t.dres, t.head_pre, NC, cfg_.gelu_erf);
+  be_.zero(t.dres, NC);
+  linear_backward(t.transform, t.dres, t.df1, t.xf, N, nullptr);
 }
 
 // ---- Inference ---------------------------------------------------------------------------------------
@@ -1104,6 +1325,7 @@ void KVCache::copy_positions(int to, int from, int positions) {
 void Model::forward_cached(const int32_t* tokens, int rows, const std::vector<CacheSegment>& segments,
                            KVCache& cache, bool last_only) {
   const ModelConfig& c = cfg_;
+  if (c.encoder()) throw Error("", "a BERT encoder does not generate: no KV-cached decoding");
   const int N = rows, V = c.vocab_size;
   std::vector<int32_t> pos(static_cast<size_t>(N), -1);
   for (const CacheSegment& s : segments) {
@@ -1157,9 +1379,11 @@ static void forward_costs(const ModelConfig& c, bool lm_head, int B, int T, doub
   const double C = c.dim, F = c.ffn_dim, L = c.layers, QC = c.heads * static_cast<double>(c.head_dim());
   const double KC = c.kv_heads * static_cast<double>(c.head_dim());
   const double ffn_mats = c.family == ModelConfig::Family::llama ? 3 : 2;
-  matmul_params = L * (C * QC + 2 * C * KC + QC * C + ffn_mats * C * F) + (lm_head ? C * c.padded_vocab() : C);
-  // QK^T and PV: 2 * 2 * T * T/2 * QC per sequence and layer (causal)
-  attn = 2.0 * 2.0 * L * QC * static_cast<double>(T) * T / 2.0 * B;
+  // BERT's MLM head adds its transform (C x C) before the decoder.
+  matmul_params = L * (C * QC + 2 * C * KC + QC * C + ffn_mats * C * F) + (lm_head ? C * c.padded_vocab() : C) +
+                  (c.encoder() && lm_head ? C * C : 0);
+  // QK^T and PV: 2 * 2 * T * T/2 * QC per sequence and layer (causal), twice that bidirectional
+  attn = 2.0 * 2.0 * L * QC * static_cast<double>(T) * T / (c.encoder() ? 1.0 : 2.0) * B;
 }
 
 double Model::flops_per_forward(int B, int T) const {
@@ -1179,10 +1403,9 @@ double Model::flops_per_step(int B, int T) const {
   for (const ParamSpec& s : specs_) {
     if (s.shape.size() != 2) continue;
     if (is_lora_tensor(s.name)) adapters += static_cast<double>(s.size);
-    else if (!s.trainable() && s.name != "wpe" && s.name != "model.embed_tokens.weight" && s.name != "wte") frozen += static_cast<double>(s.size);
+    else if (!s.trainable() && !embedding_table(s.name)) frozen += static_cast<double>(s.size);
   }
-  if (!specs_.empty() && !param(cfg_.family == ModelConfig::Family::llama ? "model.embed_tokens.weight" : "wte").trainable() &&
-      cfg_.tied_embeddings && opts_.lm_head)
+  if (!specs_.empty() && !param(token_embedding(cfg_)).trainable() && cfg_.tied_embeddings && opts_.lm_head)
     frozen += C * cfg_.padded_vocab();  // the tied LM head
   return 6.0 * matmul_params * tokens - 2.0 * frozen * tokens + 6.0 * adapters * tokens + attn;
 }

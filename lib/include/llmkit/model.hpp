@@ -1,5 +1,6 @@
-// Decoder-only transformers (lib/model/model.cpp): the Llama and GPT-2 families, configured by
-// a Hugging Face-style config.json, with explicit forward and backward passes over a Backend.
+// Transformers (lib/model/model.cpp): the decoder-only Llama and GPT-2 families and the BERT
+// encoder, configured by a Hugging Face-style config.json, with explicit forward and backward
+// passes over a Backend.
 //
 // Parameters live in one buffer, gradients in another of the same layout, so that optimizers,
 // all-reduces and checkpoints see flat arrays. Embedding rows are padded to a multiple of 64
@@ -21,7 +22,11 @@ namespace llmkit {
 struct Linear;  // lib/model/layers.hpp
 
 struct ModelConfig {
-  enum class Family { llama, gpt2 } family = Family::llama;
+  // bert: an encoder (Hugging Face's BertForMaskedLM): bidirectional attention, learned
+  // absolute positions and token-type (segment) embeddings summed and layer-normed, post-LN
+  // blocks with biases, GELU, and the MLM head (dense, GELU, LayerNorm, the decoder tied to the
+  // word embeddings with a bias of its own).
+  enum class Family { llama, gpt2, bert } family = Family::llama;
   int vocab_size = 0;
   int dim = 0;        // hidden size
   int layers = 0;
@@ -32,17 +37,20 @@ struct ModelConfig {
   float norm_eps = 1e-5f;
   float rope_theta = 10000.0f;
   bool tied_embeddings = true;
+  int type_vocab_size = 0;  // BERT's token types (segments): 2
+  bool gelu_erf = false;    // the exact GELU (BERT's "gelu"), not the tanh approximation
   // A reward model: Hugging Face's *ForSequenceClassification with num_labels 1, a scalar head
   // (score.weight) and no LM head.
   bool classifier = false;
 
   int head_dim() const { return dim / heads; }
+  bool encoder() const { return family == Family::bert; }  // bidirectional attention, no generation
   int padded_vocab() const { return (vocab_size + 63) / 64 * 64; }
   // Parses a Hugging Face config.json (LlamaForCausalLM or GPT2LMHeadModel); Error naming
   // `where` on anything missing or inconsistent.
   static ModelConfig from_json(const std::string& json, const std::string& where);
-  // A preset name from share/llmkit/models (llama-tiny, llama-25m, gpt2-124m, llama-125m) or a
-  // path to a config.json.
+  // A preset name from share/llmkit/models (llama-tiny, llama-25m, gpt2-124m, llama-125m,
+  // bert-tiny, bert-base) or a path to a config.json.
   static ModelConfig load(const std::string& name_or_path);
   std::string to_json() const;  // Hugging Face config.json
   void validate(const std::string& where) const;
@@ -198,6 +206,9 @@ class Model {
   // Whether a tensor may be held as ggml blocks (ModelOptions::weight_types): the linear layers'
   // weights, the token embedding and the LM head.
   static bool can_hold_blocks(const std::string& name);
+  // Whether a tensor has a row (or, for a vector, a value) per token of the vocabulary: the
+  // embedding, an untied LM head, BERT's decoder bias. Its rows past vocab_size are padding.
+  static bool vocabulary_rows(const std::string& name);
   // The adapters off (the base model alone: DPO's reference under LoRA) or on again.
   void set_lora_enabled(bool on);
   // W += scale B A into every adapted weight, then the adapters are off for good: the model is
@@ -222,9 +233,14 @@ class Model {
   // trainer computes its log-probabilities at the sampling temperature (TRL does). Default 1.
   void set_logit_temperature(float t) { logit_temperature_ = t; }
 
+  // BERT's token types (segment ids, < type_vocab_size) of the next forward's B*T tokens; without
+  // them (or for another family) every token's type is 0. Used by that forward and its backward.
+  void set_token_types(std::vector<int32_t> types) { next_types_ = std::move(types); }
+
   // Forward over tokens[B*T] (each row a sequence starting at position 0, or with `starts`
   // several packed back to back: see backend.hpp; checked). With targets (same shape, < 0
-  // ignored) it also computes each target's log-probability, logp().
+  // ignored) it also computes each target's log-probability, logp(). A decoder's targets are the
+  // next tokens; an encoder's (BERT's masked-language model) the tokens at masked positions.
   void forward(const int32_t* tokens, const int32_t* targets, int B, int T, const int32_t* starts = nullptr);
   const float* logits() const { return acts_.logits; }  // [B*T, padded_vocab], the backend's memory
   // The same in host memory: the backend's own on the CPU, a copy from a GPU.
@@ -330,7 +346,10 @@ class Model {
   std::unique_ptr<Top> top_;
   int B_ = 0, T_ = 0, cap_tokens_ = 0;
   bool acts_inference_ = false;  // the activations are laid out for forward_cached only
-  std::vector<int32_t> tokens_, targets_, starts_;
+  std::vector<int32_t> tokens_, targets_, starts_, types_, next_types_;
+  void embed_forward(float* x0, int B, int T, const int32_t* starts);
+  void embed_backward(int B, int T, const int32_t* starts);
+  void head_backward(int N);
   std::vector<float> host_logits_;
   GradientHook hook_;
   InputObserver observer_;
