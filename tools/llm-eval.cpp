@@ -20,10 +20,12 @@ int eval_main(int argc, char** argv) {
   std::string format = "json", output = "-";
   int64_t fewshot = 0, batch = cfg.batch_size, seq = 0, stride = 0, max_gen = cfg.max_gen_tokens;
   bool no_verify = false;
-  OptionParser op("llm-eval", "llm-eval ppl|mc|gen --model PATH [OPTIONS] INPUT...",
+  OptionParser op("llm-eval", "llm-eval ppl|mc|gen|mlm --model PATH [OPTIONS] INPUT...",
                   "Evaluates a model. ppl: perplexity of token shards (llm-tok, llm.c .bin) or of JSONL\n"
                   "documents; mc: multiple choice, rows {\"context\", \"choices\", \"gold\"}; gen: generation,\n"
-                  "rows {\"prompt\", \"answer\"}, scored by exact match after GSM8K-style extraction.");
+                  "rows {\"prompt\", \"answer\"}, scored by exact match after GSM8K-style extraction;\n"
+                  "mlm: an encoder's (BERT's) masked-token accuracy and pseudo-perplexity on shards or\n"
+                  "JSONL documents.");
   op.section("Model and output");
   op.string("model", 'm', "PATH", &cfg.model,
             "checkpoint or run directory, model.safetensors, or an llm.c GPT-2 .bin (required)");
@@ -44,7 +46,7 @@ int eval_main(int argc, char** argv) {
   op.string("precision", 0, "P", &cfg.precision,
             "GPU matmuls: fp32 (default: the CPU's scores up to rounding), tf32, bf16");
   op.section("Examples");
-  op.integer("limit", 0, "N", &cfg.limit, "only the first N examples (windows for ppl on shards)");
+  op.integer("limit", 0, "N", &cfg.limit, "only the first N examples (windows for ppl on shards and for mlm)");
   op.integer("num-fewshot", 0, "K", &fewshot,
              "K solved examples before each one: the row's \"fewshot\", else K others of the task\n"
              "chosen with --seed (default 0)");
@@ -69,12 +71,13 @@ int eval_main(int argc, char** argv) {
       "Examples:\n"
       "  llm-eval ppl --model runs/r1 shards/val-00000.tok\n"
       "  llm-eval mc --model runs/r1 --num-fewshot 5 --format text hellaswag.jsonl\n"
-      "  llm-eval gen --model runs/r1 --until Question: --until '\\n\\n' gsm8k.jsonl");
+      "  llm-eval gen --model runs/r1 --until Question: --until '\\n\\n' gsm8k.jsonl\n"
+      "  llm-eval mlm --model runs/bert --limit 50 shards/val-00000.tok");
   std::vector<std::string> args = op.parse(argc, argv);
-  if (args.empty()) throw UsageError("give a task type: ppl, mc or gen");
+  if (args.empty()) throw UsageError("give a task type: ppl, mc, gen or mlm");
   const std::string kind = args[0];
   args.erase(args.begin());
-  if (kind != "ppl" && kind != "mc" && kind != "gen") throw UsageError("unknown task type '" + kind + "' (ppl, mc, gen)");
+  if (kind != "ppl" && kind != "mc" && kind != "gen" && kind != "mlm") throw UsageError("unknown task type '" + kind + "' (ppl, mc, gen, mlm)");
   if (cfg.model.empty()) throw UsageError("--model is required");
   if (format != "json" && format != "text") throw UsageError("--format: use json or text");
   if (fewshot < 0 || batch < 1 || seq < 0 || stride < 0 || max_gen < 1 || cfg.limit < 0 || cfg.max_tokens < 0)

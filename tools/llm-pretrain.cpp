@@ -1,5 +1,6 @@
-// llm-pretrain: trains a decoder-only transformer (Llama or GPT-2 shape) from scratch on token
-// shards, data parallel over MPI ranks (NCCL between GPUs), with checkpoints and resumption.
+// llm-pretrain: trains a transformer from scratch on token shards — a decoder (Llama or GPT-2
+// shape) on next tokens, or a BERT encoder on masked ones — data parallel over MPI ranks (NCCL
+// between GPUs), with checkpoints and resumption.
 
 #include "llmkit/error.hpp"
 #include "llmkit/io.hpp"
@@ -20,19 +21,22 @@ int pretrain_main(int argc, char** argv) {
   bool no_verify = false;
   std::string plot;
   OptionParser op("llm-pretrain", "llm-pretrain --train SHARDS --out DIR [OPTIONS]",
-                  "Trains a decoder-only transformer from scratch on token shards (llm-tok encode, or\n"
-                  "llm.c .bin files), data parallel over MPI ranks, writing OUT/metrics.jsonl and\n"
-                  "checkpoints OUT/step-NNNNNNNN/ (Hugging Face safetensors).");
+                  "Trains a transformer from scratch on token shards (llm-tok encode, or llm.c .bin\n"
+                  "files): a decoder on next tokens, or a BERT encoder on masked ones (--objective\n"
+                  "mlm); data parallel over MPI ranks, writing OUT/metrics.jsonl and checkpoints\n"
+                  "OUT/step-NNNNNNNN/ (Hugging Face safetensors).");
   op.enable_config();
   op.section("Model and data");
   op.string("model", 0, "NAME|FILE", &cfg.model,
-            "llama-tiny (default), llama-25m, gpt2-124m, llama-125m, or a config.json");
+            "llama-tiny (default), llama-25m, gpt2-124m, llama-125m, bert-tiny, bert-base,\n"
+            "or a config.json");
   op.value("train", 0, "SHARDS", [&](const std::string& v) { cfg.train.push_back(v); },
            "training shards: paths or quoted glob patterns (repeatable)");
   op.value("val", 0, "SHARDS", [&](const std::string& v) { cfg.val.push_back(v); },
            "validation shards (repeatable)");
   op.string("tokenizer", 0, "MODEL", &cfg.tokenizer,
-            "SentencePiece model copied into every checkpoint (checked against the shards)");
+            "SentencePiece model or WordPiece vocab.txt copied into every checkpoint (checked\n"
+            "against the shards; --objective mlm needs it)");
   op.string("init", 0, "PATH", &cfg.init,
             "start from these weights: a checkpoint directory or a model.safetensors");
   op.flag("no-verify", 0, &no_verify, "skip the shards' payload checksums at start");
@@ -42,9 +46,17 @@ int pretrain_main(int argc, char** argv) {
              "tokens per optimizer step over all ranks, instead of --batch-size rows\n"
              "(a multiple of seq-len x micro-batch x ranks)");
   op.integer("eval-batches", 0, "N", &cfg.eval_batches, "micro-batches of validation windows (default 8)");
+  op.string("objective", 0, "clm|mlm", &cfg.objective,
+            "clm: next-token prediction (default; Llama, GPT-2); mlm: masked tokens (BERT):\n"
+            "each row is [CLS] and seq-len - 1 tokens of the shards, masked afresh every step");
+  op.number("mlm-probability", 0, "P", &cfg.mlm.probability,
+            "mlm: the share of tokens chosen (default 0.15); of those 80% become [MASK],\n"
+            "10% a random token, 10% stay, as in BERT");
+  op.flag("whole-word", 0, &cfg.mlm.whole_word, "mlm: choose whole words (a token and its ## pieces) at once");
   op.integer("sample-every", 0, "N", &cfg.sample_every,
              "every N steps print a continuation the model samples after 8 tokens of validation\n"
-             "data (decoded with --tokenizer when given)");
+             "data (decoded with --tokenizer when given); mlm: masked tokens and the model's\n"
+             "guesses");
   op.string("plot", 0, "RUN", &plot,
             "draw RUN/metrics.jsonl (or the metrics file given) into loss.png beside it with\n"
             "gnuplot and exit (no training)");
@@ -65,6 +77,8 @@ int pretrain_main(int argc, char** argv) {
   if (!rest.empty()) throw UsageError("unexpected argument '" + rest[0] + "' (shards go after --train)");
   if (cfg.batch_tokens < 0) throw UsageError("--batch-tokens must be positive");
   if (cfg.eval_batches < 1) throw UsageError("--eval-batches must be at least 1");
+  if (cfg.objective != "clm" && cfg.objective != "mlm") throw UsageError("--objective: '" + cfg.objective + "' (clm, mlm)");
+  if (!(cfg.mlm.probability > 0 && cfg.mlm.probability < 1)) throw UsageError("--mlm-probability must be between 0 and 1");
   cfg.seed = op.common().seed;
   cfg.verify_shards = !no_verify;
   check_trainer_options(cfg, micro, seq, keep, bad, zero);

@@ -1,5 +1,6 @@
 // llm-eval: perplexity, multiple choice, generation; see llmkit/eval.hpp.
 #include "llmkit/eval.hpp"
+#include "llmkit/mlm.hpp"
 
 #include <re2/re2.h>
 
@@ -7,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -248,7 +250,9 @@ class Evaluator {
 
  private:
   using Compute = std::function<nlohmann::json(size_t first, size_t last)>;
-  void load(bool need_tokenizer);
+  // The model, and its tokenizer (an Error without one when need_tokenizer); an encoder (BERT)
+  // for `mlm` only, a decoder for the other task types.
+  void load(bool need_tokenizer, bool encoder = false);
   // ppl's window: --seq-len, else the length the checkpoint was trained with (so that the loss
   // of the validation shards is the val_loss llm-pretrain logged), else the model's context (at
   // most 1024).
@@ -281,6 +285,7 @@ class Evaluator {
   nlohmann::json ppl_text(const std::vector<std::string>& inputs);
   nlohmann::json mc(const std::vector<std::string>& inputs);
   nlohmann::json gen(const std::vector<std::string>& inputs);
+  nlohmann::json mlm(const std::vector<std::string>& inputs);
 
   const EvalConfig& cfg_;
   Comm& comm_;
@@ -292,10 +297,13 @@ class Evaluator {
   double tokens_ = 0;  // through the model in this run (cached blocks not counted)
 };
 
-void Evaluator::load(bool need_tokenizer) {
+void Evaluator::load(bool need_tokenizer, bool encoder) {
   ModelOptions mo;
   mo.inference = true;  // no gradient memory
   lm_ = open_model(cfg_.model, *be_, mo);
+  if (lm_.model->config().encoder() != encoder)
+    throw UsageError(encoder ? cfg_.model + " is not an encoder: llm-eval mlm scores masked tokens of a BERT model (decoders: ppl)"
+                             : cfg_.model + " is a BERT encoder: score it with llm-eval mlm (masked tokens, pseudo-perplexity)");
   if (lm_.model->config().classifier)
     throw Error(cfg_.model, "is a reward model (a sequence classifier, no LM head): score text with llm-rm score");
   std::string tp = !cfg_.tokenizer.empty() ? cfg_.tokenizer : lm_.tokenizer;
@@ -676,26 +684,156 @@ nlohmann::json Evaluator::gen(const std::vector<std::string>& inputs) {
   return finish(r, blocks);
 }
 
+// Whether every input is a token shard (llm-tok's, or llm.c's .bin) rather than JSONL.
+bool all_shards(const std::vector<std::string>& inputs) {
+  for (const auto& p : inputs) {
+    char head[8] = {};
+    FILE* f = std::fopen(p.c_str(), "rb");
+    if (!f) throw Error(p, errno_message("cannot open", errno));
+    size_t n = std::fread(head, 1, 8, f);
+    std::fclose(f);
+    uint32_t magic = 0;
+    std::memcpy(&magic, head, 4);
+    if (!((n == 8 && std::memcmp(head, "LLMKTOK", 8) == 0) || magic == 20240520 || magic == 20240801)) return false;
+  }
+  return true;
+}
+
+// ---- mlm: an encoder's masked tokens ----
+//
+// Windows of T tokens: [CLS] and T - 1 tokens of a shard (as llm-pretrain --objective mlm makes
+// its rows), or [CLS], up to T - 2 tokens of a JSONL document, [SEP]. Two measures per window:
+//   masked: BERT's masking (15%, 80/10/10) drawn from (--seed, window), the loss and accuracy of
+//     the masked tokens (llm-pretrain's val_loss and val_accuracy when the seed and windows are
+//     the same), beside the accuracy of always guessing the most frequent masked token;
+//   pseudo-perplexity (Salazar et al., 2020): every ordinary token masked alone, one row each,
+//     exp of the mean negative log-likelihood of the tokens so restored: T forwards per window.
+nlohmann::json Evaluator::mlm(const std::vector<std::string>& inputs) {
+  load(true, true);
+  Model& m = *lm_.model;
+  const int T = window_length();
+  std::vector<std::string> pieces(tok_->vocab_size());
+  for (size_t i = 0; i < pieces.size(); ++i) pieces[i] = tok_->piece(static_cast<uint32_t>(i));
+  const MlmVocab vocab = MlmVocab::from_pieces(pieces);
+  const int32_t cls = tok_->piece_id("[CLS]") >= 0 ? tok_->piece_id("[CLS]") : tok_->bos_id();
+  const int32_t sep = tok_->piece_id("[SEP]") >= 0 ? tok_->piece_id("[SEP]") : tok_->eos_id();
+  if (cls < 0 || sep < 0) throw Error(tok_->path(), "has no [CLS] or [SEP] piece");
+  // Every window's tokens, its length (a document's last may be short).
+  std::vector<std::vector<int32_t>> windows;
+  auto full = [&] { return cfg_.limit > 0 && static_cast<int64_t>(windows.size()) >= cfg_.limit; };
+  if (all_shards(inputs)) {
+    for (const auto& p : inputs) {
+      ShardReader r(p, cfg_.verify);
+      if (r.info().tokenizer_hash && r.info().tokenizer_hash != tok_->hash()) throw Error(p, "made with another tokenizer than " + tok_->path());
+      // llm-pretrain's windows: window k starts at token k*T (and needs T + 1 tokens there).
+      std::vector<uint32_t> buf(static_cast<size_t>(T - 1));
+      for (uint64_t start = 0; start + static_cast<uint64_t>(T) + 1 <= r.size() && !full(); start += static_cast<uint64_t>(T)) {
+        r.read(start, buf.size(), buf.data());
+        std::vector<int32_t> w = {cls};
+        w.insert(w.end(), buf.begin(), buf.end());
+        windows.push_back(std::move(w));
+      }
+    }
+  } else {
+    for (const auto& row : read_rows(inputs, "text")) {
+      const auto it = row.find(cfg_.source.jsonl.text_field);
+      if (it == row.end() || !it->is_string())
+        throw Error(row["__where"].get<std::string>(), "no \"" + cfg_.source.jsonl.text_field + "\" string");
+      const std::vector<int32_t> ids = encode(it->get<std::string>());
+      for (size_t at = 0; at < ids.size() && !full(); at += static_cast<size_t>(T - 2)) {
+        std::vector<int32_t> w = {cls};
+        w.insert(w.end(), ids.begin() + static_cast<long>(at), ids.begin() + static_cast<long>(std::min(ids.size(), at + static_cast<size_t>(T - 2))));
+        w.push_back(sep);
+        windows.push_back(std::move(w));
+      }
+      if (full()) break;
+    }
+  }
+  if (windows.empty()) throw Error(inputs[0], "no window of " + std::to_string(T) + " tokens");
+  MlmConfig mc;
+  const int B = cfg_.batch_size;
+  auto blocks = run_blocks(windows.size(), identity("mlm", inputs, {{"seq_len", T}}), [&](size_t w0, size_t w1) {
+    double nll = 0, masked = 0, correct = 0, pll = 0, pll_tokens = 0;
+    std::map<int32_t, int64_t> targets;  // masked tokens' counts: the majority baseline
+    std::vector<int32_t> in, tgt, best;
+    for (size_t w = w0; w < w1; ++w) {
+      const std::vector<int32_t>& win = windows[w];
+      const int n = static_cast<int>(win.size());
+      in = win;
+      tgt.assign(win.size(), -1);
+      mlm_mask(in.data(), tgt.data(), n, vocab, mc, cfg_.seed, 0, w);
+      m.forward(in.data(), tgt.data(), 1, n);
+      best.resize(win.size());
+      be_->argmax(best.data(), m.logits(), n, m.config().vocab_size, m.config().padded_vocab());
+      const std::vector<float> lp = m.logp();
+      for (int i = 0; i < n; ++i)
+        if (tgt[static_cast<size_t>(i)] >= 0) {
+          nll -= lp[static_cast<size_t>(i)];
+          ++masked;
+          correct += best[static_cast<size_t>(i)] == tgt[static_cast<size_t>(i)];
+          ++targets[tgt[static_cast<size_t>(i)]];
+        }
+      // Pseudo-log-likelihood: B rows at a time, row k masking the k-th ordinary position.
+      std::vector<int> positions;
+      for (int i = 0; i < n; ++i)
+        if (!vocab.special[static_cast<size_t>(win[static_cast<size_t>(i)])]) positions.push_back(i);
+      for (size_t p0 = 0; p0 < positions.size(); p0 += static_cast<size_t>(B)) {
+        const int rows = static_cast<int>(std::min(positions.size() - p0, static_cast<size_t>(B)));
+        in.clear();
+        tgt.assign(static_cast<size_t>(rows) * n, -1);
+        for (int r = 0; r < rows; ++r) {
+          const int at = positions[p0 + static_cast<size_t>(r)];
+          in.insert(in.end(), win.begin(), win.end());
+          in[static_cast<size_t>(r) * n + at] = vocab.mask_id;
+          tgt[static_cast<size_t>(r) * n + at] = win[static_cast<size_t>(at)];
+        }
+        m.forward(in.data(), tgt.data(), rows, n);
+        for (float x : m.logp()) pll += x;  // 0 where there is no target
+        pll_tokens += rows;
+        tokens_ += static_cast<double>(rows) * n;
+      }
+      tokens_ += n;
+    }
+    nlohmann::json hist = nlohmann::json::array();
+    for (const auto& [id, c] : targets) hist.push_back({id, c});
+    return nlohmann::json{{"nll", nll}, {"masked", masked}, {"correct", correct}, {"pll", pll}, {"pll_tokens", pll_tokens},
+                          {"targets", hist}};
+  });
+  double nll = 0, masked = 0, correct = 0, pll = 0, pll_tokens = 0;
+  std::map<int32_t, double> targets;
+  for (const auto& b : blocks) {
+    nll += b["nll"].get<double>();
+    masked += b["masked"].get<double>();
+    correct += b["correct"].get<double>();
+    pll += b["pll"].get<double>();
+    pll_tokens += b["pll_tokens"].get<double>();
+    for (const auto& e : b["targets"]) targets[e[0].get<int32_t>()] += e[1].get<double>();
+  }
+  double majority = 0;
+  for (const auto& [id, c] : targets) majority = std::max(majority, c);
+  auto share = [&](double k) { return Metric{k / std::max(masked, 1.0), std::sqrt(k / std::max(masked, 1.0) * (1 - k / std::max(masked, 1.0)) / std::max(masked - 1, 1.0))}; };
+  nlohmann::json r;
+  r["task"] = inputs.size() == 1 ? inputs[0] : std::to_string(inputs.size()) + " files";
+  r["type"] = "mlm";
+  r["examples"] = windows.size();
+  r["tokens"] = static_cast<int64_t>(pll_tokens);
+  r["masked_tokens"] = static_cast<int64_t>(masked);
+  r["seq_len"] = T;
+  r["metrics"]["masked_loss"] = metric_json({nll / std::max(masked, 1.0), NAN});
+  r["metrics"]["masked_accuracy"] = metric_json(share(correct));
+  r["metrics"]["majority_accuracy"] = metric_json(share(majority));
+  r["metrics"]["pseudo_perplexity"] = metric_json({std::exp(-pll / std::max(pll_tokens, 1.0)), NAN});
+  return finish(r, blocks);
+}
+
 nlohmann::json Evaluator::run(const std::string& kind, const std::vector<std::string>& inputs) {
   if (inputs.empty()) throw UsageError(kind + ": give an input file");
   if (cfg_.batch_size < 1) throw UsageError("--batch-size must be at least 1");
-  if (kind == "ppl") {
-    bool shards = true;
-    for (const auto& p : inputs) {
-      char head[8] = {};
-      FILE* f = std::fopen(p.c_str(), "rb");
-      if (!f) throw Error(p, errno_message("cannot open", errno));
-      size_t n = std::fread(head, 1, 8, f);
-      std::fclose(f);
-      uint32_t magic = 0;
-      std::memcpy(&magic, head, 4);
-      shards = shards && ((n == 8 && std::memcmp(head, "LLMKTOK", 8) == 0) || magic == 20240520 || magic == 20240801);
-    }
-    return shards ? ppl_shards(inputs) : ppl_text(inputs);
-  }
+  if (kind == "ppl") return all_shards(inputs) ? ppl_shards(inputs) : ppl_text(inputs);
   if (kind == "mc") return mc(inputs);
   if (kind == "gen") return gen(inputs);
-  throw UsageError("unknown task type '" + kind + "' (ppl, mc, gen)");
+  if (kind == "mlm") return mlm(inputs);
+  throw UsageError("unknown task type '" + kind + "' (ppl, mc, gen, mlm)");
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// llm-pretrain: next-token prediction on token shards, an objective on the shared training
-// loop (llmkit/trainer.hpp); see llmkit/pretrain.hpp.
+// llm-pretrain: next-token prediction or masked-language modelling on token shards, an objective
+// on the shared training loop (llmkit/trainer.hpp); see llmkit/pretrain.hpp.
 #include "llmkit/pretrain.hpp"
 
 #include <algorithm>
@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <random>
+#include <cstring>
 
 #include "llmkit/checkpoint.hpp"
 #include "llmkit/data.hpp"
@@ -55,7 +56,8 @@ void plot_metrics(const std::string& run) {
 
 namespace {
 
-// Every target of every window is trained; the step's loss is the mean over the global batch.
+// Every target of every window is trained (MLM: every masked token); the step's loss is the mean
+// over the global batch (MLM: of each micro-batch's mean over its masked tokens).
 class PretrainObjective final : public Objective {
  public:
   explicit PretrainObjective(const PretrainConfig& cfg) : cfg_(cfg) {}
@@ -86,6 +88,18 @@ class PretrainObjective final : public Objective {
                                           std::to_string(mc.vocab_size));
     // RoPE has no table: a Llama trains at any length. GPT-2's learned positions stop at max_seq.
     if (cfg_.seq_len > mc.max_seq && mc.family == ModelConfig::Family::llama) mc.max_seq = cfg_.seq_len;
+    if (mlm_ != mc.encoder())
+      throw UsageError(mlm_ ? "--objective mlm trains an encoder: --model bert-tiny, bert-base or a BERT config.json"
+                            : "a BERT encoder trains with --objective mlm (it does not predict the next token)");
+    if (mlm_) {
+      if (!tokenizer_) throw UsageError("--objective mlm needs --tokenizer (the vocab.txt, for [CLS], [MASK] and the special pieces)");
+      std::vector<std::string> pieces(tokenizer_->vocab_size());
+      for (size_t i = 0; i < pieces.size(); ++i) pieces[i] = tokenizer_->piece(static_cast<uint32_t>(i));
+      vocab_ = MlmVocab::from_pieces(pieces);
+      cls_ = tokenizer_->piece_id("[CLS]");
+      if (cls_ < 0) cls_ = tokenizer_->bos_id();
+      if (cls_ < 0) throw Error(cfg_.tokenizer, "has no [CLS] piece to begin the rows with");
+    }
     ModelOptions options;
     options.recompute_mlp = cfg_.recompute;
     auto model = std::make_unique<Model>(mc, t.backend(), options);
@@ -125,9 +139,11 @@ class PretrainObjective final : public Objective {
     const int B = cfg_.micro_batch, T = cfg_.seq_len;
     in_.resize(static_cast<size_t>(B) * T);
     tgt_.resize(in_.size());
-    for (int b = 0; b < B; ++b)
-      train_->shuffled(first + static_cast<uint64_t>(b), cfg_.seed, in_.data() + static_cast<size_t>(b) * T,
-                       tgt_.data() + static_cast<size_t>(b) * T);
+    for (int b = 0; b < B; ++b) {
+      int32_t *in = in_.data() + static_cast<size_t>(b) * T, *tgt = tgt_.data() + static_cast<size_t>(b) * T;
+      train_->shuffled(first + static_cast<uint64_t>(b), cfg_.seed, in, tgt);
+      if (mlm_) mask_row(in, tgt, static_cast<uint64_t>(t.state().step), first + static_cast<uint64_t>(b));
+    }
     Model& m = t.model();
     m.forward(in_.data(), tgt_.data(), B, T);
     const double parts = static_cast<double>(t.accumulation()) * t.ranks();
@@ -150,21 +166,36 @@ class PretrainObjective final : public Objective {
     if (!val_) return nullptr;
     const int B = cfg_.micro_batch, T = cfg_.seq_len, R = t.ranks();
     const uint64_t windows = std::min<uint64_t>(val_->windows(), static_cast<uint64_t>(cfg_.eval_batches) * B);
-    std::vector<int32_t> in(static_cast<size_t>(B) * T), tgt(in.size());
-    double sum = 0, count = 0;
+    std::vector<int32_t> in(static_cast<size_t>(B) * T), tgt(in.size()), best(in.size());
+    // MLM: the same masks at every evaluation (step 0's draws), and the share of masked tokens
+    // the model's top prediction restores.
+    double sum = 0, count = 0, correct = 0;
     for (uint64_t w0 = static_cast<uint64_t>(t.rank()) * B; w0 < windows; w0 += static_cast<uint64_t>(R) * B) {
       const int rows = static_cast<int>(std::min<uint64_t>(B, windows - w0));
-      for (int b = 0; b < rows; ++b)
-        val_->window(w0 + static_cast<uint64_t>(b), in.data() + static_cast<size_t>(b) * T, tgt.data() + static_cast<size_t>(b) * T);
-      t.model().forward(in.data(), tgt.data(), rows, T);
-      sum += t.model().mean_loss() * rows;
-      count += rows;
+      for (int b = 0; b < rows; ++b) {
+        int32_t *row = in.data() + static_cast<size_t>(b) * T, *target = tgt.data() + static_cast<size_t>(b) * T;
+        val_->window(w0 + static_cast<uint64_t>(b), row, target);
+        if (mlm_) mask_row(row, target, 0, w0 + static_cast<uint64_t>(b));
+      }
+      Model& m = t.model();
+      m.forward(in.data(), tgt.data(), rows, T);
+      const size_t N = static_cast<size_t>(rows) * T;
+      const double targets = static_cast<double>(std::count_if(tgt.begin(), tgt.begin() + static_cast<long>(N), [](int32_t x) { return x >= 0; }));
+      sum += m.mean_loss() * targets;
+      count += targets;
+      if (mlm_) {
+        t.backend().argmax(best.data(), m.logits(), static_cast<int>(N), m.config().vocab_size, m.config().padded_vocab());
+        for (size_t i = 0; i < N; ++i) correct += tgt[i] >= 0 && best[i] == tgt[i];
+      }
     }
     if (R > 1) {
       sum = t.comm().allreduce_sum_double(sum);
       count = t.comm().allreduce_sum_double(count);
+      correct = t.comm().allreduce_sum_double(correct);
     }
-    return {{"val_loss", count > 0 ? sum / count : NAN}};
+    nlohmann::json out = {{"val_loss", count > 0 ? sum / count : NAN}};
+    if (mlm_) out["val_accuracy"] = count > 0 ? correct / count : NAN;
+    return out;
   }
 
   // A continuation of the first validation (else training) window's first 8 tokens, sampled at
@@ -172,6 +203,7 @@ class PretrainObjective final : public Objective {
   // point. Recomputes the whole sequence per token (the KV-cached engine belongs to inference).
   void sample(Trainer& t) override {
     if (t.rank() != 0) return;
+    if (mlm_) return fill_masks(t);
     Model& m = t.model();
     const TokenData& d = val_ ? *val_ : *train_;
     std::vector<int32_t> in(static_cast<size_t>(cfg_.seq_len)), tgt(in.size());
@@ -208,7 +240,43 @@ class PretrainObjective final : public Objective {
   }
 
  private:
+  // An MLM row from a window: [CLS], the window's first T - 1 tokens, masked.
+  void mask_row(int32_t* row, int32_t* targets, uint64_t step, uint64_t index) const {
+    const int T = cfg_.seq_len;
+    std::memmove(row + 1, row, static_cast<size_t>(T - 1) * sizeof(int32_t));
+    row[0] = cls_;
+    mlm_mask(row, targets, T, vocab_, cfg_.mlm, cfg_.seed, step, index);
+  }
+
+  // An encoder's --sample-every: the first validation (else training) window masked as this
+  // step masks it, and each of its first masked tokens with the model's top prediction.
+  void fill_masks(Trainer& t) {
+    Model& m = t.model();
+    const TokenData& d = val_ ? *val_ : *train_;
+    const int T = cfg_.seq_len;
+    std::vector<int32_t> in(static_cast<size_t>(T)), tgt(in.size()), best(in.size());
+    d.window(0, in.data(), tgt.data());
+    mask_row(in.data(), tgt.data(), static_cast<uint64_t>(t.state().step), 0);
+    m.forward(in.data(), nullptr, 1, T);
+    t.backend().argmax(best.data(), m.logits(), T, m.config().vocab_size, m.config().padded_vocab());
+    std::string text;
+    int shown = 0, right = 0, masked = 0;
+    for (int i = 0; i < T; ++i) {
+      if (tgt[static_cast<size_t>(i)] < 0) continue;
+      ++masked;
+      right += best[static_cast<size_t>(i)] == tgt[static_cast<size_t>(i)];
+      if (shown++ < 8)
+        text += " " + tokenizer_->piece(static_cast<uint32_t>(tgt[static_cast<size_t>(i)])) + "->" +
+                tokenizer_->piece(static_cast<uint32_t>(best[static_cast<size_t>(i)]));
+    }
+    LLMKIT_INFO("step %5lld  masked %d, restored %d:%s", static_cast<long long>(t.state().step), masked, right, text.c_str());
+  }
+
+
   const PretrainConfig& cfg_;
+  const bool mlm_ = cfg_.objective == "mlm";  // after cfg_
+  MlmVocab vocab_;
+  int32_t cls_ = -1;
   std::unique_ptr<TokenData> train_, val_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<int32_t> in_, tgt_;

@@ -638,6 +638,9 @@ void test_engine(Backend& cpu, Backend& gpu, const std::string& json, const char
 const char* kLlama32 = R"({"model_type": "llama", "vocab_size": 89, "hidden_size": 64, "intermediate_size": 96,
   "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 64})";
 const char* kGpt2 = R"({"model_type": "gpt2", "vocab_size": 101, "n_embd": 40, "n_layer": 2, "n_head": 4, "n_positions": 32})";
+// BERT: token types, LayerNorms, exact GELU, bidirectional attention (fused in bf16: head size 32).
+const char* kBert = R"({"model_type": "bert", "vocab_size": 89, "hidden_size": 64, "num_hidden_layers": 2,
+  "num_attention_heads": 2, "intermediate_size": 96, "max_position_embeddings": 64})";
 
 }  // namespace
 
@@ -685,6 +688,7 @@ int main(int argc, char** argv) {
   test_quant_model(*cpu, g, kLlamaQ, "q8_0");
   test_quant_model(*cpu, g, kLlamaQ, "q4_k_m");
   test_model(*cpu, g, kLlama, "llama (fp32 matmuls)", 4, 1e-4);
+  test_model(*cpu, g, kBert, "bert (fp32 matmuls)", 4, 1e-4);
   test_engine(*cpu, g, kLlama, "llama (fp32)", 1e-4);
   test_engine(*cpu, g, kGpt2, "gpt2 (fp32)", 1e-4);
   // bf16 matmuls: 8 significant bits in, fp32 sums; activations stored in bf16.
@@ -703,6 +707,7 @@ int main(int argc, char** argv) {
   test_model(*cpu, b, kLlama, "llama (bf16 matmuls)", quick ? 4 : 8, 2e-2);
   test_model(*cpu, b, kGpt2, "gpt2 (bf16 matmuls)", quick ? 4 : 8, 2e-2);
   test_model(*cpu, b, kLlama32, "llama hd 32 (bf16, fused attention)", quick ? 4 : 8, 2e-2);
+  test_model(*cpu, b, kBert, "bert hd 32 (bf16, fused bidirectional attention)", quick ? 4 : 8, 2e-2);
   test_engine(*cpu, b, kLlama32, "llama hd 32 (bf16)", 2e-2);
   std::printf("%d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;

@@ -1,11 +1,12 @@
-// llm-pretrain (lib/model/pretrain.cpp): next-token prediction on token shards, an objective on
-// the shared training loop (llmkit/trainer.hpp: data parallel over MPI ranks, ZeRO-1, AdamW,
+// llm-pretrain (lib/model/pretrain.cpp): next-token prediction (a decoder) or masked-language
+// modelling (an encoder, BERT) on token shards, an objective on the shared training loop (llmkit/trainer.hpp: data parallel over MPI ranks, ZeRO-1, AdamW,
 // schedules, accumulation, metrics, evaluation, checkpoints and resumption).
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "llmkit/mlm.hpp"
 #include "llmkit/trainer.hpp"
 
 namespace llmkit {
@@ -19,6 +20,11 @@ struct PretrainConfig : TrainerOptions {
   int64_t eval_batches = 8;     // micro-batches of validation windows
   int64_t sample_tokens = 32;   // --sample-every: tokens generated after a prompt from the data
   bool verify_shards = true;
+  // "clm": next-token prediction (Llama, GPT-2); "mlm": BERT's masked tokens. Each MLM row is
+  // [CLS] and seq_len - 1 tokens of a window of the shards (documents end in [SEP]), masked
+  // afresh every step by mlm (seeded by the run's seed, the step and the row).
+  std::string objective = "clm";
+  MlmConfig mlm;
 };
 
 class Stats;

@@ -1,0 +1,89 @@
+# BERT end to end on real text (Debian's licence texts): a WordPiece vocabulary, shards,
+# llm-pretrain --objective mlm learns masked tokens well above the majority (unigram) baseline,
+# llm-eval mlm reproduces its validation figures exactly, a resumed run gives the same losses,
+# the checkpoint is BertForMaskedLM's, and the wrong model or objective is refused.
+. "$(dirname "$0")/lib.sh"
+
+python3 - <<'PY'
+import glob, json, re
+docs = []
+for p in sorted(glob.glob("/usr/share/common-licenses/*")):
+    try:
+        t = open(p, errors="replace").read()
+    except OSError:
+        continue
+    docs += [x for x in (re.sub(r"\s+", " ", x).strip() for x in t.split("\n\n")) if len(x) > 100]
+with open("docs.jsonl", "w") as f:
+    for d in docs:
+        f.write(json.dumps({"text": d}) + "\n")
+print(len(docs))
+PY
+[ "$(wc -l < docs.jsonl)" -gt 300 ] && ok || fail "too little licence text in /usr/share/common-licenses"
+run llm-tok train --model-type wordpiece -o vocab.txt --vocab-size 1000 docs.jsonl
+expect_rc 0 "wordpiece vocabulary"
+run llm-tok encode -m vocab.txt --val-fraction 0.1 -o shards docs.jsonl
+expect_rc 0 "shards"
+cat > bert.json <<'JSON'
+{"architectures": ["BertForMaskedLM"], "model_type": "bert", "vocab_size": 1000, "hidden_size": 64,
+ "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 256, "max_position_embeddings": 64,
+ "type_vocab_size": 2}
+JSON
+common="--model bert.json --objective mlm --tokenizer vocab.txt --train shards/train-00000.tok --val shards/val-00000.tok --seq-len 64 --micro-batch 32 --lr 2e-3 --warmup 30 --threads 2"
+run llm-pretrain $common --steps 500 --eval-every 250 --sample-every 250 --out a
+expect_rc 0 "mlm pretraining"
+expect_eq "$(grep -c 'masked [0-9]*, restored [0-9]*:' "$T/err")" "2" "fill-mask samples"
+expect_eq "$(json a/step-00000500/config.json 'j["architectures"][0], j["model_type"], j["hidden_act"], j["type_vocab_size"]')" \
+  "BertForMaskedLM bert gelu 2" "config.json"
+expect_eq "$(python3 - a/step-00000500/model.safetensors <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n, = struct.unpack_from("<Q", b, 0)
+h = json.loads(b[8:8 + n])
+h.pop("__metadata__", None)
+print(h["bert.embeddings.word_embeddings.weight"]["shape"], h["cls.predictions.bias"]["shape"],
+      h["bert.encoder.layer.1.output.LayerNorm.weight"]["shape"], h["bert.embeddings.token_type_embeddings.weight"]["shape"], len(h))
+PY
+)" "[1000, 64] [1000] [64] [2, 64] 42" "model.safetensors: BertForMaskedLM's names"
+
+# llm-eval mlm on the validation shard: the same masks (seed 0, step 0's draws) and windows as
+# llm-pretrain's evaluation, so the same loss and accuracy; well above always guessing the most
+# frequent masked token.
+run llm-eval mlm --model a shards/val-00000.tok
+expect_rc 0 "llm-eval mlm"
+cp "$T/out" eval.json
+expect_eq "$(python3 - <<'PY'
+import json
+e = json.load(open("eval.json"))
+v = [json.loads(l) for l in open("a/metrics.jsonl") if "val_accuracy" in l][-1]
+m = e["metrics"]
+acc, base = m["masked_accuracy"]["value"], m["majority_accuracy"]["value"]
+print(abs(acc - v["val_accuracy"]) < 1e-6, abs(m["masked_loss"]["value"] - v["val_loss"]) < 1e-5,
+      acc > 1.6 * base, 1 < m["pseudo_perplexity"]["value"] < 1000, e["seq_len"])
+PY
+)" "True True True True 64" "masked accuracy above the majority baseline, as llm-pretrain measured it"
+run llm-eval mlm --model a --limit 5 --format text docs.jsonl
+expect_rc 0 "llm-eval mlm on JSONL"
+expect_out_contains "pseudo_perplexity"
+
+# Stopped after 6 steps and resumed: the masks are drawn from (seed, step, row), so the same losses.
+run llm-pretrain $common --steps 12 --save-every 6 --out full
+run llm-pretrain $common --steps 6 --save-every 6 --out half
+run llm-pretrain $common --steps 12 --save-every 6 --out half --resume
+expect_rc 0 "resume"
+losses() { python3 -c "import json,sys; print(' '.join(str(json.loads(l)['loss']) for l in open(sys.argv[1]) if '\"loss\"' in l))" "$1"; }
+expect_eq "$(losses half/metrics.jsonl)" "$(losses full/metrics.jsonl)" "losses after --resume"
+cmp -s full/step-00000012/model.safetensors half/step-00000012/model.safetensors && ok || fail "weights differ after resume"
+
+# Refusals: the objective must fit the model; MLM needs the vocabulary; an encoder does not
+# take the decoders' evaluations.
+run llm-pretrain --model llama-tiny --objective mlm --tokenizer vocab.txt --train shards/train-00000.tok --out r1 --steps 1
+expect_rc 2 "mlm on a decoder"; expect_err_contains "--objective mlm trains an encoder"
+run llm-pretrain --model bert.json --train shards/train-00000.tok --out r2 --steps 1
+expect_rc 2 "a BERT on next tokens"; expect_err_contains "a BERT encoder trains with --objective mlm"
+run llm-pretrain --model bert.json --objective mlm --train shards/train-00000.tok --out r3 --steps 1
+expect_rc 2 "mlm without the vocabulary"; expect_err_contains "needs --tokenizer"
+run llm-pretrain $common --objective nsp --out r4 --steps 1
+expect_rc 2 "unknown objective"
+run llm-eval ppl --model a shards/val-00000.tok
+expect_rc 2 "ppl of an encoder"; expect_err_contains "score it with llm-eval mlm"
+finish
