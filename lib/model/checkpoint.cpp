@@ -470,6 +470,12 @@ std::string checkpoint_dir(const std::string& path) {
   return path;
 }
 
+void require_decoder(const Model& m, const std::string& path, const std::string& what) {
+  if (m.config().encoder())
+    throw UsageError(path + " is a BERT encoder: " + what + " needs a decoder (Llama, GPT-2); encoders train with llm-pretrain "
+                     "--objective mlm and are scored with llm-eval mlm");
+}
+
 LoadedModel open_model(const std::string& path, Backend& be, ModelOptions options) {
   if (is_gguf_file(path)) return open_gguf_model(path, be, options);
   LoadedModel lm;

@@ -102,6 +102,7 @@ std::unique_ptr<Model> build_tuned_model(const SftConfig& cfg_, Trainer& t, cons
     }
   } else if (lora || resume_dir.empty()) {
     LoadedModel lm = open_model(init_dir_, t.backend(), options);
+    require_decoder(*lm.model, init_dir_, "tuning on next tokens");
     model = std::move(lm.model);
   } else {
     model = std::make_unique<Model>(ModelConfig::load(resume_dir), t.backend(), options);

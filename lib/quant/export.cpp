@@ -251,6 +251,7 @@ ExportReport export_gguf(const std::string& checkpoint, const std::string& out, 
   auto be = make_cpu_backend();
   LoadedModel lm = open_model(checkpoint, *be);
   Model& m = *lm.model;
+  require_decoder(m, checkpoint, "GGUF export (llama.cpp's decoder architectures)");
   const ModelConfig& c = m.config();
   if (c.classifier) throw Error(checkpoint, "is a reward model: GGUF export takes language models");
   if (lm.tokenizer.empty()) throw Error(checkpoint, "has no tokenizer.model to put in the GGUF file");

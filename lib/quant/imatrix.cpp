@@ -103,6 +103,7 @@ ImatrixReport make_imatrix(const ImatrixConfig& cfg) {
   auto be = make_cpu_backend();
   LoadedModel lm = open_model(cfg.model, *be);
   Model& m = *lm.model;
+  require_decoder(m, cfg.model, "calibration for GGUF");
   const ModelConfig& c = m.config();
   if (c.classifier) throw Error(cfg.model, "is a reward model: an importance matrix is for a language model's GGUF file");
   const int T = calibration_window(c, cfg.seq_len);

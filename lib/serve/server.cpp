@@ -427,6 +427,7 @@ void Server::load() {
   backend_ = make_backend(o_.device, o_.precision);
   if (o_.loras.empty()) lm_ = open_model(o_.model, *backend_, inference_options());
   else load_adapters();
+  require_decoder(*lm_.model, o_.model, "serving completions");
   const Model& m = *lm_.model;
   if (m.config().classifier) throw Error(o_.model, "is a reward model (no LM head): serve a language model");
   const std::string tp = !o_.tokenizer.empty() ? o_.tokenizer : lm_.tokenizer;

@@ -86,4 +86,9 @@ run llm-pretrain $common --objective nsp --out r4 --steps 1
 expect_rc 2 "unknown objective"
 run llm-eval ppl --model a shards/val-00000.tok
 expect_rc 2 "ppl of an encoder"; expect_err_contains "score it with llm-eval mlm"
+echo '{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}' > chat.jsonl
+run llm-sft --init a --data chat.jsonl --out r5 --steps 1
+expect_rc 2 "llm-sft on an encoder"; expect_err_contains "is a BERT encoder: tuning on next tokens needs a decoder"
+run llm-quant --model a --type q8_0 -o a.gguf
+expect_rc 2 "GGUF of an encoder"; expect_no_file a.gguf
 finish

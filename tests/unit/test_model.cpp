@@ -47,7 +47,7 @@ TEST_CASE("Configs parse from Hugging Face config.json and are checked", "[model
   CHECK_THROWS_WITH(ModelConfig::from_json(R"({"model_type":"llama","vocab_size":100,"hidden_size":30,
       "intermediate_size":64,"num_hidden_layers":2,"num_attention_heads":4})", "bad.json"),
       Catch::Contains("not a multiple"));
-  CHECK_THROWS_WITH(ModelConfig::from_json(R"({"model_type":"bert"})", "b.json"), Catch::Contains("not supported"));
+  CHECK_THROWS_WITH(ModelConfig::from_json(R"({"model_type":"t5"})", "b.json"), Catch::Contains("not supported (llama, gpt2, bert)"));
   CHECK_THROWS_WITH(ModelConfig::from_json("{", "c.json"), Catch::Contains("invalid JSON"));
   for (const char* preset : {"llama-tiny", "llama-25m", "gpt2-124m", "llama-125m"}) CHECK_NOTHROW(ModelConfig::load(preset));
   CHECK_THROWS_WITH(ModelConfig::load("llama-7t"), Catch::Contains("no such model preset 'llama-7t'"));

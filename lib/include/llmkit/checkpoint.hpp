@@ -79,6 +79,9 @@ struct LoadedModel {
   int train_seq_len = 0;  // the sequence length it was trained with (trainer_state.json), 0 if unknown
 };
 LoadedModel open_model(const std::string& path, Backend& backend, ModelOptions options = {});
+// A UsageError naming `path` when the model is an encoder (BERT): `what` (generation, a chat
+// model's tuning, GGUF export...) needs a decoder.
+void require_decoder(const Model& m, const std::string& path, const std::string& what);
 // The chat template a checkpoint (or a run directory's latest) was tuned with, from its
 // tokenizer_config.json ("llmkit_chat_template"); "" when it names none.
 std::string checkpoint_chat_template(const std::string& path);
