@@ -1,7 +1,7 @@
 #!/bin/sh
 # llm-pretrain speed and memory on the CPU: the measured sgemm peak and kernel, then tokens/s,
-# step time and MFU (model FLOPs / step time / sgemm peak) for llama-tiny, llama-25m and
-# gpt2-124m, and peak RSS against parameters + gradients + AdamW moments + activations, and where
+# step time and MFU (model FLOPs / step time / sgemm peak) for llama-tiny, llama-25m, gpt2-124m
+# and bert-base (masked-language modelling at T=128, as BERT's first phase), and peak RSS against parameters + gradients + AdamW moments + activations, and where
 # a gpt2-124m step's time goes.
 # Against llm.c's CPU trainer, in the same run: gpt2-124m at B=4, T=64, both on the same random
 # tokens from the same random weights, both on all cores. llm.c is public
@@ -26,11 +26,21 @@ with open(sys.argv[1], "wb") as f:
     f.write(struct.pack("<%dH" % n, *(rng.randrange(4000) for _ in range(n))))
 PY
 
-run() {  # MODEL SEQ MICRO
+# A WordPiece vocabulary of bert-base's size (30522 pieces, the specials where BERT's are) for
+# the masked-language-model run.
+python3 - "$work/vocab.txt" <<'PY'
+import sys
+pieces = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+pieces += [f"w{i}" for i in range(30522 - len(pieces))]
+open(sys.argv[1], "w").write("\n".join(pieces) + "\n")
+PY
+
+run() {  # MODEL SEQ MICRO [llm-pretrain options]
   model=$1 seq=$2 micro=$3
+  shift 3
   /usr/bin/time -f "%M" -o "$work/rss" "$bin/llm-pretrain" -q --model "$model" --train "$work/tokens.bin" \
     --out "$work/run-$model-$seq" --seq-len "$seq" --micro-batch "$micro" --steps "$steps" --warmup 1 \
-    --eval-every 0 --no-verify 2>/dev/null
+    --eval-every 0 --no-verify "$@" 2>/dev/null
   python3 - "$work/run-$model-$seq/metrics.jsonl" "$model" "$seq" "$micro" "$(cat "$work/rss")" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l][1:]  # the first step warms up
@@ -52,6 +62,7 @@ run llama-tiny 256 8
 run llama-25m 256 8
 run gpt2-124m 64 4
 run gpt2-124m 256 4
+run bert-base 128 8 --objective mlm --tokenizer "$work/vocab.txt"
 
 # Memory model for gpt2-124m, B=4, T=64: 4 bytes x (parameters x 4 [weights, gradients, m, v])
 # plus activations, against the peak RSS measured above.
