@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "llmkit/classify.hpp"
 #include "llmkit/error.hpp"
 #include "llmkit/io.hpp"
 #include "llmkit/mpi.hpp"
@@ -38,11 +39,17 @@ int sft_main(int argc, char** argv) {
   OptionParser op("llm-sft", "llm-sft --init CHECKPOINT --data FILE --out DIR [OPTIONS]\n       llm-sft merge ADAPTER -o DIR",
                   "Tunes a model on chat data (JSONL: messages, prompt/completion or text rows, as\n"
                   "Hugging Face TRL reads them), training only what the assistant says, fully or\n"
-                  "through LoRA adapters saved as PEFT does; data parallel over MPI ranks.");
+                  "through LoRA adapters saved as PEFT does; data parallel over MPI ranks. With\n"
+                  "--task classify, a sequence classifier on labelled texts instead (BERT or decoder).");
   op.enable_config();
   TuningFlags flags;
   add_tuning_options(op, cfg, flags, "rows, JSONL(.zst): chat data (llmkit-chat(5))", true);
   op.integer("show-masks", 0, "N", &show, "print N examples with their trained tokens between [[ and ]], and exit");
+  std::string task = "sft";
+  op.string("task", 0, "sft|classify", &task,
+            "sft: chat tuning (default); classify: a K-label classifier on rows {\"text\",\n"
+            "\"label\"} or {\"text_a\", \"text_b\", \"label\"}, on BERT's [CLS] or a decoder's\n"
+            "last token, accuracy and macro-F1 on --val (--seq-len default 128)");
   op.section("Distillation");
   double kd_temperature = 1.0, kd_beta = 0.5;
   std::string kd_loss = "kl";
@@ -86,8 +93,16 @@ int sft_main(int argc, char** argv) {
     show_masks(cfg, show, stdout);
     return 0;
   }
+  if (task != "sft" && task != "classify") throw UsageError("--task: '" + task + "' (sft, classify)");
+  const bool classify = task == "classify";
+  if (classify) {
+    if (cfg.packing) throw UsageError("--packing: classification rows are one text (or pair) each");
+    if (!cfg.teacher.empty()) throw UsageError("--teacher: distillation is for --task sft");
+    if (seq == 0) cfg.seq_len = 128;  // Hugging Face's run_glue's max_seq_length
+  }
   check_trainer_options(cfg, micro, seq, keep, bad, zero);
-  return run_tuning_command(cfg, flags, "llm-sft", op.common().stats_file, [&](Stats& st) { return run_sft(cfg, st); });
+  return run_tuning_command(cfg, flags, "llm-sft", op.common().stats_file,
+                            [&](Stats& st) { return classify ? run_classify(cfg, st) : run_sft(cfg, st); });
 }
 
 }  // namespace

@@ -90,13 +90,15 @@ void save_adapter(const std::string& dir, Model& m, const std::string& base) {
   std::vector<TensorView> views;
   for (const ParamSpec& s : m.params())
     if (Model::is_lora_tensor(s.name)) views.push_back({peft_name(c, s.name), DType::f32, s.shape, host.data() + s.offset});
-  // A reward model's score head, trained in full: PEFT's modules_to_save. (PPO's value head on
-  // a language model is not the adapter's: the checkpoint's optimizer state keeps it.)
+  // A sequence classifier's score head (a reward model's, BERT's pooler and classifier), trained
+  // in full: PEFT's modules_to_save. (PPO's value head on a language model is not the
+  // adapter's: the checkpoint's optimizer state keeps it.)
   const bool seq_cls = m.options().scalar_head && !m.options().lm_head;
-  if (seq_cls) {
-    const ParamSpec& s = m.param("score.weight");
-    views.push_back({"base_model.model.score.weight", DType::f32, s.shape, host.data() + s.offset});
-  }
+  if (seq_cls)
+    for (const std::string& name : m.head_tensors()) {
+      const ParamSpec& s = m.param(name);
+      views.push_back({"base_model.model." + name, DType::f32, s.shape, host.data() + s.offset});
+    }
   if (views.empty()) throw Error(dir, "internal: the model has no adapter to save");
   write_safetensors_f32(dir + "/adapter_model.safetensors", views, DType::f32, {{"format", "pt"}});
   std::vector<std::string> targets = lo.targets;
@@ -115,7 +117,9 @@ void save_adapter(const std::string& dir, Model& m, const std::string& base) {
   j["fan_in_fan_out"] = c.family == ModelConfig::Family::gpt2;  // GPT-2's Conv1D weights are [in, out]
   j["init_lora_weights"] = true;
   j["inference_mode"] = true;
-  j["modules_to_save"] = seq_cls ? nlohmann::ordered_json({"score"}) : nlohmann::ordered_json(nullptr);
+  j["modules_to_save"] = !seq_cls          ? nlohmann::ordered_json(nullptr)
+                         : c.encoder() ? nlohmann::ordered_json({"classifier", "pooler"})
+                                       : nlohmann::ordered_json({"score"});
   write_file_atomic(dir + "/adapter_config.json", j.dump(2) + "\n");
   nlohmann::ordered_json b;
   b["base"] = base;
@@ -137,12 +141,13 @@ void load_adapter(const std::string& dir, Model& m) {
     ++read;
   }
   if (read == 0) throw Error(path, "the model has no adapter tensors to read");
-  if (m.options().scalar_head && !m.options().lm_head) {
-    const ParamSpec& s = m.param("score.weight");
-    if (!f.has("base_model.model.score.weight"))
-      throw Error(path, "tensor base_model.model.score.weight is missing (a reward model's adapter saves its score head)");
-    f.read_f32("base_model.model.score.weight", host.data() + s.offset, s.size, s.shape);
-  }
+  if (m.options().scalar_head && !m.options().lm_head)
+    for (const std::string& name : m.head_tensors()) {
+      const ParamSpec& s = m.param(name);
+      if (!f.has("base_model.model." + name))
+        throw Error(path, "tensor base_model.model." + name + " is missing (a sequence classifier's adapter saves its score head)");
+      f.read_f32("base_model.model." + name, host.data() + s.offset, s.size, s.shape);
+    }
   m.backend().upload(m.weights(), host.data(), host.size());
   m.backend().parameters_changed();
 }

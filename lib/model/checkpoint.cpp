@@ -365,7 +365,7 @@ std::string save_checkpoint(const std::string& out, Model& m, const float* mom, 
   // adapters (extra writes them as PEFT does) and their exact fp32 values as "w." tensors.
   bool base_trained = !m.has_lora();
   for (const auto& s : m.params())  // a reward model's score head goes with the adapter
-    base_trained = base_trained || (s.trainable() && !Model::is_lora_tensor(s.name) && s.name != "score.weight");
+    base_trained = base_trained || (s.trainable() && !Model::is_lora_tensor(s.name) && !Model::is_head_tensor(s.name));
   if (base_trained) save_model(tmp + "/model.safetensors", m, dtype);
   if (mom && var) {
     std::vector<TensorView> views;
@@ -491,14 +491,25 @@ LoadedModel open_model(const std::string& path, Backend& be, ModelOptions option
       throw Error(dir, "was trained on another base than " + base + " (its weights differ from the ones the adapter recorded)");
     options.lora = a.lora;
     if (a.seq_cls) {
-      // A reward model's adapter: its base (a language model, or a reward model) as a reward
-      // model; the score head comes with the adapter.
+      // A sequence classifier's adapter: its base (a language model, a reward model) as the
+      // classifier its run's config.json says (a reward model without one); the score head
+      // comes with the adapter.
       ModelConfig mc = ModelConfig::load(base);
       mc.classifier = true;
+      mc.num_labels = 1;
+      mc.labels.clear();
+      if (file_size(dir + "/config.json") > 0) {
+        const ModelConfig tuned = ModelConfig::load(dir);
+        if (tuned.classifier) {
+          mc.num_labels = tuned.num_labels;
+          mc.labels = tuned.labels;
+        }
+      }
       options.scalar_head = true;
       options.lm_head = false;
       lm.model = std::make_unique<Model>(mc, be, options);
-      load_model(base + "/model.safetensors", *lm.model, {"score.weight"});
+      const std::vector<std::string> head = lm.model->head_tensors();
+      load_model(base + "/model.safetensors", *lm.model, std::set<std::string>(head.begin(), head.end()));
       if (file_size(base + "/tokenizer.model") > 0) lm.tokenizer = base + "/tokenizer.model";
     } else {
       lm = open_model(base, be, options);
@@ -520,7 +531,8 @@ LoadedModel open_model(const std::string& path, Backend& be, ModelOptions option
     lm.model = std::make_unique<Model>(cfg, be, options);
     // A language model asked for with a scalar head (PPO's value head): the head may be new.
     const bool value_head = options.scalar_head && options.lm_head;
-    load_model(dir + "/model.safetensors", *lm.model, value_head ? std::set<std::string>{"score.weight"} : std::set<std::string>{});
+    const std::vector<std::string> head = lm.model->head_tensors();
+    load_model(dir + "/model.safetensors", *lm.model, value_head ? std::set<std::string>(head.begin(), head.end()) : std::set<std::string>{});
     if (file_size(dir + "/tokenizer.model") > 0) lm.tokenizer = dir + "/tokenizer.model";
     if (file_size(dir + "/trainer_state.json") > 0)
       lm.train_seq_len = TrainerState::from_json(read_file(dir + "/trainer_state.json"), dir + "/trainer_state.json").seq_len;

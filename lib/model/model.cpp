@@ -40,9 +40,19 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& w
         j["architectures"][0].is_string()) {
       const std::string arch = j["architectures"][0].get<std::string>();
       if (has_suffix(arch, "ForSequenceClassification")) {
-        if (get_or<int>(j, "num_labels", 1) != 1)
-          throw Error(where, arch + " with " + std::to_string(get_or<int>(j, "num_labels", 1)) + " labels: a reward model has one");
         c.classifier = true;
+        // Hugging Face's default is 2 labels; id2label, when given, names them.
+        const auto names = j.find("id2label");
+        const int given = names != j.end() && names->is_object() ? static_cast<int>(names->size()) : 2;
+        c.num_labels = get_or<int>(j, "num_labels", given);
+        if (names != j.end() && names->is_object() && static_cast<int>(names->size()) == c.num_labels) {
+          c.labels.assign(static_cast<size_t>(c.num_labels), "");
+          for (const auto& [k, v] : names->items()) {
+            const int id = !k.empty() && k.size() < 8 && k.find_first_not_of("0123456789") == std::string::npos ? std::stoi(k) : -1;
+            if (id < 0 || id >= c.num_labels || !v.is_string()) throw Error(where, "config: id2label has a bad entry '" + k + "'");
+            c.labels[static_cast<size_t>(id)] = v.get<std::string>();
+          }
+        }
       }
     }
     if (type == "llama" || type == "mistral") {
@@ -105,7 +115,8 @@ void ModelConfig::validate(const std::string& where) const {
   if (heads % kv_heads) bad(std::to_string(heads) + " heads are not a multiple of " + std::to_string(kv_heads) + " key/value heads");
   if (family == Family::llama && head_dim() % 2) bad("RoPE needs an even head size");
   if (family == Family::bert && type_vocab_size < 1) bad("type_vocab_size must be positive");
-  if (family == Family::bert && classifier) bad("BertForSequenceClassification is not a reward model here (llm-sft --task classify)");
+  if (classifier && num_labels < 1) bad("num_labels must be positive");
+  if (!labels.empty() && static_cast<int>(labels.size()) != num_labels) bad("id2label does not name num_labels labels");
 }
 
 ModelConfig ModelConfig::load(const std::string& name_or_path) {
@@ -141,7 +152,7 @@ std::string ModelConfig::to_json() const {
     j["tie_word_embeddings"] = tied_embeddings;
     j["hidden_act"] = "silu";
   } else if (family == Family::bert) {
-    j["architectures"] = {"BertForMaskedLM"};
+    j["architectures"] = {classifier ? "BertForSequenceClassification" : "BertForMaskedLM"};
     j["model_type"] = "bert";
     j["vocab_size"] = vocab_size;
     j["hidden_size"] = dim;
@@ -173,10 +184,18 @@ std::string ModelConfig::to_json() const {
     j["tie_word_embeddings"] = true;
   }
   if (classifier) {
-    j["num_labels"] = 1;
-    j["id2label"] = {{"0", "LABEL_0"}};
-    j["label2id"] = {{"LABEL_0", 0}};
-    j["pad_token_id"] = 3;  // llm-tok's <pad>: Hugging Face reads the score at the last token before it
+    j["num_labels"] = num_labels;
+    nlohmann::ordered_json id2label, label2id;
+    for (int i = 0; i < num_labels; ++i) {
+      const std::string name = labels.empty() ? "LABEL_" + std::to_string(i) : labels[static_cast<size_t>(i)];
+      id2label[std::to_string(i)] = name;
+      label2id[name] = i;
+    }
+    j["id2label"] = id2label;
+    j["label2id"] = label2id;
+    if (num_labels > 1) j["problem_type"] = "single_label_classification";
+    // Decoders: llm-tok's <pad>, before which Hugging Face reads the score (the last token).
+    if (family != Family::bert) j["pad_token_id"] = 3;
   }
   j["torch_dtype"] = "float32";
   return j.dump(2) + "\n";
@@ -215,6 +234,9 @@ struct Model::Top {
   Norm emb_norm;
   Linear transform;
   float *emb = nullptr, *mean_emb = nullptr, *rstd_emb = nullptr, *head_pre = nullptr, *head_act = nullptr;
+  // BERT's score head: the pooler (dense, then tanh in place: pooled) before the classifier (score).
+  Linear pooler;
+  float* pooled = nullptr;
   QuantWeight qwte;  // the token embedding's blocks when it is held quantized (wte null)
   Norm normf;
   Linear lm, score;  // score.w null without a scalar head
@@ -417,7 +439,6 @@ void Model::build_specs() {
     total_ += (n + 15) / 16 * 16;  // 64-byte aligned tensors
   };
   const bool llama = c.family == ModelConfig::Family::llama, bert = c.family == ModelConfig::Family::bert;
-  if (bert && opts_.scalar_head) throw UsageError("a BERT model has no scalar head here (llm-sft --task classify)");
   if (llama) add("model.embed_tokens.weight", {V, C}, false);
   else if (bert) {
     add("bert.embeddings.word_embeddings.weight", {V, C}, false);
@@ -491,7 +512,17 @@ void Model::build_specs() {
     add("ln_f.weight", {C}, false);
     add("ln_f.bias", {C}, false);
   }
-  if (opts_.scalar_head) add("score.weight", {1, C}, true);
+  if (opts_.scalar_head) {
+    const int64_t K = score_outputs();
+    if (bert) {  // BertForSequenceClassification: the pooler, then the classifier
+      add("bert.pooler.dense.weight", {C, C}, true);
+      add("bert.pooler.dense.bias", {C}, false);
+      add("classifier.weight", {K, C}, true);
+      add("classifier.bias", {K}, false);
+    } else {
+      add("score.weight", {K, C}, true);
+    }
+  }
   const LoraOptions& lo = opts_.lora;
   if (lo.rank > 0) {
     const auto sites = adapter_sites(c, 0);
@@ -653,11 +684,25 @@ void Model::bind() {
       t.normf = norm("cls.predictions.transform.LayerNorm.weight", "cls.predictions.transform.LayerNorm.bias");
       t.lm = linear(C, c.padded_vocab(), embed, "cls.predictions.bias");
     }
+    if (opts_.scalar_head) {
+      t.pooler = linear(C, C, "bert.pooler.dense.weight", "bert.pooler.dense.bias");
+      t.score = linear(C, score_outputs(), "classifier.weight", "classifier.bias");
+    }
     return;
   }
   t.normf = llama ? norm("model.norm.weight", "") : norm("ln_f.weight", "ln_f.bias");
   t.lm = linear(C, c.padded_vocab(), llama && !c.tied_embeddings && opts_.lm_head ? "lm_head.weight" : embed, "");
-  if (opts_.scalar_head) t.score = linear(C, 1, "score.weight", "");
+  if (opts_.scalar_head) t.score = linear(C, score_outputs(), "score.weight", "");
+}
+
+std::vector<std::string> Model::head_tensors() const {
+  if (!opts_.scalar_head) return {};
+  if (cfg_.encoder()) return {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"};
+  return {"score.weight"};
+}
+
+bool Model::is_head_tensor(const std::string& name) {
+  return name == "score.weight" || name.rfind("bert.pooler.", 0) == 0 || name.rfind("classifier.", 0) == 0;
 }
 
 // Each adapted Linear's adapter pointers. GPT-2's c_attn adapter serves q, k and v: one A (its
@@ -859,13 +904,15 @@ void Model::activation_sizes(size_t N, size_t& acts, size_t& stats, bool inferen
   const size_t mlp = N * 3 * F;  // f1, f3, act: per layer, or once with recompute_mlp
   const size_t layer = N * (4 * C + 2 * QC + 2 * KC) + (opts_.recompute_mlp ? 0 : mlp);
   const size_t top = N * (3 * C + (opts_.lm_head ? V : 0)) + (opts_.recompute_mlp ? mlp : 0) +  // xf, hf, tmp; logits
-                     (cfg_.encoder() ? 3 * N * C : 0);  // BERT: emb, head_pre, head_act
+                     (cfg_.encoder() ? 3 * N * C : 0) +                           // BERT: emb, head_pre, head_act
+                     (cfg_.encoder() && opts_.scalar_head ? N * C : 0);           // pooled
   const size_t scratch = inference ? 0 : N * (C + QC + 2 * KC + std::max(F, QC) + 2 * F);  // gradients
   // Adapters: [N, rank] per adapted linear and layer; scratch of [N, widest input] twice and [N, rank].
   const size_t r = static_cast<size_t>(std::max(0, opts_.lora.rank));
   const size_t lora = r ? N * r * (adapted_linears() * layers + 1) + 2 * N * std::max({C, F, QC}) : 0;
   acts = layer * layers + top + scratch + lora;
-  stats = N * (4 + static_cast<size_t>(cfg_.heads)) * layers + 10 * N;  // norms' mean, rstd; lse; logp...
+  const size_t K = static_cast<size_t>(score_outputs());
+  stats = N * (4 + static_cast<size_t>(cfg_.heads)) * layers + 10 * N + 2 * N * (K - 1);  // norms' mean, rstd; lse; logp, values...
 }
 
 size_t Model::activation_bytes(int B, int T) const {
@@ -951,8 +998,8 @@ void Model::ensure_rows(int tokens, bool inference) {
   t.meanf = stat(N);
   t.rstdf = stat(N);
   t.logp = stat(N);
-  t.values = stat(N);
-  t.dvalues = stat(N);
+  t.values = stat(N * static_cast<size_t>(score_outputs()));
+  t.dvalues = stat(N * static_cast<size_t>(score_outputs()));
   acts_.logits = take(opts_.lm_head ? N * static_cast<size_t>(cfg_.padded_vocab()) : 0);
   t.tmp = take(N * C);
   const bool grads = !acts_inference_;
@@ -972,6 +1019,7 @@ void Model::ensure_rows(int tokens, bool inference) {
     t.head_act = take(N * C);
     t.mean_emb = stat(N);
     t.rstd_emb = stat(N);
+    t.pooled = opts_.scalar_head ? take(N * C) : nullptr;
   }
   if (R) {
     const size_t widest = std::max({C, F, QC});
@@ -1100,6 +1148,11 @@ void Model::layer_backward(int l, LayerActs& a, int N, AttentionSite& site, bool
 void Model::head_forward(const float* x, int N) {
   Top& t = *top_;
   if (cfg_.encoder()) {
+    if (t.score.w) {  // BERT's pooler and classifier
+      linear_forward(t.pooler, t.pooled, x, N, nullptr);
+      be_.tanh_forward(t.pooled, t.pooled, static_cast<size_t>(N) * cfg_.dim);
+      linear_forward(t.score, t.values, t.pooled, N, nullptr);
+    }
     if (!opts_.lm_head) return;
     linear_forward(t.transform, t.head_pre, x, N, nullptr);
     be_.gelu_forward(t.head_act, t.head_pre, static_cast<size_t>(N) * cfg_.dim, cfg_.gelu_erf);
@@ -1107,7 +1160,7 @@ void Model::head_forward(const float* x, int N) {
   }
   t.normf.forward(be_, t.hf, t.meanf, t.rstdf, x, N);
   if (opts_.lm_head) linear_forward(t.lm, acts_.logits, t.hf, N, nullptr);  // no adapter on the head
-  if (t.score.w) t.score.forward(be_, t.values, t.hf, N);
+  if (t.score.w && !cfg_.encoder()) t.score.forward(be_, t.values, t.hf, N);
 }
 
 // ---- Forward ---------------------------------------------------------------------------------------
@@ -1185,8 +1238,8 @@ void Model::embed_backward(int B, int T, const int32_t* st) {
 }
 
 std::vector<float> Model::values() const {
-  if (!top_->score.w) throw Error("", "the model has no scalar head");
-  std::vector<float> out(static_cast<size_t>(B_) * T_);
+  if (!top_->score.w) throw Error("", "the model has no score head");
+  std::vector<float> out(static_cast<size_t>(B_) * T_ * static_cast<size_t>(score_outputs()));
   be_.download(out.data(), top_->values, out.size());
   return out;
 }
@@ -1253,11 +1306,11 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host, const Di
     t.lm.backward(be_, t.tmp, acts_.logits, t.hf, N);
   }
   if (dvalue_host) {
-    if (!t.score.w) throw Error("", "backward: the model has no scalar head");
-    be_.upload(t.dvalues, dvalue_host, static_cast<size_t>(N));
-    t.score.backward(be_, t.tmp, t.dvalues, t.hf, N);
+    if (!t.score.w) throw Error("", "backward: the model has no score head");
+    be_.upload(t.dvalues, dvalue_host, static_cast<size_t>(N) * static_cast<size_t>(score_outputs()));
+    if (!c.encoder()) t.score.backward(be_, t.tmp, t.dvalues, t.hf, N);
   }
-  head_backward(N);
+  head_backward(N, dlogp_host != nullptr, dvalue_host != nullptr);
   const int32_t* st = starts_.empty() ? nullptr : starts_.data();
   BatchAttention site(be_, c, B, T, st);
   for (size_t li = layers_.size(); li-- > 0;) {
@@ -1274,16 +1327,24 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host, const Di
 
 // From d(hf) in tmp to d(last block's output) in dres: the final norm's backward, and BERT's
 // transform and GELU before it.
-void Model::head_backward(int N) {
+// lm, scored: whether d(logp) and d(value) came (BERT's heads are skipped without theirs).
+void Model::head_backward(int N, bool lm, bool scored) {
   Top& t = *top_;
   const size_t NC = static_cast<size_t>(N) * cfg_.dim;
   be_.zero(t.dres, NC);
   if (!cfg_.encoder()) return t.normf.backward(be_, t.dres, t.tmp, t.xf, t.meanf, t.rstdf, N);
-  if (!opts_.lm_head) return;
-  t.normf.backward(be_, t.dres, t.tmp, t.head_act, t.meanf, t.rstdf, N);
-  be_.gelu_backward(t.df1, t.dres, t.head_pre, NC, cfg_.gelu_erf);
-  be_.zero(t.dres, NC);
-  linear_backward(t.transform, t.dres, t.df1, t.xf, N, nullptr);
+  if (lm) {
+    t.normf.backward(be_, t.dres, t.tmp, t.head_act, t.meanf, t.rstdf, N);
+    be_.gelu_backward(t.df1, t.dres, t.head_pre, NC, cfg_.gelu_erf);
+    be_.zero(t.dres, NC);
+    linear_backward(t.transform, t.dres, t.df1, t.xf, N, nullptr);
+  }
+  if (scored) {  // classifier, tanh, pooler: into dres
+    be_.zero(t.tmp, NC);
+    linear_backward(t.score, t.tmp, t.dvalues, t.pooled, N, nullptr);
+    be_.tanh_backward(t.df1, t.tmp, t.pooled, NC);
+    linear_backward(t.pooler, t.dres, t.df1, t.xf, N, nullptr);
+  }
 }
 
 // ---- Inference ---------------------------------------------------------------------------------------

@@ -83,7 +83,7 @@ class RmObjective final : public Objective {
   std::unique_ptr<Model> build(Trainer& t, const std::string& resume_dir) override {
     if (cfg_.data.empty()) throw UsageError("--data FILE is required (preference rows, llmkit-chat(5))");
     if (!(cfg_.center_rewards >= 0)) throw UsageError("--center-rewards must be 0 or more");
-    base_.reward = true;
+    base_.labels = 1;
     ModelOptions options;
     options.recompute_mlp = cfg_.recompute;
     std::unique_ptr<Model> model = build_tuned_model(cfg_, t, resume_dir, base_, options);
@@ -203,8 +203,8 @@ class ModelReward final : public RewardFunction {
   ModelReward(const std::string& path, Backend& be, const ChatEncoder& enc, int seq_len, int batch)
       : name_("model:" + path), enc_(enc), seq_len_(seq_len), batch_(std::max(1, batch)) {
     LoadedModel lm = open_model(path, be);
-    if (!lm.model->config().classifier)
-      throw Error(path, "is not a reward model (its config.json is not a *ForSequenceClassification): train one with llm-rm");
+    if (!lm.model->config().classifier || lm.model->config().num_labels != 1)
+      throw Error(path, "is not a reward model (its config.json is not a *ForSequenceClassification of one label): train one with llm-rm");
     if (!lm.tokenizer.empty() && read_file(lm.tokenizer) != read_file(enc.tokenizer().path()))
       throw Error(path, "has another tokenizer than the policy's (" + lm.tokenizer + " differs from " + enc.tokenizer().path() + ")");
     model_ = std::move(lm.model);
@@ -269,8 +269,8 @@ void score_rows(const ScoreOptions& o, const std::vector<std::string>& files, Ou
   auto be = make_backend(o.device, o.precision);
   LoadedModel lm = open_model(o.model, *be);
   Model& m = *lm.model;
-  if (!m.config().classifier)
-    throw Error(o.model, "is not a reward model (its config.json is not a *ForSequenceClassification): train one with llm-rm");
+  if (!m.config().classifier || m.config().num_labels != 1)
+    throw Error(o.model, "is not a reward model (its config.json is not a *ForSequenceClassification of one label): train one with llm-rm");
   const std::string tok_path = !o.tokenizer.empty() ? o.tokenizer : lm.tokenizer;
   if (tok_path.empty()) throw Error(o.model, "has no tokenizer.model: give --tokenizer");
   const Tokenizer tok(tok_path);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <set>
 
 #include "llmkit/adapter.hpp"
 #include "llmkit/chat.hpp"
@@ -63,14 +64,19 @@ ExampleOptions example_options(const SftConfig& cfg) {
 }  // namespace
 
 void init_score_head(Model& m, uint64_t seed) {
-  const ParamSpec& s = m.param("score.weight");
-  std::vector<float> w(s.size);
-  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + 0x5C0E);
-  for (float& x : w) {  // N(0, 0.02) by Box-Muller on our own uniform numbers (the standard's are not portable)
-    const double u1 = (static_cast<double>(rng() >> 11) + 0.5) / 9007199254740992.0, u2 = static_cast<double>(rng() >> 11) / 9007199254740992.0;
-    x = static_cast<float>(0.02 * std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+  int k = 0;
+  for (const std::string& name : m.head_tensors()) {
+    const ParamSpec& s = m.param(name);
+    std::vector<float> w(s.size, 0.0f);
+    // The first tensor's stream is what a reward model's score.weight always had.
+    std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + 0x5C0E + static_cast<uint64_t>(k++));
+    if (s.shape.size() == 2)
+      for (float& x : w) {  // N(0, 0.02) by Box-Muller on our own uniform numbers (the standard's are not portable)
+        const double u1 = (static_cast<double>(rng() >> 11) + 0.5) / 9007199254740992.0, u2 = static_cast<double>(rng() >> 11) / 9007199254740992.0;
+        x = static_cast<float>(0.02 * std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+      }
+    m.backend().upload(m.weights() + s.offset, w.data(), w.size());
   }
-  m.backend().upload(m.weights() + s.offset, w.data(), w.size());
   m.backend().parameters_changed();
 }
 
@@ -87,17 +93,23 @@ std::unique_ptr<Model> build_tuned_model(const SftConfig& cfg_, Trainer& t, cons
   options.lora = cfg_.lora;
   const bool lora = cfg_.lora.rank > 0;
   // The base's weights: from --init, unless a full fine-tune resumes (its checkpoint has them).
-  if (!base.reward && ModelConfig::load(init_dir_).classifier)
-    throw Error(cfg_.init, "is a reward model (a sequence classifier, no LM head): tune a language model");
+  if (base.labels == 0 && ModelConfig::load(init_dir_).classifier)
+    throw Error(cfg_.init, "is a sequence classifier (a reward model, no LM head): tune a language model");
   std::unique_ptr<Model> model;
-  if (base.reward) {
+  if (base.labels > 0) {
     ModelConfig mc = ModelConfig::load(lora || resume_dir.empty() ? init_dir_ : resume_dir);
+    if (mc.classifier && mc.num_labels != base.labels)
+      throw Error(cfg_.init, "is a classifier of " + std::to_string(mc.num_labels) + " labels, not " + std::to_string(base.labels) +
+                                 (base.labels == 1 ? " (a reward model has one)" : ""));
     mc.classifier = true;
+    mc.num_labels = base.labels;
+    mc.labels = base.label_names;
     options.scalar_head = true;
     options.lm_head = false;
     model = std::make_unique<Model>(mc, t.backend(), options);
     if (lora || resume_dir.empty()) {
-      base.new_score = !load_model(init_dir_ + "/model.safetensors", *model, {"score.weight"}).empty();
+      const std::vector<std::string> head = model->head_tensors();
+      base.new_score = !load_model(init_dir_ + "/model.safetensors", *model, std::set<std::string>(head.begin(), head.end())).empty();
       if (base.new_score) init_score_head(*model, cfg_.seed);
     }
   } else if (lora || resume_dir.empty()) {
@@ -129,7 +141,7 @@ std::unique_ptr<Model> build_tuned_model(const SftConfig& cfg_, Trainer& t, cons
   if (lora) {
     if (resume_dir.empty()) model->init_lora(cfg_.seed);
     // The adapters, and a reward model's score head in full.
-    model->freeze([](const std::string& name) { return !Model::is_lora_tensor(name) && name != "score.weight"; });
+    model->freeze([](const std::string& name) { return !Model::is_lora_tensor(name) && !Model::is_head_tensor(name); });
   }
   return model;
 }

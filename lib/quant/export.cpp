@@ -456,7 +456,7 @@ std::unique_ptr<Model> quantize_model(Model& m, const QuantScheme& s) {
     // The vocabulary's rows only: the padding stays zero, as a GGUF file read back has it.
     const bool vocab = from.name == "lm_head.weight" || from.name == "model.embed_tokens.weight" || from.name == "wte";
     const int64_t cols = from.shape.back(), rows = vocab ? c.vocab_size : static_cast<int64_t>(from.size) / cols;
-    const ggml::Type t = Model::is_lora_tensor(from.name) || from.name == "score.weight" ? ggml::Type::f32 : scheme_type(c, s, from);
+    const ggml::Type t = Model::is_lora_tensor(from.name) || Model::is_head_tensor(from.name) ? ggml::Type::f32 : scheme_type(c, s, from);
     if (to.quantized()) {
       std::vector<uint8_t> blocks(static_cast<size_t>(rows) * to.row_bytes);
       for (int64_t r = 0; r < rows; ++r) ggml::quantize(t, v + r * cols, blocks.data() + static_cast<size_t>(r) * to.row_bytes, cols);

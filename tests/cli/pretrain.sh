@@ -139,7 +139,7 @@ expect_err_lacks "parameters"
 # before the run directory is made.
 run llm-pretrain --model llama-7t --train 'shards/train-*.tok' --out p1 --steps 1
 expect_rc 2 "unknown --model preset"
-expect_err_contains "llm-pretrain: --model: no such model preset 'llama-7t' (llama-tiny, llama-25m, gpt2-124m, llama-125m) or config.json"
+expect_err_contains "llm-pretrain: --model: no such model preset 'llama-7t' (llama-tiny, llama-25m, gpt2-124m, llama-125m, bert-tiny, bert-base) or config.json"
 expect_no_file p1
 llm-tok train -q -o other.model --vocab-size 280 docs.jsonl
 run llm-pretrain $common --tokenizer other.model --steps 1 --out p2

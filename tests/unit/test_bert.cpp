@@ -304,3 +304,60 @@ TEST_CASE("BERT checkpoints carry BertForMaskedLM's names and unpadded shapes, a
   for (size_t i = 0; i < la.size(); ++i) REQUIRE(b.logits()[i] == la[i]);
   std::remove(path.c_str());
 }
+
+TEST_CASE("A K-label score head (BERT's pooler and classifier, a decoder's score) matches finite differences", "[bert]") {
+  for (auto family : {ModelConfig::Family::bert, ModelConfig::Family::llama}) {
+    auto be = make_cpu_backend();
+    ModelConfig c = tiny_bert();
+    if (family == ModelConfig::Family::llama) {
+      c.family = family;
+      c.kv_heads = 2;
+      c.norm_eps = 1e-5f;
+    }
+    c.classifier = true;
+    c.num_labels = 3;
+    c.labels = {"de", "en", "fr"};
+    ModelOptions o;
+    o.scalar_head = true;
+    o.lm_head = false;
+    Model m(c, *be, o);
+    m.init(21);
+    perturb(m, 22);
+    CHECK(m.score_outputs() == 3);
+    CHECK(m.head_tensors().size() == (family == ModelConfig::Family::bert ? 4u : 1u));
+    CHECK(ModelConfig::from_json(c.to_json(), "c").labels == c.labels);
+    const int B = 2, T = 5, K = 3;
+    const auto tok = random_ids(B * T, c.vocab_size, 23);
+    std::vector<float> R(static_cast<size_t>(B * T * K));
+    for (size_t i = 0; i < R.size(); ++i) R[i] = 0.1f * static_cast<float>(i % 7) - 0.3f;
+    auto objective = [&] {
+      m.forward(tok.data(), nullptr, B, T);
+      const auto v = m.values();
+      REQUIRE(v.size() == R.size());
+      double s = 0;
+      for (size_t i = 0; i < v.size(); ++i) s += static_cast<double>(v[i]) * R[i];
+      return s;
+    };
+    m.zero_grad();
+    objective();
+    m.backward(nullptr, R.data());
+    const std::vector<float> grad(m.grads(), m.grads() + m.num_grads());
+    int checked = 0;
+    for (const ParamSpec& s : m.params())
+      for (size_t k : {size_t{0}, s.size / 3, s.size - 1}) {
+        float& wi = m.weights()[s.offset + k];
+        const float saved = wi;
+        wi = saved + 1e-2f;
+        const double up = objective();
+        wi = saved - 1e-2f;
+        const double down = objective();
+        wi = saved;
+        const double numeric = (up - down) / 2e-2, analytic = grad[s.grad_offset + k];
+        if (Model::vocabulary_rows(s.name) && k >= static_cast<size_t>(c.vocab_size) * static_cast<size_t>(c.dim)) continue;
+        INFO(s.name << "[" << k << "] analytic " << analytic << " numeric " << numeric);
+        CHECK(std::abs(analytic - numeric) <= 2e-3 + 2e-2 * std::abs(numeric));
+        ++checked;
+      }
+    CHECK(checked > 30);
+  }
+}

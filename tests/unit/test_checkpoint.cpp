@@ -238,7 +238,15 @@ TEST_CASE("Reward models: score.weight saved and loaded in both families, no LM 
     CHECK_THROWS_AS(load_model(path, r), Error);
     std::remove(path.c_str());
   }
+  // A classifier of three named labels (llm-sft --task classify's), and Hugging Face's default of two.
+  const ModelConfig k3 = ModelConfig::from_json(R"({"architectures": ["LlamaForSequenceClassification"], "num_labels": 3, "model_type": "llama",
+    "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+    "id2label": {"0": "neg", "2": "pos", "1": "neutral"}})", "c.json");
+  CHECK(k3.num_labels == 3);
+  CHECK(k3.labels == std::vector<std::string>{"neg", "neutral", "pos"});
+  CHECK(ModelConfig::from_json(R"({"architectures": ["BertForSequenceClassification"], "model_type": "bert", "vocab_size": 50,
+    "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32})", "d.json").num_labels == 2);
   CHECK_THROWS_AS(ModelConfig::from_json(R"({"architectures": ["LlamaForSequenceClassification"], "num_labels": 3, "model_type": "llama",
-    "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32})", "c.json"),
-                  Error);
+    "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+    "id2label": {"0": "neg", "7": "pos", "1": "neutral"}})", "e.json"), Error);
 }

@@ -169,7 +169,7 @@ TEST_CASE("The scalar head's gradient matches finite differences; the LM head ca
   for (size_t i = 0; i < lm.size; ++i) lm_sq += grad[lm.offset + i] * grad[lm.offset + i];
   CHECK(lm_sq == 0.0);
   Model plain(tiny(ModelConfig::Family::llama), *be);
-  CHECK_THROWS_WITH(plain.values(), Catch::Contains("no scalar head"));
+  CHECK_THROWS_WITH(plain.values(), Catch::Contains("no score head"));
 }
 
 TEST_CASE("Frozen parameters get no gradient and leave the others' unchanged", "[model]") {

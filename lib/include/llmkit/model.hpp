@@ -39,9 +39,12 @@ struct ModelConfig {
   bool tied_embeddings = true;
   int type_vocab_size = 0;  // BERT's token types (segments): 2
   bool gelu_erf = false;    // the exact GELU (BERT's "gelu"), not the tanh approximation
-  // A reward model: Hugging Face's *ForSequenceClassification with num_labels 1, a scalar head
-  // (score.weight) and no LM head.
+  // A sequence classifier: Hugging Face's *ForSequenceClassification, a score head of num_labels
+  // outputs and no LM head: a reward model (num_labels 1) or llm-sft --task classify's. Its
+  // labels' names (id2label), empty: LABEL_0, LABEL_1, ...
   bool classifier = false;
+  int num_labels = 1;
+  std::vector<std::string> labels;
 
   int head_dim() const { return dim / heads; }
   bool encoder() const { return family == Family::bert; }  // bidirectional attention, no generation
@@ -141,8 +144,11 @@ struct LoraOptions {
 };
 
 struct ModelOptions {
-  // A scalar head on the final hidden state, "score.weight" [1, dim] as Hugging Face's
-  // *ForSequenceClassification names it: a reward model's score, PPO's value head.
+  // A score head on the final hidden state, as Hugging Face's *ForSequenceClassification has
+  // it: a reward model's score, PPO's value head, a classifier's logits; num_labels outputs for
+  // a classifier, else one. Decoders: "score.weight" [K, dim], at every position (the last
+  // token's is the sequence's). BERT: the pooler (dense and tanh) then "classifier" [K, dim]
+  // with a bias, at every position (the [CLS] token's is the sequence's).
   bool scalar_head = false;
   // Activation recomputation for the MLP: the gate/up (fc) outputs and the activation, 3 x ffn
   // floats per token and layer and the largest part of the activations, are kept for one layer
@@ -253,14 +259,20 @@ class Model {
   // pass.
   void forward_cached(const int32_t* tokens, int rows, const std::vector<CacheSegment>& segments,
                       KVCache& cache, bool last_only = false);
-  // With a scalar head: its value at every position [B*T], after forward (host array).
+  // With a score head: its outputs at every position [B*T, K] (K = score_outputs()), after
+  // forward (host array).
   std::vector<float> values() const;
+  int score_outputs() const { return cfg_.classifier ? cfg_.num_labels : 1; }
+  // The score head's tensors (empty without one), and whether a name is one of a model's.
+  std::vector<std::string> head_tensors() const;
+  static bool is_head_tensor(const std::string& name);
   std::vector<float> logp() const;                      // [B*T], after forward with targets
   // Mean negative log-likelihood over the targets >= 0 of the last forward.
   double mean_loss() const;
 
-  // Backward from d(loss)/d(logp) per token and, with a scalar head, d(loss)/d(value) per
-  // position (host arrays of B*T; either may be null): the entry point of every objective.
+  // Backward from d(loss)/d(logp) per token and, with a score head, d(loss)/d(value) per
+  // position and output (host arrays of B*T and B*T*K; either may be null): the entry point of
+  // every objective.
   // Gradients accumulate into grads(); call zero_grad() between steps.
   // Knowledge distillation in backward(): the teacher's logits for the same rows (its own
   // forward's logits(), over the same vocabulary), each row's weight (host, B*T; 0: no
@@ -349,7 +361,7 @@ class Model {
   std::vector<int32_t> tokens_, targets_, starts_, types_, next_types_;
   void embed_forward(float* x0, int B, int T, const int32_t* starts);
   void embed_backward(int B, int T, const int32_t* starts);
-  void head_backward(int N);
+  void head_backward(int N, bool lm, bool scored);
   std::vector<float> host_logits_;
   GradientHook hook_;
   InputObserver observer_;

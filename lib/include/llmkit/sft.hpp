@@ -52,14 +52,17 @@ int run_sft(const SftConfig& cfg, Stats& stats);
 struct TunedBase {
   std::string init_dir;  // the checkpoint directory --init names
   std::unique_ptr<Tokenizer> tokenizer;
-  // A reward model (set before building): --init's transformer with a scalar head and no LM
-  // head; a language model's start gets a new score.weight, N(0, 0.02) from the seed.
-  bool reward = false;
+  // A sequence classifier (set before building): --init's transformer with a score head of
+  // `labels` outputs (a reward model: 1) named label_names (none: LABEL_i) and no LM head; a
+  // language model's start gets a new head, N(0, 0.02) from the seed (init_score_head). 0: a
+  // language model.
+  int labels = 0;
+  std::vector<std::string> label_names;
   bool new_score = false;  // set by the build: the score head was initialised, not read
 };
 std::unique_ptr<Model> build_tuned_model(const SftConfig& cfg, Trainer& t, const std::string& resume_dir, TunedBase& base,
                                          ModelOptions options = {});
-// A new scalar head (score.weight): N(0, 0.02), deterministic for the seed.
+// A new score head (Model::head_tensors(): weights N(0, 0.02), biases 0), deterministic for the seed.
 void init_score_head(Model& m, uint64_t seed);
 // What such a model's checkpoint holds besides the loop's files: tokenizer_config.json (the
 // chat template) and, under LoRA, the adapter in PEFT's files.
