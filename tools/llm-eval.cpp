@@ -20,12 +20,13 @@ int eval_main(int argc, char** argv) {
   std::string format = "json", output = "-";
   int64_t fewshot = 0, batch = cfg.batch_size, seq = 0, stride = 0, max_gen = cfg.max_gen_tokens;
   bool no_verify = false;
-  OptionParser op("llm-eval", "llm-eval ppl|mc|gen|mlm --model PATH [OPTIONS] INPUT...",
+  OptionParser op("llm-eval", "llm-eval ppl|mc|gen|mlm|classify --model PATH [OPTIONS] INPUT...",
                   "Evaluates a model. ppl: perplexity of token shards (llm-tok, llm.c .bin) or of JSONL\n"
                   "documents; mc: multiple choice, rows {\"context\", \"choices\", \"gold\"}; gen: generation,\n"
                   "rows {\"prompt\", \"answer\"}, scored by exact match after GSM8K-style extraction;\n"
                   "mlm: an encoder's (BERT's) masked-token accuracy and pseudo-perplexity on shards or\n"
-                  "JSONL documents.");
+                  "JSONL documents; classify: a sequence classifier's (llm-sft --task classify)\n"
+                  "predictions, accuracy and macro-F1 on rows {\"text\", \"label\"}.");
   op.section("Model and output");
   op.string("model", 'm', "PATH", &cfg.model,
             "checkpoint or run directory, model.safetensors, or an llm.c GPT-2 .bin (required)");
@@ -72,12 +73,14 @@ int eval_main(int argc, char** argv) {
       "  llm-eval ppl --model runs/r1 shards/val-00000.tok\n"
       "  llm-eval mc --model runs/r1 --num-fewshot 5 --format text hellaswag.jsonl\n"
       "  llm-eval gen --model runs/r1 --until Question: --until '\\n\\n' gsm8k.jsonl\n"
-      "  llm-eval mlm --model runs/bert --limit 50 shards/val-00000.tok");
+      "  llm-eval mlm --model runs/bert --limit 50 shards/val-00000.tok\n"
+      "  llm-eval classify --model runs/cls --log-samples pred.jsonl test.jsonl");
   std::vector<std::string> args = op.parse(argc, argv);
-  if (args.empty()) throw UsageError("give a task type: ppl, mc, gen or mlm");
+  if (args.empty()) throw UsageError("give a task type: ppl, mc, gen, mlm or classify");
   const std::string kind = args[0];
   args.erase(args.begin());
-  if (kind != "ppl" && kind != "mc" && kind != "gen" && kind != "mlm") throw UsageError("unknown task type '" + kind + "' (ppl, mc, gen, mlm)");
+  if (kind != "ppl" && kind != "mc" && kind != "gen" && kind != "mlm" && kind != "classify")
+    throw UsageError("unknown task type '" + kind + "' (ppl, mc, gen, mlm, classify)");
   if (cfg.model.empty()) throw UsageError("--model is required");
   if (format != "json" && format != "text") throw UsageError("--format: use json or text");
   if (fewshot < 0 || batch < 1 || seq < 0 || stride < 0 || max_gen < 1 || cfg.limit < 0 || cfg.max_tokens < 0)

@@ -69,13 +69,21 @@ LabelSet LabelSet::read(const std::vector<std::string>& files, int64_t limit) {
   return s;
 }
 
+int32_t classify_separator(const Tokenizer& tok, bool encoder) {
+  if (!encoder) {
+    if (tok.eos_id() < 0) throw Error(tok.path(), "has no end-of-sequence piece to close the texts with");
+    return tok.eos_id();
+  }
+  const int32_t sep = tok.piece_id("[SEP]") >= 0 ? tok.piece_id("[SEP]") : tok.eos_id();
+  if (sep < 0) throw Error(tok.path(), "has no [SEP] piece for BERT's inputs");
+  return sep;
+}
+
 std::vector<int32_t> classify_tokens(const Tokenizer& tok, bool encoder, const std::vector<int32_t>& a0,
                                      const std::vector<int32_t>* b0, int seq_len) {
   const int32_t cls = tok.piece_id("[CLS]") >= 0 ? tok.piece_id("[CLS]") : tok.bos_id();
-  const int32_t sep = tok.piece_id("[SEP]") >= 0 ? tok.piece_id("[SEP]") : tok.eos_id();
-  if (encoder && (cls < 0 || sep < 0)) throw Error(tok.path(), "has no [CLS] or [SEP] piece for BERT's inputs");
-  if (!encoder && tok.eos_id() < 0) throw Error(tok.path(), "has no end-of-sequence piece to close the texts with");
-  const int32_t end = encoder ? sep : tok.eos_id();
+  if (encoder && cls < 0) throw Error(tok.path(), "has no [CLS] piece for BERT's inputs");
+  const int32_t end = classify_separator(tok, encoder);
   const int specials = (encoder ? 2 : 1) + (b0 ? 1 : 0);
   std::vector<int32_t> a = a0, b = b0 ? *b0 : std::vector<int32_t>();
   while (static_cast<int>(a.size() + b.size()) + specials > seq_len && !(a.empty() && b.empty())) {
@@ -112,6 +120,23 @@ ClassifyScores classify_scores(const std::vector<double>& confusion, int K) {
     s.macro_f1 = f1 / K;
   }
   return s;
+}
+
+void classify_forward(Model& m, const std::vector<int32_t>& tokens, const std::vector<int32_t>& used, int B, int T, int32_t sep) {
+  if (!m.config().encoder()) return m.forward(tokens.data(), nullptr, B, T);
+  std::vector<int32_t> starts(tokens.size(), 0), types(tokens.size(), 0);
+  for (int r = 0; r < B; ++r) {
+    const size_t row = static_cast<size_t>(r) * static_cast<size_t>(T);
+    const int n = used[static_cast<size_t>(r)];
+    int type = 0;
+    for (int p = 0; p < T; ++p) {
+      starts[row + static_cast<size_t>(p)] = p < n ? 0 : p;  // the padding alone
+      types[row + static_cast<size_t>(p)] = p < n ? type : 0;
+      if (p < n && tokens[row + static_cast<size_t>(p)] == sep) type = 1;
+    }
+  }
+  m.set_token_types(std::move(types));
+  m.forward(tokens.data(), nullptr, B, T, starts.data());
 }
 
 namespace {
@@ -226,26 +251,8 @@ class ClassifyObjective final : public Objective {
   void save_extra(Trainer& t, const std::string& dir) override { save_tuned_extra(cfg_, t, base_, dir); }
 
  private:
-  // BERT: each row's example and its padding kept apart (the padding alone, as packed rows
-  // keep it), token types 0 up to the first [SEP], 1 after. A decoder reads the padding after
-  // its last token, which causal attention keeps from it.
-  void forward(Model& m, const RowBatch& b) {
-    if (!encoder_) return m.forward(b.tokens.data(), nullptr, b.B, b.T);
-    const int32_t sep = base_.tokenizer->piece_id("[SEP]") >= 0 ? base_.tokenizer->piece_id("[SEP]") : base_.tokenizer->eos_id();
-    starts_.assign(b.tokens.size(), 0);
-    types_.assign(b.tokens.size(), 0);
-    for (int r = 0; r < b.B; ++r) {
-      const size_t row = static_cast<size_t>(r) * static_cast<size_t>(b.T);
-      const int used = b.used[static_cast<size_t>(r)];
-      int type = 0;
-      for (int p = 0; p < b.T; ++p) {
-        starts_[row + static_cast<size_t>(p)] = p < used ? 0 : p;
-        types_[row + static_cast<size_t>(p)] = p < used ? type : 0;
-        if (p < used && b.tokens[row + static_cast<size_t>(p)] == sep) type = 1;
-      }
-    }
-    m.set_token_types(types_);
-    m.forward(b.tokens.data(), nullptr, b.B, b.T, starts_.data());
+  void forward(Model& m, const RowBatch& b) const {
+    classify_forward(m, b.tokens, b.used, b.B, b.T, classify_separator(*base_.tokenizer, encoder_));
   }
 
   // Each row's logits at its sequence's position ([CLS] for BERT, the last token for a decoder):
@@ -255,7 +262,7 @@ class ClassifyObjective final : public Objective {
     const std::vector<float> v = m.values();
     const size_t K = labels_.names.size();
     for (int r = 0; r < b.B; ++r) {
-      const size_t pos = static_cast<size_t>(r) * static_cast<size_t>(b.T) + (encoder_ ? 0 : static_cast<size_t>(b.used[static_cast<size_t>(r)] - 1));
+      const size_t pos = classify_position(encoder_, r, b.T, b.used[static_cast<size_t>(r)]);
       const float* z = v.data() + pos * K;
       const int gold = static_cast<int>(b.values[static_cast<size_t>(r)]);
       const double mx = *std::max_element(z, z + K);
@@ -284,7 +291,6 @@ class ClassifyObjective final : public Objective {
   std::unique_ptr<ExampleSet> train_, val_;
   ClassifySums sums_;
   std::vector<float> dvalue_;
-  std::vector<int32_t> starts_, types_;
   uint64_t step_tokens_ = 0, rows_done_ = 0;
 };
 

@@ -1,5 +1,6 @@
 // llm-eval: perplexity, multiple choice, generation; see llmkit/eval.hpp.
 #include "llmkit/eval.hpp"
+#include "llmkit/classify.hpp"
 #include "llmkit/mlm.hpp"
 
 #include <re2/re2.h>
@@ -250,9 +251,10 @@ class Evaluator {
 
  private:
   using Compute = std::function<nlohmann::json(size_t first, size_t last)>;
-  // The model, and its tokenizer (an Error without one when need_tokenizer); an encoder (BERT)
-  // for `mlm` only, a decoder for the other task types.
-  void load(bool need_tokenizer, bool encoder = false);
+  // The model, and its tokenizer (an Error without one when need_tokenizer): a language model
+  // (a decoder: ppl, mc, gen), an encoder's MLM (mlm) or a sequence classifier (classify).
+  enum class Wants { lm, mlm, classifier };
+  void load(bool need_tokenizer, Wants wants = Wants::lm);
   // ppl's window: --seq-len, else the length the checkpoint was trained with (so that the loss
   // of the validation shards is the val_loss llm-pretrain logged), else the model's context (at
   // most 1024).
@@ -286,6 +288,7 @@ class Evaluator {
   nlohmann::json mc(const std::vector<std::string>& inputs);
   nlohmann::json gen(const std::vector<std::string>& inputs);
   nlohmann::json mlm(const std::vector<std::string>& inputs);
+  nlohmann::json classify(const std::vector<std::string>& inputs);
 
   const EvalConfig& cfg_;
   Comm& comm_;
@@ -297,15 +300,19 @@ class Evaluator {
   double tokens_ = 0;  // through the model in this run (cached blocks not counted)
 };
 
-void Evaluator::load(bool need_tokenizer, bool encoder) {
+void Evaluator::load(bool need_tokenizer, Wants wants) {
   ModelOptions mo;
   mo.inference = true;  // no gradient memory
   lm_ = open_model(cfg_.model, *be_, mo);
-  if (lm_.model->config().encoder() != encoder)
-    throw UsageError(encoder ? cfg_.model + " is not an encoder: llm-eval mlm scores masked tokens of a BERT model (decoders: ppl)"
-                             : cfg_.model + " is a BERT encoder: score it with llm-eval mlm (masked tokens, pseudo-perplexity)");
-  if (lm_.model->config().classifier)
-    throw Error(cfg_.model, "is a reward model (a sequence classifier, no LM head): score text with llm-rm score");
+  const ModelConfig& c = lm_.model->config();
+  if (wants == Wants::classifier && !c.classifier)
+    throw UsageError(cfg_.model + " is not a sequence classifier (llm-sft --task classify makes one)");
+  if (wants != Wants::classifier && c.classifier)
+    throw UsageError(cfg_.model + " is a sequence classifier (no LM head): " +
+                     (c.num_labels == 1 ? "score text with llm-rm score" : "evaluate it with llm-eval classify"));
+  if (wants != Wants::classifier && c.encoder() != (wants == Wants::mlm))
+    throw UsageError(wants == Wants::mlm ? cfg_.model + " is not an encoder: llm-eval mlm scores masked tokens of a BERT model (decoders: ppl)"
+                                         : cfg_.model + " is a BERT encoder: score it with llm-eval mlm (masked tokens, pseudo-perplexity)");
   std::string tp = !cfg_.tokenizer.empty() ? cfg_.tokenizer : lm_.tokenizer;
   if (!tp.empty()) {
     tok_ = std::make_unique<Tokenizer>(tp);
@@ -709,7 +716,7 @@ bool all_shards(const std::vector<std::string>& inputs) {
 //   pseudo-perplexity (Salazar et al., 2020): every ordinary token masked alone, one row each,
 //     exp of the mean negative log-likelihood of the tokens so restored: T forwards per window.
 nlohmann::json Evaluator::mlm(const std::vector<std::string>& inputs) {
-  load(true, true);
+  load(true, Wants::mlm);
   Model& m = *lm_.model;
   const int T = window_length();
   std::vector<std::string> pieces(tok_->vocab_size());
@@ -826,6 +833,104 @@ nlohmann::json Evaluator::mlm(const std::vector<std::string>& inputs) {
   return finish(r, blocks);
 }
 
+// ---- classify: a sequence classifier's predictions ----
+//
+// Rows {"text"} or {"text_a", "text_b"}, with a "label" to score them against (rows without one
+// are predicted, logged, and left out of the metrics): the tokens llm-sft --task classify trains
+// on, in batches padded to their longest row.
+nlohmann::json Evaluator::classify(const std::vector<std::string>& inputs) {
+  load(true, Wants::classifier);
+  Model& m = *lm_.model;
+  const ModelConfig& c = m.config();
+  const int K = c.num_labels, T = window_length();
+  std::vector<std::string> names = c.labels;
+  for (int k = static_cast<int>(names.size()); k < K; ++k) names.push_back("LABEL_" + std::to_string(k));
+  auto rows = read_rows(inputs, "classification");
+  if (cfg_.limit > 0 && static_cast<int64_t>(rows.size()) > cfg_.limit) rows.resize(static_cast<size_t>(cfg_.limit));
+  const bool encoder = c.encoder();
+  const int32_t sep = classify_separator(*tok_, encoder);
+  auto blocks = run_blocks(rows.size(), identity("classify", inputs, {{"seq_len", T}}), [&](size_t i0, size_t i1) {
+    const int B = static_cast<int>(i1 - i0);
+    std::vector<std::vector<int32_t>> seqs;
+    int longest = 1;
+    for (size_t i = i0; i < i1; ++i) {
+      const nlohmann::json& r = rows[i];
+      const std::string where = r["__where"];
+      auto text = [&](const char* key) {
+        const auto it = r.find(key);
+        if (it == r.end() || !it->is_string()) throw Error(where, std::string("no \"") + key + "\" string");
+        return encode(it->get<std::string>());
+      };
+      const bool pair = r.contains("text_a");
+      const std::vector<int32_t> a = text(pair ? "text_a" : "text");
+      const std::vector<int32_t> b = pair ? text("text_b") : std::vector<int32_t>();
+      seqs.push_back(classify_tokens(*tok_, encoder, a, pair ? &b : nullptr, T));
+      longest = std::max(longest, static_cast<int>(seqs.back().size()));
+    }
+    std::vector<int32_t> tokens(static_cast<size_t>(B) * longest, sep), used(static_cast<size_t>(B));
+    for (int r = 0; r < B; ++r) {
+      std::copy(seqs[static_cast<size_t>(r)].begin(), seqs[static_cast<size_t>(r)].end(), tokens.begin() + static_cast<long>(r) * longest);
+      used[static_cast<size_t>(r)] = static_cast<int32_t>(seqs[static_cast<size_t>(r)].size());
+    }
+    classify_forward(m, tokens, used, B, longest, sep);
+    const std::vector<float> v = m.values();
+    tokens_ += static_cast<double>(B) * longest;
+    nlohmann::json out = nlohmann::json::array();
+    for (int r = 0; r < B; ++r) {
+      const nlohmann::json& row = rows[i0 + static_cast<size_t>(r)];
+      const float* z = v.data() + classify_position(encoder, r, longest, used[static_cast<size_t>(r)]) * static_cast<size_t>(K);
+      const double mx = *std::max_element(z, z + K);
+      double sum = 0;
+      for (int k = 0; k < K; ++k) sum += std::exp(static_cast<double>(z[k]) - mx);
+      nlohmann::json probs = nlohmann::json::array();
+      for (int k = 0; k < K; ++k) probs.push_back(std::exp(static_cast<double>(z[k]) - mx) / sum);
+      const int predicted = static_cast<int>(std::max_element(z, z + K) - z);
+      nlohmann::json j = {{"index", i0 + static_cast<size_t>(r)}, {"predicted", names[static_cast<size_t>(predicted)]},
+                          {"predicted_id", predicted}, {"probabilities", probs}};
+      if (row.contains("label")) {
+        const auto& l = row["label"];
+        const std::string label = l.is_string() ? l.get<std::string>() : l.is_number_integer() ? std::to_string(l.get<int64_t>()) : "";
+        const auto it = std::find(names.begin(), names.end(), label);
+        if (it == names.end())
+          throw Error(row["__where"].get<std::string>(), "label " + l.dump() + " is not one of the model's (" + std::to_string(K) + ")");
+        j["gold"] = label;
+        j["gold_id"] = it - names.begin();
+        j["correct"] = it - names.begin() == predicted;
+      }
+      if (row.contains("id")) j["id"] = row["id"];
+      out.push_back(std::move(j));
+    }
+    return nlohmann::json{{"rows", std::move(out)}};
+  });
+  std::vector<double> confusion(static_cast<size_t>(K) * K, 0.0), correct;
+  for (const auto& b : blocks)
+    for (const auto& row : b["rows"])
+      if (row.contains("gold_id")) {
+        confusion[row["gold_id"].get<size_t>() * static_cast<size_t>(K) + row["predicted_id"].get<size_t>()] += 1;
+        correct.push_back(row["correct"].get<bool>() ? 1.0 : 0.0);
+      }
+  nlohmann::json r;
+  r["task"] = inputs.size() == 1 ? inputs[0] : std::to_string(inputs.size()) + " files";
+  r["type"] = "classify";
+  r["examples"] = rows.size();
+  r["labelled"] = correct.size();
+  r["labels"] = names;
+  if (!correct.empty()) {
+    r["metrics"]["accuracy"] = metric_json(mean_stderr(correct));
+    r["metrics"]["macro_f1"] = metric_json({classify_scores(confusion, K).macro_f1, NAN});
+    nlohmann::json m2 = nlohmann::json::array();
+    for (int g = 0; g < K; ++g) {
+      nlohmann::json line = nlohmann::json::array();
+      for (int p = 0; p < K; ++p) line.push_back(static_cast<int64_t>(confusion[static_cast<size_t>(g * K + p)]));
+      m2.push_back(line);
+    }
+    r["confusion"] = m2;  // rows: gold labels; columns: predictions
+  } else {
+    r["metrics"] = nlohmann::json::object();
+  }
+  return finish(r, blocks);
+}
+
 nlohmann::json Evaluator::run(const std::string& kind, const std::vector<std::string>& inputs) {
   if (inputs.empty()) throw UsageError(kind + ": give an input file");
   if (cfg_.batch_size < 1) throw UsageError("--batch-size must be at least 1");
@@ -833,7 +938,8 @@ nlohmann::json Evaluator::run(const std::string& kind, const std::vector<std::st
   if (kind == "mc") return mc(inputs);
   if (kind == "gen") return gen(inputs);
   if (kind == "mlm") return mlm(inputs);
-  throw UsageError("unknown task type '" + kind + "' (ppl, mc, gen, mlm)");
+  if (kind == "classify") return classify(inputs);
+  throw UsageError("unknown task type '" + kind + "' (ppl, mc, gen, mlm, classify)");
 }
 
 }  // namespace

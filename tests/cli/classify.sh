@@ -79,6 +79,23 @@ print(h["bert.pooler.dense.weight"]["shape"], h["classifier.weight"]["shape"][1]
 PY
 )" "[64, 64] 64 False" "the pooler and classifier, no MLM head"
 
+# llm-eval classify: the same predictions on the held-out rows (padded to each batch's longest
+# row instead of --seq-len: BERT keeps the padding out of its attention), logged per row.
+run llm-eval classify --model cls --log-samples pred.jsonl val.jsonl
+expect_rc 0 "llm-eval classify"
+cp "$T/out" eval.json
+expect_eq "$(python3 - <<'PY'
+import json
+e = json.load(open("eval.json"))
+v = [json.loads(l) for l in open("cls/metrics.jsonl") if "val_accuracy" in l][-1]
+rows = [json.loads(l) for l in open("pred.jsonl")]
+print(abs(e["metrics"]["accuracy"]["value"] - v["val_accuracy"]) < 1e-6, abs(e["metrics"]["macro_f1"]["value"] - v["val_macro_f1"]) < 1e-6,
+      len(rows) == e["examples"], sum(map(sum, e["confusion"])) == e["labelled"], abs(sum(rows[0]["probabilities"]) - 1) < 1e-6)
+PY
+)" "True True True True True" "llm-eval classify reproduces the validation figures"
+run llm-eval ppl --model cls val.jsonl
+expect_rc 2 "ppl of a classifier"; expect_err_contains "evaluate it with llm-eval classify"
+
 # A decoder classifies on its last token: a llama-tiny pretrained a little on the same text.
 run llm-tok train -o sp.model --vocab-size 1000 docs.jsonl
 run llm-tok encode -m sp.model -o spshards docs.jsonl
@@ -93,6 +110,14 @@ import json
 v = [json.loads(l) for l in open('dcls/metrics.jsonl') if 'val_accuracy' in l][-1]
 print(v['val_accuracy'] > 0.6)")" "True" "the decoder's held-out accuracy"
 expect_eq "$(json dcls/$(cat dcls/latest)/config.json 'j["architectures"][0]')" "LlamaForSequenceClassification" "decoder config.json"
+run llm-eval classify --model dcls val.jsonl
+expect_rc 0 "llm-eval classify, a decoder"
+cp "$T/out" deval.json
+expect_eq "$(python3 -c "
+import json
+e = json.load(open('deval.json'))
+v = [json.loads(l) for l in open('dcls/metrics.jsonl') if 'val_accuracy' in l][-1]
+print(abs(e['metrics']['accuracy']['value'] - v['val_accuracy']) < 1e-6)")" "True" "the decoder's figures reproduced"
 
 # LoRA: the adapters and the whole head (PEFT's modules_to_save), resumed the same way.
 run llm-sft --task classify --init mlm $tune --lora-rank 4 --out lora

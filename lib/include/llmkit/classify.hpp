@@ -39,6 +39,18 @@ struct ClassifyScores {
 };
 ClassifyScores classify_scores(const std::vector<double>& confusion, int K);
 
+// A classifier's forward over B rows of T tokens, row r's first used[r] an example and the rest
+// padding: BERT's rows with their padding kept apart (packed rows' `starts`) and token types 0
+// up to the first [SEP] (`sep`), 1 after; a decoder's as they are (causal attention keeps the
+// padding after the last token out). The logits are then m.values() at classify_position().
+void classify_forward(Model& m, const std::vector<int32_t>& tokens, const std::vector<int32_t>& used, int B, int T, int32_t sep);
+// The position row r is classified at: [CLS] (0) for an encoder, the last token for a decoder.
+inline size_t classify_position(bool encoder, int r, int T, int used) {
+  return static_cast<size_t>(r) * static_cast<size_t>(T) + (encoder ? 0 : static_cast<size_t>(used - 1));
+}
+// The separator token classify_tokens() puts between and after texts.
+int32_t classify_separator(const Tokenizer& tok, bool encoder);
+
 // Runs training; 0 at the end, 1 when stopped by a signal after saving a checkpoint.
 int run_classify(const SftConfig& cfg, Stats& stats);
 
