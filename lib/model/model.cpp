@@ -1062,84 +1062,81 @@ void Model::mlp_hidden(const Layer& L, LayerActs& a, int N) {
 void Model::layer_forward(int l, LayerActs& a, float* out, int N, AttentionSite& site) {
   const Layer& L = layers_[static_cast<size_t>(l)];
   const size_t NC = static_cast<size_t>(N) * cfg_.dim;
+  const bool post = cfg_.encoder();
   float* tmp = top_->tmp;
-  if (cfg_.encoder()) {
-    linear_forward(L.q, a.q, a.x, N, a.mid_q);
-    linear_forward(L.k, a.k, a.x, N, a.mid_k);
-    linear_forward(L.v, a.v, a.x, N, a.mid_v);
-    site.forward(l, a, N);
-    linear_forward(L.o, tmp, a.att, N, a.mid_o);
-    be_.add(a.xmid, a.x, tmp, NC);
-    L.norm1.forward(be_, a.h2, a.mean1, a.rstd1, a.xmid, N);
-    mlp_hidden(L, a, N);
-    linear_forward(L.mlp_out, tmp, a.act, N, a.mid_out);
-    be_.add(a.h1, a.h2, tmp, NC);
-    L.norm2.forward(be_, out, a.mean2, a.rstd2, a.h1, N);
-    return;
-  }
-  L.norm1.forward(be_, a.h1, a.mean1, a.rstd1, a.x, N);
-  linear_forward(L.q, a.q, a.h1, N, a.mid_q);
-  linear_forward(L.k, a.k, a.h1, N, a.mid_k);
-  linear_forward(L.v, a.v, a.h1, N, a.mid_v);
+  if (!post) L.norm1.forward(be_, a.h1, a.mean1, a.rstd1, a.x, N);
+  const float* in = post ? a.x : a.h1;  // the attention's input
+  linear_forward(L.q, a.q, in, N, a.mid_q);
+  linear_forward(L.k, a.k, in, N, a.mid_k);
+  linear_forward(L.v, a.v, in, N, a.mid_v);
   site.forward(l, a, N);
   linear_forward(L.o, tmp, a.att, N, a.mid_o);
   be_.add(a.xmid, a.x, tmp, NC);
-  L.norm2.forward(be_, a.h2, a.mean2, a.rstd2, a.xmid, N);
+  // The MLP's input h2: the attention's sum normed (post-LN's norm1 after it, pre-LN's norm2).
+  if (post) L.norm1.forward(be_, a.h2, a.mean1, a.rstd1, a.xmid, N);
+  else L.norm2.forward(be_, a.h2, a.mean2, a.rstd2, a.xmid, N);
   mlp_hidden(L, a, N);
   linear_forward(L.mlp_out, tmp, a.act, N, a.mid_out);
-  be_.add(out, a.xmid, tmp, NC);
+  if (!post) return be_.add(out, a.xmid, tmp, NC);
+  be_.add(a.h1, a.h2, tmp, NC);
+  L.norm2.forward(be_, out, a.mean2, a.rstd2, a.h1, N);
+}
+
+// The MLP's backward from d(its output) dy: its weights' gradients, and d(h2) added into dx.
+void Model::mlp_backward(int l, LayerActs& a, const float* dy, float* dx, int N) {
+  const Layer& L = layers_[static_cast<size_t>(l)];
+  Top& t = *top_;
+  const size_t NF = static_cast<size_t>(N) * cfg_.ffn_dim;
+  be_.zero(t.datt, NF);
+  linear_backward(L.mlp_out, t.datt, dy, a.act, N, a.mid_out);
+  if (cfg_.family == ModelConfig::Family::llama) {
+    be_.swiglu_backward(t.df1, t.df3, t.datt, a.f1, a.f3, NF);
+    linear_backward(L.mlp_in, dx, t.df1, a.h2, N, a.mid_in);
+    linear_backward(L.mlp_up, dx, t.df3, a.h2, N, a.mid_up);
+  } else {
+    be_.gelu_backward(t.df1, t.datt, a.f1, NF, cfg_.gelu_erf);
+    linear_backward(L.mlp_in, dx, t.df1, a.h2, N, a.mid_in);
+  }
+}
+
+// The attention's backward from d(xmid) dy: o, the attention, q, k and v from `in` (their
+// input), d(in) added into dx.
+void Model::attention_backward(int l, LayerActs& a, AttentionSite& site, const float* dy, const float* in, float* dx, int N) {
+  const Layer& L = layers_[static_cast<size_t>(l)];
+  Top& t = *top_;
+  be_.zero(t.datt, static_cast<size_t>(N) * L.o.in);
+  linear_backward(L.o, t.datt, dy, a.att, N, a.mid_o);
+  site.backward(l, a, t.datt, t.dq, t.dk, t.dv, N);
+  linear_backward(L.q, dx, t.dq, in, N, a.mid_q);
+  linear_backward(L.k, dx, t.dk, in, N, a.mid_k);
+  linear_backward(L.v, dx, t.dv, in, N, a.mid_v);
 }
 
 // Given d(out) in dres, leaves d(x) there and accumulates the block's weight gradients.
 void Model::layer_backward(int l, LayerActs& a, int N, AttentionSite& site, bool recompute) {
   const Layer& L = layers_[static_cast<size_t>(l)];
   Top& t = *top_;
-  const size_t NC = static_cast<size_t>(N) * cfg_.dim, NF = static_cast<size_t>(N) * cfg_.ffn_dim;
+  const size_t NC = static_cast<size_t>(N) * cfg_.dim;
   if (recompute) mlp_hidden(L, a, N);
   if (cfg_.encoder()) {
     // out = norm2(h1): d(h1) in tmp, which reaches h2 unchanged (dres) and through the MLP.
     be_.zero(t.tmp, NC);
     L.norm2.backward(be_, t.tmp, t.dres, a.h1, a.mean2, a.rstd2, N);
     be_.copy(t.dres, t.tmp, NC);
-    be_.zero(t.datt, NF);
-    linear_backward(L.mlp_out, t.datt, t.tmp, a.act, N, a.mid_out);
-    be_.gelu_backward(t.df1, t.datt, a.f1, NF, cfg_.gelu_erf);
-    linear_backward(L.mlp_in, t.dres, t.df1, a.h2, N, a.mid_in);
+    mlp_backward(l, a, t.tmp, t.dres, N);
     // h2 = norm1(xmid): d(xmid) in tmp, which reaches x unchanged and through the attention.
     be_.zero(t.tmp, NC);
     L.norm1.backward(be_, t.tmp, t.dres, a.xmid, a.mean1, a.rstd1, N);
     be_.copy(t.dres, t.tmp, NC);
-    be_.zero(t.datt, static_cast<size_t>(N) * L.o.in);
-    linear_backward(L.o, t.datt, t.tmp, a.att, N, a.mid_o);
-    site.backward(l, a, t.datt, t.dq, t.dk, t.dv, N);
-    linear_backward(L.q, t.dres, t.dq, a.x, N, a.mid_q);
-    linear_backward(L.k, t.dres, t.dk, a.x, N, a.mid_k);
-    linear_backward(L.v, t.dres, t.dv, a.x, N, a.mid_v);
-    return;
+    return attention_backward(l, a, site, t.tmp, a.x, t.dres, N);
   }
   // MLP: out = xmid + mlp(h2); dres reaches xmid unchanged and through the MLP and norm2.
-  float* dact = t.datt;
-  be_.zero(dact, NF);
-  linear_backward(L.mlp_out, dact, t.dres, a.act, N, a.mid_out);
   be_.zero(t.tmp, NC);
-  if (cfg_.family == ModelConfig::Family::llama) {
-    be_.swiglu_backward(t.df1, t.df3, dact, a.f1, a.f3, NF);
-    linear_backward(L.mlp_in, t.tmp, t.df1, a.h2, N, a.mid_in);
-    linear_backward(L.mlp_up, t.tmp, t.df3, a.h2, N, a.mid_up);
-  } else {
-    be_.gelu_backward(t.df1, dact, a.f1, NF, cfg_.gelu_erf);
-    linear_backward(L.mlp_in, t.tmp, t.df1, a.h2, N, a.mid_in);
-  }
+  mlp_backward(l, a, t.dres, t.tmp, N);
   L.norm2.backward(be_, t.dres, t.tmp, a.xmid, a.mean2, a.rstd2, N);
   // Attention: xmid = x + o(att); dres reaches x unchanged and through o, attention, q/k/v, norm1.
-  float* datt = t.datt;
-  be_.zero(datt, static_cast<size_t>(N) * L.o.in);
-  linear_backward(L.o, datt, t.dres, a.att, N, a.mid_o);
-  site.backward(l, a, datt, t.dq, t.dk, t.dv, N);
   be_.zero(t.tmp, NC);
-  linear_backward(L.q, t.tmp, t.dq, a.h1, N, a.mid_q);
-  linear_backward(L.k, t.tmp, t.dk, a.h1, N, a.mid_k);
-  linear_backward(L.v, t.tmp, t.dv, a.h1, N, a.mid_v);
+  attention_backward(l, a, site, t.dres, a.h1, t.tmp, N);
   L.norm1.backward(be_, t.dres, t.tmp, a.x, a.mean1, a.rstd1, N);
 }
 

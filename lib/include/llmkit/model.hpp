@@ -339,6 +339,8 @@ class Model {
   void linear_backward(const Linear& lin, float* dx, const float* dy, const float* x, int N, const float* mid);
   void layer_forward(int layer, LayerActs& a, float* out, int N, AttentionSite& site);
   void layer_backward(int layer, LayerActs& a, int N, AttentionSite& site, bool recompute);
+  void mlp_backward(int layer, LayerActs& a, const float* dy, float* dx, int N);
+  void attention_backward(int layer, LayerActs& a, AttentionSite& site, const float* dy, const float* in, float* dx, int N);
   void head_forward(const float* x, int N);
   ModelConfig cfg_;
   ModelOptions opts_;
