@@ -17,6 +17,8 @@
 #include "llmkit/error.hpp"
 #include "llmkit/io.hpp"
 #include "llmkit/safetensors.hpp"
+#include "llmkit/tok.hpp"
+#include "llmkit/wordpiece.hpp"
 
 namespace llmkit {
 
@@ -388,7 +390,12 @@ std::string save_checkpoint(const std::string& out, Model& m, const float* mom, 
     }
     write_safetensors(tmp + "/optimizer.safetensors", views);
   }
-  if (!tokenizer.empty()) write_file_atomic(tmp + "/tokenizer.model", read_file(tokenizer));
+  if (!tokenizer.empty()) {
+    // A WordPiece vocabulary as a BERT checkpoint holds it (transformers' BertTokenizer reads it).
+    const std::string bytes = read_file(tokenizer);
+    if (WordPiece::looks_like_vocab(bytes)) Tokenizer(tokenizer).write_wordpiece_files(tmp, state.seq_len);
+    else write_file_atomic(tmp + "/tokenizer.model", bytes);
+  }
   if (extra) extra(tmp);
   write_file_atomic(tmp + "/trainer_state.json", state.to_json());
   fsync_dir(tmp);
@@ -470,6 +477,12 @@ std::string checkpoint_dir(const std::string& path) {
   return path;
 }
 
+std::string checkpoint_tokenizer(const std::string& dir) {
+  for (const char* name : {"/tokenizer.model", "/vocab.txt"})
+    if (file_size(dir + name) > 0) return dir + name;
+  return "";
+}
+
 void require_decoder(const Model& m, const std::string& path, const std::string& what) {
   if (m.config().encoder())
     throw UsageError(path + " is a BERT encoder: " + what + " needs a decoder (Llama, GPT-2); encoders train with llm-pretrain "
@@ -510,13 +523,13 @@ LoadedModel open_model(const std::string& path, Backend& be, ModelOptions option
       lm.model = std::make_unique<Model>(mc, be, options);
       const std::vector<std::string> head = lm.model->head_tensors();
       load_model(base + "/model.safetensors", *lm.model, std::set<std::string>(head.begin(), head.end()));
-      if (file_size(base + "/tokenizer.model") > 0) lm.tokenizer = base + "/tokenizer.model";
+      lm.tokenizer = checkpoint_tokenizer(base);
     } else {
       lm = open_model(base, be, options);
     }
     load_adapter(dir, *lm.model);
     lm.model->merge_lora();
-    if (file_size(dir + "/tokenizer.model") > 0) lm.tokenizer = dir + "/tokenizer.model";
+    if (!checkpoint_tokenizer(dir).empty()) lm.tokenizer = checkpoint_tokenizer(dir);
     if (file_size(dir + "/trainer_state.json") > 0)
       lm.train_seq_len = TrainerState::from_json(read_file(dir + "/trainer_state.json"), dir + "/trainer_state.json").seq_len;
     lm.source = dir;
@@ -533,7 +546,7 @@ LoadedModel open_model(const std::string& path, Backend& be, ModelOptions option
     const bool value_head = options.scalar_head && options.lm_head;
     const std::vector<std::string> head = lm.model->head_tensors();
     load_model(dir + "/model.safetensors", *lm.model, value_head ? std::set<std::string>(head.begin(), head.end()) : std::set<std::string>{});
-    if (file_size(dir + "/tokenizer.model") > 0) lm.tokenizer = dir + "/tokenizer.model";
+    if (!checkpoint_tokenizer(dir).empty()) lm.tokenizer = checkpoint_tokenizer(dir);
     if (file_size(dir + "/trainer_state.json") > 0)
       lm.train_seq_len = TrainerState::from_json(read_file(dir + "/trainer_state.json"), dir + "/trainer_state.json").seq_len;
   } else if (is_llmc_checkpoint(path)) {
@@ -544,7 +557,7 @@ LoadedModel open_model(const std::string& path, Backend& be, ModelOptions option
     if (parent.empty()) parent = ".";
     lm.model = std::make_unique<Model>(ModelConfig::load(parent), be, options);
     load_model(path, *lm.model);
-    if (file_size(parent + "/tokenizer.model") > 0) lm.tokenizer = parent + "/tokenizer.model";
+    lm.tokenizer = checkpoint_tokenizer(parent);
   } else {
     throw Error(path, "not a checkpoint directory, a run directory, a .safetensors file or an llm.c GPT-2 file");
   }

@@ -47,8 +47,8 @@ namespace {
 
 std::string tokenizer_path(const SftConfig& cfg, const std::string& init_dir) {
   if (!cfg.tokenizer.empty()) return cfg.tokenizer;
-  if (file_size(init_dir + "/tokenizer.model") > 0) return init_dir + "/tokenizer.model";
-  throw Error(cfg.init, "has no tokenizer.model: give --tokenizer");
+  if (!checkpoint_tokenizer(init_dir).empty()) return checkpoint_tokenizer(init_dir);
+  throw Error(cfg.init, "has no tokenizer.model (or vocab.txt): give --tokenizer");
 }
 
 ExampleOptions example_options(const SftConfig& cfg) {
@@ -147,7 +147,9 @@ std::unique_ptr<Model> build_tuned_model(const SftConfig& cfg_, Trainer& t, cons
 }
 
 void save_tuned_extra(const SftConfig& cfg, Trainer& t, const TunedBase& base, const std::string& dir) {
-  write_file_atomic(dir + "/tokenizer_config.json", tokenizer_config_json(cfg.chat_template, cfg.seq_len));
+  // A WordPiece vocabulary's tokenizer_config.json (BertTokenizer's) is written with it.
+  if (!base.tokenizer->is_wordpiece())
+    write_file_atomic(dir + "/tokenizer_config.json", tokenizer_config_json(cfg.chat_template, cfg.seq_len));
   if (cfg.lora.rank > 0) save_adapter(dir, t.model(), fs::absolute(base.init_dir).lexically_normal().string());
 }
 
@@ -259,7 +261,7 @@ void use_trl_defaults(SftConfig& cfg, double lr) {
 void default_tokenizer(SftConfig& c) {
   if (c.tokenizer.empty() && !c.init.empty()) {
     const std::string dir = checkpoint_dir(c.init);
-    if (file_size(dir + "/tokenizer.model") > 0) c.tokenizer = dir + "/tokenizer.model";
+    c.tokenizer = checkpoint_tokenizer(dir);
   }
 }
 
@@ -488,7 +490,8 @@ void merge_adapter(const std::string& adapter, const std::string& out) {
   fs::create_directories(out);
   write_file_atomic(out + "/config.json", lm.model->config().to_json());
   save_model(out + "/model.safetensors", *lm.model);
-  if (!lm.tokenizer.empty()) write_file_atomic(out + "/tokenizer.model", read_file(lm.tokenizer));
+  if (!lm.tokenizer.empty())
+    write_file_atomic(out + (has_suffix(lm.tokenizer, "/vocab.txt") ? "/vocab.txt" : "/tokenizer.model"), read_file(lm.tokenizer));
   if (file_size(dir + "/tokenizer_config.json") > 0) write_file_atomic(out + "/tokenizer_config.json", read_file(dir + "/tokenizer_config.json"));
   LLMKIT_INFO("merged %s into %s", dir.c_str(), out.c_str());
 }

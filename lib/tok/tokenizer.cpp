@@ -26,6 +26,22 @@ namespace llmkit {
 
 // ---- Tokenizer ---------------------------------------------------------------------------------
 
+void Tokenizer::write_wordpiece_files(const std::string& dir, int max_length) const {
+  if (!wp_) throw Error(path_, "internal: not a WordPiece vocabulary");
+  write_file_atomic(dir + "/vocab.txt", read_file(path_));
+  nlohmann::ordered_json j;
+  j["tokenizer_class"] = "BertTokenizer";
+  j["do_lower_case"] = wp_->normalizer().lowercase;
+  j["unk_token"] = "[UNK]";
+  j["sep_token"] = "[SEP]";
+  j["pad_token"] = "[PAD]";
+  j["cls_token"] = "[CLS]";
+  j["mask_token"] = "[MASK]";
+  j["tokenize_chinese_chars"] = true;
+  j["model_max_length"] = max_length;
+  write_file_atomic(dir + "/tokenizer_config.json", j.dump(2) + "\n");
+}
+
 Tokenizer::Tokenizer(const std::string& model_path) : path_(model_path) {
   std::string bytes = read_file(model_path);
   hash_ = XXH3_64bits(bytes.data(), bytes.size());

@@ -34,6 +34,11 @@ expect_rc 0 "mlm pretraining"
 expect_eq "$(grep -c 'masked [0-9]*, restored [0-9]*:' "$T/err")" "2" "fill-mask samples"
 expect_eq "$(json a/step-00000500/config.json 'j["architectures"][0], j["model_type"], j["hidden_act"], j["type_vocab_size"]')" \
   "BertForMaskedLM bert gelu 2" "config.json"
+# The vocabulary as transformers' BertTokenizer reads it: vocab.txt and its tokenizer_config.json.
+cmp -s vocab.txt a/step-00000500/vocab.txt && ok || fail "vocab.txt in the checkpoint"
+expect_no_file a/step-00000500/tokenizer.model
+expect_eq "$(json a/step-00000500/tokenizer_config.json 'j["tokenizer_class"], j["do_lower_case"], j["mask_token"], j["model_max_length"]')" \
+  "BertTokenizer True [MASK] 64" "tokenizer_config.json"
 expect_eq "$(python3 - a/step-00000500/model.safetensors <<'PY'
 import json, struct, sys
 b = open(sys.argv[1], "rb").read()

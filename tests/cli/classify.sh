@@ -79,6 +79,9 @@ print(h["bert.pooler.dense.weight"]["shape"], h["classifier.weight"]["shape"][1]
 PY
 )" "[64, 64] 64 False" "the pooler and classifier, no MLM head"
 
+cmp -s vocab.txt cls/$last/vocab.txt && ok || fail "the classifier's vocab.txt"
+expect_eq "$(json cls/$last/tokenizer_config.json 'j["tokenizer_class"]')" "BertTokenizer" "the classifier's tokenizer_config.json"
+
 # llm-eval classify: the same predictions on the held-out rows (padded to each batch's longest
 # row instead of --seq-len: BERT keeps the padding out of its attention), logged per row.
 run llm-eval classify --model cls --log-samples pred.jsonl val.jsonl

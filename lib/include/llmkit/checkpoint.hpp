@@ -60,6 +60,9 @@ std::string latest_checkpoint(const std::string& out);
 // The checkpoint a path names: a run directory's latest (a directory with `latest` and no
 // config.json), else the path itself.
 std::string checkpoint_dir(const std::string& path);
+// The tokenizer a checkpoint directory holds: its tokenizer.model (SentencePiece), else its
+// vocab.txt (a BERT's WordPiece vocabulary, with tokenizer_config.json); "" when neither.
+std::string checkpoint_tokenizer(const std::string& dir);
 // Loads weights (the fp32 master weights when the checkpoint has them), moments (when m and v
 // are given) and state from a checkpoint directory.
 TrainerState load_checkpoint(const std::string& dir, Model& model, float* m, float* v);

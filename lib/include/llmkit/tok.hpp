@@ -50,6 +50,9 @@ class Tokenizer {
   uint64_t hash() const { return hash_; }
   const std::string& path() const { return path_; }
   bool is_wordpiece() const { return wp_ != nullptr; }
+  // A WordPiece vocabulary's files as a Hugging Face checkpoint holds them: vocab.txt and the
+  // tokenizer_config.json of BertTokenizer (do_lower_case as this one reads; max_length) in dir.
+  void write_wordpiece_files(const std::string& dir, int max_length) const;
 
  private:
   std::string path_;

@@ -38,6 +38,7 @@ class WordPiece {
   static WordPiece from_bytes(std::string_view bytes, const std::string& path, BertNormalizer n = {});
   // Whether a file's bytes read as a vocab.txt (text lines, one of them [UNK]).
   static bool looks_like_vocab(std::string_view bytes);
+  const BertNormalizer& normalizer() const { return norm_; }
 
   // [PAD] [UNK] [CLS] [SEP] [MASK] spelled in the text are those tokens, as BertTokenizer's
   // special tokens are.
