@@ -227,6 +227,7 @@ std::vector<std::string> load_model(const std::string& path, Model& m, const std
   for (const auto& t : hf_layout(m)) {
     std::string name = t.name;
     if (!f.has(name) && name.rfind("transformer.", 0) == 0 && f.has(name.substr(12))) name = name.substr(12);
+    if (!f.has(name) && name.rfind("bert.", 0) == 0 && f.has(name.substr(5))) name = name.substr(5);  // BertModel's names
     // Checkpoints converted from Google's TensorFlow BERT name LayerNorm's weight and bias gamma and beta.
     if (!f.has(name) && name.find("LayerNorm.") != std::string::npos) {
       const std::string tf = has_suffix(name, ".weight") ? name.substr(0, name.size() - 7) + ".gamma"

@@ -302,6 +302,33 @@ TEST_CASE("BERT checkpoints carry BertForMaskedLM's names and unpadded shapes, a
   const std::vector<float> la(a.logits(), a.logits() + static_cast<size_t>(8) * c.padded_vocab());
   b.forward(tok.data(), nullptr, 1, 8);
   for (size_t i = 0; i < la.size(); ++i) REQUIRE(b.logits()[i] == la[i]);
+  // A BertModel's file (no "bert." prefix, no MLM head) gives a classifier its encoder.
+  {
+    SafetensorsFile f(path);
+    std::vector<std::vector<float>> data;
+    std::vector<TensorView> views;
+    for (const std::string& name : f.names())
+      if (name.rfind("bert.", 0) == 0) {
+        const auto& e = f.get(name);
+        size_t n = 1;
+        for (int64_t d : e.shape) n *= static_cast<size_t>(d);
+        data.emplace_back(n);
+        f.read_f32(name, data.back().data(), n);
+        views.push_back({name.substr(5), DType::f32, e.shape, data.back().data()});
+      }
+    write_safetensors_f32(path + ".bertmodel", views, DType::f32);
+  }
+  ModelConfig cc = c;
+  cc.classifier = true;
+  cc.num_labels = 2;
+  ModelOptions o;
+  o.scalar_head = true;
+  o.lm_head = false;
+  Model cls(cc, *be, o);
+  CHECK(load_model(path + ".bertmodel", cls, {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"}).size() == 4);
+  const ParamSpec& q = cls.param("bert.encoder.layer.0.attention.self.query.weight");
+  for (size_t i = 0; i < q.size; ++i) REQUIRE(cls.weights()[q.offset + i] == a.weights()[a.param(q.name).offset + i]);
+  std::remove((path + ".bertmodel").c_str());
   std::remove(path.c_str());
 }
 
