@@ -53,6 +53,9 @@ int pretrain_main(int argc, char** argv) {
             "mlm: the share of tokens chosen (default 0.15); of those 80% become [MASK],\n"
             "10% a random token, 10% stay, as in BERT");
   op.flag("whole-word", 0, &cfg.mlm.whole_word, "mlm: choose whole words (a token and its ## pieces) at once");
+  op.flag("nsp", 0, &cfg.nsp,
+          "mlm: also next-sentence prediction, as the original BERT (BertForPreTraining):\n"
+          "rows [CLS] A [SEP] B [SEP], B A's continuation or, half the time, another text's");
   op.integer("sample-every", 0, "N", &cfg.sample_every,
              "every N steps print a continuation the model samples after 8 tokens of validation\n"
              "data (decoded with --tokenizer when given); mlm: masked tokens and the model's\n"

@@ -510,6 +510,7 @@ LoadedModel open_model(const std::string& path, Backend& be, ModelOptions option
       // comes with the adapter.
       ModelConfig mc = ModelConfig::load(base);
       mc.classifier = true;
+      mc.nsp = false;
       mc.num_labels = 1;
       mc.labels.clear();
       if (file_size(dir + "/config.json") > 0) {

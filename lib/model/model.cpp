@@ -39,6 +39,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& w
     if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
         j["architectures"][0].is_string()) {
       const std::string arch = j["architectures"][0].get<std::string>();
+      c.nsp = arch == "BertForPreTraining";
       if (has_suffix(arch, "ForSequenceClassification")) {
         c.classifier = true;
         // Hugging Face's default is 2 labels; id2label, when given, names them.
@@ -116,6 +117,7 @@ void ModelConfig::validate(const std::string& where) const {
   if (family == Family::llama && head_dim() % 2) bad("RoPE needs an even head size");
   if (family == Family::bert && type_vocab_size < 1) bad("type_vocab_size must be positive");
   if (classifier && num_labels < 1) bad("num_labels must be positive");
+  if (nsp && (family != Family::bert || classifier)) bad("next-sentence prediction is BERT's pretraining head");
   if (!labels.empty() && static_cast<int>(labels.size()) != num_labels) bad("id2label does not name num_labels labels");
 }
 
@@ -152,7 +154,7 @@ std::string ModelConfig::to_json() const {
     j["tie_word_embeddings"] = tied_embeddings;
     j["hidden_act"] = "silu";
   } else if (family == Family::bert) {
-    j["architectures"] = {classifier ? "BertForSequenceClassification" : "BertForMaskedLM"};
+    j["architectures"] = {classifier ? "BertForSequenceClassification" : nsp ? "BertForPreTraining" : "BertForMaskedLM"};
     j["model_type"] = "bert";
     j["vocab_size"] = vocab_size;
     j["hidden_size"] = dim;
@@ -514,11 +516,12 @@ void Model::build_specs() {
   }
   if (opts_.scalar_head) {
     const int64_t K = score_outputs();
-    if (bert) {  // BertForSequenceClassification: the pooler, then the classifier
+    if (bert) {  // BertForSequenceClassification, BertForPreTraining: the pooler, then the classifier
+      const std::string head = c.nsp ? "cls.seq_relationship" : "classifier";
       add("bert.pooler.dense.weight", {C, C}, true);
       add("bert.pooler.dense.bias", {C}, false);
-      add("classifier.weight", {K, C}, true);
-      add("classifier.bias", {K}, false);
+      add(head + ".weight", {K, C}, true);
+      add(head + ".bias", {K}, false);
     } else {
       add("score.weight", {K, C}, true);
     }
@@ -562,6 +565,7 @@ float* Model::w(const std::string& name) { return w_ + param(name).offset; }
 Model::Model(const ModelConfig& cfg, Backend& backend, ModelOptions options)
     : cfg_(cfg), opts_(options), be_(backend), top_(std::make_unique<Top>()) {
   cfg_.validate("model config");
+  if (cfg_.nsp) opts_.scalar_head = true;  // the NSP head is the score head
   build_specs();
   frozen_.assign(specs_.size(), false);
   for (size_t i = 0; i < specs_.size(); ++i) frozen_[i] = opts_.inference || specs_[i].quantized();
@@ -686,7 +690,8 @@ void Model::bind() {
     }
     if (opts_.scalar_head) {
       t.pooler = linear(C, C, "bert.pooler.dense.weight", "bert.pooler.dense.bias");
-      t.score = linear(C, score_outputs(), "classifier.weight", "classifier.bias");
+      const std::string head = c.nsp ? "cls.seq_relationship" : "classifier";
+      t.score = linear(C, score_outputs(), head + ".weight", head + ".bias");
     }
     return;
   }
@@ -697,12 +702,14 @@ void Model::bind() {
 
 std::vector<std::string> Model::head_tensors() const {
   if (!opts_.scalar_head) return {};
+  if (cfg_.nsp) return {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "cls.seq_relationship.weight", "cls.seq_relationship.bias"};
   if (cfg_.encoder()) return {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"};
   return {"score.weight"};
 }
 
 bool Model::is_head_tensor(const std::string& name) {
-  return name == "score.weight" || name.rfind("bert.pooler.", 0) == 0 || name.rfind("classifier.", 0) == 0;
+  return name == "score.weight" || name.rfind("bert.pooler.", 0) == 0 || name.rfind("classifier.", 0) == 0 ||
+         name.rfind("cls.seq_relationship.", 0) == 0;
 }
 
 // Each adapted Linear's adapter pointers. GPT-2's c_attn adapter serves q, k and v: one A (its

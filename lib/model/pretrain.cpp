@@ -10,6 +10,7 @@
 #include <random>
 #include <cstring>
 
+#include "../backend/dropout.hpp"
 #include "llmkit/checkpoint.hpp"
 #include "llmkit/data.hpp"
 #include "llmkit/error.hpp"
@@ -88,6 +89,12 @@ class PretrainObjective final : public Objective {
                                           std::to_string(mc.vocab_size));
     // RoPE has no table: a Llama trains at any length. GPT-2's learned positions stop at max_seq.
     if (cfg_.seq_len > mc.max_seq && mc.family == ModelConfig::Family::llama) mc.max_seq = cfg_.seq_len;
+    if (cfg_.nsp && !mlm_) throw UsageError("--nsp goes with --objective mlm");
+    // The next-sentence head: asked for, or the checkpoint resumed or started from has it.
+    if (mlm_ && resume_dir.empty() && cfg_.init.empty()) mc.nsp = cfg_.nsp;
+    if (mc.nsp != cfg_.nsp)
+      throw UsageError(std::string(mc.nsp ? "the model has a next-sentence head: give --nsp" : "--nsp: the model has no next-sentence head") +
+                       " (a run resumes, and --init continues, with the head it has)");
     if (mlm_ != mc.encoder())
       throw UsageError(mlm_ ? "--objective mlm trains an encoder: --model bert-tiny, bert-base or a BERT config.json"
                             : "a BERT encoder trains with --objective mlm (it does not predict the next token)");
@@ -99,6 +106,9 @@ class PretrainObjective final : public Objective {
       cls_ = tokenizer_->piece_id("[CLS]");
       if (cls_ < 0) cls_ = tokenizer_->bos_id();
       if (cls_ < 0) throw Error(cfg_.tokenizer, "has no [CLS] piece to begin the rows with");
+      sep_ = tokenizer_->piece_id("[SEP]") >= 0 ? tokenizer_->piece_id("[SEP]") : tokenizer_->eos_id();
+      if (cfg_.nsp && sep_ < 0) throw Error(cfg_.tokenizer, "has no [SEP] piece to separate the sentences with");
+      if (cfg_.nsp && cfg_.seq_len < 5) throw UsageError("--nsp needs --seq-len 5 or more ([CLS] A [SEP] B [SEP])");
     }
     ModelOptions options;
     options.recompute_mlp = cfg_.recompute;
@@ -131,7 +141,7 @@ class PretrainObjective final : public Objective {
     return line;
   }
 
-  void begin_step(Trainer&, uint64_t) override { loss_ = 0; }
+  void begin_step(Trainer&, uint64_t) override { loss_ = nsp_ = nsp_right_ = 0; }
 
   // One micro-batch of windows from the shuffled order; each rank's gradient is scaled so that
   // their sum is the global batch's mean.
@@ -142,17 +152,38 @@ class PretrainObjective final : public Objective {
     for (int b = 0; b < B; ++b) {
       int32_t *in = in_.data() + static_cast<size_t>(b) * T, *tgt = tgt_.data() + static_cast<size_t>(b) * T;
       train_->shuffled(first + static_cast<uint64_t>(b), cfg_.seed, in, tgt);
-      if (mlm_) mask_row(in, tgt, static_cast<uint64_t>(t.state().step), first + static_cast<uint64_t>(b));
+      if (mlm_) mask_row(*train_, in, tgt, b, static_cast<uint64_t>(t.state().step), first + static_cast<uint64_t>(b));
     }
     Model& m = t.model();
+    if (cfg_.nsp) m.set_token_types(types_);
     m.forward(in_.data(), tgt_.data(), B, T);
     const double parts = static_cast<double>(t.accumulation()) * t.ranks();
     loss_ += m.mean_loss() / static_cast<double>(t.accumulation());
-    m.backward_mean(static_cast<float>(1.0 / parts));
+    if (!cfg_.nsp) return m.backward_mean(static_cast<float>(1.0 / parts));
+    // The MLM loss's gradient (backward_mean's) and the NSP loss's, each the global batch's mean.
+    const size_t N = in_.size();
+    const double count = static_cast<double>(std::count_if(tgt_.begin(), tgt_.end(), [](int32_t x) { return x >= 0; }));
+    std::vector<float> dlogp(N, 0.0f), dvalue(2 * N, 0.0f);
+    for (size_t i = 0; i < N; ++i)
+      if (tgt_[i] >= 0) dlogp[i] = static_cast<float>(-1.0 / count / parts);
+    nsp_ += nsp_scores(m, B, &dvalue, static_cast<double>(B) * parts) / B / static_cast<double>(t.accumulation());
+    m.backward(dlogp.data(), dvalue.data());
   }
 
   double end_step(Trainer& t) override {
-    return t.ranks() > 1 ? t.comm().allreduce_sum_double(loss_) / t.ranks() : loss_;
+    if (t.ranks() > 1) {
+      loss_ = t.comm().allreduce_sum_double(loss_) / t.ranks();
+      nsp_ = t.comm().allreduce_sum_double(nsp_) / t.ranks();
+      nsp_right_ = t.comm().allreduce_sum_double(nsp_right_);
+    }
+    return loss_ + nsp_;  // BertForPreTraining's total loss
+  }
+
+  void step_metrics(Trainer& t, nlohmann::json& line) override {
+    if (!cfg_.nsp) return;
+    line["mlm_loss"] = loss_;
+    line["nsp_loss"] = nsp_;
+    line["nsp_accuracy"] = nsp_right_ / static_cast<double>(t.state().batch_sequences);
   }
 
   uint64_t step_tokens(const Trainer& t) const override {
@@ -169,16 +200,23 @@ class PretrainObjective final : public Objective {
     std::vector<int32_t> in(static_cast<size_t>(B) * T), tgt(in.size()), best(in.size());
     // MLM: the same masks at every evaluation (step 0's draws), and the share of masked tokens
     // the model's top prediction restores.
-    double sum = 0, count = 0, correct = 0;
+    double sum = 0, count = 0, correct = 0, nsp_sum = 0, nsp_correct = 0, nsp_rows = 0;
     for (uint64_t w0 = static_cast<uint64_t>(t.rank()) * B; w0 < windows; w0 += static_cast<uint64_t>(R) * B) {
       const int rows = static_cast<int>(std::min<uint64_t>(B, windows - w0));
       for (int b = 0; b < rows; ++b) {
         int32_t *row = in.data() + static_cast<size_t>(b) * T, *target = tgt.data() + static_cast<size_t>(b) * T;
         val_->window(w0 + static_cast<uint64_t>(b), row, target);
-        if (mlm_) mask_row(row, target, 0, w0 + static_cast<uint64_t>(b));
+        if (mlm_) mask_row(*val_, row, target, b, 0, w0 + static_cast<uint64_t>(b));
       }
       Model& m = t.model();
+      if (cfg_.nsp) m.set_token_types(std::vector<int32_t>(types_.begin(), types_.begin() + static_cast<long>(rows) * T));
       m.forward(in.data(), tgt.data(), rows, T);
+      if (cfg_.nsp) {
+        const double right = nsp_right_;
+        nsp_sum += nsp_scores(m, rows, nullptr, 1.0);
+        nsp_correct += nsp_right_ - right;
+        nsp_rows += rows;
+      }
       const size_t N = static_cast<size_t>(rows) * T;
       const double targets = static_cast<double>(std::count_if(tgt.begin(), tgt.begin() + static_cast<long>(N), [](int32_t x) { return x >= 0; }));
       sum += m.mean_loss() * targets;
@@ -192,9 +230,16 @@ class PretrainObjective final : public Objective {
       sum = t.comm().allreduce_sum_double(sum);
       count = t.comm().allreduce_sum_double(count);
       correct = t.comm().allreduce_sum_double(correct);
+      nsp_sum = t.comm().allreduce_sum_double(nsp_sum);
+      nsp_correct = t.comm().allreduce_sum_double(nsp_correct);
+      nsp_rows = t.comm().allreduce_sum_double(nsp_rows);
     }
     nlohmann::json out = {{"val_loss", count > 0 ? sum / count : NAN}};
     if (mlm_) out["val_accuracy"] = count > 0 ? correct / count : NAN;
+    if (cfg_.nsp && nsp_rows > 0) {
+      out["val_nsp_loss"] = nsp_sum / nsp_rows;
+      out["val_nsp_accuracy"] = nsp_correct / nsp_rows;
+    }
     return out;
   }
 
@@ -240,12 +285,58 @@ class PretrainObjective final : public Objective {
   }
 
  private:
-  // An MLM row from a window: [CLS], the window's first T - 1 tokens, masked.
-  void mask_row(int32_t* row, int32_t* targets, uint64_t step, uint64_t index) const {
+  // An MLM row from a window (row b of the micro-batch, `index` in the run's order): [CLS] and
+  // the window's first T - 1 tokens, masked. With NSP, [CLS] A [SEP] B [SEP] instead: A the
+  // window's first a tokens (a drawn in 1..T-4), B the T - 3 - a after them (IsNext, label 0) or,
+  // half the time, the first ones of another window of `data` (NotNext, 1); token types 0 to
+  // A's [SEP], 1 after. The draws come from (seed, step, index) as the masks do.
+  void mask_row(const TokenData& data, int32_t* row, int32_t* targets, int b, uint64_t step, uint64_t index) {
     const int T = cfg_.seq_len;
-    std::memmove(row + 1, row, static_cast<size_t>(T - 1) * sizeof(int32_t));
-    row[0] = cls_;
+    if (!cfg_.nsp) {
+      std::memmove(row + 1, row, static_cast<size_t>(T - 1) * sizeof(int32_t));
+      row[0] = cls_;
+      return mlm_mask(row, targets, T, vocab_, cfg_.mlm, cfg_.seed, step, index);
+    }
+    const uint64_t key = counter_hash(counter_hash(cfg_.seed ^ 0x4E5350ull, step), index);
+    const int a = 1 + static_cast<int>(counter_hash(key, 0) % static_cast<uint64_t>(T - 4)), nb = T - 3 - a;
+    const bool next = (counter_hash(key, 1) & 1) == 0;
+    std::vector<int32_t> window(row, row + T), other(static_cast<size_t>(T)), unused(static_cast<size_t>(T));
+    if (!next) {  // another window: the drawn one, or the one after when that is this one
+      const uint64_t k = counter_hash(key, 2) % data.windows();
+      data.window(k, other.data(), unused.data());
+      if (data.windows() > 1 && other == window) data.window((k + 1) % data.windows(), other.data(), unused.data());
+    }
+    const int32_t* second = next ? window.data() + a : other.data();
+    int p = 0;
+    row[p++] = cls_;
+    for (int i = 0; i < a; ++i) row[p++] = window[static_cast<size_t>(i)];
+    row[p++] = sep_;
+    for (int i = 0; i < nb; ++i) row[p++] = second[i];
+    row[p++] = sep_;
+    types_.resize(std::max(types_.size(), static_cast<size_t>(b + 1) * T));
+    nsp_labels_.resize(std::max(nsp_labels_.size(), static_cast<size_t>(b + 1)));
+    for (int i = 0; i < T; ++i) types_[static_cast<size_t>(b) * T + i] = i <= a + 1 ? 0 : 1;
+    nsp_labels_[static_cast<size_t>(b)] = next ? 0 : 1;
     mlm_mask(row, targets, T, vocab_, cfg_.mlm, cfg_.seed, step, index);
+  }
+
+  // The NSP head's loss summed over B rows (its logits at each row's [CLS]), its correct
+  // predictions added to nsp_right_, and with dvalue the gradient of that sum / `rows`.
+  double nsp_scores(const Model& m, int B, std::vector<float>* dvalue, double rows) {
+    const std::vector<float> v = m.values();
+    const size_t T = static_cast<size_t>(cfg_.seq_len);
+    double loss = 0;
+    for (int r = 0; r < B; ++r) {
+      const float* z = v.data() + static_cast<size_t>(r) * T * 2;
+      const int gold = nsp_labels_[static_cast<size_t>(r)];
+      const double mx = std::max(z[0], z[1]), lse = mx + std::log(std::exp(z[0] - mx) + std::exp(z[1] - mx));
+      loss += lse - z[gold];
+      nsp_right_ += (z[1] > z[0] ? 1 : 0) == gold;
+      if (dvalue)
+        for (int k = 0; k < 2; ++k)
+          (*dvalue)[static_cast<size_t>(r) * T * 2 + static_cast<size_t>(k)] = static_cast<float>((std::exp(z[k] - lse) - (k == gold)) / rows);
+    }
+    return loss;
   }
 
   // An encoder's --sample-every: the first validation (else training) window masked as this
@@ -256,7 +347,8 @@ class PretrainObjective final : public Objective {
     const int T = cfg_.seq_len;
     std::vector<int32_t> in(static_cast<size_t>(T)), tgt(in.size()), best(in.size());
     d.window(0, in.data(), tgt.data());
-    mask_row(in.data(), tgt.data(), static_cast<uint64_t>(t.state().step), 0);
+    mask_row(d, in.data(), tgt.data(), 0, static_cast<uint64_t>(t.state().step), 0);
+    if (cfg_.nsp) m.set_token_types(std::vector<int32_t>(types_.begin(), types_.begin() + T));
     m.forward(in.data(), nullptr, 1, T);
     t.backend().argmax(best.data(), m.logits(), T, m.config().vocab_size, m.config().padded_vocab());
     std::string text;
@@ -276,7 +368,9 @@ class PretrainObjective final : public Objective {
   const PretrainConfig& cfg_;
   const bool mlm_ = cfg_.objective == "mlm";  // after cfg_
   MlmVocab vocab_;
-  int32_t cls_ = -1;
+  int32_t cls_ = -1, sep_ = -1;
+  std::vector<int32_t> types_, nsp_labels_;  // NSP: the micro-batch's token types and labels
+  double nsp_ = 0, nsp_right_ = 0;
   std::unique_ptr<TokenData> train_, val_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<int32_t> in_, tgt_;

@@ -102,6 +102,7 @@ std::unique_ptr<Model> build_tuned_model(const SftConfig& cfg_, Trainer& t, cons
       throw Error(cfg_.init, "is a classifier of " + std::to_string(mc.num_labels) + " labels, not " + std::to_string(base.labels) +
                                  (base.labels == 1 ? " (a reward model has one)" : ""));
     mc.classifier = true;
+    mc.nsp = false;  // a pretrained BERT's next-sentence head gives way to the classifier (its pooler stays)
     mc.num_labels = base.labels;
     mc.labels = base.label_names;
     options.scalar_head = true;

@@ -79,6 +79,32 @@ losses() { python3 -c "import json,sys; print(' '.join(str(json.loads(l)['loss']
 expect_eq "$(losses half/metrics.jsonl)" "$(losses full/metrics.jsonl)" "losses after --resume"
 cmp -s full/step-00000012/model.safetensors half/step-00000012/model.safetensors && ok || fail "weights differ after resume"
 
+# Next-sentence prediction beside MLM (BertForPreTraining): [CLS] A [SEP] B [SEP] rows, the NSP
+# head's loss and accuracy logged, its tensors in the checkpoint, the same losses after a resume.
+run llm-pretrain $common --nsp --steps 12 --eval-every 12 --save-every 6 --out nsp
+expect_rc 0 "--nsp"
+expect_eq "$(python3 - <<'PY'
+import json, struct
+rows = [json.loads(l) for l in open("nsp/metrics.jsonl")]
+step = [r for r in rows if "nsp_loss" in r][-1]
+val = [r for r in rows if "val_nsp_accuracy" in r][-1]
+b = open("nsp/step-00000012/model.safetensors", "rb").read()
+n, = struct.unpack_from("<Q", b, 0)
+h = json.loads(b[8:8 + n])
+print(abs(step["loss"] - step["mlm_loss"] - step["nsp_loss"]) < 1e-4, 0.4 < step["nsp_loss"] < 1.5, 0 <= val["val_nsp_accuracy"] <= 1,
+      h["cls.seq_relationship.weight"]["shape"], "bert.pooler.dense.weight" in h, "cls.predictions.bias" in h)
+PY
+)" "True True True [2, 64] True True" "NSP metrics and BertForPreTraining's tensors"
+expect_eq "$(json nsp/step-00000012/config.json 'j["architectures"][0]')" "BertForPreTraining" "config.json with --nsp"
+run llm-pretrain $common --nsp --steps 6 --save-every 6 --out nsp2
+run llm-pretrain $common --nsp --steps 12 --eval-every 12 --save-every 6 --out nsp2 --resume
+expect_rc 0 "--nsp resumed"
+expect_eq "$(losses nsp2/metrics.jsonl)" "$(losses nsp/metrics.jsonl)" "NSP losses after --resume"
+run llm-pretrain $common --steps 14 --out nsp --resume
+expect_rc 2 "resuming an NSP run without --nsp"; expect_err_contains "the model has a next-sentence head: give --nsp"
+run llm-eval mlm --model nsp --limit 3 shards/val-00000.tok
+expect_rc 0 "llm-eval mlm on a BertForPreTraining checkpoint"
+
 # Refusals: the objective must fit the model; MLM needs the vocabulary; an encoder does not
 # take the decoders' evaluations.
 run llm-pretrain --model llama-tiny --objective mlm --tokenizer vocab.txt --train shards/train-00000.tok --out r1 --steps 1

@@ -333,7 +333,10 @@ TEST_CASE("BERT checkpoints carry BertForMaskedLM's names and unpadded shapes, a
 }
 
 TEST_CASE("A K-label score head (BERT's pooler and classifier, a decoder's score) matches finite differences", "[bert]") {
-  for (auto family : {ModelConfig::Family::bert, ModelConfig::Family::llama}) {
+  // The third: BertForPreTraining's next-sentence head (2 outputs) beside the MLM head.
+  for (int variant = 0; variant < 3; ++variant) {
+    const auto family = variant == 1 ? ModelConfig::Family::llama : ModelConfig::Family::bert;
+    const bool nsp = variant == 2;
     auto be = make_cpu_backend();
     ModelConfig c = tiny_bert();
     if (family == ModelConfig::Family::llama) {
@@ -341,19 +344,25 @@ TEST_CASE("A K-label score head (BERT's pooler and classifier, a decoder's score
       c.kv_heads = 2;
       c.norm_eps = 1e-5f;
     }
-    c.classifier = true;
-    c.num_labels = 3;
-    c.labels = {"de", "en", "fr"};
     ModelOptions o;
-    o.scalar_head = true;
-    o.lm_head = false;
+    if (nsp) {
+      c.nsp = true;
+    } else {
+      c.classifier = true;
+      c.num_labels = 3;
+      c.labels = {"de", "en", "fr"};
+      o.scalar_head = true;
+      o.lm_head = false;
+    }
     Model m(c, *be, o);
     m.init(21);
     perturb(m, 22);
-    CHECK(m.score_outputs() == 3);
+    const int K = nsp ? 2 : 3;
+    CHECK(m.score_outputs() == K);
     CHECK(m.head_tensors().size() == (family == ModelConfig::Family::bert ? 4u : 1u));
     CHECK(ModelConfig::from_json(c.to_json(), "c").labels == c.labels);
-    const int B = 2, T = 5, K = 3;
+    CHECK(ModelConfig::from_json(c.to_json(), "c").nsp == nsp);
+    const int B = 2, T = 5;
     const auto tok = random_ids(B * T, c.vocab_size, 23);
     std::vector<float> R(static_cast<size_t>(B * T * K));
     for (size_t i = 0; i < R.size(); ++i) R[i] = 0.1f * static_cast<float>(i % 7) - 0.3f;

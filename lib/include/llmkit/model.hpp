@@ -38,6 +38,9 @@ struct ModelConfig {
   float rope_theta = 10000.0f;
   bool tied_embeddings = true;
   int type_vocab_size = 0;  // BERT's token types (segments): 2
+  // BERT with the next-sentence-prediction head beside the MLM head (BertForPreTraining: the
+  // pooler, then cls.seq_relationship [2, dim]): the model's score head, 2 outputs.
+  bool nsp = false;
   bool gelu_erf = false;    // the exact GELU (BERT's "gelu"), not the tanh approximation
   // A sequence classifier: Hugging Face's *ForSequenceClassification, a score head of num_labels
   // outputs and no LM head: a reward model (num_labels 1) or llm-sft --task classify's. Its
@@ -262,7 +265,7 @@ class Model {
   // With a score head: its outputs at every position [B*T, K] (K = score_outputs()), after
   // forward (host array).
   std::vector<float> values() const;
-  int score_outputs() const { return cfg_.classifier ? cfg_.num_labels : 1; }
+  int score_outputs() const { return cfg_.classifier ? cfg_.num_labels : cfg_.nsp ? 2 : 1; }
   // The score head's tensors (empty without one), and whether a name is one of a model's.
   std::vector<std::string> head_tensors() const;
   static bool is_head_tensor(const std::string& name);

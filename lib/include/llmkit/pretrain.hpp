@@ -25,6 +25,9 @@ struct PretrainConfig : TrainerOptions {
   // afresh every step by mlm (seeded by the run's seed, the step and the row).
   std::string objective = "clm";
   MlmConfig mlm;
+  // mlm: also next-sentence prediction (BertForPreTraining): each row [CLS] A [SEP] B [SEP], B
+  // the text after A or, half the time, from another window; the loss adds its cross-entropy.
+  bool nsp = false;
 };
 
 class Stats;
