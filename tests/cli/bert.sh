@@ -100,6 +100,27 @@ run llm-pretrain $common --nsp --steps 6 --save-every 6 --out nsp2
 run llm-pretrain $common --nsp --steps 12 --eval-every 12 --save-every 6 --out nsp2 --resume
 expect_rc 0 "--nsp resumed"
 expect_eq "$(losses nsp2/metrics.jsonl)" "$(losses nsp/metrics.jsonl)" "NSP losses after --resume"
+# The NSP head learns where the pairs tell: documents each on one of 20 topics (words of their
+# own), so that a B from another window is mostly off A's topic.
+python3 - <<'PY'
+import json, random
+rng = random.Random(1)
+topics = [[f"t{k}w{j}" for j in range(30)] for k in range(20)]
+with open("topics.jsonl", "w") as f:
+    for i in range(300):
+        t = topics[rng.randrange(20)]
+        f.write(json.dumps({"text": " ".join(rng.choice(t) for _ in range(400))}) + "\n")
+PY
+run llm-tok train --model-type wordpiece -o tvocab.txt --vocab-size 800 topics.jsonl
+run llm-tok encode -m tvocab.txt --val-fraction 0.1 -o tshards topics.jsonl
+sed 's/"vocab_size": 1000/"vocab_size": 800/' bert.json > tbert.json
+run llm-pretrain --model tbert.json --objective mlm --nsp --tokenizer tvocab.txt --train tshards/train-00000.tok \
+  --val tshards/val-00000.tok --seq-len 64 --micro-batch 32 --lr 2e-3 --warmup 30 --steps 400 --eval-every 400 --threads 2 --out tnsp
+expect_rc 0 "--nsp on topical documents"
+expect_eq "$(python3 -c "
+import json
+v = [json.loads(l) for l in open('tnsp/metrics.jsonl') if 'val_nsp_accuracy' in l][-1]
+print(v['val_nsp_accuracy'] > 0.75)")" "True" "next-sentence accuracy well above chance"
 run llm-pretrain $common --steps 14 --out nsp --resume
 expect_rc 2 "resuming an NSP run without --nsp"; expect_err_contains "the model has a next-sentence head: give --nsp"
 run llm-eval mlm --model nsp --limit 3 shards/val-00000.tok
