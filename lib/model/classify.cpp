@@ -101,6 +101,17 @@ std::vector<int32_t> classify_tokens(const Tokenizer& tok, bool encoder, const s
   return out;
 }
 
+double label_cross_entropy(const float* z, int K, int gold, int& predicted, float* dz, double scale) {
+  predicted = static_cast<int>(std::max_element(z, z + K) - z);
+  const double mx = z[predicted];
+  double sum = 0;
+  for (int k = 0; k < K; ++k) sum += std::exp(static_cast<double>(z[k]) - mx);
+  const double lse = mx + std::log(sum);
+  if (dz)
+    for (int k = 0; k < K; ++k) dz[k] = static_cast<float>((std::exp(static_cast<double>(z[k]) - lse) - (k == gold ? 1.0 : 0.0)) * scale);
+  return lse - z[gold];
+}
+
 ClassifyScores classify_scores(const std::vector<double>& confusion, int K) {
   ClassifyScores s;
   double rows = 0, right = 0, f1 = 0;
@@ -263,18 +274,12 @@ class ClassifyObjective final : public Objective {
     const size_t K = labels_.names.size();
     for (int r = 0; r < b.B; ++r) {
       const size_t pos = classify_position(encoder_, r, b.T, b.used[static_cast<size_t>(r)]);
-      const float* z = v.data() + pos * K;
       const int gold = static_cast<int>(b.values[static_cast<size_t>(r)]);
-      const double mx = *std::max_element(z, z + K);
-      double sum = 0;
-      for (size_t k = 0; k < K; ++k) sum += std::exp(static_cast<double>(z[k]) - mx);
-      const double lse = mx + std::log(sum);
-      sums.loss += lse - z[gold];
+      int predicted = 0;
+      sums.loss += label_cross_entropy(v.data() + pos * K, static_cast<int>(K), gold, predicted, dvalue ? dvalue->data() + pos * K : nullptr,
+                                       1.0 / rows);
       sums.rows += 1;
-      sums.confusion[static_cast<size_t>(gold) * K + static_cast<size_t>(std::max_element(z, z + K) - z)] += 1;
-      if (dvalue)
-        for (size_t k = 0; k < K; ++k)
-          (*dvalue)[pos * K + k] = static_cast<float>((std::exp(static_cast<double>(z[k]) - lse) - (static_cast<int>(k) == gold)) / rows);
+      sums.confusion[static_cast<size_t>(gold) * K + static_cast<size_t>(predicted)] += 1;
     }
   }
 

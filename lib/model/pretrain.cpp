@@ -12,6 +12,7 @@
 
 #include "../backend/dropout.hpp"
 #include "llmkit/checkpoint.hpp"
+#include "llmkit/classify.hpp"
 #include "llmkit/data.hpp"
 #include "llmkit/error.hpp"
 #include "llmkit/io.hpp"
@@ -327,14 +328,11 @@ class PretrainObjective final : public Objective {
     const size_t T = static_cast<size_t>(cfg_.seq_len);
     double loss = 0;
     for (int r = 0; r < B; ++r) {
-      const float* z = v.data() + static_cast<size_t>(r) * T * 2;
+      const size_t at = static_cast<size_t>(r) * T * 2;  // the row's [CLS]
       const int gold = nsp_labels_[static_cast<size_t>(r)];
-      const double mx = std::max(z[0], z[1]), lse = mx + std::log(std::exp(z[0] - mx) + std::exp(z[1] - mx));
-      loss += lse - z[gold];
-      nsp_right_ += (z[1] > z[0] ? 1 : 0) == gold;
-      if (dvalue)
-        for (int k = 0; k < 2; ++k)
-          (*dvalue)[static_cast<size_t>(r) * T * 2 + static_cast<size_t>(k)] = static_cast<float>((std::exp(z[k] - lse) - (k == gold)) / rows);
+      int predicted = 0;
+      loss += label_cross_entropy(v.data() + at, 2, gold, predicted, dvalue ? dvalue->data() + at : nullptr, 1.0 / rows);
+      nsp_right_ += predicted == gold;
     }
     return loss;
   }

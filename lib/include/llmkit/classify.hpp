@@ -32,6 +32,12 @@ std::string label_text(std::string_view line, const std::string& where);
 std::vector<int32_t> classify_tokens(const Tokenizer& tok, bool encoder, const std::vector<int32_t>& a,
                                      const std::vector<int32_t>* b, int seq_len);
 
+// The cross-entropy of K logits z against label `gold`, log-sum-exp(z) - z[gold], computed in
+// double; with dz, its gradient times `scale` written there: (softmax(z) - onehot(gold)) scale.
+// `predicted` gets the most likely label (the first of equals). A classifier's and BERT's
+// next-sentence head's loss.
+double label_cross_entropy(const float* z, int K, int gold, int& predicted, float* dz = nullptr, double scale = 1.0);
+
 // Accuracy and the macro-averaged F1 (scikit-learn's f1_score(average="macro")) from a confusion
 // matrix of K labels: confusion[gold * K + predicted] rows.
 struct ClassifyScores {
