@@ -126,6 +126,15 @@ expect_rc 2 "resuming an NSP run without --nsp"; expect_err_contains "the model 
 run llm-eval mlm --model nsp --limit 3 shards/val-00000.tok
 expect_rc 0 "llm-eval mlm on a BertForPreTraining checkpoint"
 
+run llm-pretrain $common --whole-word --mlm-probability 0.2 --steps 4 --eval-every 4 --out ww
+expect_rc 0 "--whole-word"
+expect_eq "$(python3 -c "
+import json
+v = [json.loads(l) for l in open('ww/metrics.jsonl') if 'val_accuracy' in l][-1]
+print(0 <= v['val_accuracy'] <= 1)")" "True" "whole-word masking's evaluation"
+run llm-pretrain $common --mlm-probability 1.5 --steps 1 --out ww2
+expect_rc 2 "--mlm-probability outside (0, 1)"
+
 # Refusals: the objective must fit the model; MLM needs the vocabulary; an encoder does not
 # take the decoders' evaluations.
 run llm-pretrain --model llama-tiny --objective mlm --tokenizer vocab.txt --train shards/train-00000.tok --out r1 --steps 1
