@@ -62,6 +62,8 @@ e = json.load(open("eval.json"))
 v = [json.loads(l) for l in open("a/metrics.jsonl") if "val_accuracy" in l][-1]
 m = e["metrics"]
 acc, base = m["masked_accuracy"]["value"], m["majority_accuracy"]["value"]
+print(f"MLM, 500 steps: masked_accuracy {acc:.4f} (majority baseline {base:.4f}), masked_loss {m['masked_loss']['value']:.4f}, "
+      f"pseudo_perplexity {m['pseudo_perplexity']['value']:.1f}", file=open("figures", "a"))
 print(abs(acc - v["val_accuracy"]) < 1e-6, abs(m["masked_loss"]["value"] - v["val_loss"]) < 1e-5,
       acc > 1.6 * base, 1 < m["pseudo_perplexity"]["value"] < 1000, e["seq_len"])
 PY
@@ -120,6 +122,7 @@ expect_rc 0 "--nsp on topical documents"
 expect_eq "$(python3 -c "
 import json
 v = [json.loads(l) for l in open('tnsp/metrics.jsonl') if 'val_nsp_accuracy' in l][-1]
+print(f\"NSP on topical documents, 400 steps: val_nsp_accuracy {v['val_nsp_accuracy']:.4f}\", file=open('figures', 'a'))
 print(v['val_nsp_accuracy'] > 0.75)")" "True" "next-sentence accuracy well above chance"
 run llm-pretrain $common --steps 14 --out nsp --resume
 expect_rc 2 "resuming an NSP run without --nsp"; expect_err_contains "the model has a next-sentence head: give --nsp"
@@ -152,4 +155,6 @@ run llm-sft --init a --data chat.jsonl --out r5 --steps 1
 expect_rc 2 "llm-sft on an encoder"; expect_err_contains "is a BERT encoder: tuning on next tokens needs a decoder"
 run llm-quant --model a --type q8_0 -o a.gguf
 expect_rc 2 "GGUF of an encoder"; expect_no_file a.gguf
+echo "figures:"
+cat figures
 finish

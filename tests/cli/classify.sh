@@ -63,6 +63,7 @@ expect_eq "$(python3 - <<'PY'
 import json
 v = [json.loads(l) for l in open("cls/metrics.jsonl") if "val_accuracy" in l][-1]
 steps = [json.loads(l) for l in open("cls/metrics.jsonl") if '"loss"' in l]
+print(f"BERT classifier: val_accuracy {v['val_accuracy']:.4f} val_macro_f1 {v['val_macro_f1']:.4f}", file=open("figures", "a"))
 print(v["val_accuracy"] > 0.8, v["val_macro_f1"] > 0.7, "accuracy" in steps[-1], steps[-1]["loss"] < steps[0]["loss"])
 PY
 )" "True True True True" "held-out accuracy and macro-F1 of the language classifier"
@@ -111,6 +112,7 @@ expect_err_contains "a new last-token score head"
 expect_eq "$(python3 -c "
 import json
 v = [json.loads(l) for l in open('dcls/metrics.jsonl') if 'val_accuracy' in l][-1]
+print(f\"decoder classifier: val_accuracy {v['val_accuracy']:.4f} val_macro_f1 {v['val_macro_f1']:.4f}\", file=open('figures', 'a'))
 print(v['val_accuracy'] > 0.6)")" "True" "the decoder's held-out accuracy"
 expect_eq "$(json dcls/$(cat dcls/latest)/config.json 'j["architectures"][0]')" "LlamaForSequenceClassification" "decoder config.json"
 run llm-eval classify --model dcls val.jsonl
@@ -142,4 +144,6 @@ expect_err_contains "bad.jsonl:2"
 expect_err_contains "bad.jsonl:3"
 run llm-sft --task classify --init mlm --data bad.jsonl --out r5 --steps 1 --seq-len 16 --strict
 expect_rc 1 "--strict"
+echo "figures (6 languages, $(wc -l < train.jsonl) training rows, $(wc -l < val.jsonl) held out):"
+cat figures
 finish
