@@ -411,6 +411,11 @@ bool Model::vocabulary_rows(const std::string& name) {
 
 bool Model::can_hold_blocks(const std::string& name) {
   if (is_lora_tensor(name)) return false;
+  // BERT: the encoder's matrices (query, key, value, the attention's output, the MLP's two); its
+  // embedding tables and heads stay fp32.
+  if (name.rfind("bert.encoder.layer.", 0) == 0)
+    return has_suffix(name, ".query.weight") || has_suffix(name, ".key.weight") || has_suffix(name, ".value.weight") ||
+           has_suffix(name, ".dense.weight");
   return has_suffix(name, "_proj.weight") || has_suffix(name, "attn.q.weight") || has_suffix(name, "attn.k.weight") ||
          has_suffix(name, "attn.v.weight") || has_suffix(name, "c_proj.weight") || has_suffix(name, "c_fc.weight") ||
          name == "lm_head.weight" || name == "model.embed_tokens.weight" || name == "wte";

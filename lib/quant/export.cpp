@@ -100,9 +100,14 @@ std::vector<float> permute_heads(const float* w, int64_t rows, int64_t cols, int
 // it becomes (GPT-2's q, k and v: the fused attn_qkv, an attn_v).
 Role role_of(const ModelConfig& c, const std::string& name, int& layer) {
   layer = 0;
-  for (const char* prefix : {"model.layers.", "h."})
+  for (const char* prefix : {"model.layers.", "h.", "bert.encoder.layer."})
     if (name.rfind(prefix, 0) == 0) layer = std::atoi(name.c_str() + std::strlen(prefix));
   const bool llama = c.family == ModelConfig::Family::llama;
+  if (c.encoder()) {  // BERT's value and MLP output matrices, as llama-quantize's attn_v and ffn_down
+    if (has_suffix(name, "attention.self.value.weight")) return Role::attn_v;
+    if (has_suffix(name, ".output.dense.weight") && name.find("attention.output") == std::string::npos) return Role::ffn_down;
+    return Role::other;
+  }
   if (name == "lm_head.weight") return Role::output;
   if (name == "model.embed_tokens.weight" || name == "wte") return !llama || c.tied_embeddings ? Role::output : Role::other;
   if (has_suffix(name, "v_proj.weight") || has_suffix(name, "attn.q.weight") || has_suffix(name, "attn.k.weight") ||
@@ -114,6 +119,8 @@ Role role_of(const ModelConfig& c, const std::string& name, int& layer) {
 
 // The type llama-quantize gives the GGUF tensor an llmkit tensor becomes.
 ggml::Type scheme_type(const ModelConfig& c, const QuantScheme& s, const ParamSpec& spec) {
+  // A BERT (QLoRA only: no GGUF) keeps what it cannot hold as blocks exact.
+  if (c.encoder() && !Model::can_hold_blocks(spec.name)) return ggml::Type::f32;
   int layer = 0;
   const Role role = role_of(c, spec.name, layer);
   return tensor_type(s, spec.shape.back(), static_cast<int>(spec.shape.size()), role, layer, c.layers);

@@ -128,6 +128,13 @@ print(abs(e['metrics']['accuracy']['value'] - v['val_accuracy']) < 1e-6)")" "Tru
 run llm-sft --task classify --init mlm $tune --lora-rank 4 --out lora
 expect_rc 0 "LoRA classification"
 expect_eq "$(json lora/$(cat lora/latest)/adapter_config.json 'j["task_type"], j["modules_to_save"]')" "SEQ_CLS ['classifier', 'pooler']" "adapter_config.json"
+lora_weights=$(sed -n 's/.*memory per rank: weights \([0-9.]*\) MiB.*/\1/p' "$T/err")
+# QLoRA: the encoder's matrices held as NF4 blocks under the adapters (the embeddings stay fp32).
+run llm-sft --task classify --init mlm $(echo $tune | sed 's/--epochs 2/--steps 10/') --lora-rank 4 --qlora nf4 --out qlora
+expect_rc 0 "QLoRA classification"
+expect_err_contains "QLoRA: the base's matrices held as nf4 blocks"
+qlora_weights=$(sed -n 's/.*memory per rank: weights \([0-9.]*\) MiB.*/\1/p' "$T/err")
+expect_eq "$(python3 -c "print($qlora_weights < 0.8 * $lora_weights)")" "True" "NF4 weights ($qlora_weights MiB) below fp32's ($lora_weights MiB)"
 
 # Refusals.
 printf '{"text": "a", "label": "x"}\n{"text": "b", "label": "x"}\n' > one.jsonl
