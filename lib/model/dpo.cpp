@@ -143,9 +143,6 @@ class DpoObjective final : public Objective {
     line["epoch"] = std::round(static_cast<double>(rows_done_) / static_cast<double>(train_->rows()) * 1e4) / 1e4;
   }
   uint64_t step_tokens(const Trainer&) const override { return static_cast<uint64_t>(step_trained_); }
-  double step_flops(const Trainer& t) const override {
-    return t.model().flops_per_step(cfg_.micro_batch, cfg_.seq_len) * static_cast<double>(t.accumulation());
-  }
 
   nlohmann::json evaluate(Trainer& t) override {
     if (!val_) return nullptr;

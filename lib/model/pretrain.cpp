@@ -190,9 +190,6 @@ class PretrainObjective final : public Objective {
   uint64_t step_tokens(const Trainer& t) const override {
     return static_cast<uint64_t>(t.state().batch_sequences) * static_cast<uint64_t>(cfg_.seq_len);
   }
-  double step_flops(const Trainer& t) const override {
-    return t.model().flops_per_step(cfg_.micro_batch, cfg_.seq_len) * static_cast<double>(t.accumulation());
-  }
 
   nlohmann::json evaluate(Trainer& t) override {
     if (!val_) return nullptr;

@@ -141,6 +141,10 @@ int64_t Objective::rows_per_step(const Trainer& t) const {
   return t.options().batch_rows > 0 ? t.options().batch_rows : static_cast<int64_t>(t.options().micro_batch) * t.ranks();
 }
 
+double Objective::step_flops(const Trainer& t) const {
+  return t.model().flops_per_step(t.options().micro_batch, t.options().seq_len) * static_cast<double>(t.accumulation());
+}
+
 // ---- Signals ------------------------------------------------------------------------------------------
 
 namespace {

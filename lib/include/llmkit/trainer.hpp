@@ -82,8 +82,9 @@ class Objective {
   // trained on (the "tokens" count).
   virtual void step_metrics(Trainer& t, nlohmann::json& line) { (void)t, (void)line; }
   virtual uint64_t step_tokens(const Trainer& t) const = 0;
-  // Model FLOPs of this rank's step (MFU).
-  virtual double step_flops(const Trainer& t) const = 0;
+  // Model FLOPs of this rank's step (MFU); by default the model's forward and backward over
+  // --accumulation micro-batches of --micro-batch rows of --seq-len.
+  virtual double step_flops(const Trainer& t) const;
   // Evaluation: fields of an evaluation line ({"val_loss": ...}); empty when nothing to do.
   virtual nlohmann::json evaluate(Trainer& t) { (void)t; return nullptr; }
   // A sample of the model's writing, logged every --sample-every steps.
