@@ -69,21 +69,17 @@ LabelSet LabelSet::read(const std::vector<std::string>& files, int64_t limit) {
   return s;
 }
 
-int32_t classify_separator(const Tokenizer& tok, bool encoder) {
-  if (!encoder) {
-    if (tok.eos_id() < 0) throw Error(tok.path(), "has no end-of-sequence piece to close the texts with");
-    return tok.eos_id();
-  }
-  const int32_t sep = tok.piece_id("[SEP]") >= 0 ? tok.piece_id("[SEP]") : tok.eos_id();
-  if (sep < 0) throw Error(tok.path(), "has no [SEP] piece for BERT's inputs");
-  return sep;
+int32_t classify_separator(const Tokenizer& tok) {
+  // A WordPiece Tokenizer's eos is [SEP].
+  if (tok.eos_id() < 0) throw Error(tok.path(), "has no end-of-sequence ([SEP]) piece to close the texts with");
+  return tok.eos_id();
 }
 
 std::vector<int32_t> classify_tokens(const Tokenizer& tok, bool encoder, const std::vector<int32_t>& a0,
                                      const std::vector<int32_t>* b0, int seq_len) {
-  const int32_t cls = tok.piece_id("[CLS]") >= 0 ? tok.piece_id("[CLS]") : tok.bos_id();
+  const int32_t cls = tok.bos_id();  // a WordPiece Tokenizer's [CLS]
   if (encoder && cls < 0) throw Error(tok.path(), "has no [CLS] piece for BERT's inputs");
-  const int32_t end = classify_separator(tok, encoder);
+  const int32_t end = classify_separator(tok);
   const int specials = (encoder ? 2 : 1) + (b0 ? 1 : 0);
   std::vector<int32_t> a = a0, b = b0 ? *b0 : std::vector<int32_t>();
   while (static_cast<int>(a.size() + b.size()) + specials > seq_len && !(a.empty() && b.empty())) {
@@ -260,7 +256,7 @@ class ClassifyObjective final : public Objective {
 
  private:
   void forward(Model& m, const RowBatch& b) const {
-    classify_forward(m, b.tokens, b.used, b.B, b.T, classify_separator(*base_.tokenizer, encoder_));
+    classify_forward(m, b.tokens, b.used, b.B, b.T, classify_separator(*base_.tokenizer));
   }
 
   // Each row's logits at its sequence's position ([CLS] for BERT, the last token for a decoder):

@@ -719,12 +719,8 @@ nlohmann::json Evaluator::mlm(const std::vector<std::string>& inputs) {
   load(true, Wants::mlm);
   Model& m = *lm_.model;
   const int T = window_length();
-  std::vector<std::string> pieces(tok_->vocab_size());
-  for (size_t i = 0; i < pieces.size(); ++i) pieces[i] = tok_->piece(static_cast<uint32_t>(i));
-  const MlmVocab vocab = MlmVocab::from_pieces(pieces);
-  const int32_t cls = tok_->piece_id("[CLS]") >= 0 ? tok_->piece_id("[CLS]") : tok_->bos_id();
-  const int32_t sep = tok_->piece_id("[SEP]") >= 0 ? tok_->piece_id("[SEP]") : tok_->eos_id();
-  if (cls < 0 || sep < 0) throw Error(tok_->path(), "has no [CLS] or [SEP] piece");
+  const MlmVocab vocab = MlmVocab::from_tokenizer(*tok_);
+  const int32_t cls = vocab.cls_id, sep = vocab.sep_id;
   // Every window's tokens, its length (a document's last may be short).
   std::vector<std::vector<int32_t>> windows;
   auto full = [&] { return cfg_.limit > 0 && static_cast<int64_t>(windows.size()) >= cfg_.limit; };
@@ -848,7 +844,7 @@ nlohmann::json Evaluator::classify(const std::vector<std::string>& inputs) {
   auto rows = read_rows(inputs, "classification");
   if (cfg_.limit > 0 && static_cast<int64_t>(rows.size()) > cfg_.limit) rows.resize(static_cast<size_t>(cfg_.limit));
   const bool encoder = c.encoder();
-  const int32_t sep = classify_separator(*tok_, encoder);
+  const int32_t sep = classify_separator(*tok_);
   auto blocks = run_blocks(rows.size(), identity("classify", inputs, {{"seq_len", T}}), [&](size_t i0, size_t i1) {
     const int B = static_cast<int>(i1 - i0);
     std::vector<std::vector<int32_t>> seqs;

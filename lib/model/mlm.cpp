@@ -1,6 +1,8 @@
 // BERT's dynamic masking: see llmkit/mlm.hpp.
 #include "llmkit/mlm.hpp"
 
+#include "llmkit/tok.hpp"
+
 #include <string>
 
 #include "../backend/dropout.hpp"
@@ -32,6 +34,21 @@ MlmVocab MlmVocab::from_pieces(const std::vector<std::string>& pieces) {
   }
   if (v.mask_id < 0) throw Error("", "a vocabulary without a [MASK] piece: masked-language-model training needs one");
   if (v.ordinary.empty()) throw Error("", "a vocabulary of special pieces only");
+  return v;
+}
+
+MlmVocab MlmVocab::from_tokenizer(const Tokenizer& tok) {
+  std::vector<std::string> pieces(tok.vocab_size());
+  for (size_t i = 0; i < pieces.size(); ++i) pieces[i] = tok.piece(static_cast<uint32_t>(i));
+  MlmVocab v;
+  try {
+    v = from_pieces(pieces);
+  } catch (const Error& e) {
+    throw Error(tok.path(), e.what());
+  }
+  v.cls_id = tok.bos_id();
+  v.sep_id = tok.eos_id();
+  if (v.cls_id < 0 || v.sep_id < 0) throw Error(tok.path(), "has no [CLS] or [SEP] piece to make an encoder's rows with");
   return v;
 }
 

@@ -54,8 +54,9 @@ void classify_forward(Model& m, const std::vector<int32_t>& tokens, const std::v
 inline size_t classify_position(bool encoder, int r, int T, int used) {
   return static_cast<size_t>(r) * static_cast<size_t>(T) + (encoder ? 0 : static_cast<size_t>(used - 1));
 }
-// The separator token classify_tokens() puts between and after texts.
-int32_t classify_separator(const Tokenizer& tok, bool encoder);
+// The separator token classify_tokens() puts between and after texts: the tokenizer's eos
+// (a WordPiece vocabulary's [SEP]).
+int32_t classify_separator(const Tokenizer& tok);
 
 // Runs training; 0 at the end, 1 when stopped by a signal after saving a checkpoint.
 int run_classify(const SftConfig& cfg, Stats& stats);

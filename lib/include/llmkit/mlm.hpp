@@ -21,14 +21,20 @@ struct MlmConfig {
   bool whole_word = false;
 };
 
+class Tokenizer;
+
 struct MlmVocab {
   int32_t mask_id = -1;
+  int32_t cls_id = -1, sep_id = -1;  // from_tokenizer: a row's first token and the separator
   std::vector<uint8_t> special;       // per id: never chosen, never drawn as a random token
   std::vector<uint8_t> continuation;  // per id: a "##" piece (whole_word)
   std::vector<int32_t> ordinary;      // the ids a random replacement is drawn from
   // From the pieces of a vocabulary: [PAD] [UNK] [CLS] [SEP] [MASK] and other bracketed or
   // <...> pieces special, "##..." continuations. An Error without a [MASK] (or <mask>) piece.
   static MlmVocab from_pieces(const std::vector<std::string>& pieces);
+  // The same from a tokenizer's pieces, with its [CLS] and [SEP] (a WordPiece Tokenizer's bos and
+  // eos); an Error naming it without them.
+  static MlmVocab from_tokenizer(const Tokenizer& tok);
 };
 
 // Masks tokens[0..T) in place and writes targets[0..T).
