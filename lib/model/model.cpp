@@ -1280,7 +1280,7 @@ double Model::mean_loss() const {
 
 // ---- Backward --------------------------------------------------------------------------------------
 
-void Model::backward_mean(float scale) {
+void Model::backward_mean(float scale, const float* dvalue) {
   const size_t N = static_cast<size_t>(B_) * T_;
   size_t count = 0;
   for (size_t i = 0; i < N; ++i) count += targets_[i] >= 0;
@@ -1288,7 +1288,7 @@ void Model::backward_mean(float scale) {
   if (count)
     for (size_t i = 0; i < N; ++i)
       if (targets_[i] >= 0) dlogp[i] = -scale / static_cast<float>(count);
-  backward(dlogp.data());
+  backward(dlogp.data(), dvalue);
 }
 
 void Model::backward(const float* dlogp_host, const float* dvalue_host, const Distillation* kd) {

@@ -101,14 +101,7 @@ class PretrainObjective final : public Objective {
                             : "a BERT encoder trains with --objective mlm (it does not predict the next token)");
     if (mlm_) {
       if (!tokenizer_) throw UsageError("--objective mlm needs --tokenizer (the vocab.txt, for [CLS], [MASK] and the special pieces)");
-      std::vector<std::string> pieces(tokenizer_->vocab_size());
-      for (size_t i = 0; i < pieces.size(); ++i) pieces[i] = tokenizer_->piece(static_cast<uint32_t>(i));
-      vocab_ = MlmVocab::from_pieces(pieces);
-      cls_ = tokenizer_->piece_id("[CLS]");
-      if (cls_ < 0) cls_ = tokenizer_->bos_id();
-      if (cls_ < 0) throw Error(cfg_.tokenizer, "has no [CLS] piece to begin the rows with");
-      sep_ = tokenizer_->piece_id("[SEP]") >= 0 ? tokenizer_->piece_id("[SEP]") : tokenizer_->eos_id();
-      if (cfg_.nsp && sep_ < 0) throw Error(cfg_.tokenizer, "has no [SEP] piece to separate the sentences with");
+      vocab_ = MlmVocab::from_tokenizer(*tokenizer_);
       if (cfg_.nsp && cfg_.seq_len < 5) throw UsageError("--nsp needs --seq-len 5 or more ([CLS] A [SEP] B [SEP])");
     }
     ModelOptions options;
@@ -161,14 +154,10 @@ class PretrainObjective final : public Objective {
     const double parts = static_cast<double>(t.accumulation()) * t.ranks();
     loss_ += m.mean_loss() / static_cast<double>(t.accumulation());
     if (!cfg_.nsp) return m.backward_mean(static_cast<float>(1.0 / parts));
-    // The MLM loss's gradient (backward_mean's) and the NSP loss's, each the global batch's mean.
-    const size_t N = in_.size();
-    const double count = static_cast<double>(std::count_if(tgt_.begin(), tgt_.end(), [](int32_t x) { return x >= 0; }));
-    std::vector<float> dlogp(N, 0.0f), dvalue(2 * N, 0.0f);
-    for (size_t i = 0; i < N; ++i)
-      if (tgt_[i] >= 0) dlogp[i] = static_cast<float>(-1.0 / count / parts);
+    // With NSP its loss's gradient too, the global batch's mean over rows.
+    std::vector<float> dvalue(2 * in_.size(), 0.0f);
     nsp_ += nsp_scores(m, B, &dvalue, static_cast<double>(B) * parts) / B / static_cast<double>(t.accumulation());
-    m.backward(dlogp.data(), dvalue.data());
+    m.backward_mean(static_cast<float>(1.0 / parts), dvalue.data());
   }
 
   double end_step(Trainer& t) override {
@@ -292,7 +281,7 @@ class PretrainObjective final : public Objective {
     const int T = cfg_.seq_len;
     if (!cfg_.nsp) {
       std::memmove(row + 1, row, static_cast<size_t>(T - 1) * sizeof(int32_t));
-      row[0] = cls_;
+      row[0] = vocab_.cls_id;
       return mlm_mask(row, targets, T, vocab_, cfg_.mlm, cfg_.seed, step, index);
     }
     const uint64_t key = counter_hash(counter_hash(cfg_.seed ^ 0x4E5350ull, step), index);
@@ -306,11 +295,11 @@ class PretrainObjective final : public Objective {
     }
     const int32_t* second = next ? window.data() + a : other.data();
     int p = 0;
-    row[p++] = cls_;
+    row[p++] = vocab_.cls_id;
     for (int i = 0; i < a; ++i) row[p++] = window[static_cast<size_t>(i)];
-    row[p++] = sep_;
+    row[p++] = vocab_.sep_id;
     for (int i = 0; i < nb; ++i) row[p++] = second[i];
-    row[p++] = sep_;
+    row[p++] = vocab_.sep_id;
     types_.resize(std::max(types_.size(), static_cast<size_t>(b + 1) * T));
     nsp_labels_.resize(std::max(nsp_labels_.size(), static_cast<size_t>(b + 1)));
     for (int i = 0; i < T; ++i) types_[static_cast<size_t>(b) * T + i] = i <= a + 1 ? 0 : 1;
@@ -363,7 +352,6 @@ class PretrainObjective final : public Objective {
   const PretrainConfig& cfg_;
   const bool mlm_ = cfg_.objective == "mlm";  // after cfg_
   MlmVocab vocab_;
-  int32_t cls_ = -1, sep_ = -1;
   std::vector<int32_t> types_, nsp_labels_;  // NSP: the micro-batch's token types and labels
   double nsp_ = 0, nsp_right_ = 0;
   std::unique_ptr<TokenData> train_, val_;

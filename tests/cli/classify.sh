@@ -135,6 +135,7 @@ expect_rc 0 "QLoRA classification"
 expect_err_contains "QLoRA: the base's matrices held as nf4 blocks"
 qlora_weights=$(sed -n 's/.*memory per rank: weights \([0-9.]*\) MiB.*/\1/p' "$T/err")
 expect_eq "$(python3 -c "print($qlora_weights < 0.8 * $lora_weights)")" "True" "NF4 weights ($qlora_weights MiB) below fp32's ($lora_weights MiB)"
+echo "QLoRA NF4: weights $qlora_weights MiB, LoRA on fp32: $lora_weights MiB" >> figures
 
 # Refusals.
 printf '{"text": "a", "label": "x"}\n{"text": "b", "label": "x"}\n' > one.jsonl

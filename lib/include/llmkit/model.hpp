@@ -288,8 +288,9 @@ class Model {
     float* kd_loss = nullptr;
   };
   void backward(const float* dlogp, const float* dvalue = nullptr, const Distillation* kd = nullptr);
-  // Backward of mean_loss() scaled by `scale` (1/accumulation steps and the like).
-  void backward_mean(float scale = 1.0f);
+  // Backward of mean_loss() scaled by `scale` (1/accumulation steps and the like), with a score
+  // head's d(loss)/d(value) added when dvalue is given (BERT's next-sentence loss beside MLM).
+  void backward_mean(float scale = 1.0f, const float* dvalue = nullptr);
   void zero_grad();
   // Called during backward() as soon as a range of grads() is final, so that its all-reduce can
   // start while the backward pass goes on: each layer's range (in the order the backward
