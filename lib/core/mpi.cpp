@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "llmkit/error.hpp"
 #include "llmkit/io.hpp"
@@ -17,6 +18,10 @@ bool launched_by_mpi() {
   for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK"})
     if (std::getenv(v)) return true;
   return false;
+}
+// The MPI communicator a Comm stands for: the world's, or a split's (held by its native_).
+MPI_Comm comm_of(const std::shared_ptr<void>& native) {
+  return native ? *static_cast<MPI_Comm*>(native.get()) : MPI_COMM_WORLD;
 }
 }  // namespace
 
@@ -38,6 +43,31 @@ Comm::Comm() {
   mpi_ = true;
 }
 
+
+std::unique_ptr<Comm> Comm::split(int color, int key) {
+  std::unique_ptr<Comm> c(new Comm(Private{}));
+  if (!mpi_) return c;
+  auto* handle = new MPI_Comm(MPI_COMM_NULL);
+  MPI_Comm_split(comm_of(native_), color, key, handle);
+  c->native_ = std::shared_ptr<void>(handle, [](void* p) {
+    auto* h = static_cast<MPI_Comm*>(p);
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized && *h != MPI_COMM_NULL) MPI_Comm_free(h);
+    delete h;
+  });
+  MPI_Comm_rank(*handle, &c->rank_);
+  MPI_Comm_size(*handle, &c->size_);
+  c->mpi_ = true;
+  return c;
+}
+
+void Comm::broadcast(void* data, size_t bytes, int root) {
+  if (!mpi_ || size_ == 1) return;
+  if (bytes > static_cast<size_t>(INT32_MAX)) throw Error("", "MPI broadcast of " + std::to_string(bytes) + " bytes is too large");
+  MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, comm_of(native_));
+}
+
 int Comm::local_rank() {
   if (!mpi_) return 0;
   MPI_Comm node;
@@ -49,20 +79,20 @@ int Comm::local_rank() {
 }
 
 void Comm::barrier() {
-  if (mpi_) MPI_Barrier(MPI_COMM_WORLD);
+  if (mpi_) MPI_Barrier(comm_of(native_));
 }
 
 int64_t Comm::allreduce_sum(int64_t v) {
   if (!mpi_) return v;
   int64_t out = 0;
-  MPI_Allreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+  MPI_Allreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, comm_of(native_));
   return out;
 }
 
 int64_t Comm::allreduce_max(int64_t v) {
   if (!mpi_) return v;
   int64_t out = 0;
-  MPI_Allreduce(&v, &out, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Allreduce(&v, &out, 1, MPI_INT64_T, MPI_MAX, comm_of(native_));
   return out;
 }
 
@@ -70,7 +100,7 @@ std::vector<std::string> Comm::gather(const std::string& mine) {
   if (!mpi_) return {mine};
   int len = static_cast<int>(mine.size());
   std::vector<int> lens(rank_ == 0 ? size_ : 0), displs;
-  MPI_Gather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
+  MPI_Gather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, 0, comm_of(native_));
   std::string all;
   if (rank_ == 0) {
     displs.resize(size_);
@@ -82,7 +112,7 @@ std::vector<std::string> Comm::gather(const std::string& mine) {
     all.resize(total);
   }
   MPI_Gatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), displs.data(), MPI_CHAR, 0,
-              MPI_COMM_WORLD);
+              comm_of(native_));
   std::vector<std::string> out;
   if (rank_ == 0)
     for (int r = 0; r < size_; ++r) out.push_back(all.substr(displs[r], lens[r]));
@@ -92,7 +122,7 @@ std::vector<std::string> Comm::gather(const std::string& mine) {
 double Comm::allreduce_sum_double(double v) {
   if (!mpi_) return v;
   double out = 0;
-  MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_SUM, comm_of(native_));
   return out;
 }
 
@@ -101,14 +131,14 @@ void Comm::allreduce_sum(float* data, size_t n, size_t bucket) {
   bucket = std::clamp<size_t>(bucket, 1, INT32_MAX);
   for (size_t at = 0; at < n; at += bucket) {
     int count = static_cast<int>(std::min(bucket, n - at));
-    MPI_Allreduce(MPI_IN_PLACE, data + at, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, data + at, count, MPI_FLOAT, MPI_SUM, comm_of(native_));
   }
 }
 
 double Comm::allreduce_max_double(double v) {
   if (!mpi_) return v;
   double out = v;
-  MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_MAX, comm_of(native_));
   return out;
 }
 
@@ -117,7 +147,7 @@ void Comm::allreduce_sum(double* data, size_t n, size_t bucket) {
   bucket = std::clamp<size_t>(bucket, 1, INT32_MAX);
   for (size_t at = 0; at < n; at += bucket) {
     int count = static_cast<int>(std::min(bucket, n - at));
-    MPI_Allreduce(MPI_IN_PLACE, data + at, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, data + at, count, MPI_DOUBLE, MPI_SUM, comm_of(native_));
   }
 }
 
@@ -126,8 +156,8 @@ void Comm::reduce_sum(float* data, size_t n, int root, size_t bucket) {
   bucket = std::clamp<size_t>(bucket, 1, INT32_MAX);
   for (size_t at = 0; at < n; at += bucket) {
     int count = static_cast<int>(std::min(bucket, n - at));
-    if (rank_ == root) MPI_Reduce(MPI_IN_PLACE, data + at, count, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD);
-    else MPI_Reduce(data + at, nullptr, count, MPI_FLOAT, MPI_SUM, root, MPI_COMM_WORLD);
+    if (rank_ == root) MPI_Reduce(MPI_IN_PLACE, data + at, count, MPI_FLOAT, MPI_SUM, root, comm_of(native_));
+    else MPI_Reduce(data + at, nullptr, count, MPI_FLOAT, MPI_SUM, root, comm_of(native_));
   }
 }
 
@@ -196,7 +226,7 @@ void Comm::reduce_scatter_sum(float* data, const std::vector<size_t>& counts, si
     if (plan.staged())
       for (int r = 0; r < size_; ++r) copy_piece(packed + displs[r], data + plan.source(r, k), n[r]);
     // In place, MPI leaves this rank's sum at the start of the buffer: move it to its piece.
-    MPI_Reduce_scatter(MPI_IN_PLACE, packed, n.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Reduce_scatter(MPI_IN_PLACE, packed, n.data(), MPI_FLOAT, MPI_SUM, comm_of(native_));
     copy_piece(data + plan.source(rank_, k), packed, n[rank_]);
   }
 }
@@ -212,7 +242,7 @@ void Comm::allgatherv(float* data, const std::vector<size_t>& counts, size_t buc
     if (plan.staged()) copy_piece(packed + displs[rank_], data + plan.source(rank_, k), n[rank_]);
     // In place, each rank's contribution is already where it goes in the buffer.
     MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, packed, n.data(), displs.data(), MPI_FLOAT,
-                   MPI_COMM_WORLD);
+                   comm_of(native_));
     if (plan.staged())
       for (int r = 0; r < size_; ++r)
         if (r != rank_) copy_piece(data + plan.source(r, k), packed + displs[r], n[r]);
@@ -230,7 +260,7 @@ void Comm::gatherv(const float* mine, float* all, const std::vector<size_t>& cou
   for (size_t k = 0; k < plan.rounds(); ++k) {
     plan.round(k, n, displs);
     float* packed = rank_ != 0 ? nullptr : plan.staged() ? stage.data() : all;
-    MPI_Gatherv(mine + plan.within(k), n[rank_], MPI_FLOAT, packed, n.data(), displs.data(), MPI_FLOAT, 0, MPI_COMM_WORLD);
+    MPI_Gatherv(mine + plan.within(k), n[rank_], MPI_FLOAT, packed, n.data(), displs.data(), MPI_FLOAT, 0, comm_of(native_));
     if (rank_ == 0 && plan.staged())
       for (int r = 0; r < size_; ++r) copy_piece(all + plan.source(r, k), packed + displs[r], n[r]);
   }
@@ -239,7 +269,7 @@ void Comm::gatherv(const float* mine, float* all, const std::vector<size_t>& cou
 std::vector<int64_t> Comm::allgather(int64_t v) {
   if (!mpi_) return {v};
   std::vector<int64_t> all(size_);
-  MPI_Allgather(&v, 1, MPI_INT64_T, all.data(), 1, MPI_INT64_T, MPI_COMM_WORLD);
+  MPI_Allgather(&v, 1, MPI_INT64_T, all.data(), 1, MPI_INT64_T, comm_of(native_));
   return all;
 }
 
@@ -254,7 +284,7 @@ std::vector<std::string> Comm::alltoallv(const std::vector<std::string>& send) {
     send_counts[r] = static_cast<int>(send[r].size());
     send_buf += send[r];
   }
-  MPI_Alltoall(send_counts.data(), 1, MPI_INT, recv_counts.data(), 1, MPI_INT, MPI_COMM_WORLD);
+  MPI_Alltoall(send_counts.data(), 1, MPI_INT, recv_counts.data(), 1, MPI_INT, comm_of(native_));
   int64_t total = 0;
   for (int r = 0; r < size_; ++r) {
     recv_displs[r] = static_cast<int>(total);
@@ -263,7 +293,7 @@ std::vector<std::string> Comm::alltoallv(const std::vector<std::string>& send) {
   if (total > INT32_MAX) throw Error("", "MPI exchange of " + std::to_string(total) + " bytes is too large");
   std::string recv_buf(static_cast<size_t>(total), '\0');
   MPI_Alltoallv(send_buf.data(), send_counts.data(), send_displs.data(), MPI_CHAR, recv_buf.data(),
-                recv_counts.data(), recv_displs.data(), MPI_CHAR, MPI_COMM_WORLD);
+                recv_counts.data(), recv_displs.data(), MPI_CHAR, comm_of(native_));
   std::vector<std::string> out(size_);
   for (int r = 0; r < size_; ++r) out[r] = recv_buf.substr(recv_displs[r], recv_counts[r]);
   return out;

@@ -32,6 +32,7 @@ std::string TrainerState::to_json() const {
   j["cursor"] = cursor;
   j["tokens_seen"] = tokens_seen;
   j["world_size"] = world_size;
+  j["tensor_parallel"] = tensor_parallel;
   j["seed"] = seed;
   j["seq_len"] = seq_len;
   j["batch_sequences"] = batch_sequences;
@@ -46,6 +47,7 @@ TrainerState TrainerState::from_json(const std::string& text, const std::string&
     s.cursor = j.at("cursor").get<uint64_t>();
     s.tokens_seen = j.at("tokens_seen").get<uint64_t>();
     s.world_size = j.at("world_size").get<int>();
+    s.tensor_parallel = j.value("tensor_parallel", 1);
     s.seed = j.at("seed").get<uint64_t>();
     s.seq_len = j.at("seq_len").get<int>();
     s.batch_sequences = j.at("batch_sequences").get<int64_t>();
@@ -211,8 +213,42 @@ void save_model(const std::string& path, Model& m, const std::string& dtype) {
   write_safetensors_f32(path, views, dtype == "BF16" ? DType::bf16 : DType::f32, meta);
 }
 
+namespace {
+
+// A tensor-parallel model's weights: the whole model read on the host, then this rank's slices.
+std::vector<std::string> load_model_slices(const std::string& path, Model& m, const std::set<std::string>& optional) {
+  std::unique_ptr<Backend> host = make_backend("cpu", "fp32");
+  ModelOptions o = m.options();
+  o.tp = TensorParallel{};
+  o.inference = true;
+  Model whole(m.config(), *host, o);
+  const std::vector<std::string> missing = load_model(path, whole, optional);
+  std::vector<float> local(m.num_params());
+  m.backend().download(local.data(), m.weights(), local.size());
+  for (const ParamSpec& s : m.params())
+    if (std::find(missing.begin(), missing.end(), s.name) == missing.end())
+      m.shard(s, whole.weights() + whole.param(s.name).offset, local.data() + s.offset);
+  m.backend().upload(m.weights(), local.data(), local.size());
+  m.backend().parameters_changed();
+  return missing;
+}
+
+// A tensor of the model (its whole shape in the file) into `out`: this rank's slice of it.
+void read_slice(SafetensorsFile& f, const std::string& name, const Model& m, const ParamSpec& s, float* out) {
+  const std::vector<int64_t> shape = m.full_shape(s);
+  if (shape == s.shape) return f.read_f32(name, out, s.size, s.shape);
+  size_t n = 1;
+  for (int64_t d : shape) n *= static_cast<size_t>(d);
+  std::vector<float> whole(n);
+  f.read_f32(name, whole.data(), n, shape);
+  m.shard(s, whole.data(), out);
+}
+
+}  // namespace
+
 std::vector<std::string> load_model(const std::string& path, Model& m, const std::set<std::string>& optional) {
   if (m.quantized()) throw Error(path, "internal: fp32 weights loaded into a model with quantized matrices");
+  if (m.tensor_parallel().on()) return load_model_slices(path, m, optional);
   std::vector<std::string> missing;
   SafetensorsFile f(path);
   // The model's current weights, so that what the file does not hold (adapters) is kept: its
@@ -442,7 +478,7 @@ TrainerState load_checkpoint(const std::string& dir, Model& m, float* mom, float
         host.resize(m.num_params());
         m.backend().download(host.data(), m.weights(), host.size());
       }
-      f.read_f32("w." + s.name, host.data() + s.offset, s.size, s.shape);
+      read_slice(f, "w." + s.name, m, s, host.data() + s.offset);
     }
     if (!host.empty()) {
       m.backend().upload(m.weights(), host.data(), host.size());
@@ -463,11 +499,11 @@ void load_moments(const std::string& dir, const Model& m, size_t begin, size_t e
     if (b >= e) continue;
     for (auto [prefix, out] : {std::pair{"m.", mom}, std::pair{"v.", var}}) {
       if (b == go && e == go + s.size) {
-        f.read_f32(prefix + s.name, out + (b - begin), s.size, s.shape);
+        read_slice(f, prefix + s.name, m, s, out + (b - begin));
         continue;
       }
       whole.resize(s.size);
-      f.read_f32(prefix + s.name, whole.data(), s.size, s.shape);
+      read_slice(f, prefix + s.name, m, s, whole.data());
       std::copy(whole.begin() + static_cast<ptrdiff_t>(b - go), whole.begin() + static_cast<ptrdiff_t>(e - go), out + (b - begin));
     }
   }

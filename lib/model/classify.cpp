@@ -164,7 +164,7 @@ class ClassifyObjective final : public Objective {
     labels_ = LabelSet::read(cfg_.data, cfg_.limit);
     base_.labels = static_cast<int>(labels_.names.size());
     base_.label_names = labels_.names;
-    ModelOptions options;
+    ModelOptions options = t.model_options();  // this rank's tensor-parallel slice
     options.recompute_mlp = cfg_.recompute;
     std::unique_ptr<Model> model = build_tuned_model(cfg_, t, resume_dir, base_, options);
     encoder_ = model->config().encoder();

@@ -73,7 +73,7 @@ class DpoObjective final : public Objective {
     if (!(cfg_.label_smoothing >= 0 && cfg_.label_smoothing < 0.5)) throw UsageError("--label-smoothing must be in [0, 0.5)");
     if (cfg_.label_smoothing > 0 && cfg_.loss != "sigmoid") throw UsageError("--label-smoothing goes with --loss sigmoid");
     dpo_pair_loss(cfg_.loss, 1, 0, 0, 0, 0, 0, 1, 1);  // checks the loss's name
-    ModelOptions options;
+    ModelOptions options = t.model_options();  // this rank's tensor-parallel slice
     options.recompute_mlp = cfg_.recompute;
     std::unique_ptr<Model> model = build_tuned_model(cfg_, t, resume_dir, base_, options);
     encoder_ = std::make_unique<ChatEncoder>(*base_.tokenizer, ChatTemplate::named(cfg_.chat_template));
@@ -83,12 +83,12 @@ class DpoObjective final : public Objective {
       const auto t0 = std::chrono::steady_clock::now();
       reference(t, *model, *train_, ref_train_);
       if (val_) reference(t, *model, *val_, ref_val_);
-      if (t.rank() == 0)
+      if (t.leader())
         LLMKIT_INFO("reference: the starting model's log-probabilities of %zu answers, in %.1f s", ref_train_.size() + ref_val_.size(),
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     } else {
       read_reference(resume_dir);
-      if (t.rank() == 0) LLMKIT_INFO("reference: the log-probabilities of %s/reference_logps.json", resume_dir.c_str());
+      if (t.leader()) LLMKIT_INFO("reference: the log-probabilities of %s/reference_logps.json", resume_dir.c_str());
     }
     return model;
   }

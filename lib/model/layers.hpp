@@ -37,6 +37,9 @@ struct Linear {
   QuantWeight qw;
   const std::string* name = nullptr;  // the weight's tensor name (the model's ParamSpec)
   float* b = nullptr;   // [out] or null
+  // Whether forward adds b: not on all but one rank of a row-parallel matrix under tensor
+  // parallelism (its partial outputs are summed over ranks); backward's db is every rank's.
+  bool add_bias = true;
   float* dw = nullptr;  // gradients, same shapes; null: frozen (or no bias)
   float* db = nullptr;
   Lora lora;
@@ -50,8 +53,9 @@ struct Linear {
   // `exact`: a quantized weight multiplies fp32 activations (training), not 8-bit ones.
   void forward(Backend& be, float* y, const float* x, int N, float* mid = nullptr, const LoraScratch* s = nullptr,
                uint64_t seed = 0, uint64_t row0 = 0, bool exact = false) const {
-    if (qw.data) be.matmul_forward_quant(y, x, qw, b, N, in, out, exact);
-    else be.matmul_forward(y, x, w, b, N, in, out);
+    const float* bias = add_bias ? b : nullptr;
+    if (qw.data) be.matmul_forward_quant(y, x, qw, bias, N, in, out, exact);
+    else be.matmul_forward(y, x, w, bias, N, in, out);
     if (!adapted() || !mid) return;
     const float* src = adapter_input(be, x, N, s, seed, row0);
     be.matmul_forward(mid, src, lora.a, nullptr, N, in, lora.rank);

@@ -245,6 +245,7 @@ struct Model::Top {
   float *values = nullptr, *dvalues = nullptr;
   // activations and scratch
   float *xf = nullptr, *hf = nullptr, *meanf = nullptr, *rstdf = nullptr, *logp = nullptr;
+  float* vocab_lse = nullptr;  // tensor parallel: each row's log-sum-exp over the whole vocabulary
   float *tmp = nullptr, *dres = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr;
   float *datt = nullptr, *df1 = nullptr, *df3 = nullptr, *dlogp = nullptr;
   float *kd_weight = nullptr, *kd_loss = nullptr;  // distillation's per-row weight and divergence
@@ -423,8 +424,9 @@ bool Model::can_hold_blocks(const std::string& name) {
 
 void Model::build_specs() {
   const ModelConfig& c = cfg_;
-  const int64_t C = c.dim, V = c.padded_vocab(), F = c.ffn_dim, hd = c.head_dim();
-  const int64_t QC = c.heads * hd, KC = c.kv_heads * hd;
+  // This rank's slice under tensor parallelism (the whole model otherwise).
+  const int64_t C = c.dim, V = vocab_l_, F = ffn_l_, hd = c.head_dim();
+  const int64_t QC = heads_l_ * hd, KC = kv_l_ * hd;
   auto add = [&](const std::string& name, std::vector<int64_t> shape, bool decay) {
     size_t n = 1;
     for (int64_t d : shape) n *= static_cast<size_t>(d);
@@ -462,10 +464,12 @@ void Model::build_specs() {
     std::string p = llama ? "model.layers." + std::to_string(l) + "." : "h." + std::to_string(l) + ".";
     if (bert) {
       p = "bert.encoder.layer." + std::to_string(l) + ".";
-      for (const char* m : {"attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"}) {
-        add(p + m + ".weight", {C, C}, true);
-        add(p + m + ".bias", {C}, false);
+      for (const char* m : {"attention.self.query", "attention.self.key", "attention.self.value"}) {
+        add(p + m + ".weight", {QC, C}, true);
+        add(p + m + ".bias", {QC}, false);
       }
+      add(p + "attention.output.dense.weight", {C, QC}, true);
+      add(p + "attention.output.dense.bias", {C}, false);
       add(p + "attention.output.LayerNorm.weight", {C}, false);
       add(p + "attention.output.LayerNorm.bias", {C}, false);
       add(p + "intermediate.dense.weight", {F, C}, true);
@@ -487,13 +491,13 @@ void Model::build_specs() {
     } else {
       add(p + "ln_1.weight", {C}, false);
       add(p + "ln_1.bias", {C}, false);
-      add(p + "attn.q.weight", {C, C}, true);
-      add(p + "attn.k.weight", {C, C}, true);
-      add(p + "attn.v.weight", {C, C}, true);
-      add(p + "attn.q.bias", {C}, false);
-      add(p + "attn.k.bias", {C}, false);
-      add(p + "attn.v.bias", {C}, false);
-      add(p + "attn.c_proj.weight", {C, C}, true);
+      add(p + "attn.q.weight", {QC, C}, true);
+      add(p + "attn.k.weight", {KC, C}, true);
+      add(p + "attn.v.weight", {KC, C}, true);
+      add(p + "attn.q.bias", {QC}, false);
+      add(p + "attn.k.bias", {KC}, false);
+      add(p + "attn.v.bias", {KC}, false);
+      add(p + "attn.c_proj.weight", {C, QC}, true);
       add(p + "attn.c_proj.bias", {C}, false);
       add(p + "ln_2.weight", {C}, false);
       add(p + "ln_2.bias", {C}, false);
@@ -571,6 +575,7 @@ Model::Model(const ModelConfig& cfg, Backend& backend, ModelOptions options)
     : cfg_(cfg), opts_(options), be_(backend), top_(std::make_unique<Top>()) {
   cfg_.validate("model config");
   if (cfg_.nsp) opts_.scalar_head = true;  // the NSP head is the score head
+  setup_tensor_parallel();
   build_specs();
   frozen_.assign(specs_.size(), false);
   for (size_t i = 0; i < specs_.size(); ++i) frozen_[i] = opts_.inference || specs_[i].quantized();
@@ -602,7 +607,7 @@ void Model::set_quantized(const std::string& name, const void* blocks, int64_t r
 void Model::bind() {
   const ModelConfig& c = cfg_;
   const bool llama = c.family == ModelConfig::Family::llama, bert = c.family == ModelConfig::Family::bert;
-  const int C = c.dim, F = c.ffn_dim, QC = c.heads * c.head_dim(), KC = c.kv_heads * c.head_dim();
+  const int C = c.dim, F = ffn_l_, QC = heads_l_ * c.head_dim(), KC = kv_l_ * c.head_dim();
   // A frozen tensor's gradient pointer is null: every backward op then skips it.
   auto grad = [&](float* p) -> float* {
     if (!p) return nullptr;
@@ -646,10 +651,10 @@ void Model::bind() {
     if (bert) {
       const std::string p = "bert.encoder.layer." + std::to_string(l) + ".";
       auto dense = [&](int in, int out, const std::string& m) { return linear(in, out, p + m + ".weight", p + m + ".bias"); };
-      L.q = dense(C, C, "attention.self.query");
-      L.k = dense(C, C, "attention.self.key");
-      L.v = dense(C, C, "attention.self.value");
-      L.o = dense(C, C, "attention.output.dense");
+      L.q = dense(C, QC, "attention.self.query");
+      L.k = dense(C, KC, "attention.self.key");
+      L.v = dense(C, KC, "attention.self.value");
+      L.o = dense(QC, C, "attention.output.dense");
       L.norm1 = norm(p + "attention.output.LayerNorm.weight", p + "attention.output.LayerNorm.bias");
       L.mlp_in = dense(C, F, "intermediate.dense");
       L.mlp_out = dense(F, C, "output.dense");
@@ -668,14 +673,17 @@ void Model::bind() {
     } else {
       const std::string p = "h." + std::to_string(l) + ".";
       L.norm1 = norm(p + "ln_1.weight", p + "ln_1.bias");
-      L.q = linear(C, C, p + "attn.q.weight", p + "attn.q.bias");
-      L.k = linear(C, C, p + "attn.k.weight", p + "attn.k.bias");
-      L.v = linear(C, C, p + "attn.v.weight", p + "attn.v.bias");
-      L.o = linear(C, C, p + "attn.c_proj.weight", p + "attn.c_proj.bias");
+      L.q = linear(C, QC, p + "attn.q.weight", p + "attn.q.bias");
+      L.k = linear(C, KC, p + "attn.k.weight", p + "attn.k.bias");
+      L.v = linear(C, KC, p + "attn.v.weight", p + "attn.v.bias");
+      L.o = linear(QC, C, p + "attn.c_proj.weight", p + "attn.c_proj.bias");
       L.norm2 = norm(p + "ln_2.weight", p + "ln_2.bias");
       L.mlp_in = linear(C, F, p + "mlp.c_fc.weight", p + "mlp.c_fc.bias");
       L.mlp_out = linear(F, C, p + "mlp.c_proj.weight", p + "mlp.c_proj.bias");
     }
+    // Row-parallel matrices' outputs are partial sums, all-reduced: their bias (replicated) is
+    // added by one rank. Its gradient is every rank's (the output's gradient is replicated).
+    L.o.add_bias = L.mlp_out.add_bias = opts_.tp.rank == 0;
   }
   if (opts_.lora.rank > 0) bind_lora();
   Top& t = *top_;
@@ -691,7 +699,7 @@ void Model::bind() {
     if (opts_.lm_head) {
       t.transform = linear(C, C, "cls.predictions.transform.dense.weight", "cls.predictions.transform.dense.bias");
       t.normf = norm("cls.predictions.transform.LayerNorm.weight", "cls.predictions.transform.LayerNorm.bias");
-      t.lm = linear(C, c.padded_vocab(), embed, "cls.predictions.bias");
+      t.lm = linear(C, vocab_l_, embed, "cls.predictions.bias");
     }
     if (opts_.scalar_head) {
       t.pooler = linear(C, C, "bert.pooler.dense.weight", "bert.pooler.dense.bias");
@@ -701,7 +709,7 @@ void Model::bind() {
     return;
   }
   t.normf = llama ? norm("model.norm.weight", "") : norm("ln_f.weight", "ln_f.bias");
-  t.lm = linear(C, c.padded_vocab(), llama && !c.tied_embeddings && opts_.lm_head ? "lm_head.weight" : embed, "");
+  t.lm = linear(C, vocab_l_, llama && !c.tied_embeddings && opts_.lm_head ? "lm_head.weight" : embed, "");
   if (opts_.scalar_head) t.score = linear(C, score_outputs(), "score.weight", "");
 }
 
@@ -779,7 +787,9 @@ Model::~Model() {
 size_t Model::num_params_unpadded() const {
   size_t n = 0;
   for (const auto& s : specs_) {
-    size_t rows = vocabulary_rows(s.name) ? static_cast<size_t>(cfg_.vocab_size) : static_cast<size_t>(s.shape[0]);
+    // A vocabulary table's token rows (this rank's, under tensor parallelism).
+    const size_t tokens = static_cast<size_t>(std::clamp(cfg_.vocab_size - vocab_lo_, 0, vocab_l_));
+    size_t rows = vocabulary_rows(s.name) ? tokens : static_cast<size_t>(s.shape[0]);
     n += s.size / static_cast<size_t>(s.shape[0]) * rows;
   }
   return n;
@@ -818,22 +828,29 @@ void Model::init(uint64_t seed) {
     const ParamSpec& s = specs_[i];
     if (is_lora_tensor(s.name)) continue;  // init_lora's
     if (s.quantized()) throw Error("", "internal: init() of a model with quantized matrices");
-    // Written in place on the CPU; elsewhere through one tensor-sized staging buffer.
+    // Written in place on the CPU; elsewhere through one tensor-sized staging buffer. A slice of
+    // a tensor-parallel model is cut from the whole tensor, drawn as one rank would draw it, so
+    // that every layout starts from the same model.
+    const std::vector<int64_t> shape = full_shape(s);
+    size_t full_size = 1;
+    for (int64_t d : shape) full_size *= static_cast<size_t>(d);
+    std::vector<float> whole(full_size != s.size ? full_size : 0);
     if (!direct) staging.assign(s.size, 0.0f);
-    float* p = direct ? direct + s.offset : staging.data();
-    std::fill(p, p + s.size, 0.0f);
+    float* p = !whole.empty() ? whole.data() : direct ? direct + s.offset : staging.data();
+    std::fill(p, p + full_size, 0.0f);
     Normal normal(seed * 1000003ull + i);  // one stream per tensor: adding one changes no other
     const bool is_norm_w = s.shape.size() == 1 && s.name.find(".bias") == std::string::npos;
     if (s.shape.size() == 1) {
-      if (is_norm_w) std::fill(p, p + s.size, 1.0f);
+      if (is_norm_w) std::fill(p, p + full_size, 1.0f);
     } else {
       const bool resid = s.name.find("o_proj") != std::string::npos || s.name.find("down_proj") != std::string::npos ||
                          s.name.find("c_proj.weight") != std::string::npos;
       const float std = resid ? resid_std : 0.02f;
-      size_t rows = static_cast<size_t>(s.shape[0]), cols = s.size / rows;
+      size_t rows = static_cast<size_t>(shape[0]), cols = full_size / rows;
       size_t live = vocabulary_rows(s.name) ? static_cast<size_t>(cfg_.vocab_size) : rows;
       for (size_t k = 0; k < live * cols; ++k) p[k] = normal.next() * std;
     }
+    if (!whole.empty()) shard(s, whole.data(), direct ? direct + s.offset : staging.data());
     if (!direct) be_.upload(w_ + s.offset, staging.data(), s.size);
   }
   init_lora(seed);
@@ -910,8 +927,8 @@ size_t Model::num_trainable_unpadded() const {
 // ---- Activations ---------------------------------------------------------------------------------
 
 void Model::activation_sizes(size_t N, size_t& acts, size_t& stats, bool inference) const {
-  const size_t C = cfg_.dim, F = cfg_.ffn_dim, V = static_cast<size_t>(cfg_.padded_vocab());
-  const size_t QC = static_cast<size_t>(cfg_.heads) * cfg_.head_dim(), KC = static_cast<size_t>(cfg_.kv_heads) * cfg_.head_dim();
+  const size_t C = cfg_.dim, F = static_cast<size_t>(ffn_l_), V = static_cast<size_t>(vocab_l_);
+  const size_t QC = static_cast<size_t>(heads_l_) * cfg_.head_dim(), KC = static_cast<size_t>(kv_l_) * cfg_.head_dim();
   const size_t layers = inference ? 1 : static_cast<size_t>(cfg_.layers);
   const size_t mlp = N * 3 * F;  // f1, f3, act: per layer, or once with recompute_mlp
   const size_t layer = N * (4 * C + 2 * QC + 2 * KC) + (opts_.recompute_mlp ? 0 : mlp);
@@ -924,7 +941,7 @@ void Model::activation_sizes(size_t N, size_t& acts, size_t& stats, bool inferen
   const size_t lora = r ? N * r * (adapted_linears() * layers + 1) + 2 * N * std::max({C, F, QC}) : 0;
   acts = layer * layers + top + scratch + lora;
   const size_t K = static_cast<size_t>(score_outputs());
-  stats = N * (4 + static_cast<size_t>(cfg_.heads)) * layers + 10 * N + 2 * N * (K - 1);  // norms' mean, rstd; lse; logp, values...
+  stats = N * (4 + static_cast<size_t>(heads_l_)) * layers + 11 * N + 2 * N * (K - 1);  // norms' mean, rstd; lse; logp, values...
 }
 
 size_t Model::activation_bytes(int B, int T) const {
@@ -955,8 +972,8 @@ void Model::ensure_rows(int tokens, bool inference) {
     acts_inference_ = inference;
   }
   // Carve (again: layouts depend on N = B*T only, and lse on B*NH*T = N*NH).
-  const size_t N = static_cast<size_t>(cap_tokens_), C = cfg_.dim, F = cfg_.ffn_dim;
-  const size_t QC = static_cast<size_t>(cfg_.heads) * cfg_.head_dim(), KC = static_cast<size_t>(cfg_.kv_heads) * cfg_.head_dim();
+  const size_t N = static_cast<size_t>(cap_tokens_), C = cfg_.dim, F = static_cast<size_t>(ffn_l_);
+  const size_t QC = static_cast<size_t>(heads_l_) * cfg_.head_dim(), KC = static_cast<size_t>(kv_l_) * cfg_.head_dim();
   float *p = acts_.buf, *ps = acts_.stats;
   auto take = [&](size_t n) {
     float* r = p;
@@ -995,7 +1012,7 @@ void Model::ensure_rows(int tokens, bool inference) {
     L.k = take(N * KC);
     L.v = take(N * KC);
     L.att = take(N * QC);
-    L.lse = stat(N * cfg_.heads);
+    L.lse = stat(N * static_cast<size_t>(heads_l_));
     L.xmid = take(N * C);
     L.h2 = take(N * C);
     L.mean2 = stat(N);
@@ -1010,9 +1027,10 @@ void Model::ensure_rows(int tokens, bool inference) {
   t.meanf = stat(N);
   t.rstdf = stat(N);
   t.logp = stat(N);
+  t.vocab_lse = stat(N);
   t.values = stat(N * static_cast<size_t>(score_outputs()));
   t.dvalues = stat(N * static_cast<size_t>(score_outputs()));
-  acts_.logits = take(opts_.lm_head ? N * static_cast<size_t>(cfg_.padded_vocab()) : 0);
+  acts_.logits = take(opts_.lm_head ? N * static_cast<size_t>(vocab_l_) : 0);
   t.tmp = take(N * C);
   const bool grads = !acts_inference_;
   t.dres = grads ? take(N * C) : nullptr;
@@ -1059,7 +1077,7 @@ void Model::linear_backward(const Linear& lin, float* dx, const float* dy, const
 }
 
 void Model::mlp_hidden(const Layer& L, LayerActs& a, int N) {
-  const size_t NF = static_cast<size_t>(N) * cfg_.ffn_dim;
+  const size_t NF = static_cast<size_t>(N) * ffn_l_;
   linear_forward(L.mlp_in, a.f1, a.h2, N, a.mid_in);
   if (cfg_.family == ModelConfig::Family::llama) {
     linear_forward(L.mlp_up, a.f3, a.h2, N, a.mid_up);
@@ -1083,12 +1101,14 @@ void Model::layer_forward(int l, LayerActs& a, float* out, int N, AttentionSite&
   linear_forward(L.v, a.v, in, N, a.mid_v);
   site.forward(l, a, N);
   linear_forward(L.o, tmp, a.att, N, a.mid_o);
+  tp_reduce(tmp, NC);  // the heads' parts of the output, summed over tensor-parallel ranks
   be_.add(a.xmid, a.x, tmp, NC);
   // The MLP's input h2: the attention's sum normed (post-LN's norm1 after it, pre-LN's norm2).
   if (post) L.norm1.forward(be_, a.h2, a.mean1, a.rstd1, a.xmid, N);
   else L.norm2.forward(be_, a.h2, a.mean2, a.rstd2, a.xmid, N);
   mlp_hidden(L, a, N);
   linear_forward(L.mlp_out, tmp, a.act, N, a.mid_out);
+  tp_reduce(tmp, NC);
   if (!post) return be_.add(out, a.xmid, tmp, NC);
   be_.add(a.h1, a.h2, tmp, NC);
   L.norm2.forward(be_, out, a.mean2, a.rstd2, a.h1, N);
@@ -1098,7 +1118,7 @@ void Model::layer_forward(int l, LayerActs& a, float* out, int N, AttentionSite&
 void Model::mlp_backward(int l, LayerActs& a, const float* dy, float* dx, int N) {
   const Layer& L = layers_[static_cast<size_t>(l)];
   Top& t = *top_;
-  const size_t NF = static_cast<size_t>(N) * cfg_.ffn_dim;
+  const size_t NF = static_cast<size_t>(N) * ffn_l_;
   be_.zero(t.datt, NF);
   linear_backward(L.mlp_out, t.datt, dy, a.act, N, a.mid_out);
   if (cfg_.family == ModelConfig::Family::llama) {
@@ -1132,23 +1152,39 @@ void Model::layer_backward(int l, LayerActs& a, int N, AttentionSite& site, bool
   if (recompute) mlp_hidden(L, a, N);
   if (cfg_.encoder()) {
     // out = norm2(h1): d(h1) in tmp, which reaches h2 unchanged (dres) and through the MLP.
+    // Under tensor parallelism the branch's part of d(input) is all-reduced before the
+    // residual's (replicated) is added.
+    const bool tp = opts_.tp.on();
     be_.zero(t.tmp, NC);
     L.norm2.backward(be_, t.tmp, t.dres, a.h1, a.mean2, a.rstd2, N);
-    be_.copy(t.dres, t.tmp, NC);
+    if (tp) be_.zero(t.dres, NC);
+    else be_.copy(t.dres, t.tmp, NC);
     mlp_backward(l, a, t.tmp, t.dres, N);
+    if (tp) {
+      tp_reduce(t.dres, NC);
+      be_.accumulate(t.dres, t.tmp, NC);
+    }
     // h2 = norm1(xmid): d(xmid) in tmp, which reaches x unchanged and through the attention.
     be_.zero(t.tmp, NC);
     L.norm1.backward(be_, t.tmp, t.dres, a.xmid, a.mean1, a.rstd1, N);
-    be_.copy(t.dres, t.tmp, NC);
-    return attention_backward(l, a, site, t.tmp, a.x, t.dres, N);
+    if (tp) be_.zero(t.dres, NC);
+    else be_.copy(t.dres, t.tmp, NC);
+    attention_backward(l, a, site, t.tmp, a.x, t.dres, N);
+    if (tp) {
+      tp_reduce(t.dres, NC);
+      be_.accumulate(t.dres, t.tmp, NC);
+    }
+    return;
   }
   // MLP: out = xmid + mlp(h2); dres reaches xmid unchanged and through the MLP and norm2.
   be_.zero(t.tmp, NC);
   mlp_backward(l, a, t.dres, t.tmp, N);
+  tp_reduce(t.tmp, NC);  // d(h2): the sum of the ranks' parts (tensor parallel)
   L.norm2.backward(be_, t.dres, t.tmp, a.xmid, a.mean2, a.rstd2, N);
   // Attention: xmid = x + o(att); dres reaches x unchanged and through o, attention, q/k/v, norm1.
   be_.zero(t.tmp, NC);
   attention_backward(l, a, site, t.dres, a.h1, t.tmp, N);
+  tp_reduce(t.tmp, NC);
   L.norm1.backward(be_, t.dres, t.tmp, a.x, a.mean1, a.rstd1, N);
 }
 
@@ -1178,13 +1214,22 @@ void Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T,
   if (targets && !opts_.lm_head) throw Error("", "forward: targets for a model without an LM head");
   ensure_acts(B, T);
   const ModelConfig& c = cfg_;
-  const int N = B * T, V = c.vocab_size, Vp = c.padded_vocab();
+  const int N = B * T, V = c.vocab_size;
   for (int n = 0; n < N; ++n)
     if (tokens[n] < 0 || tokens[n] >= V)
       throw Error("", "token id " + std::to_string(tokens[n]) + " outside the vocabulary of " + std::to_string(V));
   tokens_.assign(tokens, tokens + N);
   if (targets) targets_.assign(targets, targets + N);
   else targets_.assign(static_cast<size_t>(N), -1);
+  if (opts_.tp.on()) {  // as rows of this rank's vocabulary shard, -1 for another rank's
+    auto local = [&](int32_t id) { return id >= vocab_lo_ && id < vocab_lo_ + vocab_l_ ? id - vocab_lo_ : -1; };
+    tokens_l_.resize(static_cast<size_t>(N));
+    targets_l_.resize(static_cast<size_t>(N));
+    for (size_t n = 0; n < static_cast<size_t>(N); ++n) {
+      tokens_l_[n] = local(tokens_[n]);
+      targets_l_[n] = targets_[n] < 0 ? -1 : local(targets_[n]);
+    }
+  }
   starts_.clear();
   if (starts) {
     for (int n = 0; n < N; ++n) {
@@ -1208,20 +1253,33 @@ void Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T,
   const int32_t* st = starts_.empty() ? nullptr : starts_.data();
   Top& t = *top_;
   exact_ = true;  // a backward may follow: quantized matrices multiply fp32 activations
-  BatchAttention site(be_, c, B, T, st);
+  BatchAttention site(be_, attn_cfg_, B, T, st);
   embed_forward(layers_.empty() ? t.xf : acts_layers_[0].x, B, T, st);
   for (size_t l = 0; l < layers_.size(); ++l)
     layer_forward(static_cast<int>(l), acts_layers_[l], l + 1 < layers_.size() ? acts_layers_[l + 1].x : t.xf, N, site);
   head_forward(t.xf, N);
-  if (targets && logit_temperature_ != 1.0f) be_.scale(acts_.logits, 1.0f / logit_temperature_, static_cast<size_t>(N) * Vp);
-  if (targets) be_.crossentropy_forward(t.logp, acts_.logits, targets_.data(), N, V, Vp);
+  if (targets && logit_temperature_ != 1.0f) be_.scale(acts_.logits, 1.0f / logit_temperature_, static_cast<size_t>(N) * vocab_l_);
+  if (!targets) return;
+  if (opts_.tp.on()) vocab_parallel_logp(t.logp, t.vocab_lse, N);
+  else be_.crossentropy_forward(t.logp, acts_.logits, targets_.data(), N, V, vocab_l_);
 }
 
 // The first block's input: token (+ position) embeddings; BERT's also token types, and the
 // LayerNorm over their sum.
+// Tensor parallel: each rank looks up the tokens of its vocabulary rows (zero rows for the
+// others'), rank 0 adds the positions, and the sum over ranks is the embedding.
 void Model::embed_forward(float* x0, int B, int T, const int32_t* st) {
   Top& t = *top_;
   const int N = B * T, C = cfg_.dim;
+  if (opts_.tp.on()) {
+    float* sum = cfg_.encoder() ? t.emb : x0;
+    be_.embedding_forward(sum, tokens_l_.data(), t.wte, opts_.tp.rank == 0 ? t.wpe : nullptr, B, T, C, st);
+    tp_reduce(sum, static_cast<size_t>(N) * C);
+    if (!cfg_.encoder()) return;
+    be_.embedding_forward(t.tmp, types_.data(), t.wtt, nullptr, B, T, C);
+    be_.accumulate(t.emb, t.tmp, static_cast<size_t>(N) * C);
+    return t.emb_norm.forward(be_, x0, t.mean_emb, t.rstd_emb, t.emb, N);
+  }
   if (t.qwte.data) {
     std::vector<int32_t> pos(static_cast<size_t>(N));
     for (int n = 0; n < N; ++n) pos[static_cast<size_t>(n)] = n % T - (st ? st[n] : 0);
@@ -1236,13 +1294,16 @@ void Model::embed_forward(float* x0, int B, int T, const int32_t* st) {
 }
 
 // Given d(first block's input) in dres.
+// Tensor parallel: d(embedding) is replicated, so each rank adds its tokens' rows and every
+// rank the positions'.
 void Model::embed_backward(int B, int T, const int32_t* st) {
   Top& t = *top_;
   const int N = B * T, C = cfg_.dim;
-  if (!cfg_.encoder()) return be_.embedding_backward(t.dwte, t.dwpe, t.dres, tokens_.data(), B, T, C, st);
+  const int32_t* tokens = opts_.tp.on() ? tokens_l_.data() : tokens_.data();
+  if (!cfg_.encoder()) return be_.embedding_backward(t.dwte, t.dwpe, t.dres, tokens, B, T, C, st);
   be_.zero(t.tmp, static_cast<size_t>(N) * C);
   t.emb_norm.backward(be_, t.tmp, t.dres, t.emb, t.mean_emb, t.rstd_emb, N);
-  be_.embedding_backward(t.dwte, t.dwpe, t.tmp, tokens_.data(), B, T, C, st);
+  be_.embedding_backward(t.dwte, t.dwpe, t.tmp, tokens, B, T, C, st);
   be_.embedding_backward(t.dwtt, nullptr, t.tmp, types_.data(), B, T, C);
 }
 
@@ -1255,7 +1316,7 @@ std::vector<float> Model::values() const {
 
 const float* Model::logits_on_host() {
   if (const float* p = be_.host_view(acts_.logits)) return p;
-  host_logits_.resize(static_cast<size_t>(B_) * T_ * static_cast<size_t>(cfg_.padded_vocab()));
+  host_logits_.resize(static_cast<size_t>(B_) * T_ * static_cast<size_t>(vocab_l_));
   be_.download(host_logits_.data(), acts_.logits, host_logits_.size());
   return host_logits_.data();
 }
@@ -1293,16 +1354,29 @@ void Model::backward_mean(float scale, const float* dvalue) {
 
 void Model::backward(const float* dlogp_host, const float* dvalue_host, const Distillation* kd) {
   const ModelConfig& c = cfg_;
-  const int B = B_, T = T_, N = B * T, V = c.vocab_size, Vp = c.padded_vocab();
+  const int B = B_, T = T_, N = B * T, V = c.vocab_size, Vp = vocab_l_;
   Top& t = *top_;
   const size_t NC = static_cast<size_t>(N) * c.dim;
+  const bool tp = opts_.tp.on();
 
   be_.zero(t.tmp, NC);  // d(final hidden state)
   if (dlogp_host) {
     if (!opts_.lm_head) throw Error("", "backward: d(logp) for a model without an LM head");
-    be_.upload(t.dlogp, dlogp_host, static_cast<size_t>(N));
+    if (tp) {
+      // A shard's rows get -dlogp softmax whatever rank holds the target: ignored rows carry 0.
+      std::vector<float> d(dlogp_host, dlogp_host + N);
+      for (int n = 0; n < N; ++n)
+        if (targets_[static_cast<size_t>(n)] < 0) d[static_cast<size_t>(n)] = 0.0f;
+      be_.upload(t.dlogp, d.data(), static_cast<size_t>(N));
+    } else {
+      be_.upload(t.dlogp, dlogp_host, static_cast<size_t>(N));
+    }
     // The logits become their gradient in place (the forward's logits are not needed again).
-    if (kd) {
+    if (kd && tp) throw UsageError("distillation (--teacher) is not tensor-parallel: give --tp 1");
+    if (tp) {
+      const int valid = std::clamp(V - vocab_lo_, 0, Vp);
+      be_.crossentropy_backward(acts_.logits, acts_.logits, targets_l_.data(), t.dlogp, N, valid, Vp, t.vocab_lse);
+    } else if (kd) {
       be_.upload(t.kd_weight, kd->weight, static_cast<size_t>(N));
       be_.distill_backward(acts_.logits, t.kd_loss, acts_.logits, kd->teacher_logits, targets_.data(), t.dlogp, t.kd_weight, N, V,
                            Vp, kd->divergence);
@@ -1313,6 +1387,7 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host, const Di
     // d/d(logits) = d/d(logits / T) / T
     if (logit_temperature_ != 1.0f) be_.scale(acts_.logits, 1.0f / logit_temperature_, static_cast<size_t>(N) * Vp);
     t.lm.backward(be_, t.tmp, acts_.logits, t.hf, N);
+    tp_reduce(t.tmp, NC);  // d(hf): the vocabulary shards' parts summed
   }
   if (dvalue_host) {
     if (!t.score.w) throw Error("", "backward: the model has no score head");
@@ -1321,7 +1396,7 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host, const Di
   }
   head_backward(N, dlogp_host != nullptr, dvalue_host != nullptr);
   const int32_t* st = starts_.empty() ? nullptr : starts_.data();
-  BatchAttention site(be_, c, B, T, st);
+  BatchAttention site(be_, attn_cfg_, B, T, st);
   for (size_t li = layers_.size(); li-- > 0;) {
     // With recompute_mlp the forward left only the last block's MLP activations.
     layer_backward(static_cast<int>(li), acts_layers_[li], N, site, opts_.recompute_mlp && li + 1 < layers_.size());
@@ -1396,6 +1471,7 @@ void Model::forward_cached(const int32_t* tokens, int rows, const std::vector<Ca
                            KVCache& cache, bool last_only) {
   const ModelConfig& c = cfg_;
   if (c.encoder()) throw Error("", "a BERT encoder does not generate: no KV-cached decoding");
+  if (opts_.tp.on()) throw UsageError("generation (a KV-cached forward) is not tensor-parallel: give --tp 1");
   const int N = rows, V = c.vocab_size;
   std::vector<int32_t> pos(static_cast<size_t>(N), -1);
   for (const CacheSegment& s : segments) {
@@ -1456,10 +1532,11 @@ static void forward_costs(const ModelConfig& c, bool lm_head, int B, int T, doub
   attn = 2.0 * 2.0 * L * QC * static_cast<double>(T) * T / (c.encoder() ? 1.0 : 2.0) * B;
 }
 
+// Per rank: a tensor-parallel rank does 1/tp of the matmuls and of the attention.
 double Model::flops_per_forward(int B, int T) const {
   double matmul_params = 0, attn = 0;
   forward_costs(cfg_, opts_.lm_head, B, T, matmul_params, attn);
-  return 2.0 * matmul_params * static_cast<double>(B) * T + attn;
+  return (2.0 * matmul_params * static_cast<double>(B) * T + attn) / opts_.tp.size;
 }
 
 double Model::flops_per_step(int B, int T) const {
@@ -1467,6 +1544,7 @@ double Model::flops_per_step(int B, int T) const {
   forward_costs(cfg_, opts_.lm_head, B, T, matmul_params, attn_forward);
   const double C = cfg_.dim, tokens = static_cast<double>(B) * T;
   const double attn = 3.0 * attn_forward;  // x3 with backward
+  const double tp = opts_.tp.size;  // this rank's share (the frozen and adapter sizes below are its own)
   // A weight costs 2 FLOPs per token forward, 2 for its input's gradient and 2 for its own, which
   // a frozen weight skips; adapters add their own (all trained).
   double frozen = 0, adapters = 0;
@@ -1476,8 +1554,8 @@ double Model::flops_per_step(int B, int T) const {
     else if (!s.trainable() && !embedding_table(s.name)) frozen += static_cast<double>(s.size);
   }
   if (!specs_.empty() && !param(token_embedding(cfg_)).trainable() && cfg_.tied_embeddings && opts_.lm_head)
-    frozen += C * cfg_.padded_vocab();  // the tied LM head
-  return 6.0 * matmul_params * tokens - 2.0 * frozen * tokens + 6.0 * adapters * tokens + attn;
+    frozen += C * vocab_l_;  // the tied LM head
+  return (6.0 * matmul_params * tokens + attn) / tp - 2.0 * frozen * tokens + 6.0 * adapters * tokens;
 }
 
 }  // namespace llmkit

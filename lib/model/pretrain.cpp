@@ -104,7 +104,7 @@ class PretrainObjective final : public Objective {
       vocab_ = MlmVocab::from_tokenizer(*tokenizer_);
       if (cfg_.nsp && cfg_.seq_len < 5) throw UsageError("--nsp needs --seq-len 5 or more ([CLS] A [SEP] B [SEP])");
     }
-    ModelOptions options;
+    ModelOptions options = t.model_options();  // this rank's tensor-parallel slice
     options.recompute_mlp = cfg_.recompute;
     auto model = std::make_unique<Model>(mc, t.backend(), options);
     if (!resume_dir.empty()) return model;  // the loop loads the checkpoint
@@ -124,7 +124,7 @@ class PretrainObjective final : public Objective {
 
   std::string describe(const Trainer& t) const override {
     const uint64_t global = static_cast<uint64_t>(t.state().batch_sequences);
-    if (global > train_->windows() && t.rank() == 0)
+    if (global > train_->windows() && t.leader())
       LLMKIT_WARN("one step takes %llu sequences of %d tokens, more than the %llu windows the training shards hold: "
                   "every step sees some of them twice or more (lower --batch-tokens, or give more data)",
                   static_cast<unsigned long long>(global), cfg_.seq_len, static_cast<unsigned long long>(train_->windows()));
@@ -209,7 +209,7 @@ class PretrainObjective final : public Objective {
       sum += m.mean_loss() * targets;
       count += targets;
       if (mlm_) {
-        t.backend().argmax(best.data(), m.logits(), static_cast<int>(N), m.config().vocab_size, m.config().padded_vocab());
+        m.argmax(best.data());
         for (size_t i = 0; i < N; ++i) correct += tgt[i] >= 0 && best[i] == tgt[i];
       }
     }
@@ -243,11 +243,10 @@ class PretrainObjective final : public Objective {
     const int prompt = std::min(8, cfg_.seq_len);
     std::vector<int32_t> seq(in.begin(), in.begin() + prompt);
     std::mt19937_64 rng(cfg_.seed * 7919 + static_cast<uint64_t>(t.state().step));
-    const int V = m.config().vocab_size, Vp = m.config().padded_vocab();
-    std::vector<float> l(static_cast<size_t>(Vp));  // the last position's logits, on the host
+    const int V = m.config().vocab_size;
     while (static_cast<int64_t>(seq.size()) < prompt + cfg_.sample_tokens && static_cast<int>(seq.size()) < m.config().max_seq) {
       m.forward(seq.data(), nullptr, 1, static_cast<int>(seq.size()));
-      t.backend().download(l.data(), m.logits() + (seq.size() - 1) * static_cast<size_t>(Vp), l.size());
+      const std::vector<float> l = m.logits_row(seq.size() - 1);  // the last position's, on the host
       std::vector<int> order(static_cast<size_t>(V));
       for (int i = 0; i < V; ++i) order[static_cast<size_t>(i)] = i;
       const int k = std::min(40, V);
@@ -268,7 +267,7 @@ class PretrainObjective final : public Objective {
     }
     for (char& c : text)
       if (c == '\n') c = ' ';
-    LLMKIT_INFO("step %5lld  sample: %s", static_cast<long long>(t.state().step), text.c_str());
+    if (t.leader()) LLMKIT_INFO("step %5lld  sample: %s", static_cast<long long>(t.state().step), text.c_str());
   }
 
  private:
@@ -334,7 +333,7 @@ class PretrainObjective final : public Objective {
     mask_row(d, in.data(), tgt.data(), 0, static_cast<uint64_t>(t.state().step), 0);
     if (cfg_.nsp) m.set_token_types(std::vector<int32_t>(types_.begin(), types_.begin() + T));
     m.forward(in.data(), nullptr, 1, T);
-    t.backend().argmax(best.data(), m.logits(), T, m.config().vocab_size, m.config().padded_vocab());
+    m.argmax(best.data());
     std::string text;
     int shown = 0, right = 0, masked = 0;
     for (int i = 0; i < T; ++i) {
@@ -345,7 +344,7 @@ class PretrainObjective final : public Objective {
         text += " " + tokenizer_->piece(static_cast<uint32_t>(tgt[static_cast<size_t>(i)])) + "->" +
                 tokenizer_->piece(static_cast<uint32_t>(best[static_cast<size_t>(i)]));
     }
-    LLMKIT_INFO("step %5lld  masked %d, restored %d:%s", static_cast<long long>(t.state().step), masked, right, text.c_str());
+    if (t.leader()) LLMKIT_INFO("step %5lld  masked %d, restored %d:%s", static_cast<long long>(t.state().step), masked, right, text.c_str());
   }
 
 

@@ -84,7 +84,7 @@ class RmObjective final : public Objective {
     if (cfg_.data.empty()) throw UsageError("--data FILE is required (preference rows, llmkit-chat(5))");
     if (!(cfg_.center_rewards >= 0)) throw UsageError("--center-rewards must be 0 or more");
     base_.labels = 1;
-    ModelOptions options;
+    ModelOptions options = t.model_options();  // this rank's tensor-parallel slice
     options.recompute_mlp = cfg_.recompute;
     std::unique_ptr<Model> model = build_tuned_model(cfg_, t, resume_dir, base_, options);
     encoder_ = std::make_unique<ChatEncoder>(*base_.tokenizer, ChatTemplate::named(cfg_.chat_template));

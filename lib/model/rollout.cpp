@@ -91,8 +91,11 @@ std::unique_ptr<Model> RolloutObjective::build(Trainer& t, const std::string& re
   if (c.lora.dropout > 0)
     throw UsageError("--lora-dropout: reinforcement learning trains without dropout (the answers' sampled log-probabilities must be the trainer's)");
   check(t);
+  if (t.tensor_parallel() > 1)
+    throw UsageError("--tp " + std::to_string(t.tensor_parallel()) + ": PPO and GRPO generate their answers with the KV-cached engine, "
+                     "which is not tensor-parallel: give --tp 1 (data parallel over the ranks)");
   resume_dir_ = resume_dir;
-  ModelOptions options;
+  ModelOptions options = t.model_options();
   options.recompute_mlp = c.recompute;
   options.scalar_head = value_head();
   std::unique_ptr<Model> model = build_tuned_model(c, t, resume_dir, base_, options);

@@ -228,7 +228,7 @@ void read_tuning_data(Trainer& t, const SftConfig& cfg, const RowEncoder& encode
     eo.limit = 0;
     val = std::make_unique<ExampleSet>(cfg.val, encode, eo, val_stats);
   }
-  if (stats.get("examples_truncated") > 0 && t.rank() == 0)
+  if (stats.get("examples_truncated") > 0 && t.leader())
     LLMKIT_WARN("%lld %s longer than --seq-len %d%s tokens were cut (%lld tokens); --no-truncate refuses them",
                 static_cast<long long>(stats.get("examples_truncated")), what, cfg.seq_len, whole ? "" : " + 1",
                 static_cast<long long>(stats.get("tokens_truncated")));
@@ -283,7 +283,7 @@ class SftObjective final : public Objective {
 
   std::unique_ptr<Model> build(Trainer& t, const std::string& resume_dir) override {
     if (cfg_.data.empty()) throw UsageError("--data FILE is required (llmkit-chat(5))");
-    ModelOptions options;
+    ModelOptions options = t.model_options();  // this rank's tensor-parallel slice
     options.recompute_mlp = cfg_.recompute;
     std::unique_ptr<Model> model = build_tuned_model(cfg_, t, resume_dir, base_, options);
     init_dir_ = base_.init_dir;
@@ -407,7 +407,7 @@ class SftObjective final : public Objective {
   void score(Model& m, const RowBatch& b) {
     const std::vector<float> lp = m.logp();
     argmax_.resize(b.targets.size());
-    m.backend().argmax(argmax_.data(), m.logits(), b.B * b.T, m.config().vocab_size, m.config().padded_vocab());
+    m.argmax(argmax_.data());
     for (size_t i = 0; i < b.targets.size(); ++i)
       if (b.targets[i] >= 0) {
         nll_ -= lp[i];
@@ -426,6 +426,8 @@ class SftObjective final : public Objective {
   // The teacher: a second model on the trainer's backend, frozen (no gradients, no optimizer
   // state), with the student's vocabulary and tokenizer.
   void load_teacher(Trainer& t, const Model& student) {
+    if (t.tensor_parallel() > 1)
+      throw UsageError("--teacher: distillation reads the teacher's whole logits and is not tensor-parallel: give --tp 1");
     LoadedModel lm = open_model(cfg_.teacher, t.backend());
     const ModelConfig& tc = lm.model->config();
     if (tc.vocab_size != student.config().vocab_size)
@@ -434,7 +436,7 @@ class SftObjective final : public Objective {
     if (!lm.tokenizer.empty() && read_file(lm.tokenizer) != read_file(tokenizer_->path()))
       throw Error(cfg_.teacher, "has another tokenizer than the student's (" + lm.tokenizer + " differs from " + tokenizer_->path() +
                                     "): teacher and student must share it");
-    if (lm.tokenizer.empty() && t.rank() == 0)
+    if (lm.tokenizer.empty() && t.leader())
       LLMKIT_WARN("%s has no tokenizer.model: assuming it is the student's (%s)", cfg_.teacher.c_str(), tokenizer_->path().c_str());
     if (tc.classifier) throw Error(cfg_.teacher, "is a reward model (no LM head): a teacher is a language model");
     if (cfg_.seq_len > tc.max_seq)
@@ -442,7 +444,7 @@ class SftObjective final : public Objective {
     teacher_ = std::move(lm.model);
     teacher_->freeze([](const std::string&) { return true; });
     teacher_->set_dropout_seed(0);
-    if (t.rank() == 0)
+    if (t.leader())
       LLMKIT_INFO("teacher %s: %.2fM parameters, %s", cfg_.teacher.c_str(), static_cast<double>(teacher_->num_params_unpadded()) / 1e6,
                   cfg_.divergence.kind == Divergence::Kind::kl ? "KL" : "generalised JSD");
   }

@@ -81,8 +81,12 @@ void add_trainer_options(OptionParser& op, TrainerOptions& o, int64_t& micro, in
   op.number("eps", 0, "E", &o.eps, "AdamW epsilon (default " + g(o.eps) + ")");
   op.number("clip", 0, "NORM", &o.clip, "clip the global gradient norm to this (default " + g(o.clip) + "; 0: off)");
   op.integer("zero", 0, "0|1", &zero,
-             "1: ZeRO-1, each MPI rank keeps and updates AdamW's moments of its\n"
-             "segment of the trainable parameters only (default 0: every rank all of them)");
+             "1: ZeRO-1, each data-parallel rank keeps and updates AdamW's moments of\n"
+             "its segment of the trainable parameters only (default 0: every rank all of them)");
+  op.integer("tp", 0, "N", &o.tp,
+             "tensor parallel over N adjacent MPI ranks (one node's GPUs): each holds 1/N of\n"
+             "every block's attention heads and MLP units and of the vocabulary; the ranks\n"
+             "are world/N data-parallel groups of N (default 1)");
   op.integer("max-bad-steps", 0, "N", &bad, "give up after N steps in a row with NaN/inf (default " + std::to_string(o.max_bad_steps) + ")");
   op.section("Device");
   op.string("device", 0, "DEV", &o.device,
@@ -124,6 +128,7 @@ void check_trainer_options(TrainerOptions& o, int64_t micro, int64_t seq, int64_
   if (o.eval_every < 0 || o.save_every < 0 || o.stop_at < 0 || o.sample_every < 0 || keep < 0 || bad < 1)
     throw UsageError("--eval-every, --save-every, --stop-at and --keep must be 0 or more, --max-bad-steps 1 or more");
   if (zero != 0 && zero != 1) throw UsageError("--zero must be 0 or 1");
+  if (o.tp < 1 || o.tp > 4096) throw UsageError("--tp must be in 1..4096");
   if (o.precision != "bf16" && o.precision != "tf32" && o.precision != "fp32")
     throw UsageError("--precision must be bf16, tf32 or fp32");
   if (o.save_dtype != "fp32" && o.save_dtype != "bf16") throw UsageError("--save-dtype must be fp32 or bf16");
@@ -205,9 +210,30 @@ const float* on_host(Backend& be, float* p, size_t n, std::vector<float>& copy) 
 
 // ---- The loop -------------------------------------------------------------------------------------------
 
+// The ranks as Megatron-LM orders them: a tensor-parallel group is tp adjacent ranks (on one
+// node, where NVLink joins its GPUs), and rank r is tensor-parallel rank r % tp of data-parallel
+// rank r / tp.
 Trainer::Trainer(const TrainerOptions& opts, Objective& objective, Stats& stats)
     : opts_(opts), obj_(objective), comm_(Comm::world()), stats_(stats),
-      be_(make_backend(opts.device, opts.precision, comm_.local_rank())) {}
+      be_(make_backend(opts.device, opts.precision, comm_.local_rank())) {
+  const int W = comm_.size(), tp = static_cast<int>(opts_.tp);
+  if (W % tp)
+    throw UsageError("--tp " + std::to_string(tp) + ": the " + std::to_string(W) + " ranks are not whole tensor-parallel groups of " +
+                     std::to_string(tp) + " (the world is data-parallel x tensor-parallel ranks: run a multiple of " +
+                     std::to_string(tp) + " ranks)");
+  tp_ = comm_.split(comm_.rank() / tp, comm_.rank() % tp);
+  dp_ = comm_.split(comm_.rank() % tp, comm_.rank() / tp);
+  tp_coll_ = on_gpu() && tp > 1 ? make_nccl_collectives(*tp_) : make_mpi_collectives(*tp_);
+}
+
+ModelOptions Trainer::model_options() {
+  ModelOptions o;
+  o.tp.size = tp_->size();
+  o.tp.rank = tp_->rank();
+  o.tp.coll = tp_coll_.get();
+  o.tp.comm = tp_.get();
+  return o;
+}
 
 Trainer::~Trainer() {
   obj_.release(*this);
@@ -216,12 +242,13 @@ Trainer::~Trainer() {
     if (p) be_->release(p);
 }
 
-int Trainer::ranks() const { return comm_.size(); }
-int Trainer::rank() const { return comm_.rank(); }
+int Trainer::ranks() const { return dp_->size(); }
+int Trainer::rank() const { return dp_->rank(); }
+bool Trainer::leader() const { return comm_.rank() == 0; }
 bool Trainer::on_gpu() const { return std::string(be_->name()) == "cuda"; }
 
 void Trainer::setup() {
-  const int R = comm_.size();
+  const int R = dp_->size();  // data-parallel ranks: each takes its share of the rows
   // A resumed run's model is the checkpoint's; otherwise what the objective builds.
   const std::string resume_dir = opts_.resume ? latest_checkpoint(opts_.out) : "";
   if (!opts_.resume && !latest_checkpoint(opts_.out).empty())
@@ -251,6 +278,7 @@ void Trainer::setup() {
   per_rank_ = global / R;
   accum_ = per_rank_ / opts_.micro_batch;
   state_.world_size = R;
+  state_.tensor_parallel = tp_->size();
   state_.seed = opts_.seed;
   state_.seq_len = opts_.seq_len;
   state_.batch_sequences = global;
@@ -266,6 +294,9 @@ void Trainer::setup() {
                                   std::to_string(s.batch_sequences) + " sequences per batch; give the same");
     if (s.world_size != R && comm_.rank() == 0)
       LLMKIT_INFO("resuming a %d-rank run on %d ranks: the batches are the same sequences", s.world_size, R);
+    if (s.tensor_parallel != tp_->size() && comm_.rank() == 0)
+      LLMKIT_INFO("resuming a run saved with --tp %d on --tp %d: the checkpoint's whole tensors are sliced again", s.tensor_parallel,
+                  tp_->size());
     state_.step = s.step;
     state_.cursor = s.cursor;
     state_.tokens_seen = s.tokens_seen;
@@ -278,10 +309,13 @@ void Trainer::setup() {
     const size_t largest = *std::max_element(counts_.begin(), counts_.end());
     const double mib = 2.0 * sizeof(float) * static_cast<double>(largest) / (1 << 20);
     const double trainable = static_cast<double>(model_->num_trainable_unpadded()) / 1e6;
+    const int tp = tp_->size();
+    char split[96] = "";
+    if (tp > 1) snprintf(split, sizeof split, " (this rank's slice: tensor parallel over %d ranks, %d data-parallel groups)", tp, R);
     if (sharded_)
-      LLMKIT_INFO("%.2fM trainable parameters; optimizer state: %.2f MiB per rank (ZeRO-1 over %d ranks)", trainable, mib, R);
+      LLMKIT_INFO("%.2fM trainable parameters%s; optimizer state: %.2f MiB per rank (ZeRO-1 over %d ranks)", trainable, split, mib, R);
     else
-      LLMKIT_INFO("%.2fM trainable parameters; optimizer state: %.2f MiB per rank (not sharded)", trainable, mib);
+      LLMKIT_INFO("%.2fM trainable parameters%s; optimizer state: %.2f MiB per rank (not sharded)", trainable, split, mib);
     // The memory budget per rank, as the model counts it (the process's libraries and the data
     // come on top).
     const double w = static_cast<double>(model_->num_params()) * (on_gpu() && opts_.precision == "bf16" ? 6 : 4) / (1 << 20);
@@ -317,7 +351,8 @@ void Trainer::setup() {
     // A start line in the metrics: where this (re)start ran, and what MFU is measured against.
     nlohmann::json start = {{"step", state_.step}, {"event", "start"}, {"device", device},
                             {"matmul", be_->matmul_kernel()}, {"peak_flops", peak_flops_}, {"peak_flops_from", peak_from},
-                            {"ranks", comm_.size()}, {"threads", omp_get_max_threads()}};
+                            {"ranks", comm_.size()}, {"data_parallel", dp_->size()}, {"tensor_parallel", tp_->size()},
+                            {"threads", omp_get_max_threads()}};
     log_metrics(start.dump());
   }
   if (comm_.rank() == 0) {
@@ -331,14 +366,15 @@ void Trainer::setup() {
 // rank keeps those of its segment only: 8 bytes per trainable parameter divided by the ranks.
 void Trainer::setup_optimizer() {
   const size_t n = model_->num_grads();
-  const int R = comm_.size();
-  // NCCL between GPUs; MPI between CPUs (and for one rank, where nothing is exchanged).
-  coll_ = on_gpu() && R > 1 ? make_nccl_collectives(comm_) : make_mpi_collectives(comm_);
+  const int R = dp_->size();
+  // NCCL between GPUs; MPI between CPUs (and for one rank, where nothing is exchanged). Over the
+  // data-parallel group: the gradients of the same slice of the model.
+  coll_ = on_gpu() && R > 1 ? make_nccl_collectives(*dp_) : make_mpi_collectives(*dp_);
   sharded_ = opts_.zero == 1 && R > 1;
   counts_ = sharded_ ? segment_counts(n, R) : std::vector<size_t>{n};
   lo_ = 0;
-  for (int r = 0; sharded_ && r < comm_.rank(); ++r) lo_ += counts_[static_cast<size_t>(r)];
-  hi_ = lo_ + counts_[sharded_ ? static_cast<size_t>(comm_.rank()) : 0];
+  for (int r = 0; sharded_ && r < dp_->rank(); ++r) lo_ += counts_[static_cast<size_t>(r)];
+  hi_ = lo_ + counts_[sharded_ ? static_cast<size_t>(dp_->rank()) : 0];
   m_ = be_->alloc(std::max<size_t>(1, hi_ - lo_));
   v_ = be_->alloc(std::max<size_t>(1, hi_ - lo_));
 }
@@ -388,9 +424,9 @@ void Trainer::open_metrics(int64_t resumed_step) {
 double Trainer::train_step() {
   model_->zero_grad();
   obj_.begin_step(*this, state_.cursor);
-  const uint64_t base = state_.cursor + static_cast<uint64_t>(comm_.rank()) * static_cast<uint64_t>(per_rank_);
+  const uint64_t base = state_.cursor + static_cast<uint64_t>(dp_->rank()) * static_cast<uint64_t>(per_rank_);
   for (int64_t a = 0; a < accum_; ++a) {
-    const bool overlap = a + 1 == accum_ && comm_.size() > 1;
+    const bool overlap = a + 1 == accum_ && dp_->size() > 1;
     if (overlap)
       model_->set_gradient_hook([this](size_t off, size_t n) {
         if (n == 0) return;
@@ -408,15 +444,29 @@ double Trainer::train_step() {
 // gradient): everywhere, or with ZeRO-1 on this rank's segment only, the part its optimizer
 // reads (the rest of the buffer is left unspecified).
 void Trainer::reduce_gradients() {
-  if (comm_.size() == 1) return;
+  if (dp_->size() == 1) return;
   coll_->wait();  // the all-reduces (reduce-scatters) the last backward started
 }
 
 // The norm of the whole gradient; with ZeRO-1 from the sums of squares of every rank's segment.
+// Under tensor parallelism a split tensor's squares are summed over the group's slices, and a
+// replicated tensor's (the same on every rank of the group) are counted once.
 double Trainer::gradient_norm() {
-  double squares = be_->sum_squares(model_->grads() + lo_, hi_ - lo_);
-  if (sharded_) squares = comm_.allreduce_sum_double(squares);
-  return std::sqrt(squares);
+  if (tp_->size() == 1) {
+    double squares = be_->sum_squares(model_->grads() + lo_, hi_ - lo_);
+    if (sharded_) squares = dp_->allreduce_sum_double(squares);
+    return std::sqrt(squares);
+  }
+  double split = 0, replicated = 0;
+  for (const ParamSpec& s : model_->params()) {
+    if (!s.trainable()) continue;
+    const size_t b = std::max(s.grad_offset, lo_), e = std::min(s.grad_offset + s.size, hi_);
+    if (b >= e) continue;
+    (Model::tp_split(model_->config(), s.name) >= 0 ? split : replicated) += be_->sum_squares(model_->grads() + b, e - b);
+  }
+  if (sharded_) replicated = dp_->allreduce_sum_double(replicated);
+  split = sharded_ ? comm_.allreduce_sum_double(split) : tp_->allreduce_sum_double(split);
+  return std::sqrt(split + replicated);
 }
 
 // AdamW on this rank's part of the trainable parameters, tensor by tensor (weight decay is per
@@ -458,19 +508,24 @@ void Trainer::save(bool final) {
   std::vector<float> m_copy, v_copy, m_all, v_all;
   const float* m = nullptr;
   const float* v = nullptr;
-  if (root || sharded_) {
+  // The first rank of each data-parallel group ends with its model slice's moments (with
+  // ZeRO-1 gathered from the group's segments); under tensor parallelism they all write.
+  const bool dp_root = dp_->rank() == 0;
+  if (root || sharded_ || (dp_root && tp_->size() > 1)) {
     m = on_host(*be_, m_, hi_ - lo_, m_copy);
     v = on_host(*be_, v_, hi_ - lo_, v_copy);
   }
   if (sharded_) {
-    m_all.resize(root ? model_->num_grads() : 0);
+    m_all.resize(dp_root ? model_->num_grads() : 0);
     v_all.resize(m_all.size());
-    comm_.gatherv(m, m_all.data(), counts_);
-    comm_.gatherv(v, v_all.data(), counts_);
+    dp_->gatherv(m, m_all.data(), counts_);
+    dp_->gatherv(v, v_all.data(), counts_);
     m = m_all.data();
     v = v_all.data();
   }
-  if (root) {
+  if (tp_->size() > 1) {
+    if (dp_root) save_tensor_parallel(m, v, final);
+  } else if (root) {
     g_saving_step = state_.step;
     std::string dir = save_checkpoint(opts_.out, *model_, m, v, state_, opts_.tokenizer, opts_.keep,
                                       opts_.save_dtype == "bf16" ? "BF16" : "F32",
@@ -480,6 +535,47 @@ void Trainer::save(bool final) {
     LLMKIT_INFO("saved %s%s", dir.c_str(), final ? " (final)" : "");
   }
   comm_.barrier();
+}
+
+// The checkpoint of a tensor-parallel model holds whole tensors, as any other: the first
+// data-parallel group's ranks send their slices (weights and moments) to its first rank, which
+// puts each tensor together in a whole model on the host and writes that.
+void Trainer::save_tensor_parallel(const float* m, const float* v, bool final) {
+  const bool root = tp_->rank() == 0;
+  const size_t np = model_->num_params(), ng = model_->num_grads();
+  std::vector<float> w_copy;
+  const float* w = on_host(*be_, model_->weights(), np, w_copy);
+  const size_t R = static_cast<size_t>(tp_->size());
+  std::vector<float> w_all(root ? np * R : 0), m_all(root ? ng * R : 0), v_all(root ? ng * R : 0);
+  tp_->gatherv(w, w_all.data(), std::vector<size_t>(R, np));
+  tp_->gatherv(m, m_all.data(), std::vector<size_t>(R, ng));
+  tp_->gatherv(v, v_all.data(), std::vector<size_t>(R, ng));
+  if (!root) return;
+  std::unique_ptr<Backend> host = make_backend("cpu", "fp32");
+  ModelOptions o = model_->options();
+  o.tp = TensorParallel{};
+  Model whole(model_->config(), *host, o);
+  whole.freeze([&](const std::string& name) { return model_->is_frozen(name); });
+  std::vector<float> m_whole(whole.num_grads()), v_whole(whole.num_grads());
+  for (const ParamSpec& s : model_->params()) {
+    const ParamSpec& f = whole.param(s.name);
+    auto slices = [&](const std::vector<float>& all, size_t stride, size_t offset) {
+      std::vector<const float*> out;
+      for (size_t r = 0; r < R; ++r) out.push_back(all.data() + r * stride + offset);
+      return out;
+    };
+    model_->unshard(s, slices(w_all, np, s.offset), whole.weights() + f.offset);
+    if (!s.trainable()) continue;
+    model_->unshard(s, slices(m_all, ng, s.grad_offset), m_whole.data() + f.grad_offset);
+    model_->unshard(s, slices(v_all, ng, s.grad_offset), v_whole.data() + f.grad_offset);
+  }
+  g_saving_step = state_.step;
+  std::string dir = save_checkpoint(opts_.out, whole, m_whole.data(), v_whole.data(), state_, opts_.tokenizer, opts_.keep,
+                                    opts_.save_dtype == "bf16" ? "BF16" : "F32",
+                                    [&](const std::string& tmp) { obj_.save_extra(*this, tmp); });
+  g_steps_saved = state_.step;
+  g_saving_step = -1;
+  LLMKIT_INFO("saved %s%s (whole tensors from %zu tensor-parallel slices)", dir.c_str(), final ? " (final)" : "", R);
 }
 
 int Trainer::run() {

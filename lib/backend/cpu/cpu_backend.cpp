@@ -178,8 +178,13 @@ class CpuBackend final : public Backend {
                          int B, int T, int C, const int32_t* starts) override {
 #pragma omp parallel for
     for (int n = 0; n < B * T; ++n) {
-      const float* e = wte + static_cast<size_t>(tokens[n]) * C;
       float* o = out + static_cast<size_t>(n) * C;
+      if (tokens[n] < 0) {  // another shard's token
+        if (wpe) std::memcpy(o, wpe + static_cast<size_t>(position(n, T, starts)) * C, C * sizeof(float));
+        else std::memset(o, 0, C * sizeof(float));
+        continue;
+      }
+      const float* e = wte + static_cast<size_t>(tokens[n]) * C;
       if (wpe) {
         const float* p = wpe + static_cast<size_t>(position(n, T, starts)) * C;
         for (int c = 0; c < C; ++c) o[c] = e[c] + p[c];
@@ -199,7 +204,7 @@ class CpuBackend final : public Backend {
       int c0 = C * id / nt, c1 = C * (id + 1) / nt;
       for (int n = 0; n < B * T; ++n) {
         const float* d = dout + static_cast<size_t>(n) * C;
-        if (dwte) {
+        if (dwte && tokens[n] >= 0) {
           float* w = dwte + static_cast<size_t>(tokens[n]) * C;
           for (int c = c0; c < c1; ++c) w[c] += d[c];
         }
@@ -621,22 +626,27 @@ class CpuBackend final : public Backend {
   }
 
   void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets,
-                             const float* dlogp, int N, int V, int Vp) override {
+                             const float* dlogp, int N, int V, int Vp, const float* lse_given) override {
 #pragma omp parallel for
     for (int n = 0; n < N; ++n) {
       const float* l = logits + static_cast<size_t>(n) * Vp;
       float* d = dlogits + static_cast<size_t>(n) * Vp;
-      const float c = targets[n] < 0 ? 0.0f : dlogp[n];
+      const float c = targets[n] < 0 && !lse_given ? 0.0f : dlogp[n];
       if (c == 0.0f) {
         std::memset(d, 0, static_cast<size_t>(Vp) * sizeof(float));
         continue;
       }
-      const float lse = log_sum_exp(l, V);
+      const float lse = lse_given ? lse_given[n] : log_sum_exp(l, V);
 #pragma omp simd
       for (int j = 0; j < V; ++j) d[j] = -c * fast_exp(l[j] - lse);  // reads l[j] before writing d[j]
       for (int j = V; j < Vp; ++j) d[j] = 0.0f;
-      d[targets[n]] += c;
+      if (targets[n] >= 0) d[targets[n]] += c;
     }
+  }
+
+  void logsumexp(float* lse, const float* logits, int N, int V, int Vp) override {
+#pragma omp parallel for
+    for (int n = 0; n < N; ++n) lse[n] = V > 0 ? log_sum_exp(logits + static_cast<size_t>(n) * Vp, V) : -INFINITY;
   }
 
   void distill_backward(float* dlogits, float* kd_loss, const float* logits, const float* teacher, const int32_t* targets,

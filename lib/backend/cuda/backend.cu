@@ -155,7 +155,7 @@ class CudaBackend final : public Backend {
     const int N = B * T;
     if (N <= 0) return;
     if (dwte) {
-      Runs r = runs_by_key(tokens, N);
+      Runs r = runs_by_key(tokens, N, true);
       rows_grad(dwte, ref(dout), upload_ints(Slot::index, r.order.data(), r.order.size()),
                 upload_ints(Slot::index_run, r.run.data(), r.run.size()),
                 upload_ints(Slot::index_token, r.key.data(), r.key.size()), r.count(), C);
@@ -319,9 +319,12 @@ class CudaBackend final : public Backend {
     check(cudaMemcpy(out, dev, static_cast<size_t>(N) * sizeof(int32_t), cudaMemcpyDeviceToHost), "cudaMemcpy to the host");
   }
   void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, const float* dlogp, int N, int V,
-                             int Vp) override {
+                             int Vp, const float* lse) override {
     LLMKIT_CUDA_NS::crossentropy_backward(ref(dlogits), ref(logits), upload_ints(Slot::targets, targets, static_cast<size_t>(N)),
-                                          dlogp, N, V, Vp);
+                                          dlogp, N, V, Vp, lse);
+  }
+  void logsumexp(float* lse, const float* logits, int N, int V, int Vp) override {
+    LLMKIT_CUDA_NS::logsumexp(lse, ref(logits), N, V, Vp);
   }
 
   void distill_backward(float* dlogits, float* kd_loss, const float* logits, const float* teacher, const int32_t* targets,
@@ -353,17 +356,19 @@ class CudaBackend final : public Backend {
     std::vector<int32_t> order, run, key;
     int count() const { return static_cast<int>(key.size()); }
   };
-  static Runs runs_by_key(const int32_t* keys, int N) {
+  // skip_negative: keys < 0 (tokens of another vocabulary shard) are in no run.
+  static Runs runs_by_key(const int32_t* keys, int N, bool skip_negative = false) {
     Runs r;
-    r.order.resize(static_cast<size_t>(N));
-    for (int n = 0; n < N; ++n) r.order[static_cast<size_t>(n)] = n;
+    for (int n = 0; n < N; ++n)
+      if (!skip_negative || keys[n] >= 0) r.order.push_back(n);
     std::stable_sort(r.order.begin(), r.order.end(), [&](int32_t a, int32_t b) { return keys[a] < keys[b]; });
-    for (int i = 0; i < N; ++i)
+    const int M = static_cast<int>(r.order.size());
+    for (int i = 0; i < M; ++i)
       if (i == 0 || keys[r.order[static_cast<size_t>(i)]] != keys[r.order[static_cast<size_t>(i - 1)]]) {
         r.run.push_back(i);
         r.key.push_back(keys[r.order[static_cast<size_t>(i)]]);
       }
-    r.run.push_back(N);
+    r.run.push_back(M);
     return r;
   }
   // Packed rows' positions t - starts[t] on the device.

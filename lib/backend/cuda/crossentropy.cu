@@ -30,20 +30,34 @@ __global__ void crossentropy_forward_kernel(float* logp, Ref logits, const int32
   if (threadIdx.x == 0) logp[row] = l.get(target) - lse;
 }
 
+// lse_given: the rows' log-sum-exp over a whole vocabulary this is a shard of (Backend::
+// crossentropy_backward); a target < 0 is then on another shard, and the row is still written.
 __global__ void crossentropy_backward_kernel(Ref dlogits, Ref logits, const int32_t* targets, const float* dlogp, int V,
-                                             int Vp) {
+                                             int Vp, const float* lse_given) {
   const size_t row = blockIdx.x;
   const int target = targets[row];
-  const float c = target < 0 ? 0.0f : dlogp[row];
+  const float c = target < 0 && !lse_given ? 0.0f : dlogp[row];
   const Ref d = dlogits.at(row * Vp);
   if (c == 0.0f) {
     for (int j = threadIdx.x; j < Vp; j += blockDim.x) d.set(j, 0.0f);
     return;
   }
   const Ref l = logits.at(row * Vp);
-  const float lse = row_log_sum_exp(l, V);  // ends with a barrier: every read of l is done
+  // row_log_sum_exp ends with a barrier: every read of l is done before d is written over it.
+  // A given lse needs none: each thread reads then writes its own columns.
+  const float lse = lse_given ? lse_given[row] : row_log_sum_exp(l, V);
   for (int j = threadIdx.x; j < Vp; j += blockDim.x)
     d.set(j, j < V ? (j == target ? c : 0.0f) - c * __expf(l.get(j) - lse) : 0.0f);
+}
+
+__global__ void logsumexp_kernel(float* lse, Ref logits, int V, int Vp) {
+  const size_t row = blockIdx.x;
+  if (V <= 0) {
+    if (threadIdx.x == 0) lse[row] = -INFINITY;
+    return;
+  }
+  const float s = row_log_sum_exp(logits.at(row * Vp), V);
+  if (threadIdx.x == 0) lse[row] = s;
 }
 
 // Knowledge distillation: the cross-entropy's gradient plus kd_weight times a divergence's
@@ -156,10 +170,17 @@ void crossentropy_forward(float* logp, Ref logits, const int32_t* targets_dev, i
   check_launch("crossentropy_forward");
 }
 
-void crossentropy_backward(Ref dlogits, Ref logits, const int32_t* targets_dev, const float* dlogp, int N, int V, int Vp) {
+void crossentropy_backward(Ref dlogits, Ref logits, const int32_t* targets_dev, const float* dlogp, int N, int V, int Vp,
+                           const float* lse) {
   if (N <= 0) return;
-  LLMKIT_LAUNCH(crossentropy_backward_kernel, N, kThreads, 0, dlogits, logits, targets_dev, dlogp, V, Vp);
+  LLMKIT_LAUNCH(crossentropy_backward_kernel, N, kThreads, 0, dlogits, logits, targets_dev, dlogp, V, Vp, lse);
   check_launch("crossentropy_backward");
+}
+
+void logsumexp(float* lse, Ref logits, int N, int V, int Vp) {
+  if (N <= 0) return;
+  LLMKIT_LAUNCH(logsumexp_kernel, N, kThreads, 0, lse, logits, V, Vp);
+  check_launch("logsumexp");
 }
 
 void distill_backward(Ref dlogits, float* kd_loss, Ref logits, Ref teacher, const int32_t* targets_dev, const float* dlogp,

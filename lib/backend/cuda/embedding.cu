@@ -16,7 +16,7 @@ __global__ void embedding_kernel(Ref out, const int32_t* tokens, const int32_t* 
   const size_t total = static_cast<size_t>(N) * C;
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     const int n = static_cast<int>(i / C), c = static_cast<int>(i % C);
-    float e = wte[static_cast<size_t>(tokens[n]) * C + c];
+    float e = tokens[n] < 0 ? 0.0f : wte[static_cast<size_t>(tokens[n]) * C + c];  // < 0: another shard's token
     if (wpe) e += wpe[static_cast<size_t>(pos ? pos[n] : n % T) * C + c];
     out.set(i, e);
   }

@@ -79,7 +79,9 @@ void convert(Ref dst, Ref src, size_t n);  // n values, rounded to dst's type
 
 void argmax(int32_t* out_dev, Ref logits, int N, int V, int Vp);
 void crossentropy_forward(float* logp, Ref logits, const int32_t* targets_dev, int N, int V, int Vp);
-void crossentropy_backward(Ref dlogits, Ref logits, const int32_t* targets_dev, const float* dlogp, int N, int V, int Vp);
+void crossentropy_backward(Ref dlogits, Ref logits, const int32_t* targets_dev, const float* dlogp, int N, int V, int Vp,
+                           const float* lse = nullptr);
+void logsumexp(float* lse, Ref logits, int N, int V, int Vp);
 void distill_backward(Ref dlogits, float* kd_loss, Ref logits, Ref teacher, const int32_t* targets_dev, const float* dlogp,
                       const float* kd_weight, int N, int V, int Vp, const Divergence& d);
 

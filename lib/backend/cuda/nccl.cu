@@ -4,7 +4,6 @@
 // so that gradient all-reduces overlap the rest of the backward pass. NCCL picks the transport
 // (NVLink, InfiniBand through its IB plugin, sockets); see NCCL_DEBUG=INFO for what it chose.
 #if defined(__CUDACC__)
-#include <mpi.h>
 #include <nccl.h>
 
 #include <vector>
@@ -26,7 +25,7 @@ class NcclCollectives final : public Collectives {
   explicit NcclCollectives(Comm& comm) : rank_(comm.rank()), size_(comm.size()) {
     ncclUniqueId id;
     if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
-    if (size_ > 1) MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+    comm.broadcast(&id, sizeof id, 0);  // over this communicator (a data- or tensor-parallel group)
     check_nccl(ncclCommInitRank(&comm_, size_, id, rank_), "ncclCommInitRank");
     // Not blocking: the legacy default stream, where the kernels run, would otherwise wait
     // for it and the other way round; events order the two explicitly.

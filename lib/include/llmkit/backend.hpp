@@ -84,7 +84,8 @@ class Backend {
   // The weights changed other than through this backend's operations (a collective wrote them).
   virtual void parameters_changed() {}
 
-  // out[n] = wte[tokens[n]] (+ wpe[position of n] when wpe is not null).
+  // out[n] = wte[tokens[n]] (+ wpe[position of n] when wpe is not null). A token < 0 (one on
+  // another rank's shard of a vocabulary-parallel table) has a zero row, and no gradient.
   virtual void embedding_forward(float* out, const int32_t* tokens, const float* wte,
                                  const float* wpe, int B, int T, int C,
                                  const int32_t* starts = nullptr) = 0;
@@ -204,8 +205,15 @@ class Backend {
   // entry point of every objective (mean cross-entropy: dlogp = -1/count; SFT masks: 0 on
   // prompt tokens; DPO and PPO: their own coefficients). May be called with dlogits == logits.
   // Overwrites dlogits; padded columns and ignored rows get 0.
+  // With lse (the backend's memory, [N]): each row's log-sum-exp over a whole vocabulary of which
+  // these V columns are one rank's shard (tensor parallel): softmax is exp(logit - lse[n]), a
+  // target < 0 is on another shard (the row still gets -dlogp softmax), and rows to ignore come
+  // with dlogp 0.
   virtual void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets,
-                                     const float* dlogp, int N, int V, int Vp) = 0;
+                                     const float* dlogp, int N, int V, int Vp, const float* lse = nullptr) = 0;
+  // lse[n] = log sum exp of the first V columns of row n (-inf when V is 0): a vocabulary shard's
+  // part of the log-sum-exp (the backend's memory).
+  virtual void logsumexp(float* lse, const float* logits, int N, int V, int Vp) = 0;
 
   // Knowledge distillation (llm-sft --teacher): crossentropy_backward, plus on each row with
   // kd_weight[n] != 0 that weight times the gradient of a divergence between the teacher's

@@ -19,7 +19,8 @@ struct TrainerState {
   int64_t step = 0;          // optimizer steps done
   uint64_t cursor = 0;       // sequences of the shuffled order consumed
   uint64_t tokens_seen = 0;  // target tokens trained on
-  int world_size = 1;
+  int world_size = 1;       // data-parallel ranks
+  int tensor_parallel = 1;  // tensor-parallel ranks (the checkpoint's tensors are whole whatever it is)
   uint64_t seed = 0;
   int seq_len = 0;
   int64_t batch_sequences = 0;  // global batch

@@ -20,6 +20,8 @@
 namespace llmkit {
 
 struct Linear;  // lib/model/layers.hpp
+class Collectives;
+class Comm;
 
 struct ModelConfig {
   // bert: an encoder (Hugging Face's BertForMaskedLM): bidirectional attention, learned
@@ -146,6 +148,23 @@ struct LoraOptions {
   float scale() const;
 };
 
+// Tensor parallelism as Megatron-LM does it (Shoeybi et al. 2019): each of `size` ranks holds a
+// slice of every block and of the vocabulary. Attention is split by heads (q, k, v by rows,
+// the output projection by columns) and the MLP by its hidden units (gate/up/fc by rows,
+// down/c_proj by columns), so a block needs one all-reduce of its attention's output and one
+// of its MLP's in the forward pass, and the same two of its input's gradient in the backward
+// pass. The token embedding and the LM head are split by vocabulary rows: a token's embedding
+// comes from the rank holding its row (an all-reduce), and the cross-entropy combines the
+// ranks' per-row log-sum-exp and target logit (a few floats per token) without ever gathering
+// the logits. Norms, biases after a row-parallel matrix, position and token-type embeddings and
+// score heads are replicated: every rank computes the same gradient for them.
+struct TensorParallel {
+  int size = 1, rank = 0;
+  Collectives* coll = nullptr;  // the group's collectives on the backend's memory (activations)
+  Comm* comm = nullptr;         // the same ranks on the host (per-row sums, checkpoint gathers)
+  bool on() const { return size > 1; }
+};
+
 struct ModelOptions {
   // A score head on the final hidden state, as Hugging Face's *ForSequenceClassification has
   // it: a reward model's score, PPO's value head, a classifier's logits; num_labels outputs for
@@ -172,6 +191,9 @@ struct ModelOptions {
   // Every tensor frozen from the start: no gradient memory is ever allocated (llm-eval,
   // llm-serve). freeze() can thaw tensors later.
   bool inference = false;
+  // This rank's slice of a tensor-parallel model (size 1: the whole model). ParamSpec shapes are
+  // then the slices'; checkpoints still hold whole tensors (checkpoint.cpp slices and gathers).
+  TensorParallel tp;
 };
 
 class Model {
@@ -305,6 +327,29 @@ class Model {
   void freeze(const std::function<bool(const std::string&)>& frozen);
   bool is_frozen(const std::string& name) const;
 
+  // ---- Tensor parallelism (ModelOptions::tp) ----
+  const TensorParallel& tensor_parallel() const { return opts_.tp; }
+  // How a tensor of this configuration is split over tensor-parallel ranks: -1 replicated, 0 by
+  // rows (column-parallel matrices, their biases, vocabulary tables), 1 by columns
+  // (row-parallel matrices).
+  static int tp_split(const ModelConfig& c, const std::string& name);
+  // The whole tensor's shape of this rank's slice `s`.
+  std::vector<int64_t> full_shape(const ParamSpec& s) const;
+  // This rank's slice of a whole tensor (row-major in full_shape(s)) into `local` (s.size floats).
+  void shard(const ParamSpec& s, const float* full, float* local) const;
+  // The whole tensor from every rank's slice of it (in rank order), into `full`.
+  void unshard(const ParamSpec& s, const std::vector<const float*>& slices, float* full) const;
+  // The vocabulary rows this rank holds: [vocab_begin(), vocab_begin() + vocab_rows()), of which
+  // those below vocab_size are tokens; the logits' row width.
+  int vocab_begin() const { return vocab_lo_; }
+  int vocab_rows() const { return vocab_l_; }
+  // Row `row` of the last forward's logits on the host, over the whole (padded) vocabulary:
+  // gathered from the ranks' shards under tensor parallelism (collective).
+  std::vector<float> logits_row(size_t row);
+  // The greedy token (the largest logit, the first of equals) of each row of the last forward,
+  // into out (host, B*T): over the whole vocabulary when it is split over ranks (collective).
+  void argmax(int32_t* out);
+
   // FLOPs of one forward+backward over B*T tokens: 6 * matmul params * tokens plus attention.
   double flops_per_step(int B, int T) const;
   // FLOPs of a forward alone (a teacher's, a reference model's): 2 * matmul params * tokens plus
@@ -375,6 +420,15 @@ class Model {
   float logit_temperature_ = 1.0f;
   bool exact_ = false;  // forward(): quantized matrices against fp32 activations
   bool lora_on_ = true;
+  // Tensor parallelism: this rank's heads, key/value heads, MLP units and vocabulary rows, the
+  // first of them, and the configuration its attention sees (its heads only).
+  int heads_l_ = 0, kv_l_ = 0, ffn_l_ = 0, vocab_l_ = 0, vocab_lo_ = 0;
+  ModelConfig attn_cfg_;
+  std::vector<int32_t> tokens_l_, targets_l_;  // tokens and targets as this rank's vocabulary rows (-1: another's)
+  void setup_tensor_parallel();
+  void tp_reduce(float* x, size_t n);  // the sum over the group's ranks, in place
+  // The cross-entropy's logp and log-sum-exp over the whole vocabulary (the backend's [N] arrays).
+  void vocab_parallel_logp(float* logp, float* lse, int N);
   std::vector<size_t> layer_begin_;       // offset of each layer's first parameter, then its end
   std::vector<size_t> grad_layer_begin_;  // the same in the gradient buffer
 };

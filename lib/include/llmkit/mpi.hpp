@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,9 @@ class Comm {
   // The world communicator. Initialises MPI on first use when the environment says we run
   // under a launcher (OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_SIZE).
   static Comm& world();
+  // A sub-communicator of this one (MPI_Comm_split): the ranks that give the same color, in the
+  // order of their keys. Collective over this Comm. Without MPI: a one-rank Comm.
+  std::unique_ptr<Comm> split(int color, int key);
   int rank() const { return rank_; }
   int size() const { return size_; }
   bool mpi() const { return mpi_; }
@@ -48,13 +52,18 @@ class Comm {
   // send[r] goes to rank r; returns what each rank sent here, indexed by source rank.
   // Each message must be under 2 GiB.
   std::vector<std::string> alltoallv(const std::vector<std::string>& send);
-  void abort(int code);  // MPI_Abort under MPI, otherwise nothing
-  void finalize();
+  // `bytes` bytes from `root` to every rank.
+  void broadcast(void* data, size_t bytes, int root);
+  void abort(int code);  // MPI_Abort of the world under MPI, otherwise nothing
+  void finalize();  // the world's
 
  private:
+  struct Private {};
   Comm();
+  explicit Comm(Private) {}
   int rank_ = 0, size_ = 1;
   bool mpi_ = false;
+  std::shared_ptr<void> native_;  // a split's MPI_Comm; null: the world's
 };
 
 // A piece of work: a whole file, or the byte range [begin, end) of an uncompressed file.

@@ -46,6 +46,8 @@ struct TrainerOptions {
   bool recompute = false;
   double peak_tflops = 0;
   int zero = 0;
+  // Tensor-parallel ranks (--tp): the world is (world / tp) data-parallel groups of tp ranks.
+  int64_t tp = 1;
 };
 
 // Learning rate at `step` (0-based) for the schedule.
@@ -120,11 +122,19 @@ class Trainer {
   Backend& backend() { return *be_; }
   Model& model() { return *model_; }
   const Model& model() const { return *model_; }
-  Comm& comm() { return comm_; }
-  const Comm& comm() const { return comm_; }
+  // The data-parallel group this rank is in: objectives split data and sum their metrics over
+  // it (a tensor-parallel group's ranks see the same rows and compute the same sums).
+  Comm& comm() { return *dp_; }
+  const Comm& comm() const { return *dp_; }
   Stats& stats() { return stats_; }
-  int ranks() const;
-  int rank() const;
+  int ranks() const;  // data-parallel ranks
+  int rank() const;   // this rank's place among them
+  // The one rank that logs and writes (the world's rank 0).
+  bool leader() const;
+  int tensor_parallel() const { return static_cast<int>(opts_.tp); }
+  // What objectives build their model with: this rank's tensor-parallel slice (the group's
+  // collectives), to which they add their own options.
+  ModelOptions model_options();
   int64_t accumulation() const { return accum_; }
   bool on_gpu() const;  // the backend is a GPU's
   int64_t rows_per_rank() const { return per_rank_; }
@@ -152,7 +162,12 @@ class Trainer {
   Stats& stats_;
   std::unique_ptr<Backend> be_;
   std::unique_ptr<Model> model_;
-  std::unique_ptr<class Collectives> coll_;
+  std::unique_ptr<class Collectives> coll_;  // over the data-parallel group
+  // The data-parallel group (ranks with the same tensor-parallel rank) and the tensor-parallel
+  // group (adjacent ranks: one node's GPUs), with the latter's collectives.
+  std::unique_ptr<Comm> dp_, tp_;
+  std::unique_ptr<class Collectives> tp_coll_;
+  void save_tensor_parallel(const float* m, const float* v, bool final);
   // The part of the gradient buffer whose AdamW state this rank keeps and updates, [lo_, hi_):
   // with ZeRO-1 over several ranks its segment (counts_ has every rank's), else all.
   bool sharded_ = false;
