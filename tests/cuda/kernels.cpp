@@ -137,6 +137,14 @@ void test_embedding(Backend& cpu, Backend& gpu, std::mt19937& rng, int B, int T,
   cpu.embedding_backward(dwte.c(), positions ? dwpe.c() : nullptr, dout.c(), tokens.data(), B, T, C, starts.data());
   gpu.embedding_backward(dwte.dev, positions ? dwpe.dev : nullptr, dout.dev, tokens.data(), B, T, C, starts.data());
   dwte.expect("  packed rows: backward dwte");
+  // Tokens of another vocabulary shard (-1): zero rows (the position only), no gradient.
+  for (size_t i = 0; i < tokens.size(); i += 3) tokens[i] = -1;
+  cpu.embedding_forward(out.c(), tokens.data(), wte.c(), positions ? wpe.c() : nullptr, B, T, C);
+  gpu.embedding_forward(out.dev, tokens.data(), wte.dev, positions ? wpe.dev : nullptr, B, T, C);
+  out.expect("  another shard's tokens: forward", 0, 0);
+  cpu.embedding_backward(dwte.c(), positions ? dwpe.c() : nullptr, dout.c(), tokens.data(), B, T, C);
+  gpu.embedding_backward(dwte.dev, positions ? dwpe.dev : nullptr, dout.dev, tokens.data(), B, T, C);
+  dwte.expect("  another shard's tokens: backward dwte");
   if (positions) dwpe.expect("  packed rows: backward dwpe (positions repeat)");
 }
 
@@ -416,6 +424,17 @@ void test_crossentropy(Backend& cpu, Backend& gpu, std::mt19937& rng, int N, int
   cpu.crossentropy_backward(dlogits.c(), logits.c(), targets.data(), dlogp.c(), N, V, Vp);
   gpu.crossentropy_backward(dlogits.dev, logits.dev, targets.data(), dlogp.dev, N, V, Vp);
   dlogits.expect("  backward", 1e-4, 1e-6);
+  // A vocabulary shard (tensor parallel): its log-sum-exp, and the backward against a given
+  // whole-vocabulary one, rows whose target is elsewhere (-1) included.
+  Both lse(gpu, static_cast<size_t>(N));
+  cpu.logsumexp(lse.c(), logits.c(), N, V, Vp);
+  gpu.logsumexp(lse.dev, logits.dev, N, V, Vp);
+  lse.expect("  logsumexp", 1e-5, 1e-5);
+  for (float& x : lse.cpu) x += 0.5f;  // the shard is part of a larger vocabulary
+  gpu.upload(lse.dev, lse.cpu.data(), lse.cpu.size());
+  cpu.crossentropy_backward(dlogits.c(), logits.c(), targets.data(), dlogp.c(), N, V, Vp, lse.c());
+  gpu.crossentropy_backward(dlogits.dev, logits.dev, targets.data(), dlogp.dev, N, V, Vp, lse.dev);
+  dlogits.expect("  backward of a vocabulary shard", 1e-4, 1e-6);
   cpu.crossentropy_backward(logits.c(), logits.c(), targets.data(), dlogp.c(), N, V, Vp);
   gpu.crossentropy_backward(logits.dev, logits.dev, targets.data(), dlogp.dev, N, V, Vp);
   logits.expect("  backward in place", 1e-4, 1e-6);

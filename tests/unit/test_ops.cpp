@@ -792,6 +792,80 @@ TEST_CASE("ops: crossentropy", "[ops]") {
   }
 }
 
+// Tensor parallel's vocabulary shards: two halves of the logits, each with its shard's targets
+// (-1 where the target is in the other half), give through logsumexp and a log-sum-exp over
+// both what the whole row gives: the same logp and the same d(logits), column for column.
+TEST_CASE("ops: crossentropy over vocabulary shards", "[ops]") {
+  auto be = llmkit::make_cpu_backend();
+  Rng rng(13);
+  const int N = 6, V = 21, Vp = 32, half = Vp / 2;  // shard 1 holds columns 16..20 and padding
+  const std::vector<int32_t> targets = {2, 17, -1, 20, 15, 16};
+  vf logits = rng.vec(static_cast<size_t>(N) * Vp, -3.0f, 3.0f);
+  const vf dlogp = rng.vec(N);
+  vf logp(N), whole(logits.size());
+  be->crossentropy_forward(logp.data(), logits.data(), targets.data(), N, V, Vp);
+  be->crossentropy_backward(whole.data(), logits.data(), targets.data(), dlogp.data(), N, V, Vp);
+  vf lse_total(N), shard_logp(N * 2);
+  std::vector<vf> shards(2, vf(static_cast<size_t>(N) * half)), lse(2, vf(N));
+  std::vector<std::vector<int32_t>> local(2, std::vector<int32_t>(N));
+  for (int s = 0; s < 2; ++s) {
+    for (int n = 0; n < N; ++n) {
+      std::copy_n(logits.begin() + n * Vp + s * half, half, shards[s].begin() + n * half);
+      const int t = targets[n] - s * half;
+      local[s][n] = targets[n] >= 0 && t >= 0 && t < half ? t : -1;
+    }
+    const int valid = std::clamp(V - s * half, 0, half);
+    be->logsumexp(lse[s].data(), shards[s].data(), N, valid, half);
+    be->crossentropy_forward(shard_logp.data() + s * N, shards[s].data(), local[s].data(), N, valid, half);
+  }
+  for (int n = 0; n < N; ++n) {
+    const double hi = std::max(lse[0][n], lse[1][n]);
+    lse_total[n] = static_cast<float>(hi + std::log(std::exp(lse[0][n] - hi) + std::exp(lse[1][n] - hi)));
+    if (targets[n] < 0) continue;
+    const int s = targets[n] >= half;  // the shard that holds the target: its logit from logp + its lse
+    CHECK(shard_logp[s * N + n] + lse[s][n] - lse_total[n] == Approx(logp[n]).epsilon(1e-5));
+  }
+  vf d(N);
+  for (int n = 0; n < N; ++n) d[n] = targets[n] < 0 ? 0.0f : dlogp[n];  // ignored rows carry 0
+  for (int s = 0; s < 2; ++s) {
+    const int valid = std::clamp(V - s * half, 0, half);
+    vf grad(shards[s].size(), kGarbage);
+    be->crossentropy_backward(grad.data(), shards[s].data(), local[s].data(), d.data(), N, valid, half, lse_total.data());
+    for (int n = 0; n < N; ++n)
+      for (int j = 0; j < half; ++j) {
+        INFO("shard " << s << " row " << n << " column " << j);
+        CHECK(grad[n * half + j] == Approx(whole[n * Vp + s * half + j]).margin(1e-6));
+      }
+  }
+  vf none(N);
+  be->logsumexp(none.data(), shards[1].data(), N, 0, half);  // a shard of padding only
+  CHECK(std::isinf(none[0]));
+  CHECK(none[0] < 0);
+}
+
+TEST_CASE("ops: embedding rows of another vocabulary shard", "[ops]") {
+  auto be = llmkit::make_cpu_backend();
+  Rng rng(14);
+  const int B = 1, T = 4, C = 8;
+  const std::vector<int32_t> tokens = {1, -1, 0, -1};
+  const vf wte = rng.vec(2 * C), wpe = rng.vec(T * C), dout = rng.vec(T * C);
+  vf out(T * C, kGarbage);
+  be->embedding_forward(out.data(), tokens.data(), wte.data(), nullptr, B, T, C);
+  for (int c = 0; c < C; ++c) {
+    CHECK(out[1 * C + c] == 0.0f);
+    CHECK(out[0 * C + c] == wte[C + c]);
+  }
+  be->embedding_forward(out.data(), tokens.data(), wte.data(), wpe.data(), B, T, C);
+  for (int c = 0; c < C; ++c) CHECK(out[3 * C + c] == wpe[3 * C + c]);  // the position only
+  vf dwte(2 * C, 0.0f), dwpe(T * C, 0.0f);
+  be->embedding_backward(dwte.data(), dwpe.data(), dout.data(), tokens.data(), B, T, C);
+  for (int c = 0; c < C; ++c) {
+    CHECK(dwte[c] == dout[2 * C + c]);  // token 0 at position 2 only
+    CHECK(dwte[C + c] == dout[c]);
+    CHECK(dwpe[3 * C + c] == dout[3 * C + c]);  // every position gets its gradient
+  }
+}
+
 TEST_CASE("ops: distill_backward against finite differences", "[ops]") {
   using llmkit::Divergence;
   auto be = llmkit::make_cpu_backend();
