@@ -128,6 +128,7 @@ double Comm::allreduce_sum_double(double v) {
 
 void Comm::allreduce_sum(float* data, size_t n, size_t bucket) {
   if (!mpi_) return;
+  floats_ += n;
   bucket = std::clamp<size_t>(bucket, 1, INT32_MAX);
   for (size_t at = 0; at < n; at += bucket) {
     int count = static_cast<int>(std::min(bucket, n - at));
@@ -153,6 +154,7 @@ void Comm::allreduce_sum(double* data, size_t n, size_t bucket) {
 
 void Comm::reduce_sum(float* data, size_t n, int root, size_t bucket) {
   if (!mpi_) return;
+  floats_ += n;
   bucket = std::clamp<size_t>(bucket, 1, INT32_MAX);
   for (size_t at = 0; at < n; at += bucket) {
     int count = static_cast<int>(std::min(bucket, n - at));
@@ -218,6 +220,7 @@ void copy_piece(float* dst, const float* src, int n) {
 void Comm::reduce_scatter_sum(float* data, const std::vector<size_t>& counts, size_t bucket) {
   const Rounds plan(counts, size_, bucket);
   if (!mpi_) return;
+  for (size_t c : counts) floats_ += c;
   std::vector<float> stage(plan.stage_size());
   std::vector<int> n, displs;
   for (size_t k = 0; k < plan.rounds(); ++k) {
@@ -234,6 +237,7 @@ void Comm::reduce_scatter_sum(float* data, const std::vector<size_t>& counts, si
 void Comm::allgatherv(float* data, const std::vector<size_t>& counts, size_t bucket) {
   const Rounds plan(counts, size_, bucket);
   if (!mpi_) return;
+  for (size_t c : counts) floats_ += c;
   std::vector<float> stage(plan.stage_size());
   std::vector<int> n, displs;
   for (size_t k = 0; k < plan.rounds(); ++k) {

@@ -598,6 +598,7 @@ int Trainer::run() {
       return 1;
     }
     auto t0 = Clock::now();
+    const uint64_t tp_floats = tp_->floats(), dp_floats = dp_->floats();
     const double loss = train_step();
     const double norm = gradient_norm();
     const int64_t step = state_.step;
@@ -635,6 +636,10 @@ int Trainer::run() {
              static_cast<long long>(peak_rss_bytes()),
              device_mem ? (",\"peak_device_mem\":" + std::to_string(device_mem)).c_str() : "");
     nlohmann::json extra = nlohmann::json::object();
+    // Floats through the MPI collectives of the tensor- and data-parallel groups this step (the
+    // optimizer's gather included; NCCL's on GPUs are not counted).
+    if (!on_gpu() && tp_->size() > 1) extra["tp_floats"] = tp_->floats() - tp_floats;
+    if (!on_gpu() && dp_->size() > 1) extra["dp_floats"] = dp_->floats() - dp_floats;
     obj_.step_metrics(*this, extra);
     std::string text = line;
     for (auto it = extra.begin(); it != extra.end(); ++it) text += ",\"" + it.key() + "\":" + it.value().dump();

@@ -68,6 +68,35 @@ worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
 print(len(a) == len(b) == 20, worst < float(sys.argv[3]), f"{worst:.2e}")
 PY
 }
+# close_tensors A B [TOL]: "True WORST" when two safetensors files hold float32 tensors of the
+# same names and shapes that differ by at most TOL (default 1e-4) relative to the largest
+# magnitude of each tensor.
+close_tensors() {
+  python3 - "$1" "$2" "${3:-1e-4}" <<'PY'
+import json, struct, sys
+from array import array
+def tensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__": continue
+        assert t["dtype"] == "F32", t["dtype"]
+        b, e = t["data_offsets"]
+        out[name] = (t["shape"], array("f", data[b:e]))
+    return out
+a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
+ok, worst = a.keys() == b.keys(), 0.0
+for name in a:
+    (sa, va), (sb, vb) = a[name], b.get(name, (None, array("f")))
+    ok = ok and sa == sb and len(va) == len(vb)
+    scale = max(max((abs(x) for x in va), default=0.0), 1e-30)
+    worst = max([worst] + [abs(x - y) / scale for x, y in zip(va, vb)])
+print(ok and worst < float(sys.argv[3]), f"{worst:.2e}")
+PY
+}
 json() { python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"; }
 # jsonl_field FILE EXPR: one line per document, EXPR over `d`.
 jsonl() { python3 -c "import json,sys

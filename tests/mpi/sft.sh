@@ -2,7 +2,7 @@
 # for micro-batches of 1 and 4 and for 1, 2 and 3 ranks (within 1e-5 over 20 steps: only the
 # order of sums differs), packed rows and LoRA adapters with dropout included (a token's mask
 # is a function of its place in the data, not of its batch), and distillation from a teacher;
-# a 2-rank LoRA run resumed on 1 rank follows it too.
+# a 2-rank LoRA run resumed on 1 rank follows it too, and so does tensor parallel (--tp 2).
 . "$(dirname "$0")/../cli/lib.sh"
 command -v mpirun >/dev/null || { echo "mpirun not found: skipped"; exit 77; }
 
@@ -46,6 +46,19 @@ for mode in "" "--lora-rank 4 --packing --lora-dropout 0.1" "--teacher base --kd
   done
   rm -rf m1 m4 np2 np3
 done
+# Tensor parallel (--tp 2) on packed rows follows one rank; LoRA and distillation refuse it.
+common="--init base --data chat.jsonl --seq-len 64 --batch-size 12 --lr 3e-3 --steps 20 --eval-every 0 --threads 1 --micro-batch 2 --packing"
+run llm-sft $common --out tp1
+expect_rc 0 "packed, one rank"
+run mpirun -np 2 llm-sft $common --tp 2 --out tp2
+expect_rc 0 "packed, --tp 2"
+r=$(same tp1/metrics.jsonl tp2/metrics.jsonl 1e-5); expect_eq "${r% *}" "True True" "--tp 2 vs one rank (${r##* })"
+run mpirun -np 2 llm-sft $common --tp 2 --lora-rank 4 --out tp-lora
+expect_rc 2 "--tp 2 with LoRA"
+expect_err_contains "LoRA adapters are not tensor-parallel here"
+run mpirun -np 2 llm-sft $common --tp 2 --teacher base --out tp-kd
+expect_rc 2 "--tp 2 with a teacher"
+expect_err_contains "distillation reads the teacher's whole logits and is not tensor-parallel"
 common="--init base --data chat.jsonl --seq-len 64 --batch-size 12 --lr 3e-3 --steps 20 --eval-every 0 --threads 1 --lora-rank 4 --micro-batch 2"
 run llm-sft $common --out one
 run mpirun -np 2 llm-sft $common --out mixed --stop-at 10

@@ -52,6 +52,10 @@ class Comm {
   // send[r] goes to rank r; returns what each rank sent here, indexed by source rank.
   // Each message must be under 2 GiB.
   std::vector<std::string> alltoallv(const std::vector<std::string>& send);
+  // Floats that went through this Comm's float collectives (all-reduce, reduce, reduce-scatter,
+  // all-gather: each counted once at its buffer's size, whatever the algorithm moves), for the
+  // trainers' communication figures.
+  uint64_t floats() const { return floats_; }
   // `bytes` bytes from `root` to every rank.
   void broadcast(void* data, size_t bytes, int root);
   void abort(int code);  // MPI_Abort of the world under MPI, otherwise nothing
@@ -64,6 +68,7 @@ class Comm {
   int rank_ = 0, size_ = 1;
   bool mpi_ = false;
   std::shared_ptr<void> native_;  // a split's MPI_Comm; null: the world's
+  uint64_t floats_ = 0;
 };
 
 // A piece of work: a whole file, or the byte range [begin, end) of an uncompressed file.
