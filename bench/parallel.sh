@@ -17,7 +17,7 @@ steps=${LLMKIT_BENCH_STEPS:-4}
 command -v mpirun >/dev/null || { echo "parallel: mpirun not found: skipped"; exit 0; }
 work=$(mktemp -d /tmp/llmkit-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
-export OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 
 python3 - "$work/tokens.bin" <<'PY'
 import random, struct, sys
