@@ -1,5 +1,5 @@
 #!/bin/sh
-# llm-pretrain's parallel layouts on the CPU over MPI: per-rank weights and optimizer state (the
+# llm-pretrain's parallel layouts on the CPU over MPI: per-rank weights, gradients and optimizer state (the
 # start's memory line), step time, and the floats each step sends through the tensor- and
 # data-parallel groups' collectives (metrics tp_floats, dp_floats) against the formula:
 #   tensor parallel, per step: accumulation x (B T) x ((4 layers + 2) hidden + tp + 1)
@@ -7,7 +7,8 @@
 #     embedding and one for the LM head's input gradient, and the vocabulary-parallel
 #     cross-entropy's all-gather of tp log-sum-exps and all-reduce of the target logit per token;
 #   data parallel, per step: the trainable slice's gradients once (all-reduce), or twice with
-#     --zero 1 (reduce to each segment's owner, then the all-gather of the updated weights).
+#     --zero 1 (reduce to each segment's owner, then the all-gather of the updated weights), or
+#     with --zero 2 once per micro-batch and the all-gather.
 # Step times of more ranks than cores (tp 2 x dp 2 on a 2-core machine) share the cores: compare
 # them with each other's memory, not as speed.
 # Usage: parallel.sh BIN_DIR     LLMKIT_BENCH_STEPS (default 4): steps per layout (first excluded).
@@ -31,7 +32,7 @@ PY
 
 model=llama-25m seq=128 micro=4 batch=8
 echo "$model, global batch $batch rows of $seq (micro-batch $micro), fp32 on the CPU, $(nproc) cores"
-printf '%-22s %9s %12s %10s %14s %14s %14s %14s\n' layout "weights" "optimizer" "ms/step" "tp floats" "formula" "dp floats" "formula"
+printf '%-16s %9s %9s %12s %8s %12s %12s %12s %12s\n' layout "weights" "gradients" "optimizer" "ms/step" "tp floats" "formula" "dp floats" "formula"
 run() {  # NAME NP LLM-PRETRAIN OPTIONS...
   name=$1 np=$2
   shift 2
@@ -49,6 +50,7 @@ tp = int(opts[opts.index("--tp") + 1]) if "--tp" in opts else 1
 zero = int(opts[opts.index("--zero") + 1]) if "--zero" in opts else 0
 dp = np // tp
 w = float(re.search(r"weights ([0-9.]+) MiB", err).group(1))
+g = float(re.search(r"gradients ([0-9.]+) MiB", err).group(1))
 o = float(re.search(r"optimizer state: ([0-9.]+) MiB", err).group(1))
 params = float(re.search(r"([0-9.]+)M trainable parameters", err).group(1)) * 1e6
 rows = [json.loads(l) for l in open(run + "/metrics.jsonl") if '"loss"' in l][1:]
@@ -58,16 +60,17 @@ accum = batch // (micro * dp)
 N = micro * seq
 tp_formula = accum * N * ((4 * layers + 2) * hidden + tp + 1) if tp > 1 else 0
 # The slice's gradient buffer, from the optimizer state (8 bytes per float, 1/dp of it with ZeRO-1).
-grads = o * 2**20 / 8 * (dp if zero == 1 and dp > 1 else 1)
-dp_formula = (2 if zero == 1 else 1) * grads if dp > 1 else 0
+grads = o * 2**20 / 8 * (dp if zero >= 1 and dp > 1 else 1)
+dp_formula = {0: 1, 1: 2, 2: accum + 1}[zero] * grads if dp > 1 else 0
 tpf = sum(r.get("tp_floats", 0) for r in rows) / len(rows)
 dpf = sum(r.get("dp_floats", 0) for r in rows) / len(rows)
 name = run.rsplit("/", 1)[1]
-print(f"{name:22s} {w:6.1f} MiB {o:8.2f} MiB {ms:10.0f} {tpf:14.0f} {tp_formula:14.0f} {dpf:14.0f} {dp_formula:14.0f}")
+print(f"{name:16s} {w:5.1f} MiB {g:5.1f} MiB {o:8.2f} MiB {ms:8.0f} {tpf:12.0f} {tp_formula:12.0f} {dpf:12.0f} {dp_formula:12.0f}")
 PY
 }
 run one-rank 1
 run dp2 2
 run dp2-zero1 2 --zero 1
+run dp2-zero2 2 --zero 2
 run tp2 2 --tp 2
-run tp2xdp2-zero1 4 --tp 2 --zero 1
+run tp2xdp2-zero2 4 --tp 2 --zero 2

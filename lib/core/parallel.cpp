@@ -20,8 +20,8 @@ class MpiCollectives final : public Collectives {
   void all_gather(float* buf, const std::vector<size_t>& counts) override {
     comm_.allgatherv(buf, counts);
   }
-  void reduce_range_start(float* buf, const std::vector<size_t>& counts, size_t begin, size_t n) override {
-    for_each_owner(counts, begin, n, [&](size_t at, size_t len, int owner) { comm_.reduce_sum(buf + at, len, owner); });
+  void reduce_range_start(float* range, const std::vector<size_t>& counts, size_t begin, size_t n) override {
+    for_each_owner(counts, begin, n, [&](size_t at, size_t len, int owner) { comm_.reduce_sum(range + (at - begin), len, owner); });
   }
 
  private:

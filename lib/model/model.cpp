@@ -613,7 +613,7 @@ void Model::bind() {
     if (!p) return nullptr;
     size_t off = static_cast<size_t>(p - w_);
     for (const ParamSpec& s : specs_)
-      if (!s.quantized() && s.offset == off) return s.trainable() ? g_ + s.grad_offset : nullptr;
+      if (!s.quantized() && s.offset == off) return s.trainable() ? grad_at(s.grad_offset) : nullptr;
     throw Error("", "internal: a weight pointer that is no tensor's");
   };
   // A matrix's fp32 values, or null with its blocks in q.
@@ -732,7 +732,7 @@ void Model::bind_lora() {
   const ModelConfig::Family family = cfg_.family;
   auto grad = [&](const std::string& name) -> float* {
     const ParamSpec& s = param(name);
-    return s.trainable() ? g_ + s.grad_offset : nullptr;
+    return s.trainable() ? grad_at(s.grad_offset) : nullptr;
   };
   for (int l = 0; l < cfg_.layers; ++l) {
     Layer& L = layers_[static_cast<size_t>(l)];
@@ -895,7 +895,7 @@ void Model::merge_lora() {
   opts_.lora.rank = 0;
 }
 
-void Model::zero_grad() { be_.zero(g_, total_grads_); }
+void Model::zero_grad() { be_.zero(g_, grad_floats_); }
 
 // Gradient offsets for the trainable tensors in spec order (the weights' layout when nothing is
 // frozen), each layer's range, and a zeroed buffer of that size.
@@ -913,8 +913,23 @@ void Model::layout_grads() {
     if (s.trainable()) total_grads_ += (s.size + 15) / 16 * 16;
   }
   while (grad_layer_begin_.size() < layer_begin_.size()) grad_layer_begin_.push_back(total_grads_);
+  // The gradient window (ZeRO-2): the blocks' ranges share one buffer of the largest one's size,
+  // between the gradients before the blocks and those after them.
+  window_ = 0;
+  for (size_t l = 0; opts_.gradient_window && l + 1 < grad_layer_begin_.size(); ++l)
+    window_ = std::max(window_, grad_layer_begin_[l + 1] - grad_layer_begin_[l]);
+  grad_floats_ = opts_.gradient_window ? total_grads_ - (grad_layer_begin_.back() - grad_layer_begin_.front()) + window_ : total_grads_;
   if (g_) be_.release(g_);
-  g_ = be_.alloc(std::max<size_t>(total_grads_, 1));
+  g_ = be_.alloc(std::max<size_t>(grad_floats_, 1));
+}
+
+float* Model::grad_at(size_t offset) {
+  if (!opts_.gradient_window) return g_ + offset;
+  const size_t first = grad_layer_begin_.front(), end = grad_layer_begin_.back();
+  if (offset < first) return g_ + offset;
+  if (offset >= end) return g_ + first + window_ + (offset - end);
+  const size_t l = static_cast<size_t>(std::upper_bound(grad_layer_begin_.begin(), grad_layer_begin_.end(), offset) - grad_layer_begin_.begin()) - 1;
+  return g_ + first + (offset - grad_layer_begin_[l]);
 }
 
 size_t Model::num_trainable_unpadded() const {
@@ -1398,6 +1413,8 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host, const Di
   const int32_t* st = starts_.empty() ? nullptr : starts_.data();
   BatchAttention site(be_, attn_cfg_, B, T, st);
   for (size_t li = layers_.size(); li-- > 0;) {
+    // The gradient window holds one block's gradients: the hook took the previous block's.
+    if (opts_.gradient_window) be_.zero(g_ + grad_layer_begin_.front(), window_);
     // With recompute_mlp the forward left only the last block's MLP activations.
     layer_backward(static_cast<int>(li), acts_layers_[li], N, site, opts_.recompute_mlp && li + 1 < layers_.size());
     if (hook_) hook_(grad_layer_begin_[li], grad_layer_begin_[li + 1] - grad_layer_begin_[li]);

@@ -80,9 +80,11 @@ void add_trainer_options(OptionParser& op, TrainerOptions& o, int64_t& micro, in
   op.number("beta2", 0, "B2", &o.beta2, "AdamW beta2 (default " + g(o.beta2) + ")");
   op.number("eps", 0, "E", &o.eps, "AdamW epsilon (default " + g(o.eps) + ")");
   op.number("clip", 0, "NORM", &o.clip, "clip the global gradient norm to this (default " + g(o.clip) + "; 0: off)");
-  op.integer("zero", 0, "0|1", &zero,
+  op.integer("zero", 0, "0|1|2", &zero,
              "1: ZeRO-1, each data-parallel rank keeps and updates AdamW's moments of\n"
-             "its segment of the trainable parameters only (default 0: every rank all of them)");
+             "its segment of the trainable parameters only; 2: ZeRO-2, and of their summed\n"
+             "gradients, each block's reduced as its backward ends (default 0: every rank\n"
+             "all of them)");
   op.integer("tp", 0, "N", &o.tp,
              "tensor parallel over N adjacent MPI ranks (one node's GPUs): each holds 1/N of\n"
              "every block's attention heads and MLP units and of the vocabulary; the ranks\n"
@@ -127,7 +129,7 @@ void check_trainer_options(TrainerOptions& o, int64_t micro, int64_t seq, int64_
   if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1)) throw UsageError("--beta1/--beta2 must be in [0, 1)");
   if (o.eval_every < 0 || o.save_every < 0 || o.stop_at < 0 || o.sample_every < 0 || keep < 0 || bad < 1)
     throw UsageError("--eval-every, --save-every, --stop-at and --keep must be 0 or more, --max-bad-steps 1 or more");
-  if (zero != 0 && zero != 1) throw UsageError("--zero must be 0 or 1");
+  if (zero < 0 || zero > 2) throw UsageError("--zero must be 0, 1 or 2 (ZeRO-3, sharded parameters, is not built)");
   if (o.tp < 1 || o.tp > 4096) throw UsageError("--tp must be in 1..4096");
   if (o.precision != "bf16" && o.precision != "tf32" && o.precision != "fp32")
     throw UsageError("--precision must be bf16, tf32 or fp32");
@@ -232,13 +234,14 @@ ModelOptions Trainer::model_options() {
   o.tp.rank = tp_->rank();
   o.tp.coll = tp_coll_.get();
   o.tp.comm = tp_.get();
+  o.gradient_window = opts_.zero == 2 && dp_->size() > 1;
   return o;
 }
 
 Trainer::~Trainer() {
   obj_.release(*this);
   if (metrics_fd_ >= 0) ::close(metrics_fd_);
-  for (float* p : {m_, v_})
+  for (float* p : {m_, v_, gshard_})
     if (p) be_->release(p);
 }
 
@@ -313,13 +316,15 @@ void Trainer::setup() {
     char split[96] = "";
     if (tp > 1) snprintf(split, sizeof split, " (this rank's slice: tensor parallel over %d ranks, %d data-parallel groups)", tp, R);
     if (sharded_)
-      LLMKIT_INFO("%.2fM trainable parameters%s; optimizer state: %.2f MiB per rank (ZeRO-1 over %d ranks)", trainable, split, mib, R);
+      LLMKIT_INFO("%.2fM trainable parameters%s; optimizer state: %.2f MiB per rank (ZeRO-%d over %d ranks)", trainable, split, mib,
+                  zero2_ ? 2 : 1, R);
     else
       LLMKIT_INFO("%.2fM trainable parameters%s; optimizer state: %.2f MiB per rank (not sharded)", trainable, split, mib);
     // The memory budget per rank, as the model counts it (the process's libraries and the data
     // come on top).
     const double w = static_cast<double>(model_->num_params()) * (on_gpu() && opts_.precision == "bf16" ? 6 : 4) / (1 << 20);
-    const double g = static_cast<double>(model_->num_grads()) * 4 / (1 << 20);
+    // ZeRO-2: the model's window and the gradients outside the blocks, and this rank's segment.
+    const double g = static_cast<double>(model_->grad_buffer_floats() + (zero2_ ? largest : 0)) * 4 / (1 << 20);
     const double a = static_cast<double>(model_->activation_bytes(opts_.micro_batch, opts_.seq_len)) / (1 << 20);
     const double other = obj_.other_models_mib(*this);
     char others[64] = "";
@@ -370,13 +375,18 @@ void Trainer::setup_optimizer() {
   // NCCL between GPUs; MPI between CPUs (and for one rank, where nothing is exchanged). Over the
   // data-parallel group: the gradients of the same slice of the model.
   coll_ = on_gpu() && R > 1 ? make_nccl_collectives(*dp_) : make_mpi_collectives(*dp_);
-  sharded_ = opts_.zero == 1 && R > 1;
+  sharded_ = opts_.zero >= 1 && R > 1;
+  zero2_ = opts_.zero == 2 && R > 1;
+  if (zero2_ && n != model_->num_params())
+    throw UsageError("--zero 2 shards the gradients of a model trained whole: with frozen tensors (LoRA, a frozen base) "
+                     "give --zero 1, whose gradients are those of the trainable tensors only");
   counts_ = sharded_ ? segment_counts(n, R) : std::vector<size_t>{n};
   lo_ = 0;
   for (int r = 0; sharded_ && r < dp_->rank(); ++r) lo_ += counts_[static_cast<size_t>(r)];
   hi_ = lo_ + counts_[sharded_ ? static_cast<size_t>(dp_->rank()) : 0];
   m_ = be_->alloc(std::max<size_t>(1, hi_ - lo_));
   v_ = be_->alloc(std::max<size_t>(1, hi_ - lo_));
+  if (zero2_) gshard_ = be_->alloc(std::max<size_t>(1, hi_ - lo_));
 }
 
 // This rank's part of a checkpoint's moments: checkpoints hold all of them, whatever the
@@ -423,22 +433,40 @@ void Trainer::open_metrics(int64_t resumed_step) {
 // are final, overlapping communication with the layers still to go.
 double Trainer::train_step() {
   model_->zero_grad();
+  if (zero2_) be_->zero(gshard_, hi_ - lo_);
   obj_.begin_step(*this, state_.cursor);
   const uint64_t base = state_.cursor + static_cast<uint64_t>(dp_->rank()) * static_cast<uint64_t>(per_rank_);
   for (int64_t a = 0; a < accum_; ++a) {
     const bool overlap = a + 1 == accum_ && dp_->size() > 1;
-    if (overlap)
+    if (zero2_)  // every micro-batch's gradients, block by block, into this rank's segment
+      model_->set_gradient_hook([this](size_t off, size_t n) { reduce_into_shard(off, n); });
+    else if (overlap)
       model_->set_gradient_hook([this](size_t off, size_t n) {
         if (n == 0) return;
-        if (sharded_) coll_->reduce_range_start(model_->grads(), counts_, off, n);
+        if (sharded_) coll_->reduce_range_start(model_->grads() + off, counts_, off, n);
         else coll_->allreduce_sum_start(model_->grads() + off, n);
       });
     obj_.micro_step(*this, base + static_cast<uint64_t>(a * opts_.micro_batch));
-    if (overlap) model_->set_gradient_hook(nullptr);
+    model_->set_gradient_hook(nullptr);
   }
   reduce_gradients();
   return obj_.end_step(*this);
 }
+
+// ZeRO-2: a range of the gradients a backward pass has finished (a block's, in the model's
+// window), reduced to the ranks whose segments hold it and added to this rank's part of the
+// step's sum; the model's copy is then zeroed, as the next backward adds to what is there.
+void Trainer::reduce_into_shard(size_t off, size_t n) {
+  if (n == 0) return;
+  float* src = model_->grad_at(off);
+  coll_->reduce_range_start(src, counts_, off, n);
+  coll_->wait();
+  const size_t b = std::max(off, lo_), e = std::min(off + n, hi_);
+  if (b < e) be_->accumulate(gshard_ + (b - lo_), src + (b - off), e - b);
+  be_->zero(src, n);
+}
+
+const float* Trainer::gradient(size_t offset) { return zero2_ ? gshard_ + (offset - lo_) : model_->grads() + offset; }
 
 // The sum of the ranks' gradients (objectives scale theirs so that the sum is the step's
 // gradient): everywhere, or with ZeRO-1 on this rank's segment only, the part its optimizer
@@ -453,7 +481,7 @@ void Trainer::reduce_gradients() {
 // replicated tensor's (the same on every rank of the group) are counted once.
 double Trainer::gradient_norm() {
   if (tp_->size() == 1) {
-    double squares = be_->sum_squares(model_->grads() + lo_, hi_ - lo_);
+    double squares = be_->sum_squares(gradient(lo_), hi_ - lo_);
     if (sharded_) squares = dp_->allreduce_sum_double(squares);
     return std::sqrt(squares);
   }
@@ -462,7 +490,7 @@ double Trainer::gradient_norm() {
     if (!s.trainable()) continue;
     const size_t b = std::max(s.grad_offset, lo_), e = std::min(s.grad_offset + s.size, hi_);
     if (b >= e) continue;
-    (Model::tp_split(model_->config(), s.name) >= 0 ? split : replicated) += be_->sum_squares(model_->grads() + b, e - b);
+    (Model::tp_split(model_->config(), s.name) >= 0 ? split : replicated) += be_->sum_squares(gradient(b), e - b);
   }
   if (sharded_) replicated = dp_->allreduce_sum_double(replicated);
   split = sharded_ ? comm_.allreduce_sum_double(split) : tp_->allreduce_sum_double(split);
@@ -473,12 +501,11 @@ double Trainer::gradient_norm() {
 // tensor), for the 1-based step t; with ZeRO-1 the updated segments then go to every rank.
 void Trainer::optimizer_step(double lr, float clip_scale, int64_t t) {
   float* w = model_->weights();
-  const float* g = model_->grads();
   for (const ParamSpec& s : model_->params()) {
     if (!s.trainable()) continue;
     const size_t b = std::max(s.grad_offset, lo_), e = std::min(s.grad_offset + s.size, hi_);
     if (b >= e) continue;
-    be_->adamw(w + s.offset + (b - s.grad_offset), g + b, m_ + (b - lo_), v_ + (b - lo_), e - b, static_cast<float>(lr),
+    be_->adamw(w + s.offset + (b - s.grad_offset), gradient(b), m_ + (b - lo_), v_ + (b - lo_), e - b, static_cast<float>(lr),
                static_cast<float>(opts_.beta1), static_cast<float>(opts_.beta2), static_cast<float>(opts_.eps),
                s.decay ? static_cast<float>(opts_.weight_decay) : 0.0f, t, clip_scale);
   }

@@ -56,6 +56,9 @@ r=$(same tp1/metrics.jsonl tp2/metrics.jsonl 1e-5); expect_eq "${r% *}" "True Tr
 run mpirun -np 2 llm-sft $common --tp 2 --lora-rank 4 --out tp-lora
 expect_rc 2 "--tp 2 with LoRA"
 expect_err_contains "LoRA adapters are not tensor-parallel here"
+run mpirun -np 2 llm-sft $common --zero 2 --lora-rank 4 --out z2-lora
+expect_rc 2 "--zero 2 with LoRA"
+expect_err_contains "with frozen tensors (LoRA, a frozen base) give --zero 1"
 run mpirun -np 2 llm-sft $common --tp 2 --teacher base --out tp-kd
 expect_rc 2 "--tp 2 with a teacher"
 expect_err_contains "distillation reads the teacher's whole logits and is not tensor-parallel"

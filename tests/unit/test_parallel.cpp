@@ -103,8 +103,8 @@ TEST_CASE("reduce_range_start over ranges that tile the buffer is a reduce-scatt
   auto coll = make_mpi_collectives(comm);
   // Ranges as a backward pass reports them (last first), cutting across the segments.
   const size_t cut1 = total / 3 + 1, cut2 = 2 * total / 3 + 5 < total ? 2 * total / 3 + 5 : total;
-  coll->reduce_range_start(buf.data(), counts, cut2, total - cut2);
-  coll->reduce_range_start(buf.data(), counts, cut1, cut2 - cut1);
+  coll->reduce_range_start(buf.data() + cut2, counts, cut2, total - cut2);
+  coll->reduce_range_start(buf.data() + cut1, counts, cut1, cut2 - cut1);
   coll->reduce_range_start(buf.data(), counts, 0, cut1);
   coll->wait();
   for (size_t i = lo; i < lo + counts[static_cast<size_t>(comm.rank())]; ++i) CHECK(buf[i] == rank_sum(comm.size(), i));

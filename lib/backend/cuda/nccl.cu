@@ -49,12 +49,13 @@ class NcclCollectives final : public Collectives {
     check_nccl(ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, comm_, stream_), "ncclAllReduce");
     pending_ = true;
   }
-  void reduce_range_start(float* buf, const std::vector<size_t>& counts, size_t begin, size_t n) override {
+  void reduce_range_start(float* range, const std::vector<size_t>& counts, size_t begin, size_t n) override {
     if (size_ <= 1 || !n) return;
     cuda::check(cudaEventRecord(queued_, 0), "cudaEventRecord");
     cuda::check(cudaStreamWaitEvent(stream_, queued_, 0), "cudaStreamWaitEvent");
     per_owner(counts, begin, n, [&](size_t at, size_t len, int owner) {
-      check_nccl(ncclReduce(buf + at, buf + at, len, ncclFloat, ncclSum, owner, comm_, stream_), "ncclReduce");
+      float* p = range + (at - begin);
+      check_nccl(ncclReduce(p, p, len, ncclFloat, ncclSum, owner, comm_, stream_), "ncclReduce");
     });
     pending_ = true;
   }

@@ -194,6 +194,12 @@ struct ModelOptions {
   // This rank's slice of a tensor-parallel model (size 1: the whole model). ParamSpec shapes are
   // then the slices'; checkpoints still hold whole tensors (checkpoint.cpp slices and gathers).
   TensorParallel tp;
+  // ZeRO-2's gradient window: the blocks' gradients share one buffer the size of the largest
+  // block's, zeroed before each block's backward, so the gradient hook must take each block's
+  // range (grad_at) before the next block's backward writes over it, and the gradients of a
+  // backward pass no longer accumulate into the next one's in the blocks. The gradients before
+  // and after the blocks (embeddings, heads, adapters) keep their own places.
+  bool gradient_window = false;
 };
 
 class Model {
@@ -213,6 +219,11 @@ class Model {
   // grad_offset, in the specs' order. A frozen tensor pays for no gradient, and the optimizer
   // keeps no state for it.
   size_t num_grads() const { return total_grads_; }
+  // Where the gradient of offset `offset` of that layout is held: in grads() at the same offset,
+  // or with the gradient window (ModelOptions::gradient_window) in the window for a block's
+  // (the block whose backward ran last). Floats grads() holds.
+  float* grad_at(size_t offset);
+  size_t grad_buffer_floats() const { return grad_floats_; }
   size_t num_trainable_unpadded() const;
   float* weights() { return w_; }
   float* grads() { return g_; }
@@ -397,6 +408,7 @@ class Model {
   std::vector<bool> frozen_;  // per ParamSpec
   std::vector<ParamSpec> specs_;
   size_t total_ = 0, total_grads_ = 0;
+  size_t window_ = 0, grad_floats_ = 0;  // the gradient window's floats (0: none), and grads()'s
   void layout_grads();
   float* w_ = nullptr;
   float* g_ = nullptr;

@@ -29,9 +29,10 @@ class Collectives {
   // backend's next operations see every sum started. By default it is done at once.
   virtual void allreduce_sum_start(float* buf, size_t n) { allreduce_sum(buf, n); }
   // The reduce-scatter (segments `counts`, as reduce_scatter_sum) of the values [begin, begin +
-  // n) only, which may likewise run on until wait(): each value's sum lands on the rank whose
-  // segment holds it. Over ranges that tile buf, the same as reduce_scatter_sum.
-  virtual void reduce_range_start(float* buf, const std::vector<size_t>& counts, size_t begin, size_t n) = 0;
+  // n) of a buffer only, held at `range` (range[0] is value `begin`), which may likewise run on
+  // until wait(): each value's sum lands on the rank whose segment holds it. Over ranges that
+  // tile a buffer, the same as reduce_scatter_sum.
+  virtual void reduce_range_start(float* range, const std::vector<size_t>& counts, size_t begin, size_t n) = 0;
   virtual void wait() {}
 };
 

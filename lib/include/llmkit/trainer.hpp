@@ -139,9 +139,6 @@ class Trainer {
   bool on_gpu() const;  // the backend is a GPU's
   int64_t rows_per_rank() const { return per_rank_; }
   const TrainerState& state() const { return state_; }
-  // The gradient all-reduce (ZeRO-1: reduce-scatter) of the step is started by the backward of
-  // the micro-batch for which this is true: objectives call backward with it set.
-  void backward_hook(bool on);
   // Appends a line to OUT/metrics.jsonl (rank 0).
   void log_metrics(const std::string& line);
 
@@ -171,6 +168,12 @@ class Trainer {
   // The part of the gradient buffer whose AdamW state this rank keeps and updates, [lo_, hi_):
   // with ZeRO-1 over several ranks its segment (counts_ has every rank's), else all.
   bool sharded_ = false;
+  // ZeRO-2: the gradients of [lo_, hi_) summed over the data-parallel group and the step's
+  // micro-batches, in the backend's memory (the model holds one block's gradients at a time).
+  bool zero2_ = false;
+  float* gshard_ = nullptr;
+  void reduce_into_shard(size_t offset, size_t n);
+  const float* gradient(size_t offset);  // of [lo_, hi_), wherever the step's sum is
   std::vector<size_t> counts_;
   size_t lo_ = 0, hi_ = 0;
   float* m_ = nullptr;  // AdamW's moments of [lo_, hi_), in the backend's memory
