@@ -8,7 +8,8 @@
 #     cross-entropy's all-gather of tp log-sum-exps and all-reduce of the target logit per token;
 #   data parallel, per step: the trainable slice's gradients once (all-reduce), or twice with
 #     --zero 1 (reduce to each segment's owner, then the all-gather of the updated weights), or
-#     with --zero 2 once per micro-batch and the all-gather.
+#     with --zero 2 once per micro-batch and the all-gather, and with --zero 3 the blocks'
+#     parameters gathered twice more (forward and backward) and the other tensors once.
 # Step times of more ranks than cores (tp 2 x dp 2 on a 2-core machine) share the cores: compare
 # them with each other's memory, not as speed.
 # Usage: parallel.sh BIN_DIR     LLMKIT_BENCH_STEPS (default 4): steps per layout (first excluded).
@@ -61,7 +62,11 @@ N = micro * seq
 tp_formula = accum * N * ((4 * layers + 2) * hidden + tp + 1) if tp > 1 else 0
 # The slice's gradient buffer, from the optimizer state (8 bytes per float, 1/dp of it with ZeRO-1).
 grads = o * 2**20 / 8 * (dp if zero >= 1 and dp > 1 else 1)
-dp_formula = {0: 1, 1: 2, 2: accum + 1}[zero] * grads if dp > 1 else 0
+dp_formula = {0: 1, 1: 2, 2: accum + 1, 3: accum}[zero] * grads if dp > 1 else 0
+if zero == 3 and dp > 1:  # llama-25m's blocks: gathered for the forward, and but the last for the backward
+    C, F, kv = 384, 1024, 128
+    block = 2 * C + 2 * C * C + 2 * kv * C + 3 * C * F
+    dp_formula += accum * (2 * layers - 1) * block + (grads - layers * block)  # and the tensors outside them after the step
 tpf = sum(r.get("tp_floats", 0) for r in rows) / len(rows)
 dpf = sum(r.get("dp_floats", 0) for r in rows) / len(rows)
 name = run.rsplit("/", 1)[1]
@@ -72,5 +77,6 @@ run one-rank 1
 run dp2 2
 run dp2-zero1 2 --zero 1
 run dp2-zero2 2 --zero 2
+run dp2-zero3 2 --zero 3
 run tp2 2 --tp 2
 run tp2xdp2-zero2 4 --tp 2 --zero 2

@@ -569,7 +569,7 @@ const ParamSpec& Model::param(const std::string& name) const {
   throw Error("", "model has no parameter " + name);
 }
 
-float* Model::w(const std::string& name) { return w_ + param(name).offset; }
+float* Model::w(const std::string& name) { return weight_at(param(name).offset); }
 
 Model::Model(const ModelConfig& cfg, Backend& backend, ModelOptions options)
     : cfg_(cfg), opts_(options), be_(backend), top_(std::make_unique<Top>()) {
@@ -609,12 +609,10 @@ void Model::bind() {
   const bool llama = c.family == ModelConfig::Family::llama, bert = c.family == ModelConfig::Family::bert;
   const int C = c.dim, F = ffn_l_, QC = heads_l_ * c.head_dim(), KC = kv_l_ * c.head_dim();
   // A frozen tensor's gradient pointer is null: every backward op then skips it.
-  auto grad = [&](float* p) -> float* {
-    if (!p) return nullptr;
-    size_t off = static_cast<size_t>(p - w_);
-    for (const ParamSpec& s : specs_)
-      if (!s.quantized() && s.offset == off) return s.trainable() ? grad_at(s.grad_offset) : nullptr;
-    throw Error("", "internal: a weight pointer that is no tensor's");
+  auto grad = [&](const std::string& name) -> float* {
+    if (name.empty()) return nullptr;
+    const ParamSpec& s = param(name);
+    return s.trainable() ? grad_at(s.grad_offset) : nullptr;
   };
   // A matrix's fp32 values, or null with its blocks in q.
   auto matrix = [&](const std::string& name, QuantWeight& q) -> float* {
@@ -630,8 +628,8 @@ void Model::bind() {
     lin.w = matrix(weight, lin.qw);
     lin.name = &param(weight).name;
     lin.b = bias.empty() ? nullptr : w(bias);
-    lin.dw = grad(lin.w);
-    lin.db = grad(lin.b);
+    lin.dw = grad(weight);
+    lin.db = grad(bias);
     return lin;
   };
   auto norm = [&](const std::string& weight, const std::string& bias) {
@@ -641,8 +639,8 @@ void Model::bind() {
     n.eps = c.norm_eps;
     n.w = w(weight);
     n.b = bias.empty() ? nullptr : w(bias);
-    n.dw = grad(n.w);
-    n.db = grad(n.b);
+    n.dw = grad(weight);
+    n.db = grad(bias);
     return n;
   };
   layers_.resize(static_cast<size_t>(c.layers));
@@ -689,12 +687,13 @@ void Model::bind() {
   Top& t = *top_;
   const std::string embed = token_embedding(c);
   t.wte = matrix(embed, t.qwte);
-  t.wpe = llama ? nullptr : w(bert ? "bert.embeddings.position_embeddings.weight" : "wpe");
-  t.dwte = grad(t.wte);
-  t.dwpe = grad(t.wpe);
+  const std::string positions = llama ? "" : bert ? "bert.embeddings.position_embeddings.weight" : "wpe";
+  t.wpe = llama ? nullptr : w(positions);
+  t.dwte = grad(embed);
+  t.dwpe = grad(positions);
   if (bert) {
     t.wtt = w("bert.embeddings.token_type_embeddings.weight");
-    t.dwtt = grad(t.wtt);
+    t.dwtt = grad("bert.embeddings.token_type_embeddings.weight");
     t.emb_norm = norm("bert.embeddings.LayerNorm.weight", "bert.embeddings.LayerNorm.bias");
     if (opts_.lm_head) {
       t.transform = linear(C, C, "cls.predictions.transform.dense.weight", "cls.predictions.transform.dense.bias");
@@ -780,6 +779,7 @@ Model::~Model() {
   if (acts_.buf) be_.release(acts_.buf);
   if (acts_.stats) be_.release(acts_.stats);
   be_.release(w_);
+  if (wshard_) be_.release(wshard_);
   be_.release(g_);
   if (q_) be_.release(q_);
 }
@@ -1270,8 +1270,10 @@ void Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T,
   exact_ = true;  // a backward may follow: quantized matrices multiply fp32 activations
   BatchAttention site(be_, attn_cfg_, B, T, st);
   embed_forward(layers_.empty() ? t.xf : acts_layers_[0].x, B, T, st);
-  for (size_t l = 0; l < layers_.size(); ++l)
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    fetch_block(static_cast<int>(l));  // ZeRO-3: the block's parameters from their owners
     layer_forward(static_cast<int>(l), acts_layers_[l], l + 1 < layers_.size() ? acts_layers_[l + 1].x : t.xf, N, site);
+  }
   head_forward(t.xf, N);
   if (targets && logit_temperature_ != 1.0f) be_.scale(acts_.logits, 1.0f / logit_temperature_, static_cast<size_t>(N) * vocab_l_);
   if (!targets) return;
@@ -1415,6 +1417,7 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host, const Di
   for (size_t li = layers_.size(); li-- > 0;) {
     // The gradient window holds one block's gradients: the hook took the previous block's.
     if (opts_.gradient_window) be_.zero(g_ + grad_layer_begin_.front(), window_);
+    fetch_block(static_cast<int>(li));
     // With recompute_mlp the forward left only the last block's MLP activations.
     layer_backward(static_cast<int>(li), acts_layers_[li], N, site, opts_.recompute_mlp && li + 1 < layers_.size());
     if (hook_) hook_(grad_layer_begin_[li], grad_layer_begin_[li + 1] - grad_layer_begin_[li]);
@@ -1521,7 +1524,10 @@ void Model::forward_cached(const int32_t* tokens, int rows, const std::vector<Ca
   CachedAttention site(be_, c, segments, pos, cache);
   if (t.qwte.data) be_.embedding_quant(a.x, tokens_.data(), pos.data(), t.qwte, t.wpe, N, c.dim);
   else be_.embedding_at(a.x, tokens_.data(), pos.data(), t.wte, t.wpe, N, c.dim);
-  for (size_t l = 0; l < layers_.size(); ++l) layer_forward(static_cast<int>(l), a, a.x, N, site);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    fetch_block(static_cast<int>(l));
+    layer_forward(static_cast<int>(l), a, a.x, N, site);
+  }
   if (!last_only) return head_forward(a.x, N);
   // Each segment's last row, gathered in segment order (an empty segment has none: its
   // preceding row stands in, and its logits row is not to be read).

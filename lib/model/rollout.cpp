@@ -91,6 +91,9 @@ std::unique_ptr<Model> RolloutObjective::build(Trainer& t, const std::string& re
   if (c.lora.dropout > 0)
     throw UsageError("--lora-dropout: reinforcement learning trains without dropout (the answers' sampled log-probabilities must be the trainer's)");
   check(t);
+  if (t.options().zero == 3)
+    throw UsageError("--zero 3: PPO and GRPO generate answers of different lengths on the ranks, which sharded parameters "
+                     "(gathered by all ranks together, block by block) do not allow: give --zero 2");
   if (t.tensor_parallel() > 1)
     throw UsageError("--tp " + std::to_string(t.tensor_parallel()) + ": PPO and GRPO generate their answers with the KV-cached engine, "
                      "which is not tensor-parallel: give --tp 1 (data parallel over the ranks)");

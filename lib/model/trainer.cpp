@@ -80,11 +80,12 @@ void add_trainer_options(OptionParser& op, TrainerOptions& o, int64_t& micro, in
   op.number("beta2", 0, "B2", &o.beta2, "AdamW beta2 (default " + g(o.beta2) + ")");
   op.number("eps", 0, "E", &o.eps, "AdamW epsilon (default " + g(o.eps) + ")");
   op.number("clip", 0, "NORM", &o.clip, "clip the global gradient norm to this (default " + g(o.clip) + "; 0: off)");
-  op.integer("zero", 0, "0|1|2", &zero,
+  op.integer("zero", 0, "0-3", &zero,
              "1: ZeRO-1, each data-parallel rank keeps and updates AdamW's moments of\n"
              "its segment of the trainable parameters only; 2: ZeRO-2, and of their summed\n"
-             "gradients, each block's reduced as its backward ends (default 0: every rank\n"
-             "all of them)");
+             "gradients, each block's reduced as its backward ends; 3: ZeRO-3, and of the\n"
+             "parameters, each block's gathered before it runs (CPU) (default 0: every\n"
+             "rank all of them)");
   op.integer("tp", 0, "N", &o.tp,
              "tensor parallel over N adjacent MPI ranks (one node's GPUs): each holds 1/N of\n"
              "every block's attention heads and MLP units and of the vocabulary; the ranks\n"
@@ -129,7 +130,7 @@ void check_trainer_options(TrainerOptions& o, int64_t micro, int64_t seq, int64_
   if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1)) throw UsageError("--beta1/--beta2 must be in [0, 1)");
   if (o.eval_every < 0 || o.save_every < 0 || o.stop_at < 0 || o.sample_every < 0 || keep < 0 || bad < 1)
     throw UsageError("--eval-every, --save-every, --stop-at and --keep must be 0 or more, --max-bad-steps 1 or more");
-  if (zero < 0 || zero > 2) throw UsageError("--zero must be 0, 1 or 2 (ZeRO-3, sharded parameters, is not built)");
+  if (zero < 0 || zero > 3) throw UsageError("--zero must be 0, 1, 2 or 3");
   if (o.tp < 1 || o.tp > 4096) throw UsageError("--tp must be in 1..4096");
   if (o.precision != "bf16" && o.precision != "tf32" && o.precision != "fp32")
     throw UsageError("--precision must be bf16, tf32 or fp32");
@@ -226,6 +227,11 @@ Trainer::Trainer(const TrainerOptions& opts, Objective& objective, Stats& stats)
   tp_ = comm_.split(comm_.rank() / tp, comm_.rank() % tp);
   dp_ = comm_.split(comm_.rank() % tp, comm_.rank() / tp);
   tp_coll_ = on_gpu() && tp > 1 ? make_nccl_collectives(*tp_) : make_mpi_collectives(*tp_);
+  // NCCL between GPUs; MPI between CPUs (and for one rank, where nothing is exchanged). Over the
+  // data-parallel group: the gradients (and with ZeRO-3 the parameters) of the same slice.
+  coll_ = on_gpu() && dp_->size() > 1 ? make_nccl_collectives(*dp_) : make_mpi_collectives(*dp_);
+  if (opts_.zero == 3 && on_gpu())
+    throw UsageError("--zero 3 runs on the CPU backend so far: on GPUs give --zero 2 (and --tp for a model that does not fit)");
 }
 
 ModelOptions Trainer::model_options() {
@@ -234,7 +240,8 @@ ModelOptions Trainer::model_options() {
   o.tp.rank = tp_->rank();
   o.tp.coll = tp_coll_.get();
   o.tp.comm = tp_.get();
-  o.gradient_window = opts_.zero == 2 && dp_->size() > 1;
+  o.gradient_window = opts_.zero >= 2 && dp_->size() > 1;
+  o.zero3 = opts_.zero == 3 && dp_->size() > 1 ? coll_.get() : nullptr;
   return o;
 }
 
@@ -305,6 +312,7 @@ void Trainer::setup() {
     state_.tokens_seen = s.tokens_seen;
     if (comm_.rank() == 0) LLMKIT_INFO("resumed from %s at step %lld", resume_dir.c_str(), static_cast<long long>(s.step));
   }
+  if (zero3_) model_->shard();  // from here each rank holds its segment of the parameters
   if (comm_.rank() == 0) {
     LLMKIT_INFO("%s, global batch %lld rows of %d (%lld micro-batch%s of %d per rank, %d rank%s)", obj_.describe(*this).c_str(),
                 static_cast<long long>(global), opts_.seq_len, static_cast<long long>(accum_), accum_ == 1 ? "" : "es", opts_.micro_batch, R,
@@ -317,12 +325,14 @@ void Trainer::setup() {
     if (tp > 1) snprintf(split, sizeof split, " (this rank's slice: tensor parallel over %d ranks, %d data-parallel groups)", tp, R);
     if (sharded_)
       LLMKIT_INFO("%.2fM trainable parameters%s; optimizer state: %.2f MiB per rank (ZeRO-%d over %d ranks)", trainable, split, mib,
-                  zero2_ ? 2 : 1, R);
+                  zero3_ ? 3 : zero2_ ? 2 : 1, R);
     else
       LLMKIT_INFO("%.2fM trainable parameters%s; optimizer state: %.2f MiB per rank (not sharded)", trainable, split, mib);
     // The memory budget per rank, as the model counts it (the process's libraries and the data
     // come on top).
-    const double w = static_cast<double>(model_->num_params()) * (on_gpu() && opts_.precision == "bf16" ? 6 : 4) / (1 << 20);
+    // ZeRO-3: the tensors outside the blocks, one block's window and this rank's segment.
+    const double w = static_cast<double>(model_->weight_buffer_floats() + (zero3_ ? largest : 0)) *
+                     (on_gpu() && opts_.precision == "bf16" ? 6 : 4) / (1 << 20);
     // ZeRO-2: the model's window and the gradients outside the blocks, and this rank's segment.
     const double g = static_cast<double>(model_->grad_buffer_floats() + (zero2_ ? largest : 0)) * 4 / (1 << 20);
     const double a = static_cast<double>(model_->activation_bytes(opts_.micro_batch, opts_.seq_len)) / (1 << 20);
@@ -372,14 +382,12 @@ void Trainer::setup() {
 void Trainer::setup_optimizer() {
   const size_t n = model_->num_grads();
   const int R = dp_->size();
-  // NCCL between GPUs; MPI between CPUs (and for one rank, where nothing is exchanged). Over the
-  // data-parallel group: the gradients of the same slice of the model.
-  coll_ = on_gpu() && R > 1 ? make_nccl_collectives(*dp_) : make_mpi_collectives(*dp_);
   sharded_ = opts_.zero >= 1 && R > 1;
-  zero2_ = opts_.zero == 2 && R > 1;
+  zero2_ = opts_.zero >= 2 && R > 1;
+  zero3_ = opts_.zero == 3 && R > 1;
   if (zero2_ && n != model_->num_params())
-    throw UsageError("--zero 2 shards the gradients of a model trained whole: with frozen tensors (LoRA, a frozen base) "
-                     "give --zero 1, whose gradients are those of the trainable tensors only");
+    throw UsageError("--zero " + std::to_string(opts_.zero) + " shards the gradients of a model trained whole: with frozen tensors "
+                     "(LoRA, a frozen base) give --zero 1, whose gradients are those of the trainable tensors only");
   counts_ = sharded_ ? segment_counts(n, R) : std::vector<size_t>{n};
   lo_ = 0;
   for (int r = 0; sharded_ && r < dp_->rank(); ++r) lo_ += counts_[static_cast<size_t>(r)];
@@ -505,11 +513,15 @@ void Trainer::optimizer_step(double lr, float clip_scale, int64_t t) {
     if (!s.trainable()) continue;
     const size_t b = std::max(s.grad_offset, lo_), e = std::min(s.grad_offset + s.size, hi_);
     if (b >= e) continue;
-    be_->adamw(w + s.offset + (b - s.grad_offset), gradient(b), m_ + (b - lo_), v_ + (b - lo_), e - b, static_cast<float>(lr),
+    // ZeRO-3: this rank's segment of the weights (the two layouts are one: nothing is frozen).
+    float* p = zero3_ ? model_->weight_shard() + (b - lo_) : w + s.offset + (b - s.grad_offset);
+    be_->adamw(p, gradient(b), m_ + (b - lo_), v_ + (b - lo_), e - b, static_cast<float>(lr),
                static_cast<float>(opts_.beta1), static_cast<float>(opts_.beta2), static_cast<float>(opts_.eps),
                s.decay ? static_cast<float>(opts_.weight_decay) : 0.0f, t, clip_scale);
   }
-  if (sharded_) {
+  if (zero3_) {
+    model_->sync_replicated();  // the blocks' are gathered when they next run
+  } else if (sharded_) {
     if (model_->num_grads() == model_->num_params()) {
       coll_->all_gather(w, counts_);  // nothing frozen: the two layouts are one
     } else {
@@ -530,6 +542,7 @@ void Trainer::optimizer_step(double lr, float clip_scale, int64_t t) {
 // sharding: with ZeRO-1 the segments are gathered to it first.
 void Trainer::save(bool final) {
   stats_.add("checkpoints");
+  if (zero3_) model_->materialize();  // whole weights to write, for a moment
   obj_.before_save(*this);
   const bool root = comm_.rank() == 0;
   std::vector<float> m_copy, v_copy, m_all, v_all;
@@ -561,6 +574,7 @@ void Trainer::save(bool final) {
     g_saving_step = -1;
     LLMKIT_INFO("saved %s%s", dir.c_str(), final ? " (final)" : "");
   }
+  if (zero3_) model_->shard();
   comm_.barrier();
 }
 
@@ -676,7 +690,9 @@ int Trainer::run() {
                   static_cast<long long>(state_.step), static_cast<long long>(opts_.steps), loss, lr, norm, tps, 100 * mfu,
                   secs * 1000);
     if (opts_.eval_every > 0 && (state_.step % opts_.eval_every == 0 || state_.step == opts_.steps)) {
+      if (zero3_) model_->materialize();  // evaluations run unequal passes on the ranks
       nlohmann::json ev = obj_.evaluate(*this);
+      if (zero3_) model_->shard();
       if (ev.is_object() && !ev.empty()) {
         std::string l = "{\"step\":" + std::to_string(state_.step);
         for (auto it = ev.begin(); it != ev.end(); ++it) {
@@ -693,7 +709,11 @@ int Trainer::run() {
         }
       }
     }
-    if (opts_.sample_every > 0 && state_.step % opts_.sample_every == 0) obj_.sample(*this);
+    if (opts_.sample_every > 0 && state_.step % opts_.sample_every == 0) {
+      if (zero3_) model_->materialize();
+      obj_.sample(*this);
+      if (zero3_) model_->shard();
+    }
     if (opts_.stop_at > 0 && state_.step == opts_.stop_at && state_.step < opts_.steps) {
       save(false);
       if (comm_.rank() == 0) LLMKIT_INFO("stopped at step %lld (--stop-at); --resume continues", static_cast<long long>(state_.step));

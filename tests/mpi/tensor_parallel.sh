@@ -1,5 +1,5 @@
 # llm-pretrain --tp (Megatron-style tensor parallel): with the same global batch, tp=2 and
-# tp=2 x dp=2 (with ZeRO-2) follow the one-rank loss curve within 1e-5 relative over 20 steps (fp32, CPU) for
+# tp=2 x dp=2 (with ZeRO-3) follow the one-rank loss curve within 1e-5 relative over 20 steps (fp32, CPU) for
 # Llama (GQA, tied vocabulary-parallel embedding), GPT-2 (biases, learned positions) and BERT
 # (post-LN, masked-language modelling and next-sentence heads, validation accuracy); the
 # checkpoints hold whole tensors equal to the one-rank run's; a run stopped on one layout
@@ -43,11 +43,12 @@ for model in llama-tiny gpt2-mini.json; do
   expect_eq "$(json $name-tp2/step-00000020/trainer_state.json 'j["world_size"], j["tensor_parallel"]')" "1 2" "$name: trainer state of --tp 2"
 done
 
-# tp=2 x dp=2 on 4 ranks, with ZeRO-2 over the data-parallel groups.
-run mpirun -np 4 llm-pretrain --model llama-tiny $common --tp 2 --zero 2 --out tp2dp2
+# tp=2 x dp=2 on 4 ranks, with ZeRO-3 over the data-parallel groups (the parameters, gradients
+# and moments of each slice sharded over its group).
+run mpirun -np 4 llm-pretrain --model llama-tiny $common --tp 2 --zero 3 --out tp2dp2
 expect_rc 0 "--tp 2 on 4 ranks"
 expect_err_contains "tensor parallel over 2 ranks, 2 data-parallel groups"
-expect_err_contains "(ZeRO-2 over 2 ranks)"
+expect_err_contains "(ZeRO-3 over 2 ranks)"
 result=$(compare_losses llama-tiny-one/metrics.jsonl tp2dp2/metrics.jsonl 1e-5)
 echo "--tp 2 x dp 2 against one rank: worst relative loss difference ${result##* }"
 expect_eq "${result% *}" "True True" "--tp 2 x dp 2 follows one rank (${result##* })"

@@ -1,7 +1,8 @@
-# llm-pretrain --zero 1 (ZeRO-1: AdamW's moments sharded over the ranks) and --zero 2 (ZeRO-2:
-# and the summed gradients, each block's reduced as its backward ends): on 2 and 3 ranks they
+# llm-pretrain --zero 1 (ZeRO-1: AdamW's moments sharded over the ranks), --zero 2 (ZeRO-2:
+# and the summed gradients, each block's reduced as its backward ends) and --zero 3 (ZeRO-3: and
+# the parameters, each block's gathered before it runs): on 2 and 3 ranks they
 # follow --zero 0 step for step (relative 1e-5) to the same weights and moments, log the
-# optimizer state and gradients they keep per rank, write checkpoints that --zero 0 on one rank
+# optimizer state, gradients and weights they keep per rank, write checkpoints that --zero 0 on one rank
 # resumes and resume theirs; on one rank they are --zero 0 exactly.
 . "$(dirname "$0")/../cli/lib.sh"
 command -v mpirun >/dev/null || { echo "mpirun not found: skipped"; exit 77; }
@@ -22,7 +23,7 @@ for np in 2 3; do
   run mpirun -np $np llm-pretrain $common --zero 0 --out np$np-z0
   expect_rc 0 "-np $np --zero 0"
   expect_err_contains "(not sharded)"
-  for z in 1 2; do
+  for z in 1 2 3; do
     run mpirun -np $np llm-pretrain $common --zero $z --out np$np-z$z
     expect_rc 0 "-np $np --zero $z"
     expect_err_contains "(ZeRO-$z over $np ranks)"
@@ -77,7 +78,24 @@ expect_rc 0 "--zero 1 -np 2 resumes it"
 result=$(compare_losses one/metrics.jsonl z0-then-z1/metrics.jsonl 1e-4)
 expect_eq "${result% *}" "True True" "--zero 0 -np 1 then --zero 1 -np 2 follow the uninterrupted run (${result##* })"
 
-# Saved by ZeRO-2 on 3 ranks at step 10, resumed by one rank without it.
+# Weights: --zero 3 keeps the tensors outside the blocks, one block's window and its segment.
+w0=$(grep -o 'weights [0-9.]* MiB' "$T/err" | grep -o '[0-9.]*')
+run mpirun -np 2 llm-pretrain $common --zero 3 --steps 1 --out mem-z3
+w3=$(grep -o 'weights [0-9.]* MiB' "$T/err" | grep -o '[0-9.]*')
+echo "weights per rank on 2 ranks: $w0 MiB with --zero 2, $w3 MiB with --zero 3 (from the layout: ${r#* * })"
+expect_eq "$w3" "$g2" "--zero 3 holds as many weights as --zero 2 gradients: one block's and half the rest"
+expect_eq "$w0" "$g0" "--zero 2 holds all the weights"
+
+# Saved by ZeRO-2 on 3 ranks at step 10, resumed by one rank without it; one rank's checkpoint
+# resumed by ZeRO-3 on 2 ranks, with validation and samples (whole weights for a moment).
+run llm-pretrain $common --stop-at 10 --out z0-then-z3
+expect_rc 0 "one rank, --stop-at 10"
+run mpirun -np 2 llm-pretrain $common --zero 3 --out z0-then-z3 --resume --val shards/train-00000.tok --eval-every 5 --sample-every 10 --tokenizer tok.model
+expect_rc 0 "--zero 3 -np 2 resumes it"
+expect_err_contains "step    20  sample:"
+result=$(compare_losses one/metrics.jsonl z0-then-z3/metrics.jsonl 1e-4)
+expect_eq "${result% *}" "True True" "one rank then --zero 3 -np 2 follow the uninterrupted run (${result##* })"
+
 run mpirun -np 3 llm-pretrain $common --zero 2 --stop-at 10 --out z2-then-z0
 expect_rc 0 "--zero 2 -np 3 --stop-at 10"
 run llm-pretrain $common --zero 0 --out z2-then-z0 --resume
@@ -85,7 +103,7 @@ expect_rc 0 "--zero 0 -np 1 resumes it"
 result=$(compare_losses np3-z2/metrics.jsonl z2-then-z0/metrics.jsonl 1e-4)
 expect_eq "${result% *}" "True True" "--zero 2 -np 3 then --zero 0 -np 1 follow the uninterrupted run (${result##* })"
 
-run llm-pretrain $common --zero 3 --out bad
-expect_rc 2 "--zero 3"
-expect_err_contains "--zero must be 0, 1 or 2"
+run llm-pretrain $common --zero 4 --out bad
+expect_rc 2 "--zero 4"
+expect_err_contains "--zero must be 0, 1, 2 or 3"
 finish

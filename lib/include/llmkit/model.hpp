@@ -200,6 +200,12 @@ struct ModelOptions {
   // backward pass no longer accumulate into the next one's in the blocks. The gradients before
   // and after the blocks (embeddings, heads, adapters) keep their own places.
   bool gradient_window = false;
+  // ZeRO-3 over these data-parallel collectives (null: off): after shard(), each rank holds its
+  // segment of the flat parameters (segment_counts over the ranks) and the tensors outside the
+  // blocks whole; a block's parameters are gathered into a window just before its forward and
+  // its backward. Every parameter must be trained (the weights' and gradients' layouts are then
+  // one), and every rank must run the same forward and backward passes while sharded.
+  Collectives* zero3 = nullptr;
 };
 
 class Model {
@@ -225,7 +231,19 @@ class Model {
   float* grad_at(size_t offset);
   size_t grad_buffer_floats() const { return grad_floats_; }
   size_t num_trainable_unpadded() const;
-  float* weights() { return w_; }
+  float* weights() { return w_; }  // all of them, unless sharded (ZeRO-3)
+  // ---- ZeRO-3 (ModelOptions::zero3) ----
+  // shard(): keep this rank's segment [begin, end) of the flat parameters (weight_shard()), the
+  // tensors before and after the blocks whole, and a window of one block; release the rest.
+  // materialize(): gather every rank's segment back into whole weights (for evaluation,
+  // sampling, checkpoints). Both collective. sync_replicated(): after the segments changed (an
+  // optimizer step), the tensors outside the blocks again from their owners' segments.
+  void shard();
+  void materialize();
+  void sync_replicated();
+  bool sharded() const { return sharded_; }
+  float* weight_shard() { return wshard_; }
+  size_t weight_buffer_floats() const { return sharded_ ? wfloats_ : total_; }  // weights() holds
   float* grads() { return g_; }
   // Whether some matrices are ggml blocks (ModelOptions::weight_types), and the bytes of all
   // weights as held (fp32 values and blocks): what a forward pass reads.
@@ -409,6 +427,15 @@ class Model {
   std::vector<ParamSpec> specs_;
   size_t total_ = 0, total_grads_ = 0;
   size_t window_ = 0, grad_floats_ = 0;  // the gradient window's floats (0: none), and grads()'s
+  // ZeRO-3: sharded or whole; the segments; this rank's; the weights' window (the largest
+  // block's floats) and the floats of the compact buffer (before the blocks, window, after).
+  bool sharded_ = false;
+  std::vector<size_t> seg_counts_;
+  size_t seg_lo_ = 0, seg_hi_ = 0, wwindow_ = 0, wfloats_ = 0;
+  float* wshard_ = nullptr;
+  int fetched_ = -1;  // the block in the window
+  float* weight_at(size_t offset);  // where the weight of a flat offset is held now
+  void fetch_block(int layer);      // a block's parameters into the window (sharded only; collective)
   void layout_grads();
   float* w_ = nullptr;
   float* g_ = nullptr;

@@ -170,7 +170,7 @@ class Trainer {
   bool sharded_ = false;
   // ZeRO-2: the gradients of [lo_, hi_) summed over the data-parallel group and the step's
   // micro-batches, in the backend's memory (the model holds one block's gradients at a time).
-  bool zero2_ = false;
+  bool zero2_ = false, zero3_ = false;  // ZeRO-3: the model's parameters sharded too
   float* gshard_ = nullptr;
   void reduce_into_shard(size_t offset, size_t n);
   const float* gradient(size_t offset);  // of [lo_, hi_), wherever the step's sum is
