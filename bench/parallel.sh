@@ -21,15 +21,8 @@ work=$(mktemp -d /tmp/llmkit-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 
-python3 - "$work/tokens.bin" <<'PY'
-import random, struct, sys
-rng = random.Random(1)
-n = 200000
-with open(sys.argv[1], "wb") as f:
-    h = [0] * 256; h[0] = 20240520; h[1] = 1; h[2] = n
-    f.write(struct.pack("<256i", *h))
-    f.write(struct.pack("<%dH" % n, *(rng.randrange(4000) for _ in range(n))))
-PY
+. "$(dirname "$0")/lib.sh"
+random_tokens "$work/tokens.bin" 200000
 
 model=llama-25m seq=128 micro=4 batch=8
 echo "$model, global batch $batch rows of $seq (micro-batch $micro), fp32 on the CPU, $(nproc) cores"

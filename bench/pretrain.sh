@@ -14,17 +14,8 @@ steps=${LLMKIT_BENCH_STEPS:-6}
 work=$(mktemp -d /tmp/llmkit-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-# Random tokens below 4000 (every preset's vocabulary holds them) in an llm.c .bin file: the
-# speed depends on the model's vocabulary, not on which ids the data uses.
-python3 - "$work/tokens.bin" <<'PY'
-import random, struct, sys
-rng = random.Random(1)
-n = 400000
-with open(sys.argv[1], "wb") as f:
-    h = [0] * 256; h[0] = 20240520; h[1] = 1; h[2] = n
-    f.write(struct.pack("<256i", *h))
-    f.write(struct.pack("<%dH" % n, *(rng.randrange(4000) for _ in range(n))))
-PY
+. "$(dirname "$0")/lib.sh"
+random_tokens "$work/tokens.bin" 400000
 
 # A WordPiece vocabulary of bert-base's size (30522 pieces, the specials where BERT's are) for
 # the masked-language-model run.

@@ -4,7 +4,7 @@ set -eu
 bin=$(cd "${1:?usage: run-all.sh BIN_DIR}" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 for b in "$here"/*.sh; do
-  case "$(basename "$b")" in run-all.sh) continue ;; esac
+  case "$(basename "$b")" in run-all.sh | lib.sh) continue ;; esac
   echo "== $(basename "$b" .sh)"
   sh "$b" "$bin"
 done

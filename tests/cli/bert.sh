@@ -4,20 +4,7 @@
 # the checkpoint is BertForMaskedLM's, and the wrong model or objective is refused.
 . "$(dirname "$0")/lib.sh"
 
-python3 - <<'PY'
-import glob, json, re
-docs = []
-for p in sorted(glob.glob("/usr/share/common-licenses/*")):
-    try:
-        t = open(p, errors="replace").read()
-    except OSError:
-        continue
-    docs += [x for x in (re.sub(r"\s+", " ", x).strip() for x in t.split("\n\n")) if len(x) > 100]
-with open("docs.jsonl", "w") as f:
-    for d in docs:
-        f.write(json.dumps({"text": d}) + "\n")
-print(len(docs))
-PY
+licence_docs docs.jsonl
 [ "$(wc -l < docs.jsonl)" -gt 300 ] && ok || fail "too little licence text in /usr/share/common-licenses"
 run llm-tok train --model-type wordpiece -o vocab.txt --vocab-size 1000 docs.jsonl
 expect_rc 0 "wordpiece vocabulary"

@@ -97,6 +97,24 @@ for name in a:
 print(ok and worst < float(sys.argv[3]), f"{worst:.2e}")
 PY
 }
+# licence_docs FILE: Debian's licence texts (/usr/share/common-licenses) as JSONL, one paragraph
+# of more than 100 characters per row; prints the number of rows.
+licence_docs() {
+  python3 - "$1" <<'PY'
+import glob, json, re, sys
+docs = []
+for p in sorted(glob.glob("/usr/share/common-licenses/*")):
+    try:
+        t = open(p, errors="replace").read()
+    except OSError:
+        continue
+    docs += [x for x in (re.sub(r"\s+", " ", x).strip() for x in t.split("\n\n")) if len(x) > 100]
+with open(sys.argv[1], "w") as f:
+    for d in docs:
+        f.write(json.dumps({"text": d}) + "\n")
+print(len(docs))
+PY
+}
 json() { python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"; }
 # jsonl_field FILE EXPR: one line per document, EXPR over `d`.
 jsonl() { python3 -c "import json,sys

@@ -76,19 +76,7 @@ expect_eq "${result% *}" "True True" "one rank then --tp 2 x dp 2 follow the one
 # BERT (post-LN: each branch's gradient is summed over the ranks before the residual's is added)
 # with masked-language modelling and the next-sentence head: the same losses, validation
 # accuracy (the greedy token over the vocabulary shards) and next-sentence figures.
-python3 - <<'PY'
-import glob, json, re
-docs = []
-for p in sorted(glob.glob("/usr/share/common-licenses/*")):
-    try:
-        t = open(p, errors="replace").read()
-    except OSError:
-        continue
-    docs += [x for x in (re.sub(r"\s+", " ", x).strip() for x in t.split("\n\n")) if len(x) > 100]
-with open("licences.jsonl", "w") as f:
-    for d in docs:
-        f.write(json.dumps({"text": d}) + "\n")
-PY
+licence_docs licences.jsonl > /dev/null
 run llm-tok train --model-type wordpiece -o vocab.txt --vocab-size 1000 licences.jsonl
 run llm-tok encode -m vocab.txt --val-fraction 0.1 -o bshards licences.jsonl
 expect_rc 0 "WordPiece shards"
