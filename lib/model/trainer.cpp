@@ -221,9 +221,8 @@ Trainer::Trainer(const TrainerOptions& opts, Objective& objective, Stats& stats)
       be_(make_backend(opts.device, opts.precision, comm_.local_rank())) {
   const int W = comm_.size(), tp = static_cast<int>(opts_.tp);
   if (W % tp)
-    throw UsageError("--tp " + std::to_string(tp) + ": the " + std::to_string(W) + " ranks are not whole tensor-parallel groups of " +
-                     std::to_string(tp) + " (the world is data-parallel x tensor-parallel ranks: run a multiple of " +
-                     std::to_string(tp) + " ranks)");
+    throw UsageError("--tp " + std::to_string(tp) + " needs a multiple of " + std::to_string(tp) + " MPI ranks (the world is " +
+                     "data-parallel x tensor-parallel ranks); this run has " + std::to_string(W));
   tp_ = comm_.split(comm_.rank() / tp, comm_.rank() % tp);
   dp_ = comm_.split(comm_.rank() % tp, comm_.rank() / tp);
   tp_coll_ = on_gpu() && tp > 1 ? make_nccl_collectives(*tp_) : make_mpi_collectives(*tp_);

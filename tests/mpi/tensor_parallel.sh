@@ -104,7 +104,7 @@ expect_eq "${result% *}" "True True" "BERT: --tp 2 follows one rank in training 
 # The layouts that do not split.
 run mpirun -np 3 llm-pretrain --model llama-tiny $common --tp 2 --out bad-world
 expect_rc 2 "--tp 2 on 3 ranks"
-expect_err_contains "the 3 ranks are not whole tensor-parallel groups of 2"
+expect_err_contains "--tp 2 needs a multiple of 2 MPI ranks (the world is data-parallel x tensor-parallel ranks); this run has 3"
 run mpirun -np 4 llm-pretrain --model llama-tiny $common --tp 4 --out bad-kv
 expect_rc 2 "--tp 4 with 2 key/value heads"
 expect_err_contains "2 key/value heads (grouped-query attention) do not split over 4 ranks"
