@@ -915,21 +915,14 @@ void Model::layout_grads() {
   while (grad_layer_begin_.size() < layer_begin_.size()) grad_layer_begin_.push_back(total_grads_);
   // The gradient window (ZeRO-2): the blocks' ranges share one buffer of the largest one's size,
   // between the gradients before the blocks and those after them.
-  window_ = 0;
-  for (size_t l = 0; opts_.gradient_window && l + 1 < grad_layer_begin_.size(); ++l)
-    window_ = std::max(window_, grad_layer_begin_[l + 1] - grad_layer_begin_[l]);
-  grad_floats_ = opts_.gradient_window ? total_grads_ - (grad_layer_begin_.back() - grad_layer_begin_.front()) + window_ : total_grads_;
+  window_ = opts_.gradient_window ? largest_block(grad_layer_begin_) : 0;
+  grad_floats_ = opts_.gradient_window ? windowed(grad_layer_begin_, window_, total_grads_) : total_grads_;
   if (g_) be_.release(g_);
   g_ = be_.alloc(std::max<size_t>(grad_floats_, 1));
 }
 
 float* Model::grad_at(size_t offset) {
-  if (!opts_.gradient_window) return g_ + offset;
-  const size_t first = grad_layer_begin_.front(), end = grad_layer_begin_.back();
-  if (offset < first) return g_ + offset;
-  if (offset >= end) return g_ + first + window_ + (offset - end);
-  const size_t l = static_cast<size_t>(std::upper_bound(grad_layer_begin_.begin(), grad_layer_begin_.end(), offset) - grad_layer_begin_.begin()) - 1;
-  return g_ + first + (offset - grad_layer_begin_[l]);
+  return g_ + (opts_.gradient_window ? windowed(grad_layer_begin_, window_, offset) : offset);
 }
 
 size_t Model::num_trainable_unpadded() const {
@@ -1129,11 +1122,13 @@ void Model::layer_forward(int l, LayerActs& a, float* out, int N, AttentionSite&
   L.norm2.forward(be_, out, a.mean2, a.rstd2, a.h1, N);
 }
 
-// The MLP's backward from d(its output) dy: its weights' gradients, and d(h2) added into dx.
+// The MLP's backward from d(its output) dy: its weights' gradients, and d(h2) written into dx
+// (summed over the tensor-parallel ranks, each of which holds some of the units).
 void Model::mlp_backward(int l, LayerActs& a, const float* dy, float* dx, int N) {
   const Layer& L = layers_[static_cast<size_t>(l)];
   Top& t = *top_;
-  const size_t NF = static_cast<size_t>(N) * ffn_l_;
+  const size_t NF = static_cast<size_t>(N) * ffn_l_, NC = static_cast<size_t>(N) * cfg_.dim;
+  be_.zero(dx, NC);
   be_.zero(t.datt, NF);
   linear_backward(L.mlp_out, t.datt, dy, a.act, N, a.mid_out);
   if (cfg_.family == ModelConfig::Family::llama) {
@@ -1144,19 +1139,24 @@ void Model::mlp_backward(int l, LayerActs& a, const float* dy, float* dx, int N)
     be_.gelu_backward(t.df1, t.datt, a.f1, NF, cfg_.gelu_erf);
     linear_backward(L.mlp_in, dx, t.df1, a.h2, N, a.mid_in);
   }
+  tp_reduce(dx, NC);
 }
 
 // The attention's backward from d(xmid) dy: o, the attention, q, k and v from `in` (their
-// input), d(in) added into dx.
+// input), d(in) written into dx (summed over the tensor-parallel ranks, each of which holds some
+// of the heads).
 void Model::attention_backward(int l, LayerActs& a, AttentionSite& site, const float* dy, const float* in, float* dx, int N) {
   const Layer& L = layers_[static_cast<size_t>(l)];
   Top& t = *top_;
+  const size_t NC = static_cast<size_t>(N) * cfg_.dim;
+  be_.zero(dx, NC);
   be_.zero(t.datt, static_cast<size_t>(N) * L.o.in);
   linear_backward(L.o, t.datt, dy, a.att, N, a.mid_o);
   site.backward(l, a, t.datt, t.dq, t.dk, t.dv, N);
   linear_backward(L.q, dx, t.dq, in, N, a.mid_q);
   linear_backward(L.k, dx, t.dk, in, N, a.mid_k);
   linear_backward(L.v, dx, t.dv, in, N, a.mid_v);
+  tp_reduce(dx, NC);  // the heads' parts, summed over the tensor-parallel ranks
 }
 
 // Given d(out) in dres, leaves d(x) there and accumulates the block's weight gradients.
@@ -1166,40 +1166,23 @@ void Model::layer_backward(int l, LayerActs& a, int N, AttentionSite& site, bool
   const size_t NC = static_cast<size_t>(N) * cfg_.dim;
   if (recompute) mlp_hidden(L, a, N);
   if (cfg_.encoder()) {
-    // out = norm2(h1): d(h1) in tmp, which reaches h2 unchanged (dres) and through the MLP.
-    // Under tensor parallelism the branch's part of d(input) is all-reduced before the
-    // residual's (replicated) is added.
-    const bool tp = opts_.tp.on();
+    // out = norm2(h1): d(h1) in tmp, which reaches h2 unchanged and through the MLP.
     be_.zero(t.tmp, NC);
     L.norm2.backward(be_, t.tmp, t.dres, a.h1, a.mean2, a.rstd2, N);
-    if (tp) be_.zero(t.dres, NC);
-    else be_.copy(t.dres, t.tmp, NC);
     mlp_backward(l, a, t.tmp, t.dres, N);
-    if (tp) {
-      tp_reduce(t.dres, NC);
-      be_.accumulate(t.dres, t.tmp, NC);
-    }
+    be_.accumulate(t.dres, t.tmp, NC);
     // h2 = norm1(xmid): d(xmid) in tmp, which reaches x unchanged and through the attention.
     be_.zero(t.tmp, NC);
     L.norm1.backward(be_, t.tmp, t.dres, a.xmid, a.mean1, a.rstd1, N);
-    if (tp) be_.zero(t.dres, NC);
-    else be_.copy(t.dres, t.tmp, NC);
     attention_backward(l, a, site, t.tmp, a.x, t.dres, N);
-    if (tp) {
-      tp_reduce(t.dres, NC);
-      be_.accumulate(t.dres, t.tmp, NC);
-    }
+    be_.accumulate(t.dres, t.tmp, NC);
     return;
   }
   // MLP: out = xmid + mlp(h2); dres reaches xmid unchanged and through the MLP and norm2.
-  be_.zero(t.tmp, NC);
   mlp_backward(l, a, t.dres, t.tmp, N);
-  tp_reduce(t.tmp, NC);  // d(h2): the sum of the ranks' parts (tensor parallel)
   L.norm2.backward(be_, t.dres, t.tmp, a.xmid, a.mean2, a.rstd2, N);
   // Attention: xmid = x + o(att); dres reaches x unchanged and through o, attention, q/k/v, norm1.
-  be_.zero(t.tmp, NC);
   attention_backward(l, a, site, t.dres, a.h1, t.tmp, N);
-  tp_reduce(t.tmp, NC);
   L.norm1.backward(be_, t.dres, t.tmp, a.x, a.mean1, a.rstd1, N);
 }
 
@@ -1236,14 +1219,14 @@ void Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T,
   tokens_.assign(tokens, tokens + N);
   if (targets) targets_.assign(targets, targets + N);
   else targets_.assign(static_cast<size_t>(N), -1);
-  if (opts_.tp.on()) {  // as rows of this rank's vocabulary shard, -1 for another rank's
-    auto local = [&](int32_t id) { return id >= vocab_lo_ && id < vocab_lo_ + vocab_l_ ? id - vocab_lo_ : -1; };
-    tokens_l_.resize(static_cast<size_t>(N));
-    targets_l_.resize(static_cast<size_t>(N));
-    for (size_t n = 0; n < static_cast<size_t>(N); ++n) {
-      tokens_l_[n] = local(tokens_[n]);
-      targets_l_[n] = targets_[n] < 0 ? -1 : local(targets_[n]);
-    }
+  // As rows of this rank's vocabulary shard, -1 for another rank's (the same ids without
+  // tensor parallelism).
+  auto local = [&](int32_t id) { return id >= vocab_lo_ && id < vocab_lo_ + vocab_l_ ? id - vocab_lo_ : -1; };
+  tokens_l_.resize(static_cast<size_t>(N));
+  targets_l_.resize(static_cast<size_t>(N));
+  for (size_t n = 0; n < static_cast<size_t>(N); ++n) {
+    tokens_l_[n] = local(tokens_[n]);
+    targets_l_[n] = targets_[n] < 0 ? -1 : local(targets_[n]);
   }
   starts_.clear();
   if (starts) {
@@ -1288,23 +1271,16 @@ void Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T,
 void Model::embed_forward(float* x0, int B, int T, const int32_t* st) {
   Top& t = *top_;
   const int N = B * T, C = cfg_.dim;
-  if (opts_.tp.on()) {
-    float* sum = cfg_.encoder() ? t.emb : x0;
-    be_.embedding_forward(sum, tokens_l_.data(), t.wte, opts_.tp.rank == 0 ? t.wpe : nullptr, B, T, C, st);
-    tp_reduce(sum, static_cast<size_t>(N) * C);
-    if (!cfg_.encoder()) return;
-    be_.embedding_forward(t.tmp, types_.data(), t.wtt, nullptr, B, T, C);
-    be_.accumulate(t.emb, t.tmp, static_cast<size_t>(N) * C);
-    return t.emb_norm.forward(be_, x0, t.mean_emb, t.rstd_emb, t.emb, N);
-  }
   if (t.qwte.data) {
     std::vector<int32_t> pos(static_cast<size_t>(N));
     for (int n = 0; n < N; ++n) pos[static_cast<size_t>(n)] = n % T - (st ? st[n] : 0);
     be_.embedding_quant(x0, tokens_.data(), pos.data(), t.qwte, t.wpe, N, C);
     return;
   }
-  if (!cfg_.encoder()) return be_.embedding_forward(x0, tokens_.data(), t.wte, t.wpe, B, T, C, st);
-  be_.embedding_forward(t.emb, tokens_.data(), t.wte, t.wpe, B, T, C, st);
+  float* sum = cfg_.encoder() ? t.emb : x0;
+  be_.embedding_forward(sum, tokens_l_.data(), t.wte, opts_.tp.rank == 0 ? t.wpe : nullptr, B, T, C, st);
+  tp_reduce(sum, static_cast<size_t>(N) * C);
+  if (!cfg_.encoder()) return;
   be_.embedding_forward(t.tmp, types_.data(), t.wtt, nullptr, B, T, C);
   be_.accumulate(t.emb, t.tmp, static_cast<size_t>(N) * C);
   t.emb_norm.forward(be_, x0, t.mean_emb, t.rstd_emb, t.emb, N);
@@ -1316,7 +1292,7 @@ void Model::embed_forward(float* x0, int B, int T, const int32_t* st) {
 void Model::embed_backward(int B, int T, const int32_t* st) {
   Top& t = *top_;
   const int N = B * T, C = cfg_.dim;
-  const int32_t* tokens = opts_.tp.on() ? tokens_l_.data() : tokens_.data();
+  const int32_t* tokens = tokens_l_.data();
   if (!cfg_.encoder()) return be_.embedding_backward(t.dwte, t.dwpe, t.dres, tokens, B, T, C, st);
   be_.zero(t.tmp, static_cast<size_t>(N) * C);
   t.emb_norm.backward(be_, t.tmp, t.dres, t.emb, t.mean_emb, t.rstd_emb, N);
@@ -1379,15 +1355,12 @@ void Model::backward(const float* dlogp_host, const float* dvalue_host, const Di
   be_.zero(t.tmp, NC);  // d(final hidden state)
   if (dlogp_host) {
     if (!opts_.lm_head) throw Error("", "backward: d(logp) for a model without an LM head");
-    if (tp) {
-      // A shard's rows get -dlogp softmax whatever rank holds the target: ignored rows carry 0.
-      std::vector<float> d(dlogp_host, dlogp_host + N);
-      for (int n = 0; n < N; ++n)
-        if (targets_[static_cast<size_t>(n)] < 0) d[static_cast<size_t>(n)] = 0.0f;
-      be_.upload(t.dlogp, d.data(), static_cast<size_t>(N));
-    } else {
-      be_.upload(t.dlogp, dlogp_host, static_cast<size_t>(N));
-    }
+    // Ignored rows carry 0 (a vocabulary shard's rows get -dlogp softmax whatever rank holds
+    // the target, so the target's -1 there does not tell them apart).
+    std::vector<float> d(dlogp_host, dlogp_host + N);
+    for (size_t n = 0; n < static_cast<size_t>(N); ++n)
+      if (targets_[n] < 0) d[n] = 0.0f;
+    be_.upload(t.dlogp, d.data(), static_cast<size_t>(N));
     // The logits become their gradient in place (the forward's logits are not needed again).
     if (kd && tp) throw UsageError("distillation (--teacher) is not tensor-parallel: give --tp 1");
     if (tp) {

@@ -15,15 +15,22 @@
 
 namespace llmkit {
 
-float* Model::weight_at(size_t offset) {
-  if (!sharded_) return w_ + offset;
-  const size_t first = layer_begin_.front(), end = layer_begin_.back();
-  if (offset < first) return w_ + offset;
-  if (offset >= end) return w_ + first + wwindow_ + (offset - end);
-  // Every block's tensors are bound to the window: only the fetched block's values are there.
-  const size_t l = static_cast<size_t>(std::upper_bound(layer_begin_.begin(), layer_begin_.end(), offset) - layer_begin_.begin()) - 1;
-  return w_ + first + (offset - layer_begin_[l]);
+size_t Model::largest_block(const std::vector<size_t>& begins) {
+  size_t n = 0;
+  for (size_t l = 0; l + 1 < begins.size(); ++l) n = std::max(n, begins[l + 1] - begins[l]);
+  return n;
 }
+
+size_t Model::windowed(const std::vector<size_t>& begins, size_t window, size_t offset) {
+  const size_t first = begins.front(), end = begins.back();
+  if (offset < first) return offset;
+  if (offset >= end) return first + window + (offset - end);
+  const size_t l = static_cast<size_t>(std::upper_bound(begins.begin(), begins.end(), offset) - begins.begin()) - 1;
+  return first + (offset - begins[l]);
+}
+
+// Every block's tensors are bound to the window: only the fetched block's values are there.
+float* Model::weight_at(size_t offset) { return w_ + (sharded_ ? windowed(layer_begin_, wwindow_, offset) : offset); }
 
 namespace {
 
@@ -39,16 +46,15 @@ std::vector<size_t> pieces(const std::vector<size_t>& counts, size_t begin, size
 void Model::shard() {
   if (!opts_.zero3) throw Error("", "internal: shard() of a model without ZeRO-3");
   if (sharded_) return;
-  if (total_grads_ != total_ || qtotal_) throw UsageError("--zero 3 shards a model trained whole: with frozen or quantized tensors give --zero 1");
+  if (total_grads_ != total_ || qtotal_) throw Error("", "internal: ZeRO-3 of a model with frozen or quantized tensors");
   Collectives& c = *opts_.zero3;
   seg_counts_ = segment_counts(total_, c.size());
   seg_lo_ = 0;
   for (int r = 0; r < c.rank(); ++r) seg_lo_ += seg_counts_[static_cast<size_t>(r)];
   seg_hi_ = seg_lo_ + seg_counts_[static_cast<size_t>(c.rank())];
   const size_t first = layer_begin_.front(), end = layer_begin_.back();
-  wwindow_ = 0;
-  for (size_t l = 0; l + 1 < layer_begin_.size(); ++l) wwindow_ = std::max(wwindow_, layer_begin_[l + 1] - layer_begin_[l]);
-  wfloats_ = first + wwindow_ + (total_ - end);
+  wwindow_ = largest_block(layer_begin_);
+  wfloats_ = windowed(layer_begin_, wwindow_, total_);
   if (!wshard_) wshard_ = be_.alloc(std::max<size_t>(1, seg_hi_ - seg_lo_));
   be_.copy(wshard_, w_ + seg_lo_, seg_hi_ - seg_lo_);
   float* compact = be_.alloc(std::max<size_t>(1, wfloats_));

@@ -230,6 +230,11 @@ class Model {
   // (the block whose backward ran last). Floats grads() holds.
   float* grad_at(size_t offset);
   size_t grad_buffer_floats() const { return grad_floats_; }
+  // Whether a gradient offset is a block's, held in the window (overwritten by the next block's
+  // backward); the others add up over backward passes until zero_grad().
+  bool in_gradient_window(size_t offset) const {
+    return opts_.gradient_window && offset >= grad_layer_begin_.front() && offset < grad_layer_begin_.back();
+  }
   size_t num_trainable_unpadded() const;
   float* weights() { return w_; }  // all of them, unless sharded (ZeRO-3)
   // ---- ZeRO-3 (ModelOptions::zero3) ----
@@ -435,6 +440,12 @@ class Model {
   float* wshard_ = nullptr;
   int fetched_ = -1;  // the block in the window
   float* weight_at(size_t offset);  // where the weight of a flat offset is held now
+  // The windows' compact layout (gradients under ZeRO-2, weights under ZeRO-3), for blocks that
+  // start at begins[l] and end at begins.back(): [before the blocks | one block | after them].
+  // The largest block's size, and where offset `offset` of the flat layout is held in it (a
+  // block's offsets all map into the one window).
+  static size_t largest_block(const std::vector<size_t>& begins);
+  static size_t windowed(const std::vector<size_t>& begins, size_t window, size_t offset);
   void fetch_block(int layer);      // a block's parameters into the window (sharded only; collective)
   void layout_grads();
   float* w_ = nullptr;
