@@ -181,13 +181,12 @@ void Model::argmax(int32_t* out) {
   // equals, as the ranks hold the vocabulary in order.
   const int valid = std::clamp(cfg_.vocab_size - vocab_lo_, 0, vocab_l_), R = opts_.tp.size, me = opts_.tp.rank;
   const size_t n = static_cast<size_t>(N);
-  std::vector<int32_t> best(n, 0);
-  if (valid > 0) be_.argmax(best.data(), acts_.logits, N, valid, vocab_l_);
-  const float* logits = logits_on_host();
-  std::vector<float> all(2 * n * static_cast<size_t>(R));
+  std::vector<int32_t> best(n);
+  std::vector<float> value(n), all(2 * n * static_cast<size_t>(R));
+  be_.argmax(best.data(), acts_.logits, N, valid, vocab_l_, value.data());
   float* mine = all.data() + 2 * n * static_cast<size_t>(me);
   for (size_t i = 0; i < n; ++i) {
-    mine[2 * i] = valid > 0 ? logits[i * static_cast<size_t>(vocab_l_) + static_cast<size_t>(best[i])] : -std::numeric_limits<float>::infinity();
+    mine[2 * i] = value[i];
     mine[2 * i + 1] = static_cast<float>(vocab_lo_ + best[i]);  // exact: vocabularies are below 2^24
   }
   opts_.tp.comm->allgatherv(all.data(), std::vector<size_t>(static_cast<size_t>(R), 2 * n));

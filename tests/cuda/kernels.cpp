@@ -413,10 +413,11 @@ void test_crossentropy(Backend& cpu, Backend& gpu, std::mt19937& rng, int N, int
     for (int j = 0; j < Vp; ++j) l[static_cast<size_t>(j)] = 1.0f;
     gpu.upload(logits.dev, l.data(), l.size());
     std::vector<int32_t> a(static_cast<size_t>(N)), b(a.size());
-    cpu.argmax(a.data(), l.data(), N, V, Vp);
-    gpu.argmax(b.data(), logits.dev, N, V, Vp);
+    std::vector<float> va(a.size()), vb(a.size());
+    cpu.argmax(a.data(), l.data(), N, V, Vp, va.data());
+    gpu.argmax(b.data(), logits.dev, N, V, Vp, vb.data());
     ++checks;
-    const bool same = a == b && a[0] == 0;
+    const bool same = a == b && a[0] == 0 && va == vb && va[0] == 1.0f;
     std::printf("%-58s %s\n", ("  argmax " + s).c_str(), same ? "ok" : "FAILED");
     failures += !same;
     gpu.upload(logits.dev, logits.cpu.data(), logits.cpu.size());

@@ -841,6 +841,16 @@ TEST_CASE("ops: crossentropy over vocabulary shards", "[ops]") {
   be->logsumexp(none.data(), shards[1].data(), N, 0, half);  // a shard of padding only
   CHECK(std::isinf(none[0]));
   CHECK(none[0] < 0);
+  // The greedy token of each shard with its logit, which the ranks compare.
+  std::vector<int32_t> best(N);
+  vf value(N);
+  be->argmax(best.data(), shards[0].data(), N, half, half, value.data());
+  for (int n = 0; n < N; ++n) {
+    CHECK(value[n] == *std::max_element(shards[0].begin() + n * half, shards[0].begin() + (n + 1) * half));
+    CHECK(value[n] == shards[0][n * half + best[n]]);
+  }
+  be->argmax(best.data(), shards[1].data(), N, 0, half, value.data());
+  CHECK(std::isinf(value[0]));
 }
 
 TEST_CASE("ops: embedding rows of another vocabulary shard", "[ops]") {

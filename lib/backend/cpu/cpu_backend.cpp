@@ -614,7 +614,7 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void argmax(int32_t* out, const float* logits, int N, int V, int Vp) override {
+  void argmax(int32_t* out, const float* logits, int N, int V, int Vp, float* values) override {
 #pragma omp parallel for
     for (int n = 0; n < N; ++n) {
       const float* l = logits + static_cast<size_t>(n) * Vp;
@@ -622,6 +622,7 @@ class CpuBackend final : public Backend {
       for (int j = 1; j < V; ++j)
         if (l[j] > l[best]) best = j;
       out[n] = best;
+      if (values) values[n] = V > 0 ? l[best] : -INFINITY;
     }
   }
 

@@ -312,11 +312,14 @@ class CudaBackend final : public Backend {
   void crossentropy_forward(float* logp, const float* logits, const int32_t* targets, int N, int V, int Vp) override {
     LLMKIT_CUDA_NS::crossentropy_forward(logp, ref(logits), upload_ints(Slot::targets, targets, static_cast<size_t>(N)), N, V, Vp);
   }
-  void argmax(int32_t* out, const float* logits, int N, int V, int Vp) override {
+  void argmax(int32_t* out, const float* logits, int N, int V, int Vp, float* values) override {
     if (N <= 0) return;
-    auto* dev = reinterpret_cast<int32_t*>(scratch(Slot::partial, static_cast<size_t>(N)));
-    LLMKIT_CUDA_NS::argmax(dev, ref(logits), N, V, Vp);
+    // Indices, then values, in one scratch buffer of 2N words.
+    auto* dev = reinterpret_cast<int32_t*>(scratch(Slot::partial, 2 * static_cast<size_t>(N)));
+    float* vals = values ? reinterpret_cast<float*>(dev + N) : nullptr;
+    LLMKIT_CUDA_NS::argmax(dev, vals, ref(logits), N, V, Vp);
     check(cudaMemcpy(out, dev, static_cast<size_t>(N) * sizeof(int32_t), cudaMemcpyDeviceToHost), "cudaMemcpy to the host");
+    if (values) check(cudaMemcpy(values, vals, static_cast<size_t>(N) * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy to the host");
   }
   void crossentropy_backward(float* dlogits, const float* logits, const int32_t* targets, const float* dlogp, int N, int V,
                              int Vp, const float* lse) override {

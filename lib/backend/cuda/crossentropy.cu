@@ -140,7 +140,7 @@ __global__ void distill_backward_kernel(Ref dlogits, float* kd_loss, Ref logits,
 
 // Block per row: the largest value, then the smallest index holding it (indices below 2^24
 // are exact as floats).
-__global__ void argmax_kernel(int32_t* out, Ref logits, int V, int Vp) {
+__global__ void argmax_kernel(int32_t* out, float* values, Ref logits, int V, int Vp) {
   const size_t row = blockIdx.x;
   const Ref l = logits.at(row * Vp);
   float m = -INFINITY;
@@ -154,13 +154,14 @@ __global__ void argmax_kernel(int32_t* out, Ref logits, int V, int Vp) {
     }
   first = block_max(first);
   if (threadIdx.x == 0) out[row] = first == -INFINITY ? 0 : static_cast<int32_t>(-first);
+  if (threadIdx.x == 0 && values) values[row] = m;
 }
 
 }  // namespace
 
-void argmax(int32_t* out_dev, Ref logits, int N, int V, int Vp) {
+void argmax(int32_t* out_dev, float* values_dev, Ref logits, int N, int V, int Vp) {
   if (N <= 0) return;
-  LLMKIT_LAUNCH(argmax_kernel, N, kThreads, 0, out_dev, logits, V, Vp);
+  LLMKIT_LAUNCH(argmax_kernel, N, kThreads, 0, out_dev, values_dev, logits, V, Vp);
   check_launch("argmax");
 }
 

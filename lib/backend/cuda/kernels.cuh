@@ -77,7 +77,7 @@ void accumulate(Ref dst, Ref src, size_t n);
 void scale(Ref x, float s, size_t n);
 void convert(Ref dst, Ref src, size_t n);  // n values, rounded to dst's type
 
-void argmax(int32_t* out_dev, Ref logits, int N, int V, int Vp);
+void argmax(int32_t* out_dev, float* values_dev, Ref logits, int N, int V, int Vp);
 void crossentropy_forward(float* logp, Ref logits, const int32_t* targets_dev, int N, int V, int Vp);
 void crossentropy_backward(Ref dlogits, Ref logits, const int32_t* targets_dev, const float* dlogp, int N, int V, int Vp,
                            const float* lse = nullptr);

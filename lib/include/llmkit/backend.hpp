@@ -199,8 +199,10 @@ class Backend {
   virtual void crossentropy_forward(float* logp, const float* logits, const int32_t* targets,
                                     int N, int V, int Vp) = 0;
   // out[n] (host memory) = the index of the largest of the first V columns of logits row n, the
-  // first of equals: greedy decoding's token, and a trained token's accuracy.
-  virtual void argmax(int32_t* out, const float* logits, int N, int V, int Vp) = 0;
+  // first of equals: greedy decoding's token, and a trained token's accuracy. With `values`
+  // (host memory too), that largest value of each row as well (-inf for V = 0), which ranks
+  // holding shards of a vocabulary compare.
+  virtual void argmax(int32_t* out, const float* logits, int N, int V, int Vp, float* values = nullptr) = 0;
   // dlogits[n, v] = dlogp[n] * (onehot(target)[v] - softmax[v]) given d(loss)/d(logp[n]), the
   // entry point of every objective (mean cross-entropy: dlogp = -1/count; SFT masks: 0 on
   // prompt tokens; DPO and PPO: their own coefficients). May be called with dlogits == logits.
