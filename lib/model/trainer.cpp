@@ -444,9 +444,9 @@ double Trainer::train_step() {
   obj_.begin_step(*this, state_.cursor);
   const uint64_t base = state_.cursor + static_cast<uint64_t>(dp_->rank()) * static_cast<uint64_t>(per_rank_);
   for (int64_t a = 0; a < accum_; ++a) {
-    const bool overlap = a + 1 == accum_ && dp_->size() > 1;
-    if (zero2_)  // every micro-batch's gradients, block by block, into this rank's segment
-      model_->set_gradient_hook([this](size_t off, size_t n) { reduce_into_shard(off, n); });
+    const bool last = a + 1 == accum_, overlap = last && dp_->size() > 1;
+    if (zero2_)  // the blocks' gradients of every micro-batch, the rest's of the step, into this rank's segment
+      model_->set_gradient_hook([this, last](size_t off, size_t n) { reduce_into_shard(off, n, last); });
     else if (overlap)
       model_->set_gradient_hook([this](size_t off, size_t n) {
         if (n == 0) return;
@@ -460,17 +460,17 @@ double Trainer::train_step() {
   return obj_.end_step(*this);
 }
 
-// ZeRO-2: a range of the gradients a backward pass has finished (a block's, in the model's
-// window), reduced to the ranks whose segments hold it and added to this rank's part of the
-// step's sum; the model's copy is then zeroed, as the next backward adds to what is there.
-void Trainer::reduce_into_shard(size_t off, size_t n) {
-  if (n == 0) return;
+// ZeRO-2: a range of the gradients a backward pass has finished, reduced to the ranks whose
+// segments hold it and added to this rank's part of the step's sum: a block's at once (the
+// model's window is the next block's), the others' (embeddings, heads) once, after the step's
+// last micro-batch, as they add up in the model until then.
+void Trainer::reduce_into_shard(size_t off, size_t n, bool last) {
+  if (n == 0 || (!last && !model_->in_gradient_window(off))) return;
   float* src = model_->grad_at(off);
   coll_->reduce_range_start(src, counts_, off, n);
   coll_->wait();
   const size_t b = std::max(off, lo_), e = std::min(off + n, hi_);
   if (b < e) be_->accumulate(gshard_ + (b - lo_), src + (b - off), e - b);
-  be_->zero(src, n);
 }
 
 const float* Trainer::gradient(size_t offset) { return zero2_ ? gshard_ + (offset - lo_) : model_->grads() + offset; }
@@ -537,18 +537,48 @@ void Trainer::optimizer_step(double lr, float clip_scale, int64_t t) {
   be_->parameters_changed();  // a GPU's bf16 copy of the weights is made again before use
 }
 
+// Whole weights on every rank for as long as it lives (ZeRO-3 gathers them, then goes back to
+// the segments): for the passes the ranks do not run alike (evaluation, samples) and for
+// checkpoints. Collective.
+namespace {
+class WholeWeights {
+ public:
+  WholeWeights(Model& m, bool sharded) : m_(m), sharded_(sharded) {
+    if (sharded_) m_.materialize();
+  }
+  ~WholeWeights() {
+    if (sharded_) m_.shard();
+  }
+  WholeWeights(const WholeWeights&) = delete;
+  WholeWeights& operator=(const WholeWeights&) = delete;
+
+ private:
+  Model& m_;
+  bool sharded_;
+};
+}  // namespace
+
+// A tensor-parallel model put together on the host: its whole tensors and moments.
+struct Trainer::Whole {
+  std::unique_ptr<Backend> host;
+  std::unique_ptr<Model> model;
+  std::vector<float> m, v;
+};
+
 // Rank 0 writes the checkpoint. It holds all the moments, in the same layout whatever the
-// sharding: with ZeRO-1 the segments are gathered to it first.
+// sharding: with ZeRO-1 the segments are gathered to it first. Under tensor parallelism the
+// first data-parallel group's slices are put together on rank 0 first, so checkpoints hold
+// whole tensors whatever the layout.
 void Trainer::save(bool final) {
   stats_.add("checkpoints");
-  if (zero3_) model_->materialize();  // whole weights to write, for a moment
+  WholeWeights whole_weights(*model_, zero3_);
   obj_.before_save(*this);
   const bool root = comm_.rank() == 0;
   std::vector<float> m_copy, v_copy, m_all, v_all;
   const float* m = nullptr;
   const float* v = nullptr;
   // The first rank of each data-parallel group ends with its model slice's moments (with
-  // ZeRO-1 gathered from the group's segments); under tensor parallelism they all write.
+  // ZeRO-1 gathered from the group's segments); under tensor parallelism they all send them.
   const bool dp_root = dp_->rank() == 0;
   if (root || sharded_ || (dp_root && tp_->size() > 1)) {
     m = on_host(*be_, m_, hi_ - lo_, m_copy);
@@ -562,25 +592,28 @@ void Trainer::save(bool final) {
     m = m_all.data();
     v = v_all.data();
   }
-  if (tp_->size() > 1) {
-    if (dp_root) save_tensor_parallel(m, v, final);
-  } else if (root) {
+  Model* model = model_.get();
+  Whole whole;
+  if (tp_->size() > 1 && dp_root && assemble_tensor_parallel(m, v, whole)) {
+    model = whole.model.get();
+    m = whole.m.data();
+    v = whole.v.data();
+  }
+  if (root) {
     g_saving_step = state_.step;
-    std::string dir = save_checkpoint(opts_.out, *model_, m, v, state_, opts_.tokenizer, opts_.keep,
+    std::string dir = save_checkpoint(opts_.out, *model, m, v, state_, opts_.tokenizer, opts_.keep,
                                       opts_.save_dtype == "bf16" ? "BF16" : "F32",
                                       [&](const std::string& tmp) { obj_.save_extra(*this, tmp); });
     g_steps_saved = state_.step;
     g_saving_step = -1;
     LLMKIT_INFO("saved %s%s", dir.c_str(), final ? " (final)" : "");
   }
-  if (zero3_) model_->shard();
   comm_.barrier();
 }
 
-// The checkpoint of a tensor-parallel model holds whole tensors, as any other: the first
-// data-parallel group's ranks send their slices (weights and moments) to its first rank, which
-// puts each tensor together in a whole model on the host and writes that.
-void Trainer::save_tensor_parallel(const float* m, const float* v, bool final) {
+// The tensor-parallel group's slices (weights, and the moments m and v in the gradient layout)
+// sent to its first rank, which puts each tensor together in `out`; true there.
+bool Trainer::assemble_tensor_parallel(const float* m, const float* v, Whole& out) {
   const bool root = tp_->rank() == 0;
   const size_t np = model_->num_params(), ng = model_->num_grads();
   std::vector<float> w_copy;
@@ -590,32 +623,28 @@ void Trainer::save_tensor_parallel(const float* m, const float* v, bool final) {
   tp_->gatherv(w, w_all.data(), std::vector<size_t>(R, np));
   tp_->gatherv(m, m_all.data(), std::vector<size_t>(R, ng));
   tp_->gatherv(v, v_all.data(), std::vector<size_t>(R, ng));
-  if (!root) return;
-  std::unique_ptr<Backend> host = make_backend("cpu", "fp32");
+  if (!root) return false;
+  out.host = make_backend("cpu", "fp32");
   ModelOptions o = model_->options();
   o.tp = TensorParallel{};
-  Model whole(model_->config(), *host, o);
+  out.model = std::make_unique<Model>(model_->config(), *out.host, o);
+  Model& whole = *out.model;
   whole.freeze([&](const std::string& name) { return model_->is_frozen(name); });
-  std::vector<float> m_whole(whole.num_grads()), v_whole(whole.num_grads());
+  out.m.assign(whole.num_grads(), 0.0f);
+  out.v.assign(whole.num_grads(), 0.0f);
+  auto slices = [&](const std::vector<float>& all, size_t stride, size_t offset) {
+    std::vector<const float*> p;
+    for (size_t r = 0; r < R; ++r) p.push_back(all.data() + r * stride + offset);
+    return p;
+  };
   for (const ParamSpec& s : model_->params()) {
     const ParamSpec& f = whole.param(s.name);
-    auto slices = [&](const std::vector<float>& all, size_t stride, size_t offset) {
-      std::vector<const float*> out;
-      for (size_t r = 0; r < R; ++r) out.push_back(all.data() + r * stride + offset);
-      return out;
-    };
     model_->unshard(s, slices(w_all, np, s.offset), whole.weights() + f.offset);
     if (!s.trainable()) continue;
-    model_->unshard(s, slices(m_all, ng, s.grad_offset), m_whole.data() + f.grad_offset);
-    model_->unshard(s, slices(v_all, ng, s.grad_offset), v_whole.data() + f.grad_offset);
+    model_->unshard(s, slices(m_all, ng, s.grad_offset), out.m.data() + f.grad_offset);
+    model_->unshard(s, slices(v_all, ng, s.grad_offset), out.v.data() + f.grad_offset);
   }
-  g_saving_step = state_.step;
-  std::string dir = save_checkpoint(opts_.out, whole, m_whole.data(), v_whole.data(), state_, opts_.tokenizer, opts_.keep,
-                                    opts_.save_dtype == "bf16" ? "BF16" : "F32",
-                                    [&](const std::string& tmp) { obj_.save_extra(*this, tmp); });
-  g_steps_saved = state_.step;
-  g_saving_step = -1;
-  LLMKIT_INFO("saved %s%s (whole tensors from %zu tensor-parallel slices)", dir.c_str(), final ? " (final)" : "", R);
+  return true;
 }
 
 int Trainer::run() {
@@ -689,9 +718,11 @@ int Trainer::run() {
                   static_cast<long long>(state_.step), static_cast<long long>(opts_.steps), loss, lr, norm, tps, 100 * mfu,
                   secs * 1000);
     if (opts_.eval_every > 0 && (state_.step % opts_.eval_every == 0 || state_.step == opts_.steps)) {
-      if (zero3_) model_->materialize();  // evaluations run unequal passes on the ranks
-      nlohmann::json ev = obj_.evaluate(*this);
-      if (zero3_) model_->shard();
+      nlohmann::json ev;
+      {
+        WholeWeights whole_weights(*model_, zero3_);  // evaluations run unequal passes on the ranks
+        ev = obj_.evaluate(*this);
+      }
       if (ev.is_object() && !ev.empty()) {
         std::string l = "{\"step\":" + std::to_string(state_.step);
         for (auto it = ev.begin(); it != ev.end(); ++it) {
@@ -709,9 +740,8 @@ int Trainer::run() {
       }
     }
     if (opts_.sample_every > 0 && state_.step % opts_.sample_every == 0) {
-      if (zero3_) model_->materialize();
+      WholeWeights whole_weights(*model_, zero3_);
       obj_.sample(*this);
-      if (zero3_) model_->shard();
     }
     if (opts_.stop_at > 0 && state_.step == opts_.stop_at && state_.step < opts_.steps) {
       save(false);

@@ -164,7 +164,8 @@ class Trainer {
   // group (adjacent ranks: one node's GPUs), with the latter's collectives.
   std::unique_ptr<Comm> dp_, tp_;
   std::unique_ptr<class Collectives> tp_coll_;
-  void save_tensor_parallel(const float* m, const float* v, bool final);
+  struct Whole;
+  bool assemble_tensor_parallel(const float* m, const float* v, Whole& out);
   // The part of the gradient buffer whose AdamW state this rank keeps and updates, [lo_, hi_):
   // with ZeRO-1 over several ranks its segment (counts_ has every rank's), else all.
   bool sharded_ = false;
@@ -172,7 +173,7 @@ class Trainer {
   // micro-batches, in the backend's memory (the model holds one block's gradients at a time).
   bool zero2_ = false, zero3_ = false;  // ZeRO-3: the model's parameters sharded too
   float* gshard_ = nullptr;
-  void reduce_into_shard(size_t offset, size_t n);
+  void reduce_into_shard(size_t offset, size_t n, bool last);
   const float* gradient(size_t offset);  // of [lo_, hi_), wherever the step's sum is
   std::vector<size_t> counts_;
   size_t lo_ = 0, hi_ = 0;
