@@ -18,17 +18,9 @@ fi
 work=$(mktemp -d /tmp/llmkit-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-# Random tokens below 32000 in an llm.c v7 file (u32 tokens): enough windows of 1025 tokens for
-# every step; the speed depends on the shapes, not on which ids the data holds.
-python3 - "$work/tokens.bin" "$(( (steps + 2) * micro * 1025 ))" <<'PY'
-import random, struct, sys
-rng = random.Random(1)
-n = int(sys.argv[2])
-with open(sys.argv[1], "wb") as f:
-    h = [0] * 256; h[0] = 20240801; h[1] = 7; h[2] = n
-    f.write(struct.pack("<256i", *h))
-    f.write(struct.pack("<%dI" % n, *(rng.randrange(32000) for _ in range(n))))
-PY
+# Random tokens below 32000: enough windows of 1025 tokens for every step.
+. "$(dirname "$0")/lib.sh"
+random_tokens "$work/tokens.bin" "$(( (steps + 2) * micro * 1025 ))" 32000
 
 run() {  # MODEL [EXTRA OPTIONS]
   model=$1

@@ -43,7 +43,6 @@ Comm::Comm() {
   mpi_ = true;
 }
 
-
 std::unique_ptr<Comm> Comm::split(int color, int key) {
   std::unique_ptr<Comm> c(new Comm(Private{}));
   if (!mpi_) return c;

@@ -17,6 +17,7 @@
 #include "llmkit/safetensors.hpp"
 #include "llmkit/error.hpp"
 #include "llmkit/model.hpp"
+#include "util.hpp"
 
 using namespace llmkit;
 
@@ -38,12 +39,7 @@ ModelConfig tiny_bert(int vocab = 37) {
   return c;
 }
 
-std::vector<int32_t> random_ids(int n, int vocab, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<int32_t> t(static_cast<size_t>(n));
-  for (auto& x : t) x = static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab));
-  return t;
-}
+using llmkit::test::random_ids;
 
 using vd = std::vector<double>;
 
@@ -366,14 +362,7 @@ TEST_CASE("A K-label score head (BERT's pooler and classifier, a decoder's score
     const auto tok = random_ids(B * T, c.vocab_size, 23);
     std::vector<float> R(static_cast<size_t>(B * T * K));
     for (size_t i = 0; i < R.size(); ++i) R[i] = 0.1f * static_cast<float>(i % 7) - 0.3f;
-    auto objective = [&] {
-      m.forward(tok.data(), nullptr, B, T);
-      const auto v = m.values();
-      REQUIRE(v.size() == R.size());
-      double s = 0;
-      for (size_t i = 0; i < v.size(); ++i) s += static_cast<double>(v[i]) * R[i];
-      return s;
-    };
+    auto objective = [&] { return test::weighted_values(m, tok, B, T, R); };
     m.zero_grad();
     objective();
     m.backward(nullptr, R.data());

@@ -17,12 +17,7 @@ namespace {
 
 ModelConfig tiny(ModelConfig::Family family) { return test::two_layer_model(family, 37, 16, 24, 64, 16, false); }  // Llama untied: lm_head checked too
 
-std::vector<int32_t> random_tokens(int n, int vocab, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<int32_t> t(static_cast<size_t>(n));
-  for (auto& x : t) x = static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab));
-  return t;
-}
+using llmkit::test::random_ids;
 
 double loss_of(Model& m, const std::vector<int32_t>& tok, const std::vector<int32_t>& tgt, int B, int T) {
   m.forward(tok.data(), tgt.data(), B, T);
@@ -66,7 +61,7 @@ TEST_CASE("The whole model's gradient matches finite differences", "[model]") {
     Model m(tiny(family), *be);
     m.init(3);
     const int B = 2, T = 7;
-    auto tok = random_tokens(B * T, 37, 1), tgt = random_tokens(B * T, 37, 2);
+    auto tok = random_ids(B * T, 37, 1), tgt = random_ids(B * T, 37, 2);
     tgt[3] = -1;  // an ignored position
     m.zero_grad();
     m.forward(tok.data(), tgt.data(), B, T);
@@ -103,7 +98,7 @@ TEST_CASE("Loss at initialisation is about ln(vocab); one batch is overfitted", 
   Model m(c, *be);
   m.init(1);
   const int B = 2, T = 16;
-  auto tok = random_tokens(B * T + 1, 200, 5);
+  auto tok = random_ids(B * T + 1, 200, 5);
   std::vector<int32_t> in(tok.begin(), tok.begin() + B * T), tgt(tok.begin() + 1, tok.end());
   double first = loss_of(m, in, tgt, B, T);
   CHECK(std::abs(first - std::log(200.0)) < 0.1);
@@ -134,16 +129,10 @@ TEST_CASE("The scalar head's gradient matches finite differences; the LM head ca
   Model m(tiny(ModelConfig::Family::llama), *be, ModelOptions{true});
   m.init(4);
   const int B = 2, T = 5;
-  auto tok = random_tokens(B * T, 37, 11);
+  auto tok = random_ids(B * T, 37, 11);
   std::vector<float> R(static_cast<size_t>(B * T));
   for (size_t i = 0; i < R.size(); ++i) R[i] = 0.1f * static_cast<float>(i % 7) - 0.3f;
-  auto objective = [&] {
-    m.forward(tok.data(), nullptr, B, T);
-    auto v = m.values();
-    double s = 0;
-    for (size_t i = 0; i < v.size(); ++i) s += static_cast<double>(v[i]) * R[i];
-    return s;
-  };
+  auto objective = [&] { return test::weighted_values(m, tok, B, T, R); };
   m.zero_grad();
   objective();
   m.backward(nullptr, R.data());
@@ -184,7 +173,7 @@ TEST_CASE("Frozen parameters get no gradient and leave the others' unchanged", "
     };
     b.freeze(frozen);
     const int B = 2, T = 6;
-    auto tok = random_tokens(B * T, 37, 3), tgt = random_tokens(B * T, 37, 4);
+    auto tok = random_ids(B * T, 37, 3), tgt = random_ids(B * T, 37, 4);
     for (Model* m : {&a, &b}) {
       m->zero_grad();
       m->forward(tok.data(), tgt.data(), B, T);
@@ -220,7 +209,7 @@ TEST_CASE("Recomputing the MLP's activations gives the same gradients with fewer
     plain.init(5);
     re.init(5);
     const int B = 3, T = 11;
-    auto tok = random_tokens(B * T, c.vocab_size, 1), tgt = random_tokens(B * T, c.vocab_size, 2);
+    auto tok = random_ids(B * T, c.vocab_size, 1), tgt = random_ids(B * T, c.vocab_size, 2);
     for (Model* m : {&plain, &re}) {
       m->zero_grad();
       m->forward(tok.data(), tgt.data(), B, T);
@@ -240,7 +229,7 @@ TEST_CASE("The gradient hook reports ranges that tile the buffer, each final whe
     Model m(c, *be);
     m.init(3);
     const int B = 2, T = 9;
-    auto tok = random_tokens(B * T, c.vocab_size, 4), tgt = random_tokens(B * T, c.vocab_size, 5);
+    auto tok = random_ids(B * T, c.vocab_size, 4), tgt = random_ids(B * T, c.vocab_size, 5);
     std::vector<std::pair<size_t, std::vector<float>>> seen;
     m.set_gradient_hook([&](size_t off, size_t n) { seen.emplace_back(off, std::vector<float>(m.grads() + off, m.grads() + off + n)); });
     m.zero_grad();
@@ -278,7 +267,7 @@ TEST_CASE("A packed batch computes what its sequences compute one by one", "[mod
     for (int b = 0; b < B; ++b) {
       int t = 0;
       for (int len : rows[static_cast<size_t>(b)]) {
-        auto s = random_tokens(len, c.vocab_size, seed++), g = random_tokens(len, c.vocab_size, seed++);
+        auto s = random_ids(len, c.vocab_size, seed++), g = random_ids(len, c.vocab_size, seed++);
         g[0] = -1;  // an untrained token inside a sequence too
         for (int i = 0; i < len; ++i) {
           tok[static_cast<size_t>(b * T + t + i)] = s[static_cast<size_t>(i)];

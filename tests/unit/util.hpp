@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "llmkit/ggml.hpp"
@@ -41,11 +42,24 @@ inline ModelConfig two_layer_model(ModelConfig::Family f, int vocab, int dim, in
 // A tiny model (vocabulary 61) of the family: what the engine and scheduler tests run.
 inline ModelConfig tiny_model(ModelConfig::Family f, int max_seq) { return two_layer_model(f, 61, 24, 40, 96, max_seq, true); }
 
-// n token ids of tiny_model's vocabulary, from std::mt19937_64(seed).
-inline std::vector<int32_t> random_ids(int n, uint64_t seed) {
+// n token ids below vocab, from std::mt19937_64(seed).
+inline std::vector<int32_t> random_ids(int n, int vocab, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<int32_t> s(static_cast<size_t>(n));
-  for (auto& t : s) t = static_cast<int32_t>(rng() % 61);
+  for (auto& t : s) t = static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab));
+  return s;
+}
+// n token ids of tiny_model's vocabulary.
+inline std::vector<int32_t> random_ids(int n, uint64_t seed) { return random_ids(n, 61, seed); }
+
+// The score head's outputs of a forward over tok (B x T) dotted with R (B x T x K): an objective
+// whose gradient is backward(nullptr, R), for finite-difference checks.
+inline double weighted_values(Model& m, const std::vector<int32_t>& tok, int B, int T, const std::vector<float>& R) {
+  m.forward(tok.data(), nullptr, B, T);
+  const std::vector<float> v = m.values();
+  if (v.size() != R.size()) throw std::runtime_error("weighted_values: " + std::to_string(v.size()) + " values for " + std::to_string(R.size()) + " weights");
+  double s = 0;
+  for (size_t i = 0; i < v.size(); ++i) s += static_cast<double>(v[i]) * R[i];
   return s;
 }
 
